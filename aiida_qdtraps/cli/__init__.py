@@ -1,0 +1,9 @@
+"""The ``qdtraps`` command line: ``qdtraps setup``, ``qdtraps status``, ``qdtraps demo``, ...
+
+Commands live in ``cmd_*`` modules that register themselves on the :data:`cli` group from :mod:`.root`.
+"""
+
+from . import cmd_demo, cmd_profile  # noqa: F401  (importing registers the commands)
+from .root import cli
+
+__all__ = ('cli',)

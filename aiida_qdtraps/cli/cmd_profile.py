@@ -1,0 +1,161 @@
+"""``qdtraps setup`` and ``qdtraps status``: the project-local profile, its computer and its codes."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import tempfile
+import time
+
+import click
+
+from .root import cli
+
+PROBE_TIMEOUT_S = 30
+
+
+def _run(args, **kwargs) -> str:
+    env = {**os.environ, 'OMP_NUM_THREADS': '1', 'OMPI_ALLOW_RUN_AS_ROOT': '1', 'OMPI_ALLOW_RUN_AS_ROOT_CONFIRM': '1'}
+    result = subprocess.run(
+        args, capture_output=True, text=True, timeout=PROBE_TIMEOUT_S, env=env, check=False, **kwargs
+    )
+    return result.stdout + result.stderr
+
+
+def cp2k_version(executable: str) -> str | None:
+    """Return the version of a CP2K executable, from the first line of ``cp2k.psmp --version``."""
+    try:
+        output = _run([executable, '--version'], stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    match = re.search(r'CP2K version\s+(\S+)', output)
+    return match.group(1) if match else None
+
+
+def pw_version(executable: str) -> str | None:
+    """Return the version of a pw.x executable: the ``Program PWSCF v.X`` banner it prints on start-up.
+
+    pw.x with an empty stdin prints the banner and stops within a second; it runs in a throw-away directory because it
+    writes its input copy to the working directory. Falls back to the Debian package version.
+    """
+    try:
+        with tempfile.TemporaryDirectory(prefix='qdtraps-pw-version-') as tmpdir:
+            output = _run([executable], stdin=subprocess.DEVNULL, cwd=tmpdir)
+        match = re.search(r'Program PWSCF v\.(\S+)', output)
+        if match:
+            return match.group(1)
+    except (OSError, subprocess.SubprocessError):
+        pass
+    try:
+        output = _run(['dpkg-query', '-W', '-f=${Version}', 'quantum-espresso'])
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return f'{output.strip()} (Debian package)' if output.strip() and 'no packages' not in output else None
+
+
+def baderkit_version(executable: str | None = None) -> str | None:
+    """Return the version of the ``baderkit`` Python package installed in this environment."""
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version('baderkit')
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+VERSION_PROBES = {'cp2k': cp2k_version, 'pw': pw_version, 'baderkit': baderkit_version}
+
+
+@cli.command()
+@click.option(
+    '--broker',
+    type=click.Choice(['zeromq', 'none']),
+    default='zeromq',
+    show_default=True,
+    help='Message broker of a newly created profile. zeromq: aiida-core 2.9 ZeroMQ broker, no external service, '
+    'started with `verdi daemon start`; none: `run` only, no daemon. Ignored if the profile exists.',
+)
+def setup(broker):
+    """Create or validate the project profile, the `localhost` computer and the codes (idempotent)."""
+    from aiida_qdtraps.profile import aiida_path, setup_project
+
+    start = time.perf_counter()
+    try:
+        steps = setup_project(broker=broker)
+    except RuntimeError as exception:
+        raise click.ClickException(str(exception)) from exception
+    for step in steps:
+        click.echo(str(step))
+    click.echo(f'qdtraps setup: done in {time.perf_counter() - start:.1f} s (AIIDA_PATH={aiida_path()})')
+
+
+def _broker_summary(profile) -> str:
+    backend = profile.process_control_backend
+    if backend is None:
+        return 'none (processes run with `verdi run` / `aiida.engine.run`; no daemon)'
+    if backend == 'core.zeromq':
+        from aiida.brokers import ZeromqBroker
+
+        running = ZeromqBroker(profile).check_service_reachable()
+        state = 'service running' if running else 'service not running; `verdi daemon start` starts it'
+        return f'{backend} ({state})'
+    return backend
+
+
+@cli.command()
+def status():
+    """Show the project profile, its storage and broker, and the codes with their versions.
+
+    Exits with status 1 if the profile or a code is missing.
+    """
+    from aiida_qdtraps.profile import PROFILE_NAME, aiida_path, code_specs, load_project_profile, profile_exists
+
+    ok = True
+    click.echo(f'AIIDA_PATH:  {aiida_path()}')
+    profile = None
+    if profile_exists():
+        profile = load_project_profile()
+        click.echo(f'profile:     {profile.name}')
+        click.echo(f'storage:     {profile.storage_backend} @ {profile.storage_config.get("filepath")}')
+        click.echo(f'broker:      {_broker_summary(profile)}')
+    else:
+        ok = False
+        click.echo(f'profile:     {PROFILE_NAME} MISSING (run `qdtraps setup` or `make setup`)')
+
+    stored = {}
+    if profile is not None:
+        from aiida import orm
+        from aiida.common.exceptions import NotExistent
+
+        try:
+            computer = orm.load_computer('localhost')
+            click.echo(
+                f'computer:    localhost ({computer.transport_type} + {computer.scheduler_type}, '
+                f'workdir {computer.get_workdir()})'
+            )
+        except NotExistent:
+            ok = False
+            click.echo('computer:    localhost MISSING')
+        for spec in code_specs():
+            try:
+                stored[spec.label] = orm.load_code(spec.full_label)
+            except NotExistent:
+                pass
+
+    click.echo('codes:')
+    for spec in code_specs():
+        code = stored.get(spec.label)
+        executable = str(code.filepath_executable) if code is not None else spec.executable
+        if code is None:
+            state = 'missing'
+        elif not os.access(executable, os.X_OK):
+            state = 'missing executable'
+        else:
+            state = 'found'
+        ok = ok and state == 'found'
+        version = VERSION_PROBES[spec.label](executable) if os.access(executable, os.X_OK) else None
+        click.echo(f'  {spec.full_label:<20} {state:<8} {executable:<34} version {version or "unknown"}')
+
+    if not ok:
+        raise SystemExit(1)

@@ -1,0 +1,424 @@
+"""The project-local AiiDA profile: where it lives, how to create it, how to load it.
+
+Everything the project runs (``make demo``, ``qdtraps ...``, ``verdi`` after ``source env.sh``) uses one embedded
+AiiDA profile called ``qdtraps`` whose configuration folder lives inside the repository (``<repo>/.aiida``, git-ignored):
+
+* storage: ``core.sqlite_dos`` (SQLite database + disk object store) in ``<AIIDA_PATH>/repository/qdtraps``;
+* broker: ``core.zeromq`` -- the ZeroMQ broker of aiida-core 2.9; no external service is needed. ``aiida.engine.run``
+  works without it running; ``verdi daemon start`` starts it together with the daemon, so ``submit`` works too;
+* computer ``localhost`` (``core.local`` transport, ``core.direct`` scheduler, work dir ``<AIIDA_PATH>/scratch``);
+* codes ``cp2k@localhost``, ``pw@localhost`` and ``baderkit@localhost``.
+
+This module imports aiida only inside functions: ``AIIDA_PATH`` is read by aiida when its configuration module is first
+imported, so :func:`activate` must be able to run before that. Use::
+
+    from aiida_qdtraps.profile import load_project_profile
+    profile = load_project_profile()
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import pathlib
+import shutil
+import sys
+import typing as t
+import warnings
+
+if t.TYPE_CHECKING:
+    from aiida.manage.configuration.profile import Profile
+    from aiida.orm import Computer
+
+PROFILE_NAME = 'qdtraps'
+PROFILE_EMAIL = 'qdtraps@localhost'
+COMPUTER_LABEL = 'localhost'
+AIIDA_PATH_ENV = 'QDTRAPS_AIIDA_PATH'
+CONFIG_DIR_NAME = '.aiida'  # aiida's own convention: AIIDA_PATH=/x means /x/.aiida unless it already ends in .aiida
+STORAGE_BACKEND = 'core.sqlite_dos'
+BROKERS = {'zeromq': 'core.zeromq', 'none': None}
+
+__all__ = (
+    'PROFILE_NAME',
+    'COMPUTER_LABEL',
+    'CODES',
+    'SetupStep',
+    'project_root',
+    'aiida_path',
+    'activate',
+    'profile_exists',
+    'ensure_profile',
+    'ensure_computer',
+    'ensure_codes',
+    'setup_project',
+    'load_project_profile',
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class CodeSpec:
+    """What one code of the project profile must look like."""
+
+    label: str
+    executable: str
+    default_calc_job_plugin: str
+    prepend_text: str = ''
+    with_mpi: bool | None = None
+    description: str = ''
+
+    @property
+    def full_label(self) -> str:
+        return f'{self.label}@{COMPUTER_LABEL}'
+
+
+@dataclasses.dataclass(frozen=True)
+class SetupStep:
+    """The outcome of one idempotent set-up step: ``status`` is ``created``, ``exists`` or ``updated``."""
+
+    name: str
+    status: str
+    detail: str = ''
+
+    def __str__(self) -> str:
+        text = f'{self.name:<22} {self.status}'
+        return f'{text}  ({self.detail})' if self.detail else text
+
+
+def project_root() -> pathlib.Path:
+    """Return the repository root: the parent of the ``aiida_qdtraps`` package directory."""
+    return pathlib.Path(__file__).resolve().parent.parent
+
+
+def aiida_path() -> pathlib.Path:
+    """Return the AiiDA configuration folder of the project profile.
+
+    ``$QDTRAPS_AIIDA_PATH`` overrides the default ``<repo>/.aiida``. As for aiida's own ``AIIDA_PATH``, a value that does
+    not end in ``.aiida`` means ``<value>/.aiida``, so the folder is the same whether aiida or we resolve it.
+    """
+    override = os.environ.get(AIIDA_PATH_ENV)
+    path = pathlib.Path(override).expanduser() if override else project_root() / CONFIG_DIR_NAME
+    path = path.absolute()
+    if path.name != CONFIG_DIR_NAME:
+        path = path / CONFIG_DIR_NAME
+    return path
+
+
+def scratch_path() -> pathlib.Path:
+    """Return the work directory of the ``localhost`` computer."""
+    return aiida_path() / 'scratch'
+
+
+def storage_path() -> pathlib.Path:
+    """Return the folder of the ``core.sqlite_dos`` storage of the project profile."""
+    return aiida_path() / 'repository' / PROFILE_NAME
+
+
+def _which(name: str, default: str) -> str:
+    return shutil.which(name) or default
+
+
+def code_specs() -> tuple[CodeSpec, ...]:
+    """Return the specifications of the three codes, with executables resolved on this machine."""
+    venv_bin = pathlib.Path(sys.prefix) / 'bin'
+    baderkit = venv_bin / 'baderkit'
+    return (
+        CodeSpec(
+            label='cp2k',
+            executable=_which('cp2k.psmp', '/usr/bin/cp2k.psmp'),
+            default_calc_job_plugin='cp2k',
+            # The Debian build runs fine without mpirun for one rank; threads are capped unless the caller asks for more.
+            prepend_text='export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}',
+            with_mpi=False,
+            description='CP2K (Debian cp2k package), run without MPI',
+        ),
+        CodeSpec(
+            label='pw',
+            executable=_which('pw.x', '/usr/bin/pw.x'),
+            default_calc_job_plugin='quantumespresso.pw',
+            prepend_text='\n'.join(
+                (
+                    'export OMPI_ALLOW_RUN_AS_ROOT=1',
+                    'export OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1',
+                    'export OMP_NUM_THREADS=1',
+                )
+            ),
+            description='Quantum ESPRESSO pw.x (Debian quantum-espresso package)',
+        ),
+        CodeSpec(
+            label='baderkit',
+            executable=str(baderkit if baderkit.exists() else _which('baderkit', str(baderkit))),
+            default_calc_job_plugin='core.shell',
+            prepend_text='export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}',
+            with_mpi=False,
+            description='BaderKit command line (Python package in the project venv)',
+        ),
+    )
+
+
+CODES = ('cp2k@localhost', 'pw@localhost', 'baderkit@localhost')  # full labels, as in `orm.load_code(...)`
+
+
+def activate() -> pathlib.Path:
+    """Point aiida at the project configuration folder and return it.
+
+    Sets ``os.environ['AIIDA_PATH']`` (inherited by ``verdi``, daemon workers and any subprocess). If aiida was already
+    imported -- its settings module resolves ``AIIDA_PATH`` at import time -- the configuration folder is reset too, as
+    long as no other profile is loaded.
+    """
+    path = aiida_path()
+    os.environ['AIIDA_PATH'] = str(path)
+    path.mkdir(parents=True, exist_ok=True)  # an existing folder also spares aiida's `Creating ... folder` warning
+
+    if 'aiida.manage.configuration.settings' not in sys.modules:
+        return path  # aiida will read the environment variable when it is first imported
+
+    from aiida.manage import get_manager
+    from aiida.manage.configuration import reset_config
+    from aiida.manage.configuration.settings import AiiDAConfigDir
+
+    if AiiDAConfigDir.get() != path:
+        loaded = get_manager().get_profile()
+        if loaded is not None:
+            raise RuntimeError(
+                f'Profile `{loaded.name}` from `{AiiDAConfigDir.get()}` is already loaded in this interpreter; '
+                f'cannot switch to the project configuration folder `{path}`.'
+            )
+        reset_config()
+        with warnings.catch_warnings():
+            warnings.filterwarnings('ignore', message='Creating AiiDA configuration folder')
+            AiiDAConfigDir.set(path)
+    return path
+
+
+def _get_config(create: bool = False):
+    path = activate()
+    with warnings.catch_warnings():
+        warnings.filterwarnings('ignore', message='Creating AiiDA configuration folder')
+        from aiida.common.exceptions import MissingConfigurationError
+        from aiida.manage.configuration import get_config
+
+        try:
+            config = get_config(create=create)
+        except MissingConfigurationError:
+            return None
+    if pathlib.Path(config.dirpath) != path:  # pragma: no cover - guards against a stale cached config
+        raise RuntimeError(f'aiida loaded the configuration in `{config.dirpath}` instead of `{path}`.')
+    return config
+
+
+def profile_exists() -> bool:
+    """Return whether the project profile exists in the project configuration folder (creates nothing)."""
+    config = _get_config(create=False)
+    return config is not None and PROFILE_NAME in config.profile_names
+
+
+def ensure_profile(broker: str = 'zeromq') -> SetupStep:
+    """Create the project profile unless it exists; validate it if it does.
+
+    :param broker: ``zeromq`` (default) or ``none``; only used when the profile is created.
+    """
+    from aiida.manage.configuration import create_profile
+    from aiida.plugins import BrokerFactory
+
+    if broker not in BROKERS:
+        raise ValueError(f'unknown broker `{broker}`; choose from {sorted(BROKERS)}')
+
+    config = _get_config(create=True)
+    path = aiida_path()
+
+    if PROFILE_NAME in config.profile_names:
+        profile = config.get_profile(PROFILE_NAME)
+        if profile.storage_backend != STORAGE_BACKEND:
+            raise RuntimeError(
+                f'profile `{PROFILE_NAME}` in `{path}` uses storage `{profile.storage_backend}`, not `{STORAGE_BACKEND}`'
+                f'; remove `{path}` to start afresh.'
+            )
+        details = [f'AIIDA_PATH={path}']
+        changed = False
+        filepath = pathlib.Path(profile.storage_config['filepath'])
+        if not filepath.is_dir():
+            if storage_path().is_dir():  # the repository was moved: the config still holds the old absolute path
+                profile.set_storage(STORAGE_BACKEND, {**profile.storage_config, 'filepath': str(storage_path())})
+                config.update_profile(profile)
+                details.append(f'storage path updated to {storage_path()}')
+                changed = True
+            else:
+                raise RuntimeError(
+                    f'the storage of profile `{PROFILE_NAME}` is missing (`{filepath}`); remove `{path}` '
+                    '(`make clean-profile`) and run the set-up again.'
+                )
+        if config.default_profile_name != PROFILE_NAME:
+            config.set_default_profile(PROFILE_NAME, overwrite=True)
+            details.append('made default profile')
+            changed = True
+        if changed:
+            config.store()
+        return SetupStep(f'profile {PROFILE_NAME}', 'updated' if changed else 'exists', ', '.join(details))
+
+    storage = storage_path()
+    if storage.exists() and any(storage.iterdir()):
+        raise RuntimeError(
+            f'`{storage}` holds storage of a profile that is no longer in `{config.filepath}`; remove `{path}` '
+            '(`make clean-profile`) and run the set-up again.'
+        )
+
+    broker_backend = BROKERS[broker]
+    broker_config = BrokerFactory(broker_backend).get_default_config() if broker_backend else None
+    create_profile(
+        config,
+        name=PROFILE_NAME,
+        email=PROFILE_EMAIL,
+        storage_backend=STORAGE_BACKEND,
+        storage_config={'filepath': str(storage)},
+        broker_backend=broker_backend,
+        broker_config=broker_config,
+    )
+    # as `verdi presto` does: poll processes every second instead of every minute
+    config.set_option('runner.poll.interval', 1, scope=PROFILE_NAME)
+    config.set_default_profile(PROFILE_NAME, overwrite=True)
+    config.store()
+    return SetupStep(
+        f'profile {PROFILE_NAME}',
+        'created',
+        f'AIIDA_PATH={path}, storage {STORAGE_BACKEND}, broker {broker_backend or "none"}',
+    )
+
+
+def load_project_profile() -> 'Profile':
+    """Load the project profile (``qdtraps`` in ``<repo>/.aiida`` or ``$QDTRAPS_AIIDA_PATH``) and return it.
+
+    Safe to call more than once. Raises ``aiida.common.exceptions.ProfileConfigurationError`` if it does not exist yet
+    (run ``qdtraps setup`` or ``make setup``).
+    """
+    from aiida.common.exceptions import ProfileConfigurationError
+    from aiida.manage import get_manager
+
+    if _get_config(create=False) is None:
+        raise ProfileConfigurationError(
+            f'no AiiDA configuration in `{aiida_path()}`; run `qdtraps setup` (or `make setup`) first.'
+        )
+    loaded = get_manager().get_profile()
+    if loaded is not None and loaded.name == PROFILE_NAME:
+        return loaded
+
+    import aiida
+
+    return aiida.load_profile(PROFILE_NAME, allow_switch=True)
+
+
+def _load_computer() -> 'Computer | None':
+    from aiida import orm
+    from aiida.common.exceptions import NotExistent
+
+    try:
+        return orm.load_computer(COMPUTER_LABEL)
+    except NotExistent:
+        return None
+
+
+def ensure_computer() -> SetupStep:
+    """Create and configure the ``localhost`` computer unless it exists; repair its work dir and configuration."""
+    from aiida import orm
+
+    load_project_profile()
+    workdir = str(scratch_path())
+    computer = _load_computer()
+
+    if computer is None:
+        scratch_path().mkdir(parents=True, exist_ok=True)
+        computer = orm.Computer(
+            label=COMPUTER_LABEL,
+            hostname='localhost',
+            description='This machine, set up by `qdtraps setup`',
+            transport_type='core.local',
+            scheduler_type='core.direct',
+            workdir=workdir,
+        ).store()
+        computer.set_default_mpiprocs_per_machine(1)
+        computer.set_minimum_job_poll_interval(1)
+        computer.configure(safe_interval=0)
+        return SetupStep(f'computer {COMPUTER_LABEL}', 'created', f'core.local + core.direct, workdir {workdir}')
+
+    if (computer.transport_type, computer.scheduler_type) != ('core.local', 'core.direct'):
+        raise RuntimeError(
+            f'computer `{COMPUTER_LABEL}` uses {computer.transport_type} + {computer.scheduler_type}, not '
+            f'core.local + core.direct; remove `{aiida_path()}` (`make clean-profile`) and run the set-up again.'
+        )
+    fixes = []
+    if computer.get_workdir() != workdir:
+        computer.set_workdir(workdir)
+        fixes.append(f'workdir -> {workdir}')
+    if computer.get_default_mpiprocs_per_machine() != 1:
+        computer.set_default_mpiprocs_per_machine(1)
+        fixes.append('default mpiprocs -> 1')
+    if not computer.is_configured:
+        computer.configure(safe_interval=0)
+        fixes.append('configured for the default user')
+    scratch_path().mkdir(parents=True, exist_ok=True)
+    if fixes:
+        return SetupStep(f'computer {COMPUTER_LABEL}', 'updated', ', '.join(fixes))
+    return SetupStep(f'computer {COMPUTER_LABEL}', 'exists')
+
+
+def _matches(code, spec: CodeSpec) -> bool:
+    return (
+        str(code.filepath_executable) == spec.executable
+        and code.default_calc_job_plugin == spec.default_calc_job_plugin
+        and code.prepend_text == spec.prepend_text
+        and code.with_mpi == spec.with_mpi
+    )
+
+
+def ensure_codes() -> list[SetupStep]:
+    """Create ``cp2k@localhost``, ``pw@localhost`` and ``baderkit@localhost`` unless they exist as specified.
+
+    Codes are immutable once stored. A code whose executable, plugin, prepend text or MPI setting no longer match (e.g.
+    the binary moved) is kept for provenance but relabelled ``<label>-old-<pk>`` and hidden, and a new one is created.
+    """
+    from aiida import orm
+
+    load_project_profile()
+    computer = _load_computer()
+    if computer is None:
+        raise RuntimeError(f'computer `{COMPUTER_LABEL}` does not exist; call `ensure_computer()` first.')
+
+    steps = []
+    for spec in code_specs():
+        missing = '' if os.access(spec.executable, os.X_OK) else f'; WARNING: {spec.executable} is not executable yet'
+        existing = (
+            orm.QueryBuilder()
+            .append(orm.Computer, filters={'label': COMPUTER_LABEL}, tag='computer')
+            .append(orm.InstalledCode, with_computer='computer', filters={'label': spec.label}, project='*')
+            .all(flat=True)
+        )
+        if any(_matches(code, spec) for code in existing):
+            steps.append(SetupStep(f'code {spec.full_label}', 'exists', f'{spec.executable}{missing}'))
+            continue
+
+        for code in existing:
+            code.label = f'{spec.label}-old-{code.pk}'
+            code.is_hidden = True
+
+        orm.InstalledCode(
+            computer=computer,
+            filepath_executable=spec.executable,
+            label=spec.label,
+            description=spec.description,
+            default_calc_job_plugin=spec.default_calc_job_plugin,
+            prepend_text=spec.prepend_text,
+            with_mpi=spec.with_mpi,
+        ).store()
+        status = 'updated' if existing else 'created'
+        detail = f'{spec.executable}, plugin {spec.default_calc_job_plugin}'
+        if existing:
+            detail += f'; previous version relabelled {", ".join(c.label for c in existing)}'
+        steps.append(SetupStep(f'code {spec.full_label}', status, detail + missing))
+    return steps
+
+
+def setup_project(broker: str = 'zeromq') -> list[SetupStep]:
+    """Create or validate the profile, the computer and the codes; return what was done, step by step."""
+    steps = [ensure_profile(broker=broker)]
+    steps.append(ensure_computer())
+    steps.extend(ensure_codes())
+    return steps

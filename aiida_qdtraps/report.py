@@ -1,0 +1,49 @@
+"""Text summaries of finished pipeline runs (what ``qdtraps demo`` prints)."""
+
+from __future__ import annotations
+
+from aiida import orm
+
+
+def _calcjobs(workflow: orm.WorkflowNode) -> list[orm.CalcJobNode]:
+    return sorted((n for n in workflow.called_descendants if isinstance(n, orm.CalcJobNode)), key=lambda n: n.ctime)
+
+
+def _elapsed(node: orm.ProcessNode) -> float:
+    return (node.mtime - node.ctime).total_seconds()
+
+
+def pipeline_rows(pipeline: orm.WorkflowNode) -> list[tuple[str, str]]:
+    """(label, value) rows describing a finished ``QdTrapsPipelineWorkChain``."""
+    relax = pipeline.base.links.get_outgoing(link_label_filter='relax').one().node
+    hybrid = pipeline.base.links.get_outgoing(link_label_filter='hybrid_scf').one().node
+    structure = pipeline.inputs.structure
+    params = hybrid.outputs.output_parameters
+    rows = [
+        ('QD', f'{structure.get_formula(mode="hill")} ({len(structure.sites)} atoms, '
+               f'charge {pipeline.inputs.charge.value}, multiplicity {pipeline.inputs.multiplicity.value})'),
+        ('pipeline', f'QdTrapsPipelineWorkChain<{pipeline.pk}>  exit status {pipeline.exit_status}'),
+    ]
+    for label, workflow in (('relax', relax), ('PBE0', hybrid)):
+        for calc in _calcjobs(workflow):
+            cp2k_time = calc.outputs.output_parameters.get('walltime_s') if 'output_parameters' in calc.outputs else None
+            extra = f', CP2K {cp2k_time:.0f} s' if cp2k_time else ''
+            rows.append((f'{label} calc', f'CalcJob<{calc.pk}>  exit {calc.exit_status}, {_elapsed(calc):.0f} s wall{extra}'))
+    relax_params = relax.outputs.output_parameters
+    rows += [
+        ('PBE energy (relaxed)', f"{relax_params['energy']:.6f} Ha"),
+        ('PBE0 energy', f"{params['energy']:.6f} Ha"),
+        ('HOMO (PBE0)', f"{params['homo_ev']:.3f} eV"),
+        ('LUMO (PBE0)', f"{params['lumo_ev']:.3f} eV"),
+        ('HOMO-LUMO gap (PBE0)', f"{params['gap_ev']:.3f} eV"),
+        ('relax time', f'{_elapsed(relax):.0f} s'),
+        ('PBE0 time', f'{_elapsed(hybrid):.0f} s'),
+        ('total time', f'{_elapsed(pipeline):.0f} s'),
+    ]
+    return rows
+
+
+def format_table(rows: list[tuple[str, str]]) -> str:
+    width = max(len(label) for label, _ in rows)
+    line = '-' * (width + 3 + max(len(value) for _, value in rows))
+    return '\n'.join([line] + [f'{label:<{width}} | {value}' for label, value in rows] + [line])

@@ -1,0 +1,136 @@
+"""aiida-cp2k's ``Cp2kBaseWorkChain`` with the error handlers QD runs need.
+
+Handlers (first matching one wins, highest priority first):
+
+- ``handle_scf_not_converged`` (500): more robust SCF settings, restarting from the last wavefunction and
+  (for GEO_OPT) the last geometry. OT: CG minimiser with FULL_ALL, then diagonalisation + Broyden;
+  diagonalisation: halve the mixing ALPHA and double MAX_SCF. Gives up after three attempts.
+- ``handle_out_of_walltime`` (460): continue from the last geometry/wavefunction; with nothing to continue
+  from, ask for 50 % more wall time.
+- ``handle_geometry_not_converged`` (450): continue the optimisation from the last geometry.
+- ``restart_incomplete_calculation`` (401): aiida-cp2k's own restart handler, enabled here for
+  truncated outputs (it is disabled by default upstream).
+
+Anything else ends the work chain with the ``BaseRestartWorkChain`` exit codes (``ERROR_UNHANDLED_FAILURE``
+or ``ERROR_MAXIMUM_ITERATIONS_EXCEEDED``). CP2K is asked to stop cleanly before the scheduler kills it:
+``GLOBAL/WALLTIME`` is set to 90 % of ``max_wallclock_seconds`` unless given.
+"""
+
+from __future__ import annotations
+
+from aiida import orm
+from aiida.engine import ProcessHandlerReport, process_handler
+from aiida_cp2k.workchains import Cp2kBaseWorkChain
+
+from .functions import update_cp2k_parameters
+
+Cp2kCalculation = Cp2kBaseWorkChain._process_class
+WFN_RESTART = './parent_calc/aiida-RESTART.wfn'
+MAX_SCF_ATTEMPTS = 3
+
+
+class QdCp2kBaseWorkChain(Cp2kBaseWorkChain):
+    """Run a CP2K calculation with restarts for SCF, geometry and wall-time failures."""
+
+    @classmethod
+    def define(cls, spec):
+        super().define(spec)
+        spec.outputs.dynamic = True
+        spec.exit_code(410, 'ERROR_SCF_NOT_CONVERGED_AFTER_RETRIES',
+                       message='The SCF did not converge after {attempts} attempts with more robust settings.')
+
+    def setup(self):
+        super().setup()
+        self.ctx.scf_attempts = 0
+        params = self.ctx.inputs.parameters.get_dict()
+        walltime = self.ctx.inputs.metadata.get('options', {}).get('max_wallclock_seconds')
+        if walltime and 'WALLTIME' not in params.get('GLOBAL', {}):
+            self.ctx.inputs.parameters = update_cp2k_parameters(
+                self.ctx.inputs.parameters, orm.Dict({'GLOBAL': {'WALLTIME': int(0.9 * walltime)}}))
+
+    def results(self):
+        """Expose the outputs of the last calculation, including those our parsers add (``mo_energies``, ...)."""
+        result = super().results()
+        if result is not None:
+            return result
+        node = self.ctx.children[self.ctx.iteration - 1]
+        for triple in node.base.links.get_outgoing(link_type=orm.LinkType.CREATE).all():
+            if triple.link_label not in self.outputs and '__' not in triple.link_label:
+                self.out(triple.link_label, triple.node)
+        return None
+
+    def _update_parameters(self, changes: dict) -> None:
+        self.ctx.inputs.parameters = update_cp2k_parameters(self.ctx.inputs.parameters, orm.Dict(changes))
+
+    def _restart_from(self, calc) -> None:
+        """Continue from ``calc``'s wavefunction (the geometry is taken over by ``overwrite_input_structure``)."""
+        self.ctx.inputs.parent_calc_folder = calc.outputs.remote_folder
+        self._update_parameters({'FORCE_EVAL': {'DFT': {'WFN_RESTART_FILE_NAME': WFN_RESTART,
+                                                        'SCF': {'SCF_GUESS': 'RESTART'}}}})
+
+    @staticmethod
+    def _has_wavefunction(calc) -> bool:
+        output = calc.outputs.retrieved.base.repository.get_object_content(calc.base.attributes.get('output_filename'))
+        return 'Total energy:' in output or 'Writing RESTART' in output or 'SCF WAVEFUNCTION OPTIMIZATION' in output
+
+    @process_handler(priority=500, exit_codes=[Cp2kCalculation.exit_codes.ERROR_SCF_NOT_CONVERGED])
+    def handle_scf_not_converged(self, calc):
+        """Make the SCF more robust and restart from the last wavefunction."""
+        self.ctx.scf_attempts += 1
+        if self.ctx.scf_attempts > MAX_SCF_ATTEMPTS:
+            return ProcessHandlerReport(True, self.exit_codes.ERROR_SCF_NOT_CONVERGED_AFTER_RETRIES.format(
+                attempts=MAX_SCF_ATTEMPTS))
+        scf = self.ctx.inputs.parameters.get_dict().get('FORCE_EVAL', {}).get('DFT', {}).get('SCF', {})
+        ot = scf.get('OT')
+        uses_ot = isinstance(ot, dict) and ot.get('_', True) not in (False, 'F', '.FALSE.')
+        if uses_ot and ot.get('MINIMIZER', 'DIIS') != 'CG':
+            changes = {'OT': {'MINIMIZER': 'CG', 'PRECONDITIONER': 'FULL_ALL'}, 'MAX_SCF': max(50, scf.get('MAX_SCF', 50))}
+            action = 'OT with the CG minimiser and FULL_ALL preconditioner'
+        elif uses_ot:
+            changes = {'OT': {'_': False}, 'OUTER_SCF': {'_': False}, 'MAX_SCF': 300,
+                       'DIAGONALIZATION': {'ALGORITHM': 'STANDARD'},
+                       'MIXING': {'METHOD': 'BROYDEN_MIXING', 'ALPHA': 0.1, 'NBROYDEN': 12}}
+            action = 'diagonalisation with Broyden mixing (ALPHA 0.1)'
+        else:
+            alpha = float(scf.get('MIXING', {}).get('ALPHA', 0.4))
+            changes = {'MAX_SCF': min(2 * int(scf.get('MAX_SCF', 50)), 600),
+                       'MIXING': {'ALPHA': max(round(alpha / 2, 4), 0.02), 'NBROYDEN': 12}}
+            action = f"mixing ALPHA {changes['MIXING']['ALPHA']} and MAX_SCF {changes['MAX_SCF']}"
+        self._update_parameters({'FORCE_EVAL': {'DFT': {'SCF': changes}}})
+        if self._has_wavefunction(calc):
+            self._restart_from(calc)
+        self.report(f'{calc.process_label}<{calc.pk}> SCF not converged: retrying with {action}.')
+        return ProcessHandlerReport(True)
+
+    @process_handler(priority=460, exit_codes=[Cp2kCalculation.exit_codes.ERROR_OUT_OF_WALLTIME])
+    def handle_out_of_walltime(self, calc):
+        """Continue from where the calculation stopped; with no progress, ask for more wall time."""
+        if 'output_structure' in calc.outputs or self._has_wavefunction(calc):
+            self._restart_from(calc)
+            self.report(f'{calc.process_label}<{calc.pk}> ran out of wall time: continuing from its last state.')
+        else:
+            options = dict(self.ctx.inputs.metadata.get('options', {}))
+            options['max_wallclock_seconds'] = int(1.5 * options.get('max_wallclock_seconds', 3600))
+            self.ctx.inputs.metadata['options'] = options
+            self._update_parameters({'GLOBAL': {'WALLTIME': int(0.9 * options['max_wallclock_seconds'])}})
+            self.report(f'{calc.process_label}<{calc.pk}> ran out of wall time with nothing to restart from: '
+                        f"max_wallclock_seconds raised to {options['max_wallclock_seconds']}.")
+        return ProcessHandlerReport(True)
+
+    @process_handler(priority=450, exit_codes=[
+        Cp2kCalculation.exit_codes.ERROR_MAXIMUM_NUMBER_OPTIMIZATION_STEPS_REACHED,
+        Cp2kCalculation.exit_codes.ERROR_GEOMETRY_CONVERGENCE_NOT_REACHED,
+    ])
+    def handle_geometry_not_converged(self, calc):
+        """Continue the geometry optimisation from the last geometry."""
+        if 'output_structure' not in calc.outputs:
+            self.report(f'{calc.process_label}<{calc.pk}> stopped before writing a geometry: cannot continue.')
+            return ProcessHandlerReport(True, self.exit_codes.NO_RESTART_DATA)
+        self._restart_from(calc)
+        self.report(f'{calc.process_label}<{calc.pk}> geometry not converged: continuing from its last geometry.')
+        return ProcessHandlerReport(True)
+
+    @process_handler(priority=401, exit_codes=[Cp2kCalculation.exit_codes.ERROR_OUTPUT_INCOMPLETE])
+    def restart_incomplete_calculation(self, calc):
+        """aiida-cp2k's restart of truncated runs, enabled by default here."""
+        return Cp2kBaseWorkChain.restart_incomplete_calculation.__wrapped__(self, calc)

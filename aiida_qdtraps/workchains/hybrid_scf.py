@@ -1,0 +1,166 @@
+"""``HybridScfWorkChain``: CP2K PBE0 single point keeping the MOs around the gap, density cube and PDOS."""
+
+from __future__ import annotations
+
+import pathlib
+
+from aiida import orm
+from aiida.common import AttributeDict
+from aiida.engine import ToContext, WorkChain, if_
+from aiida_quantumespresso.workflows.protocols.utils import ProtocolMixin
+
+from ..protocols import ADMM_SECTION, PROTOCOL_DIR
+from .common import check_electronic_state, cp2k_protocol_inputs, electronic_state_changes
+from .cp2k_base import WFN_RESTART, QdCp2kBaseWorkChain
+from .functions import center_in_box, extract_mo_window, recursive_merge, update_cp2k_parameters
+
+
+def validate_mo_window(value, _):
+    if value is None:
+        return None
+    window = value.get_dict()
+    for key in ('occupied', 'virtual'):
+        if not isinstance(window.get(key), int) or window[key] < 1:
+            return f'mo_window.{key} must be a positive integer, got {window.get(key)!r}'
+    return None
+
+
+class HybridScfWorkChain(ProtocolMixin, WorkChain):
+    """PBE0 electronic structure of a (relaxed) QD with the data the trap analysis needs."""
+
+    @classmethod
+    def define(cls, spec):
+        super().define(spec)
+        spec.input('structure', valid_type=orm.StructureData, help='The (relaxed) QD.')
+        spec.input('charge', valid_type=orm.Int, default=lambda: orm.Int(0), help='Net charge of the QD (e).')
+        spec.input('multiplicity', valid_type=orm.Int, default=lambda: orm.Int(1), help='Spin multiplicity 2S+1.')
+        spec.input('mo_window', valid_type=orm.Dict, default=lambda: orm.Dict({'occupied': 20, 'virtual': 20}),
+                   validator=validate_mo_window,
+                   help='Number of highest occupied and lowest virtual MOs whose coefficients are kept.')
+        spec.input('box_vacuum', valid_type=orm.Float, required=False,
+                   help='If given, centre the QD in a cubic box with this much vacuum (Å) on every side first.')
+        spec.input('parent_calc_folder', valid_type=orm.RemoteData, required=False,
+                   help='Folder of a previous CP2K run on the same geometry; its wavefunction is the initial guess.')
+        spec.input('clean_workdir', valid_type=orm.Bool, default=lambda: orm.Bool(False))
+        spec.expose_inputs(QdCp2kBaseWorkChain, namespace='scf', exclude=('cp2k.structure',))
+        spec.outline(
+            cls.setup,
+            if_(cls.should_box)(cls.put_in_box),
+            cls.validate_inputs,
+            cls.run_scf,
+            cls.inspect_scf,
+            cls.results,
+        )
+        spec.output('output_parameters', valid_type=orm.Dict,
+                    help='Parsed output incl. homo_ev, lumo_ev, gap_ev (from the MO energies), walltime_s.')
+        spec.output('mo_energies', valid_type=orm.ArrayData, help='Energies (eV) and occupations of all MOs.')
+        spec.output('mo_window', valid_type=orm.ArrayData,
+                    help='MO coefficients around the gap, AO overlap and AO→atom map.')
+        spec.output('pdos', valid_type=orm.ArrayData, required=False, help='PDOS per kind.')
+        spec.output('density_cube', valid_type=orm.SinglefileData, required=False, help='Valence electron density.')
+        spec.output('structure', valid_type=orm.StructureData, help='The structure the SCF was run on.')
+        spec.output('remote_folder', valid_type=orm.RemoteData)
+        spec.exit_code(201, 'ERROR_MISSING_KIND', message='Missing basis or pseudopotential: {message}.')
+        spec.exit_code(202, 'ERROR_INCONSISTENT_CHARGE_MULTIPLICITY', message='{message}.')
+        spec.exit_code(203, 'ERROR_NO_BOX', message='The structure has no cell; give `box_vacuum` or a boxed QD.')
+        spec.exit_code(204, 'ERROR_TOO_FEW_ADDED_MOS',
+                       message='ADDED_MOS = {added} is smaller than the requested virtual window {virtual}.')
+        spec.exit_code(401, 'ERROR_SCF_FAILED', message='The CP2K hybrid SCF failed: {message}')
+        spec.exit_code(402, 'ERROR_MO_WINDOW', message='Could not extract the MO window: {message}')
+
+    @classmethod
+    def get_protocol_filepath(cls) -> pathlib.Path:
+        return PROTOCOL_DIR / 'hybrid_scf.yaml'
+
+    @classmethod
+    def get_builder_from_protocol(cls, code: orm.Code, structure: orm.StructureData, protocol: str | None = None,
+                                  overrides: dict | None = None, charge: int = 0, multiplicity: int = 1,
+                                  options: dict | None = None):
+        """Builder for ``structure`` with the ``fast``/``moderate``/``precise`` protocol (ADMM from moderate on)."""
+        inputs, extras = cp2k_protocol_inputs(cls, 'scf', code, structure, protocol, overrides, options)
+        parameters = inputs['scf']['cp2k']['parameters']
+        if extras.get('admm'):
+            parameters = recursive_merge(parameters, {'FORCE_EVAL': {'DFT': {
+                'AUXILIARY_DENSITY_MATRIX_METHOD': dict(ADMM_SECTION)}}})
+        builder = cls.get_builder()
+        builder.structure = structure
+        builder.charge = orm.Int(charge)
+        builder.multiplicity = orm.Int(multiplicity)
+        builder.mo_window = orm.Dict(inputs['mo_window'])
+        if 'box_vacuum' in extras:
+            builder.box_vacuum = orm.Float(extras['box_vacuum'])
+        builder.clean_workdir = orm.Bool(inputs['clean_workdir'])
+        scf = inputs['scf']
+        builder.scf.max_iterations = orm.Int(scf['max_iterations'])
+        builder.scf.cp2k.code = code
+        builder.scf.cp2k.parameters = orm.Dict(parameters)
+        builder.scf.cp2k.metadata = scf['cp2k']['metadata']
+        builder.scf.cp2k.settings = orm.Dict(scf['cp2k']['settings'])
+        return builder
+
+    def setup(self):
+        self.ctx.structure = self.inputs.structure
+
+    def should_box(self):
+        return 'box_vacuum' in self.inputs
+
+    def put_in_box(self):
+        self.ctx.structure = center_in_box(self.inputs.structure, self.inputs.box_vacuum)
+
+    def validate_inputs(self):
+        if abs(self.ctx.structure.get_cell_volume()) < 1e-6:
+            return self.exit_codes.ERROR_NO_BOX
+        parameters = self.inputs.scf.cp2k.parameters.get_dict()
+        problem, message = check_electronic_state(self.ctx.structure, parameters, self.inputs.charge.value,
+                                                  self.inputs.multiplicity.value)
+        if problem == 'kinds':
+            return self.exit_codes.ERROR_MISSING_KIND.format(message=message)
+        if problem == 'multiplicity':
+            return self.exit_codes.ERROR_INCONSISTENT_CHARGE_MULTIPLICITY.format(message=message)
+        added = parameters.get('FORCE_EVAL', {}).get('DFT', {}).get('SCF', {}).get('ADDED_MOS', 0)
+        virtual = self.inputs.mo_window['virtual']
+        if int(added) < virtual:
+            return self.exit_codes.ERROR_TOO_FEW_ADDED_MOS.format(added=added, virtual=virtual)
+        return None
+
+    def run_scf(self):
+        inputs = AttributeDict(self.exposed_inputs(QdCp2kBaseWorkChain, namespace='scf'))
+        inputs.cp2k.structure = self.ctx.structure
+        changes = electronic_state_changes(self.inputs.charge.value, self.inputs.multiplicity.value)
+        if 'parent_calc_folder' in self.inputs:
+            inputs.cp2k.parent_calc_folder = self.inputs.parent_calc_folder
+            changes = recursive_merge(changes, {'FORCE_EVAL': {'DFT': {
+                'WFN_RESTART_FILE_NAME': WFN_RESTART, 'SCF': {'SCF_GUESS': 'RESTART'}}}})
+        inputs.cp2k.parameters = update_cp2k_parameters(inputs.cp2k.parameters, orm.Dict(changes))
+        inputs.metadata = {'call_link_label': 'hybrid_scf'}
+        node = self.submit(QdCp2kBaseWorkChain, **inputs)
+        self.report(f'launched QdCp2kBaseWorkChain<{node.pk}> (CP2K PBE0 single point, '
+                    f'{len(self.ctx.structure.sites)} atoms)')
+        return ToContext(workchain=node)
+
+    def inspect_scf(self):
+        workchain = self.ctx.workchain
+        if not workchain.is_finished_ok:
+            return self.exit_codes.ERROR_SCF_FAILED.format(
+                message=f'QdCp2kBaseWorkChain<{workchain.pk}> exit status {workchain.exit_status}: '
+                        f'{workchain.exit_message}')
+        window = orm.Dict(recursive_merge(self.inputs.mo_window.get_dict(), {'molden_file': 'aiida-MOS-1_0.molden'}))
+        try:
+            self.ctx.mo_window = extract_mo_window(workchain.outputs.retrieved, window)['mo_window']
+        except ValueError as exc:
+            return self.exit_codes.ERROR_MO_WINDOW.format(message=str(exc))
+        return None
+
+    def results(self):
+        outputs = self.ctx.workchain.outputs
+        self.out('output_parameters', outputs.output_parameters)
+        self.out('mo_energies', outputs.mo_energies)
+        self.out('mo_window', self.ctx.mo_window)
+        self.out('structure', self.ctx.structure)
+        self.out('remote_folder', outputs.remote_folder)
+        for label in ('pdos', 'density_cube'):
+            if label in outputs:
+                self.out(label, outputs[label])
+        params = outputs.output_parameters
+        self.report(f"PBE0: HOMO {params['homo_ev']:.3f} eV, LUMO {params['lumo_ev']:.3f} eV, "
+                    f"gap {params['gap_ev']:.3f} eV")

@@ -1,0 +1,90 @@
+"""``QdTrapsPipelineWorkChain``: the main pipeline, relax → hybrid SCF (later stages plug in after it)."""
+
+from __future__ import annotations
+
+from aiida import orm
+from aiida.common import AttributeDict
+from aiida.engine import ToContext, WorkChain
+
+from .hybrid_scf import HybridScfWorkChain
+from .relax import QdRelaxWorkChain
+
+
+class QdTrapsPipelineWorkChain(WorkChain):
+    """Relax a QD with PBE, then compute its PBE0 electronic structure on the relaxed geometry."""
+
+    @classmethod
+    def define(cls, spec):
+        super().define(spec)
+        spec.input('structure', valid_type=orm.StructureData, help='The QD model.')
+        spec.input('charge', valid_type=orm.Int, default=lambda: orm.Int(0), help='Net charge of the QD (e).')
+        spec.input('multiplicity', valid_type=orm.Int, default=lambda: orm.Int(1), help='Spin multiplicity 2S+1.')
+        spec.expose_inputs(QdRelaxWorkChain, namespace='relax', exclude=('structure', 'charge', 'multiplicity'))
+        spec.expose_inputs(HybridScfWorkChain, namespace='hybrid_scf',
+                           exclude=('structure', 'charge', 'multiplicity', 'parent_calc_folder', 'box_vacuum'))
+        spec.outline(cls.run_relax, cls.inspect_relax, cls.run_hybrid_scf, cls.inspect_hybrid_scf, cls.results)
+        spec.expose_outputs(QdRelaxWorkChain, namespace='relax')
+        spec.expose_outputs(HybridScfWorkChain, namespace='hybrid_scf')
+        spec.exit_code(401, 'ERROR_RELAX_FAILED', message='The relaxation failed: {message}')
+        spec.exit_code(402, 'ERROR_HYBRID_SCF_FAILED', message='The hybrid SCF failed: {message}')
+
+    @classmethod
+    def get_builder_from_protocol(cls, code: orm.Code, structure: orm.StructureData, protocol: str | None = None,
+                                  overrides: dict | None = None, charge: int = 0, multiplicity: int = 1,
+                                  options: dict | None = None):
+        """Builder with the same protocol for every stage; ``overrides`` has keys ``relax`` and ``hybrid_scf``."""
+        overrides = overrides or {}
+        relax = QdRelaxWorkChain.get_builder_from_protocol(code, structure, protocol, overrides.get('relax'),
+                                                           charge, multiplicity, options)
+        hybrid = HybridScfWorkChain.get_builder_from_protocol(code, structure, protocol, overrides.get('hybrid_scf'),
+                                                              charge, multiplicity, options)
+        builder = cls.get_builder()
+        builder.structure = structure
+        builder.charge = orm.Int(charge)
+        builder.multiplicity = orm.Int(multiplicity)
+        for key in ('structure', 'charge', 'multiplicity'):
+            relax.pop(key, None)
+            hybrid.pop(key, None)
+        hybrid.pop('box_vacuum', None)  # the relaxed structure is already boxed
+        builder.relax = relax._inputs(prune=True)
+        builder.hybrid_scf = hybrid._inputs(prune=True)
+        return builder
+
+    def _common(self) -> dict:
+        return {'charge': self.inputs.charge, 'multiplicity': self.inputs.multiplicity}
+
+    def run_relax(self):
+        inputs = AttributeDict(self.exposed_inputs(QdRelaxWorkChain, namespace='relax'))
+        inputs.update(self._common(), structure=self.inputs.structure, metadata={'call_link_label': 'relax'})
+        node = self.submit(QdRelaxWorkChain, **inputs)
+        self.report(f'launched QdRelaxWorkChain<{node.pk}>')
+        return ToContext(relax=node)
+
+    def inspect_relax(self):
+        node = self.ctx.relax
+        if not node.is_finished_ok:
+            return self.exit_codes.ERROR_RELAX_FAILED.format(
+                message=f'QdRelaxWorkChain<{node.pk}> exit status {node.exit_status}: {node.exit_message}')
+        self.out_many(self.exposed_outputs(node, QdRelaxWorkChain, namespace='relax'))
+        return None
+
+    def run_hybrid_scf(self):
+        inputs = AttributeDict(self.exposed_inputs(HybridScfWorkChain, namespace='hybrid_scf'))
+        inputs.update(self._common(), structure=self.ctx.relax.outputs.relaxed_structure,
+                      parent_calc_folder=self.ctx.relax.outputs.remote_folder,
+                      metadata={'call_link_label': 'hybrid_scf'})
+        node = self.submit(HybridScfWorkChain, **inputs)
+        self.report(f'launched HybridScfWorkChain<{node.pk}> on the relaxed structure')
+        return ToContext(hybrid_scf=node)
+
+    def inspect_hybrid_scf(self):
+        node = self.ctx.hybrid_scf
+        if not node.is_finished_ok:
+            return self.exit_codes.ERROR_HYBRID_SCF_FAILED.format(
+                message=f'HybridScfWorkChain<{node.pk}> exit status {node.exit_status}: {node.exit_message}')
+        return None
+
+    def results(self):
+        self.out_many(self.exposed_outputs(self.ctx.hybrid_scf, HybridScfWorkChain, namespace='hybrid_scf'))
+        params = self.ctx.hybrid_scf.outputs.output_parameters
+        self.report(f"pipeline done: PBE0 gap {params['gap_ev']:.3f} eV")

@@ -1,0 +1,151 @@
+"""``QdRelaxWorkChain``: PBE geometry optimisation of a non-periodic QD (CP2K through aiida-cp2k)."""
+
+from __future__ import annotations
+
+import pathlib
+
+from aiida import orm
+from aiida.common import AttributeDict
+from aiida.engine import ToContext, WorkChain, if_
+from aiida_quantumespresso.workflows.protocols.utils import ProtocolMixin
+
+from ..protocols import PROTOCOL_DIR
+from .common import check_electronic_state, cp2k_protocol_inputs, electronic_state_changes
+from .cp2k_base import QdCp2kBaseWorkChain
+from .functions import center_in_box, update_cp2k_parameters
+
+ENGINES = ('cp2k',)
+
+
+def validate_engine(value, _):
+    if value is not None and value.value not in ENGINES:
+        return f'engine {value.value!r} is not available; choose one of {ENGINES} (Quantum ESPRESSO: issue #9)'
+    return None
+
+
+class QdRelaxWorkChain(ProtocolMixin, WorkChain):
+    """Relax a QD with CP2K PBE (GEO_OPT) in a non-periodic box, with restarts on failure."""
+
+    @classmethod
+    def define(cls, spec):
+        super().define(spec)
+        spec.input('structure', valid_type=orm.StructureData, help='The QD to relax.')
+        spec.input('charge', valid_type=orm.Int, default=lambda: orm.Int(0), help='Net charge of the QD (e).')
+        spec.input('multiplicity', valid_type=orm.Int, default=lambda: orm.Int(1), help='Spin multiplicity 2S+1.')
+        spec.input('engine', valid_type=orm.Str, default=lambda: orm.Str('cp2k'), validator=validate_engine,
+                   help='Electronic-structure engine; only `cp2k` for now.')
+        spec.input('box_vacuum', valid_type=orm.Float, required=False,
+                   help='If given, centre the QD in a cubic box with this much vacuum (Å) on every side first.')
+        spec.input('clean_workdir', valid_type=orm.Bool, default=lambda: orm.Bool(False),
+                   help='Clean the remote folders of all called calculations when done.')
+        spec.expose_inputs(QdCp2kBaseWorkChain, namespace='base', exclude=('cp2k.structure',))
+        spec.outline(
+            cls.setup,
+            if_(cls.should_box)(cls.put_in_box),
+            cls.validate_inputs,
+            cls.run_relax,
+            cls.inspect_relax,
+            cls.results,
+        )
+        spec.output('relaxed_structure', valid_type=orm.StructureData, help='The relaxed QD.')
+        spec.output('output_parameters', valid_type=orm.Dict, help='Parsed CP2K output of the last calculation.')
+        spec.output('remote_folder', valid_type=orm.RemoteData, help='Folder of the last calculation (wavefunction).')
+        spec.output('output_trajectory', valid_type=orm.TrajectoryData, required=False)
+        spec.exit_code(201, 'ERROR_MISSING_KIND', message='Missing basis or pseudopotential: {message}.')
+        spec.exit_code(202, 'ERROR_INCONSISTENT_CHARGE_MULTIPLICITY', message='{message}.')
+        spec.exit_code(203, 'ERROR_NO_BOX', message='The structure has no cell; give `box_vacuum` or a boxed QD.')
+        spec.exit_code(401, 'ERROR_RELAX_FAILED', message='The CP2K relaxation failed: {message}')
+        spec.exit_code(402, 'ERROR_NO_RELAXED_STRUCTURE', message='The CP2K run finished without a structure.')
+
+    @classmethod
+    def get_protocol_filepath(cls) -> pathlib.Path:
+        return PROTOCOL_DIR / 'relax.yaml'
+
+    @classmethod
+    def get_builder_from_protocol(cls, code: orm.Code, structure: orm.StructureData, protocol: str | None = None,
+                                  overrides: dict | None = None, charge: int = 0, multiplicity: int = 1,
+                                  options: dict | None = None):
+        """Builder for ``structure`` with the ``fast``/``moderate``/``precise`` protocol.
+
+        :param overrides: nested dict with the input layout of this work chain, merged last.
+        :param options: CalcJob options merged into ``base.cp2k.metadata.options`` (e.g. resources).
+        """
+        inputs, extras = cp2k_protocol_inputs(cls, 'base', code, structure, protocol, overrides, options)
+        builder = cls.get_builder()
+        builder.structure = structure
+        builder.charge = orm.Int(charge)
+        builder.multiplicity = orm.Int(multiplicity)
+        if 'box_vacuum' in extras:
+            builder.box_vacuum = orm.Float(extras['box_vacuum'])
+        builder.clean_workdir = orm.Bool(inputs['clean_workdir'])
+        base = inputs['base']
+        builder.base.max_iterations = orm.Int(base['max_iterations'])
+        builder.base.cp2k.code = code
+        builder.base.cp2k.parameters = orm.Dict(base['cp2k']['parameters'])
+        builder.base.cp2k.metadata = base['cp2k']['metadata']
+        if 'settings' in base['cp2k']:
+            builder.base.cp2k.settings = orm.Dict(base['cp2k']['settings'])
+        return builder
+
+    def setup(self):
+        self.ctx.structure = self.inputs.structure
+
+    def should_box(self):
+        return 'box_vacuum' in self.inputs
+
+    def put_in_box(self):
+        self.ctx.structure = center_in_box(self.inputs.structure, self.inputs.box_vacuum)
+
+    def validate_inputs(self):
+        if abs(self.ctx.structure.get_cell_volume()) < 1e-6:
+            return self.exit_codes.ERROR_NO_BOX
+        parameters = self.inputs.base.cp2k.parameters.get_dict()
+        problem, message = check_electronic_state(self.ctx.structure, parameters, self.inputs.charge.value,
+                                                  self.inputs.multiplicity.value)
+        if problem == 'kinds':
+            return self.exit_codes.ERROR_MISSING_KIND.format(message=message)
+        if problem == 'multiplicity':
+            return self.exit_codes.ERROR_INCONSISTENT_CHARGE_MULTIPLICITY.format(message=message)
+        return None
+
+    def run_relax(self):
+        inputs = AttributeDict(self.exposed_inputs(QdCp2kBaseWorkChain, namespace='base'))
+        inputs.cp2k.structure = self.ctx.structure
+        inputs.cp2k.parameters = update_cp2k_parameters(
+            inputs.cp2k.parameters,
+            orm.Dict(electronic_state_changes(self.inputs.charge.value, self.inputs.multiplicity.value)))
+        inputs.metadata = {'call_link_label': 'relax'}
+        node = self.submit(QdCp2kBaseWorkChain, **inputs)
+        self.report(f'launched QdCp2kBaseWorkChain<{node.pk}> (CP2K PBE GEO_OPT, '
+                    f'{len(self.ctx.structure.sites)} atoms, charge {self.inputs.charge.value})')
+        return ToContext(workchain=node)
+
+    def inspect_relax(self):
+        workchain = self.ctx.workchain
+        if not workchain.is_finished_ok:
+            return self.exit_codes.ERROR_RELAX_FAILED.format(
+                message=f'QdCp2kBaseWorkChain<{workchain.pk}> exit status {workchain.exit_status}: '
+                        f'{workchain.exit_message}')
+        if 'output_structure' not in workchain.outputs:
+            return self.exit_codes.ERROR_NO_RELAXED_STRUCTURE
+        return None
+
+    def results(self):
+        outputs = self.ctx.workchain.outputs
+        self.out('relaxed_structure', outputs.output_structure)
+        self.out('output_parameters', outputs.output_parameters)
+        self.out('remote_folder', outputs.remote_folder)
+        if 'output_trajectory' in outputs:
+            self.out('output_trajectory', outputs.output_trajectory)
+        energy = outputs.output_parameters.get('energy')
+        self.report(f'relaxed: E = {energy} Ha, {outputs.output_parameters.get("run_type", "")}')
+
+    def on_terminated(self):
+        super().on_terminated()
+        if self.inputs.clean_workdir.value:
+            for called in self.node.called_descendants:
+                if isinstance(called, orm.CalcJobNode):
+                    try:
+                        called.outputs.remote_folder._clean()
+                    except (OSError, KeyError):
+                        pass

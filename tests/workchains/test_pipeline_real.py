@@ -1,0 +1,65 @@
+"""Real CP2K end-to-end run of the pipeline (relax → PBE0) on the 14-atom In4PF9 cluster."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+from aiida import orm
+from aiida.engine import run_get_node
+
+from aiida_qdtraps.workchains.pipeline import QdTrapsPipelineWorkChain
+
+
+def mo_block_from_stdout(text: str) -> np.ndarray:
+    """Independent reading of the last ``MO| EIGENVALUES`` block CP2K printed: rows of (eV, occupation)."""
+    block = text[text.rindex('EIGENVALUES AND OCCUPATION NUMBERS'):]
+    rows = re.findall(r'^\s*MO\|\s+\d+\s+\S+\s+(\S+)\s+(\S+)\s*$', block, re.M)
+    return np.array(rows, dtype=float)
+
+
+@pytest.fixture(scope='module')
+def pipeline_node(request):
+    return None
+
+
+@pytest.mark.slow
+def test_pipeline_fast_real_cp2k(cp2k_code, tiny_qd):
+    builder = QdTrapsPipelineWorkChain.get_builder_from_protocol(cp2k_code, tiny_qd, protocol='fast')
+    results, node = run_get_node(builder)
+    assert node.is_finished_ok, node.exit_message
+
+    relaxed = results['relax']['relaxed_structure']
+    assert len(relaxed.sites) == 14
+    # The relaxed structure moved away from the ideal zincblende fragment.
+    start = tiny_qd.get_ase().positions
+    assert not np.allclose(relaxed.get_ase().positions - relaxed.get_ase().positions.mean(0),
+                           start - start.mean(0), atol=1e-3)
+
+    params = results['hybrid_scf']['output_parameters']
+    # Gap parsed from the MOLDEN MO energies equals the gap of the eigenvalues CP2K printed, to 1 meV.
+    pbe0_calc = [n for n in node.called_descendants if isinstance(n, orm.CalcJobNode)
+                 and 'MO_MOLDEN' in n.inputs.parameters['FORCE_EVAL']['DFT'].get('PRINT', {})][-1]
+    stdout = pbe0_calc.outputs.retrieved.base.repository.get_object_content('aiida.out')
+    printed = mo_block_from_stdout(stdout)
+    occupied = printed[printed[:, 1] > 1e-3, 0]
+    virtual = printed[printed[:, 1] <= 1e-3, 0]
+    assert abs((virtual.min() - occupied.max()) - params['gap_ev']) < 1e-3
+    assert abs(params['homo_ev'] - occupied.max()) < 1e-3
+    assert 1.0 < params['gap_ev'] < 6.0
+
+    # The window's MOs are orthonormal in the AO overlap that comes with them.
+    window = results['hybrid_scf']['mo_window']
+    c = window.get_array('coefficients')[0]
+    s = window.get_array('overlap')
+    assert np.abs(c.T @ s @ c - np.eye(c.shape[1])).max() < 1e-5
+    assert window.get_array('indices').shape == (1, 20)
+    assert set(window.get_array('ao_atom')) == set(range(14))
+
+    # PDOS per kind, density cube, and the provenance chain structure → relax → PBE0.
+    pdos = results['hybrid_scf']['pdos']
+    assert set(pdos.base.attributes.get('columns')) == {'In', 'P', 'F'}
+    assert results['hybrid_scf']['density_cube'].get_content().startswith('-Quickstep-')
+    assert results['hybrid_scf']['structure'].uuid == relaxed.uuid
+    assert pbe0_calc.inputs.parent_calc_folder is not None
