@@ -7,6 +7,8 @@ import pathlib
 import shutil
 
 import pytest
+from aiida import orm
+from aiida.common import LinkType
 
 pytest_plugins = ['aiida.tools.pytest_fixtures']
 
@@ -37,8 +39,67 @@ def cp2k_code(aiida_code_installed):
 @pytest.fixture
 def tiny_qd():
     """The 14-atom In4PF9 cluster as a stored StructureData built through the ``build_qd_structure`` calcfunction."""
-    from aiida import orm
-
     from aiida_qdtraps.workchains.functions import build_qd_structure
 
     return build_qd_structure(orm.Dict(TINY_QD_RECIPE))
+
+
+
+@pytest.fixture
+def generate_cp2k_calc(aiida_localhost, cp2k_code, tmp_path):
+    """Return a factory for a finished ``Cp2kCalculation`` node with recorded output files.
+
+    :param files: mapping of retrieved file name → path of a recorded file (or its text).
+    :param exit_code: name of the Cp2kCalculation exit code it finished with (``None``: success).
+    :param structure: optional StructureData attached as ``output_structure``.
+    """
+    from aiida.plugins import CalculationFactory
+
+    calc_cls = CalculationFactory('cp2k')
+
+    def factory(files: dict, exit_code: str | None = None, structure: orm.StructureData | None = None,
+                parameters: dict | None = None):
+        node = orm.CalcJobNode(computer=aiida_localhost, process_type='aiida.calculations:cp2k')
+        node.set_option('resources', {'num_machines': 1, 'num_mpiprocs_per_machine': 1})
+        node.set_option('max_wallclock_seconds', 1800)
+        node.set_option('output_filename', 'aiida.out')
+        node.base.links.add_incoming(cp2k_code, LinkType.INPUT_CALC, 'code')
+        params = orm.Dict(parameters or {'GLOBAL': {'RUN_TYPE': 'ENERGY'}}).store()
+        node.base.links.add_incoming(params, LinkType.INPUT_CALC, 'parameters')
+        node.store()
+        retrieved = orm.FolderData()
+        for name, content in files.items():
+            path = pathlib.Path(content) if not isinstance(content, str) or '\n' not in content else None
+            if path is not None and path.exists():
+                retrieved.base.repository.put_object_from_file(str(path), name)
+            else:
+                retrieved.base.repository.put_object_from_bytes(str(content).encode(), name)
+        retrieved.base.links.add_incoming(node, LinkType.CREATE, 'retrieved')
+        retrieved.store()
+        remote = orm.RemoteData(computer=aiida_localhost, remote_path=str(tmp_path))
+        remote.base.links.add_incoming(node, LinkType.CREATE, 'remote_folder')
+        remote.store()
+        if structure is not None:
+            structure = structure.clone()
+            structure.base.links.add_incoming(node, LinkType.CREATE, 'output_structure')
+            structure.store()
+        status = 0 if exit_code is None else calc_cls.exit_codes[exit_code].status
+        node.set_exit_status(status)
+        node.set_process_state('finished')
+        node.seal()
+        return node
+
+    return factory
+
+
+@pytest.fixture
+def generate_workchain():
+    """Instantiate a work chain (not run) so its steps and handlers can be called directly."""
+    from aiida.engine.utils import instantiate_process
+    from aiida.manage import get_manager
+
+    def factory(process_class, inputs):
+        runner = get_manager().get_runner()
+        return instantiate_process(runner, process_class, **inputs)
+
+    return factory

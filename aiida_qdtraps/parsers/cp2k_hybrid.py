@@ -1,4 +1,4 @@
-"""Parser for the CP2K hybrid SCF: everything of aiida-cp2k's base parser plus MOs, PDOS and density cube.
+"""Parser for the CP2K hybrid SCF: everything of ``qdtraps.cp2k`` plus MOs, PDOS and density cube.
 
 Registered as ``qdtraps.cp2k_hybrid``. Outputs (in addition to ``output_parameters``):
 
@@ -21,15 +21,15 @@ import fnmatch
 import numpy as np
 from aiida import orm
 from aiida_cp2k import utils
-from aiida_cp2k.parsers import Cp2kBaseParser
 
+from .cp2k import QdCp2kParser
 from .cp2k_files import homo_lumo, parse_reported_gap, parse_total_walltime, read_molden, read_pdos
 
 MOLDEN_FILE = 'aiida-MOS-1_0.molden'
 CUBE_FILE = 'aiida-ELECTRON_DENSITY-1_0.cube'
 
 
-class Cp2kHybridParser(Cp2kBaseParser):
+class Cp2kHybridParser(QdCp2kParser):
     """Parse a CP2K single point run with ``&MO_MOLDEN``, ``&PDOS`` and ``&E_DENSITY_CUBE``."""
 
     def parse(self, **kwargs):

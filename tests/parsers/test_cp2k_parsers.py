@@ -1,0 +1,55 @@
+"""AiiDA parsers on recorded CP2K outputs: ``qdtraps.cp2k`` and ``qdtraps.cp2k_hybrid``."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from aiida_qdtraps.parsers.cp2k import QdCp2kParser
+from aiida_qdtraps.parsers.cp2k_hybrid import Cp2kHybridParser
+
+PBE0_FILES = ['aiida.out', 'aiida-MOS-1_0.molden', 'aiida-k1-1.pdos', 'aiida-k2-1.pdos', 'aiida-k3-1.pdos',
+              'aiida-ELECTRON_DENSITY-1_0.cube']
+
+
+@pytest.fixture
+def pbe0_calc(generate_cp2k_calc, data_dir):
+    folder = data_dir / 'cp2k' / 'pbe0_success'
+    return generate_cp2k_calc({name: folder / name for name in PBE0_FILES})
+
+
+def test_hybrid_parser_success(pbe0_calc, data_regression):
+    results, calcfunction = Cp2kHybridParser.parse_from_node(pbe0_calc, store_provenance=False)
+    assert calcfunction.is_finished_ok, calcfunction.exit_message
+    params = results['output_parameters'].get_dict()
+    assert params['gap_ev'] == pytest.approx(2.28084693, abs=1e-5)
+    # the gap from the MOLDEN energies agrees with CP2K's own band-gap line to 1 meV
+    assert abs(params['gap_ev'] - params['cp2k_reported_gap_ev']) < 1e-3
+    energies = results['mo_energies']
+    assert energies.get_array('energies').shape == (1, 70)
+    pdos = results['pdos']
+    assert pdos.base.attributes.get('columns') == {'F': ['s', 'p'], 'In': ['s', 'p', 'd'], 'P': ['s', 'p']}
+    assert pdos.get_array('In_projections').shape == (76, 3)
+    assert results['density_cube'].filename == 'density.cube'
+    data_regression.check({key: params[key] for key in (
+        'homo_ev', 'lumo_ev', 'gap_ev', 'homo_index', 'n_mo', 'n_ao', 'nspin', 'energy', 'walltime_s',
+        'cp2k_reported_gap_ev')} | {'outputs': sorted(results)})
+
+
+def test_hybrid_parser_without_molden_fails(generate_cp2k_calc, data_dir):
+    node = generate_cp2k_calc({'aiida.out': data_dir / 'cp2k' / 'pbe0_success' / 'aiida.out'})
+    _, calcfunction = Cp2kHybridParser.parse_from_node(node, store_provenance=False)
+    assert calcfunction.exit_status == 210  # ERROR_OUTPUT_MISSING
+
+
+@pytest.mark.parametrize('recorded, expected', [
+    ('scf_not_converged.out', 450),           # ENERGY run: CP2K 2023.1 only warns
+    ('scf_not_converged_geo_opt.out', 450),   # GEO_OPT carries on with unconverged forces: refused
+    ('walltime.out', 400),
+    ('geo_max_iter.out', 501),
+    ('incomplete.out', 303),
+])
+def test_failure_exit_codes(generate_cp2k_calc, data_dir, recorded, expected):
+    node = generate_cp2k_calc({'aiida.out': data_dir / 'cp2k' / 'failed' / recorded})
+    _, calcfunction = QdCp2kParser.parse_from_node(node, store_provenance=False)
+    assert calcfunction.exit_status == expected

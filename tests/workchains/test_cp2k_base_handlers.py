@@ -1,0 +1,108 @@
+"""Error handlers of QdCp2kBaseWorkChain, called directly on faked failed CP2K calculations."""
+
+from __future__ import annotations
+
+import pytest
+from aiida import orm
+from aiida.engine import ProcessHandlerReport
+
+from aiida_qdtraps.workchains.cp2k_base import WFN_RESTART, QdCp2kBaseWorkChain
+
+FAILED = 'cp2k/failed'
+
+
+@pytest.fixture
+def base_workchain(generate_workchain, cp2k_code, tiny_qd):
+    def factory(scf: dict, run_type: str = 'ENERGY'):
+        parameters = {'GLOBAL': {'RUN_TYPE': run_type},
+                      'FORCE_EVAL': {'DFT': {'SCF': scf}}}
+        inputs = {'cp2k': {'code': cp2k_code, 'structure': tiny_qd, 'parameters': orm.Dict(parameters),
+                           'metadata': {'options': {'max_wallclock_seconds': 1000,
+                                                    'resources': {'num_machines': 1}}}}}
+        process = generate_workchain(QdCp2kBaseWorkChain, inputs)
+        process.setup()
+        return process
+    return factory
+
+
+def scf_of(process):
+    return process.ctx.inputs.parameters.get_dict()['FORCE_EVAL']['DFT']['SCF']
+
+
+def test_setup_sets_cp2k_walltime(base_workchain):
+    process = base_workchain({'MAX_SCF': 20})
+    assert process.ctx.inputs.parameters['GLOBAL']['WALLTIME'] == 900
+
+
+def test_scf_not_converged_diagonalisation(base_workchain, generate_cp2k_calc, data_dir):
+    process = base_workchain({'MAX_SCF': 3, 'MIXING': {'ALPHA': 0.3}})
+    calc = generate_cp2k_calc({'aiida.out': data_dir / FAILED / 'scf_not_converged.out'}, 'ERROR_SCF_NOT_CONVERGED')
+    report = process.handle_scf_not_converged(calc)
+    assert isinstance(report, ProcessHandlerReport) and report.do_break and report.exit_code.status == 0
+    scf = scf_of(process)
+    assert scf['MIXING']['ALPHA'] == 0.15 and scf['MAX_SCF'] == 6
+    assert scf['SCF_GUESS'] == 'RESTART'
+    assert process.ctx.inputs.parameters['FORCE_EVAL']['DFT']['WFN_RESTART_FILE_NAME'] == WFN_RESTART
+    assert process.ctx.inputs.parent_calc_folder.uuid == calc.outputs.remote_folder.uuid
+
+
+def test_scf_not_converged_ot_ladder_and_give_up(base_workchain, generate_cp2k_calc, data_dir):
+    process = base_workchain({'MAX_SCF': 30, 'OT': {'MINIMIZER': 'DIIS'}})
+    calc = generate_cp2k_calc({'aiida.out': data_dir / FAILED / 'scf_not_converged.out'}, 'ERROR_SCF_NOT_CONVERGED')
+    process.handle_scf_not_converged(calc)
+    assert scf_of(process)['OT'] == {'MINIMIZER': 'CG', 'PRECONDITIONER': 'FULL_ALL'}
+    process.handle_scf_not_converged(calc)
+    scf = scf_of(process)
+    assert scf['OT']['_'] is False and scf['MIXING']['METHOD'] == 'BROYDEN_MIXING'
+    process.handle_scf_not_converged(calc)
+    report = process.handle_scf_not_converged(calc)
+    assert report.exit_code.status == QdCp2kBaseWorkChain.exit_codes.ERROR_SCF_NOT_CONVERGED_AFTER_RETRIES.status
+
+
+def test_handler_ignores_other_exit_codes(base_workchain, generate_cp2k_calc, data_dir):
+    process = base_workchain({'MAX_SCF': 3})
+    calc = generate_cp2k_calc({'aiida.out': data_dir / FAILED / 'walltime.out'}, 'ERROR_OUT_OF_WALLTIME')
+    assert process.handle_scf_not_converged(calc) is None
+
+
+def test_geometry_not_converged_continues_from_last_geometry(base_workchain, generate_cp2k_calc, data_dir, tiny_qd):
+    process = base_workchain({'MAX_SCF': 50}, run_type='GEO_OPT')
+    calc = generate_cp2k_calc({'aiida.out': data_dir / FAILED / 'geo_max_iter.out'},
+                              'ERROR_MAXIMUM_NUMBER_OPTIMIZATION_STEPS_REACHED', structure=tiny_qd)
+    report = process.handle_geometry_not_converged(calc)
+    assert report.do_break and report.exit_code.status == 0
+    assert process.ctx.inputs.parent_calc_folder.uuid == calc.outputs.remote_folder.uuid
+    assert scf_of(process)['SCF_GUESS'] == 'RESTART'
+
+
+def test_geometry_not_converged_without_structure_gives_up(base_workchain, generate_cp2k_calc, data_dir):
+    process = base_workchain({'MAX_SCF': 50}, run_type='GEO_OPT')
+    calc = generate_cp2k_calc({'aiida.out': data_dir / FAILED / 'geo_max_iter.out'},
+                              'ERROR_MAXIMUM_NUMBER_OPTIMIZATION_STEPS_REACHED')
+    report = process.handle_geometry_not_converged(calc)
+    assert report.exit_code.status == QdCp2kBaseWorkChain.exit_codes.NO_RESTART_DATA.status
+
+
+def test_walltime_restarts_from_wavefunction(base_workchain, generate_cp2k_calc, data_dir):
+    process = base_workchain({'MAX_SCF': 50})
+    calc = generate_cp2k_calc({'aiida.out': data_dir / FAILED / 'walltime.out'}, 'ERROR_OUT_OF_WALLTIME')
+    report = process.handle_out_of_walltime(calc)
+    assert report.do_break and report.exit_code.status == 0
+    assert scf_of(process)['SCF_GUESS'] == 'RESTART'
+
+
+def test_walltime_without_progress_asks_for_more_time(base_workchain, generate_cp2k_calc):
+    process = base_workchain({'MAX_SCF': 50})
+    calc = generate_cp2k_calc({'aiida.out': 'CP2K started\n exceeded requested execution time\n'},
+                              'ERROR_OUT_OF_WALLTIME')
+    process.handle_out_of_walltime(calc)
+    assert process.ctx.inputs.metadata['options']['max_wallclock_seconds'] == 1500
+    assert process.ctx.inputs.parameters['GLOBAL']['WALLTIME'] == 1350
+
+
+def test_incomplete_output_is_restarted(base_workchain, generate_cp2k_calc, data_dir):
+    process = base_workchain({'MAX_SCF': 50})
+    calc = generate_cp2k_calc({'aiida.out': data_dir / FAILED / 'incomplete.out'}, 'ERROR_OUTPUT_INCOMPLETE')
+    report = process.restart_incomplete_calculation(calc)
+    assert report.exit_code.status == 0
+    assert process.ctx.inputs.parent_calc_folder.uuid == calc.outputs.remote_folder.uuid
