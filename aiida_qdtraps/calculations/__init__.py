@@ -1,0 +1,1 @@
+"""Our own CalcJobs, only where no existing AiiDA plugin fits (DeePMD training, MLFF MD, ...)."""

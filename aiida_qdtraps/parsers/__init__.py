@@ -1,0 +1,1 @@
+"""Parsers of engine outputs: pure readers in ``cp2k_files`` and the AiiDA parsers ``qdtraps.cp2k*``."""

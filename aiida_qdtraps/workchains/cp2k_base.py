@@ -19,6 +19,7 @@ or ``ERROR_MAXIMUM_ITERATIONS_EXCEEDED``). CP2K is asked to stop cleanly before 
 from __future__ import annotations
 
 from aiida import orm
+from aiida.common.links import LinkType
 from aiida.engine import ProcessHandlerReport, process_handler
 from aiida_cp2k.workchains import Cp2kBaseWorkChain
 
@@ -54,7 +55,7 @@ class QdCp2kBaseWorkChain(Cp2kBaseWorkChain):
         if result is not None:
             return result
         node = self.ctx.children[self.ctx.iteration - 1]
-        for triple in node.base.links.get_outgoing(link_type=orm.LinkType.CREATE).all():
+        for triple in node.base.links.get_outgoing(link_type=LinkType.CREATE).all():
             if triple.link_label not in self.outputs and '__' not in triple.link_label:
                 self.out(triple.link_label, triple.node)
         return None

@@ -31,8 +31,8 @@ def update_cp2k_parameters(parameters: orm.Dict, changes: orm.Dict) -> orm.Dict:
 def build_qd_structure(recipe: orm.Dict) -> orm.StructureData:
     """Build a QD model from a recipe (keyword arguments of :func:`aiida_qdtraps.build.cluster.build_qd`).
 
-    The recipe is stored on the result as the ``qd_recipe`` extra-free attribute set of the node's
-    creator, so a QueryBuilder on ``recipe`` finds every structure it produced.
+    The recipe Dict is this calcfunction's input, so a QueryBuilder from a recipe (e.g. filtering on
+    ``attributes.material``) reaches every structure built from it, and every structure its recipe.
     """
     atoms = cluster.build_qd(**recipe.get_dict())
     return orm.StructureData(ase=atoms)

@@ -1,0 +1,88 @@
+"""Protocol builders: every protocol gives a complete, valid CP2K input for the QD's elements."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pytest
+from aiida import orm
+from aiida_cp2k.utils import Cp2kInput
+
+from aiida_qdtraps.protocols import kind_sections, valence_from_potential
+from aiida_qdtraps.workchains.hybrid_scf import HybridScfWorkChain
+from aiida_qdtraps.workchains.pipeline import QdTrapsPipelineWorkChain
+from aiida_qdtraps.workchains.relax import QdRelaxWorkChain
+
+PROTOCOLS = ('fast', 'moderate', 'precise')
+
+
+@pytest.mark.parametrize('protocol', PROTOCOLS)
+def test_relax_builder(cp2k_code, tiny_qd, protocol, data_regression):
+    builder = QdRelaxWorkChain.get_builder_from_protocol(cp2k_code, tiny_qd, protocol=protocol)
+    params = builder.base.cp2k.parameters.get_dict()
+    kinds = {k['_']: k for k in params['FORCE_EVAL']['SUBSYS']['KIND']}
+    assert set(kinds) == {'In', 'P', 'F'}
+    assert params['GLOBAL']['RUN_TYPE'] == 'GEO_OPT'
+    assert builder.base.cp2k.metadata['options']['parser_name'] == 'qdtraps.cp2k'
+    options = builder.base.cp2k.metadata['options']
+    data_regression.check({'parameters': params, 'box_vacuum': builder.box_vacuum.value,
+                           'options': {key: options[key] if key != 'resources' else dict(options[key])
+                                       for key in ('resources', 'max_wallclock_seconds', 'withmpi', 'parser_name')}})
+
+
+@pytest.mark.parametrize('protocol', PROTOCOLS)
+def test_hybrid_builder(cp2k_code, tiny_qd, protocol, data_regression):
+    builder = HybridScfWorkChain.get_builder_from_protocol(cp2k_code, tiny_qd, protocol=protocol)
+    params = builder.scf.cp2k.parameters.get_dict()
+    dft = params['FORCE_EVAL']['DFT']
+    assert dft['XC']['HF']['FRACTION'] == 0.25
+    assert ('AUXILIARY_DENSITY_MATRIX_METHOD' in dft) == (protocol != 'fast')
+    assert dft['PRINT']['MO_MOLDEN']['NDIGITS'] == 12
+    assert dft['SCF']['ADDED_MOS'] >= builder.mo_window['virtual']
+    data_regression.check({'parameters': params, 'mo_window': builder.mo_window.get_dict(),
+                           'settings': builder.scf.cp2k.settings.get_dict()})
+
+
+@pytest.mark.parametrize('protocol', PROTOCOLS)
+def test_cp2k_accepts_generated_inputs(cp2k_code, tiny_qd, protocol, tmp_path):
+    """``cp2k --check`` parses each protocol's input (keywords and sections exist in CP2K 2023.1)."""
+    executable = shutil.which('cp2k.psmp')
+    for cls, namespace in ((QdRelaxWorkChain, 'base'), (HybridScfWorkChain, 'scf')):
+        builder = cls.get_builder_from_protocol(cp2k_code, tiny_qd, protocol=protocol)
+        params = builder[namespace].cp2k.parameters.get_dict()
+        params['FORCE_EVAL']['SUBSYS']['TOPOLOGY'] = {'COORD_FILE_NAME': 'qd.xyz', 'COORD_FILE_FORMAT': 'XYZ'}
+        params['FORCE_EVAL']['SUBSYS']['CELL']['ABC'] = '14 14 14'
+        (tmp_path / 'qd.xyz').write_text('1\n\nP 0 0 0\n')
+        (tmp_path / 'aiida.inp').write_text(Cp2kInput(params).render())
+        result = subprocess.run([executable, '--check', '-i', 'aiida.inp'], cwd=tmp_path, capture_output=True,
+                                text=True, timeout=120)
+        assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+
+
+def test_pipeline_builder_shares_protocol(cp2k_code, tiny_qd):
+    builder = QdTrapsPipelineWorkChain.get_builder_from_protocol(cp2k_code, tiny_qd, protocol='fast', charge=1,
+                                                                multiplicity=2)
+    assert builder.charge.value == 1 and builder.multiplicity.value == 2
+    assert 'box_vacuum' in builder.relax and 'box_vacuum' not in builder.hybrid_scf
+    assert builder.relax.base.cp2k.code.uuid == builder.hybrid_scf.scf.cp2k.code.uuid
+
+
+def test_overrides_and_options(cp2k_code, tiny_qd):
+    builder = QdRelaxWorkChain.get_builder_from_protocol(
+        cp2k_code, tiny_qd, protocol='fast',
+        overrides={'base': {'cp2k': {'parameters': {'FORCE_EVAL': {'DFT': {'MGRID': {'CUTOFF': 250}}}}}}},
+        options={'max_wallclock_seconds': 600})
+    assert builder.base.cp2k.parameters['FORCE_EVAL']['DFT']['MGRID'] == {'CUTOFF': 250, 'REL_CUTOFF': 30, 'NGRIDS': 4}
+    assert builder.base.cp2k.metadata['options']['max_wallclock_seconds'] == 600
+
+
+def test_unknown_protocol_and_element(cp2k_code, tiny_qd):
+    with pytest.raises(ValueError, match='not a valid protocol'):
+        QdRelaxWorkChain.get_builder_from_protocol(cp2k_code, tiny_qd, protocol='ultra')
+    with pytest.raises(ValueError, match=r"\['Xe'\]"):
+        kind_sections(['In', 'Xe'], 'SZV-MOLOPT-SR-GTH')
+    with pytest.raises(ValueError, match='GTH-PBE'):
+        valence_from_potential('GTH-PBE')
+    assert kind_sections(['In'], 'DZVP-MOLOPT-SR-GTH', admm=True) == [
+        {'_': 'In', 'BASIS_SET': ['ORB DZVP-MOLOPT-SR-GTH', 'AUX_FIT cFIT10'], 'POTENTIAL': 'GTH-PBE-q13'}]
