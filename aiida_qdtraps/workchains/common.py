@@ -5,9 +5,11 @@ from __future__ import annotations
 import copy
 
 from aiida import orm
+from aiida.engine import WorkChain
+from aiida_quantumespresso.workflows.protocols.utils import ProtocolMixin
 
 from ..protocols import kind_sections, valence_from_potential
-from .functions import recursive_merge
+from .functions import center_in_box, recursive_merge
 
 
 def kinds_by_element(parameters: dict) -> dict[str, dict]:
@@ -65,3 +67,79 @@ def cp2k_protocol_inputs(cls, namespace: str, code, structure, protocol, overrid
     if options:
         cp2k['metadata']['options'] = recursive_merge(cp2k['metadata']['options'], options)
     return inputs, extras
+
+
+class QdCp2kStageWorkChain(ProtocolMixin, WorkChain):
+    """Shared part of the CP2K stages: QD inputs, boxing, input checks, protocol builder, clean-up.
+
+    Subclasses set ``_namespace`` (where ``QdCp2kBaseWorkChain``'s inputs are exposed) and add their steps.
+    """
+
+    _namespace: str = 'base'
+
+    @classmethod
+    def define(cls, spec):
+        super().define(spec)
+        spec.input('structure', valid_type=orm.StructureData, help='The QD.')
+        spec.input('charge', valid_type=orm.Int, default=lambda: orm.Int(0), help='Net charge of the QD (e).')
+        spec.input('multiplicity', valid_type=orm.Int, default=lambda: orm.Int(1), help='Spin multiplicity 2S+1.')
+        spec.input('box_vacuum', valid_type=orm.Float, required=False,
+                   help='If given, centre the QD in a cubic box with this much vacuum (Å) on every side first.')
+        spec.input('clean_workdir', valid_type=orm.Bool, default=lambda: orm.Bool(False),
+                   help='Clean the remote folders of all called calculations when done.')
+        spec.exit_code(201, 'ERROR_MISSING_KIND', message='Missing basis or pseudopotential: {message}.')
+        spec.exit_code(202, 'ERROR_INCONSISTENT_CHARGE_MULTIPLICITY', message='{message}.')
+        spec.exit_code(203, 'ERROR_NO_BOX', message='The structure has no cell; give `box_vacuum` or a boxed QD.')
+
+    @classmethod
+    def _builder_from_protocol(cls, code, structure, protocol, overrides, charge, multiplicity, options):
+        """Builder with the shared inputs filled; returns ``(builder, inputs, extras)`` for the subclass."""
+        inputs, extras = cp2k_protocol_inputs(cls, cls._namespace, code, structure, protocol, overrides, options)
+        builder = cls.get_builder()
+        builder.structure = structure
+        builder.charge = orm.Int(charge)
+        builder.multiplicity = orm.Int(multiplicity)
+        if 'box_vacuum' in extras:
+            builder.box_vacuum = orm.Float(extras['box_vacuum'])
+        builder.clean_workdir = orm.Bool(inputs['clean_workdir'])
+        stage, namespace = inputs[cls._namespace], builder[cls._namespace]
+        namespace.max_iterations = orm.Int(stage['max_iterations'])
+        namespace.cp2k.code = code
+        namespace.cp2k.parameters = orm.Dict(stage['cp2k']['parameters'])
+        namespace.cp2k.metadata = stage['cp2k']['metadata']
+        if 'settings' in stage['cp2k']:
+            namespace.cp2k.settings = orm.Dict(stage['cp2k']['settings'])
+        return builder, inputs, extras
+
+    def setup(self):
+        self.ctx.structure = self.inputs.structure
+
+    def should_box(self):
+        return 'box_vacuum' in self.inputs
+
+    def put_in_box(self):
+        self.ctx.structure = center_in_box(self.inputs.structure, self.inputs.box_vacuum)
+
+    def validate_inputs(self):
+        """Refuse a QD without a box, elements without basis/potential and impossible spin states."""
+        if abs(self.ctx.structure.get_cell_volume()) < 1e-6:
+            return self.exit_codes.ERROR_NO_BOX
+        parameters = self.inputs[self._namespace].cp2k.parameters.get_dict()
+        problem, message = check_electronic_state(self.ctx.structure, parameters, self.inputs.charge.value,
+                                                  self.inputs.multiplicity.value)
+        if problem == 'kinds':
+            return self.exit_codes.ERROR_MISSING_KIND.format(message=message)
+        if problem == 'multiplicity':
+            return self.exit_codes.ERROR_INCONSISTENT_CHARGE_MULTIPLICITY.format(message=message)
+        return None
+
+    def on_terminated(self):
+        super().on_terminated()
+        if not self.inputs.clean_workdir.value:
+            return
+        for called in self.node.called_descendants:
+            if isinstance(called, orm.CalcJobNode) and 'remote_folder' in called.outputs:
+                try:
+                    called.outputs.remote_folder._clean()
+                except OSError:
+                    pass

@@ -6,13 +6,12 @@ import pathlib
 
 from aiida import orm
 from aiida.common import AttributeDict
-from aiida.engine import ToContext, WorkChain, if_
-from aiida_quantumespresso.workflows.protocols.utils import ProtocolMixin
+from aiida.engine import ToContext, if_
 
 from ..protocols import ADMM_SECTION, PROTOCOL_DIR
-from .common import check_electronic_state, cp2k_protocol_inputs, electronic_state_changes
+from .common import QdCp2kStageWorkChain, electronic_state_changes
 from .cp2k_base import WFN_RESTART, QdCp2kBaseWorkChain
-from .functions import center_in_box, extract_mo_window, recursive_merge, update_cp2k_parameters
+from .functions import extract_mo_window, recursive_merge, update_cp2k_parameters
 
 
 def validate_mo_window(value, _):
@@ -25,23 +24,19 @@ def validate_mo_window(value, _):
     return None
 
 
-class HybridScfWorkChain(ProtocolMixin, WorkChain):
+class HybridScfWorkChain(QdCp2kStageWorkChain):
     """PBE0 electronic structure of a (relaxed) QD with the data the trap analysis needs."""
+
+    _namespace = 'scf'
 
     @classmethod
     def define(cls, spec):
         super().define(spec)
-        spec.input('structure', valid_type=orm.StructureData, help='The (relaxed) QD.')
-        spec.input('charge', valid_type=orm.Int, default=lambda: orm.Int(0), help='Net charge of the QD (e).')
-        spec.input('multiplicity', valid_type=orm.Int, default=lambda: orm.Int(1), help='Spin multiplicity 2S+1.')
         spec.input('mo_window', valid_type=orm.Dict, default=lambda: orm.Dict({'occupied': 20, 'virtual': 20}),
                    validator=validate_mo_window,
                    help='Number of highest occupied and lowest virtual MOs whose coefficients are kept.')
-        spec.input('box_vacuum', valid_type=orm.Float, required=False,
-                   help='If given, centre the QD in a cubic box with this much vacuum (Å) on every side first.')
         spec.input('parent_calc_folder', valid_type=orm.RemoteData, required=False,
                    help='Folder of a previous CP2K run on the same geometry; its wavefunction is the initial guess.')
-        spec.input('clean_workdir', valid_type=orm.Bool, default=lambda: orm.Bool(False))
         spec.expose_inputs(QdCp2kBaseWorkChain, namespace='scf', exclude=('cp2k.structure',))
         spec.outline(
             cls.setup,
@@ -60,9 +55,6 @@ class HybridScfWorkChain(ProtocolMixin, WorkChain):
         spec.output('density_cube', valid_type=orm.SinglefileData, required=False, help='Valence electron density.')
         spec.output('structure', valid_type=orm.StructureData, help='The structure the SCF was run on.')
         spec.output('remote_folder', valid_type=orm.RemoteData)
-        spec.exit_code(201, 'ERROR_MISSING_KIND', message='Missing basis or pseudopotential: {message}.')
-        spec.exit_code(202, 'ERROR_INCONSISTENT_CHARGE_MULTIPLICITY', message='{message}.')
-        spec.exit_code(203, 'ERROR_NO_BOX', message='The structure has no cell; give `box_vacuum` or a boxed QD.')
         spec.exit_code(204, 'ERROR_TOO_FEW_ADDED_MOS',
                        message='ADDED_MOS = {added} is smaller than the requested virtual window {virtual}.')
         spec.exit_code(401, 'ERROR_SCF_FAILED', message='The CP2K hybrid SCF failed: {message}')
@@ -77,46 +69,19 @@ class HybridScfWorkChain(ProtocolMixin, WorkChain):
                                   overrides: dict | None = None, charge: int = 0, multiplicity: int = 1,
                                   options: dict | None = None):
         """Builder for ``structure`` with the ``fast``/``moderate``/``precise`` protocol (ADMM from moderate on)."""
-        inputs, extras = cp2k_protocol_inputs(cls, 'scf', code, structure, protocol, overrides, options)
-        parameters = inputs['scf']['cp2k']['parameters']
-        if extras.get('admm'):
-            parameters = recursive_merge(parameters, {'FORCE_EVAL': {'DFT': {
-                'AUXILIARY_DENSITY_MATRIX_METHOD': dict(ADMM_SECTION)}}})
-        builder = cls.get_builder()
-        builder.structure = structure
-        builder.charge = orm.Int(charge)
-        builder.multiplicity = orm.Int(multiplicity)
+        builder, inputs, extras = cls._builder_from_protocol(code, structure, protocol, overrides, charge,
+                                                             multiplicity, options)
         builder.mo_window = orm.Dict(inputs['mo_window'])
-        if 'box_vacuum' in extras:
-            builder.box_vacuum = orm.Float(extras['box_vacuum'])
-        builder.clean_workdir = orm.Bool(inputs['clean_workdir'])
-        scf = inputs['scf']
-        builder.scf.max_iterations = orm.Int(scf['max_iterations'])
-        builder.scf.cp2k.code = code
-        builder.scf.cp2k.parameters = orm.Dict(parameters)
-        builder.scf.cp2k.metadata = scf['cp2k']['metadata']
-        builder.scf.cp2k.settings = orm.Dict(scf['cp2k']['settings'])
+        if extras.get('admm'):
+            builder.scf.cp2k.parameters = orm.Dict(recursive_merge(builder.scf.cp2k.parameters.get_dict(), {
+                'FORCE_EVAL': {'DFT': {'AUXILIARY_DENSITY_MATRIX_METHOD': dict(ADMM_SECTION)}}}))
         return builder
 
-    def setup(self):
-        self.ctx.structure = self.inputs.structure
-
-    def should_box(self):
-        return 'box_vacuum' in self.inputs
-
-    def put_in_box(self):
-        self.ctx.structure = center_in_box(self.inputs.structure, self.inputs.box_vacuum)
-
     def validate_inputs(self):
-        if abs(self.ctx.structure.get_cell_volume()) < 1e-6:
-            return self.exit_codes.ERROR_NO_BOX
+        exit_code = super().validate_inputs()
+        if exit_code is not None:
+            return exit_code
         parameters = self.inputs.scf.cp2k.parameters.get_dict()
-        problem, message = check_electronic_state(self.ctx.structure, parameters, self.inputs.charge.value,
-                                                  self.inputs.multiplicity.value)
-        if problem == 'kinds':
-            return self.exit_codes.ERROR_MISSING_KIND.format(message=message)
-        if problem == 'multiplicity':
-            return self.exit_codes.ERROR_INCONSISTENT_CHARGE_MULTIPLICITY.format(message=message)
         added = parameters.get('FORCE_EVAL', {}).get('DFT', {}).get('SCF', {}).get('ADDED_MOS', 0)
         virtual = self.inputs.mo_window['virtual']
         if int(added) < virtual:

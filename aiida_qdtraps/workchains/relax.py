@@ -6,13 +6,12 @@ import pathlib
 
 from aiida import orm
 from aiida.common import AttributeDict
-from aiida.engine import ToContext, WorkChain, if_
-from aiida_quantumespresso.workflows.protocols.utils import ProtocolMixin
+from aiida.engine import ToContext, if_
 
 from ..protocols import PROTOCOL_DIR
-from .common import check_electronic_state, cp2k_protocol_inputs, electronic_state_changes
+from .common import QdCp2kStageWorkChain, electronic_state_changes
 from .cp2k_base import QdCp2kBaseWorkChain
-from .functions import center_in_box, update_cp2k_parameters
+from .functions import update_cp2k_parameters
 
 ENGINES = ('cp2k',)
 
@@ -23,21 +22,16 @@ def validate_engine(value, _):
     return None
 
 
-class QdRelaxWorkChain(ProtocolMixin, WorkChain):
+class QdRelaxWorkChain(QdCp2kStageWorkChain):
     """Relax a QD with CP2K PBE (GEO_OPT) in a non-periodic box, with restarts on failure."""
+
+    _namespace = 'base'
 
     @classmethod
     def define(cls, spec):
         super().define(spec)
-        spec.input('structure', valid_type=orm.StructureData, help='The QD to relax.')
-        spec.input('charge', valid_type=orm.Int, default=lambda: orm.Int(0), help='Net charge of the QD (e).')
-        spec.input('multiplicity', valid_type=orm.Int, default=lambda: orm.Int(1), help='Spin multiplicity 2S+1.')
         spec.input('engine', valid_type=orm.Str, default=lambda: orm.Str('cp2k'), validator=validate_engine,
                    help='Electronic-structure engine; only `cp2k` for now.')
-        spec.input('box_vacuum', valid_type=orm.Float, required=False,
-                   help='If given, centre the QD in a cubic box with this much vacuum (Å) on every side first.')
-        spec.input('clean_workdir', valid_type=orm.Bool, default=lambda: orm.Bool(False),
-                   help='Clean the remote folders of all called calculations when done.')
         spec.expose_inputs(QdCp2kBaseWorkChain, namespace='base', exclude=('cp2k.structure',))
         spec.outline(
             cls.setup,
@@ -51,9 +45,6 @@ class QdRelaxWorkChain(ProtocolMixin, WorkChain):
         spec.output('output_parameters', valid_type=orm.Dict, help='Parsed CP2K output of the last calculation.')
         spec.output('remote_folder', valid_type=orm.RemoteData, help='Folder of the last calculation (wavefunction).')
         spec.output('output_trajectory', valid_type=orm.TrajectoryData, required=False)
-        spec.exit_code(201, 'ERROR_MISSING_KIND', message='Missing basis or pseudopotential: {message}.')
-        spec.exit_code(202, 'ERROR_INCONSISTENT_CHARGE_MULTIPLICITY', message='{message}.')
-        spec.exit_code(203, 'ERROR_NO_BOX', message='The structure has no cell; give `box_vacuum` or a boxed QD.')
         spec.exit_code(401, 'ERROR_RELAX_FAILED', message='The CP2K relaxation failed: {message}')
         spec.exit_code(402, 'ERROR_NO_RELAXED_STRUCTURE', message='The CP2K run finished without a structure.')
 
@@ -70,43 +61,9 @@ class QdRelaxWorkChain(ProtocolMixin, WorkChain):
         :param overrides: nested dict with the input layout of this work chain, merged last.
         :param options: CalcJob options merged into ``base.cp2k.metadata.options`` (e.g. resources).
         """
-        inputs, extras = cp2k_protocol_inputs(cls, 'base', code, structure, protocol, overrides, options)
-        builder = cls.get_builder()
-        builder.structure = structure
-        builder.charge = orm.Int(charge)
-        builder.multiplicity = orm.Int(multiplicity)
-        if 'box_vacuum' in extras:
-            builder.box_vacuum = orm.Float(extras['box_vacuum'])
-        builder.clean_workdir = orm.Bool(inputs['clean_workdir'])
-        base = inputs['base']
-        builder.base.max_iterations = orm.Int(base['max_iterations'])
-        builder.base.cp2k.code = code
-        builder.base.cp2k.parameters = orm.Dict(base['cp2k']['parameters'])
-        builder.base.cp2k.metadata = base['cp2k']['metadata']
-        if 'settings' in base['cp2k']:
-            builder.base.cp2k.settings = orm.Dict(base['cp2k']['settings'])
+        builder, _, _ = cls._builder_from_protocol(code, structure, protocol, overrides, charge, multiplicity,
+                                                   options)
         return builder
-
-    def setup(self):
-        self.ctx.structure = self.inputs.structure
-
-    def should_box(self):
-        return 'box_vacuum' in self.inputs
-
-    def put_in_box(self):
-        self.ctx.structure = center_in_box(self.inputs.structure, self.inputs.box_vacuum)
-
-    def validate_inputs(self):
-        if abs(self.ctx.structure.get_cell_volume()) < 1e-6:
-            return self.exit_codes.ERROR_NO_BOX
-        parameters = self.inputs.base.cp2k.parameters.get_dict()
-        problem, message = check_electronic_state(self.ctx.structure, parameters, self.inputs.charge.value,
-                                                  self.inputs.multiplicity.value)
-        if problem == 'kinds':
-            return self.exit_codes.ERROR_MISSING_KIND.format(message=message)
-        if problem == 'multiplicity':
-            return self.exit_codes.ERROR_INCONSISTENT_CHARGE_MULTIPLICITY.format(message=message)
-        return None
 
     def run_relax(self):
         inputs = AttributeDict(self.exposed_inputs(QdCp2kBaseWorkChain, namespace='base'))
@@ -139,13 +96,3 @@ class QdRelaxWorkChain(ProtocolMixin, WorkChain):
             self.out('output_trajectory', outputs.output_trajectory)
         energy = outputs.output_parameters.get('energy')
         self.report(f'relaxed: E = {energy} Ha, {outputs.output_parameters.get("run_type", "")}')
-
-    def on_terminated(self):
-        super().on_terminated()
-        if self.inputs.clean_workdir.value:
-            for called in self.node.called_descendants:
-                if isinstance(called, orm.CalcJobNode):
-                    try:
-                        called.outputs.remote_folder._clean()
-                    except (OSError, KeyError):
-                        pass
