@@ -45,7 +45,7 @@ def valence_from_potential(name: str) -> int:
 
 ADMM_SECTION = {
     'METHOD': 'BASIS_PROJECTION',
-    'ADMM_PURIFICATION_METHOD': 'MO_DIAG',
+    'ADMM_PURIFICATION_METHOD': 'NONE',  # MO_DIAG requires OT; the hybrid stage diagonalises (virtual states)
     'EXCH_SCALING_MODEL': 'NONE',
     'EXCH_CORRECTION_FUNC': 'PBEX',
 }

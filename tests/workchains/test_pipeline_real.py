@@ -19,11 +19,6 @@ def mo_block_from_stdout(text: str) -> np.ndarray:
     return np.array(rows, dtype=float)
 
 
-@pytest.fixture(scope='module')
-def pipeline_node(request):
-    return None
-
-
 @pytest.mark.slow
 def test_pipeline_fast_real_cp2k(cp2k_code, tiny_qd):
     builder = QdTrapsPipelineWorkChain.get_builder_from_protocol(cp2k_code, tiny_qd, protocol='fast')
