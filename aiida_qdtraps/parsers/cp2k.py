@@ -8,13 +8,42 @@ variant of that message, so such runs would pass as successful. This parser retu
 
 from __future__ import annotations
 
+from aiida import orm
+from aiida_cp2k import utils
 from aiida_cp2k.parsers import Cp2kBaseParser
+
+from .cp2k_files import parse_reported_gap, parse_total_walltime
 
 SCF_NOT_CONVERGED = 'SCF run NOT converged'
 
 
 class QdCp2kParser(Cp2kBaseParser):
-    """Base CP2K parser + detection of SCF cycles that ended unconverged."""
+    """Base CP2K parser + detection of SCF cycles that ended unconverged + CP2K's wall time.
+
+    ``output_parameters`` gets ``walltime_s`` (CP2K's own timer) and ``cp2k_reported_gap_ev`` (its last
+    ``MO| Band gap`` line, if any) besides what aiida-cp2k's base parser reads.
+    """
+
+    def _parse_stdout(self):
+        exit_code, output_string = self._read_stdout()
+        if exit_code:
+            return exit_code
+        exit_code = self._check_stdout_for_errors(output_string)
+        if exit_code in self.SEVERE_ERRORS:
+            return exit_code
+        result = utils.parse_cp2k_output(output_string)
+        result['walltime_s'] = parse_total_walltime(output_string)
+        result['cp2k_reported_gap_ev'] = parse_reported_gap(output_string)
+        if exit_code is None:
+            extra = self._parse_finished_run(result)
+            if extra is not None:
+                return extra
+        self.out('output_parameters', orm.Dict(result))
+        return exit_code
+
+    def _parse_finished_run(self, result: dict):
+        """Hook for subclasses: add to ``result`` from other files; return an exit code to fail."""
+        return None
 
     def _check_stdout_for_errors(self, output_string):
         exit_code = super()._check_stdout_for_errors(output_string)

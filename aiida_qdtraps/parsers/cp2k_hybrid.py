@@ -18,12 +18,10 @@ from __future__ import annotations
 
 import fnmatch
 
-import numpy as np
 from aiida import orm
-from aiida_cp2k import utils
 
 from .cp2k import QdCp2kParser
-from .cp2k_files import homo_lumo, parse_reported_gap, parse_total_walltime, read_molden, read_pdos
+from .cp2k_files import homo_lumo, read_molden, read_pdos
 
 MOLDEN_FILE = 'aiida-MOS-1_0.molden'
 CUBE_FILE = 'aiida-ELECTRON_DENSITY-1_0.cube'
@@ -43,28 +41,17 @@ class Cp2kHybridParser(QdCp2kParser):
                 self.out('density_cube', orm.SinglefileData(handle, filename='density.cube'))
         return exit_code
 
-    def _parse_stdout(self):
-        """Base stdout parsing plus timings and the MO summary, all in ``output_parameters``."""
-        exit_code, output_string = self._read_stdout()
-        if exit_code:
-            return exit_code
-        exit_code = self._check_stdout_for_errors(output_string)
-        if exit_code in self.SEVERE_ERRORS:
-            return exit_code
-        result = utils.parse_cp2k_output(output_string)
-        result['walltime_s'] = parse_total_walltime(output_string)
-        result['cp2k_reported_gap_ev'] = parse_reported_gap(output_string)
-        if exit_code is None:
-            if MOLDEN_FILE not in self.retrieved.base.repository.list_object_names():
-                self.logger.error(f'the retrieved folder has no {MOLDEN_FILE}; was &DFT &PRINT &MO_MOLDEN set?')
-                return self.exit_codes.ERROR_OUTPUT_MISSING
-            try:
-                result.update(self._parse_mos())
-            except ValueError as exc:
-                self.logger.error(f'could not read the MOs: {exc}')
-                return self.exit_codes.ERROR_OUTPUT_PARSE
-        self.out('output_parameters', orm.Dict(result))
-        return exit_code
+    def _parse_finished_run(self, result: dict):
+        """Add the MO summary (HOMO, LUMO, gap from the MOLDEN energies) to ``output_parameters``."""
+        if MOLDEN_FILE not in self.retrieved.base.repository.list_object_names():
+            self.logger.error(f'the retrieved folder has no {MOLDEN_FILE}; was &DFT &PRINT &MO_MOLDEN set?')
+            return self.exit_codes.ERROR_OUTPUT_MISSING
+        try:
+            result.update(self._parse_mos())
+        except ValueError as exc:
+            self.logger.error(f'could not read the MOs: {exc}')
+            return self.exit_codes.ERROR_OUTPUT_PARSE
+        return None
 
     def _parse_mos(self) -> dict:
         data = read_molden(self.retrieved.base.repository.get_object_content(MOLDEN_FILE))

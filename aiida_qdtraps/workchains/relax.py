@@ -94,5 +94,4 @@ class QdRelaxWorkChain(QdCp2kStageWorkChain):
         self.out('remote_folder', outputs.remote_folder)
         if 'output_trajectory' in outputs:
             self.out('output_trajectory', outputs.output_trajectory)
-        energy = outputs.output_parameters.get('energy')
-        self.report(f'relaxed: E = {energy} Ha, {outputs.output_parameters.get("run_type", "")}')
+        self.report(f"relaxed: E(PBE) = {outputs.output_parameters.get('energy')} Ha")

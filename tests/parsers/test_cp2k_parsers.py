@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from aiida_qdtraps.parsers.cp2k import QdCp2kParser
@@ -53,3 +52,10 @@ def test_failure_exit_codes(generate_cp2k_calc, data_dir, recorded, expected):
     node = generate_cp2k_calc({'aiida.out': data_dir / 'cp2k' / 'failed' / recorded})
     _, calcfunction = QdCp2kParser.parse_from_node(node, store_provenance=False)
     assert calcfunction.exit_status == expected
+
+
+def test_base_parser_adds_cp2k_walltime(generate_cp2k_calc, data_dir):
+    node = generate_cp2k_calc({'aiida.out': data_dir / 'cp2k' / 'pbe0_success' / 'aiida.out'})
+    results, calcfunction = QdCp2kParser.parse_from_node(node, store_provenance=False)
+    assert calcfunction.is_finished_ok
+    assert results['output_parameters']['walltime_s'] == pytest.approx(74.088)

@@ -6,7 +6,6 @@ import shutil
 import subprocess
 
 import pytest
-from aiida import orm
 from aiida_cp2k.utils import Cp2kInput
 
 from aiida_qdtraps.protocols import kind_sections, valence_from_potential
