@@ -5,11 +5,13 @@ from __future__ import annotations
 import copy
 
 from aiida import orm
-from aiida.engine import WorkChain
+from aiida.common import AttributeDict
+from aiida.engine import ToContext, WorkChain
 from aiida_quantumespresso.workflows.protocols.utils import ProtocolMixin
 
 from ..protocols import kind_sections, valence_from_potential
-from .functions import center_in_box, recursive_merge
+from .cp2k_base import QdCp2kBaseWorkChain
+from .functions import center_in_box, recursive_merge, update_cp2k_parameters
 
 
 def kinds_by_element(parameters: dict) -> dict[str, dict]:
@@ -132,6 +134,27 @@ class QdCp2kStageWorkChain(ProtocolMixin, WorkChain):
         if problem == 'multiplicity':
             return self.exit_codes.ERROR_INCONSISTENT_CHARGE_MULTIPLICITY.format(message=message)
         return None
+
+    def submit_cp2k(self, label: str, description: str, changes: dict | None = None, **extra_inputs):
+        """Submit ``QdCp2kBaseWorkChain`` on ``ctx.structure`` with charge/multiplicity (+ ``changes``) applied."""
+        inputs = AttributeDict(self.exposed_inputs(QdCp2kBaseWorkChain, namespace=self._namespace))
+        inputs.cp2k.structure = self.ctx.structure
+        inputs.cp2k.update(extra_inputs)
+        state = electronic_state_changes(self.inputs.charge.value, self.inputs.multiplicity.value)
+        inputs.cp2k.parameters = update_cp2k_parameters(inputs.cp2k.parameters,
+                                                        orm.Dict(recursive_merge(state, changes or {})))
+        inputs.metadata = {'call_link_label': label}
+        node = self.submit(QdCp2kBaseWorkChain, **inputs)
+        self.report(f'launched QdCp2kBaseWorkChain<{node.pk}> ({description}, {len(self.ctx.structure.sites)} atoms, '
+                    f'charge {self.inputs.charge.value}, multiplicity {self.inputs.multiplicity.value})')
+        return ToContext(workchain=node)
+
+    def failed_child_message(self) -> str | None:
+        """``None`` if the CP2K work chain finished ok, else a message naming it and its exit status."""
+        workchain = self.ctx.workchain
+        if workchain.is_finished_ok:
+            return None
+        return f'QdCp2kBaseWorkChain<{workchain.pk}> exit status {workchain.exit_status}: {workchain.exit_message}'
 
     def on_terminated(self):
         super().on_terminated()

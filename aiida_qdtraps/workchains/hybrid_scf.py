@@ -5,13 +5,13 @@ from __future__ import annotations
 import pathlib
 
 from aiida import orm
-from aiida.common import AttributeDict
-from aiida.engine import ToContext, if_
+from aiida.engine import if_
 
+from ..parsers.cp2k_hybrid import MOLDEN_FILE
 from ..protocols import ADMM_SECTION, PROTOCOL_DIR
-from .common import QdCp2kStageWorkChain, electronic_state_changes
+from .common import QdCp2kStageWorkChain
 from .cp2k_base import WFN_RESTART, QdCp2kBaseWorkChain
-from .functions import extract_mo_window, recursive_merge, update_cp2k_parameters
+from .functions import extract_mo_window, recursive_merge
 
 
 def validate_mo_window(value, _):
@@ -89,27 +89,18 @@ class HybridScfWorkChain(QdCp2kStageWorkChain):
         return None
 
     def run_scf(self):
-        inputs = AttributeDict(self.exposed_inputs(QdCp2kBaseWorkChain, namespace='scf'))
-        inputs.cp2k.structure = self.ctx.structure
-        changes = electronic_state_changes(self.inputs.charge.value, self.inputs.multiplicity.value)
-        if 'parent_calc_folder' in self.inputs:
-            inputs.cp2k.parent_calc_folder = self.inputs.parent_calc_folder
-            changes = recursive_merge(changes, {'FORCE_EVAL': {'DFT': {
-                'WFN_RESTART_FILE_NAME': WFN_RESTART, 'SCF': {'SCF_GUESS': 'RESTART'}}}})
-        inputs.cp2k.parameters = update_cp2k_parameters(inputs.cp2k.parameters, orm.Dict(changes))
-        inputs.metadata = {'call_link_label': 'hybrid_scf'}
-        node = self.submit(QdCp2kBaseWorkChain, **inputs)
-        self.report(f'launched QdCp2kBaseWorkChain<{node.pk}> (CP2K PBE0 single point, '
-                    f'{len(self.ctx.structure.sites)} atoms)')
-        return ToContext(workchain=node)
+        if 'parent_calc_folder' not in self.inputs:
+            return self.submit_cp2k('hybrid_scf', 'CP2K PBE0 single point')
+        restart = {'FORCE_EVAL': {'DFT': {'WFN_RESTART_FILE_NAME': WFN_RESTART, 'SCF': {'SCF_GUESS': 'RESTART'}}}}
+        return self.submit_cp2k('hybrid_scf', 'CP2K PBE0 single point from the parent wavefunction', restart,
+                                parent_calc_folder=self.inputs.parent_calc_folder)
 
     def inspect_scf(self):
+        message = self.failed_child_message()
+        if message:
+            return self.exit_codes.ERROR_SCF_FAILED.format(message=message)
         workchain = self.ctx.workchain
-        if not workchain.is_finished_ok:
-            return self.exit_codes.ERROR_SCF_FAILED.format(
-                message=f'QdCp2kBaseWorkChain<{workchain.pk}> exit status {workchain.exit_status}: '
-                        f'{workchain.exit_message}')
-        window = orm.Dict(recursive_merge(self.inputs.mo_window.get_dict(), {'molden_file': 'aiida-MOS-1_0.molden'}))
+        window = orm.Dict(recursive_merge(self.inputs.mo_window.get_dict(), {'molden_file': MOLDEN_FILE}))
         try:
             self.ctx.mo_window = extract_mo_window(workchain.outputs.retrieved, window)['mo_window']
         except ValueError as exc:

@@ -5,13 +5,11 @@ from __future__ import annotations
 import pathlib
 
 from aiida import orm
-from aiida.common import AttributeDict
-from aiida.engine import ToContext, if_
+from aiida.engine import if_
 
 from ..protocols import PROTOCOL_DIR
-from .common import QdCp2kStageWorkChain, electronic_state_changes
+from .common import QdCp2kStageWorkChain
 from .cp2k_base import QdCp2kBaseWorkChain
-from .functions import update_cp2k_parameters
 
 ENGINES = ('cp2k',)
 
@@ -66,24 +64,13 @@ class QdRelaxWorkChain(QdCp2kStageWorkChain):
         return builder
 
     def run_relax(self):
-        inputs = AttributeDict(self.exposed_inputs(QdCp2kBaseWorkChain, namespace='base'))
-        inputs.cp2k.structure = self.ctx.structure
-        inputs.cp2k.parameters = update_cp2k_parameters(
-            inputs.cp2k.parameters,
-            orm.Dict(electronic_state_changes(self.inputs.charge.value, self.inputs.multiplicity.value)))
-        inputs.metadata = {'call_link_label': 'relax'}
-        node = self.submit(QdCp2kBaseWorkChain, **inputs)
-        self.report(f'launched QdCp2kBaseWorkChain<{node.pk}> (CP2K PBE GEO_OPT, '
-                    f'{len(self.ctx.structure.sites)} atoms, charge {self.inputs.charge.value})')
-        return ToContext(workchain=node)
+        return self.submit_cp2k('relax', 'CP2K PBE GEO_OPT')
 
     def inspect_relax(self):
-        workchain = self.ctx.workchain
-        if not workchain.is_finished_ok:
-            return self.exit_codes.ERROR_RELAX_FAILED.format(
-                message=f'QdCp2kBaseWorkChain<{workchain.pk}> exit status {workchain.exit_status}: '
-                        f'{workchain.exit_message}')
-        if 'output_structure' not in workchain.outputs:
+        message = self.failed_child_message()
+        if message:
+            return self.exit_codes.ERROR_RELAX_FAILED.format(message=message)
+        if 'output_structure' not in self.ctx.workchain.outputs:
             return self.exit_codes.ERROR_NO_RELAXED_STRUCTURE
         return None
 
