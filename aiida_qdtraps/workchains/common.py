@@ -22,7 +22,7 @@ def kinds_by_element(parameters: dict) -> dict[str, dict]:
 
 
 def check_electronic_state(structure: orm.StructureData, parameters: dict, charge: int,
-                           multiplicity: int) -> tuple[int | None, str]:
+                           multiplicity: int) -> tuple[str | None, str]:
     """Check that every element has a KIND with a potential and that charge and multiplicity fit.
 
     :returns: ``(None, '')`` if consistent, otherwise ``('kinds' | 'multiplicity', message)``.
@@ -50,8 +50,8 @@ def electronic_state_changes(charge: int, multiplicity: int) -> dict:
     return {'FORCE_EVAL': {'DFT': dft}}
 
 
-def cp2k_protocol_inputs(cls, namespace: str, code, structure, protocol, overrides, options) -> tuple[dict, dict]:
-    """Merge the protocol of ``cls`` and fill the CP2K namespace (code, kinds, options).
+def cp2k_protocol_inputs(cls, namespace: str, structure, protocol, overrides, options) -> tuple[dict, dict]:
+    """Merge the protocol of ``cls`` and fill the CP2K namespace (kinds for the structure's elements, options).
 
     :returns: ``(inputs, protocol_extras)`` where extras are the protocol keys consumed by the builder
         (``basis_set``, ``admm``, ``box_vacuum``).
@@ -65,7 +65,6 @@ def cp2k_protocol_inputs(cls, namespace: str, code, structure, protocol, overrid
     user_kinds = kinds_by_element(parameters)
     parameters['FORCE_EVAL'].setdefault('SUBSYS', {})['KIND'] = [user_kinds.get(k['_'], k) for k in kinds]
     cp2k['parameters'] = parameters
-    cp2k['code'] = code
     if options:
         cp2k['metadata']['options'] = recursive_merge(cp2k['metadata']['options'], options)
     return inputs, extras
@@ -96,7 +95,7 @@ class QdCp2kStageWorkChain(ProtocolMixin, WorkChain):
     @classmethod
     def _builder_from_protocol(cls, code, structure, protocol, overrides, charge, multiplicity, options):
         """Builder with the shared inputs filled; returns ``(builder, inputs, extras)`` for the subclass."""
-        inputs, extras = cp2k_protocol_inputs(cls, cls._namespace, code, structure, protocol, overrides, options)
+        inputs, extras = cp2k_protocol_inputs(cls, cls._namespace, structure, protocol, overrides, options)
         builder = cls.get_builder()
         builder.structure = structure
         builder.charge = orm.Int(charge)
