@@ -70,6 +70,13 @@ def cp2k_protocol_inputs(cls, namespace: str, structure, protocol, overrides, op
     return inputs, extras
 
 
+def define_qd_inputs(spec) -> None:
+    """The inputs every QD work chain takes: the structure, its net charge and its spin multiplicity."""
+    spec.input('structure', valid_type=orm.StructureData, help='The QD.')
+    spec.input('charge', valid_type=orm.Int, default=lambda: orm.Int(0), help='Net charge of the QD (e).')
+    spec.input('multiplicity', valid_type=orm.Int, default=lambda: orm.Int(1), help='Spin multiplicity 2S+1.')
+
+
 class QdCp2kStageWorkChain(ProtocolMixin, WorkChain):
     """Shared part of the CP2K stages: QD inputs, boxing, input checks, protocol builder, clean-up.
 
@@ -81,9 +88,7 @@ class QdCp2kStageWorkChain(ProtocolMixin, WorkChain):
     @classmethod
     def define(cls, spec):
         super().define(spec)
-        spec.input('structure', valid_type=orm.StructureData, help='The QD.')
-        spec.input('charge', valid_type=orm.Int, default=lambda: orm.Int(0), help='Net charge of the QD (e).')
-        spec.input('multiplicity', valid_type=orm.Int, default=lambda: orm.Int(1), help='Spin multiplicity 2S+1.')
+        define_qd_inputs(spec)
         spec.input('box_vacuum', valid_type=orm.Float, required=False,
                    help='If given, centre the QD in a cubic box with this much vacuum (Å) on every side first.')
         spec.input('clean_workdir', valid_type=orm.Bool, default=lambda: orm.Bool(False),

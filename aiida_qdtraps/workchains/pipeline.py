@@ -6,6 +6,7 @@ from aiida import orm
 from aiida.common import AttributeDict
 from aiida.engine import ToContext, WorkChain
 
+from .common import define_qd_inputs
 from .hybrid_scf import HybridScfWorkChain
 from .relax import QdRelaxWorkChain
 
@@ -16,9 +17,7 @@ class QdTrapsPipelineWorkChain(WorkChain):
     @classmethod
     def define(cls, spec):
         super().define(spec)
-        spec.input('structure', valid_type=orm.StructureData, help='The QD model.')
-        spec.input('charge', valid_type=orm.Int, default=lambda: orm.Int(0), help='Net charge of the QD (e).')
-        spec.input('multiplicity', valid_type=orm.Int, default=lambda: orm.Int(1), help='Spin multiplicity 2S+1.')
+        define_qd_inputs(spec)
         spec.expose_inputs(QdRelaxWorkChain, namespace='relax', exclude=('structure', 'charge', 'multiplicity'))
         spec.expose_inputs(HybridScfWorkChain, namespace='hybrid_scf',
                            exclude=('structure', 'charge', 'multiplicity', 'parent_calc_folder', 'box_vacuum'))

@@ -106,3 +106,20 @@ def test_incomplete_output_is_restarted(base_workchain, generate_cp2k_calc, data
     report = process.restart_incomplete_calculation(calc)
     assert report.exit_code.status == 0
     assert process.ctx.inputs.parent_calc_folder.uuid == calc.outputs.remote_folder.uuid
+
+
+def test_robust_scf_settings_are_valid_cp2k_input(base_workchain, generate_cp2k_calc, data_dir, tmp_path):
+    """The inputs the SCF handler writes (OT switched off, diagonalisation) pass ``cp2k --check``."""
+    import shutil
+    import subprocess
+
+    from aiida_cp2k.utils import Cp2kInput
+
+    process = base_workchain({'MAX_SCF': 30, 'OT': {'MINIMIZER': 'DIIS'}, 'OUTER_SCF': {'MAX_SCF': 5}})
+    calc = generate_cp2k_calc({'aiida.out': data_dir / FAILED / 'scf_not_converged.out'}, 'ERROR_SCF_NOT_CONVERGED')
+    for _ in range(3):
+        process.handle_scf_not_converged(calc)
+        (tmp_path / 'aiida.inp').write_text(Cp2kInput(process.ctx.inputs.parameters.get_dict()).render())
+        result = subprocess.run([shutil.which('cp2k.psmp'), '--check', '-i', 'aiida.inp'], cwd=tmp_path,
+                                capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stdout[-2000:]
