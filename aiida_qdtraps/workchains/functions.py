@@ -5,20 +5,10 @@ from __future__ import annotations
 import numpy as np
 from aiida import orm
 from aiida.engine import calcfunction
+from aiida_quantumespresso.workflows.protocols.utils import recursive_merge
 
 from ..build import cluster
 from ..parsers.cp2k_files import homo_lumo, mo_window, read_molden
-
-
-def recursive_merge(base: dict, changes: dict) -> dict:
-    """Return ``base`` updated recursively with ``changes`` (neither is modified)."""
-    merged = dict(base)
-    for key, value in changes.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = recursive_merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
 
 
 @calcfunction
