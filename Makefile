@@ -50,8 +50,32 @@ $(STAMPS)/venv: requirements.txt pyproject.toml $(VENV)/pyvenv.cfg
 	$(VENV)/bin/python -m pip install --disable-pip-version-check --no-deps -e .
 	@mkdir -p $(STAMPS) && touch $@
 
+# -- 2b. DeePMD-kit 3.2.0 (PyTorch backend) built from its sdist against torch 2.13.0 CPU (docs/mlff.md) ---------------
+# The PyPI wheel's op library is built for torch 2.11 and does not load with 2.13, and `deepmd-kit[torch]` would pull
+# torch 2.11: build the sdist against the installed torch instead (~110 s on 2 cores). Skipped when it already imports.
+DEEPMD_VERSION := 3.2.0
+DEEPMD_BUILD_DEPS := scikit-build-core==1.1.2 cmake==4.4.4 ninja==1.13.2 setuptools_scm==10.3.4 \
+	dependency_groups==1.3.2 hatch-fancy-pypi-readme==25.1.0 packaging
+DEEPMD_CHECK := from importlib.metadata import version; import torch, deepmd.pt; \
+	from deepmd.pt.cxx_op import ENABLE_CUSTOMIZED_OP; \
+	assert version('deepmd-kit') == '$(DEEPMD_VERSION)' and torch.__version__.startswith('2.13.0') and ENABLE_CUSTOMIZED_OP
+
+$(STAMPS)/deepmd: $(STAMPS)/venv
+	@if $(VENV)/bin/python -c "$(DEEPMD_CHECK)" >/dev/null 2>&1; then \
+		echo "deepmd-kit $(DEEPMD_VERSION) (torch 2.13.0, custom ops): present (skipped)"; \
+	else \
+		echo "deepmd-kit $(DEEPMD_VERSION): building from sdist against torch 2.13.0 CPU"; \
+		$(VENV)/bin/python -m pip install --disable-pip-version-check $(DEEPMD_BUILD_DEPS) torch==2.13.0 numpy==1.26.4; \
+		DP_ENABLE_TENSORFLOW=0 DP_ENABLE_PYTORCH=1 DP_VARIANT=cpu CMAKE_ARGS=-DCMAKE_DISABLE_FIND_PACKAGE_MPI=ON \
+			CMAKE_BUILD_PARALLEL_LEVEL=$${CMAKE_BUILD_PARALLEL_LEVEL:-2} \
+			$(VENV)/bin/python -m pip install --disable-pip-version-check --no-build-isolation \
+			--no-binary deepmd-kit deepmd-kit==$(DEEPMD_VERSION) torch==2.13.0 numpy==1.26.4; \
+		$(VENV)/bin/python -c "$(DEEPMD_CHECK)"; \
+	fi
+	@mkdir -p $(STAMPS) && touch $@
+
 # -- 3. Project-local AiiDA profile, computer and codes (idempotent, checked in Python) ---------------------------------
-setup: system-packages $(STAMPS)/venv
+setup: system-packages $(STAMPS)/venv $(STAMPS)/deepmd
 	@echo "python environment: $(VENV) matches requirements.txt + pyproject.toml"
 	@$(VENV)/bin/qdtraps setup
 
