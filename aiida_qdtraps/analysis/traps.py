@@ -1,0 +1,363 @@
+"""Band edges, trap states and per-atom trap labels of a QD from a window of MOs around the gap (pure; no AiiDA).
+
+The procedure follows seed 000 (Alexander et al., Structural Hole Traps in III-V QDs) and its predecessor's public
+script, with the thresholds recorded in METHODS.md as defaults. All energies in eV, lengths in Å.
+
+1. **Atom classes.** Bonds from Cordero covalent radii × 1.25 (× 1.1 for same-element pairs)
+   (:mod:`.bonds`); every atom is a *cation*, *anion* or *ligand* (X-type ligands F, Cl, Br, I, H and carboxylate
+   C/O; otherwise by the sign of the formal charge), and a core atom is *under-coordinated* (UC) when it has fewer
+   than ``full_coordination`` (4 in zincblende) bonds, *fully coordinated* (FC) otherwise.
+2. **Populations.** Löwdin populations of every window MO on every atom, renormalised over the non-ligand atoms
+   (``p̃``), and the authors' participation ratio ``PR = 1 / (M Σ p̃²)`` over the M non-ligand atoms.
+3. **Band test.** A valence state is *band-like* when ``PR ≥ 0.5 · (n_anion / M) / α_anion`` and
+   ``α_UC-anion ≤ 1.5 · n_UC-anion / (n_anion − n_UC-anion) · α_FC-anion`` (α = summed p̃ on the class); the
+   conduction test is the same with cations.
+4. **Scan.** The VBM is the first band-like state scanning down from the HOMO; the CBM the first band-like state
+   scanning up from the LUMO, except that band-like states among the first ``quantum_confined_virtuals`` (3)
+   virtual orbitals are flagged *quantum-confined* and skipped (neither CBM nor trap).
+5. **Localization (the part of the paper's procedure that is not public; our rule).** Canonical MOs in dense
+   regions are "unrepresentatively delocalized" mixtures. The scan region (from the HOMO down to the VBM, from the
+   LUMO up to the CBM) is split into near-degenerate clusters: runs of consecutive MOs closer than
+   ``degeneracy_tol`` (0.05 eV) to their neighbour. Every cluster of ≥ 2 MOs is replaced by its Pipek–Mezey
+   orbitals (Löwdin populations, :mod:`.localization`), which span the same space, with expectation energies
+   ``ε̃ = Σ_k U_k² ε_k``; then the scan is repeated on the refined spectrum. If the band edge moves into a cluster
+   not yet localized, that cluster is localized and the scan repeated, until the band edges are stable. Clusters
+   of a single MO are left canonical. Set ``localize=False`` for the plain canonical scan.
+6. **Traps.** Every state strictly between VBM and CBM that is not band-like (and not quantum-confined) is a trap:
+   hole trap on the occupied side (depth ``ε − ε_VBM``), electron trap on the virtual side (depth ``ε_CBM − ε``).
+   Its centre is the non-ligand atom with the largest in-state population; it is *structural* when the centre has
+   ≥ 4 bonds and *under-coordinated* otherwise; centres with ≥ 5 bonds or bonded to an atom of the same element
+   (homo-atomic dimer) are flagged.
+7. **Per-atom labels** (the classifier's samples): for each non-ligand atom take the state nearest the gap —
+   scanning up from the LUMO for cations, down from the HOMO for anions — in which the atom's share is at least
+   ``0.9 ×`` the largest atom share of that state; if that state lies at or beyond its band edge (or is a
+   quantum-confined state, or no such state is in the window) the atom is *bulk*, otherwise *structural* (> 3 bonds)
+   or *under-coordinated* (≤ 3 bonds).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import bonds, localization, populations
+
+LIGAND_ELEMENTS = frozenset({'F', 'Cl', 'Br', 'I', 'H', 'O', 'C', 'N'})
+CATION_ELEMENTS = frozenset({'In', 'Ga', 'Al', 'Cd', 'Zn', 'Pb', 'Hg', 'Cu', 'Ag', 'Cs', 'Li', 'Na', 'K'})
+ATOM_LABELS = ('ligand', 'bulk', 'structural', 'under-coordinated')
+
+
+@dataclass(frozen=True)
+class LabelingParameters:
+    """Thresholds of the trap-labeling procedure (defaults: seed 000's code, METHODS.md)."""
+
+    bond_scale: float = bonds.LABELING_SCALE
+    same_element_bond_scale: float = bonds.LABELING_SAME_ELEMENT_SCALE
+    full_coordination: int = 4
+    pr_factor: float = 0.5
+    uc_factor: float = 1.5
+    quantum_confined_virtuals: int = 3
+    atom_share: float = 0.9
+    localize: bool = True
+    degeneracy_tol: float = 0.05
+    population_method: str = 'lowdin'
+
+    def __post_init__(self):
+        if self.population_method not in populations.POPULATION_METHODS:
+            raise ValueError(f'population_method must be one of {populations.POPULATION_METHODS}, '
+                             f'got {self.population_method!r}')
+        for name in ('bond_scale', 'same_element_bond_scale', 'pr_factor', 'uc_factor', 'degeneracy_tol'):
+            if not getattr(self, name) > 0:
+                raise ValueError(f'{name} must be positive, got {getattr(self, name)}')
+        if not 0 < self.atom_share <= 1:
+            raise ValueError(f'atom_share must be in (0, 1], got {self.atom_share}')
+        if self.quantum_confined_virtuals < 0 or self.full_coordination < 1:
+            raise ValueError('quantum_confined_virtuals must be ≥ 0 and full_coordination ≥ 1, got '
+                             f'{self.quantum_confined_virtuals} and {self.full_coordination}')
+
+
+@dataclass
+class States:
+    """The (canonical or refined) states of one spin channel, sorted by energy."""
+
+    energies: np.ndarray          # (ns,) eV
+    occupied: np.ndarray          # (ns,) bool
+    populations: np.ndarray       # (ns, N) Löwdin populations on all atoms
+    shares: np.ndarray            # (ns, M) populations renormalised over the non-ligand atoms
+    participation: np.ndarray     # (ns,) PR over the non-ligand atoms
+    localized: np.ndarray         # (ns,) bool: a Pipek–Mezey orbital rather than a canonical MO
+    orbitals: np.ndarray          # (nao, ns) the states in the Löwdin-orthogonal AO basis
+    sources: list = field(default_factory=list)  # canonical window columns each state is made of
+
+
+@dataclass
+class TrapLabels:
+    """Result of :func:`label_traps` for one spin channel."""
+
+    vbm: float
+    cbm: float
+    homo: float
+    lumo: float
+    states: States
+    band_like: np.ndarray          # (ns,) bool
+    state_kind: np.ndarray         # (ns,) str: valence / conduction / hole-trap / electron-trap / quantum-confined
+    traps: list[dict]
+    coordination: np.ndarray       # (N,) int
+    roles: np.ndarray              # (N,) str
+    atom_label: np.ndarray         # (N,) str, one of ATOM_LABELS
+    atom_state: np.ndarray         # (N,) int index into states, -1 if none
+    bonds: np.ndarray              # (n_bonds, 2)
+    n_localized_clusters: int = 0
+
+
+def infer_roles(symbols, formal_charges: dict[str, int] | None = None) -> np.ndarray:
+    """'cation' / 'anion' / 'ligand' per atom from the element (X-type ligand elements are ligands)."""
+    roles = []
+    for symbol in symbols:
+        if symbol in LIGAND_ELEMENTS:
+            roles.append('ligand')
+        elif formal_charges and symbol in formal_charges:
+            roles.append('cation' if formal_charges[symbol] > 0 else 'anion')
+        else:
+            roles.append('cation' if symbol in CATION_ELEMENTS else 'anion')
+    return np.array(roles)
+
+
+def _band_like(shares, participation, classes, side: str, params: LabelingParameters) -> np.ndarray:
+    """The authors' band test for the states (rows of ``shares``) on the valence (anion) or conduction side."""
+    role = 'anion' if side == 'valence' else 'cation'
+    in_role = classes[0] == role
+    uc = in_role & classes[1]
+    n_role, n_uc = int(in_role.sum()), int(uc.sum())
+    if n_role == 0:
+        raise ValueError(f'the QD has no {role} atoms: cannot find the {side} band edge')
+    m = shares.shape[1]
+    alpha_role = shares[:, in_role].sum(axis=1)
+    alpha_uc = shares[:, uc].sum(axis=1)
+    alpha_fc = alpha_role - alpha_uc
+    with np.errstate(divide='ignore', invalid='ignore'):
+        pr_needed = params.pr_factor * (n_role / m) / alpha_role
+        uc_ratio = np.inf if n_uc == n_role else params.uc_factor * n_uc / (n_role - n_uc)
+        uc_ok = alpha_uc <= uc_ratio * alpha_fc if np.isfinite(uc_ratio) else np.ones(len(shares), bool)
+    return (participation >= pr_needed) & uc_ok & (alpha_role > 0)
+
+
+def _state_block(orbitals, ao_atom, n_atoms, core, method, overlap, coefficients):
+    if method == 'lowdin':
+        pops = np.zeros((orbitals.shape[1], n_atoms))
+        np.add.at(pops.T, np.asarray(ao_atom, dtype=int), orbitals ** 2)
+    else:
+        pops = populations.atomic_populations(coefficients, overlap, ao_atom, n_atoms, method='mulliken')
+    shares = populations.renormalize(pops, core)
+    return pops, shares, populations.participation_ratio(shares)
+
+
+def _scan(energies, band_like, occupied, params, side):
+    """Index (into the energy-sorted states) of the band edge on one side; QC flags for the conduction side."""
+    qc = np.zeros(len(energies), dtype=bool)
+    if side == 'valence':
+        order = np.flatnonzero(occupied)[::-1]
+        for idx in order:
+            if band_like[idx]:
+                return int(idx), qc
+        return None, qc
+    order = np.flatnonzero(~occupied)
+    for rank, idx in enumerate(order):
+        if band_like[idx]:
+            if rank < params.quantum_confined_virtuals:
+                qc[idx] = True
+                continue
+            return int(idx), qc
+    return None, qc
+
+
+def _clusters(energies: np.ndarray, tol: float) -> list[np.ndarray]:
+    """Runs of consecutive (sorted) energies whose neighbour spacing is below ``tol``."""
+    breaks = np.flatnonzero(np.diff(energies) >= tol) + 1
+    return np.split(np.arange(len(energies)), breaks)
+
+
+def label_traps(symbols, positions, energies, occupations, coefficients, overlap, ao_atom,
+                params: LabelingParameters | None = None, roles=None) -> TrapLabels:
+    """Label the band edges, trap states and atoms of one spin channel.
+
+    :param symbols: element per atom (N,); :param positions: Cartesian coordinates (N, 3) in Å.
+    :param energies: MO energies of the window (nwin,) in eV, any order; :param occupations: their occupations.
+    :param coefficients: window MO coefficients (nao, nwin); :param overlap: AO overlap (nao, nao);
+    :param ao_atom: atom of every AO (nao,).
+    :param roles: optional 'cation'/'anion'/'ligand' per atom (default: :func:`infer_roles`).
+    :raises ValueError: for inconsistent sizes, an overlap that is not positive definite, or a window without both
+        HOMO and LUMO or without a band-like state on either side (each message names the offending value).
+    """
+    params = params or LabelingParameters()
+    symbols = list(symbols)
+    positions = np.asarray(positions, dtype=float)
+    n_atoms = len(symbols)
+    if positions.shape != (n_atoms, 3):
+        raise ValueError(f'positions have shape {positions.shape} but there are {n_atoms} atoms')
+    energies = np.asarray(energies, dtype=float)
+    occupations = np.asarray(occupations, dtype=float)
+    coefficients = np.asarray(coefficients, dtype=float)
+    ao_atom = np.asarray(ao_atom, dtype=int)
+    if energies.ndim != 1 or occupations.shape != energies.shape:
+        raise ValueError(f'energies {energies.shape} and occupations {occupations.shape} must be equal 1-D arrays')
+    if coefficients.ndim != 2 or coefficients.shape[1] != len(energies):
+        raise ValueError(f'coefficients have shape {coefficients.shape}; expected (nao, {len(energies)})')
+    if len(ao_atom) != coefficients.shape[0]:
+        raise ValueError(f'ao_atom has {len(ao_atom)} entries but the coefficients have {coefficients.shape[0]} AOs')
+    if ao_atom.size and ao_atom.max() >= n_atoms:
+        raise ValueError(f'ao_atom refers to atom {int(ao_atom.max())} but the structure has {n_atoms} atoms')
+    occupied_mask = occupations > 1e-3
+    if not occupied_mask.any() or occupied_mask.all():
+        raise ValueError(f'the MO window must contain the HOMO and the LUMO: it has {int(occupied_mask.sum())} '
+                         f'occupied and {int((~occupied_mask).sum())} virtual MOs')
+
+    roles = infer_roles(symbols) if roles is None else np.asarray(roles)
+    if roles.shape != (n_atoms,) or not set(roles) <= {'cation', 'anion', 'ligand'}:
+        raise ValueError(f'roles must be one of cation/anion/ligand per atom ({n_atoms}), got {sorted(set(roles))}')
+    pairs = bonds.bond_pairs(positions, symbols, params.bond_scale, params.same_element_bond_scale)
+    cn = bonds.coordination_numbers(pairs, n_atoms)
+    core = roles != 'ligand'
+    if not core.any():
+        raise ValueError('the structure has no cation or anion atoms')
+    core_roles = roles[core]
+    core_uc = cn[core] < params.full_coordination
+    classes = (core_roles, core_uc)
+
+    order = np.argsort(energies, kind='stable')
+    energies, occupied_mask, coefficients = energies[order], occupied_mask[order], coefficients[:, order]
+    half = populations.overlap_sqrt(overlap)
+    orth = half @ coefficients
+    norms = np.einsum('ij,ij->j', orth, orth)
+    if np.abs(norms - 1).max() > 1e-3:
+        bad = int(np.argmax(np.abs(norms - 1)))
+        raise ValueError(f'window MO {int(order[bad])} is not normalised in the given overlap (norm {norms[bad]:.4f}): '
+                         'are coefficients, overlap and AO order from the same calculation?')
+
+    def build(orbitals, state_energies, occ, loc, sources, coeff):
+        pops, shares, pr = _state_block(orbitals, ao_atom, n_atoms, core, params.population_method, overlap, coeff)
+        return States(state_energies, occ, pops, shares, pr, loc, orbitals, sources)
+
+    canonical = build(orth, energies, occupied_mask, np.zeros(len(energies), bool),
+                      [[int(order[k])] for k in range(len(energies))], coefficients)
+    states = canonical
+    localized_clusters: set[tuple[int, ...]] = set()
+    for _ in range(len(energies) + 1):
+        band = np.zeros(len(states.energies), bool)
+        for side, mask in (('valence', states.occupied), ('conduction', ~states.occupied)):
+            band[mask] = _band_like(states.shares[mask], states.participation[mask], classes, side, params)[:]
+        vbm_i, _ = _scan(states.energies, band, states.occupied, params, 'valence')
+        cbm_i, qc = _scan(states.energies, band, states.occupied, params, 'conduction')
+        if vbm_i is None or cbm_i is None:
+            side = 'valence' if vbm_i is None else 'conduction'
+            raise ValueError(f'no band-like {side} state in the MO window of {len(energies)} MOs '
+                             f'({int(occupied_mask.sum())} occupied): enlarge the window')
+        if not params.localize:
+            break
+        # Clusters of the canonical spectrum inside the scan region (HOMO→VBM, LUMO→CBM), edges included.
+        low, high = states.energies[vbm_i], states.energies[cbm_i]
+        todo = []
+        for side_mask in (occupied_mask, ~occupied_mask):
+            idx = np.flatnonzero(side_mask)
+            for cluster in _clusters(energies[idx], params.degeneracy_tol):
+                members = idx[cluster]
+                if len(members) < 2:
+                    continue
+                span = energies[members]
+                if span.max() >= low - 1e-9 and span.min() <= high + 1e-9 and tuple(members) not in localized_clusters:
+                    todo.append(tuple(members))
+        if not todo:
+            break
+        localized_clusters.update(todo)
+        states = _refine(canonical, energies, orth, coefficients, ao_atom, n_atoms, sorted(localized_clusters),
+                         build)
+
+    kinds = np.full(len(states.energies), '', dtype=object)
+    kinds[qc] = 'quantum-confined'
+    traps = []
+    vbm, cbm = float(states.energies[vbm_i]), float(states.energies[cbm_i])
+    core_index = np.flatnonzero(core)
+    neighbours = bonds.neighbour_lists(pairs, n_atoms)
+    for s in range(len(states.energies)):
+        if kinds[s]:
+            continue
+        if states.occupied[s]:
+            kinds[s] = 'valence' if s <= vbm_i else 'hole-trap'  # no band-like state lies between VBM and HOMO
+        else:
+            kinds[s] = 'conduction' if s >= cbm_i else 'electron-trap'  # band-like ones below the CBM are QC
+        if kinds[s] in ('hole-trap', 'electron-trap'):
+            centre = int(core_index[int(np.argmax(states.shares[s]))])
+            hole = kinds[s] == 'hole-trap'
+            same = [int(j) for j in neighbours[centre] if symbols[j] == symbols[centre]]
+            traps.append({
+                'state': s, 'carrier': 'hole' if hole else 'electron', 'energy': float(states.energies[s]),
+                'depth': float(states.energies[s] - vbm) if hole else float(cbm - states.energies[s]),
+                'participation_ratio': float(states.participation[s]), 'center': centre,
+                'center_element': symbols[centre], 'center_coordination': int(cn[centre]),
+                'center_share': float(states.shares[s].max()),
+                'kind': 'structural' if cn[centre] >= 4 else 'under-coordinated',
+                'homo_dimer': bool(same), 'high_coordination': bool(cn[centre] >= 5),
+                'localized': bool(states.localized[s]), 'mo_indices': list(states.sources[s]),
+            })
+    labels, atom_state = _atom_labels(states, kinds, core, roles, cn, params, vbm_i, cbm_i)
+    homo = float(energies[occupied_mask].max())
+    lumo = float(energies[~occupied_mask].min())
+    return TrapLabels(vbm, cbm, homo, lumo, states, band, np.array(kinds, dtype=str), traps, cn, roles, labels,
+                      atom_state, pairs, len(localized_clusters))
+
+
+def _refine(canonical: States, energies, orth, coefficients, ao_atom, n_atoms, clusters, build) -> States:
+    """The canonical states with every cluster replaced by its Pipek–Mezey orbitals, re-sorted by energy."""
+    in_cluster = np.zeros(len(energies), bool)
+    keep = None
+    columns, coeffs, new_energies, occ, loc, sources = [], [], [], [], [], []
+    for members in clusters:
+        members = np.array(members)
+        in_cluster[members] = True
+        u = localization.localize_pipek_mezey(orth[:, members], ao_atom, n_atoms)
+        columns.append(orth[:, members] @ u)
+        coeffs.append(coefficients[:, members] @ u)
+        new_energies.append((u ** 2).T @ energies[members])
+        occ.append(np.full(len(members), canonical.occupied[members[0]]))
+        loc.append(np.ones(len(members), bool))
+        sources.extend([[canonical.sources[m][0] for m in members]] * len(members))
+    keep = np.flatnonzero(~in_cluster)
+    orbitals = np.concatenate([orth[:, keep]] + columns, axis=1)
+    rotated = np.concatenate([coefficients[:, keep]] + coeffs, axis=1)
+    state_energies = np.concatenate([energies[keep]] + new_energies)
+    occupied = np.concatenate([canonical.occupied[keep]] + occ)
+    localized = np.concatenate([np.zeros(len(keep), bool)] + loc)
+    sources = [canonical.sources[k] for k in keep] + sources
+    order = np.argsort(state_energies, kind='stable')
+    return build(orbitals[:, order], state_energies[order], occupied[order], localized[order],
+                 [sources[k] for k in order], rotated[:, order])
+
+
+def _atom_labels(states: States, kinds, core, roles, cn, params, vbm_i, cbm_i):
+    """Per-atom labels (ATOM_LABELS) and the state each non-ligand atom was assigned (-1: none)."""
+    n_atoms = len(roles)
+    labels = np.full(n_atoms, 'ligand', dtype=object)
+    atom_state = np.full(n_atoms, -1, dtype=int)
+    core_index = np.flatnonzero(core)
+    dominant = states.shares >= params.atom_share * states.shares.max(axis=1, keepdims=True)  # (ns, M)
+    for role, scan in (('anion', np.flatnonzero(states.occupied)[::-1]), ('cation', np.flatnonzero(~states.occupied))):
+        columns = np.flatnonzero(roles[core] == role)
+        if not len(columns):
+            continue
+        hits = dominant[np.ix_(scan, columns)]
+        found = hits.any(axis=0)
+        first = np.argmax(hits, axis=0)
+        for col, ok, rank in zip(columns, found, first):
+            atom = core_index[col]
+            if not ok:
+                labels[atom] = 'bulk'
+                continue
+            s = int(scan[rank])
+            atom_state[atom] = s
+            beyond = (s <= vbm_i) if role == 'anion' else (s >= cbm_i)
+            if beyond or kinds[s] in ('quantum-confined', 'valence', 'conduction'):
+                labels[atom] = 'bulk'
+            else:
+                labels[atom] = 'structural' if cn[atom] > params.full_coordination - 1 else 'under-coordinated'
+    return np.array(labels, dtype=str), atom_state

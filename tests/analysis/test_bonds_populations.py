@@ -1,0 +1,84 @@
+"""Bond graph, Löwdin/Mulliken populations and participation ratios on cases with known answers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from ase.build import bulk
+
+from aiida_qdtraps.analysis import bonds, populations
+
+
+def test_zincblende_interior_is_fourfold():
+    crystal = bulk('InP', 'zincblende', a=5.869, cubic=True).repeat((3, 3, 3))
+    pairs = bonds.bond_pairs(crystal.positions, crystal.get_chemical_symbols())
+    cn = bonds.coordination_numbers(pairs, len(crystal))
+    interior = np.linalg.norm(crystal.positions - crystal.positions.mean(0), axis=1) < 4.0
+    assert set(cn[interior]) == {4}
+    symbols = np.array(crystal.get_chemical_symbols())
+    assert np.all(symbols[pairs[:, 0]] != symbols[pairs[:, 1]])  # In-In at 4.15 Å is not bonded (1.1 × 2.84 Å)
+
+
+def test_same_element_scale_and_pair_override():
+    positions = np.array([[0, 0, 0], [3.3, 0, 0], [0, 2.6, 0]])  # In-In 3.3 Å; In-P 2.6 Å
+    symbols = ['In', 'In', 'P']
+    assert bonds.bond_pairs(positions, symbols).tolist() == [[0, 2]]  # 3.3 > 1.1 × 2.84 Å
+    assert bonds.bond_pairs(positions, symbols, same_element_scale=None).tolist() == [[0, 1], [0, 2]]  # < 1.25 ×
+    assert bonds.bond_pairs(positions, symbols, pair_scale={('P', 'In'): 0.5}).tolist() == []
+
+
+@pytest.mark.parametrize('kwargs, match', [({'scale': 0}, 'scale must be positive'),
+                                           ({'pair_scale': {('In', 'Xx'): 1.0}}, "unknown element symbol 'Xx'")])
+def test_bond_pairs_bad_input(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        bonds.bond_pairs(np.zeros((2, 3)), ['In', 'P'], **kwargs)
+
+
+def test_lowdin_populations_of_orthonormal_basis():
+    """With S = 1 the Löwdin populations are the squared coefficients summed per atom."""
+    rng = np.random.default_rng(1)
+    q, _ = np.linalg.qr(rng.normal(size=(6, 6)))
+    ao_atom = np.array([0, 0, 1, 1, 2, 2])
+    pops = populations.atomic_populations(q, np.eye(6), ao_atom, 3)
+    expected = np.stack([(q[2 * a:2 * a + 2] ** 2).sum(0) for a in range(3)], axis=1)
+    np.testing.assert_allclose(pops, expected, atol=1e-12)
+    np.testing.assert_allclose(pops.sum(1), 1, atol=1e-12)
+
+
+def test_lowdin_recovers_orthogonal_populations_in_nonorthogonal_basis():
+    rng = np.random.default_rng(2)
+    s = np.eye(4) + 0.2 * (np.ones((4, 4)) - np.eye(4))
+    x, _ = np.linalg.qr(rng.normal(size=(4, 4)))
+    w, v = np.linalg.eigh(s)
+    c = (v / np.sqrt(w)) @ v.T @ x  # MOs with Cᵀ S C = 1 whose Löwdin-orthogonal components are x
+    pops = populations.atomic_populations(c, s, np.arange(4), 4)
+    np.testing.assert_allclose(pops, (x ** 2).T, atol=1e-12)
+    mulliken = populations.atomic_populations(c, s, np.arange(4), 4, method='mulliken')
+    np.testing.assert_allclose(mulliken.sum(1), 1, atol=1e-12)
+    assert not np.allclose(mulliken, pops)
+
+
+def test_participation_ratio_limits():
+    one_atom = np.array([[1.0, 0, 0, 0]])
+    uniform = np.full((1, 4), 0.25)
+    assert populations.participation_ratio(one_atom)[0] == pytest.approx(0.25)  # 1/N
+    assert populations.participation_ratio(uniform)[0] == pytest.approx(1.0)
+    assert populations.inverse_participation_ratio(one_atom)[0] == pytest.approx(1.0)
+    assert populations.inverse_participation_ratio(uniform)[0] == pytest.approx(0.25)
+    two = populations.renormalize(np.array([[0.5, 0.3, 0.2]]), np.array([True, True, False]))
+    np.testing.assert_allclose(two, [[0.625, 0.375]])
+
+
+def test_overlap_not_positive_definite():
+    with pytest.raises(ValueError, match='not positive definite: smallest eigenvalue -1'):
+        populations.atomic_populations(np.eye(2), np.array([[1.0, 2.0], [2.0, 1.0]]), np.arange(2), 2)
+
+
+@pytest.mark.parametrize('overlap, ao_atom, match', [
+    (np.eye(3), np.arange(2), r'overlap has shape \(3, 3\) but the coefficients have 2 AOs'),
+    (np.eye(2), np.arange(3), 'ao_atom has 3 entries but the coefficients have 2 AOs'),
+    (np.eye(2), np.array([0, 5]), 'ao_atom refers to atom 5 but the structure has 2 atoms'),
+])
+def test_population_size_mismatch(overlap, ao_atom, match):
+    with pytest.raises(ValueError, match=match):
+        populations.atomic_populations(np.eye(2), overlap, ao_atom, 2)

@@ -1,0 +1,119 @@
+"""Band edges, traps and per-atom labels on synthetic MO sets whose answer is known (tests/analysis/conftest.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import SyntheticQd
+
+from aiida_qdtraps.analysis.traps import LabelingParameters, label_traps
+
+
+def _first(cn, anions, value):
+    return int(next(a for a in anions if cn[a] == value))
+
+
+def test_structural_hole_trap_found_with_centre_and_depth(cluster):
+    probe = SyntheticQd(*cluster)
+    centre = _first(probe.coordination, probe.anions, 4)
+    qd = SyntheticQd(*cluster, traps=[(centre, -4.6)])
+    result = label_traps(**qd.kwargs(), params=LabelingParameters(quantum_confined_virtuals=0))
+    assert result.vbm == pytest.approx(-5.0)
+    assert result.cbm == pytest.approx(-1.0)
+    assert len(result.traps) == 1
+    trap = result.traps[0]
+    assert trap['carrier'] == 'hole'
+    assert trap['center'] == centre
+    assert trap['depth'] == pytest.approx(0.4)
+    assert trap['kind'] == 'structural'
+    assert trap['center_coordination'] == 4
+    assert trap['center_share'] == pytest.approx(1.0)
+    assert result.atom_label[centre] == 'structural'
+    others = [a for a in qd.anions if a != centre]
+    assert set(result.atom_label[others]) == {'bulk'}
+
+
+def test_under_coordinated_trap_and_electron_trap(cluster):
+    probe = SyntheticQd(*cluster)
+    p3 = _first(probe.coordination, probe.anions, 3)
+    in2 = int(next(c for c in probe.cations if probe.coordination[c] == 2))
+    qd = SyntheticQd(*cluster, traps=[(p3, -4.8), (in2, -1.5)])
+    result = label_traps(**qd.kwargs(), params=LabelingParameters(quantum_confined_virtuals=0))
+    by_carrier = {t['carrier']: t for t in result.traps}
+    assert by_carrier['hole']['center'] == p3 and by_carrier['hole']['kind'] == 'under-coordinated'
+    assert by_carrier['hole']['depth'] == pytest.approx(0.2)
+    assert by_carrier['electron']['center'] == in2 and by_carrier['electron']['depth'] == pytest.approx(0.5)
+    assert result.atom_label[p3] == 'under-coordinated'
+    assert result.atom_label[in2] == 'under-coordinated'
+
+
+def test_quantum_confined_states_are_skipped(cluster):
+    """With the default of 3, the three lowest (band-like) virtuals are quantum-confined and the CBM is the 4th."""
+    qd = SyntheticQd(*cluster)
+    result = label_traps(**qd.kwargs())
+    assert result.cbm == pytest.approx(-0.7)
+    assert list(result.state_kind[~result.states.occupied][:4]) == ['quantum-confined'] * 3 + ['conduction']
+    assert result.traps == []
+
+
+def test_localization_unmixes_a_trap_hidden_in_a_near_degenerate_pair(cluster):
+    """A trap 0.02 eV above the VBM, mixed 40° with it: the canonical scan sees two localized states (two false
+    traps, VBM pushed down); Pipek–Mezey on the pair recovers one band state and one trap on the right atom."""
+    probe = SyntheticQd(*cluster)
+    centre = _first(probe.coordination, probe.anions, 4)
+    n_valence = 6
+    qd = SyntheticQd(*cluster, traps=[(centre, -4.98)], n_valence=n_valence, mix=(0, n_valence, np.radians(40)))
+    params = {'quantum_confined_virtuals': 0}
+    canonical = label_traps(**qd.kwargs(), params=LabelingParameters(localize=False, **params))
+    assert len(canonical.traps) == 2
+    assert canonical.vbm == pytest.approx(-5.1)
+    refined = label_traps(**qd.kwargs(), params=LabelingParameters(**params))
+    assert refined.n_localized_clusters == 1
+    assert len(refined.traps) == 1
+    trap = refined.traps[0]
+    assert trap['center'] == centre and trap['localized']
+    assert trap['center_share'] == pytest.approx(1.0, abs=1e-4)
+    assert refined.vbm == pytest.approx(-5.0 * np.cos(np.radians(40)) ** 2 - 4.98 * np.sin(np.radians(40)) ** 2)
+    assert trap['depth'] == pytest.approx(0.02 * (np.cos(np.radians(40)) ** 2 - np.sin(np.radians(40)) ** 2), abs=1e-6)
+
+
+def test_labels_do_not_depend_on_mo_order(cluster):
+    probe = SyntheticQd(*cluster)
+    qd = SyntheticQd(*cluster, traps=[(_first(probe.coordination, probe.anions, 4), -4.6)])
+    kwargs = qd.kwargs()
+    order = np.random.default_rng(0).permutation(len(qd.energies))
+    shuffled = dict(kwargs, energies=qd.energies[order], occupations=qd.occupations[order],
+                    coefficients=qd.coefficients[:, order])
+    a, b = label_traps(**kwargs), label_traps(**shuffled)
+    assert a.traps[0]['center'] == b.traps[0]['center'] and a.vbm == b.vbm
+    assert list(a.atom_label) == list(b.atom_label)
+
+
+@pytest.mark.parametrize('change, match', [
+    (lambda k: dict(k, occupations=np.full_like(k['occupations'], 2.0)), 'must contain the HOMO and the LUMO'),
+    (lambda k: dict(k, positions=k['positions'][:-1]), r'positions have shape \(46, 3\) but there are 47 atoms'),
+    (lambda k: dict(k, ao_atom=k['ao_atom'][:-1]), 'ao_atom has 46 entries but the coefficients have 47 AOs'),
+    (lambda k: dict(k, overlap=k['overlap'] - 2 * np.eye(len(k['overlap']))), 'not positive definite'),
+    (lambda k: dict(k, overlap=np.eye(len(k['overlap']))), 'is not normalised in the given overlap'),
+])
+def test_bad_input_is_named(cluster, change, match):
+    qd = SyntheticQd(*cluster)
+    with pytest.raises(ValueError, match=match):
+        label_traps(**change(qd.kwargs()))
+
+
+def test_window_without_valence_band(cluster):
+    probe = SyntheticQd(*cluster)
+    qd = SyntheticQd(*cluster, n_valence=1, traps=[(_first(probe.coordination, probe.anions, 4), -4.6)])
+    keep = qd.energies > -4.9  # drop the one valence state: only the trap is occupied
+    kwargs = dict(qd.kwargs(), energies=qd.energies[keep], occupations=qd.occupations[keep],
+                  coefficients=qd.coefficients[:, keep])
+    with pytest.raises(ValueError, match='no band-like valence state in the MO window'):
+        label_traps(**kwargs)
+
+
+def test_bad_parameters():
+    with pytest.raises(ValueError, match='population_method'):
+        LabelingParameters(population_method='becke')
+    with pytest.raises(ValueError, match='atom_share'):
+        LabelingParameters(atom_share=1.5)

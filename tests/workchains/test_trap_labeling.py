@@ -1,0 +1,81 @@
+"""TrapLabelingWorkChain / label_traps on the recorded PBE0 run of In4PF9, and the query helpers on its records."""
+
+from __future__ import annotations
+
+import ase.io
+import numpy as np
+import pytest
+from aiida import orm
+from aiida.engine import run_get_node
+
+from aiida_qdtraps.data import TrapRecord
+from aiida_qdtraps.workchains.functions import extract_mo_window
+from aiida_qdtraps.workchains.traps import TrapLabelingWorkChain, label_traps
+
+PBE0 = 'cp2k/pbe0_success'
+
+
+@pytest.fixture
+def recorded_scf(data_dir):
+    """(structure, mo_window) nodes of the recorded PBE0 run, through the same calcfunction the workchain uses."""
+    retrieved = orm.FolderData()
+    retrieved.base.repository.put_object_from_file(str(data_dir / PBE0 / 'aiida-MOS-1_0.molden'),
+                                                   'aiida-MOS-1_0.molden')
+    retrieved.store()
+    window = extract_mo_window(retrieved, orm.Dict({'occupied': 30, 'virtual': 10}))['mo_window']
+    structure = orm.StructureData(ase=ase.io.read(data_dir / PBE0 / 'qd.xyz')).store()
+    return structure, window
+
+
+def test_workchain_outputs(recorded_scf):
+    structure, window = recorded_scf
+    results, node = run_get_node(TrapLabelingWorkChain, structure=structure, mo_window=window,
+                                 protocol=orm.Str('fast'))
+    assert node.is_finished_ok, node.exit_message
+    summary = results['summary']
+    spin = summary['spins'][0]
+    assert spin['vbm_ev'] <= spin['homo_ev'] < spin['lumo_ev'] <= spin['cbm_ev']
+    labels = results['atom_labels']
+    names = np.array(labels.base.attributes.get('label_names'))[labels.get_array('label')]
+    symbols = np.array(labels.base.attributes.get('symbols'))
+    assert set(names[symbols == 'F']) == {'ligand'}
+    assert 'ligand' not in set(names[symbols != 'F'])
+    for record in results.get('traps', {}).values():
+        assert isinstance(record, TrapRecord)
+        assert record['protocol'] == 'fast'
+        assert record['depth'] >= 0
+        assert record['center_element'] in ('In', 'P')
+    assert results['participation_plot'].get_content('rb')[:4] == b'\x89PNG'
+    assert results['pdos_plot'].get_content('rb')[:4] == b'\x89PNG'
+
+
+def test_label_traps_rejects_other_structure(recorded_scf):
+    structure, window = recorded_scf
+    atoms = structure.get_ase()
+    del atoms[-1]
+    _, node = label_traps.run_get_node(orm.StructureData(ase=atoms), window)
+    assert node.exit_status == 301
+    assert 'structure has 13 atoms' in node.exit_message
+    assert not node.base.links.get_outgoing().all()
+
+
+def test_label_traps_rejects_window_without_lumo(recorded_scf):
+    structure, window = recorded_scf
+    occupied = orm.ArrayData()
+    mask = window.get_array('occupations')[0] > 0
+    for name in ('energies', 'occupations'):
+        occupied.set_array(name, window.get_array(name)[:, mask])
+    occupied.set_array('coefficients', window.get_array('coefficients')[:, :, mask])
+    for name in ('overlap', 'ao_atom'):
+        occupied.set_array(name, window.get_array(name))
+    _, node = label_traps.run_get_node(structure, occupied)
+    assert node.exit_status == 300
+    assert 'must contain the HOMO and the LUMO' in node.exit_message
+    assert not node.base.links.get_outgoing().all()
+
+
+def test_label_traps_rejects_unknown_parameter(recorded_scf):
+    structure, window = recorded_scf
+    _, node = label_traps.run_get_node(structure, window, parameters=orm.Dict({'pr_cutoff': 0.4}))
+    assert node.exit_status == 302
+    assert 'pr_cutoff' in node.exit_message
