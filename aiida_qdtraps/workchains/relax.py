@@ -1,4 +1,9 @@
-"""``QdRelaxWorkChain``: PBE geometry optimisation of a non-periodic QD (CP2K through aiida-cp2k)."""
+"""``QdRelaxWorkChain``: PBE geometry optimisation of a non-periodic QD.
+
+``engine: cp2k`` (default) runs CP2K through aiida-cp2k; ``engine: qe`` runs pw.x through aiida-quantumespresso's
+``PwBaseWorkChain`` with the GTH-PBE UPF family (steps in :mod:`aiida_qdtraps.workchains.qe`), optionally followed by
+pp.x for the valence density cube.
+"""
 
 from __future__ import annotations
 
@@ -10,18 +15,28 @@ from aiida.engine import if_
 from ..protocols import PROTOCOL_DIR
 from .common import QdCp2kStageWorkChain
 from .cp2k_base import QdCp2kBaseWorkChain
+from .qe import QeRelaxStage, define_qe_inputs
 
-ENGINES = ('cp2k',)
+ENGINES = ('cp2k', 'qe')
 
 
 def validate_engine(value, _):
     if value is not None and value.value not in ENGINES:
-        return f'engine {value.value!r} is not available; choose one of {ENGINES} (Quantum ESPRESSO: issue #9)'
+        return f'engine {value.value!r} is not available; choose one of {ENGINES}'
     return None
 
 
-class QdRelaxWorkChain(QdCp2kStageWorkChain):
-    """Relax a QD with CP2K PBE (GEO_OPT) in a non-periodic box, with restarts on failure."""
+def validate_engine_inputs(inputs, _):
+    """The namespace of the chosen engine must be given: ``base`` for cp2k, ``qe`` for qe."""
+    engine = inputs['engine'].value if 'engine' in inputs else 'cp2k'
+    namespace = {'cp2k': 'base', 'qe': 'qe'}.get(engine)
+    if namespace is not None and namespace not in inputs:
+        return f'engine {engine!r} needs the `{namespace}` inputs (use get_builder_from_protocol)'
+    return None
+
+
+class QdRelaxWorkChain(QeRelaxStage, QdCp2kStageWorkChain):
+    """Relax a QD with PBE in a non-periodic box: CP2K GEO_OPT (default) or pw.x relax, with restarts on failure."""
 
     _namespace = 'base'
 
@@ -29,18 +44,29 @@ class QdRelaxWorkChain(QdCp2kStageWorkChain):
     def define(cls, spec):
         super().define(spec)
         spec.input('engine', valid_type=orm.Str, default=lambda: orm.Str('cp2k'), validator=validate_engine,
-                   help='Electronic-structure engine; only `cp2k` for now.')
-        spec.expose_inputs(QdCp2kBaseWorkChain, namespace='base', exclude=('cp2k.structure',))
+                   help='Electronic-structure engine: `cp2k` (inputs in `base`) or `qe` (inputs in `qe`, `qe_pp`).')
+        spec.expose_inputs(QdCp2kBaseWorkChain, namespace='base', exclude=('cp2k.structure',),
+                           namespace_options={'required': False, 'populate_defaults': False})
+        define_qe_inputs(spec)
+        spec.inputs.validator = validate_engine_inputs
         spec.outline(
             cls.setup,
             if_(cls.should_box)(cls.put_in_box),
-            cls.validate_inputs,
-            cls.run_relax,
-            cls.inspect_relax,
-            cls.results,
+            if_(cls.is_qe)(
+                cls.validate_qe_inputs,
+                cls.run_qe_relax,
+                cls.inspect_qe_relax,
+                if_(cls.should_run_density)(cls.run_qe_density, cls.inspect_qe_density),
+                cls.qe_results,
+            ).else_(
+                cls.validate_inputs,
+                cls.run_relax,
+                cls.inspect_relax,
+                cls.results,
+            ),
         )
         spec.output('relaxed_structure', valid_type=orm.StructureData, help='The relaxed QD.')
-        spec.output('output_parameters', valid_type=orm.Dict, help='Parsed CP2K output of the last calculation.')
+        spec.output('output_parameters', valid_type=orm.Dict, help='Parsed output of the last CP2K/pw.x calculation.')
         spec.output('remote_folder', valid_type=orm.RemoteData, help='Folder of the last calculation (wavefunction).')
         spec.output('output_trajectory', valid_type=orm.TrajectoryData, required=False)
         spec.exit_code(401, 'ERROR_RELAX_FAILED', message='The CP2K relaxation failed: {message}')
@@ -53,12 +79,20 @@ class QdRelaxWorkChain(QdCp2kStageWorkChain):
     @classmethod
     def get_builder_from_protocol(cls, code: orm.Code, structure: orm.StructureData, protocol: str | None = None,
                                   overrides: dict | None = None, charge: int = 0, multiplicity: int = 1,
-                                  options: dict | None = None):
+                                  options: dict | None = None, pp_code: orm.Code | None = None):
         """Builder for ``structure`` with the ``fast``/``moderate``/``precise`` protocol.
 
-        :param overrides: nested dict with the input layout of this work chain, merged last.
-        :param options: CalcJob options merged into ``base.cp2k.metadata.options`` (e.g. resources).
+        The engine follows ``code``: a ``quantumespresso.pw`` code selects ``engine: qe`` (protocols of
+        ``qe_relax.yaml``), anything else CP2K (``relax.yaml``).
+
+        :param overrides: nested dict with the input layout of the engine's protocol file, merged last.
+        :param options: CalcJob options merged into ``base.cp2k.metadata.options`` (e.g. resources), or into the pw.x
+            and pp.x options for QE.
+        :param pp_code: QE only: a ``quantumespresso.pp`` code; if given, the valence density cube is made too.
         """
+        if code.default_calc_job_plugin == 'quantumespresso.pw':
+            return cls._qe_builder_from_protocol(code, structure, protocol, overrides, charge, multiplicity, options,
+                                                 pp_code)
         builder, _, _ = cls._builder_from_protocol(code, structure, protocol, overrides, charge, multiplicity,
                                                    options)
         return builder

@@ -57,5 +57,5 @@ def test_invalid_window_and_engine_rejected_at_launch(cp2k_code, tiny_qd):
     with pytest.raises(ValueError, match='mo_window.occupied must be a positive integer'):
         builder.mo_window = orm.Dict({'occupied': 0, 'virtual': 5})
     relax = QdRelaxWorkChain.get_builder_from_protocol(cp2k_code, tiny_qd, protocol='fast')
-    with pytest.raises(ValueError, match="engine 'qe' is not available"):
-        relax.engine = orm.Str('qe')
+    with pytest.raises(ValueError, match="engine 'siesta' is not available"):
+        relax.engine = orm.Str('siesta')

@@ -1,0 +1,279 @@
+"""Quantum ESPRESSO branch of ``QdRelaxWorkChain`` (``engine: qe``) and its GTH-PBE UPF pseudopotential family.
+
+- :func:`ensure_upf_family`: the aiida-pseudo family ``qdtraps-gth-pbe-upf`` of norm-conserving UPF files tabulated
+  from CP2K's ``GTH_POTENTIALS`` (:mod:`aiida_qdtraps.pseudos`), the very potentials and valence charges of the CP2K
+  path; made offline at set-up time.
+- :func:`qe_protocol_inputs`: the ``fast``/``moderate``/``precise`` protocols of ``qe_relax.yaml``.
+- :class:`QeRelaxStage`: the steps ``QdRelaxWorkChain`` runs for ``engine: qe`` -- ``PwBaseWorkChain``
+  (``calculation='relax'``, ``assume_isolated='mt'``, Gamma point, ``tot_charge``, ``nspin``/``tot_magnetization``)
+  and, if ``qe_pp`` inputs are given, pp.x (``plot_num=0``) writing the valence density as a Gaussian cube in e/bohr³
+  (the unit of CP2K's ``ELECTRON_DENSITY`` cube) exposed as the ``density_cube`` ``SinglefileData``.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import pathlib
+import tempfile
+
+from aiida import orm
+from aiida.common import AttributeDict
+from aiida.engine import ToContext, calcfunction
+from aiida.plugins import CalculationFactory, DataFactory, GroupFactory
+from aiida_quantumespresso.workflows.protocols.utils import (
+    ProtocolMixin,
+    recursive_merge,
+)
+from aiida_quantumespresso.workflows.pw.base import PwBaseWorkChain
+
+from ..protocols import PROTOCOL_DIR, element_settings
+
+PpCalculation = CalculationFactory('quantumespresso.pp')
+PseudoPotentialFamily = GroupFactory('pseudo.family')
+UpfData = DataFactory('pseudo.upf')
+
+#: Label of the aiida-pseudo family installed by ``qdtraps setup``.
+PSEUDO_FAMILY_LABEL = 'qdtraps-gth-pbe-upf'
+#: File pp.x writes the cube to (``PpCalculation``'s ``fileout``) and the name of the ``density_cube`` output.
+PP_FILEOUT = 'aiida.fileout'
+DENSITY_CUBE_FILENAME = 'valence_density.cube'
+
+
+def gth_potential_names(elements=None) -> dict[str, str]:
+    """Element → CP2K GTH potential name (``GTH-PBE-q<valence>``) from ``elements.yaml``, the CP2K path's choice.
+
+    :raises ValueError: naming elements without an entry.
+    """
+    table = element_settings()
+    elements = sorted(table) if elements is None else sorted(set(elements))
+    missing = [el for el in elements if el not in table]
+    if missing:
+        raise ValueError(f'no GTH pseudopotential for element(s) {missing}; supported: {sorted(table)}')
+    return {el: f"GTH-PBE-q{table[el]['valence']}" for el in elements}
+
+
+def ensure_upf_family(label: str = PSEUDO_FAMILY_LABEL, elements=None) -> tuple[str, str]:
+    """Install the GTH-PBE UPF family ``label`` unless it exists with the same files; return ``(status, detail)``.
+
+    The UPF files are generated from the local CP2K ``GTH_POTENTIALS`` (deterministic: same data file, same md5). A
+    family with different files (e.g. after a CP2K data update) is relabelled ``<label>-old-<pk>`` and a new one made,
+    so calculations that used the old one keep their provenance. ``status`` is ``created``, ``exists`` or ``updated``.
+    """
+    from ..pseudos import find_gth_potentials_file, write_upf_family
+
+    source = find_gth_potentials_file()
+    with tempfile.TemporaryDirectory() as tmp:
+        files = write_upf_family(tmp, gth_potential_names(elements), source)
+        md5s = {f.name.split('.')[0]: hashlib.md5(f.read_bytes()).hexdigest() for f in files}
+        existing = orm.QueryBuilder().append(PseudoPotentialFamily, filters={'label': label}).all(flat=True)
+        if existing:
+            family = existing[0]
+            current = {p.element: p.md5 for p in family.nodes}
+            if current == md5s:
+                return 'exists', f'{len(current)} UPF files, {source}'
+            family.label = f'{label}-old-{family.pk}'
+        family = PseudoPotentialFamily.create_from_folder(
+            pathlib.Path(tmp), label, pseudo_type=UpfData,
+            description=f'GTH-PBE pseudopotentials of CP2K ({source}) tabulated as norm-conserving UPF v2 by '
+                        'aiida_qdtraps.pseudos')
+    detail = f"{len(md5s)} elements ({', '.join(sorted(md5s))}) from {source}"
+    if existing:
+        return 'updated', f'{detail}; previous family relabelled {existing[0].label}'
+    return 'created', detail
+
+
+class QeRelaxProtocol(ProtocolMixin):
+    """Reads ``qe_relax.yaml`` with aiida-quantumespresso's protocol machinery."""
+
+    @classmethod
+    def get_protocol_filepath(cls) -> pathlib.Path:
+        return PROTOCOL_DIR / 'qe_relax.yaml'
+
+
+def qe_protocol_inputs(structure: orm.StructureData, protocol: str | None = None,
+                       overrides: dict | None = None) -> dict:
+    """Merged protocol inputs with ``ecutwfc``/``ecutrho`` chosen for the structure's elements.
+
+    ``overrides`` uses the layout of ``qe_relax.yaml`` (``qe.pw.parameters...``, ``pp...``, ``box_vacuum``).
+
+    :raises ValueError: for elements without a measured cutoff in the protocol.
+    """
+    inputs = QeRelaxProtocol.get_protocol_inputs(protocol, overrides)
+    elements = sorted(set(structure.get_kind_names()))
+    table = inputs.pop('ecutwfc')
+    missing = [el for el in elements if el not in table]
+    if missing:
+        raise ValueError(f'no measured QE cutoff for element(s) {missing} in protocol {protocol!r}; '
+                         f'have {sorted(table)}')
+    ecutwfc = max(float(table[el]) for el in elements)
+    system = inputs['qe']['pw']['parameters']['SYSTEM']
+    system.setdefault('ecutwfc', ecutwfc)
+    system.setdefault('ecutrho', inputs['dual'] * system['ecutwfc'])
+    return inputs
+
+
+def qe_electronic_state(charge: int, multiplicity: int) -> dict:
+    """pw.x ``SYSTEM`` settings for net charge (e) and spin multiplicity 2S+1."""
+    system = {'tot_charge': float(charge)}
+    if multiplicity > 1:
+        system.update({'nspin': 2, 'tot_magnetization': float(multiplicity - 1)})
+    return {'SYSTEM': system}
+
+
+def check_qe_electronic_state(structure: orm.StructureData, pseudos: dict, charge: int,
+                              multiplicity: int) -> tuple[str | None, str]:
+    """``(None, '')`` if every kind has a pseudopotential and charge/multiplicity fit, else ``(problem, message)``."""
+    missing = [kind for kind in sorted(set(structure.get_kind_names())) if kind not in pseudos]
+    if missing:
+        return 'kinds', f'no pseudopotential for kind(s) {missing}'
+    valence = {kind: pseudos[kind].z_valence for kind in pseudos}
+    n_electrons = round(sum(valence[site.kind_name] for site in structure.sites)) - charge
+    if multiplicity < 1:
+        return 'multiplicity', f'multiplicity must be >= 1, got {multiplicity}'
+    if n_electrons < multiplicity - 1 or (n_electrons - (multiplicity - 1)) % 2:
+        return 'multiplicity', (f'{n_electrons} valence electrons (charge {charge}) cannot have multiplicity '
+                                f'{multiplicity}: unpaired electrons and electron count must have the same parity')
+    return None, ''
+
+
+@calcfunction
+def extract_density_cube(retrieved: orm.FolderData) -> orm.SinglefileData:
+    """The valence density cube pp.x wrote (``aiida.fileout``, e/bohr³) as a ``SinglefileData``."""
+    with retrieved.base.repository.open(PP_FILEOUT, 'rb') as handle:
+        return orm.SinglefileData(handle, filename=DENSITY_CUBE_FILENAME)
+
+
+def define_qe_inputs(spec) -> None:
+    """Namespaces ``qe`` (``PwBaseWorkChain``) and ``qe_pp`` (``PpCalculation``), both optional."""
+    spec.expose_inputs(PwBaseWorkChain, namespace='qe', exclude=('pw.structure', 'pw.parent_folder'),
+                       namespace_options={'required': False, 'populate_defaults': False,
+                                          'help': 'Inputs of PwBaseWorkChain for `engine: qe`.'})
+    spec.expose_inputs(PpCalculation, namespace='qe_pp', exclude=('parent_folder',),
+                       namespace_options={'required': False, 'populate_defaults': False,
+                                          'help': 'If given with `engine: qe`: pp.x valence density cube.'})
+    spec.output('density_cube', valid_type=orm.SinglefileData, required=False,
+                help='Valence density of the relaxed QD (Gaussian cube, e/bohr³) from pp.x (`engine: qe`).')
+    spec.exit_code(411, 'ERROR_QE_RELAX_FAILED', message='The pw.x relaxation failed: {message}')
+    spec.exit_code(412, 'ERROR_QE_DENSITY_FAILED', message='The pp.x density calculation failed: {message}')
+
+
+class QeRelaxStage:
+    """Steps of ``QdRelaxWorkChain`` for ``engine: qe`` (mixed into the work chain)."""
+
+    @classmethod
+    def _qe_builder_from_protocol(cls, code: orm.AbstractCode, structure: orm.StructureData,
+                                  protocol: str | None, overrides: dict | None, charge: int, multiplicity: int,
+                                  options: dict | None, pp_code: orm.AbstractCode | None):
+        """Builder for the QE branch (see ``QdRelaxWorkChain.get_builder_from_protocol``)."""
+        inputs = qe_protocol_inputs(structure, protocol, overrides)
+        family = orm.QueryBuilder().append(PseudoPotentialFamily, filters={'label': inputs['pseudo_family']}).first(flat=True)
+        if family is None:
+            raise ValueError(f"pseudopotential family `{inputs['pseudo_family']}` is not installed; run "
+                             '`qdtraps setup` (or `ensure_upf_family()`)')
+        builder = cls.get_builder()
+        builder.engine = orm.Str('qe')
+        builder.structure = structure
+        builder.charge = orm.Int(charge)
+        builder.multiplicity = orm.Int(multiplicity)
+        builder.box_vacuum = orm.Float(inputs['box_vacuum'])
+        builder.clean_workdir = orm.Bool(inputs['clean_workdir'])
+        stage = inputs['qe']
+        metadata = copy.deepcopy(stage['pw']['metadata'])
+        if options:
+            metadata['options'] = recursive_merge(metadata['options'], options)
+        builder.qe.max_iterations = orm.Int(stage['max_iterations'])
+        builder.qe.pw.code = code
+        builder.qe.pw.pseudos = family.get_pseudos(structure=structure)
+        builder.qe.pw.parameters = orm.Dict(stage['pw']['parameters'])
+        builder.qe.pw.settings = orm.Dict(stage['pw']['settings'])
+        builder.qe.pw.metadata = metadata
+        kpoints = orm.KpointsData()
+        kpoints.set_kpoints_mesh([1, 1, 1])
+        builder.qe.kpoints = kpoints
+        if pp_code is not None:
+            pp = inputs['pp']
+            builder.qe_pp.code = pp_code
+            builder.qe_pp.parameters = orm.Dict(pp['parameters'])
+            builder.qe_pp.metadata = recursive_merge(pp['metadata'], {'options': options} if options else {})
+        return builder
+
+    def is_qe(self) -> bool:
+        return self.inputs.engine.value == 'qe'
+
+    def validate_qe_inputs(self):
+        """Refuse a QD without a box, elements without a UPF and impossible spin states."""
+        if abs(self.ctx.structure.get_cell_volume()) < 1e-6:
+            return self.exit_codes.ERROR_NO_BOX
+        problem, message = check_qe_electronic_state(self.ctx.structure, self.inputs.qe.pw.pseudos,
+                                                     self.inputs.charge.value, self.inputs.multiplicity.value)
+        if problem == 'kinds':
+            return self.exit_codes.ERROR_MISSING_KIND.format(message=message)
+        if problem == 'multiplicity':
+            return self.exit_codes.ERROR_INCONSISTENT_CHARGE_MULTIPLICITY.format(message=message)
+        return None
+
+    def run_qe_relax(self):
+        """Submit ``PwBaseWorkChain`` (``calculation='relax'``) on the boxed QD with charge and spin applied."""
+        inputs = AttributeDict(self.exposed_inputs(PwBaseWorkChain, namespace='qe'))
+        inputs.pw.structure = self.ctx.structure
+        parameters = recursive_merge(inputs.pw.parameters.get_dict(),
+                                     qe_electronic_state(self.inputs.charge.value, self.inputs.multiplicity.value))
+        parameters.setdefault('CONTROL', {}).setdefault('calculation', 'relax')
+        inputs.pw.parameters = orm.Dict(parameters)
+        if 'kpoints' not in inputs and 'kpoints_distance' not in inputs:
+            kpoints = orm.KpointsData()
+            kpoints.set_kpoints_mesh([1, 1, 1])
+            inputs.kpoints = kpoints
+        inputs.metadata = {'call_link_label': 'relax'}
+        node = self.submit(PwBaseWorkChain, **inputs)
+        self.report(f'launched PwBaseWorkChain<{node.pk}> (pw.x PBE relax, {len(self.ctx.structure.sites)} atoms, '
+                    f'charge {self.inputs.charge.value}, multiplicity {self.inputs.multiplicity.value})')
+        return ToContext(workchain=node)
+
+    def inspect_qe_relax(self):
+        workchain = self.ctx.workchain
+        if not workchain.is_finished_ok:
+            return self.exit_codes.ERROR_QE_RELAX_FAILED.format(
+                message=f'PwBaseWorkChain<{workchain.pk}> exit status {workchain.exit_status}: {workchain.exit_message}')
+        if 'output_structure' not in workchain.outputs:
+            return self.exit_codes.ERROR_NO_RELAXED_STRUCTURE
+        return None
+
+    def should_run_density(self) -> bool:
+        return 'qe_pp' in self.inputs and 'code' in self.inputs.qe_pp
+
+    def run_qe_density(self):
+        """pp.x on the relaxed run's folder: ``plot_num=0`` (valence density), 3D Gaussian cube."""
+        inputs = AttributeDict(self.exposed_inputs(PpCalculation, namespace='qe_pp'))
+        inputs.parent_folder = self.ctx.workchain.outputs.remote_folder
+        parameters = recursive_merge({'INPUTPP': {'plot_num': 0}, 'PLOT': {'iflag': 3}}, inputs.parameters.get_dict())
+        inputs.parameters = orm.Dict(parameters)
+        options = dict(inputs.metadata.get('options', {}))
+        options['keep_data_files'] = True
+        inputs.metadata = {**inputs.metadata, 'options': options, 'call_link_label': 'density'}
+        node = self.submit(PpCalculation, **inputs)
+        self.report(f'launched PpCalculation<{node.pk}> (pp.x valence density cube)')
+        return ToContext(density=node)
+
+    def inspect_qe_density(self):
+        calc = self.ctx.density
+        if not calc.is_finished_ok:
+            return self.exit_codes.ERROR_QE_DENSITY_FAILED.format(
+                message=f'PpCalculation<{calc.pk}> exit status {calc.exit_status}: {calc.exit_message}')
+        if PP_FILEOUT not in calc.outputs.retrieved.base.repository.list_object_names():
+            return self.exit_codes.ERROR_QE_DENSITY_FAILED.format(message=f'no {PP_FILEOUT} retrieved')
+        self.ctx.density_cube = extract_density_cube(calc.outputs.retrieved)
+        return None
+
+    def qe_results(self):
+        outputs = self.ctx.workchain.outputs
+        self.out('relaxed_structure', outputs.output_structure)
+        self.out('output_parameters', outputs.output_parameters)
+        self.out('remote_folder', outputs.remote_folder)
+        if 'output_trajectory' in outputs:
+            self.out('output_trajectory', outputs.output_trajectory)
+        if 'density_cube' in self.ctx:
+            self.out('density_cube', self.ctx.density_cube)
+        energy = outputs.output_parameters.get('energy')
+        self.report(f'relaxed (pw.x): E(PBE) = {energy} eV')

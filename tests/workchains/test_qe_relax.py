@@ -1,0 +1,137 @@
+"""``QdRelaxWorkChain`` with ``engine: qe``: protocol builder, input checks, and a real pw.x relax + pp.x cube."""
+
+from __future__ import annotations
+
+import io
+import shutil
+
+import numpy as np
+import pytest
+from aiida import orm
+from aiida.engine import run_get_node
+from ase.io.cube import read_cube_data
+from ase.units import Bohr
+
+from aiida_qdtraps.workchains.qe import (
+    PSEUDO_FAMILY_LABEL,
+    ensure_upf_family,
+    qe_protocol_inputs,
+)
+from aiida_qdtraps.workchains.relax import QdRelaxWorkChain
+
+QE_PREPEND = 'export OMPI_ALLOW_RUN_AS_ROOT=1\nexport OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1\nexport OMP_NUM_THREADS=1'
+RY_PER_BOHR_TO_EV_PER_ANG = 13.605693122994 / Bohr
+
+
+def qe_code(aiida_code_installed, name, plugin):
+    executable = shutil.which(f'{name}.x')
+    if executable is None:
+        pytest.fail(f'{name}.x is not installed; run `make setup`')
+    return aiida_code_installed(label=name, default_calc_job_plugin=plugin, filepath_executable=executable,
+                                prepend_text=QE_PREPEND)
+
+
+@pytest.fixture
+def pw_code(aiida_code_installed):
+    return qe_code(aiida_code_installed, 'pw', 'quantumespresso.pw')
+
+
+@pytest.fixture
+def pp_code(aiida_code_installed):
+    return qe_code(aiida_code_installed, 'pp', 'quantumespresso.pp')
+
+
+@pytest.fixture
+def upf_family(aiida_profile):
+    """The GTH-PBE UPF family for the elements of the tiny QD (made from CP2K's GTH_POTENTIALS, as setup does)."""
+    status, _ = ensure_upf_family(elements=['In', 'P', 'F'])
+    assert status in ('created', 'exists')
+    return orm.load_group(PSEUDO_FAMILY_LABEL)
+
+
+def test_family_is_made_once_and_has_cp2k_valences(upf_family):
+    assert {p.element: p.z_valence for p in upf_family.nodes} == {'In': 13, 'P': 5, 'F': 7}
+    status, _ = ensure_upf_family(elements=['In', 'P', 'F'])
+    assert status == 'exists'
+    assert ensure_upf_family('other-family', elements=['In', 'P'])[0] == 'created'
+    status, detail = ensure_upf_family('other-family', elements=['In', 'P', 'H'])  # new content: new family, old kept
+    assert status == 'updated' and 'other-family-old-' in detail
+    assert sorted(p.element for p in orm.load_group('other-family').nodes) == ['H', 'In', 'P']
+
+
+def test_protocol_builder_sets_isolated_gamma_charge_and_spin(pw_code, pp_code, upf_family, tiny_qd):
+    builder = QdRelaxWorkChain.get_builder_from_protocol(pw_code, tiny_qd, protocol='moderate', charge=1,
+                                                         multiplicity=2, pp_code=pp_code)
+    assert builder.engine.value == 'qe'
+    parameters = builder.qe.pw.parameters.get_dict()
+    table = qe_protocol_inputs(tiny_qd, 'moderate')
+    assert parameters['SYSTEM']['assume_isolated'] == 'mt'
+    assert parameters['SYSTEM']['ecutwfc'] == table['qe']['pw']['parameters']['SYSTEM']['ecutwfc']
+    assert parameters['SYSTEM']['ecutrho'] == 4 * parameters['SYSTEM']['ecutwfc']
+    assert parameters['CONTROL']['calculation'] == 'relax'
+    assert builder.qe.pw.settings['gamma_only'] is True
+    assert builder.qe.kpoints.get_kpoints_mesh()[0] == [1, 1, 1]
+    assert {k: p.element for k, p in builder.qe.pw.pseudos.items()} == {'In': 'In', 'P': 'P', 'F': 'F'}
+    assert builder.charge.value == 1 and builder.multiplicity.value == 2
+    assert builder.qe_pp.parameters['INPUTPP']['plot_num'] == 0
+    assert 'base' not in builder._inputs(prune=True)  # the CP2K namespace stays empty
+    fast = QdRelaxWorkChain.get_builder_from_protocol(pw_code, tiny_qd, protocol='fast')
+    assert fast.box_vacuum.value < builder.box_vacuum.value
+    assert fast.qe.pw.parameters['SYSTEM']['ecutwfc'] <= parameters['SYSTEM']['ecutwfc']
+    assert 'code' not in fast.qe_pp
+
+
+def test_missing_cutoff_and_family_are_named(pw_code, tiny_qd):
+    with pytest.raises(ValueError, match='family `no-such-family` is not installed'):
+        QdRelaxWorkChain.get_builder_from_protocol(pw_code, tiny_qd, protocol='fast',
+                                                   overrides={'pseudo_family': 'no-such-family'})
+    structure = orm.StructureData(cell=np.eye(3) * 10)
+    structure.append_atom(position=(0, 0, 0), symbols='Au')
+    with pytest.raises(ValueError, match=r"no measured QE cutoff for element\(s\) \['Au'\]"):
+        qe_protocol_inputs(structure, 'fast')
+
+
+def test_impossible_spin_state_is_refused_before_pw_runs(pw_code, upf_family, tiny_qd):
+    builder = QdRelaxWorkChain.get_builder_from_protocol(pw_code, tiny_qd, protocol='fast', multiplicity=2)
+    _, node = run_get_node(builder)
+    assert node.exit_status == QdRelaxWorkChain.exit_codes.ERROR_INCONSISTENT_CHARGE_MULTIPLICITY.status
+    assert '120 valence electrons (charge 0) cannot have multiplicity 2' in node.exit_message
+    assert [c.process_label for c in node.called] == ['center_in_box']  # no pw.x
+
+
+def test_engine_needs_its_namespace(pw_code, upf_family, tiny_qd):
+    builder = QdRelaxWorkChain.get_builder_from_protocol(pw_code, tiny_qd, protocol='fast')
+    inputs = {'engine': orm.Str('cp2k'), 'structure': tiny_qd, 'qe': dict(builder.qe)}
+    with pytest.raises(ValueError, match="engine 'cp2k' needs the `base` inputs"):
+        run_get_node(QdRelaxWorkChain, **inputs)
+
+
+@pytest.mark.slow
+def test_real_pw_relax_and_pp_density_cube(pw_code, pp_code, upf_family, tiny_qd):
+    """In4PF9 with the fast protocol: pw.x relaxes it (Gamma, Martyna-Tuckerman), pp.x writes the density cube."""
+    builder = QdRelaxWorkChain.get_builder_from_protocol(pw_code, tiny_qd, protocol='fast', pp_code=pp_code)
+    results, node = run_get_node(builder)
+    assert node.is_finished_ok, (node.exit_status, node.exit_message)
+
+    relaxed = results['relaxed_structure']
+    assert relaxed.get_ase().get_chemical_formula() == tiny_qd.get_ase().get_chemical_formula()
+    parameters = results['output_parameters'].get_dict()
+    threshold = builder.qe.pw.parameters['CONTROL']['forc_conv_thr']  # Ry/bohr
+    trajectory = results['output_trajectory']
+    forces = trajectory.get_array('forces')  # eV/Å
+    assert np.abs(forces[-1]).max() < threshold * RY_PER_BOHR_TO_EV_PER_ANG
+    energies = trajectory.get_array('energy')
+    assert energies[-1] < energies[0]
+    displacement = np.linalg.norm(relaxed.get_ase().positions - trajectory.get_step_structure(0).get_ase().positions,
+                                  axis=1)
+    assert displacement.max() > 1e-3  # the geometry did move
+    assert parameters['number_of_electrons'] == 120
+
+    cube = results['density_cube']
+    density, atoms = read_cube_data(io.StringIO(cube.get_content()))
+    volume_element_bohr3 = abs(np.linalg.det(atoms.cell)) / Bohr**3 / density.size
+    # e/bohr³ as CP2K's ELECTRON_DENSITY cube: integrates to the 120 valence electrons of In4PF9
+    assert density.sum() * volume_element_bohr3 == pytest.approx(120, rel=1e-3)
+    assert len(atoms) == len(relaxed.sites)
+    np.testing.assert_allclose(atoms.positions - atoms.positions[0],
+                               relaxed.get_ase().positions - relaxed.get_ase().positions[0], atol=1e-3)
