@@ -4,15 +4,26 @@ CP2K 2023.1 only prints ``*** WARNING ... SCF run NOT converged ***`` and carrie
 even continues optimising on unconverged forces), and aiida-cp2k's parser only recognises the ABORT
 variant of that message, so such runs would pass as successful. This parser returns
 ``ERROR_SCF_NOT_CONVERGED`` for them, which the work chains' SCF handler then treats.
+
+It also adds CP2K's dipole moment (``dipole_debye``, ``dipole_norm_debye``; ``&DFT &PRINT &MOMENTS``) to
+``output_parameters`` and outputs ``atomic_charges`` (ArrayData with ``mulliken``, ``lowdin``, ``hirshfeld`` net
+charges per atom, whichever analyses CP2K printed).
 """
 
 from __future__ import annotations
 
+import numpy as np
 from aiida import orm
 from aiida_cp2k import utils
 from aiida_cp2k.parsers import Cp2kBaseParser
 
-from .cp2k_files import parse_reported_gap, parse_total_walltime
+from .cp2k_files import (
+    POPULATION_ANALYSES,
+    parse_atomic_charges,
+    parse_dipole_moment,
+    parse_reported_gap,
+    parse_total_walltime,
+)
 
 SCF_NOT_CONVERGED = 'SCF run NOT converged'
 
@@ -34,12 +45,28 @@ class QdCp2kParser(Cp2kBaseParser):
         result = utils.parse_cp2k_output(output_string)
         result['walltime_s'] = parse_total_walltime(output_string)
         result['cp2k_reported_gap_ev'] = parse_reported_gap(output_string)
+        dipole = parse_dipole_moment(output_string)
+        if dipole is not None:
+            result['dipole_debye'] = dipole
+            result['dipole_norm_debye'] = float(np.linalg.norm(dipole))
+        self._output_atomic_charges(output_string)
         if exit_code is None:
             extra = self._parse_finished_run(result)
             if extra is not None:
                 return extra
         self.out('output_parameters', orm.Dict(result))
         return exit_code
+
+    def _output_atomic_charges(self, output_string: str):
+        """``atomic_charges`` (ArrayData): the net atomic charges (e) of every population analysis CP2K printed."""
+        node = orm.ArrayData()
+        for analysis in POPULATION_ANALYSES:
+            charges = parse_atomic_charges(output_string, analysis)
+            if charges is not None:
+                node.set_array(analysis, charges)
+        if node.get_arraynames():
+            node.base.attributes.set('units', 'e (net charge: positive = electron loss)')
+            self.out('atomic_charges', node)
 
     def _parse_finished_run(self, result: dict):
         """Hook for subclasses: add to ``result`` from other files; return an exit code to fail."""

@@ -63,6 +63,42 @@ def parse_reported_gap(text: str) -> float | None:
     return float(match[-1]) if match else None
 
 
+#: Headers of CP2K's population analyses (``&DFT &PRINT &MULLIKEN`` (default on), ``&LOWDIN``, ``&HIRSHFELD``).
+POPULATION_ANALYSES = {
+    'mulliken': 'Mulliken Population Analysis',
+    'lowdin': 'LOWDIN POPULATION ANALYSIS',
+    'hirshfeld': 'Hirshfeld Charges',
+}
+
+
+def parse_atomic_charges(text: str, analysis: str = 'mulliken') -> np.ndarray | None:
+    """Net atomic charges (e) of the last ``analysis`` table in a CP2K output, or ``None`` if it is not printed.
+
+    Mulliken/Löwdin rows are ``# Atom Element Kind Population Net-charge``; unrestricted ones have an α/β population
+    pair and a spin moment after the net charge, so the net charge is the last column (RKS) or the one before (UKS).
+    Hirshfeld rows end with the net charge in both cases (``... Ref-charge Population [α β Spin-moment] Net-charge``).
+    """
+    header = POPULATION_ANALYSES[analysis]
+    start = text.rfind(header)
+    if start < 0:
+        return None
+    charges = []
+    for line in text[start:].splitlines()[1:]:
+        parts = line.split()
+        if parts and parts[0].isdigit():
+            last = analysis == 'hirshfeld' or len(parts) == 5
+            charges.append(float(parts[-1] if last else parts[-2]))
+        elif charges:  # the first non-atom line after the rows ends the table
+            break
+    return np.array(charges) if charges else None
+
+
+def parse_dipole_moment(text: str) -> list[float] | None:
+    """The last ``Dipole moment [Debye]`` vector (x, y, z) of a CP2K output (``&DFT &PRINT &MOMENTS``)."""
+    match = re.findall(r'Dipole moment \[Debye\]\s*\n\s*X=\s*(\S+)\s*Y=\s*(\S+)\s*Z=\s*(\S+)', text)
+    return [float(x) for x in match[-1]] if match else None
+
+
 @dataclass
 class MoldenData:
     """MOs read from a CP2K MOLDEN file with PySCF."""

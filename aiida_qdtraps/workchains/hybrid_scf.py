@@ -53,6 +53,8 @@ class HybridScfWorkChain(QdCp2kStageWorkChain):
                     help='MO coefficients around the gap, AO overlap and AO→atom map.')
         spec.output('pdos', valid_type=orm.ArrayData, required=False, help='PDOS per kind.')
         spec.output('density_cube', valid_type=orm.SinglefileData, required=False, help='Valence electron density.')
+        spec.output('atomic_charges', valid_type=orm.ArrayData, required=False,
+                    help='Net atomic charges (e) of the population analyses CP2K printed: mulliken, lowdin, hirshfeld.')
         spec.output('structure', valid_type=orm.StructureData, help='The structure the SCF was run on.')
         spec.output('remote_folder', valid_type=orm.RemoteData)
         spec.exit_code(204, 'ERROR_TOO_FEW_ADDED_MOS',
@@ -114,7 +116,7 @@ class HybridScfWorkChain(QdCp2kStageWorkChain):
         self.out('mo_window', self.ctx.mo_window)
         self.out('structure', self.ctx.structure)
         self.out('remote_folder', outputs.remote_folder)
-        for label in ('pdos', 'density_cube'):
+        for label in ('pdos', 'density_cube', 'atomic_charges'):
             if label in outputs:
                 self.out(label, outputs[label])
         params = outputs.output_parameters

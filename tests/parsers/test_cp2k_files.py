@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from aiida_qdtraps.parsers import cp2k_files
 from aiida_qdtraps.parsers.cp2k_files import (
     homo_lumo, mo_window, parse_mo_eigenvalues, parse_reported_gap, parse_total_walltime, read_molden, read_pdos,
 )
@@ -62,3 +63,26 @@ def test_read_pdos(pbe0):
 def test_homo_lumo_needs_virtuals():
     with pytest.raises(ValueError, match='ADDED_MOS'):
         homo_lumo(np.array([-2.0, -1.0]), np.array([2.0, 2.0]))
+
+
+@pytest.mark.parametrize('name, analysis, expected', [
+    ('h2o_rks.out', 'mulliken', [-0.716368, 0.358184, 0.358184]),
+    ('h2o_rks.out', 'lowdin', [-0.531908, 0.265954, 0.265954]),
+    ('h2o_rks.out', 'hirshfeld', [-1.142, 0.574, 0.574]),
+    ('h2o_cation_uks.out', 'mulliken', [-0.174831, 0.587415, 0.587415]),
+    ('h2o_cation_uks.out', 'lowdin', [0.112298, 0.443851, 0.443851]),
+    ('h2o_cation_uks.out', 'hirshfeld', [-0.336, 0.670, 0.670]),
+])
+def test_parse_atomic_charges(data_dir, name, analysis, expected):
+    """Real CP2K 2023.1 outputs (H2O and H2O⁺ UKS, &LOWDIN and &MOMENTS on): RKS and UKS column layouts."""
+    text = (data_dir / 'cp2k' / 'charges' / name).read_text()
+    np.testing.assert_allclose(cp2k_files.parse_atomic_charges(text, analysis), expected)
+
+
+def test_parse_dipole_and_missing_tables(data_dir):
+    text = (data_dir / 'cp2k' / 'charges' / 'h2o_rks.out').read_text()
+    np.testing.assert_allclose(cp2k_files.parse_dipole_moment(text), [0.0, 2.303664, 0.0], atol=1e-6)
+    recorded = (data_dir / 'cp2k' / 'pbe0_success' / 'aiida.out').read_text()  # no &LOWDIN, no &MOMENTS
+    assert cp2k_files.parse_atomic_charges(recorded, 'lowdin') is None
+    assert cp2k_files.parse_dipole_moment(recorded) is None
+    assert len(cp2k_files.parse_atomic_charges(recorded, 'mulliken')) == 14
