@@ -1,0 +1,228 @@
+"""Bader input and output files (pure; no AiiDA): cube → CHGCAR conversion, baderkit and Henkelman readers.
+
+Why convert: baderkit 0.10.2 reads a Gaussian cube whose grid is not cubic with the wrong axis order, and it takes a
+density whose maximum is ≤ 1.01 for an ELF and leaves it unconverted (METHODS.md, "Bader on this machine"). A VASP
+CHGCAR written with ase has neither problem. Units: a CP2K (or pp.x) cube holds the valence density in e/bohr³;
+``ase.io.cube`` returns it unconverted, so it is divided by ``ase.units.Bohr**3`` to e/Å³ before ase writes the
+CHGCAR (which stores ρ·V_cell). The atoms are shifted by the cube origin so that grid point (0, 0, 0) sits at the
+CHGCAR's fractional origin.
+
+Electron bookkeeping: the populations of the atomic basins plus the charge baderkit assigns to vacuum must add up to
+the number of valence electrons of the calculation (minus its net charge); :func:`check_electron_conservation`
+says by how much they do not.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import pathlib
+from collections.abc import Sequence
+
+import ase
+import ase.io.cube
+import numpy as np
+from ase.calculators.vasp import VaspChargeDensity
+from ase.units import Bohr
+
+#: Bader programs whose output this module reads.
+BADER_PROGRAMS = ('baderkit', 'bader')
+#: File names of their per-atom output.
+BADERKIT_ATOM_FILE = 'atom_summary.tsv'
+HENKELMAN_ATOM_FILE = 'ACF.dat'
+
+
+@dataclasses.dataclass
+class BaderResult:
+    """Per-atom Bader populations.
+
+    :ivar populations: electrons in each atom's basins (n_atoms,), e.
+    :ivar volumes: basin volume per atom (n_atoms,), Å³.
+    :ivar positions: atom positions as the Bader program saw them (n_atoms, 3), Å (CHGCAR frame).
+    :ivar vacuum_charge: electrons the program assigned to vacuum, e.
+    :ivar vacuum_volume: vacuum volume, Å³ (``nan`` if not reported).
+    :ivar program: ``'baderkit'`` or ``'bader'``.
+    """
+
+    populations: np.ndarray
+    volumes: np.ndarray
+    positions: np.ndarray
+    vacuum_charge: float
+    vacuum_volume: float
+    program: str
+
+    @property
+    def total_electrons(self) -> float:
+        """Electrons in atomic basins plus vacuum, e."""
+        return float(self.populations.sum() + self.vacuum_charge)
+
+
+def read_density_cube(source: str | pathlib.Path | io.TextIOBase) -> tuple[np.ndarray, ase.Atoms]:
+    """Density (e/Å³) on the cube grid and the atoms shifted into the grid frame.
+
+    :param source: path or text handle of a Gaussian cube whose values are in e/bohr³ (CP2K ``E_DENSITY_CUBE``,
+        Quantum ESPRESSO ``pp.x`` with ``output_format=6``).
+    :returns: ``(density, atoms)`` with ``density`` of shape (n1, n2, n3) in e/Å³ and ``atoms`` carrying the cell
+        spanned by the grid (periodic) with positions relative to the cube origin (Å).
+    :raises ValueError: if the grid is empty or holds negative total charge.
+    """
+    if isinstance(source, (str, pathlib.Path)):
+        with open(source) as handle:
+            content = ase.io.cube.read_cube(handle)
+    else:
+        content = ase.io.cube.read_cube(source)
+    density = np.asarray(content['data'], dtype=float) / Bohr**3
+    if density.size == 0:
+        raise ValueError('the cube holds no grid values')
+    atoms = content['atoms'].copy()
+    atoms.positions -= content['origin']
+    atoms.set_cell(np.array(density.shape)[:, None] * content['spacing'])
+    atoms.pbc = True
+    if density.sum() <= 0:
+        raise ValueError(f'the cube integrates to {integrate_density(density, atoms):.4g} electrons (must be > 0)')
+    return density, atoms
+
+
+def integrate_density(density: np.ndarray, atoms: ase.Atoms) -> float:
+    """Number of electrons ∫ρ dV on the grid (ρ in e/Å³, cell of ``atoms`` in Å)."""
+    return float(density.sum() * atoms.get_volume() / density.size)
+
+
+def write_chgcar(path: str | pathlib.Path, density: np.ndarray, atoms: ase.Atoms) -> None:
+    """Write ``density`` (e/Å³ on the grid spanning ``atoms.cell``) as a VASP CHGCAR with ase."""
+    chg = VaspChargeDensity(filename=None)
+    chg.atoms = [atoms]
+    chg.chg = [np.asarray(density, dtype=float)]
+    chg.aug = ''
+    chg.write(str(path), format='chgcar')
+
+
+def cube_to_chgcar(cube: str | pathlib.Path | io.TextIOBase, chgcar: str | pathlib.Path) -> dict:
+    """Convert a cube in e/bohr³ into a CHGCAR baderkit reads correctly.
+
+    :returns: ``{'electrons_on_grid': ∫ρ dV (e), 'grid': [n1, n2, n3], 'cell_volume': Å³, 'max_density': e/Å³}``.
+    """
+    density, atoms = read_density_cube(cube)
+    write_chgcar(chgcar, density, atoms)
+    return {'electrons_on_grid': integrate_density(density, atoms), 'grid': list(density.shape),
+            'cell_volume': float(atoms.get_volume()), 'max_density': float(density.max())}
+
+
+def parse_baderkit_atoms(text: str) -> BaderResult:
+    """Read baderkit's ``atom_summary.tsv`` (columns label, x, y, z, charge, volume, ...; vacuum in the footer).
+
+    baderkit calls the basin population "charge" (electrons, positive).
+    """
+    lines = [line for line in text.splitlines() if line.strip()]
+    if not lines:
+        raise ValueError(f'{BADERKIT_ATOM_FILE} is empty')
+    header = [col.strip().lower() for col in lines[0].split('\t')]
+    needed = ('x', 'y', 'z', 'charge', 'volume')
+    if not all(col in header for col in needed):
+        raise ValueError(f'{BADERKIT_ATOM_FILE} header {header} lacks one of the columns {needed}')
+    col = {name: header.index(name) for name in needed}
+    rows, vacuum_charge, vacuum_volume = [], 0.0, float('nan')
+    for line in lines[1:]:
+        fields = [f.strip() for f in line.split('\t')]
+        key = fields[0].lower()
+        if key.startswith('vacuum'):
+            value = float(fields[-1])
+            if 'volume' in key:
+                vacuum_volume = value
+            else:
+                vacuum_charge = value
+            continue
+        try:
+            rows.append([float(fields[col[name]]) for name in needed])
+        except (IndexError, ValueError):
+            continue  # footer lines such as totals
+    if not rows:
+        raise ValueError(f'{BADERKIT_ATOM_FILE} lists no atoms')
+    table = np.array(rows)
+    return BaderResult(populations=table[:, 3], volumes=table[:, 4], positions=table[:, :3],
+                       vacuum_charge=vacuum_charge, vacuum_volume=vacuum_volume, program='baderkit')
+
+
+def parse_acf(text: str) -> BaderResult:
+    """Read the Henkelman ``bader`` program's ``ACF.dat`` (columns #, X, Y, Z, CHARGE, MIN DIST, ATOMIC VOL).
+
+    Positions are in the units of the input file (Å for a CHGCAR, bohr for a cube); the footer gives
+    ``VACUUM CHARGE``, ``VACUUM VOLUME`` and ``NUMBER OF ELECTRONS``.
+    """
+    rows, vacuum_charge, vacuum_volume = [], 0.0, float('nan')
+    for line in text.splitlines():
+        stripped = line.strip()
+        upper = stripped.upper()
+        if upper.startswith('VACUUM CHARGE'):
+            vacuum_charge = float(stripped.split(':')[-1])
+        elif upper.startswith('VACUUM VOLUME'):
+            vacuum_volume = float(stripped.split(':')[-1])
+        elif stripped and stripped[0].isdigit():
+            fields = stripped.split()
+            if len(fields) >= 7:
+                rows.append([float(f) for f in fields[1:7]])
+    if not rows:
+        raise ValueError(f'{HENKELMAN_ATOM_FILE} lists no atoms')
+    table = np.array(rows)
+    return BaderResult(populations=table[:, 3], volumes=table[:, 5], positions=table[:, :3],
+                       vacuum_charge=vacuum_charge, vacuum_volume=vacuum_volume, program='bader')
+
+
+def read_bader_file(path: str | pathlib.Path) -> BaderResult:
+    """Read an ``ACF.dat`` or a baderkit ``atom_summary.tsv`` (told apart by content)."""
+    text = pathlib.Path(path).read_text()
+    first = next((line for line in text.splitlines() if line.strip()), '')
+    if '\t' in first and 'charge' in first.lower():
+        return parse_baderkit_atoms(text)
+    return parse_acf(text)
+
+
+def check_electron_conservation(result: BaderResult, valence_electrons: float, tolerance: float = 0.1) -> dict:
+    """Compare Bader populations (+ vacuum) with the number of valence electrons.
+
+    :param valence_electrons: Σ Z_val − net charge of the calculation, e.
+    :param tolerance: largest accepted |difference|, e.
+    :returns: ``{'conserved', 'electrons_in_basins', 'vacuum_charge', 'electrons_total', 'valence_electrons',
+        'difference', 'tolerance'}`` (electrons; ``difference = total − valence``).
+    """
+    if tolerance <= 0:
+        raise ValueError(f'tolerance must be > 0 e, got {tolerance}')
+    difference = result.total_electrons - valence_electrons
+    return {'conserved': bool(abs(difference) <= tolerance),
+            'electrons_in_basins': float(result.populations.sum()), 'vacuum_charge': float(result.vacuum_charge),
+            'electrons_total': result.total_electrons, 'valence_electrons': float(valence_electrons),
+            'difference': float(difference), 'tolerance': float(tolerance)}
+
+
+def valence_charges(symbols: Sequence[str], valence: dict[str, float]) -> np.ndarray:
+    """Z_val per atom from an element → valence map.
+
+    :raises ValueError: naming the elements without a valence.
+    """
+    missing = sorted(set(symbols) - set(valence))
+    if missing:
+        raise ValueError(f'no valence charge for element(s) {missing}; given for {sorted(valence)}')
+    return np.array([float(valence[s]) for s in symbols])
+
+
+def match_atoms(reference: np.ndarray, found: np.ndarray, cell: np.ndarray | None = None,
+                tolerance: float = 0.1) -> np.ndarray:
+    """Index into ``found`` for each reference atom (same order check), Å.
+
+    Bader programs list atoms in input order; this verifies it (minimum-image distance if ``cell`` is given).
+
+    :raises ValueError: if the counts differ or an atom is further than ``tolerance`` Å from its partner.
+    """
+    reference, found = np.asarray(reference, float), np.asarray(found, float)
+    if reference.shape != found.shape:
+        raise ValueError(f'the Bader output lists {len(found)} atoms but the structure has {len(reference)}')
+    delta = found - reference
+    if cell is not None:
+        frac = delta @ np.linalg.inv(cell)
+        delta = (frac - np.round(frac)) @ cell
+    distance = np.linalg.norm(delta, axis=1)
+    if distance.size and distance.max() > tolerance:
+        worst = int(distance.argmax())
+        raise ValueError(f'Bader atom {worst} lies {distance[worst]:.3f} Å from structure atom {worst} '
+                         f'(tolerance {tolerance} Å): the atom order or frame differs')
+    return np.arange(len(reference))
