@@ -306,7 +306,8 @@ def plot_planar_map(pmap: PlanarMap, path, title: str = '', facets: list[tuple[s
         image = ax.contourf(gx, gy, background, levels=20, cmap='viridis')
         fig.colorbar(image, ax=ax, label='charge-flow magnitude |v| (e)')
         ax.quiver(pmap.xy[:, 0], pmap.xy[:, 1], pmap.vectors[:, 0], pmap.vectors[:, 1], color='white',
-                  angles='xy', scale_units='xy', scale=max(pmap.magnitudes.max(), 1e-12) / 1.5, width=0.006)
+                  edgecolor='black', linewidth=0.5, angles='xy', scale_units='xy',
+                  scale=max(pmap.magnitudes.max(), 1e-12) / 1.5, width=0.006, zorder=4)
         ax.scatter(pmap.xy[:, 0], pmap.xy[:, 1], s=12, c='red', zorder=3)
         ax.set_xlim(-span, span)
         ax.set_ylim(-span, span)
