@@ -9,6 +9,7 @@ from aiida_quantumespresso.workflows.protocols.utils import recursive_merge
 
 from ..build import cluster
 from ..parsers.cp2k_files import homo_lumo, mo_window, read_molden
+from .build import copy_qd_tags, to_structure
 
 
 @calcfunction
@@ -24,8 +25,7 @@ def build_qd_structure(recipe: orm.Dict) -> orm.StructureData:
     The recipe Dict is this calcfunction's input, so a QueryBuilder from a recipe (e.g. filtering on
     ``attributes.material``) reaches every structure built from it, and every structure its recipe.
     """
-    atoms = cluster.build_qd(**recipe.get_dict())
-    return orm.StructureData(ase=atoms)
+    return to_structure(cluster.build_qd(**recipe.get_dict()))
 
 
 @calcfunction
@@ -34,6 +34,7 @@ def center_in_box(structure: orm.StructureData, vacuum: orm.Float) -> orm.Struct
     boxed = cluster.put_in_box(structure.get_ase(), float(vacuum.value))
     result = orm.StructureData(ase=boxed)
     result.pbc = (False, False, False)
+    copy_qd_tags(structure, result)  # per-site roles/domains follow the structure
     return result
 
 

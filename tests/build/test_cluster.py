@@ -59,7 +59,7 @@ def test_ligand_bonds_point_along_missing_tetrahedral_directions():
 @pytest.mark.parametrize('kwargs, message', [
     ({'material': 'InSb', 'diameter': 5}, "unknown material 'InSb'"),
     ({'material': 'InP', 'diameter': -1}, 'diameter must be positive'),
-    ({'material': 'InP', 'diameter': 5.2, 'min_core_bonds': 1, 'ligand': 'OH'}, "unsupported X-type ligand 'OH'"),
+    ({'material': 'InP', 'diameter': 5.2, 'min_core_bonds': 1, 'ligand': 'OH'}, "unsupported ligand 'OH'"),
     ({'material': 'InP', 'diameter': 5.2, 'min_core_bonds': 1, 'charge': -5}, 'cannot reach charge -5'),
     ({'material': 'InP', 'diameter': 5.2, 'center': 'edge'}, "center must be"),
 ])

@@ -1,0 +1,144 @@
+"""One-call QD recipes: carve → (swap, reconstruct) → shell or passivation → (vacancy) → box; plus the QD report.
+
+Pure functions on :class:`ase.Atoms`; no AiiDA import. Lengths in Å (the recipe's ``diameter`` too), charges in e.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+
+import numpy as np
+from ase import Atoms
+
+from .passivation import check_ligand, net_charge, passivate
+from .roles import bonded_pairs, roles_of
+from .shapes import carve_core
+from .shell import grow_shell, reconstruct_surface, swap_sublattices
+from .vacancies import VACANCY_KINDS, make_vacancy
+
+STOICHIOMETRIES = ('default', 'swapped')
+
+
+@dataclass(frozen=True)
+class QdReport:
+    """Summary of a built QD: composition, net charge (e), coordination histogram per element, diameter (Å).
+
+    ``domains`` maps each domain present (core, interlayer, shell, ligand) to its chemical formula.
+    """
+
+    formula: str
+    n_atoms: int
+    net_charge: int
+    diameter: float
+    coordination: dict[str, dict[int, int]]
+    domains: dict[str, str] = field(default_factory=dict)
+
+
+def put_in_box(atoms: Atoms, vacuum: float) -> Atoms:
+    """Centre a cluster in a cubic, non-periodic box with at least ``vacuum`` Å on every side."""
+    if not vacuum > 0:
+        raise ValueError(f'vacuum must be positive, got {vacuum!r}')
+    boxed = atoms.copy()
+    extent = boxed.positions.max(0) - boxed.positions.min(0)
+    length = float(np.ceil(extent.max() + 2 * vacuum))
+    boxed.set_cell([length] * 3)
+    boxed.pbc = False
+    boxed.translate(0.5 * length - 0.5 * (boxed.positions.max(0) + boxed.positions.min(0)))
+    return boxed
+
+
+def describe(atoms: Atoms, bond_scale: float = 1.25) -> QdReport:
+    """Composition, net charge, coordination histogram per element, domains and diameter of a QD.
+
+    Bonds: distance < ``bond_scale`` × sum of covalent radii. Diameter: twice the largest distance from the centroid.
+    """
+    cn = np.bincount(bonded_pairs(atoms, bond_scale).ravel(), minlength=len(atoms))
+    hist: dict[str, dict[int, int]] = {}
+    for sym, c in zip(atoms.get_chemical_symbols(), cn):
+        hist.setdefault(sym, {}).setdefault(int(c), 0)
+        hist[sym][int(c)] += 1
+    hist = {sym: dict(sorted(h.items())) for sym, h in hist.items()}
+    centred = atoms.positions - atoms.positions.mean(0)
+    diameter = 2 * float(np.linalg.norm(centred, axis=1).max()) if len(atoms) > 1 else 0.0
+    domains = {}
+    if 'qd_domain' in atoms.arrays:
+        for domain in ('core', 'interlayer', 'shell', 'ligand'):
+            mask = atoms.arrays['qd_domain'] == domain
+            if mask.any():
+                domains[domain] = atoms[mask].get_chemical_formula()
+    return QdReport(atoms.get_chemical_formula(), len(atoms), net_charge(atoms), diameter, hist, domains)
+
+
+def build_qd(material: str, diameter: float, ligand: str = 'F', charge: int = 0, center: str = 'anion',
+             vacuum: float = 5.0, lattice_constant: float | None = None, min_core_bonds: int = 2,
+             shape: str = 'sphere', stoichiometry: str = 'default', arrangement: int = 0,
+             reconstruct: float | None = None, reconstruct_facet: str | None = '-1-1-1',
+             shell: str | None = None, monolayers: int = 1, interlayer: str = 'abrupt',
+             vacancy: str | None = None, vacancy_site: int | None = None, neutralize: bool = False,
+             seed: int = 0) -> Atoms:
+    """Carve, optionally modify, passivate and box a QD: the one-call recipe of the CLI, the calcfunction and the demo.
+
+    :param material: core material, a key of :data:`~aiida_qdtraps.build.crystal.MATERIALS`.
+    :param diameter: circumscribed-sphere diameter of the core shape (Å).
+    :param ligand: passivating ligand (F, Cl, Br, I, H, OAc); the QD gets exactly net ``charge`` (e).
+    :param center: carve centre: ``'anion'``, ``'cation'`` or ``'interstitial'``.
+    :param vacuum: minimum vacuum (Å) on each side of the cubic, non-periodic box.
+    :param shape: sphere, tetrahedron, truncated_tetrahedron, cuboctahedron, octahedron or cube.
+    :param stoichiometry: ``'swapped'`` exchanges the cation and anion sublattices of the carved core (seed 003:
+        Cd-rich from Se-rich); the elements stay those of ``material``.
+    :param arrangement: 0 for the standard even ligand spread; 1, 2, ... for other arrangements on the same core.
+    :param reconstruct: fraction of 3-coordinate surface anions (on ``reconstruct_facet``) replaced by Cl before
+        passivation (seed 002 uses 2/3 on {-1-1-1}).
+    :param shell: shell material grown on the core (``monolayers`` ML, ``interlayer`` abrupt|alloyed, ``seed``).
+    :param vacancy: vacancy kind (ligand, anion, cation, pair) made after passivation at ``vacancy_site`` (a
+        distinct-site index, or random with ``seed`` when None); ``neutralize`` restores ``charge`` afterwards.
+    """
+    if stoichiometry not in STOICHIOMETRIES:
+        raise ValueError(f'stoichiometry must be one of {list(STOICHIOMETRIES)}, got {stoichiometry!r}')
+    if vacancy is not None and vacancy not in VACANCY_KINDS:
+        raise ValueError(f'unknown vacancy kind {vacancy!r}; choose one of {list(VACANCY_KINDS)}')
+    if not isinstance(charge, (int, np.integer)):
+        raise TypeError(f'charge must be an integer number of e, got {charge!r}')
+    check_ligand(ligand)
+    core = carve_core(material, diameter, shape=shape, center=center, lattice_constant=lattice_constant,
+                      min_core_bonds=min_core_bonds)
+    if stoichiometry == 'swapped':
+        core = swap_sublattices(core)
+    if reconstruct is not None:
+        core = reconstruct_surface(core, fraction=reconstruct, facet=reconstruct_facet)
+    if shell is not None:
+        qd = grow_shell(core, material, shell, monolayers=monolayers, interlayer=interlayer, ligand=ligand,
+                        charge=charge, seed=seed, arrangement=arrangement)
+    else:
+        qd = passivate(core, ligand=ligand, charge=charge, arrangement=arrangement)
+    if vacancy is not None:
+        qd = make_vacancy(qd, vacancy, site=vacancy_site, seed=seed if vacancy_site is None else None,
+                          neutralize=neutralize, charge=charge, ligand=ligand)
+    return put_in_box(qd, vacuum)
+
+
+#: The keys a recipe may hold (the keyword arguments of :func:`build_qd`).
+RECIPE_KEYS: tuple[str, ...] = tuple(inspect.signature(build_qd).parameters)
+
+
+def check_recipe(recipe: dict) -> dict:
+    """The recipe, after checking it names only known keys and the two required ones."""
+    unknown = sorted(set(recipe) - set(RECIPE_KEYS))
+    if unknown:
+        raise ValueError(f'unknown recipe key(s) {unknown}; allowed: {list(RECIPE_KEYS)}')
+    missing = [key for key in ('material', 'diameter') if key not in recipe]
+    if missing:
+        raise ValueError(f'recipe lacks {missing}')
+    return recipe
+
+
+def write_qd(atoms: Atoms, path, **kwargs) -> None:
+    """Write an extended-xyz file with the species, positions and the ``qd_role``/``qd_domain`` columns."""
+    from ase.io import write
+
+    columns = ['symbols', 'positions'] + [name for name in ('qd_role', 'qd_domain') if name in atoms.arrays]
+    clean = atoms.copy()
+    clean.info = {}
+    clean.arrays['qd_role'] = roles_of(atoms)
+    write(path, clean, format='extxyz', columns=columns, write_info=False, **kwargs)

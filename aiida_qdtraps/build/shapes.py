@@ -1,0 +1,160 @@
+"""Cores carved from a bulk crystal by shape and size.
+
+Pure functions on :class:`ase.Atoms`; no AiiDA import. Lengths in Å.
+
+A polyhedron is the set ``{x : n_k · (x - centre) <= s h_k}`` for its facet normals ``n_k`` and facet distances
+``h_k``; the scale ``s`` is set so that the polyhedron's circumscribed sphere has the requested diameter (for the
+sphere: the sphere itself). Facets are the low-index ones of the cubic crystal: {111} (cation-bond directions of
+zincblende for the tetrahedron, so its four facets are cation-terminated; the truncated tetrahedron adds the four
+anion-terminated {-1-1-1} facets), {100} and {111} for the cuboctahedron, {100} for the cube.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+
+import numpy as np
+from ase import Atoms
+from scipy.spatial import HalfspaceIntersection, cKDTree
+
+from .crystal import (
+    MATERIALS,
+    TETRAHEDRAL,
+    bulk_crystal,
+    check_material,
+    lattice_constant_of,
+    nearest_neighbour_distance,
+)
+
+_CUBE = np.vstack([np.eye(3), -np.eye(3)])
+_OCTA = np.vstack([TETRAHEDRAL, -TETRAHEDRAL])
+
+#: Facet normals and distances (arbitrary unit) of each polyhedral shape.
+SHAPE_FACETS: dict[str, tuple[np.ndarray, np.ndarray]] = {
+    'tetrahedron': (TETRAHEDRAL, np.ones(4)),
+    'truncated_tetrahedron': (_OCTA, np.r_[np.ones(4), np.full(4, 5 / 3)]),
+    'octahedron': (_OCTA, np.ones(8)),
+    'cuboctahedron': (np.vstack([_CUBE, _OCTA]), np.r_[np.ones(6), np.full(8, 2 / np.sqrt(3))]),
+    'cube': (_CUBE, np.ones(6)),
+}
+SHAPES: tuple[str, ...] = ('sphere', *SHAPE_FACETS)
+CENTERS: tuple[str, ...] = ('anion', 'cation', 'interstitial')
+
+
+@cache
+def _circumradius(shape: str) -> float:
+    """Circumscribed-sphere radius of the unit polyhedron of ``shape`` (vertices from scipy's half-space intersection)."""
+    normals, distances = SHAPE_FACETS[shape]
+    vertices = HalfspaceIntersection(np.hstack([normals, -distances[:, None]]), np.zeros(3)).intersections
+    return float(np.linalg.norm(vertices, axis=1).max())
+
+
+def inside_shape(points: np.ndarray, shape: str, diameter: float) -> np.ndarray:
+    """Boolean mask of ``points`` (Å, relative to the centre) inside ``shape`` of circumscribed ``diameter`` (Å)."""
+    if shape == 'sphere':
+        return np.linalg.norm(points, axis=1) <= diameter / 2 + 1e-6
+    normals, distances = SHAPE_FACETS[shape]
+    scale = diameter / 2 / _circumradius(shape)
+    return np.all(points @ normals.T <= scale * distances + 1e-6, axis=1)
+
+
+def check_shape(shape: str) -> None:
+    if shape not in SHAPES:
+        raise ValueError(f'unsupported shape {shape!r}; choose one of {list(SHAPES)}')
+
+
+def crystal_origin(crystal: Atoms, material: str, center: str, lattice_constant: float) -> np.ndarray:
+    """Cartesian centre (Å) of the carve in ``crystal``: the anion or cation nearest the origin (first in array
+    order among equally near ones), or an empty interstitial site: the empty tetrahedral site of zincblende
+    (a/2, a/2, a/2) or the cube centre between atoms of rock salt (a/4, a/4, a/4).
+    """
+    kind, cation, anion, _ = check_material(material)
+    if center in ('anion', 'cation'):
+        symbols = np.array(crystal.get_chemical_symbols())
+        candidates = np.where(symbols == (anion if center == 'anion' else cation))[0]
+        return crystal.positions[candidates[np.argmin(np.linalg.norm(crystal.positions[candidates], axis=1))]]
+    if center == 'interstitial':
+        return np.full(3, 0.5 if kind == 'zincblende' else 0.25) * lattice_constant
+    raise ValueError(f'center must be one of {list(CENTERS)}, got {center!r}')
+
+
+def crystal_block(material: str, radius: float, lattice_constant: float | None = None) -> Atoms:
+    """A block of bulk crystal covering a sphere of ``radius`` (Å) around the origin (cation at the origin)."""
+    cell = bulk_crystal(material, lattice_constant)
+    a = cell.cell[0, 0]
+    reps = int(np.ceil(radius / a)) + 2
+    crystal = cell.repeat((2 * reps, 2 * reps, 2 * reps))
+    crystal.translate(-reps * a * np.ones(3))
+    return crystal
+
+
+def bond_counts(positions: np.ndarray, cutoff: float) -> np.ndarray:
+    """Number of neighbours of each position closer than ``cutoff`` (Å), by KD-tree."""
+    pairs = cKDTree(positions).query_pairs(cutoff, output_type='ndarray')
+    return np.bincount(pairs.ravel(), minlength=len(positions))
+
+
+def prune(atoms: Atoms, bond: float, min_bonds: int, fixed: np.ndarray | None = None) -> Atoms:
+    """Remove atoms with fewer than ``min_bonds`` neighbours within 1.1 ``bond`` (Å), repeatedly, until none is left.
+
+    :param fixed: optional mask of atoms that are never removed.
+    """
+    keep_always = np.zeros(len(atoms), bool) if fixed is None else np.asarray(fixed, bool)
+    while len(atoms):
+        keep = (bond_counts(atoms.positions, 1.1 * bond) >= min_bonds) | keep_always
+        if keep.all():
+            break
+        atoms, keep_always = atoms[keep], keep_always[keep]
+    return atoms
+
+
+def carve_core(material: str, diameter: float, shape: str = 'sphere', center: str = 'anion',
+               lattice_constant: float | None = None, min_core_bonds: int = 2) -> Atoms:
+    """Carve a core of ``shape`` whose circumscribed sphere has ``diameter`` (Å) from the bulk crystal.
+
+    :param center: ``'anion'`` or ``'cation'`` (centred on an atom) or ``'interstitial'`` (an empty lattice site).
+    :param min_core_bonds: atoms with fewer core bonds are pruned iteratively (use 1 for the smallest molecular
+        clusters, where every cation has a single bond to the central anion).
+    :returns: the core centred on the carve centre, non-periodic, cubic axes kept, with ``qd_role`` and
+        ``qd_domain`` arrays.
+    """
+    cation = check_material(material)[1]
+    check_shape(shape)
+    if not diameter > 0:
+        raise ValueError(f'diameter must be positive, got {diameter!r}')
+    if min_core_bonds not in (1, 2, 3):
+        raise ValueError(f'min_core_bonds must be 1, 2 or 3, got {min_core_bonds!r}')
+    crystal = crystal_block(material, diameter / 2, lattice_constant)
+    origin = crystal_origin(crystal, material, center, lattice_constant_of(material, lattice_constant))
+    core = crystal[inside_shape(crystal.positions - origin, shape, diameter)]
+    core.translate(-origin)
+    core.pbc = False
+    core.set_cell(np.zeros((3, 3)))
+    core = prune(core, nearest_neighbour_distance(material, lattice_constant), min_core_bonds)
+    if len(core) == 0:
+        raise ValueError(f'diameter {diameter} Å is too small to hold a {material} {shape} core centred on an '
+                         f'{center} (nothing is left after pruning atoms with < {min_core_bonds} bonds); use at least '
+                         f'{smallest_diameter(material, shape, center, lattice_constant, min_core_bonds):.1f} Å')
+    symbols = np.array(core.get_chemical_symbols())
+    core.arrays['qd_role'] = np.where(symbols == cation, 'cation', 'anion').astype('<U8')
+    core.arrays['qd_domain'] = np.full(len(core), 'core', dtype='<U10')
+    return core
+
+
+def smallest_diameter(material: str, shape: str, center: str, lattice_constant: float | None = None,
+                      min_core_bonds: int = 2) -> float:
+    """The smallest diameter (Å, on a 0.1 Å grid) that leaves a non-empty core."""
+    a = lattice_constant_of(material, lattice_constant)
+    bond = nearest_neighbour_distance(material, lattice_constant)
+    crystal = crystal_block(material, 5 * a, lattice_constant)
+    positions = crystal.positions - crystal_origin(crystal, material, center, a)
+    last = 0
+    for diameter in np.arange(0.1, 10 * a, 0.1):
+        inside = inside_shape(positions, shape, diameter)
+        if inside.sum() > last and len(prune(crystal[inside], bond, min_core_bonds)):
+            return float(round(diameter, 1))
+        last = inside.sum()
+    return float('nan')
+
+
+__all__ = ('CENTERS', 'MATERIALS', 'SHAPES', 'carve_core', 'inside_shape', 'prune', 'smallest_diameter')

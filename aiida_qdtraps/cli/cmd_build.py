@@ -1,0 +1,118 @@
+"""``qdtraps build``: build a model QD, write it as extended xyz and optionally store it with its recipe."""
+
+import click
+
+from .root import cli
+
+SHAPES = ('sphere', 'tetrahedron', 'truncated_tetrahedron', 'cuboctahedron', 'octahedron', 'cube')
+
+
+def recipe_from_options(material, shape, diameter, ligand, charge, center, vacuum, lattice_constant, min_core_bonds,
+                        stoichiometry, arrangement, reconstruct, vacancy, vacancy_site, neutralize, seed, shell,
+                        monolayers, interlayer) -> dict:
+    """The recipe (keyword arguments of :func:`aiida_qdtraps.build.qd.build_qd`, lengths in Å) of the options.
+
+    Options at their defaults are left out, so equal QDs get equal recipes.
+    """
+    recipe = {'material': material, 'shape': shape, 'diameter': round(10.0 * diameter, 6), 'ligand': ligand,
+              'charge': charge, 'center': center, 'vacuum': vacuum, 'min_core_bonds': min_core_bonds,
+              'seed': seed}
+    optional = {'lattice_constant': lattice_constant, 'reconstruct': reconstruct, 'vacancy': vacancy,
+                'vacancy_site': vacancy_site, 'shell': shell}
+    recipe.update({key: value for key, value in optional.items() if value is not None})
+    if stoichiometry != 'default':
+        recipe['stoichiometry'] = stoichiometry
+    if arrangement:
+        recipe['arrangement'] = arrangement
+    if vacancy is not None and neutralize:
+        recipe['neutralize'] = True
+    if shell is not None:
+        recipe.update({'monolayers': monolayers, 'interlayer': interlayer})
+    return recipe
+
+
+@cli.command()
+@click.argument('material')
+@click.option('--shape', type=click.Choice(SHAPES), default='sphere', show_default=True, help='Core shape.')
+@click.option('--diameter', type=float, required=True, help='Diameter of the shape\'s circumscribed sphere (nm).')
+@click.option('--ligand', default='F', show_default=True, help='F, Cl, Br, I (on cations), H (on anions), OAc.')
+@click.option('--charge', type=int, default=0, show_default=True, help='Target net charge (e).')
+@click.option('--center', type=click.Choice(('anion', 'cation', 'interstitial')), default='anion',
+              show_default=True, help='Carve centre.')
+@click.option('--min-core-bonds', type=click.IntRange(1, 3), default=2, show_default=True,
+              help='Prune atoms with fewer core bonds (1 for the smallest clusters).')
+@click.option('--lattice-constant', type=float, default=None, help='Override the literature lattice constant (Å).')
+@click.option('--stoichiometry', type=click.Choice(('default', 'swapped')), default='default', show_default=True,
+              help='swapped: exchange the cation and anion sublattices (cation-rich <-> anion-rich).')
+@click.option('--arrangement', type=int, default=0, show_default=True,
+              help='Ligand arrangement on the same core (0: standard even spread).')
+@click.option('--reconstruct', type=float, default=None,
+              help='Fraction of 3-coordinate surface anions replaced by Cl before passivation (seed 002: 0.667).')
+@click.option('--vacancy', type=click.Choice(('ligand', 'anion', 'cation', 'pair')), default=None,
+              help='Make one surface vacancy of this kind.')
+@click.option('--vacancy-site', type=int, default=None,
+              help='Index of the symmetry-distinct vacancy site (default: drawn with --seed).')
+@click.option('--neutralize/--no-neutralize', default=False, show_default=True,
+              help='Restore the target charge after the vacancy by adding or removing ligands.')
+@click.option('--seed', type=int, default=0, show_default=True, help='Random seed (vacancy site, alloy mixing).')
+@click.option('--shell', default=None, help='Shell material grown on the core, e.g. CdSe.')
+@click.option('--monolayers', type=click.IntRange(1, 10), default=1, show_default=True, help='Shell monolayers.')
+@click.option('--interlayer', type=click.Choice(('abrupt', 'alloyed')), default='abrupt', show_default=True,
+              help='Core/shell interface.')
+@click.option('--vacuum', type=float, default=5.0, show_default=True, help='Vacuum on each side of the box (Å).')
+@click.option('-o', '--output', type=click.Path(dir_okay=False, writable=True), required=True,
+              help='Extended-xyz file to write (species, positions, qd_role, qd_domain).')
+@click.option('--store', is_flag=True, help='Build through the `build_qd` calcfunction on the project profile.')
+def build(material, shape, diameter, ligand, charge, center, min_core_bonds, lattice_constant, stoichiometry,
+          arrangement, reconstruct, vacancy, vacancy_site, neutralize, seed, shell, monolayers, interlayer, vacuum,
+          output, store):
+    """Build a model QD of MATERIAL (InP, GaP, InAs, CdSe, CdS, ZnSe, ZnS, PbS, PbSe).
+
+    Example: qdtraps build InAs --shape truncated_tetrahedron --diameter 2.5 --ligand Cl --shell CdSe
+    --monolayers 2 --interlayer alloyed -o inas_cdse.xyz
+    """
+    from aiida_qdtraps.build import qd as qd_recipes
+
+    recipe = recipe_from_options(material, shape, diameter, ligand, charge, center, vacuum, lattice_constant,
+                                 min_core_bonds, stoichiometry, arrangement, reconstruct, vacancy, vacancy_site,
+                                 neutralize, seed, shell, monolayers, interlayer)
+    try:
+        if store:
+            atoms, pk = _build_stored(recipe)
+        else:
+            atoms, pk = qd_recipes.build_qd(**recipe), None
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
+    qd_recipes.write_qd(atoms, output)
+    report = qd_recipes.describe(atoms)
+    click.echo(f'{report.formula}: {report.n_atoms} atoms, net charge {report.net_charge:+d} e, '
+               f'diameter {report.diameter / 10:.2f} nm')
+    for domain, formula in report.domains.items():
+        click.echo(f'  {domain:<10} {formula}')
+    for element, histogram in sorted(report.coordination.items()):
+        click.echo(f'  CN {element:<2} ' + ' '.join(f'{cn}:{count}' for cn, count in histogram.items()))
+    if 'qd_vacancy' in atoms.info:
+        click.echo(f'  vacancy {atoms.info["qd_vacancy"]}')
+    click.echo(f'wrote {output}' + (f'; stored StructureData pk={pk}' if pk is not None else ''))
+
+
+def _build_stored(recipe: dict):
+    """Run the ``build_qd`` calcfunction (on the project profile unless a profile is already loaded)."""
+    from aiida.manage import get_manager
+
+    from aiida_qdtraps.profile import load_project_profile, profile_exists
+
+    if get_manager().get_profile() is None:
+        if not profile_exists():
+            raise click.ClickException('--store needs the project profile: run `qdtraps setup` first.')
+        load_project_profile()
+    from aiida import orm
+
+    from aiida_qdtraps.workchains.build import build_qd, to_atoms
+
+    structure = build_qd(orm.Dict(recipe))
+    atoms = to_atoms(structure)
+    vacancy = structure.base.attributes.get('qd_vacancy', None)
+    if vacancy is not None:
+        atoms.info['qd_vacancy'] = vacancy
+    return atoms, structure.pk

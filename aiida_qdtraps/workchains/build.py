@@ -1,0 +1,158 @@
+"""Calcfunctions of the QD builder: every model QD is a StructureData whose provenance reaches its recipe.
+
+Thin bridges to :mod:`aiida_qdtraps.build` (unpack nodes → call one pure function → wrap). The recipe is the
+calcfunction's ``Dict`` input, so QueryBuilder filters on it, e.g. all InP tetrahedra::
+
+    qb = QueryBuilder()
+    qb.append(Dict, filters={'attributes.material': 'InP', 'attributes.shape': 'tetrahedron'}, tag='recipe')
+    qb.append(CalcFunctionNode, with_incoming='recipe', filters={'attributes.function_name': 'build_qd'}, tag='f')
+    qb.append(StructureData, with_incoming='f')
+
+Every StructureData made here carries the per-site lists ``qd_roles`` (cation / anion / ligand) and ``qd_domains``
+(core / interlayer / shell / ligand) as node attributes; :func:`get_roles` / :func:`get_domains` also find them
+for structures derived later (boxing, CP2K relaxation), through the provenance.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from aiida import orm
+from aiida.engine import calcfunction
+from ase import Atoms
+
+from ..build import qd as qd_recipes
+from ..build import roles as qd_roles
+from ..build import shell as qd_shell
+from ..build import vacancies as qd_vacancies
+
+ROLE_ATTRIBUTE, DOMAIN_ATTRIBUTE = 'qd_roles', 'qd_domains'
+
+
+def to_structure(atoms: Atoms) -> orm.StructureData:
+    """An unstored, non-periodic StructureData (kinds = element symbols) with the roles and domains as attributes."""
+    plain = Atoms(atoms.get_chemical_symbols(), positions=atoms.positions, cell=atoms.cell, pbc=False)
+    structure = orm.StructureData(ase=plain)
+    structure.pbc = (False, False, False)
+    roles = qd_roles.roles_of(atoms)
+    domains = atoms.arrays.get('qd_domain', qd_roles.infer_domains(atoms, roles))
+    structure.base.attributes.set(ROLE_ATTRIBUTE, [str(r) for r in roles])
+    structure.base.attributes.set(DOMAIN_ATTRIBUTE, [str(d) for d in domains])
+    if 'qd_vacancy' in atoms.info:
+        structure.base.attributes.set('qd_vacancy', dict(atoms.info['qd_vacancy']))
+    return structure
+
+
+def to_atoms(structure: orm.StructureData) -> Atoms:
+    """The structure as ase Atoms with ``qd_role``/``qd_domain`` arrays (found through provenance, else inferred)."""
+    atoms = structure.get_ase()
+    atoms.set_tags(0)
+    roles = get_roles(structure)
+    atoms.arrays['qd_role'] = np.array(roles if roles is not None else qd_roles.infer_roles(atoms),
+                                       dtype=qd_roles.ROLE_DTYPE)
+    domains = get_domains(structure)
+    atoms.arrays['qd_domain'] = np.array(domains if domains is not None else
+                                         qd_roles.infer_domains(atoms, atoms.arrays['qd_role']),
+                                         dtype=qd_roles.DOMAIN_DTYPE)
+    return atoms
+
+
+def copy_qd_tags(source: orm.StructureData, target: orm.StructureData) -> None:
+    """Copy the ``qd_roles``/``qd_domains`` attributes (own or inherited) from ``source`` to unstored ``target``."""
+    for name, value in ((ROLE_ATTRIBUTE, get_roles(source)), (DOMAIN_ATTRIBUTE, get_domains(source))):
+        if value is not None and len(value) == len(target.sites):
+            target.base.attributes.set(name, list(value))
+
+
+def _find_tags(structure: orm.StructureData, name: str, max_depth: int = 25) -> list[str] | None:
+    """The attribute ``name`` of ``structure``, or of the nearest ancestor StructureData with as many sites.
+
+    Walks creator → its StructureData inputs (calcfunctions such as ``center_in_box``, the CP2K CalcJob's
+    ``structure``), breadth first, ``max_depth`` generations at most.
+    """
+    n_sites = len(structure.sites)
+    frontier, seen = [structure], {structure.uuid}
+    for _ in range(max_depth):
+        parents = []
+        for node in frontier:
+            value = node.base.attributes.get(name, None)
+            if value is not None and len(value) == n_sites:
+                return list(value)
+            creator = node.creator if node.is_stored else None
+            if creator is None:
+                continue
+            for link in creator.base.links.get_incoming(node_class=orm.StructureData).all():
+                parent = link.node
+                if parent.uuid not in seen and len(parent.sites) == n_sites:
+                    seen.add(parent.uuid)
+                    parents.append(parent)
+        if not parents:
+            return None
+        frontier = parents
+    return None
+
+
+def get_roles(structure: orm.StructureData) -> list[str] | None:
+    """Per-site roles ('cation' | 'anion' | 'ligand') from the node or its nearest same-size ancestor, else None."""
+    return _find_tags(structure, ROLE_ATTRIBUTE)
+
+
+def get_domains(structure: orm.StructureData) -> list[str] | None:
+    """Per-site domains ('core' | 'interlayer' | 'shell' | 'ligand') from the node or its ancestors, else None."""
+    return _find_tags(structure, DOMAIN_ATTRIBUTE)
+
+
+@calcfunction
+def build_qd(recipe: orm.Dict) -> orm.StructureData:
+    """Build a QD from a recipe: the keyword arguments of :func:`aiida_qdtraps.build.qd.build_qd` (lengths in Å)."""
+    return to_structure(qd_recipes.build_qd(**qd_recipes.check_recipe(recipe.get_dict())))
+
+
+@calcfunction
+def make_vacancy(structure: orm.StructureData, vacancy: orm.Dict) -> orm.StructureData:
+    """A surface vacancy: ``vacancy`` = {kind, site?, seed?, neutralize?, charge?, ligand?} (see the pure function).
+
+    The output's ``qd_vacancy`` attribute records kind, distinct-site index, removed formula and charge.
+    """
+    atoms = qd_vacancies.make_vacancy(to_atoms(structure), **vacancy.get_dict())
+    return to_structure(atoms)
+
+
+@calcfunction
+def grow_shell(structure: orm.StructureData, shell: orm.Dict) -> orm.StructureData:
+    """Core@shell: ``shell`` = {core_material, shell_material, monolayers, interlayer, ligand, charge, seed, ...}.
+
+    The input's ligands are dropped; the output is boxed with ``vacuum`` (Å, default 5) on every side.
+    """
+    options = dict(shell.get_dict())
+    vacuum = options.pop('vacuum', 5.0)
+    atoms = qd_shell.grow_shell(to_atoms(structure), **options)
+    return to_structure(qd_recipes.put_in_box(atoms, vacuum))
+
+
+@calcfunction
+def reconstruct_surface(structure: orm.StructureData, reconstruction: orm.Dict) -> orm.StructureData:
+    """Seed 002's facet reconstruction: ``reconstruction`` = {fraction, facet, substituent, charge, ligand}."""
+    return to_structure(qd_shell.reconstruct_surface(to_atoms(structure), **reconstruction.get_dict()))
+
+
+@calcfunction
+def import_structure(file: orm.SinglefileData, options: orm.Dict) -> orm.StructureData:
+    """A QD brought by the user (xyz, cif, any ASE format) with inferred roles and domains.
+
+    ``options`` = {format?, cations?, anions?, core_elements?, vacuum?}; non-periodic inputs are boxed with
+    ``vacuum`` Å (default 5) unless they already have a cell.
+    """
+    import os
+    import tempfile
+
+    settings = dict(options.get_dict())
+    vacuum = settings.pop('vacuum', 5.0)
+    suffix = os.path.splitext(file.filename)[1]
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, f'structure{suffix}')
+        with open(path, 'wb') as handle:
+            handle.write(file.get_content('rb'))
+        atoms = qd_roles.read_structure(path, **settings)
+    if not atoms.cell.volume > 0:
+        atoms = qd_recipes.put_in_box(atoms, vacuum)
+    return to_structure(atoms)
