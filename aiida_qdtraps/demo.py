@@ -18,7 +18,8 @@ def run_demo(protocol: str = 'fast', code_label: str = 'cp2k@localhost') -> int:
     from aiida import orm
     from aiida.engine import run_get_node
 
-    from aiida_qdtraps.report import format_table, pipeline_rows
+    from aiida_qdtraps.query import trap_table
+    from aiida_qdtraps.report import format_table, format_trap_table, pipeline_rows
     from aiida_qdtraps.workchains.functions import build_qd_structure
     from aiida_qdtraps.workchains.pipeline import QdTrapsPipelineWorkChain
 
@@ -35,6 +36,10 @@ def run_demo(protocol: str = 'fast', code_label: str = 'cp2k@localhost') -> int:
         print(f'inspect it with: verdi process report {node.pk}')
         raise SystemExit(1)
     print(format_table(pipeline_rows(node)))
+    traps = [record for _, record in sorted(node.outputs.labels.traps.items(), key=lambda kv: -kv[1]['depth'])] \
+        if 'traps' in node.outputs.labels else []
+    print(f'Trap states of {structure.get_formula()} (query them with `qdtraps traps`):')
+    print(format_trap_table(trap_table(traps)))
     print(f'Inspect with (after `source env.sh`): verdi process status {node.pk}; verdi process report {node.pk}; '
           f'verdi node show {node.pk}')
     return node.pk

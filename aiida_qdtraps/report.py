@@ -36,11 +36,40 @@ def pipeline_rows(pipeline: orm.WorkflowNode) -> list[tuple[str, str]]:
         ('HOMO (PBE0)', f"{params['homo_ev']:.3f} eV"),
         ('LUMO (PBE0)', f"{params['lumo_ev']:.3f} eV"),
         ('HOMO-LUMO gap (PBE0)', f"{params['gap_ev']:.3f} eV"),
+    ]
+    labeling = pipeline.base.links.get_outgoing(link_label_filter='labeling').all()
+    if labeling:
+        summary = labeling[0].node.outputs.summary
+        for spin, edges in enumerate(summary['spins']):
+            tag = '' if len(summary['spins']) == 1 else f' (spin {spin})'
+            rows += [
+                (f'VBM / CBM (PBE0){tag}', f"{edges['vbm_ev']:.3f} / {edges['cbm_ev']:.3f} eV "
+                                          f"(band gap {edges['band_gap_ev']:.3f} eV)"),
+                (f'trap states{tag}', f"{edges['n_hole_traps']} hole, {edges['n_electron_traps']} electron, "
+                                      f"{edges['n_quantum_confined']} quantum-confined"),
+            ]
+        rows.append(('atom labels', ', '.join(f'{k} {v}' for k, v in summary['atom_label_counts'].items() if v)))
+    rows += [
         ('relax time', f'{_elapsed(relax):.0f} s'),
         ('PBE0 time', f'{_elapsed(hybrid):.0f} s'),
         ('total time', f'{_elapsed(pipeline):.0f} s'),
     ]
     return rows
+
+
+def format_trap_table(rows: list[dict]) -> str:
+    """The trap table: one line per trap record (rows of :func:`aiida_qdtraps.query.trap_table`)."""
+    if not rows:
+        return 'no trap states'
+    header = f"{'pk':>6}  {'QD':<12} {'carrier':<8} {'depth/eV':>8} {'E/eV':>8}  {'centre':<7} {'CN':>2}  " \
+             f"{'kind':<17} {'PR':>5}  protocol"
+    lines = [header, '-' * len(header)]
+    for row in rows:
+        lines.append(f"{row['pk']:>6}  {row['formula'] or '':<12} {row['carrier']:<8} {row['depth']:>8.3f} "
+                     f"{row['energy']:>8.3f}  {row['center_element'] + str(row['center']):<7} "
+                     f"{row['center_coordination']:>2}  {row['kind']:<17} {row['participation_ratio']:>5.2f}  "
+                     f"{row['protocol'] or ''}")
+    return '\n'.join(lines)
 
 
 def format_table(rows: list[tuple[str, str]]) -> str:

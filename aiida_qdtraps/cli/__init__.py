@@ -3,7 +3,7 @@
 Commands live in ``cmd_*`` modules that register themselves on the :data:`cli` group from :mod:`.root`.
 """
 
-from . import cmd_demo, cmd_profile  # noqa: F401  (importing registers the commands)
+from . import cmd_demo, cmd_profile, cmd_traps  # noqa: F401  (importing registers the commands)
 from . import cmd_charge_flow  # noqa: F401  (qdtraps charge-flow)
 from .root import cli
 

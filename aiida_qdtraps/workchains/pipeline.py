@@ -1,4 +1,4 @@
-"""``QdTrapsPipelineWorkChain``: the main pipeline, relax → hybrid SCF (later stages plug in after it)."""
+"""``QdTrapsPipelineWorkChain``: the main pipeline, relax → hybrid SCF → trap labels (later stages plug in after it)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ from aiida.engine import ToContext, WorkChain
 from .common import define_qd_inputs
 from .hybrid_scf import HybridScfWorkChain
 from .relax import QdRelaxWorkChain
+from .traps import TrapLabelingWorkChain
 
 
 class QdTrapsPipelineWorkChain(WorkChain):
-    """Relax a QD with PBE, then compute its PBE0 electronic structure on the relaxed geometry."""
+    """Relax a QD with PBE, compute its PBE0 electronic structure on the relaxed geometry, then label its traps."""
 
     @classmethod
     def define(cls, spec):
@@ -21,11 +22,17 @@ class QdTrapsPipelineWorkChain(WorkChain):
         spec.expose_inputs(QdRelaxWorkChain, namespace='relax', exclude=('structure', 'charge', 'multiplicity'))
         spec.expose_inputs(HybridScfWorkChain, namespace='hybrid_scf',
                            exclude=('structure', 'charge', 'multiplicity', 'parent_calc_folder', 'box_vacuum'))
-        spec.outline(cls.run_relax, cls.inspect_relax, cls.run_hybrid_scf, cls.inspect_hybrid_scf, cls.results)
+        spec.expose_inputs(TrapLabelingWorkChain, namespace='labeling', exclude=('structure', 'mo_window', 'protocol'))
+        spec.input('protocol', valid_type=orm.Str, required=False,
+                   help='Name of the protocol the inputs were built from; recorded on the trap records for queries.')
+        spec.outline(cls.run_relax, cls.inspect_relax, cls.run_hybrid_scf, cls.inspect_hybrid_scf,
+                     cls.run_labeling, cls.inspect_labeling, cls.results)
         spec.expose_outputs(QdRelaxWorkChain, namespace='relax')
         spec.expose_outputs(HybridScfWorkChain, namespace='hybrid_scf')
+        spec.expose_outputs(TrapLabelingWorkChain, namespace='labels')
         spec.exit_code(401, 'ERROR_RELAX_FAILED', message='The relaxation failed: {message}')
         spec.exit_code(402, 'ERROR_HYBRID_SCF_FAILED', message='The hybrid SCF failed: {message}')
+        spec.exit_code(403, 'ERROR_LABELING_FAILED', message='The trap labeling failed: {message}')
 
     @classmethod
     def get_builder_from_protocol(cls, code: orm.Code, structure: orm.StructureData, protocol: str | None = None,
@@ -45,6 +52,7 @@ class QdTrapsPipelineWorkChain(WorkChain):
             relax.pop(key, None)
             hybrid.pop(key, None)
         hybrid.pop('box_vacuum', None)  # the relaxed structure is already boxed
+        builder.protocol = orm.Str(protocol or HybridScfWorkChain.get_default_protocol())
         builder.relax = relax._inputs(prune=True)
         builder.hybrid_scf = hybrid._inputs(prune=True)
         return builder
@@ -83,7 +91,26 @@ class QdTrapsPipelineWorkChain(WorkChain):
                 message=f'HybridScfWorkChain<{node.pk}> exit status {node.exit_status}: {node.exit_message}')
         return None
 
+    def run_labeling(self):
+        inputs = AttributeDict(self.exposed_inputs(TrapLabelingWorkChain, namespace='labeling'))
+        inputs.update(structure=self.ctx.hybrid_scf.outputs.structure, mo_window=self.ctx.hybrid_scf.outputs.mo_window,
+                      metadata={'call_link_label': 'labeling'})
+        if 'protocol' in self.inputs:
+            inputs['protocol'] = self.inputs.protocol
+        node = self.submit(TrapLabelingWorkChain, **inputs)
+        self.report(f'launched TrapLabelingWorkChain<{node.pk}> on the PBE0 MO window')
+        return ToContext(labeling=node)
+
+    def inspect_labeling(self):
+        node = self.ctx.labeling
+        if not node.is_finished_ok:
+            return self.exit_codes.ERROR_LABELING_FAILED.format(
+                message=f'TrapLabelingWorkChain<{node.pk}> exit status {node.exit_status}: {node.exit_message}')
+        return None
+
     def results(self):
         self.out_many(self.exposed_outputs(self.ctx.hybrid_scf, HybridScfWorkChain, namespace='hybrid_scf'))
+        self.out_many(self.exposed_outputs(self.ctx.labeling, TrapLabelingWorkChain, namespace='labels'))
         params = self.ctx.hybrid_scf.outputs.output_parameters
-        self.report(f"pipeline done: PBE0 gap {params['gap_ev']:.3f} eV")
+        counts = self.ctx.labeling.outputs.summary['trap_counts']
+        self.report(f"pipeline done: PBE0 gap {params['gap_ev']:.3f} eV, traps {counts or 'none'}")

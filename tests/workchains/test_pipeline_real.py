@@ -58,3 +58,22 @@ def test_pipeline_fast_real_cp2k(cp2k_code, tiny_qd):
     assert results['hybrid_scf']['density_cube'].get_content().startswith('-Quickstep-')
     assert results['hybrid_scf']['structure'].uuid == relaxed.uuid
     assert pbe0_calc.inputs.parent_calc_folder is not None
+
+    # Trap labels of the PBE0 MO window: records queryable with the QD context, walkable back to the recipe.
+    from aiida_qdtraps.query import find_traps, trap_provenance
+
+    labels = results['labels']
+    spin = labels['summary']['spins'][0]
+    assert spin['vbm_ev'] <= params['homo_ev'] + 1e-9 and spin['cbm_ev'] >= params['lumo_ev'] - 1e-9
+    assert labels['participation_plot'].get_content('rb')[:4] == b'\x89PNG'
+    records = list(labels.get('traps', {}).values())
+    found = find_traps(material='InP', protocol='fast', formula='F9In4P')
+    assert {n.uuid for n in found} == {n.uuid for n in records}
+    assert len(records) == spin['n_hole_traps'] + spin['n_electron_traps']
+    for record in records:
+        walk = trap_provenance(record)
+        assert walk['pbe0_calculation'].uuid == pbe0_calc.uuid
+        assert walk['structure'].uuid == relaxed.uuid
+        assert walk['relax_calculation'].uuid == relaxed.creator.uuid
+        assert walk['built_structure'].uuid == tiny_qd.uuid
+        assert walk['recipe'].get_dict() == tiny_qd.creator.inputs.recipe.get_dict()

@@ -79,3 +79,31 @@ def test_label_traps_rejects_unknown_parameter(recorded_scf):
     _, node = label_traps.run_get_node(structure, window, parameters=orm.Dict({'pr_cutoff': 0.4}))
     assert node.exit_status == 302
     assert 'pr_cutoff' in node.exit_message
+
+
+def test_find_traps_filters_and_provenance(aiida_profile_clean, recorded_scf):
+    from aiida_qdtraps.query import find_traps, trap_filters, trap_provenance, trap_table
+
+    structure, window = recorded_scf
+    results, node = run_get_node(TrapLabelingWorkChain, structure=structure, mo_window=window,
+                                 protocol=orm.Str('fast'), plots=orm.Bool(False))
+    assert node.is_finished_ok
+    records = list(results['traps'].values())
+    assert records, 'the recorded In4PF9 run has trap states'
+    assert {n.pk for n in find_traps(protocol='fast')} == {n.pk for n in records}
+    holes = find_traps(carrier='hole', protocol='fast')
+    assert holes and all(n['carrier'] == 'hole' for n in holes)
+    depths = [n['depth'] for n in find_traps(protocol='fast')]
+    assert depths == sorted(depths, reverse=True)
+    threshold = sorted(depths)[len(depths) // 2]
+    assert {n.pk for n in find_traps(protocol='fast', min_depth=threshold)} == \
+        {n.pk for n in records if n['depth'] >= threshold}
+    assert find_traps(protocol='fast', center_element='Ga') == []
+    assert find_traps(protocol='moderate') == []
+    rows = trap_table(holes)
+    assert rows[0]['pk'] == holes[0].pk and rows[0]['carrier'] == 'hole'
+    walk = trap_provenance(records[0])
+    assert walk['structure'].uuid == structure.uuid and walk['mo_window'].uuid == window.uuid
+    assert walk['recipe'] is None  # this structure was read from a file, not built
+    with pytest.raises(ValueError, match="carrier must be 'hole' or 'electron', got 'holes'"):
+        trap_filters(carrier='holes')
