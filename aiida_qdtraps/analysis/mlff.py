@@ -1,0 +1,237 @@
+"""Pure kernels of the MLFF active-learning loop (no aiida): model deviation, selection, DFT labels, parity.
+
+Units follow DeePMD-kit: energies in eV, forces in eV/Å, positions in Å. CP2K reports atomic units (Hartree,
+Hartree/Bohr); :func:`read_cp2k_atomic_forces` and :func:`cp2k_label` convert and check them.
+
+Selection follows DP-GEN's model-deviation scheme (seed 001, Methods): a frame whose maximum per-atom force
+deviation ``max_devi_f`` (eV/Å) over the ensemble is below ``trust_lo`` is *accurate*, between ``trust_lo`` and
+``trust_hi`` a *candidate* for DFT labelling, above ``trust_hi`` *failed* (unphysical, not labelled).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+import numpy as np
+from ase import Atoms
+from ase.units import Bohr, Hartree
+from deepmd.infer.model_devi import calc_model_devi_e, calc_model_devi_f
+
+__all__ = (
+    'HARTREE_EV',
+    'HARTREE_PER_BOHR_EV_PER_ANGSTROM',
+    'MAX_PLAUSIBLE_FORCE',
+    'Selection',
+    'assign_validation',
+    'cp2k_label',
+    'labelled_system',
+    'model_deviation',
+    'parity_metrics',
+    'rattled_positions',
+    'read_cp2k_atomic_forces',
+    'recenter_in_cell',
+    'select_by_deviation',
+)
+
+HARTREE_EV = float(Hartree)  #: 1 Hartree in eV (ASE's CODATA value)
+HARTREE_PER_BOHR_EV_PER_ANGSTROM = float(Hartree / Bohr)  #: 1 Hartree/Bohr in eV/Å
+#: Largest |F| (eV/Å) accepted on one atom of a labelled frame: a larger value means wrong units or a broken SCF.
+MAX_PLAUSIBLE_FORCE = 50.0
+
+_FORCES_HEADER = re.compile(r'ATOMIC FORCES in \[(?P<unit>[^\]]+)\]')
+
+
+def model_deviation(forces: np.ndarray, energies: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Ensemble deviation per frame, as DeePMD-kit's ``dp model-devi`` defines it.
+
+    :param forces: ``(n_models, n_frames, n_atoms, 3)`` forces in eV/Å.
+    :param energies: optional ``(n_models, n_frames)`` total energies in eV.
+    :returns: ``max_devi_f``, ``min_devi_f``, ``avg_devi_f`` (eV/Å; norm of the per-atom force standard deviation,
+        max/min/mean over atoms) and, with energies, ``devi_e`` (eV/atom; standard deviation of E/N).
+    """
+    forces = np.asarray(forces, dtype=float)
+    if forces.ndim != 4 or forces.shape[0] < 2 or forces.shape[-1] != 3:
+        raise ValueError(f'forces must have shape (n_models >= 2, n_frames, n_atoms, 3), got {forces.shape}')
+    max_f, min_f, avg_f = calc_model_devi_f(forces)
+    result = {'max_devi_f': max_f, 'min_devi_f': min_f, 'avg_devi_f': avg_f}
+    if energies is not None:
+        energies = np.asarray(energies, dtype=float)
+        if energies.shape != forces.shape[:2]:
+            raise ValueError(f'energies must have shape {forces.shape[:2]} (n_models, n_frames), got {energies.shape}')
+        result['devi_e'] = calc_model_devi_e(energies[..., None] / forces.shape[2])
+    return result
+
+
+@dataclasses.dataclass(frozen=True)
+class Selection:
+    """Outcome of :func:`select_by_deviation`: frame indices (into the deviation array) and fractions."""
+
+    accurate: np.ndarray
+    candidates: np.ndarray  #: all frames between the trust levels (before stride and cap)
+    selected: np.ndarray  #: the candidates picked for labelling (after stride and cap)
+    failed: np.ndarray
+
+    @property
+    def n_frames(self) -> int:
+        return len(self.accurate) + len(self.candidates) + len(self.failed)
+
+    def fractions(self) -> dict[str, float]:
+        """Accurate / candidate / failed fractions of all frames (0 for an empty selection)."""
+        n = max(self.n_frames, 1)
+        return {'accurate': len(self.accurate) / n, 'candidate': len(self.candidates) / n,
+                'failed': len(self.failed) / n}
+
+
+def select_by_deviation(max_devi_f, trust_lo: float, trust_hi: float, max_candidates: int, stride: int = 1,
+                        seed: int = 0) -> Selection:
+    """Split frames by their maximum force deviation and pick at most ``max_candidates`` to label.
+
+    :param max_devi_f: per-frame maximum force deviation (eV/Å).
+    :param trust_lo: lower trust level (eV/Å); below it a frame is accurate.
+    :param trust_hi: upper trust level (eV/Å); at or above it a frame is failed.
+    :param max_candidates: cap on the frames picked for labelling (>= 0).
+    :param stride: keep every ``stride``-th candidate (in frame order) before the cap (>= 1), to decorrelate.
+    :param seed: seed of the random choice applied when more candidates than the cap remain.
+    """
+    devi = np.asarray(max_devi_f, dtype=float)
+    if devi.ndim != 1:
+        raise ValueError(f'max_devi_f must be one value per frame, got shape {devi.shape}')
+    if not np.all(np.isfinite(devi)):
+        raise ValueError('max_devi_f holds NaN or inf values (a diverged MD?)')
+    if not 0 <= trust_lo < trust_hi:
+        raise ValueError(f'trust levels must satisfy 0 <= trust_lo < trust_hi, got trust_lo={trust_lo}, '
+                         f'trust_hi={trust_hi} (eV/Å)')
+    if int(max_candidates) < 0:
+        raise ValueError(f'max_candidates must be >= 0, got {max_candidates}')
+    if int(stride) < 1:
+        raise ValueError(f'stride must be >= 1, got {stride}')
+    accurate = np.flatnonzero(devi < trust_lo)
+    candidates = np.flatnonzero((devi >= trust_lo) & (devi < trust_hi))
+    failed = np.flatnonzero(devi >= trust_hi)
+    picked = candidates[::int(stride)]
+    if len(picked) > max_candidates:
+        picked = np.sort(np.random.default_rng(seed).choice(picked, size=int(max_candidates), replace=False))
+    return Selection(accurate=accurate, candidates=candidates, selected=picked, failed=failed)
+
+
+def read_cp2k_atomic_forces(output: str) -> np.ndarray:
+    """Last ``ATOMIC FORCES in [a.u.]`` block of a CP2K output, converted to eV/Å, shape ``(n_atoms, 3)``.
+
+    :raises ValueError: if there is no such block or its unit is not ``a.u.`` (Hartree/Bohr).
+    """
+    headers = list(_FORCES_HEADER.finditer(output))
+    if not headers:
+        raise ValueError('no `ATOMIC FORCES in [...]` block in the CP2K output: was FORCE_EVAL/PRINT/FORCES set?')
+    header = headers[-1]
+    if header['unit'].strip() != 'a.u.':
+        raise ValueError(f"CP2K forces are in [{header['unit']}], expected [a.u.] (Hartree/Bohr)")
+    rows = []
+    for line in output[header.end():].splitlines():
+        fields = line.split()
+        if not fields or fields[0] == '#':
+            if rows:
+                break
+            continue
+        if fields[0].startswith('SUM'):
+            break
+        rows.append([float(x) for x in fields[3:6]])
+    if not rows:
+        raise ValueError('the CP2K `ATOMIC FORCES` block has no atom rows')
+    return np.array(rows) * HARTREE_PER_BOHR_EV_PER_ANGSTROM
+
+
+def cp2k_label(energy: float, energy_units: str, forces_ev_per_angstrom: np.ndarray, n_atoms: int) -> tuple[float,
+                                                                                                             np.ndarray]:
+    """Check one CP2K label and return ``(energy in eV, forces in eV/Å)``.
+
+    :param energy: CP2K total energy as parsed by aiida-cp2k (``output_parameters['energy']``).
+    :param energy_units: its unit as parsed (``output_parameters['energy_units']``); only ``a.u.`` (Hartree).
+    :raises ValueError: on another energy unit, a force array of the wrong shape, or |F| above
+        :data:`MAX_PLAUSIBLE_FORCE` eV/Å on any atom (wrong units or a broken calculation).
+    """
+    if energy_units != 'a.u.':
+        raise ValueError(f'CP2K energy unit {energy_units!r} is not supported; expected `a.u.` (Hartree)')
+    forces = np.asarray(forces_ev_per_angstrom, dtype=float)
+    if forces.shape != (n_atoms, 3):
+        raise ValueError(f'forces have shape {forces.shape}, expected ({n_atoms}, 3) for the labelled structure')
+    largest = float(np.linalg.norm(forces, axis=1).max())
+    if not np.isfinite(largest) or largest > MAX_PLAUSIBLE_FORCE:
+        raise ValueError(f'largest atomic force {largest:.3g} eV/Å is outside the plausible range '
+                         f'[0, {MAX_PLAUSIBLE_FORCE}] eV/Å: check units or the SCF')
+    return float(energy) * HARTREE_EV, forces
+
+
+def labelled_system(atoms: Atoms, energy_ev: float, forces_ev_per_angstrom: np.ndarray, type_map: list[str]):
+    """One labelled frame as a non-periodic ``dpdata.LabeledSystem`` (units: eV, eV/Å, Å).
+
+    :param type_map: element order shared by the whole dataset and all models; must contain every element.
+    """
+    import dpdata
+
+    symbols = atoms.get_chemical_symbols()
+    missing = sorted(set(symbols) - set(type_map))
+    if missing:
+        raise ValueError(f'elements {missing} are not in the type map {type_map}')
+    cell = np.asarray(atoms.cell.array if atoms.cell.rank == 3 else np.eye(3) * 100.0, dtype=float)
+    data = {
+        'atom_names': list(type_map),
+        'atom_numbs': [symbols.count(el) for el in type_map],
+        'atom_types': np.array([type_map.index(s) for s in symbols]),
+        'cells': cell[None],
+        'coords': atoms.get_positions()[None],
+        'energies': np.array([float(energy_ev)]),
+        'forces': np.asarray(forces_ev_per_angstrom, dtype=float)[None],
+        'orig': np.zeros(3),
+        'nopbc': True,
+    }
+    return dpdata.LabeledSystem(data=data)
+
+
+def assign_validation(n_existing: int, n_new: int, every: int) -> np.ndarray:
+    """Boolean mask over ``n_new`` frames: ``True`` for those held out for validation.
+
+    Frames are numbered on from the ``n_existing`` already in the dataset; every ``every``-th (0, every, 2 every, ...)
+    is held out, so the split does not depend on how the frames arrive. ``every = 0`` holds out nothing.
+    """
+    if every < 0:
+        raise ValueError(f'every must be >= 0, got {every}')
+    index = np.arange(n_existing, n_existing + n_new)
+    return np.zeros(n_new, bool) if every == 0 else index % every == 0
+
+
+def parity_metrics(predicted, reference) -> dict[str, float]:
+    """MAE, RMSE and maximum absolute error of ``predicted`` against ``reference`` (same units as the inputs)."""
+    predicted, reference = np.asarray(predicted, dtype=float), np.asarray(reference, dtype=float)
+    if predicted.shape != reference.shape or predicted.size == 0:
+        raise ValueError(f'predicted {predicted.shape} and reference {reference.shape} must have one equal, '
+                         'non-empty shape')
+    error = predicted - reference
+    return {'mae': float(np.abs(error).mean()), 'rmse': float(np.sqrt(np.square(error).mean())),
+            'max': float(np.abs(error).max())}
+
+
+def recenter_in_cell(atoms: Atoms, cell) -> Atoms:
+    """Copy of ``atoms`` in ``cell`` (3x3, Å) with its centre of geometry at the cell centre, non-periodic."""
+    cell = np.asarray(cell, dtype=float)
+    out = atoms.copy()
+    out.set_cell(cell)
+    out.set_pbc(False)
+    out.translate(cell.sum(axis=0) / 2 - out.get_positions().mean(axis=0))
+    return out
+
+
+def rattled_positions(positions, stdev: float, n_frames: int, seed: int) -> np.ndarray:
+    """``n_frames`` copies of ``positions`` (Å) with independent Gaussian displacements of ``stdev`` Å per coordinate.
+
+    Frame 0 is the unperturbed structure.
+    """
+    if not 0 < stdev <= 0.5:
+        raise ValueError(f'rattle stdev must be in (0, 0.5] Å, got {stdev}')
+    if n_frames < 1:
+        raise ValueError(f'n_frames must be >= 1, got {n_frames}')
+    positions = np.asarray(positions, dtype=float)
+    rng = np.random.default_rng(seed)
+    frames = positions[None] + rng.normal(0.0, stdev, size=(n_frames, *positions.shape))
+    frames[0] = positions
+    return frames

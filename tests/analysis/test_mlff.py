@@ -1,0 +1,138 @@
+"""Pure MLFF kernels on arrays: model deviation, selection by trust levels, CP2K labels and units, parity, splits."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from ase import Atoms
+
+from aiida_qdtraps.analysis import mlff
+
+CP2K_FORCES = """
+ ATOMIC FORCES in [a.u.]
+
+ # Atom   Kind   Element          X              Y              Z
+      1      1      In         -0.01977165    -0.01472385    -0.03656716
+      2      2      P           0.02000000     0.00000000     0.00100000
+ SUM OF ATOMIC FORCES           0.00022835    -0.01472385    -0.03556716     0.03833000
+"""
+
+
+def test_model_deviation_matches_definition():
+    """max/min/avg over atoms of |std over models of F_i|, and std of E/N, for a hand-built ensemble."""
+    forces = np.zeros((2, 1, 3, 3))
+    forces[1, 0, 0] = [0.2, 0.0, 0.0]  # atom 0: models differ by 0.2 eV/Å along x -> std 0.1
+    forces[1, 0, 1] = [0.0, 0.06, 0.08]  # atom 1: |diff| 0.1 -> std norm 0.05
+    devi = mlff.model_deviation(forces, energies=np.array([[0.0], [0.6]]))
+    assert devi['max_devi_f'] == pytest.approx([0.1])
+    assert devi['min_devi_f'] == pytest.approx([0.0])
+    assert devi['avg_devi_f'] == pytest.approx([0.05])
+    assert devi['devi_e'] == pytest.approx([0.1])  # std of (0, 0.2) eV/atom
+
+
+def test_model_deviation_rejects_a_single_model():
+    with pytest.raises(ValueError, match='n_models >= 2'):
+        mlff.model_deviation(np.zeros((1, 4, 3, 3)))
+
+
+def test_selection_by_trust_levels_with_cap_and_stride():
+    devi = np.array([0.01, 0.06, 0.2, 0.07, 0.08, 0.5, 0.09, 0.04])
+    selection = mlff.select_by_deviation(devi, trust_lo=0.05, trust_hi=0.15, max_candidates=10)
+    assert selection.accurate.tolist() == [0, 7]
+    assert selection.candidates.tolist() == [1, 3, 4, 6]
+    assert selection.failed.tolist() == [2, 5]
+    assert selection.selected.tolist() == [1, 3, 4, 6]
+    assert selection.fractions() == {'accurate': 0.25, 'candidate': 0.5, 'failed': 0.25}
+
+    strided = mlff.select_by_deviation(devi, 0.05, 0.15, max_candidates=10, stride=2)
+    assert strided.selected.tolist() == [1, 4]
+    capped = mlff.select_by_deviation(devi, 0.05, 0.15, max_candidates=3, seed=1)
+    assert len(capped.selected) == 3 and set(capped.selected) <= {1, 3, 4, 6}
+    assert capped.selected.tolist() == sorted(capped.selected.tolist())
+
+
+@pytest.mark.parametrize(('kwargs', 'message'), [
+    ({'trust_lo': 0.2, 'trust_hi': 0.1}, 'trust_lo < trust_hi'),
+    ({'trust_lo': -0.1, 'trust_hi': 0.1}, 'trust_lo=-0.1'),
+    ({'max_candidates': -1}, 'max_candidates must be >= 0'),
+    ({'stride': 0}, 'stride must be >= 1'),
+])
+def test_selection_rejects_bad_settings(kwargs, message):
+    settings = {'trust_lo': 0.05, 'trust_hi': 0.15, 'max_candidates': 2, **kwargs}
+    with pytest.raises(ValueError, match=message):
+        mlff.select_by_deviation(np.array([0.1, 0.2]), **settings)
+
+
+def test_selection_rejects_nan_deviation():
+    with pytest.raises(ValueError, match='NaN'):
+        mlff.select_by_deviation(np.array([0.1, np.nan]), 0.05, 0.15, 1)
+
+
+def test_cp2k_forces_are_converted_to_ev_per_angstrom():
+    forces = mlff.read_cp2k_atomic_forces(CP2K_FORCES)
+    assert forces.shape == (2, 3)
+    assert forces[1, 0] == pytest.approx(0.02 * 51.42208619083232, rel=1e-6)  # 1 Ha/Bohr = 51.422 eV/Å
+
+
+def test_cp2k_forces_refuse_other_units_and_missing_block():
+    with pytest.raises(ValueError, match=r'expected \[a.u.\]'):
+        mlff.read_cp2k_atomic_forces(CP2K_FORCES.replace('[a.u.]', '[eV/Angstrom]'))
+    with pytest.raises(ValueError, match='PRINT/FORCES'):
+        mlff.read_cp2k_atomic_forces('ENERGY| Total FORCE_EVAL ( QS ) energy [a.u.]: -1.0')
+
+
+def test_cp2k_label_checks_units_shape_and_magnitude():
+    forces = np.full((2, 3), 0.1)
+    energy, checked = mlff.cp2k_label(-2.0, 'a.u.', forces, n_atoms=2)
+    assert energy == pytest.approx(-2.0 * 27.2113862, rel=1e-7)  # Hartree in eV (CODATA)
+    assert checked is not None
+    with pytest.raises(ValueError, match="unit 'eV'"):
+        mlff.cp2k_label(-2.0, 'eV', forces, 2)
+    with pytest.raises(ValueError, match=r'expected \(3, 3\)'):
+        mlff.cp2k_label(-2.0, 'a.u.', forces, 3)
+    with pytest.raises(ValueError, match='plausible range'):
+        mlff.cp2k_label(-2.0, 'a.u.', forces * 1000, 2)  # e.g. forces left in eV/Bohr*1000 by mistake
+
+
+def test_labelled_system_round_trips_through_deepmd_npy(tmp_path):
+    import dpdata
+
+    atoms = Atoms('InPF', positions=[[0, 0, 0], [2.5, 0, 0], [0, 2.0, 0]], cell=[10, 10, 10])
+    forces = np.arange(9.0).reshape(3, 3) / 10
+    system = mlff.labelled_system(atoms, -100.0, forces, ['F', 'In', 'P'])
+    system.to('deepmd/npy', str(tmp_path / 'sys'))
+    back = dpdata.LabeledSystem(str(tmp_path / 'sys'), fmt='deepmd/npy')
+    assert back['atom_names'] == ['F', 'In', 'P']
+    assert back['atom_types'].tolist() == [1, 2, 0]
+    assert back['energies'][0] == pytest.approx(-100.0)
+    assert back['forces'][0] == pytest.approx(forces)
+    assert back.nopbc
+    with pytest.raises(ValueError, match=r"\['P'\] are not in the type map"):
+        mlff.labelled_system(atoms, -1.0, forces, ['F', 'In'])
+
+
+def test_validation_split_is_independent_of_batching():
+    together = mlff.assign_validation(0, 10, every=3)
+    in_two = np.concatenate([mlff.assign_validation(0, 4, 3), mlff.assign_validation(4, 6, 3)])
+    assert together.tolist() == in_two.tolist()
+    assert np.flatnonzero(together).tolist() == [0, 3, 6, 9]
+    assert not mlff.assign_validation(0, 5, every=0).any()
+
+
+def test_parity_metrics():
+    metrics = mlff.parity_metrics([1.0, 2.0, 4.0], [1.0, 1.0, 1.0])
+    assert metrics == pytest.approx({'mae': 4 / 3, 'rmse': np.sqrt(10 / 3), 'max': 3.0})
+    with pytest.raises(ValueError, match='equal, non-empty shape'):
+        mlff.parity_metrics([1.0], [1.0, 2.0])
+
+
+def test_recenter_and_rattle():
+    atoms = Atoms('H2', positions=[[0, 0, 0], [1, 0, 0]])
+    centred = mlff.recenter_in_cell(atoms, np.eye(3) * 10)
+    assert centred.get_positions().mean(axis=0) == pytest.approx([5, 5, 5])
+    frames = mlff.rattled_positions(atoms.get_positions(), 0.05, 4, seed=3)
+    assert frames.shape == (4, 2, 3)
+    assert frames[0] == pytest.approx(atoms.get_positions())
+    assert 0.01 < np.abs(frames[1:] - frames[0]).mean() < 0.1
+    with pytest.raises(ValueError, match=r'\(0, 0.5\] Å'):
+        mlff.rattled_positions(atoms.get_positions(), 1.0, 2, 0)
