@@ -7,7 +7,8 @@ AiiDA profile called ``qdtraps`` whose configuration folder lives inside the rep
 * broker: ``core.zeromq`` -- the ZeroMQ broker of aiida-core 2.9; no external service is needed. ``aiida.engine.run``
   works without it running; ``verdi daemon start`` starts it together with the daemon, so ``submit`` works too;
 * computer ``localhost`` (``core.local`` transport, ``core.direct`` scheduler, work dir ``<AIIDA_PATH>/scratch``);
-* codes ``cp2k@localhost``, ``pw@localhost`` and ``baderkit@localhost``.
+* codes ``cp2k@localhost``, ``pw@localhost``, ``pp@localhost`` and ``baderkit@localhost``;
+* pseudopotential family ``qdtraps-gth-pbe-upf`` (aiida-pseudo; CP2K's GTH-PBE potentials as UPF files).
 
 This module imports aiida only inside functions: ``AIIDA_PATH`` is read by aiida when its configuration module is first
 imported, so :func:`activate` must be able to run before that. Use::
@@ -51,6 +52,7 @@ __all__ = (
     'ensure_computer',
     'ensure_codes',
     'setup_project',
+    'ensure_pseudo_family',
     'load_project_profile',
 )
 
@@ -118,7 +120,7 @@ def _which(name: str, default: str) -> str:
 
 
 def code_specs() -> tuple[CodeSpec, ...]:
-    """Return the specifications of the three codes, with executables resolved on this machine."""
+    """Return the specifications of the codes, with executables resolved on this machine."""
     venv_bin = pathlib.Path(sys.prefix) / 'bin'
     baderkit = venv_bin / 'baderkit'
     return (
@@ -145,6 +147,19 @@ def code_specs() -> tuple[CodeSpec, ...]:
             description='Quantum ESPRESSO pw.x (Debian quantum-espresso package)',
         ),
         CodeSpec(
+            label='pp',
+            executable=_which('pp.x', '/usr/bin/pp.x'),
+            default_calc_job_plugin='quantumespresso.pp',
+            prepend_text='\n'.join(
+                (
+                    'export OMPI_ALLOW_RUN_AS_ROOT=1',
+                    'export OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1',
+                    'export OMP_NUM_THREADS=1',
+                )
+            ),
+            description='Quantum ESPRESSO pp.x post-processing (densities as cube files)',
+        ),
+        CodeSpec(
             label='baderkit',
             executable=str(baderkit if baderkit.exists() else _which('baderkit', str(baderkit))),
             default_calc_job_plugin='core.shell',
@@ -155,7 +170,7 @@ def code_specs() -> tuple[CodeSpec, ...]:
     )
 
 
-CODES = ('cp2k@localhost', 'pw@localhost', 'baderkit@localhost')  # full labels, as in `orm.load_code(...)`
+CODES = ('cp2k@localhost', 'pw@localhost', 'pp@localhost', 'baderkit@localhost')  # full labels, as in `orm.load_code(...)`
 
 
 def activate() -> pathlib.Path:
@@ -370,7 +385,7 @@ def _matches(code, spec: CodeSpec) -> bool:
 
 
 def ensure_codes() -> list[SetupStep]:
-    """Create ``cp2k@localhost``, ``pw@localhost`` and ``baderkit@localhost`` unless they exist as specified.
+    """Create the codes of :func:`code_specs` (``cp2k``, ``pw``, ``pp``, ``baderkit`` @localhost) unless they exist.
 
     Codes are immutable once stored. A code whose executable, plugin, prepend text or MPI setting no longer match (e.g.
     the binary moved) is kept for provenance but relabelled ``<label>-old-<pk>`` and hidden, and a new one is created.
@@ -416,9 +431,19 @@ def ensure_codes() -> list[SetupStep]:
     return steps
 
 
+def ensure_pseudo_family() -> SetupStep:
+    """Install the GTH-PBE UPF pseudopotential family of the QE engine, made offline from CP2K's GTH_POTENTIALS."""
+    load_project_profile()
+    from aiida_qdtraps.workchains.qe import PSEUDO_FAMILY_LABEL, ensure_upf_family
+
+    status, detail = ensure_upf_family(PSEUDO_FAMILY_LABEL)
+    return SetupStep(f'pseudos {PSEUDO_FAMILY_LABEL}', status, detail)
+
+
 def setup_project(broker: str = 'zeromq') -> list[SetupStep]:
-    """Create or validate the profile, the computer and the codes; return what was done, step by step."""
+    """Create or validate the profile, the computer, the codes and the UPF family; return what was done."""
     steps = [ensure_profile(broker=broker)]
     steps.append(ensure_computer())
     steps.extend(ensure_codes())
+    steps.append(ensure_pseudo_family())
     return steps

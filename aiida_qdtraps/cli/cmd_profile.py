@@ -154,7 +154,8 @@ def status():
         else:
             state = 'found'
         ok = ok and state == 'found'
-        version = VERSION_PROBES[spec.label](executable) if os.access(executable, os.X_OK) else None
+        probe = VERSION_PROBES.get(spec.label)
+        version = probe(executable) if probe and os.access(executable, os.X_OK) else None
         click.echo(f'  {spec.full_label:<20} {state:<8} {executable:<34} version {version or "unknown"}')
 
     if not ok:

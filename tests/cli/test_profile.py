@@ -88,10 +88,11 @@ def test_setup_creates_everything_then_skips(created):
     assert [name for name, _ in first] == [
         'profile qdtraps',
         'computer localhost',
-        'code cp2k@localhost',
-        'code pw@localhost',
-        'code baderkit@localhost',
+        *(f'code {label}' for label in project_profile.CODES),
+        'pseudos qdtraps-gth-pbe-upf',
     ]
+    assert first[2:5] == [['code cp2k@localhost', 'created'], ['code pw@localhost', 'created'],
+                          ['code pp@localhost', 'created']]
     assert {status for _, status in first} == {'created'}
     assert {status for _, status in second} == {'exists'}
 
@@ -99,7 +100,7 @@ def test_setup_creates_everything_then_skips(created):
 def test_setup_is_idempotent_in_a_new_process(created, run_python):
     aiida_path, _ = created
     steps = json.loads(run_python(SETUP_AGAIN, aiida_path))
-    assert len(steps) == 5
+    assert len(steps) == len(project_profile.CODES) + 3
     assert {status for _, status in steps} == {'exists'}
 
 
@@ -127,7 +128,7 @@ def test_localhost_computer(created):
 def test_codes(created):
     _, described = created
     codes = described['codes']
-    assert set(codes) == {'cp2k@localhost', 'pw@localhost', 'baderkit@localhost'}
+    assert {'cp2k@localhost', 'pw@localhost', 'pp@localhost', 'baderkit@localhost'} <= set(codes)
 
     cp2k = codes['cp2k@localhost']
     assert cp2k['plugin'] == 'cp2k'
@@ -140,6 +141,10 @@ def test_codes(created):
     assert pathlib.Path(pw['executable']).name == 'pw.x'
     for variable in ('OMPI_ALLOW_RUN_AS_ROOT=1', 'OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1', 'OMP_NUM_THREADS=1'):
         assert variable in pw['prepend_text']
+    pp = codes['pp@localhost']
+    assert pp['plugin'] == 'quantumespresso.pp'
+    assert pathlib.Path(pp['executable']).name == 'pp.x'
+    assert pp['prepend_text'] == pw['prepend_text']
 
     bader = codes['baderkit@localhost']
     assert bader['plugin'] == 'core.shell'
@@ -177,7 +182,7 @@ def test_load_project_profile_after_aiida_was_imported(created, run_python, tmp_
     assert described['after'] == described['config_dir'] == str(aiida_path)
     assert described['profile'] == 'qdtraps'
     assert described['same']
-    assert described['codes'] == ['baderkit@localhost', 'cp2k@localhost', 'pw@localhost']
+    assert described['codes'] == sorted(project_profile.CODES)
 
 
 def test_setup_repairs_a_changed_code_and_workdir(tmp_path, run_python):
@@ -214,9 +219,9 @@ def test_setup_repairs_a_changed_code_and_workdir(tmp_path, run_python):
     assert described['steps'] == {
         'profile qdtraps': 'exists',
         'computer localhost': 'updated',
+        **{f'code {label}': 'exists' for label in project_profile.CODES},
         'code cp2k@localhost': 'updated',
-        'code pw@localhost': 'exists',
-        'code baderkit@localhost': 'exists',
+        'pseudos qdtraps-gth-pbe-upf': 'exists',
     }
     assert described['new_prepend'] == 'export OMP_NUM_THREADS=2'
     assert described['new_is_new']
