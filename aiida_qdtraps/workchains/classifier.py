@@ -1,0 +1,416 @@
+"""Trap-centre classifier in the provenance graph: ``featurize``, ``build_dataset``, ``train_classifier``,
+``cluster_traps``, ``predict_traps`` and ``TrapClassifierWorkChain`` (``qdtraps.classifier``).
+
+Thin bridges to :mod:`aiida_qdtraps.analysis.features` and :mod:`aiida_qdtraps.analysis.classifier`:
+
+* ``featurize`` (one per QD): inputs the labelling's ``structure``, ``atom_labels``, ``states``, ``summary`` and the
+  hybrid SCF's ``atomic_charges`` and ``output_parameters`` (dipole) → ``features`` ArrayData (``X``, ``y``,
+  ``atom_index``; attributes ``feature_names``, ``source_uuid`` = the ``atom_labels`` node, ``protocol``, ...).
+* ``build_dataset`` (inputs: the per-QD ``features`` nodes in a dynamic namespace) → ``dataset`` ArrayData whose
+  every row carries its source label node's uuid (``source_uuid``) and atom index (``atom_index``).
+* ``train_classifier`` → ``model`` (SinglefileData, xgboost JSON), ``metrics`` and ``importances`` (Dict),
+  ``importance_plot`` (PNG); ``cluster_traps`` → ``clusters`` (ArrayData), ``cluster_plot`` (PNG);
+  ``predict_traps`` → ``predictions`` (ArrayData).
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from aiida import orm
+from aiida.engine import ExitCode, WorkChain, calcfunction
+
+from ..analysis import classifier as kernel
+from ..analysis import features as feats
+
+#: Options of ``featurize`` (``parameters`` input).
+FEATURIZE_DEFAULTS = {'elements': ['P'], 'coordinations': [4]}
+#: Options of ``train_classifier``.
+TRAIN_DEFAULTS = {'feature_set': 'all', 'seed': 0, 'test_size': 0.2, 'cv_folds': 5, 'permutation_repeats': 10,
+                  'compare_geometry_only': True, 'hyperparameters': {}}
+#: Options of ``cluster_traps``.
+CLUSTER_DEFAULTS = {'perplexity': 20.0, 'min_cluster_size': 5, 'seed': 0, 'exclude_qd_level': True}
+FEATURE_SETS = {'all': feats.FEATURES, 'geometry': feats.GEOMETRY_FEATURES}
+
+
+def _options(node: orm.Dict | None, defaults: dict, what: str) -> dict:
+    values = node.get_dict() if node is not None else {}
+    unknown = sorted(set(values) - set(defaults))
+    if unknown:
+        raise ValueError(f'unknown {what} parameters {unknown}; allowed: {sorted(defaults)}')
+    return {**defaults, **values}
+
+
+def labelled_qd(structure: orm.StructureData, atom_labels: orm.ArrayData, states: orm.ArrayData, summary: orm.Dict,
+                atomic_charges: orm.ArrayData | None = None,
+                scf_parameters: orm.Dict | None = None) -> feats.LabelledQd:
+    """The pure-layer :class:`~aiida_qdtraps.analysis.features.LabelledQd` of a labelling's nodes."""
+    attributes = atom_labels.base.attributes
+    symbols = np.array(attributes.get('symbols'))
+    if len(symbols) != len(structure.sites):
+        raise ValueError(f'atom_labels cover {len(symbols)} atoms but the structure has {len(structure.sites)}')
+    recipe = summary.get('recipe') or {}
+    spins = summary['spins']
+    charges = {}
+    for name in ('mulliken', 'lowdin'):
+        if atomic_charges is not None and name in atomic_charges.get_arraynames():
+            charges[name] = atomic_charges.get_array(name)
+    dipole = scf_parameters.get('dipole_debye') if scf_parameters is not None else None
+    return feats.LabelledQd(
+        symbols=symbols, positions=structure.get_ase().positions,
+        coordination=atom_labels.get_array('coordination'),
+        roles=np.array(attributes.get('role_names'))[atom_labels.get_array('role')],
+        bonds=atom_labels.get_array('bonds'),
+        labels=np.array(attributes.get('label_names'))[atom_labels.get_array('label')],
+        state=atom_labels.get_array('state'), spin=atom_labels.get_array('spin'),
+        energies=states.get_array('energies'), participation=states.get_array('participation'),
+        populations=states.get_array('populations'), class_populations=states.get_array('class_populations'),
+        occupied=states.get_array('occupied'), homo=np.array([s['homo_ev'] for s in spins]),
+        lumo=np.array([s['lumo_ev'] for s in spins]), mulliken=charges.get('mulliken'), lowdin=charges.get('lowdin'),
+        dipole=None if dipole is None else np.asarray(dipole, float), total_charge=float(recipe.get('charge', 0)),
+        shape=recipe.get('shape', 'sphere') if recipe else None,
+        n_quantum_confined=sum(int(s.get('n_quantum_confined', 0)) for s in spins),
+        n_uc_trap_states=sum(v for k, v in (summary.get('trap_counts') or {}).items()
+                             if k.endswith('under-coordinated')))
+
+
+@calcfunction
+def featurize(structure: orm.StructureData, atom_labels: orm.ArrayData, states: orm.ArrayData, summary: orm.Dict,
+              atomic_charges: orm.ArrayData | None = None, scf_parameters: orm.Dict | None = None,
+              parameters: orm.Dict | None = None) -> dict:
+    """The 42 features (21 geometry-only ones without charges and dipole) of the sample atoms of one labelled QD.
+
+    :param parameters: ``elements`` (default ['P']) and ``coordinations`` (default [4]; None = any) of the samples.
+    :returns: ``features`` ArrayData, or exit code 310 (bad parameters / inputs refused by the kernel).
+    """
+    try:
+        options = _options(parameters, FEATURIZE_DEFAULTS, 'featurize')
+        qd = labelled_qd(structure, atom_labels, states, summary, atomic_charges, scf_parameters)
+        geometry_only = qd.mulliken is None or qd.lowdin is None or qd.dipole is None
+        atoms, X, y, names = feats.featurize(qd, geometry_only=geometry_only, elements=options['elements'],
+                                             coordinations=options['coordinations'])
+    except (KeyError, TypeError, ValueError) as exc:
+        return ExitCode(310, f'featurization failed: {exc}')
+    node = orm.ArrayData()
+    node.set_array('X', X)
+    node.set_array('y', y)
+    node.set_array('atom_index', atoms)
+    node.base.attributes.set_many({
+        'feature_names': list(names), 'units': [feats.UNITS[n] for n in names], 'geometry_only': geometry_only,
+        'source_uuid': atom_labels.uuid, 'protocol': summary.get('protocol'), 'material': summary.get('material'),
+        'formula': summary.get('formula'), 'labeling_parameters': summary.get('parameters'),
+        'elements': list(options['elements']),
+        'coordinations': None if options['coordinations'] is None else list(options['coordinations']),
+        'n_samples': len(atoms), 'n_positive': int(y.sum())})
+    return {'features': node}
+
+
+@calcfunction
+def build_dataset(parameters: orm.Dict | None = None, **features) -> dict:
+    """Stack per-QD ``features`` nodes (any input names) into one dataset; rows keep their source uuid and atom.
+
+    :param parameters: ``allow_mixed_protocols`` (default False): accept QDs labelled with different protocols or
+        labeling parameters.
+    :returns: ``dataset`` ArrayData, or exit codes 320 (no QD / no samples), 321 (different feature sets or sample
+        selections), 322 (protocols or labeling parameters mixed without being asked).
+    """
+    try:
+        options = _options(parameters, {'allow_mixed_protocols': False}, 'build_dataset')
+    except ValueError as exc:
+        return ExitCode(320, str(exc))
+    nodes = [features[key] for key in sorted(features)]
+    if not nodes:
+        return ExitCode(320, 'build_dataset got no features nodes')
+    attrs = [n.base.attributes for n in nodes]
+    for key in ('feature_names', 'elements', 'coordinations'):
+        values = {repr(a.get(key)) for a in attrs}
+        if len(values) > 1:
+            return ExitCode(321, f'the QDs disagree on {key}: {sorted(values)}')
+    settings = {repr((a.get('protocol'), a.get('labeling_parameters'))) for a in attrs}
+    if len(settings) > 1 and not options['allow_mixed_protocols']:
+        protocols = sorted({str(a.get('protocol')) for a in attrs})
+        return ExitCode(322, f'the QDs were labelled with different protocols / labeling parameters (protocols '
+                             f'{protocols}, {len(settings)} distinct settings); pass allow_mixed_protocols=True to mix')
+    X = np.concatenate([n.get_array('X') for n in nodes])
+    if not len(X):
+        return ExitCode(320, f'the {len(nodes)} QDs have no sample atoms of {attrs[0].get("elements")} with '
+                             f'coordination {attrs[0].get("coordinations")}')
+    dataset = orm.ArrayData()
+    dataset.set_array('X', X)
+    dataset.set_array('y', np.concatenate([n.get_array('y') for n in nodes]))
+    dataset.set_array('atom_index', np.concatenate([n.get_array('atom_index') for n in nodes]))
+    dataset.set_array('qd_index', np.concatenate([np.full(len(n.get_array('y')), k) for k, n in enumerate(nodes)]))
+    dataset.set_array('source_uuid', np.concatenate([np.full(len(n.get_array('y')), a.get('source_uuid'), dtype='<U36')
+                                                     for n, a in zip(nodes, attrs)]))
+    dataset.base.attributes.set_many({
+        'feature_names': attrs[0].get('feature_names'), 'elements': attrs[0].get('elements'),
+        'coordinations': attrs[0].get('coordinations'), 'protocols': sorted({str(a.get('protocol')) for a in attrs}),
+        'sources': [a.get('source_uuid') for a in attrs], 'formulas': [a.get('formula') for a in attrs],
+        'n_samples': len(X), 'n_positive': int(dataset.get_array('y').sum()), 'n_qds': len(nodes)})
+    return {'dataset': dataset}
+
+
+def _subset(dataset: orm.ArrayData, feature_set: str):
+    names = tuple(dataset.base.attributes.get('feature_names'))
+    if feature_set not in FEATURE_SETS:
+        raise ValueError(f'feature_set must be one of {sorted(FEATURE_SETS)}, got {feature_set!r}')
+    wanted = FEATURE_SETS[feature_set]
+    missing = [n for n in wanted if n not in names]
+    if missing:
+        raise ValueError(f'the dataset lacks features {missing} of the {feature_set!r} set (featurized without '
+                         'atomic charges / dipole?)')
+    return dataset.get_array('X')[:, [names.index(n) for n in wanted]], wanted
+
+
+@calcfunction
+def train_classifier(dataset: orm.ArrayData, parameters: orm.Dict | None = None) -> dict:
+    """Train and evaluate the xgboost trap-centre classifier on a dataset (see :func:`.kernel.train`).
+
+    :param parameters: ``feature_set`` (all | geometry), ``seed``, ``test_size``, ``cv_folds``,
+        ``permutation_repeats``, ``compare_geometry_only`` (also train the geometry-only model on the same split and
+        report it under ``metrics['geometry_only']``), ``hyperparameters`` (xgboost).
+    :returns: ``model`` (xgboost JSON), ``metrics``, ``importances``, ``importance_plot``; or exit code 330
+        (parameters or dataset refused: a single class, missing features, too few samples).
+    """
+    try:
+        options = _options(parameters, TRAIN_DEFAULTS, 'train_classifier')
+        X, names = _subset(dataset, options['feature_set'])
+        y = dataset.get_array('y')
+        common = {'seed': int(options['seed']), 'test_size': float(options['test_size']),
+                  'cv_folds': int(options['cv_folds']), 'permutation_repeats': int(options['permutation_repeats']),
+                  **options['hyperparameters']}
+        result = kernel.train(X, y, names, **common)
+        comparison = None
+        if options['compare_geometry_only'] and options['feature_set'] != 'geometry':
+            Xg, gnames = _subset(dataset, 'geometry')
+            comparison = kernel.train(Xg, y, gnames, **common)
+    except (TypeError, ValueError) as exc:
+        return ExitCode(330, f'training refused: {exc}')
+    attrs = dataset.base.attributes
+    metadata = {'feature_names': list(names), 'feature_set': options['feature_set'], 'elements': attrs.get('elements'),
+                'coordinations': attrs.get('coordinations'), 'protocols': attrs.get('protocols'),
+                'dataset_uuid': dataset.uuid}
+    model = orm.SinglefileData(io.BytesIO(kernel.model_to_json(result.model, metadata)), filename='model.json')
+    model.base.attributes.set_many({'format': 'xgboost-json', **metadata})
+    metrics = dict(result.metrics, feature_set=options['feature_set'],
+                   test_rows=result.test_index.tolist())
+    if comparison is not None:
+        metrics['geometry_only'] = {k: comparison.metrics[k] for k in
+                                    ('macro_f1', 'per_class', 'confusion_matrix', 'roc_auc', 'cross_validation',
+                                     'n_features')}
+    title = f"{options['feature_set']} features: macro-F1 {result.metrics['macro_f1']:.2f} (test, n={len(result.test_index)})"
+    return {'model': model, 'metrics': orm.Dict(metrics), 'importances': orm.Dict(result.importances),
+            'importance_plot': orm.SinglefileData(io.BytesIO(kernel.importance_plot(result.importances, title=title)),
+                                                  filename='importances.png')}
+
+
+@calcfunction
+def cluster_traps(dataset: orm.ArrayData, parameters: orm.Dict | None = None) -> dict:
+    """PCA-initialised t-SNE + HDBSCAN of the positive (trapping) rows of a dataset.
+
+    :param parameters: ``perplexity``, ``min_cluster_size``, ``seed``, ``exclude_qd_level`` (leave out the features
+        shared by all atoms of a QD, as the seed does).
+    :returns: ``clusters`` ArrayData (``row_index`` into the dataset, ``embedding`` (n, 2), ``labels``, −1 = noise),
+        ``cluster_plot`` (PNG); or exit code 340 (too few positive rows or bad parameters).
+    """
+    try:
+        options = _options(parameters, CLUSTER_DEFAULTS, 'cluster_traps')
+        rows = np.flatnonzero(dataset.get_array('y') == 1)
+        names = tuple(dataset.base.attributes.get('feature_names'))
+        exclude = feats.QD_LEVEL_FEATURES if options['exclude_qd_level'] else ()
+        result = kernel.cluster(dataset.get_array('X')[rows], names, perplexity=float(options['perplexity']),
+                                min_cluster_size=int(options['min_cluster_size']), seed=int(options['seed']),
+                                exclude=exclude)
+    except (TypeError, ValueError) as exc:
+        return ExitCode(340, f'clustering refused: {exc}')
+    clusters = orm.ArrayData()
+    clusters.set_array('row_index', rows)
+    clusters.set_array('embedding', result.embedding)
+    clusters.set_array('labels', result.labels)
+    sizes = {str(k): int(np.sum(result.labels == k)) for k in np.unique(result.labels)}
+    clusters.base.attributes.set_many({'used_features': list(result.used_features), 'perplexity': result.perplexity,
+                                       'min_cluster_size': result.min_cluster_size, 'cluster_sizes': sizes,
+                                       'n_clusters': int(np.sum(np.unique(result.labels) >= 0))})
+    png = kernel.embedding_plot(result)
+    return {'clusters': clusters, 'cluster_plot': orm.SinglefileData(io.BytesIO(png), filename='clusters.png')}
+
+
+@calcfunction
+def predict_traps(model: orm.SinglefileData, features: orm.ArrayData) -> dict:
+    """Apply a stored model to one QD's ``features``: probability and prediction of trapping per sample atom.
+
+    :returns: ``predictions`` ArrayData (``atom_index``, ``probability``, ``predicted``, ``labelled`` = the
+        labelling's own target), or exit code 350 (features that do not match the model's).
+    """
+    try:
+        booster, metadata = kernel.model_from_json(model.get_content('rb'))
+        names = tuple(features.base.attributes.get('feature_names'))
+        wanted = tuple(metadata.get('feature_names') or names)
+        missing = [n for n in wanted if n not in names]
+        if missing:
+            raise ValueError(f'the QD lacks features {missing} that the model uses')
+        X = features.get_array('X')[:, [names.index(n) for n in wanted]]
+        probability, predicted = kernel.predict(booster, X, wanted)
+    except ValueError as exc:
+        return ExitCode(350, f'prediction refused: {exc}')
+    node = orm.ArrayData()
+    node.set_array('atom_index', features.get_array('atom_index'))
+    node.set_array('probability', probability)
+    node.set_array('predicted', predicted)
+    node.set_array('labelled', features.get_array('y'))
+    node.base.attributes.set_many({'n_predicted_trapping': int(predicted.sum()), 'source_uuid':
+                                   features.base.attributes.get('source_uuid'),
+                                   'agreement': float(np.mean(predicted == features.get_array('y'))) if len(X) else None})
+    return {'predictions': node}
+
+
+def find_labeling(node: orm.Node) -> orm.CalcFunctionNode:
+    """The ``label_traps`` calcfunction of a labeling: the node itself, the one a ``TrapLabelingWorkChain`` or a
+    pipeline called (the last one), or the creator of an ``atom_labels`` node."""
+    if isinstance(node, orm.ArrayData) and node.creator is not None:
+        node = node.creator
+    if isinstance(node, orm.CalcFunctionNode) and node.process_label == 'label_traps':
+        return node
+    if isinstance(node, orm.WorkflowNode):
+        calls = [n for n in node.called_descendants
+                 if isinstance(n, orm.CalcFunctionNode) and n.process_label == 'label_traps' and n.is_finished_ok]
+        if calls:
+            return max(calls, key=lambda n: n.pk)
+    raise ValueError(f'{node.__class__.__name__}<{node.pk}> is not a trap labeling and called no label_traps')
+
+
+def pbe0_calcjob(mo_window: orm.ArrayData) -> orm.CalcJobNode | None:
+    """The CP2K CalcJob whose retrieved MOLDEN file the ``mo_window`` was cut from (QueryBuilder)."""
+    qb = orm.QueryBuilder()
+    qb.append(orm.ArrayData, filters={'id': mo_window.pk}, tag='window')
+    qb.append(orm.CalcFunctionNode, with_outgoing='window', tag='extract')
+    qb.append(orm.FolderData, with_outgoing='extract', tag='retrieved')
+    qb.append(orm.CalcJobNode, with_outgoing='retrieved', project='*')
+    return qb.first(flat=True)
+
+
+def labeling_inputs(node: orm.Node) -> dict:
+    """The ``featurize`` inputs of a finished labeling (see :func:`find_labeling`): structure, atom_labels, states,
+    summary and, found through the provenance of its ``mo_window`` (extract_mo_window → retrieved → CP2K CalcJob),
+    the SCF's ``atomic_charges`` and ``output_parameters``."""
+    label = find_labeling(node)
+    outputs = label.outputs
+    inputs = {'structure': label.inputs.structure, 'atom_labels': outputs.atom_labels, 'states': outputs.states,
+              'summary': outputs.summary}
+    calcjob = pbe0_calcjob(label.inputs.mo_window)
+    if calcjob is not None:
+        for link, key in (('atomic_charges', 'atomic_charges'), ('output_parameters', 'scf_parameters')):
+            if link in calcjob.outputs:
+                inputs[key] = calcjob.outputs[link]
+    return inputs
+
+
+class TrapClassifierWorkChain(WorkChain):
+    """Featurize every trap labeling of a Group, build the dataset, train the classifier and cluster the traps."""
+
+    @classmethod
+    def define(cls, spec):
+        super().define(spec)
+        spec.input('group', valid_type=orm.Str, help='Label of the Group of trap labelings (TrapLabelingWorkChain).')
+        spec.input('featurize', valid_type=orm.Dict, required=False, help=f'featurize parameters {FEATURIZE_DEFAULTS}')
+        spec.input('dataset', valid_type=orm.Dict, required=False, help='build_dataset parameters')
+        spec.input('train', valid_type=orm.Dict, required=False, help=f'train_classifier parameters {TRAIN_DEFAULTS}')
+        spec.input('cluster', valid_type=orm.Dict, required=False, help=f'cluster_traps parameters {CLUSTER_DEFAULTS}')
+        spec.outline(cls.collect, cls.make_dataset, cls.train_model, cls.cluster_positives)
+        spec.output_namespace('features', valid_type=orm.ArrayData, dynamic=True)
+        spec.output('dataset', valid_type=orm.ArrayData)
+        spec.output('model', valid_type=orm.SinglefileData)
+        spec.output('metrics', valid_type=orm.Dict)
+        spec.output('importances', valid_type=orm.Dict)
+        spec.output('importance_plot', valid_type=orm.SinglefileData)
+        spec.output('clusters', valid_type=orm.ArrayData, required=False)
+        spec.output('cluster_plot', valid_type=orm.SinglefileData, required=False)
+        spec.exit_code(301, 'ERROR_NO_LABELINGS', message='No trap labelings in the group: {message}')
+        spec.exit_code(302, 'ERROR_FEATURIZE', message='Featurization failed: {message}')
+        spec.exit_code(303, 'ERROR_DATASET', message='The dataset was refused: {message}')
+        spec.exit_code(304, 'ERROR_TRAINING', message='Training failed: {message}')
+
+    def collect(self):
+        try:
+            group = orm.load_group(self.inputs.group.value)
+        except Exception as exc:  # noqa: BLE001 (NotExistent, MultipleObjectsError)
+            return self.exit_codes.ERROR_NO_LABELINGS.format(message=str(exc))
+        features = {}
+        for node in sorted(group.nodes, key=lambda n: n.pk):
+            try:
+                inputs = labeling_inputs(node)
+            except ValueError as exc:
+                self.report(f'skipped: {exc}')
+                continue
+            if 'featurize' in self.inputs:
+                inputs['parameters'] = self.inputs.featurize
+            result, calc = featurize.run_get_node(**inputs, metadata={'call_link_label': f'featurize_{node.pk}'})
+            if not calc.is_finished_ok:
+                return self.exit_codes.ERROR_FEATURIZE.format(message=f'{node.pk}: {calc.exit_message}')
+            features[f'qd_{node.pk}'] = result['features']
+        if not features:
+            return self.exit_codes.ERROR_NO_LABELINGS.format(message=f'group {group.label!r} has {len(group.nodes)} '
+                                                                     'nodes, none a finished trap labeling')
+        self.ctx.features = features
+        self.out('features', features)
+        return None
+
+    def make_dataset(self):
+        extra = {'parameters': self.inputs.dataset} if 'dataset' in self.inputs else {}
+        result, calc = build_dataset.run_get_node(**self.ctx.features, **extra,
+                                                  metadata={'call_link_label': 'build_dataset'})
+        if not calc.is_finished_ok:
+            return self.exit_codes.ERROR_DATASET.format(message=calc.exit_message)
+        self.ctx.dataset = result['dataset']
+        self.out('dataset', self.ctx.dataset)
+        attrs = self.ctx.dataset.base.attributes
+        self.report(f"dataset: {attrs.get('n_samples')} samples, {attrs.get('n_positive')} trapping, "
+                    f"from {attrs.get('n_qds')} QDs")
+        return None
+
+    def train_model(self):
+        extra = {'parameters': self.inputs.train} if 'train' in self.inputs else {}
+        result, calc = train_classifier.run_get_node(self.ctx.dataset, **extra,
+                                                     metadata={'call_link_label': 'train_classifier'})
+        if not calc.is_finished_ok:
+            return self.exit_codes.ERROR_TRAINING.format(message=calc.exit_message)
+        self.out_many(result)
+        self.report(f"test macro-F1 {result['metrics']['macro_f1']:.3f}, ROC-AUC {result['metrics']['roc_auc']}")
+        return None
+
+    def cluster_positives(self):
+        extra = {'parameters': self.inputs.cluster} if 'cluster' in self.inputs else {}
+        result, calc = cluster_traps.run_get_node(self.ctx.dataset, **extra, metadata={'call_link_label': 'cluster'})
+        if calc.is_finished_ok:
+            self.out_many(result)
+        else:
+            self.report(f'clustering skipped: {calc.exit_message}')
+
+
+def library_summary(group_label: str) -> list[dict]:
+    """QueryBuilder summary of a Group of trap labelings (for archive round-trip checks and reports): per
+    ``label_traps`` node, sorted by the uuid of its ``atom_labels``, the formula, label counts, trap counts, the
+    uuids of the PBE0 CalcJob and of the built structure."""
+    qb = orm.QueryBuilder()
+    qb.append(orm.Group, filters={'label': group_label}, tag='group')
+    qb.append(orm.WorkflowNode, with_group='group', tag='labeling')
+    qb.append(orm.CalcFunctionNode, with_incoming='labeling', filters={'attributes.process_label': 'label_traps'},
+              tag='label')
+    qb.append(orm.ArrayData, with_incoming='label', edge_filters={'label': 'atom_labels'}, project=['uuid', '*'],
+              tag='atom_labels')
+    qb.append(orm.Dict, with_incoming='label', edge_filters={'label': 'summary'}, project='*')
+    rows = []
+    for uuid, atom_labels, summary in qb.all():
+        inputs = labeling_inputs(atom_labels)
+        structure = inputs['structure']
+        built = orm.QueryBuilder().append(orm.StructureData, filters={'id': structure.pk}, tag='s').append(
+            orm.CalcFunctionNode, with_descendants='s', filters={'attributes.process_label': 'build_qd_structure'},
+            tag='build').append(orm.StructureData, with_incoming='build', project='uuid').first(flat=True)
+        rows.append({'atom_labels': uuid, 'formula': summary.get('formula'), 'material': summary.get('material'),
+                     'protocol': summary.get('protocol'), 'label_counts': summary.get('atom_label_counts'),
+                     'trap_counts': summary.get('trap_counts'), 'built_structure': built,
+                     'pbe0_calculation': pbe0_calcjob(find_labeling(atom_labels).inputs.mo_window).uuid,
+                     'charges': sorted(inputs['atomic_charges'].get_arraynames()) if 'atomic_charges' in inputs
+                     else [], 'n_atoms': len(structure.sites)})
+    return sorted(rows, key=lambda r: r['atom_labels'])

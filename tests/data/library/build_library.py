@@ -1,0 +1,136 @@
+"""Regenerate the shipped labelled QD library ``tests/data/library/library.aiida`` (issue 6).
+
+Runs, ONE QD AT A TIME, ``build_qd_structure`` → ``HybridScfWorkChain`` (``fast`` protocol: PBE0, SZV-MOLOPT-SR-GTH,
+200 Ry; **no PBE relax** — CPU is scarce, the PBE0 runs on the built, ideal geometry) → ``TrapLabelingWorkChain``
+on a list of small InP / GaP QDs made by the builder (intact and with vacancies), puts every finished labeling work
+chain in the Group ``qdtraps/library`` and exports the provenance of that Group as an AiiDA archive.
+
+The density cube is neither printed nor retrieved (the archive stays small). The script makes its own throwaway
+profile (``verdi presto``) under ``--aiida-path`` and never touches the project profile::
+
+    source env.sh
+    OMP_NUM_THREADS=1 python tests/data/library/build_library.py --aiida-path /tmp/qdlib [--limit N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+import time
+
+HERE = pathlib.Path(__file__).parent
+ARCHIVE = HERE / 'library.aiida'  # manifest.json (QueryBuilder summary, see library_summary) beside it
+GROUP = 'qdtraps/library'
+
+_BASE = {'charge': 0, 'vacuum': 2.5, 'min_core_bonds': 1, 'ligand': 'F'}
+#: The library, smallest first (atom counts from the builder in brackets).
+RECIPES = [
+    {'material': 'InP', 'diameter': 5.2, 'center': 'anion'},                                       # In4PF9 (14)
+    {'material': 'GaP', 'diameter': 5.2, 'center': 'anion'},                                       # Ga4PF9 (14)
+    {'material': 'InP', 'diameter': 5.2, 'center': 'anion', 'vacancy': 'ligand', 'vacancy_site': 0},  # (13)
+    {'material': 'GaP', 'diameter': 5.2, 'center': 'anion', 'vacancy': 'ligand', 'vacancy_site': 0},  # (13)
+    {'material': 'InP', 'diameter': 5.2, 'center': 'anion', 'vacancy': 'cation', 'vacancy_site': 0},  # In3PF6 (10)
+    {'material': 'GaP', 'diameter': 5.2, 'center': 'anion', 'vacancy': 'cation', 'vacancy_site': 0},  # Ga3PF6 (10)
+    {'material': 'InP', 'diameter': 5.2, 'center': 'anion', 'ligand': 'Cl'},                      # In4PCl9 (14)
+    {'material': 'InP', 'diameter': 6.0, 'center': 'interstitial'},                                # In6P4F6 (16)
+    {'material': 'GaP', 'diameter': 10.0, 'center': 'interstitial', 'shape': 'cube', 'min_core_bonds': 2},  # (16)
+    {'material': 'InP', 'diameter': 6.0, 'center': 'interstitial', 'vacancy': 'ligand', 'vacancy_site': 0},
+    {'material': 'GaP', 'diameter': 10.0, 'center': 'interstitial', 'shape': 'cube', 'min_core_bonds': 2,
+     'vacancy': 'ligand', 'vacancy_site': 0},
+    {'material': 'InP', 'diameter': 6.0, 'center': 'interstitial', 'vacancy': 'anion', 'vacancy_site': 0},
+    {'material': 'GaP', 'diameter': 10.0, 'center': 'interstitial', 'shape': 'cube', 'min_core_bonds': 2,
+     'vacancy': 'anion', 'vacancy_site': 0},
+    {'material': 'InP', 'diameter': 6.0, 'center': 'interstitial', 'vacancy': 'pair', 'vacancy_site': 0},
+    {'material': 'GaP', 'diameter': 10.0, 'center': 'interstitial', 'shape': 'tetrahedron'},      # Ga10P4F18 (32)
+    {'material': 'InP', 'diameter': 11.0, 'center': 'interstitial', 'shape': 'cube'},               # In10P4F18 (32)
+]
+
+
+def make_profile(aiida_path: pathlib.Path, name: str) -> None:
+    os.environ['AIIDA_PATH'] = str(aiida_path)
+    if not (aiida_path / '.aiida' / 'config.json').exists():
+        aiida_path.mkdir(parents=True, exist_ok=True)
+        subprocess.run([shutil.which('verdi'), 'presto', '--profile-name', name], check=True)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--aiida-path', default='/tmp/qdlib', type=pathlib.Path)
+    parser.add_argument('--profile', default='qdlib')
+    parser.add_argument('--limit', type=int, default=len(RECIPES))
+    parser.add_argument('--archive', type=pathlib.Path, default=ARCHIVE)
+    parser.add_argument('--export-only', action='store_true')
+    args = parser.parse_args(argv)
+    make_profile(args.aiida_path, args.profile)
+
+    from aiida import load_profile, orm
+    from aiida.engine import run_get_node
+
+    load_profile(args.profile, allow_switch=True)
+    from aiida_qdtraps.build.cluster import build_qd
+    from aiida_qdtraps.workchains.functions import build_qd_structure
+    from aiida_qdtraps.workchains.hybrid_scf import HybridScfWorkChain
+    from aiida_qdtraps.workchains.traps import TrapLabelingWorkChain
+
+    group, _ = orm.Group.collection.get_or_create(GROUP)
+    done = {n.base.extras.get('recipe_key', None) for n in group.nodes}
+    try:
+        code = orm.load_code('cp2k@localhost')
+    except Exception:  # noqa: BLE001
+        code = orm.InstalledCode(computer=orm.load_computer('localhost'), label='cp2k',
+                                 filepath_executable=shutil.which('cp2k.psmp') or shutil.which('cp2k'),
+                                 default_calc_job_plugin='cp2k', prepend_text='export OMP_NUM_THREADS=1').store()
+    for recipe in RECIPES[:args.limit] if not args.export_only else []:
+        recipe = {**_BASE, **recipe}
+        key = repr(sorted(recipe.items()))
+        if key in done:
+            continue
+        try:
+            build_qd(**recipe)
+        except ValueError as exc:
+            print(f'skip {recipe}: {exc}', flush=True)
+            continue
+        start = time.perf_counter()
+        structure = build_qd_structure(orm.Dict(recipe))
+        builder = HybridScfWorkChain.get_builder_from_protocol(code, structure, protocol='fast')
+        params = builder.scf.cp2k.parameters.get_dict()
+        params['FORCE_EVAL']['DFT']['PRINT'].pop('E_DENSITY_CUBE', None)
+        builder.scf.cp2k.parameters = orm.Dict(params)
+        settings = builder.scf.cp2k.settings.get_dict()
+        settings['additional_retrieve_list'] = [f for f in settings['additional_retrieve_list'] if 'DENSITY' not in f]
+        builder.scf.cp2k.settings = orm.Dict(settings)
+        results, scf = run_get_node(builder)
+        if not scf.is_finished_ok:
+            print(f'{structure.get_formula()}: HybridScfWorkChain<{scf.pk}> failed: {scf.exit_message}', flush=True)
+            continue
+        _, labeling = run_get_node(TrapLabelingWorkChain, structure=results['structure'],
+                                   mo_window=results['mo_window'], protocol=orm.Str('fast'))
+        if not labeling.is_finished_ok:
+            print(f'TrapLabelingWorkChain<{labeling.pk}> failed: {labeling.exit_message}', flush=True)
+            continue
+        labeling.base.extras.set('recipe_key', key)
+        group.add_nodes(labeling)
+        counts = labeling.outputs.summary['atom_label_counts']
+        print(f'{structure.get_formula()} ({len(structure.sites)} atoms): {time.perf_counter() - start:.0f} s, '
+              f'labels {counts}, traps {labeling.outputs.summary["trap_counts"]}', flush=True)
+
+    if args.archive.exists():
+        args.archive.unlink()
+    subprocess.run([shutil.which('verdi'), '-p', args.profile, 'archive', 'create', '-G', GROUP, '--',
+                    str(args.archive)], check=True)
+    print(f'wrote {args.archive} ({args.archive.stat().st_size / 1e6:.2f} MB)')
+    from aiida_qdtraps.workchains.classifier import library_summary
+
+    manifest = library_summary(GROUP)
+    (args.archive.parent / 'manifest.json').write_text(json.dumps(manifest, indent=1) + '\n')
+    print(f'wrote manifest.json ({len(manifest)} QDs)')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,158 @@
+"""The classifier's calcfunctions and TrapClassifierWorkChain on the shipped labelled library (a real pipeline
+archive, tests/data/library/library.aiida, made by tests/data/library/build_library.py), and the provenance walk
+from a trained model back to the built structure of one sample, with QueryBuilder only."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+
+import numpy as np
+import pytest
+from aiida import orm
+from aiida.engine import run_get_node
+
+from aiida_qdtraps.analysis import classifier as kernel
+from aiida_qdtraps.workchains.classifier import (
+    TrapClassifierWorkChain,
+    build_dataset,
+    featurize,
+    labeling_inputs,
+    library_summary,
+    predict_traps,
+    train_classifier,
+)
+
+GROUP = 'qdtraps/library'
+LIBRARY = pathlib.Path(__file__).parent.parent / 'data' / 'library'
+#: Every core atom is a sample: the tiny library has (almost) no trapping 4-coordinate P (see docs/classifier.md).
+ALL_CORE = {'elements': ['In', 'Ga', 'P'], 'coordinations': None}
+FAST_TRAIN = {'cv_folds': 3, 'permutation_repeats': 2, 'hyperparameters': {'n_estimators': 50}}
+
+
+@pytest.fixture(scope='module')
+def library(aiida_profile):
+    """The library archive imported into the (fresh) test profile; returns its Group."""
+    from aiida.tools.archive import import_archive
+
+    import_archive(LIBRARY / 'library.aiida')
+    return orm.load_group(GROUP)
+
+
+def test_archive_round_trips_with_identical_queries(library):
+    manifest = json.loads((LIBRARY / 'manifest.json').read_text())
+    assert library_summary(GROUP) == manifest
+    assert len(manifest) == len(library.nodes)
+    assert all(row['built_structure'] and row['pbe0_calculation'] for row in manifest)
+    assert all(row['charges'] == ['hirshfeld', 'lowdin', 'mulliken'] or 'lowdin' in row['charges'] for row in manifest)
+
+
+@pytest.fixture(scope='module')
+def trained(library):
+    results, node = run_get_node(TrapClassifierWorkChain, group=orm.Str(GROUP), featurize=orm.Dict(ALL_CORE),
+                                 train=orm.Dict(FAST_TRAIN), cluster=orm.Dict({'min_cluster_size': 3}))
+    assert node.is_finished_ok, node.exit_message
+    return results, node
+
+
+def test_workchain_outputs(trained, library):
+    results, _ = trained
+    dataset = results['dataset']
+    n_rows = sum(len(f.get_array('y')) for f in results['features'].values())
+    assert len(results['features']) == len(library.nodes) == dataset.base.attributes.get('n_qds')
+    assert dataset.get_array('X').shape == (n_rows, 42)
+    assert np.isfinite(dataset.get_array('X')).all()
+    metrics = results['metrics']
+    assert metrics['n_samples'] == n_rows and metrics['n_positive'] == int(dataset.get_array('y').sum())
+    assert np.sum(metrics['confusion_matrix']) == metrics['n_test']
+    assert metrics['geometry_only']['n_features'] == 21
+    assert set(results['importances']['gain']) == set(dataset.base.attributes.get('feature_names'))
+    content = results['model'].get_content('rb')
+    assert content.lstrip().startswith(b'{')  # xgboost JSON, not a pickle
+    booster, meta = kernel.model_from_json(content)
+    assert meta['dataset_uuid'] == dataset.uuid and len(meta['feature_names']) == 42
+    assert booster.feature_names == meta['feature_names']
+    assert results['importance_plot'].get_content('rb')[:4] == b'\x89PNG'
+    if 'clusters' in results:
+        clusters = results['clusters']
+        assert (dataset.get_array('y')[clusters.get_array('row_index')] == 1).all()
+        assert results['cluster_plot'].get_content('rb')[:4] == b'\x89PNG'
+
+
+def test_provenance_walk_from_model_to_built_structure(trained):
+    """model → train_classifier → dataset → one row's source label node → label_traps → mo_window → PBE0 CalcJob →
+    the structure it ran on → the built structure (QueryBuilder only; the library skips the PBE relax, so the PBE0
+    ran on the boxed built structure)."""
+    model = trained[0]['model']
+    qb = orm.QueryBuilder().append(orm.SinglefileData, filters={'uuid': model.uuid}, tag='model')
+    qb.append(orm.CalcFunctionNode, with_outgoing='model', filters={'attributes.process_label': 'train_classifier'},
+              tag='train')
+    qb.append(orm.ArrayData, with_outgoing='train', edge_filters={'label': 'dataset'}, project='*')
+    dataset = qb.one()[0]
+    row = int(np.flatnonzero(dataset.get_array('y') == 1)[0]) if dataset.get_array('y').any() else 0
+    source_uuid, atom = str(dataset.get_array('source_uuid')[row]), int(dataset.get_array('atom_index')[row])
+
+    qb = orm.QueryBuilder().append(orm.ArrayData, filters={'uuid': source_uuid}, tag='labels', project='*')
+    qb.append(orm.CalcFunctionNode, with_outgoing='labels', filters={'attributes.process_label': 'label_traps'},
+              tag='label')
+    qb.append(orm.ArrayData, with_outgoing='label', edge_filters={'label': 'mo_window'}, tag='window')
+    qb.append(orm.CalcFunctionNode, with_outgoing='window', filters={'attributes.process_label': 'extract_mo_window'},
+              tag='extract')
+    qb.append(orm.FolderData, with_outgoing='extract', tag='retrieved')
+    qb.append(orm.CalcJobNode, with_outgoing='retrieved', tag='pbe0', project='*')
+    qb.append(orm.StructureData, with_outgoing='pbe0', edge_filters={'label': 'structure'}, tag='scf_structure',
+              project='*')
+    qb.append(orm.CalcFunctionNode, with_descendants='scf_structure',
+              filters={'attributes.process_label': 'build_qd_structure'}, tag='build')
+    qb.append(orm.StructureData, with_incoming='build', project='*')
+    labels, pbe0, scf_structure, built = qb.one()
+    assert pbe0.process_type == 'aiida.calculations:cp2k'
+    assert pbe0.inputs.parameters['GLOBAL']['RUN_TYPE'] == 'ENERGY'
+    assert 'HF' in pbe0.inputs.parameters['FORCE_EVAL']['DFT']['XC']
+    symbols = labels.base.attributes.get('symbols')
+    assert scf_structure.get_ase().get_chemical_symbols()[atom] == symbols[atom]
+    assert built.get_formula() == scf_structure.get_formula()
+    assert built.creator.inputs.recipe['material'] in ('InP', 'GaP')
+
+
+def test_predict_on_one_qd(trained, library):
+    results, _ = trained
+    features = next(iter(results['features'].values()))
+    predictions, node = predict_traps.run_get_node(results['model'], features)
+    assert node.is_finished_ok, node.exit_message
+    predictions = predictions['predictions']
+    assert (predictions.get_array('atom_index') == features.get_array('atom_index')).all()
+    assert ((predictions.get_array('probability') >= 0) & (predictions.get_array('probability') <= 1)).all()
+    geometry = featurize(**labeling_inputs(next(iter(library.nodes))), parameters=orm.Dict(ALL_CORE))['features']
+    geometry_only = orm.ArrayData()
+    names = geometry.base.attributes.get('feature_names')
+    keep = [k for k, n in enumerate(names) if not n.startswith('pr_')]
+    geometry_only.set_array('X', geometry.get_array('X')[:, keep])
+    geometry_only.set_array('y', geometry.get_array('y'))
+    geometry_only.set_array('atom_index', geometry.get_array('atom_index'))
+    geometry_only.base.attributes.set('feature_names', [names[k] for k in keep])
+    _, node = predict_traps.run_get_node(results['model'], geometry_only)
+    assert node.exit_status == 350 and "['pr_state', 'pr_gating']" in node.exit_message
+
+
+def test_mixed_protocols_and_single_class_are_refused(library):
+    inputs = labeling_inputs(next(iter(library.nodes)))
+    first = featurize(**inputs, parameters=orm.Dict(ALL_CORE))['features']
+    other_summary = orm.Dict({**inputs['summary'].get_dict(), 'protocol': 'moderate'})
+    second = featurize(**{**inputs, 'summary': other_summary}, parameters=orm.Dict(ALL_CORE))['features']
+    _, node = build_dataset.run_get_node(qd_a=first, qd_b=second)
+    assert node.exit_status == 322 and 'moderate' in node.exit_message
+    assert not node.base.links.get_outgoing().all()
+    result, node = build_dataset.run_get_node(qd_a=first, qd_b=second,
+                                              parameters=orm.Dict({'allow_mixed_protocols': True}))
+    assert node.is_finished_ok
+
+    single = orm.ArrayData()
+    single.set_array('X', np.random.default_rng(0).normal(size=(10, 42)))
+    single.set_array('y', np.zeros(10, int))
+    single.base.attributes.set('feature_names', list(result['dataset'].base.attributes.get('feature_names')))
+    _, node = train_classifier.run_get_node(single, orm.Dict({'feature_set': 'all'}))
+    assert node.exit_status == 330 and 'single class' in node.exit_message
+
+    _, node = featurize.run_get_node(**inputs, parameters=orm.Dict({'element': ['P']}))
+    assert node.exit_status == 310 and "['element']" in node.exit_message
