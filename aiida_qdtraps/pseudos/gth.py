@@ -22,7 +22,8 @@ import shutil
 import subprocess
 
 import numpy as np
-from ase.data import atomic_numbers
+from ase.data import atomic_numbers, covalent_radii
+from ase.units import Bohr
 from scipy.special import erf, gamma
 
 #: Where Debian/conda/source builds of CP2K keep ``GTH_POTENTIALS`` (``$CP2K_DATA_DIR`` is searched first).
@@ -169,10 +170,11 @@ def projector(r_l: float, l: int, i: int, r: np.ndarray) -> np.ndarray:
 def model_valence_density(pot: GthPotential, r: np.ndarray) -> np.ndarray:
     """A Gaussian valence density 4πr²ρ(r) holding ``z_valence`` electrons (e/bohr), only a starting guess.
 
-    Its width follows the largest projector radius (≈ the extent of the valence shells).
+    Its radial distribution 4πr²ρ peaks at the element's covalent radius (ase), a smooth guess that the plane-wave
+    grid represents without negative density.
     """
-    width = 1.5 * max([pot.r_loc] + [r_l for r_l, h in pot.projectors if len(h)])
-    alpha = 1.0 / (2.0 * width**2)
+    sigma = covalent_radii[pot.atomic_number] / Bohr / np.sqrt(2.0)
+    alpha = 1.0 / (2.0 * sigma**2)
     return pot.z_valence * 4.0 * np.pi * r**2 * (alpha / np.pi) ** 1.5 * np.exp(-alpha * r**2)
 
 

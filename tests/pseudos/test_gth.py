@@ -158,7 +158,7 @@ MOLECULES = {
 }
 
 
-def run_pw(tmp_path, name, symbols, positions, extension, ecutwfc=30.0, box=7.0):
+def run_pw(tmp_path, name, symbols, positions, extension, ecutwfc=25.0, box=6.0):
     workdir = tmp_path / f'{name}-{extension}'
     (workdir / 'pseudo').mkdir(parents=True)
     species = sorted(set(symbols))
