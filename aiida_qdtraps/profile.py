@@ -119,6 +119,14 @@ def _which(name: str, default: str) -> str:
     return shutil.which(name) or default
 
 
+#: DeePMD/torch thread counts: 1 unless the environment says otherwise (more threads were far slower on one core).
+DP_THREADS = '\n'.join(
+    f'export {name}=${{{name}:-{value}}}'
+    for name, value in (('OMP_NUM_THREADS', 1), ('DP_INTRA_OP_PARALLELISM_THREADS', 1),
+                        ('DP_INTER_OP_PARALLELISM_THREADS', 1), ('NUM_WORKERS', 0))
+)
+
+
 def code_specs() -> tuple[CodeSpec, ...]:
     """Return the specifications of the codes, with executables resolved on this machine."""
     venv_bin = pathlib.Path(sys.prefix) / 'bin'
@@ -167,10 +175,19 @@ def code_specs() -> tuple[CodeSpec, ...]:
             with_mpi=False,
             description='BaderKit command line (Python package in the project venv)',
         ),
+        CodeSpec(
+            label='dp-python',
+            executable=str(venv_bin / 'python'),
+            default_calc_job_plugin='qdtraps.deepmd.train',
+            prepend_text=DP_THREADS,
+            with_mpi=False,
+            description='Project venv Python with deepmd-kit + ase: runs DeePMD training and the MLFF MD scripts',
+        ),
     )
 
 
 CODES = ('cp2k@localhost', 'pw@localhost', 'pp@localhost', 'baderkit@localhost')  # full labels, as in `orm.load_code(...)`
+CODES = (*CODES, 'dp-python@localhost')  # DeePMD training and MLFF MD (docs/mlff.md)
 
 
 def activate() -> pathlib.Path:

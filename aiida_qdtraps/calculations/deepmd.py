@@ -1,0 +1,146 @@
+"""``DeepmdTrainCalculation`` (``qdtraps.deepmd.train``): train, freeze and validate one DeePMD model.
+
+The code is a Python interpreter with deepmd-kit (``dp-python@localhost``: the project venv). One job runs
+:mod:`aiida_qdtraps.calculations.deepmd_train_script` in its folder, which does in one process (one torch import)::
+
+    dp --pt train input.json            # training on dataset/training/*, checkpoint + lcurve.out
+    dp --pt freeze -o model.pth         # frozen TorchScript model (never a pickle)
+    dp --pt test -m model.pth -s dataset/validation -n 100000 -d validation   # held-out parity (if any)
+
+Thread counts are the code's business (``prepend_text``): on one core use ``OMP_NUM_THREADS=1
+DP_INTRA_OP_PARALLELISM_THREADS=1 DP_INTER_OP_PARALLELISM_THREADS=1 NUM_WORKERS=0``; on HPC raise them.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import pathlib
+
+from aiida import orm
+from aiida.common import CalcInfo, CodeInfo
+from aiida.common.folders import Folder
+from aiida.engine import CalcJob
+
+#: DeePMD-kit input for a small QD model (seed 001 used se_e2_a-type descriptors with a ~6-8 Å cut-off). Units: Å,
+#: eV; ``sel`` = maximum neighbours per type within ``rcut`` (``auto`` lets dp count them on the training data).
+DEFAULT_PARAMETERS = {
+    'model': {
+        'type_map': [],  # filled from the dataset
+        'descriptor': {'type': 'se_e2_a', 'sel': 'auto', 'rcut_smth': 0.5, 'rcut': 6.0, 'neuron': [16, 32, 64],
+                       'resnet_dt': False, 'axis_neuron': 8},
+        'fitting_net': {'neuron': [64, 64, 64], 'resnet_dt': True},
+    },
+    'learning_rate': {'type': 'exp', 'decay_steps': 500, 'start_lr': 1.0e-3, 'stop_lr': 1.0e-5},
+    'loss': {'type': 'ener', 'start_pref_e': 0.02, 'limit_pref_e': 1.0, 'start_pref_f': 1000.0, 'limit_pref_f': 1.0,
+             'start_pref_v': 0.0, 'limit_pref_v': 0.0},
+    'training': {'numb_steps': 1000, 'disp_freq': 100, 'save_freq': 1000, 'training_data': {'batch_size': 'auto'}},
+}
+
+SCRIPT = pathlib.Path(__file__).with_name('deepmd_train_script.py')
+DATASET_DIR = 'dataset'
+TRAINING_DIR = 'training'
+VALIDATION_DIR = 'validation'
+MODEL_FILE = 'model.pth'
+LCURVE_FILE = 'lcurve.out'
+DETAIL_PREFIX = 'validation'
+LOG = 'train.log'
+
+
+def dataset_systems(dataset: orm.FolderData, subset: str) -> list[str]:
+    """Relative paths (inside the dataset folder) of the deepmd/npy systems of ``subset`` (``training``/``validation``).
+
+    A system is a folder holding ``type.raw``; the dataset layout is ``<subset>/<system>/type.raw``.
+    """
+    names = dataset.base.repository.list_object_names(subset) if subset in dataset.base.repository.list_object_names() \
+        else []
+    return [f'{subset}/{name}' for name in sorted(names)
+            if 'type.raw' in dataset.base.repository.list_object_names(f'{subset}/{name}')]
+
+
+def validate_dataset(value, _):
+    if value is not None and not dataset_systems(value, TRAINING_DIR):
+        return 'the dataset has no deepmd/npy system under `training/` (folders with type.raw)'
+    return None
+
+
+def validate_parameters(value, _):
+    if value is None:
+        return None
+    unknown = set(value.get_dict()) - set(DEFAULT_PARAMETERS)
+    if unknown:
+        return f'unknown top-level DeePMD input section(s) {sorted(unknown)}; allowed: {sorted(DEFAULT_PARAMETERS)}'
+    steps = value.get_dict().get('training', {}).get('numb_steps', 1)
+    if not isinstance(steps, int) or steps < 1:
+        return f'training.numb_steps must be a positive integer, got {steps!r}'
+    return None
+
+
+def merge(base: dict, changes: dict) -> dict:
+    """Recursive dict merge (``changes`` wins); lists are replaced, not merged."""
+    out = copy.deepcopy(base)
+    for key, value in changes.items():
+        out[key] = merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+class DeepmdTrainCalculation(CalcJob):
+    """Train one DeePMD-kit model (PyTorch backend) on a deepmd/npy dataset, freeze it and test it on held-out frames."""
+
+    @classmethod
+    def define(cls, spec):
+        super().define(spec)
+        spec.input('dataset', valid_type=orm.FolderData, validator=validate_dataset,
+                   help='deepmd/npy systems in `training/<system>/` and (optional) `validation/<system>/`; eV, eV/Å, Å.')
+        spec.input('parameters', valid_type=orm.Dict, required=False, validator=validate_parameters,
+                   help='DeePMD-kit input merged over DEFAULT_PARAMETERS; systems, seeds and file names are set here.')
+        spec.input('type_map', valid_type=orm.List, help='Element order of the model (and of the dataset type maps).')
+        spec.input('seed', valid_type=orm.Int, default=lambda: orm.Int(1),
+                   help='Seed of the network initialisation and batch order (ensembles differ by seed).')
+        spec.inputs['metadata']['options']['resources'].default = {'num_machines': 1, 'num_mpiprocs_per_machine': 1}
+        spec.inputs['metadata']['options']['withmpi'].default = False
+        spec.inputs['metadata']['options']['parser_name'].default = 'qdtraps.deepmd.train'
+        spec.output('model', valid_type=orm.SinglefileData, help='Frozen model (`dp --pt freeze`, TorchScript .pth).')
+        spec.output('learning_curve', valid_type=orm.ArrayData,
+                    help='lcurve.out: `step`, `rmse_e_trn` (eV/atom), `rmse_f_trn` (eV/Å), `lr`, ...')
+        spec.output('validation_parity', valid_type=orm.ArrayData, required=False,
+                    help='Held-out frames: `energy_per_atom_dft`/`_mlff` (eV/atom), `forces_dft`/`_mlff` (eV/Å).')
+        spec.output('output_parameters', valid_type=orm.Dict,
+                    help='Final training RMSEs and validation MAE/RMSE (eV/atom, eV/Å), step count.')
+        spec.exit_code(300, 'ERROR_MISSING_OUTPUT', message='The job did not produce {filename}: see train.log.')
+        spec.exit_code(310, 'ERROR_TRAINING_DIVERGED', message='The learning curve holds NaN values.')
+
+    def prepare_for_submission(self, folder: Folder) -> CalcInfo:
+        dataset = self.inputs.dataset
+        training = dataset_systems(dataset, TRAINING_DIR)
+        validation = dataset_systems(dataset, VALIDATION_DIR)
+        changes = self.inputs.parameters.get_dict() if 'parameters' in self.inputs else {}
+        params = merge(DEFAULT_PARAMETERS, changes)
+        params['model']['type_map'] = list(self.inputs.type_map.get_list())
+        params['model']['descriptor']['seed'] = self.inputs.seed.value
+        params['model']['fitting_net']['seed'] = self.inputs.seed.value
+        params['training']['seed'] = self.inputs.seed.value
+        params['training']['disp_file'] = LCURVE_FILE
+        params['training']['training_data']['systems'] = [f'{DATASET_DIR}/{s}' for s in training]
+        params['training'].pop('validation_data', None)
+        with folder.open('input.json', 'w') as handle:
+            json.dump(params, handle, indent=1)
+
+        for name in dataset.base.repository.list_object_names():
+            if name in (TRAINING_DIR, VALIDATION_DIR):
+                folder.get_subfolder(f'{DATASET_DIR}/{name}', create=True)
+        calcinfo = CalcInfo()
+        calcinfo.remote_copy_list = []
+        calcinfo.local_copy_list = [(dataset.uuid, name, f'{DATASET_DIR}/{name}') for name in (TRAINING_DIR,
+                                    VALIDATION_DIR) if name in dataset.base.repository.list_object_names()]
+        with folder.open(SCRIPT.name, 'w') as handle:
+            handle.write(SCRIPT.read_text())
+        codeinfo = CodeInfo()
+        codeinfo.code_uuid = self.inputs.code.uuid
+        codeinfo.cmdline_params = [SCRIPT.name, f'{DATASET_DIR}/{VALIDATION_DIR}' if validation else '-']
+        codeinfo.stdout_name = LOG
+        codeinfo.join_files = True
+        calcinfo.codes_info = [codeinfo]
+        calcinfo.retrieve_list = [MODEL_FILE, LCURVE_FILE, 'input.json', LOG, f'{DETAIL_PREFIX}.e_peratom.out',
+                                  f'{DETAIL_PREFIX}.f.out']
+        return calcinfo

@@ -1,0 +1,114 @@
+"""``MlffMdCalculation`` (``qdtraps.mlff_md``): ASE MD driven by a DeePMD model, with the ensemble's model deviation.
+
+The code is a Python interpreter that has ase and deepmd-kit (``dp-python@localhost`` points at the project venv);
+the job copies :mod:`aiida_qdtraps.calculations.mlff_md_script` into its folder and runs it. Langevin BAOAB
+(seed 001) or NVE, optional frozen atoms (seed 001's FF1: frozen core), frames every ``save_interval`` steps.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import pathlib
+
+from aiida import orm
+from aiida.common import CalcInfo, CodeInfo
+from aiida.common.folders import Folder
+from aiida.engine import CalcJob
+
+SCRIPT = pathlib.Path(__file__).with_name('mlff_md_script.py')
+THERMOSTATS = ('langevin', 'nve')
+
+#: MD settings and their defaults: K, fs, steps, fs (Langevin time constant), frozen atom indices, velocity seed.
+DEFAULT_PARAMETERS = {'temperature_K': 300.0, 'timestep_fs': 1.0, 'steps': 1000, 'save_interval': 10,
+                      'thermostat': 'langevin', 'thermostat_tau_fs': 100.0, 'frozen_indices': [], 'seed': 0}
+
+
+def md_parameters(changes: dict, n_atoms: int | None = None) -> dict:
+    """``DEFAULT_PARAMETERS`` updated with ``changes``, checked.
+
+    :raises ValueError: naming an unknown key or a value outside its range.
+    """
+    unknown = set(changes) - set(DEFAULT_PARAMETERS)
+    if unknown:
+        raise ValueError(f'unknown MD parameter(s) {sorted(unknown)}; allowed: {sorted(DEFAULT_PARAMETERS)}')
+    params = {**DEFAULT_PARAMETERS, **changes}
+    if not 0 < float(params['temperature_K']) <= 5000:
+        raise ValueError(f"temperature_K must be in (0, 5000] K, got {params['temperature_K']}")
+    if not 0 < float(params['timestep_fs']) <= 5:
+        raise ValueError(f"timestep_fs must be in (0, 5] fs, got {params['timestep_fs']}")
+    if int(params['steps']) < 1 or not 1 <= int(params['save_interval']) <= int(params['steps']):
+        raise ValueError(f"need steps >= 1 and 1 <= save_interval <= steps, got steps={params['steps']}, "
+                         f"save_interval={params['save_interval']}")
+    if params['thermostat'] not in THERMOSTATS:
+        raise ValueError(f"thermostat {params['thermostat']!r} is not one of {THERMOSTATS}")
+    if float(params['thermostat_tau_fs']) <= 0:
+        raise ValueError(f"thermostat_tau_fs must be > 0 fs, got {params['thermostat_tau_fs']}")
+    frozen = [int(i) for i in params['frozen_indices']]
+    if n_atoms is not None and any(not 0 <= i < n_atoms for i in frozen):
+        raise ValueError(f'frozen_indices {frozen} must lie in [0, {n_atoms - 1}]')
+    params['frozen_indices'] = frozen
+    return params
+
+
+def validate_inputs(inputs, _):
+    try:
+        n_atoms = len(inputs['structure'].sites) if 'structure' in inputs else None
+        md_parameters(inputs['parameters'].get_dict() if 'parameters' in inputs else {}, n_atoms)
+    except ValueError as exception:
+        return str(exception)
+    if not inputs.get('models'):
+        return 'give at least one frozen model in `models`'
+    return None
+
+
+class MlffMdCalculation(CalcJob):
+    """MD of a structure with a DeePMD model (ASE), returning the trajectory and the ensemble's model deviation."""
+
+    @classmethod
+    def define(cls, spec):
+        super().define(spec)
+        spec.input('structure', valid_type=orm.StructureData, help='Start geometry (non-periodic QD).')
+        spec.input_namespace('models', valid_type=orm.SinglefileData, dynamic=True,
+                             help='Frozen models (.pth); the first drives the MD, all give the deviation.')
+        spec.input('type_map', valid_type=orm.List, help='Element order of the models.')
+        spec.input('parameters', valid_type=orm.Dict, required=False, help='MD settings, see DEFAULT_PARAMETERS.')
+        spec.inputs.validator = validate_inputs
+        spec.inputs['metadata']['options']['resources'].default = {'num_machines': 1, 'num_mpiprocs_per_machine': 1}
+        spec.inputs['metadata']['options']['withmpi'].default = False
+        spec.inputs['metadata']['options']['parser_name'].default = 'qdtraps.mlff_md'
+        spec.output('trajectory', valid_type=orm.TrajectoryData,
+                    help='Saved frames (Å) with arrays `energies` (eV), `forces` (eV/Å), `temperatures` (K) and, '
+                         'with >= 2 models, `max_devi_f`/`min_devi_f`/`avg_devi_f` (eV/Å), `devi_e` (eV/atom).')
+        spec.output('output_parameters', valid_type=orm.Dict, help='Frame count and timings (s, ms per step).')
+        spec.exit_code(300, 'ERROR_MISSING_OUTPUT', message='The MD script wrote no md.npz: see md.log.')
+        spec.exit_code(310, 'ERROR_MD_DIVERGED', message='The MD trajectory holds NaN or exploded coordinates.')
+
+    def prepare_for_submission(self, folder: Folder) -> CalcInfo:
+        structure = self.inputs.structure
+        params = md_parameters(self.inputs.parameters.get_dict() if 'parameters' in self.inputs else {},
+                               len(structure.sites))
+        names = sorted(self.inputs.models, key=lambda k: (len(k), k))
+        params.update(structure_file='structure.xyz', type_map=list(self.inputs.type_map.get_list()),
+                      models=[f'model_{i}.pth' for i in range(len(names))])
+        with folder.open('input.json', 'w') as handle:
+            json.dump(params, handle, indent=1)
+        buffer = io.StringIO()
+        structure.get_ase().write(buffer, format='extxyz')
+        with folder.open('structure.xyz', 'w') as handle:
+            handle.write(buffer.getvalue())
+        with folder.open('mlff_md_script.py', 'w') as handle:
+            handle.write(SCRIPT.read_text())
+
+        codeinfo = CodeInfo()
+        codeinfo.code_uuid = self.inputs.code.uuid
+        codeinfo.cmdline_params = ['mlff_md_script.py', 'input.json']
+        codeinfo.stdout_name = 'md.log'
+        codeinfo.join_files = True
+        calcinfo = CalcInfo()
+        calcinfo.codes_info = [codeinfo]
+        calcinfo.local_copy_list = [(self.inputs.models[name].uuid, self.inputs.models[name].filename,
+                                     f'model_{i}.pth') for i, name in enumerate(names)]
+        calcinfo.remote_copy_list = []
+        calcinfo.retrieve_list = ['md.npz', 'md.json', 'md.log', 'input.json']
+        return calcinfo

@@ -1,0 +1,91 @@
+"""MLFF molecular dynamics with ASE and DeePMD-kit models: the script ``MlffMdCalculation`` copies and runs.
+
+Usage: ``python mlff_md_script.py input.json``. Reads ``structure.xyz`` (extended XYZ) and the frozen models
+``model_<i>.pth`` named in ``input.json``; drives ASE MD with the first model (Langevin BAOAB or velocity-Verlet
+NVE), optionally with frozen atoms; every ``save_interval`` steps stores the frame and evaluates all models on it.
+Writes ``md.npz`` (Å, eV, eV/Å, fs, K) and ``md.json`` (timings). Needs only numpy, ase and deepmd-kit, so it
+runs with any Python that has them (a cluster's, too).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+import numpy as np
+
+
+def main(path: str) -> None:
+    from ase.constraints import FixAtoms
+    from ase.io import read
+    from ase.md.langevinbaoab import LangevinBAOAB
+    from ase.md.velocitydistribution import (
+        MaxwellBoltzmannDistribution,
+        Stationary,
+        ZeroRotation,
+    )
+    from ase.md.verlet import VelocityVerlet
+    from ase.units import fs
+    from deepmd.calculator import DP
+    from deepmd.infer import DeepPot
+    from deepmd.infer.model_devi import calc_model_devi_e, calc_model_devi_f
+
+    with open(path) as handle:
+        params = json.load(handle)
+    atoms = read(params['structure_file'])
+    atoms.pbc = False
+    if params.get('frozen_indices'):
+        atoms.set_constraint(FixAtoms(indices=params['frozen_indices']))
+    models = params['models']
+    atoms.calc = DP(model=models[0], type_dict={el: i for i, el in enumerate(params['type_map'])})
+    ensemble = [DeepPot(m) for m in models]
+    types = [params['type_map'].index(s) for s in atoms.get_chemical_symbols()]
+
+    rng = np.random.default_rng(params['seed'])
+    MaxwellBoltzmannDistribution(atoms, temperature_K=params['temperature_K'], rng=rng)
+    Stationary(atoms)
+    ZeroRotation(atoms)
+    if params['thermostat'] == 'langevin':
+        dyn = LangevinBAOAB(atoms, params['timestep_fs'] * fs, temperature_K=params['temperature_K'],
+                            T_tau=params['thermostat_tau_fs'] * fs, rng=rng)
+    else:
+        dyn = VelocityVerlet(atoms, params['timestep_fs'] * fs)
+
+    frames = {'positions': [], 'energies': [], 'forces': [], 'temperatures': [], 'steps': []}
+
+    def record():
+        frames['positions'].append(atoms.get_positions())
+        frames['energies'].append(atoms.get_potential_energy())
+        frames['forces'].append(atoms.get_forces(apply_constraint=False))
+        frames['temperatures'].append(atoms.get_temperature())
+        frames['steps'].append(dyn.nsteps)
+
+    dyn.attach(record, interval=params['save_interval'])
+    start = time.perf_counter()
+    dyn.run(params['steps'])
+    md_seconds = time.perf_counter() - start
+
+    positions = np.array(frames['positions'])
+    start = time.perf_counter()
+    energies, forces = [], []
+    for model in ensemble:
+        e, f, _ = model.eval(positions.reshape(len(positions), -1), None, types)
+        energies.append(np.asarray(e).reshape(len(positions)))
+        forces.append(np.asarray(f).reshape(positions.shape))
+    devi_seconds = time.perf_counter() - start
+    forces = np.array(forces)
+    result = {key: np.array(value) for key, value in frames.items()}
+    if len(ensemble) > 1:
+        max_f, min_f, avg_f = calc_model_devi_f(forces)
+        result.update(max_devi_f=max_f, min_devi_f=min_f, avg_devi_f=avg_f,
+                      devi_e=calc_model_devi_e(np.array(energies)[..., None] / positions.shape[1]))
+    result['cell'] = atoms.cell.array
+    np.savez('md.npz', **result)
+    with open('md.json', 'w') as handle:
+        json.dump({'md_seconds': md_seconds, 'md_ms_per_step': 1e3 * md_seconds / max(params['steps'], 1),
+                   'deviation_seconds': devi_seconds, 'n_frames': len(positions), 'n_models': len(ensemble)}, handle)
+
+
+if __name__ == '__main__':
+    main(sys.argv[1])

@@ -1,0 +1,94 @@
+"""Parsers of the DeePMD jobs: ``qdtraps.deepmd.train`` (model, learning curve, validation) and ``qdtraps.mlff_md``."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+from aiida import orm
+from aiida.parsers import Parser
+
+from ..analysis.mlff import parity_metrics
+from ..calculations.deepmd import DETAIL_PREFIX, LCURVE_FILE, MODEL_FILE
+
+#: Coordinates further than this (Å) from the start are taken as an exploded MD.
+MAX_DISPLACEMENT = 50.0
+
+
+def read_lcurve(text: str) -> dict[str, np.ndarray]:
+    """Columns of DeePMD's ``lcurve.out`` by name (header ``#  step  rmse_trn  rmse_e_trn ...``)."""
+    lines = text.splitlines()
+    header = next(line for line in lines if line.startswith('#')).lstrip('#').split()
+    data = np.atleast_2d(np.loadtxt(io.StringIO(text), comments='#'))
+    return {name: data[:, i] for i, name in enumerate(header)}
+
+
+class DeepmdTrainParser(Parser):
+    """Store the frozen model, the learning curve and the held-out parity of a ``DeepmdTrainCalculation``."""
+
+    def _content(self, name: str) -> str | None:
+        if name not in self.retrieved.base.repository.list_object_names():
+            return None
+        return self.retrieved.base.repository.get_object_content(name)
+
+    def parse(self, **kwargs):
+        names = self.retrieved.base.repository.list_object_names()
+        for filename in (LCURVE_FILE, MODEL_FILE):
+            if filename not in names:
+                return self.exit_codes.ERROR_MISSING_OUTPUT.format(filename=filename)
+        curve = read_lcurve(self._content(LCURVE_FILE))
+        if any(np.isnan(values).any() for values in curve.values()):
+            return self.exit_codes.ERROR_TRAINING_DIVERGED
+        learning_curve = orm.ArrayData()
+        for name, values in curve.items():
+            learning_curve.set_array(name, values)
+        self.out('learning_curve', learning_curve)
+        with self.retrieved.base.repository.open(MODEL_FILE, 'rb') as handle:
+            self.out('model', orm.SinglefileData(handle, filename=MODEL_FILE))
+
+        result = {'numb_steps': int(curve['step'][-1]),
+                  **{f'final_{key}': float(values[-1]) for key, values in curve.items() if key.startswith('rmse')}}
+        energies, forces = self._content(f'{DETAIL_PREFIX}.e_peratom.out'), self._content(f'{DETAIL_PREFIX}.f.out')
+        if energies is not None and forces is not None:
+            e = np.atleast_2d(np.loadtxt(io.StringIO(energies), comments='#'))
+            f = np.atleast_2d(np.loadtxt(io.StringIO(forces), comments='#'))
+            parity = orm.ArrayData()
+            parity.set_array('energy_per_atom_dft', e[:, 0])
+            parity.set_array('energy_per_atom_mlff', e[:, 1])
+            parity.set_array('forces_dft', f[:, :3])
+            parity.set_array('forces_mlff', f[:, 3:6])
+            self.out('validation_parity', parity)
+            energy = parity_metrics(e[:, 1], e[:, 0])
+            force = parity_metrics(f[:, 3:6], f[:, :3])
+            result.update(n_validation_frames=len(e), energy_mae_per_atom=energy['mae'],
+                          energy_rmse_per_atom=energy['rmse'], force_mae=force['mae'], force_rmse=force['rmse'],
+                          force_max_error=force['max'], units={'energy': 'eV/atom', 'force': 'eV/Å'})
+        self.out('output_parameters', orm.Dict(result))
+        return None
+
+
+class MlffMdParser(Parser):
+    """Turn ``md.npz`` of an ``MlffMdCalculation`` into a TrajectoryData with the model-deviation arrays."""
+
+    def parse(self, **kwargs):
+        if 'md.npz' not in self.retrieved.base.repository.list_object_names():
+            return self.exit_codes.ERROR_MISSING_OUTPUT
+        with self.retrieved.base.repository.open('md.npz', 'rb') as handle:
+            data = dict(np.load(io.BytesIO(handle.read())))
+        positions = data['positions']
+        start = self.node.inputs.structure.get_ase().get_positions()
+        if not np.all(np.isfinite(positions)) or np.abs(positions - start[None]).max() > MAX_DISPLACEMENT:
+            return self.exit_codes.ERROR_MD_DIVERGED
+        symbols = [site.kind_name for site in self.node.inputs.structure.sites]
+        symbols = [self.node.inputs.structure.get_kind(name).symbol for name in symbols]
+        trajectory = orm.TrajectoryData()
+        cells = np.repeat(data['cell'][None], len(positions), axis=0)
+        trajectory.set_trajectory(symbols=symbols, positions=positions, stepids=data['steps'].astype(int), cells=cells)
+        for name in ('energies', 'forces', 'temperatures', 'max_devi_f', 'min_devi_f', 'avg_devi_f', 'devi_e'):
+            if name in data:
+                trajectory.set_array(name, data[name])
+        self.out('trajectory', trajectory)
+        timings = json.loads(self.retrieved.base.repository.get_object_content('md.json'))
+        self.out('output_parameters', orm.Dict(timings))
+        return None
