@@ -105,16 +105,22 @@ def missing_bonds(atoms: Atoms, species: str = 'cation', roles: np.ndarray | Non
     return owners, directions[owners, slots].reshape(-1, 3)
 
 
-def farthest_point_order(points: np.ndarray, n: int, groups: np.ndarray | None = None, start: int = 0) -> list[int]:
+def farthest_point_order(points: np.ndarray, n: int, groups: np.ndarray | None = None, start: int = 0,
+                         exclusive: np.ndarray | None = None) -> list[int]:
     """Pick ``n`` of ``points`` greedily, each as far as possible from those already picked.
 
     With ``groups`` (e.g. the atom owning each site) a point is only eligible while its group holds the fewest
-    picks, so picks spread evenly over groups first and over space second. Deterministic: the first pick is the
-    point ranked ``start`` by distance from the centroid (0: the farthest), ties broken by index; later picks
-    maximise the distance (rounded to 1e-6 Å) to those already picked.
+    picks, so picks spread evenly over groups first and over space second. Deterministic: with ``start`` = 0 the
+    first pick is the point farthest from the centroid, ties broken by index, and later picks maximise the distance
+    (rounded to 1e-6 Å) to those already picked; ``start`` > 0 seeds a random first pick and a random tie-breaking
+    (< 1e-4 Å), giving another even spread.
+
+    :param exclusive: optional labels; once a point is picked, the other points with its label are not eligible
+        (e.g. two dangling bonds pointing at the same empty lattice site take one ligand between them).
     """
-    if n > len(points) or n < 0:
-        raise ValueError(f'cannot pick {n} of {len(points)} sites')
+    exclusive = np.arange(len(points)) if exclusive is None else np.asarray(exclusive)
+    if n > len(np.unique(exclusive)) or n < 0:
+        raise ValueError(f'cannot pick {n} of {len(np.unique(exclusive))} sites')
     if n == 0:
         return []
     groups = np.zeros(len(points), dtype=int) if groups is None else np.asarray(groups)
@@ -122,16 +128,18 @@ def farthest_point_order(points: np.ndarray, n: int, groups: np.ndarray | None =
     counts = np.zeros(group_index.max() + 1, dtype=int)
     free = np.ones(len(points), dtype=bool)
     dist = np.round(np.linalg.norm(points - points.mean(0), axis=1), 6)
+    jitter = np.zeros(len(points))
     if start:
-        ranked = np.lexsort((np.arange(len(points)), -dist))
-        dist = np.where(np.arange(len(points)) == ranked[start % len(points)], 1.0, 0.0)
+        rng = np.random.default_rng(start)
+        dist = np.where(np.arange(len(points)) == rng.integers(len(points)), 1.0, 0.0)
+        jitter = 1e-4 * rng.random(len(points))  # breaks the exact ties of symmetric clusters differently
     chosen: list[int] = []
     while len(chosen) < n:
         least = counts[group_index[free]].min()
         eligible = free & (counts[group_index] == least)
-        nxt = int(np.argmax(np.where(eligible, np.round(dist, 6), -1.0)))
+        nxt = int(np.argmax(np.where(eligible, np.round(dist, 6) + jitter, -1.0)))
         chosen.append(nxt)
-        free[nxt] = False
+        free[exclusive == exclusive[nxt]] = False
         counts[group_index[nxt]] += 1
         new_dist = np.linalg.norm(points - points[nxt], axis=1)
         dist = new_dist if len(chosen) == 1 else np.minimum(dist, new_dist)
@@ -210,19 +218,35 @@ def passivate(qd: Atoms, ligand: str = 'F', charge: int = 0, arrangement: int = 
         probe = qd.positions[owners] + bond * directions
         far = cKDTree(np.asarray(exclude).reshape(-1, 3)).query(probe)[0] > 0.5 * bond
         owners, directions = owners[far], directions[far]
+    # dangling bonds of neighbouring atoms that point at the same empty lattice site share one ligand
+    targets = qd.positions[owners] + core_bond_length(qd, roles) * directions
+    target_site = _site_labels(targets)
+    n_free = len(np.unique(target_site))
     q0 = net_charge(qd)
     needed = (charge - q0) * z  # number of ligands (z = ±1)
-    if needed < 0 or needed > len(owners):
-        reachable = sorted((q0, q0 + z * len(owners)))
+    if needed < 0 or needed > n_free:
+        reachable = sorted((q0, q0 + z * n_free))
         raise ValueError(f'cannot reach charge {charge} on {qd.get_chemical_formula()} with {ligand}: needs '
-                         f'{needed} {ligand} ligands but {len(owners)} {species} sites are free; charges reachable '
+                         f'{needed} {ligand} ligands but {n_free} {species} sites are free; charges reachable '
                          f'with {ligand}: {reachable[0]} to {reachable[1]}')
     binder = check_ligand(ligand)[1]
     symbols = np.array(qd.get_chemical_symbols())
     lengths = np.array([bond_length(s, binder) for s in symbols[owners]])
     sites = qd.positions[owners] + lengths[:, None] * directions
-    chosen = sorted(farthest_point_order(sites, needed, groups=owners, start=arrangement))
+    chosen = sorted(farthest_point_order(sites, needed, groups=owners, start=arrangement, exclusive=target_site))
     return append_atoms(qd, ligand_atoms(qd, owners[chosen], directions[chosen], ligand))
+
+
+def _site_labels(points: np.ndarray, tolerance: float = 0.3) -> np.ndarray:
+    """Label of each point, equal for points closer than ``tolerance`` (Å) (connected components, by KD-tree)."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    if not len(points):
+        return np.zeros(0, dtype=int)
+    pairs = cKDTree(points).query_pairs(tolerance, output_type='ndarray')
+    graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(len(points), len(points)))
+    return connected_components(graph, directed=False)[1]
 
 
 def remove_atoms(qd: Atoms, indices) -> Atoms:

@@ -15,6 +15,7 @@ from functools import cache
 
 import numpy as np
 from ase import Atoms
+from ase.data import atomic_numbers
 from scipy.spatial import HalfspaceIntersection, cKDTree
 
 from .crystal import (
@@ -70,8 +71,7 @@ def crystal_origin(crystal: Atoms, material: str, center: str, lattice_constant:
     """
     kind, cation, anion, _ = check_material(material)
     if center in ('anion', 'cation'):
-        symbols = np.array(crystal.get_chemical_symbols())
-        candidates = np.where(symbols == (anion if center == 'anion' else cation))[0]
+        candidates = np.where(crystal.numbers == atomic_numbers[anion if center == 'anion' else cation])[0]
         return crystal.positions[candidates[np.argmin(np.linalg.norm(crystal.positions[candidates], axis=1))]]
     if center == 'interstitial':
         return np.full(3, 0.5 if kind == 'zincblende' else 0.25) * lattice_constant
@@ -79,13 +79,18 @@ def crystal_origin(crystal: Atoms, material: str, center: str, lattice_constant:
 
 
 def crystal_block(material: str, radius: float, lattice_constant: float | None = None) -> Atoms:
-    """A block of bulk crystal covering a sphere of ``radius`` (Å) around the origin (cation at the origin)."""
+    """A block of bulk crystal covering a sphere of ``radius`` (Å) around the origin (cation at the origin).
+
+    Same atoms, in the same order, as ``bulk_crystal(...).repeat(2 n)`` translated by ``-n a``, built with numpy.
+    """
     cell = bulk_crystal(material, lattice_constant)
     a = cell.cell[0, 0]
     reps = int(np.ceil(radius / a)) + 2
-    crystal = cell.repeat((2 * reps, 2 * reps, 2 * reps))
-    crystal.translate(-reps * a * np.ones(3))
-    return crystal
+    grid = np.arange(2 * reps)
+    translations = a * np.stack(np.meshgrid(grid, grid, grid, indexing='ij'), axis=-1).reshape(-1, 3)
+    positions = (translations[:, None, :] + cell.positions[None]).reshape(-1, 3) - reps * a
+    numbers = np.tile(cell.numbers, len(translations))
+    return Atoms(numbers=numbers, positions=positions, cell=2 * reps * cell.cell.array, pbc=True)
 
 
 def bond_counts(positions: np.ndarray, cutoff: float) -> np.ndarray:

@@ -9,6 +9,8 @@ Vacancy kinds:
 * ``'cation'``: one surface cation with its ligands (MXₙ, e.g. InF₂ or InF₃);
 * ``'pair'``: a bonded surface cation–anion pair with the ligands of both (e.g. InP).
 
+A removal that would leave a neighbouring atom with fewer than 2 inorganic bonds is not a candidate.
+
 Symmetry-distinct sites: two candidate removals (of the same atoms' elements) are equivalent when the multiset of
 distances, element by element, from the centroid of the removed atoms to every inorganic atom of the QD agrees to
 0.01 Å (a removal and its image under any point-group operation of the core always agree; the converse is a
@@ -85,7 +87,22 @@ def candidate_removals(qd: Atoms, kind: str) -> list[np.ndarray]:
         for a, b in pairs[np.lexsort((pairs[:, 1], pairs[:, 0]))]:
             if surface[a] and surface[b]:
                 removals.append(np.sort([a, b, *ligands_of.get(int(a), []), *ligands_of.get(int(b), [])]))
-    return removals
+    # a removal may not leave a neighbour with fewer than 2 inorganic bonds (it would hang by one bond)
+    neighbours: dict[int, list[int]] = {}
+    for a, b in pairs:
+        neighbours.setdefault(int(a), []).append(int(b))
+        neighbours.setdefault(int(b), []).append(int(a))
+    kept = []
+    for removal in removals:
+        gone = set(removal.tolist())
+        lost: dict[int, int] = {}
+        for i in gone:
+            for j in neighbours.get(i, []):
+                if j not in gone:
+                    lost[j] = lost.get(j, 0) + 1
+        if all(cn[j] - k >= 2 for j, k in lost.items()):
+            kept.append(removal)
+    return kept
 
 
 def _fingerprint(qd: Atoms, removal: np.ndarray, symbols: np.ndarray, reference: np.ndarray) -> tuple:
