@@ -18,11 +18,15 @@ script, with the thresholds recorded in METHODS.md as defaults. All energies in 
 5. **Localization (the part of the paper's procedure that is not public; our rule).** Canonical MOs in dense
    regions are "unrepresentatively delocalized" mixtures. The scan region (from the HOMO down to the VBM, from the
    LUMO up to the CBM) is split into near-degenerate clusters: runs of consecutive MOs closer than
-   ``degeneracy_tol`` (0.05 eV) to their neighbour. Every cluster of ≥ 2 MOs is replaced by its Pipek–Mezey
-   orbitals (Löwdin populations, :mod:`.localization`), which span the same space, with expectation energies
-   ``ε̃ = Σ_k U_k² ε_k``; then the scan is repeated on the refined spectrum. If the band edge moves into a cluster
-   not yet localized, that cluster is localized and the scan repeated, until the band edges are stable. Clusters
-   of a single MO are left canonical. Set ``localize=False`` for the plain canonical scan.
+   ``degeneracy_tol`` (0.05 eV) to their neighbour. Every cluster of 2 to ``max_cluster_size`` (4) MOs is replaced
+   by its Pipek–Mezey orbitals (Löwdin populations, :mod:`.localization`), which span the same space, with
+   expectation energies ``ε̃ = Σ_k U_k² ε_k``; then the scan is repeated on the refined spectrum. If the band edge
+   moves into a cluster not yet localized, that cluster is localized and the scan repeated, until the band edges
+   are stable. Single MOs stay canonical, and so do larger clusters: Pipek–Mezey localizes *any* set of orbitals,
+   so localizing a dense band manifold would turn band states into atom-centred orbitals that fail the band test.
+   The rule therefore unmixes a trap from the few states it is degenerate with (and symmetry-equivalent traps from
+   each other), but cannot find a trap buried inside a dense manifold (large QDs, where level spacings near the
+   edges fall below ``degeneracy_tol``). Set ``localize=False`` for the plain canonical scan.
 6. **Traps.** Every state strictly between VBM and CBM that is not band-like (and not quantum-confined) is a trap:
    hole trap on the occupied side (depth ``ε − ε_VBM``), electron trap on the virtual side (depth ``ε_CBM − ε``).
    Its centre is the non-ligand atom with the largest in-state population; it is *structural* when the centre has
@@ -61,6 +65,7 @@ class LabelingParameters:
     atom_share: float = 0.9
     localize: bool = True
     degeneracy_tol: float = 0.05
+    max_cluster_size: int = 4
     population_method: str = 'lowdin'
 
     def __post_init__(self):
@@ -72,6 +77,8 @@ class LabelingParameters:
                 raise ValueError(f'{name} must be positive, got {getattr(self, name)}')
         if not 0 < self.atom_share <= 1:
             raise ValueError(f'atom_share must be in (0, 1], got {self.atom_share}')
+        if self.max_cluster_size < 2:
+            raise ValueError(f'max_cluster_size must be ≥ 2, got {self.max_cluster_size}')
         if self.quantum_confined_virtuals < 0 or self.full_coordination < 1:
             raise ValueError('quantum_confined_virtuals must be ≥ 0 and full_coordination ≥ 1, got '
                              f'{self.quantum_confined_virtuals} and {self.full_coordination}')
@@ -227,8 +234,7 @@ def label_traps(symbols, positions, energies, occupations, coefficients, overlap
 
     order = np.argsort(energies, kind='stable')
     energies, occupied_mask, coefficients = energies[order], occupied_mask[order], coefficients[:, order]
-    half = populations.overlap_sqrt(overlap)
-    orth = half @ coefficients
+    orth = populations.overlap_sqrt_times(overlap, coefficients)
     norms = np.einsum('ij,ij->j', orth, orth)
     if np.abs(norms - 1).max() > 1e-3:
         bad = int(np.argmax(np.abs(norms - 1)))
@@ -262,7 +268,7 @@ def label_traps(symbols, positions, energies, occupations, coefficients, overlap
             idx = np.flatnonzero(side_mask)
             for cluster in _clusters(energies[idx], params.degeneracy_tol):
                 members = idx[cluster]
-                if len(members) < 2:
+                if not 2 <= len(members) <= params.max_cluster_size:
                     continue
                 span = energies[members]
                 if span.max() >= low - 1e-9 and span.min() <= high + 1e-9 and tuple(members) not in localized_clusters:

@@ -82,3 +82,16 @@ def test_overlap_not_positive_definite():
 def test_population_size_mismatch(overlap, ao_atom, match):
     with pytest.raises(ValueError, match=match):
         populations.atomic_populations(np.eye(2), overlap, ao_atom, 2)
+
+
+def test_chebyshev_sqrt_matches_diagonalisation(data_dir):
+    """On the real AO overlap of the recorded CP2K run (SZV-MOLOPT-SR, κ ≈ 7) both routes to S^{1/2} C agree."""
+    from aiida_qdtraps.parsers.cp2k_files import read_molden
+
+    data = read_molden((data_dir / 'cp2k' / 'pbe0_success' / 'aiida-MOS-1_0.molden').read_text())
+    exact = populations.overlap_sqrt_times(data.overlap, data.coefficients[0], method='exact')
+    chebyshev = populations.overlap_sqrt_times(data.overlap, data.coefficients[0], method='chebyshev')
+    np.testing.assert_allclose(chebyshev, exact, atol=1e-9)
+    np.testing.assert_allclose(exact.T @ exact, np.eye(exact.shape[1]), atol=1e-6)  # MOs orthonormal
+    with pytest.raises(ValueError, match="method must be 'auto', 'exact' or 'chebyshev', got 'cholesky'"):
+        populations.overlap_sqrt_times(data.overlap, data.coefficients[0], method='cholesky')
