@@ -55,16 +55,17 @@ def test_non_neutral_component_keeps_its_charge_as_residual():
     assert result.net_charge == pytest.approx(0.6)
 
 
+@pytest.mark.parametrize('method', ['direct', 'cg'])
 @pytest.mark.parametrize('seed', range(4))
 @pytest.mark.parametrize('regularization', [0.0, 0.05, 1.0])
-def test_equals_dense_least_squares_on_random_graphs(seed, regularization):
+def test_equals_dense_least_squares_on_random_graphs(seed, regularization, method):
     """Random graphs with several components, isolated atoms and a non-neutral Δq: equal to the dense solution."""
     rng = np.random.default_rng(seed)
     n_atoms = 60
     pairs = {tuple(sorted(rng.choice(50, 2, replace=False))) for _ in range(90)}  # atoms 50..59 stay isolated
     bonds = np.array(sorted(pairs))
     dq = rng.normal(size=n_atoms)
-    result = cf.solve_charge_flow(dq, bonds, regularization)
+    result = cf.solve_charge_flow(dq, bonds, regularization, method=method)
     np.testing.assert_allclose(result.flows, dense_min_norm(dq, bonds, n_atoms, regularization), atol=1e-8)
     incidence = cf.incidence_matrix(bonds, n_atoms)
     np.testing.assert_allclose(result.residual, dq - incidence @ result.flows, atol=1e-12)
@@ -88,6 +89,11 @@ def test_regularization_shrinks_flows_and_grows_residual():
 def test_bad_inputs_are_refused(kwargs, message):
     with pytest.raises(ValueError, match=message):
         cf.solve_charge_flow(np.zeros(3), np.array([[0, 1]]), **kwargs)
+
+
+def test_bad_method_is_refused():
+    with pytest.raises(ValueError, match="'auto', 'direct' or 'cg'"):
+        cf.solve_charge_flow(np.array([1.0, -1.0]), np.array([[0, 1]]), method='svd')
 
 
 def test_bad_bonds_are_refused():
