@@ -25,10 +25,11 @@ def run_demo(protocol: str = 'fast', code_label: str = 'cp2k@localhost') -> int:
 
     code = orm.load_code(code_label)
     structure = build_qd_structure(orm.Dict(DEMO_RECIPE))
-    print(f'Built {structure.get_formula()} (StructureData<{structure.pk}>); running relax → PBE0 '
+    print(f'Built {structure.get_formula()} (StructureData<{structure.pk}>); running relax → PBE0 → traps → Bader '
           f'with protocol {protocol!r} on {code.full_label} ...', flush=True)
     start = time.perf_counter()
-    builder = QdTrapsPipelineWorkChain.get_builder_from_protocol(code, structure, protocol=protocol)
+    bader = orm.load_code('baderkit@localhost')
+    builder = QdTrapsPipelineWorkChain.get_builder_from_protocol(code, structure, protocol=protocol, bader_code=bader)
     _, node = run_get_node(builder)
     print(f'finished in {time.perf_counter() - start:.0f} s')
     if not node.is_finished_ok:

@@ -49,6 +49,13 @@ def pipeline_rows(pipeline: orm.WorkflowNode) -> list[tuple[str, str]]:
                                       f"{edges['n_quantum_confined']} quantum-confined"),
             ]
         rows.append(('atom labels', ', '.join(f'{k} {v}' for k, v in summary['atom_label_counts'].items() if v)))
+    flow = pipeline.base.links.get_outgoing(link_label_filter='charge_flow').all()
+    if flow and flow[0].node.is_finished_ok:
+        summary = flow[0].node.outputs.summary
+        rows.append(('Bader electrons', f"{summary['electrons_in_basins']:.3f} in basins + "
+                                        f"{summary['vacuum_charge']:.3f} vacuum"))
+        rows.append(('Bader Δq per element', ', '.join(f"{el} {v['dq_mean']:+.3f} e"
+                                                        for el, v in summary['per_element'].items())))
     rows += [
         ('relax time', f'{_elapsed(relax):.0f} s'),
         ('PBE0 time', f'{_elapsed(hybrid):.0f} s'),

@@ -37,6 +37,16 @@ def cp2k_code(aiida_code_installed):
 
 
 @pytest.fixture
+def baderkit_code(aiida_code_installed):
+    """The PyPI ``baderkit`` CLI as an InstalledCode for aiida-shell (``core.shell``)."""
+    executable = shutil.which('baderkit')
+    if executable is None:
+        pytest.fail('baderkit is not installed; run `make setup`')
+    return aiida_code_installed(label='baderkit', filepath_executable=executable, default_calc_job_plugin='core.shell',
+                                prepend_text='export OMP_NUM_THREADS=1')
+
+
+@pytest.fixture
 def tiny_qd():
     """The 14-atom In4PF9 cluster as a stored StructureData built through the ``build_qd_structure`` calcfunction."""
     from aiida_qdtraps.workchains.functions import build_qd_structure

@@ -1,19 +1,22 @@
-"""``QdTrapsPipelineWorkChain``: the main pipeline, relax → hybrid SCF → trap labels (later stages plug in after it)."""
+"""``QdTrapsPipelineWorkChain``: the main pipeline, relax → hybrid SCF → trap labels (+ Bader charge flow)."""
 
 from __future__ import annotations
 
 from aiida import orm
 from aiida.common import AttributeDict
-from aiida.engine import ToContext, WorkChain
+from aiida.engine import ToContext, WorkChain, if_
 
 from .common import define_qd_inputs
 from .hybrid_scf import HybridScfWorkChain
+from .charge_flow import BaderChargeFlowWorkChain
 from .relax import QdRelaxWorkChain
 from .traps import TrapLabelingWorkChain
 
 
 class QdTrapsPipelineWorkChain(WorkChain):
-    """Relax a QD with PBE, compute its PBE0 electronic structure on the relaxed geometry, then label its traps."""
+    """Relax a QD with PBE, compute its PBE0 electronic structure on the relaxed geometry, label its traps and,
+    when a Bader code is given (``charge_flow.bader.code``), compute Bader charges and the charge flow of the PBE0
+    density."""
 
     @classmethod
     def define(cls, spec):
@@ -23,22 +26,34 @@ class QdTrapsPipelineWorkChain(WorkChain):
         spec.expose_inputs(HybridScfWorkChain, namespace='hybrid_scf',
                            exclude=('structure', 'charge', 'multiplicity', 'parent_calc_folder', 'box_vacuum'))
         spec.expose_inputs(TrapLabelingWorkChain, namespace='labeling', exclude=('structure', 'mo_window', 'protocol'))
+        spec.expose_inputs(BaderChargeFlowWorkChain, namespace='charge_flow',
+                           exclude=('structure', 'density_cube', 'parameters', 'charge', 'mo_window'),
+                           namespace_options={'required': False, 'populate_defaults': False,
+                                              'help': 'Bader charge flow of the PBE0 density; skipped without it.'})
         spec.input('protocol', valid_type=orm.Str, required=False,
                    help='Name of the protocol the inputs were built from; recorded on the trap records for queries.')
         spec.outline(cls.run_relax, cls.inspect_relax, cls.run_hybrid_scf, cls.inspect_hybrid_scf,
-                     cls.run_labeling, cls.inspect_labeling, cls.results)
+                     cls.run_labeling, cls.inspect_labeling,
+                     if_(cls.should_run_charge_flow)(cls.run_charge_flow, cls.inspect_charge_flow), cls.results)
         spec.expose_outputs(QdRelaxWorkChain, namespace='relax')
         spec.expose_outputs(HybridScfWorkChain, namespace='hybrid_scf')
         spec.expose_outputs(TrapLabelingWorkChain, namespace='labels')
+        spec.expose_outputs(BaderChargeFlowWorkChain, namespace='charge_flow',
+                            namespace_options={'required': False})
         spec.exit_code(401, 'ERROR_RELAX_FAILED', message='The relaxation failed: {message}')
         spec.exit_code(402, 'ERROR_HYBRID_SCF_FAILED', message='The hybrid SCF failed: {message}')
         spec.exit_code(403, 'ERROR_LABELING_FAILED', message='The trap labeling failed: {message}')
+        spec.exit_code(404, 'ERROR_CHARGE_FLOW_FAILED', message='The Bader charge flow failed: {message}')
 
     @classmethod
     def get_builder_from_protocol(cls, code: orm.Code, structure: orm.StructureData, protocol: str | None = None,
                                   overrides: dict | None = None, charge: int = 0, multiplicity: int = 1,
-                                  options: dict | None = None):
-        """Builder with the same protocol for every stage; ``overrides`` has keys ``relax`` and ``hybrid_scf``."""
+                                  options: dict | None = None, bader_code: orm.AbstractCode | None = None):
+        """Builder with the same protocol for every stage; ``overrides`` has keys ``relax`` and ``hybrid_scf``.
+
+        :param bader_code: a ``baderkit`` (or Henkelman ``bader``) code; with it the pipeline ends with
+            ``BaderChargeFlowWorkChain`` on the PBE0 density.
+        """
         overrides = overrides or {}
         relax = QdRelaxWorkChain.get_builder_from_protocol(code, structure, protocol, overrides.get('relax'),
                                                            charge, multiplicity, options)
@@ -55,6 +70,8 @@ class QdTrapsPipelineWorkChain(WorkChain):
         builder.protocol = orm.Str(protocol or HybridScfWorkChain.get_default_protocol())
         builder.relax = relax._inputs(prune=True)
         builder.hybrid_scf = hybrid._inputs(prune=True)
+        if bader_code is not None:
+            builder.charge_flow.bader.code = bader_code
         return builder
 
     def _common(self) -> dict:
@@ -106,6 +123,29 @@ class QdTrapsPipelineWorkChain(WorkChain):
         if not node.is_finished_ok:
             return self.exit_codes.ERROR_LABELING_FAILED.format(
                 message=f'TrapLabelingWorkChain<{node.pk}> exit status {node.exit_status}: {node.exit_message}')
+        return None
+
+    def should_run_charge_flow(self):
+        return 'charge_flow' in self.inputs and 'code' in self.inputs.charge_flow.get('bader', {})
+
+    def run_charge_flow(self):
+        hybrid = self.ctx.hybrid_scf
+        if 'density_cube' not in hybrid.outputs:
+            return self.exit_codes.ERROR_CHARGE_FLOW_FAILED.format(message='the hybrid SCF wrote no density cube')
+        inputs = AttributeDict(self.exposed_inputs(BaderChargeFlowWorkChain, namespace='charge_flow'))
+        inputs.update(structure=hybrid.outputs.structure, density_cube=hybrid.outputs.density_cube,
+                      parameters=self.inputs.hybrid_scf.scf.cp2k.parameters, charge=self.inputs.charge,
+                      mo_window=hybrid.outputs.mo_window, metadata={'call_link_label': 'charge_flow'})
+        node = self.submit(BaderChargeFlowWorkChain, **inputs)
+        self.report(f'launched BaderChargeFlowWorkChain<{node.pk}> on the PBE0 density')
+        return ToContext(charge_flow=node)
+
+    def inspect_charge_flow(self):
+        node = self.ctx.charge_flow
+        if not node.is_finished_ok:
+            return self.exit_codes.ERROR_CHARGE_FLOW_FAILED.format(
+                message=f'BaderChargeFlowWorkChain<{node.pk}> exit status {node.exit_status}: {node.exit_message}')
+        self.out_many(self.exposed_outputs(node, BaderChargeFlowWorkChain, namespace='charge_flow'))
         return None
 
     def results(self):
