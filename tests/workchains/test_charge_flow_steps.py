@@ -1,0 +1,121 @@
+"""``BaderChargeFlowWorkChain`` steps and calcfunctions without running a Bader program (named exit codes, domains,
+domain PDOS from the recorded CP2K PBE0 MOLDEN file)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from aiida import orm
+from aiida.common import LinkType
+from ase.io import read
+
+from aiida_qdtraps.workchains.charge_flow import (
+    BaderChargeFlowWorkChain,
+    compute_charge_flow,
+    compute_domain_pdos,
+    valence_from_parameters,
+)
+from aiida_qdtraps.workchains.functions import extract_mo_window
+
+KINDS = [{'_': 'In', 'POTENTIAL': 'GTH-PBE-q13'}, {'_': 'P', 'POTENTIAL': 'GTH-PBE-q5'},
+         {'_': 'F', 'POTENTIAL': 'GTH-PBE-q7'}]
+#: baderkit populations of the recorded In4PF9 density (atom_summary.tsv), reordered to qd.xyz (P first).
+POPULATIONS = [5.54349, 11.23312, 11.55697, 11.53433, 11.55067, 7.66649, 7.64899, 7.65710, 7.58452, 7.58039,
+               7.59702, 7.60413, 7.59819, 7.59531]
+
+
+@pytest.fixture
+def qd(data_dir):
+    atoms = read(data_dir / 'cp2k' / 'pbe0_success' / 'qd.xyz')
+    return orm.StructureData(ase=atoms).store()
+
+
+def fake_bader_job(aiida_localhost, populations, vacuum=0.0, positions=None):
+    node = orm.CalcJobNode(computer=aiida_localhost, process_type='aiida.calculations:core.shell')
+    node.set_option('resources', {'num_machines': 1, 'tot_num_mpiprocs': 1})
+    node.store()
+    result = orm.ArrayData()
+    result.set_array('populations', np.asarray(populations, float))
+    result.set_array('volumes', np.ones(len(populations)))
+    result.set_array('positions', positions)
+    result.base.attributes.set('vacuum_charge', vacuum)
+    result.base.links.add_incoming(node, LinkType.CREATE, 'bader_populations')
+    result.store()
+    node.set_exit_status(0)
+    node.set_process_state('finished')
+    node.seal()
+    return node
+
+
+def make_workchain(generate_workchain, qd, aiida_code_installed, **extra):
+    code = aiida_code_installed(label='baderkit-fake', filepath_executable='/bin/true',
+                                default_calc_job_plugin='core.shell')
+    inputs = {'structure': qd, 'density_cube': orm.SinglefileData.from_string('x', filename='density.cube'),
+              'bader': {'code': code}, **extra}
+    return generate_workchain(BaderChargeFlowWorkChain, inputs)
+
+
+def test_valence_from_cp2k_parameters():
+    assert valence_from_parameters({'FORCE_EVAL': {'SUBSYS': {'KIND': KINDS}}}) == {'In': 13, 'P': 5, 'F': 7}
+
+
+def test_missing_valence_is_a_named_exit_code(generate_workchain, qd, aiida_code_installed):
+    parameters = orm.Dict({'FORCE_EVAL': {'SUBSYS': {'KIND': KINDS[:2]}}})
+    process = make_workchain(generate_workchain, qd, aiida_code_installed, parameters=parameters)
+    exit_code = process.setup()
+    assert exit_code.status == BaderChargeFlowWorkChain.exit_codes.ERROR_MISSING_VALENCE.status
+    assert "['F']" in exit_code.message
+    process = make_workchain(generate_workchain, qd, aiida_code_installed, parameters=parameters,
+                             valence=orm.Dict({'F': 7}))
+    assert process.setup() is None and process.ctx.valence == {'F': 7, 'In': 13, 'P': 5}
+
+
+@pytest.mark.parametrize(('valence', 'conserved'), [({'In': 13, 'P': 5, 'F': 7}, True),
+                                                    ({'In': 13, 'P': 5, 'F': 5}, False)])
+def test_electron_conservation_exit_code(generate_workchain, qd, aiida_code_installed, aiida_localhost, valence,
+                                         conserved):
+    """Populations that do not add up to the valence electrons (here: wrong F valence) end the work chain."""
+    process = make_workchain(generate_workchain, qd, aiida_code_installed, valence=orm.Dict(valence))
+    assert process.setup() is None
+    process.ctx.program = 'baderkit'
+    process.ctx.bader_job = fake_bader_job(aiida_localhost, POPULATIONS, 0.0867, qd.get_ase().positions + 1.5)
+    exit_code = process.inspect_bader()
+    if conserved:
+        assert exit_code is None
+    else:
+        assert exit_code.status == BaderChargeFlowWorkChain.exit_codes.ERROR_ELECTRONS_NOT_CONSERVED.status
+        assert '102.0000 valence electrons' in exit_code.message
+
+
+def test_atom_mismatch_exit_code(generate_workchain, qd, aiida_code_installed, aiida_localhost):
+    process = make_workchain(generate_workchain, qd, aiida_code_installed, valence=orm.Dict({'In': 13, 'P': 5, 'F': 7}))
+    process.setup()
+    process.ctx.program = 'baderkit'
+    positions = qd.get_ase().positions[::-1].copy()  # another atom order
+    process.ctx.bader_job = fake_bader_job(aiida_localhost, POPULATIONS, 0.0867, positions)
+    assert process.inspect_bader().status == BaderChargeFlowWorkChain.exit_codes.ERROR_ATOM_MISMATCH.status
+
+
+def test_domains_from_input_and_domain_pdos(qd, aiida_localhost, data_dir):
+    """User-given domains reach the summary; the domain PDOS of the real PBE0 MOs sums to 1 per MO."""
+    bader = fake_bader_job(aiida_localhost, POPULATIONS, 0.0867, qd.get_ase().positions).outputs.bader_populations
+    domains = ['core'] * 5 + ['ligand'] * 9
+    domains[1] = 'shell'  # one In as a pretend shell atom
+    results = compute_charge_flow(qd, bader, orm.Dict({'In': 13, 'P': 5, 'F': 7}), orm.Dict({'net_charge': 0}),
+                                  orm.List(domains))
+    summary = results['summary'].get_dict()
+    assert summary['domain_source'] == 'input'
+    assert summary['domains'] == ['core', 'shell', 'ligand']
+    assert summary['per_domain']['ligand']['n_atoms'] == 9
+    assert summary['per_domain']['ligand']['dq_total'] < 0
+    assert sum(d['dq_total'] for d in summary['per_domain'].values()) == pytest.approx(summary['sum_dq'])
+    retrieved = orm.FolderData()
+    retrieved.base.repository.put_object_from_file(str(data_dir / 'cp2k' / 'pbe0_success' / 'aiida-MOS-1_0.molden'),
+                                                   'aiida-MOS-1_0.molden')
+    retrieved.store()
+    window = extract_mo_window(retrieved, orm.Dict({'occupied': 5, 'virtual': 5}))['mo_window']
+    pdos = compute_domain_pdos(window, results['charge_flow'], orm.Dict({'sigma': 0.1}))
+    weights = pdos['domain_pdos'].get_array('domain_weights')
+    np.testing.assert_allclose(weights.sum(axis=1), 1.0, atol=1e-4)
+    assert pdos['domain_pdos'].base.attributes.get('domains') == ['core', 'shell', 'ligand']
+    assert pdos['domain_pdos_plot'].get_content(mode='rb')[:4] == b'\x89PNG'
