@@ -1,0 +1,68 @@
+"""``qdtraps build``: the command line of the builder, deterministic output, errors, --store."""
+
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+
+from aiida_qdtraps import profile as project_profile
+from aiida_qdtraps.build import roles
+from aiida_qdtraps.cli import cli
+
+CORE_SHELL = ['build', 'InAs', '--shape', 'truncated_tetrahedron', '--diameter', '2.2', '--ligand', 'Cl', '--shell',
+              'CdSe', '--monolayers', '1', '--interlayer', 'alloyed', '--vacancy', 'ligand', '--seed', '3']
+
+
+@pytest.fixture(autouse=True)
+def _keep_test_profile(monkeypatch):
+    """In-process invocations must not point aiida at the project folder (the test profile is loaded)."""
+    monkeypatch.setattr(project_profile, 'activate', lambda: None)
+
+
+def test_same_command_twice_gives_byte_identical_xyz(tmp_path, run_qdtraps):
+    outputs = []
+    for run in ('first', 'second'):
+        path = tmp_path / f'{run}.xyz'
+        result = run_qdtraps([*CORE_SHELL, '-o', str(path)], tmp_path / '.aiida')
+        assert result.returncode == 0, result.stderr
+        outputs.append(path.read_bytes())
+    assert outputs[0] == outputs[1]
+    assert 'interlayer As22Cd22In16Se26' in ' '.join(result.stdout.split())
+    atoms = roles.read_structure(str(tmp_path / 'first.xyz'))
+    assert set(atoms.arrays['qd_domain']) == {'core', 'interlayer'}
+
+
+def test_options_reach_the_builder(tmp_path):
+    path = tmp_path / 'inp.xyz'
+    result = CliRunner().invoke(cli, ['build', 'InP', '--diameter', '2.0', '--center', 'cation', '--vacancy',
+                                      'cation', '--vacancy-site', '0', '--neutralize', '-o', str(path)])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith('F30In78P68: 176 atoms, net charge +0 e')
+    assert "vacancy {'kind': 'cation', 'site': 0, 'removed': 'FIn'" in result.output
+    assert roles.read_structure(str(path)).get_chemical_formula() == 'F30In78P68'
+
+
+@pytest.mark.parametrize('args, message', [
+    (['InSb', '--diameter', '2'], "unknown material 'InSb'; known:"),
+    (['InP', '--diameter', '2', '--center', 'cation', '--charge', '40'], 'cannot reach charge 40'),
+    (['InP', '--diameter', '2', '--shape', 'star'], "'star' is not one of 'sphere'"),
+])
+def test_bad_input_is_a_usage_error_naming_the_value(tmp_path, args, message):
+    result = CliRunner().invoke(cli, ['build', *args, '-o', str(tmp_path / 'x.xyz')])
+    assert result.exit_code == 2 and message in ' '.join(result.output.split())
+    assert not (tmp_path / 'x.xyz').exists()
+
+
+def test_store_runs_the_calcfunction_with_the_recipe(tmp_path, aiida_profile):
+    from aiida import orm
+
+    path = tmp_path / 'stored.xyz'
+    result = CliRunner().invoke(cli, ['build', 'CdSe', '--diameter', '1.325', '--center', 'cation', '--ligand', 'H',
+                                      '--min-core-bonds', '1', '--store', '-o', str(path)])
+    assert result.exit_code == 0, result.output
+    pk = int(result.output.split('pk=')[1])
+    structure = orm.load_node(pk)
+    recipe = structure.creator.inputs.recipe.get_dict()
+    assert recipe['material'] == 'CdSe' and recipe['diameter'] == pytest.approx(13.25) and recipe['ligand'] == 'H'
+    assert structure.get_formula() == 'Cd19H18Se28'
+    assert list(roles.read_structure(str(path)).arrays['qd_role']) == structure.base.attributes.get('qd_roles')
