@@ -29,6 +29,8 @@ LABEL_RECORDED_RUN = textwrap.dedent("""
                            plots=orm.Bool(False))
     assert node.is_finished_ok, node.exit_message
     print('TRAPS', ' '.join(str(n.pk) for n in node.outputs.traps.values()))
+    label = node.base.links.get_outgoing(link_label_filter='label_traps').one().node
+    print('CACHED', label.base.caching.is_created_from_cache)
 """)
 
 
@@ -44,7 +46,8 @@ def labelled_profile(tmp_path_factory, run_qdtraps, data_dir_module):
                             text=True, timeout=300, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     pks = [int(pk) for pk in re.search(r'^TRAPS (.*)$', result.stdout, re.M).group(1).split()]
-    return aiida_path, pks
+    assert 'CACHED False' in result.stdout
+    return aiida_path, pks, script, env
 
 
 @pytest.fixture(scope='module')
@@ -56,7 +59,7 @@ def data_dir_module():
 
 @pytest.mark.slow
 def test_traps_lists_and_filters(labelled_profile, run_qdtraps):
-    aiida_path, pks = labelled_profile
+    aiida_path, pks, _, _ = labelled_profile
     result = run_qdtraps(['traps'], aiida_path)
     assert result.returncode == 0, result.stderr
     listed = [int(line.split()[0]) for line in result.stdout.splitlines() if ROW.match(line)]
@@ -73,7 +76,7 @@ def test_traps_lists_and_filters(labelled_profile, run_qdtraps):
 
 @pytest.mark.slow
 def test_trace_walks_back(labelled_profile, run_qdtraps):
-    aiida_path, pks = labelled_profile
+    aiida_path, pks, _, _ = labelled_profile
     result = run_qdtraps(['trace', str(pks[0])], aiida_path)
     assert result.returncode == 0, result.stderr
     assert re.search(r'label_traps\s+CalcFunctionNode<\d+>', result.stdout)
@@ -81,3 +84,13 @@ def test_trace_walks_back(labelled_profile, run_qdtraps):
     assert re.search(r'recipe\s+-', result.stdout)
     wrong = run_qdtraps(['trace', '1'], aiida_path)
     assert wrong.returncode != 0 and 'not a TrapRecord' in wrong.stderr
+
+
+@pytest.mark.slow
+def test_setup_enables_caching(labelled_profile):
+    """`qdtraps setup` turns on caching: the same labeling run again reuses label_traps instead of recomputing."""
+    aiida_path, _, script, env = labelled_profile
+    again = subprocess.run([sys.executable, '-c', script], env=env, capture_output=True, text=True, timeout=300,
+                           check=False)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert 'CACHED True' in again.stdout
