@@ -84,7 +84,8 @@ class MlffMdParser(Parser):
         symbols = [self.node.inputs.structure.get_kind(name).symbol for name in symbols]
         trajectory = orm.TrajectoryData()
         cells = np.repeat(data['cell'][None], len(positions), axis=0)
-        trajectory.set_trajectory(symbols=symbols, positions=positions, stepids=data['steps'].astype(int), cells=cells)
+        trajectory.set_trajectory(symbols=symbols, positions=positions, stepids=data['steps'].astype(int), cells=cells,
+                                  pbc=(False, False, False))
         for name in ('energies', 'forces', 'temperatures', 'max_devi_f', 'min_devi_f', 'avg_devi_f', 'devi_e'):
             if name in data:
                 trajectory.set_array(name, data[name])

@@ -1,0 +1,186 @@
+"""DeepmdTrainCalculation / MlffMdCalculation inputs and their parsers on outputs recorded from a real run.
+
+The engines themselves run in ``tests/workchains/test_mlff_real.py``; ``tests/data/deepmd`` holds the ``lcurve.out``,
+``dp test`` detail files and ``md.npz`` of one of those runs (In4PF9, protocol ``fast``).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import pathlib
+import sys
+
+import numpy as np
+import pytest
+from aiida import orm
+from aiida.common import LinkType
+from aiida.common.folders import SandboxFolder
+from aiida.engine.utils import instantiate_process
+from aiida.manage import get_manager
+from ase import Atoms
+
+from aiida_qdtraps.analysis.mlff import labelled_system
+from aiida_qdtraps.calculations.deepmd import (
+    DeepmdTrainCalculation,
+    validate_dataset,
+    validate_parameters,
+)
+from aiida_qdtraps.calculations.mlff_md import MlffMdCalculation, md_parameters
+from aiida_qdtraps.parsers.deepmd import DeepmdTrainParser, MlffMdParser
+
+TYPE_MAP = ['F', 'In', 'P']
+
+
+@pytest.fixture
+def dp_python(aiida_code_installed):
+    return aiida_code_installed(label='dp-python', default_calc_job_plugin='qdtraps.deepmd.train',
+                                filepath_executable=sys.executable, prepend_text='export OMP_NUM_THREADS=1')
+
+
+@pytest.fixture
+def dataset(tmp_path):
+    """A deepmd/npy dataset FolderData: 2 training frames and 1 validation frame of an InPF triatomic (eV, eV/Å)."""
+    atoms = Atoms('InPF', positions=[[0, 0, 0], [2.5, 0, 0], [0, 2.0, 0]], cell=[10, 10, 10])
+    node = orm.FolderData()
+    for subset, count in (('training', 2), ('validation', 1)):
+        system = labelled_system(atoms, -100.0, np.zeros((3, 3)), TYPE_MAP)
+        for _ in range(count - 1):
+            system.append(labelled_system(atoms, -100.5, np.ones((3, 3)) * 0.1, TYPE_MAP))
+        system.to('deepmd/npy', str(tmp_path / subset / 'F1In1P1'))
+        node.base.repository.put_object_from_tree(str(tmp_path / subset / 'F1In1P1'), f'{subset}/F1In1P1')
+    return node.store()
+
+
+def prepare(process_class, inputs):
+    process = instantiate_process(get_manager().get_runner(), process_class, **inputs)
+    folder = SandboxFolder()
+    calcinfo = process.prepare_for_submission(folder)
+    return folder, calcinfo
+
+
+def test_train_input_sets_systems_seeds_and_type_map(dp_python, dataset):
+    folder, calcinfo = prepare(DeepmdTrainCalculation, {
+        'code': dp_python, 'dataset': dataset, 'type_map': orm.List(TYPE_MAP), 'seed': orm.Int(3),
+        'parameters': orm.Dict({'training': {'numb_steps': 50}, 'model': {'descriptor': {'rcut': 5.0}}})})
+    params = json.loads(pathlib.Path(folder.get_abs_path('input.json')).read_text())
+    assert params['training']['training_data']['systems'] == ['dataset/training/F1In1P1']
+    assert params['training']['numb_steps'] == 50 and params['training']['seed'] == 3
+    assert params['model']['descriptor']['rcut'] == 5.0 and params['model']['descriptor']['type'] == 'se_e2_a'
+    assert params['model']['descriptor']['seed'] == params['model']['fitting_net']['seed'] == 3
+    assert params['model']['type_map'] == TYPE_MAP
+    assert calcinfo.codes_info[0].cmdline_params == ['deepmd_train_script.py', 'dataset/validation']
+    assert sorted(c[2] for c in calcinfo.local_copy_list) == ['dataset/training', 'dataset/validation']
+    assert 'model.pth' in calcinfo.retrieve_list
+
+
+def test_train_refuses_dataset_without_training_systems_and_bad_parameters(dataset):
+    assert 'no deepmd/npy system' in validate_dataset(orm.FolderData(), None)
+    assert validate_dataset(dataset, None) is None
+    assert 'unknown top-level DeePMD input' in validate_parameters(orm.Dict({'modle': {}}), None)
+    assert 'numb_steps must be a positive integer' in validate_parameters(orm.Dict({'training': {'numb_steps': 0}}),
+                                                                          None)
+
+
+@pytest.mark.parametrize(('changes', 'message'), [
+    ({'temperature_K': -5}, r'temperature_K must be in \(0, 5000\] K'),
+    ({'timestep_fs': 10}, r'timestep_fs must be in \(0, 5\] fs'),
+    ({'steps': 10, 'save_interval': 20}, 'save_interval <= steps'),
+    ({'thermostat': 'nose'}, "thermostat 'nose' is not one of"),
+    ({'frozen_indices': [99]}, r'must lie in \[0, 2\]'),
+    ({'temprature_K': 300}, 'unknown MD parameter'),
+])
+def test_md_parameters_are_checked(changes, message):
+    with pytest.raises(ValueError, match=message):
+        md_parameters(changes, n_atoms=3)
+
+
+def test_md_input_writes_script_structure_and_models(dp_python):
+    structure = orm.StructureData(ase=Atoms('InPF', positions=[[0, 0, 0], [2.5, 0, 0], [0, 2.0, 0]], cell=[9, 9, 9]))
+    models = {f'model_{i}': orm.SinglefileData(io.BytesIO(b'not a model'), filename='model.pth') for i in (1, 2)}
+    folder, calcinfo = prepare(MlffMdCalculation, {
+        'code': dp_python, 'structure': structure, 'models': models, 'type_map': orm.List(TYPE_MAP),
+        'parameters': orm.Dict({'temperature_K': 450.0, 'steps': 20, 'save_interval': 5, 'frozen_indices': [0]})})
+    params = json.loads(pathlib.Path(folder.get_abs_path('input.json')).read_text())
+    assert params['temperature_K'] == 450.0 and params['frozen_indices'] == [0] and params['thermostat'] == 'langevin'
+    assert params['models'] == ['model_0.pth', 'model_1.pth']
+    assert 'LangevinBAOAB' in pathlib.Path(folder.get_abs_path('mlff_md_script.py')).read_text()
+    assert [c[2] for c in calcinfo.local_copy_list] == ['model_0.pth', 'model_1.pth']
+
+
+def finished_calc(aiida_localhost, code, process_type: str, files: dict, inputs: dict | None = None):
+    """A CalcJobNode with recorded retrieved files, as the engine leaves it before parsing."""
+    node = orm.CalcJobNode(computer=aiida_localhost, process_type=process_type)
+    node.set_option('resources', {'num_machines': 1, 'num_mpiprocs_per_machine': 1})
+    node.base.links.add_incoming(code, LinkType.INPUT_CALC, 'code')
+    for label, value in (inputs or {}).items():
+        node.base.links.add_incoming(value.store(), LinkType.INPUT_CALC, label)
+    node.store()
+    retrieved = orm.FolderData()
+    for name, path in files.items():
+        retrieved.base.repository.put_object_from_file(str(path), name)
+    retrieved.base.links.add_incoming(node, LinkType.CREATE, 'retrieved')
+    retrieved.store()
+    return node
+
+
+def test_train_parser_on_recorded_run(aiida_localhost, dp_python, data_dir):
+    files = {name: data_dir / 'deepmd' / name for name in ('lcurve.out', 'validation.e_peratom.out',
+                                                           'validation.f.out')}
+    files['model.pth'] = data_dir / 'deepmd' / 'lcurve.out'  # any bytes: the parser only stores the file
+    node = finished_calc(aiida_localhost, dp_python, 'aiida.calculations:qdtraps.deepmd.train', files)
+    results, calcfunction = DeepmdTrainParser.parse_from_node(node, store_provenance=False)
+    assert calcfunction.is_finished_ok, calcfunction.exit_status
+    curve = results['learning_curve']
+    assert curve.get_array('step')[-1] == 100 and 'rmse_f_trn' in curve.get_arraynames()
+    out = results['output_parameters'].get_dict()
+    parity = results['validation_parity']
+    forces_dft, forces_ml = parity.get_array('forces_dft'), parity.get_array('forces_mlff')
+    assert forces_dft.shape == forces_ml.shape == (14, 3)
+    assert out['force_mae'] == pytest.approx(np.abs(forces_ml - forces_dft).mean())
+    assert out['n_validation_frames'] == 1 and out['numb_steps'] == 100
+
+
+def test_train_parser_refuses_diverged_and_missing_outputs(aiida_localhost, dp_python, data_dir, tmp_path):
+    lcurve = (data_dir / 'deepmd' / 'lcurve.out').read_text().splitlines()
+    lcurve[-1] = ' '.join(['nan' if i else field for i, field in enumerate(lcurve[-1].split())])
+    (tmp_path / 'lcurve.out').write_text('\n'.join(lcurve))
+    files = {'lcurve.out': tmp_path / 'lcurve.out', 'model.pth': tmp_path / 'lcurve.out'}
+    node = finished_calc(aiida_localhost, dp_python, 'aiida.calculations:qdtraps.deepmd.train', files)
+    _, calcfunction = DeepmdTrainParser.parse_from_node(node, store_provenance=False)
+    assert calcfunction.exit_status == DeepmdTrainCalculation.exit_codes.ERROR_TRAINING_DIVERGED.status
+    node = finished_calc(aiida_localhost, dp_python, 'aiida.calculations:qdtraps.deepmd.train',
+                         {'lcurve.out': data_dir / 'deepmd' / 'lcurve.out'})
+    _, calcfunction = DeepmdTrainParser.parse_from_node(node, store_provenance=False)
+    assert calcfunction.exit_status == DeepmdTrainCalculation.exit_codes.ERROR_MISSING_OUTPUT.status
+
+
+def md_structure(data_dir):
+    data = np.load(data_dir / 'deepmd' / 'md.npz')
+    symbols = (data_dir / 'deepmd' / 'md_symbols.txt').read_text().split()
+    return orm.StructureData(ase=Atoms(symbols, positions=data['positions'][0], cell=data['cell']))
+
+
+def test_md_parser_on_recorded_run(aiida_localhost, dp_python, data_dir):
+    files = {'md.npz': data_dir / 'deepmd' / 'md.npz', 'md.json': data_dir / 'deepmd' / 'md.json'}
+    node = finished_calc(aiida_localhost, dp_python, 'aiida.calculations:qdtraps.mlff_md', files,
+                         {'structure': md_structure(data_dir)})
+    results, calcfunction = MlffMdParser.parse_from_node(node, store_provenance=False)
+    assert calcfunction.is_finished_ok, calcfunction.exit_status
+    trajectory = results['trajectory']
+    assert trajectory.numsteps == 11
+    devi = trajectory.get_array('max_devi_f')
+    assert devi.shape == (11,) and np.all(devi >= trajectory.get_array('avg_devi_f'))
+    assert trajectory.get_array('forces').shape == (11, 14, 3)
+    assert results['output_parameters']['n_frames'] == 11
+
+
+def test_md_parser_refuses_exploded_trajectory(aiida_localhost, dp_python, data_dir, tmp_path):
+    data = dict(np.load(data_dir / 'deepmd' / 'md.npz'))
+    data['positions'][-1, 0] += 1000.0
+    np.savez(tmp_path / 'md.npz', **data)
+    files = {'md.npz': tmp_path / 'md.npz', 'md.json': data_dir / 'deepmd' / 'md.json'}
+    node = finished_calc(aiida_localhost, dp_python, 'aiida.calculations:qdtraps.mlff_md', files,
+                         {'structure': md_structure(data_dir)})
+    _, calcfunction = MlffMdParser.parse_from_node(node, store_provenance=False)
+    assert calcfunction.exit_status == MlffMdCalculation.exit_codes.ERROR_MD_DIVERGED.status
