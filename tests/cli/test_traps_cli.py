@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pathlib
 import re
 import subprocess
 import sys
@@ -94,3 +95,41 @@ def test_setup_enables_caching(labelled_profile):
                            check=False)
     assert again.returncode == 0, again.stdout + again.stderr
     assert 'CACHED True' in again.stdout
+
+
+@pytest.mark.slow
+def test_archive_round_trip(labelled_profile, run_qdtraps, tmp_path):
+    """Export the labelled profile, import it into a fresh project profile: same nodes, same trap table."""
+    aiida_path, pks, _, env = labelled_profile
+    verdi = str(pathlib.Path(sys.executable).parent / 'verdi')
+    archive = tmp_path / 'traps.aiida'
+
+    def verdi_run(args, path):
+        environment = dict(env, AIIDA_PATH=str(path))
+        environment.pop('QDTRAPS_AIIDA_PATH', None)
+        return subprocess.run([verdi, '-p', 'qdtraps', *args], env=environment, capture_output=True, text=True,
+                              timeout=300, check=False)
+
+    created = verdi_run(['archive', 'create', '--all', str(archive)], aiida_path)
+    assert created.returncode == 0, created.stdout + created.stderr
+    fresh = tmp_path / '.aiida'
+    assert run_qdtraps(['setup'], fresh).returncode == 0
+    imported = verdi_run(['archive', 'import', str(archive)], fresh)
+    assert imported.returncode == 0, imported.stdout + imported.stderr
+
+    def rows(path):
+        output = run_qdtraps(['traps'], path).stdout
+        return sorted(line.split()[1:] for line in output.splitlines() if ROW.match(line))  # all columns but the pk
+
+    assert rows(fresh) == rows(aiida_path)
+    # Codes and UPF pseudopotentials are made by each profile's own set-up; compare everything else.
+    count = ('from aiida import orm; print("NODES", orm.QueryBuilder().append(orm.Node, filters={"node_type": {"and": '
+             '[{"!like": "data.core.code%"}, {"!like": "data.pseudo%"}]}}).count())')
+    counts = []
+    for path in (aiida_path, fresh):
+        script = f'from aiida_qdtraps.profile import load_project_profile; load_project_profile(); {count}'
+        environment = {k: v for k, v in env.items()} | {'QDTRAPS_AIIDA_PATH': str(path)}
+        result = subprocess.run([sys.executable, '-c', script], env=environment, capture_output=True, text=True,
+                                timeout=120, check=False)
+        counts.append(re.search(r'NODES (\d+)', result.stdout).group(1))
+    assert counts[0] == counts[1]
