@@ -42,6 +42,16 @@ def _options(node: orm.Dict | None, defaults: dict, what: str) -> dict:
     return {**defaults, **values}
 
 
+def _net_charge(structure: orm.StructureData, recipe: dict) -> float:
+    """Net charge (e) of the QD from formal oxidation states and ligand charges (the recipe's when unknown)."""
+    from ..build.passivation import net_charge
+
+    try:
+        return float(net_charge(structure.get_ase()))
+    except ValueError:
+        return float(recipe.get('charge', 0))
+
+
 def labelled_qd(structure: orm.StructureData, atom_labels: orm.ArrayData, states: orm.ArrayData, summary: orm.Dict,
                 atomic_charges: orm.ArrayData | None = None,
                 scf_parameters: orm.Dict | None = None) -> feats.LabelledQd:
@@ -68,7 +78,7 @@ def labelled_qd(structure: orm.StructureData, atom_labels: orm.ArrayData, states
         populations=states.get_array('populations'), class_populations=states.get_array('class_populations'),
         occupied=states.get_array('occupied'), homo=np.array([s['homo_ev'] for s in spins]),
         lumo=np.array([s['lumo_ev'] for s in spins]), mulliken=charges.get('mulliken'), lowdin=charges.get('lowdin'),
-        dipole=None if dipole is None else np.asarray(dipole, float), total_charge=float(recipe.get('charge', 0)),
+        dipole=None if dipole is None else np.asarray(dipole, float), total_charge=_net_charge(structure, recipe),
         shape=recipe.get('shape', 'sphere') if recipe else None,
         n_quantum_confined=sum(int(s.get('n_quantum_confined', 0)) for s in spins),
         n_uc_trap_states=sum(v for k, v in (summary.get('trap_counts') or {}).items()

@@ -73,6 +73,7 @@ def main(argv=None) -> int:
 
     load_profile(args.profile, allow_switch=True)
     from aiida_qdtraps.build.cluster import build_qd
+    from aiida_qdtraps.build.passivation import net_charge
     from aiida_qdtraps.workchains.functions import build_qd_structure
     from aiida_qdtraps.workchains.hybrid_scf import HybridScfWorkChain
     from aiida_qdtraps.workchains.traps import TrapLabelingWorkChain
@@ -91,13 +92,13 @@ def main(argv=None) -> int:
         if key in done:
             continue
         try:
-            build_qd(**recipe)
+            charge = net_charge(build_qd(**recipe))  # a ligand vacancy leaves the QD charged (+1 for F⁻)
         except ValueError as exc:
             print(f'skip {recipe}: {exc}', flush=True)
             continue
         start = time.perf_counter()
         structure = build_qd_structure(orm.Dict(recipe))
-        builder = HybridScfWorkChain.get_builder_from_protocol(code, structure, protocol='fast')
+        builder = HybridScfWorkChain.get_builder_from_protocol(code, structure, protocol='fast', charge=charge)
         params = builder.scf.cp2k.parameters.get_dict()
         params['FORCE_EVAL']['DFT']['PRINT'].pop('E_DENSITY_CUBE', None)
         builder.scf.cp2k.parameters = orm.Dict(params)

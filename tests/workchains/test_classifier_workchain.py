@@ -156,3 +156,32 @@ def test_mixed_protocols_and_single_class_are_refused(library):
 
     _, node = featurize.run_get_node(**inputs, parameters=orm.Dict({'element': ['P']}))
     assert node.exit_status == 310 and "['element']" in node.exit_message
+
+
+def test_cli_report_predict_train(trained, library, monkeypatch, tmp_path):
+    """``qdtraps classify report / predict / train`` on the imported library (the test profile stands in for the
+    project profile; a real ``train`` run is the work chain of :func:`trained`)."""
+    import re
+
+    from click.testing import CliRunner
+
+    from aiida_qdtraps.cli import cmd_classify
+
+    monkeypatch.setattr(cmd_classify, '_load', lambda: None)
+    runner = CliRunner()
+    model = trained[0]['model'].pk
+    result = runner.invoke(cmd_classify.classify, ['report', str(model), '--output-dir', str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert 'macro-F1' in result.output and 'geometry (21)' in result.output
+    assert 'top features by gain' in result.output
+    assert (tmp_path / 'importance_plot.png').read_bytes()[:4] == b'\x89PNG'
+
+    labeling = next(iter(library.nodes))
+    result = runner.invoke(cmd_classify.classify, ['predict', str(model), str(labeling.pk)])
+    assert result.exit_code == 0, result.output
+    n_core = sum(1 for s in labeling_inputs(labeling)['atom_labels'].base.attributes.get('symbols')
+                 if s in ('In', 'Ga', 'P'))
+    assert len([line for line in result.output.splitlines() if re.match(r'^\d+\s+(In|Ga|P)\s', line)]) == n_core
+
+    result = runner.invoke(cmd_classify.classify, ['train', 'no-such-group', '--geometry-only'])
+    assert result.exit_code != 0 and 'No trap labelings' in result.output
