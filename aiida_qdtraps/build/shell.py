@@ -88,7 +88,7 @@ def grow_shell(core: Atoms, core_material: str, shell_material: str, monolayers:
     :param interlayer: ``'abrupt'`` or ``'alloyed'`` (see the module docstring).
     :param mixing: alloyed interlayer: probability that a site takes the core element instead of the shell one.
     :param cation_vacancies: alloyed interlayer: at most this fraction of its cation sites is left empty (spread
-        evenly); fewer when the ligands could not otherwise reach ``charge``.
+        evenly); fewer (the most found by bisection) when the ligands could not otherwise reach ``charge``.
     :param termination: ``'cation'``: the outermost bond layer holds cations only (X-type ligands then balance the
         charge); ``'both'``: cation and anion sites (anion-rich surfaces, e.g. for H).
     :returns: the core@shell QD with ``qd_domain`` core / interlayer / shell / ligand and ``qd_role`` arrays.
@@ -139,16 +139,32 @@ def grow_shell(core: Atoms, core_material: str, shell_material: str, monolayers:
                 return qd
             qd, fixed = qd[~weak], fixed[~weak]
 
-    # alloyed: as many interlayer cation vacancies (up to the fraction) as still let the ligands reach the charge
-    error = None
-    for n_empty in range(len(vacancy_order), -1, -1):
+    def attempt(n_empty: int) -> Atoms | None:
         try:
             return passivate(assemble(n_empty), ligand, charge, arrangement=arrangement)
         except ValueError as exc:
-            error = error or exc
             if not str(exc).startswith('cannot reach charge'):
                 raise
-    raise error
+            return None
+
+    # alloyed: as many interlayer cation vacancies (up to the fraction) as still let the ligands reach the charge;
+    # each vacancy lowers the charge, so the feasible counts are found by bisection from the full fraction down
+    best = attempt(len(vacancy_order))
+    if best is not None:
+        return best
+    low, high = -1, len(vacancy_order)  # attempt(high) failed; low: the largest count known to work (-1: none)
+    best = attempt(0) if len(vacancy_order) else None
+    if best is None:
+        passivate(assemble(0), ligand, charge, arrangement=arrangement)  # raises the error naming the charge
+    low = 0
+    while high - low > 1:
+        middle = (low + high) // 2
+        result = attempt(middle)
+        if result is None:
+            high = middle
+        else:
+            low, best = middle, result
+    return best
 
 
 def reconstruct_surface(qd: Atoms, fraction: float = 2 / 3, facet: str | None = '-1-1-1',
