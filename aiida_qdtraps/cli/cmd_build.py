@@ -63,9 +63,12 @@ def recipe_from_options(material, shape, diameter, ligand, charge, center, vacuu
 @click.option('-o', '--output', type=click.Path(dir_okay=False, writable=True), required=True,
               help='Extended-xyz file to write (species, positions, qd_role, qd_domain).')
 @click.option('--store', is_flag=True, help='Build through the `build_qd` calcfunction on the project profile.')
+@click.option('--list-sites', is_flag=True,
+              help='Print the symmetry-distinct sites of the --vacancy kind (index, removed atoms, charge change, '
+                   'multiplicity) and exit without writing.')
 def build(material, shape, diameter, ligand, charge, center, min_core_bonds, lattice_constant, stoichiometry,
           arrangement, reconstruct, vacancy, vacancy_site, neutralize, seed, shell, monolayers, interlayer, vacuum,
-          output, store):
+          output, store, list_sites):
     """Build a model QD of MATERIAL (InP, GaP, InAs, CdSe, CdS, ZnSe, ZnS, PbS, PbSe).
 
     Example: qdtraps build InAs --shape truncated_tetrahedron --diameter 2.5 --ligand Cl --shell CdSe
@@ -76,6 +79,9 @@ def build(material, shape, diameter, ligand, charge, center, min_core_bonds, lat
     recipe = recipe_from_options(material, shape, diameter, ligand, charge, center, vacuum, lattice_constant,
                                  min_core_bonds, stoichiometry, arrangement, reconstruct, vacancy, vacancy_site,
                                  neutralize, seed, shell, monolayers, interlayer)
+    if list_sites:
+        _list_sites(recipe)
+        return
     try:
         if store:
             atoms, pk = _build_stored(recipe)
@@ -116,3 +122,22 @@ def _build_stored(recipe: dict):
     if vacancy is not None:
         atoms.info['qd_vacancy'] = vacancy
     return atoms, structure.pk
+
+
+def _list_sites(recipe: dict) -> None:
+    """Print the distinct vacancy sites of the recipe's QD (built without the vacancy)."""
+    from aiida_qdtraps.build import qd as qd_recipes
+    from aiida_qdtraps.build import vacancies
+
+    kind = recipe.get('vacancy')
+    if kind is None:
+        raise click.BadParameter('--list-sites needs --vacancy KIND')
+    plain = {key: value for key, value in recipe.items() if key not in ('vacancy', 'vacancy_site', 'neutralize')}
+    try:
+        sites = vacancies.distinct_vacancies(qd_recipes.build_qd(**plain), kind)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
+    click.echo(f'{len(sites)} distinct {kind} vacancy sites')
+    click.echo(f'{"site":>4}  {"removes":<10} {"charge change":>13} {"multiplicity":>12}')
+    for index, site in enumerate(sites):
+        click.echo(f'{index:>4}  {site.formula:<10} {site.charge_change:>+13d} {site.multiplicity:>12}')

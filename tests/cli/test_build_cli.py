@@ -42,6 +42,16 @@ def test_options_reach_the_builder(tmp_path):
     assert roles.read_structure(str(path)).get_chemical_formula() == 'F30In78P68'
 
 
+def test_list_sites_prints_the_distinct_vacancies(tmp_path):
+    result = CliRunner().invoke(cli, ['build', 'InP', '--diameter', '2.0', '--center', 'cation', '--vacancy', 'pair',
+                                      '--list-sites', '-o', str(tmp_path / 'x.xyz')])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0] == '3 distinct pair vacancy sites'
+    assert lines[2].split() == ['0', 'FInP', '+1', '12']
+    assert not (tmp_path / 'x.xyz').exists()
+
+
 @pytest.mark.parametrize('args, message', [
     (['InSb', '--diameter', '2'], "unknown material 'InSb'; known:"),
     (['InP', '--diameter', '2', '--center', 'cation', '--charge', '40'], 'cannot reach charge 40'),
