@@ -205,24 +205,21 @@ def valence_charges(symbols: Sequence[str], valence: dict[str, float]) -> np.nda
     return np.array([float(valence[s]) for s in symbols])
 
 
-def match_atoms(reference: np.ndarray, found: np.ndarray, cell: np.ndarray | None = None,
-                tolerance: float = 0.1) -> np.ndarray:
-    """Index into ``found`` for each reference atom (same order check), Å.
+def check_same_atoms(reference: np.ndarray, found: np.ndarray, tolerance: float = 0.05) -> None:
+    """Check that the Bader program's atoms are the structure's atoms in the same order (positions in Å).
 
-    Bader programs list atoms in input order; this verifies it (minimum-image distance if ``cell`` is given).
+    Compares each atom's distance to the first atom, which does not depend on the cube origin or the box.
 
-    :raises ValueError: if the counts differ or an atom is further than ``tolerance`` Å from its partner.
+    :raises ValueError: if the counts differ or a distance differs by more than ``tolerance`` Å.
     """
     reference, found = np.asarray(reference, float), np.asarray(found, float)
     if reference.shape != found.shape:
-        raise ValueError(f'the Bader output lists {len(found)} atoms but the structure has {len(reference)}')
-    delta = found - reference
-    if cell is not None:
-        frac = delta @ np.linalg.inv(cell)
-        delta = (frac - np.round(frac)) @ cell
-    distance = np.linalg.norm(delta, axis=1)
-    if distance.size and distance.max() > tolerance:
-        worst = int(distance.argmax())
-        raise ValueError(f'Bader atom {worst} lies {distance[worst]:.3f} Å from structure atom {worst} '
-                         f'(tolerance {tolerance} Å): the atom order or frame differs')
-    return np.arange(len(reference))
+        raise ValueError(f'{len(found)} Bader atoms for {len(reference)} structure atoms')
+    if not len(reference):
+        return
+    expected = np.linalg.norm(reference - reference[0], axis=1)
+    seen = np.linalg.norm(found - found[0], axis=1)
+    worst = int(np.argmax(np.abs(seen - expected)))
+    if abs(seen[worst] - expected[worst]) > tolerance:
+        raise ValueError(f'atom {worst} is {seen[worst]:.3f} Å from atom 0 in the Bader output but '
+                         f'{expected[worst]:.3f} Å in the structure (tolerance {tolerance} Å)')

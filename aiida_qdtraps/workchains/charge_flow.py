@@ -198,6 +198,24 @@ def compute_domain_pdos(mo_window: orm.ArrayData, charge_flow: orm.ArrayData, se
     return {'domain_pdos': node, 'domain_pdos_plot': plot}
 
 
+def validate_inputs(inputs, _):
+    """Refuse parameters out of range and domain lists that do not cover the structure."""
+    for key, low in (('bond_scale', 0.0), ('electron_tolerance', 0.0)):
+        if key in inputs and not inputs[key].value > low:
+            return f'{key} must be > {low}, got {inputs[key].value}'
+    if 'regularization' in inputs and not inputs['regularization'].value >= 0:
+        return f"regularization must be >= 0, got {inputs['regularization'].value}"
+    if 'domains' in inputs and 'structure' in inputs:
+        n_tags, n_atoms = len(inputs['domains'].get_list()), len(inputs['structure'].sites)
+        if n_tags != n_atoms:
+            return f'domains has {n_tags} tags but the structure has {n_atoms} atoms'
+    if 'plane' in inputs:
+        plane = inputs['plane'].get_list()
+        if len(plane) != 3 or not any(plane):
+            return f'plane must be three Miller indices, not all zero; got {plane}'
+    return None
+
+
 class BaderChargeFlowWorkChain(WorkChain):
     """Bader charges of a QD density and the charge flow along its bonds (seed 002), with plots."""
 
@@ -235,6 +253,7 @@ class BaderChargeFlowWorkChain(WorkChain):
                    help='Miller indices of the map plane (Cartesian cubic frame unless `plot.lattice` is given).')
         spec.input('plot', valid_type=orm.Dict, required=False,
                    help='Extra map settings: thickness (Å), elements, facets, lattice.')
+        spec.inputs.validator = validate_inputs
         spec.outline(
             cls.setup,
             cls.convert_density,
@@ -321,15 +340,7 @@ class BaderChargeFlowWorkChain(WorkChain):
         positions = result.get_array('positions')
         structure_positions = self.inputs.structure.get_ase().positions
         try:
-            # Compare distances to the first atom: independent of the cube origin and of the box.
-            reference = np.linalg.norm(structure_positions - structure_positions[0], axis=1)
-            if len(positions) != len(reference):
-                raise ValueError(f'{len(positions)} Bader atoms for {len(reference)} structure atoms')
-            found = np.linalg.norm(positions - positions[0], axis=1)
-            worst = int(np.argmax(np.abs(found - reference)))
-            if abs(found[worst] - reference[worst]) > 0.05:
-                raise ValueError(f'atom {worst} is {found[worst]:.3f} Å from atom 0 in the Bader output but '
-                                 f'{reference[worst]:.3f} Å in the structure')
+            bader_files.check_same_atoms(structure_positions, positions)
         except ValueError as exc:
             return self.exit_codes.ERROR_ATOM_MISMATCH.format(message=str(exc))
         z_val = bader_files.valence_charges(self.inputs.structure.get_ase().get_chemical_symbols(), self.ctx.valence)

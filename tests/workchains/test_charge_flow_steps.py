@@ -55,6 +55,19 @@ def make_workchain(generate_workchain, qd, aiida_code_installed, **extra):
     return generate_workchain(BaderChargeFlowWorkChain, inputs)
 
 
+@pytest.mark.parametrize(('extra', 'message'), [
+    ({'regularization': -1.0}, 'regularization must be >= 0'),
+    ({'bond_scale': 0.0}, 'bond_scale must be > 0'),
+    ({'domains': ['core'] * 3}, 'domains has 3 tags but the structure has 14 atoms'),
+    ({'plane': [0, 0, 0]}, 'plane must be three Miller indices'),
+])
+def test_invalid_inputs_are_refused(qd, extra, message):
+    from aiida_qdtraps.workchains.charge_flow import validate_inputs
+
+    nodes = {key: orm.List(value) if isinstance(value, list) else orm.Float(value) for key, value in extra.items()}
+    assert message in validate_inputs({'structure': qd, **nodes}, None)
+
+
 def test_valence_from_cp2k_parameters():
     assert valence_from_parameters({'FORCE_EVAL': {'SUBSYS': {'KIND': KINDS}}}) == {'In': 13, 'P': 5, 'F': 7}
 
