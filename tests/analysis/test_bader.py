@@ -51,6 +51,20 @@ def test_real_cube_density_units(data_dir):
     density, atoms = bader.read_density_cube(io.StringIO(text))
     assert bader.integrate_density(density, atoms) == pytest.approx(120.0, abs=0.1)
     assert density.shape == (48, 44, 51)
+    reference, ase_atoms = ase.io.cube.read_cube_data(io.StringIO(text))  # ase's reader: e/bohr³, unshifted
+    np.testing.assert_allclose(density, reference / Bohr**3)
+    assert atoms.get_chemical_symbols() == ase_atoms.get_chemical_symbols()
+
+
+def test_malformed_cubes_are_refused(tmp_path):
+    path, _, _ = gaussian_cube(tmp_path / 'two.cube')
+    lines = path.read_text().splitlines()
+    (tmp_path / 'short.cube').write_text('\n'.join(lines[:-1]) + '\n')
+    with pytest.raises(ValueError, match='values but its header announces'):
+        bader.read_density_cube(tmp_path / 'short.cube')
+    (tmp_path / 'empty.cube').write_text('\n'.join(lines[:6] + ['x' * 3]) + '\n')
+    with pytest.raises(ValueError):
+        bader.read_density_cube(tmp_path / 'empty.cube')
 
 
 def test_parse_baderkit_and_acf_agree(data_dir):
