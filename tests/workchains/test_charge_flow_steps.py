@@ -132,3 +132,20 @@ def test_domains_from_input_and_domain_pdos(qd, aiida_localhost, data_dir):
     np.testing.assert_allclose(weights.sum(axis=1), 1.0, atol=1e-4)
     assert pdos['domain_pdos'].base.attributes.get('domains') == ['core', 'shell', 'ligand']
     assert pdos['domain_pdos_plot'].get_content(mode='rb')[:4] == b'\x89PNG'
+
+
+def test_domains_from_the_builder_through_provenance(qd, aiida_localhost):
+    """Tags on an ancestor structure (the builder's ``qd_domains``) reach a boxed descendant's charge flow."""
+    from aiida_qdtraps.workchains.functions import center_in_box
+
+    tagged = orm.StructureData(ase=qd.get_ase())
+    tags = ['core'] * 5 + ['ligand'] * 8 + ['shell']
+    tagged.base.attributes.set('qd_domains', tags)
+    tagged.store()
+    boxed = center_in_box(tagged, orm.Float(3.0))
+    bader = fake_bader_job(aiida_localhost, POPULATIONS, 0.0867, boxed.get_ase().positions).outputs.bader_populations
+    results = compute_charge_flow(boxed, bader, orm.Dict({'In': 13, 'P': 5, 'F': 7}), orm.Dict({}))
+    summary = results['summary'].get_dict()
+    assert summary['domain_source'] == 'builder'
+    assert results['charge_flow'].base.attributes.get('domains') == tags
+    assert summary['per_domain']['shell']['n_atoms'] == 1
