@@ -90,6 +90,7 @@ def test_setup_creates_everything_then_skips(created):
         'computer localhost',
         *(f'code {label}' for label in project_profile.CODES),
         'pseudos qdtraps-gth-pbe-upf',
+        'caching',
     ]
     assert first[2:5] == [['code cp2k@localhost', 'created'], ['code pw@localhost', 'created'],
                           ['code pp@localhost', 'created']]
@@ -100,7 +101,7 @@ def test_setup_creates_everything_then_skips(created):
 def test_setup_is_idempotent_in_a_new_process(created, run_python):
     aiida_path, _ = created
     steps = json.loads(run_python(SETUP_AGAIN, aiida_path))
-    assert len(steps) == len(project_profile.CODES) + 3
+    assert len(steps) == len(project_profile.CODES) + 4
     assert {status for _, status in steps} == {'exists'}
 
 
