@@ -152,8 +152,8 @@ def test_hgh_layout_for_local_only_and_missing_channels():
 # --- pw.x on the UPF files against pw.x on the analytic GTH (.gth, ABINIT HGH layout) -------------------------------
 
 MOLECULES = {
-    # In-F and P-H: the elements of the tiny InP QD of the workchain tests
-    'InF3': (['In', 'F', 'F', 'F'], [[0, 0, 0], [1.96, 0, 0], [-0.98, 1.697, 0], [-0.98, -1.697, 0]]),
+    # In, P, H: the elements of the cluster of the workchain tests (all 18 elements: docs/qe.md)
+    'InH3': (['In', 'H', 'H', 'H'], [[0, 0, 0], [1.75, 0, 0], [-0.875, 1.516, 0], [-0.875, -1.516, 0]]),
     'PH3': (['P', 'H', 'H', 'H'], [[0, 0, 0.5], [1.19, 0, 0], [-0.595, 1.031, 0], [-0.595, -1.031, 0]]),
 }
 

@@ -13,6 +13,7 @@ from ase import Atoms
 from ase.io.cube import read_cube_data
 from ase.units import Bohr
 
+from aiida_qdtraps.workchains.charge_flow import BaderChargeFlowWorkChain
 from aiida_qdtraps.workchains.qe import (
     PSEUDO_FAMILY_LABEL,
     ensure_upf_family,
@@ -40,6 +41,15 @@ def pw_code(aiida_code_installed):
 @pytest.fixture
 def pp_code(aiida_code_installed):
     return qe_code(aiida_code_installed, 'pp', 'quantumespresso.pp')
+
+
+@pytest.fixture
+def baderkit_code(aiida_code_installed):
+    executable = shutil.which('baderkit')
+    if executable is None:
+        pytest.fail('baderkit is not installed; run `make setup`')
+    return aiida_code_installed(label='baderkit', filepath_executable=executable, default_calc_job_plugin='core.shell',
+                                prepend_text='export OMP_NUM_THREADS=1')
 
 
 @pytest.fixture
@@ -120,9 +130,19 @@ def tiny_inp_cluster():
 
 
 @pytest.mark.slow
-def test_real_pw_relax_and_pp_density_cube(pw_code, pp_code, upf_family, tiny_inp_cluster):
-    """H2In-PH2 with the fast protocol: pw.x relaxes it (Gamma, Martyna-Tuckerman), pp.x writes the density cube."""
-    builder = QdRelaxWorkChain.get_builder_from_protocol(pw_code, tiny_inp_cluster, protocol='fast', pp_code=pp_code)
+def test_real_pw_relax_pp_density_cube_bader(pw_code, pp_code, baderkit_code, upf_family, tiny_inp_cluster):
+    """H2In-PH2, fast protocol made cheaper still: pw.x relaxes it (Gamma, Martyna-Tuckerman), pp.x writes the cube,
+    and the Bader charge-flow work chain takes that cube as it takes CP2K's.
+
+    Plumbing, not physics: 25 Ry, 2.5 Å vacuum and loose thresholds keep it to a few BFGS steps (docs/qe.md has the
+    converged cutoffs).
+    """
+    overrides = {'box_vacuum': 2.5, 'qe': {'pw': {'parameters': {
+        'SYSTEM': {'ecutwfc': 25.0, 'ecutrho': 100.0},
+        'CONTROL': {'forc_conv_thr': 2.0e-2, 'etot_conv_thr': 1.0e-2}}}}}
+    builder = QdRelaxWorkChain.get_builder_from_protocol(pw_code, tiny_inp_cluster, protocol='fast', pp_code=pp_code,
+                                                         overrides=overrides)
+    assert builder.qe.pw.parameters['SYSTEM']['ecutwfc'] == 25.0
     results, node = run_get_node(builder)
     assert node.is_finished_ok, (node.exit_status, node.exit_message)
 
@@ -148,3 +168,14 @@ def test_real_pw_relax_and_pp_density_cube(pw_code, pp_code, upf_family, tiny_in
     assert len(atoms) == len(relaxed.sites)
     np.testing.assert_allclose(atoms.positions - atoms.positions[0],
                                relaxed.get_ase().positions - relaxed.get_ase().positions[0], atol=1e-3)
+
+    # density -> Bader (baderkit through aiida-shell) -> charge flow, with the UPF valence charges
+    valence = {p.element: round(p.z_valence) for p in builder.qe.pw.pseudos.values()}
+    flow, flow_node = run_get_node(BaderChargeFlowWorkChain, structure=relaxed, density_cube=cube,
+                                   valence=orm.Dict(valence), charge=orm.Int(0), bader={'code': baderkit_code})
+    assert flow_node.is_finished_ok, (flow_node.exit_status, flow_node.exit_message)
+    summary = flow['summary'].get_dict()
+    assert summary['valence_electrons'] == 22
+    assert abs(summary['electrons_in_basins'] + summary['vacuum_charge'] - 22) < 0.01
+    charges = dict(zip(relaxed.get_ase().get_chemical_symbols(), flow['bader_charges'].get_array('charges')))
+    assert charges['In'] > 0  # In gives electrons away, as in the CP2K densities
