@@ -223,6 +223,7 @@ def test_setup_repairs_a_changed_code_and_workdir(tmp_path, run_python):
         **{f'code {label}': 'exists' for label in project_profile.CODES},
         'code cp2k@localhost': 'updated',
         'pseudos qdtraps-gth-pbe-upf': 'exists',
+        'caching': 'exists',
     }
     assert described['new_prepend'] == 'export OMP_NUM_THREADS=2'
     assert described['new_is_new']
