@@ -5,8 +5,9 @@ Usage: ``.venv/bin/python benchmarks/mlff_active_vs_random.py [--labels 2] [--he
 Small-scale and in one run, on the project profile:
 
 1. From the latest finished ``MlffActiveLearningWorkChain`` (runs a ``fast`` one if there is none), take its final
-   ensemble and dataset, and run one ``MlffMdCalculation`` at 600 K. This gives a pool of frames with their
-   ``max_devi_f``.
+   ensemble and dataset, and run one ``MlffMdCalculation`` (``--temperature``, default 300 K, ``--md-steps``). This
+   gives a pool of frames with their ``max_devi_f``. Long or hot MD with the CI-sized models distorts the QD until
+   CP2K's SCF struggles: a 600 K, 400-step pool needed SCF restarts of 9+ min per label here.
 2. Pick ``--held-out`` random pool frames as the test set. From the rest, pick ``--labels`` frames by active learning
    (largest ensemble force deviation) and ``--labels`` frames at random (seeded).
 3. Label all of them with CP2K (the run's own ENERGY_FORCE settings) and grow the run's dataset twice: once with the
@@ -23,7 +24,7 @@ import numpy as np
 from mlff_common import active_learning_run, load
 
 
-def main(n_labels: int, n_held_out: int, steps: int, seed: int) -> None:
+def main(n_labels: int, n_held_out: int, steps: int, seed: int, temperature: float, md_steps: int) -> None:
     from aiida import orm
     from aiida.common import AttributeDict
     from aiida.engine import run_get_node
@@ -40,7 +41,8 @@ def main(n_labels: int, n_held_out: int, steps: int, seed: int) -> None:
     structure = md_first.inputs.structure
     type_map = md_first.inputs.type_map
     md_inputs = {'code': dp_python, 'structure': structure, 'models': dict(run.outputs.models), 'type_map': type_map,
-                 'parameters': orm.Dict({'temperature_K': 600.0, 'steps': 400, 'save_interval': 10, 'seed': seed})}
+                 'parameters': orm.Dict({'temperature_K': temperature, 'steps': md_steps, 'save_interval': 5,
+                                          'seed': seed})}
     _, md = run_get_node(MlffMdCalculation, **md_inputs)
     assert md.is_finished_ok, (md.exit_status, md.exit_message)
     trajectory = md.outputs.trajectory
@@ -51,7 +53,7 @@ def main(n_labels: int, n_held_out: int, steps: int, seed: int) -> None:
     rest = np.setdiff1d(pool, held_out)
     active = rest[np.argsort(deviation[rest])[::-1][:n_labels]]
     random = rng.choice(rest, size=n_labels, replace=False)
-    print(f'pool: {trajectory.numsteps - 1} MD frames at 600 K, max_devi_f {deviation[pool].min():.3f}–'
+    print(f'pool: {trajectory.numsteps - 1} MD frames at {temperature} K, max_devi_f {deviation[pool].min():.3f}–'
           f'{deviation[pool].max():.3f} eV/Å; held out {sorted(held_out.tolist())}, active {sorted(active.tolist())} '
           f'(max_devi_f {np.round(deviation[active], 3).tolist()}), random {sorted(random.tolist())}', flush=True)
 
@@ -108,5 +110,7 @@ if __name__ == '__main__':
     parser.add_argument('--held-out', type=int, default=3, help='held-out test frames')
     parser.add_argument('--steps', type=int, default=400, help='training steps per model')
     parser.add_argument('--seed', type=int, default=7)
+    parser.add_argument('--temperature', type=float, default=300.0, help='MD temperature (K) of the pool')
+    parser.add_argument('--md-steps', type=int, default=100, help='MD steps of the pool (a frame every 5 steps)')
     args = parser.parse_args()
-    main(args.labels, args.held_out, args.steps, args.seed)
+    main(args.labels, args.held_out, args.steps, args.seed, args.temperature, args.md_steps)
