@@ -29,7 +29,9 @@ script, with the thresholds recorded in METHODS.md as defaults. All energies in 
    edges fall below ``degeneracy_tol``). Set ``localize=False`` for the plain canonical scan.
 6. **Traps.** Every state strictly between VBM and CBM that is not band-like (and not quantum-confined) is a trap:
    hole trap on the occupied side (depth ``ε − ε_VBM``), electron trap on the virtual side (depth ``ε_CBM − ε``).
-   Its centre is the non-ligand atom with the largest in-state population; it is *structural* when the centre has
+   Its centre is the non-ligand atom with the largest in-state population (its ``ligand_share``, the population on
+   ligands before renormalisation, is recorded: a ligand-dominated "trap" is a warning sign of a QD too small for
+   the band picture or of ligand states above the anion band); it is *structural* when the centre has
    ≥ 4 bonds and *under-coordinated* otherwise; centres with ≥ 5 bonds or bonded to an atom of the same element
    (homo-atomic dimer) are flagged.
 7. **Per-atom labels** (the classifier's samples): for each non-ligand atom take the state nearest the gap —
@@ -302,6 +304,7 @@ def label_traps(symbols, positions, energies, occupations, coefficients, overlap
                 'participation_ratio': float(states.participation[s]), 'center': centre,
                 'center_element': symbols[centre], 'center_coordination': int(cn[centre]),
                 'center_share': float(states.shares[s].max()),
+                'ligand_share': float(states.populations[s, ~core].sum() / states.populations[s].sum()),
                 'kind': 'structural' if cn[centre] >= 4 else 'under-coordinated',
                 'homo_dimer': bool(same), 'high_coordination': bool(cn[centre] >= 5),
                 'localized': bool(states.localized[s]), 'mo_indices': list(states.sources[s]),

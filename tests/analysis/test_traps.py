@@ -28,6 +28,7 @@ def test_structural_hole_trap_found_with_centre_and_depth(cluster):
     assert trap['kind'] == 'structural'
     assert trap['center_coordination'] == 4
     assert trap['center_share'] == pytest.approx(1.0)
+    assert trap['ligand_share'] == 0.0  # no ligands in this cluster
     assert result.atom_label[centre] == 'structural'
     others = [a for a in qd.anions if a != centre]
     assert set(result.atom_label[others]) == {'bulk'}
