@@ -65,6 +65,9 @@ def main(argv=None) -> int:
     parser.add_argument('--limit', type=int, default=len(RECIPES))
     parser.add_argument('--archive', type=pathlib.Path, default=ARCHIVE)
     parser.add_argument('--export-only', action='store_true')
+    parser.add_argument('--relabel', action='store_true',
+                        help='re-run TrapLabelingWorkChain on members labelled with other labeling parameters than '
+                             'the current defaults (same SCF), so that the library is not a mix')
     args = parser.parse_args(argv)
     make_profile(args.aiida_path, args.profile)
 
@@ -86,7 +89,7 @@ def main(argv=None) -> int:
         code = orm.InstalledCode(computer=orm.load_computer('localhost'), label='cp2k',
                                  filepath_executable=shutil.which('cp2k.psmp') or shutil.which('cp2k'),
                                  default_calc_job_plugin='cp2k', prepend_text='export OMP_NUM_THREADS=1').store()
-    for recipe in RECIPES[:args.limit] if not args.export_only else []:
+    for recipe in RECIPES[:args.limit] if not (args.export_only or args.relabel) else []:
         recipe = {**_BASE, **recipe}
         key = repr(sorted(recipe.items()))
         if key in done:
@@ -119,6 +122,21 @@ def main(argv=None) -> int:
         counts = labeling.outputs.summary['atom_label_counts']
         print(f'{structure.get_formula()} ({len(structure.sites)} atoms): {time.perf_counter() - start:.0f} s, '
               f'labels {counts}, traps {labeling.outputs.summary["trap_counts"]}', flush=True)
+
+    if args.relabel:
+        from aiida_qdtraps.analysis.traps import LabelingParameters
+
+        current = LabelingParameters().__dict__
+        for node in list(group.nodes):
+            if node.outputs.summary['parameters'] == current:
+                continue
+            _, labeling = run_get_node(TrapLabelingWorkChain, structure=node.inputs.structure,
+                                       mo_window=node.inputs.mo_window, protocol=orm.Str('fast'))
+            if labeling.is_finished_ok:
+                labeling.base.extras.set('recipe_key', node.base.extras.get('recipe_key', None))
+                group.remove_nodes(node)
+                group.add_nodes(labeling)
+                print(f"relabelled {node.outputs.summary['formula']}: {labeling.outputs.summary['atom_label_counts']}")
 
     if args.archive.exists():
         args.archive.unlink()
