@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import pathlib
 import shutil
+import sys
 
 import pytest
 from aiida import orm
@@ -39,7 +40,8 @@ def cp2k_code(aiida_code_installed):
 @pytest.fixture
 def baderkit_code(aiida_code_installed):
     """The PyPI ``baderkit`` CLI as an InstalledCode for aiida-shell (``core.shell``)."""
-    executable = shutil.which('baderkit')
+    # `make test` runs .venv/bin/python without activating the venv: look next to the interpreter too.
+    executable = shutil.which('baderkit') or shutil.which('baderkit', path=str(pathlib.Path(sys.executable).parent))
     if executable is None:
         pytest.fail('baderkit is not installed; run `make setup`')
     return aiida_code_installed(label='baderkit', filepath_executable=executable, default_calc_job_plugin='core.shell',

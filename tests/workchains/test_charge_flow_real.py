@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import gzip
 import io
-import shutil
 
 import numpy as np
 import pytest
@@ -23,15 +22,6 @@ CUBE = 'in4pf9_pbe0_density.cube.gz'
 KINDS = [{'_': 'In', 'BASIS_SET': 'SZV-MOLOPT-SR-GTH', 'POTENTIAL': 'GTH-PBE-q13'},
          {'_': 'P', 'BASIS_SET': 'SZV-MOLOPT-SR-GTH', 'POTENTIAL': 'GTH-PBE-q5'},
          {'_': 'F', 'BASIS_SET': 'SZV-MOLOPT-SR-GTH', 'POTENTIAL': 'GTH-PBE-q7'}]
-
-
-@pytest.fixture
-def baderkit_code(aiida_code_installed):
-    executable = shutil.which('baderkit')
-    if executable is None:
-        pytest.fail('baderkit is not installed; run `make setup`')
-    return aiida_code_installed(label='baderkit', filepath_executable=executable, default_calc_job_plugin='core.shell',
-                                prepend_text='export OMP_NUM_THREADS=1')
 
 
 @pytest.fixture

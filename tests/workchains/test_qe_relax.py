@@ -44,15 +44,6 @@ def pp_code(aiida_code_installed):
 
 
 @pytest.fixture
-def baderkit_code(aiida_code_installed):
-    executable = shutil.which('baderkit')
-    if executable is None:
-        pytest.fail('baderkit is not installed; run `make setup`')
-    return aiida_code_installed(label='baderkit', filepath_executable=executable, default_calc_job_plugin='core.shell',
-                                prepend_text='export OMP_NUM_THREADS=1')
-
-
-@pytest.fixture
 def upf_family(aiida_profile):
     """The GTH-PBE UPF family for In, P, F, H (made from CP2K's GTH_POTENTIALS, as setup does)."""
     status, _ = ensure_upf_family(elements=['In', 'P', 'F', 'H'])
