@@ -40,8 +40,9 @@ def test_pipeline_fast_real_cp2k(cp2k_code, baderkit_code, tiny_qd):
 
     params = results['hybrid_scf']['output_parameters']
     # Gap parsed from the MOLDEN MO energies equals the gap of the eigenvalues CP2K printed, to 1 meV.
-    pbe0_calc = [n for n in node.called_descendants if isinstance(n, orm.CalcJobNode)
-                 and 'MO_MOLDEN' in n.inputs.parameters['FORCE_EVAL']['DFT'].get('PRINT', {})][-1]
+    cp2k_calcs = [n for n in node.called_descendants
+                  if isinstance(n, orm.CalcJobNode) and n.process_type == 'aiida.calculations:cp2k']
+    pbe0_calc = [n for n in cp2k_calcs if 'MO_MOLDEN' in n.inputs.parameters['FORCE_EVAL']['DFT'].get('PRINT', {})][-1]
     stdout = pbe0_calc.outputs.retrieved.base.repository.get_object_content('aiida.out')
     printed = mo_block_from_stdout(stdout)
     occupied = printed[printed[:, 1] > 1e-3, 0]
