@@ -74,8 +74,9 @@ def test_pipeline_fast_real_cp2k(cp2k_code, baderkit_code, tiny_qd):
     assert spin['vbm_ev'] <= params['homo_ev'] + 1e-9 and spin['cbm_ev'] >= params['lumo_ev'] - 1e-9
     assert labels['participation_plot'].get_content('rb')[:4] == b'\x89PNG'
     records = list(labels.get('traps', {}).values())
+    # Other tests of the session may hold In4PF9 records too (the classifier library): ours must all be found.
     found = find_traps(material='InP', protocol='fast', formula='F9In4P')
-    assert {n.uuid for n in found} == {n.uuid for n in records}
+    assert {n.uuid for n in records} <= {n.uuid for n in found}
     assert len(records) == spin['n_hole_traps'] + spin['n_electron_traps']
     for record in records:
         walk = trap_provenance(record)
