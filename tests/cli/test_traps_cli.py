@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import pathlib
 import re
 import subprocess
@@ -36,19 +37,14 @@ LABEL_RECORDED_RUN = textwrap.dedent("""
 
 
 @pytest.fixture(scope='module')
-def labelled_profile(tmp_path_factory, run_qdtraps, data_dir_module):
-    import os
-
+def labelled_profile(tmp_path_factory, run_qdtraps, run_python, data_dir_module):
     aiida_path = tmp_path_factory.mktemp('traps_cli') / '.aiida'
     assert run_qdtraps(['setup'], aiida_path).returncode == 0
     script = LABEL_RECORDED_RUN.format(data=str(data_dir_module / 'cp2k' / 'pbe0_success'))
-    env = {k: v for k, v in os.environ.items() if k != 'AIIDA_PATH'} | {'QDTRAPS_AIIDA_PATH': str(aiida_path)}
-    result = subprocess.run([sys.executable, '-c', script], env=env, capture_output=True,
-                            text=True, timeout=300, check=False)
-    assert result.returncode == 0, result.stdout + result.stderr
-    pks = [int(pk) for pk in re.search(r'^TRAPS (.*)$', result.stdout, re.M).group(1).split()]
-    assert 'CACHED False' in result.stdout
-    return aiida_path, pks, script, env
+    stdout = run_python(script, aiida_path)
+    pks = [int(pk) for pk in re.search(r'^TRAPS (.*)$', stdout, re.M).group(1).split()]
+    assert 'CACHED False' in stdout
+    return aiida_path, pks, script
 
 
 @pytest.fixture(scope='module')
@@ -60,7 +56,7 @@ def data_dir_module():
 
 @pytest.mark.slow
 def test_traps_lists_and_filters(labelled_profile, run_qdtraps):
-    aiida_path, pks, _, _ = labelled_profile
+    aiida_path, pks, _ = labelled_profile
     result = run_qdtraps(['traps'], aiida_path)
     assert result.returncode == 0, result.stderr
     listed = [int(line.split()[0]) for line in result.stdout.splitlines() if ROW.match(line)]
@@ -77,7 +73,7 @@ def test_traps_lists_and_filters(labelled_profile, run_qdtraps):
 
 @pytest.mark.slow
 def test_trace_walks_back(labelled_profile, run_qdtraps):
-    aiida_path, pks, _, _ = labelled_profile
+    aiida_path, pks, _ = labelled_profile
     result = run_qdtraps(['trace', str(pks[0])], aiida_path)
     assert result.returncode == 0, result.stderr
     assert re.search(r'label_traps\s+CalcFunctionNode<\d+>', result.stdout)
@@ -88,25 +84,21 @@ def test_trace_walks_back(labelled_profile, run_qdtraps):
 
 
 @pytest.mark.slow
-def test_setup_enables_caching(labelled_profile):
+def test_setup_enables_caching(labelled_profile, run_python):
     """`qdtraps setup` turns on caching: the same labeling run again reuses label_traps instead of recomputing."""
-    aiida_path, _, script, env = labelled_profile
-    again = subprocess.run([sys.executable, '-c', script], env=env, capture_output=True, text=True, timeout=300,
-                           check=False)
-    assert again.returncode == 0, again.stdout + again.stderr
-    assert 'CACHED True' in again.stdout
+    aiida_path, _, script = labelled_profile
+    assert 'CACHED True' in run_python(script, aiida_path)
 
 
 @pytest.mark.slow
-def test_archive_round_trip(labelled_profile, run_qdtraps, tmp_path):
+def test_archive_round_trip(labelled_profile, run_qdtraps, run_python, tmp_path):
     """Export the labelled profile, import it into a fresh project profile: same nodes, same trap table."""
-    aiida_path, pks, _, env = labelled_profile
+    aiida_path, _, _ = labelled_profile
     verdi = str(pathlib.Path(sys.executable).parent / 'verdi')
     archive = tmp_path / 'traps.aiida'
 
     def verdi_run(args, path):
-        environment = dict(env, AIIDA_PATH=str(path))
-        environment.pop('QDTRAPS_AIIDA_PATH', None)
+        environment = {k: v for k, v in os.environ.items() if k != 'QDTRAPS_AIIDA_PATH'} | {'AIIDA_PATH': str(path)}
         return subprocess.run([verdi, '-p', 'qdtraps', *args], env=environment, capture_output=True, text=True,
                               timeout=300, check=False)
 
@@ -128,8 +120,5 @@ def test_archive_round_trip(labelled_profile, run_qdtraps, tmp_path):
     counts = []
     for path in (aiida_path, fresh):
         script = f'from aiida_qdtraps.profile import load_project_profile; load_project_profile(); {count}'
-        environment = {k: v for k, v in env.items()} | {'QDTRAPS_AIIDA_PATH': str(path)}
-        result = subprocess.run([sys.executable, '-c', script], env=environment, capture_output=True, text=True,
-                                timeout=120, check=False)
-        counts.append(re.search(r'NODES (\d+)', result.stdout).group(1))
+        counts.append(re.search(r'NODES (\d+)', run_python(script, path)).group(1))
     assert counts[0] == counts[1]
