@@ -266,13 +266,17 @@ class QeRelaxStage:
         self.ctx.density_cube = extract_density_cube(calc.outputs.retrieved)
         return None
 
-    def qe_results(self):
-        outputs = self.ctx.workchain.outputs
+    def out_relaxation(self, outputs):
+        """Output what both engines' relax child returns (CP2K and pw.x use the same output names); returns them."""
         self.out('relaxed_structure', outputs.output_structure)
         self.out('output_parameters', outputs.output_parameters)
         self.out('remote_folder', outputs.remote_folder)
         if 'output_trajectory' in outputs:
             self.out('output_trajectory', outputs.output_trajectory)
+        return outputs
+
+    def qe_results(self):
+        outputs = self.out_relaxation(self.ctx.workchain.outputs)
         if 'density_cube' in self.ctx:
             self.out('density_cube', self.ctx.density_cube)
         energy = outputs.output_parameters.get('energy')

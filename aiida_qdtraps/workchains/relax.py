@@ -109,10 +109,5 @@ class QdRelaxWorkChain(QeRelaxStage, QdCp2kStageWorkChain):
         return None
 
     def results(self):
-        outputs = self.ctx.workchain.outputs
-        self.out('relaxed_structure', outputs.output_structure)
-        self.out('output_parameters', outputs.output_parameters)
-        self.out('remote_folder', outputs.remote_folder)
-        if 'output_trajectory' in outputs:
-            self.out('output_trajectory', outputs.output_trajectory)
+        outputs = self.out_relaxation(self.ctx.workchain.outputs)
         self.report(f"relaxed: E(PBE) = {outputs.output_parameters.get('energy')} Ha")
