@@ -66,11 +66,15 @@ def trap_table(traps: list[TrapRecord]) -> list[dict[str, Any]]:
     return [{'pk': trap.pk, **{key: trap.get(key) for key in TABLE_COLUMNS}} for trap in traps]
 
 
-def _ancestor_calcjobs(node: orm.Node) -> list[orm.CalcJobNode]:
+def pbe0_calcjob(mo_window: orm.ArrayData) -> orm.CalcJobNode | None:
+    """The CP2K CalcJob whose retrieved MOLDEN file the ``mo_window`` was cut from (``extract_mo_window`` → retrieved
+    → CalcJob), or ``None`` when the window was not made that way."""
     qb = orm.QueryBuilder()
-    qb.append(orm.Node, filters={'id': node.pk}, tag='node')
-    qb.append(orm.CalcJobNode, with_descendants='node', project='*')
-    return sorted(qb.all(flat=True), key=lambda n: n.ctime)
+    qb.append(orm.ArrayData, filters={'id': mo_window.pk}, tag='window')
+    qb.append(orm.CalcFunctionNode, with_outgoing='window', tag='extract')
+    qb.append(orm.FolderData, with_outgoing='extract', tag='retrieved')
+    qb.append(orm.CalcJobNode, with_outgoing='retrieved', project='*')
+    return qb.first(flat=True)
 
 
 def trap_provenance(trap: TrapRecord) -> dict[str, orm.Node | None]:
@@ -85,7 +89,7 @@ def trap_provenance(trap: TrapRecord) -> dict[str, orm.Node | None]:
     if label is None:
         raise ValueError(f'TrapRecord<{trap.pk}> has no creator: it was not made by label_traps')
     structure, mo_window = label.inputs.structure, label.inputs.mo_window
-    pbe0 = next((calc for calc in reversed(_ancestor_calcjobs(mo_window))), None)
+    pbe0 = pbe0_calcjob(mo_window)
     relax = None
     if structure.creator is not None and isinstance(structure.creator, orm.CalcJobNode):
         relax = structure.creator

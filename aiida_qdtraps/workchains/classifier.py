@@ -23,6 +23,7 @@ from aiida.engine import ExitCode, WorkChain, calcfunction
 
 from ..analysis import classifier as kernel
 from ..analysis import features as feats
+from ..query import pbe0_calcjob
 
 #: Options of ``featurize`` (``parameters`` input).
 FEATURIZE_DEFAULTS = {'elements': ['P'], 'coordinations': [4]}
@@ -288,16 +289,6 @@ def find_labeling(node: orm.Node) -> orm.CalcFunctionNode:
         if calls:
             return max(calls, key=lambda n: n.pk)
     raise ValueError(f'{node.__class__.__name__}<{node.pk}> is not a trap labeling and called no label_traps')
-
-
-def pbe0_calcjob(mo_window: orm.ArrayData) -> orm.CalcJobNode | None:
-    """The CP2K CalcJob whose retrieved MOLDEN file the ``mo_window`` was cut from (QueryBuilder)."""
-    qb = orm.QueryBuilder()
-    qb.append(orm.ArrayData, filters={'id': mo_window.pk}, tag='window')
-    qb.append(orm.CalcFunctionNode, with_outgoing='window', tag='extract')
-    qb.append(orm.FolderData, with_outgoing='extract', tag='retrieved')
-    qb.append(orm.CalcJobNode, with_outgoing='retrieved', project='*')
-    return qb.first(flat=True)
 
 
 def labeling_inputs(node: orm.Node) -> dict:
