@@ -1,0 +1,114 @@
+"""A private OpenSSH server on a free localhost port, for real runs through AiiDA's ``core.ssh`` transport.
+
+Nothing global is changed except, when running as root, creating sshd's empty privilege-separation directory
+``/run/sshd`` if it is missing (sshd refuses to start without it; Debian's init scripts normally create it). The host
+key, the client key, ``authorized_keys``, the config, the pid file and the log all live in a temporary folder; the
+server is stopped at the end of the session. Tests skip, saying why, when no sshd can be started.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import getpass
+import os
+import pathlib
+import shutil
+import socket
+import subprocess
+import time
+
+import pytest
+
+
+@dataclasses.dataclass(frozen=True)
+class SshServer:
+    host: str
+    port: int
+    username: str
+    key_filename: pathlib.Path
+    log: pathlib.Path
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors='replace') if self.log.exists() else ''
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
+
+
+def _keygen(ssh_keygen: str, path: pathlib.Path) -> None:
+    subprocess.run([ssh_keygen, '-q', '-t', 'ed25519', '-N', '', '-f', str(path)], check=True, timeout=30)
+
+
+@pytest.fixture(scope='session')
+def private_sshd(tmp_path_factory):
+    """Start ``sshd -D`` on 127.0.0.1:<free port> with its own host key; yield an :class:`SshServer`."""
+    sshd = shutil.which('sshd', path=f"/usr/sbin:/usr/local/sbin:{os.environ.get('PATH', '')}")
+    ssh_keygen = shutil.which('ssh-keygen')
+    if sshd is None or ssh_keygen is None:
+        pytest.skip('no sshd/ssh-keygen on this machine (Debian: apt-get install openssh-server); '
+                    'core.ssh tests need a local OpenSSH server')
+    if os.geteuid() == 0 and not pathlib.Path('/run/sshd').is_dir():
+        try:
+            pathlib.Path('/run/sshd').mkdir(mode=0o755, parents=True)
+        except OSError as exc:
+            pytest.skip(f'sshd needs its privilege separation directory /run/sshd and it cannot be created: {exc}')
+
+    folder = tmp_path_factory.mktemp('sshd')
+    host_key, client_key = folder / 'host_key', folder / 'client_key'
+    _keygen(ssh_keygen, host_key)
+    _keygen(ssh_keygen, client_key)
+    (folder / 'authorized_keys').write_text((folder / 'client_key.pub').read_text())
+    port = _free_port()
+    config = folder / 'sshd_config'
+    config.write_text('\n'.join((
+        f'Port {port}', 'ListenAddress 127.0.0.1', f'HostKey {host_key}',
+        f'AuthorizedKeysFile {folder}/authorized_keys', f'PidFile {folder}/sshd.pid',
+        'StrictModes no', 'UsePAM no', 'PasswordAuthentication no', 'KbdInteractiveAuthentication no',
+        'PermitRootLogin prohibit-password', 'Subsystem sftp internal-sftp', 'LogLevel VERBOSE', '')))
+    check = subprocess.run([sshd, '-t', '-f', str(config)], capture_output=True, text=True, timeout=30)
+    if check.returncode != 0:
+        pytest.skip(f'sshd refuses the test configuration: {check.stderr.strip()}')
+
+    log = folder / 'sshd.log'
+    with log.open('w') as handle:
+        process = subprocess.Popen([sshd, '-D', '-e', '-f', str(config)], stdout=handle, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.skip(f'sshd exited with status {process.returncode}: {log.read_text()[-500:]}')
+        try:
+            with socket.create_connection(('127.0.0.1', port), timeout=1):
+                break
+        except OSError:
+            time.sleep(0.1)
+    else:
+        process.terminate()
+        pytest.skip(f'sshd did not listen on 127.0.0.1:{port} within 15 s: {log.read_text()[-500:]}')
+    try:
+        yield SshServer('127.0.0.1', port, getpass.getuser(), client_key, log)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+@pytest.fixture
+def ssh_computer(private_sshd, tmp_path):
+    """A stored ``core.ssh`` + ``core.direct`` computer that logs in to :func:`private_sshd` with its key."""
+    from aiida import orm
+
+    workdir = tmp_path / 'remote_scratch'
+    computer = orm.Computer(label=f'ssh-localhost-{private_sshd.port}-{tmp_path.name}', hostname=private_sshd.host,
+                            transport_type='core.ssh', scheduler_type='core.direct', workdir=str(workdir)).store()
+    computer.set_default_mpiprocs_per_machine(1)
+    computer.set_minimum_job_poll_interval(0)
+    computer.configure(username=private_sshd.username, port=private_sshd.port,
+                       key_filename=str(private_sshd.key_filename), look_for_keys=False, allow_agent=False,
+                       load_system_host_keys=False, key_policy='AutoAddPolicy', use_login_shell=False,
+                       safe_interval=0)
+    return computer
