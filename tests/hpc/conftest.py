@@ -112,3 +112,90 @@ def ssh_computer(private_sshd, tmp_path):
                        load_system_host_keys=False, key_policy='AutoAddPolicy', use_login_shell=False,
                        safe_interval=0)
     return computer
+
+
+@dataclasses.dataclass(frozen=True)
+class SlurmCluster:
+    conf: pathlib.Path
+    folder: pathlib.Path
+    node: str
+
+    def environment(self) -> dict[str, str]:
+        return {'SLURM_CONF': str(self.conf)}
+
+
+def _wait_for(predicate, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+@pytest.fixture(scope='session')
+def private_slurm(tmp_path_factory):
+    """A one-node Slurm cluster of this machine: private ``munged`` + ``slurmctld`` + ``slurmd`` (Debian slurm-wlm).
+
+    Everything (munge key and socket, ``slurm.conf``, state, spool, logs, pid files, free ports) lives in a temporary
+    folder; clients find it through ``SLURM_CONF``. Only root can run ``slurmd`` (it switches to the job's user);
+    otherwise, or without the Debian packages, the tests that need it skip.
+    """
+    binaries = {name: shutil.which(name, path=f"/usr/sbin:/usr/bin:{os.environ.get('PATH', '')}")
+                for name in ('munged', 'mungekey', 'slurmctld', 'slurmd', 'sbatch', 'sinfo')}
+    missing = [name for name, path in binaries.items() if path is None]
+    if missing:
+        pytest.skip(f'no {", ".join(missing)} on this machine (Debian: apt-get install slurm-wlm munge)')
+    if os.geteuid() != 0:
+        pytest.skip('a private slurmd must run as root (it starts jobs as their user)')
+
+    folder = tmp_path_factory.mktemp('slurm')
+    munge = folder / 'munge'
+    munge.mkdir(mode=0o700)
+    for sub in ('state', 'spool'):
+        (folder / sub).mkdir()
+    subprocess.run([binaries['mungekey'], '-c', '-k', str(munge / 'munge.key')], check=True, timeout=30)
+    socket_path = munge / 'munge.socket'
+    subprocess.run([binaries['munged'], f'--key-file={munge / "munge.key"}', f'--socket={socket_path}',
+                    f'--pid-file={munge / "munged.pid"}', f'--log-file={munge / "munged.log"}',
+                    f'--seed-file={munge / "munged.seed"}', '--force'], check=True, timeout=30)
+    node = socket.gethostname().split('.')[0]
+    cpus = os.cpu_count() or 1
+    conf = folder / 'slurm.conf'
+    conf.write_text('\n'.join((
+        'ClusterName=qdtraps-test', f'SlurmctldHost={node}(127.0.0.1)', f'SlurmctldPort={_free_port()}',
+        f'SlurmdPort={_free_port()}', 'SlurmUser=root', 'SlurmdUser=root', 'AuthType=auth/munge',
+        f'AuthInfo=socket={socket_path}', 'CryptoType=crypto/munge', f'StateSaveLocation={folder}/state',
+        f'SlurmdSpoolDir={folder}/spool', f'SlurmctldPidFile={folder}/slurmctld.pid',
+        f'SlurmdPidFile={folder}/slurmd.pid', f'SlurmctldLogFile={folder}/slurmctld.log',
+        f'SlurmdLogFile={folder}/slurmd.log', 'ProctrackType=proctrack/linuxproc', 'TaskPlugin=task/none',
+        'JobAcctGatherType=jobacct_gather/none', 'AccountingStorageType=accounting_storage/none',
+        'JobCompType=jobcomp/none', 'SchedulerType=sched/backfill', 'SelectType=select/cons_tres',
+        'SelectTypeParameters=CR_Core', 'MpiDefault=none', 'ReturnToService=2', 'MinJobAge=600',
+        f'NodeName={node} NodeAddr=127.0.0.1 CPUs={cpus} RealMemory=1000 State=UNKNOWN',
+        f'PartitionName=debug Nodes={node} Default=YES MaxTime=INFINITE State=UP', '')))
+    environment = {**os.environ, 'SLURM_CONF': str(conf)}
+    started = []
+    try:
+        for daemon in ('slurmctld', 'slurmd'):
+            result = subprocess.run([binaries[daemon], '-f', str(conf)], env=environment, capture_output=True,
+                                    text=True, timeout=60)
+            if result.returncode != 0:
+                pytest.skip(f'{daemon} did not start: {result.stderr.strip()}')
+            started.append(folder / f'{daemon}.pid')
+
+        def idle() -> bool:
+            result = subprocess.run([binaries['sinfo'], '-h', '-o', '%t'], env=environment, capture_output=True,
+                                    text=True, timeout=30)
+            return result.returncode == 0 and result.stdout.strip() == 'idle'
+
+        if not _wait_for(idle, 30):
+            log = (folder / 'slurmctld.log').read_text(errors='replace')[-800:]
+            pytest.skip(f'the private Slurm node did not become idle within 30 s: {log}')
+        yield SlurmCluster(conf, folder, node)
+    finally:
+        for pid_file in (*reversed(started), munge / 'munged.pid'):
+            try:
+                os.kill(int(pid_file.read_text().split()[0]), 15)
+            except (OSError, ValueError, IndexError):
+                pass
