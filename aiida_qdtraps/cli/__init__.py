@@ -7,6 +7,7 @@ from . import cmd_demo, cmd_profile, cmd_traps  # noqa: F401  (importing registe
 from . import cmd_charge_flow  # noqa: F401  (qdtraps charge-flow)
 from . import cmd_build  # noqa: F401  (qdtraps build)
 from . import cmd_classify  # noqa: F401  (qdtraps classify)
+from . import cmd_archive  # noqa: F401  (qdtraps archive create|check|import)
 from .root import cli
 
 __all__ = ('cli',)

@@ -1,0 +1,187 @@
+"""``qdtraps archive create --no-cubes`` / ``check`` / ``import`` on project profiles in subprocesses."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import re
+import shutil
+import sqlite3
+import textwrap
+import zipfile
+
+import pytest
+
+import aiida_qdtraps
+
+DATA = pathlib.Path(__file__).parent.parent / 'data'
+ROW = re.compile(r'^\s*\d+\s+\S+\s+(hole|electron)\s')
+
+#: A recorded CP2K PBE0 run as a finished CalcJob of the project profile (its retrieved folder holds the recorded
+#: MOLDEN file and a real CP2K density cube), then the real labeling and the real cube → CHGCAR conversion on it.
+PROFILE_WITH_CUBES = textwrap.dedent("""
+    import gzip, io
+    import ase.io
+    from aiida import orm
+    from aiida.common import LinkType
+    from aiida.engine import run_get_node
+    from aiida_qdtraps.profile import load_project_profile
+    load_project_profile()
+    from aiida_qdtraps.workchains.charge_flow import density_cube_to_chgcar
+    from aiida_qdtraps.workchains.functions import extract_mo_window
+    from aiida_qdtraps.workchains.traps import TrapLabelingWorkChain
+    data = {data!r}
+    cube = gzip.decompress(open(data + '/bader/in4pf9_pbe0_density.cube.gz', 'rb').read())
+    calc = orm.CalcJobNode(computer=orm.load_computer('localhost'), process_type='aiida.calculations:cp2k')
+    calc.set_option('resources', {{'num_machines': 1, 'num_mpiprocs_per_machine': 1}})
+    calc.base.links.add_incoming(orm.load_code('cp2k@localhost'), LinkType.INPUT_CALC, 'code')
+    calc.store()
+    retrieved = orm.FolderData()
+    retrieved.base.repository.put_object_from_file(data + '/cp2k/pbe0_success/aiida-MOS-1_0.molden',
+                                                   'aiida-MOS-1_0.molden')
+    retrieved.base.repository.put_object_from_bytes(cube, 'aiida-ELECTRON_DENSITY-1_0.cube')
+    retrieved.base.links.add_incoming(calc, LinkType.CREATE, 'retrieved')
+    retrieved.store()
+    density = orm.SinglefileData(io.BytesIO(cube), filename='density.cube')
+    density.base.links.add_incoming(calc, LinkType.CREATE, 'density_cube')
+    density.store()
+    calc.set_exit_status(0); calc.set_process_state('finished'); calc.seal()
+    window = extract_mo_window(retrieved, orm.Dict({{'occupied': 30, 'virtual': 10}}))['mo_window']
+    structure = orm.StructureData(ase=ase.io.read(data + '/cp2k/pbe0_success/qd.xyz')).store()
+    _, node = run_get_node(TrapLabelingWorkChain, structure=structure, mo_window=window, protocol=orm.Str('fast'),
+                           plots=orm.Bool(False))
+    assert node.is_finished_ok, node.exit_message
+    chgcar = density_cube_to_chgcar(density)['chgcar']
+    print('CALC', calc.uuid, 'DENSITY', density.uuid, 'CHGCAR', chgcar.uuid, 'RETRIEVED', retrieved.uuid)
+""")
+
+CHECK_IMPORTED = textwrap.dedent("""
+    from aiida import orm
+    from aiida_qdtraps.profile import load_project_profile
+    load_project_profile()
+    from aiida_qdtraps.query import find_traps, trap_provenance
+    traps = find_traps()
+    calcs = {{trap_provenance(trap)['pbe0_calculation'].uuid for trap in traps}}
+    print('TRAPS', len(traps), 'PBE0', ' '.join(sorted(calcs)))
+    for uuid in ({density!r}, {chgcar!r}, {retrieved!r}):
+        node = orm.load_node(uuid)
+        print('FILES', type(node).__name__, sorted(node.base.repository.list_object_names()),
+              [entry['path'] for entry in node.base.extras.get('qdtraps_stripped_files', [])])
+    for uuid in ({calc!r}, {density!r}):
+        print('CACHE', uuid, orm.load_node(uuid).base.caching.is_valid_cache)
+    print('CREATOR-CACHE', orm.load_node({chgcar!r}).creator.base.caching.is_valid_cache)
+""")
+
+
+@pytest.fixture(scope='module')
+def cube_profile(tmp_path_factory, run_qdtraps, run_python):
+    aiida_path = tmp_path_factory.mktemp('archive_cli') / '.aiida'
+    assert run_qdtraps(['setup'], aiida_path).returncode == 0
+    stdout = run_python(PROFILE_WITH_CUBES.format(data=str(DATA)), aiida_path)
+    uuids = dict(zip(*[iter(re.search(r'^CALC .*$', stdout, re.M).group(0).split())] * 2))
+    return aiida_path, {key.lower(): value for key, value in uuids.items()}
+
+
+@pytest.mark.slow
+def test_archive_without_cubes(cube_profile, run_qdtraps, run_python, tmp_path):
+    """The cube contents are gone, every node and link stays, trap queries and provenance work after import."""
+    aiida_path, uuids = cube_profile
+    full, slim = tmp_path / 'full.aiida', tmp_path / 'slim.aiida'
+    created = run_qdtraps(['archive', 'create', str(full)], aiida_path)
+    assert created.returncode == 0, created.stderr
+    nodes = [re.search(r': (\d+) nodes', created.stdout).group(1)]
+    created = run_qdtraps(['archive', 'create', '--no-cubes', str(slim)], aiida_path)
+    assert created.returncode == 0, created.stderr
+    nodes.append(re.search(r': (\d+) nodes', created.stdout).group(1))
+    assert nodes[0] == nodes[1]
+    assert 'left out 3 file(s) (2 distinct' in created.stdout  # the cube twice (same content), the CHGCAR once
+    for name in ('aiida-ELECTRON_DENSITY-1_0.cube', 'density.cube', 'CHGCAR'):
+        assert name in created.stdout
+    assert slim.stat().st_size < full.stat().st_size - 500_000, (slim.stat().st_size, full.stat().st_size)
+
+    fresh = tmp_path / '.aiida'
+    assert run_qdtraps(['setup'], fresh).returncode == 0
+    imported = run_qdtraps(['archive', 'import', str(slim)], fresh)
+    assert imported.returncode == 0, imported.stderr
+    assert 'Warning' not in imported.stderr
+
+    def rows(path):
+        output = run_qdtraps(['traps'], path).stdout
+        return sorted(line.split()[1:] for line in output.splitlines() if ROW.match(line))
+
+    assert rows(fresh) == rows(aiida_path) and rows(fresh)
+    stdout = run_python(CHECK_IMPORTED.format(**uuids), fresh)
+    assert re.search(rf'^TRAPS \d+ PBE0 {uuids["calc"]}$', stdout, re.M), stdout
+    assert "FILES SinglefileData [] ['density.cube']" in stdout
+    assert "FILES SinglefileData [] ['CHGCAR']" in stdout
+    assert "FILES FolderData ['aiida-MOS-1_0.molden'] ['aiida-ELECTRON_DENSITY-1_0.cube']" in stdout
+    assert f'CACHE {uuids["calc"]} False' in stdout and f'CACHE {uuids["density"]} False' in stdout
+    assert 'CREATOR-CACHE False' in stdout
+
+
+def _edit_archive(source: pathlib.Path, target: pathlib.Path, *statements: tuple[str, tuple]) -> None:
+    """Copy an archive, running SQL on its ``db.sqlite3`` (to fake one written by another plugin version)."""
+    work = target.parent / 'db.sqlite3'
+    with zipfile.ZipFile(source) as archive:
+        work.write_bytes(archive.read('db.sqlite3'))
+        connection = sqlite3.connect(work)
+        with connection:
+            for sql, parameters in statements:
+                connection.execute(sql, parameters)
+        connection.close()
+        with zipfile.ZipFile(target, 'w') as out:
+            for info in archive.infolist():
+                if info.filename == 'db.sqlite3':
+                    out.write(work, info.filename, compress_type=info.compress_type)
+                else:
+                    out.writestr(info, archive.read(info))
+    work.unlink()
+
+
+SET_PLUGIN_VERSION = ("UPDATE db_dbnode SET attributes = json_set(attributes, '$.version.plugin', ?) "
+                      "WHERE process_type LIKE 'aiida.%:qdtraps.%'", )
+DROP_KIND = ("UPDATE db_dbnode SET attributes = json_remove(attributes, '$.kind') WHERE id = (SELECT min(id) FROM "
+             "db_dbnode WHERE node_type = 'data.qdtraps.trap.TrapRecord.')", ())
+
+
+def test_archive_from_another_plugin_version(run_qdtraps, tmp_path):
+    """An archive whose process nodes say aiida-qdtraps 0.0.9 (and a trap record without `kind`): named in `check`,
+    a warning on `import`; one from 9.0.0 is refused unless --force."""
+    installed = aiida_qdtraps.__version__
+    library = DATA / 'library' / 'library.aiida'
+    same = run_qdtraps(['archive', 'check', str(library)], tmp_path / 'unused')
+    assert same.returncode == 0 and f'aiida-qdtraps {installed}, the installed version' in same.stdout
+
+    old = tmp_path / 'old.aiida'
+    _edit_archive(library, old, (SET_PLUGIN_VERSION[0], ('0.0.9',)), DROP_KIND)
+    check = run_qdtraps(['archive', 'check', str(old)], tmp_path / 'unused')
+    assert check.returncode == 1
+    assert re.search(rf'written by aiida-qdtraps 0\.0\.9 \(\d+ processes\), but the installed version is {installed}',
+                     check.stdout), check.stdout
+    assert 'TrapRecord node(s) lack attributes' in check.stdout and 'kind (missing in 1)' in check.stdout
+
+    fresh = tmp_path / '.aiida'
+    assert run_qdtraps(['setup'], fresh).returncode == 0
+    imported = run_qdtraps(['archive', 'import', str(old)], fresh)
+    assert imported.returncode == 0, imported.stderr
+    assert 'Warning:' in imported.stderr and '0.0.9' in imported.stderr and installed in imported.stderr
+    assert 'TrapRecord attributes' in imported.stderr
+
+    new = tmp_path / 'new.aiida'
+    _edit_archive(library, new, (SET_PLUGIN_VERSION[0], ('9.0.0',)))
+    refused = run_qdtraps(['archive', 'import', str(new)], fresh)
+    assert refused.returncode == 1 and 'cannot know the schema of 9.0.0' in refused.stderr
+    assert 'imported' not in refused.stdout
+    forced = run_qdtraps(['archive', 'import', '--force', str(new)], fresh)
+    assert forced.returncode == 0 and 'Warning:' in forced.stderr
+
+
+def test_archive_bad_input(run_qdtraps, tmp_path):
+    not_zip = tmp_path / 'notes.aiida'
+    not_zip.write_text('not an archive')
+    result = run_qdtraps(['archive', 'check', str(not_zip)], tmp_path / 'unused')
+    assert result.returncode == 1 and 'is not an AiiDA archive (not a zip file' in result.stderr
+    empty_zip = tmp_path / 'empty.aiida'
+    zipfile.ZipFile(empty_zip, 'w').close()
+    result = run_qdtraps(['archive', 'check', str(empty_zip)], tmp_path / 'unused')
+    assert result.returncode == 1 and 'no db.sqlite3 inside' in result.stderr
