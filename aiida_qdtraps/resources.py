@@ -47,6 +47,8 @@ import re
 import typing as t
 import warnings
 
+from .shell_safety import check_options
+
 __all__ = ('STAGES', 'count_basis_functions', 'scale_resources', 'pipeline_overrides', 'protocol_basis_set')
 
 #: The stages with a resource rule. ``bader`` is the aiida-shell Bader job (one process, threads only).
@@ -205,6 +207,7 @@ def scale_resources(system, stage: str = 'hybrid_scf', protocol: str = 'moderate
         'environment_variables': {'OMP_NUM_THREADS': str(threads)},
     }
     options.update(extra_options)
+    check_options(options, 'scale_resources options')  # queue/account names go verbatim into #SBATCH lines
     return options
 
 

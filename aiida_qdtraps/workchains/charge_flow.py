@@ -30,6 +30,7 @@ from ..analysis import bonds as bond_graph
 from ..analysis import charge_flow as cf
 from ..analysis.populations import atomic_populations
 from ..protocols import valence_from_potential
+from ..shell_safety import options_port_validator
 from .common import kinds_by_element
 
 CHGCAR = 'CHGCAR'
@@ -237,7 +238,8 @@ class BaderChargeFlowWorkChain(WorkChain):
                    help='`baderkit` (baderkit CLI) or the Henkelman `bader` executable.')
         spec.input('bader.program', valid_type=orm.Str, required=False,
                    help="'baderkit' or 'bader'; default: guessed from the code's executable name.")
-        spec.input('bader.options', valid_type=orm.Dict, required=False, help='CalcJob metadata options.')
+        spec.input('bader.options', valid_type=orm.Dict, required=False, help='CalcJob metadata options.',
+                   validator=options_port_validator)  # no shell injection through option strings
         spec.input('bond_scale', valid_type=orm.Float, default=lambda: orm.Float(bond_graph.CHARGE_FLOW_SCALE),
                    help='Bond if d < s·(r_i + r_j), Cordero radii.')
         spec.input('pair_scale', valid_type=orm.Dict, required=False, help="Per-pair scale overrides {'In-F': 1.3}.")
