@@ -4,8 +4,18 @@ The code is a Python interpreter with deepmd-kit (``dp-python@localhost``: the p
 :mod:`aiida_qdtraps.calculations.deepmd_train_script` in its folder, which does in one process (one torch import)::
 
     dp --pt train input.json            # training on dataset/training/*, checkpoint + lcurve.out
+    #   with ``init_model``: dp --pt train input.json --init-frz-model init.pth --use-pretrain-script
     dp --pt freeze -o model.pth         # frozen TorchScript model (never a pickle)
     dp --pt test -m model.pth -s dataset/validation -n 100000 -d validation   # held-out parity (if any)
+
+Warm start (``init_model``): DeePMD-kit 3.2.0's PyTorch backend has three ways to start from a previous model, and
+only one takes the frozen ``.pth`` this CalcJob outputs. ``--init-model`` and ``--finetune`` load a training
+*checkpoint* (``model.ckpt.pt``; ``torch.load(..., weights_only=True)`` refuses a TorchScript archive), while
+``--init-frz-model`` loads the frozen model's ``state_dict`` into the new model (``deepmd/pt/train/training.py``),
+keeping its descriptor statistics and energy bias (no data statistics are recomputed). ``--use-pretrain-script``
+takes the model section (including ``sel``) from the frozen model: without it, ``sel: auto`` recomputed on a grown
+dataset can change the descriptor's shape and the load fails with a size mismatch (seen here with ``sel`` [4, 12] vs
+[8, 16]). The training section (steps, learning rate, loss prefactors, seed) still comes from ``parameters``.
 
 Thread counts are the code's business (``prepend_text``): on one core use ``OMP_NUM_THREADS=1
 DP_INTRA_OP_PARALLELISM_THREADS=1 DP_INTER_OP_PARALLELISM_THREADS=1 NUM_WORKERS=0``; on HPC raise them.
@@ -42,6 +52,7 @@ DATASET_DIR = 'dataset'
 TRAINING_DIR = 'training'
 VALIDATION_DIR = 'validation'
 MODEL_FILE = 'model.pth'
+INIT_MODEL_FILE = 'init.pth'
 LCURVE_FILE = 'lcurve.out'
 DETAIL_PREFIX = 'validation'
 LOG = 'train.log'
@@ -76,6 +87,24 @@ def validate_parameters(value, _):
     return None
 
 
+def validate_init_model(value, _):
+    if value is not None and not value.filename.endswith('.pth'):
+        return f'init_model must be a frozen PyTorch model (.pth, `dp --pt freeze`), got file {value.filename!r}'
+    return None
+
+
+def validate_inputs(inputs, _):
+    """The init_model's type map (recorded by the parser on models trained here) must equal ``type_map``."""
+    model = inputs.get('init_model')
+    if model is None or 'type_map' not in inputs:
+        return None
+    recorded = model.base.attributes.get('type_map', None)
+    if recorded is not None and list(recorded) != list(inputs['type_map'].get_list()):
+        return (f"init_model<{model.pk}> was trained with type_map {list(recorded)}, but type_map is "
+                f"{inputs['type_map'].get_list()}")
+    return None
+
+
 def merge(base: dict, changes: dict) -> dict:
     """Recursive dict merge (``changes`` wins); lists are replaced, not merged."""
     out = copy.deepcopy(base)
@@ -97,6 +126,10 @@ class DeepmdTrainCalculation(CalcJob):
         spec.input('type_map', valid_type=orm.List, help='Element order of the model (and of the dataset type maps).')
         spec.input('seed', valid_type=orm.Int, default=lambda: orm.Int(1),
                    help='Seed of the network initialisation and batch order (ensembles differ by seed).')
+        spec.input('init_model', valid_type=orm.SinglefileData, required=False, validator=validate_init_model,
+                   help='Frozen model (.pth) of an earlier training to start from (`dp --pt train --init-frz-model`, '
+                        'model section from that model); same type map.')
+        spec.inputs.validator = validate_inputs
         spec.inputs['metadata']['options']['resources'].default = {'num_machines': 1, 'num_mpiprocs_per_machine': 1}
         spec.inputs['metadata']['options']['withmpi'].default = False
         spec.inputs['metadata']['options']['parser_name'].default = 'qdtraps.deepmd.train'
@@ -109,6 +142,8 @@ class DeepmdTrainCalculation(CalcJob):
                     help='Final training RMSEs and validation MAE/RMSE (eV/atom, eV/Å), step count.')
         spec.exit_code(300, 'ERROR_MISSING_OUTPUT', message='The job did not produce {filename}: see train.log.')
         spec.exit_code(310, 'ERROR_TRAINING_DIVERGED', message='The learning curve holds NaN values.')
+        spec.exit_code(320, 'ERROR_INIT_MODEL_NOT_LOADED',
+                       message='dp loaded the init_model only partly (train.log: {message}): not a warm start.')
 
     def prepare_for_submission(self, folder: Folder) -> CalcInfo:
         dataset = self.inputs.dataset
@@ -133,14 +168,18 @@ class DeepmdTrainCalculation(CalcJob):
         calcinfo.remote_copy_list = []
         calcinfo.local_copy_list = [(dataset.uuid, name, f'{DATASET_DIR}/{name}') for name in (TRAINING_DIR,
                                     VALIDATION_DIR) if name in dataset.base.repository.list_object_names()]
+        if 'init_model' in self.inputs:
+            model = self.inputs.init_model
+            calcinfo.local_copy_list.append((model.uuid, model.filename, INIT_MODEL_FILE))
         with folder.open(SCRIPT.name, 'w') as handle:
             handle.write(SCRIPT.read_text())
         codeinfo = CodeInfo()
         codeinfo.code_uuid = self.inputs.code.uuid
-        codeinfo.cmdline_params = [SCRIPT.name, f'{DATASET_DIR}/{VALIDATION_DIR}' if validation else '-']
+        codeinfo.cmdline_params = [SCRIPT.name, f'{DATASET_DIR}/{VALIDATION_DIR}' if validation else '-',
+                                   INIT_MODEL_FILE if 'init_model' in self.inputs else '-']
         codeinfo.stdout_name = LOG
         codeinfo.join_files = True
         calcinfo.codes_info = [codeinfo]
-        calcinfo.retrieve_list = [MODEL_FILE, LCURVE_FILE, 'input.json', LOG, f'{DETAIL_PREFIX}.e_peratom.out',
+        calcinfo.retrieve_list = [MODEL_FILE, LCURVE_FILE, 'input.json', 'out.json', LOG, f'{DETAIL_PREFIX}.e_peratom.out',
                                   f'{DETAIL_PREFIX}.f.out']
         return calcinfo

@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import io
 import json
+import re
 
 import numpy as np
 from aiida import orm
 from aiida.parsers import Parser
 
 from ..analysis.mlff import parity_metrics
-from ..calculations.deepmd import DETAIL_PREFIX, LCURVE_FILE, MODEL_FILE
+from ..calculations.deepmd import DETAIL_PREFIX, LCURVE_FILE, LOG, MODEL_FILE
+
+#: What dp writes when ``--init-frz-model`` matched only part of the model (``deepmd/pt/train/training.py``).
+PARTIAL_LOAD = 'Checkpoint loaded non-strictly'
+#: What dp writes when the data need more neighbours than the model's ``sel`` (kept from the init model).
+SEL_WARNING = re.compile(r'sel of type \d+ is not enough[^\n]*')
 
 #: Coordinates further than this (Å) from the start are taken as an exploded MD.
 MAX_DISPLACEMENT = 50.0
@@ -40,15 +46,29 @@ class DeepmdTrainParser(Parser):
         curve = read_lcurve(self._content(LCURVE_FILE))
         if any(np.isnan(values).any() for values in curve.values()):
             return self.exit_codes.ERROR_TRAINING_DIVERGED
+        log = self._content(LOG) or ''
+        warm_start = 'init_model' in self.node.inputs
+        if warm_start and PARTIAL_LOAD in log:
+            line = next(line for line in log.splitlines() if PARTIAL_LOAD in line)
+            return self.exit_codes.ERROR_INIT_MODEL_NOT_LOADED.format(message=line.strip()[:300])
         learning_curve = orm.ArrayData()
         for name, values in curve.items():
             learning_curve.set_array(name, values)
         self.out('learning_curve', learning_curve)
         with self.retrieved.base.repository.open(MODEL_FILE, 'rb') as handle:
-            self.out('model', orm.SinglefileData(handle, filename=MODEL_FILE))
+            model = orm.SinglefileData(handle, filename=MODEL_FILE)
+        if 'type_map' in self.node.inputs:
+            model.base.attributes.set('type_map', self.node.inputs.type_map.get_list())
+        self.out('model', model)
 
-        result = {'numb_steps': int(curve['step'][-1]),
+        settings = json.loads(self._content('input.json') or '{}')
+        steps = settings.get('training', {}).get('numb_steps', int(curve['step'][-1]))
+        result = {'numb_steps': int(steps), 'last_lcurve_step': int(curve['step'][-1]), 'warm_start': warm_start,
+                  **{f'initial_{key}': float(values[0]) for key, values in curve.items() if key.startswith('rmse')},
                   **{f'final_{key}': float(values[-1]) for key, values in curve.items() if key.startswith('rmse')}}
+        sel_warnings = sorted(set(SEL_WARNING.findall(log)))
+        if sel_warnings:
+            result['sel_warnings'] = sel_warnings
         energies, forces = self._content(f'{DETAIL_PREFIX}.e_peratom.out'), self._content(f'{DETAIL_PREFIX}.f.out')
         if energies is not None and forces is not None:
             e = np.atleast_2d(np.loadtxt(io.StringIO(energies), comments='#'))

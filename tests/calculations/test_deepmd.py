@@ -24,6 +24,8 @@ from aiida_qdtraps.analysis.mlff import labelled_system
 from aiida_qdtraps.calculations.deepmd import (
     DeepmdTrainCalculation,
     validate_dataset,
+    validate_init_model,
+    validate_inputs,
     validate_parameters,
 )
 from aiida_qdtraps.calculations.mlff_md import MlffMdCalculation, md_parameters
@@ -69,9 +71,33 @@ def test_train_input_sets_systems_seeds_and_type_map(dp_python, dataset):
     assert params['model']['descriptor']['rcut'] == 5.0 and params['model']['descriptor']['type'] == 'se_e2_a'
     assert params['model']['descriptor']['seed'] == params['model']['fitting_net']['seed'] == 3
     assert params['model']['type_map'] == TYPE_MAP
-    assert calcinfo.codes_info[0].cmdline_params == ['deepmd_train_script.py', 'dataset/validation']
+    assert calcinfo.codes_info[0].cmdline_params == ['deepmd_train_script.py', 'dataset/validation', '-']
     assert sorted(c[2] for c in calcinfo.local_copy_list) == ['dataset/training', 'dataset/validation']
     assert 'model.pth' in calcinfo.retrieve_list
+
+
+def test_train_input_with_init_model_warm_starts_from_the_frozen_model(dp_python, dataset):
+    model = orm.SinglefileData(io.BytesIO(b'frozen model bytes'), filename='model.pth').store()
+    folder, calcinfo = prepare(DeepmdTrainCalculation, {
+        'code': dp_python, 'dataset': dataset, 'type_map': orm.List(TYPE_MAP), 'init_model': model})
+    assert (model.uuid, 'model.pth', 'init.pth') in calcinfo.local_copy_list
+    assert calcinfo.codes_info[0].cmdline_params == ['deepmd_train_script.py', 'dataset/validation', 'init.pth']
+    script = pathlib.Path(folder.get_abs_path('deepmd_train_script.py')).read_text()
+    assert "'--init-frz-model', init_model, '--use-pretrain-script'" in script
+    _, calcinfo = prepare(DeepmdTrainCalculation, {'code': dp_python, 'dataset': dataset,
+                                                   'type_map': orm.List(TYPE_MAP)})
+    assert calcinfo.codes_info[0].cmdline_params[-1] == '-'
+
+
+def test_init_model_must_be_a_frozen_model_of_the_same_type_map():
+    checkpoint = orm.SinglefileData(io.BytesIO(b'x'), filename='model.ckpt.pt')
+    assert "got file 'model.ckpt.pt'" in validate_init_model(checkpoint, None)
+    model = orm.SinglefileData(io.BytesIO(b'x'), filename='model.pth')
+    model.base.attributes.set('type_map', ['In', 'P'])
+    error = validate_inputs({'init_model': model, 'type_map': orm.List(TYPE_MAP)}, None)
+    assert "type_map ['In', 'P'], but type_map is ['F', 'In', 'P']" in error
+    model.base.attributes.set('type_map', TYPE_MAP)
+    assert validate_inputs({'init_model': model, 'type_map': orm.List(TYPE_MAP)}, None) is None
 
 
 def test_train_refuses_dataset_without_training_systems_and_bad_parameters(dataset):
@@ -139,6 +165,24 @@ def test_train_parser_on_recorded_run(aiida_localhost, dp_python, data_dir):
     assert forces_dft.shape == forces_ml.shape == (14, 3)
     assert out['force_mae'] == pytest.approx(np.abs(forces_ml - forces_dft).mean())
     assert out['n_validation_frames'] == 1 and out['numb_steps'] == 100
+    assert out['initial_rmse_f_trn'] == curve.get_array('rmse_f_trn')[0] and out['warm_start'] is False
+
+
+def test_train_parser_refuses_a_partly_loaded_init_model(aiida_localhost, dp_python, data_dir, tmp_path):
+    """dp only warns when --init-frz-model matches part of the model; the parser turns that into an exit code."""
+    (tmp_path / 'train.log').write_text('[2026] DEEPMD WARNING Checkpoint loaded non-strictly. Missing keys: '
+                                        "['atomic_model.fitting_net.bias_atom_e']\n")
+    files = {'lcurve.out': data_dir / 'deepmd' / 'lcurve.out', 'model.pth': data_dir / 'deepmd' / 'lcurve.out',
+             'train.log': tmp_path / 'train.log'}
+    init = orm.SinglefileData(io.BytesIO(b'x'), filename='model.pth')
+    node = finished_calc(aiida_localhost, dp_python, 'aiida.calculations:qdtraps.deepmd.train', files,
+                         {'init_model': init})
+    _, calcfunction = DeepmdTrainParser.parse_from_node(node, store_provenance=False)
+    assert calcfunction.exit_status == DeepmdTrainCalculation.exit_codes.ERROR_INIT_MODEL_NOT_LOADED.status
+    node = finished_calc(aiida_localhost, dp_python, 'aiida.calculations:qdtraps.deepmd.train', files)
+    results, calcfunction = DeepmdTrainParser.parse_from_node(node, store_provenance=False)
+    assert calcfunction.is_finished_ok  # without init_model the warning cannot come from a warm start
+    assert results['output_parameters']['warm_start'] is False
 
 
 def test_train_parser_refuses_diverged_and_missing_outputs(aiida_localhost, dp_python, data_dir, tmp_path):
