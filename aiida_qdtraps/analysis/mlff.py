@@ -30,6 +30,7 @@ __all__ = (
     'parity_metrics',
     'rattled_positions',
     'read_cp2k_atomic_forces',
+    'read_cp2k_md_frames',
     'recenter_in_cell',
     'select_by_deviation',
 )
@@ -39,6 +40,7 @@ HARTREE_PER_BOHR_EV_PER_ANGSTROM = float(Hartree / Bohr)  #: 1 Hartree/Bohr in e
 #: Largest |F| (eV/Å) accepted on one atom of a labelled frame: a larger value means wrong units or a broken SCF.
 MAX_PLAUSIBLE_FORCE = 50.0
 
+_XYZ_COMMENT = re.compile(r'i\s*=\s*(?P<step>\d+),\s*time\s*=\s*(?P<time>[-+.\dEe]+),\s*E\s*=\s*(?P<energy>[-+.\dEe]+)')
 _FORCES_HEADER = re.compile(r'ATOMIC FORCES in \[(?P<unit>[^\]]+)\]')
 
 
@@ -235,3 +237,66 @@ def rattled_positions(positions, stdev: float, n_frames: int, seed: int) -> np.n
     frames = positions[None] + rng.normal(0.0, stdev, size=(n_frames, *positions.shape))
     frames[0] = positions
     return frames
+
+
+def _read_cp2k_xyz_frames(text: str, what: str) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+    """Frames of a CP2K MD ``.xyz`` file: symbols, step numbers, energies (from the comment lines) and vectors."""
+    lines = text.splitlines()
+    symbols, steps, energies, vectors = None, [], [], []
+    i = 0
+    while i < len(lines):
+        if not lines[i].strip():
+            i += 1
+            continue
+        n_atoms = int(lines[i].split()[0])
+        comment = _XYZ_COMMENT.search(lines[i + 1])
+        if comment is None:
+            raise ValueError(f'{what}: comment line {i + 2} {lines[i + 1].strip()!r} is not `i = <step>, time = ..., '
+                             'E = <energy>`')
+        rows = [line.split() for line in lines[i + 2:i + 2 + n_atoms]]
+        if len(rows) != n_atoms or any(len(row) != 4 for row in rows):
+            raise ValueError(f'{what}: frame at line {i + 1} has fewer than {n_atoms} complete atom lines (truncated?)')
+        frame_symbols = [row[0] for row in rows]
+        if symbols is None:
+            symbols = frame_symbols
+        elif frame_symbols != symbols:
+            raise ValueError(f'{what}: the atoms of step {comment["step"]} differ from those of the first frame')
+        steps.append(int(comment['step']))
+        energies.append(float(comment['energy']))
+        vectors.append([[float(x) for x in row[1:]] for row in rows])
+        i += 2 + n_atoms
+    if not steps:
+        raise ValueError(f'{what}: no frames')
+    return symbols, np.array(steps), np.array(energies), np.array(vectors)
+
+
+def read_cp2k_md_frames(positions_xyz: str, forces_xyz: str, ener: str | None = None) -> dict:
+    """Labelled frames of a CP2K MD run from its ``-pos-1.xyz`` and ``-frc-1.xyz`` files (and ``-1.ener``).
+
+    CP2K writes positions in Å and (``MOTION/PRINT/FORCES/UNIT`` at its default) forces in Hartree/Bohr; the potential
+    energy in Hartree is on each frame's comment line of both files and in the ``Pot.[a.u.]`` column of the ``.ener``
+    file. The three must agree frame by frame (to 1e-6 Ha), and the two files must hold the same steps and atoms.
+
+    :returns: ``symbols``, ``steps``, ``positions`` (Å, ``(n_frames, n_atoms, 3)``), ``energies`` (eV) and ``forces``
+        (eV/Å), without any plausibility check (see :func:`cp2k_label`).
+    :raises ValueError: naming the mismatch (steps, atoms, energies) or the malformed line.
+    """
+    symbols, steps, energies, positions = _read_cp2k_xyz_frames(positions_xyz, 'positions file')
+    f_symbols, f_steps, f_energies, forces = _read_cp2k_xyz_frames(forces_xyz, 'forces file')
+    if f_symbols != symbols:
+        raise ValueError('the forces file lists other atoms than the positions file')
+    if not np.array_equal(steps, f_steps):
+        raise ValueError(f'the positions file has steps {steps.tolist()} but the forces file {f_steps.tolist()}')
+    if not np.allclose(energies, f_energies, rtol=0, atol=1e-6):
+        raise ValueError('the energies of the positions and forces files differ by more than 1e-6 Ha')
+    if ener is not None:
+        table = np.atleast_2d(np.loadtxt(ener.splitlines(), comments='#'))
+        pot = dict(zip(table[:, 0].astype(int), table[:, 4]))
+        missing = [int(s) for s in steps if int(s) not in pot]
+        if missing:
+            raise ValueError(f'the .ener file has no row for step(s) {missing}')
+        largest = max(abs(pot[int(s)] - e) for s, e in zip(steps, energies))
+        if largest > 1e-6:
+            raise ValueError(f'the .ener potential energies differ from the trajectory energies by {largest:.3g} Ha')
+    return {'symbols': symbols, 'steps': steps, 'positions': positions, 'energies': energies * HARTREE_EV,
+            'forces': forces * HARTREE_PER_BOHR_EV_PER_ANGSTROM}

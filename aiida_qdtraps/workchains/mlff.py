@@ -44,6 +44,7 @@ from .relax import QdRelaxWorkChain
 #: CP2K changes turning the relax protocol into a single-point energy + forces label.
 LABEL_CHANGES = {'GLOBAL': {'RUN_TYPE': 'ENERGY_FORCE'}, 'FORCE_EVAL': {'PRINT': {'FORCES': {'_': 'ON'}}}}
 SELECTION_KEYS = {'trust_lo', 'trust_hi', 'max_candidates', 'stride'}
+TRAINING_KEYS = {'numb_steps', 'parameters', 'warm_start', 'warm_start_steps', 'warm_start_parameters'}
 CONVERGENCE_KEYS = {'accurate_fraction', 'energy_mae_per_atom', 'force_mae', 'max_iterations'}
 
 
@@ -51,6 +52,59 @@ def label_parameters(relax_parameters: dict) -> dict:
     """CP2K parameters of an ENERGY_FORCE label from those of a relaxation (``MOTION`` dropped, forces printed)."""
     params = recursive_merge(copy.deepcopy(relax_parameters), LABEL_CHANGES)
     params.pop('MOTION', None)
+    return params
+
+
+#: Settings of the short CP2K NVT MD that can replace the rattled initial frames (``initial.method: cp2k_md``).
+INITIAL_MD_DEFAULTS = {'steps': 5, 'timestep_fs': 1.0, 'temperature_K': 300.0, 'thermostat_tau_fs': 50.0, 'seed': 0,
+                       'stride': 1}
+INITIAL_KEYS = {'rattle': {'method', 'n_frames', 'rattle_stdev', 'seed'},
+                'cp2k_md': {'method', *INITIAL_MD_DEFAULTS}}
+#: Files of a CP2K MD run that hold the frames (aiida-cp2k retrieves the first two by default; the .ener file is added).
+MD_FILES = ('aiida-pos-1.xyz', 'aiida-frc-1.xyz', 'aiida-1.ener')
+
+
+def initial_md_settings(initial: dict) -> dict:
+    """The ``cp2k_md`` settings of ``initial`` with defaults, checked; raises ValueError naming a bad value."""
+    unknown = set(initial) - INITIAL_KEYS['cp2k_md']
+    if unknown:
+        raise ValueError(f'unknown initial key(s) {sorted(unknown)} for method cp2k_md; '
+                         f"allowed {sorted(INITIAL_KEYS['cp2k_md'])}")
+    settings = {**INITIAL_MD_DEFAULTS, **{k: v for k, v in initial.items() if k != 'method'}}
+    if not isinstance(settings['steps'], int) or not 1 <= settings['steps'] <= 100000:
+        raise ValueError(f"initial.steps must be an integer in [1, 100000], got {settings['steps']!r}")
+    if not 0 < float(settings['timestep_fs']) <= 5:
+        raise ValueError(f"initial.timestep_fs must be in (0, 5] fs, got {settings['timestep_fs']}")
+    if not 0 < float(settings['temperature_K']) <= 5000:
+        raise ValueError(f"initial.temperature_K must be in (0, 5000] K, got {settings['temperature_K']}")
+    if not float(settings['thermostat_tau_fs']) > 0:
+        raise ValueError(f"initial.thermostat_tau_fs must be > 0 fs, got {settings['thermostat_tau_fs']}")
+    if not isinstance(settings['stride'], int) or settings['stride'] < 1:
+        raise ValueError(f"initial.stride must be an integer >= 1, got {settings['stride']!r}")
+    if (settings['steps'] + 1 + settings['stride'] - 1) // settings['stride'] < 2:
+        raise ValueError(f"initial: steps={settings['steps']} and stride={settings['stride']} keep fewer than 2 frames "
+                         '(training + validation)')
+    return settings
+
+
+def initial_md_parameters(relax_parameters: dict, settings: dict) -> dict:
+    """CP2K parameters of a short NVT MD (CSVR thermostat) with the DFT settings of a relaxation.
+
+    Every step writes positions (Å, ``aiida-pos-1.xyz``) and forces (Hartree/Bohr, ``aiida-frc-1.xyz``, and the
+    ``ATOMIC FORCES`` block of ``aiida.out``); the potential energy (Hartree) is in both files' comment lines and in
+    ``aiida-1.ener``.
+    """
+    params = label_parameters(relax_parameters)  # keeps FORCE_EVAL/PRINT/FORCES: dpdata's cp2k/aimd_output reads them
+    params['GLOBAL'] = {**params['GLOBAL'], 'RUN_TYPE': 'MD', 'SEED': int(settings['seed']) + 1}
+    params['MOTION'] = {
+        'MD': {'ENSEMBLE': 'NVT', 'STEPS': int(settings['steps']), 'TIMESTEP': float(settings['timestep_fs']),
+               'TEMPERATURE': float(settings['temperature_K']), 'ANGVEL_ZERO': True,
+               'THERMOSTAT': {'TYPE': 'CSVR', 'REGION': 'GLOBAL',
+                              'CSVR': {'TIMECON': float(settings['thermostat_tau_fs'])}}},
+        'PRINT': {'TRAJECTORY': {'FORMAT': 'XYZ', 'EACH': {'MD': 1}},
+                  'FORCES': {'FORMAT': 'XYZ', 'UNIT': 'hartree*bohr^-1', 'EACH': {'MD': 1}},
+                  'RESTART': {'BACKUP_COPIES': 0, 'EACH': {'MD': 1}}},
+    }
     return params
 
 
@@ -127,6 +181,42 @@ def _load_systems(dataset: orm.FolderData | None, workdir: pathlib.Path) -> dict
     return systems
 
 
+def _md_frames(retrieved: orm.FolderData, stride: int) -> list[tuple]:
+    """Every ``stride``-th frame (from step 0) of a CP2K MD CalcJob's retrieved trajectory files, checked.
+
+    The CalcJob must be ``RUN_TYPE MD`` with forces printed in Hartree/Bohr; the atoms must be those of its input
+    structure, in its order; each frame passes :func:`mlff.cp2k_label`'s force checks. The cell is the input cell.
+    """
+    calc = retrieved.creator
+    parameters = calc.inputs.parameters.get_dict()
+    if parameters.get('GLOBAL', {}).get('RUN_TYPE', '').upper() != 'MD':
+        raise ValueError(f"{calc.process_label}<{calc.pk}> is not a CP2K MD (RUN_TYPE "
+                         f"{parameters.get('GLOBAL', {}).get('RUN_TYPE')!r})")
+    unit = parameters.get('MOTION', {}).get('PRINT', {}).get('FORCES', {}).get('UNIT', 'hartree*bohr^-1')
+    if unit.lower().replace(' ', '') != 'hartree*bohr^-1':
+        raise ValueError(f'CP2K MD forces were written in {unit!r}; expected hartree*bohr^-1')
+    names = retrieved.base.repository.list_object_names()
+    missing = [name for name in MD_FILES[:2] if name not in names]
+    if missing:
+        raise ValueError(f'{calc.process_label}<{calc.pk}> retrieved no {missing}: was MOTION/PRINT/TRAJECTORY and '
+                         'FORCES set?')
+    content = retrieved.base.repository.get_object_content
+    data = mlff.read_cp2k_md_frames(content(MD_FILES[0]), content(MD_FILES[1]),
+                                    content(MD_FILES[2]) if MD_FILES[2] in names else None)
+    start = calc.inputs.structure.get_ase()
+    if data['symbols'] != start.get_chemical_symbols():
+        raise ValueError(f'the MD frames hold atoms {data["symbols"]} but the input structure of '
+                         f'{calc.process_label}<{calc.pk}> {start.get_chemical_symbols()}')
+    frames = []
+    for index in range(0, len(data['steps']), stride):
+        atoms = start.copy()
+        atoms.set_positions(data['positions'][index])
+        energy, forces = mlff.cp2k_label(data['energies'][index] / mlff.HARTREE_EV, 'a.u.', data['forces'][index],
+                                         len(atoms))
+        frames.append((atoms, energy, forces, calc, int(data['steps'][index])))
+    return frames
+
+
 @calcfunction
 def grow_dataset(parameters: orm.Dict, dataset: orm.FolderData | None = None, **labels) -> dict:
     """Add CP2K ENERGY_FORCE labels to a deepmd/npy dataset (dpdata), holding every n-th frame out for validation.
@@ -135,27 +225,36 @@ def grow_dataset(parameters: orm.Dict, dataset: orm.FolderData | None = None, **
     :param dataset: the previous dataset (absent for the first call).
     :param labels: per frame ``structure_<i>`` (the labelled StructureData), ``output_parameters_<i>`` (CP2K energy
         in Hartree) and ``retrieved_<i>`` (the CP2K CalcJob's retrieved folder, whose output holds
-        ``ATOMIC FORCES in [a.u.]``). Units are checked and converted to eV and eV/Å.
+        ``ATOMIC FORCES in [a.u.]``). Units are checked and converted to eV and eV/Å. And/or ``md_retrieved_<i>``:
+        the retrieved folder of a CP2K MD CalcJob, every ``md_stride``-th frame of whose ``aiida-pos-1.xyz`` /
+        ``aiida-frc-1.xyz`` (energies cross-checked with ``aiida-1.ener``) is added.
     :returns: ``dataset`` FolderData: ``training/<system>/`` and ``validation/<system>/`` deepmd/npy systems;
-        attribute ``frame_sources`` maps each system to the uuids of the labelling CalcJobs, frame by frame.
+        attribute ``frame_sources`` maps each system to the uuids of the labelling CalcJobs, frame by frame, and
+        ``frame_md_steps`` to the MD step of each frame (``None`` for single-point labels).
     """
     settings = parameters.get_dict()
     type_map = list(settings['type_map'])
-    keys = sorted(key.split('_', 1)[1] for key in labels if key.startswith('structure_'))
+    # (atoms, energy in eV, forces in eV/Å, labelling CalcJob, MD step or None) for every new frame, in order
+    frames = []
+    for key in sorted(key.split('_', 1)[1] for key in labels if key.startswith('structure_')):
+        atoms = labels[f'structure_{key}'].get_ase()
+        output = labels[f'output_parameters_{key}'].get_dict()
+        retrieved = labels[f'retrieved_{key}']
+        text = retrieved.base.repository.get_object_content(retrieved.creator.base.attributes.get(
+            'output_filename', 'aiida.out'))
+        energy, forces = mlff.cp2k_label(output['energy'], output.get('energy_units', 'a.u.'),
+                                         mlff.read_cp2k_atomic_forces(text), len(atoms))
+        frames.append((atoms, energy, forces, retrieved.creator, None))
+    for key in sorted(key for key in labels if key.startswith('md_retrieved_')):
+        frames.extend(_md_frames(labels[key], int(settings.get('md_stride', 1))))
     sources = dict(dataset.base.attributes.get('frame_sources', {})) if dataset is not None else {}
+    steps = dict(dataset.base.attributes.get('frame_md_steps', {})) if dataset is not None else {}
     n_existing = sum(len(v) for v in sources.values())
-    held_out = mlff.assign_validation(n_existing, len(keys), int(settings.get('validation_every', 0)))
+    held_out = mlff.assign_validation(n_existing, len(frames), int(settings.get('validation_every', 0)))
     with tempfile.TemporaryDirectory() as tmp:
         workdir = pathlib.Path(tmp)
         systems = _load_systems(dataset, workdir)
-        for key, validation in zip(keys, held_out):
-            atoms = labels[f'structure_{key}'].get_ase()
-            output = labels[f'output_parameters_{key}'].get_dict()
-            retrieved = labels[f'retrieved_{key}']
-            text = retrieved.base.repository.get_object_content(retrieved.creator.base.attributes.get(
-                'output_filename', 'aiida.out'))
-            energy, forces = mlff.cp2k_label(output['energy'], output.get('energy_units', 'a.u.'),
-                                             mlff.read_cp2k_atomic_forces(text), len(atoms))
+        for (atoms, energy, forces, calc, step), validation in zip(frames, held_out):
             frame = mlff.labelled_system(atoms, energy, forces, type_map)
             counts = frame.get_atom_numbs()
             name = f"{VALIDATION_DIR if validation else TRAINING_DIR}/" + ''.join(
@@ -164,13 +263,17 @@ def grow_dataset(parameters: orm.Dict, dataset: orm.FolderData | None = None, **
                 systems[name].append(frame)
             else:
                 systems[name] = frame
-            sources.setdefault(name, []).append(retrieved.creator.uuid)
+            # frames from before this attribute existed have no MD step recorded: pad with None
+            steps.setdefault(name, [None] * len(sources.get(name, [])))
+            sources.setdefault(name, []).append(calc.uuid)
+            steps[name].append(step)
         result = orm.FolderData()
         for name, system in systems.items():
             target = workdir / 'new' / name
             system.to('deepmd/npy', str(target), set_size=max(len(system), 1))
             result.base.repository.put_object_from_tree(str(target), name)
     result.base.attributes.set('frame_sources', sources)
+    result.base.attributes.set('frame_md_steps', steps)
     result.base.attributes.set('type_map', type_map)
     result.base.attributes.set('units', {'energy': 'eV', 'force': 'eV/Å', 'length': 'Å'})
     return {'dataset': result}
@@ -269,10 +372,48 @@ def validate_settings(inputs, _):
             md_parameters({**exploration.get('md', {}), 'temperature_K': temperature})
     except ValueError as exception:
         return f'exploration: {exception}'
+    training = inputs['training'].get_dict() if 'training' in inputs else {}
+    if set(training) - TRAINING_KEYS:
+        return f'unknown training key(s) {sorted(set(training) - TRAINING_KEYS)}; allowed {sorted(TRAINING_KEYS)}'
+    if not isinstance(training.get('numb_steps', 1000), int) or training.get('numb_steps', 1000) < 1:
+        return f"training.numb_steps must be a positive integer, got {training['numb_steps']!r}"
+    fraction = training.get('warm_start_steps', 1.0)
+    if not isinstance(fraction, (int, float)) or not 0 < fraction <= 1:
+        return f'training.warm_start_steps (fraction of numb_steps for warm starts) must be in (0, 1], got {fraction!r}'
+    if not isinstance(training.get('warm_start', False), bool):
+        return f"training.warm_start must be true or false, got {training['warm_start']!r}"
     initial = inputs['initial'].get_dict()
-    if int(initial.get('n_frames', 0)) < 2:
+    method = initial.get('method', 'rattle')
+    if method not in INITIAL_KEYS:
+        return f'initial.method must be one of {sorted(INITIAL_KEYS)}, got {method!r}'
+    if method == 'cp2k_md':
+        try:
+            initial_md_settings(initial)
+        except ValueError as exception:
+            return str(exception)
+    elif set(initial) - INITIAL_KEYS['rattle']:
+        return (f"unknown initial key(s) {sorted(set(initial) - INITIAL_KEYS['rattle'])} for method rattle; "
+                f"allowed {sorted(INITIAL_KEYS['rattle'])}")
+    elif int(initial.get('n_frames', 0)) < 2:
         return f"initial.n_frames must be >= 2 (training + validation frames), got {initial.get('n_frames')}"
     return None
+
+
+def training_schedule(training: dict, iteration: int) -> tuple[dict, bool]:
+    """DeePMD parameters of one iteration's training and whether it warm-starts from the previous iteration.
+
+    Iteration 1 trains from scratch for ``numb_steps``. With ``warm_start`` (default true), later iterations start
+    each ensemble member from the same member of the previous iteration and train for ``warm_start_steps`` ×
+    ``numb_steps`` steps (at least 1) with ``warm_start_parameters`` merged over ``parameters`` (DP-GEN2's init-model
+    defaults: ``start_lr`` 1e-4, ``start_pref_e`` 0.1, ``start_pref_f`` 100).
+    """
+    steps = int(training.get('numb_steps', 1000))
+    warm = bool(training.get('warm_start', False)) and iteration > 1
+    parameters = copy.deepcopy(training.get('parameters', {}))
+    if warm:
+        steps = max(1, round(steps * float(training.get('warm_start_steps', 1.0))))
+        parameters = recursive_merge(parameters, copy.deepcopy(training.get('warm_start_parameters', {})))
+    return recursive_merge(parameters, {'training': {'numb_steps': steps}}), warm
 
 
 class MlffActiveLearningWorkChain(ProtocolMixin, WorkChain):
@@ -292,9 +433,13 @@ class MlffActiveLearningWorkChain(ProtocolMixin, WorkChain):
         spec.input('num_models', valid_type=orm.Int, default=lambda: orm.Int(4), help='Ensemble size (seeds 1..n).')
         spec.input('validation_every', valid_type=orm.Int, default=lambda: orm.Int(5),
                    help='Hold out every n-th labelled frame for validation and the parity plot.')
-        spec.input('initial', valid_type=orm.Dict, help='`n_frames`, `rattle_stdev` (Å), `seed` of the rattled start.')
+        spec.input('initial', valid_type=orm.Dict,
+                   help='Initial frames: `method` `rattle` (default; `n_frames`, `rattle_stdev` Å, `seed`) or `cp2k_md` '
+                        '(`steps`, `timestep_fs`, `temperature_K`, `thermostat_tau_fs`, `seed`, `stride`: a short '
+                        'CP2K NVT MD whose frames are the initial labels).')
         spec.input('training', valid_type=orm.Dict,
-                   help='`numb_steps` and `parameters` (DeePMD input merged over the DeepmdTrainCalculation defaults).')
+                   help='`numb_steps`, `parameters` (DeePMD input merged over the DeepmdTrainCalculation defaults), '
+                        '`warm_start` (bool), `warm_start_steps` (fraction of numb_steps), `warm_start_parameters`.')
         spec.input('exploration', valid_type=orm.Dict,
                    help='`temperatures_K` (list, K) and `md` (MlffMdCalculation parameters but the temperature).')
         spec.input('selection', valid_type=orm.Dict, help='`trust_lo`, `trust_hi` (eV/Å), `max_candidates`, `stride`.')
@@ -307,9 +452,14 @@ class MlffActiveLearningWorkChain(ProtocolMixin, WorkChain):
         spec.outline(
             cls.setup,
             if_(cls.should_box)(cls.put_in_box),
-            cls.make_initial_frames,
-            cls.run_labels,
-            cls.inspect_labels,
+            if_(cls.starts_from_md)(
+                cls.run_initial_md,
+                cls.inspect_initial_md,
+            ).else_(
+                cls.make_initial_frames,
+                cls.run_labels,
+                cls.inspect_labels,
+            ),
             while_(cls.should_iterate)(
                 cls.run_training,
                 cls.inspect_training,
@@ -366,6 +516,10 @@ class MlffActiveLearningWorkChain(ProtocolMixin, WorkChain):
         builder.md_code = md_code
         builder.num_models = orm.Int(inputs['num_models'])
         builder.validation_every = orm.Int(inputs['validation_every'])
+        if inputs['initial'].get('method') == 'cp2k_md':  # drop the protocol's rattle settings unless overridden
+            given = (overrides or {}).get('initial', {})
+            inputs['initial'] = {k: v for k, v in inputs['initial'].items()
+                                 if k in given or k in INITIAL_KEYS['cp2k_md']}
         for key in ('initial', 'training', 'exploration', 'selection', 'convergence'):
             builder[key] = orm.Dict(inputs[key])
         return builder
@@ -394,6 +548,41 @@ class MlffActiveLearningWorkChain(ProtocolMixin, WorkChain):
     def make_initial_frames(self):
         self.ctx.to_label = rattle_structure(self.ctx.structure, self.inputs.initial)
         self.report(f'initial data: {len(self.ctx.to_label)} rattled frames of the QD to label with CP2K')
+
+    def starts_from_md(self):
+        return self.inputs.initial.get('method', 'rattle') == 'cp2k_md'
+
+    def run_initial_md(self):
+        """A short CP2K NVT MD of the (boxed) QD with the label DFT settings; its frames are the initial data."""
+        settings = initial_md_settings(self.inputs.initial.get_dict())
+        state = electronic_state_changes(self.inputs.charge.value, self.inputs.multiplicity.value)
+        base = AttributeDict(self.exposed_inputs(QdCp2kBaseWorkChain, namespace='label'))
+        inputs = copy.copy(base)
+        inputs.cp2k = AttributeDict(dict(base.cp2k))
+        inputs.cp2k.structure = self.ctx.structure
+        inputs.cp2k.parameters = orm.Dict(recursive_merge(initial_md_parameters(base.cp2k.parameters.get_dict(),
+                                                                                settings), state))
+        cp2k_settings = base.cp2k.settings.get_dict() if 'settings' in base.cp2k else {}
+        extra = [name for name in MD_FILES[2:] if name not in cp2k_settings.get('additional_retrieve_list', [])]
+        cp2k_settings['additional_retrieve_list'] = [*cp2k_settings.get('additional_retrieve_list', []), *extra]
+        inputs.cp2k.settings = orm.Dict(cp2k_settings)
+        inputs.metadata = {'call_link_label': 'initial_md'}
+        self.report(f"initial data: CP2K NVT MD, {settings['steps']} steps of {settings['timestep_fs']} fs at "
+                    f"{settings['temperature_K']} K, every {settings['stride']}. frame labelled")
+        return ToContext(initial_md=self.submit(QdCp2kBaseWorkChain, **inputs))
+
+    def inspect_initial_md(self):
+        """The MD frames (positions, CP2K forces and energies) become the initial dataset."""
+        node = self.ctx.initial_md
+        if not node.is_finished_ok:
+            return self.exit_codes.ERROR_LABELING_FAILED.format(
+                count=1, message=f'initial MD {node.process_label}<{node.pk}> exit status {node.exit_status}')
+        settings = initial_md_settings(self.inputs.initial.get_dict())
+        parameters = orm.Dict({**self.ctx.grow_parameters.get_dict(), 'md_stride': settings['stride']})
+        self.ctx.dataset = grow_dataset(parameters, md_retrieved_000=node.outputs.retrieved)['dataset']
+        n_frames = sum(len(v) for v in self.ctx.dataset.base.attributes.get('frame_sources').values())
+        self.report(f'initial data: dataset<{self.ctx.dataset.pk}> holds {n_frames} frames of the CP2K MD')
+        return None
 
     def run_labels(self):
         """Label every structure of ``ctx.to_label`` with CP2K ENERGY_FORCE (QdCp2kBaseWorkChain)."""
@@ -435,19 +624,22 @@ class MlffActiveLearningWorkChain(ProtocolMixin, WorkChain):
         return not self.ctx.converged and self.ctx.iteration < max_iterations
 
     def run_training(self):
+        """Train the ensemble; from iteration 2 on (``training.warm_start``) member n starts from member n's model."""
         self.ctx.iteration += 1
-        training = self.inputs.training.get_dict()
-        parameters = recursive_merge(training.get('parameters', {}),
-                                     {'training': {'numb_steps': int(training.get('numb_steps', 1000))}})
+        parameters, warm = training_schedule(self.inputs.training.get_dict(), self.ctx.iteration)
+        parameters = orm.Dict(parameters)
         futures = {}
         for seed in range(1, self.inputs.num_models.value + 1):
             inputs = {'code': self.inputs.dp_code, 'dataset': self.ctx.dataset, 'type_map': self.ctx.type_map,
-                      'parameters': orm.Dict(parameters), 'seed': orm.Int(seed),
+                      'parameters': parameters, 'seed': orm.Int(seed),
                       'metadata': {'call_link_label': f'train_iter_{self.ctx.iteration}_model_{seed}',
                                    'options': dict(self.inputs.get('train_options', {}))}}
+            if warm:
+                inputs['init_model'] = self.ctx.models[f'model_{seed}']
             futures[f'train_{seed}'] = self.submit(DeepmdTrainCalculation, **inputs)
+        start = f'warm start from iteration {self.ctx.iteration - 1}' if warm else 'from scratch'
         self.report(f'iteration {self.ctx.iteration}: training {len(futures)} DeePMD models '
-                    f"({parameters['training']['numb_steps']} steps each)")
+                    f"({parameters['training']['numb_steps']} steps each, {start})")
         return ToContext(**futures)
 
     def inspect_training(self):
@@ -463,6 +655,10 @@ class MlffActiveLearningWorkChain(ProtocolMixin, WorkChain):
         if 'validation_parity' in first.outputs:
             self.ctx.parity = first.outputs.validation_parity
         metrics = first.outputs.output_parameters.get_dict()
+        if metrics.get('warm_start'):
+            self.report(f"iteration {self.ctx.iteration}: warm start, model 1's first training force RMSE "
+                        f"{metrics.get('initial_rmse_f_trn', float('nan')):.3g} eV/Å (final "
+                        f"{metrics.get('final_rmse_f_trn', float('nan')):.3g})")
         if 'energy_mae_per_atom' in metrics:
             self.report(f"iteration {self.ctx.iteration}: validation MAE {1e3 * metrics['energy_mae_per_atom']:.3g} "
                         f"meV/atom, force MAE {metrics['force_mae']:.3g} eV/Å ({metrics['n_validation_frames']} "

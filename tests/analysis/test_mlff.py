@@ -136,3 +136,52 @@ def test_recenter_and_rattle():
     assert 0.01 < np.abs(frames[1:] - frames[0]).mean() < 0.1
     with pytest.raises(ValueError, match=r'\(0, 0.5\] Å'):
         mlff.rattled_positions(atoms.get_positions(), 1.0, 2, 0)
+
+
+MD_FILES = ('aiida-pos-1.xyz', 'aiida-frc-1.xyz', 'aiida-1.ener')
+
+
+@pytest.fixture
+def cp2k_md(data_dir):
+    """Texts of the recorded CP2K NVT MD of In4PF9 (``fast`` settings): positions, forces, energies."""
+    return [(data_dir / 'deepmd' / 'cp2k_md' / name).read_text() for name in MD_FILES]
+
+
+def test_cp2k_md_frames_units_and_cross_checks(cp2k_md, data_dir):
+    """Frames of the real MD in Å, eV, eV/Å; energies and forces equal those CP2K printed in its log for each step.
+
+    dpdata 1.1.0's ``cp2k/aimd_output`` cannot read this CP2K 2023.1 run ("None of the delimiter patterns are
+    matched": it looks for the older `` INITIAL POTENTIAL ENERGY`` / `` ENSEMBLE TYPE`` lines, CP2K 2023.1 writes
+    ``MD_INI| ...``), so the log is the independent check here.
+    """
+    import re
+
+    data = mlff.read_cp2k_md_frames(*cp2k_md)
+    n_frames = len(data['steps'])
+    assert data['steps'].tolist() == list(range(n_frames)) and n_frames == 5
+    assert data['symbols'].count('In') == 4 and len(data['symbols']) == 14
+    assert data['positions'].shape == data['forces'].shape == (n_frames, 14, 3)
+    # step 0 is the boxed start: its energy is the recorded ENERGY_FORCE label of the same geometry (Hartree -> eV)
+    assert data['energies'][0] == pytest.approx(-449.704066590 * mlff.HARTREE_EV, abs=1e-5)
+    # first In force of step 0 in the -frc-1.xyz file, Hartree/Bohr -> eV/Å
+    assert data['forces'][0, 0] == pytest.approx(np.array([-0.0185812362, -0.0136704900, -0.0166823308])
+                                                 * mlff.HARTREE_PER_BOHR_EV_PER_ANGSTROM)
+    log = (data_dir / 'deepmd' / 'cp2k_md' / 'aiida.out').read_text()
+    energies = [float(x) for x in re.findall(r'ENERGY\| Total FORCE_EVAL \( QS \) energy \[a\.u\.\]:\s+(\S+)', log)]
+    assert np.array(energies) * mlff.HARTREE_EV == pytest.approx(data['energies'], abs=1e-5)
+    blocks = log.split(' ATOMIC FORCES in [a.u.]')[1:]
+    assert len(blocks) == n_frames
+    for step, block in enumerate(blocks):
+        forces = mlff.read_cp2k_atomic_forces(' ATOMIC FORCES in [a.u.]' + block)
+        assert forces == pytest.approx(data['forces'][step], abs=1e-6)
+
+
+@pytest.mark.parametrize(('change', 'message'), [
+    (lambda pos, frc, ener: (pos, frc.replace('i =        1,', 'i =        7,'), ener), 'forces file'),
+    (lambda pos, frc, ener: (pos, frc, ener.replace('-449.', '-448.', 2)), 'the .ener potential energies differ'),
+    (lambda pos, frc, ener: ('\n'.join(pos.splitlines()[:-3]), frc, ener), r'truncated'),
+    (lambda pos, frc, ener: (pos.replace(', E =', ', Epot =', 1), frc, ener), 'is not `i = <step>'),
+])
+def test_cp2k_md_frames_refuse_inconsistent_files(cp2k_md, change, message):
+    with pytest.raises(ValueError, match=message):
+        mlff.read_cp2k_md_frames(*change(*cp2k_md))

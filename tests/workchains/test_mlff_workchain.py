@@ -12,6 +12,7 @@ import sys
 import numpy as np
 import pytest
 from aiida import orm
+from aiida.common import LinkType
 from ase import Atoms
 
 from aiida_qdtraps.analysis.mlff import HARTREE_EV, HARTREE_PER_BOHR_EV_PER_ANGSTROM
@@ -20,6 +21,7 @@ from aiida_qdtraps.workchains.mlff import (
     grow_dataset,
     is_converged,
     select_candidates,
+    training_schedule,
     validate_settings,
 )
 
@@ -56,9 +58,15 @@ def test_labels_are_energy_force_single_points_of_the_relax_protocol(fast_builde
     ('exploration', {'temperatures_K': []}, 'at least one temperature'),
     ('exploration', {'md': {'timestep_fs': 20.0}}, 'timestep_fs must be in'),
     ('initial', {'n_frames': 1}, 'initial.n_frames must be >= 2'),
+    ('initial', {'method': 'aimd'}, "initial.method must be one of \\['cp2k_md', 'rattle'\\], got 'aimd'"),
+    ('initial', {'method': 'cp2k_md'}, r"unknown initial key\(s\) \['n_frames', 'rattle_stdev'\]"),
+    ('training', {'warm_start_steps': 1.5}, r'warm_start_steps .* must be in \(0, 1\], got 1.5'),
+    ('training', {'warm_start': 'yes'}, "warm_start must be true or false, got 'yes'"),
+    ('training', {'numb_step': 10}, r"unknown training key\(s\) \['numb_step'\]"),
 ])
 def test_bad_settings_are_refused_with_the_value(fast_builder, section, changes, message):
-    inputs = {key: fast_builder[key] for key in ('selection', 'convergence', 'exploration', 'initial', 'num_models')}
+    inputs = {key: fast_builder[key] for key in ('selection', 'convergence', 'exploration', 'initial', 'num_models',
+                                                 'training')}
     inputs[section] = orm.Dict({**inputs[section].get_dict(), **changes})
     error = validate_settings(inputs, None)
     assert error is not None
@@ -140,3 +148,166 @@ def test_grow_dataset_refuses_output_without_forces(generate_cp2k_calc):
         grow_dataset(orm.Dict({'type_map': ['F', 'In', 'P'], 'validation_every': 0}), structure_000=structure,
                      output_parameters_000=orm.Dict({'energy': -1.0, 'energy_units': 'a.u.'}).store(),
                      retrieved_000=calc.outputs.retrieved)
+
+
+def test_warm_start_schedule_of_the_fast_protocol(fast_builder):
+    training = fast_builder.training.get_dict()
+    first, warm = training_schedule(training, 1)
+    assert not warm and first['training']['numb_steps'] == 100
+    assert first['learning_rate']['start_lr'] == 1.0e-3
+    second, warm = training_schedule(training, 2)
+    assert warm and second['training']['numb_steps'] == 60  # warm_start_steps 0.6
+    assert second['learning_rate']['start_lr'] == 1.0e-4 and second['loss']['start_pref_f'] == 100.0
+    assert second['model'] == first['model']
+    off, warm = training_schedule({**training, 'warm_start': False}, 2)
+    assert not warm and off['training']['numb_steps'] == 100
+
+
+def fake_training(aiida_localhost, code, seed):
+    """A finished DeepmdTrainCalculation node with a (fake) frozen model and metrics as outputs."""
+    node = orm.CalcJobNode(computer=aiida_localhost, process_type='aiida.calculations:qdtraps.deepmd.train')
+    node.set_option('resources', {'num_machines': 1, 'num_mpiprocs_per_machine': 1})
+    node.base.links.add_incoming(code, LinkType.INPUT_CALC, 'code')
+    node.store()
+    model = orm.SinglefileData(io.BytesIO(f'model {seed}'.encode()), filename='model.pth')
+    model.base.attributes.set('type_map', ['F', 'In', 'P'])
+    metrics = orm.Dict({'numb_steps': 100, 'warm_start': False})
+    for label, output in (('model', model), ('output_parameters', metrics)):
+        output.base.links.add_incoming(node, LinkType.CREATE, label)
+        output.store()
+    node.set_exit_status(0)
+    node.set_process_state('finished')
+    node.seal()
+    return node
+
+
+def test_iteration_2_trains_each_member_from_its_previous_model(fast_builder, generate_workchain, aiida_localhost,
+                                                                monkeypatch):
+    """Iteration 1 trains from scratch; in iteration 2 member n gets member n's model of iteration 1 as init_model."""
+    process = generate_workchain(MlffActiveLearningWorkChain, dict(fast_builder))
+    process.setup()
+    process.ctx.dataset = orm.FolderData().store()
+    submitted = []
+    monkeypatch.setattr(process, 'submit', lambda cls, **inputs: submitted.append(inputs) or inputs)
+    process.run_training()
+    assert process.ctx.iteration == 1 and len(submitted) == 2
+    assert all('init_model' not in inputs for inputs in submitted)
+    assert submitted[0]['parameters']['training']['numb_steps'] == 100
+
+    previous = {seed: fake_training(aiida_localhost, fast_builder.dp_code, seed) for seed in (1, 2)}
+    for seed, node in previous.items():
+        process.ctx[f'train_{seed}'] = node
+    assert process.inspect_training() is None
+    submitted.clear()
+    process.run_training()
+    assert process.ctx.iteration == 2
+    assert [inputs['init_model'].uuid for inputs in submitted] == [previous[s].outputs.model.uuid for s in (1, 2)]
+    assert [inputs['seed'].value for inputs in submitted] == [1, 2]
+    assert all(inputs['parameters']['training']['numb_steps'] == 60 for inputs in submitted)
+    assert all(inputs['parameters']['learning_rate']['start_lr'] == 1.0e-4 for inputs in submitted)
+
+
+def recorded_md_calc(aiida_localhost, cp2k_code, data_dir, run_type='MD', unit='hartree*bohr^-1'):
+    """A finished Cp2kCalculation node holding the recorded CP2K NVT MD of In4PF9 (inputs: parameters, structure)."""
+    from ase.io import read
+
+    folder = data_dir / 'deepmd' / 'cp2k_md'
+    start = read(folder / 'aiida-pos-1.xyz', index=0)
+    start.set_cell([13.0] * 3)
+    parameters = {'GLOBAL': {'RUN_TYPE': run_type}, 'MOTION': {'PRINT': {'FORCES': {'UNIT': unit}}}}
+    node = orm.CalcJobNode(computer=aiida_localhost, process_type='aiida.calculations:cp2k')
+    node.set_option('resources', {'num_machines': 1, 'num_mpiprocs_per_machine': 1})
+    node.set_option('output_filename', 'aiida.out')
+    for label, value in (('code', cp2k_code), ('parameters', orm.Dict(parameters).store()),
+                         ('structure', orm.StructureData(ase=start).store())):
+        node.base.links.add_incoming(value, LinkType.INPUT_CALC, label)
+    node.store()
+    retrieved = orm.FolderData()
+    for name in ('aiida.out', 'aiida-pos-1.xyz', 'aiida-frc-1.xyz', 'aiida-1.ener'):
+        retrieved.base.repository.put_object_from_file(str(folder / name), name)
+    retrieved.base.links.add_incoming(node, LinkType.CREATE, 'retrieved')
+    retrieved.store()
+    node.set_exit_status(0)
+    node.set_process_state('finished')
+    node.seal()
+    return node
+
+
+def test_grow_dataset_from_a_cp2k_md_traces_every_frame(aiida_localhost, cp2k_code, data_dir):
+    """Every MD frame (stride 2 here) becomes a labelled frame whose source is the MD CalcJob."""
+    calc = recorded_md_calc(aiida_localhost, cp2k_code, data_dir)
+    settings = orm.Dict({'type_map': ['F', 'In', 'P'], 'validation_every': 2, 'md_stride': 2})
+    dataset = grow_dataset(settings, md_retrieved_000=calc.outputs.retrieved)['dataset']
+    sources = dataset.base.attributes.get('frame_sources')
+    steps = dataset.base.attributes.get('frame_md_steps')
+    n_steps = len(mlff_frames(data_dir)['steps'])
+    kept = list(range(0, n_steps, 2))
+    assert sorted(steps['validation/F9In4P1'] + steps['training/F9In4P1']) == kept
+    assert steps['validation/F9In4P1'] == kept[0::2]  # frames 0, 2, 4 ... of the kept ones are held out
+    assert set(sources['validation/F9In4P1'] + sources['training/F9In4P1']) == {calc.uuid}
+
+    def array(name):
+        return np.load(io.BytesIO(dataset.base.repository.get_object_content(name, mode='rb')))
+
+    energies = array('validation/F9In4P1/set.000/energy.npy')
+    assert energies[0] == pytest.approx(ENERGY_HA * HARTREE_EV, abs=1e-5)  # step 0 is the recorded label geometry
+    forces = array('training/F9In4P1/set.000/force.npy').reshape(-1, 14, 3)
+    assert forces[0] == pytest.approx(mlff_frames(data_dir)['forces'][kept[1]])
+    assert np.abs(forces).max() < 50
+
+
+def mlff_frames(data_dir):
+    from aiida_qdtraps.analysis.mlff import read_cp2k_md_frames
+
+    folder = data_dir / 'deepmd' / 'cp2k_md'
+    return read_cp2k_md_frames(*((folder / name).read_text() for name in ('aiida-pos-1.xyz', 'aiida-frc-1.xyz')))
+
+
+@pytest.mark.parametrize(('kwargs', 'message'), [
+    ({'run_type': 'ENERGY_FORCE'}, "is not a CP2K MD \\(RUN_TYPE 'ENERGY_FORCE'\\)"),
+    ({'unit': 'eV*angstrom^-1'}, "forces were written in 'eV\\*angstrom\\^-1'; expected hartree\\*bohr\\^-1"),
+])
+def test_grow_dataset_refuses_md_that_is_not_md_or_in_other_units(aiida_localhost, cp2k_code, data_dir, kwargs,
+                                                                   message):
+    calc = recorded_md_calc(aiida_localhost, cp2k_code, data_dir, **kwargs)
+    with pytest.raises(ValueError, match=message):
+        grow_dataset(orm.Dict({'type_map': ['F', 'In', 'P'], 'validation_every': 0}),
+                     md_retrieved_000=calc.outputs.retrieved)
+
+
+def test_initial_md_parameters_from_the_label_settings(fast_builder):
+    from aiida_qdtraps.workchains.mlff import initial_md_parameters, initial_md_settings
+
+    settings = initial_md_settings({'method': 'cp2k_md', 'steps': 4, 'temperature_K': 450.0})
+    parameters = initial_md_parameters(fast_builder.label.cp2k.parameters.get_dict(), settings)
+    assert parameters['GLOBAL']['RUN_TYPE'] == 'MD'
+    md = parameters['MOTION']['MD']
+    assert (md['ENSEMBLE'], md['STEPS'], md['TEMPERATURE'], md['TIMESTEP']) == ('NVT', 4, 450.0, 1.0)
+    assert md['THERMOSTAT']['TYPE'] == 'CSVR'
+    assert parameters['MOTION']['PRINT']['FORCES']['UNIT'] == 'hartree*bohr^-1'
+    assert parameters['FORCE_EVAL']['DFT'] == fast_builder.label.cp2k.parameters['FORCE_EVAL']['DFT']
+    with pytest.raises(ValueError, match='keep fewer than 2 frames'):
+        initial_md_settings({'method': 'cp2k_md', 'steps': 1, 'stride': 2})
+    with pytest.raises(ValueError, match=r"initial.temperature_K must be in \(0, 5000\] K, got -3"):
+        initial_md_settings({'method': 'cp2k_md', 'temperature_K': -3})
+
+
+def test_initial_md_step_submits_a_cp2k_md_that_retrieves_the_energies(fast_builder, generate_workchain,
+                                                                       monkeypatch):
+    fast_builder.initial = orm.Dict({'method': 'cp2k_md', 'steps': 3, 'seed': 4})
+    process = generate_workchain(MlffActiveLearningWorkChain, dict(fast_builder))
+    process.setup()
+    process.put_in_box()
+    assert process.starts_from_md()
+    submitted = []
+    monkeypatch.setattr(process, 'submit', lambda cls, **inputs: submitted.append((cls, inputs)) or inputs)
+    process.run_initial_md()
+    (cls, inputs), = submitted
+    assert cls.__name__ == 'QdCp2kBaseWorkChain'
+    parameters = inputs['cp2k']['parameters'].get_dict()
+    assert parameters['GLOBAL']['RUN_TYPE'] == 'MD' and parameters['GLOBAL']['SEED'] == 5
+    assert parameters['MOTION']['MD']['STEPS'] == 3
+    assert parameters['FORCE_EVAL']['DFT']['CHARGE'] == 0 and parameters['FORCE_EVAL']['DFT']['MULTIPLICITY'] == 1
+    assert inputs['cp2k']['settings']['additional_retrieve_list'] == ['aiida-1.ener']
+    assert inputs['cp2k']['structure'].uuid == process.ctx.structure.uuid
+    assert inputs['cp2k']['structure'].get_ase().cell.lengths() == pytest.approx([13.0] * 3)
