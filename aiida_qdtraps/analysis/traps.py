@@ -236,7 +236,7 @@ def label_traps(symbols, positions, energies, occupations, coefficients, overlap
 
     order = np.argsort(energies, kind='stable')
     energies, occupied_mask, coefficients = energies[order], occupied_mask[order], coefficients[:, order]
-    orth = populations.overlap_sqrt_times(overlap, coefficients)
+    orth = populations.overlap_sqrt_times(overlap, coefficients, ao_positions=positions[ao_atom])
     norms = np.einsum('ij,ij->j', orth, orth)
     if np.abs(norms - 1).max() > 1e-3:
         bad = int(np.argmax(np.abs(norms - 1)))

@@ -90,8 +90,60 @@ def test_chebyshev_sqrt_matches_diagonalisation(data_dir):
 
     data = read_molden((data_dir / 'cp2k' / 'pbe0_success' / 'aiida-MOS-1_0.molden').read_text())
     exact = populations.overlap_sqrt_times(data.overlap, data.coefficients[0], method='exact')
-    chebyshev = populations.overlap_sqrt_times(data.overlap, data.coefficients[0], method='chebyshev')
+    chebyshev = populations.overlap_sqrt_times(data.overlap, data.coefficients[0], method='chebyshev',
+                                               precision='double')
     np.testing.assert_allclose(chebyshev, exact, atol=1e-9)
+    single = populations.overlap_sqrt_times(data.overlap, data.coefficients[0], method='chebyshev')
+    np.testing.assert_allclose(single, exact, atol=2e-6)
+    np.testing.assert_allclose(single ** 2, exact ** 2, atol=2e-6)  # Löwdin weights to ~1e-6
     np.testing.assert_allclose(exact.T @ exact, np.eye(exact.shape[1]), atol=1e-6)  # MOs orthonormal
     with pytest.raises(ValueError, match="method must be 'auto', 'exact' or 'chebyshev', got 'cholesky'"):
         populations.overlap_sqrt_times(data.overlap, data.coefficients[0], method='cholesky')
+
+
+def _local_overlap(n_atoms=400, cutoff=6.0, seed=1):
+    """A local AO overlap on a random cluster: Gaussian coupling within ``cutoff`` Å, exactly 0 beyond, PD."""
+    from scipy.spatial import cKDTree
+
+    rng = np.random.default_rng(seed)
+    positions = rng.uniform(0, 40.0, size=(n_atoms, 3))
+    ao_atom = np.repeat(np.arange(n_atoms), 3)
+    ao_positions = positions[ao_atom]
+    pairs = cKDTree(ao_positions).query_pairs(cutoff, output_type='ndarray')
+    overlap = np.eye(len(ao_atom))
+    values = 0.05 * np.exp(-np.sum((ao_positions[pairs[:, 0]] - ao_positions[pairs[:, 1]]) ** 2, axis=1) / 9)
+    overlap[pairs[:, 0], pairs[:, 1]] = overlap[pairs[:, 1], pairs[:, 0]] = values
+    return overlap, ao_positions
+
+
+@pytest.mark.parametrize('with_positions', [True, False])
+def test_tiled_overlap_product(with_positions):
+    """The block-sparse product equals the dense one; spatial blocks skip most of a local overlap."""
+    overlap, ao_positions = _local_overlap()
+    tiled = populations.TiledOverlap(overlap, ao_positions if with_positions else None, dtype=np.float64,
+                                     tile_aos=64)
+    vectors = np.random.default_rng(2).normal(size=(overlap.shape[0], 5))
+    product = tiled.from_blocked(tiled.matmul(tiled.to_blocked(vectors)))
+    np.testing.assert_allclose(product, overlap @ vectors, atol=1e-12)
+    if with_positions:
+        assert tiled.fill < 0.5, tiled.fill  # ~0.3 here; a dense product would be 1
+    low, high = tiled.extreme_eigenvalues(tol=1e-10)
+    w = np.linalg.eigvalsh(overlap)
+    assert low == pytest.approx(w[0], rel=1e-6) and high == pytest.approx(w[-1], rel=1e-6)
+    with pytest.raises(ValueError, match=r'ao_positions must have shape \(1200, 3\), got \(5, 3\)'):
+        populations.TiledOverlap(overlap, np.zeros((5, 3)))
+
+
+def test_chebyshev_single_precision_on_local_overlap():
+    """float32 tiled Chebyshev ``S^{1/2} V`` agrees with diagonalisation to ~1e-6; the double route to 1e-9."""
+    overlap, ao_positions = _local_overlap()
+    vectors = np.random.default_rng(3).normal(size=(overlap.shape[0], 8))
+    vectors /= np.linalg.norm(vectors, axis=0)
+    exact = populations.overlap_sqrt_times(overlap, vectors, method='exact')
+    single = populations.overlap_sqrt_times(overlap, vectors, method='chebyshev', ao_positions=ao_positions)
+    double = populations.overlap_sqrt_times(overlap, vectors, method='chebyshev', ao_positions=ao_positions,
+                                            precision='double')
+    assert np.abs(single - exact).max() < 2e-6
+    assert np.abs(double - exact).max() < 1e-9
+    with pytest.raises(ValueError, match="precision must be 'single' or 'double', got 'half'"):
+        populations.overlap_sqrt_times(overlap, vectors, method='chebyshev', precision='half')
