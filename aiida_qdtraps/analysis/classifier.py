@@ -95,36 +95,72 @@ class TrainResult:
     extra: dict = field(default_factory=dict)
 
 
+def _group_split(y: np.ndarray, groups: np.ndarray, test_size: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Train/test rows with every group (QD) wholly on one side, both classes on both sides (StratifiedGroupKFold)."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    n_groups = len(np.unique(groups))
+    n_splits = min(max(2, round(1 / test_size)), n_groups)
+    if n_groups < 2:
+        raise ValueError(f'splitting by QD needs at least 2 QDs, got {n_groups}; use split="atom"')
+    splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    for train_index, test_index in splitter.split(np.zeros(len(y)), y, groups):
+        if len(np.unique(y[train_index])) == 2 and len(np.unique(y[test_index])) == 2:
+            return train_index, test_index
+    positive_groups = len(np.unique(groups[y == 1]))
+    raise ValueError(f'cannot split {n_groups} QDs so that both sides hold both classes (the positive samples come '
+                     f'from {positive_groups} QD(s)); add QDs or use split="atom"')
+
+
 def train(X: np.ndarray, y: np.ndarray, names, seed: int = 0, test_size: float = 0.2, cv_folds: int = 5,
-          permutation_repeats: int = 10, **hyperparameters) -> TrainResult:
+          permutation_repeats: int = 10, groups=None, **hyperparameters) -> TrainResult:
     """Stratified split, cross-validation on the training part, fit, test metrics and importances.
 
     :param test_size: fraction of samples in the test set (0 < test_size < 1).
     :param cv_folds: stratified folds (lowered to the minority count of the training set; skipped below 2).
+    :param groups: optional group of every sample (the QD it comes from). Then no group is split: the test set and
+        every cross-validation fold hold whole QDs (``StratifiedGroupKFold``), so the metrics say how the model does
+        on QDs it has not seen. Without groups, atoms are split independently (atoms of one QD on both sides).
     """
     from sklearn.inspection import permutation_importance
-    from sklearn.model_selection import StratifiedKFold, train_test_split
+    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold, train_test_split
 
     names = tuple(names)
     X, y = np.asarray(X, dtype=float), np.asarray(y, dtype=int)
     if not 0 < test_size < 1:
         raise ValueError(f'test_size must be in (0, 1), got {test_size}')
     check_dataset(X, y, names)
-    index = np.arange(len(y))
-    n_test = max(round(test_size * len(y)), 2)
-    train_index, test_index = train_test_split(index, test_size=n_test, stratify=y, random_state=seed)
+    if groups is not None:
+        groups = np.asarray(groups)
+        if groups.shape != y.shape:
+            raise ValueError(f'groups must have one entry per sample ({len(y)}), got shape {groups.shape}')
+        train_index, test_index = _group_split(y, groups, test_size, seed)
+    else:
+        index = np.arange(len(y))
+        n_test = max(round(test_size * len(y)), 2)
+        train_index, test_index = train_test_split(index, test_size=n_test, stratify=y, random_state=seed)
 
-    cv = {'folds': 0, 'macro_f1': [], 'skipped': None}
+    cv = {'folds': 0, 'macro_f1': [], 'skipped': None, 'by_group': groups is not None}
     folds = min(cv_folds, int(np.bincount(y[train_index], minlength=2).min()))
+    if groups is not None:  # every fold needs a QD with a positive sample in it
+        folds = min(folds, len(np.unique(groups[train_index][y[train_index] == 1])))
     if folds >= 2:
-        splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-        for fit_rows, val_rows in splitter.split(X[train_index], y[train_index]):
+        if groups is None:
+            splits = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed).split(
+                X[train_index], y[train_index])
+        else:
+            splits = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed).split(
+                X[train_index], y[train_index], groups[train_index])
+        for fit_rows, val_rows in splits:
             rows, val = train_index[fit_rows], train_index[val_rows]
+            if len(np.unique(y[rows])) < 2:  # a group split can leave a fold's training part with one class
+                continue
             model = make_classifier(y[rows], seed, **hyperparameters).fit(X[rows], y[rows])
             cv['macro_f1'].append(classification_metrics(y[val], model.predict(X[val]))['macro_f1'])
-        cv['folds'] = folds
+        cv['folds'] = len(cv['macro_f1'])
     else:
-        cv['skipped'] = f'the training set has {folds} sample(s) of its minority class; cross-validation needs 2'
+        cv['skipped'] = (f'the training set has {folds} sample(s) (or QDs with samples) of its minority class; '
+                         'cross-validation needs 2')
     cv['mean_macro_f1'] = float(np.mean(cv['macro_f1'])) if cv['macro_f1'] else None
 
     model = make_classifier(y[train_index], seed, **hyperparameters).fit(X[train_index], y[train_index])
@@ -134,6 +170,8 @@ def train(X: np.ndarray, y: np.ndarray, names, seed: int = 0, test_size: float =
     metrics['train'] = classification_metrics(y[train_index], model.predict(X[train_index]))
     metrics.update(cross_validation=cv, n_samples=len(y), n_positive=int(y.sum()), n_train=len(train_index),
                    n_test=len(test_index), n_features=len(names), seed=seed,
+                   split='qd' if groups is not None else 'atom',
+                   n_test_qds=int(len(np.unique(groups[test_index]))) if groups is not None else None,
                    scale_pos_weight=float(model.get_params()['scale_pos_weight']),
                    hyperparameters={**DEFAULT_HYPERPARAMETERS, **hyperparameters})
 

@@ -49,8 +49,11 @@ def classify():
               help='Coordination number(s) of the sample atoms.')
 @click.option('--any-coordination', is_flag=True, help='Sample atoms of every coordination.')
 @click.option('--seed', type=int, default=0, show_default=True)
+@click.option('--split', type=click.Choice(['qd', 'atom']), default='qd', show_default=True,
+              help='qd: the test set and every CV fold hold whole QDs (metrics on unseen QDs); atom: atoms are split '
+              'independently, so atoms of one QD can be on both sides.')
 @click.option('--allow-mixed-protocols', is_flag=True, help='Accept QDs labelled with different protocols.')
-def train(group, geometry_only, elements, coordinations, any_coordination, seed, allow_mixed_protocols):
+def train(group, geometry_only, elements, coordinations, any_coordination, seed, split, allow_mixed_protocols):
     """Train the classifier on the trap labelings in GROUP (a Group label) and cluster the trapping atoms."""
     _load()
     from aiida import orm
@@ -61,7 +64,7 @@ def train(group, geometry_only, elements, coordinations, any_coordination, seed,
     inputs = {'group': orm.Str(group),
               'featurize': orm.Dict({'elements': list(elements),
                                      'coordinations': None if any_coordination else list(coordinations)}),
-              'train': orm.Dict({'feature_set': 'geometry' if geometry_only else 'all', 'seed': seed}),
+              'train': orm.Dict({'feature_set': 'geometry' if geometry_only else 'all', 'seed': seed, 'split': split}),
               'cluster': orm.Dict({'seed': seed}),
               'dataset': orm.Dict({'allow_mixed_protocols': allow_mixed_protocols})}
     results, node = run_get_node(TrapClassifierWorkChain, **inputs)

@@ -29,7 +29,7 @@ from ..query import pbe0_calcjob
 FEATURIZE_DEFAULTS = {'elements': ['P'], 'coordinations': [4]}
 #: Options of ``train_classifier``.
 TRAIN_DEFAULTS = {'feature_set': 'all', 'seed': 0, 'test_size': 0.2, 'cv_folds': 5, 'permutation_repeats': 10,
-                  'compare_geometry_only': True, 'hyperparameters': {}}
+                  'compare_geometry_only': True, 'split': 'qd', 'hyperparameters': {}}
 #: Options of ``cluster_traps``.
 CLUSTER_DEFAULTS = {'perplexity': 20.0, 'min_cluster_size': 5, 'seed': 0, 'exclude_qd_level': True}
 FEATURE_SETS = {'all': feats.FEATURES, 'geometry': feats.GEOMETRY_FEATURES}
@@ -180,7 +180,9 @@ def train_classifier(dataset: orm.ArrayData, parameters: orm.Dict | None = None)
 
     :param parameters: ``feature_set`` (all | geometry), ``seed``, ``test_size``, ``cv_folds``,
         ``permutation_repeats``, ``compare_geometry_only`` (also train the geometry-only model on the same split and
-        report it under ``metrics['geometry_only']``), ``hyperparameters`` (xgboost).
+        report it under ``metrics['geometry_only']``), ``split`` (``qd``, the default: the test set and every
+        cross-validation fold hold whole QDs, so no QD is on both sides; ``atom``: atoms split independently),
+        ``hyperparameters`` (xgboost).
     :returns: ``model`` (xgboost JSON), ``metrics``, ``importances``, ``importance_plot``; or exit code 330
         (parameters or dataset refused: a single class, missing features, too few samples).
     """
@@ -188,7 +190,16 @@ def train_classifier(dataset: orm.ArrayData, parameters: orm.Dict | None = None)
         options = _options(parameters, TRAIN_DEFAULTS, 'train_classifier')
         X, names = _subset(dataset, options['feature_set'])
         y = dataset.get_array('y')
-        common = {'seed': int(options['seed']), 'test_size': float(options['test_size']),
+        if options['split'] not in ('qd', 'atom'):
+            raise ValueError(f"split must be 'qd' (whole QDs on either side) or 'atom', got {options['split']!r}")
+        groups = None
+        if options['split'] == 'qd':
+            kernel.check_dataset(X, y, names)  # a useless dataset is refused as such before its groups are asked for
+            if 'source_uuid' not in dataset.get_arraynames():
+                raise ValueError("split 'qd' needs the per-row `source_uuid` array that build_dataset writes; "
+                                 "this dataset has none: use split 'atom'")
+            groups = dataset.get_array('source_uuid')
+        common = {'seed': int(options['seed']), 'test_size': float(options['test_size']), 'groups': groups,
                   'cv_folds': int(options['cv_folds']), 'permutation_repeats': int(options['permutation_repeats']),
                   **options['hyperparameters']}
         result = kernel.train(X, y, names, **common)

@@ -101,3 +101,28 @@ def test_clustering_finds_separated_groups():
     assert clf.embedding_plot(result)[:4] == b'\x89PNG'
     with pytest.raises(ValueError, match='at least 4 samples'):
         clf.cluster(X[:3], [f'f{k}' for k in range(7)])
+
+
+def test_split_by_qd_keeps_every_qd_on_one_side(separable):
+    """With groups (the QD of every atom) the test set and the CV folds hold whole QDs, and still both classes."""
+    X, y = separable
+    groups = np.repeat([f'qd{k}' for k in range(30)], 20)  # 30 QDs of 20 atoms
+    result = clf.train(X, y, NAMES, seed=0, cv_folds=3, permutation_repeats=2, n_estimators=40, groups=groups)
+    train_qds, test_qds = set(groups[result.train_index]), set(groups[result.test_index])
+    assert train_qds.isdisjoint(test_qds) and len(train_qds | test_qds) == 30
+    assert set(y[result.test_index]) == {0, 1} and set(y[result.train_index]) == {0, 1}
+    m = result.metrics
+    assert m['split'] == 'qd' and m['n_test_qds'] == len(test_qds)
+    assert m['cross_validation']['by_group'] and m['cross_validation']['folds'] == 3
+    assert clf.train(X, y, NAMES, seed=0, cv_folds=2, permutation_repeats=1, n_estimators=5).metrics['split'] == 'atom'
+
+
+def test_split_by_qd_refuses_what_it_cannot_split(separable):
+    X, y = separable
+    one_qd_positives = np.where(y == 1, 'qd-with-traps', np.repeat([f'qd{k}' for k in range(30)], 20))
+    with pytest.raises(ValueError, match=r'the positive samples come from 1 QD\(s\)'):
+        clf.train(X, y, NAMES, groups=one_qd_positives)
+    with pytest.raises(ValueError, match='needs at least 2 QDs, got 1'):
+        clf.train(X, y, NAMES, groups=np.full(len(y), 'qd'))
+    with pytest.raises(ValueError, match=r'groups must have one entry per sample \(600\)'):
+        clf.train(X, y, NAMES, groups=['qd'])
