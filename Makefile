@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 # apt-get needs root: use sudo when we are not root.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help setup system-packages demo test bench clean-profile
+.PHONY: help setup system-packages demo test bench clean-profile rabbitmq postgresql daemon services-stop
 
 help:
 	@echo "make demo           set everything up, then run the demo (PROTOCOL=$(PROTOCOL))"
@@ -22,6 +22,10 @@ help:
 	@echo "make setup          install Debian cp2k + quantum-espresso, .venv, the project AiiDA profile and codes"
 	@echo "make bench          set up, then run benchmarks/overhead.py"
 	@echo "make clean-profile  delete the project AiiDA profile (.aiida/): all stored data and scratch"
+	@echo "make daemon         start the daemon of the project profile (qdtraps setup --daemon); docs/scaleout.md"
+	@echo "make rabbitmq       opt-in: install, configure (consumer_timeout off) and start RabbitMQ"
+	@echo "make postgresql     opt-in: install and start PostgreSQL"
+	@echo "make services-stop  stop the daemon, RabbitMQ and PostgreSQL"
 
 # -- 1. Debian packages: only when a binary is missing ----------------------------------------------------------------
 system-packages:
@@ -98,3 +102,38 @@ clean-profile:
 	else \
 		echo "no .aiida to remove"; \
 	fi
+
+# -- Daemon mode and the optional services (docs/scaleout.md); never run by setup, demo or test ------------------------
+daemon: setup
+	@$(VENV)/bin/qdtraps setup --daemon
+
+RABBITMQ_ADVANCED := /etc/rabbitmq/advanced.config
+
+rabbitmq:
+	@if ! command -v rabbitmq-server >/dev/null 2>&1 && [ ! -x /usr/sbin/rabbitmq-server ]; then \
+		$(SUDO) apt-get update; $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y rabbitmq-server; \
+	fi
+	@restart=0; \
+	if ! grep -qs 'consumer_timeout, *undefined' $(RABBITMQ_ADVANCED); then \
+		echo '[{rabbit, [{consumer_timeout, undefined}]}].' | $(SUDO) tee $(RABBITMQ_ADVANCED) >/dev/null; \
+		echo "rabbitmq: wrote $(RABBITMQ_ADVANCED) (consumer_timeout disabled)"; restart=1; \
+	fi; \
+	if (exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null; then \
+		if [ $$restart = 1 ]; then $(SUDO) service rabbitmq-server restart; else echo "rabbitmq: running (skipped)"; fi; \
+	else \
+		$(SUDO) service rabbitmq-server start; \
+	fi
+
+postgresql:
+	@if ! command -v pg_ctlcluster >/dev/null 2>&1; then \
+		$(SUDO) apt-get update; $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql; \
+	fi
+	@if (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null; then echo "postgresql: running (skipped)"; \
+	else $(SUDO) service postgresql start; fi
+
+services-stop:
+	@if [ -d .aiida ]; then \
+		AIIDA_PATH="$(CURDIR)/.aiida" PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/verdi -p qdtraps daemon stop || true; \
+	fi
+	@if (exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null; then $(SUDO) service rabbitmq-server stop; fi
+	@if (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null; then $(SUDO) service postgresql stop; fi

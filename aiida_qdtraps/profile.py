@@ -37,7 +37,9 @@ COMPUTER_LABEL = 'localhost'
 AIIDA_PATH_ENV = 'QDTRAPS_AIIDA_PATH'
 CONFIG_DIR_NAME = '.aiida'  # aiida's own convention: AIIDA_PATH=/x means /x/.aiida unless it already ends in .aiida
 STORAGE_BACKEND = 'core.sqlite_dos'
-BROKERS = {'zeromq': 'core.zeromq', 'none': None}
+BROKERS = {'zeromq': 'core.zeromq', 'rabbitmq': 'core.rabbitmq', 'none': None}
+#: Storage of a new profile: SQLite (default, no service) or PostgreSQL (``aiida_qdtraps.services``, docs/scaleout.md).
+STORAGES = {'sqlite': STORAGE_BACKEND, 'psql': 'core.psql_dos'}
 
 __all__ = (
     'PROFILE_NAME',
@@ -244,31 +246,72 @@ def profile_exists() -> bool:
     return config is not None and PROFILE_NAME in config.profile_names
 
 
-def ensure_profile(broker: str = 'zeromq') -> SetupStep:
-    """Create the project profile unless it exists; validate it if it does.
-
-    :param broker: ``zeromq`` (default) or ``none``; only used when the profile is created.
-    """
-    from aiida.manage.configuration import create_profile
+def _broker_config(backend: str | None) -> dict | None:
+    """Connection settings of a broker; for RabbitMQ checks that it runs and has ``consumer_timeout`` disabled."""
     from aiida.plugins import BrokerFactory
 
-    if broker not in BROKERS:
+    if backend != 'core.rabbitmq':
+        return BrokerFactory(backend).get_default_config() if backend else None
+    from aiida.brokers.rabbitmq.defaults import detect_rabbitmq_config
+
+    from . import services
+
+    problem = services.rabbitmq_problem()
+    if problem:
+        raise RuntimeError(problem)
+    timeout = services.rabbitmq_consumer_timeout()
+    if timeout != 'undefined':
+        raise RuntimeError(
+            f'RabbitMQ runs with consumer_timeout={timeout} ms: AiiDA processes that run longer would be cancelled. '
+            f'Write `{services.RABBITMQ_ADVANCED_TEXT.strip()}` to {services.RABBITMQ_ADVANCED_CONFIG} and restart '
+            'it (`service rabbitmq-server restart`), or run `make rabbitmq`.'
+        )
+    return detect_rabbitmq_config(host=services.RABBITMQ_HOST, port=services.RABBITMQ_PORT)
+
+
+def _set_broker_options(config, backend: str | None) -> None:
+    # A RabbitMQ >= 3.8.15 with consumer_timeout disabled (checked in _broker_config) is fine: silence aiida's warning.
+    if backend == 'core.rabbitmq':
+        config.set_option('warnings.rabbitmq_version', False, scope=PROFILE_NAME)
+
+
+def ensure_profile(broker: str | None = None, storage: str | None = None) -> SetupStep:
+    """Create the project profile unless it exists; validate it if it does.
+
+    :param broker: ``zeromq``, ``rabbitmq`` or ``none``. A new profile gets ``zeromq`` when None; an existing profile
+        keeps its broker when None and is switched to ``broker`` otherwise (with its daemon stopped).
+    :param storage: ``sqlite`` or ``psql``, for a new profile (default ``sqlite``). Storage cannot be switched: an
+        existing profile with other storage is an error.
+    """
+    from aiida.manage.configuration import create_profile
+
+    if broker is not None and broker not in BROKERS:
         raise ValueError(f'unknown broker `{broker}`; choose from {sorted(BROKERS)}')
+    if storage is not None and storage not in STORAGES:
+        raise ValueError(f'unknown storage `{storage}`; choose from {sorted(STORAGES)}')
 
     config = _get_config(create=True)
     path = aiida_path()
 
     if PROFILE_NAME in config.profile_names:
         profile = config.get_profile(PROFILE_NAME)
-        if profile.storage_backend != STORAGE_BACKEND:
+        wanted = STORAGES[storage] if storage else None
+        if profile.storage_backend not in STORAGES.values() or wanted not in (None, profile.storage_backend):
             raise RuntimeError(
-                f'profile `{PROFILE_NAME}` in `{path}` uses storage `{profile.storage_backend}`, not `{STORAGE_BACKEND}`'
-                f'; remove `{path}` to start afresh.'
+                f'profile `{PROFILE_NAME}` in `{path}` uses storage `{profile.storage_backend}`, not '
+                f'`{wanted or STORAGE_BACKEND}`; storage cannot be switched in place: export with `verdi archive '
+                f'create`, then use a new QDTRAPS_AIIDA_PATH (or `make clean-profile`) and import it there.'
             )
         details = [f'AIIDA_PATH={path}']
         changed = False
-        filepath = pathlib.Path(profile.storage_config['filepath'])
-        if not filepath.is_dir():
+        if profile.storage_backend == 'core.psql_dos':
+            from .services import postgresql_problem
+
+            problem = postgresql_problem()
+            if problem:
+                raise RuntimeError(f'profile `{PROFILE_NAME}` uses PostgreSQL storage: {problem}')
+        elif not pathlib.Path(profile.storage_config['filepath']).is_dir():
+            filepath = pathlib.Path(profile.storage_config['filepath'])
             if storage_path().is_dir():  # the repository was moved: the config still holds the old absolute path
                 profile.set_storage(STORAGE_BACKEND, {**profile.storage_config, 'filepath': str(storage_path())})
                 config.update_profile(profile)
@@ -283,36 +326,63 @@ def ensure_profile(broker: str = 'zeromq') -> SetupStep:
             config.set_default_profile(PROFILE_NAME, overwrite=True)
             details.append('made default profile')
             changed = True
+        if broker is not None and BROKERS[broker] != profile.process_control_backend:
+            from .services import daemon_state
+
+            if daemon_state(profile)[0]:
+                raise RuntimeError(f'the daemon of profile `{PROFILE_NAME}` is running; stop it with `verdi daemon '
+                                   f'stop` (after `source env.sh`) before switching the broker to `{broker}`.')
+            previous = profile.process_control_backend
+            profile.set_process_controller(BROKERS[broker], _broker_config(BROKERS[broker]) or {})
+            config.update_profile(profile)
+            _set_broker_options(config, BROKERS[broker])
+            details.append(f'broker {previous or "none"} -> {BROKERS[broker] or "none"}')
+            changed = True
+        elif profile.process_control_backend == 'core.rabbitmq':
+            from .services import rabbitmq_problem
+
+            problem = rabbitmq_problem()
+            details.append(f'broker core.rabbitmq: {problem}' if problem else 'broker core.rabbitmq running')
         if changed:
             config.store()
         return SetupStep(f'profile {PROFILE_NAME}', 'updated' if changed else 'exists', ', '.join(details))
 
-    storage = storage_path()
-    if storage.exists() and any(storage.iterdir()):
+    repository = storage_path()
+    if repository.exists() and any(repository.iterdir()):
         raise RuntimeError(
-            f'`{storage}` holds storage of a profile that is no longer in `{config.filepath}`; remove `{path}` '
+            f'`{repository}` holds storage of a profile that is no longer in `{config.filepath}`; remove `{path}` '
             '(`make clean-profile`) and run the set-up again.'
         )
 
-    broker_backend = BROKERS[broker]
-    broker_config = BrokerFactory(broker_backend).get_default_config() if broker_backend else None
+    broker_backend = BROKERS[broker or 'zeromq']
+    broker_config = _broker_config(broker_backend)  # before the database: a missing broker leaves nothing behind
+    storage_backend = STORAGES[storage or 'sqlite']
+    extra = ''
+    if storage_backend == 'core.psql_dos':
+        from .services import ensure_psql_storage
+
+        role_status, storage_config = ensure_psql_storage(repository)
+        extra = f' (database and role {storage_config["database_name"]}, role {role_status})'
+    else:
+        storage_config = {'filepath': str(repository)}
     create_profile(
         config,
         name=PROFILE_NAME,
         email=PROFILE_EMAIL,
-        storage_backend=STORAGE_BACKEND,
-        storage_config={'filepath': str(storage)},
+        storage_backend=storage_backend,
+        storage_config=storage_config,
         broker_backend=broker_backend,
         broker_config=broker_config,
     )
     # as `verdi presto` does: poll processes every second instead of every minute
     config.set_option('runner.poll.interval', 1, scope=PROFILE_NAME)
+    _set_broker_options(config, broker_backend)
     config.set_default_profile(PROFILE_NAME, overwrite=True)
     config.store()
     return SetupStep(
         f'profile {PROFILE_NAME}',
         'created',
-        f'AIIDA_PATH={path}, storage {STORAGE_BACKEND}, broker {broker_backend or "none"}',
+        f'AIIDA_PATH={path}, storage {storage_backend}{extra}, broker {broker_backend or "none"}',
     )
 
 
@@ -477,11 +547,19 @@ def ensure_caching() -> SetupStep:
     return SetupStep('caching', 'created' if not current else 'updated', ', '.join(CACHED_PROCESSES))
 
 
-def setup_project(broker: str = 'zeromq') -> list[SetupStep]:
-    """Create or validate the profile, the computer, the codes, the UPF family and caching; return what was done."""
-    steps = [ensure_profile(broker=broker)]
+def setup_project(broker: str | None = None, storage: str | None = None, daemon: bool = False,
+                  workers: int = 1) -> list[SetupStep]:
+    """Create or validate the profile, the computer, the codes, the UPF family and caching; return what was done.
+
+    With ``daemon=True`` the daemon is started too (``workers`` workers) unless it runs (``aiida_qdtraps.services``).
+    """
+    steps = [ensure_profile(broker=broker, storage=storage)]
     steps.append(ensure_computer())
     steps.extend(ensure_codes())
     steps.append(ensure_pseudo_family())
     steps.append(ensure_caching())
+    if daemon:
+        from .services import ensure_daemon
+
+        steps.append(ensure_daemon(load_project_profile(), workers=workers))
     return steps

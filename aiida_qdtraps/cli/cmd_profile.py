@@ -70,19 +70,29 @@ VERSION_PROBES = {'cp2k': cp2k_version, 'pw': pw_version, 'baderkit': baderkit_v
 @cli.command()
 @click.option(
     '--broker',
-    type=click.Choice(['zeromq', 'none']),
-    default='zeromq',
-    show_default=True,
-    help='Message broker of a newly created profile. zeromq: aiida-core 2.9 ZeroMQ broker, no external service, '
-    'started with `verdi daemon start`; none: `run` only, no daemon. Ignored if the profile exists.',
+    type=click.Choice(['zeromq', 'rabbitmq', 'none']),
+    default=None,
+    help='Message broker. zeromq (default for a new profile): aiida-core 2.9 ZeroMQ broker, no external service, '
+    'started with `verdi daemon start`; rabbitmq: a running RabbitMQ with consumer_timeout disabled (`make rabbitmq`); '
+    'none: `run` only, no daemon. Given for an existing profile, switches its broker (daemon stopped).',
 )
-def setup(broker):
+@click.option(
+    '--storage',
+    type=click.Choice(['sqlite', 'psql']),
+    default=None,
+    help='Storage of a new profile: sqlite (default, core.sqlite_dos) or psql (core.psql_dos on the local PostgreSQL, '
+    '`make postgresql`; one role + database per AIIDA_PATH). Cannot switch an existing profile.',
+)
+@click.option('--daemon', is_flag=True, help='Also start the daemon (unless it runs), so `submit` works.')
+@click.option('--workers', type=click.IntRange(min=1), default=1, show_default=True,
+              help='Number of daemon workers started by --daemon.')
+def setup(broker, storage, daemon, workers):
     """Create or validate the project profile, the `localhost` computer and the codes (idempotent)."""
     from aiida_qdtraps.profile import aiida_path, setup_project
 
     start = time.perf_counter()
     try:
-        steps = setup_project(broker=broker)
+        steps = setup_project(broker=broker, storage=storage, daemon=daemon, workers=workers)
     except RuntimeError as exception:
         raise click.ClickException(str(exception)) from exception
     for step in steps:
@@ -100,7 +110,22 @@ def _broker_summary(profile) -> str:
         running = ZeromqBroker(profile).check_service_reachable()
         state = 'service running' if running else 'service not running; `verdi daemon start` starts it'
         return f'{backend} ({state})'
+    if backend == 'core.rabbitmq':
+        from aiida_qdtraps.services import rabbitmq_problem
+
+        return f'{backend} ({rabbitmq_problem() or "running"})'
     return backend
+
+
+def _daemon_summary(profile) -> str:
+    from aiida_qdtraps.services import daemon_state
+
+    if profile.process_control_backend is None:
+        return 'not available (no broker)'
+    running, pids = daemon_state(profile)
+    if not running:
+        return 'not running (`qdtraps setup --daemon` or `verdi daemon start` starts it)'
+    return f'running, worker pids {pids}'
 
 
 @cli.command()
@@ -117,8 +142,20 @@ def status():
     if profile_exists():
         profile = load_project_profile()
         click.echo(f'profile:     {profile.name}')
-        click.echo(f'storage:     {profile.storage_backend} @ {profile.storage_config.get("filepath")}')
+        config = profile.storage_config
+        where = config.get('filepath') or (f'postgresql://{config.get("database_username")}@'
+                                           f'{config.get("database_hostname")}:{config.get("database_port")}/'
+                                           f'{config.get("database_name")}, {config.get("repository_uri")}')
+        click.echo(f'storage:     {profile.storage_backend} @ {where}')
         click.echo(f'broker:      {_broker_summary(profile)}')
+        click.echo(f'daemon:      {_daemon_summary(profile)}')
+        if profile.storage_backend == 'core.psql_dos':
+            from aiida_qdtraps.services import postgresql_problem
+
+            problem = postgresql_problem()
+            if problem:
+                click.echo(f'storage:     UNREACHABLE: {problem}')
+                ok, profile = False, None
     else:
         ok = False
         click.echo(f'profile:     {PROFILE_NAME} MISSING (run `qdtraps setup` or `make setup`)')
