@@ -24,6 +24,18 @@ def _png(fig) -> bytes:
     return buffer.getvalue()
 
 
+def _trap_annotations(traps: list[dict], tol: float = 0.01) -> dict[tuple[float, float], list[str]]:
+    """Centre labels (``In12-2c``) of the traps, one annotation per point: degenerate traps (same energy and PR
+    within ``tol``) share one, so that their labels do not overprint."""
+    groups: dict[tuple[float, float], list[str]] = {}
+    for trap in traps:
+        name = f"{trap['center_element']}{trap['center']}-{trap['center_coordination']}c"
+        point = (trap['energy'], trap['participation_ratio'])
+        key = next((k for k in groups if abs(k[0] - point[0]) < tol and abs(k[1] - point[1]) < tol), point)
+        groups.setdefault(key, []).append(name)
+    return groups
+
+
 def participation_plot(energies, participation, kinds, vbm: float, cbm: float, traps: list[dict],
                        title: str = '') -> bytes:
     """Participation ratio versus energy with the band edges and the traps labelled by centre (seed 000 Fig. 1)."""
@@ -33,7 +45,7 @@ def participation_plot(energies, participation, kinds, vbm: float, cbm: float, t
     import matplotlib.pyplot as plt
 
     energies, participation, kinds = np.asarray(energies), np.asarray(participation), np.asarray(kinds)
-    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    fig, ax = plt.subplots(figsize=(7.4, 3.6), layout='constrained')
     for kind, (colour, label) in KIND_STYLE.items():
         mask = kinds == kind
         if mask.any():
@@ -42,14 +54,12 @@ def participation_plot(energies, participation, kinds, vbm: float, cbm: float, t
     ax.axvline(cbm, color='tab:orange', ls='--', lw=1)
     ax.text(vbm, 1.02, 'VBM', ha='center', va='bottom', fontsize=8, transform=ax.get_xaxis_transform())
     ax.text(cbm, 1.02, 'CBM', ha='center', va='bottom', fontsize=8, transform=ax.get_xaxis_transform())
-    for trap in traps:
-        ax.annotate(f"{trap['center_element']}{trap['center']}-{trap['center_coordination']}c",
-                    (trap['energy'], trap['participation_ratio']), textcoords='offset points', xytext=(3, 4),
-                    fontsize=7)
+    for (energy, pr), names in _trap_annotations(traps).items():
+        ax.annotate(', '.join(names), (energy, pr), textcoords='offset points', xytext=(3, 4), fontsize=7)
     ax.set_xlabel('MO energy (eV)')
     ax.set_ylabel('participation ratio  1/(N Σp²)')
     ax.set_ylim(0, 1.08)
-    ax.legend(fontsize=7, loc='lower left', frameon=False)
+    ax.legend(fontsize=7, loc='upper left', bbox_to_anchor=(1.01, 1.0), frameon=False)
     if title:
         ax.set_title(title, fontsize=9)
     return _png(fig)
