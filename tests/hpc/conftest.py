@@ -8,6 +8,8 @@ server is stopped at the end of the session. Tests skip, saying why, when no ssh
 
 from __future__ import annotations
 
+import contextlib
+import ctypes.util
 import dataclasses
 import getpass
 import os
@@ -42,9 +44,9 @@ def _keygen(ssh_keygen: str, path: pathlib.Path) -> None:
     subprocess.run([ssh_keygen, '-q', '-t', 'ed25519', '-N', '', '-f', str(path)], check=True, timeout=30)
 
 
-@pytest.fixture(scope='session')
-def private_sshd(tmp_path_factory):
-    """Start ``sshd -D`` on 127.0.0.1:<free port> with its own host key; yield an :class:`SshServer`."""
+@contextlib.contextmanager
+def _sshd(folder: pathlib.Path, extra_config: tuple[str, ...] = ()):
+    """Run ``sshd -D`` on 127.0.0.1:<free port> with keys and config in ``folder``; yield an :class:`SshServer`."""
     sshd = shutil.which('sshd', path=f"/usr/sbin:/usr/local/sbin:{os.environ.get('PATH', '')}")
     ssh_keygen = shutil.which('ssh-keygen')
     if sshd is None or ssh_keygen is None:
@@ -56,7 +58,6 @@ def private_sshd(tmp_path_factory):
         except OSError as exc:
             pytest.skip(f'sshd needs its privilege separation directory /run/sshd and it cannot be created: {exc}')
 
-    folder = tmp_path_factory.mktemp('sshd')
     host_key, client_key = folder / 'host_key', folder / 'client_key'
     _keygen(ssh_keygen, host_key)
     _keygen(ssh_keygen, client_key)
@@ -67,7 +68,7 @@ def private_sshd(tmp_path_factory):
         f'Port {port}', 'ListenAddress 127.0.0.1', f'HostKey {host_key}',
         f'AuthorizedKeysFile {folder}/authorized_keys', f'PidFile {folder}/sshd.pid',
         'StrictModes no', 'UsePAM no', 'PasswordAuthentication no', 'KbdInteractiveAuthentication no',
-        'PermitRootLogin prohibit-password', 'Subsystem sftp internal-sftp', 'LogLevel VERBOSE', '')))
+        'PermitRootLogin prohibit-password', 'Subsystem sftp internal-sftp', 'LogLevel VERBOSE', *extra_config, '')))
     check = subprocess.run([sshd, '-t', '-f', str(config)], capture_output=True, text=True, timeout=30)
     if check.returncode != 0:
         pytest.skip(f'sshd refuses the test configuration: {check.stderr.strip()}')
@@ -75,19 +76,18 @@ def private_sshd(tmp_path_factory):
     log = folder / 'sshd.log'
     with log.open('w') as handle:
         process = subprocess.Popen([sshd, '-D', '-e', '-f', str(config)], stdout=handle, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.skip(f'sshd exited with status {process.returncode}: {log.read_text()[-500:]}')
-        try:
-            with socket.create_connection(('127.0.0.1', port), timeout=1):
-                break
-        except OSError:
-            time.sleep(0.1)
-    else:
-        process.terminate()
-        pytest.skip(f'sshd did not listen on 127.0.0.1:{port} within 15 s: {log.read_text()[-500:]}')
     try:
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                pytest.skip(f'sshd exited with status {process.returncode}: {log.read_text()[-500:]}')
+            try:
+                with socket.create_connection(('127.0.0.1', port), timeout=1):
+                    break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            pytest.skip(f'sshd did not listen on 127.0.0.1:{port} within 15 s: {log.read_text()[-500:]}')
         yield SshServer('127.0.0.1', port, getpass.getuser(), client_key, log)
     finally:
         process.terminate()
@@ -95,6 +95,20 @@ def private_sshd(tmp_path_factory):
             process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             process.kill()
+
+
+@pytest.fixture(scope='session')
+def private_sshd(tmp_path_factory):
+    """A private sshd on 127.0.0.1:<free port> with its own host key; yields an :class:`SshServer`."""
+    with _sshd(tmp_path_factory.mktemp('sshd')) as server:
+        yield server
+
+
+@pytest.fixture(scope='session')
+def private_ssh_slurm(private_slurm, tmp_path_factory):
+    """A private sshd whose sessions see the private Slurm cluster (``SetEnv SLURM_CONF=...``): a login node."""
+    with _sshd(tmp_path_factory.mktemp('sshd_slurm'), (f'SetEnv SLURM_CONF={private_slurm.conf}',)) as server:
+        yield server, private_slurm
 
 
 @pytest.fixture
@@ -119,6 +133,7 @@ class SlurmCluster:
     conf: pathlib.Path
     folder: pathlib.Path
     node: str
+    mpi: str  # MpiDefault: 'pmix' when srun can start (Open)MPI programs, else 'none'
 
     def environment(self) -> dict[str, str]:
         return {'SLURM_CONF': str(self.conf)}
@@ -160,6 +175,11 @@ def private_slurm(tmp_path_factory):
                     f'--pid-file={munge / "munged.pid"}', f'--log-file={munge / "munged.log"}',
                     f'--seed-file={munge / "munged.seed"}', '--force'], check=True, timeout=30)
     node = socket.gethostname().split('.')[0]
+    # srun starts Debian's Open MPI programs (cp2k.psmp, pw.x) through PMIx; Slurm's mpi/pmix plugin dlopens
+    # libpmix.so, which only the libpmix-dev package provides.
+    mpi = 'pmix' if ctypes.util.find_library('pmix') and any(
+        pathlib.Path(d, 'libpmix.so').exists() for d in ('/usr/lib/x86_64-linux-gnu', '/usr/lib64', '/usr/lib',
+                                                         '/usr/lib/aarch64-linux-gnu')) else 'none'
     cpus = os.cpu_count() or 1
     conf = folder / 'slurm.conf'
     conf.write_text('\n'.join((
@@ -171,7 +191,7 @@ def private_slurm(tmp_path_factory):
         f'SlurmdLogFile={folder}/slurmd.log', 'ProctrackType=proctrack/linuxproc', 'TaskPlugin=task/none',
         'JobAcctGatherType=jobacct_gather/none', 'AccountingStorageType=accounting_storage/none',
         'JobCompType=jobcomp/none', 'SchedulerType=sched/backfill', 'SelectType=select/cons_tres',
-        'SelectTypeParameters=CR_Core', 'MpiDefault=none', 'ReturnToService=2', 'MinJobAge=600',
+        'SelectTypeParameters=CR_Core', f'MpiDefault={mpi}', 'ReturnToService=2', 'MinJobAge=600',
         f'NodeName={node} NodeAddr=127.0.0.1 CPUs={cpus} RealMemory=1000 State=UNKNOWN',
         f'PartitionName=debug Nodes={node} Default=YES MaxTime=INFINITE State=UP', '')))
     environment = {**os.environ, 'SLURM_CONF': str(conf)}
@@ -192,7 +212,7 @@ def private_slurm(tmp_path_factory):
         if not _wait_for(idle, 30):
             log = (folder / 'slurmctld.log').read_text(errors='replace')[-800:]
             pytest.skip(f'the private Slurm node did not become idle within 30 s: {log}')
-        yield SlurmCluster(conf, folder, node)
+        yield SlurmCluster(conf, folder, node, mpi)
     finally:
         for pid_file in (*reversed(started), munge / 'munged.pid'):
             try:
