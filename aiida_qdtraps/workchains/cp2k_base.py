@@ -28,6 +28,15 @@ from .functions import update_cp2k_parameters
 Cp2kCalculation = Cp2kBaseWorkChain._process_class
 WFN_RESTART = './parent_calc/aiida-RESTART.wfn'
 MAX_SCF_ATTEMPTS = 3
+#: Electronic temperature (K) of the Fermi-Dirac smearing that the SCF handler switches on for diagonalisation.
+SMEAR_KELVIN = 300
+
+
+def _smearing_on(section) -> bool:
+    """Whether a CP2K ``&SMEAR`` section (aiida-cp2k dict form) is active."""
+    if isinstance(section, dict):
+        return section.get('_', True) not in (False, 'F', '.FALSE.', 'false', 'OFF')
+    return section not in (None, False, 'F', '.FALSE.', 'false', 'OFF')
 
 
 class QdCp2kBaseWorkChain(Cp2kBaseWorkChain):
@@ -97,6 +106,13 @@ class QdCp2kBaseWorkChain(Cp2kBaseWorkChain):
             changes = {'MAX_SCF': min(2 * int(scf.get('MAX_SCF', 50)), 600),
                        'MIXING': {'ALPHA': max(round(alpha / 2, 4), 0.02), 'NBROYDEN': 12}}
             action = f"mixing ALPHA {changes['MIXING']['ALPHA']} and MAX_SCF {changes['MAX_SCF']}"
+            if not _smearing_on(scf.get('SMEAR')):
+                # Charge sloshing between near-degenerate frontier states (small-gap QDs with under-coordinated
+                # surface atoms) is what stalls diagonalisation + Broyden; a 300 K Fermi-Dirac smearing damps it and
+                # leaves the occupations integer to exp(-gap/kT) (e.g. 4e-9 for a 0.5 eV gap).
+                changes['SMEAR'] = {'_': True, 'METHOD': 'FERMI_DIRAC', 'ELECTRONIC_TEMPERATURE': SMEAR_KELVIN}
+                changes['ADDED_MOS'] = max(int(scf.get('ADDED_MOS', 0)), 10)  # CP2K smearing needs empty states
+                action += f', Fermi-Dirac smearing at {SMEAR_KELVIN} K'
         self._update_parameters({'FORCE_EVAL': {'DFT': {'SCF': changes}}})
         if self._has_wavefunction(calc):
             self._restart_from(calc)

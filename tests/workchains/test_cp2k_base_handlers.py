@@ -41,9 +41,22 @@ def test_scf_not_converged_diagonalisation(base_workchain, generate_cp2k_calc, d
     assert isinstance(report, ProcessHandlerReport) and report.do_break and report.exit_code.status == 0
     scf = scf_of(process)
     assert scf['MIXING']['ALPHA'] == 0.15 and scf['MAX_SCF'] == 6
+    assert scf['SMEAR'] == {'_': True, 'METHOD': 'FERMI_DIRAC', 'ELECTRONIC_TEMPERATURE': 300}
+    assert scf['ADDED_MOS'] == 10
     assert scf['SCF_GUESS'] == 'RESTART'
     assert process.ctx.inputs.parameters['FORCE_EVAL']['DFT']['WFN_RESTART_FILE_NAME'] == WFN_RESTART
     assert process.ctx.inputs.parent_calc_folder.uuid == calc.outputs.remote_folder.uuid
+
+
+def test_scf_not_converged_keeps_existing_smearing(base_workchain, generate_cp2k_calc, data_dir):
+    """A second failure (smearing already on, e.g. the hybrid protocol's 12 added MOs) only lowers the mixing."""
+    process = base_workchain({'MAX_SCF': 3, 'ADDED_MOS': 12, 'MIXING': {'ALPHA': 0.3},
+                              'SMEAR': {'_': True, 'METHOD': 'FERMI_DIRAC', 'ELECTRONIC_TEMPERATURE': 500}})
+    calc = generate_cp2k_calc({'aiida.out': data_dir / FAILED / 'scf_not_converged.out'}, 'ERROR_SCF_NOT_CONVERGED')
+    process.handle_scf_not_converged(calc)
+    scf = scf_of(process)
+    assert scf['SMEAR']['ELECTRONIC_TEMPERATURE'] == 500 and scf['ADDED_MOS'] == 12
+    assert scf['MIXING']['ALPHA'] == 0.15
 
 
 def test_scf_not_converged_ot_ladder_and_give_up(base_workchain, generate_cp2k_calc, data_dir):
