@@ -238,8 +238,9 @@ def compare_versions(report: ArchiveReport, installed: str | None = None) -> tup
     installed = installed or aiida_qdtraps.__version__
     lines = []
     if report.trap_missing:
-        lines.append(f'{report.n_traps} TrapRecord node(s) lack attributes that `qdtraps traps` of {installed} reads: '
-                     + ', '.join(f'{key} (missing in {count})' for key, count in sorted(report.trap_missing.items()))
+        lines.append(f'TrapRecord attributes that `qdtraps traps` of {installed} reads are missing: '
+                     + ', '.join(f'{key} (in {count} of {report.n_traps} records)'
+                                 for key, count in sorted(report.trap_missing.items()))
                      + '; those columns will be empty and filters on them will not match.')
     if not report.plugin_versions:
         return 'none', ' '.join([f'{report.path} holds no aiida-qdtraps processes.', *lines])
