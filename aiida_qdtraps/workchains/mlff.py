@@ -568,7 +568,7 @@ class MlffActiveLearningWorkChain(ProtocolMixin, WorkChain):
         inputs.cp2k.settings = orm.Dict(cp2k_settings)
         inputs.metadata = {'call_link_label': 'initial_md'}
         self.report(f"initial data: CP2K NVT MD, {settings['steps']} steps of {settings['timestep_fs']} fs at "
-                    f"{settings['temperature_K']} K, every {settings['stride']}. frame labelled")
+                    f"{settings['temperature_K']} K, frame stride {settings['stride']}")
         return ToContext(initial_md=self.submit(QdCp2kBaseWorkChain, **inputs))
 
     def inspect_initial_md(self):
@@ -601,23 +601,51 @@ class MlffActiveLearningWorkChain(ProtocolMixin, WorkChain):
         return ToContext(**futures)
 
     def inspect_labels(self):
-        """Add the finished labels to the dataset; fail if any CP2K work chain failed."""
-        failed, labels = [], {}
+        """Add the finished labels to the dataset; fail if any CP2K work chain failed.
+
+        A label of an MD frame (iteration >= 1) whose largest CP2K force exceeds ``MAX_PLAUSIBLE_FORCE`` (atoms
+        pushed into each other by a poor model) is left out with a report, as DP-GEN leaves out failed frames; the
+        next training then uses the dataset as it was. Initial labels are never left out: there ``grow_dataset``
+        refuses them, with the force in the message.
+        """
+        failed, labels, refused = [], {}, []
         for i, key in enumerate(sorted(self.ctx.to_label)):
             node = self.ctx[f'label_{key}']
             if not node.is_finished_ok:
                 failed.append(f'{node.process_label}<{node.pk}> exit status {node.exit_status}')
                 continue
+            if self.ctx.iteration > 0:
+                largest = self._largest_force(node.outputs.retrieved)
+                if largest is not None and largest > mlff.MAX_PLAUSIBLE_FORCE:
+                    refused.append(f'{node.process_label}<{node.pk}> ({largest:.3g} eV/Å)')
+                    continue
             labels[f'structure_{i:03d}'] = self.ctx.to_label[key]
             labels[f'output_parameters_{i:03d}'] = node.outputs.output_parameters
             labels[f'retrieved_{i:03d}'] = node.outputs.retrieved
         if failed:
             return self.exit_codes.ERROR_LABELING_FAILED.format(count=len(failed), message='; '.join(failed))
+        if refused:
+            self.ctx.refused_labels = self.ctx.get('refused_labels', 0) + len(refused)
+            self.report(f'iteration {self.ctx.iteration}: {len(refused)} label(s) not added, largest force above '
+                        f'{mlff.MAX_PLAUSIBLE_FORCE} eV/Å (unphysical MD frames): {"; ".join(refused)}')
+        if not labels:
+            self.report(f'iteration {self.ctx.iteration}: no label added; the dataset stays dataset<{self.ctx.dataset.pk}>')
+            return None
         kwargs = {'dataset': self.ctx.dataset} if self.ctx.dataset is not None else {}
         self.ctx.dataset = grow_dataset(self.ctx.grow_parameters, **kwargs, **labels)['dataset']
         n_frames = sum(len(v) for v in self.ctx.dataset.base.attributes.get('frame_sources').values())
         self.report(f'iteration {self.ctx.iteration}: dataset<{self.ctx.dataset.pk}> now holds {n_frames} frames')
         return None
+
+    @staticmethod
+    def _largest_force(retrieved: orm.FolderData) -> float | None:
+        """Largest atomic force (eV/Å) of a CP2K ENERGY_FORCE output, None if it has no forces block."""
+        text = retrieved.base.repository.get_object_content(retrieved.creator.base.attributes.get('output_filename',
+                                                                                               'aiida.out'))
+        try:
+            return float(np.linalg.norm(mlff.read_cp2k_atomic_forces(text), axis=1).max())
+        except ValueError:
+            return None  # grow_dataset raises with the reason
 
     def should_iterate(self):
         max_iterations = int(self.inputs.convergence.get('max_iterations', 5))

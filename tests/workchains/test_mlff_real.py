@@ -25,9 +25,12 @@ def dp_python(aiida_code_installed):
 
 @pytest.mark.slow
 def test_active_learning_two_iterations(cp2k_code, dp_python, tiny_qd):
-    """2 iterations on In4PF9: 2 rattled + 1 selected CP2K labels, 2 models per iteration, parity plot, provenance."""
-    builder = MlffActiveLearningWorkChain.get_builder_from_protocol(cp2k_code, dp_python, dp_python, tiny_qd,
-                                                                    protocol='fast')
+    """2 iterations on In4PF9: a 1-step CP2K MD (2 frames) + 1 selected CP2K label, 2 models per iteration (warm
+    started in iteration 2), parity plot, provenance of the frames."""
+    builder = MlffActiveLearningWorkChain.get_builder_from_protocol(
+        cp2k_code, dp_python, dp_python, tiny_qd, protocol='fast', overrides={'initial': {'method': 'cp2k_md',
+                                                                                          'steps': 1}})
+    assert builder.initial.get_dict() == {'method': 'cp2k_md', 'steps': 1, 'seed': 0}
     results, node = run_get_node(builder)
     assert node.is_finished_ok, (node.exit_status, node.exit_message, get_workchain_report(node, 'REPORT'))
 
@@ -38,29 +41,59 @@ def test_active_learning_two_iterations(cp2k_code, dp_python, tiny_qd):
     assert len(results['models']) == 2
     assert results['parity_plot'].get_content('rb')[:8] == b'\x89PNG\r\n\x1a\n'
 
-    # 2 initial frames + 1 selected in iteration 1 (none after the last training); frame 0 held out for validation.
+    # 2 initial MD frames (steps 0, 1; step 0 held out) + the frame selected in iteration 1 (none after the last
+    # training), unless CP2K found that frame unphysical (|F| > 50 eV/Å): then it is reported and left out.
+    # (With these seeds it was left out: largest force 69.9 eV/Å, from models trained on one frame.)
+    report = get_workchain_report(node, 'REPORT')
+    refused = 'iteration 1: 1 label(s) not added, largest force above 50.0 eV/Å' in report
     dataset = results['dataset']
     sources = dataset.base.attributes.get('frame_sources')
-    assert {name: len(uuids) for name, uuids in sources.items()} == {'training/F9In4P1': 2, 'validation/F9In4P1': 1}
-
-    # Walk the frame selected by the MD back to the CP2K calculation that labelled it.
-    uuid = sources['training/F9In4P1'][-1]
-    calc, _ = (
-        orm.QueryBuilder()
-        .append(orm.CalcJobNode, filters={'uuid': uuid}, tag='calc', project='*')
-        .append(orm.FolderData, with_incoming='calc', edge_filters={'label': 'retrieved'}, tag='retrieved')
-        .append(orm.CalcFunctionNode, with_incoming='retrieved', filters={'attributes.function_name': 'grow_dataset'},
-                tag='grow', project='*')
-        .append(orm.FolderData, with_incoming='grow', filters={'uuid': dataset.uuid})
-        .one()
-    )
-    assert calc.inputs.parameters['GLOBAL']['RUN_TYPE'] == 'ENERGY_FORCE'
-    energies = np.load(io.BytesIO(dataset.base.repository.get_object_content(
-        'training/F9In4P1/set.000/energy.npy', mode='rb')))
-    assert energies[-1] == pytest.approx(calc.outputs.output_parameters['energy'] * HARTREE_EV, abs=1e-6)
+    n_training = 1 if refused else 2
+    assert {name: len(uuids) for name, uuids in sources.items()} == {'training/F9In4P1': n_training,
+                                                                     'validation/F9In4P1': 1}
     forces = np.load(io.BytesIO(dataset.base.repository.get_object_content(
         'training/F9In4P1/set.000/force.npy', mode='rb')))
-    assert forces.shape == (2, 14 * 3) and np.abs(forces).max() < 50
+    assert forces.shape == (n_training, 14 * 3) and np.abs(forces).max() < 50
+    label = next(link.node for link in node.base.links.get_outgoing(link_label_filter='label_iter_1_%').all())
+    assert label.is_finished_ok
+    if not refused:
+        # Walk the frame selected by the MD back to the CP2K calculation that labelled it.
+        uuid = sources['training/F9In4P1'][-1]
+        calc, _ = (
+            orm.QueryBuilder()
+            .append(orm.CalcJobNode, filters={'uuid': uuid}, tag='calc', project='*')
+            .append(orm.FolderData, with_incoming='calc', edge_filters={'label': 'retrieved'}, tag='retrieved')
+            .append(orm.CalcFunctionNode, with_incoming='retrieved',
+                    filters={'attributes.function_name': 'grow_dataset'}, tag='grow', project='*')
+            .append(orm.FolderData, with_incoming='grow', filters={'uuid': dataset.uuid})
+            .one()
+        )
+        assert calc.inputs.parameters['GLOBAL']['RUN_TYPE'] == 'ENERGY_FORCE'
+        assert calc.uuid == label.outputs.retrieved.creator.uuid
+        energies = np.load(io.BytesIO(dataset.base.repository.get_object_content(
+            'training/F9In4P1/set.000/energy.npy', mode='rb')))
+        assert energies[-1] == pytest.approx(calc.outputs.output_parameters['energy'] * HARTREE_EV, abs=1e-6)
 
-    report = get_workchain_report(node, 'REPORT')
+    # The initial frames come from one CP2K MD CalcJob, which is an ancestor of the final dataset.
+    assert dataset.base.attributes.get('frame_md_steps') == {'validation/F9In4P1': [0],
+                                                            'training/F9In4P1': [1] if refused else [1, None]}
+    md_calc = orm.load_node(sources['validation/F9In4P1'][0])
+    assert md_calc.inputs.parameters['GLOBAL']['RUN_TYPE'] == 'MD'
+    assert sources['training/F9In4P1'][0] == md_calc.uuid
+    assert orm.QueryBuilder().append(orm.CalcJobNode, filters={'uuid': md_calc.uuid}, tag='md').append(
+        orm.FolderData, with_ancestors='md', filters={'uuid': dataset.uuid}).count() == 1
+    validation_energy = np.load(io.BytesIO(dataset.base.repository.get_object_content(
+        'validation/F9In4P1/set.000/energy.npy', mode='rb')))
+    assert validation_energy[0] == pytest.approx(md_calc.outputs.output_trajectory.get_array('energies')[0]
+                                                 * HARTREE_EV, abs=1e-6)
+
+    # Iteration 2 warm-starts model n from model n of iteration 1 (60 steps instead of 100).
+    trainings = {link.link_label: link.node for link in node.base.links.get_outgoing(link_label_filter='train_%').all()}
+    for seed in (1, 2):
+        warm = trainings[f'train_iter_2_model_{seed}']
+        assert warm.inputs.init_model.uuid == trainings[f'train_iter_1_model_{seed}'].outputs.model.uuid
+        assert warm.outputs.output_parameters['warm_start'] and warm.outputs.output_parameters['numb_steps'] == 60
+        assert 'init_model' not in trainings[f'train_iter_1_model_{seed}'].inputs
+
     assert 'iteration 2: 11 MD frames' in report and 'validation MAE' in report
+    assert 'warm start from iteration 1' in report

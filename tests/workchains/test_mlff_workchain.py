@@ -311,3 +311,25 @@ def test_initial_md_step_submits_a_cp2k_md_that_retrieves_the_energies(fast_buil
     assert inputs['cp2k']['settings']['additional_retrieve_list'] == ['aiida-1.ener']
     assert inputs['cp2k']['structure'].uuid == process.ctx.structure.uuid
     assert inputs['cp2k']['structure'].get_ase().cell.lengths() == pytest.approx([13.0] * 3)
+
+
+def test_labels_of_unphysical_md_frames_are_left_out(fast_builder, generate_workchain, generate_cp2k_calc):
+    """A label with |F| = 154 eV/Å on one atom (an MD frame with overlapping atoms) is reported, not added."""
+    output = """ ATOMIC FORCES in [a.u.]
+
+ # Atom   Kind   Element          X              Y              Z
+      1      1      In          3.00000000     0.00000000     0.00000000
+      2      2      P          -3.00000000     0.00000000     0.00000000
+ SUM OF ATOMIC FORCES           0.00000000     0.00000000     0.00000000     0.00000000
+"""
+    process = generate_workchain(MlffActiveLearningWorkChain, dict(fast_builder))
+    process.setup()
+    dataset = orm.FolderData().store()
+    process.ctx.dataset = dataset
+    process.ctx.iteration = 1
+    process.ctx.to_label = {'candidate_000': orm.StructureData(ase=Atoms('InP', positions=[[0, 0, 0], [0.5, 0, 0]],
+                                                                         cell=[9, 9, 9])).store()}
+    process.ctx['label_candidate_000'] = generate_cp2k_calc({'aiida.out': output},
+                                                            parameters={'GLOBAL': {'RUN_TYPE': 'ENERGY_FORCE'}})
+    assert process.inspect_labels() is None
+    assert process.ctx.dataset.uuid == dataset.uuid and process.ctx.refused_labels == 1
