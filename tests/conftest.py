@@ -49,6 +49,12 @@ def baderkit_code(aiida_code_installed):
 
 
 @pytest.fixture
+def tiny_qd_recipe() -> dict:
+    """The recipe of the tiny QD, for scripts that build it in another profile."""
+    return dict(TINY_QD_RECIPE)
+
+
+@pytest.fixture
 def tiny_qd():
     """The 14-atom In4PF9 cluster as a stored StructureData built through the ``build_qd_structure`` calcfunction."""
     from aiida_qdtraps.workchains.functions import build_qd_structure

@@ -43,13 +43,14 @@ def run_qdtraps():
 def run_python():
     """Return ``run(source, aiida_path) -> stdout`` that runs Python source in a subprocess and asserts it succeeds."""
 
-    def run(source: str, aiida_path: pathlib.Path, env: dict[str, str] | None = None) -> str:
+    def run(source: str, aiida_path: pathlib.Path, env: dict[str, str] | None = None, argv: list[str] = (),
+            timeout: float = 120) -> str:
         result = subprocess.run(
-            [sys.executable, '-c', textwrap.dedent(source)],
+            [sys.executable, '-c', textwrap.dedent(source), *argv],
             env={**_environment(aiida_path), **(env or {})},
             capture_output=True,
             text=True,
-            timeout=120,
+            timeout=timeout,
             check=False,
         )
         assert result.returncode == 0, f'stdout:\n{result.stdout}\nstderr:\n{result.stderr}'
