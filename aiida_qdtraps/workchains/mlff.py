@@ -37,7 +37,7 @@ from ..calculations.deepmd import TRAINING_DIR, VALIDATION_DIR, DeepmdTrainCalcu
 from ..calculations.mlff_md import MlffMdCalculation, md_parameters
 from ..protocols import PROTOCOL_DIR
 from .common import cp2k_protocol_inputs, define_qd_inputs, electronic_state_changes
-from .cp2k_base import QdCp2kBaseWorkChain
+from .cp2k_base import WFN_RESTART, QdCp2kBaseWorkChain
 from .functions import center_in_box, update_cp2k_parameters
 from .relax import QdRelaxWorkChain
 
@@ -446,6 +446,9 @@ class MlffActiveLearningWorkChain(ProtocolMixin, WorkChain):
         spec.input('convergence', valid_type=orm.Dict,
                    help='`accurate_fraction` (default 0.95), `energy_mae_per_atom` (eV/atom, default 0.001), '
                         'optional `force_mae` (eV/Å), `max_iterations` (default 5).')
+        spec.input('label_wfn_restart', valid_type=orm.Bool, default=lambda: orm.Bool(False),
+                   help='Start the SCF of the labels of MD frames from the wavefunction of the initial data (the last '
+                        'frame of the initial CP2K MD, or the first initial label) instead of the atomic guess.')
         spec.input('train_options', valid_type=dict, non_db=True, required=False, help='CalcJob options of training.')
         spec.input('md_options', valid_type=dict, non_db=True, required=False, help='CalcJob options of the MD.')
         spec.inputs.validator = validate_settings
@@ -515,6 +518,7 @@ class MlffActiveLearningWorkChain(ProtocolMixin, WorkChain):
         builder.dp_code = dp_code
         builder.md_code = md_code
         builder.num_models = orm.Int(inputs['num_models'])
+        builder.label_wfn_restart = orm.Bool(inputs.get('label_wfn_restart', False))
         builder.validation_every = orm.Int(inputs['validation_every'])
         if inputs['initial'].get('method') == 'cp2k_md':  # drop the protocol's rattle settings unless overridden
             given = (overrides or {}).get('initial', {})
@@ -577,6 +581,7 @@ class MlffActiveLearningWorkChain(ProtocolMixin, WorkChain):
         if not node.is_finished_ok:
             return self.exit_codes.ERROR_LABELING_FAILED.format(
                 count=1, message=f'initial MD {node.process_label}<{node.pk}> exit status {node.exit_status}')
+        self.ctx.wfn_parent = node.outputs.remote_folder
         settings = initial_md_settings(self.inputs.initial.get_dict())
         parameters = orm.Dict({**self.ctx.grow_parameters.get_dict(), 'md_stride': settings['stride']})
         self.ctx.dataset = grow_dataset(parameters, md_retrieved_000=node.outputs.retrieved)['dataset']
@@ -590,14 +595,21 @@ class MlffActiveLearningWorkChain(ProtocolMixin, WorkChain):
         base = AttributeDict(self.exposed_inputs(QdCp2kBaseWorkChain, namespace='label'))
         parameters = update_cp2k_parameters(base.cp2k.parameters, orm.Dict(state))
         futures = {}
+        parent = self.ctx.get('wfn_parent') if self.inputs.label_wfn_restart.value else None
+        if parent is not None:  # CP2K falls back to the atomic guess if the file is missing
+            parameters = update_cp2k_parameters(parameters, orm.Dict({'FORCE_EVAL': {'DFT': {
+                'WFN_RESTART_FILE_NAME': WFN_RESTART, 'SCF': {'SCF_GUESS': 'RESTART'}}}}))
         for key, structure in sorted(self.ctx.to_label.items()):
             inputs = copy.copy(base)
             inputs.cp2k = AttributeDict(dict(base.cp2k))
             inputs.cp2k.structure = structure
             inputs.cp2k.parameters = parameters
+            if parent is not None:
+                inputs.cp2k.parent_calc_folder = parent
             inputs.metadata = {'call_link_label': f'label_iter_{self.ctx.iteration}_{key}'}
             futures[f'label_{key}'] = self.submit(QdCp2kBaseWorkChain, **inputs)
-        self.report(f'iteration {self.ctx.iteration}: labelling {len(futures)} frame(s) with CP2K ENERGY_FORCE')
+        start = f', SCF from the wavefunction in RemoteData<{parent.pk}>' if parent is not None else ''
+        self.report(f'iteration {self.ctx.iteration}: labelling {len(futures)} frame(s) with CP2K ENERGY_FORCE{start}')
         return ToContext(**futures)
 
     def inspect_labels(self):
@@ -624,6 +636,8 @@ class MlffActiveLearningWorkChain(ProtocolMixin, WorkChain):
             labels[f'retrieved_{i:03d}'] = node.outputs.retrieved
         if failed:
             return self.exit_codes.ERROR_LABELING_FAILED.format(count=len(failed), message='; '.join(failed))
+        if self.ctx.iteration == 0:
+            self.ctx.wfn_parent = self.ctx[f'label_{min(self.ctx.to_label)}'].outputs.remote_folder
         if refused:
             self.ctx.refused_labels = self.ctx.get('refused_labels', 0) + len(refused)
             self.report(f'iteration {self.ctx.iteration}: {len(refused)} label(s) not added, largest force above '

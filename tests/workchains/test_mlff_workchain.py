@@ -333,3 +333,27 @@ def test_labels_of_unphysical_md_frames_are_left_out(fast_builder, generate_work
                                                             parameters={'GLOBAL': {'RUN_TYPE': 'ENERGY_FORCE'}})
     assert process.inspect_labels() is None
     assert process.ctx.dataset.uuid == dataset.uuid and process.ctx.refused_labels == 1
+
+
+@pytest.mark.parametrize('restart', [True, False])
+def test_labels_can_start_from_the_wavefunction_of_the_initial_data(fast_builder, generate_workchain, aiida_localhost,
+                                                                    monkeypatch, tmp_path, restart):
+    fast_builder.label_wfn_restart = orm.Bool(restart)
+    process = generate_workchain(MlffActiveLearningWorkChain, dict(fast_builder))
+    process.setup()
+    process.ctx.iteration = 1
+    process.ctx.wfn_parent = orm.RemoteData(computer=aiida_localhost, remote_path=str(tmp_path)).store()
+    process.ctx.to_label = {'candidate_000': orm.StructureData(ase=Atoms('InP', positions=[[0, 0, 0], [2.5, 0, 0]],
+                                                                         cell=[9, 9, 9])).store()}
+    submitted = []
+    monkeypatch.setattr(process, 'submit', lambda cls, **inputs: submitted.append(inputs) or inputs)
+    process.run_labels()
+    (inputs,) = submitted
+    dft = inputs['cp2k']['parameters']['FORCE_EVAL']['DFT']
+    if restart:
+        assert inputs['cp2k']['parent_calc_folder'].uuid == process.ctx.wfn_parent.uuid
+        assert dft['SCF']['SCF_GUESS'] == 'RESTART'
+        assert dft['WFN_RESTART_FILE_NAME'] == './parent_calc/aiida-RESTART.wfn'
+    else:
+        assert 'parent_calc_folder' not in inputs['cp2k']
+        assert dft['SCF']['SCF_GUESS'] == 'ATOMIC' and 'WFN_RESTART_FILE_NAME' not in dft
