@@ -581,7 +581,7 @@ class MlffActiveLearningWorkChain(ProtocolMixin, WorkChain):
         if not node.is_finished_ok:
             return self.exit_codes.ERROR_LABELING_FAILED.format(
                 count=1, message=f'initial MD {node.process_label}<{node.pk}> exit status {node.exit_status}')
-        self.ctx.wfn_parent = node.outputs.remote_folder
+        self.ctx.wfn_parent = getattr(node.outputs, 'remote_folder', None)
         settings = initial_md_settings(self.inputs.initial.get_dict())
         parameters = orm.Dict({**self.ctx.grow_parameters.get_dict(), 'md_stride': settings['stride']})
         self.ctx.dataset = grow_dataset(parameters, md_retrieved_000=node.outputs.retrieved)['dataset']
@@ -637,7 +637,7 @@ class MlffActiveLearningWorkChain(ProtocolMixin, WorkChain):
         if failed:
             return self.exit_codes.ERROR_LABELING_FAILED.format(count=len(failed), message='; '.join(failed))
         if self.ctx.iteration == 0:
-            self.ctx.wfn_parent = self.ctx[f'label_{min(self.ctx.to_label)}'].outputs.remote_folder
+            self.ctx.wfn_parent = getattr(self.ctx[f'label_{min(self.ctx.to_label)}'].outputs, 'remote_folder', None)
         if refused:
             self.ctx.refused_labels = self.ctx.get('refused_labels', 0) + len(refused)
             self.report(f'iteration {self.ctx.iteration}: {len(refused)} label(s) not added, largest force above '
