@@ -25,7 +25,8 @@ PROFILE_WITH_CUBES = textwrap.dedent("""
     from aiida import orm
     from aiida.common import LinkType
     from aiida.engine import run_get_node
-    from aiida_qdtraps.profile import load_project_profile
+    from aiida_qdtraps.profile import ensure_codes, ensure_computer, ensure_profile, load_project_profile
+    ensure_profile(); ensure_computer(); ensure_codes()  # `qdtraps setup` without the UPF family, in this process
     load_project_profile()
     from aiida_qdtraps.workchains.charge_flow import density_cube_to_chgcar
     from aiida_qdtraps.workchains.functions import extract_mo_window
@@ -53,12 +54,27 @@ PROFILE_WITH_CUBES = textwrap.dedent("""
     assert node.is_finished_ok, node.exit_message
     chgcar = density_cube_to_chgcar(density)['chgcar']
     print('CALC', calc.uuid, 'DENSITY', density.uuid, 'CHGCAR', chgcar.uuid, 'RETRIEVED', retrieved.uuid)
+    # the CLI in this interpreter (same click command as `qdtraps ...`; saves an interpreter start per command)
+    from click.testing import CliRunner
+    from aiida_qdtraps.cli import cli
+    for args in ([{full!r}], ['--no-cubes', {slim!r}]):
+        result = CliRunner().invoke(cli, ['archive', 'create', *args], catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        print('CREATE', result.stdout)
+    print('ROWS', CliRunner().invoke(cli, ['traps']).stdout)
 """)
 
 CHECK_IMPORTED = textwrap.dedent("""
     from aiida import orm
-    from aiida_qdtraps.profile import load_project_profile
+    from click.testing import CliRunner
+    from aiida_qdtraps.cli import cli
+    from aiida_qdtraps.profile import ensure_profile, load_project_profile
+    ensure_profile()
     load_project_profile()
+    imported = CliRunner().invoke(cli, ['archive', 'import', {slim!r}], catch_exceptions=False)
+    assert imported.exit_code == 0, imported.output
+    print('IMPORT-WARNING', 'Warning' in imported.stderr)
+    print('ROWS', CliRunner().invoke(cli, ['traps']).stdout)
     from aiida_qdtraps.query import find_traps, trap_provenance
     traps = find_traps()
     calcs = {{trap_provenance(trap)['pbe0_calculation'].uuid for trap in traps}}
@@ -74,43 +90,36 @@ CHECK_IMPORTED = textwrap.dedent("""
 
 
 @pytest.fixture(scope='module')
-def cube_profile(tmp_path_factory, run_qdtraps, run_python):
-    aiida_path = tmp_path_factory.mktemp('archive_cli') / '.aiida'
-    assert run_qdtraps(['setup'], aiida_path).returncode == 0
-    stdout = run_python(PROFILE_WITH_CUBES.format(data=str(DATA)), aiida_path)
+def cube_profile(tmp_path_factory, run_python):
+    """A project profile with a recorded PBE0 CalcJob holding a real density cube, its real trap labels and the real
+    CHGCAR conversion, and two archives of it made with the CLI: in full and with ``--no-cubes``."""
+    folder = tmp_path_factory.mktemp('archive_cli')
+    full, slim = folder / 'full.aiida', folder / 'slim.aiida'
+    stdout = run_python(PROFILE_WITH_CUBES.format(data=str(DATA), full=str(full), slim=str(slim)), folder / '.aiida')
     uuids = dict(zip(*[iter(re.search(r'^CALC .*$', stdout, re.M).group(0).split())] * 2))
-    return aiida_path, {key.lower(): value for key, value in uuids.items()}
+    return {key.lower(): value for key, value in uuids.items()}, full, slim, stdout
+
+
+def _rows(output: str) -> list[list[str]]:
+    return sorted(line.split()[1:] for line in output.splitlines() if ROW.match(line))  # all columns but the pk
 
 
 @pytest.mark.slow
-def test_archive_without_cubes(cube_profile, run_qdtraps, run_python, tmp_path):
+def test_archive_without_cubes(cube_profile, run_python, tmp_path):
     """The cube contents are gone, every node and link stays, trap queries and provenance work after import."""
-    aiida_path, uuids = cube_profile
-    full, slim = tmp_path / 'full.aiida', tmp_path / 'slim.aiida'
-    created = run_qdtraps(['archive', 'create', str(full)], aiida_path)
-    assert created.returncode == 0, created.stderr
-    nodes = [re.search(r': (\d+) nodes', created.stdout).group(1)]
-    created = run_qdtraps(['archive', 'create', '--no-cubes', str(slim)], aiida_path)
-    assert created.returncode == 0, created.stderr
-    nodes.append(re.search(r': (\d+) nodes', created.stdout).group(1))
+    uuids, full, slim, created = cube_profile
+    full_out, slim_out = created.split('CREATE ')[1:3]
+    nodes = [re.search(r': (\d+) nodes', text).group(1) for text in (full_out, slim_out)]
     assert nodes[0] == nodes[1]
-    assert 'left out 3 file(s) (2 distinct' in created.stdout  # the cube twice (same content), the CHGCAR once
+    assert 'left out 3 file(s) (2 distinct' in slim_out  # the cube twice (same content), the CHGCAR once
     for name in ('aiida-ELECTRON_DENSITY-1_0.cube', 'density.cube', 'CHGCAR'):
-        assert name in created.stdout
+        assert name in slim_out
     assert slim.stat().st_size < full.stat().st_size - 500_000, (slim.stat().st_size, full.stat().st_size)
 
-    fresh = tmp_path / '.aiida'
-    assert run_qdtraps(['setup'], fresh).returncode == 0
-    imported = run_qdtraps(['archive', 'import', str(slim)], fresh)
-    assert imported.returncode == 0, imported.stderr
-    assert 'Warning' not in imported.stderr
-
-    def rows(path):
-        output = run_qdtraps(['traps'], path).stdout
-        return sorted(line.split()[1:] for line in output.splitlines() if ROW.match(line))
-
-    assert rows(fresh) == rows(aiida_path) and rows(fresh)
-    stdout = run_python(CHECK_IMPORTED.format(**uuids), fresh)
+    stdout = run_python(CHECK_IMPORTED.format(slim=str(slim), **uuids), tmp_path / '.aiida')
+    assert 'IMPORT-WARNING False' in stdout  # same plugin version: no warning
+    source_rows, fresh_rows = _rows(created.split('ROWS ')[1]), _rows(stdout.split('ROWS ')[1])
+    assert fresh_rows == source_rows and fresh_rows
     assert re.search(rf'^TRAPS \d+ PBE0 {uuids["calc"]}$', stdout, re.M), stdout
     assert "FILES SinglefileData [] ['density.cube']" in stdout
     assert "FILES SinglefileData [] ['CHGCAR']" in stdout
@@ -144,7 +153,7 @@ DROP_KIND = ("UPDATE db_dbnode SET attributes = json_remove(attributes, '$.kind'
              "db_dbnode WHERE node_type = 'data.qdtraps.trap.TrapRecord.')", ())
 
 
-def test_archive_from_another_plugin_version(run_qdtraps, tmp_path):
+def test_archive_from_another_plugin_version(run_qdtraps, run_python, tmp_path):
     """An archive whose process nodes say aiida-qdtraps 0.0.9 (and a trap record without `kind`): named in `check`,
     a warning on `import`; one from 9.0.0 is refused unless --force."""
     installed = aiida_qdtraps.__version__
@@ -161,20 +170,28 @@ def test_archive_from_another_plugin_version(run_qdtraps, tmp_path):
     assert 'TrapRecord attributes that `qdtraps traps`' in check.stdout
     assert re.search(r'kind \(in 1 of \d+ records\)', check.stdout), check.stdout
 
-    fresh = tmp_path / '.aiida'
-    assert run_qdtraps(['setup'], fresh).returncode == 0
-    imported = run_qdtraps(['archive', 'import', str(old)], fresh)
-    assert imported.returncode == 0, imported.stderr
-    assert 'Warning:' in imported.stderr and '0.0.9' in imported.stderr and installed in imported.stderr
-    assert 'TrapRecord attributes' in imported.stderr
-
     new = tmp_path / 'new.aiida'
     _edit_archive(library, new, (SET_PLUGIN_VERSION[0], ('9.0.0',)))
-    refused = run_qdtraps(['archive', 'import', str(new)], fresh)
-    assert refused.returncode == 1 and 'cannot know the schema of 9.0.0' in refused.stderr
-    assert 'imported' not in refused.stdout
-    forced = run_qdtraps(['archive', 'import', '--force', str(new)], fresh)
-    assert forced.returncode == 0 and 'Warning:' in forced.stderr
+    stdout = run_python(IMPORT_OLD_AND_NEW.format(old=str(old), new=str(new)), tmp_path / '.aiida')
+    old_import = stdout.split('IMPORT ')[1]
+    assert old_import.startswith('0 ') and 'imported' in old_import
+    assert 'Warning:' in old_import and '0.0.9' in old_import and installed in old_import
+    assert 'TrapRecord attributes' in old_import
+    refused, forced = stdout.split('IMPORT ')[2:4]
+    assert refused.startswith('1 ') and 'cannot know the schema of 9.0.0' in refused and 'imported' not in refused
+    assert forced.startswith('0 ') and 'Warning:' in forced and 'imported' in forced
+
+
+#: `qdtraps archive import` three times in one interpreter: the old archive, the new one, the new one with --force.
+IMPORT_OLD_AND_NEW = textwrap.dedent("""
+    from click.testing import CliRunner
+    from aiida_qdtraps.cli import cli
+    from aiida_qdtraps.profile import ensure_profile
+    ensure_profile()
+    for args in ([{old!r}], [{new!r}], ['--force', {new!r}]):
+        result = CliRunner().invoke(cli, ['archive', 'import', *args])
+        print('IMPORT', result.exit_code, result.stdout, result.stderr)
+""")
 
 
 def test_archive_bad_input(run_qdtraps, tmp_path):
