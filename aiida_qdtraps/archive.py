@@ -45,8 +45,17 @@ STRIPPED_EXTRA = 'qdtraps_stripped_files'
 PLUGIN_PREFIXES = ('aiida.workflows:qdtraps.', 'aiida.calculations:qdtraps.', 'aiida_qdtraps.')
 TRAP_NODE_TYPE = 'data.qdtraps.trap.TrapRecord.'
 
-__all__ = ('CUBE_PATTERNS', 'StrippedFile', 'ArchiveReport', 'create_archive', 'strip_files', 'archive_report',
-           'compare_versions', 'import_archive', 'mark_stripped_invalid_cache')
+__all__ = (
+    'CUBE_PATTERNS',
+    'ArchiveReport',
+    'StrippedFile',
+    'archive_report',
+    'compare_versions',
+    'create_archive',
+    'import_archive',
+    'mark_stripped_invalid_cache',
+    'strip_files',
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,7 +129,8 @@ def strip_files(path: str | pathlib.Path, patterns: t.Sequence[str] = CUBE_PATTE
                  if info.filename.startswith('repo/')}
         connection = sqlite3.connect(db_path)
         with connection:
-            rows = connection.execute('SELECT id, uuid, node_type, repository_metadata, extras FROM db_dbnode').fetchall()
+            rows = connection.execute(
+                'SELECT id, uuid, node_type, repository_metadata, extras FROM db_dbnode').fetchall()
             touched = []
             for pk, uuid, node_type, repository, extras in rows:
                 tree = json.loads(repository or '{}')

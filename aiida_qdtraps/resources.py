@@ -49,7 +49,7 @@ import warnings
 
 from .shell_safety import check_options
 
-__all__ = ('STAGES', 'count_basis_functions', 'scale_resources', 'pipeline_overrides', 'protocol_basis_set')
+__all__ = ('STAGES', 'count_basis_functions', 'pipeline_overrides', 'protocol_basis_set', 'scale_resources')
 
 #: The stages with a resource rule. ``bader`` is the aiida-shell Bader job (one process, threads only).
 STAGES = ('relax', 'hybrid_scf', 'bader')
@@ -71,8 +71,9 @@ BASIS_FILE_CANDIDATES = ('/usr/share/cp2k/BASIS_MOLOPT', '/usr/share/cp2k/data/B
 
 def protocol_basis_set(protocol: str) -> str:
     """The orbital basis set of a protocol (the ``basis_set`` key of ``relax.yaml``)."""
-    from .protocols import PROTOCOL_DIR
     import yaml
+
+    from .protocols import PROTOCOL_DIR
 
     protocols = yaml.safe_load((PROTOCOL_DIR / 'relax.yaml').read_text())['protocols']
     if protocol not in protocols:
@@ -211,8 +212,8 @@ def scale_resources(system, stage: str = 'hybrid_scf', protocol: str = 'moderate
     return options
 
 
-def pipeline_overrides(system, protocol: str = 'moderate', *, cores_per_node: int, memory_per_node_mb: int | None = None,
-                       **kwargs) -> dict:
+def pipeline_overrides(system, protocol: str = 'moderate', *, cores_per_node: int,
+                       memory_per_node_mb: int | None = None, **kwargs) -> dict:
     """``overrides`` for ``QdTrapsPipelineWorkChain.get_builder_from_protocol``: per-stage scaled options.
 
     With ``memory_per_node_mb``, the PBE0 step's ``HF/MEMORY/MAX_MEMORY`` (MiB per MPI rank, CP2K's in-core integral

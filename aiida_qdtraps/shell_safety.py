@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 import typing as t
 
-__all__ = ('check_filename', 'check_argument', 'check_options', 'options_port_validator')
+__all__ = ('check_argument', 'check_filename', 'check_options', 'options_port_validator')
 
 #: A plain file name: letters, digits, ``. _ + -``; not starting with ``-`` or ``.``; no ``/``, spaces or quotes.
 SAFE_FILENAME = re.compile(r'[A-Za-z0-9_][A-Za-z0-9._+-]{0,254}')
@@ -58,7 +58,7 @@ def check_argument(value: t.Any, what: str = 'argument') -> str:
 def check_options(options: t.Mapping[str, t.Any], what: str = 'options') -> None:
     """Refuse CalcJob options whose strings could inject shell commands into the job script (``ValueError``)."""
     if not isinstance(options, t.Mapping):
-        raise ValueError(f'{what} must be a dictionary, got {type(options).__name__}')
+        raise TypeError(f'{what} must be a dictionary, got {type(options).__name__}')
     for key in NAME_OPTIONS:
         if options.get(key) is not None and not (isinstance(options[key], str) and SAFE_NAME.fullmatch(options[key])):
             raise ValueError(f'{what}.{key} {options[key]!r} is not a plain scheduler name (letters, digits, '
@@ -94,6 +94,6 @@ def options_port_validator(value, _=None) -> str | None:
         return None
     try:
         check_options(value.get_dict() if hasattr(value, 'get_dict') else value, 'bader.options')
-    except ValueError as exc:
+    except (ValueError, TypeError) as exc:
         return str(exc)
     return None

@@ -67,7 +67,8 @@ def create(output, identifiers, groups, no_cubes, patterns, overwrite):
         click.echo(f'left out {len(stripped)} file(s) ({len(unique)} distinct, {_size(sum(unique.values()))}) '
                    'from these nodes, which are kept with their links:')
         for item in stripped:
-            click.echo(f'  {item.node_type.rstrip(".").split(".")[-1]}<{item.uuid[:8]}>  {item.path}  {_size(item.size)}')
+            kind = item.node_type.rstrip('.').split('.')[-1]
+            click.echo(f'  {kind}<{item.uuid[:8]}>  {item.path}  {_size(item.size)}')
 
 
 @archive.command('check')

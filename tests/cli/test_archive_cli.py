@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import pathlib
 import re
-import shutil
 import sqlite3
 import textwrap
 import zipfile
@@ -96,7 +94,7 @@ def cube_profile(tmp_path_factory, run_python):
     folder = tmp_path_factory.mktemp('archive_cli')
     full, slim = folder / 'full.aiida', folder / 'slim.aiida'
     stdout = run_python(PROFILE_WITH_CUBES.format(data=str(DATA), full=str(full), slim=str(slim)), folder / '.aiida')
-    uuids = dict(zip(*[iter(re.search(r'^CALC .*$', stdout, re.M).group(0).split())] * 2))
+    uuids = dict(zip(*[iter(re.search(r'^CALC .*$', stdout, re.MULTILINE).group(0).split())] * 2))
     return {key.lower(): value for key, value in uuids.items()}, full, slim, stdout
 
 
@@ -120,7 +118,7 @@ def test_archive_without_cubes(cube_profile, run_python, tmp_path):
     assert 'IMPORT-WARNING False' in stdout  # same plugin version: no warning
     source_rows, fresh_rows = _rows(created.split('ROWS ')[1]), _rows(stdout.split('ROWS ')[1])
     assert fresh_rows == source_rows and fresh_rows
-    assert re.search(rf'^TRAPS \d+ PBE0 {uuids["calc"]}$', stdout, re.M), stdout
+    assert re.search(rf'^TRAPS \d+ PBE0 {uuids["calc"]}$', stdout, re.MULTILINE), stdout
     assert "FILES SinglefileData [] ['density.cube']" in stdout
     assert "FILES SinglefileData [] ['CHGCAR']" in stdout
     assert "FILES FolderData ['aiida-MOS-1_0.molden'] ['aiida-ELECTRON_DENSITY-1_0.cube']" in stdout
@@ -148,9 +146,9 @@ def _edit_archive(source: pathlib.Path, target: pathlib.Path, *statements: tuple
 
 
 SET_PLUGIN_VERSION = ("UPDATE db_dbnode SET attributes = json_set(attributes, '$.version.plugin', ?) "
-                      "WHERE process_type LIKE 'aiida.%:qdtraps.%'", )
-DROP_KIND = ("UPDATE db_dbnode SET attributes = json_remove(attributes, '$.kind') WHERE id = (SELECT min(id) FROM "
-             "db_dbnode WHERE node_type = 'data.qdtraps.trap.TrapRecord.')", ())
+                      "WHERE process_type LIKE 'aiida.%:qdtraps.%'")
+DROP_KIND = (("UPDATE db_dbnode SET attributes = json_remove(attributes, '$.kind') WHERE id = (SELECT min(id) FROM "
+              "db_dbnode WHERE node_type = 'data.qdtraps.trap.TrapRecord.')"), ())
 
 
 def test_archive_from_another_plugin_version(run_qdtraps, run_python, tmp_path):
@@ -162,7 +160,7 @@ def test_archive_from_another_plugin_version(run_qdtraps, run_python, tmp_path):
     assert same.returncode == 0 and f'aiida-qdtraps {installed}, the installed version' in same.stdout
 
     old = tmp_path / 'old.aiida'
-    _edit_archive(library, old, (SET_PLUGIN_VERSION[0], ('0.0.9',)), DROP_KIND)
+    _edit_archive(library, old, (SET_PLUGIN_VERSION, ('0.0.9',)), DROP_KIND)
     check = run_qdtraps(['archive', 'check', str(old)], tmp_path / 'unused')
     assert check.returncode == 1
     assert re.search(rf'written by aiida-qdtraps 0\.0\.9 \(\d+ processes\), but the installed version is {installed}',
@@ -171,7 +169,7 @@ def test_archive_from_another_plugin_version(run_qdtraps, run_python, tmp_path):
     assert re.search(r'kind \(in 1 of \d+ records\)', check.stdout), check.stdout
 
     new = tmp_path / 'new.aiida'
-    _edit_archive(library, new, (SET_PLUGIN_VERSION[0], ('9.0.0',)))
+    _edit_archive(library, new, (SET_PLUGIN_VERSION, ('9.0.0',)))
     stdout = run_python(IMPORT_OLD_AND_NEW.format(old=str(old), new=str(new)), tmp_path / '.aiida')
     old_import = stdout.split('IMPORT ')[1]
     assert old_import.startswith('0 ') and 'imported' in old_import

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import pytest
-from aiida import orm
 from aiida.plugins import SchedulerFactory
 
-from aiida_qdtraps.resources import count_basis_functions, pipeline_overrides, scale_resources
+from aiida_qdtraps.resources import (
+    count_basis_functions,
+    pipeline_overrides,
+    scale_resources,
+)
 from aiida_qdtraps.workchains.hybrid_scf import HybridScfWorkChain
 from aiida_qdtraps.workchains.pipeline import QdTrapsPipelineWorkChain
 

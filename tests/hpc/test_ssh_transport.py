@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import gzip
 import io
+import pathlib
 import shutil
 import sys
-import pathlib
 
 import pytest
 from aiida import orm
@@ -38,7 +38,7 @@ def test_ssh_transport_opens_and_runs(ssh_computer, private_sshd):
 
 
 @pytest.mark.slow
-def test_bader_job_through_core_ssh(ssh_computer, private_sshd, data_dir, aiida_localhost):
+def test_bader_job_through_core_ssh(ssh_computer, private_sshd, data_dir):
     baderkit = shutil.which('baderkit') or shutil.which('baderkit', path=str(pathlib.Path(sys.executable).parent))
     if baderkit is None:
         pytest.fail('baderkit is not installed; run `make setup`')

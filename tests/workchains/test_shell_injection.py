@@ -70,7 +70,7 @@ def test_bader_options_refused_before_anything_runs(baderkit_code, aiida_localho
     cube = orm.SinglefileData(_empty(tmp_path))
     before = orm.QueryBuilder().append(orm.ProcessNode).count()
     bad = {'environment_variables': {f'A=1; touch {tmp_path}/pwned; B': '1'}}
-    with pytest.raises(ValueError, match=r"bader.options.environment_variables: 'A=1; touch .*pwned; B' is not a valid"):
+    with pytest.raises(ValueError, match=r"environment_variables: 'A=1; touch .*pwned; B' is not a valid"):
         run_get_node(BaderChargeFlowWorkChain, structure=structure, density_cube=cube, valence=orm.Dict({'H': 1}),
                      bader={'code': baderkit_code, 'options': orm.Dict(bad)})
     assert orm.QueryBuilder().append(orm.ProcessNode).count() == before
