@@ -24,14 +24,15 @@ def _png(fig) -> bytes:
     return buffer.getvalue()
 
 
-def _trap_annotations(traps: list[dict], tol: float = 0.01) -> dict[tuple[float, float], list[str]]:
-    """Centre labels (``In12-2c``) of the traps, one annotation per point: degenerate traps (same energy and PR
-    within ``tol``) share one, so that their labels do not overprint."""
+def _trap_annotations(traps: list[dict], energy_tol: float = 0.2, pr_tol: float = 0.03
+                      ) -> dict[tuple[float, float], list[str]]:
+    """Centre labels (``In12-2c``) of the traps, one annotation per point: traps closer than ``energy_tol`` (eV) and
+    ``pr_tol`` share one, so that their labels do not overprint."""
     groups: dict[tuple[float, float], list[str]] = {}
     for trap in traps:
         name = f"{trap['center_element']}{trap['center']}-{trap['center_coordination']}c"
         point = (trap['energy'], trap['participation_ratio'])
-        key = next((k for k in groups if abs(k[0] - point[0]) < tol and abs(k[1] - point[1]) < tol), point)
+        key = next((k for k in groups if abs(k[0] - point[0]) < energy_tol and abs(k[1] - point[1]) < pr_tol), point)
         groups.setdefault(key, []).append(name)
     return groups
 
