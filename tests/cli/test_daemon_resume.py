@@ -294,7 +294,7 @@ def test_kill_worker_and_resume(services, tmp_path, run_qdtraps, run_python, tin
             config.store()
         """, aiida_path)
 
-        script = DRIVER.format(loose=LOOSE, recipe=tiny_qd_recipe, wait_calc=600, wait_end=1500,
+        script = DRIVER.format(loose=LOOSE, recipe=tiny_qd_recipe, wait_calc=600, wait_end=3600,
                                reference=REFERENCE.format(loose=LOOSE))
         environment = {k: v for k, v in os.environ.items() if k != 'AIIDA_PATH'}
         # the daemon client looks `verdi` up on PATH (`make test` does not activate the venv)
@@ -303,7 +303,7 @@ def test_kill_worker_and_resume(services, tmp_path, run_qdtraps, run_python, tin
         log = tmp_path / 'driver.log'  # written as it goes: `tail -f` it to follow a run
         with log.open('w') as handle:
             driver = subprocess.run([sys.executable, '-c', script], env=environment, stdout=handle,
-                                    stderr=subprocess.STDOUT, timeout=2400, check=False)
+                                    stderr=subprocess.STDOUT, timeout=9000, check=False)
         output = log.read_text()
         assert driver.returncode == 0, output[-8000:]
         result = json.loads(output.split('RESULT ', 1)[1])
