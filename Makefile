@@ -94,7 +94,7 @@ demo: setup
 	$(VENV)/bin/qdtraps demo --protocol $(PROTOCOL)
 
 test: setup
-	$(VENV)/bin/python -m pytest -v tests $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest -v --durations=20 tests $(PYTEST_ARGS)
 
 bench: setup
 	$(VENV)/bin/python benchmarks/overhead.py
