@@ -70,13 +70,15 @@ def generate_cp2k_calc(aiida_localhost, cp2k_code, tmp_path):
     :param files: mapping of retrieved file name → path of a recorded file (or its text).
     :param exit_code: name of the Cp2kCalculation exit code it finished with (``None``: success).
     :param structure: optional StructureData attached as ``output_structure``.
+    :param parameters: the CP2K parameters input (default: an ENERGY run).
+    :param input_structure: optional StructureData linked as the ``structure`` input.
     """
     from aiida.plugins import CalculationFactory
 
     calc_cls = CalculationFactory('cp2k')
 
     def factory(files: dict, exit_code: str | None = None, structure: orm.StructureData | None = None,
-                parameters: dict | None = None):
+                parameters: dict | None = None, input_structure: orm.StructureData | None = None):
         node = orm.CalcJobNode(computer=aiida_localhost, process_type='aiida.calculations:cp2k')
         node.set_option('resources', {'num_machines': 1, 'num_mpiprocs_per_machine': 1})
         node.set_option('max_wallclock_seconds', 1800)
@@ -84,6 +86,8 @@ def generate_cp2k_calc(aiida_localhost, cp2k_code, tmp_path):
         node.base.links.add_incoming(cp2k_code, LinkType.INPUT_CALC, 'code')
         params = orm.Dict(parameters or {'GLOBAL': {'RUN_TYPE': 'ENERGY'}}).store()
         node.base.links.add_incoming(params, LinkType.INPUT_CALC, 'parameters')
+        if input_structure is not None:
+            node.base.links.add_incoming(input_structure.store(), LinkType.INPUT_CALC, 'structure')
         node.store()
         retrieved = orm.FolderData()
         for name, content in files.items():

@@ -9,7 +9,6 @@ from __future__ import annotations
 import io
 import json
 import pathlib
-import sys
 
 import numpy as np
 import pytest
@@ -32,12 +31,6 @@ from aiida_qdtraps.calculations.mlff_md import MlffMdCalculation, md_parameters
 from aiida_qdtraps.parsers.deepmd import DeepmdTrainParser, MlffMdParser
 
 TYPE_MAP = ['F', 'In', 'P']
-
-
-@pytest.fixture
-def dp_python(aiida_code_installed):
-    return aiida_code_installed(label='dp-python', default_calc_job_plugin='qdtraps.deepmd.train',
-                                filepath_executable=sys.executable, prepend_text='export OMP_NUM_THREADS=1')
 
 
 @pytest.fixture

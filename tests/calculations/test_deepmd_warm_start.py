@@ -7,7 +7,6 @@ scratch, iteration 2 warm), so this is what the work chain runs from its second 
 
 from __future__ import annotations
 
-import sys
 
 import pytest
 from aiida import orm
@@ -21,16 +20,9 @@ from aiida_qdtraps.analysis.mlff import (
     read_cp2k_md_frames,
 )
 from aiida_qdtraps.calculations.deepmd import DeepmdTrainCalculation
-from aiida_qdtraps.profile import DP_THREADS
 from aiida_qdtraps.workchains.mlff import MlffActiveLearningWorkChain, training_schedule
 
 TYPE_MAP = ['F', 'In', 'P']
-
-
-@pytest.fixture
-def dp_python(aiida_code_installed):
-    return aiida_code_installed(label='dp-python', default_calc_job_plugin='qdtraps.deepmd.train',
-                                filepath_executable=sys.executable, prepend_text=DP_THREADS)
 
 
 @pytest.fixture

@@ -207,7 +207,7 @@ def test_iteration_2_trains_each_member_from_its_previous_model(fast_builder, ge
     assert all(inputs['parameters']['learning_rate']['start_lr'] == 1.0e-4 for inputs in submitted)
 
 
-def recorded_md_calc(aiida_localhost, cp2k_code, data_dir, run_type='MD', unit='hartree*bohr^-1'):
+def recorded_md_calc(generate_cp2k_calc, data_dir, run_type='MD', unit='hartree*bohr^-1'):
     """A finished Cp2kCalculation node holding the recorded CP2K NVT MD of In4PF9 (inputs: parameters, structure)."""
     from ase.io import read
 
@@ -215,27 +215,13 @@ def recorded_md_calc(aiida_localhost, cp2k_code, data_dir, run_type='MD', unit='
     start = read(folder / 'aiida-pos-1.xyz', index=0)
     start.set_cell([13.0] * 3)
     parameters = {'GLOBAL': {'RUN_TYPE': run_type}, 'MOTION': {'PRINT': {'FORCES': {'UNIT': unit}}}}
-    node = orm.CalcJobNode(computer=aiida_localhost, process_type='aiida.calculations:cp2k')
-    node.set_option('resources', {'num_machines': 1, 'num_mpiprocs_per_machine': 1})
-    node.set_option('output_filename', 'aiida.out')
-    for label, value in (('code', cp2k_code), ('parameters', orm.Dict(parameters).store()),
-                         ('structure', orm.StructureData(ase=start).store())):
-        node.base.links.add_incoming(value, LinkType.INPUT_CALC, label)
-    node.store()
-    retrieved = orm.FolderData()
-    for name in ('aiida.out', 'aiida-pos-1.xyz', 'aiida-frc-1.xyz', 'aiida-1.ener'):
-        retrieved.base.repository.put_object_from_file(str(folder / name), name)
-    retrieved.base.links.add_incoming(node, LinkType.CREATE, 'retrieved')
-    retrieved.store()
-    node.set_exit_status(0)
-    node.set_process_state('finished')
-    node.seal()
-    return node
+    files = {name: folder / name for name in ('aiida.out', 'aiida-pos-1.xyz', 'aiida-frc-1.xyz', 'aiida-1.ener')}
+    return generate_cp2k_calc(files, parameters=parameters, input_structure=orm.StructureData(ase=start))
 
 
-def test_grow_dataset_from_a_cp2k_md_traces_every_frame(aiida_localhost, cp2k_code, data_dir):
+def test_grow_dataset_from_a_cp2k_md_traces_every_frame(generate_cp2k_calc, data_dir):
     """Every MD frame (stride 2 here) becomes a labelled frame whose source is the MD CalcJob."""
-    calc = recorded_md_calc(aiida_localhost, cp2k_code, data_dir)
+    calc = recorded_md_calc(generate_cp2k_calc, data_dir)
     settings = orm.Dict({'type_map': ['F', 'In', 'P'], 'validation_every': 2, 'md_stride': 2})
     dataset = grow_dataset(settings, md_retrieved_000=calc.outputs.retrieved)['dataset']
     sources = dataset.base.attributes.get('frame_sources')
@@ -267,9 +253,8 @@ def mlff_frames(data_dir):
     ({'run_type': 'ENERGY_FORCE'}, "is not a CP2K MD \\(RUN_TYPE 'ENERGY_FORCE'\\)"),
     ({'unit': 'eV*angstrom^-1'}, "forces were written in 'eV\\*angstrom\\^-1'; expected hartree\\*bohr\\^-1"),
 ])
-def test_grow_dataset_refuses_md_that_is_not_md_or_in_other_units(aiida_localhost, cp2k_code, data_dir, kwargs,
-                                                                   message):
-    calc = recorded_md_calc(aiida_localhost, cp2k_code, data_dir, **kwargs)
+def test_grow_dataset_refuses_md_that_is_not_md_or_in_other_units(generate_cp2k_calc, data_dir, kwargs, message):
+    calc = recorded_md_calc(generate_cp2k_calc, data_dir, **kwargs)
     with pytest.raises(ValueError, match=message):
         grow_dataset(orm.Dict({'type_map': ['F', 'In', 'P'], 'validation_every': 0}),
                      md_retrieved_000=calc.outputs.retrieved)
