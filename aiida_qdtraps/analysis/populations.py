@@ -153,10 +153,6 @@ class TiledOverlap:
         return float(values.min()), float(values.max())
 
 
-def _extreme_eigenvalues(overlap: np.ndarray) -> tuple[float, float]:
-    return TiledOverlap(overlap, dtype=np.float64).extreme_eigenvalues()
-
-
 def overlap_sqrt_times(overlap: np.ndarray, vectors: np.ndarray, tol: float | None = None, method: str = 'auto',
                        max_degree: int = 400, ao_positions: np.ndarray | None = None,
                        precision: str = 'single', tile_aos: int = TILE_AOS) -> np.ndarray:
