@@ -8,7 +8,9 @@ The Goedecker–Teter–Hutter / Hartwigsen–Goedecker–Hutter (GTH/HGH) form 
 
 :func:`gth_to_upf` tabulates this form on a logarithmic radial grid as a norm-conserving UPF v2 file (Rydberg units:
 ``PP_LOCAL`` = 2 V_loc, ``PP_BETA`` = r·p_i^l, ``PP_DIJ`` = 2 h_ij), so aiida-quantumespresso (which accepts only
-``UpfData``) can use the very same potentials and valence charges as the CP2K path. :func:`gth_to_abinit_hgh` writes
+``UpfData``) can use the very same potentials and valence charges as the CP2K path. ``PP_PSWFC`` and ``PP_RHOATOM``
+come from the self-consistent pseudo-atom of :mod:`aiida_qdtraps.pseudos.atom` (pw.x starting wavefunctions,
+projwfc.x PDOS); they do not change the Hamiltonian. :func:`gth_to_abinit_hgh` writes
 the ABINIT HGH layout that pw.x reads directly from a ``*.gth`` file; it is the reference the UPF files are checked
 against. No aiida import here.
 """
@@ -178,6 +180,14 @@ def model_valence_density(pot: GthPotential, r: np.ndarray) -> np.ndarray:
     return pot.z_valence * 4.0 * np.pi * r**2 * (alpha / np.pi) ** 1.5 * np.exp(-alpha * r**2)
 
 
+def _rounded(values: np.ndarray, digits: int = 9) -> np.ndarray:
+    """``values`` to ``digits`` significant digits, values below 1e-30 set to 0 (stable text across BLAS builds)."""
+    values = np.asarray(values, dtype=float)
+    out = np.array([float(f'{v:.{digits - 1}e}') for v in values])
+    out[np.abs(out) < 1.0e-30] = 0.0
+    return out
+
+
 def _format(values: np.ndarray, per_line: int = 4) -> str:
     lines = []
     for start in range(0, len(values), per_line):
@@ -185,11 +195,16 @@ def _format(values: np.ndarray, per_line: int = 4) -> str:
     return '\n'.join(lines)
 
 
-def gth_to_upf(pot: GthPotential, functional: str = 'PBE') -> str:
+def gth_to_upf(pot: GthPotential, functional: str = 'PBE', wavefunctions: bool = True) -> str:
     """Norm-conserving UPF v2 text of ``pot`` tabulated on :func:`radial_grid` (Rydberg units, as UPF).
 
-    The result is deterministic: the same GTH entry always gives the same file (same md5), so files made at set-up
-    time on different machines are interchangeable.
+    :param wavefunctions: also write pseudo-atomic orbitals (``PP_PSWFC``, for pw.x's starting wavefunctions and
+        projwfc.x) and the self-consistent atomic valence density (``PP_RHOATOM``) of the pseudo-atom solved by
+        :func:`aiida_qdtraps.pseudos.atom.solve_gth_atom`; ``False``: no orbitals and a Gaussian model density.
+
+    The result is deterministic: the same GTH entry always gives the same file (same md5; orbitals and density are
+    written to 9 significant digits, far above the solver's round-off), so files made at set-up time on different
+    machines are interchangeable.
     """
     z = pot.atomic_number
     r, rab = radial_grid(z)
@@ -211,13 +226,25 @@ def gth_to_upf(pot: GthPotential, functional: str = 'PBE') -> str:
         n = len(h)
         dij[offset:offset + n, offset:offset + n] = 2.0 * h
         offset += n
-    rho = model_valence_density(pot, r)
+    orbitals = []
+    if wavefunctions:
+        from .atom import solve_gth_atom
+
+        atom = solve_gth_atom(pot)
+        orbitals = atom.orbitals
+        rho = _rounded(atom.radial_density)
+    else:
+        rho = model_valence_density(pot, r)
     c_text = ' '.join(f'{c:.8f}' for c in pot.c_loc)
     info = [f'GTH pseudopotential {pot.element} {pot.name} from CP2K GTH_POTENTIALS, tabulated by aiida_qdtraps',
             f'electrons per l: {" ".join(map(str, pot.electrons_per_l))}; r_loc {pot.r_loc:.8f} bohr; C_i {c_text} Ha']
     for l, (r_l, h) in enumerate(pot.projectors):
         info.append(f'l={l} r_l={r_l:.8f} bohr h_ij(Ha)=' + ' '.join(f'{v:.8f}' for v in h[np.triu_indices(len(h))]))
-    info.append('PP_RHOATOM is a Gaussian model density (starting guess only); no PP_PSWFC')
+    if orbitals:
+        info.append('PP_PSWFC / PP_RHOATOM: self-consistent spherical PBE pseudo-atom (aiida_qdtraps.pseudos.atom), '
+                    'eigenvalues (Ry) ' + ' '.join(f'{o.label} {2 * o.energy:.5f}' for o in orbitals))
+    else:
+        info.append('PP_RHOATOM is a Gaussian model density (starting guess only); no PP_PSWFC')
     header = {
         'generated': 'aiida_qdtraps.pseudos.gth_to_upf (analytic GTH form on a log grid)',
         'author': 'CP2K GTH_POTENTIALS (Goedecker, Teter, Hutter; Krack)',
@@ -226,7 +253,7 @@ def gth_to_upf(pot: GthPotential, functional: str = 'PBE') -> str:
         'has_wfc': 'F', 'has_gipaw': 'F', 'paw_as_gipaw': 'F', 'core_correction': 'F', 'functional': functional,
         'z_valence': f'{pot.z_valence:.8E}', 'total_psenergy': '0.0', 'wfc_cutoff': '0.0', 'rho_cutoff': '0.0',
         'l_max': str(max(pot.l_max, 0)), 'l_max_rho': str(2 * max(pot.l_max, 0)), 'l_local': '-3',
-        'mesh_size': str(len(r)), 'number_of_wfc': '0', 'number_of_proj': str(nbeta),
+        'mesh_size': str(len(r)), 'number_of_wfc': str(len(orbitals)), 'number_of_proj': str(nbeta),
     }
     out = ['<UPF version="2.0.1">', '  <PP_INFO>']
     out += [f'    {line}' for line in info]
@@ -245,7 +272,13 @@ def gth_to_upf(pot: GthPotential, functional: str = 'PBE') -> str:
         out += [_format(rbeta), f'    </PP_BETA.{index}>']
     out += [f'    <PP_DIJ type="real" size="{nbeta * nbeta}" columns="4">', _format(dij.ravel()) if nbeta else '',
             '    </PP_DIJ>', '  </PP_NONLOCAL>']
-    out += ['  <PP_PSWFC>', '  </PP_PSWFC>']
+    out.append('  <PP_PSWFC>')
+    for index, orbital in enumerate(orbitals, start=1):
+        out.append(f'    <PP_CHI.{index} type="real" size="{len(r)}" columns="4" index="{index}" '
+                   f'label="{orbital.label}" l="{orbital.l}" occupation="{orbital.occupation:.4f}" n="{orbital.n}" '
+                   f'pseudo_energy="{2 * orbital.energy:.8E}" cutoff_radius="0.0" ultrasoft_cutoff_radius="0.0">')
+        out += [_format(_rounded(orbital.u)), f'    </PP_CHI.{index}>']
+    out.append('  </PP_PSWFC>')
     out += [f'  <PP_RHOATOM type="real" size="{len(r)}" columns="4">', _format(rho), '  </PP_RHOATOM>', '</UPF>', '']
     return '\n'.join(out)
 
