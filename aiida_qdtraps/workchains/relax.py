@@ -48,6 +48,11 @@ class QdRelaxWorkChain(QeRelaxStage, QdCp2kStageWorkChain):
         spec.expose_inputs(QdCp2kBaseWorkChain, namespace='base', exclude=('cp2k.structure',),
                            namespace_options={'required': False, 'populate_defaults': False})
         define_qe_inputs(spec)
+        spec.input('mlff_model', valid_type=orm.SinglefileData, required=False,
+                   help='CP2K engine only: a frozen DeePMD model (.pth, e.g. from MlffActiveLearningWorkChain) that '
+                        'pre-relaxes the QD (ASE BFGS, `mlff_prerelax` calcfunction) before the GEO_OPT.')
+        spec.input('mlff_prerelax', valid_type=orm.Dict, required=False,
+                   help='Settings of the MLFF pre-relaxation: `fmax` (eV/Å), `steps`, `maxstep` (Å), `max_move` (Å).')
         spec.inputs.validator = validate_engine_inputs
         spec.outline(
             cls.setup,
@@ -60,6 +65,7 @@ class QdRelaxWorkChain(QeRelaxStage, QdCp2kStageWorkChain):
                 cls.qe_results,
             ).else_(
                 cls.validate_inputs,
+                if_(cls.should_prerelax)(cls.prerelax),
                 cls.run_relax,
                 cls.inspect_relax,
                 cls.results,
@@ -96,6 +102,25 @@ class QdRelaxWorkChain(QeRelaxStage, QdCp2kStageWorkChain):
         builder, _, _ = cls._builder_from_protocol(code, structure, protocol, overrides, charge, multiplicity,
                                                    options)
         return builder
+
+    def should_prerelax(self):
+        return 'mlff_model' in self.inputs
+
+    def prerelax(self):
+        """Pre-relax ``ctx.structure`` with the DeePMD model; the GEO_OPT starts from the result."""
+        from .mlff_prerelax import mlff_prerelax, prerelax_settings
+
+        parameters = self.inputs.mlff_prerelax if 'mlff_prerelax' in self.inputs else orm.Dict({})
+        try:
+            prerelax_settings(parameters.get_dict())
+        except ValueError as exception:
+            return self.exit_codes.ERROR_RELAX_FAILED.format(message=str(exception))
+        result = mlff_prerelax(self.ctx.structure, self.inputs.mlff_model, parameters)
+        summary = result['output_parameters']
+        self.ctx.structure = result['structure']  # the input geometry if the model relaxation was not accepted
+        start = 'the model-relaxed geometry' if summary['accepted'] else 'the input geometry'
+        self.report(f"MLFF pre-relaxation: {summary['reason']}; the GEO_OPT starts from {start}")
+        return None
 
     def run_relax(self):
         return self.submit_cp2k('relax', 'CP2K PBE GEO_OPT')
