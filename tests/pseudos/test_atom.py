@@ -82,14 +82,14 @@ def run(executable, workdir, stdin_file):
 
 
 def pw_incl3(workdir, wavefunctions):
-    """pw.x SCF of a planar InCl3 molecule (34 valence electrons), 30 Ry, 8 Å box, Martyna-Tuckerman."""
+    """pw.x SCF of a planar InCl3 molecule (34 valence electrons), 25 Ry, 8 Å box, Martyna-Tuckerman."""
     (workdir / 'pseudo').mkdir(parents=True)
     for element in ('In', 'Cl'):
         (workdir / 'pseudo' / f'{element}.upf').write_text(gth_to_upf(potential(element), wavefunctions=wavefunctions))
     (workdir / 'pw.in').write_text('\n'.join([
         "&control\n calculation='scf', pseudo_dir='./pseudo', outdir='./out', prefix='x', tprnfor=.true.\n/",
-        "&system\n ibrav=1, celldm(1)=15.0, nat=4, ntyp=2, ecutwfc=30, assume_isolated='mt', nosym=.true., nbnd=22\n/",
-        "&electrons\n conv_thr=1e-9, mixing_beta=0.4\n/",
+        "&system\n ibrav=1, celldm(1)=15.0, nat=4, ntyp=2, ecutwfc=25, assume_isolated='mt', nosym=.true., nbnd=22\n/",
+        "&electrons\n conv_thr=1e-8, mixing_beta=0.4\n/",
         'ATOMIC_SPECIES', 'In 1.0 In.upf', 'Cl 1.0 Cl.upf', 'ATOMIC_POSITIONS angstrom',
         'In 4.0 4.0 4.0', 'Cl 6.3 4.0 4.0', 'Cl 2.85 5.99 4.0', 'Cl 2.85 2.01 4.0', 'K_POINTS gamma', '']))
     return run('pw.x', workdir, 'pw.in')
