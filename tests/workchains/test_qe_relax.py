@@ -16,7 +16,9 @@ from ase.units import Bohr
 from aiida_qdtraps.workchains.charge_flow import BaderChargeFlowWorkChain
 from aiida_qdtraps.workchains.qe import (
     PSEUDO_FAMILY_LABEL,
+    compare_relaxed_qds,
     ensure_upf_family,
+    format_comparison,
     qe_protocol_inputs,
 )
 from aiida_qdtraps.workchains.relax import QdRelaxWorkChain
@@ -81,6 +83,10 @@ def test_protocol_builder_sets_isolated_gamma_charge_and_spin(pw_code, pp_code, 
     assert fast.box_vacuum.value < builder.box_vacuum.value
     assert fast.qe.pw.parameters['SYSTEM']['ecutwfc'] <= parameters['SYSTEM']['ecutwfc']
     assert 'code' not in fast.qe_pp
+    assert fast.qe.pw.parameters['SYSTEM']['assume_isolated'] == 'none'  # neutral: no MT in a small box
+    explicit = QdRelaxWorkChain.get_builder_from_protocol(
+        pw_code, tiny_qd, protocol='fast', overrides={'qe': {'pw': {'parameters': {'SYSTEM': {'assume_isolated': 'mt'}}}}})
+    assert explicit.qe.pw.parameters['SYSTEM']['assume_isolated'] == 'mt'
 
 
 def test_missing_cutoff_and_family_are_named(pw_code, tiny_qd):
@@ -170,3 +176,39 @@ def test_real_pw_relax_pp_density_cube_bader(pw_code, pp_code, baderkit_code, up
     assert abs(summary['electrons_in_basins'] + summary['vacuum_charge'] - 22) < 0.01
     charges = dict(zip(relaxed.get_ase().get_chemical_symbols(), flow['bader_charges'].get_array('charges')))
     assert charges['In'] > 0  # In gives electrons away, as in the CP2K densities
+
+
+# --- cross-engine comparison (examples/cross_engine.py) ------------------------------------------------------------
+
+
+def test_compare_relaxed_qds_aligns_and_summarises(aiida_profile):
+    """A QD and a rotated, shifted copy with one ligand moved: RMSD after alignment, same bonds, Bader means."""
+    from ase.build import molecule
+
+    a = molecule('CH4')
+    b = a.copy()
+    b.positions[1] += [0.0, 0.0, 0.12]  # one C-H bond stretched/bent
+    b.rotate(37, 'x', center='COM')
+    b.translate([1.0, -2.0, 0.5])
+    charges_a, charges_b = orm.ArrayData(), orm.ArrayData()
+    charges_a.set_array('charges', np.array([-0.4, 0.1, 0.1, 0.1, 0.1]))
+    charges_b.set_array('charges', np.array([-0.6, 0.2, 0.15, 0.15, 0.1]))
+    trajectory = orm.TrajectoryData()
+    trajectory.set_trajectory(b.get_chemical_symbols(), np.array([b.positions, b.positions]))
+    trajectory.set_array('energy', np.array([-1.0, -1.1]))
+    trajectory.set_array('forces', np.array([np.zeros((5, 3)), np.full((5, 3), 0.01)]))
+    a.cell = b.cell = np.eye(3) * 10
+    result = compare_relaxed_qds(cp2k_relaxed=orm.StructureData(ase=a), qe_relaxed=orm.StructureData(ase=b),
+                                 cp2k_charges=charges_a, qe_charges=charges_b, qe_trajectory=trajectory,
+                                 check_80=trajectory)
+    values = result.get_dict()
+    assert result.is_stored and result.creator.process_label == 'compare_relaxed_qds'
+    assert 0.02 < values['rmsd'] < 0.12 / np.sqrt(5) + 0.01  # only the moved H contributes, shared by the fit
+    assert values['max_deviation_atom'] == 'H1'
+    cp2k_bonds, qe_bonds = values['bonds']['C-H']
+    assert cp2k_bonds['n'] == qe_bonds['n'] == 4 and qe_bonds['max'] > cp2k_bonds['max']
+    assert values['bader_dq'] == {'cp2k': {'C': -0.4, 'H': pytest.approx(0.1)},
+                                  'qe': {'C': -0.6, 'H': pytest.approx(0.15)}}
+    assert values['qe_relax_steps'] == 2 and values['qe_final_max_force'] == pytest.approx(0.01)
+    assert values['qe_force_check'] == {'80': pytest.approx(0.01)}
+    assert '| C-H mean bond' in format_comparison(values)
