@@ -10,9 +10,11 @@ QD: In4PCl9 (14 atoms, 120 valence electrons) from the builder (RECIPE). Same GT
 default both relaxations start from the same built geometry and use their engine's ``fast`` protocol, whose force
 thresholds match (CP2K max force 4.5e-3 Ha/bohr, pw.x forc_conv_thr 9e-3 Ry/bohr: 0.23 eV/Å).
 
-What was run for docs/qe.md (a shared 2-core machine): ``QE_START_CALC=1202 verdi run examples/cross_engine.py all``,
-i.e. the CP2K geometry is the last frame of the CP2K GEO_OPT CalcJob<1202> (fast, thresholds tightened, stopped after
-18 steps) and QE relaxes from there; a CP2K relax to convergence and a QE relax from the built QD did not fit.
+What was run for docs/qe.md (a shared 2-core machine): ``QE_START_CALC=1202 verdi run examples/cross_engine.py qe``
+and ``... cp2k``, i.e. the CP2K geometry is the last frame of the CP2K GEO_OPT CalcJob<1202> (fast, thresholds
+tightened, stopped after 18 steps) and QE relaxes from there. The QE relax was stopped unconverged after 9 BFGS
+evaluations (44 min), so ``all`` (the table) has not run to the end yet; a CP2K relax to convergence and a QE relax
+from the built QD did not fit either.
 
 1. CP2K: ``QdRelaxWorkChain`` protocol ``fast`` (SZV-MOLOPT-SR-GTH, 200 Ry, 3.5 Å vacuum, wavelet Poisson); its PBE
    valence density from a CP2K PBE single point on the relaxed QD (``HybridScfWorkChain`` fast with the HF part
@@ -37,6 +39,7 @@ import sys
 from aiida import orm
 from aiida.engine import calcfunction, run_get_node
 
+from aiida_qdtraps.protocols import element_settings
 from aiida_qdtraps.workchains.charge_flow import BaderChargeFlowWorkChain
 from aiida_qdtraps.workchains.functions import build_qd_structure
 from aiida_qdtraps.workchains.hybrid_scf import HybridScfWorkChain
@@ -74,8 +77,10 @@ def checked(node):
 
 
 def bader(structure, cube, code):
+    """Bader charge flow of ``cube`` with the GTH valence charges (the same for both engines)."""
+    valence = {el: element_settings()[el]['valence'] for el in set(structure.get_kind_names())}
     results, node = run_get_node(BaderChargeFlowWorkChain, structure=structure, density_cube=cube, charge=orm.Int(0),
-                                 bader={'code': code})
+                                 valence=orm.Dict(valence), bader={'code': code})
     checked(node)
     return results
 
@@ -165,9 +170,11 @@ def record(directory, cp2k_relaxed, qe_node, cp2k_bader, qe_bader, comparison, e
         'source': 'examples/cross_engine.py', 'qe_relax': qe_node.pk, 'pw_calculation': pw_calc.pk,
         'qe': {'ecutwfc': ecut, 'forc_conv_thr': parameters['CONTROL']['forc_conv_thr'],
                'relax_steps': comparison['qe_relax_steps'],
-               'bader_charges': qe_bader['bader_charges'].get_array('charges').round(4).tolist()},
+               'bader_charges': qe_bader['bader_charges'].get_array('charges').round(4).tolist(),
+               'vacuum_charge': qe_bader['summary']['vacuum_charge']},
         'cp2k': {'relaxed_structure': cp2k_relaxed.pk,
-                 'bader_charges': cp2k_bader['bader_charges'].get_array('charges').round(4).tolist()},
+                 'bader_charges': cp2k_bader['bader_charges'].get_array('charges').round(4).tolist(),
+                 'vacuum_charge': cp2k_bader['summary']['vacuum_charge']},
         'comparison': comparison.get_dict(),
     }
     (directory / 'reference.json').write_text(json.dumps(reference, indent=1) + '\n')
