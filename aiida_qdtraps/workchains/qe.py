@@ -5,7 +5,7 @@
   path; made offline at set-up time.
 - :func:`qe_protocol_inputs`: the ``fast``/``moderate``/``precise`` protocols of ``qe_relax.yaml``.
 - :class:`QeRelaxStage`: the steps ``QdRelaxWorkChain`` runs for ``engine: qe`` -- ``PwBaseWorkChain``
-  (``calculation='relax'``, ``assume_isolated='mt'``, Gamma point, ``tot_charge``, ``nspin``/``tot_magnetization``)
+  (``calculation='relax'``, ``assume_isolated`` 'mt' if charged else 'none', Gamma point, ``tot_charge``, ``nspin``/``tot_magnetization``)
   and, if ``qe_pp`` inputs are given, pp.x (``plot_num=0``) writing the valence density as a Gaussian cube in e/bohr³
   (the unit of CP2K's ``ELECTRON_DENSITY`` cube) exposed as the ``density_cube`` ``SinglefileData``.
 """

@@ -128,7 +128,7 @@ def tiny_inp_cluster():
 
 @pytest.mark.slow
 def test_real_pw_relax_pp_density_cube_bader(pw_code, pp_code, baderkit_code, upf_family, tiny_inp_cluster):
-    """H2In-PH2, fast protocol made cheaper still: pw.x relaxes it (Gamma, Martyna-Tuckerman), pp.x writes the cube,
+    """H2In-PH2, fast protocol made cheaper still: pw.x relaxes it (Gamma, neutral: no MT), pp.x writes the cube,
     and the Bader charge-flow work chain takes that cube as it takes CP2K's.
 
     Plumbing, not physics: 25 Ry, 2.5 Å vacuum and loose thresholds keep it to a few BFGS steps (docs/qe.md has the
