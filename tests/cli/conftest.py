@@ -26,13 +26,13 @@ def _environment(aiida_path: pathlib.Path) -> dict[str, str]:
 def run_qdtraps():
     """Return ``run(args, aiida_path) -> CompletedProcess`` that runs the ``qdtraps`` CLI in a subprocess."""
 
-    def run(args: list[str], aiida_path: pathlib.Path) -> subprocess.CompletedProcess:
+    def run(args: list[str], aiida_path: pathlib.Path, timeout: float = 120) -> subprocess.CompletedProcess:
         return subprocess.run(
             [sys.executable, '-m', 'aiida_qdtraps.cli', *args],
             env=_environment(aiida_path),
             capture_output=True,
             text=True,
-            timeout=120,
+            timeout=timeout,
             check=False,
         )
 
