@@ -67,7 +67,7 @@ RECIPES = [
      'vacancy': 'ligand', 'vacancy_site': 1},                                                        # Ga10P4F17+ (31)
     # the adamantane-like X6P4F6 cages: their SCF oscillates (Ga6P4F6: residual 5e-3 at step 71; In6P4F6 unconverged
     # after 93 steps in session 2); not in the shipped library
-    {'material': 'GaP', 'diameter': 10.0, 'center': 'interstitial', 'shape': 'cube', 'min_core_bonds': 2},  # Ga6P4F6 (16)
+    {'material': 'GaP', 'diameter': 10.0, 'center': 'interstitial', 'shape': 'cube', 'min_core_bonds': 2},  # Ga6P4F6
     {'material': 'InP', 'diameter': 6.0, 'center': 'interstitial'},                                # In6P4F6 (16)
     # (The InP cube, 11 Å, interstitial-centred, is atom for atom the 11 Å tetrahedron above: not listed twice.)
     # Anion and cation–anion pair vacancies need a surface anion whose removal leaves every neighbour with >= 2 core
