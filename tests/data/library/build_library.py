@@ -71,7 +71,7 @@ RECIPES = [
     {'material': 'InP', 'diameter': 6.0, 'center': 'interstitial'},                                # In6P4F6 (16)
     # (The InP cube, 11 Å, interstitial-centred, is atom for atom the 11 Å tetrahedron above: not listed twice.)
     # Anion and cation–anion pair vacancies need a surface anion whose removal leaves every neighbour with >= 2 core
-    # bonds: the smallest builder QDs that have one are 44 atoms (F9In19P16 sphere, cation-centred, 12 Å: pair only)
+    # bonds: no builder QD below 44 atoms has such a site (F9In19P16 sphere, cation-centred, 12 Å: pair sites only)
     {'material': 'InP', 'diameter': 12.0, 'center': 'cation', 'vacancy': 'pair', 'vacancy_site': 0},   # (41, +1)
 ]
 
