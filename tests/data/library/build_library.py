@@ -41,7 +41,8 @@ RECIPES = [
     {'material': 'InP', 'diameter': 5.2, 'center': 'anion', 'vacancy': 'cation', 'vacancy_site': 0},  # In3PF6 (10)
     {'material': 'GaP', 'diameter': 5.2, 'center': 'anion', 'vacancy': 'cation', 'vacancy_site': 0},  # Ga3PF6 (10)
     {'material': 'InP', 'diameter': 5.2, 'center': 'anion', 'ligand': 'Cl'},                      # In4PCl9 (14)
-    # other even arrangements of the 9 F on the same In4P / Ga4P core (builder ``arrangement``; 3 is 1's mirror image)
+    # other even arrangements of the 9 F on the same In4P / Ga4P core (builder ``arrangement``; 3 not run: its largest
+    # pair-distance change from arrangement 0 equals 1's, so it may be 1's mirror image)
     {'material': 'InP', 'diameter': 5.2, 'center': 'anion', 'arrangement': 1},                     # In4PF9 (14)
     {'material': 'GaP', 'diameter': 5.2, 'center': 'anion', 'arrangement': 2},                     # Ga4PF9 (14)
     {'material': 'InP', 'diameter': 5.2, 'center': 'anion', 'arrangement': 2},                     # In4PF9 (14)
