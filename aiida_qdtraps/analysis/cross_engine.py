@@ -17,6 +17,7 @@ from ase import Atoms
 from ase.build import minimize_rotation_and_translation
 
 from .bonds import bond_pairs
+from .traps import CATION_ELEMENTS
 
 
 def aligned_rmsd(reference: Atoms, other: Atoms) -> tuple[float, float, np.ndarray]:
@@ -42,7 +43,7 @@ def bond_lengths_by_pair(geometries: Sequence[Atoms], scale: float = 1.25) -> di
     pairs = bond_pairs(first.positions, symbols, scale=scale)
     groups: dict[str, list[tuple[int, int]]] = {}
     for i, j in pairs:
-        key = '-'.join(sorted((symbols[i], symbols[j]), key=lambda s: (s not in ('In', 'Ga', 'Cd', 'Zn', 'Pb'), s)))
+        key = '-'.join(sorted((symbols[i], symbols[j]), key=lambda s: (s not in CATION_ELEMENTS, s)))
         groups.setdefault(key, []).append((i, j))
     result = {}
     for key, bonds in sorted(groups.items()):

@@ -125,6 +125,15 @@ def isolation_for_charge(charge: int) -> str:
     return 'mt' if charge else 'none'
 
 
+def upf_family(label: str) -> PseudoPotentialFamily:
+    """The installed pseudopotential family ``label``; ValueError naming the command that installs it."""
+    family = orm.QueryBuilder().append(PseudoPotentialFamily, filters={'label': label}).first(flat=True)
+    if family is None:
+        raise ValueError(f'pseudopotential family `{label}` is not installed; run `qdtraps setup` '
+                         '(or `ensure_upf_family()`)')
+    return family
+
+
 def qe_electronic_state(charge: int, multiplicity: int) -> dict:
     """pw.x ``SYSTEM`` settings for net charge (e) and spin multiplicity 2S+1."""
     system = {'tot_charge': float(charge)}
@@ -182,10 +191,7 @@ class QeRelaxStage:
         explicit = (overrides or {}).get('qe', {}).get('pw', {}).get('parameters', {}).get('SYSTEM', {})
         if 'assume_isolated' not in explicit:
             inputs['qe']['pw']['parameters']['SYSTEM']['assume_isolated'] = isolation_for_charge(charge)
-        family = orm.QueryBuilder().append(PseudoPotentialFamily, filters={'label': inputs['pseudo_family']}).first(flat=True)
-        if family is None:
-            raise ValueError(f"pseudopotential family `{inputs['pseudo_family']}` is not installed; run "
-                             '`qdtraps setup` (or `ensure_upf_family()`)')
+        family = upf_family(inputs['pseudo_family'])
         builder = cls.get_builder()
         builder.engine = orm.Str('qe')
         builder.structure = structure
@@ -307,24 +313,22 @@ def qe_scf_builder(code: orm.AbstractCode, structure: orm.StructureData, ecutwfc
     used for cutoff convergence of forces on a QD (residual forces at a higher cutoff on a geometry relaxed at a lower
     one are the force error of the lower cutoff).
     """
-    family = orm.QueryBuilder().append(PseudoPotentialFamily, filters={'label': family_label}).first(flat=True)
-    if family is None:
-        raise ValueError(f'pseudopotential family `{family_label}` is not installed; run `qdtraps setup`')
-    parameters = recursive_merge({
-        'CONTROL': {'calculation': 'scf', 'tprnfor': True},
-        'SYSTEM': {'ecutwfc': float(ecutwfc), 'ecutrho': float(dual * ecutwfc),
-                   'assume_isolated': isolation_for_charge(charge), 'nosym': True,
-                   'occupations': 'smearing', 'smearing': 'gaussian', 'degauss': 0.005},
-        'ELECTRONS': {'conv_thr': conv_thr, 'mixing_beta': 0.3, 'mixing_mode': 'local-TF', 'electron_maxstep': 200}},
-        qe_electronic_state(charge, multiplicity))
+    family = upf_family(family_label)
+    pw = QeRelaxProtocol.get_protocol_inputs()['qe']['pw']  # SYSTEM / ELECTRONS / settings of the relax protocols
+    parameters = recursive_merge(
+        {'CONTROL': {'calculation': 'scf', 'tprnfor': True}, 'SYSTEM': pw['parameters']['SYSTEM'],
+         'ELECTRONS': pw['parameters']['ELECTRONS']},
+        {'SYSTEM': {'ecutwfc': float(ecutwfc), 'ecutrho': float(dual * ecutwfc),
+                    'assume_isolated': isolation_for_charge(charge)},
+         'ELECTRONS': {'conv_thr': conv_thr}})
+    parameters = recursive_merge(parameters, qe_electronic_state(charge, multiplicity))
     builder = PwBaseWorkChain.get_builder()
     builder.pw.code = code
     builder.pw.structure = structure
     builder.pw.pseudos = family.get_pseudos(structure=structure)
     builder.pw.parameters = orm.Dict(parameters)
-    builder.pw.settings = orm.Dict({'gamma_only': True})
-    builder.pw.metadata.options = {'resources': {'num_machines': 1, 'num_mpiprocs_per_machine': 1},
-                                   'withmpi': False, 'max_wallclock_seconds': 7200}
+    builder.pw.settings = orm.Dict(pw['settings'])
+    builder.pw.metadata.options = recursive_merge(pw['metadata']['options'], {'max_wallclock_seconds': 7200})
     kpoints = orm.KpointsData()
     kpoints.set_kpoints_mesh([1, 1, 1])
     builder.kpoints = kpoints
