@@ -7,7 +7,7 @@ AiiDA profile called ``qdtraps`` whose configuration folder lives inside the rep
 * broker: ``core.zeromq`` -- the ZeroMQ broker of aiida-core 2.9; no external service is needed. ``aiida.engine.run``
   works without it running; ``verdi daemon start`` starts it together with the daemon, so ``submit`` works too;
 * computer ``localhost`` (``core.local`` transport, ``core.direct`` scheduler, work dir ``<AIIDA_PATH>/scratch``);
-* codes ``cp2k@localhost``, ``pw@localhost``, ``pp@localhost`` and ``baderkit@localhost``;
+* codes ``cp2k@localhost``, ``pw@localhost``, ``pp@localhost``, ``projwfc@localhost`` and ``baderkit@localhost``;
 * pseudopotential family ``qdtraps-gth-pbe-upf`` (aiida-pseudo; CP2K's GTH-PBE potentials as UPF files).
 
 This module imports aiida only inside functions: ``AIIDA_PATH`` is read by aiida when its configuration module is first
@@ -129,6 +129,10 @@ DP_THREADS = '\n'.join(
 )
 
 
+#: Debian's OpenMPI refuses root without these, even for serial pw.x / pp.x / projwfc.x runs (METHODS.md)
+QE_PREPEND = 'export OMPI_ALLOW_RUN_AS_ROOT=1\nexport OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1\nexport OMP_NUM_THREADS=1'
+
+
 def code_specs() -> tuple[CodeSpec, ...]:
     """Return the specifications of the codes, with executables resolved on this machine."""
     venv_bin = pathlib.Path(sys.prefix) / 'bin'
@@ -147,27 +151,22 @@ def code_specs() -> tuple[CodeSpec, ...]:
             label='pw',
             executable=_which('pw.x', '/usr/bin/pw.x'),
             default_calc_job_plugin='quantumespresso.pw',
-            prepend_text='\n'.join(
-                (
-                    'export OMPI_ALLOW_RUN_AS_ROOT=1',
-                    'export OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1',
-                    'export OMP_NUM_THREADS=1',
-                )
-            ),
+            prepend_text=QE_PREPEND,
             description='Quantum ESPRESSO pw.x (Debian quantum-espresso package)',
         ),
         CodeSpec(
             label='pp',
             executable=_which('pp.x', '/usr/bin/pp.x'),
             default_calc_job_plugin='quantumespresso.pp',
-            prepend_text='\n'.join(
-                (
-                    'export OMPI_ALLOW_RUN_AS_ROOT=1',
-                    'export OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1',
-                    'export OMP_NUM_THREADS=1',
-                )
-            ),
+            prepend_text=QE_PREPEND,
             description='Quantum ESPRESSO pp.x post-processing (densities as cube files)',
+        ),
+        CodeSpec(
+            label='projwfc',
+            executable=_which('projwfc.x', '/usr/bin/projwfc.x'),
+            default_calc_job_plugin='quantumespresso.projwfc',
+            prepend_text=QE_PREPEND,
+            description='Quantum ESPRESSO projwfc.x (Löwdin populations and PDOS on the pseudo-atomic orbitals)',
         ),
         CodeSpec(
             label='baderkit',
@@ -188,7 +187,8 @@ def code_specs() -> tuple[CodeSpec, ...]:
     )
 
 
-CODES = ('cp2k@localhost', 'pw@localhost', 'pp@localhost', 'baderkit@localhost')  # full labels, as in `orm.load_code(...)`
+#: full labels, as in ``orm.load_code(...)``
+CODES = ('cp2k@localhost', 'pw@localhost', 'pp@localhost', 'projwfc@localhost', 'baderkit@localhost')
 CODES = (*CODES, 'dp-python@localhost')  # DeePMD training and MLFF MD (docs/mlff.md)
 
 

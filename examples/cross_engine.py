@@ -22,9 +22,10 @@ from the built QD did not fit either.
 2. QE: ``QdRelaxWorkChain`` with ``pw@localhost``, protocol ``fast`` (40 Ry for In/P/Cl, ``ecutrho`` 160 Ry; neutral, so
    no Martyna-Tuckerman) in a 2.5 Å vacuum box instead of 3.5 Å to save time; pp.x valence density;
 3. both densities through the same ``BaderChargeFlowWorkChain`` (baderkit);
-4. optional: pw.x SCF + forces at higher cutoffs (argv[2:], Ry) on the 40 Ry QE geometry: the residual forces are the
+4. projwfc.x on the QE relax (Löwdin charges, PBE HOMO/LUMO, PDOS figure; ``analyse_projwfc``);
+5. optional: pw.x SCF + forces at higher cutoffs (argv[2:], Ry) on the 40 Ry QE geometry: the residual forces are the
    force error of 40 Ry there;
-5. ``compare_relaxed_qds`` calcfunction: RMSD after optimal rotation/translation (ase), In-P / In-Cl bond lengths,
+6. ``compare_relaxed_qds`` calcfunction: RMSD after optimal rotation/translation (ase), In-P / In-Cl bond lengths,
    mean Bader Δq per element; printed as the table of docs/qe.md and stored as a Dict node.
 
 With AiiDA caching on (``qdtraps setup`` enables it) a second run reuses every finished CalcJob and only prints.
@@ -55,6 +56,9 @@ STAGE = sys.argv[1] if len(sys.argv) > 1 else 'all'
 #: QE_START_CALC=<pk of a CP2K GEO_OPT CalcJob>: QE starts from that run's last geometry (cp2k_last_frame) instead of
 #: the built QD, to need fewer BFGS steps on a loaded machine.
 QE_START_CALC = os.environ.get('QE_START_CALC')
+#: QE_START_PW=<pk of an unfinished (stopped) PwCalculation relax>: QE continues from that run's last geometry in its
+#: ``aiida.out`` (pw_last_frame), e.g. a relax stopped for time; the CP2K side is unchanged.
+QE_START_PW = os.environ.get('QE_START_PW')
 CHECK_CUTOFFS = tuple(float(v) for v in sys.argv[2:])
 
 
@@ -67,6 +71,19 @@ def cp2k_last_frame(remote_folder: orm.RemoteData, structure: orm.StructureData)
     atoms = structure.get_ase()
     if frame.get_chemical_symbols() != atoms.get_chemical_symbols():
         raise ValueError('trajectory and structure hold different atoms')
+    atoms.positions = frame.positions
+    return orm.StructureData(ase=atoms)
+
+
+@calcfunction
+def pw_last_frame(remote_folder: orm.RemoteData, structure: orm.StructureData) -> orm.StructureData:
+    """Last geometry printed by a (possibly stopped) pw.x relax (``aiida.out`` in its work folder), cell of ``structure``."""
+    from ase.io import read
+
+    frame = read(pathlib.Path(remote_folder.get_remote_path()) / 'aiida.out', format='espresso-out', index=-1)
+    atoms = structure.get_ase()
+    if frame.get_chemical_symbols() != atoms.get_chemical_symbols():
+        raise ValueError('pw.x output and structure hold different atoms')
     atoms.positions = frame.positions
     return orm.StructureData(ase=atoms)
 
@@ -108,6 +125,29 @@ def run_cp2k(structure, cp2k, baderkit):
     return relaxed, flow
 
 
+def qe_projwfc(qe_node, qe_results, code):
+    """projwfc.x on the finished QE relax's folder (as ``QdRelaxWorkChain`` does with ``projwfc_code``): Löwdin
+    charges, HOMO/LUMO and the PDOS figure of the QE-relaxed QD."""
+    from aiida.plugins import CalculationFactory
+
+    from aiida_qdtraps.workchains.qe import QeRelaxProtocol, analyse_projwfc
+
+    protocol = QeRelaxProtocol.get_protocol_inputs('fast')['projwfc']
+    _, calc = run_get_node(CalculationFactory('quantumespresso.projwfc'), code=code,
+                           parent_folder=qe_results['remote_folder'], parameters=orm.Dict(protocol['parameters']),
+                           metadata=protocol['metadata'])
+    checked(calc)
+    relax = [c for c in qe_node.called_descendants if c.process_label == 'PwCalculation'][-1]
+    analysis = analyse_projwfc(calc.outputs.retrieved, qe_results['relaxed_structure'], relax.outputs.output_parameters,
+                               projections=calc.outputs.projections, **qe_node.inputs.qe.pw.pseudos)
+    summary = analysis['orbital_summary'].get_dict()
+    print(f"QE projwfc.x: ProjwfcCalculation<{calc.pk}>, Löwdin (mean per element) "
+          f"{ {el: round(q, 3) for el, q in summary['lowdin_charge_by_element'].items()} }, spilling "
+          f"{summary['spilling']}, HOMO {summary['homo']:.3f} / LUMO {summary['lumo']:.3f} eV (gap "
+          f"{summary['gap']:.3f}), PDOS figure SinglefileData<{analysis['pdos_plot'].pk}>", flush=True)
+    return analysis
+
+
 def run_qe(structure, pw, pp, baderkit):
     results, node = run_get_node(QdRelaxWorkChain.get_builder_from_protocol(
         pw, structure, protocol='fast', overrides=QE_OVERRIDES, pp_code=pp))
@@ -130,19 +170,19 @@ def main():
             calc = orm.load_node(int(QE_START_CALC))
             start = cp2k_last_frame(calc.outputs.remote_folder, calc.inputs.structure)
             print(f'QE starts from the last frame of CP2K CalcJob<{calc.pk}>: <{start.pk}>', flush=True)
+    qe_start = start
+    if STAGE in ('all', 'qe') and QE_START_PW:
+        calc = orm.load_node(int(QE_START_PW))
+        qe_start = pw_last_frame(calc.outputs.remote_folder, calc.inputs.structure)
+        print(f'QE continues from the last frame of PwCalculation<{calc.pk}>: <{qe_start.pk}>', flush=True)
     if STAGE in ('all', 'qe'):
-        qe_node, qe_results, qe_bader = run_qe(start, pw, pp, baderkit)
-    if STAGE in ('all', 'cp2k') and QE_START_CALC:  # the CP2K geometry is that run's last frame
-        cp2k_relaxed = start
-        scf = cp2k_pbe_density(cp2k, cp2k_relaxed)
-        cp2k_bader = bader(scf['structure'], scf['density_cube'], baderkit)
-        print(f"CP2K PBE density on <{start.pk}>: <{scf['density_cube'].pk}>, Bader <{cp2k_bader['summary'].pk}>",
-              flush=True)
-    elif STAGE in ('all', 'cp2k'):
-        cp2k_relaxed, cp2k_bader = run_cp2k(structure, cp2k, baderkit)
+        qe_node, qe_results, qe_bader = run_qe(qe_start, pw, pp, baderkit)
+    if STAGE in ('all', 'cp2k'):  # CP2K relaxes (fast) from the same start as QE
+        cp2k_relaxed, cp2k_bader = run_cp2k(start, cp2k, baderkit)
     if STAGE != 'all':
         return
     qe_relaxed = qe_results['relaxed_structure']
+    qe_orbitals = qe_projwfc(qe_node, qe_results, orm.load_code('projwfc@localhost'))
     ecut = qe_node.inputs.qe.pw.parameters['SYSTEM']['ecutwfc']
     checks = {}
     for cutoff in CHECK_CUTOFFS:
@@ -156,22 +196,28 @@ def main():
     print(f'comparison: Dict<{comparison.pk}> (QE relax at {ecut} Ry)')
     print(format_comparison(comparison.get_dict()))
     if os.environ.get('RECORD_DIR'):
-        record(pathlib.Path(os.environ['RECORD_DIR']), cp2k_relaxed, qe_node, cp2k_bader, qe_bader, comparison, ecut)
+        record(pathlib.Path(os.environ['RECORD_DIR']), cp2k_relaxed, qe_node, cp2k_bader, qe_bader, comparison, ecut,
+               qe_orbitals)
 
 
-def record(directory, cp2k_relaxed, qe_node, cp2k_bader, qe_bader, comparison, ecut):
-    """Files of the recorded-output test: pw.x relax output, CP2K geometry, Bader charges and the comparison."""
+def record(directory, cp2k_relaxed, qe_node, cp2k_bader, qe_bader, comparison, ecut, qe_orbitals):
+    """Files of the recorded-output test: pw.x relax and projwfc.x outputs, CP2K geometry, Bader and Löwdin charges
+    and the comparison."""
     directory.mkdir(parents=True, exist_ok=True)
     pw_calc = [c for c in qe_node.called_descendants if c.process_label == 'PwCalculation'][-1]
     (directory / 'pw_relax.out').write_text(pw_calc.outputs.retrieved.base.repository.get_object_content('aiida.out'))
     cp2k_relaxed.get_ase().write(directory / 'cp2k_relaxed.xyz', format='xyz')
+    projwfc = qe_orbitals['lowdin_charges'].creator.inputs.retrieved
+    (directory / 'projwfc.out').write_text(projwfc.base.repository.get_object_content('aiida.out'))
     parameters = qe_node.inputs.qe.pw.parameters.get_dict()
     reference = {
         'source': 'examples/cross_engine.py', 'qe_relax': qe_node.pk, 'pw_calculation': pw_calc.pk,
         'qe': {'ecutwfc': ecut, 'forc_conv_thr': parameters['CONTROL']['forc_conv_thr'],
                'relax_steps': comparison['qe_relax_steps'],
                'bader_charges': qe_bader['bader_charges'].get_array('charges').round(4).tolist(),
-               'vacuum_charge': qe_bader['summary']['vacuum_charge']},
+               'vacuum_charge': qe_bader['summary']['vacuum_charge'],
+               'lowdin_charges': qe_orbitals['lowdin_charges'].get_array('charges').round(4).tolist(),
+               'orbital_summary': qe_orbitals['orbital_summary'].get_dict()},
         'cp2k': {'relaxed_structure': cp2k_relaxed.pk,
                  'bader_charges': cp2k_bader['bader_charges'].get_array('charges').round(4).tolist(),
                  'vacuum_charge': cp2k_bader['summary']['vacuum_charge']},

@@ -6,10 +6,13 @@
   :func:`aiida_qdtraps.analysis.bonds.bond_pairs`, bonds taken from the *first* geometry for both, so the same bonds
   are compared.
 - :func:`mean_by_element`: mean of a per-atom quantity (Bader Δq) per element.
+- :func:`parse_projwfc_lowdin`: per-atom Löwdin populations (and per l) and the spilling parameter from projwfc.x's
+  output, to set QE's Löwdin charges beside CP2K's.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import numpy as np
@@ -64,3 +67,55 @@ def mean_by_element(symbols: Sequence[str], values: Sequence[float]) -> dict[str
     if len(symbols) != len(values):
         raise ValueError(f'{len(symbols)} symbols for {len(values)} values')
     return {el: float(values[symbols == el].mean()) for el in sorted(set(symbols.tolist()))}
+
+
+_LOWDIN_LINE = re.compile(r'Atom #\s*(\d+): total charge =\s*([-\d.]+),\s*([a-z]+)\s*=\s*([-\d.]+)')
+_SPILLING = re.compile(r'Spilling Parameter:\s*([-\d.]+)')
+
+
+def parse_projwfc_lowdin(stdout: str) -> dict:
+    """Löwdin populations from projwfc.x's standard output (the block after ``Lowdin Charges:``).
+
+    projwfc.x prints one line per atom and angular momentum (``Atom #   1: total charge =  12.2918, p =  1.3610,
+    pz= ...``); the atom's total repeats on each. For a spin-polarised run only the first value per atom and l is kept.
+
+    :returns: ``{'populations': [e per atom, in atom order], 'by_l': [{'s': .., 'p': .., 'd': ..} per atom],
+        'spilling': float or None}``.
+    :raises ValueError: if the output has no ``Lowdin Charges`` block (projwfc.x stopped early or it is not its
+        output) or the atoms in it are not 1..N.
+    """
+    if 'Lowdin Charges' not in stdout:
+        raise ValueError('no "Lowdin Charges" block in the projwfc.x output')
+    block = stdout.split('Lowdin Charges', 1)[1]
+    populations: dict[int, float] = {}
+    by_l: dict[int, dict[str, float]] = {}
+    for match in _LOWDIN_LINE.finditer(block):
+        index = int(match.group(1)) - 1
+        populations.setdefault(index, float(match.group(2)))
+        by_l.setdefault(index, {}).setdefault(match.group(3), float(match.group(4)))
+    if not populations or sorted(populations) != list(range(len(populations))):
+        raise ValueError(f'incomplete Löwdin block in the projwfc.x output: atoms {sorted(i + 1 for i in populations)}')
+    spilling = _SPILLING.search(block)
+    return {'populations': [populations[i] for i in range(len(populations))],
+            'by_l': [by_l[i] for i in range(len(by_l))],
+            'spilling': float(spilling.group(1)) if spilling else None}
+
+
+def atom_band_weights(orbital_positions: Sequence[Sequence[float]], orbital_weights: Sequence[Sequence[float]],
+                      atom_positions: np.ndarray, tolerance: float = 0.01) -> np.ndarray:
+    """Per-band, per-atom weights (bands × atoms) from per-orbital projections |<φ|ψ_n>|² (one k-point).
+
+    Each orbital belongs to the atom at its ``position`` (Å, as projwfc.x reports the atomic positions).
+
+    :raises ValueError: an orbital not sitting on an atom (within ``tolerance`` Å, modulo nothing: same cell).
+    """
+    atom_positions = np.asarray(atom_positions, dtype=float)
+    weights = np.asarray(orbital_weights, dtype=float)  # orbitals × bands
+    result = np.zeros((weights.shape[1], len(atom_positions)))
+    for position, weight in zip(np.asarray(orbital_positions, dtype=float), weights):
+        distance = np.linalg.norm(atom_positions - position, axis=1)
+        atom = int(distance.argmin())
+        if distance[atom] > tolerance:
+            raise ValueError(f'orbital at {position.tolist()} Å is {distance[atom]:.3f} Å from the nearest atom')
+        result[:, atom] += weight
+    return result

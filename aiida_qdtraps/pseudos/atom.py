@@ -117,8 +117,19 @@ def solve_gth_atom(pot: GthPotential, xc: str = 'PBE,PBE', mixing: float = 0.4, 
                    max_iterations: int = 300) -> AtomResult:
     """Self-consistent pseudo-atom of ``pot`` (see the module docstring); orbitals on :func:`radial_grid`.
 
+    Runs with one BLAS thread: with two, OpenBLAS sums in another order and the last of the 9 digits the UPF file
+    keeps changed on a few grid points (measured: In, md5 347c356a… with 1 thread, 58218de8… with 2), which made
+    ``qdtraps setup`` see a "new" pseudopotential family whenever the thread count differed.
+
     :raises RuntimeError: if the density does not converge to ``tolerance`` (max |Δ(4πr²n)|) in ``max_iterations``.
     """
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1):
+        return _solve_gth_atom(pot, xc, mixing, tolerance, max_iterations)
+
+
+def _solve_gth_atom(pot: GthPotential, xc: str, mixing: float, tolerance: float, max_iterations: int) -> AtomResult:
     r_full, _ = radial_grid(pot.atomic_number)
     r = r_full[r_full <= R_SOLVE]
     weights = r * DX

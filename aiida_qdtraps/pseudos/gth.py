@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import pathlib
+import re
 import shutil
 import subprocess
 
@@ -307,6 +308,24 @@ def gth_to_abinit_hgh(pot: GthPotential, pspxc: int = 11) -> str:
         if l > 0:
             lines += [' '.join('0.0' for _ in range(i, n)) for i in range(n)]
     return '\n'.join(lines) + '\n'
+
+
+_NUMBER = re.compile(r'[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eEdD][-+]?\d+)?')
+
+
+def same_upf_content(first: str, second: str, rtol: float = 1.0e-6) -> bool:
+    """True if two UPF texts differ at most in the last digits of their numbers (relative ``rtol``, absolute 1e-20).
+
+    The text around the numbers must be identical. Used by the family installer so that rounding noise in the last
+    printed digit (another BLAS build) does not count as a new pseudopotential.
+    """
+    if first == second:
+        return True
+    if _NUMBER.sub('#', first) != _NUMBER.sub('#', second):
+        return False
+    a = np.array([float(v.replace('d', 'e').replace('D', 'e')) for v in _NUMBER.findall(first)])
+    b = np.array([float(v.replace('d', 'e').replace('D', 'e')) for v in _NUMBER.findall(second)])
+    return bool(np.allclose(a, b, rtol=rtol, atol=1.0e-20))
 
 
 def upf_filename(pot: GthPotential) -> str:

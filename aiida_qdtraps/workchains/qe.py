@@ -7,7 +7,9 @@
 - :class:`QeRelaxStage`: the steps ``QdRelaxWorkChain`` runs for ``engine: qe`` -- ``PwBaseWorkChain``
   (``calculation='relax'``, ``assume_isolated`` 'mt' if charged else 'none', Gamma point, ``tot_charge``, ``nspin``/``tot_magnetization``)
   and, if ``qe_pp`` inputs are given, pp.x (``plot_num=0``) writing the valence density as a Gaussian cube in e/bohr³
-  (the unit of CP2K's ``ELECTRON_DENSITY`` cube) exposed as the ``density_cube`` ``SinglefileData``.
+  (the unit of CP2K's ``ELECTRON_DENSITY`` cube) exposed as the ``density_cube`` ``SinglefileData``, and, if
+  ``qe_projwfc`` inputs are given, projwfc.x on the relaxed QD: Löwdin charges on the UPF pseudo-atomic orbitals, the
+  HOMO/LUMO and a PDOS figure per element (:func:`analyse_projwfc`).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from aiida_quantumespresso.workflows.pw.base import PwBaseWorkChain
 from ..protocols import PROTOCOL_DIR, element_settings
 
 PpCalculation = CalculationFactory('quantumespresso.pp')
+ProjwfcCalculation = CalculationFactory('quantumespresso.projwfc')
 PseudoPotentialFamily = GroupFactory('pseudo.family')
 UpfData = DataFactory('pseudo.upf')
 
@@ -56,11 +59,15 @@ def gth_potential_names(elements=None) -> dict[str, str]:
 def ensure_upf_family(label: str = PSEUDO_FAMILY_LABEL, elements=None) -> tuple[str, str]:
     """Install the GTH-PBE UPF family ``label`` unless it exists with the same files; return ``(status, detail)``.
 
+    "Same" allows last-digit rounding differences of the tabulated numbers (:func:`~aiida_qdtraps.pseudos.gth.
+    same_upf_content`, relative 1e-6), so another BLAS build does not make a new family.
+
     The UPF files are generated from the local CP2K ``GTH_POTENTIALS`` (deterministic: same data file, same md5). A
     family with different files (e.g. after a CP2K data update) is relabelled ``<label>-old-<pk>`` and a new one made,
     so calculations that used the old one keep their provenance. ``status`` is ``created``, ``exists`` or ``updated``.
     """
     from ..pseudos import find_gth_potentials_file, write_upf_family
+    from ..pseudos.gth import same_upf_content
 
     source = find_gth_potentials_file()
     with tempfile.TemporaryDirectory() as tmp:
@@ -69,8 +76,11 @@ def ensure_upf_family(label: str = PSEUDO_FAMILY_LABEL, elements=None) -> tuple[
         existing = orm.QueryBuilder().append(PseudoPotentialFamily, filters={'label': label}).all(flat=True)
         if existing:
             family = existing[0]
-            current = {p.element: p.md5 for p in family.nodes}
-            if current == md5s:
+            current = {p.element: p for p in family.nodes}
+            texts = {f.name.split('.')[0]: f.read_text() for f in files}
+            if set(current) == set(md5s) and all(
+                    current[el].md5 == md5s[el] or same_upf_content(current[el].get_content(), texts[el])
+                    for el in md5s):
                 return 'exists', f'{len(current)} UPF files, {source}'
             family.label = f'{label}-old-{family.pk}'
         family = PseudoPotentialFamily.create_from_folder(
@@ -159,6 +169,58 @@ def check_qe_electronic_state(structure: orm.StructureData, pseudos: dict, charg
 
 
 @calcfunction
+def analyse_projwfc(retrieved: orm.FolderData, structure: orm.StructureData, relax_parameters: orm.Dict,
+                    projections: orm.ProjectionData | None = None, **pseudos) -> dict:
+    """Löwdin charges (always) and, for a spin-restricted run (``projections`` given), HOMO/LUMO and a PDOS figure.
+
+    ``pseudos``: the relax's UPF nodes by kind (their ``z_valence`` turn populations into charges);
+    ``relax_parameters``: pw.x's ``output_parameters`` (``number_of_electrons``).
+    """
+    import io
+
+    import numpy as np
+
+    from ..analysis.cross_engine import (
+        atom_band_weights,
+        mean_by_element,
+        parse_projwfc_lowdin,
+    )
+    from ..analysis.plots import pdos_plot
+
+    stdout = retrieved.base.repository.get_object_content('aiida.out')
+    lowdin = parse_projwfc_lowdin(stdout)
+    kinds = [site.kind_name for site in structure.sites]
+    if len(lowdin['populations']) != len(kinds):
+        raise ValueError(f"projwfc.x gave {len(lowdin['populations'])} Löwdin atoms for {len(kinds)} sites")
+    valence = np.array([pseudos[kind].z_valence for kind in kinds], dtype=float)
+    populations = np.array(lowdin['populations'])
+    charges_node = orm.ArrayData()
+    charges_node.set_array('populations', populations)
+    charges_node.set_array('charges', valence - populations)
+    charges_node.base.attributes.set('spilling', lowdin['spilling'])
+    charges_node.base.attributes.set('by_l', lowdin['by_l'])
+    atoms = structure.get_ase()
+    summary = {'spilling': lowdin['spilling'],
+               'lowdin_charge_by_element': mean_by_element(atoms.get_chemical_symbols(), valence - populations)}
+    outputs = {'lowdin_charges': charges_node}
+    if projections is not None:
+        pairs = projections.get_projections()  # (orbital, |<phi|psi>|^2 per k-point and band) for every orbital
+        weights = atom_band_weights([orbital.get_orbital_dict()['position'] for orbital, _ in pairs],
+                                    [array[0] for _, array in pairs], atoms.positions)
+        energies = projections.get_reference_bandsdata().get_bands()[0]
+        n_occupied = round(relax_parameters['number_of_electrons']) // 2
+        homo, lumo = float(energies[n_occupied - 1]), float(energies[n_occupied])
+        summary.update({'homo': homo, 'lumo': lumo, 'gap': lumo - homo, 'n_bands': len(energies)})
+        symbols = np.array(atoms.get_chemical_symbols())
+        groups = {el: symbols == el for el in dict.fromkeys(symbols)}
+        png = pdos_plot(energies, weights, groups, homo, lumo,
+                        title=f'{atoms.get_chemical_formula()}: pw.x PBE, projwfc.x PDOS (HOMO/LUMO dashed)')
+        outputs['pdos_plot'] = orm.SinglefileData(io.BytesIO(png), filename='qe_pdos.png')
+    outputs['orbital_summary'] = orm.Dict(summary)
+    return outputs
+
+
+@calcfunction
 def extract_density_cube(retrieved: orm.FolderData) -> orm.SinglefileData:
     """The valence density cube pp.x wrote (``aiida.fileout``, e/bohr³) as a ``SinglefileData``."""
     with retrieved.base.repository.open(PP_FILEOUT, 'rb') as handle:
@@ -173,10 +235,22 @@ def define_qe_inputs(spec) -> None:
     spec.expose_inputs(PpCalculation, namespace='qe_pp', exclude=('parent_folder',),
                        namespace_options={'required': False, 'populate_defaults': False,
                                           'help': 'If given with `engine: qe`: pp.x valence density cube.'})
+    spec.expose_inputs(ProjwfcCalculation, namespace='qe_projwfc', exclude=('parent_folder',),
+                       namespace_options={'required': False, 'populate_defaults': False,
+                                          'help': 'If given with `engine: qe`: projwfc.x on the relaxed QD (Löwdin '
+                                                  'charges, HOMO/LUMO, PDOS figure).'})
     spec.output('density_cube', valid_type=orm.SinglefileData, required=False,
                 help='Valence density of the relaxed QD (Gaussian cube, e/bohr³) from pp.x (`engine: qe`).')
+    spec.output('lowdin_charges', valid_type=orm.ArrayData, required=False,
+                help='projwfc.x Löwdin analysis of the relaxed QD: arrays `populations` and `charges` (e per atom, '
+                     'charge = UPF valence − population); attribute `spilling`.')
+    spec.output('orbital_summary', valid_type=orm.Dict, required=False,
+                help='HOMO/LUMO (eV, from the projwfc.x eigenvalues), gap, spilling, Löwdin charge per element.')
+    spec.output('pdos_plot', valid_type=orm.SinglefileData, required=False,
+                help='PNG: PDOS per element of the relaxed QD (projwfc.x projections, Gaussian σ = 0.1 eV).')
     spec.exit_code(411, 'ERROR_QE_RELAX_FAILED', message='The pw.x relaxation failed: {message}')
     spec.exit_code(412, 'ERROR_QE_DENSITY_FAILED', message='The pp.x density calculation failed: {message}')
+    spec.exit_code(413, 'ERROR_QE_PROJWFC_FAILED', message='The projwfc.x projection failed: {message}')
 
 
 class QeRelaxStage:
@@ -185,7 +259,8 @@ class QeRelaxStage:
     @classmethod
     def _qe_builder_from_protocol(cls, code: orm.AbstractCode, structure: orm.StructureData,
                                   protocol: str | None, overrides: dict | None, charge: int, multiplicity: int,
-                                  options: dict | None, pp_code: orm.AbstractCode | None):
+                                  options: dict | None, pp_code: orm.AbstractCode | None,
+                                  projwfc_code: orm.AbstractCode | None = None):
         """Builder for the QE branch (see ``QdRelaxWorkChain.get_builder_from_protocol``)."""
         inputs = qe_protocol_inputs(structure, protocol, overrides)
         explicit = (overrides or {}).get('qe', {}).get('pw', {}).get('parameters', {}).get('SYSTEM', {})
@@ -217,6 +292,12 @@ class QeRelaxStage:
             builder.qe_pp.code = pp_code
             builder.qe_pp.parameters = orm.Dict(pp['parameters'])
             builder.qe_pp.metadata = recursive_merge(pp['metadata'], {'options': options} if options else {})
+        if projwfc_code is not None:
+            projwfc = inputs['projwfc']
+            builder.qe_projwfc.code = projwfc_code
+            builder.qe_projwfc.parameters = orm.Dict(projwfc['parameters'])
+            builder.qe_projwfc.metadata = recursive_merge(projwfc['metadata'],
+                                                          {'options': options} if options else {})
         return builder
 
     def is_qe(self) -> bool:
@@ -287,6 +368,37 @@ class QeRelaxStage:
         self.ctx.density_cube = extract_density_cube(calc.outputs.retrieved)
         return None
 
+    def should_run_projwfc(self) -> bool:
+        return 'qe_projwfc' in self.inputs and 'code' in self.inputs.qe_projwfc
+
+    def run_qe_projwfc(self):
+        """projwfc.x on the relaxed run's folder: projections on the UPF pseudo-atomic orbitals."""
+        inputs = AttributeDict(self.exposed_inputs(ProjwfcCalculation, namespace='qe_projwfc'))
+        inputs.parent_folder = self.ctx.workchain.outputs.remote_folder
+        inputs.metadata = {**inputs.metadata, 'call_link_label': 'projwfc'}
+        node = self.submit(ProjwfcCalculation, **inputs)
+        self.report(f'launched ProjwfcCalculation<{node.pk}> (projwfc.x Löwdin charges and PDOS)')
+        return ToContext(projwfc=node)
+
+    def inspect_qe_projwfc(self):
+        calc = self.ctx.projwfc
+        if not calc.is_finished_ok:
+            return self.exit_codes.ERROR_QE_PROJWFC_FAILED.format(
+                message=f'ProjwfcCalculation<{calc.pk}> exit status {calc.exit_status}: {calc.exit_message}')
+        relax = self.ctx.workchain.outputs
+        extra = {'projections': calc.outputs.projections} if 'projections' in calc.outputs else {}
+        try:
+            self.ctx.projwfc_results = analyse_projwfc(calc.outputs.retrieved, relax.output_structure,
+                                                       relax.output_parameters, **extra,
+                                                       **self.inputs.qe.pw.pseudos)
+        except ValueError as exception:
+            return self.exit_codes.ERROR_QE_PROJWFC_FAILED.format(message=str(exception))
+        summary = self.ctx.projwfc_results['orbital_summary'].get_dict()
+        charges = ', '.join(f'{el} {q:+.2f}' for el, q in summary['lowdin_charge_by_element'].items())
+        gap = f", HOMO {summary['homo']:.3f} / LUMO {summary['lumo']:.3f} eV" if 'homo' in summary else ''
+        self.report(f"projwfc.x: Löwdin charges (mean per element) {charges}; spilling {summary['spilling']}{gap}")
+        return None
+
     def out_relaxation(self, outputs):
         """Output what both engines' relax child returns (CP2K and pw.x use the same output names); returns them."""
         self.out('relaxed_structure', outputs.output_structure)
@@ -300,6 +412,8 @@ class QeRelaxStage:
         outputs = self.out_relaxation(self.ctx.workchain.outputs)
         if 'density_cube' in self.ctx:
             self.out('density_cube', self.ctx.density_cube)
+        for name, node in self.ctx.get('projwfc_results', {}).items():
+            self.out(name, node)
         energy = outputs.output_parameters.get('energy')
         self.report(f'relaxed (pw.x): E(PBE) = {energy} eV')
 
@@ -346,7 +460,11 @@ def compare_relaxed_qds(cp2k_relaxed: orm.StructureData, qe_relaxed: orm.Structu
     """
     import numpy as np
 
-    from ..analysis.cross_engine import aligned_rmsd, bond_lengths_by_pair, mean_by_element
+    from ..analysis.cross_engine import (
+        aligned_rmsd,
+        bond_lengths_by_pair,
+        mean_by_element,
+    )
 
     a, b = cp2k_relaxed.get_ase(), qe_relaxed.get_ase()
     rmsd, max_dev, per_atom = aligned_rmsd(a, b)
@@ -358,7 +476,7 @@ def compare_relaxed_qds(cp2k_relaxed: orm.StructureData, qe_relaxed: orm.Structu
         'bonds': bond_lengths_by_pair([a, b]),
         'bader_dq': {'cp2k': mean_by_element(symbols, cp2k_charges.get_array('charges')),
                      'qe': mean_by_element(symbols, qe_charges.get_array('charges'))},
-        'qe_relax_steps': int(len(qe_trajectory.get_array('energy'))),
+        'qe_relax_steps': len(qe_trajectory.get_array('energy')),
         'qe_final_max_force': float(np.abs(qe_trajectory.get_array('forces')[-1]).max()),
         'qe_force_check': {key.removeprefix('check_'): float(np.abs(traj.get_array('forces')[-1]).max())
                            for key, traj in checks.items()},

@@ -2,7 +2,7 @@
 
 ``engine: cp2k`` (default) runs CP2K through aiida-cp2k; ``engine: qe`` runs pw.x through aiida-quantumespresso's
 ``PwBaseWorkChain`` with the GTH-PBE UPF family (steps in :mod:`aiida_qdtraps.workchains.qe`), optionally followed by
-pp.x for the valence density cube.
+pp.x for the valence density cube and projwfc.x for Löwdin charges and the PDOS.
 """
 
 from __future__ import annotations
@@ -44,7 +44,8 @@ class QdRelaxWorkChain(QeRelaxStage, QdCp2kStageWorkChain):
     def define(cls, spec):
         super().define(spec)
         spec.input('engine', valid_type=orm.Str, default=lambda: orm.Str('cp2k'), validator=validate_engine,
-                   help='Electronic-structure engine: `cp2k` (inputs in `base`) or `qe` (inputs in `qe`, `qe_pp`).')
+                   help='Electronic-structure engine: `cp2k` (inputs in `base`) or `qe` (inputs in `qe`, `qe_pp`, '
+                        '`qe_projwfc`).')
         spec.expose_inputs(QdCp2kBaseWorkChain, namespace='base', exclude=('cp2k.structure',),
                            namespace_options={'required': False, 'populate_defaults': False})
         define_qe_inputs(spec)
@@ -62,6 +63,7 @@ class QdRelaxWorkChain(QeRelaxStage, QdCp2kStageWorkChain):
                 cls.run_qe_relax,
                 cls.inspect_qe_relax,
                 if_(cls.should_run_density)(cls.run_qe_density, cls.inspect_qe_density),
+                if_(cls.should_run_projwfc)(cls.run_qe_projwfc, cls.inspect_qe_projwfc),
                 cls.qe_results,
             ).else_(
                 cls.validate_inputs,
@@ -85,7 +87,8 @@ class QdRelaxWorkChain(QeRelaxStage, QdCp2kStageWorkChain):
     @classmethod
     def get_builder_from_protocol(cls, code: orm.Code, structure: orm.StructureData, protocol: str | None = None,
                                   overrides: dict | None = None, charge: int = 0, multiplicity: int = 1,
-                                  options: dict | None = None, pp_code: orm.Code | None = None):
+                                  options: dict | None = None, pp_code: orm.Code | None = None,
+                                  projwfc_code: orm.Code | None = None):
         """Builder for ``structure`` with the ``fast``/``moderate``/``precise`` protocol.
 
         The engine follows ``code``: a ``quantumespresso.pw`` code selects ``engine: qe`` (protocols of
@@ -95,10 +98,12 @@ class QdRelaxWorkChain(QeRelaxStage, QdCp2kStageWorkChain):
         :param options: CalcJob options merged into ``base.cp2k.metadata.options`` (e.g. resources), or into the pw.x
             and pp.x options for QE.
         :param pp_code: QE only: a ``quantumespresso.pp`` code; if given, the valence density cube is made too.
+        :param projwfc_code: QE only: a ``quantumespresso.projwfc`` code; if given, projwfc.x runs on the relaxed QD
+            (Löwdin charges, HOMO/LUMO, PDOS figure).
         """
         if code.default_calc_job_plugin == 'quantumespresso.pw':
             return cls._qe_builder_from_protocol(code, structure, protocol, overrides, charge, multiplicity, options,
-                                                 pp_code)
+                                                 pp_code, projwfc_code)
         builder, _, _ = cls._builder_from_protocol(code, structure, protocol, overrides, charge, multiplicity,
                                                    options)
         return builder

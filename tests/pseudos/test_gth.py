@@ -193,3 +193,29 @@ def test_upf_reproduces_pw_on_the_analytic_gth(tmp_path, name):
     e_upf = run_pw(tmp_path, name, symbols, positions, 'upf')
     e_gth = run_pw(tmp_path, name, symbols, positions, 'gth')
     assert abs(e_upf - e_gth) * RY_TO_EV / len(symbols) < 1e-3
+
+
+def test_conversion_does_not_depend_on_the_blas_thread_count():
+    """The pseudo-atom solve pins BLAS to one thread: with two, the last printed digit changed (In, session 5), and
+    `qdtraps setup` replaced the family on every run with another thread count."""
+    from threadpoolctl import threadpool_limits
+
+    pot = parse_gth_potential('In', 'GTH-PBE-q13')
+    with threadpool_limits(limits=2):
+        two = gth_to_upf(pot)
+    with threadpool_limits(limits=1):
+        one = gth_to_upf(pot)
+    assert hashlib.md5(one.encode()).hexdigest() == hashlib.md5(two.encode()).hexdigest()
+
+
+def test_same_upf_content_ignores_last_digit_noise_only():
+    from aiida_qdtraps.pseudos.gth import same_upf_content
+
+    text = gth_to_upf(parse_gth_potential('P', 'GTH-PBE-q5'))
+    assert same_upf_content(text, text)
+    first_value = next(v for v in text.split() if v.endswith('E-01') and v[0] in '-0123456789')
+    noisy = text.replace(first_value, f'{float(first_value) * (1 + 3e-9):.14E}', 1)  # the 9th digit moves
+    assert noisy != text and same_upf_content(text, noisy)
+    changed = text.replace(first_value, f'{float(first_value) * 1.01:.14E}', 1)
+    assert not same_upf_content(text, changed)
+    assert not same_upf_content(text, text.replace('PP_LOCAL', 'PP_LOCALX', 1))

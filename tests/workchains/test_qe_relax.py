@@ -46,6 +46,11 @@ def pp_code(aiida_code_installed):
 
 
 @pytest.fixture
+def projwfc_code(aiida_code_installed):
+    return qe_code(aiida_code_installed, 'projwfc', 'quantumespresso.projwfc')
+
+
+@pytest.fixture
 def upf_family(aiida_profile):
     """The GTH-PBE UPF family for In, P, F, H (made from CP2K's GTH_POTENTIALS, as setup does)."""
     status, _ = ensure_upf_family(elements=['In', 'P', 'F', 'H'])
@@ -63,9 +68,9 @@ def test_family_is_made_once_and_has_cp2k_valences(upf_family):
     assert sorted(p.element for p in orm.load_group('other-family').nodes) == ['H', 'In', 'P']
 
 
-def test_protocol_builder_sets_isolated_gamma_charge_and_spin(pw_code, pp_code, upf_family, tiny_qd):
+def test_protocol_builder_sets_isolated_gamma_charge_and_spin(pw_code, pp_code, projwfc_code, upf_family, tiny_qd):
     builder = QdRelaxWorkChain.get_builder_from_protocol(pw_code, tiny_qd, protocol='moderate', charge=1,
-                                                         multiplicity=2, pp_code=pp_code)
+                                                         multiplicity=2, pp_code=pp_code, projwfc_code=projwfc_code)
     assert builder.engine.value == 'qe'
     parameters = builder.qe.pw.parameters.get_dict()
     table = qe_protocol_inputs(tiny_qd, 'moderate')
@@ -78,11 +83,12 @@ def test_protocol_builder_sets_isolated_gamma_charge_and_spin(pw_code, pp_code, 
     assert {k: p.element for k, p in builder.qe.pw.pseudos.items()} == {'In': 'In', 'P': 'P', 'F': 'F'}
     assert builder.charge.value == 1 and builder.multiplicity.value == 2
     assert builder.qe_pp.parameters['INPUTPP']['plot_num'] == 0
+    assert builder.qe_projwfc.code.uuid == projwfc_code.uuid and 'deltae' in builder.qe_projwfc.parameters['PROJWFC']
     assert 'base' not in builder._inputs(prune=True)  # the CP2K namespace stays empty
     fast = QdRelaxWorkChain.get_builder_from_protocol(pw_code, tiny_qd, protocol='fast')
     assert fast.box_vacuum.value < builder.box_vacuum.value
     assert fast.qe.pw.parameters['SYSTEM']['ecutwfc'] <= parameters['SYSTEM']['ecutwfc']
-    assert 'code' not in fast.qe_pp
+    assert 'code' not in fast.qe_pp and 'code' not in fast.qe_projwfc
     assert fast.qe.pw.parameters['SYSTEM']['assume_isolated'] == 'none'  # neutral: no MT in a small box
     explicit = QdRelaxWorkChain.get_builder_from_protocol(
         pw_code, tiny_qd, protocol='fast', overrides={'qe': {'pw': {'parameters': {'SYSTEM': {'assume_isolated': 'mt'}}}}})
@@ -127,9 +133,10 @@ def tiny_inp_cluster():
 
 
 @pytest.mark.slow
-def test_real_pw_relax_pp_density_cube_bader(pw_code, pp_code, baderkit_code, upf_family, tiny_inp_cluster):
+def test_real_pw_relax_pp_density_cube_bader(pw_code, pp_code, projwfc_code, baderkit_code, upf_family,
+                                             tiny_inp_cluster):
     """H2In-PH2, fast protocol made cheaper still: pw.x relaxes it (Gamma, neutral: no MT), pp.x writes the cube,
-    and the Bader charge-flow work chain takes that cube as it takes CP2K's.
+    projwfc.x gives Löwdin charges and the PDOS, and the Bader charge-flow work chain takes the cube as it takes CP2K's.
 
     Plumbing, not physics: 25 Ry, 2.5 Å vacuum and loose thresholds keep it to a few BFGS steps (docs/qe.md has the
     converged cutoffs).
@@ -138,7 +145,7 @@ def test_real_pw_relax_pp_density_cube_bader(pw_code, pp_code, baderkit_code, up
         'SYSTEM': {'ecutwfc': 25.0, 'ecutrho': 100.0},
         'CONTROL': {'forc_conv_thr': 2.0e-2, 'etot_conv_thr': 1.0e-2}}}}}
     builder = QdRelaxWorkChain.get_builder_from_protocol(pw_code, tiny_inp_cluster, protocol='fast', pp_code=pp_code,
-                                                         overrides=overrides)
+                                                         projwfc_code=projwfc_code, overrides=overrides)
     assert builder.qe.pw.parameters['SYSTEM']['ecutwfc'] == 25.0
     results, node = run_get_node(builder)
     assert node.is_finished_ok, (node.exit_status, node.exit_message)
@@ -165,6 +172,18 @@ def test_real_pw_relax_pp_density_cube_bader(pw_code, pp_code, baderkit_code, up
     assert len(atoms) == len(relaxed.sites)
     np.testing.assert_allclose(atoms.positions - atoms.positions[0],
                                relaxed.get_ase().positions - relaxed.get_ase().positions[0], atol=1e-3)
+
+    # projwfc.x on the relaxed run: Löwdin populations sum to the 22 electrons (up to the spilling), In is positive,
+    # HOMO/LUMO from its eigenvalues bracket pw.x's Fermi level, and the PDOS figure is a PNG
+    lowdin = results['lowdin_charges']
+    assert lowdin.creator.process_label == 'analyse_projwfc'
+    assert 0 <= lowdin.base.attributes.get('spilling') < 0.05
+    assert lowdin.get_array('populations').sum() == pytest.approx(22, rel=0.05)
+    lowdin_charges = dict(zip(relaxed.get_ase().get_chemical_symbols(), lowdin.get_array('charges')))
+    assert lowdin_charges['In'] > 0
+    orbitals = results['orbital_summary'].get_dict()
+    assert orbitals['homo'] < parameters['fermi_energy'] < orbitals['lumo'] and orbitals['gap'] > 1.0
+    assert results['pdos_plot'].get_content('rb')[:8] == b'\x89PNG\r\n\x1a\n'
 
     # density -> Bader (baderkit through aiida-shell) -> charge flow, with the UPF valence charges
     valence = {p.element: round(p.z_valence) for p in builder.qe.pw.pseudos.values()}
@@ -212,3 +231,28 @@ def test_compare_relaxed_qds_aligns_and_summarises(aiida_profile):
     assert values['qe_relax_steps'] == 2 and values['qe_final_max_force'] == pytest.approx(0.01)
     assert values['qe_force_check'] == {'80': pytest.approx(0.01)}
     assert '| C-H mean bond' in format_comparison(values)
+
+
+def test_analyse_projwfc_on_recorded_output(aiida_profile):
+    """``analyse_projwfc`` on the recorded projwfc.x output of InCl3: Löwdin charges from the UPF valences; no
+    projections (e.g. spin-polarised), so no HOMO/LUMO and no figure; a structure with other atoms is refused."""
+    import pathlib
+
+    from aiida_qdtraps.pseudos import gth_to_upf, parse_gth_potential
+    from aiida_qdtraps.workchains.qe import UpfData, analyse_projwfc
+
+    text = (pathlib.Path(__file__).parents[1] / 'data' / 'qe' / 'projwfc_incl3.out').read_text()
+    retrieved = orm.FolderData()
+    retrieved.base.repository.put_object_from_bytes(text.encode(), 'aiida.out')
+    pseudos = {el: UpfData(io.BytesIO(gth_to_upf(parse_gth_potential(el, name)).encode()), filename=f'{el}.upf')
+               for el, name in (('In', 'GTH-PBE-q13'), ('Cl', 'GTH-PBE-q7'))}
+    atoms = Atoms('InCl3', positions=[[4, 4, 4], [6.3, 4, 4], [2.85, 5.99, 4], [2.85, 2.01, 4]], cell=[8, 8, 8])
+    parameters = orm.Dict({'number_of_electrons': 34.0})
+    results = analyse_projwfc(retrieved, orm.StructureData(ase=atoms), parameters, **pseudos)
+    charges = results['lowdin_charges']
+    np.testing.assert_allclose(charges.get_array('charges'), [13 - 12.2918, 7 - 7.1122, 7 - 7.1554, 7 - 7.1555])
+    assert charges.base.attributes.get('spilling') == 0.0084
+    assert set(results) == {'lowdin_charges', 'orbital_summary'}
+    assert results['orbital_summary']['lowdin_charge_by_element']['In'] == pytest.approx(0.7082)
+    with pytest.raises(ValueError, match='4 Löwdin atoms for 2 sites'):
+        analyse_projwfc(retrieved, orm.StructureData(ase=atoms[:2]), parameters, **pseudos)
