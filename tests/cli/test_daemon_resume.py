@@ -1,7 +1,9 @@
 """Kill/resume: the pipeline submitted to the daemon survives a ``kill -9`` of the daemon worker mid-CalcJob.
 
 A separate project profile (temporary ``QDTRAPS_AIIDA_PATH``, made by ``qdtraps setup``) runs the pipeline (tiny
-In4PF9 QD, ``fast`` protocol with looser GEO_OPT thresholds, no Bader stage) in the daemon. As soon as its PBE0 CP2K
+In4PF9 QD, ``fast`` protocol with looser GEO_OPT thresholds, no Bader stage) in the daemon. It starts from the
+recorded CP2K ``fast``-relaxed In4PF9 (``tests/data/deepmd/in4pf9_relaxed_fast.xyz``), so its GEO_OPT is short: the
+relax of the built QD is run for real in ``tests/workchains/test_pipeline_real.py``. As soon as its PBE0 CP2K
 CalcJob is running under the scheduler, the daemon worker gets ``SIGKILL`` (no clean-up, no checkpoint of its own),
 then ``verdi daemon restart`` brings up a fresh worker, which picks the requeued tasks up from the broker and the
 processes up from their checkpoints.
@@ -64,7 +66,7 @@ import json, os, re, signal, subprocess, sys, time
 from aiida.engine import submit
 from aiida.engine.daemon.client import get_daemon_client
 from aiida.schedulers.datastructures import JobState
-from aiida_qdtraps.workchains.functions import build_qd_structure
+from ase.io import read
 
 VERDI = [os.path.join(os.path.dirname(sys.executable), 'verdi'), '-p', 'qdtraps']
 log = []
@@ -95,7 +97,9 @@ def alive(pid):
     except FileNotFoundError:
         return False
 
-structure = build_qd_structure(orm.Dict({recipe!r}))
+structure = orm.StructureData(ase=read({xyz!r}))
+structure.pbc = (False, False, False)
+structure.store()
 client = get_daemon_client()
 client.start_daemon(number_workers=1)
 code, status, pids = worker_pids()
@@ -292,7 +296,7 @@ def _variants():
 
 @pytest.mark.slow
 @pytest.mark.parametrize('services', _variants())
-def test_kill_worker_and_resume(services, tmp_path, run_qdtraps, run_python, tiny_qd_recipe):
+def test_kill_worker_and_resume(services, tmp_path, run_qdtraps, run_python, data_dir):
     broker, storage = services
     aiida_path = tmp_path / '.aiida'
     start = time.perf_counter()
@@ -310,8 +314,8 @@ def test_kill_worker_and_resume(services, tmp_path, run_qdtraps, run_python, tin
             config.store()
         """, aiida_path)
 
-        script = DRIVER.format(loose=LOOSE, recipe=tiny_qd_recipe, wait_calc=3000, wait_end=3600,
-                               reference=REFERENCE)
+        xyz = str(data_dir / 'deepmd' / 'in4pf9_relaxed_fast.xyz')
+        script = DRIVER.format(loose=LOOSE, xyz=xyz, wait_calc=3000, wait_end=3600, reference=REFERENCE)
         environment = {k: v for k, v in os.environ.items() if k != 'AIIDA_PATH'}
         # the daemon client looks `verdi` up on PATH (`make test` does not activate the venv)
         environment.update(QDTRAPS_AIIDA_PATH=str(aiida_path), OMP_NUM_THREADS='1',
