@@ -10,6 +10,7 @@ profile (``verdi presto``) under ``--aiida-path`` and never touches the project 
 
     source env.sh
     OMP_NUM_THREADS=1 python tests/data/library/build_library.py --aiida-path /tmp/qdlib [--start I] [--limit N]
+    OMP_NUM_THREADS=1 python tests/data/library/build_library.py --relax ...   # relax first: qdtraps/library-relaxed
 
 Members already in the Group are skipped, so an interrupted run resumes. An interrupted run leaves its CP2K job
 running (direct scheduler): stop it too. Two instances on different ``--start/--limit`` ranges can share the profile
@@ -30,6 +31,10 @@ import time
 HERE = pathlib.Path(__file__).parent
 ARCHIVE = HERE / 'library.aiida'  # manifest.json (QueryBuilder summary, see library_summary) beside it
 GROUP = 'qdtraps/library'
+#: ``--relax``: the whole pipeline (PBE relax -> PBE0 -> labels) per QD, in its own Group (not mixed with the
+#: unrelaxed library, whose labels come from the built geometries) and its own archive
+GROUP_RELAXED = 'qdtraps/library-relaxed'
+ARCHIVE_RELAXED = HERE / 'library_relaxed.aiida'
 
 _BASE = {'charge': 0, 'vacuum': 2.5, 'min_core_bonds': 1, 'ligand': 'F'}
 #: The library, smallest first (atom counts from the builder in brackets).
@@ -72,9 +77,34 @@ RECIPES = [
     {'material': 'InP', 'diameter': 6.0, 'center': 'interstitial'},                                # In6P4F6 (16)
     # (The InP cube, 11 Å, interstitial-centred, is atom for atom the 11 Å tetrahedron above: not listed twice.)
     # Anion and cation–anion pair vacancies need a surface anion whose removal leaves every neighbour with >= 2 core
-    # bonds: no builder QD below 44 atoms has such a site (F9In19P16 sphere, cation-centred, 12 Å: pair sites only)
+    # bonds. With the default stoichiometry no builder QD below 44 atoms has such a site (F9In19P16 sphere,
+    # cation-centred, 12 Å: pair sites only); the In-rich 'swapped' cores have P sites from 36 atoms on (session-5
+    # scan: 2 materials x 6 shapes x 3 centres x 2 pruning levels x 2 stoichiometries, 5-16 Å, up to 75 atoms).
     {'material': 'InP', 'diameter': 12.0, 'center': 'cation', 'vacancy': 'pair', 'vacancy_site': 0},   # (41, +1)
+    # the P³⁻ vacancy leaves the QD +3 and closed-shell (seed 000: "slight positive charges ... to maintain
+    # charge-orbital balance"); 4 equivalent P sites. Session 5: the intact F6In16P14 PBE0 SCF oscillated (residual
+    # 0.07-1.8 after 79 Broyden steps; first HFX step ~20 min at load 3) and was stopped for time, not in the library
+    {'material': 'InP', 'diameter': 10.5, 'center': 'interstitial', 'stoichiometry': 'swapped', 'vacuum': 3.5},
+    # F6In16P14 (36)
+    # F6In16P13³⁺: 150 Broyden steps at residual 0.05-1.5, then the handler's retry (alpha 0.15, Fermi-Dirac 300 K)
+    # oscillated too (0.06-1.6 after 73 steps); stopped for time in session 5, not in the library. GaP not run.
+    {'material': 'InP', 'diameter': 10.5, 'center': 'interstitial', 'stoichiometry': 'swapped', 'vacuum': 3.5,
+     'vacancy': 'anion', 'vacancy_site': 0},                                                          # F6In16P13³⁺ (35)
+    {'material': 'GaP', 'diameter': 9.5, 'center': 'interstitial', 'stoichiometry': 'swapped', 'vacuum': 3.5,
+     'vacancy': 'anion', 'vacancy_site': 0},                                                          # F6Ga16P13³⁺ (35)
 ]
+
+
+def without_density(cp2k_inputs) -> None:
+    """Neither print nor retrieve the density cube (keeps the archive small)."""
+    from aiida import orm
+
+    params = cp2k_inputs['parameters'].get_dict()
+    params['FORCE_EVAL']['DFT']['PRINT'].pop('E_DENSITY_CUBE', None)
+    cp2k_inputs['parameters'] = orm.Dict(params)
+    settings = cp2k_inputs['settings'].get_dict()
+    settings['additional_retrieve_list'] = [f for f in settings['additional_retrieve_list'] if 'DENSITY' not in f]
+    cp2k_inputs['settings'] = orm.Dict(settings)
 
 
 def make_profile(aiida_path: pathlib.Path, name: str) -> None:
@@ -91,7 +121,10 @@ def main(argv=None) -> int:
     parser.add_argument('--limit', type=int, default=len(RECIPES), help='run RECIPES[start:limit]')
     parser.add_argument('--start', type=int, default=0,
                         help='first recipe to run (two instances on different ranges can share the profile)')
-    parser.add_argument('--archive', type=pathlib.Path, default=ARCHIVE)
+    parser.add_argument('--archive', type=pathlib.Path, default=None,
+                        help=f'default {ARCHIVE.name}, with --relax {ARCHIVE_RELAXED.name}')
+    parser.add_argument('--relax', action='store_true',
+                        help=f'run QdTrapsPipelineWorkChain (fast PBE relax, PBE0, labels) into {GROUP_RELAXED}')
     parser.add_argument('--export-only', action='store_true')
     parser.add_argument('--relabel', action='store_true',
                         help='re-run TrapLabelingWorkChain on members labelled with other labeling parameters than '
@@ -107,9 +140,12 @@ def main(argv=None) -> int:
     from aiida_qdtraps.build.passivation import net_charge
     from aiida_qdtraps.workchains.functions import build_qd_structure
     from aiida_qdtraps.workchains.hybrid_scf import HybridScfWorkChain
+    from aiida_qdtraps.workchains.pipeline import QdTrapsPipelineWorkChain
     from aiida_qdtraps.workchains.traps import TrapLabelingWorkChain
 
-    group, _ = orm.Group.collection.get_or_create(GROUP)
+    group_label = GROUP_RELAXED if args.relax else GROUP
+    archive = args.archive or (ARCHIVE_RELAXED if args.relax else ARCHIVE)
+    group, _ = orm.Group.collection.get_or_create(group_label)
     done = {n.base.extras.get('recipe_key', None) for n in group.nodes}
     try:
         code = orm.load_code('cp2k@localhost')
@@ -129,22 +165,29 @@ def main(argv=None) -> int:
             continue
         start = time.perf_counter()
         structure = build_qd_structure(orm.Dict(recipe))
-        builder = HybridScfWorkChain.get_builder_from_protocol(code, structure, protocol='fast', charge=charge)
-        params = builder.scf.cp2k.parameters.get_dict()
-        params['FORCE_EVAL']['DFT']['PRINT'].pop('E_DENSITY_CUBE', None)
-        builder.scf.cp2k.parameters = orm.Dict(params)
-        settings = builder.scf.cp2k.settings.get_dict()
-        settings['additional_retrieve_list'] = [f for f in settings['additional_retrieve_list'] if 'DENSITY' not in f]
-        builder.scf.cp2k.settings = orm.Dict(settings)
-        results, scf = run_get_node(builder)
-        if not scf.is_finished_ok:
-            print(f'{structure.get_formula()}: HybridScfWorkChain<{scf.pk}> failed: {scf.exit_message}', flush=True)
-            continue
-        _, labeling = run_get_node(TrapLabelingWorkChain, structure=results['structure'],
-                                   mo_window=results['mo_window'], protocol=orm.Str('fast'))
-        if not labeling.is_finished_ok:
-            print(f'TrapLabelingWorkChain<{labeling.pk}> failed: {labeling.exit_message}', flush=True)
-            continue
+        if args.relax:
+            builder = QdTrapsPipelineWorkChain.get_builder_from_protocol(code, structure, protocol='fast',
+                                                                         charge=charge)
+            without_density(builder.hybrid_scf['scf']['cp2k'])
+            _, pipeline = run_get_node(builder)
+            if not pipeline.is_finished_ok:
+                print(f'{structure.get_formula()}: QdTrapsPipelineWorkChain<{pipeline.pk}> failed: '
+                      f'{pipeline.exit_message}', flush=True)
+                continue
+            labeling = next(n for n in pipeline.called if n.process_label == 'TrapLabelingWorkChain')
+        else:
+            builder = HybridScfWorkChain.get_builder_from_protocol(code, structure, protocol='fast', charge=charge)
+            without_density(builder.scf.cp2k)
+            results, scf = run_get_node(builder)
+            if not scf.is_finished_ok:
+                print(f'{structure.get_formula()}: HybridScfWorkChain<{scf.pk}> failed: {scf.exit_message}',
+                      flush=True)
+                continue
+            _, labeling = run_get_node(TrapLabelingWorkChain, structure=results['structure'],
+                                       mo_window=results['mo_window'], protocol=orm.Str('fast'))
+            if not labeling.is_finished_ok:
+                print(f'TrapLabelingWorkChain<{labeling.pk}> failed: {labeling.exit_message}', flush=True)
+                continue
         labeling.base.extras.set('recipe_key', key)
         group.add_nodes(labeling)
         counts = labeling.outputs.summary['atom_label_counts']
@@ -168,16 +211,17 @@ def main(argv=None) -> int:
 
     if args.start:
         return 0  # a partial instance: the one that runs from 0 exports
-    if args.archive.exists():
-        args.archive.unlink()
-    subprocess.run([shutil.which('verdi'), '-p', args.profile, 'archive', 'create', '-G', GROUP, '--',
-                    str(args.archive)], check=True)
-    print(f'wrote {args.archive} ({args.archive.stat().st_size / 1e6:.2f} MB)')
+    if archive.exists():
+        archive.unlink()
+    subprocess.run([shutil.which('verdi'), '-p', args.profile, 'archive', 'create', '-G', group_label, '--',
+                    str(archive)], check=True)
+    print(f'wrote {archive} ({archive.stat().st_size / 1e6:.2f} MB)')
     from aiida_qdtraps.workchains.classifier import library_summary
 
-    manifest = library_summary(GROUP)
-    (args.archive.parent / 'manifest.json').write_text(json.dumps(manifest, indent=1) + '\n')
-    print(f'wrote manifest.json ({len(manifest)} QDs)')
+    manifest = library_summary(group_label)
+    name = 'manifest_relaxed.json' if args.relax else 'manifest.json'
+    (archive.parent / name).write_text(json.dumps(manifest, indent=1) + '\n')
+    print(f'wrote {name} ({len(manifest)} QDs)')
     return 0
 
 
