@@ -10,11 +10,13 @@ QD: In4PCl9 (14 atoms, 120 valence electrons) from the builder (RECIPE). Same GT
 default both relaxations start from the same built geometry and use their engine's ``fast`` protocol, whose force
 thresholds match (CP2K max force 4.5e-3 Ha/bohr, pw.x forc_conv_thr 9e-3 Ry/bohr: 0.23 eV/Å).
 
-What was run for docs/qe.md (a shared 2-core machine): ``QE_START_CALC=1202 verdi run examples/cross_engine.py qe``
-and ``... cp2k``, i.e. the CP2K geometry is the last frame of the CP2K GEO_OPT CalcJob<1202> (fast, thresholds
-tightened, stopped after 18 steps) and QE relaxes from there. The QE relax was stopped unconverged after 9 BFGS
-evaluations (44 min), so ``all`` (the table) has not run to the end yet; a CP2K relax to convergence and a QE relax
-from the built QD did not fit either.
+What was run for docs/qe.md (sessions 4-5)::
+
+    QE_START_CALC=1202 QE_START_PW=1625 RECORD_DIR=tests/data/qe/in4pcl9 verdi run examples/cross_engine.py all 60
+
+i.e. both engines relax (``fast``) from the last frame of an earlier, stopped CP2K GEO_OPT of the built QD
+(CalcJob<1202>), and QE continues its own session-4 relax (PwCalculation<1625>, stopped for time after 9 BFGS
+evaluations with the same settings) from its last frame; both relaxes converged.
 
 1. CP2K: ``QdRelaxWorkChain`` protocol ``fast`` (SZV-MOLOPT-SR-GTH, 200 Ry, 3.5 Å vacuum, wavelet Poisson); its PBE
    valence density from a CP2K PBE single point on the relaxed QD (``HybridScfWorkChain`` fast with the HF part
@@ -77,7 +79,7 @@ def cp2k_last_frame(remote_folder: orm.RemoteData, structure: orm.StructureData)
 
 @calcfunction
 def pw_last_frame(remote_folder: orm.RemoteData, structure: orm.StructureData) -> orm.StructureData:
-    """Last geometry printed by a (possibly stopped) pw.x relax (``aiida.out`` in its work folder), cell of ``structure``."""
+    """Last geometry of a (possibly stopped) pw.x relax (``aiida.out`` in its work folder), cell of ``structure``."""
     from ase.io import read
 
     frame = read(pathlib.Path(remote_folder.get_remote_path()) / 'aiida.out', format='espresso-out', index=-1)
