@@ -10,8 +10,8 @@ processes up from their checkpoints.
 
 The *reference* is the killed CalcJob run again, uninterrupted, from the very same input nodes
 (``get_builder_restart``) in a plain interpreter, started at the moment of the kill so that the two CP2K runs share
-the two cores. (Until session 5 the reference was a whole second pipeline; the relax and labeling it repeated cost
-about 3 min of CI and are covered by ``tests/workchains/test_pipeline_real.py``.) Caching is switched off in the test
+the two cores. (Until session 5 the reference was a whole second pipeline; the relax and labeling it repeated are
+covered by ``tests/workchains/test_pipeline_real.py``; docs/scaleout.md has the timings.) Caching is switched off in the test
 profile, else the reference could be a copy of the killed job's result; the test also checks that no CalcJob was
 created from the cache. Then: the killed CalcJob and the reference have the same outputs with the same values (to
 round-off), the daemon pipeline has exactly one CalcJob per call link, every process finished ``ok``, the PBE0 ran on
@@ -60,7 +60,7 @@ _, node = run_get_node(orm.load_node(int(sys.argv[1])).get_builder_restart())
 print('REFERENCE', node.pk, node.exit_status, flush=True)
 """
 
-#: Build the QD, start the daemon, submit, kill the worker mid-PBE0 CalcJob and start the reference, restart, wait.
+#: Store the QD, start the daemon, submit, kill the worker mid-PBE0 CalcJob and start the reference, restart, wait.
 DRIVER = BUILDER + """
 import json, os, re, signal, subprocess, sys, time
 from aiida.engine import submit
