@@ -14,6 +14,11 @@ from .cp2k_base import QdCp2kBaseWorkChain
 from .functions import center_in_box, recursive_merge, update_cp2k_parameters
 
 
+def failure_message(node: orm.ProcessNode) -> str:
+    """``'<process label><pk> exit status <n>: <message>'`` for a called process that did not finish ok."""
+    return f'{node.process_label}<{node.pk}> exit status {node.exit_status}: {node.exit_message}'
+
+
 def kinds_by_element(parameters: dict) -> dict[str, dict]:
     """``&KIND`` sections of a CP2K parameter dict, keyed by element (section parameter)."""
     kinds = parameters.get('FORCE_EVAL', {}).get('SUBSYS', {}).get('KIND', [])
@@ -158,7 +163,7 @@ class QdCp2kStageWorkChain(ProtocolMixin, WorkChain):
         workchain = self.ctx.workchain
         if workchain.is_finished_ok:
             return None
-        return f'QdCp2kBaseWorkChain<{workchain.pk}> exit status {workchain.exit_status}: {workchain.exit_message}'
+        return failure_message(workchain)
 
     def on_terminated(self):
         super().on_terminated()

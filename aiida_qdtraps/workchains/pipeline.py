@@ -6,7 +6,7 @@ from aiida import orm
 from aiida.common import AttributeDict
 from aiida.engine import ToContext, WorkChain, if_
 
-from .common import define_qd_inputs
+from .common import define_qd_inputs, failure_message
 from .hybrid_scf import HybridScfWorkChain
 from .charge_flow import BaderChargeFlowWorkChain
 from .relax import QdRelaxWorkChain
@@ -87,8 +87,7 @@ class QdTrapsPipelineWorkChain(WorkChain):
     def inspect_relax(self):
         node = self.ctx.relax
         if not node.is_finished_ok:
-            return self.exit_codes.ERROR_RELAX_FAILED.format(
-                message=f'QdRelaxWorkChain<{node.pk}> exit status {node.exit_status}: {node.exit_message}')
+            return self.exit_codes.ERROR_RELAX_FAILED.format(message=failure_message(node))
         self.out_many(self.exposed_outputs(node, QdRelaxWorkChain, namespace='relax'))
         return None
 
@@ -104,8 +103,7 @@ class QdTrapsPipelineWorkChain(WorkChain):
     def inspect_hybrid_scf(self):
         node = self.ctx.hybrid_scf
         if not node.is_finished_ok:
-            return self.exit_codes.ERROR_HYBRID_SCF_FAILED.format(
-                message=f'HybridScfWorkChain<{node.pk}> exit status {node.exit_status}: {node.exit_message}')
+            return self.exit_codes.ERROR_HYBRID_SCF_FAILED.format(message=failure_message(node))
         return None
 
     def run_labeling(self):
@@ -121,8 +119,7 @@ class QdTrapsPipelineWorkChain(WorkChain):
     def inspect_labeling(self):
         node = self.ctx.labeling
         if not node.is_finished_ok:
-            return self.exit_codes.ERROR_LABELING_FAILED.format(
-                message=f'TrapLabelingWorkChain<{node.pk}> exit status {node.exit_status}: {node.exit_message}')
+            return self.exit_codes.ERROR_LABELING_FAILED.format(message=failure_message(node))
         return None
 
     def should_run_charge_flow(self):
@@ -143,8 +140,7 @@ class QdTrapsPipelineWorkChain(WorkChain):
     def inspect_charge_flow(self):
         node = self.ctx.charge_flow
         if not node.is_finished_ok:
-            return self.exit_codes.ERROR_CHARGE_FLOW_FAILED.format(
-                message=f'BaderChargeFlowWorkChain<{node.pk}> exit status {node.exit_status}: {node.exit_message}')
+            return self.exit_codes.ERROR_CHARGE_FLOW_FAILED.format(message=failure_message(node))
         self.out_many(self.exposed_outputs(node, BaderChargeFlowWorkChain, namespace='charge_flow'))
         return None
 

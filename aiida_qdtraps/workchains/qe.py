@@ -30,6 +30,7 @@ from aiida_quantumespresso.workflows.protocols.utils import (
 from aiida_quantumespresso.workflows.pw.base import PwBaseWorkChain
 
 from ..protocols import PROTOCOL_DIR, element_settings
+from .common import failure_message
 
 PpCalculation = CalculationFactory('quantumespresso.pp')
 ProjwfcCalculation = CalculationFactory('quantumespresso.projwfc')
@@ -336,8 +337,7 @@ class QeRelaxStage:
     def inspect_qe_relax(self):
         workchain = self.ctx.workchain
         if not workchain.is_finished_ok:
-            return self.exit_codes.ERROR_QE_RELAX_FAILED.format(
-                message=f'PwBaseWorkChain<{workchain.pk}> exit status {workchain.exit_status}: {workchain.exit_message}')
+            return self.exit_codes.ERROR_QE_RELAX_FAILED.format(message=failure_message(workchain))
         if 'output_structure' not in workchain.outputs:
             return self.exit_codes.ERROR_NO_RELAXED_STRUCTURE
         return None
@@ -361,8 +361,7 @@ class QeRelaxStage:
     def inspect_qe_density(self):
         calc = self.ctx.density
         if not calc.is_finished_ok:
-            return self.exit_codes.ERROR_QE_DENSITY_FAILED.format(
-                message=f'PpCalculation<{calc.pk}> exit status {calc.exit_status}: {calc.exit_message}')
+            return self.exit_codes.ERROR_QE_DENSITY_FAILED.format(message=failure_message(calc))
         if PP_FILEOUT not in calc.outputs.retrieved.base.repository.list_object_names():
             return self.exit_codes.ERROR_QE_DENSITY_FAILED.format(message=f'no {PP_FILEOUT} retrieved')
         self.ctx.density_cube = extract_density_cube(calc.outputs.retrieved)
@@ -383,8 +382,7 @@ class QeRelaxStage:
     def inspect_qe_projwfc(self):
         calc = self.ctx.projwfc
         if not calc.is_finished_ok:
-            return self.exit_codes.ERROR_QE_PROJWFC_FAILED.format(
-                message=f'ProjwfcCalculation<{calc.pk}> exit status {calc.exit_status}: {calc.exit_message}')
+            return self.exit_codes.ERROR_QE_PROJWFC_FAILED.format(message=failure_message(calc))
         relax = self.ctx.workchain.outputs
         extra = {'projections': calc.outputs.projections} if 'projections' in calc.outputs else {}
         try:
