@@ -133,6 +133,12 @@ DP_THREADS = '\n'.join(
 QE_PREPEND = 'export OMPI_ALLOW_RUN_AS_ROOT=1\nexport OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1\nexport OMP_NUM_THREADS=1'
 
 
+def _qe_code(name: str, description: str) -> CodeSpec:
+    """Spec of the Debian Quantum ESPRESSO executable ``<name>.x`` for the ``quantumespresso.<name>`` plugin."""
+    return CodeSpec(label=name, executable=_which(f'{name}.x', f'/usr/bin/{name}.x'),
+                    default_calc_job_plugin=f'quantumespresso.{name}', prepend_text=QE_PREPEND, description=description)
+
+
 def code_specs() -> tuple[CodeSpec, ...]:
     """Return the specifications of the codes, with executables resolved on this machine."""
     venv_bin = pathlib.Path(sys.prefix) / 'bin'
@@ -147,27 +153,9 @@ def code_specs() -> tuple[CodeSpec, ...]:
             with_mpi=False,
             description='CP2K (Debian cp2k package), run without MPI',
         ),
-        CodeSpec(
-            label='pw',
-            executable=_which('pw.x', '/usr/bin/pw.x'),
-            default_calc_job_plugin='quantumespresso.pw',
-            prepend_text=QE_PREPEND,
-            description='Quantum ESPRESSO pw.x (Debian quantum-espresso package)',
-        ),
-        CodeSpec(
-            label='pp',
-            executable=_which('pp.x', '/usr/bin/pp.x'),
-            default_calc_job_plugin='quantumespresso.pp',
-            prepend_text=QE_PREPEND,
-            description='Quantum ESPRESSO pp.x post-processing (densities as cube files)',
-        ),
-        CodeSpec(
-            label='projwfc',
-            executable=_which('projwfc.x', '/usr/bin/projwfc.x'),
-            default_calc_job_plugin='quantumespresso.projwfc',
-            prepend_text=QE_PREPEND,
-            description='Quantum ESPRESSO projwfc.x (Löwdin populations and PDOS on the pseudo-atomic orbitals)',
-        ),
+        _qe_code('pw', 'Quantum ESPRESSO pw.x (Debian quantum-espresso package)'),
+        _qe_code('pp', 'Quantum ESPRESSO pp.x post-processing (densities as cube files)'),
+        _qe_code('projwfc', 'Quantum ESPRESSO projwfc.x (Löwdin populations and PDOS on the pseudo-atomic orbitals)'),
         CodeSpec(
             label='baderkit',
             executable=str(baderkit if baderkit.exists() else _which('baderkit', str(baderkit))),

@@ -13,6 +13,7 @@ from ase import Atoms
 from ase.io.cube import read_cube_data
 from ase.units import Bohr
 
+from aiida_qdtraps.profile import QE_PREPEND
 from aiida_qdtraps.workchains.charge_flow import BaderChargeFlowWorkChain
 from aiida_qdtraps.workchains.qe import (
     PSEUDO_FAMILY_LABEL,
@@ -23,7 +24,6 @@ from aiida_qdtraps.workchains.qe import (
 )
 from aiida_qdtraps.workchains.relax import QdRelaxWorkChain
 
-QE_PREPEND = 'export OMPI_ALLOW_RUN_AS_ROOT=1\nexport OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1\nexport OMP_NUM_THREADS=1'
 RY_PER_BOHR_TO_EV_PER_ANG = 13.605693122994 / Bohr
 
 
