@@ -195,14 +195,15 @@ def analyse_projwfc(retrieved: orm.FolderData, structure: orm.StructureData, rel
         raise ValueError(f"projwfc.x gave {len(lowdin['populations'])} Löwdin atoms for {len(kinds)} sites")
     valence = np.array([pseudos[kind].z_valence for kind in kinds], dtype=float)
     populations = np.array(lowdin['populations'])
+    charges = valence - populations
     charges_node = orm.ArrayData()
     charges_node.set_array('populations', populations)
-    charges_node.set_array('charges', valence - populations)
+    charges_node.set_array('charges', charges)
     charges_node.base.attributes.set('spilling', lowdin['spilling'])
     charges_node.base.attributes.set('by_l', lowdin['by_l'])
     atoms = structure.get_ase()
     summary = {'spilling': lowdin['spilling'],
-               'lowdin_charge_by_element': mean_by_element(atoms.get_chemical_symbols(), valence - populations)}
+               'lowdin_charge_by_element': mean_by_element(atoms.get_chemical_symbols(), charges)}
     outputs = {'lowdin_charges': charges_node}
     if projections is not None:
         pairs = projections.get_projections()  # (orbital, |<phi|psi>|^2 per k-point and band) for every orbital
