@@ -76,7 +76,7 @@ def build_qd(material: str, diameter: float, ligand: str = 'F', charge: int = 0,
              reconstruct: float | None = None, reconstruct_facet: str | None = '-1-1-1',
              shell: str | None = None, monolayers: int = 1, interlayer: str = 'abrupt',
              vacancy: str | None = None, vacancy_site: int | None = None, neutralize: bool = False,
-             seed: int = 0) -> Atoms:
+             seed: int = 0, vacancy_min_bonds: int = 2) -> Atoms:
     """Carve, optionally modify, passivate and box a QD: the one-call recipe of the CLI, the calcfunction and the demo.
 
     :param material: core material, a key of :data:`~aiida_qdtraps.build.crystal.MATERIALS`.
@@ -93,6 +93,8 @@ def build_qd(material: str, diameter: float, ligand: str = 'F', charge: int = 0,
     :param shell: shell material grown on the core (``monolayers`` ML, ``interlayer`` abrupt|alloyed, ``seed``).
     :param vacancy: vacancy kind (ligand, anion, cation, pair) made after passivation at ``vacancy_site`` (a
         distinct-site index, or random with ``seed`` when None); ``neutralize`` restores ``charge`` afterwards.
+    :param vacancy_min_bonds: the fewest inorganic bonds a neighbour of the vacancy may keep (2; 1 also accepts a
+        neighbour left with one core bond plus ligands, which gives small QDs anion sites).
     """
     if stoichiometry not in STOICHIOMETRIES:
         raise ValueError(f'stoichiometry must be one of {list(STOICHIOMETRIES)}, got {stoichiometry!r}')
@@ -114,7 +116,7 @@ def build_qd(material: str, diameter: float, ligand: str = 'F', charge: int = 0,
         qd = passivate(core, ligand=ligand, charge=charge, arrangement=arrangement)
     if vacancy is not None:
         qd = make_vacancy(qd, vacancy, site=vacancy_site, seed=seed if vacancy_site is None else None,
-                          neutralize=neutralize, charge=charge, ligand=ligand)
+                          neutralize=neutralize, charge=charge, ligand=ligand, min_bonds=vacancy_min_bonds)
     return put_in_box(qd, vacuum)
 
 

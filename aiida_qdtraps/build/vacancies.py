@@ -9,7 +9,10 @@ Vacancy kinds:
 * ``'cation'``: one surface cation with its ligands (MXₙ, e.g. InF₂ or InF₃);
 * ``'pair'``: a bonded surface cation–anion pair with the ligands of both (e.g. InP).
 
-A removal that would leave a neighbouring atom with fewer than 2 inorganic bonds is not a candidate.
+A removal that would leave a neighbouring atom with fewer than ``min_bonds`` (default 2) inorganic bonds is not a
+candidate. ``min_bonds=1`` also accepts a neighbour left with one core bond plus its ligands, like the corner cations
+that carving with ``min_core_bonds=1`` keeps anyway; it is what gives the small QDs anion sites (the 44-atom
+cation-centred InP sphere: P³⁻ sites at 1, none at 2).
 
 Symmetry-distinct sites: two candidate removals (of the same atoms' elements) are equivalent when the multiset of
 distances, element by element, from the centroid of the removed atoms to every inorganic atom of the QD agrees to
@@ -59,10 +62,20 @@ def _ligand_owner(qd: Atoms, roles: np.ndarray, units: list[np.ndarray]) -> np.n
     return np.array(owners)
 
 
-def candidate_removals(qd: Atoms, kind: str) -> list[np.ndarray]:
-    """Every removal of ``kind`` (sorted atom indices), before symmetry reduction, in order of their first atom."""
+def _check_min_bonds(min_bonds) -> None:
+    if isinstance(min_bonds, bool) or not isinstance(min_bonds, (int, np.integer)) or min_bonds < 1:
+        raise ValueError(f'min_bonds must be an integer >= 1 (inorganic bonds a neighbour of the vacancy keeps), '
+                         f'got {min_bonds!r}')
+
+
+def candidate_removals(qd: Atoms, kind: str, min_bonds: int = 2) -> list[np.ndarray]:
+    """Every removal of ``kind`` (sorted atom indices), before symmetry reduction, in order of their first atom.
+
+    :param min_bonds: the fewest inorganic bonds a neighbour of the removed atoms may keep.
+    """
     if kind not in VACANCY_KINDS:
         raise ValueError(f'unknown vacancy kind {kind!r}; choose one of {list(VACANCY_KINDS)}')
+    _check_min_bonds(min_bonds)
     roles = roles_of(qd)
     units = ligand_units(qd, roles)
     if kind == 'ligand':
@@ -87,7 +100,7 @@ def candidate_removals(qd: Atoms, kind: str) -> list[np.ndarray]:
         for a, b in pairs[np.lexsort((pairs[:, 1], pairs[:, 0]))]:
             if surface[a] and surface[b]:
                 removals.append(np.sort([a, b, *ligands_of.get(int(a), []), *ligands_of.get(int(b), [])]))
-    # a removal may not leave a neighbour with fewer than 2 inorganic bonds (it would hang by one bond)
+    # a removal may not leave a neighbour with fewer than min_bonds inorganic bonds (at 2: it would hang by one bond)
     neighbours: dict[int, list[int]] = {}
     for a, b in pairs:
         neighbours.setdefault(int(a), []).append(int(b))
@@ -100,7 +113,7 @@ def candidate_removals(qd: Atoms, kind: str) -> list[np.ndarray]:
             for j in neighbours.get(i, []):
                 if j not in gone:
                     lost[j] = lost.get(j, 0) + 1
-        if all(cn[j] - k >= 2 for j, k in lost.items()):
+        if all(cn[j] - k >= min_bonds for j, k in lost.items()):
             kept.append(removal)
     return kept
 
@@ -115,17 +128,19 @@ def _fingerprint(qd: Atoms, removal: np.ndarray, symbols: np.ndarray, reference:
 
 
 def distinct_vacancies(qd: Atoms, kind: str, max_sites: int | None = None, seed: int = 0,
-                       with_ligands: bool = False) -> list[VacancySite]:
+                       with_ligands: bool = False, min_bonds: int = 2) -> list[VacancySite]:
     """Symmetry-distinct vacancy sites of ``kind``, in order of their representative's first atom.
 
     :param max_sites: when there are more distinct sites, a random sample of this many (``seed``), order kept.
     :param with_ligands: judge equivalence on the whole QD; by default on the inorganic atoms only (the symmetry
         of the core, which an even ligand spread generally breaks), so removals of the same kind on equivalent core
         sites count once. The representative is the first removal of each class.
+    :param min_bonds: the fewest inorganic bonds a neighbour of the removed atoms may keep (see the module doc).
     """
-    removals = candidate_removals(qd, kind)
+    removals = candidate_removals(qd, kind, min_bonds=min_bonds)
     if not removals:
-        raise ValueError(f'the QD {qd.get_chemical_formula()} has no {kind} vacancy site')
+        raise ValueError(f'the QD {qd.get_chemical_formula()} has no {kind} vacancy site that leaves every neighbour '
+                         f'>= {min_bonds} inorganic bonds')
     symbols = np.array(qd.get_chemical_symbols())
     reference = np.arange(len(qd)) if with_ligands else np.where(roles_of(qd) != 'ligand')[0]
     q0 = net_charge(qd)
@@ -144,7 +159,7 @@ def distinct_vacancies(qd: Atoms, kind: str, max_sites: int | None = None, seed:
 
 
 def make_vacancy(qd: Atoms, kind: str, site: int | None = None, seed: int | None = None,
-                 neutralize: bool = False, charge: int = 0, ligand: str | None = None) -> Atoms:
+                 neutralize: bool = False, charge: int = 0, ligand: str | None = None, min_bonds: int = 2) -> Atoms:
     """Remove one surface unit of ``kind`` from a passivated, builder-made QD.
 
     :param site: index into :func:`distinct_vacancies` (``None``: a random distinct site drawn with ``seed``, or
@@ -152,10 +167,11 @@ def make_vacancy(qd: Atoms, kind: str, site: int | None = None, seed: int | None
     :param neutralize: restore net ``charge`` afterwards by adding ligands on free sites (never on the vacancy) or
         removing the ligands nearest the vacancy.
     :param ligand: ligand used to restore the charge (default: the QD's predominant one).
+    :param min_bonds: the fewest inorganic bonds a neighbour of the removed atoms may keep (see the module doc).
     :returns: the QD with the vacancy; ``info['qd_vacancy']`` describes it (kind, site, removed formula, net charge
         before any neutralisation).
     """
-    sites = distinct_vacancies(qd, kind)
+    sites = distinct_vacancies(qd, kind, min_bonds=min_bonds)
     if site is None:
         site = 0 if seed is None else int(np.random.default_rng(seed).integers(len(sites)))
     if not 0 <= site < len(sites):

@@ -9,7 +9,7 @@ SHAPES = ('sphere', 'tetrahedron', 'truncated_tetrahedron', 'cuboctahedron', 'oc
 
 def recipe_from_options(material, shape, diameter, ligand, charge, center, vacuum, lattice_constant, min_core_bonds,
                         stoichiometry, arrangement, reconstruct, vacancy, vacancy_site, neutralize, seed, shell,
-                        monolayers, interlayer) -> dict:
+                        monolayers, interlayer, vacancy_min_bonds=2) -> dict:
     """The recipe (keyword arguments of :func:`aiida_qdtraps.build.qd.build_qd`, lengths in Å) of the options.
 
     Options at their defaults are left out, so equal QDs get equal recipes.
@@ -26,6 +26,8 @@ def recipe_from_options(material, shape, diameter, ligand, charge, center, vacuu
         recipe['arrangement'] = arrangement
     if vacancy is not None and neutralize:
         recipe['neutralize'] = True
+    if vacancy is not None and vacancy_min_bonds != 2:
+        recipe['vacancy_min_bonds'] = vacancy_min_bonds
     if shell is not None:
         recipe.update({'monolayers': monolayers, 'interlayer': interlayer})
     return recipe
@@ -52,6 +54,9 @@ def recipe_from_options(material, shape, diameter, ligand, charge, center, vacuu
               help='Make one surface vacancy of this kind.')
 @click.option('--vacancy-site', type=int, default=None,
               help='Index of the symmetry-distinct vacancy site (default: drawn with --seed).')
+@click.option('--vacancy-min-bonds', type=click.IntRange(1, 3), default=2, show_default=True,
+              help='Fewest inorganic bonds a neighbour of the vacancy may keep (1 also accepts one core bond plus '
+                   'ligands: anion and pair sites on the smallest QDs).')
 @click.option('--neutralize/--no-neutralize', default=False, show_default=True,
               help='Restore the target charge after the vacancy by adding or removing ligands.')
 @click.option('--seed', type=int, default=0, show_default=True, help='Random seed (vacancy site, alloy mixing).')
@@ -67,8 +72,8 @@ def recipe_from_options(material, shape, diameter, ligand, charge, center, vacuu
               help='Print the symmetry-distinct sites of the --vacancy kind (index, removed atoms, charge change, '
                    'multiplicity) and exit without writing.')
 def build(material, shape, diameter, ligand, charge, center, min_core_bonds, lattice_constant, stoichiometry,
-          arrangement, reconstruct, vacancy, vacancy_site, neutralize, seed, shell, monolayers, interlayer, vacuum,
-          output, store, list_sites):
+          arrangement, reconstruct, vacancy, vacancy_site, vacancy_min_bonds, neutralize, seed, shell, monolayers,
+          interlayer, vacuum, output, store, list_sites):
     """Build a model QD of MATERIAL (InP, GaP, InAs, CdSe, CdS, ZnSe, ZnS, PbS, PbSe).
 
     Example: qdtraps build InAs --shape truncated_tetrahedron --diameter 2.5 --ligand Cl --shell CdSe
@@ -78,7 +83,7 @@ def build(material, shape, diameter, ligand, charge, center, min_core_bonds, lat
 
     recipe = recipe_from_options(material, shape, diameter, ligand, charge, center, vacuum, lattice_constant,
                                  min_core_bonds, stoichiometry, arrangement, reconstruct, vacancy, vacancy_site,
-                                 neutralize, seed, shell, monolayers, interlayer)
+                                 neutralize, seed, shell, monolayers, interlayer, vacancy_min_bonds)
     if list_sites:
         _list_sites(recipe)
         return
@@ -132,9 +137,11 @@ def _list_sites(recipe: dict) -> None:
     kind = recipe.get('vacancy')
     if kind is None:
         raise click.BadParameter('--list-sites needs --vacancy KIND')
-    plain = {key: value for key, value in recipe.items() if key not in ('vacancy', 'vacancy_site', 'neutralize')}
+    vacancy_keys = ('vacancy', 'vacancy_site', 'neutralize', 'vacancy_min_bonds')
+    plain = {key: value for key, value in recipe.items() if key not in vacancy_keys}
     try:
-        sites = vacancies.distinct_vacancies(qd_recipes.build_qd(**plain), kind)
+        sites = vacancies.distinct_vacancies(qd_recipes.build_qd(**plain), kind,
+                                             min_bonds=recipe.get('vacancy_min_bonds', 2))
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from exc
     click.echo(f'{len(sites)} distinct {kind} vacancy sites')

@@ -53,6 +53,38 @@ def test_vacancy_site_from_seed_is_reproducible_and_sampling(inp_qd):
         vacancies.make_vacancy(inp_qd, 'cation', site=99)
 
 
+@pytest.mark.parametrize('material, diameter', [('InP', 6.0), ('GaP', 5.5)])
+def test_min_bonds_one_gives_the_cage_anion_and_pair_sites(material, diameter):
+    """The 16-atom X6P4F6 cage: every P neighbour has 2 core bonds, so no anion / pair site at the default rule; at
+    ``min_bonds=1`` (a neighbour keeps 1 core bond plus its F) the 4 equivalent P³⁻ and 12 FXP sites appear."""
+    cage = qd.build_qd(material, diameter, center='interstitial', min_core_bonds=1, vacuum=2.5)
+    cation = material[:2]
+    assert cage.get_chemical_formula() == f'F6{cation}6P4'
+    for kind in ('anion', 'pair'):
+        with pytest.raises(ValueError, match=f'has no {kind} vacancy site that leaves every neighbour >= 2'):
+            vacancies.distinct_vacancies(cage, kind)
+    (anion,) = vacancies.distinct_vacancies(cage, 'anion', min_bonds=1)
+    assert (anion.formula, anion.charge_change, anion.multiplicity) == ('P', 3, 4)
+    (pair,) = vacancies.distinct_vacancies(cage, 'pair', min_bonds=1)
+    assert (pair.formula, pair.charge_change, pair.multiplicity) == (f'F{cation}P', 1, 12)
+    # through the one-call recipe: every cation keeps >= 1 core bond and the charge is the removed ions'
+    for kind, formula, charge in (('anion', f'F6{cation}6P3', 3), ('pair', f'F5{cation}5P3', 1)):
+        vacant = qd.build_qd(material, diameter, center='interstitial', min_core_bonds=1, vacuum=2.5,
+                             vacancy=kind, vacancy_site=0, vacancy_min_bonds=1)
+        assert vacant.get_chemical_formula() == formula and passivation.net_charge(vacant) == charge
+        core = vacant[[i for i, s in enumerate(vacant.get_chemical_symbols()) if s != 'F']]
+        d = np.linalg.norm(core.positions[:, None] - core.positions[None], axis=-1)
+        is_p = np.array(core.get_chemical_symbols()) == 'P'
+        bonds = ((d < 1.15 * d[d > 0.1].min()) & (is_p[:, None] != is_p[None])).sum(1)
+        assert bonds.min() == 1
+
+
+def test_min_bonds_is_checked(inp_qd):
+    for bad in (0, 1.5, True):
+        with pytest.raises(ValueError, match='min_bonds must be an integer >= 1'):
+            vacancies.candidate_removals(inp_qd, 'anion', min_bonds=bad)
+
+
 @pytest.mark.parametrize('monolayers', [1, 2, 3])
 @pytest.mark.parametrize('interlayer', ['abrupt', 'alloyed'])
 def test_inas_cdse_core_shell_domains(monolayers, interlayer, check_qd):

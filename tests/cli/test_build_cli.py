@@ -52,6 +52,20 @@ def test_list_sites_prints_the_distinct_vacancies(tmp_path):
     assert not (tmp_path / 'x.xyz').exists()
 
 
+def test_vacancy_min_bonds_reaches_the_builder_and_the_site_list(tmp_path):
+    base = ['build', 'InP', '--diameter', '0.6', '--center', 'interstitial', '--min-core-bonds', '1', '--vacancy',
+            'anion']
+    result = CliRunner().invoke(cli, [*base, '--list-sites', '-o', str(tmp_path / 'x.xyz')])
+    assert result.exit_code == 2 and 'has no anion vacancy site that leaves every neighbour >= 2' in result.output
+    result = CliRunner().invoke(cli, [*base, '--vacancy-min-bonds', '1', '--list-sites', '-o', str(tmp_path / 'x.xyz')])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[0] == '1 distinct anion vacancy sites'
+    result = CliRunner().invoke(cli, [*base, '--vacancy-min-bonds', '1', '--vacancy-site', '0', '-o',
+                                      str(tmp_path / 'x.xyz')])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith('F6In6P3: 15 atoms, net charge +3 e')
+
+
 @pytest.mark.parametrize('args, message', [
     (['InSb', '--diameter', '2'], "unknown material 'InSb'; known:"),
     (['InP', '--diameter', '2', '--center', 'cation', '--charge', '40'], 'cannot reach charge 40'),
