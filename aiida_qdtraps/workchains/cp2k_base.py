@@ -4,7 +4,9 @@ Handlers (first matching one wins, highest priority first):
 
 - ``handle_scf_not_converged`` (500): more robust SCF settings, restarting from the last wavefunction and
   (for GEO_OPT) the last geometry. OT: CG minimiser with FULL_ALL, then diagonalisation + Broyden;
-  diagonalisation: halve the mixing ALPHA and double MAX_SCF. Gives up after three attempts.
+  diagonalisation with Broyden mixing: CP2K's molecular default instead (density-matrix mixing, ALPHA 0.4, then
+  Pulay DIIS of the KS matrix) from a fresh atomic guess; otherwise: halve the mixing ALPHA and double MAX_SCF.
+  Gives up after three attempts.
 - ``handle_out_of_walltime`` (460): continue from the last geometry/wavefunction; with nothing to continue
   from, ask for 50 % more wall time.
 - ``handle_geometry_not_converged`` (450): continue the optimisation from the last geometry.
@@ -101,6 +103,17 @@ class QdCp2kBaseWorkChain(Cp2kBaseWorkChain):
                        'DIAGONALIZATION': {'ALGORITHM': 'STANDARD'},
                        'MIXING': {'METHOD': 'BROYDEN_MIXING', 'ALPHA': 0.1, 'NBROYDEN': 12}}
             action = 'diagonalisation with Broyden mixing (ALPHA 0.1)'
+        elif str(scf.get('MIXING', {}).get('METHOD', 'DIRECT_P_MIXING')).upper() == 'BROYDEN_MIXING':
+            # Broyden charge mixing oscillates on some gapped QDs where density-matrix mixing + DIIS converges
+            # (F6In6P3³⁺ PBE0 fast, 1.2 eV gap: 150 Broyden steps at residual 0.1-0.3, energy swinging 7 Ha; P-mixing
+            # + DIIS: 31 steps to the OT energy, docs/classifier.md). The oscillating run's wavefunction is no better
+            # than the atomic guess, so start afresh (a GEO_OPT still continues from its last geometry).
+            changes = {'MAX_SCF': max(int(scf.get('MAX_SCF', 50)), 150), 'SCF_GUESS': 'ATOMIC',
+                       'MIXING': {'METHOD': 'DIRECT_P_MIXING', 'ALPHA': 0.4}}
+            self._update_parameters({'FORCE_EVAL': {'DFT': {'SCF': changes}}})
+            self.report(f'{calc.process_label}<{calc.pk}> SCF not converged: retrying with density-matrix mixing '
+                        f'(ALPHA 0.4) + DIIS from the atomic guess.')
+            return ProcessHandlerReport(True)
         else:
             alpha = float(scf.get('MIXING', {}).get('ALPHA', 0.4))
             changes = {'MAX_SCF': min(2 * int(scf.get('MAX_SCF', 50)), 600),

@@ -48,6 +48,24 @@ def test_scf_not_converged_diagonalisation(base_workchain, generate_cp2k_calc, d
     assert process.ctx.inputs.parent_calc_folder.uuid == calc.outputs.remote_folder.uuid
 
 
+def test_scf_not_converged_broyden_switches_to_p_mixing_diis_then_smears(base_workchain, generate_cp2k_calc,
+                                                                        data_dir):
+    """Broyden (the protocols' mixing) -> density-matrix mixing + DIIS from the atomic guess -> ALPHA / 2 + smearing."""
+    process = base_workchain({'MAX_SCF': 150, 'SCF_GUESS': 'ATOMIC',
+                              'MIXING': {'METHOD': 'BROYDEN_MIXING', 'ALPHA': 0.3, 'NBROYDEN': 8}})
+    calc = generate_cp2k_calc({'aiida.out': data_dir / FAILED / 'scf_not_converged.out'}, 'ERROR_SCF_NOT_CONVERGED')
+    report = process.handle_scf_not_converged(calc)
+    assert report.do_break and report.exit_code.status == 0
+    scf = scf_of(process)
+    assert scf['MIXING']['METHOD'] == 'DIRECT_P_MIXING' and scf['MIXING']['ALPHA'] == 0.4
+    assert scf['SCF_GUESS'] == 'ATOMIC' and scf['MAX_SCF'] == 150 and 'SMEAR' not in scf
+    assert 'parent_calc_folder' not in process.ctx.inputs
+    process.handle_scf_not_converged(calc)
+    scf = scf_of(process)
+    assert scf['MIXING'] == {'METHOD': 'DIRECT_P_MIXING', 'ALPHA': 0.2, 'NBROYDEN': 12}
+    assert scf['SMEAR']['_'] is True and scf['SCF_GUESS'] == 'RESTART' and scf['MAX_SCF'] == 300
+
+
 def test_scf_not_converged_keeps_existing_smearing(base_workchain, generate_cp2k_calc, data_dir):
     """A second failure (smearing already on, e.g. the hybrid protocol's 12 added MOs) only lowers the mixing."""
     process = base_workchain({'MAX_SCF': 3, 'ADDED_MOS': 12, 'MIXING': {'ALPHA': 0.3},
@@ -68,6 +86,7 @@ def test_scf_not_converged_ot_ladder_and_give_up(base_workchain, generate_cp2k_c
     scf = scf_of(process)
     assert scf['OT']['_'] is False and scf['MIXING']['METHOD'] == 'BROYDEN_MIXING'
     process.handle_scf_not_converged(calc)
+    assert scf_of(process)['MIXING']['METHOD'] == 'DIRECT_P_MIXING'
     report = process.handle_scf_not_converged(calc)
     assert report.exit_code.status == QdCp2kBaseWorkChain.exit_codes.ERROR_SCF_NOT_CONVERGED_AFTER_RETRIES.status
 
@@ -130,7 +149,7 @@ def test_robust_scf_settings_are_valid_cp2k_input(base_workchain, generate_cp2k_
 
     process = base_workchain({'MAX_SCF': 30, 'OT': {'MINIMIZER': 'DIIS'}, 'OUTER_SCF': {'MAX_SCF': 5}})
     calc = generate_cp2k_calc({'aiida.out': data_dir / FAILED / 'scf_not_converged.out'}, 'ERROR_SCF_NOT_CONVERGED')
-    for _ in range(3):
+    for _ in range(3):  # OT CG, diagonalisation + Broyden, density-matrix mixing + DIIS
         process.handle_scf_not_converged(calc)
         (tmp_path / 'aiida.inp').write_text(Cp2kInput(process.ctx.inputs.parameters.get_dict()).render())
         result = subprocess.run([shutil.which('cp2k.psmp'), '--check', '-i', 'aiida.inp'], cwd=tmp_path,
