@@ -403,7 +403,9 @@ class TrapClassifierWorkChain(WorkChain):
 def library_summary(group_label: str) -> list[dict]:
     """QueryBuilder summary of a Group of trap labelings (for archive round-trip checks and reports): per
     ``label_traps`` node, sorted by the uuid of its ``atom_labels``, the formula, label counts, trap counts, the
-    uuids of the PBE0 CalcJob and of the built structure."""
+    uuids of the PBE0 CalcJob and of the built structure, and the vacancy kind of the builder recipe (``None`` for an
+    intact QD; read from the recipe, the ``build_qd_structure`` input, because early library members predate the
+    structures' ``qd_vacancy`` attribute)."""
     qb = orm.QueryBuilder()
     qb.append(orm.Group, filters={'label': group_label}, tag='group')
     qb.append(orm.WorkflowNode, with_group='group', tag='labeling')
@@ -416,13 +418,17 @@ def library_summary(group_label: str) -> list[dict]:
     for uuid, atom_labels, summary in qb.all():
         inputs = labeling_inputs(atom_labels)
         structure = inputs['structure']
-        built = orm.QueryBuilder().append(orm.StructureData, filters={'id': structure.pk}, tag='s').append(
+        qb_built = orm.QueryBuilder().append(orm.StructureData, filters={'id': structure.pk}, tag='s').append(
             orm.CalcFunctionNode, with_descendants='s', filters={'attributes.process_label': 'build_qd_structure'},
-            tag='build').append(orm.StructureData, with_incoming='build', project='uuid').first(flat=True)
+            tag='build')
+        qb_built.append(orm.Dict, with_outgoing='build', edge_filters={'label': 'recipe'},
+                        project='attributes.vacancy')
+        qb_built.append(orm.StructureData, with_incoming='build', project='uuid')
+        vacancy, built = qb_built.first() or (None, None)
         rows.append({'atom_labels': uuid, 'formula': summary.get('formula'), 'material': summary.get('material'),
                      'protocol': summary.get('protocol'), 'label_counts': summary.get('atom_label_counts'),
                      'trap_counts': summary.get('trap_counts'), 'built_structure': built,
                      'pbe0_calculation': pbe0_calcjob(find_labeling(atom_labels).inputs.mo_window).uuid,
                      'charges': sorted(inputs['atomic_charges'].get_arraynames()) if 'atomic_charges' in inputs
-                     else [], 'n_atoms': len(structure.sites)})
+                     else [], 'n_atoms': len(structure.sites), 'vacancy': vacancy})
     return sorted(rows, key=lambda r: r['atom_labels'])

@@ -121,9 +121,11 @@ class QdCp2kBaseWorkChain(Cp2kBaseWorkChain):
             action = f"mixing ALPHA {changes['MIXING']['ALPHA']} and MAX_SCF {changes['MAX_SCF']}"
             if not _smearing_on(scf.get('SMEAR')):
                 # Occupations flipping between near-degenerate frontier states (small-gap QDs with under-coordinated
-                # surface atoms) can stall diagonalisation + Broyden; a 300 K Fermi-Dirac smearing is the standard
-                # remedy and leaves gapped occupations integer to exp(-gap/kT) (4e-9 for a 0.5 eV gap). It did not
-                # rescue the InF2-vacancy QD of docs/traps.md, whose gap is close to zero.
+                # surface atoms) can stall diagonalisation; a 300 K Fermi-Dirac smearing is the standard remedy and
+                # leaves gapped occupations integer to exp(-gap/2kT) with the Fermi level mid-gap (6e-5 for a 0.5 eV
+                # gap, 2e-8 for 0.9 eV). It converged the FXP-vacancy cages (docs/classifier.md) after density-matrix
+                # mixing + DIIS had flipped between two states; it did not rescue the InF2-vacancy QD of
+                # docs/traps.md, whose gap is close to zero.
                 changes['SMEAR'] = {'_': True, 'METHOD': 'FERMI_DIRAC', 'ELECTRONIC_TEMPERATURE': SMEAR_KELVIN}
                 changes['ADDED_MOS'] = max(int(scf.get('ADDED_MOS', 0)), 10)  # CP2K smearing needs empty states
                 action += f', Fermi-Dirac smearing at {SMEAR_KELVIN} K'

@@ -36,6 +36,14 @@ print('DESCRIPTION', json.dumps({'creator': label, 'n_rows': len(dataset.get_arr
                                  'labeling': next(iter(group.nodes)).pk}))
 """
 
+EXAMPLE = f"""
+import runpy, sys
+from aiida_qdtraps.profile import load_project_profile
+load_project_profile()
+sys.argv = ['classify_library.py']
+runpy.run_path({str(LIBRARY.parent.parent.parent / 'examples' / 'classify_library.py')!r}, run_name='__main__')
+"""
+
 
 @pytest.mark.slow
 def test_classify_train_report_predict_on_imported_library(tmp_path, run_qdtraps, run_python):
@@ -66,3 +74,10 @@ def test_classify_train_report_predict_on_imported_library(tmp_path, run_qdtraps
     predicted = run_qdtraps(['classify', 'predict', str(model), str(description['labeling'])], aiida_path)
     assert predicted.returncode == 0, predicted.stdout + predicted.stderr
     assert re.search(r'^\d+\s+P\s', predicted.stdout, re.M)
+
+    # examples/classify_library.py on the same profile (library already imported): all core atoms, split by QD, and
+    # the QueryBuilder walk from the model to a trapping sample's built structure
+    example = run_python(EXAMPLE, aiida_path, timeout=600)
+    assert f"qdtraps/library: {len(manifest)} labelled QDs" in example
+    assert re.search(r'samples (\d+) \((\d+) trapping\)', example).group(1) != samples.group(1)  # not P-4c only
+    assert '(labelled trapping: True)' in example and '<- built structure' in example

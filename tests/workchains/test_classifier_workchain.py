@@ -13,6 +13,9 @@ from aiida import orm
 from aiida.engine import run_get_node
 
 from aiida_qdtraps.analysis import classifier as kernel
+from aiida_qdtraps.build.passivation import net_charge
+from aiida_qdtraps.build.vacancies import VACANCY_KINDS
+from aiida_qdtraps.workchains.build import to_atoms
 from aiida_qdtraps.workchains.classifier import (
     TrapClassifierWorkChain,
     build_dataset,
@@ -43,6 +46,14 @@ def test_archive_round_trips_with_identical_queries(library):
     manifest = json.loads((LIBRARY / 'manifest.json').read_text())
     assert library_summary(GROUP) == manifest
     assert len(manifest) == len(library.nodes)
+    # what issue 6 asks of the library: >= 12 QDs, InP and GaP, intact and with every vacancy kind of the builder
+    assert len(manifest) >= 12 and {row['material'] for row in manifest} == {'InP', 'GaP'}
+    assert None in {row['vacancy'] for row in manifest}
+    assert {row['vacancy'] for row in manifest} - {None} == set(VACANCY_KINDS)
+    for row in manifest:  # the PBE0 ran with the built QD's formal net charge (+1 F⁻, +3 P³⁻, +1 FXP vacancies)
+        built = to_atoms(orm.load_node(row['built_structure']))
+        pbe0 = orm.load_node(row['pbe0_calculation'])
+        assert pbe0.inputs.parameters['FORCE_EVAL']['DFT'].get('CHARGE', 0) == net_charge(built), row['formula']
     assert all(row['built_structure'] and row['pbe0_calculation'] for row in manifest)
     assert all(row['charges'] == ['hirshfeld', 'lowdin', 'mulliken'] or 'lowdin' in row['charges'] for row in manifest)
 
