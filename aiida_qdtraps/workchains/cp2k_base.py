@@ -5,7 +5,8 @@ Handlers (first matching one wins, highest priority first):
 - ``handle_scf_not_converged`` (500): more robust SCF settings, restarting from the last wavefunction and
   (for GEO_OPT) the last geometry. OT: CG minimiser with FULL_ALL, then diagonalisation + Broyden;
   diagonalisation with Broyden mixing: CP2K's molecular default instead (density-matrix mixing, ALPHA 0.4, then
-  Pulay DIIS of the KS matrix) from a fresh atomic guess; otherwise: halve the mixing ALPHA and double MAX_SCF.
+  Pulay DIIS of the KS matrix) from a fresh atomic guess, or from the run's wavefunction when it stalled near
+  convergence (last residual < 1e-3); otherwise: halve the mixing ALPHA and double MAX_SCF.
   Gives up after three attempts.
 - ``handle_out_of_walltime`` (460): continue from the last geometry/wavefunction; with nothing to continue
   from, ask for 50 % more wall time.
@@ -20,6 +21,8 @@ or ``ERROR_MAXIMUM_ITERATIONS_EXCEEDED``). CP2K is asked to stop cleanly before 
 
 from __future__ import annotations
 
+import re
+
 from aiida import orm
 from aiida.common.links import LinkType
 from aiida.engine import ProcessHandlerReport, process_handler
@@ -32,6 +35,22 @@ WFN_RESTART = './parent_calc/aiida-RESTART.wfn'
 MAX_SCF_ATTEMPTS = 3
 #: Electronic temperature (K) of the Fermi-Dirac smearing that the SCF handler switches on for diagonalisation.
 SMEAR_KELVIN = 300
+
+
+#: below this last SCF residual a failed run counts as stalled near convergence, and its wavefunction is reused
+STALLED_RESIDUAL = 1.0e-3
+_SCF_STEP = re.compile(r'^\s+\d+\s+(?:OT \S+|\S+)\s+\S+\s+[\d.]+\s+([\d.]+(?:E[-+]\d+)?)\s+-?\d+\.\d+\s+\S+\s*$',
+                       re.M)
+
+
+def _last_scf_residual(calc) -> float | None:
+    """The convergence column of the last SCF step line of a CP2K output (None when there is none)."""
+    try:
+        output = calc.outputs.retrieved.base.repository.get_object_content(calc.base.attributes.get('output_filename'))
+    except Exception:  # noqa: BLE001 (no retrieved output: treated as not stalled)
+        return None
+    steps = _SCF_STEP.findall(output)
+    return float(steps[-1]) if steps else None
 
 
 def _smearing_on(section) -> bool:
@@ -106,13 +125,22 @@ class QdCp2kBaseWorkChain(Cp2kBaseWorkChain):
         elif str(scf.get('MIXING', {}).get('METHOD', 'DIRECT_P_MIXING')).upper() == 'BROYDEN_MIXING':
             # Broyden charge mixing oscillates on some gapped QDs where density-matrix mixing + DIIS converges
             # (F6In6P3³⁺ PBE0 fast, 1.2 eV gap: 150 Broyden steps at residual 0.1-0.3, energy swinging 7 Ha; P-mixing
-            # + DIIS: 31 steps to the OT energy, docs/classifier.md). The oscillating run's wavefunction is no better
-            # than the atomic guess, so start afresh (a GEO_OPT still continues from its last geometry).
-            changes = {'MAX_SCF': max(int(scf.get('MAX_SCF', 50)), 150), 'SCF_GUESS': 'ATOMIC',
+            # + DIIS: 31 steps to the OT energy, docs/classifier.md). An oscillating run's wavefunction is no better
+            # than the atomic guess, so that case starts afresh; a run that stalled close to convergence (the same QD's
+            # PBE GEO_OPT stuck at 1e-5 in its 41st geometry, where P-mixing from the atomic guess then diverged)
+            # continues from its wavefunction. A GEO_OPT continues from its last geometry either way.
+            residual = _last_scf_residual(calc)
+            stalled = residual is not None and residual < STALLED_RESIDUAL and self._has_wavefunction(calc)
+            changes = {'MAX_SCF': max(int(scf.get('MAX_SCF', 50)), 150),
                        'MIXING': {'METHOD': 'DIRECT_P_MIXING', 'ALPHA': 0.4}}
+            if not stalled:
+                changes['SCF_GUESS'] = 'ATOMIC'
             self._update_parameters({'FORCE_EVAL': {'DFT': {'SCF': changes}}})
+            if stalled:
+                self._restart_from(calc)
+            start = f'its wavefunction (last residual {residual:.1e})' if stalled else 'the atomic guess'
             self.report(f'{calc.process_label}<{calc.pk}> SCF not converged: retrying with density-matrix mixing '
-                        f'(ALPHA 0.4) + DIIS from the atomic guess.')
+                        f'(ALPHA 0.4) + DIIS from {start}.')
             return ProcessHandlerReport(True)
         else:
             alpha = float(scf.get('MIXING', {}).get('ALPHA', 0.4))

@@ -6,7 +6,7 @@ import pytest
 from aiida import orm
 from aiida.engine import ProcessHandlerReport
 
-from aiida_qdtraps.workchains.cp2k_base import WFN_RESTART, QdCp2kBaseWorkChain
+from aiida_qdtraps.workchains.cp2k_base import WFN_RESTART, QdCp2kBaseWorkChain, _last_scf_residual
 
 FAILED = 'cp2k/failed'
 
@@ -64,6 +64,18 @@ def test_scf_not_converged_broyden_switches_to_p_mixing_diis_then_smears(base_wo
     scf = scf_of(process)
     assert scf['MIXING'] == {'METHOD': 'DIRECT_P_MIXING', 'ALPHA': 0.2, 'NBROYDEN': 12}
     assert scf['SMEAR']['_'] is True and scf['SCF_GUESS'] == 'RESTART' and scf['MAX_SCF'] == 300
+
+
+def test_scf_stalled_near_convergence_keeps_its_wavefunction(base_workchain, generate_cp2k_calc, data_dir):
+    """A Broyden run that ended at residual 1e-5 (recorded: step 41 of the F6In6P3³⁺ PBE GEO_OPT) switches to
+    density-matrix mixing + DIIS but continues from its wavefunction instead of the atomic guess."""
+    process = base_workchain({'MAX_SCF': 15, 'MIXING': {'METHOD': 'BROYDEN_MIXING', 'ALPHA': 0.3}}, run_type='GEO_OPT')
+    calc = generate_cp2k_calc({'aiida.out': data_dir / FAILED / 'scf_stalled_geo_opt.out'}, 'ERROR_SCF_NOT_CONVERGED')
+    assert _last_scf_residual(calc) == pytest.approx(9.78e-6)
+    process.handle_scf_not_converged(calc)
+    scf = scf_of(process)
+    assert scf['MIXING']['METHOD'] == 'DIRECT_P_MIXING' and scf['SCF_GUESS'] == 'RESTART' and scf['MAX_SCF'] == 150
+    assert process.ctx.inputs.parent_calc_folder.uuid == calc.outputs.remote_folder.uuid
 
 
 def test_scf_not_converged_keeps_existing_smearing(base_workchain, generate_cp2k_calc, data_dir):
