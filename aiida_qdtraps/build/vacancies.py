@@ -11,8 +11,9 @@ Vacancy kinds:
 
 A removal that would leave a neighbouring atom with fewer than ``min_bonds`` (default 2) inorganic bonds is not a
 candidate. ``min_bonds=1`` also accepts a neighbour left with one core bond plus its ligands, like the corner cations
-that carving with ``min_core_bonds=1`` keeps anyway; it is what gives the small QDs anion sites (the 44-atom
-cation-centred InP sphere: P³⁻ sites at 1, none at 2).
+that carving with ``min_core_bonds=1`` keeps anyway; it is what gives the small QDs anion and pair sites (the 16-atom
+X₆P₄F₆ cage: 4 equivalent P³⁻ and 12 FXP sites at 1, none at 2; the 44-atom cation-centred InP sphere: P³⁻ sites at
+1, pair sites only at 2).
 
 Symmetry-distinct sites: two candidate removals (of the same atoms' elements) are equivalent when the multiset of
 distances, element by element, from the centroid of the removed atoms to every inorganic atom of the QD agrees to

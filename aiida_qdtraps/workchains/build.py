@@ -109,7 +109,8 @@ def build_qd(recipe: orm.Dict) -> orm.StructureData:
 
 @calcfunction
 def make_vacancy(structure: orm.StructureData, vacancy: orm.Dict) -> orm.StructureData:
-    """A surface vacancy: ``vacancy`` = {kind, site?, seed?, neutralize?, charge?, ligand?, min_bonds?} (see the pure function).
+    """A surface vacancy: ``vacancy`` = {kind, site?, seed?, neutralize?, charge?, ligand?, min_bonds?} (see the pure
+    function).
 
     The output's ``qd_vacancy`` attribute records kind, distinct-site index, removed formula and charge.
     """

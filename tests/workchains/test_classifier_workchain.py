@@ -28,7 +28,7 @@ from aiida_qdtraps.workchains.classifier import (
 
 GROUP = 'qdtraps/library'
 LIBRARY = pathlib.Path(__file__).parent.parent / 'data' / 'library'
-#: Every core atom is a sample (128 rows, 49 trapping); the default P-4c task has only 4 positives (docs/classifier.md).
+#: Every core atom is a sample (182 rows, 53 trapping); the default P-4c task has only 4 positives (docs/classifier.md).
 ALL_CORE = {'elements': ['In', 'Ga', 'P'], 'coordinations': None}
 FAST_TRAIN = {'cv_folds': 3, 'permutation_repeats': 2, 'hyperparameters': {'n_estimators': 50}}
 
