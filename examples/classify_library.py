@@ -14,12 +14,11 @@ features, the metrics and what they do and do not show.
 import pathlib
 import sys
 
-import numpy as np
 from aiida import orm
 from aiida.engine import run_get_node
 
 from aiida_qdtraps.cli.cmd_classify import metrics_table
-from aiida_qdtraps.workchains.classifier import TrapClassifierWorkChain
+from aiida_qdtraps.workchains.classifier import TrapClassifierWorkChain, trace_sample
 
 GROUP = 'qdtraps/library'
 ARCHIVE = pathlib.Path(__file__).resolve().parent.parent / 'tests' / 'data' / 'library' / 'library.aiida'
@@ -42,33 +41,15 @@ def library_group() -> orm.Group:
 
 
 def trace(model: orm.SinglefileData) -> None:
-    """Model -> dataset -> one trapping row's label node -> PBE0 CalcJob -> built structure, by QueryBuilder."""
-    qb = orm.QueryBuilder().append(orm.SinglefileData, filters={'uuid': model.uuid}, tag='model')
-    qb.append(orm.CalcFunctionNode, with_outgoing='model', tag='train')
-    qb.append(orm.ArrayData, with_outgoing='train', edge_filters={'label': 'dataset'}, project='*')
-    dataset = qb.one()[0]
-    y = dataset.get_array('y')
-    row = int(np.flatnonzero(y == 1)[0]) if y.any() else 0
-    source, atom = str(dataset.get_array('source_uuid')[row]), int(dataset.get_array('atom_index')[row])
-
-    qb = orm.QueryBuilder().append(orm.ArrayData, filters={'uuid': source}, tag='labels')
-    qb.append(orm.CalcFunctionNode, with_outgoing='labels', filters={'attributes.process_label': 'label_traps'},
-              tag='label', project='*')
-    qb.append(orm.ArrayData, with_outgoing='label', edge_filters={'label': 'mo_window'}, tag='window')
-    qb.append(orm.CalcFunctionNode, with_outgoing='window', tag='extract')
-    qb.append(orm.FolderData, with_outgoing='extract', tag='retrieved')
-    qb.append(orm.CalcJobNode, with_outgoing='retrieved', tag='pbe0', project='*')
-    qb.append(orm.StructureData, with_outgoing='pbe0', edge_filters={'label': 'structure'}, tag='scf_structure')
-    qb.append(orm.CalcFunctionNode, with_descendants='scf_structure',
-              filters={'attributes.process_label': 'build_qd_structure'}, tag='build')
-    qb.append(orm.Dict, with_outgoing='build', project='*')
-    qb.append(orm.StructureData, with_incoming='build', project='*')
-    label, pbe0, recipe, built = qb.one()
+    """Model -> dataset -> one trapping row's label node -> PBE0 CalcJob -> built structure (QueryBuilder only)."""
+    t = trace_sample(model)
+    built, pbe0, atom = t['built'], t['pbe0'], t['atom']
     symbol = built.get_ase().get_chemical_symbols()[atom]
-    print(f'dataset row {row} (labelled trapping: {bool(y[row])}): atom {atom} ({symbol}) of label_traps<{label.pk}>')
+    print(f"dataset row {t['row']} (labelled trapping: {bool(t['dataset'].get_array('y')[t['row']])}): atom {atom} "
+          f"({symbol}) of label_traps<{t['label_traps'].pk}>")
     print(f'  <- PBE0 {pbe0.process_label}<{pbe0.pk}> (charge '
           f"{pbe0.inputs.parameters['FORCE_EVAL']['DFT'].get('CHARGE', 0)})")
-    print(f'  <- built structure {built.get_formula()} <{built.pk}> from recipe {recipe.get_dict()}')
+    print(f"  <- built structure {built.get_formula()} <{built.pk}> from recipe {t['recipe'].get_dict()}")
 
 
 def main(task: str = 'core') -> None:

@@ -400,6 +400,46 @@ class TrapClassifierWorkChain(WorkChain):
             self.report(f'clustering skipped: {calc.exit_message}')
 
 
+def trace_sample(model: orm.SinglefileData, row: int | None = None) -> dict:
+    """Walk, with QueryBuilder only, from a stored model to the origin of one of its training rows.
+
+    model -> ``train_classifier`` -> dataset -> the row's source ``atom_labels`` -> ``label_traps`` -> ``mo_window``
+    -> ``extract_mo_window`` -> retrieved -> the PBE0 CalcJob -> the structure it ran on -> ``build_qd_structure``
+    -> its recipe and the built structure.
+
+    :param row: dataset row (default: the first trapping row, else row 0).
+    :returns: ``row``, ``atom`` (index in the QD) and the nodes ``dataset``, ``atom_labels``, ``label_traps``,
+        ``pbe0``, ``scf_structure``, ``recipe``, ``built``.
+    """
+    qb = orm.QueryBuilder().append(orm.SinglefileData, filters={'uuid': model.uuid}, tag='model')
+    qb.append(orm.CalcFunctionNode, with_outgoing='model', filters={'attributes.process_label': 'train_classifier'},
+              tag='train')
+    qb.append(orm.ArrayData, with_outgoing='train', edge_filters={'label': 'dataset'}, project='*')
+    dataset = qb.one()[0]
+    y = dataset.get_array('y')
+    if row is None:
+        row = int(np.flatnonzero(y == 1)[0]) if y.any() else 0
+    source_uuid, atom = str(dataset.get_array('source_uuid')[row]), int(dataset.get_array('atom_index')[row])
+
+    qb = orm.QueryBuilder().append(orm.ArrayData, filters={'uuid': source_uuid}, tag='labels', project='*')
+    qb.append(orm.CalcFunctionNode, with_outgoing='labels', filters={'attributes.process_label': 'label_traps'},
+              tag='label', project='*')
+    qb.append(orm.ArrayData, with_outgoing='label', edge_filters={'label': 'mo_window'}, tag='window')
+    qb.append(orm.CalcFunctionNode, with_outgoing='window', filters={'attributes.process_label': 'extract_mo_window'},
+              tag='extract')
+    qb.append(orm.FolderData, with_outgoing='extract', tag='retrieved')
+    qb.append(orm.CalcJobNode, with_outgoing='retrieved', tag='pbe0', project='*')
+    qb.append(orm.StructureData, with_outgoing='pbe0', edge_filters={'label': 'structure'}, tag='scf_structure',
+              project='*')
+    qb.append(orm.CalcFunctionNode, with_descendants='scf_structure',
+              filters={'attributes.process_label': 'build_qd_structure'}, tag='build')
+    qb.append(orm.Dict, with_outgoing='build', edge_filters={'label': 'recipe'}, project='*')
+    qb.append(orm.StructureData, with_incoming='build', project='*')
+    labels, label, pbe0, scf_structure, recipe, built = qb.one()
+    return {'row': row, 'atom': atom, 'dataset': dataset, 'atom_labels': labels, 'label_traps': label, 'pbe0': pbe0,
+            'scf_structure': scf_structure, 'recipe': recipe, 'built': built}
+
+
 def library_summary(group_label: str) -> list[dict]:
     """QueryBuilder summary of a Group of trap labelings (for archive round-trip checks and reports): per
     ``label_traps`` node, sorted by the uuid of its ``atom_labels``, the formula, label counts, trap counts, the

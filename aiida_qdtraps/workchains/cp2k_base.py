@@ -43,10 +43,15 @@ _SCF_STEP = re.compile(r'^\s+\d+\s+(?:OT \S+|\S+)\s+\S+\s+[\d.]+\s+([\d.]+(?:E[-
                        re.M)
 
 
+def _output_text(calc) -> str:
+    """The retrieved CP2K main output of ``calc``."""
+    return calc.outputs.retrieved.base.repository.get_object_content(calc.base.attributes.get('output_filename'))
+
+
 def _last_scf_residual(calc) -> float | None:
     """The convergence column of the last SCF step line of a CP2K output (None when there is none)."""
     try:
-        output = calc.outputs.retrieved.base.repository.get_object_content(calc.base.attributes.get('output_filename'))
+        output = _output_text(calc)
     except Exception:  # noqa: BLE001 (no retrieved output: treated as not stalled)
         return None
     steps = _SCF_STEP.findall(output)
@@ -101,7 +106,7 @@ class QdCp2kBaseWorkChain(Cp2kBaseWorkChain):
 
     @staticmethod
     def _has_wavefunction(calc) -> bool:
-        output = calc.outputs.retrieved.base.repository.get_object_content(calc.base.attributes.get('output_filename'))
+        output = _output_text(calc)
         return 'Total energy:' in output or 'Writing RESTART' in output or 'SCF WAVEFUNCTION OPTIMIZATION' in output
 
     @process_handler(priority=500, exit_codes=[Cp2kCalculation.exit_codes.ERROR_SCF_NOT_CONVERGED])

@@ -23,6 +23,7 @@ from aiida_qdtraps.workchains.classifier import (
     labeling_inputs,
     library_summary,
     predict_traps,
+    trace_sample,
     train_classifier,
 )
 
@@ -94,29 +95,11 @@ def test_provenance_walk_from_model_to_built_structure(trained):
     """model → train_classifier → dataset → one row's source label node → label_traps → mo_window → PBE0 CalcJob →
     the structure it ran on → the built structure (QueryBuilder only; the library skips the PBE relax, so the PBE0
     ran on the boxed built structure)."""
-    model = trained[0]['model']
-    qb = orm.QueryBuilder().append(orm.SinglefileData, filters={'uuid': model.uuid}, tag='model')
-    qb.append(orm.CalcFunctionNode, with_outgoing='model', filters={'attributes.process_label': 'train_classifier'},
-              tag='train')
-    qb.append(orm.ArrayData, with_outgoing='train', edge_filters={'label': 'dataset'}, project='*')
-    dataset = qb.one()[0]
-    row = int(np.flatnonzero(dataset.get_array('y') == 1)[0]) if dataset.get_array('y').any() else 0
-    source_uuid, atom = str(dataset.get_array('source_uuid')[row]), int(dataset.get_array('atom_index')[row])
-
-    qb = orm.QueryBuilder().append(orm.ArrayData, filters={'uuid': source_uuid}, tag='labels', project='*')
-    qb.append(orm.CalcFunctionNode, with_outgoing='labels', filters={'attributes.process_label': 'label_traps'},
-              tag='label')
-    qb.append(orm.ArrayData, with_outgoing='label', edge_filters={'label': 'mo_window'}, tag='window')
-    qb.append(orm.CalcFunctionNode, with_outgoing='window', filters={'attributes.process_label': 'extract_mo_window'},
-              tag='extract')
-    qb.append(orm.FolderData, with_outgoing='extract', tag='retrieved')
-    qb.append(orm.CalcJobNode, with_outgoing='retrieved', tag='pbe0', project='*')
-    qb.append(orm.StructureData, with_outgoing='pbe0', edge_filters={'label': 'structure'}, tag='scf_structure',
-              project='*')
-    qb.append(orm.CalcFunctionNode, with_descendants='scf_structure',
-              filters={'attributes.process_label': 'build_qd_structure'}, tag='build')
-    qb.append(orm.StructureData, with_incoming='build', project='*')
-    labels, pbe0, scf_structure, built = qb.one()
+    trace = trace_sample(trained[0]['model'])
+    dataset, row, atom = trace['dataset'], trace['row'], trace['atom']
+    assert dataset.get_array('y')[row] == int(dataset.get_array('y').any())  # the first trapping row when there is one
+    labels, pbe0, scf_structure, built = (trace[key] for key in ('atom_labels', 'pbe0', 'scf_structure', 'built'))
+    assert trace['recipe'].uuid == built.creator.inputs.recipe.uuid
     assert pbe0.process_type == 'aiida.calculations:cp2k'
     assert pbe0.inputs.parameters['GLOBAL']['RUN_TYPE'] == 'ENERGY'
     assert 'HF' in pbe0.inputs.parameters['FORCE_EVAL']['DFT']['XC']
