@@ -110,10 +110,11 @@ pipeline = submit(make_builder(structure))
 note(f'submitted QdTrapsPipelineWorkChain<{{pipeline.pk}}>')
 
 def running_cp2k():
-    # the PBE0 single point (the CP2K CalcJob whose XC section has HF), once it runs under the scheduler
+    # the PBE0 single point (the CP2K CalcJob whose XC section has HF), once it runs under the scheduler;
+    # a CalcJobNode just stored by the worker has no process_state yet (CI, session 6: None.value)
     fresh()
     for calc in orm.load_node(pipeline.pk).called_descendants:
-        if calc.process_type == 'aiida.calculations:cp2k' and calc.process_state.value == 'waiting' \\
+        if calc.process_type == 'aiida.calculations:cp2k' and getattr(calc.process_state, 'value', None) == 'waiting' \\
                 and 'HF' in calc.inputs.parameters['FORCE_EVAL']['DFT']['XC'] \\
                 and calc.get_job_id() and calc.get_scheduler_state() == JobState.RUNNING:
             return calc
