@@ -72,13 +72,15 @@ def generate_cp2k_calc(aiida_localhost, cp2k_code, tmp_path):
     :param structure: optional StructureData attached as ``output_structure``.
     :param parameters: the CP2K parameters input (default: an ENERGY run).
     :param input_structure: optional StructureData linked as the ``structure`` input.
+    :param outputs: optional further outputs, link label -> unstored node (e.g. a parser's ``output_parameters``).
     """
     from aiida.plugins import CalculationFactory
 
     calc_cls = CalculationFactory('cp2k')
 
     def factory(files: dict, exit_code: str | None = None, structure: orm.StructureData | None = None,
-                parameters: dict | None = None, input_structure: orm.StructureData | None = None):
+                parameters: dict | None = None, input_structure: orm.StructureData | None = None,
+                outputs: dict | None = None):
         node = orm.CalcJobNode(computer=aiida_localhost, process_type='aiida.calculations:cp2k')
         node.set_option('resources', {'num_machines': 1, 'num_mpiprocs_per_machine': 1})
         node.set_option('max_wallclock_seconds', 1800)
@@ -105,6 +107,9 @@ def generate_cp2k_calc(aiida_localhost, cp2k_code, tmp_path):
             structure = structure.clone()
             structure.base.links.add_incoming(node, LinkType.CREATE, 'output_structure')
             structure.store()
+        for label, output in (outputs or {}).items():
+            output.base.links.add_incoming(node, LinkType.CREATE, label)
+            output.store()
         status = 0 if exit_code is None else calc_cls.exit_codes[exit_code].status
         node.set_exit_status(status)
         node.set_process_state('finished')

@@ -21,6 +21,7 @@ from .cp2k_files import (
     POPULATION_ANALYSES,
     parse_atomic_charges,
     parse_dipole_moment,
+    parse_grid_quality,
     parse_reported_gap,
     parse_total_walltime,
 )
@@ -31,8 +32,9 @@ SCF_NOT_CONVERGED = 'SCF run NOT converged'
 class QdCp2kParser(Cp2kBaseParser):
     """Base CP2K parser + detection of SCF cycles that ended unconverged + CP2K's wall time.
 
-    ``output_parameters`` gets ``walltime_s`` (CP2K's own timer) and ``cp2k_reported_gap_ev`` (its last
-    ``MO| Band gap`` line, if any) besides what aiida-cp2k's base parser reads.
+    ``output_parameters`` gets ``walltime_s`` (CP2K's own timer), ``cp2k_reported_gap_ev`` (its last
+    ``MO| Band gap`` line, if any), ``grid_electron_error`` and ``wavelet_edge_warnings`` (``parse_grid_quality``)
+    besides what aiida-cp2k's base parser reads.
     """
 
     def _parse_stdout(self):
@@ -45,6 +47,7 @@ class QdCp2kParser(Cp2kBaseParser):
         result = utils.parse_cp2k_output(output_string)
         result['walltime_s'] = parse_total_walltime(output_string)
         result['cp2k_reported_gap_ev'] = parse_reported_gap(output_string)
+        result.update(parse_grid_quality(output_string))
         dipole = parse_dipole_moment(output_string)
         if dipole is not None:
             result['dipole_debye'] = dipole

@@ -63,6 +63,34 @@ def parse_reported_gap(text: str) -> float | None:
     return float(match[-1]) if match else None
 
 
+#: CP2K's warning when the density on the faces of a non-periodic (wavelet Poisson) cell exceeds 1e-4 e/bohr^3
+#: (wrapped over two ``*** WARNING`` lines in the output)
+WAVELET_EDGE_WARNING = re.compile(r'Density non-zero on the[\s*]+edges of the unit cell')
+
+
+def parse_grid_quality(text: str) -> dict:
+    """How well CP2K's real-space grids hold the density, from its main output.
+
+    ``grid_electron_error``: the last ``Electronic density on regular grids`` deviation (electrons integrated on the
+    grid minus the electron count); ``wavelet_edge_warnings``: how many times CP2K warned that the density on the
+    faces of the non-periodic cell is above 1e-4 e/bohr^3 (``pw/ps_wavelet_methods.F``). Both grow when the cutoff is
+    too low for the pseudopotentials' semicore states (measured on In4PF9, ``docs/pipeline.md``), not only when the
+    vacuum is too thin.
+    """
+    errors = re.findall(r'Electronic density on regular grids:\s+\S+\s+(\S+)', text)
+    return {'grid_electron_error': float(errors[-1]) if errors else None,
+            'wavelet_edge_warnings': len(WAVELET_EDGE_WARNING.findall(text))}
+
+
+def parse_forces(text: str) -> np.ndarray | None:
+    """The last ``ATOMIC FORCES in [a.u.]`` table (``&FORCE_EVAL &PRINT &FORCES``), shape (n_atoms, 3), Ha/bohr."""
+    if 'ATOMIC FORCES in [a.u.]' not in text:
+        return None
+    block = text.split('ATOMIC FORCES in [a.u.]')[-1].split('SUM OF ATOMIC FORCES')[0]
+    rows = [line.split() for line in block.splitlines() if re.match(r'\s+\d+\s+\d+\s+\w+\s+-?\d', line)]
+    return np.array([[float(value) for value in row[3:6]] for row in rows])
+
+
 #: Headers of CP2K's population analyses (``&DFT &PRINT &MULLIKEN`` (default on), ``&LOWDIN``, ``&HIRSHFELD``).
 POPULATION_ANALYSES = {
     'mulliken': 'Mulliken Population Analysis',

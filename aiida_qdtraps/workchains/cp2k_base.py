@@ -2,6 +2,9 @@
 
 Handlers (first matching one wins, highest priority first):
 
+- ``report_grid_quality`` (600, every calculation, never restarts): puts CP2K's real-space grid diagnostics in
+  ``verdi process report`` when they are poor (electrons lost on the grid, density on the faces of the non-periodic
+  cell; ``docs/pipeline.md`` says what they mean for the ``fast`` protocol).
 - ``handle_scf_not_converged`` (500): more robust SCF settings, restarting from the last wavefunction and
   (for GEO_OPT) the last geometry. OT: CG minimiser with FULL_ALL, then diagonalisation + Broyden;
   diagonalisation with Broyden mixing: CP2K's molecular default instead (density-matrix mixing, ALPHA 0.4, then
@@ -36,6 +39,10 @@ MAX_SCF_ATTEMPTS = 3
 #: Electronic temperature (K) of the Fermi-Dirac smearing that the SCF handler switches on for diagonalisation.
 SMEAR_KELVIN = 300
 
+
+#: ``grid_electron_error`` (electrons) above which ``report_grid_quality`` calls the grid too coarse (In4PF9, 13 Å box:
+#: 1-2e-3 at 200 Ry whatever the box, REL_CUTOFF or position; 3-6e-5 at 300 Ry; 1e-7 at 400 Ry)
+GRID_ELECTRON_ERROR = 1.0e-4
 
 #: below this last SCF residual a failed run counts as stalled near convergence, and its wavefunction is reused
 STALLED_RESIDUAL = 1.0e-3
@@ -108,6 +115,29 @@ class QdCp2kBaseWorkChain(Cp2kBaseWorkChain):
     def _has_wavefunction(calc) -> bool:
         output = _output_text(calc)
         return 'Total energy:' in output or 'Writing RESTART' in output or 'SCF WAVEFUNCTION OPTIMIZATION' in output
+
+    @process_handler(priority=600)
+    def report_grid_quality(self, calc):
+        """Report poor real-space grid diagnostics of any calculation; changes nothing.
+
+        Measured on In4PF9 (``benchmarks/grid_noise.py``, docs/pipeline.md): at 200 Ry ~2e-3 electrons are lost on
+        the grid and a 0.08 Å rigid shift moves the energy by 0.12 Ha and forces by 0.13 Ha/bohr; at 300 Ry 6e-5
+        electrons and 0.3 mHa / 0.01 Ha/bohr. CP2K's cell-face warning comes and goes with REL_CUTOFF and the box.
+        """
+        if 'output_parameters' not in calc.outputs:
+            return None
+        params = calc.outputs.output_parameters
+        edges = params.get('wavelet_edge_warnings') or 0
+        error = params.get('grid_electron_error')
+        coarse = error is not None and abs(error) > GRID_ELECTRON_ERROR
+        if coarse:
+            self.report(f'{calc.process_label}<{calc.pk}>: {error:+.1e} electrons lost on the real-space grid: the '
+                        f'CUTOFF is too low for these pseudopotentials, energies and forces carry grid noise '
+                        f'(docs/pipeline.md){f"; {edges} CP2K warnings of density on the cell faces" if edges else ""}.')
+        elif edges:
+            self.report(f'{calc.process_label}<{calc.pk}>: {edges} CP2K warnings of density on the faces of the '
+                        f'non-periodic cell (wavelet Poisson): more vacuum or a higher REL_CUTOFF (docs/pipeline.md).')
+        return None
 
     @process_handler(priority=500, exit_codes=[Cp2kCalculation.exit_codes.ERROR_SCF_NOT_CONVERGED])
     def handle_scf_not_converged(self, calc):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -86,3 +88,30 @@ def test_parse_dipole_and_missing_tables(data_dir):
     assert cp2k_files.parse_atomic_charges(recorded, 'lowdin') is None
     assert cp2k_files.parse_dipole_moment(recorded) is None
     assert len(cp2k_files.parse_atomic_charges(recorded, 'mulliken')) == 14
+
+
+@pytest.mark.parametrize('name, edges, low, high', [
+    ('grid/in4pf9_200ry.out', 28, -1.95e-3, -1.93e-3),  # fast relax grid (200 / REL 30 Ry), last value -1.9400132e-3
+    ('grid/in4pf9_400ry.out', 0, -1e-6, 1e-6),           # 400 / 50 Ry: -6.46e-8
+    ('pbe0_success/aiida.out', 0, -1e-3, 1e-3),          # recorded fast PBE0 of In4PF9, 12 Å box
+])
+def test_grid_quality(data_dir, name, edges, low, high):
+    quality = cp2k_files.parse_grid_quality((data_dir / 'cp2k' / name).read_text())
+    assert quality['wavelet_edge_warnings'] == edges
+    assert low < quality['grid_electron_error'] < high
+
+
+def test_grid_noise_of_the_fast_cutoff(data_dir):
+    """The recorded egg-box measurement behind docs/pipeline.md (``benchmarks/grid_noise.py`` regenerates it): the
+    same In4PF9, rigidly shifted by (0.07, 0.05, 0.03) Å in its 13 Å box, at the fast relax grid and at 400 Ry."""
+    def energy_forces(name):
+        text = (data_dir / 'cp2k' / 'grid' / name).read_text()
+        return float(re.findall(r'ENERGY\| Total FORCE_EVAL.*?:\s+(-?[\d.]+)', text)[-1]), cp2k_files.parse_forces(text)
+
+    noise = {}
+    for cutoff in ('200ry', '400ry'):
+        (e0, f0), (e1, f1) = energy_forces(f'in4pf9_{cutoff}.out'), energy_forces(f'in4pf9_{cutoff}_shifted.out')
+        assert f0.shape == f1.shape == (14, 3)
+        noise[cutoff] = (abs(e1 - e0), np.abs(f1 - f0).max())
+    assert noise['200ry'][0] > 0.1 and noise['200ry'][1] > 0.1     # Ha, Ha/bohr: 20x the relax's MAX_FORCE
+    assert noise['400ry'][0] < 1e-3 and noise['400ry'][1] < 0.01

@@ -167,3 +167,24 @@ def test_robust_scf_settings_are_valid_cp2k_input(base_workchain, generate_cp2k_
         result = subprocess.run([shutil.which('cp2k.psmp'), '--check', '-i', 'aiida.inp'], cwd=tmp_path,
                                 capture_output=True, text=True, timeout=120)
         assert result.returncode == 0, result.stdout[-2000:]
+
+
+def test_grid_quality_is_reported_and_changes_nothing(base_workchain, generate_cp2k_calc, data_dir):
+    """A successful run on the fast relax grid (recorded In4PF9, 200 Ry: 28 edge warnings, 2e-3 electrons lost) is
+    reported in `verdi process report`; a 400 Ry run is not; neither is restarted."""
+    from aiida_qdtraps.parsers.cp2k import QdCp2kParser
+
+    reports = []
+    for name in ('in4pf9_200ry.out', 'in4pf9_400ry.out'):
+        process = base_workchain({'MAX_SCF': 50})
+        process.report = reports.append
+        files = {'aiida.out': data_dir / 'cp2k' / 'grid' / name}
+        results, parsing = QdCp2kParser.parse_from_node(generate_cp2k_calc(files), store_provenance=False)
+        assert parsing.is_finished_ok, (parsing.exit_status, parsing.exit_message)
+        calc = generate_cp2k_calc(files, outputs={'output_parameters': results['output_parameters'].clone()})
+        before = process.ctx.inputs.parameters.get_dict()
+        assert process.report_grid_quality(calc) is None
+        assert process.ctx.inputs.parameters.get_dict() == before
+    assert len(reports) == 1
+    assert '-1.9e-03 electrons lost on the real-space grid' in reports[0]
+    assert '28 CP2K warnings of density on the cell faces' in reports[0]
