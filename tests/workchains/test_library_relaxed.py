@@ -1,7 +1,8 @@
-"""The relaxed library subset (tests/data/library/library_relaxed.aiida, ``build_library.py --relax``): the whole
-``fast`` pipeline (PBE GEO_OPT -> PBE0 -> labels) per QD. Its archive round-trips, every label traces back through a
-real GEO_OPT CalcJob to the built structure (QueryBuilder only), and the relaxed geometry differs from the built one
-that the built-geometry library member of the same recipe was labelled on."""
+"""The relaxed library (tests/data/library/library_relaxed.aiida, ``build_library.py --relax``): the whole ``fast``
+pipeline (PBE GEO_OPT -> PBE0 -> labels) per QD. Its archive round-trips, every label traces back through a real
+GEO_OPT CalcJob to the built structure (QueryBuilder only), the relaxed geometry differs from the built one that the
+built-geometry library member of the same recipe was labelled on, and a classifier trained on it traces one sample
+model -> dataset -> labels -> PBE0 CalcJob -> relaxed structure -> GEO_OPT CalcJob -> built structure."""
 
 from __future__ import annotations
 
@@ -11,8 +12,11 @@ import pathlib
 import numpy as np
 import pytest
 from aiida import orm
+from aiida.engine import run_get_node
 
-from aiida_qdtraps.workchains.classifier import library_summary
+from aiida_qdtraps.build.passivation import net_charge
+from aiida_qdtraps.workchains.build import to_atoms
+from aiida_qdtraps.workchains.classifier import TrapClassifierWorkChain, library_summary, trace_sample
 
 LIBRARY = pathlib.Path(__file__).parent.parent / 'data' / 'library'
 GROUP = 'qdtraps/library-relaxed'
@@ -29,8 +33,14 @@ def relaxed(aiida_profile):
 def test_relaxed_archive_round_trips(relaxed):
     manifest = json.loads((LIBRARY / 'manifest_relaxed.json').read_text())
     assert library_summary(GROUP) == manifest
-    assert len(manifest) == len(relaxed.nodes) >= 2
+    assert len(manifest) == len(relaxed.nodes) >= 12  # issue 6: at least 12 QDs through the pipeline
     assert {row['protocol'] for row in manifest} == {'fast'}
+    assert {row['material'] for row in manifest} == {'InP', 'GaP'}
+    assert {None, 'ligand', 'cation'} <= {row['vacancy'] for row in manifest}
+    for row in manifest:  # the relax and the PBE0 ran with the built QD's formal net charge
+        pbe0 = orm.load_node(row['pbe0_calculation'])
+        charge = net_charge(to_atoms(orm.load_node(row['built_structure'])))
+        assert pbe0.inputs.parameters['FORCE_EVAL']['DFT'].get('CHARGE', 0) == charge, row['formula']
 
 
 def test_every_label_comes_from_a_relaxed_structure(relaxed):
@@ -53,3 +63,28 @@ def test_every_label_comes_from_a_relaxed_structure(relaxed):
         moved = np.linalg.norm(shift - shift.mean(0), axis=1)
         assert [s.kind_name for s in structure.sites] == [s.kind_name for s in built.sites]
         assert np.sqrt((moved ** 2).mean()) > 0.05, labeling.outputs.summary['formula']
+
+
+def test_classifier_on_relaxed_labels_traces_through_the_relax(relaxed):
+    """Train on the relaxed library (every core atom a sample), then walk from the model to one trapping sample's
+    built structure: the PBE0 ran on the GEO_OPT's output structure, and the GEO_OPT on the built one."""
+    results, node = run_get_node(
+        TrapClassifierWorkChain, group=orm.Str(GROUP),
+        featurize=orm.Dict({'elements': ['In', 'Ga', 'P'], 'coordinations': None}),
+        train=orm.Dict({'cv_folds': 3, 'permutation_repeats': 2, 'hyperparameters': {'n_estimators': 50}}),
+        cluster=orm.Dict({'min_cluster_size': 3}))
+    assert node.is_finished_ok, node.exit_message
+    metrics = results['metrics']
+    assert metrics['n_positive'] > 0 and metrics['n_samples'] > metrics['n_positive']
+    trace = trace_sample(results['model'])
+    assert trace['dataset'].get_array('y')[trace['row']] == 1
+    scf_structure, built = trace['scf_structure'], trace['built']
+    qb = orm.QueryBuilder().append(orm.StructureData, filters={'id': scf_structure.pk}, tag='relaxed')
+    qb.append(orm.CalcJobNode, with_descendants='relaxed', tag='relax', project='*',
+              filters={'attributes.process_label': 'Cp2kCalculation'})
+    qb.append(orm.StructureData, with_outgoing='relax', edge_filters={'label': 'structure'}, tag='start')
+    qb.append(orm.StructureData, with_descendants='start', filters={'id': built.pk})
+    relax_calcs = [calc for (calc,) in qb.all() if calc.inputs.parameters['GLOBAL']['RUN_TYPE'] == 'GEO_OPT']
+    assert any(calc.is_finished_ok for calc in relax_calcs)
+    assert trace['pbe0'].inputs.structure.uuid == scf_structure.uuid
+    assert scf_structure.get_formula() == built.get_formula()
