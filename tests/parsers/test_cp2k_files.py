@@ -113,5 +113,5 @@ def test_grid_noise_of_the_fast_cutoff(data_dir):
         (e0, f0), (e1, f1) = energy_forces(f'in4pf9_{cutoff}.out'), energy_forces(f'in4pf9_{cutoff}_shifted.out')
         assert f0.shape == f1.shape == (14, 3)
         noise[cutoff] = (abs(e1 - e0), np.abs(f1 - f0).max())
-    assert noise['200ry'][0] > 0.1 and noise['200ry'][1] > 0.1     # Ha, Ha/bohr: 20x the relax's MAX_FORCE
+    assert noise['200ry'][0] > 0.1 and noise['200ry'][1] > 0.1     # Ha, Ha/bohr: > 20x the fast relax's MAX_FORCE
     assert noise['400ry'][0] < 1e-3 and noise['400ry'][1] < 0.01
