@@ -5,19 +5,15 @@ from a trained model back to the built structure of one sample, with QueryBuilde
 from __future__ import annotations
 
 import json
-import pathlib
 
 import numpy as np
 import pytest
 from aiida import orm
-from aiida.engine import run_get_node
+from library_archives import ALL_CORE, LIBRARY, assert_pbe0_charges, import_library, train_all_core
 
 from aiida_qdtraps.analysis import classifier as kernel
-from aiida_qdtraps.build.passivation import net_charge
 from aiida_qdtraps.build.vacancies import VACANCY_KINDS
-from aiida_qdtraps.workchains.build import to_atoms
 from aiida_qdtraps.workchains.classifier import (
-    TrapClassifierWorkChain,
     build_dataset,
     featurize,
     labeling_inputs,
@@ -28,19 +24,12 @@ from aiida_qdtraps.workchains.classifier import (
 )
 
 GROUP = 'qdtraps/library'
-LIBRARY = pathlib.Path(__file__).parent.parent / 'data' / 'library'
-#: Every core atom is a sample (182 rows, 53 trapping); the default P-4c task has only 4 positives (docs/classifier.md).
-ALL_CORE = {'elements': ['In', 'Ga', 'P'], 'coordinations': None}
-FAST_TRAIN = {'cv_folds': 3, 'permutation_repeats': 2, 'hyperparameters': {'n_estimators': 50}}
 
 
 @pytest.fixture(scope='module')
 def library(aiida_profile):
     """The library archive imported into the (fresh) test profile; returns its Group."""
-    from aiida.tools.archive import import_archive
-
-    import_archive(LIBRARY / 'library.aiida')
-    return orm.load_group(GROUP)
+    return import_library('library.aiida', GROUP)
 
 
 def test_archive_round_trips_with_identical_queries(library):
@@ -51,20 +40,14 @@ def test_archive_round_trips_with_identical_queries(library):
     assert len(manifest) >= 12 and {row['material'] for row in manifest} == {'InP', 'GaP'}
     assert None in {row['vacancy'] for row in manifest}
     assert {row['vacancy'] for row in manifest} - {None} == set(VACANCY_KINDS)
-    for row in manifest:  # the PBE0 ran with the built QD's formal net charge (+1 F⁻, +3 P³⁻, +1 FXP vacancies)
-        built = to_atoms(orm.load_node(row['built_structure']))
-        pbe0 = orm.load_node(row['pbe0_calculation'])
-        assert pbe0.inputs.parameters['FORCE_EVAL']['DFT'].get('CHARGE', 0) == net_charge(built), row['formula']
+    assert_pbe0_charges(manifest)
     assert all(row['built_structure'] and row['pbe0_calculation'] for row in manifest)
     assert all(row['charges'] == ['hirshfeld', 'lowdin', 'mulliken'] or 'lowdin' in row['charges'] for row in manifest)
 
 
 @pytest.fixture(scope='module')
 def trained(library):
-    results, node = run_get_node(TrapClassifierWorkChain, group=orm.Str(GROUP), featurize=orm.Dict(ALL_CORE),
-                                 train=orm.Dict(FAST_TRAIN), cluster=orm.Dict({'min_cluster_size': 3}))
-    assert node.is_finished_ok, node.exit_message
-    return results, node
+    return train_all_core(GROUP)
 
 
 def test_workchain_outputs(trained, library):

@@ -7,27 +7,20 @@ model -> dataset -> labels -> PBE0 CalcJob -> relaxed structure -> GEO_OPT CalcJ
 from __future__ import annotations
 
 import json
-import pathlib
 
 import numpy as np
 import pytest
 from aiida import orm
-from aiida.engine import run_get_node
+from library_archives import LIBRARY, assert_pbe0_charges, import_library, train_all_core
 
-from aiida_qdtraps.build.passivation import net_charge
-from aiida_qdtraps.workchains.build import to_atoms
-from aiida_qdtraps.workchains.classifier import TrapClassifierWorkChain, library_summary, trace_sample
+from aiida_qdtraps.workchains.classifier import library_summary, trace_sample
 
-LIBRARY = pathlib.Path(__file__).parent.parent / 'data' / 'library'
 GROUP = 'qdtraps/library-relaxed'
 
 
 @pytest.fixture(scope='module')
 def relaxed(aiida_profile):
-    from aiida.tools.archive import import_archive
-
-    import_archive(LIBRARY / 'library_relaxed.aiida')
-    return orm.load_group(GROUP)
+    return import_library('library_relaxed.aiida', GROUP)
 
 
 def test_relaxed_archive_round_trips(relaxed):
@@ -37,10 +30,7 @@ def test_relaxed_archive_round_trips(relaxed):
     assert {row['protocol'] for row in manifest} == {'fast'}
     assert {row['material'] for row in manifest} == {'InP', 'GaP'}
     assert {None, 'ligand', 'cation'} <= {row['vacancy'] for row in manifest}
-    for row in manifest:  # the relax and the PBE0 ran with the built QD's formal net charge
-        pbe0 = orm.load_node(row['pbe0_calculation'])
-        charge = net_charge(to_atoms(orm.load_node(row['built_structure'])))
-        assert pbe0.inputs.parameters['FORCE_EVAL']['DFT'].get('CHARGE', 0) == charge, row['formula']
+    assert_pbe0_charges(manifest)
 
 
 def test_every_label_comes_from_a_relaxed_structure(relaxed):
@@ -68,12 +58,7 @@ def test_every_label_comes_from_a_relaxed_structure(relaxed):
 def test_classifier_on_relaxed_labels_traces_through_the_relax(relaxed):
     """Train on the relaxed library (every core atom a sample), then walk from the model to one trapping sample's
     built structure: the PBE0 ran on the GEO_OPT's output structure, and the GEO_OPT on the built one."""
-    results, node = run_get_node(
-        TrapClassifierWorkChain, group=orm.Str(GROUP),
-        featurize=orm.Dict({'elements': ['In', 'Ga', 'P'], 'coordinations': None}),
-        train=orm.Dict({'cv_folds': 3, 'permutation_repeats': 2, 'hyperparameters': {'n_estimators': 50}}),
-        cluster=orm.Dict({'min_cluster_size': 3}))
-    assert node.is_finished_ok, node.exit_message
+    results, _ = train_all_core(GROUP)
     metrics = results['metrics']
     assert metrics['n_positive'] > 0 and metrics['n_samples'] > metrics['n_positive']
     trace = trace_sample(results['model'])
