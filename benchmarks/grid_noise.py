@@ -25,6 +25,7 @@ import tempfile
 import time
 
 import numpy as np
+from aiida_cp2k.utils import parse_cp2k_output
 from ase.io import read, write
 
 from aiida_qdtraps.parsers.cp2k_files import parse_forces, parse_grid_quality
@@ -106,7 +107,7 @@ def run(atoms, cutoff: float, rel_cutoff: float, box: float, folder: pathlib.Pat
         subprocess.run(['cp2k.psmp', '-i', 'aiida.inp'], cwd=folder, stdout=handle, stderr=subprocess.STDOUT,
                        check=True)
     text = (folder / 'aiida.out').read_text()
-    energy = float(re.findall(r'ENERGY\| Total FORCE_EVAL.*?:\s+(-?[\d.]+)', text)[-1])
+    energy = parse_cp2k_output(text)['energy']
     points = int(re.search(r'PW_GRID\|\s+Bounds\s+1\s+-?\d+\s+-?\d+\s+Points:\s+(\d+)', text).group(1))
     return {'energy': energy, 'forces': parse_forces(text), 'seconds': time.perf_counter() - start, 'points': points,
             **parse_grid_quality(text)}

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
 import pytest
+from aiida_cp2k.utils import parse_cp2k_output
 
 from aiida_qdtraps.parsers import cp2k_files
 from aiida_qdtraps.parsers.cp2k_files import (
@@ -106,7 +105,7 @@ def test_grid_noise_of_the_fast_cutoff(data_dir):
     same In4PF9, rigidly shifted by (0.07, 0.05, 0.03) Å in its 13 Å box, at the fast relax grid and at 400 Ry."""
     def energy_forces(name):
         text = (data_dir / 'cp2k' / 'grid' / name).read_text()
-        return float(re.findall(r'ENERGY\| Total FORCE_EVAL.*?:\s+(-?[\d.]+)', text)[-1]), cp2k_files.parse_forces(text)
+        return parse_cp2k_output(text)['energy'], cp2k_files.parse_forces(text)
 
     noise = {}
     for cutoff in ('200ry', '400ry'):
