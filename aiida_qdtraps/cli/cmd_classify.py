@@ -52,7 +52,9 @@ def classify():
 @click.option('--split', type=click.Choice(['qd', 'atom']), default='qd', show_default=True,
               help='qd: the test set and every CV fold hold whole QDs (metrics on unseen QDs); atom: atoms are split '
               'independently, so atoms of one QD can be on both sides.')
-@click.option('--allow-mixed-protocols', is_flag=True, help='Accept QDs labelled with different protocols.')
+@click.option('--allow-mixed-protocols', is_flag=True,
+              help='Accept QDs labelled with different protocols, SCF settings (grid, functional, basis) or geometry '
+                   'sources (built / relaxed with other settings).')
 def train(group, geometry_only, elements, coordinations, any_coordination, seed, split, allow_mixed_protocols):
     """Train the classifier on the trap labelings in GROUP (a Group label) and cluster the trapping atoms."""
     _load()
@@ -81,7 +83,9 @@ def train(group, geometry_only, elements, coordinations, any_coordination, seed,
 @classify.command()
 @click.argument('model', type=int)
 @click.argument('pk', type=int)
-def predict(model, pk):
+@click.option('--allow-mixed-protocols', is_flag=True,
+              help="Predict even if the QD's SCF settings or geometry source differ from the training data's.")
+def predict(model, pk, allow_mixed_protocols):
     """Apply the stored MODEL (pk of its JSON) to the QD labelled by PK (labeling work chain, pipeline or
     label_traps node)."""
     _load()
@@ -105,7 +109,8 @@ def predict(model, pk):
     features, node = featurize.run_get_node(**inputs)
     if not node.is_finished_ok:
         raise click.ClickException(node.exit_message)
-    result, node = predict_traps.run_get_node(model_node, features['features'])
+    result, node = predict_traps.run_get_node(model_node, features['features'],
+                                              orm.Dict({'allow_mixed_protocols': allow_mixed_protocols}))
     if not node.is_finished_ok:
         raise click.ClickException(node.exit_message)
     predictions = result['predictions']

@@ -49,3 +49,76 @@ ADMM_SECTION = {
     'EXCH_SCALING_MODEL': 'NONE',
     'EXCH_CORRECTION_FUNC': 'PBEX',
 }
+
+
+def _upper_keys(section) -> dict:
+    return {str(k).upper(): v for k, v in section.items()} if isinstance(section, dict) else {}
+
+
+def cp2k_physics_settings(parameters: dict) -> dict:
+    """The settings of a CP2K input (aiida-cp2k dict form) that decide its energies, orbitals and forces.
+
+    Two calculations with equal results here ran the same model chemistry on the same grid; two protocols of one name
+    that differ here (e.g. a ``fast`` whose CUTOFF was raised) are told apart. Left out on purpose: the SCF solver and
+    mixing (``&SCF`` other than EPS_SCF: the error handlers change them to converge a QD, the converged state is the
+    same), ``&PRINT``, CHARGE / MULTIPLICITY (properties of the QD) and the cell (of the structure).
+
+    :returns: ``method``, ``cutoff`` / ``rel_cutoff`` (Ry) / ``ngrids``, ``extended_fft_lengths``, ``poisson`` (solver,
+        periodicity), ``xc`` (the ``&XC_FUNCTIONAL`` section), ``hf_fraction``, ``hf_potential``, ``admm`` (method or
+        None), ``eps_scf``, ``kinds`` ({element: [basis set(s), potential]}); missing keywords are None.
+    """
+    top = _upper_keys(parameters)
+    force_eval = _upper_keys(top.get('FORCE_EVAL'))
+    dft = _upper_keys(force_eval.get('DFT'))
+    mgrid = _upper_keys(dft.get('MGRID'))
+    poisson = _upper_keys(dft.get('POISSON'))
+    xc = _upper_keys(dft.get('XC'))
+    hf = _upper_keys(xc.get('HF'))
+    admm = _upper_keys(dft.get('AUXILIARY_DENSITY_MATRIX_METHOD'))
+    kinds = _upper_keys(force_eval.get('SUBSYS')).get('KIND') or []
+    kinds = [kinds] if isinstance(kinds, dict) else kinds
+    return {
+        'method': force_eval.get('METHOD', 'QS'),
+        'cutoff': mgrid.get('CUTOFF'), 'rel_cutoff': mgrid.get('REL_CUTOFF'), 'ngrids': mgrid.get('NGRIDS'),
+        'extended_fft_lengths': bool(_upper_keys(top.get('GLOBAL')).get('EXTENDED_FFT_LENGTHS', False)),
+        'poisson': [poisson.get('POISSON_SOLVER'), poisson.get('PERIODIC')],
+        'xc': xc.get('XC_FUNCTIONAL'),
+        'hf_fraction': hf.get('FRACTION') if hf else None,
+        'hf_potential': _upper_keys(hf.get('INTERACTION_POTENTIAL')).get('POTENTIAL_TYPE') if hf else None,
+        'admm': admm.get('METHOD') if admm else None,
+        'eps_scf': _upper_keys(dft.get('SCF')).get('EPS_SCF'),
+        'kinds': {str(_upper_keys(k).get('_')): [_upper_keys(k).get('BASIS_SET'), _upper_keys(k).get('POTENTIAL')]
+                  for k in kinds if isinstance(k, dict)},
+    }
+
+
+def settings_differences(a: dict | None, b: dict | None) -> list[str]:
+    """``key: a != b`` for each key where two settings dicts (:func:`cp2k_physics_settings`) disagree; empty when they
+    describe the same calculation. ``kinds`` are compared element by element over the elements both have (an InP and
+    a GaP QD of one protocol agree)."""
+    if a is None or b is None:
+        return [] if a is None and b is None else [f'{a!r} != {b!r}']
+    lines = []
+    for key in sorted(set(a) | set(b)):
+        if key == 'kinds':
+            kinds_a, kinds_b = a.get(key) or {}, b.get(key) or {}
+            lines += [f'kinds[{element}]: {kinds_a[element]!r} != {kinds_b[element]!r}'
+                      for element in sorted(set(kinds_a) & set(kinds_b)) if kinds_a[element] != kinds_b[element]]
+        elif a.get(key) != b.get(key):
+            lines.append(f'{key}: {a.get(key)!r} != {b.get(key)!r}')
+    return lines
+
+
+def merge_settings(settings: list[dict | None]) -> list[dict | None]:
+    """The distinct settings of a list (:func:`settings_differences` empty = the same), each with the union of the
+    ``kinds`` of the settings it stands for; in first-seen order."""
+    merged: list[dict | None] = []
+    for item in settings:
+        for group in merged:
+            if not settings_differences(group, item):
+                if group is not None:
+                    group['kinds'] = {**(item.get('kinds') or {}), **(group.get('kinds') or {})}
+                break
+        else:
+            merged.append(None if item is None else {**item, 'kinds': dict(item.get('kinds') or {})})
+    return merged

@@ -5,7 +5,8 @@ Thin bridges to :mod:`aiida_qdtraps.analysis.features` and :mod:`aiida_qdtraps.a
 
 * ``featurize`` (one per QD): inputs the labelling's ``structure``, ``atom_labels``, ``states``, ``summary`` and the
   hybrid SCF's ``atomic_charges`` and ``output_parameters`` (dipole) → ``features`` ArrayData (``X``, ``y``,
-  ``atom_index``; attributes ``feature_names``, ``source_uuid`` = the ``atom_labels`` node, ``protocol``, ...).
+  ``atom_index``; attributes ``feature_names``, ``source_uuid`` = the ``atom_labels`` node, ``protocol``,
+  ``scf_settings`` (what the PBE0 ran with), ``geometry_source`` (built or relaxed, and how), ...).
 * ``build_dataset`` (inputs: the per-QD ``features`` nodes in a dynamic namespace) → ``dataset`` ArrayData whose
   every row carries its source label node's uuid (``source_uuid``) and atom index (``atom_index``).
 * ``train_classifier`` → ``model`` (SinglefileData, xgboost JSON), ``metrics`` and ``importances`` (Dict),
@@ -16,6 +17,7 @@ Thin bridges to :mod:`aiida_qdtraps.analysis.features` and :mod:`aiida_qdtraps.a
 from __future__ import annotations
 
 import io
+import json
 
 import numpy as np
 from aiida import orm
@@ -23,6 +25,7 @@ from aiida.engine import ExitCode, WorkChain, calcfunction
 
 from ..analysis import classifier as kernel
 from ..analysis import features as feats
+from ..protocols import cp2k_physics_settings, merge_settings, settings_differences
 from ..query import pbe0_calcjob
 
 #: Options of ``featurize`` (``parameters`` input).
@@ -51,6 +54,54 @@ def _net_charge(structure: orm.StructureData, recipe: dict) -> float:
         return float(net_charge(structure.get_ase()))
     except ValueError:
         return float(recipe.get('charge', 0))
+
+
+def _calcjob_settings(process_type: str | None, parameters: orm.Dict | None) -> dict | None:
+    """The physics settings of a CalcJob's ``parameters`` input: CP2K (:func:`cp2k_physics_settings`) or QE pw.x
+    (``&SYSTEM`` cut-offs and functional); None for other or no parameters."""
+    if parameters is None:
+        return None
+    params = parameters.get_dict()
+    if process_type == 'aiida.calculations:cp2k':
+        settings = cp2k_physics_settings(params)
+        geo_opt = ((params.get('MOTION') or {}).get('GEO_OPT') or {})
+        if geo_opt:
+            settings['max_force'] = geo_opt.get('MAX_FORCE')
+        return settings
+    if process_type == 'aiida.calculations:quantumespresso.pw':
+        system = params.get('SYSTEM') or {}
+        return {key: system.get(key) for key in ('ecutwfc', 'ecutrho', 'input_dft')}
+    return None
+
+
+def geometry_origin(structure: orm.StructureData) -> orm.ProcessNode | None:
+    """The process a labelled structure's geometry comes from: walking up through calcfunctions that take one
+    structure (``center_in_box``, ...), the first CalcJob (a relax) or the calcfunction that made it from other inputs
+    (``build_qd_structure``); None for a structure no process made."""
+    node = structure
+    for _ in range(50):
+        creator = node.creator
+        if creator is None or isinstance(creator, orm.CalcJobNode):
+            return creator
+        parents = creator.base.links.get_incoming(node_class=orm.StructureData).all_nodes()
+        if len(parents) != 1:
+            return creator
+        node = parents[0]
+    return node.creator
+
+
+def geometry_source(structure: orm.StructureData, geometry_parameters: orm.Dict | None = None) -> dict:
+    """Where a labelled structure's geometry comes from (:func:`geometry_origin`): the process label
+    (``build_qd_structure`` for a built QD, ``Cp2kCalculation`` for a CP2K relax, ...) and, for a relax, the physics
+    settings and force criterion of its ``parameters`` (``geometry_parameters``)."""
+    origin = geometry_origin(structure)
+    if origin is None:
+        return {'process': None, 'settings': None}
+    return {'process': origin.process_label, 'settings': _calcjob_settings(origin.process_type, geometry_parameters)}
+
+
+def _canonical(value) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
 
 
 def labelled_qd(structure: orm.StructureData, atom_labels: orm.ArrayData, states: orm.ArrayData, summary: orm.Dict,
@@ -89,9 +140,14 @@ def labelled_qd(structure: orm.StructureData, atom_labels: orm.ArrayData, states
 @calcfunction
 def featurize(structure: orm.StructureData, atom_labels: orm.ArrayData, states: orm.ArrayData, summary: orm.Dict,
               atomic_charges: orm.ArrayData | None = None, scf_parameters: orm.Dict | None = None,
+              scf_input: orm.Dict | None = None, geometry_input: orm.Dict | None = None,
               parameters: orm.Dict | None = None) -> dict:
     """The 42 features (21 geometry-only ones without charges and dipole) of the sample atoms of one labelled QD.
 
+    :param scf_input: the hybrid SCF CalcJob's ``parameters`` input; its physics settings (grid, functional, basis,
+        see :func:`~aiida_qdtraps.protocols.cp2k_physics_settings`) are recorded as attribute ``scf_settings``.
+    :param geometry_input: the ``parameters`` input of the CalcJob that made ``structure`` (a relax), if any; with
+        the creator's process label it is recorded as attribute ``geometry_source``.
     :param parameters: ``elements`` (default ['P']) and ``coordinations`` (default [4]; None = any) of the samples.
     :returns: ``features`` ArrayData, or exit code 310 (bad parameters / inputs refused by the kernel).
     """
@@ -111,10 +167,52 @@ def featurize(structure: orm.StructureData, atom_labels: orm.ArrayData, states: 
         'feature_names': list(names), 'units': [feats.UNITS[n] for n in names], 'geometry_only': geometry_only,
         'source_uuid': atom_labels.uuid, 'protocol': summary.get('protocol'), 'material': summary.get('material'),
         'formula': summary.get('formula'), 'labeling_parameters': summary.get('parameters'),
+        'scf_settings': _calcjob_settings('aiida.calculations:cp2k', scf_input),
+        'geometry_source': geometry_source(structure, geometry_input),
         'elements': list(options['elements']),
         'coordinations': None if options['coordinations'] is None else list(options['coordinations']),
         'n_samples': len(atoms), 'n_positive': int(y.sum())})
     return {'features': node}
+
+
+#: Attributes of a ``features`` node that must agree across a dataset (unless mixing is asked for).
+SETTINGS_KEYS = ('protocol', 'labeling_parameters', 'scf_settings', 'geometry_source')
+
+
+def _differences(key: str, a, b) -> list[str]:
+    """How two ``features`` nodes' values of a :data:`SETTINGS_KEYS` attribute disagree (empty: they agree)."""
+    if key == 'scf_settings':
+        return settings_differences(a, b)
+    if key == 'geometry_source' and isinstance(a, dict) and isinstance(b, dict):
+        if a.get('process') != b.get('process'):
+            return [f"made by {a.get('process')} != {b.get('process')}"]
+        return settings_differences(a.get('settings'), b.get('settings'))
+    return [] if _canonical(a) == _canonical(b) else [f'{a!r} != {b!r}']
+
+
+def _mixed_settings(attrs) -> list[str]:
+    """One line per settings attribute (:data:`SETTINGS_KEYS`) on which two ``features`` nodes disagree, with how
+    (the first disagreeing pair; physics settings compare the basis and potential of shared elements only)."""
+    lines = []
+    for key in SETTINGS_KEYS:
+        values = [a.get(key) for a in attrs]
+        conflict = next(((i, j, d) for j in range(len(values)) for i in range(j)
+                         if (d := _differences(key, values[i], values[j]))), None)
+        if conflict is not None:
+            i, j, detail = conflict
+            lines.append(f"{key} of QD {i} ({attrs[i].get('formula')}) and QD {j} ({attrs[j].get('formula')}): "
+                         f"{', '.join(detail)}")
+    return lines
+
+
+def _merged_geometry_sources(sources: list) -> list:
+    """The distinct geometry sources (per creating process, :func:`merge_settings` of their settings)."""
+    by_process: dict = {}
+    for source in sources:
+        source = source or {'process': None, 'settings': None}
+        by_process.setdefault(source.get('process'), []).append(source.get('settings'))
+    return [{'process': process, 'settings': settings} for process, group in by_process.items()
+            for settings in merge_settings(group)]
 
 
 @calcfunction
@@ -138,11 +236,10 @@ def build_dataset(parameters: orm.Dict | None = None, **features) -> dict:
         values = {repr(a.get(key)) for a in attrs}
         if len(values) > 1:
             return ExitCode(321, f'the QDs disagree on {key}: {sorted(values)}')
-    settings = {repr((a.get('protocol'), a.get('labeling_parameters'))) for a in attrs}
-    if len(settings) > 1 and not options['allow_mixed_protocols']:
-        protocols = sorted({str(a.get('protocol')) for a in attrs})
-        return ExitCode(322, f'the QDs were labelled with different protocols / labeling parameters (protocols '
-                             f'{protocols}, {len(settings)} distinct settings); pass allow_mixed_protocols=True to mix')
+    mixed = _mixed_settings(attrs)
+    if mixed and not options['allow_mixed_protocols']:
+        return ExitCode(322, f'the QDs were labelled with different protocols / settings ({"; ".join(mixed)}); pass '
+                             'allow_mixed_protocols=True to mix')
     X = np.concatenate([n.get_array('X') for n in nodes])
     if not len(X):
         return ExitCode(320, f'the {len(nodes)} QDs have no sample atoms of {attrs[0].get("elements")} with '
@@ -157,6 +254,8 @@ def build_dataset(parameters: orm.Dict | None = None, **features) -> dict:
     dataset.base.attributes.set_many({
         'feature_names': attrs[0].get('feature_names'), 'elements': attrs[0].get('elements'),
         'coordinations': attrs[0].get('coordinations'), 'protocols': sorted({str(a.get('protocol')) for a in attrs}),
+        'scf_settings': merge_settings([a.get('scf_settings') for a in attrs]),
+        'geometry_sources': _merged_geometry_sources([a.get('geometry_source') for a in attrs]),
         'sources': [a.get('source_uuid') for a in attrs], 'formulas': [a.get('formula') for a in attrs],
         'n_samples': len(X), 'n_positive': int(dataset.get_array('y').sum()), 'n_qds': len(nodes)})
     return {'dataset': dataset}
@@ -212,6 +311,7 @@ def train_classifier(dataset: orm.ArrayData, parameters: orm.Dict | None = None)
     attrs = dataset.base.attributes
     metadata = {'feature_names': list(names), 'feature_set': options['feature_set'], 'elements': attrs.get('elements'),
                 'coordinations': attrs.get('coordinations'), 'protocols': attrs.get('protocols'),
+                'scf_settings': attrs.get('scf_settings'), 'geometry_sources': attrs.get('geometry_sources'),
                 'dataset_uuid': dataset.uuid}
     model = orm.SinglefileData(io.BytesIO(kernel.model_to_json(result.model, metadata)), filename='model.json')
     model.base.attributes.set_many({'format': 'xgboost-json', **metadata})
@@ -259,14 +359,33 @@ def cluster_traps(dataset: orm.ArrayData, parameters: orm.Dict | None = None) ->
 
 
 @calcfunction
-def predict_traps(model: orm.SinglefileData, features: orm.ArrayData) -> dict:
+def predict_traps(model: orm.SinglefileData, features: orm.ArrayData, parameters: orm.Dict | None = None) -> dict:
     """Apply a stored model to one QD's ``features``: probability and prediction of trapping per sample atom.
 
+    :param parameters: ``allow_mixed_protocols`` (default False): predict even when the QD's SCF settings or geometry
+        source (``featurize`` attributes ``scf_settings``, ``geometry_source``) are not among the model's training
+        data's (models from before these were recorded are not checked).
     :returns: ``predictions`` ArrayData (``atom_index``, ``probability``, ``predicted``, ``labelled`` = the
-        labelling's own target), or exit code 350 (features that do not match the model's).
+        labelling's own target), or exit codes 350 (features that do not match the model's), 351 (a QD computed with
+        other settings than the training data).
     """
     try:
+        options = _options(parameters, {'allow_mixed_protocols': False}, 'predict_traps')
         booster, metadata = kernel.model_from_json(model.get_content('rb'))
+    except ValueError as exc:
+        return ExitCode(350, f'prediction refused: {exc}')
+    if not options['allow_mixed_protocols']:
+        attrs = features.base.attributes
+        for key, trained_key in (('scf_settings', 'scf_settings'), ('geometry_source', 'geometry_sources')):
+            trained = metadata.get(trained_key)
+            if not trained or key not in attrs.all:
+                continue
+            mine = attrs.get(key)
+            if all(_differences(key, value, mine) for value in trained):
+                return ExitCode(351, f'the QD was computed with other settings than the model was trained on ({key}: '
+                                     f'{"; ".join(_differences(key, trained[0], mine))}); pass '
+                                     'allow_mixed_protocols=True to predict anyway')
+    try:
         names = tuple(features.base.attributes.get('feature_names'))
         wanted = tuple(metadata.get('feature_names') or names)
         missing = [n for n in wanted if n not in names]
@@ -305,7 +424,9 @@ def find_labeling(node: orm.Node) -> orm.CalcFunctionNode:
 def labeling_inputs(node: orm.Node) -> dict:
     """The ``featurize`` inputs of a finished labeling (see :func:`find_labeling`): structure, atom_labels, states,
     summary and, found through the provenance of its ``mo_window`` (extract_mo_window → retrieved → CP2K CalcJob),
-    the SCF's ``atomic_charges`` and ``output_parameters``."""
+    the SCF's ``atomic_charges``, ``output_parameters`` and ``parameters`` input (``scf_input``), and the
+    ``parameters`` input of the relax CalcJob the structure comes from, if any (``geometry_input``, see
+    :func:`geometry_origin`)."""
     label = find_labeling(node)
     outputs = label.outputs
     inputs = {'structure': label.inputs.structure, 'atom_labels': outputs.atom_labels, 'states': outputs.states,
@@ -315,6 +436,11 @@ def labeling_inputs(node: orm.Node) -> dict:
         for link, key in (('atomic_charges', 'atomic_charges'), ('output_parameters', 'scf_parameters')):
             if link in calcjob.outputs:
                 inputs[key] = calcjob.outputs[link]
+        if 'parameters' in calcjob.inputs:
+            inputs['scf_input'] = calcjob.inputs.parameters
+    origin = geometry_origin(inputs['structure'])
+    if isinstance(origin, orm.CalcJobNode) and 'parameters' in origin.inputs:
+        inputs['geometry_input'] = origin.inputs.parameters
     return inputs
 
 

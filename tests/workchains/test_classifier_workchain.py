@@ -135,6 +135,38 @@ def test_mixed_protocols_and_single_class_are_refused(library):
     assert node.exit_status == 310 and "['element']" in node.exit_message
 
 
+def test_other_grid_under_the_same_protocol_name_is_refused(trained, library):
+    """A QD whose PBE0 ran on another grid is told apart even when its protocol is still called ``fast``: the
+    features record the SCF's physics settings and the geometry's origin, build_dataset and predict_traps compare them."""
+    results, _ = trained
+    inputs = labeling_inputs(next(iter(library.nodes)))
+    first = featurize(**inputs, parameters=orm.Dict(ALL_CORE))['features']
+    attrs = first.base.attributes
+    assert attrs.get('protocol') == 'fast' and attrs.get('scf_settings')['cutoff'] == 200
+    assert attrs.get('scf_settings')['hf_fraction'] == 0.25
+    assert attrs.get('geometry_source') == {'process': 'build_qd_structure', 'settings': None}  # built, not relaxed
+    dataset = results['dataset'].base.attributes
+    assert len(dataset.get('scf_settings')) == 1 and {'In', 'Ga', 'P'} <= set(dataset.get('scf_settings')[0]['kinds'])
+    assert dataset.get('geometry_sources') == [{'process': 'build_qd_structure', 'settings': None}]
+
+    params = inputs['scf_input'].get_dict()
+    params['FORCE_EVAL']['DFT']['MGRID'].update(CUTOFF=300, REL_CUTOFF=50)
+    regridded = featurize(**{**inputs, 'scf_input': orm.Dict(params)}, parameters=orm.Dict(ALL_CORE))['features']
+    _, node = build_dataset.run_get_node(qd_a=first, qd_b=regridded)
+    assert node.exit_status == 322, node.exit_message
+    assert 'scf_settings' in node.exit_message and 'cutoff: 200 != 300, rel_cutoff: 30 != 50' in node.exit_message
+    assert 'protocol of' not in node.exit_message  # both are still called 'fast'
+
+    _, node = predict_traps.run_get_node(results['model'], regridded)
+    assert node.exit_status == 351 and 'cutoff: 200 != 300' in node.exit_message
+    assert not node.base.links.get_outgoing().all()
+    result, node = predict_traps.run_get_node(results['model'], regridded,
+                                              orm.Dict({'allow_mixed_protocols': True}))
+    assert node.is_finished_ok and len(result['predictions'].get_array('predicted')) == len(regridded.get_array('y'))
+    _, node = predict_traps.run_get_node(results['model'], first)
+    assert node.is_finished_ok
+
+
 def test_cli_report_predict_train(trained, library, monkeypatch, tmp_path):
     """``qdtraps classify report / predict / train`` on the imported library (the test profile stands in for the
     project profile; a real ``train`` run is the work chain of :func:`trained`)."""

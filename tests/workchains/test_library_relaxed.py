@@ -11,9 +11,15 @@ import json
 import numpy as np
 import pytest
 from aiida import orm
-from library_archives import LIBRARY, assert_pbe0_charges, import_library, train_all_core
+from library_archives import ALL_CORE, LIBRARY, assert_pbe0_charges, import_library, train_all_core
 
-from aiida_qdtraps.workchains.classifier import library_summary, trace_sample
+from aiida_qdtraps.workchains.classifier import (
+    build_dataset,
+    featurize,
+    labeling_inputs,
+    library_summary,
+    trace_sample,
+)
 
 GROUP = 'qdtraps/library-relaxed'
 
@@ -73,3 +79,23 @@ def test_classifier_on_relaxed_labels_traces_through_the_relax(relaxed):
     assert any(calc.is_finished_ok for calc in relax_calcs)
     assert trace['pbe0'].inputs.structure.uuid == scf_structure.uuid
     assert scf_structure.get_formula() == built.get_formula()
+
+
+def test_relaxed_and_built_geometries_are_not_mixed_silently(relaxed):
+    """The features of a relaxed QD record the GEO_OPT that made its geometry (settings and force criterion); a
+    dataset mixing it with a QD labelled on its built geometry is refused unless asked for."""
+    built_library = import_library('library.aiida', 'qdtraps/library')
+    relaxed_qd = featurize(**labeling_inputs(sorted(relaxed.nodes, key=lambda n: n.pk)[0]),
+                           parameters=orm.Dict(ALL_CORE))['features']
+    source = relaxed_qd.base.attributes.get('geometry_source')
+    assert source['process'] == 'Cp2kCalculation'
+    assert source['settings']['max_force'] == 0.0045 and source['settings']['hf_fraction'] is None
+    assert source['settings']['cutoff'] == 200
+    built_qd = featurize(**labeling_inputs(sorted(built_library.nodes, key=lambda n: n.pk)[0]),
+                         parameters=orm.Dict(ALL_CORE))['features']
+    _, node = build_dataset.run_get_node(qd_a=relaxed_qd, qd_b=built_qd)
+    assert node.exit_status == 322 and 'made by Cp2kCalculation != build_qd_structure' in node.exit_message
+    _, node = build_dataset.run_get_node(qd_a=relaxed_qd, qd_b=built_qd,
+                                         parameters=orm.Dict({'allow_mixed_protocols': True}))
+    assert node.is_finished_ok
+    assert len(node.outputs.dataset.base.attributes.get('geometry_sources')) == 2

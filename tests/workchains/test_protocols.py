@@ -8,7 +8,13 @@ import subprocess
 import pytest
 from aiida_cp2k.utils import Cp2kInput
 
-from aiida_qdtraps.protocols import kind_sections, valence_from_potential
+from aiida_qdtraps.protocols import (
+    cp2k_physics_settings,
+    kind_sections,
+    merge_settings,
+    settings_differences,
+    valence_from_potential,
+)
 from aiida_qdtraps.workchains.hybrid_scf import HybridScfWorkChain
 from aiida_qdtraps.workchains.pipeline import QdTrapsPipelineWorkChain
 from aiida_qdtraps.workchains.relax import QdRelaxWorkChain
@@ -85,3 +91,55 @@ def test_unknown_protocol_and_element(cp2k_code, tiny_qd):
         valence_from_potential('GTH-PBE')
     assert kind_sections(['In'], 'DZVP-MOLOPT-SR-GTH', admm=True) == [
         {'_': 'In', 'BASIS_SET': ['ORB DZVP-MOLOPT-SR-GTH', 'AUX_FIT cFIT10'], 'POTENTIAL': 'GTH-PBE-q13'}]
+
+
+def test_physics_settings_tell_protocols_apart_but_not_handler_changes(cp2k_code, tiny_qd):
+    """``cp2k_physics_settings`` is what the classifier compares across QDs: the grid, functional and basis of each
+    protocol, but not the SCF solver changes that the error handlers make."""
+    hybrid = {p: cp2k_physics_settings(HybridScfWorkChain.get_builder_from_protocol(
+        cp2k_code, tiny_qd, protocol=p).scf.cp2k.parameters.get_dict()) for p in PROTOCOLS}
+    fast = hybrid['fast']
+    assert (fast['cutoff'], fast['rel_cutoff'], fast['extended_fft_lengths']) == (200, 30, True)
+    assert fast['hf_fraction'] == 0.25 and fast['hf_potential'] == 'COULOMB' and fast['admm'] is None
+    assert fast['poisson'] == ['WAVELET', 'NONE']
+    assert fast['kinds']['In'] == ['SZV-MOLOPT-SR-GTH', 'GTH-PBE-q13']
+    assert hybrid['moderate']['admm'] == 'BASIS_PROJECTION'
+    assert hybrid['moderate']['kinds']['P'] == [['ORB DZVP-MOLOPT-SR-GTH', 'AUX_FIT cFIT3'], 'GTH-PBE-q5']
+    changed = settings_differences(fast, hybrid['moderate'])
+    assert 'cutoff: 200 != 400' in changed
+    assert ("kinds[In]: ['SZV-MOLOPT-SR-GTH', 'GTH-PBE-q13'] != [['ORB DZVP-MOLOPT-SR-GTH', 'AUX_FIT cFIT10'], "
+            "'GTH-PBE-q13']") in changed
+
+    relax = cp2k_physics_settings(QdRelaxWorkChain.get_builder_from_protocol(
+        cp2k_code, tiny_qd, protocol='fast').base.cp2k.parameters.get_dict())
+    assert relax['hf_fraction'] is None and 'hf_fraction: None != 0.25' in settings_differences(relax, fast)
+
+    # what the SCF handlers change (mixing, smearing, OT, guess, MAX_SCF) is not a different model chemistry ...
+    params = HybridScfWorkChain.get_builder_from_protocol(cp2k_code, tiny_qd, protocol='fast').scf.cp2k.parameters
+    params = params.get_dict()
+    params['FORCE_EVAL']['DFT']['SCF'].update({
+        'MAX_SCF': 300, 'SCF_GUESS': 'ATOMIC', 'MIXING': {'METHOD': 'DIRECT_P_MIXING', 'ALPHA': 0.4},
+        'SMEAR': {'_': True, 'METHOD': 'FERMI_DIRAC', 'ELECTRONIC_TEMPERATURE': 300}})
+    params['FORCE_EVAL']['DFT']['PRINT'].pop('MO_MOLDEN')
+    assert cp2k_physics_settings(params) == fast
+    # ... a raised grid is, also in lower-case keys
+    params['FORCE_EVAL']['DFT']['MGRID'] = {'cutoff': 300, 'rel_cutoff': 50, 'ngrids': 4}
+    assert settings_differences(fast, cp2k_physics_settings(params)) == ['cutoff: 200 != 300', 'rel_cutoff: 30 != 50']
+    assert cp2k_physics_settings({}) == {**{key: None for key in fast}, 'method': 'QS', 'extended_fft_lengths': False,
+                                         'poisson': [None, None], 'kinds': {}}
+
+
+def test_settings_compare_shared_elements_and_merge():
+    """An InP and a GaP QD of one protocol have the same settings (kinds compared over shared elements only); a
+    different P basis or grid is a difference; merging keeps one entry per distinct setting with the union of kinds."""
+    inp = {'cutoff': 200, 'kinds': {'In': ['SZV', 'q13'], 'P': ['SZV', 'q5']}}
+    gap = {'cutoff': 200, 'kinds': {'Ga': ['SZV', 'q13'], 'P': ['SZV', 'q5']}}
+    dzvp = {'cutoff': 200, 'kinds': {'In': ['SZV', 'q13'], 'P': ['DZVP', 'q5']}}
+    assert settings_differences(inp, gap) == []
+    assert settings_differences(inp, dzvp) == ["kinds[P]: ['SZV', 'q5'] != ['DZVP', 'q5']"]
+    assert settings_differences(inp, {**gap, 'cutoff': 300}) == ['cutoff: 200 != 300']
+    assert settings_differences(None, None) == [] and settings_differences(None, inp) != []
+    merged = merge_settings([inp, gap, dzvp, None])
+    assert merged == [{'cutoff': 200, 'kinds': {'In': ['SZV', 'q13'], 'P': ['SZV', 'q5'], 'Ga': ['SZV', 'q13']}},
+                      dzvp, None]
+    assert inp == {'cutoff': 200, 'kinds': {'In': ['SZV', 'q13'], 'P': ['SZV', 'q5']}}  # inputs not modified
