@@ -190,21 +190,6 @@ def _differences(key: str, a, b) -> list[str]:
     return [] if _canonical(a) == _canonical(b) else [f'{a!r} != {b!r}']
 
 
-def _mixed_settings(attrs) -> list[str]:
-    """One line per settings attribute (:data:`SETTINGS_KEYS`) on which two ``features`` nodes disagree, with how
-    (the first disagreeing pair; physics settings compare the basis and potential of shared elements only)."""
-    lines = []
-    for key in SETTINGS_KEYS:
-        values = [a.get(key) for a in attrs]
-        conflict = next(((i, j, d) for j in range(len(values)) for i in range(j)
-                         if (d := _differences(key, values[i], values[j]))), None)
-        if conflict is not None:
-            i, j, detail = conflict
-            lines.append(f"{key} of QD {i} ({attrs[i].get('formula')}) and QD {j} ({attrs[j].get('formula')}): "
-                         f"{', '.join(detail)}")
-    return lines
-
-
 def _merged_geometry_sources(sources: list) -> list:
     """The distinct geometry sources (per creating process, :func:`merge_settings` of their settings)."""
     by_process: dict = {}
@@ -213,6 +198,26 @@ def _merged_geometry_sources(sources: list) -> list:
         by_process.setdefault(source.get('process'), []).append(source.get('settings'))
     return [{'process': process, 'settings': settings} for process, group in by_process.items()
             for settings in merge_settings(group)]
+
+
+def _mixed_settings(attrs) -> list[str]:
+    """One line per settings attribute (:data:`SETTINGS_KEYS`) on which two ``features`` nodes disagree, with how
+    (the first disagreeing pair; physics settings compare the basis and potential of shared elements only)."""
+    lines = []
+    for key in SETTINGS_KEYS:
+        values = [a.get(key) for a in attrs]
+        if key == 'scf_settings':
+            distinct = len(merge_settings(values))
+        elif key == 'geometry_source':
+            distinct = len(_merged_geometry_sources(values))
+        else:
+            distinct = len({_canonical(value) for value in values})
+        if distinct > 1:  # then (and only then: merging is exact) some pair disagrees; name the first one
+            i, j, detail = next((i, j, d) for j in range(len(values)) for i in range(j)
+                                if (d := _differences(key, values[i], values[j])))
+            lines.append(f"{key} of QD {i} ({attrs[i].get('formula')}) and QD {j} ({attrs[j].get('formula')}): "
+                         f"{', '.join(detail)}")
+    return lines
 
 
 @calcfunction
