@@ -112,7 +112,8 @@ def predict(model, pk, allow_mixed_protocols):
     result, node = predict_traps.run_get_node(model_node, features['features'],
                                               orm.Dict({'allow_mixed_protocols': allow_mixed_protocols}))
     if not node.is_finished_ok:
-        raise click.ClickException(node.exit_message)
+        raise click.ClickException(node.exit_message.replace('pass allow_mixed_protocols=True',
+                                                             'pass --allow-mixed-protocols'))
     predictions = result['predictions']
     symbols = inputs['atom_labels'].base.attributes.get('symbols')
     click.echo('atom  element  P(trapping)  predicted  labelled')

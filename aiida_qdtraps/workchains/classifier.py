@@ -387,9 +387,9 @@ def predict_traps(model: orm.SinglefileData, features: orm.ArrayData, parameters
                 continue
             mine = attrs.get(key)
             if all(_differences(key, value, mine) for value in trained):
-                return ExitCode(351, f'the QD was computed with other settings than the model was trained on ({key}: '
-                                     f'{"; ".join(_differences(key, trained[0], mine))}); pass '
-                                     'allow_mixed_protocols=True to predict anyway')
+                return ExitCode(351, f'the QD was computed with other settings than the model was trained on ({key}, '
+                                     f'training data != this QD: {"; ".join(_differences(key, trained[0], mine))}); '
+                                     'pass allow_mixed_protocols=True to predict anyway')
     try:
         names = tuple(features.base.attributes.get('feature_names'))
         wanted = tuple(metadata.get('feature_names') or names)

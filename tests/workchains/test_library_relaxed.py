@@ -61,10 +61,15 @@ def test_every_label_comes_from_a_relaxed_structure(relaxed):
         assert np.sqrt((moved ** 2).mean()) > 0.05, labeling.outputs.summary['formula']
 
 
-def test_classifier_on_relaxed_labels_traces_through_the_relax(relaxed):
+@pytest.fixture(scope='module')
+def relaxed_model(relaxed):
+    return train_all_core(GROUP)
+
+
+def test_classifier_on_relaxed_labels_traces_through_the_relax(relaxed_model):
     """Train on the relaxed library (every core atom a sample), then walk from the model to one trapping sample's
     built structure: the PBE0 ran on the GEO_OPT's output structure, and the GEO_OPT on the built one."""
-    results, _ = train_all_core(GROUP)
+    results, _ = relaxed_model
     metrics = results['metrics']
     assert metrics['n_positive'] > 0 and metrics['n_samples'] > metrics['n_positive']
     trace = trace_sample(results['model'])
@@ -81,9 +86,14 @@ def test_classifier_on_relaxed_labels_traces_through_the_relax(relaxed):
     assert scf_structure.get_formula() == built.get_formula()
 
 
-def test_relaxed_and_built_geometries_are_not_mixed_silently(relaxed):
+def test_relaxed_and_built_geometries_are_not_mixed_silently(relaxed, relaxed_model, monkeypatch):
     """The features of a relaxed QD record the GEO_OPT that made its geometry (settings and force criterion); a
-    dataset mixing it with a QD labelled on its built geometry is refused unless asked for."""
+    dataset mixing it with a QD labelled on its built geometry is refused unless asked for, and so is a prediction of
+    the relaxed-library model on a built-geometry QD (``qdtraps classify predict``)."""
+    from click.testing import CliRunner
+
+    from aiida_qdtraps.cli import cmd_classify
+
     built_library = import_library('library.aiida', 'qdtraps/library')
     relaxed_qd = featurize(**labeling_inputs(sorted(relaxed.nodes, key=lambda n: n.pk)[0]),
                            parameters=orm.Dict(ALL_CORE))['features']
@@ -99,3 +109,12 @@ def test_relaxed_and_built_geometries_are_not_mixed_silently(relaxed):
                                          parameters=orm.Dict({'allow_mixed_protocols': True}))
     assert node.is_finished_ok
     assert len(node.outputs.dataset.base.attributes.get('geometry_sources')) == 2
+
+    monkeypatch.setattr(cmd_classify, '_load', lambda: None)
+    command = ['predict', str(relaxed_model[0]['model'].pk), str(sorted(built_library.nodes, key=lambda n: n.pk)[0].pk)]
+    result = CliRunner().invoke(cmd_classify.classify, command)
+    assert result.exit_code != 0, result.output
+    assert 'training data != this QD: made by Cp2kCalculation != build_qd_structure' in result.output
+    assert 'pass --allow-mixed-protocols' in result.output
+    result = CliRunner().invoke(cmd_classify.classify, [*command, '--allow-mixed-protocols'])
+    assert result.exit_code == 0 and 'P(trapping)' in result.output, result.output
