@@ -52,7 +52,16 @@ ADMM_SECTION = {
 
 
 def _upper_keys(section) -> dict:
+    if isinstance(section, list) and section:  # a repeated section: the first one
+        section = section[0]
     return {str(k).upper(): v for k, v in section.items()} if isinstance(section, dict) else {}
+
+
+def _flag(value) -> bool:
+    """A CP2K logical keyword as given in aiida-cp2k dicts: a bool or one of CP2K's spellings ('T', '.TRUE.', ...)."""
+    if isinstance(value, str):
+        return value.strip().strip('.').upper() in ('T', 'TRUE', 'Y', 'YES', 'ON')
+    return bool(value)
 
 
 def cp2k_physics_settings(parameters: dict) -> dict:
@@ -80,7 +89,7 @@ def cp2k_physics_settings(parameters: dict) -> dict:
     return {
         'method': force_eval.get('METHOD', 'QS'),
         'cutoff': mgrid.get('CUTOFF'), 'rel_cutoff': mgrid.get('REL_CUTOFF'), 'ngrids': mgrid.get('NGRIDS'),
-        'extended_fft_lengths': bool(_upper_keys(top.get('GLOBAL')).get('EXTENDED_FFT_LENGTHS', False)),
+        'extended_fft_lengths': _flag(_upper_keys(top.get('GLOBAL')).get('EXTENDED_FFT_LENGTHS', False)),
         'poisson': [poisson.get('POISSON_SOLVER'), poisson.get('PERIODIC')],
         'xc': xc.get('XC_FUNCTIONAL'),
         'hf_fraction': hf.get('FRACTION') if hf else None,

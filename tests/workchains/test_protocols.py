@@ -125,6 +125,9 @@ def test_physics_settings_tell_protocols_apart_but_not_handler_changes(cp2k_code
     # ... a raised grid is, also in lower-case keys
     params['FORCE_EVAL']['DFT']['MGRID'] = {'cutoff': 300, 'rel_cutoff': 50, 'ngrids': 4}
     assert settings_differences(fast, cp2k_physics_settings(params)) == ['cutoff: 200 != 300', 'rel_cutoff: 30 != 50']
+    for spelling, value in (('.FALSE.', False), ('F', False), ('T', True), ('.true.', True)):
+        params['GLOBAL']['EXTENDED_FFT_LENGTHS'] = spelling
+        assert cp2k_physics_settings(params)['extended_fft_lengths'] is value
     assert cp2k_physics_settings({}) == {**{key: None for key in fast}, 'method': 'QS', 'extended_fft_lengths': False,
                                          'poisson': [None, None], 'kinds': {}}
 
