@@ -3,7 +3,11 @@
 CP2K 2023.1 only prints ``*** WARNING ... SCF run NOT converged ***`` and carries on (with GEO_OPT it
 even continues optimising on unconverged forces), and aiida-cp2k's parser only recognises the ABORT
 variant of that message, so such runs would pass as successful. This parser returns
-``ERROR_SCF_NOT_CONVERGED`` for them, which the work chains' SCF handler then treats.
+``ERROR_SCF_NOT_CONVERGED`` for them, which the work chains' SCF handler then treats: for a single point, for an
+unfinished run (optimisation step limit, incomplete output) with any unconverged cycle, and for a finished
+optimisation whose last step or final re-evaluation did not converge (:func:`final_scf_not_converged`). A finished
+optimisation with unconverged cycles only on its way is accepted; ``output_parameters['scf_not_converged_count']``
+counts them and the work chain reports them.
 
 It also adds CP2K's dipole moment (``dipole_debye``, ``dipole_norm_debye``; ``&DFT &PRINT &MOMENTS``) to
 ``output_parameters`` and outputs ``atomic_charges`` (ArrayData with ``mulliken``, ``lowdin``, ``hirshfeld`` net
@@ -27,6 +31,18 @@ from .cp2k_files import (
 )
 
 SCF_NOT_CONVERGED = 'SCF run NOT converged'
+OPTIMIZATION_STEP = 'OPTIMIZATION STEP:'
+
+
+def final_scf_not_converged(output: str) -> bool:
+    """Whether an SCF cycle that the run's results come from ended unconverged: any in a single point, any in the last
+    optimisation step (and the re-evaluation at the minimum that follows it) of a GEO_OPT / CELL_OPT.
+
+    A finished GEO_OPT whose early SCF cycles did not converge, but whose last step and final re-evaluation did, is a
+    valid result: its geometry and forces come from converged SCF cycles (F6In6P3³⁺, docs/classifier.md: step 1 of 41
+    unconverged, then GEOMETRY OPTIMIZATION COMPLETED). Refusing it restarted a converged relax with other mixing.
+    """
+    return SCF_NOT_CONVERGED in output[max(output.rfind(OPTIMIZATION_STEP), 0):]
 
 
 class QdCp2kParser(Cp2kBaseParser):
@@ -48,6 +64,7 @@ class QdCp2kParser(Cp2kBaseParser):
         result['walltime_s'] = parse_total_walltime(output_string)
         result['cp2k_reported_gap_ev'] = parse_reported_gap(output_string)
         result.update(parse_grid_quality(output_string))
+        result['scf_not_converged_count'] = output_string.count(SCF_NOT_CONVERGED)
         dipole = parse_dipole_moment(output_string)
         if dipole is not None:
             result['dipole_debye'] = dipole
@@ -77,8 +94,11 @@ class QdCp2kParser(Cp2kBaseParser):
 
     def _check_stdout_for_errors(self, output_string):
         exit_code = super()._check_stdout_for_errors(output_string)
-        not_converged = SCF_NOT_CONVERGED in output_string
-        if not_converged and exit_code in (None, self.exit_codes.ERROR_MAXIMUM_NUMBER_OPTIMIZATION_STEPS_REACHED,
-                                           self.exit_codes.ERROR_OUTPUT_INCOMPLETE):
+        if SCF_NOT_CONVERGED not in output_string:
+            return exit_code
+        if exit_code in (self.exit_codes.ERROR_MAXIMUM_NUMBER_OPTIMIZATION_STEPS_REACHED,
+                         self.exit_codes.ERROR_OUTPUT_INCOMPLETE):
+            return self.exit_codes.ERROR_SCF_NOT_CONVERGED  # an unfinished run that had unconverged SCF cycles
+        if exit_code is None and final_scf_not_converged(output_string):
             return self.exit_codes.ERROR_SCF_NOT_CONVERGED
         return exit_code

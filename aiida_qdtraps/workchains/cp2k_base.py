@@ -139,6 +139,18 @@ class QdCp2kBaseWorkChain(Cp2kBaseWorkChain):
                         f'non-periodic cell (wavelet Poisson): more vacuum or a higher REL_CUTOFF (docs/pipeline.md).')
         return None
 
+    @process_handler(priority=590)
+    def report_unconverged_scf_cycles(self, calc):
+        """Report a finished calculation that had unconverged SCF cycles on its way (a GEO_OPT whose last step and
+        final re-evaluation converged, which the parser accepts); changes nothing."""
+        if not calc.is_finished_ok or 'output_parameters' not in calc.outputs:
+            return None
+        count = calc.outputs.output_parameters.get('scf_not_converged_count') or 0
+        if count:
+            self.report(f'{calc.process_label}<{calc.pk}>: {count} SCF cycle(s) on the way did not converge and CP2K '
+                        'carried on; the last step and the final re-evaluation converged, so the result stands.')
+        return None
+
     @process_handler(priority=500, exit_codes=[Cp2kCalculation.exit_codes.ERROR_SCF_NOT_CONVERGED])
     def handle_scf_not_converged(self, calc):
         """Make the SCF more robust and restart from the last wavefunction."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from aiida_qdtraps.parsers.cp2k import QdCp2kParser
+from aiida_qdtraps.parsers.cp2k import QdCp2kParser, final_scf_not_converged
 from aiida_qdtraps.parsers.cp2k_hybrid import Cp2kHybridParser
 
 PBE0_FILES = ['aiida.out', 'aiida-MOS-1_0.molden', 'aiida-k1-1.pdos', 'aiida-k2-1.pdos', 'aiida-k3-1.pdos',
@@ -59,3 +59,29 @@ def test_base_parser_adds_cp2k_walltime(generate_cp2k_calc, data_dir):
     results, calcfunction = QdCp2kParser.parse_from_node(node, store_provenance=False)
     assert calcfunction.is_finished_ok
     assert results['output_parameters']['walltime_s'] == pytest.approx(74.088)
+
+
+def test_finished_geo_opt_with_an_early_unconverged_scf_is_accepted(generate_cp2k_calc, data_dir):
+    """Recorded F6In6P3³⁺ fast GEO_OPT (steps 1-39 cut out): its first SCF cycle stopped unconverged at 100 steps,
+    CP2K carried on, and the optimisation COMPLETED at step 40 with converged cycles, re-evaluation included. The
+    result stands (session 8: refusing it made the SCF handler restart a converged relax with P-mixing, which then
+    diverged); the unconverged cycles are counted."""
+    folder = data_dir / 'cp2k' / 'failed'
+    name = 'scf_unconverged_early_geo_opt_completed'
+    files = {'aiida.out': folder / f'{name}.out', 'aiida-1.restart': folder / f'{name}-1.restart',
+             'aiida-pos-1.xyz': folder / f'{name}-pos-1.xyz'}
+    node = generate_cp2k_calc(files, parameters={'GLOBAL': {'RUN_TYPE': 'GEO_OPT'}})
+    results, calcfunction = QdCp2kParser.parse_from_node(node, store_provenance=False)
+    assert calcfunction.is_finished_ok, (calcfunction.exit_status, calcfunction.exit_message)
+    assert results['output_parameters']['scf_not_converged_count'] == 1
+    assert results['output_parameters']['energy'] == pytest.approx(-501.6103, abs=1e-3)
+
+
+def test_final_scf_not_converged():
+    step = ' OPTIMIZATION STEP:      {}\n'
+    bad, good = ' *** SCF run NOT converged ***\n', '  *** SCF run converged in    15 steps ***\n'
+    assert final_scf_not_converged(bad)  # a single point
+    assert not final_scf_not_converged(good)
+    assert not final_scf_not_converged(bad + step.format(1) + good + step.format(2) + good + ' COMPLETED\n' + good)
+    assert final_scf_not_converged(bad + step.format(1) + good + step.format(2) + bad)
+    assert final_scf_not_converged(step.format(1) + good + step.format(2) + good + ' COMPLETED\n' + bad)

@@ -188,3 +188,24 @@ def test_grid_quality_is_reported_and_changes_nothing(base_workchain, generate_c
     assert len(reports) == 1
     assert '-1.9e-03 electrons lost on the real-space grid' in reports[0]
     assert '28 CP2K warnings of density on the cell faces' in reports[0]
+
+
+def test_unconverged_scf_cycles_on_the_way_are_reported(base_workchain, generate_cp2k_calc, data_dir):
+    """A finished GEO_OPT with one unconverged SCF cycle on its way (recorded F6In6P3³⁺) is reported, not restarted."""
+    from aiida_qdtraps.parsers.cp2k import QdCp2kParser
+
+    reports = []
+    process = base_workchain({'MAX_SCF': 100})
+    process.report = reports.append
+    name = 'scf_unconverged_early_geo_opt_completed'
+    files = {'aiida.out': data_dir / FAILED / f'{name}.out', 'aiida-1.restart': data_dir / FAILED / f'{name}-1.restart',
+             'aiida-pos-1.xyz': data_dir / FAILED / f'{name}-pos-1.xyz'}
+    results, parsing = QdCp2kParser.parse_from_node(generate_cp2k_calc(files, parameters={'GLOBAL': {
+        'RUN_TYPE': 'GEO_OPT'}}), store_provenance=False)
+    assert parsing.is_finished_ok
+    calc = generate_cp2k_calc(files, outputs={'output_parameters': results['output_parameters'].clone()})
+    before = process.ctx.inputs.parameters.get_dict()
+    assert process.report_unconverged_scf_cycles(calc) is None
+    assert process.ctx.inputs.parameters.get_dict() == before
+    assert reports == [f'{calc.process_label}<{calc.pk}>: 1 SCF cycle(s) on the way did not converge and CP2K carried on; '
+                       'the last step and the final re-evaluation converged, so the result stands.']
