@@ -39,8 +39,9 @@ def final_scf_not_converged(output: str) -> bool:
     optimisation step (and the re-evaluation at the minimum that follows it) of a GEO_OPT / CELL_OPT.
 
     A finished GEO_OPT whose early SCF cycles did not converge, but whose last step and final re-evaluation did, is a
-    valid result: its geometry and forces come from converged SCF cycles (F6In6P3³⁺, docs/classifier.md: step 1 of 41
-    unconverged, then GEOMETRY OPTIMIZATION COMPLETED). Refusing it restarted a converged relax with other mixing.
+    valid result: its geometry and forces come from converged SCF cycles (F6In6P3³⁺, docs/pipeline.md: its first SCF
+    cycle unconverged, then GEOMETRY OPTIMIZATION COMPLETED at step 40). Refusing it restarted a converged relax with
+    other mixing.
     """
     return SCF_NOT_CONVERGED in output[max(output.rfind(OPTIMIZATION_STEP), 0):]
 
