@@ -77,6 +77,22 @@ def pbe0_calcjob(mo_window: orm.ArrayData) -> orm.CalcJobNode | None:
     return qb.first(flat=True)
 
 
+def geometry_origin(structure: orm.StructureData) -> orm.ProcessNode | None:
+    """The process a labelled structure's geometry comes from: walking up through calcfunctions that take one
+    structure (``center_in_box``, ...), the first CalcJob (a relax) or the calcfunction that made it from other inputs
+    (``build_qd_structure``); None for a structure no process made."""
+    node = structure
+    for _ in range(50):
+        creator = node.creator
+        if creator is None or isinstance(creator, orm.CalcJobNode):
+            return creator
+        parents = creator.base.links.get_incoming(node_class=orm.StructureData).all_nodes()
+        if len(parents) != 1:
+            return creator
+        node = parents[0]
+    return node.creator
+
+
 def trap_provenance(trap: TrapRecord) -> dict[str, orm.Node | None]:
     """Walk from a trap record back to the nodes that produced it.
 

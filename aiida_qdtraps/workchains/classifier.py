@@ -26,7 +26,7 @@ from aiida.engine import ExitCode, WorkChain, calcfunction
 from ..analysis import classifier as kernel
 from ..analysis import features as feats
 from ..protocols import cp2k_physics_settings, merge_settings, settings_differences
-from ..query import pbe0_calcjob
+from ..query import geometry_origin, pbe0_calcjob
 
 #: Options of ``featurize`` (``parameters`` input).
 FEATURIZE_DEFAULTS = {'elements': ['P'], 'coordinations': [4]}
@@ -72,22 +72,6 @@ def _calcjob_settings(process_type: str | None, parameters: orm.Dict | None) -> 
         system = params.get('SYSTEM') or {}
         return {key: system.get(key) for key in ('ecutwfc', 'ecutrho', 'input_dft')}
     return None
-
-
-def geometry_origin(structure: orm.StructureData) -> orm.ProcessNode | None:
-    """The process a labelled structure's geometry comes from: walking up through calcfunctions that take one
-    structure (``center_in_box``, ...), the first CalcJob (a relax) or the calcfunction that made it from other inputs
-    (``build_qd_structure``); None for a structure no process made."""
-    node = structure
-    for _ in range(50):
-        creator = node.creator
-        if creator is None or isinstance(creator, orm.CalcJobNode):
-            return creator
-        parents = creator.base.links.get_incoming(node_class=orm.StructureData).all_nodes()
-        if len(parents) != 1:
-            return creator
-        node = parents[0]
-    return node.creator
 
 
 def geometry_source(structure: orm.StructureData, geometry_parameters: orm.Dict | None = None) -> dict:
