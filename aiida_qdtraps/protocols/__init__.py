@@ -57,8 +57,12 @@ def _upper_keys(section) -> dict:
     return {str(k).upper(): v for k, v in section.items()} if isinstance(section, dict) else {}
 
 
-def _flag(value) -> bool:
-    """A CP2K logical keyword as given in aiida-cp2k dicts: a bool or one of CP2K's spellings ('T', '.TRUE.', ...)."""
+def cp2k_logical(value) -> bool:
+    """A CP2K logical keyword as given in aiida-cp2k dicts: a bool or one of CP2K's spellings ('T', '.TRUE.', ...).
+
+    CP2K reads T, TRUE, Y, YES, ON (any case, dots allowed) as true; everything else here counts as false. The one
+    reader of logical keywords in the package (the settings comparison and the SCF handler's smearing check).
+    """
     if isinstance(value, str):
         return value.strip().strip('.').upper() in ('T', 'TRUE', 'Y', 'YES', 'ON')
     return bool(value)
@@ -89,7 +93,7 @@ def cp2k_physics_settings(parameters: dict) -> dict:
     return {
         'method': force_eval.get('METHOD', 'QS'),
         'cutoff': mgrid.get('CUTOFF'), 'rel_cutoff': mgrid.get('REL_CUTOFF'), 'ngrids': mgrid.get('NGRIDS'),
-        'extended_fft_lengths': _flag(_upper_keys(top.get('GLOBAL')).get('EXTENDED_FFT_LENGTHS', False)),
+        'extended_fft_lengths': cp2k_logical(_upper_keys(top.get('GLOBAL')).get('EXTENDED_FFT_LENGTHS', False)),
         'poisson': [poisson.get('POISSON_SOLVER'), poisson.get('PERIODIC')],
         'xc': xc.get('XC_FUNCTIONAL'),
         'hf_fraction': hf.get('FRACTION') if hf else None,

@@ -31,6 +31,7 @@ from aiida.common.links import LinkType
 from aiida.engine import ProcessHandlerReport, process_handler
 from aiida_cp2k.workchains import Cp2kBaseWorkChain
 
+from ..protocols import cp2k_logical
 from .functions import update_cp2k_parameters
 
 Cp2kCalculation = Cp2kBaseWorkChain._process_class
@@ -66,10 +67,11 @@ def _last_scf_residual(calc) -> float | None:
 
 
 def _smearing_on(section) -> bool:
-    """Whether a CP2K ``&SMEAR`` section (aiida-cp2k dict form) is active."""
+    """Whether a CP2K ``&SMEAR`` section (aiida-cp2k dict form) is active: a present section is, unless its section
+    parameter ``_`` is a CP2K false ('F', '.FALSE.', 'NO', 'OFF', ...)."""
     if isinstance(section, dict):
-        return section.get('_', True) not in (False, 'F', '.FALSE.', 'false', 'OFF')
-    return section not in (None, False, 'F', '.FALSE.', 'false', 'OFF')
+        return cp2k_logical(section.get('_', True))
+    return section is not None and cp2k_logical(section)
 
 
 class QdCp2kBaseWorkChain(Cp2kBaseWorkChain):

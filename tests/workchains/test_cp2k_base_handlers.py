@@ -89,6 +89,18 @@ def test_scf_not_converged_keeps_existing_smearing(base_workchain, generate_cp2k
     assert scf['MIXING']['ALPHA'] == 0.15
 
 
+@pytest.mark.parametrize('off', [False, 'F', '.FALSE.', 'N', 'no', 'OFF'])
+def test_scf_not_converged_switches_on_smearing_written_off_in_any_cp2k_spelling(base_workchain, generate_cp2k_calc,
+                                                                                 data_dir, off):
+    """A ``&SMEAR`` section whose section parameter is a CP2K false ('N' and 'NO' included: the handler once read
+    them as on and left smearing off) counts as off, so the handler switches on its 300 K smearing."""
+    process = base_workchain({'MAX_SCF': 3, 'MIXING': {'ALPHA': 0.3}, 'SMEAR': {'_': off, 'METHOD': 'FERMI_DIRAC'}})
+    calc = generate_cp2k_calc({'aiida.out': data_dir / FAILED / 'scf_not_converged.out'}, 'ERROR_SCF_NOT_CONVERGED')
+    process.handle_scf_not_converged(calc)
+    scf = scf_of(process)
+    assert scf['SMEAR']['_'] is True and scf['SMEAR']['ELECTRONIC_TEMPERATURE'] == 300 and scf['ADDED_MOS'] == 10
+
+
 def test_scf_not_converged_ot_ladder_and_give_up(base_workchain, generate_cp2k_calc, data_dir):
     process = base_workchain({'MAX_SCF': 30, 'OT': {'MINIMIZER': 'DIIS'}})
     calc = generate_cp2k_calc({'aiida.out': data_dir / FAILED / 'scf_not_converged.out'}, 'ERROR_SCF_NOT_CONVERGED')
