@@ -97,8 +97,9 @@ def trap_provenance(trap: TrapRecord) -> dict[str, orm.Node | None]:
     """Walk from a trap record back to the nodes that produced it.
 
     :returns: ``label_traps`` (the calcfunction), ``structure`` (the one the PBE0 ran on), ``mo_window``,
-        ``pbe0_calculation`` (the CP2K CalcJob whose MOLDEN file was labelled), ``relax_calculation`` (the last CP2K
-        GEO_OPT CalcJob that produced the PBE0 geometry, if any), ``built_structure`` and ``recipe`` (the build
+        ``pbe0_calculation`` (the CP2K CalcJob whose MOLDEN file was labelled), ``relax_calculation`` (the CalcJob
+        the PBE0 geometry comes from, found by :func:`geometry_origin` through ``center_in_box`` and the like, if
+        any), ``built_structure`` and ``recipe`` (the build
         calcfunction's input), each ``None`` when the trap's history does not contain it.
     """
     label = trap.creator
@@ -106,9 +107,8 @@ def trap_provenance(trap: TrapRecord) -> dict[str, orm.Node | None]:
         raise ValueError(f'TrapRecord<{trap.pk}> has no creator: it was not made by label_traps')
     structure, mo_window = label.inputs.structure, label.inputs.mo_window
     pbe0 = pbe0_calcjob(mo_window)
-    relax = None
-    if structure.creator is not None and isinstance(structure.creator, orm.CalcJobNode):
-        relax = structure.creator
+    origin = geometry_origin(structure)  # through center_in_box & co. to the relax CalcJob, if any
+    relax = origin if isinstance(origin, orm.CalcJobNode) else None
     built, recipe = structure, None
     while built.creator is not None:
         incoming = {link.link_label: link.node for link in built.creator.base.links.get_incoming().all()}

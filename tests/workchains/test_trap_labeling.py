@@ -107,3 +107,24 @@ def test_find_traps_filters_and_provenance(aiida_profile_clean, recorded_scf):
     assert walk['recipe'] is None  # this structure was read from a file, not built
     with pytest.raises(ValueError, match="carrier must be 'hole' or 'electron', got 'holes'"):
         trap_filters(carrier='holes')
+
+
+def test_trap_provenance_finds_the_relax_behind_a_box(aiida_profile_clean, recorded_scf, generate_cp2k_calc):
+    """A PBE0 run on a relaxed structure that was put in a new box (``center_in_box``, what the work chains do with
+    ``box_vacuum``) still names the GEO_OPT CalcJob as ``relax_calculation``; a structure from a file has none."""
+    from aiida_qdtraps.query import geometry_origin, trap_provenance
+    from aiida_qdtraps.workchains.functions import center_in_box
+
+    read, window = recorded_scf
+    relax = generate_cp2k_calc({'aiida.out': 'GEOMETRY OPTIMIZATION COMPLETED\n'}, structure=read,
+                               parameters={'GLOBAL': {'RUN_TYPE': 'GEO_OPT'}}, input_structure=read.clone())
+    relaxed = relax.outputs.output_structure
+    boxed = center_in_box(relaxed, orm.Float(4.0))
+    assert geometry_origin(boxed).uuid == relax.uuid
+    trap = next(iter(label_traps(boxed, window)['traps'].values()))
+    assert isinstance(trap, TrapRecord)
+    walk = trap_provenance(trap)
+    assert walk['structure'].uuid == boxed.uuid
+    assert walk['relax_calculation'].uuid == relax.uuid
+    unrelaxed = next(iter(label_traps(read, window)['traps'].values()))
+    assert geometry_origin(read) is None and trap_provenance(unrelaxed)['relax_calculation'] is None
