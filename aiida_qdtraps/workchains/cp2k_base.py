@@ -162,7 +162,7 @@ class QdCp2kBaseWorkChain(Cp2kBaseWorkChain):
                 attempts=MAX_SCF_ATTEMPTS))
         scf = self.ctx.inputs.parameters.get_dict().get('FORCE_EVAL', {}).get('DFT', {}).get('SCF', {})
         ot = scf.get('OT')
-        uses_ot = isinstance(ot, dict) and ot.get('_', True) not in (False, 'F', '.FALSE.')
+        uses_ot = isinstance(ot, dict) and cp2k_logical(ot.get('_', True))
         if uses_ot and ot.get('MINIMIZER', 'DIIS') != 'CG':
             changes = {'OT': {'MINIMIZER': 'CG', 'PRECONDITIONER': 'FULL_ALL'}, 'MAX_SCF': max(50, scf.get('MAX_SCF', 50))}
             action = 'OT with the CG minimiser and FULL_ALL preconditioner'
@@ -175,9 +175,10 @@ class QdCp2kBaseWorkChain(Cp2kBaseWorkChain):
             # Broyden charge mixing oscillates on some gapped QDs where density-matrix mixing + DIIS converges
             # (F6In6P3³⁺ PBE0 fast, 1.2 eV gap: 150 Broyden steps at residual 0.1-0.3, energy swinging 7 Ha; P-mixing
             # + DIIS: 31 steps to the OT energy, docs/classifier.md). An oscillating run's wavefunction is no better
-            # than the atomic guess, so that case starts afresh; a run that stalled close to convergence (the same QD's
-            # PBE GEO_OPT stuck at 1e-5 in its 41st geometry, where P-mixing from the atomic guess then diverged)
-            # continues from its wavefunction. A GEO_OPT continues from its last geometry either way.
+            # than the atomic guess, so that case starts afresh; a run whose last SCF step was close to convergence
+            # (residual < STALLED_RESIDUAL) continues from its wavefunction. A GEO_OPT continues from its last geometry
+            # either way. (The recorded 'stalled' F6In6P3³⁺ GEO_OPT of session 6 was in fact a finished relax whose
+            # first cycle had not converged; the parser now accepts such runs, docs/pipeline.md.)
             residual = _last_scf_residual(calc)
             stalled = residual is not None and residual < STALLED_RESIDUAL and self._has_wavefunction(calc)
             changes = {'MAX_SCF': max(int(scf.get('MAX_SCF', 50)), 150),

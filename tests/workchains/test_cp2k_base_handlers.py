@@ -101,6 +101,16 @@ def test_scf_not_converged_switches_on_smearing_written_off_in_any_cp2k_spelling
     assert scf['SMEAR']['_'] is True and scf['SMEAR']['ELECTRONIC_TEMPERATURE'] == 300 and scf['ADDED_MOS'] == 10
 
 
+def test_scf_not_converged_ot_written_off_is_not_ot(base_workchain, generate_cp2k_calc, data_dir):
+    """An ``&OT`` section switched off as 'NO' is diagonalisation: the Broyden rung applies, not the OT ladder."""
+    process = base_workchain({'MAX_SCF': 150, 'OT': {'_': 'NO', 'MINIMIZER': 'DIIS'},
+                              'MIXING': {'METHOD': 'BROYDEN_MIXING', 'ALPHA': 0.3}})
+    calc = generate_cp2k_calc({'aiida.out': data_dir / FAILED / 'scf_not_converged.out'}, 'ERROR_SCF_NOT_CONVERGED')
+    process.handle_scf_not_converged(calc)
+    scf = scf_of(process)
+    assert scf['MIXING']['METHOD'] == 'DIRECT_P_MIXING' and scf['OT']['MINIMIZER'] == 'DIIS'
+
+
 def test_scf_not_converged_ot_ladder_and_give_up(base_workchain, generate_cp2k_calc, data_dir):
     process = base_workchain({'MAX_SCF': 30, 'OT': {'MINIMIZER': 'DIIS'}})
     calc = generate_cp2k_calc({'aiida.out': data_dir / FAILED / 'scf_not_converged.out'}, 'ERROR_SCF_NOT_CONVERGED')
