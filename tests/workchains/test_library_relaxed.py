@@ -35,7 +35,7 @@ def test_relaxed_archive_round_trips(relaxed):
     assert len(manifest) == len(relaxed.nodes) >= 12  # issue 6: at least 12 QDs through the pipeline
     assert {row['protocol'] for row in manifest} == {'fast'}
     assert {row['material'] for row in manifest} == {'InP', 'GaP'}
-    assert {None, 'ligand', 'cation', 'pair'} <= {row['vacancy'] for row in manifest}
+    assert {None, 'ligand', 'cation', 'pair', 'anion'} <= {row['vacancy'] for row in manifest}
     assert_pbe0_charges(manifest)
 
 
