@@ -99,8 +99,8 @@ def trap_provenance(trap: TrapRecord) -> dict[str, orm.Node | None]:
     :returns: ``label_traps`` (the calcfunction), ``structure`` (the one the PBE0 ran on), ``mo_window``,
         ``pbe0_calculation`` (the CP2K CalcJob whose MOLDEN file was labelled), ``relax_calculation`` (the CalcJob
         the PBE0 geometry comes from, found by :func:`geometry_origin` through ``center_in_box`` and the like, if
-        any), ``built_structure`` and ``recipe`` (the build
-        calcfunction's input), each ``None`` when the trap's history does not contain it.
+        any), ``built_structure`` and ``recipe`` (the build calcfunction's input), each ``None`` when the trap's
+        history does not contain it.
     """
     label = trap.creator
     if label is None:
