@@ -11,7 +11,6 @@ profile (``verdi presto``) under ``--aiida-path`` and never touches the project 
     source env.sh
     OMP_NUM_THREADS=1 python tests/data/library/build_library.py --aiida-path /tmp/qdlib [--start I] [--limit N]
     OMP_NUM_THREADS=1 python tests/data/library/build_library.py --relax ...   # relax first: qdtraps/library-relaxed
-    OMP_NUM_THREADS=1 python tests/data/library/build_library.py --relax --p-mixing --start 20 --limit 21  # a cage
 
 Members already in the Group are skipped, so an interrupted run resumes. An interrupted run leaves its CP2K job
 running (direct scheduler): stop it too. Two instances on different ``--start/--limit`` ranges can share the profile
@@ -113,11 +112,6 @@ RECIPES = [
 ]
 
 
-#: ``--p-mixing``: the relax starts where the SCF handler's second rung would put it after a failed Broyden GEO_OPT
-P_MIXING = {'relax': {'base': {'cp2k': {'parameters': {'FORCE_EVAL': {'DFT': {'SCF': {
-    'MAX_SCF': 150, 'MIXING': {'METHOD': 'DIRECT_P_MIXING', 'ALPHA': 0.4}}}}}}}}}
-
-
 def without_density(cp2k_inputs) -> None:
     """Neither print nor retrieve the density cube (keeps the archive small)."""
     from aiida import orm
@@ -142,10 +136,6 @@ def main(argv=None) -> int:
     parser.add_argument('--aiida-path', default='/tmp/qdlib', type=pathlib.Path)
     parser.add_argument('--profile', default='qdlib')
     parser.add_argument('--limit', type=int, default=len(RECIPES), help='run RECIPES[start:limit]')
-    parser.add_argument('--p-mixing', action='store_true',
-                        help='--relax: start the PBE GEO_OPT with density-matrix mixing + DIIS (the SCF handler\'s '
-                             'second rung) instead of Broyden; for QDs whose Broyden SCF never converges (the intact '
-                             'cages, session 9). Mixing is not part of the compared settings (docs/classifier.md)')
     parser.add_argument('--start', type=int, default=0,
                         help='first recipe to run (two instances on different ranges can share the profile)')
     parser.add_argument('--archive', type=pathlib.Path, default=None,
@@ -193,8 +183,8 @@ def main(argv=None) -> int:
         start = time.perf_counter()
         structure = build_qd_structure(orm.Dict(recipe))
         if args.relax:
-            builder = QdTrapsPipelineWorkChain.get_builder_from_protocol(
-                code, structure, protocol='fast', charge=charge, overrides=P_MIXING if args.p_mixing else None)
+            builder = QdTrapsPipelineWorkChain.get_builder_from_protocol(code, structure, protocol='fast',
+                                                                         charge=charge)
             without_density(builder.hybrid_scf['scf']['cp2k'])
             _, pipeline = run_get_node(builder)
             if not pipeline.is_finished_ok:
