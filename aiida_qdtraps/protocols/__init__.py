@@ -61,7 +61,7 @@ def cp2k_logical(value) -> bool:
     """A CP2K logical keyword as given in aiida-cp2k dicts: a bool or one of CP2K's spellings ('T', '.TRUE.', ...).
 
     CP2K reads T, TRUE, Y, YES, ON (any case, dots allowed) as true; everything else here counts as false. The one
-    reader of logical keywords in the package (the settings comparison, the SCF handler's OT and smearing checks).
+    reader of logical keywords in the package (the settings comparison, the SCF handler's ``_section_on``).
     """
     if isinstance(value, str):
         return value.strip().strip('.').upper() in ('T', 'TRUE', 'Y', 'YES', 'ON')

@@ -66,9 +66,9 @@ def _last_scf_residual(calc) -> float | None:
     return float(steps[-1]) if steps else None
 
 
-def _smearing_on(section) -> bool:
-    """Whether a CP2K ``&SMEAR`` section (aiida-cp2k dict form) is active: a present section is, unless its section
-    parameter ``_`` is a CP2K false ('F', '.FALSE.', 'NO', 'OFF', ...)."""
+def _section_on(section) -> bool:
+    """Whether a CP2K section that can be switched off (``&SMEAR``, ``&OT``; aiida-cp2k dict form) is active: a present
+    section is, unless its section parameter ``_`` is a CP2K false ('F', '.FALSE.', 'NO', 'OFF', ...)."""
     if isinstance(section, dict):
         return cp2k_logical(section.get('_', True))
     return section is not None and cp2k_logical(section)
@@ -162,7 +162,7 @@ class QdCp2kBaseWorkChain(Cp2kBaseWorkChain):
                 attempts=MAX_SCF_ATTEMPTS))
         scf = self.ctx.inputs.parameters.get_dict().get('FORCE_EVAL', {}).get('DFT', {}).get('SCF', {})
         ot = scf.get('OT')
-        uses_ot = isinstance(ot, dict) and cp2k_logical(ot.get('_', True))
+        uses_ot = isinstance(ot, dict) and _section_on(ot)
         if uses_ot and ot.get('MINIMIZER', 'DIIS') != 'CG':
             changes = {'OT': {'MINIMIZER': 'CG', 'PRECONDITIONER': 'FULL_ALL'}, 'MAX_SCF': max(50, scf.get('MAX_SCF', 50))}
             action = 'OT with the CG minimiser and FULL_ALL preconditioner'
@@ -197,7 +197,7 @@ class QdCp2kBaseWorkChain(Cp2kBaseWorkChain):
             changes = {'MAX_SCF': min(2 * int(scf.get('MAX_SCF', 50)), 600),
                        'MIXING': {'ALPHA': max(round(alpha / 2, 4), 0.02), 'NBROYDEN': 12}}
             action = f"mixing ALPHA {changes['MIXING']['ALPHA']} and MAX_SCF {changes['MAX_SCF']}"
-            if not _smearing_on(scf.get('SMEAR')):
+            if not _section_on(scf.get('SMEAR')):
                 # Occupations flipping between near-degenerate frontier states (small-gap QDs with under-coordinated
                 # surface atoms) can stall diagonalisation; a 300 K Fermi-Dirac smearing is the standard remedy and
                 # leaves gapped occupations integer to exp(-gap/2kT) with the Fermi level mid-gap (6e-5 for a 0.5 eV
