@@ -13,8 +13,8 @@ be passed where the builders already take them::
 
 Rules (all in :func:`scale_resources`; the constants are module attributes so a site can change them):
 
-1. **Size = number of basis functions** ``N_bf`` of the protocol's basis set (SZV-MOLOPT-SR-GTH for ``fast``,
-   DZVP-MOLOPT-SR-GTH otherwise), counted from CP2K's ``BASIS_MOLOPT`` when it can be found, else from
+1. **Size = number of basis functions** ``N_bf`` of the protocol's basis set (DZVP-MOLOPT-SR-GTH in every shipped
+   protocol; SZV-MOLOPT-SR-GTH, the earlier ``fast``, is still counted for a protocol that names it), counted from CP2K's ``BASIS_MOLOPT`` when it can be found, else from
    :data:`FALLBACK_FUNCTIONS`. In4PF9 has 76 (SZV) or 230 (DZVP) functions.
 2. **MPI ranks** ``= ceil(N_bf / BASIS_FUNCTIONS_PER_RANK[stage])`` (at least 1): CP2K's dense linear algebra and the
    HFX integrals are distributed over ranks; fewer than ~40 (hybrid) / ~60 (PBE) functions per rank communicates more
@@ -26,8 +26,10 @@ Rules (all in :func:`scale_resources`; the constants are module attributes so a 
    its nodes (the scheduler charges whole nodes); a one-node job keeps its rank count so that small QDs can share a
    node on a shared partition.
 5. **Wall time** ``= SAFETY × T_REF[stage] × (N_bf / N_REF)^EXPONENT[stage] / (cores × EFFICIENCY)``, clamped to
-   ``[min_walltime, max_walltime]``. ``T_REF`` is measured here: the ``fast`` demo on In4PF9 (76 functions) took
-   569 s for the PBE geometry optimisation and 74 s for the PBE0 single point on one core (README). The exponent is
+   ``[min_walltime, max_walltime]``. ``T_REF`` is measured here: the earlier GPW ``fast`` demo on In4PF9 (SZV, 76
+   functions) took 569 s for the PBE geometry optimisation and 74 s for the PBE0 single point on one core. Scaled to
+   DZVP (230 functions) that predicts 5,200 s for the relax; the GAPW ``fast`` relax of the same QD ran at ~93 s per
+   LBFGS step and had not converged after 20 steps (1,860 s), so the estimate stays on the safe side. The exponent is
    2 for the PBE relaxation (OT and sparse matrices; grids and integrals grow ~N², the cubic terms are small below a
    few thousand atoms) and 2.5 for the PBE0 step (screened exchange ~N² at these sizes, but the virtual states need
    dense N³ diagonalisation). ``EFFICIENCY`` = 0.7 accounts for imperfect parallel scaling (1.0 on one core);

@@ -17,9 +17,12 @@ def element_settings() -> dict[str, dict]:
     return yaml.safe_load((PROTOCOL_DIR / 'elements.yaml').read_text())
 
 
-def kind_sections(elements, basis_set: str, admm: bool = False) -> list[dict]:
+def kind_sections(elements, basis_set: str, admm: bool = False, gapw: bool = False) -> list[dict]:
     """CP2K ``&KIND`` sections (aiida-cp2k dict form) for ``elements``.
 
+    :param gapw: the input uses ``&QS METHOD GAPW``: elements with a ``hard_exp_radius`` in ``elements.yaml`` get it
+        as ``HARD_EXP_RADIUS`` (bohr), which moves their tight basis primitives off the real-space grid
+        (docs/protocols.md).
     :raises ValueError: naming the elements that have no pseudopotential/basis entry.
     """
     table = element_settings()
@@ -31,7 +34,10 @@ def kind_sections(elements, basis_set: str, admm: bool = False) -> list[dict]:
     for element in sorted(set(elements)):
         entry = table[element]
         basis = [f'ORB {basis_set}', f"AUX_FIT {entry['aux_fit']}"] if admm else basis_set
-        kinds.append({'_': element, 'BASIS_SET': basis, 'POTENTIAL': f"GTH-PBE-q{entry['valence']}"})
+        kind = {'_': element, 'BASIS_SET': basis, 'POTENTIAL': f"GTH-PBE-q{entry['valence']}"}
+        if gapw and 'hard_exp_radius' in entry:
+            kind['HARD_EXP_RADIUS'] = entry['hard_exp_radius']
+        kinds.append(kind)
     return kinds
 
 
@@ -76,9 +82,11 @@ def cp2k_physics_settings(parameters: dict) -> dict:
     mixing (``&SCF`` other than EPS_SCF: the error handlers change them to converge a QD, the converged state is the
     same), ``&PRINT``, CHARGE / MULTIPLICITY (properties of the QD) and the cell (of the structure).
 
-    :returns: ``method``, ``cutoff`` / ``rel_cutoff`` (Ry) / ``ngrids``, ``extended_fft_lengths``, ``poisson`` (solver,
+    :returns: ``method``, ``qs_method`` (``GPW`` or ``GAPW``...: how the density meets the grid), ``cutoff`` /
+        ``rel_cutoff`` (Ry) / ``ngrids``, ``extended_fft_lengths``, ``poisson`` (solver,
         periodicity), ``xc`` (the ``&XC_FUNCTIONAL`` section), ``hf_fraction``, ``hf_potential``, ``admm`` (method or
-        None), ``eps_scf``, ``kinds`` ({element: [basis set(s), potential]}); missing keywords are None.
+        None), ``eps_scf``, ``kinds`` ({element: [basis set(s), potential(, HARD_EXP_RADIUS when set)]}); missing
+        keywords are None.
     """
     top = _upper_keys(parameters)
     force_eval = _upper_keys(top.get('FORCE_EVAL'))
@@ -92,6 +100,7 @@ def cp2k_physics_settings(parameters: dict) -> dict:
     kinds = [kinds] if isinstance(kinds, dict) else kinds
     return {
         'method': force_eval.get('METHOD', 'QS'),
+        'qs_method': str(_upper_keys(dft.get('QS')).get('METHOD', 'GPW')).upper(),
         'cutoff': mgrid.get('CUTOFF'), 'rel_cutoff': mgrid.get('REL_CUTOFF'), 'ngrids': mgrid.get('NGRIDS'),
         'extended_fft_lengths': cp2k_logical(_upper_keys(top.get('GLOBAL')).get('EXTENDED_FFT_LENGTHS', False)),
         'poisson': [poisson.get('POISSON_SOLVER'), poisson.get('PERIODIC')],
@@ -101,8 +110,13 @@ def cp2k_physics_settings(parameters: dict) -> dict:
         'admm': admm.get('METHOD') if admm else None,
         'eps_scf': _upper_keys(dft.get('SCF')).get('EPS_SCF'),
         'kinds': {str(_upper_keys(k).get('_')): [_upper_keys(k).get('BASIS_SET'), _upper_keys(k).get('POTENTIAL')]
+                  + ([_upper_keys(k)['HARD_EXP_RADIUS']] if 'HARD_EXP_RADIUS' in _upper_keys(k) else [])
                   for k in kinds if isinstance(k, dict)},
     }
+
+
+#: What a settings key means when a record made before the key existed lacks it (CP2K's own default).
+SETTINGS_DEFAULTS = {'qs_method': 'GPW'}
 
 
 def settings_differences(a: dict | None, b: dict | None) -> list[str]:
@@ -111,6 +125,7 @@ def settings_differences(a: dict | None, b: dict | None) -> list[str]:
     a GaP QD of one protocol agree)."""
     if a is None or b is None:
         return [] if a is None and b is None else [f'{a!r} != {b!r}']
+    a, b = {**SETTINGS_DEFAULTS, **a}, {**SETTINGS_DEFAULTS, **b}
     lines = []
     for key in sorted(set(a) | set(b)):
         if key == 'kinds':

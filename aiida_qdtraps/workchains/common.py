@@ -66,7 +66,9 @@ def cp2k_protocol_inputs(cls, namespace: str, structure, protocol, overrides, op
     cp2k = inputs[namespace]['cp2k']
     parameters = copy.deepcopy(cp2k['parameters'])
     elements = sorted(set(structure.get_kind_names()))
-    kinds = kind_sections(elements, extras.get('basis_set', 'DZVP-MOLOPT-SR-GTH'), extras.get('admm', False))
+    qs_method = str(parameters['FORCE_EVAL'].get('DFT', {}).get('QS', {}).get('METHOD', 'GPW')).upper()
+    kinds = kind_sections(elements, extras.get('basis_set', 'DZVP-MOLOPT-SR-GTH'), extras.get('admm', False),
+                          gapw=qs_method == 'GAPW')
     user_kinds = kinds_by_element(parameters)
     parameters['FORCE_EVAL'].setdefault('SUBSYS', {})['KIND'] = [user_kinds.get(k['_'], k) for k in kinds]
     cp2k['parameters'] = parameters

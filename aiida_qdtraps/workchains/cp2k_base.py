@@ -6,7 +6,7 @@ Handlers (first matching one wins, highest priority first):
   ``verdi process report`` when they are poor (electrons lost on the grid, density on the faces of the non-periodic
   cell; ``docs/pipeline.md`` says what they mean for the ``fast`` protocol).
 - ``handle_scf_not_converged`` (500): more robust SCF settings, restarting from the last wavefunction and
-  (for GEO_OPT) the last geometry. OT: CG minimiser with FULL_ALL, then diagonalisation + Broyden;
+  (for GEO_OPT) the last geometry. OT: CG minimiser with FULL_ALL, then diagonalisation + density-matrix mixing;
   diagonalisation with Broyden mixing: CP2K's molecular default instead (density-matrix mixing, ALPHA 0.4, then
   Pulay DIIS of the KS matrix) from a fresh atomic guess, or from the run's wavefunction when it stalled near
   convergence (last residual < 1e-3); otherwise: halve the mixing ALPHA and double MAX_SCF.
@@ -167,10 +167,11 @@ class QdCp2kBaseWorkChain(Cp2kBaseWorkChain):
             changes = {'OT': {'MINIMIZER': 'CG', 'PRECONDITIONER': 'FULL_ALL'}, 'MAX_SCF': max(50, scf.get('MAX_SCF', 50))}
             action = 'OT with the CG minimiser and FULL_ALL preconditioner'
         elif uses_ot:
+            # density-matrix mixing + DIIS, not Broyden: Broyden diverged on GAPW inputs (In4PF9, docs/protocols.md)
             changes = {'OT': {'_': False}, 'OUTER_SCF': {'_': False}, 'MAX_SCF': 300,
                        'DIAGONALIZATION': {'ALGORITHM': 'STANDARD'},
-                       'MIXING': {'METHOD': 'BROYDEN_MIXING', 'ALPHA': 0.1, 'NBROYDEN': 12}}
-            action = 'diagonalisation with Broyden mixing (ALPHA 0.1)'
+                       'MIXING': {'METHOD': 'DIRECT_P_MIXING', 'ALPHA': 0.2}}
+            action = 'diagonalisation with density-matrix mixing (ALPHA 0.2) + DIIS'
         elif str(scf.get('MIXING', {}).get('METHOD', 'DIRECT_P_MIXING')).upper() == 'BROYDEN_MIXING':
             # Broyden charge mixing oscillates on some gapped QDs where density-matrix mixing + DIIS converges
             # (F6In6P3³⁺ PBE0 fast, 1.2 eV gap: 150 Broyden steps at residual 0.1-0.3, energy swinging 7 Ha; P-mixing

@@ -1,8 +1,8 @@
 """Kill/resume: the pipeline submitted to the daemon survives a ``kill -9`` of the daemon worker mid-CalcJob.
 
 A separate project profile (temporary ``QDTRAPS_AIIDA_PATH``, made by ``qdtraps setup``) runs the pipeline (tiny
-In4PF9 QD, ``fast`` protocol with looser GEO_OPT thresholds, no Bader stage) in the daemon. It starts from the
-recorded CP2K ``fast``-relaxed In4PF9 (``tests/data/deepmd/in4pf9_relaxed_fast.xyz``), so its GEO_OPT is short: the
+In4PF9 QD, ``fast`` protocol with loose GEO_OPT thresholds, no Bader stage) in the daemon. It starts from the
+recorded CP2K ``fast``-relaxed In4PF9 (``tests/data/cp2k/relaxed/in4pf9_fast.xyz``), so its GEO_OPT is short: the
 relax of the built QD is run for real in ``tests/workchains/test_pipeline_real.py``. As soon as its PBE0 CP2K
 CalcJob is running under the scheduler, the daemon worker gets ``SIGKILL`` (no clean-up, no checkpoint of its own),
 then ``verdi daemon restart`` brings up a fresh worker, which picks the requeued tasks up from the broker and the
@@ -10,8 +10,8 @@ processes up from their checkpoints.
 
 The *reference* is the killed CalcJob run again, uninterrupted, from the very same input nodes
 (``get_builder_restart``) in a plain interpreter, started at the moment of the kill so that the two CP2K runs share
-the two cores. (Until session 5 the reference was a whole second pipeline; the relax and labeling it repeated are
-covered by ``tests/workchains/test_pipeline_real.py``; docs/scaleout.md has the timings.) Caching is switched off in the test
+the two cores. (The relax and labeling are covered by ``tests/workchains/test_pipeline_real.py``; docs/scaleout.md
+has the timings.) Caching is switched off in the test
 profile, else the reference could be a copy of the killed job's result; the test also checks that no CalcJob was
 created from the cache. Then: the killed CalcJob and the reference have the same outputs with the same values (to
 round-off), the daemon pipeline has exactly one CalcJob per call link, every process finished ``ok``, the PBE0 ran on
@@ -34,8 +34,9 @@ import time
 import numpy as np
 import pytest
 
-#: The same looser GEO_OPT thresholds as tests/workchains/test_pipeline_real.py (fewer LBFGS steps than `fast`).
-LOOSE = {'MOTION': {'GEO_OPT': {'MAX_FORCE': 1.5e-2, 'RMS_FORCE': 1.0e-2, 'MAX_DR': 1.0e-1, 'RMS_DR': 5.0e-2}}}
+#: GEO_OPT thresholds that the near-minimum start meets after the first LBFGS step (its largest gradient is 6.8e-3
+#: Ha/bohr): the relax is plumbing here, the killed CalcJob is the PBE0; test_pipeline_real.py relaxes for real.
+LOOSE = {'MOTION': {'GEO_OPT': {'MAX_FORCE': 5.0e-2, 'RMS_FORCE': 3.0e-2, 'MAX_DR': 5.0e-1, 'RMS_DR': 3.0e-1}}}
 
 BUILDER = """
 from aiida import orm
@@ -111,7 +112,7 @@ note(f'submitted QdTrapsPipelineWorkChain<{{pipeline.pk}}>')
 
 def running_cp2k():
     # the PBE0 single point (the CP2K CalcJob whose XC section has HF), once it runs under the scheduler;
-    # a CalcJobNode just stored by the worker has no process_state yet (CI, session 6: None.value)
+    # a CalcJobNode just stored by the worker has no process_state yet (seen in CI as None.value)
     fresh()
     for calc in orm.load_node(pipeline.pk).called_descendants:
         if calc.process_type == 'aiida.calculations:cp2k' and getattr(calc.process_state, 'value', None) == 'waiting' \\
@@ -315,7 +316,7 @@ def test_kill_worker_and_resume(services, tmp_path, run_qdtraps, run_python, dat
             config.store()
         """, aiida_path)
 
-        xyz = str(data_dir / 'deepmd' / 'in4pf9_relaxed_fast.xyz')
+        xyz = str(data_dir / 'cp2k' / 'relaxed' / 'in4pf9_fast.xyz')
         script = DRIVER.format(loose=LOOSE, xyz=xyz, wait_calc=3000, wait_end=3600, reference=REFERENCE)
         environment = {k: v for k, v in os.environ.items() if k != 'AIIDA_PATH'}
         # the daemon client looks `verdi` up on PATH (`make test` does not activate the venv)

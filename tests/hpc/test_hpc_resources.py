@@ -43,9 +43,9 @@ def test_resources_grow_with_size():
 
     relax = scale_resources(IN4PF9 * 10, 'relax', 'moderate', cores_per_node=128)
     assert relax['resources']['num_cores_per_mpiproc'] == 1 and relax['resources']['num_mpiprocs_per_machine'] == 39
-    # fast uses the SZV basis: fewer functions, fewer ranks than moderate for the same QD
+    # every protocol uses the DZVP basis (no minimal basis): fast needs as many ranks as moderate for the same QD
     fast = scale_resources(IN4PF9 * 10, 'relax', 'fast', cores_per_node=128)
-    assert fast['resources']['num_mpiprocs_per_machine'] == 13  # ceil(760 / 60)
+    assert fast['resources']['num_mpiprocs_per_machine'] == 39  # ceil(2300 / 60)
 
 
 def test_capped_nodes_and_serial_codes():

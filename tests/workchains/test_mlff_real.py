@@ -42,13 +42,13 @@ def print_timings(node):
 def relaxed_tiny_qd(data_dir):
     """In4PF9 (the tiny QD's recipe) relaxed by CP2K with the ``fast`` relax protocol (the labels' DFT settings).
 
-    Recorded from ``QdRelaxWorkChain`` c3eb1ab6-f22f-4b8d-820b-779fbfc7d525 (output ``relaxed_structure``
-    4078bc63-b69f-409b-bef3-6859ad24e01f, 16 GEO_OPT frames) of the project profile. Starting from it keeps the initial
-    CP2K MD near equilibrium (the built QD heats from 300 K to 851 K in 4 fs, docs/mlff.md).
+    Recorded from the ``fast`` demo's ``QdRelaxWorkChain`` (``tests/data/cp2k/relaxed/README.md`` names the node).
+    Starting from it keeps the initial CP2K MD near equilibrium (the built QD heats from 300 K to 851 K in 4 fs,
+    docs/mlff.md).
     """
     from ase.io import read
 
-    structure = orm.StructureData(ase=read(data_dir / 'deepmd' / 'in4pf9_relaxed_fast.xyz'))
+    structure = orm.StructureData(ase=read(data_dir / 'cp2k' / 'relaxed' / 'in4pf9_fast.xyz'))
     structure.pbc = (False, False, False)
     return structure.store()
 

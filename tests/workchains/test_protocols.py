@@ -28,6 +28,8 @@ def test_relax_builder(cp2k_code, tiny_qd, protocol, data_regression):
     params = builder.base.cp2k.parameters.get_dict()
     kinds = {k['_']: k for k in params['FORCE_EVAL']['SUBSYS']['KIND']}
     assert set(kinds) == {'In', 'P', 'F'}
+    assert params['FORCE_EVAL']['DFT']['QS']['METHOD'] == 'GAPW' and kinds['In']['HARD_EXP_RADIUS'] == 3.0
+    assert kinds['In']['BASIS_SET'] == 'DZVP-MOLOPT-SR-GTH'  # no minimal basis in any protocol
     assert params['GLOBAL']['RUN_TYPE'] == 'GEO_OPT'
     assert builder.base.cp2k.metadata['options']['parser_name'] == 'qdtraps.cp2k'
     options = builder.base.cp2k.metadata['options']
@@ -42,7 +44,11 @@ def test_hybrid_builder(cp2k_code, tiny_qd, protocol, data_regression):
     params = builder.scf.cp2k.parameters.get_dict()
     dft = params['FORCE_EVAL']['DFT']
     assert dft['XC']['HF']['FRACTION'] == 0.25
-    assert ('AUXILIARY_DENSITY_MATRIX_METHOD' in dft) == (protocol != 'fast')
+    assert 'AUXILIARY_DENSITY_MATRIX_METHOD' in dft
+    # GPW: the density cube of the Bader stage must hold every valence electron (a GAPW cube lacks the hard parts)
+    assert dft['QS']['METHOD'] == 'GPW' and 'E_DENSITY_CUBE' in dft['PRINT']
+    kinds = {k['_']: k for k in params['FORCE_EVAL']['SUBSYS']['KIND']}
+    assert 'HARD_EXP_RADIUS' not in kinds['In']  # a GAPW-only keyword
     assert dft['PRINT']['MO_MOLDEN']['NDIGITS'] == 12
     assert dft['SCF']['ADDED_MOS'] >= builder.mo_window['virtual']
     data_regression.check({'parameters': params, 'mo_window': builder.mo_window.get_dict(),
@@ -78,7 +84,7 @@ def test_overrides_and_options(cp2k_code, tiny_qd):
         cp2k_code, tiny_qd, protocol='fast',
         overrides={'base': {'cp2k': {'parameters': {'FORCE_EVAL': {'DFT': {'MGRID': {'CUTOFF': 250}}}}}}},
         options={'max_wallclock_seconds': 600})
-    assert builder.base.cp2k.parameters['FORCE_EVAL']['DFT']['MGRID'] == {'CUTOFF': 250, 'REL_CUTOFF': 30, 'NGRIDS': 4}
+    assert builder.base.cp2k.parameters['FORCE_EVAL']['DFT']['MGRID'] == {'CUTOFF': 250, 'REL_CUTOFF': 50, 'NGRIDS': 4}
     assert builder.base.cp2k.metadata['options']['max_wallclock_seconds'] == 600
 
 
@@ -99,19 +105,20 @@ def test_physics_settings_tell_protocols_apart_but_not_handler_changes(cp2k_code
     hybrid = {p: cp2k_physics_settings(HybridScfWorkChain.get_builder_from_protocol(
         cp2k_code, tiny_qd, protocol=p).scf.cp2k.parameters.get_dict()) for p in PROTOCOLS}
     fast = hybrid['fast']
-    assert (fast['cutoff'], fast['rel_cutoff'], fast['extended_fft_lengths']) == (200, 30, True)
-    assert fast['hf_fraction'] == 0.25 and fast['hf_potential'] == 'COULOMB' and fast['admm'] is None
-    assert fast['poisson'] == ['WAVELET', 'NONE']
-    assert fast['kinds']['In'] == ['SZV-MOLOPT-SR-GTH', 'GTH-PBE-q13']
-    assert hybrid['moderate']['admm'] == 'BASIS_PROJECTION'
+    assert (fast['cutoff'], fast['rel_cutoff'], fast['extended_fft_lengths']) == (300, 50, True)
+    assert fast['hf_fraction'] == 0.25 and fast['hf_potential'] == 'COULOMB' and fast['admm'] == 'BASIS_PROJECTION'
+    assert fast['poisson'] == ['WAVELET', 'NONE'] and fast['qs_method'] == 'GPW'
+    assert fast['kinds']['In'] == [['ORB DZVP-MOLOPT-SR-GTH', 'AUX_FIT cFIT10'], 'GTH-PBE-q13']
     assert hybrid['moderate']['kinds']['P'] == [['ORB DZVP-MOLOPT-SR-GTH', 'AUX_FIT cFIT3'], 'GTH-PBE-q5']
-    changed = settings_differences(fast, hybrid['moderate'])
-    assert 'cutoff: 200 != 400' in changed
-    assert ("kinds[In]: ['SZV-MOLOPT-SR-GTH', 'GTH-PBE-q13'] != [['ORB DZVP-MOLOPT-SR-GTH', 'AUX_FIT cFIT10'], "
-            "'GTH-PBE-q13']") in changed
+    assert settings_differences(fast, hybrid['moderate']) == ['cutoff: 300 != 400']
 
     relax = cp2k_physics_settings(QdRelaxWorkChain.get_builder_from_protocol(
         cp2k_code, tiny_qd, protocol='fast').base.cp2k.parameters.get_dict())
+    assert relax['qs_method'] == 'GAPW' and relax['kinds']['In'] == ['DZVP-MOLOPT-SR-GTH', 'GTH-PBE-q13', 3.0]
+    # a record made before `qs_method` existed was GPW (CP2K's default): told apart from GAPW, equal to GPW
+    legacy = {key: value for key, value in relax.items() if key != 'qs_method'}
+    assert settings_differences(legacy, relax) == ["qs_method: 'GPW' != 'GAPW'"]
+    assert settings_differences(legacy, {**relax, 'qs_method': 'GPW'}) == []
     assert relax['hf_fraction'] is None and 'hf_fraction: None != 0.25' in settings_differences(relax, fast)
 
     # what the SCF handlers change (mixing, smearing, OT, guess, MAX_SCF) is not a different model chemistry ...
@@ -123,13 +130,13 @@ def test_physics_settings_tell_protocols_apart_but_not_handler_changes(cp2k_code
     params['FORCE_EVAL']['DFT']['PRINT'].pop('MO_MOLDEN')
     assert cp2k_physics_settings(params) == fast
     # ... a raised grid is, also in lower-case keys
-    params['FORCE_EVAL']['DFT']['MGRID'] = {'cutoff': 300, 'rel_cutoff': 50, 'ngrids': 4}
-    assert settings_differences(fast, cp2k_physics_settings(params)) == ['cutoff: 200 != 300', 'rel_cutoff: 30 != 50']
+    params['FORCE_EVAL']['DFT']['MGRID'] = {'cutoff': 400, 'rel_cutoff': 60, 'ngrids': 4}
+    assert settings_differences(fast, cp2k_physics_settings(params)) == ['cutoff: 300 != 400', 'rel_cutoff: 50 != 60']
     for spelling, value in (('.FALSE.', False), ('F', False), ('T', True), ('.true.', True)):
         params['GLOBAL']['EXTENDED_FFT_LENGTHS'] = spelling
         assert cp2k_physics_settings(params)['extended_fft_lengths'] is value
-    assert cp2k_physics_settings({}) == {**{key: None for key in fast}, 'method': 'QS', 'extended_fft_lengths': False,
-                                         'poisson': [None, None], 'kinds': {}}
+    assert cp2k_physics_settings({}) == {**{key: None for key in fast}, 'method': 'QS', 'qs_method': 'GPW',
+                                         'extended_fft_lengths': False, 'poisson': [None, None], 'kinds': {}}
 
 
 def test_settings_compare_shared_elements_and_merge():
