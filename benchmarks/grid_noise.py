@@ -1,4 +1,7 @@
-"""Grid (egg-box) noise of CP2K's real-space grid at the ``fast`` protocol's cutoff, against finer cutoffs.
+"""Grid (egg-box) noise of CP2K's GPW real-space grid at the earlier ``fast`` settings, against finer cutoffs.
+
+This measures the GPW settings the protocols used before they moved to GAPW (docs/protocols.md); to measure a
+current protocol on any QD, translated and rotated, use ``benchmarks/protocol_soundness.py``.
 
 A rigid translation of a molecule in a non-periodic box changes nothing physical, so any change of the energy or of
 the forces under a small shift is grid error. This script runs CP2K PBE ENERGY_FORCE on the ``fast``-relaxed In4PF9
@@ -10,7 +13,7 @@ ratio to the first cutoff's (the baseline, measured in the same run)::
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/grid_noise.py [--cutoffs 200 300] [--rel-cutoff 50] [--no-extended-fft]
 
-Measured here (docs/pipeline.md, outputs in tests/data/cp2k/grid/): at 200 Ry / REL_CUTOFF 30 the shift moves the
+Measured here (docs/protocols.md, outputs in tests/data/cp2k/grid/): at 200 Ry / REL_CUTOFF 30 the shift moves the
 energy by 118 mHa and a force component by 0.125 Ha/bohr (without EXTENDED_FFT_LENGTHS, 120 instead of 112
 grid points: 7.3 mHa, 0.054 Ha/bohr); at 300 / 50 by 0.34 mHa and 0.010 Ha/bohr.
 """

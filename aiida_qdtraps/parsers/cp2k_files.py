@@ -57,6 +57,12 @@ def parse_total_walltime(text: str) -> float | None:
     return float(match[-1]) if match else None
 
 
+def parse_total_energy(text: str) -> float | None:
+    """The last ``ENERGY| Total FORCE_EVAL ( QS ) energy [a.u.]`` of a CP2K main output (Ha), or ``None``."""
+    match = re.findall(r'ENERGY\|\s*Total FORCE_EVAL \( QS \) energy[^:]*:\s+(\S+)', text)
+    return float(match[-1]) if match else None
+
+
 def parse_reported_gap(text: str) -> float | None:
     """CP2K's own ``MO| Band gap`` (eV) of the final SCF, if printed."""
     match = re.findall(r'MO\|\s*Band gap:\s+\S+\s+a\.u\.\s+(\S+)\s+eV', text)

@@ -1,0 +1,217 @@
+"""Is a protocol's CP2K input numerically sound on YOUR QD? Rigid-motion invariance of forces, energy and gap.
+
+A rigid translation or rotation of an isolated QD changes nothing physical, so whatever it changes is numerical
+error (in CP2K mostly the real-space grid's "egg-box"). This script builds the CP2K input through the protocol's own
+``get_builder_from_protocol`` (relax stage: ``QdRelaxWorkChain``, as ENERGY_FORCE; hybrid stage:
+``HybridScfWorkChain``, as ENERGY with the MO energies printed), puts the QD in the protocol's box, and runs
+``cp2k.psmp`` on it as given, translated twice (two shift sizes) and rotated (in the same box, so on the same grid).
+One line per point::
+
+    baseline max_dF_Ha_bohr=0.00e+00 max_force_criterion=4.50e-04 dE_mHa=0.000 dgap_meV=... seconds=85.2
+    translation max_dF_Ha_bohr=3.1e-05 ...
+
+followed by a verdict per perturbation against the bounds the protocols are held to (force change ≤ half the relax
+MAX_FORCE, energy change ≤ 0.1 mHa per atom, HOMO/LUMO/gap change ≤ 5 meV). ``--legacy-fast`` also runs one point
+with the settings of the old GPW ``fast`` protocol (200 / 30 Ry, SZV, no GAPW) on the same QD and prints the wall-time
+ratio of a sound point to it.
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/protocol_soundness.py --structure qd.xyz --protocol moderate \\
+        [--stage relax|hybrid] [--charge Q] [--multiplicity M] [--legacy-fast] [--keep DIR] [--overrides JSON]
+
+Exit status 0: every perturbation within the bounds; 1: a bound broken; 2: a CP2K point did not finish or its SCF
+did not converge (its folder is kept and named). Needs the project profile and the ``cp2k@localhost`` code
+(``make setup``); stores nothing. Measured figures of every
+protocol: docs/protocols.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import pathlib
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+from ase.io import read
+
+from aiida_qdtraps.analysis.soundness import (
+    Point,
+    compare_points,
+    read_point,
+    rigid_motions,
+    soundness_line,
+    verdict,
+)
+
+#: The ``fast`` protocol as it was before the soundness work (GPW, 200 / 30 Ry, SZV): the cost baseline.
+LEGACY_FAST = {
+    'FORCE_EVAL': {'DFT': {'MGRID': {'CUTOFF': 200, 'REL_CUTOFF': 30, 'NGRIDS': 4},
+                           'QS': {'METHOD': 'GPW', 'EPS_DEFAULT': 1.0e-10},
+                           'SCF': {'EPS_SCF': 1.0e-5, 'MAX_SCF': 100, 'DIAGONALIZATION': {'ALGORITHM': 'STANDARD'},
+                                   'MIXING': {'METHOD': 'BROYDEN_MIXING', 'ALPHA': 0.3, 'NBROYDEN': 8}}}},
+}
+
+
+def merge(base: dict, changes: dict) -> dict:
+    result = copy.deepcopy(base)
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(result.get(key), dict):
+            result[key] = merge(result[key], value)
+        else:
+            result[key] = copy.deepcopy(value)
+    return result
+
+
+def protocol_parameters(structure, protocol: str, stage: str, charge: int, multiplicity: int,
+                        overrides: dict | None) -> tuple[dict, float, float | None]:
+    """``(cp2k parameters, box vacuum, relax MAX_FORCE)`` of the protocol, made by its ``get_builder_from_protocol``."""
+    from aiida import orm
+
+    from aiida_qdtraps.workchains.common import electronic_state_changes
+    from aiida_qdtraps.workchains.hybrid_scf import HybridScfWorkChain
+    from aiida_qdtraps.workchains.relax import QdRelaxWorkChain
+
+    code = orm.load_code('cp2k@localhost')
+    relax = QdRelaxWorkChain.get_builder_from_protocol(code, structure, protocol=protocol)
+    criterion = relax.base.cp2k.parameters['MOTION']['GEO_OPT'].get('MAX_FORCE', 4.5e-4)
+    if stage == 'relax':
+        parameters = relax.base.cp2k.parameters.get_dict()
+        parameters.pop('MOTION', None)
+        parameters['GLOBAL']['RUN_TYPE'] = 'ENERGY_FORCE'
+        parameters['FORCE_EVAL']['PRINT'] = {'FORCES': {}}
+        vacuum = relax.box_vacuum.value
+    else:
+        hybrid = HybridScfWorkChain.get_builder_from_protocol(code, structure, protocol=protocol)
+        parameters = hybrid.scf.cp2k.parameters.get_dict()
+        parameters['GLOBAL']['RUN_TYPE'] = 'ENERGY'
+        printed = parameters['FORCE_EVAL']['DFT'].setdefault('PRINT', {})
+        for section in ('MO_MOLDEN', 'E_DENSITY_CUBE', 'PDOS'):  # files the measurement does not need
+            printed.pop(section, None)
+        printed['MO'] = {'ENERGIES': True, 'OCCUPATION_NUMBERS': True, 'NDIGITS': 8, 'EACH': {'QS_SCF': 0}}
+        vacuum = hybrid.box_vacuum.value
+    parameters = merge(parameters, electronic_state_changes(charge, multiplicity))
+    if overrides:
+        parameters = merge(parameters, overrides)
+    return parameters, vacuum, criterion
+
+
+def run_point(parameters: dict, atoms, folder: pathlib.Path, executable: str) -> Point:
+    """Write the input as aiida-cp2k's Cp2kCalculation does, run CP2K, read energy, forces and HOMO/LUMO."""
+    from aiida_cp2k.calculations import _atoms_to_xyz
+    from aiida_cp2k.utils import Cp2kInput
+
+    folder.mkdir(parents=True)
+    inp = Cp2kInput(copy.deepcopy(parameters))
+    inp.add_keyword('GLOBAL/PROJECT', 'aiida')
+    for index, letter in enumerate('ABC'):
+        inp.add_keyword(f'FORCE_EVAL/SUBSYS/CELL/{letter}', '{:<15} {:<15} {:<15}'.format(*atoms.cell[index]))
+    inp.add_keyword('FORCE_EVAL/SUBSYS/TOPOLOGY/COORD_FILE_NAME', 'aiida.coords.xyz')
+    inp.add_keyword('FORCE_EVAL/SUBSYS/TOPOLOGY/COORD_FILE_FORMAT', 'XYZ')
+    (folder / 'aiida.inp').write_text(inp.render())
+    (folder / 'aiida.coords.xyz').write_text(_atoms_to_xyz(atoms))
+    start = time.perf_counter()
+    with open(folder / 'aiida.out', 'w') as handle:
+        subprocess.run([executable, '-i', 'aiida.inp'], cwd=folder, stdout=handle, stderr=subprocess.STDOUT,
+                       check=False)
+    seconds = time.perf_counter() - start
+    return read_point((folder / 'aiida.out').read_text(), seconds)
+
+
+def boxed_geometries(atoms, vacuum: float) -> dict:
+    """The reference and its rigid motions, all in one cubic box that holds each with ``vacuum`` Å on every side."""
+    from aiida_qdtraps.build.qd import put_in_box
+
+    reference = put_in_box(atoms, vacuum)
+    motions = rigid_motions(reference.positions)
+    length = reference.cell[0, 0]
+    for positions, _ in motions.values():
+        extent = positions.max(0) - positions.min(0)
+        length = max(length, float(np.ceil(extent.max() + 2 * vacuum)))
+    shift = 0.5 * length - 0.5 * (reference.positions.max(0) + reference.positions.min(0))
+    geometries = {}
+    for name, (positions, rotation) in [('baseline', (reference.positions, np.eye(3))), *motions.items()]:
+        moved = reference.copy()
+        moved.set_cell([length] * 3)
+        moved.positions = positions + shift
+        geometries[name] = (moved, rotation)
+    return geometries
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser.add_argument('--structure', required=True, type=pathlib.Path, help='the QD (any format ASE reads)')
+    parser.add_argument('--protocol', required=True, help='fast, moderate or precise')
+    parser.add_argument('--stage', choices=('relax', 'hybrid'), default='relax')
+    parser.add_argument('--charge', type=int, default=0)
+    parser.add_argument('--multiplicity', type=int, default=1)
+    parser.add_argument('--legacy-fast', action='store_true',
+                        help='also time one point with the old GPW 200 / 30 Ry fast settings on the same QD')
+    parser.add_argument('--only', nargs='+', choices=('translation', 'translation_small', 'rotation'),
+                        help='run only these perturbations')
+    parser.add_argument('--overrides', type=json.loads, default=None,
+                        help='JSON dict merged into the CP2K parameters (to measure a variation)')
+    parser.add_argument('--keep', type=pathlib.Path, help='keep the CP2K folders here')
+    args = parser.parse_args(argv)
+
+    from aiida import orm
+
+    from aiida_qdtraps.profile import load_project_profile
+
+    load_project_profile()
+    executable = shutil.which('cp2k.psmp') or shutil.which('cp2k')
+    if executable is None:
+        parser.error('cp2k.psmp is not on PATH (make setup)')
+    atoms = read(args.structure)
+    atoms.pbc = False
+    structure = orm.StructureData(ase=atoms)
+    parameters, vacuum, criterion = protocol_parameters(structure, args.protocol, args.stage, args.charge,
+                                                        args.multiplicity, args.overrides)
+    geometries = boxed_geometries(atoms, vacuum)
+    if args.only:
+        geometries = {k: v for k, v in geometries.items() if k == 'baseline' or k in args.only}
+    root = args.keep or pathlib.Path(tempfile.mkdtemp(prefix='soundness-'))
+    print(f'# {args.structure.name}: {len(atoms)} atoms, protocol {args.protocol}, stage {args.stage}, charge '
+          f'{args.charge}, box {geometries["baseline"][0].cell[0, 0]:.1f} Å, CUTOFF '
+          f'{parameters["FORCE_EVAL"]["DFT"]["MGRID"].get("CUTOFF")} Ry, QS METHOD '
+          f'{parameters["FORCE_EVAL"]["DFT"].get("QS", {}).get("METHOD", "GPW")}', flush=True)
+    reference = None
+    failures = 0
+    for name, (moved, rotation) in geometries.items():
+        try:
+            point = run_point(parameters, moved, root / name, executable)
+        except ValueError as exc:  # unfinished or unconverged SCF: nothing to compare
+            print(f'{name} failed: {exc} (CP2K output: {root / name / "aiida.out"})', flush=True)
+            return 2
+        if reference is None:
+            reference = point
+        values = compare_points(reference, point, rotation)
+        values.update(max_force_criterion=criterion if args.stage == 'relax' else float('nan'), seconds=point.seconds)
+        line = soundness_line(name, values)
+        broken = [] if name == 'baseline' else verdict(values, n_atoms=len(atoms))
+        failures += bool(broken)
+        print(line + ('' if name == 'baseline' else f"  # {'; '.join(broken) or 'sound'}"), flush=True)
+    if args.legacy_fast:
+        legacy = merge(parameters, LEGACY_FAST)
+        for kind in legacy['FORCE_EVAL']['SUBSYS']['KIND']:
+            kind['BASIS_SET'] = 'SZV-MOLOPT-SR-GTH'  # also drops the AUX_FIT basis: the old fast had no ADMM
+            kind.pop('HARD_EXP_RADIUS', None)
+        legacy['FORCE_EVAL']['DFT'].pop('AUXILIARY_DENSITY_MATRIX_METHOD', None)
+        legacy['FORCE_EVAL']['DFT']['SCF'].pop('OT', None)
+        legacy['FORCE_EVAL']['DFT']['SCF'].pop('OUTER_SCF', None)
+        from aiida_qdtraps.build.qd import put_in_box
+
+        point = run_point(legacy, put_in_box(atoms, 3.5), root / 'legacy_fast', executable)
+        print(f'legacy_fast seconds={point.seconds:.1f} ratio_sound_to_legacy={reference.seconds / point.seconds:.2f}')
+    if not args.keep:
+        shutil.rmtree(root, ignore_errors=True)
+    return 1 if failures else 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
