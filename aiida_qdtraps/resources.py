@@ -14,7 +14,8 @@ be passed where the builders already take them::
 Rules (all in :func:`scale_resources`; the constants are module attributes so a site can change them):
 
 1. **Size = number of basis functions** ``N_bf`` of the protocol's basis set (DZVP-MOLOPT-SR-GTH in every shipped
-   protocol; SZV-MOLOPT-SR-GTH, the earlier ``fast``, is still counted for a protocol that names it), counted from CP2K's ``BASIS_MOLOPT`` when it can be found, else from
+   protocol; SZV-MOLOPT-SR-GTH, the earlier ``fast``, is still counted for a protocol that names it), counted from
+   CP2K's ``BASIS_MOLOPT`` when it can be found, else from
    :data:`FALLBACK_FUNCTIONS`. In4PF9 has 76 (SZV) or 230 (DZVP) functions.
 2. **MPI ranks** ``= ceil(N_bf / BASIS_FUNCTIONS_PER_RANK[stage])`` (at least 1): CP2K's dense linear algebra and the
    HFX integrals are distributed over ranks; fewer than ~40 (hybrid) / ~60 (PBE) functions per rank communicates more

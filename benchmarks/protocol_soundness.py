@@ -37,6 +37,7 @@ import tempfile
 import time
 
 import numpy as np
+from aiida_quantumespresso.workflows.protocols.utils import recursive_merge
 from ase.io import read
 
 from aiida_qdtraps.analysis.soundness import (
@@ -55,16 +56,6 @@ LEGACY_FAST = {
                            'SCF': {'EPS_SCF': 1.0e-5, 'MAX_SCF': 100, 'DIAGONALIZATION': {'ALGORITHM': 'STANDARD'},
                                    'MIXING': {'METHOD': 'BROYDEN_MIXING', 'ALPHA': 0.3, 'NBROYDEN': 8}}}},
 }
-
-
-def merge(base: dict, changes: dict) -> dict:
-    result = copy.deepcopy(base)
-    for key, value in changes.items():
-        if isinstance(value, dict) and isinstance(result.get(key), dict):
-            result[key] = merge(result[key], value)
-        else:
-            result[key] = copy.deepcopy(value)
-    return result
 
 
 def protocol_parameters(structure, protocol: str, stage: str, charge: int, multiplicity: int,
@@ -94,9 +85,9 @@ def protocol_parameters(structure, protocol: str, stage: str, charge: int, multi
             printed.pop(section, None)
         printed['MO'] = {'ENERGIES': True, 'OCCUPATION_NUMBERS': True, 'NDIGITS': 8, 'EACH': {'QS_SCF': 0}}
         vacuum = hybrid.box_vacuum.value
-    parameters = merge(parameters, electronic_state_changes(charge, multiplicity))
+    parameters = recursive_merge(parameters, electronic_state_changes(charge, multiplicity))
     if overrides:
-        parameters = merge(parameters, overrides)
+        parameters = recursive_merge(parameters, copy.deepcopy(overrides))
     return parameters, vacuum, criterion
 
 
@@ -197,7 +188,7 @@ def main(argv=None) -> int:
         failures += bool(broken)
         print(line + ('' if name == 'baseline' else f"  # {'; '.join(broken) or 'sound'}"), flush=True)
     if args.legacy_fast:
-        legacy = merge(parameters, LEGACY_FAST)
+        legacy = recursive_merge(copy.deepcopy(parameters), copy.deepcopy(LEGACY_FAST))
         for kind in legacy['FORCE_EVAL']['SUBSYS']['KIND']:
             kind['BASIS_SET'] = 'SZV-MOLOPT-SR-GTH'  # also drops the AUX_FIT basis: the old fast had no ADMM
             kind.pop('HARD_EXP_RADIUS', None)

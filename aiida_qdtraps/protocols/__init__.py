@@ -74,6 +74,12 @@ def cp2k_logical(value) -> bool:
     return bool(value)
 
 
+def qs_method(parameters: dict) -> str:
+    """``&FORCE_EVAL &DFT &QS METHOD`` of CP2K parameters, upper case (``GPW``, CP2K's default, when unset)."""
+    dft = _upper_keys(_upper_keys(_upper_keys(parameters).get('FORCE_EVAL')).get('DFT'))
+    return str(_upper_keys(dft.get('QS')).get('METHOD', 'GPW')).upper()
+
+
 def cp2k_physics_settings(parameters: dict) -> dict:
     """The settings of a CP2K input (aiida-cp2k dict form) that decide its energies, orbitals and forces.
 
@@ -100,7 +106,7 @@ def cp2k_physics_settings(parameters: dict) -> dict:
     kinds = [kinds] if isinstance(kinds, dict) else kinds
     return {
         'method': force_eval.get('METHOD', 'QS'),
-        'qs_method': str(_upper_keys(dft.get('QS')).get('METHOD', 'GPW')).upper(),
+        'qs_method': qs_method(parameters),
         'cutoff': mgrid.get('CUTOFF'), 'rel_cutoff': mgrid.get('REL_CUTOFF'), 'ngrids': mgrid.get('NGRIDS'),
         'extended_fft_lengths': cp2k_logical(_upper_keys(top.get('GLOBAL')).get('EXTENDED_FFT_LENGTHS', False)),
         'poisson': [poisson.get('POISSON_SOLVER'), poisson.get('PERIODIC')],

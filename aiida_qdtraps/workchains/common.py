@@ -9,7 +9,7 @@ from aiida.common import AttributeDict
 from aiida.engine import ToContext, WorkChain
 from aiida_quantumespresso.workflows.protocols.utils import ProtocolMixin
 
-from ..protocols import kind_sections, valence_from_potential
+from ..protocols import kind_sections, qs_method, valence_from_potential
 from .cp2k_base import QdCp2kBaseWorkChain
 from .functions import center_in_box, recursive_merge, update_cp2k_parameters
 
@@ -66,9 +66,8 @@ def cp2k_protocol_inputs(cls, namespace: str, structure, protocol, overrides, op
     cp2k = inputs[namespace]['cp2k']
     parameters = copy.deepcopy(cp2k['parameters'])
     elements = sorted(set(structure.get_kind_names()))
-    qs_method = str(parameters['FORCE_EVAL'].get('DFT', {}).get('QS', {}).get('METHOD', 'GPW')).upper()
     kinds = kind_sections(elements, extras.get('basis_set', 'DZVP-MOLOPT-SR-GTH'), extras.get('admm', False),
-                          gapw=qs_method == 'GAPW')
+                          gapw=qs_method(parameters) == 'GAPW')
     user_kinds = kinds_by_element(parameters)
     parameters['FORCE_EVAL'].setdefault('SUBSYS', {})['KIND'] = [user_kinds.get(k['_'], k) for k in kinds]
     cp2k['parameters'] = parameters
