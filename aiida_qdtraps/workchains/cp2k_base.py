@@ -122,7 +122,7 @@ class QdCp2kBaseWorkChain(Cp2kBaseWorkChain):
     def report_grid_quality(self, calc):
         """Report poor real-space grid diagnostics of any calculation; changes nothing.
 
-        Measured on In4PF9 (``benchmarks/grid_noise.py``, docs/pipeline.md): at 200 Ry ~2e-3 electrons are lost on
+        Measured on In4PF9 with GPW (``benchmarks/grid_noise.py``, docs/pipeline.md): at 200 Ry ~2e-3 electrons are lost on
         the grid and a 0.08 Å rigid shift moves the energy by 0.12 Ha and forces by 0.13 Ha/bohr; at 300 Ry 6e-5
         electrons and 0.3 mHa / 0.01 Ha/bohr. CP2K's cell-face warning comes and goes with REL_CUTOFF and the box.
         """

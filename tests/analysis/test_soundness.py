@@ -111,6 +111,25 @@ def test_read_point_on_recorded_gapw_outputs():
     assert unturned['max_dF_Ha_bohr'] > 50 * rotation['max_dF_Ha_bohr']
 
 
+def test_read_point_on_recorded_pbe0_outputs():
+    """The recorded `fast` PBE0 points: HOMO/LUMO from the printed MO energies; the rotation's line as printed."""
+    folder = DATA / 'in4pf9_pbe0_fast'
+    baseline = read_point((folder / 'baseline.out').read_text())
+    assert baseline.forces is None  # an ENERGY run
+    assert baseline.lumo - baseline.homo == pytest.approx(5.01784431, abs=1e-6)  # eV, CP2K's "MO| Band gap"
+    rotated = read_point((folder / 'rotation.out').read_text(), seconds=182.1)
+    values = compare_points(baseline, rotated, rigid_motions(np.zeros((14, 3)))['rotation'][1])
+    assert values['dgap_meV'] == pytest.approx(0.874, abs=0.002)
+    assert values['dhomo_meV'] == pytest.approx(0.393, abs=0.002)
+    assert values['dlumo_meV'] == pytest.approx(1.268, abs=0.002)
+    assert values['dE_mHa'] == pytest.approx(-0.317, abs=0.001)
+    assert math.isnan(values['max_dF_Ha_bohr'])
+    assert verdict(values, n_atoms=14) == []
+    # a gap change above 5 meV is a broken bound, named
+    broken = verdict({**values, 'dgap_meV': 6.0}, n_atoms=14)
+    assert len(broken) == 1 and 'gap' in broken[0]
+
+
 def test_read_point_refuses_unconverged_and_unfinished_outputs():
     failed = (pathlib.Path(__file__).parents[1] / 'data' / 'cp2k' / 'failed' / 'scf_not_converged.out').read_text()
     with pytest.raises(ValueError, match='SCF did not converge'):

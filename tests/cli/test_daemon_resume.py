@@ -34,8 +34,8 @@ import time
 import numpy as np
 import pytest
 
-#: GEO_OPT thresholds that the near-minimum start meets after the first LBFGS step (its largest gradient is 6.8e-3
-#: Ha/bohr): the relax is plumbing here, the killed CalcJob is the PBE0; test_pipeline_real.py relaxes for real.
+#: GEO_OPT thresholds that the `fast` minimum (largest gradient 4.2e-3 Ha/bohr) meets after the first LBFGS step: the
+#: relax is plumbing here, the killed CalcJob is the PBE0; test_pipeline_real.py relaxes for real.
 LOOSE = {'MOTION': {'GEO_OPT': {'MAX_FORCE': 5.0e-2, 'RMS_FORCE': 3.0e-2, 'MAX_DR': 5.0e-1, 'RMS_DR': 3.0e-1}}}
 
 BUILDER = """

@@ -45,7 +45,8 @@ def test_labels_are_energy_force_single_points_of_the_relax_protocol(fast_builde
     assert parameters['GLOBAL']['RUN_TYPE'] == 'ENERGY_FORCE'
     assert 'MOTION' not in parameters
     assert parameters['FORCE_EVAL']['PRINT']['FORCES'] == {'_': 'ON'}
-    assert parameters['FORCE_EVAL']['DFT']['MGRID']['CUTOFF'] == 300  # relax.yaml `fast`
+    assert parameters['FORCE_EVAL']['DFT']['MGRID']['CUTOFF'] == 200  # relax.yaml `fast`
+    assert parameters['FORCE_EVAL']['DFT']['SCF']['EPS_SCF'] == 1.0e-5
     assert parameters['FORCE_EVAL']['DFT']['QS']['METHOD'] == 'GAPW'
     assert {kind['_'] for kind in parameters['FORCE_EVAL']['SUBSYS']['KIND']} == {'F', 'In', 'P'}
     assert fast_builder.box_vacuum.value == 3.5
