@@ -10,12 +10,12 @@ QD: In4PCl9 (14 atoms, 120 valence electrons) from the builder (RECIPE). Same GT
 default both relaxations start from the same built geometry and use their engine's ``fast`` protocol, whose force
 thresholds match (CP2K max force 4.5e-3 Ha/bohr, pw.x forc_conv_thr 9e-3 Ry/bohr: 0.23 eV/Å).
 
-What was run for docs/qe.md (sessions 4-5)::
+What was run for docs/qe.md::
 
     QE_START_CALC=1202 QE_START_PW=1625 RECORD_DIR=tests/data/qe/in4pcl9 verdi run examples/cross_engine.py all 60
 
 i.e. both engines relax (``fast``) from the last frame of an earlier, stopped CP2K GEO_OPT of the built QD
-(CalcJob<1202>), and QE continues its own session-4 relax (PwCalculation<1625>, stopped for time after 9 BFGS
+(CalcJob<1202>), and QE continues its own earlier relax (PwCalculation<1625>, stopped for time after 9 BFGS
 evaluations with the same settings) from its last frame; both relaxes converged.
 
 1. CP2K: ``QdRelaxWorkChain`` protocol ``fast`` (SZV-MOLOPT-SR-GTH, 200 Ry, 3.5 Å vacuum, wavelet Poisson); its PBE

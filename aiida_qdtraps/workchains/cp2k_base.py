@@ -122,9 +122,9 @@ class QdCp2kBaseWorkChain(Cp2kBaseWorkChain):
     def report_grid_quality(self, calc):
         """Report poor real-space grid diagnostics of any calculation; changes nothing.
 
-        Measured on In4PF9 with GPW (``benchmarks/grid_noise.py``, docs/pipeline.md): at 200 Ry ~2e-3 electrons are lost on
-        the grid and a 0.08 Å rigid shift moves the energy by 0.12 Ha and forces by 0.13 Ha/bohr; at 300 Ry 6e-5
-        electrons and 0.3 mHa / 0.01 Ha/bohr. CP2K's cell-face warning comes and goes with REL_CUTOFF and the box.
+        Measured on In4PF9 with GPW (``benchmarks/grid_noise.py``, docs/pipeline.md): at 200 Ry ~2e-3 electrons are
+        lost on the grid and a 0.08 Å rigid shift moves the energy by 0.12 Ha and forces by 0.13 Ha/bohr; at 300 Ry
+        6e-5 electrons and 0.3 mHa / 0.01 Ha/bohr (GAPW prints no such count). CP2K's cell-face warning comes and goes with REL_CUTOFF and the box.
         """
         if 'output_parameters' not in calc.outputs:
             return None
@@ -178,8 +178,8 @@ class QdCp2kBaseWorkChain(Cp2kBaseWorkChain):
             # + DIIS: 31 steps to the OT energy, docs/classifier.md). An oscillating run's wavefunction is no better
             # than the atomic guess, so that case starts afresh; a run whose last SCF step was close to convergence
             # (residual < STALLED_RESIDUAL) continues from its wavefunction. A GEO_OPT continues from its last geometry
-            # either way. (The recorded 'stalled' F6In6P3³⁺ GEO_OPT of session 6 was in fact a finished relax whose
-            # first cycle had not converged; the parser now accepts such runs, docs/pipeline.md.)
+            # either way. (The recorded 'stalled' F6In6P3³⁺ GEO_OPT of docs/classifier.md was in fact a finished relax
+            # whose first cycle had not converged; the parser now accepts such runs, docs/pipeline.md.)
             residual = _last_scf_residual(calc)
             stalled = residual is not None and residual < STALLED_RESIDUAL and self._has_wavefunction(calc)
             changes = {'MAX_SCF': max(int(scf.get('MAX_SCF', 50)), 150),

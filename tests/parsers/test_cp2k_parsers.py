@@ -64,7 +64,7 @@ def test_base_parser_adds_cp2k_walltime(generate_cp2k_calc, data_dir):
 def test_finished_geo_opt_with_an_early_unconverged_scf_is_accepted(generate_cp2k_calc, data_dir):
     """Recorded F6In6P3³⁺ fast GEO_OPT (steps 1-39 cut out): its first SCF cycle stopped unconverged at 100 steps,
     CP2K carried on, and the optimisation COMPLETED at step 40 with converged cycles, re-evaluation included. The
-    result stands (session 8: refusing it made the SCF handler restart a converged relax with P-mixing, which then
+    result stands (refusing it made the SCF handler restart a converged relax with P-mixing, which then
     diverged); the unconverged cycles are counted."""
     folder = data_dir / 'cp2k' / 'failed'
     name = 'scf_unconverged_early_geo_opt_completed'

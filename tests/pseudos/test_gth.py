@@ -196,7 +196,7 @@ def test_upf_reproduces_pw_on_the_analytic_gth(tmp_path, name):
 
 
 def test_conversion_does_not_depend_on_the_blas_thread_count():
-    """The pseudo-atom solve pins BLAS to one thread: with two, the last printed digit changed (In, session 5), and
+    """The pseudo-atom solve pins BLAS to one thread: with two, the last printed digit changed (In), and
     `qdtraps setup` replaced the family on every run with another thread count."""
     from threadpoolctl import threadpool_limits
 

@@ -68,7 +68,7 @@ def test_scf_not_converged_broyden_switches_to_p_mixing_diis_then_smears(base_wo
 
 def test_scf_stalled_near_convergence_keeps_its_wavefunction(base_workchain, generate_cp2k_calc, data_dir):
     """A Broyden run whose last SCF step was at residual 1e-5 switches to density-matrix mixing + DIIS but continues
-    from its wavefunction instead of the atomic guess. (Recorded: the end of session 6's F6In6P3³⁺ PBE GEO_OPT, then
+    from its wavefunction instead of the atomic guess. (Recorded: the end of an F6In6P3³⁺ PBE GEO_OPT, at first
     read as stalled; it was a finished relax, which the parser now accepts, but its last lines are what a real stall
     near convergence looks like to the handler.)"""
     process = base_workchain({'MAX_SCF': 15, 'MIXING': {'METHOD': 'BROYDEN_MIXING', 'ALPHA': 0.3}}, run_type='GEO_OPT')

@@ -21,7 +21,7 @@ def mo_block_from_stdout(text: str) -> np.ndarray:
 
 @pytest.mark.slow
 def test_pipeline_fast_real_cp2k(cp2k_code, baderkit_code, tiny_qd):
-    # Looser GEO_OPT thresholds than `fast` (which the demo runs in full, 15 LBFGS steps, ~10 min here): the test
+    # Looser GEO_OPT thresholds than `fast` (which the demo runs in full, 35 LBFGS steps, ~21 min here): the test
     # exercises the same code path in fewer steps to keep CI time down.
     loose = {'MOTION': {'GEO_OPT': {'MAX_FORCE': 1.5e-2, 'RMS_FORCE': 1.0e-2, 'MAX_DR': 1.0e-1, 'RMS_DR': 5.0e-2}}}
     builder = QdTrapsPipelineWorkChain.get_builder_from_protocol(

@@ -62,7 +62,7 @@ RECIPES = [
     {'material': 'InP', 'diameter': 11.0, 'center': 'interstitial', 'shape': 'tetrahedron', 'vacuum': 3.5,
      'vacancy': 'ligand', 'vacancy_site': 0},                                                        # In10P4F17+ (31)
     # the same In10P4 core with another even arrangement of the 18 F (builder ``arrangement=1``) and with Cl. Not in
-    # the shipped library (session 4, stopped for time): arrangement 1 missed the 100-step SCF and its handler retry
+    # the shipped library (its build was stopped for time): arrangement 1 missed the 100-step SCF and its handler retry
     # (mixing 0.15 + smearing) converged after 130 steps only when its work chain had been stopped; the Cl18 SCF
     # diverged (Broyden residual 1.3 after 144 steps)
     {'material': 'InP', 'diameter': 11.0, 'center': 'interstitial', 'shape': 'tetrahedron', 'vacuum': 3.5,
@@ -72,7 +72,7 @@ RECIPES = [
     {'material': 'GaP', 'diameter': 10.0, 'center': 'interstitial', 'shape': 'tetrahedron', 'vacuum': 3.5,
      'vacancy': 'ligand', 'vacancy_site': 1},                                                        # Ga10P4F17+ (31)
     # the adamantane-like X6P4F6 cages: their Broyden SCF oscillates (Ga6P4F6: residual 5e-3 at step 71; In6P4F6
-    # unconverged after 93 steps in session 2); from session 6 the SCF handler's density-matrix mixing + DIIS retry
+    # unconverged after 93 steps); the SCF handler's density-matrix mixing + DIIS retry
     # converges them
     {'material': 'GaP', 'diameter': 10.0, 'center': 'interstitial', 'shape': 'cube', 'min_core_bonds': 2},  # Ga6P4F6
     {'material': 'InP', 'diameter': 6.0, 'center': 'interstitial'},                                # In6P4F6 (16)
@@ -80,19 +80,19 @@ RECIPES = [
     # Anion and cation–anion pair vacancies at the builder's default rule need a surface anion whose removal leaves
     # every neighbour with >= 2 core bonds (vacancy_min_bonds=2; the cage recipes at the end use 1). With the default
     # stoichiometry no builder QD below 44 atoms has such a site (F9In19P16 sphere, cation-centred, 12 Å: pair sites
-    # only); the In-rich 'swapped' cores have P sites from 36 atoms on (session-5
+    # only); the In-rich 'swapped' cores have P sites from 36 atoms on (a
     # scan: 2 materials x 6 shapes x 3 centres x 2 pruning levels x 2 stoichiometries, 5-16 Å, up to 75 atoms).
-    # F8In18P15⁺: session 6 stopped it in its first HFX step (est. 30-35 min) once the 13-atom cage pair vacancies
+    # F8In18P15⁺: stopped in its first HFX step (est. 30-35 min) once the 13-atom cage pair vacancies
     # below were in; not in the library
     {'material': 'InP', 'diameter': 12.0, 'center': 'cation', 'vacancy': 'pair', 'vacancy_site': 0},   # (41, +1)
     # the P³⁻ vacancy leaves the QD +3 and closed-shell (seed 000: "slight positive charges ... to maintain
-    # charge-orbital balance"); 4 equivalent P sites. Session 5: the intact F6In16P14 PBE0 SCF oscillated (residual
+    # charge-orbital balance"); 4 equivalent P sites. The intact F6In16P14 PBE0 SCF oscillated (residual
     # 0.07-1.8 after 79 Broyden steps; first HFX step ~20 min at load 3) and was stopped for time, not in the library
     {'material': 'InP', 'diameter': 10.5, 'center': 'interstitial', 'stoichiometry': 'swapped', 'vacuum': 3.5},
     # F6In16P14 (36)
     # F6In16P13³⁺: 150 Broyden steps at residual 0.05-1.5, then the handler's retry (alpha 0.15, Fermi-Dirac 300 K)
-    # oscillated too (0.06-1.6 after 73 steps); stopped for time in session 5, not in the library. GaP not run.
-    # Superseded in session 6 by the cage recipes below: these built swapped cores keep three P with a single In bond
+    # oscillated too (0.06-1.6 after 73 steps); stopped for time, not in the library. GaP not run.
+    # Superseded by the cage recipes below: these built swapped cores keep three P with a single In bond
     # and no ligand, and six In with two P bonds and no ligand, i.e. dangling bonds everywhere.
     {'material': 'InP', 'diameter': 10.5, 'center': 'interstitial', 'stoichiometry': 'swapped', 'vacuum': 3.5,
      'vacancy': 'anion', 'vacancy_site': 0},                                                          # F6In16P13³⁺ (35)
@@ -100,7 +100,7 @@ RECIPES = [
      'vacancy': 'anion', 'vacancy_site': 0},                                                          # F6Ga16P13³⁺ (35)
     # With vacancy_min_bonds=1 (a neighbour may keep one core bond plus its ligands, as the carving with
     # min_core_bonds=1 allows anyway) the 16-atom X6P4F6 adamantane cage has P³⁻ and cation-anion pair sites: the
-    # smallest anion and pair vacancies of the builder (session 6)
+    # smallest anion and pair vacancies of the builder
     {'material': 'InP', 'diameter': 6.0, 'center': 'interstitial', 'vacancy': 'anion', 'vacancy_site': 0,
      'vacancy_min_bonds': 1},                                                                         # F6In6P3³⁺ (15)
     {'material': 'GaP', 'diameter': 5.5, 'center': 'interstitial', 'vacancy': 'anion', 'vacancy_site': 0,
