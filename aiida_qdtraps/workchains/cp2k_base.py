@@ -124,7 +124,8 @@ class QdCp2kBaseWorkChain(Cp2kBaseWorkChain):
 
         Measured on In4PF9 with GPW (``benchmarks/grid_noise.py``, docs/pipeline.md): at 200 Ry ~2e-3 electrons are
         lost on the grid and a 0.08 Å rigid shift moves the energy by 0.12 Ha and forces by 0.13 Ha/bohr; at 300 Ry
-        6e-5 electrons and 0.3 mHa / 0.01 Ha/bohr (GAPW prints no such count). CP2K's cell-face warning comes and goes with REL_CUTOFF and the box.
+        6e-5 electrons and 0.3 mHa / 0.01 Ha/bohr (GAPW prints no such count). CP2K's cell-face warning comes and
+        goes with REL_CUTOFF and the box.
         """
         if 'output_parameters' not in calc.outputs:
             return None
