@@ -11,20 +11,26 @@ from dataclasses import dataclass, field
 import numpy as np
 from ase import Atoms
 
+from .autocore import choose_cores
 from .passivation import check_ligand, net_charge, passivate
 from .roles import bonded_pairs, roles_of
-from .shapes import carve_core
+from .shapes import CENTERS, carve_core, check_trim
 from .shell import grow_shell, reconstruct_surface, swap_sublattices
 from .vacancies import VACANCY_KINDS, make_vacancy
 
 STOICHIOMETRIES = ('default', 'swapped')
+#: The carve centres a recipe may name: ``'auto'`` (the default) or one of :data:`~.shapes.CENTERS`.
+RECIPE_CENTERS: tuple[str, ...] = ('auto', *CENTERS)
+#: How many of the ranked automatic cores are tried before giving up (shells, reconstructions).
+_AUTO_ATTEMPTS = 8
 
 
 @dataclass(frozen=True)
 class QdReport:
     """Summary of a built QD: composition, net charge (e), coordination histogram per element, diameter (Å).
 
-    ``domains`` maps each domain present (core, interlayer, shell, ligand) to its chemical formula.
+    ``domains`` maps each domain present (core, interlayer, shell, ligand) to its chemical formula; ``build`` holds
+    the resolved carve (``center``, ``trim``, ``carve_diameter`` and ``core_diameter`` in Å) of a builder-made QD.
     """
 
     formula: str
@@ -33,6 +39,14 @@ class QdReport:
     diameter: float
     coordination: dict[str, dict[int, int]]
     domains: dict[str, str] = field(default_factory=dict)
+    build: dict = field(default_factory=dict)
+
+
+def core_diameter(atoms: Atoms) -> float:
+    """Diameter (Å) of a core: twice the largest distance of an atom from the centroid (0 for a single atom)."""
+    if len(atoms) < 2:
+        return 0.0
+    return 2 * float(np.linalg.norm(atoms.positions - atoms.positions.mean(0), axis=1).max())
 
 
 def put_in_box(atoms: Atoms, vacuum: float) -> Atoms:
@@ -67,22 +81,39 @@ def describe(atoms: Atoms, bond_scale: float = 1.25) -> QdReport:
             mask = atoms.arrays['qd_domain'] == domain
             if mask.any():
                 domains[domain] = atoms[mask].get_chemical_formula()
-    return QdReport(atoms.get_chemical_formula(), len(atoms), net_charge(atoms), diameter, hist, domains)
+    return QdReport(atoms.get_chemical_formula(), len(atoms), net_charge(atoms), diameter, hist, domains,
+                    dict(atoms.info.get('qd_build', {})))
 
 
-def build_qd(material: str, diameter: float, ligand: str = 'F', charge: int = 0, center: str = 'anion',
+def build_qd(material: str, diameter: float, ligand: str = 'F', charge: int = 0, center: str = 'auto',
              vacuum: float = 5.0, lattice_constant: float | None = None, min_core_bonds: int = 2,
              shape: str = 'sphere', stoichiometry: str = 'default', arrangement: int = 0,
              reconstruct: float | None = None, reconstruct_facet: str | None = '-1-1-1',
              shell: str | None = None, monolayers: int = 1, interlayer: str = 'abrupt',
              vacancy: str | None = None, vacancy_site: int | None = None, neutralize: bool = False,
-             seed: int = 0, vacancy_min_bonds: int = 2) -> Atoms:
+             seed: int = 0, vacancy_min_bonds: int = 2, trim: int | None = None) -> Atoms:
     """Carve, optionally modify, passivate and box a QD: the one-call recipe of the CLI, the calcfunction and the demo.
 
+    The size, by centre:
+
+    * ``center='auto'`` (default): ``diameter`` is the diameter of the **core** (twice the largest distance of a core
+      atom from the core's centroid; ligands excluded). The builder takes, among the cores carved around every
+      centre with every trim (:mod:`~aiida_qdtraps.build.autocore`), the one nearest in diameter that the ligand
+      brings to ``charge``; its core diameter is within one bond length of ``diameter``. X-type ligands (on the
+      cations) so get cation-rich cores, H (on the anions) anion-rich ones.
+    * an explicit centre: ``diameter`` is the circumscribed-sphere diameter of the carving shape (the core lies
+      inside it; polyhedra lose their vertex atoms to pruning, so the core can be much smaller).
+
+    The resolved carve is recorded in ``atoms.info['qd_build']``: ``center``, ``trim``, ``carve_diameter`` (the
+    diameter that carves this core with an explicit centre, Å) and ``core_diameter`` (Å).
+
     :param material: core material, a key of :data:`~aiida_qdtraps.build.crystal.MATERIALS`.
-    :param diameter: circumscribed-sphere diameter of the core shape (Å).
+    :param diameter: the size (Å), see above.
     :param ligand: passivating ligand (F, Cl, Br, I, H, OAc); the QD gets exactly net ``charge`` (e).
-    :param center: carve centre: ``'anion'``, ``'cation'`` or ``'interstitial'``.
+    :param center: carve centre: ``'auto'``, ``'anion'``, ``'cation'``, ``'interstitial'`` or ``'interstitial2'``
+        (see :func:`~aiida_qdtraps.build.shapes.crystal_origin`).
+    :param trim: the fewest core bonds an atom of the species the ligand does not bind keeps (anions for X-type
+        ligands, cations for H); default ``min_core_bonds`` with an explicit centre, chosen with ``'auto'``.
     :param vacuum: minimum vacuum (Å) on each side of the cubic, non-periodic box.
     :param shape: sphere, tetrahedron, truncated_tetrahedron, cuboctahedron, octahedron or cube.
     :param stoichiometry: ``'swapped'`` exchanges the cation and anion sublattices of the carved core (seed 003:
@@ -102,22 +133,56 @@ def build_qd(material: str, diameter: float, ligand: str = 'F', charge: int = 0,
         raise ValueError(f'unknown vacancy kind {vacancy!r}; choose one of {list(VACANCY_KINDS)}')
     if not isinstance(charge, (int, np.integer)):
         raise TypeError(f'charge must be an integer number of e, got {charge!r}')
-    check_ligand(ligand)
-    core = carve_core(material, diameter, shape=shape, center=center, lattice_constant=lattice_constant,
-                      min_core_bonds=min_core_bonds)
-    if stoichiometry == 'swapped':
-        core = swap_sublattices(core)
-    if reconstruct is not None:
-        core = reconstruct_surface(core, fraction=reconstruct, facet=reconstruct_facet)
-    if shell is not None:
-        qd = grow_shell(core, material, shell, monolayers=monolayers, interlayer=interlayer, ligand=ligand,
-                        charge=charge, seed=seed, arrangement=arrangement)
+    z, _, binder = check_ligand(ligand)
+    if center not in RECIPE_CENTERS:
+        raise ValueError(f'center must be one of {list(RECIPE_CENTERS)}, got {center!r}')
+    check_trim(material, trim)
+    swapped = stoichiometry == 'swapped'
+    # the trim acts on the species the ligand does not bind, named as carved (before a sublattice swap)
+    trimmed = 'anion' if (binder == 'cation') != swapped else 'cation'
+
+    def finish(carve_diameter: float, carve_center: str, carve_trim: int | None) -> tuple[Atoms, float]:
+        core = carve_core(material, carve_diameter, shape=shape, center=carve_center,
+                          lattice_constant=lattice_constant, min_core_bonds=min_core_bonds, trim=carve_trim,
+                          trim_species=trimmed)
+        size = core_diameter(core)
+        if swapped:
+            core = swap_sublattices(core)
+        if reconstruct is not None:
+            core = reconstruct_surface(core, fraction=reconstruct, facet=reconstruct_facet)
+        if shell is not None:
+            return grow_shell(core, material, shell, monolayers=monolayers, interlayer=interlayer, ligand=ligand,
+                              charge=charge, seed=seed, arrangement=arrangement), size
+        return passivate(core, ligand=ligand, charge=charge, arrangement=arrangement), size
+
+    if center == 'auto':
+        plain = shell is None and reconstruct is None
+        trims = (trim,) if trim is not None else (None if plain else (min_core_bonds,))
+        choices = choose_cores(material, diameter, shape, binder=binder, z=z, charge=charge,
+                               lattice_constant=lattice_constant, min_core_bonds=min_core_bonds, trims=trims,
+                               swapped=swapped, ligand=ligand, check_charge=plain, min_ligands=1 if plain else 0)
+        failures = []
+        for choice in choices[:_AUTO_ATTEMPTS]:
+            try:
+                qd, size = finish(choice.carve_diameter, choice.center, choice.trim)
+            except ValueError as exc:
+                failures.append(f'{choice.center}, trim {choice.trim}: {exc}')
+                continue
+            resolved = {'center': choice.center, 'trim': choice.trim, 'carve_diameter': choice.carve_diameter}
+            break
+        else:
+            raise ValueError(f'no automatic {material} {shape} core of {diameter:g} Å could be built: '
+                             + '; '.join(failures))
     else:
-        qd = passivate(core, ligand=ligand, charge=charge, arrangement=arrangement)
+        qd, size = finish(diameter, center, trim)
+        resolved = {'center': center, 'trim': min_core_bonds if trim is None else int(trim),
+                    'carve_diameter': float(diameter)}
     if vacancy is not None:
         qd = make_vacancy(qd, vacancy, site=vacancy_site, seed=seed if vacancy_site is None else None,
                           neutralize=neutralize, charge=charge, ligand=ligand, min_bonds=vacancy_min_bonds)
-    return put_in_box(qd, vacuum)
+    boxed = put_in_box(qd, vacuum)
+    boxed.info['qd_build'] = {**resolved, 'core_diameter': round(size, 4)}
+    return boxed
 
 
 #: The keys a recipe may hold (the keyword arguments of :func:`build_qd`).

@@ -21,6 +21,7 @@ from scipy.spatial import HalfspaceIntersection, cKDTree
 from .crystal import (
     MATERIALS,
     TETRAHEDRAL,
+    bulk_coordination,
     bulk_crystal,
     check_material,
     lattice_constant_of,
@@ -39,7 +40,9 @@ SHAPE_FACETS: dict[str, tuple[np.ndarray, np.ndarray]] = {
     'cube': (_CUBE, np.ones(6)),
 }
 SHAPES: tuple[str, ...] = ('sphere', *SHAPE_FACETS)
-CENTERS: tuple[str, ...] = ('anion', 'cation', 'interstitial')
+CENTERS: tuple[str, ...] = ('anion', 'cation', 'interstitial', 'interstitial2')
+#: The species ``trim`` may act on (the one that takes no ligand).
+TRIM_SPECIES: tuple[str, ...] = ('anion', 'cation')
 
 
 @cache
@@ -48,6 +51,14 @@ def _circumradius(shape: str) -> float:
     normals, distances = SHAPE_FACETS[shape]
     vertices = HalfspaceIntersection(np.hstack([normals, -distances[:, None]]), np.zeros(3)).intersections
     return float(np.linalg.norm(vertices, axis=1).max())
+
+
+def shape_diameter(points: np.ndarray, shape: str) -> np.ndarray:
+    """Circumscribed diameter (Å) of the smallest ``shape`` about the origin that holds each of ``points`` (Å)."""
+    if shape == 'sphere':
+        return 2 * np.linalg.norm(points, axis=1)
+    normals, distances = SHAPE_FACETS[shape]
+    return 2 * _circumradius(shape) * np.max(points @ normals.T / distances, axis=1)
 
 
 def inside_shape(points: np.ndarray, shape: str, diameter: float) -> np.ndarray:
@@ -66,8 +77,11 @@ def check_shape(shape: str) -> None:
 
 def crystal_origin(crystal: Atoms, material: str, center: str, lattice_constant: float) -> np.ndarray:
     """Cartesian centre (Å) of the carve in ``crystal``: the anion or cation nearest the origin (first in array
-    order among equally near ones), or an empty interstitial site: the empty tetrahedral site of zincblende
-    (a/2, a/2, a/2) or the cube centre between atoms of rock salt (a/4, a/4, a/4).
+    order among equally near ones), or an empty interstitial site. ``'interstitial'``: the empty tetrahedral site of
+    zincblende inside a tetrahedron of anions, (a/2, a/2, a/2), or the cube centre between atoms of rock salt,
+    (a/4, a/4, a/4); ``'interstitial2'``: the other empty tetrahedral site of zincblende, inside a tetrahedron of
+    cations, (3a/4, 3a/4, 3a/4), or the rock-salt cube centre (3a/4, 3a/4, 3a/4), whose cation and anion
+    tetrahedra point the other way. Every centre has tetrahedral site symmetry.
     """
     kind, cation, anion, _ = check_material(material)
     if center in ('anion', 'cation'):
@@ -75,6 +89,8 @@ def crystal_origin(crystal: Atoms, material: str, center: str, lattice_constant:
         return crystal.positions[candidates[np.argmin(np.linalg.norm(crystal.positions[candidates], axis=1))]]
     if center == 'interstitial':
         return np.full(3, 0.5 if kind == 'zincblende' else 0.25) * lattice_constant
+    if center == 'interstitial2':
+        return np.full(3, 0.75) * lattice_constant
     raise ValueError(f'center must be one of {list(CENTERS)}, got {center!r}')
 
 
@@ -99,8 +115,10 @@ def bond_counts(positions: np.ndarray, cutoff: float) -> np.ndarray:
     return np.bincount(pairs.ravel(), minlength=len(positions))
 
 
-def prune(atoms: Atoms, bond: float, min_bonds: int, fixed: np.ndarray | None = None) -> Atoms:
+def prune(atoms: Atoms, bond: float, min_bonds, fixed: np.ndarray | None = None) -> Atoms:
     """Remove atoms with fewer than ``min_bonds`` neighbours within 1.1 ``bond`` (Å), repeatedly, until none is left.
+
+    :param min_bonds: one number, or one per atom.
 
     :param fixed: optional mask of atoms that are never removed.
     """
@@ -110,16 +128,24 @@ def prune(atoms: Atoms, bond: float, min_bonds: int, fixed: np.ndarray | None = 
         if keep.all():
             break
         atoms, keep_always = atoms[keep], keep_always[keep]
+        if np.ndim(min_bonds):
+            min_bonds = np.asarray(min_bonds)[keep]
     return atoms
 
 
 def carve_core(material: str, diameter: float, shape: str = 'sphere', center: str = 'anion',
-               lattice_constant: float | None = None, min_core_bonds: int = 2) -> Atoms:
+               lattice_constant: float | None = None, min_core_bonds: int = 2, trim: int | None = None,
+               trim_species: str = 'anion') -> Atoms:
     """Carve a core of ``shape`` whose circumscribed sphere has ``diameter`` (Å) from the bulk crystal.
 
-    :param center: ``'anion'`` or ``'cation'`` (centred on an atom) or ``'interstitial'`` (an empty lattice site).
+    :param center: ``'anion'`` or ``'cation'`` (centred on an atom) or ``'interstitial'`` / ``'interstitial2'``
+        (the two empty lattice sites of tetrahedral symmetry, see :func:`crystal_origin`).
     :param min_core_bonds: atoms with fewer core bonds are pruned iteratively (use 1 for the smallest molecular
         clusters, where every cation has a single bond to the central anion).
+    :param trim: the fewest core bonds an atom of ``trim_species`` keeps (default ``min_core_bonds``), pruned
+        together with the others; e.g. ``trim=3`` removes the anions with two core bonds, which makes the core more
+        cation-rich for X-type ligands on the cations (with ``min_core_bonds=1``, ``trim=4`` leaves every anion of a
+        zincblende core four-coordinate, cations may then keep a single core bond).
     :returns: the core centred on the carve centre, non-periodic, cubic axes kept, with ``qd_role`` and
         ``qd_domain`` arrays.
     """
@@ -129,13 +155,15 @@ def carve_core(material: str, diameter: float, shape: str = 'sphere', center: st
         raise ValueError(f'diameter must be positive, got {diameter!r}')
     if min_core_bonds not in (1, 2, 3):
         raise ValueError(f'min_core_bonds must be 1, 2 or 3, got {min_core_bonds!r}')
+    check_trim(material, trim, trim_species)
     crystal = crystal_block(material, diameter / 2, lattice_constant)
     origin = crystal_origin(crystal, material, center, lattice_constant_of(material, lattice_constant))
     core = crystal[inside_shape(crystal.positions - origin, shape, diameter)]
     core.translate(-origin)
     core.pbc = False
     core.set_cell(np.zeros((3, 3)))
-    core = prune(core, nearest_neighbour_distance(material, lattice_constant), min_core_bonds)
+    core = prune(core, nearest_neighbour_distance(material, lattice_constant),
+                 trim_minima(core.numbers, material, min_core_bonds, trim, trim_species))
     if len(core) == 0:
         raise ValueError(f'diameter {diameter} Å is too small to hold a {material} {shape} core centred on an '
                          f'{center} (nothing is left after pruning atoms with < {min_core_bonds} bonds); use at least '
@@ -144,6 +172,27 @@ def carve_core(material: str, diameter: float, shape: str = 'sphere', center: st
     core.arrays['qd_role'] = np.where(symbols == cation, 'cation', 'anion').astype('<U8')
     core.arrays['qd_domain'] = np.full(len(core), 'core', dtype='<U10')
     return core
+
+
+def check_trim(material: str, trim, trim_species: str = 'anion') -> None:
+    """ValueError naming ``trim`` unless it is None or a number of core bonds from 1 to the bulk coordination."""
+    top = bulk_coordination(check_material(material)[0])
+    if trim is not None and (isinstance(trim, bool) or not isinstance(trim, (int, np.integer)) or not 1 <= trim <= top):
+        raise ValueError(f'trim must be a number of core bonds from 1 to {top} (the fewest an atom of the species '
+                         f'the ligand does not bind keeps), got {trim!r}')
+    if trim_species not in TRIM_SPECIES:
+        raise ValueError(f'trim_species must be one of {list(TRIM_SPECIES)}, got {trim_species!r}')
+
+
+def trim_minima(numbers: np.ndarray, material: str, min_core_bonds: int, trim: int | None = None,
+                trim_species: str = 'anion'):
+    """Core bonds each atom needs: ``trim`` for the atoms of ``trim_species``, ``min_core_bonds`` for the others;
+    a plain number when ``trim`` is None or equal to ``min_core_bonds``."""
+    if trim is None or trim == min_core_bonds:
+        return min_core_bonds
+    cation, anion = check_material(material)[1:3]
+    element = atomic_numbers[anion if trim_species == 'anion' else cation]
+    return np.where(np.asarray(numbers) == element, int(trim), min_core_bonds)
 
 
 def smallest_diameter(material: str, shape: str, center: str, lattice_constant: float | None = None,
@@ -162,4 +211,5 @@ def smallest_diameter(material: str, shape: str, center: str, lattice_constant: 
     return float('nan')
 
 
-__all__ = ('CENTERS', 'MATERIALS', 'SHAPES', 'carve_core', 'inside_shape', 'prune', 'smallest_diameter')
+__all__ = ('CENTERS', 'MATERIALS', 'SHAPES', 'carve_core', 'inside_shape', 'prune', 'shape_diameter',
+           'smallest_diameter')

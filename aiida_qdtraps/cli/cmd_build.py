@@ -9,7 +9,7 @@ SHAPES = ('sphere', 'tetrahedron', 'truncated_tetrahedron', 'cuboctahedron', 'oc
 
 def recipe_from_options(material, shape, diameter, ligand, charge, center, vacuum, lattice_constant, min_core_bonds,
                         stoichiometry, arrangement, reconstruct, vacancy, vacancy_site, neutralize, seed, shell,
-                        monolayers, interlayer, vacancy_min_bonds=2) -> dict:
+                        monolayers, interlayer, vacancy_min_bonds=2, trim=None) -> dict:
     """The recipe (keyword arguments of :func:`aiida_qdtraps.build.qd.build_qd`, lengths in Å) of the options.
 
     Options at their defaults are left out, so equal QDs get equal recipes.
@@ -18,7 +18,7 @@ def recipe_from_options(material, shape, diameter, ligand, charge, center, vacuu
               'charge': charge, 'center': center, 'vacuum': vacuum, 'min_core_bonds': min_core_bonds,
               'seed': seed}
     optional = {'lattice_constant': lattice_constant, 'reconstruct': reconstruct, 'vacancy': vacancy,
-                'vacancy_site': vacancy_site, 'shell': shell}
+                'vacancy_site': vacancy_site, 'shell': shell, 'trim': trim}
     recipe.update({key: value for key, value in optional.items() if value is not None})
     if stoichiometry != 'default':
         recipe['stoichiometry'] = stoichiometry
@@ -36,11 +36,18 @@ def recipe_from_options(material, shape, diameter, ligand, charge, center, vacuu
 @cli.command()
 @click.argument('material')
 @click.option('--shape', type=click.Choice(SHAPES), default='sphere', show_default=True, help='Core shape.')
-@click.option('--diameter', type=float, required=True, help='Diameter of the shape\'s circumscribed sphere (nm).')
+@click.option('--diameter', type=float, required=True,
+              help='Size (nm): with --center auto the core diameter (within one bond length), with an explicit '
+                   'centre the diameter of the carving shape\'s circumscribed sphere.')
 @click.option('--ligand', default='F', show_default=True, help='F, Cl, Br, I (on cations), H (on anions), OAc.')
 @click.option('--charge', type=int, default=0, show_default=True, help='Target net charge (e).')
-@click.option('--center', type=click.Choice(('anion', 'cation', 'interstitial')), default='anion',
-              show_default=True, help='Carve centre.')
+@click.option('--center', type=click.Choice(('auto', 'anion', 'cation', 'interstitial', 'interstitial2')),
+              default='auto', show_default=True,
+              help='Carve centre; auto: the centre, trim and carve size whose core has the diameter and reaches the '
+                   'charge with the ligand (cation-rich for F/Cl/Br/I/OAc, anion-rich for H).')
+@click.option('--trim', type=click.IntRange(1, 6), default=None,
+              help='Fewest core bonds kept by the atoms the ligand does not bind (anions for X-type ligands); '
+                   'default: chosen with --center auto, else --min-core-bonds.')
 @click.option('--min-core-bonds', type=click.IntRange(1, 3), default=2, show_default=True,
               help='Prune atoms with fewer core bonds (1 for the smallest clusters).')
 @click.option('--lattice-constant', type=float, default=None, help='Override the literature lattice constant (Å).')
@@ -71,19 +78,19 @@ def recipe_from_options(material, shape, diameter, ligand, charge, center, vacuu
 @click.option('--list-sites', is_flag=True,
               help='Print the symmetry-distinct sites of the --vacancy kind (index, removed atoms, charge change, '
                    'multiplicity) and exit without writing.')
-def build(material, shape, diameter, ligand, charge, center, min_core_bonds, lattice_constant, stoichiometry,
+def build(material, shape, diameter, ligand, charge, center, trim, min_core_bonds, lattice_constant, stoichiometry,
           arrangement, reconstruct, vacancy, vacancy_site, vacancy_min_bonds, neutralize, seed, shell, monolayers,
           interlayer, vacuum, output, store, list_sites):
     """Build a model QD of MATERIAL (InP, GaP, InAs, CdSe, CdS, ZnSe, ZnS, PbS, PbSe).
 
-    Example: qdtraps build InAs --shape truncated_tetrahedron --diameter 2.5 --ligand Cl --shell CdSe
-    --monolayers 2 --interlayer alloyed -o inas_cdse.xyz
+    Example: qdtraps build InP --shape tetrahedron --diameter 2.0 --ligand F -o inp.xyz
+    (the centre and trim are chosen so that the core is 2.0 nm wide and neutral with F; they are printed).
     """
     from aiida_qdtraps.build import qd as qd_recipes
 
     recipe = recipe_from_options(material, shape, diameter, ligand, charge, center, vacuum, lattice_constant,
                                  min_core_bonds, stoichiometry, arrangement, reconstruct, vacancy, vacancy_site,
-                                 neutralize, seed, shell, monolayers, interlayer, vacancy_min_bonds)
+                                 neutralize, seed, shell, monolayers, interlayer, vacancy_min_bonds, trim)
     if list_sites:
         _list_sites(recipe)
         return
@@ -98,6 +105,10 @@ def build(material, shape, diameter, ligand, charge, center, min_core_bonds, lat
     report = qd_recipes.describe(atoms)
     click.echo(f'{report.formula}: {report.n_atoms} atoms, net charge {report.net_charge:+d} e, '
                f'diameter {report.diameter / 10:.2f} nm')
+    if report.build:
+        carve = report.build
+        click.echo(f'  carve      center {carve["center"]}, trim {carve["trim"]}, carve diameter '
+                   f'{carve["carve_diameter"] / 10:.3f} nm, core diameter {carve["core_diameter"] / 10:.2f} nm')
     for domain, formula in report.domains.items():
         click.echo(f'  {domain:<10} {formula}')
     for element, histogram in sorted(report.coordination.items()):
@@ -123,9 +134,10 @@ def _build_stored(recipe: dict):
 
     structure = build_qd(orm.Dict(recipe))
     atoms = to_atoms(structure)
-    vacancy = structure.base.attributes.get('qd_vacancy', None)
-    if vacancy is not None:
-        atoms.info['qd_vacancy'] = vacancy
+    for name in ('qd_vacancy', 'qd_build'):
+        value = structure.base.attributes.get(name, None)
+        if value is not None:
+            atoms.info[name] = value
     return atoms, structure.pk
 
 

@@ -9,7 +9,8 @@ calcfunction's ``Dict`` input, so QueryBuilder filters on it, e.g. all InP tetra
     qb.append(StructureData, with_incoming='f')
 
 Every StructureData made here carries the per-site lists ``qd_roles`` (cation / anion / ligand) and ``qd_domains``
-(core / interlayer / shell / ligand) as node attributes; :func:`get_roles` / :func:`get_domains` also find them
+(core / interlayer / shell / ligand) as node attributes (``build_qd`` also ``qd_build``: the resolved carve centre,
+trim and sizes); :func:`get_roles` / :func:`get_domains` also find them
 for structures derived later (boxing, CP2K relaxation), through the provenance.
 """
 
@@ -26,6 +27,9 @@ from ..build import shell as qd_shell
 from ..build import vacancies as qd_vacancies
 
 ROLE_ATTRIBUTE, DOMAIN_ATTRIBUTE = 'qd_roles', 'qd_domains'
+#: Attribute with the carve the builder resolved (``center``, ``trim``, ``carve_diameter``, ``core_diameter`` in Å),
+#: e.g. the centre and trim that ``center='auto'`` chose; the recipe Dict stays as the user gave it.
+BUILD_ATTRIBUTE = 'qd_build'
 
 
 def to_structure(atoms: Atoms) -> orm.StructureData:
@@ -39,6 +43,8 @@ def to_structure(atoms: Atoms) -> orm.StructureData:
     structure.base.attributes.set(DOMAIN_ATTRIBUTE, [str(d) for d in domains])
     if 'qd_vacancy' in atoms.info:
         structure.base.attributes.set('qd_vacancy', dict(atoms.info['qd_vacancy']))
+    if 'qd_build' in atoms.info:  # the resolved carve: center, trim, carve_diameter, core_diameter (Å)
+        structure.base.attributes.set(BUILD_ATTRIBUTE, dict(atoms.info['qd_build']))
     return structure
 
 

@@ -23,14 +23,14 @@ def test_demo_cluster_is_neutral_and_evenly_passivated():
 
 @pytest.mark.parametrize('charge, n_ligands', [(0, 9), (1, 8), (3, 6)])
 def test_charge_sets_ligand_count(charge, n_ligands):
-    qd = cluster.build_qd('InP', 5.2, charge=charge, min_core_bonds=1)
+    qd = cluster.build_qd('InP', 5.2, charge=charge, center='anion', min_core_bonds=1)
     assert qd.get_chemical_symbols().count('F') == n_ligands
     assert cluster.net_charge(qd) == charge
 
 
 def test_deterministic():
-    a = cluster.build_qd('GaP', 5.0, ligand='Cl', min_core_bonds=1)
-    b = cluster.build_qd('GaP', 5.0, ligand='Cl', min_core_bonds=1)
+    a = cluster.build_qd('GaP', 5.0, ligand='Cl', center='anion', min_core_bonds=1)
+    b = cluster.build_qd('GaP', 5.0, ligand='Cl', center='anion', min_core_bonds=1)
     assert np.array_equal(a.positions, b.positions) and a.get_chemical_symbols() == b.get_chemical_symbols()
 
 
@@ -44,7 +44,7 @@ def test_pruning_removes_weakly_bound_atoms():
 
 
 def test_ligand_bonds_point_along_missing_tetrahedral_directions():
-    qd = cluster.build_qd('InP', 5.2, min_core_bonds=1)
+    qd = cluster.build_qd('InP', 5.2, center='anion', min_core_bonds=1)
     symbols = np.array(qd.get_chemical_symbols())
     indium, fluorine = qd.positions[symbols == 'In'], qd.positions[symbols == 'F']
     d = np.linalg.norm(fluorine[:, None] - indium[None], axis=-1)
@@ -59,8 +59,10 @@ def test_ligand_bonds_point_along_missing_tetrahedral_directions():
 @pytest.mark.parametrize('kwargs, message', [
     ({'material': 'InSb', 'diameter': 5}, "unknown material 'InSb'"),
     ({'material': 'InP', 'diameter': -1}, 'diameter must be positive'),
-    ({'material': 'InP', 'diameter': 5.2, 'min_core_bonds': 1, 'ligand': 'OH'}, "unsupported ligand 'OH'"),
-    ({'material': 'InP', 'diameter': 5.2, 'min_core_bonds': 1, 'charge': -5}, 'cannot reach charge -5'),
+    ({'material': 'InP', 'diameter': 5.2, 'center': 'anion', 'min_core_bonds': 1, 'ligand': 'OH'},
+     "unsupported ligand 'OH'"),
+    ({'material': 'InP', 'diameter': 5.2, 'center': 'anion', 'min_core_bonds': 1, 'charge': -5},
+     'cannot reach charge -5'),
     ({'material': 'InP', 'diameter': 5.2, 'center': 'edge'}, "center must be"),
 ])
 def test_bad_input_names_the_value(kwargs, message):

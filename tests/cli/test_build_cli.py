@@ -9,8 +9,9 @@ from aiida_qdtraps import profile as project_profile
 from aiida_qdtraps.build import roles
 from aiida_qdtraps.cli import cli
 
-CORE_SHELL = ['build', 'InAs', '--shape', 'truncated_tetrahedron', '--diameter', '2.2', '--ligand', 'Cl', '--shell',
-              'CdSe', '--monolayers', '1', '--interlayer', 'alloyed', '--vacancy', 'ligand', '--seed', '3']
+CORE_SHELL = ['build', 'InAs', '--shape', 'truncated_tetrahedron', '--diameter', '2.2', '--center', 'anion', '--ligand',
+              'Cl', '--shell', 'CdSe', '--monolayers', '1', '--interlayer', 'alloyed', '--vacancy', 'ligand', '--seed',
+              '3']
 
 
 @pytest.fixture(autouse=True)
@@ -90,3 +91,50 @@ def test_store_runs_the_calcfunction_with_the_recipe(tmp_path, aiida_profile):
     assert recipe['material'] == 'CdSe' and recipe['diameter'] == pytest.approx(13.25) and recipe['ligand'] == 'H'
     assert structure.get_formula() == 'Cd19H18Se28'
     assert list(roles.read_structure(str(path)).arrays['qd_role']) == structure.base.attributes.get('qd_roles')
+
+
+#: The standard seed QDs with the default (automatic) centre: (arguments, formula, core diameter printed in nm).
+STANDARD = [
+    (['InP', '--shape', 'tetrahedron', '--diameter', '2.0', '--ligand', 'F'], 'F51In52P35', '2.03'),
+    (['InP', '--shape', 'cuboctahedron', '--diameter', '2.0', '--ligand', 'F'], 'F63In80P59', '2.03'),
+    (['GaP', '--shape', 'tetrahedron', '--diameter', '1.8', '--ligand', 'F'], 'F51Ga52P35', '1.89'),
+    (['InP', '--shape', 'cuboctahedron', '--diameter', '2.7', '--ligand', 'Cl'], 'Cl120In204P164', '2.67'),
+    (['InAs', '--shape', 'tetrahedron', '--diameter', '2.1', '--ligand', 'Cl'], 'As35Cl51In52', '2.10'),
+    (['CdSe', '--shape', 'sphere', '--diameter', '1.5', '--ligand', 'Cl'], 'Cd31Cl6Se28', '1.49'),
+    (['PbS', '--shape', 'octahedron', '--diameter', '1.5', '--ligand', 'Cl'], 'Cl38Pb38S19', '1.33'),
+    (['ZnSe', '--shape', 'sphere', '--diameter', '1.6', '--ligand', 'Cl'], 'Cl26Se55Zn68', '1.68'),
+]
+
+
+@pytest.mark.parametrize('args, formula, core_nm', STANDARD, ids=[' '.join(a[:4]) for a, _, _ in STANDARD])
+def test_standard_qds_build_with_the_defaults(tmp_path, args, formula, core_nm):
+    path = tmp_path / 'qd.xyz'
+    result = CliRunner().invoke(cli, ['build', *args, '-o', str(path)])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith(f'{formula}: ') and 'net charge +0 e' in result.output
+    assert f'core diameter {core_nm} nm' in result.output
+    assert roles.read_structure(str(path)).get_chemical_formula() == formula
+
+
+def test_default_centre_is_byte_identical_across_processes(tmp_path, run_qdtraps):
+    outputs = []
+    for run in ('first', 'second'):
+        path = tmp_path / f'{run}.xyz'
+        result = run_qdtraps(['build', 'InP', '--shape', 'tetrahedron', '--diameter', '2.0', '--ligand', 'F', '-o',
+                              str(path)], tmp_path / '.aiida')
+        assert result.returncode == 0, result.stderr
+        outputs.append(path.read_bytes())
+    assert outputs[0] == outputs[1]
+    assert 'carve      center anion, trim 2, carve diameter 3.303 nm, core diameter 2.03 nm' in result.stdout
+
+
+def test_store_records_the_resolved_carve_beside_the_recipe(tmp_path, aiida_profile):
+    from aiida import orm
+
+    result = CliRunner().invoke(cli, ['build', 'InP', '--shape', 'tetrahedron', '--diameter', '2.0', '--store', '-o',
+                                      str(tmp_path / 'x.xyz')])
+    assert result.exit_code == 0, result.output
+    structure = orm.load_node(int(result.output.split('pk=')[1]))
+    assert structure.creator.inputs.recipe['center'] == 'auto'  # the recipe stays as given
+    assert structure.base.attributes.get('qd_build') == {'center': 'anion', 'trim': 2, 'carve_diameter': 33.03,
+                                                        'core_diameter': pytest.approx(20.3308, abs=1e-3)}

@@ -25,7 +25,7 @@ GALLERY = [
     ('pbs_cube_cl', 'PbS cube 2.2 nm, Cl⁻ (rock salt)',
      {'material': 'PbS', 'diameter': 22.0, 'ligand': 'Cl', 'center': 'cation', 'shape': 'cube'}),
     ('inas_truncated_reconstructed', 'InAs truncated tetrahedron 2.5 nm, ⅔ of 3c-As → Cl (seed 002)',
-     {'material': 'InAs', 'diameter': 25.0, 'ligand': 'Cl', 'shape': 'truncated_tetrahedron',
+     {'material': 'InAs', 'diameter': 25.0, 'ligand': 'Cl', 'center': 'anion', 'shape': 'truncated_tetrahedron',
       'reconstruct': 0.667}),
     ('inp_acetate', 'InP sphere 2.0 nm, acetate',
      {'material': 'InP', 'diameter': 20.0, 'ligand': 'OAc', 'center': 'cation'}),
