@@ -30,7 +30,7 @@ MATERIALS: dict[str, tuple[str, str, str, float]] = {
 
 #: Formal oxidation states used for charge balance (H is a proton on an anion dangling bond, as in seed 003).
 FORMAL_CHARGES: dict[str, int] = {
-    'In': 3, 'Ga': 3, 'Cd': 2, 'Zn': 2, 'Pb': 2,
+    'In': 3, 'Ga': 3, 'Cd': 2, 'Zn': 2, 'Pb': 2, 'Cs': 1,
     'P': -3, 'As': -3, 'Se': -2, 'S': -2,
     'F': -1, 'Cl': -1, 'Br': -1, 'I': -1, 'H': 1,
 }

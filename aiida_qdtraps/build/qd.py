@@ -12,7 +12,9 @@ import numpy as np
 from ase import Atoms
 
 from .autocore import choose_cores
+from .named import build_model, check_model
 from .passivation import check_ligand, net_charge, passivate
+from .perovskite import PEROVSKITES, build_nanocube
 from .roles import bonded_pairs, roles_of
 from .shapes import CENTERS, carve_core, check_trim
 from .shell import grow_shell, reconstruct_surface, swap_sublattices
@@ -85,13 +87,15 @@ def describe(atoms: Atoms, bond_scale: float = 1.25) -> QdReport:
                     dict(atoms.info.get('qd_build', {})))
 
 
-def build_qd(material: str, diameter: float, ligand: str = 'F', charge: int = 0, center: str = 'auto',
+def build_qd(material: str, diameter: float | None = None, ligand: str | None = None, charge: int = 0,
+             center: str = 'auto',
              vacuum: float = 5.0, lattice_constant: float | None = None, min_core_bonds: int = 2,
              shape: str = 'sphere', stoichiometry: str = 'default', arrangement: int = 0,
              reconstruct: float | None = None, reconstruct_facet: str | None = '-1-1-1',
              shell: str | None = None, monolayers: int = 1, interlayer: str = 'abrupt',
              vacancy: str | None = None, vacancy_site: int | None = None, neutralize: bool = False,
-             seed: int = 0, vacancy_min_bonds: int = 2, trim: int | None = None) -> Atoms:
+             seed: int = 0, vacancy_min_bonds: int = 2, trim: int | None = None, model: str | None = None,
+             termination: str | None = None) -> Atoms:
     """Carve, optionally modify, passivate and box a QD: the one-call recipe of the CLI, the calcfunction and the demo.
 
     The size, by centre:
@@ -109,7 +113,7 @@ def build_qd(material: str, diameter: float, ligand: str = 'F', charge: int = 0,
 
     :param material: core material, a key of :data:`~aiida_qdtraps.build.crystal.MATERIALS`.
     :param diameter: the size (Å), see above.
-    :param ligand: passivating ligand (F, Cl, Br, I, H, OAc); the QD gets exactly net ``charge`` (e).
+    :param ligand: passivating ligand (F, Cl, Br, I, H, OAc; None: F); the QD gets exactly net ``charge`` (e).
     :param center: carve centre: ``'auto'``, ``'anion'``, ``'cation'``, ``'interstitial'`` or ``'interstitial2'``
         (see :func:`~aiida_qdtraps.build.shapes.crystal_origin`).
     :param trim: the fewest core bonds an atom of the species the ligand does not bind keeps (anions for X-type
@@ -126,7 +130,24 @@ def build_qd(material: str, diameter: float, ligand: str = 'F', charge: int = 0,
         distinct-site index, or random with ``seed`` when None); ``neutralize`` restores ``charge`` afterwards.
     :param vacancy_min_bonds: the fewest inorganic bonds a neighbour of the vacancy may keep (2; 1 also accepts a
         neighbour left with one core bond plus ligands, which gives small QDs anion sites).
+    :param model: a named cluster (:data:`~aiida_qdtraps.build.named.NAMED_MODELS`: ``Cd17Se28H22``,
+        ``Cd28Se17Cl22``) instead of a carve; ``material`` must be its material, ``diameter`` and ``ligand`` may be
+        omitted (a given ligand must be the model's); ``charge``, ``arrangement``, ``vacuum`` and
+        ``lattice_constant`` apply, other keys must stay at their defaults.
+    :param termination: for a perovskite ``material`` (CsPbBr3): ``'CsBr'`` (default) or ``'PbBr2'``; the
+        nanocube (``shape='cube'``) has ``diameter`` as its edge length (n·a, rounded to whole cells), see
+        :mod:`~aiida_qdtraps.build.perovskite`; ``charge``, ``arrangement``, ``vacuum`` and ``lattice_constant``
+        apply, other keys must stay at their defaults.
     """
+    given = {key: value for key, value in locals().items() if key in RECIPE_DEFAULTS}
+    if model is not None or material in PEROVSKITES:
+        return _build_special(given)
+    if termination is not None:
+        raise ValueError(f'termination {termination!r} applies to perovskites ({sorted(PEROVSKITES)}), '
+                         f'not to {material!r}')
+    if diameter is None:
+        raise ValueError(f'a {material} QD needs a diameter (Å), got None')
+    ligand = 'F' if ligand is None else ligand
     if stoichiometry not in STOICHIOMETRIES:
         raise ValueError(f'stoichiometry must be one of {list(STOICHIOMETRIES)}, got {stoichiometry!r}')
     if vacancy is not None and vacancy not in VACANCY_KINDS:
@@ -187,6 +208,46 @@ def build_qd(material: str, diameter: float, ligand: str = 'F', charge: int = 0,
 
 #: The keys a recipe may hold (the keyword arguments of :func:`build_qd`).
 RECIPE_KEYS: tuple[str, ...] = tuple(inspect.signature(build_qd).parameters)
+RECIPE_DEFAULTS: dict = {name: p.default for name, p in inspect.signature(build_qd).parameters.items()}
+#: The keys a named model or a perovskite nanocube uses; the others must stay at their defaults.
+_SPECIAL_KEYS = {'model': ('material', 'model', 'ligand', 'diameter', 'charge', 'arrangement', 'vacuum',
+                           'lattice_constant'),
+                 'perovskite': ('material', 'diameter', 'shape', 'termination', 'charge', 'arrangement', 'vacuum',
+                                'lattice_constant')}
+
+
+def _build_special(given: dict) -> Atoms:
+    """A named model (``model``) or a perovskite nanocube (``material`` in PEROVSKITES), boxed."""
+    material, model = given['material'], given['model']
+    kind = 'model' if model is not None else 'perovskite'
+    if not isinstance(given['charge'], (int, np.integer)):
+        raise TypeError(f'charge must be an integer number of e, got {given["charge"]!r}')
+    ignored = sorted(key for key, value in given.items()
+                     if key not in _SPECIAL_KEYS[kind] and value != RECIPE_DEFAULTS[key])
+    if ignored:
+        what = f'model {model!r}' if model is not None else f'a {material} nanocube'
+        raise ValueError(f'{what} takes no {ignored} (allowed: {list(_SPECIAL_KEYS[kind])})')
+    if model is not None:
+        spec = check_model(model)
+        if material != spec.material:
+            raise ValueError(f'model {model!r} is {spec.material}, got material {material!r}')
+        if given['ligand'] not in (None, spec.ligand):
+            raise ValueError(f'model {model!r} has ligand {spec.ligand!r}, got ligand {given["ligand"]!r}')
+        if given['diameter'] is not None:
+            raise ValueError(f'model {model!r} has a fixed size; got diameter {given["diameter"]!r}')
+        atoms = build_model(model, charge=given['charge'], arrangement=given['arrangement'],
+                            lattice_constant=given['lattice_constant'])
+        built = {'model': model}
+    else:
+        if given['shape'] != 'cube':
+            raise ValueError(f'{material} builds nanocubes: shape must be \'cube\', got {given["shape"]!r}')
+        atoms = build_nanocube(material, given['diameter'], termination=given['termination'] or 'CsBr',
+                               charge=given['charge'], arrangement=given['arrangement'],
+                               lattice_constant=given['lattice_constant'])
+        built = dict(atoms.info['qd_build'])
+    boxed = put_in_box(atoms, given['vacuum'])
+    boxed.info['qd_build'] = {**built, 'core_diameter': round(core_diameter(atoms), 4)}
+    return boxed
 
 
 def check_recipe(recipe: dict) -> dict:
@@ -194,7 +255,8 @@ def check_recipe(recipe: dict) -> dict:
     unknown = sorted(set(recipe) - set(RECIPE_KEYS))
     if unknown:
         raise ValueError(f'unknown recipe key(s) {unknown}; allowed: {list(RECIPE_KEYS)}')
-    missing = [key for key in ('material', 'diameter') if key not in recipe]
+    required = ('material',) if recipe.get('model') is not None else ('material', 'diameter')
+    missing = [key for key in required if key not in recipe]
     if missing:
         raise ValueError(f'recipe lacks {missing}')
     return recipe

@@ -9,11 +9,27 @@ SHAPES = ('sphere', 'tetrahedron', 'truncated_tetrahedron', 'cuboctahedron', 'oc
 
 def recipe_from_options(material, shape, diameter, ligand, charge, center, vacuum, lattice_constant, min_core_bonds,
                         stoichiometry, arrangement, reconstruct, vacancy, vacancy_site, neutralize, seed, shell,
-                        monolayers, interlayer, vacancy_min_bonds=2, trim=None) -> dict:
+                        monolayers, interlayer, vacancy_min_bonds=2, trim=None, model=None, termination=None) -> dict:
     """The recipe (keyword arguments of :func:`aiida_qdtraps.build.qd.build_qd`, lengths in Å) of the options.
 
-    Options at their defaults are left out, so equal QDs get equal recipes.
+    Options at their defaults are left out, so equal QDs get equal recipes. A named ``model`` or a perovskite
+    nanocube (``termination`` or a perovskite material) gets only the keys it uses.
     """
+    from aiida_qdtraps.build.perovskite import PEROVSKITES
+
+    if model is not None or material in PEROVSKITES:
+        recipe = {'material': material, 'charge': charge, 'vacuum': vacuum}
+        extra = {'model': model, 'termination': termination, 'lattice_constant': lattice_constant,
+                 'ligand': ligand, 'diameter': None if diameter is None else round(10.0 * diameter, 6)}
+        if material in PEROVSKITES and model is None:
+            extra['shape'] = shape
+        recipe.update({key: value for key, value in extra.items() if value is not None})
+        if arrangement:
+            recipe['arrangement'] = arrangement
+        return recipe
+    if diameter is None:
+        raise click.BadParameter('--diameter is required (except with --model)', param_hint='--diameter')
+    ligand = 'F' if ligand is None else ligand
     recipe = {'material': material, 'shape': shape, 'diameter': round(10.0 * diameter, 6), 'ligand': ligand,
               'charge': charge, 'center': center, 'vacuum': vacuum, 'min_core_bonds': min_core_bonds,
               'seed': seed}
@@ -36,10 +52,16 @@ def recipe_from_options(material, shape, diameter, ligand, charge, center, vacuu
 @cli.command()
 @click.argument('material')
 @click.option('--shape', type=click.Choice(SHAPES), default='sphere', show_default=True, help='Core shape.')
-@click.option('--diameter', type=float, required=True,
+@click.option('--diameter', type=float, default=None,
               help='Size (nm): with --center auto the core diameter (within one bond length), with an explicit '
-                   'centre the diameter of the carving shape\'s circumscribed sphere.')
-@click.option('--ligand', default='F', show_default=True, help='F, Cl, Br, I (on cations), H (on anions), OAc.')
+                   'centre the diameter of the carving shape\'s circumscribed sphere; for CsPbBr3 the cube edge '
+                   '(rounded to whole cells). Required except with --model.')
+@click.option('--ligand', default=None, help='F (default), Cl, Br, I (on cations), H (on anions), OAc.')
+@click.option('--model', default=None,
+              help='A named cluster instead of a carve: Cd17Se28H22 (Se-rich, H on Se) or Cd28Se17Cl22 (Cd-rich, '
+                   'Cl on Cd), MATERIAL CdSe; with --arrangement, --charge.')
+@click.option('--termination', type=click.Choice(('CsBr', 'PbBr2')), default=None,
+              help='CsPbBr3 nanocube surface (default CsBr); use with --shape cube.')
 @click.option('--charge', type=int, default=0, show_default=True, help='Target net charge (e).')
 @click.option('--center', type=click.Choice(('auto', 'anion', 'cation', 'interstitial', 'interstitial2')),
               default='auto', show_default=True,
@@ -78,19 +100,22 @@ def recipe_from_options(material, shape, diameter, ligand, charge, center, vacuu
 @click.option('--list-sites', is_flag=True,
               help='Print the symmetry-distinct sites of the --vacancy kind (index, removed atoms, charge change, '
                    'multiplicity) and exit without writing.')
-def build(material, shape, diameter, ligand, charge, center, trim, min_core_bonds, lattice_constant, stoichiometry,
-          arrangement, reconstruct, vacancy, vacancy_site, vacancy_min_bonds, neutralize, seed, shell, monolayers,
-          interlayer, vacuum, output, store, list_sites):
-    """Build a model QD of MATERIAL (InP, GaP, InAs, CdSe, CdS, ZnSe, ZnS, PbS, PbSe).
+def build(material, shape, diameter, ligand, model, termination, charge, center, trim, min_core_bonds,
+          lattice_constant, stoichiometry, arrangement, reconstruct, vacancy, vacancy_site, vacancy_min_bonds,
+          neutralize, seed, shell, monolayers, interlayer, vacuum, output, store, list_sites):
+    """Build a model QD of MATERIAL (InP, GaP, InAs, CdSe, CdS, ZnSe, ZnS, PbS, PbSe, CsPbBr3).
 
     Example: qdtraps build InP --shape tetrahedron --diameter 2.0 --ligand F -o inp.xyz
     (the centre and trim are chosen so that the core is 2.0 nm wide and neutral with F; they are printed).
+    Named clusters: qdtraps build CdSe --model Cd17Se28H22 -o se_rich.xyz.
+    Nanocubes: qdtraps build CsPbBr3 --shape cube --diameter 5 --termination CsBr -o cube.xyz.
     """
     from aiida_qdtraps.build import qd as qd_recipes
 
     recipe = recipe_from_options(material, shape, diameter, ligand, charge, center, vacuum, lattice_constant,
                                  min_core_bonds, stoichiometry, arrangement, reconstruct, vacancy, vacancy_site,
-                                 neutralize, seed, shell, monolayers, interlayer, vacancy_min_bonds, trim)
+                                 neutralize, seed, shell, monolayers, interlayer, vacancy_min_bonds, trim, model,
+                                 termination)
     if list_sites:
         _list_sites(recipe)
         return
@@ -105,7 +130,9 @@ def build(material, shape, diameter, ligand, charge, center, trim, min_core_bond
     report = qd_recipes.describe(atoms)
     click.echo(f'{report.formula}: {report.n_atoms} atoms, net charge {report.net_charge:+d} e, '
                f'diameter {report.diameter / 10:.2f} nm')
-    if report.build:
+    if report.build and 'center' not in report.build:
+        click.echo('  build      ' + ', '.join(f'{key} {value}' for key, value in report.build.items()))
+    elif report.build:
         carve = report.build
         click.echo(f'  carve      center {carve["center"]}, trim {carve["trim"]}, carve diameter '
                    f'{carve["carve_diameter"] / 10:.3f} nm, core diameter {carve["core_diameter"] / 10:.2f} nm')

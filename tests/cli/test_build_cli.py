@@ -138,3 +138,28 @@ def test_store_records_the_resolved_carve_beside_the_recipe(tmp_path, aiida_prof
     assert structure.creator.inputs.recipe['center'] == 'auto'  # the recipe stays as given
     assert structure.base.attributes.get('qd_build') == {'center': 'anion', 'trim': 2, 'carve_diameter': 33.03,
                                                         'core_diameter': pytest.approx(20.3308, abs=1e-3)}
+
+
+@pytest.mark.parametrize('args, formula', [
+    (['CdSe', '--model', 'Cd17Se28H22'], 'H22Cd17Se28'),
+    (['CdSe', '--model', 'Cd28Se17Cl22', '--arrangement', '2'], 'Cd28Cl22Se17'),
+    (['CsPbBr3', '--shape', 'cube', '--diameter', '1.8'], 'Br108Cs54Pb27'),
+    (['CsPbBr3', '--shape', 'cube', '--diameter', '1.8', '--termination', 'PbBr2'], 'Br62Cs8Pb27'),
+])
+def test_named_models_and_nanocubes(tmp_path, args, formula):
+    path = tmp_path / 'x.xyz'
+    result = CliRunner().invoke(cli, ['build', *args, '-o', str(path)])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith(f'{formula}:') and 'net charge +0 e' in result.output
+    assert '  build      ' in result.output and path.exists()
+
+
+@pytest.mark.parametrize('args, message', [
+    (['CdSe', '--model', 'Cd17Se28Cl22'], 'Cd28Se17Cl22'),
+    (['InP', '--ligand', 'F'], '--diameter is required'),
+    (['CsPbBr3', '--diameter', '1.8'], "shape must be 'cube'"),
+])
+def test_named_model_and_nanocube_errors(tmp_path, args, message):
+    path = tmp_path / 'x.xyz'
+    result = CliRunner().invoke(cli, ['build', *args, '-o', str(path)])
+    assert result.exit_code == 2 and message in result.output and not path.exists()

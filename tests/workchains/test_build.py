@@ -98,3 +98,16 @@ def test_import_structure_infers_roles(aiida_profile, tmp_path):
 def test_bad_recipe_fails_the_calcfunction_with_the_message(aiida_profile):
     with pytest.raises(ValueError, match=r"unknown recipe key\(s\) \['size'\]"):
         build.build_qd(orm.Dict({'material': 'InP', 'size': 2.0}))
+
+
+@pytest.mark.parametrize('recipe, formula', [
+    ({'material': 'CdSe', 'model': 'Cd28Se17Cl22', 'arrangement': 1}, 'Cd28Cl22Se17'),
+    ({'material': 'CsPbBr3', 'diameter': 17.6, 'shape': 'cube', 'termination': 'PbBr2'}, 'Br62Cs8Pb27'),
+])
+def test_build_qd_records_models_and_nanocubes(aiida_profile, recipe, formula):
+    structure = build.build_qd(orm.Dict(recipe))
+    assert structure.get_formula() == formula
+    assert structure.creator.inputs.recipe.get_dict() == recipe
+    assert len(build.get_roles(structure)) == len(structure.sites)
+    built = structure.base.attributes.get('qd_build')
+    assert built.get('model') == recipe.get('model') and built['core_diameter'] > 0
