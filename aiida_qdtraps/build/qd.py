@@ -246,7 +246,8 @@ def _build_special(given: dict) -> Atoms:
                                lattice_constant=given['lattice_constant'])
         built = dict(atoms.info['qd_build'])
     boxed = put_in_box(atoms, given['vacuum'])
-    boxed.info['qd_build'] = {**built, 'core_diameter': round(core_diameter(atoms), 4)}
+    inorganic = atoms[atoms.arrays['qd_role'] != 'ligand']
+    boxed.info['qd_build'] = {**built, 'core_diameter': round(core_diameter(inorganic), 4)}
     return boxed
 
 
