@@ -36,6 +36,7 @@ def main() -> None:
                                                                           'shape': 'cuboctahedron'}),
         ('build InAs@CdSe 3 ML alloyed', qd.build_qd, ('InAs', 30.0),
          {'ligand': 'Cl', 'center': 'cation', 'shell': 'CdSe', 'monolayers': 3, 'interlayer': 'alloyed'}),
+        ('build CsPbBr3 cube (CsBr)', qd.build_qd, ('CsPbBr3', 50.0), {'shape': 'cube'}),
     ]
     baseline = None
     print(f'{"step":<34} {"atoms":>6} {"time/s":>8} {"ratio":>7}')
