@@ -31,6 +31,7 @@ from aiida import orm
 from aiida.common import CalcInfo, CodeInfo
 from aiida.common.folders import Folder
 from aiida.engine import CalcJob
+from aiida_quantumespresso.workflows.protocols.utils import recursive_merge
 
 #: DeePMD-kit input for a small QD model (seed 001 used se_e2_a-type descriptors with a ~6-8 Å cut-off). Units: Å,
 #: eV; ``sel`` = maximum neighbours per type within ``rcut`` (``auto`` lets dp count them on the training data).
@@ -105,14 +106,6 @@ def validate_inputs(inputs, _):
     return None
 
 
-def merge(base: dict, changes: dict) -> dict:
-    """Recursive dict merge (``changes`` wins); lists are replaced, not merged."""
-    out = copy.deepcopy(base)
-    for key, value in changes.items():
-        out[key] = merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-    return out
-
-
 class DeepmdTrainCalculation(CalcJob):
     """Train one DeePMD-kit model (PyTorch backend) on a deepmd/npy dataset, freeze it and test it on held-out frames."""
 
@@ -150,7 +143,7 @@ class DeepmdTrainCalculation(CalcJob):
         training = dataset_systems(dataset, TRAINING_DIR)
         validation = dataset_systems(dataset, VALIDATION_DIR)
         changes = self.inputs.parameters.get_dict() if 'parameters' in self.inputs else {}
-        params = merge(DEFAULT_PARAMETERS, changes)
+        params = recursive_merge(copy.deepcopy(DEFAULT_PARAMETERS), copy.deepcopy(changes))
         params['model']['type_map'] = list(self.inputs.type_map.get_list())
         params['model']['descriptor']['seed'] = self.inputs.seed.value
         params['model']['fitting_net']['seed'] = self.inputs.seed.value
