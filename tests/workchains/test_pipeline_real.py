@@ -22,12 +22,13 @@ def mo_block_from_stdout(text: str) -> np.ndarray:
 @pytest.mark.slow
 def test_pipeline_fast_real_cp2k(cp2k_code, baderkit_code, tiny_qd):
     # Looser GEO_OPT thresholds than `fast` (which the demo runs in full, 35 LBFGS steps, ~21 min here): the test
-    # exercises the same code path in fewer steps to keep CI time down.
-    loose = {'MOTION': {'GEO_OPT': {'MAX_FORCE': 1.5e-2, 'RMS_FORCE': 1.0e-2, 'MAX_DR': 1.0e-1, 'RMS_DR': 5.0e-2}}}
+    # exercises the same code path in one LBFGS step (largest gradient 1.7e-2 Ha/bohr, step 0.18 bohr) to keep CI
+    # time down.
+    loose = {'MOTION': {'GEO_OPT': {'MAX_FORCE': 2.0e-2, 'RMS_FORCE': 1.0e-2, 'MAX_DR': 2.0e-1, 'RMS_DR': 1.0e-1}}}
     builder = QdTrapsPipelineWorkChain.get_builder_from_protocol(
         cp2k_code, tiny_qd, protocol='fast', overrides={'relax': {'base': {'cp2k': {'parameters': loose}}}},
         bader_code=baderkit_code)
-    assert builder.relax.base.cp2k.parameters['MOTION']['GEO_OPT']['MAX_FORCE'] == 1.5e-2
+    assert builder.relax.base.cp2k.parameters['MOTION']['GEO_OPT']['MAX_FORCE'] == 2.0e-2
     results, node = run_get_node(builder)
     assert node.is_finished_ok, node.exit_message
 
