@@ -16,6 +16,10 @@ HERE = pathlib.Path(__file__).parent
 DOMAIN_COLOURS = {'core': '#3b6fb6', 'interlayer': '#f39c34', 'shell': '#c0392b', 'ligand': '#2ecc71'}
 
 GALLERY = [
+    ('inp_tetrahedron_f_default', 'InP tetrahedron 2.0 nm, F⁻, defaults (seed 000)',
+     {'material': 'InP', 'diameter': 20.0, 'ligand': 'F', 'shape': 'tetrahedron'}),
+    ('inp_cuboctahedron_cl_default', 'InP cuboctahedron 2.7 nm, Cl⁻, defaults (seed 000)',
+     {'material': 'InP', 'diameter': 27.0, 'ligand': 'Cl', 'shape': 'cuboctahedron'}),
     ('inp_sphere_f', 'InP sphere 2.0 nm, F⁻ (seed 000)',
      {'material': 'InP', 'diameter': 20.0, 'ligand': 'F', 'center': 'cation'}),
     ('inp_tetrahedron_cl', 'InP tetrahedron 2.2 nm, Cl⁻',
@@ -32,7 +36,15 @@ GALLERY = [
     ('inp_pair_vacancy', 'InP sphere 2.0 nm, F⁻, InP pair vacancy, re-neutralised',
      {'material': 'InP', 'diameter': 20.0, 'ligand': 'F', 'center': 'cation', 'vacancy': 'pair', 'vacancy_site': 2,
       'neutralize': True}),
-    ('cdse_se_rich_h', 'Se-rich Cd19Se28 + H⁺ on Se (seed 003 analogue)',
+    ('cdse_cd17se28h22', 'Cd17Se28H22, Se-rich, H⁺ on Se (seed 003)',
+     {'material': 'CdSe', 'model': 'Cd17Se28H22'}),
+    ('cdse_cd28se17cl22', 'Cd28Se17Cl22, Cd-rich, Cl⁻ on Cd (seed 003)',
+     {'material': 'CdSe', 'model': 'Cd28Se17Cl22'}),
+    ('cspbbr3_cube_csbr', 'CsPbBr3 nanocube 1.8 nm, CsBr-terminated (seed 004)',
+     {'material': 'CsPbBr3', 'diameter': 17.6, 'shape': 'cube', 'termination': 'CsBr'}),
+    ('cspbbr3_cube_pbbr2', 'CsPbBr3 nanocube 1.8 nm, PbBr2-terminated (seed 004)',
+     {'material': 'CsPbBr3', 'diameter': 17.6, 'shape': 'cube', 'termination': 'PbBr2'}),
+    ('cdse_se_rich_h', 'Se-rich Cd19Se28 + H⁺ on Se (carved)',
      {'material': 'CdSe', 'diameter': 13.25, 'ligand': 'H', 'center': 'cation', 'min_core_bonds': 1}),
     ('cdse_cd_rich_cl', 'Cd-rich Cd28Se19 + Cl⁻ on Cd (swapped sublattices)',
      {'material': 'CdSe', 'diameter': 13.25, 'ligand': 'Cl', 'center': 'cation', 'min_core_bonds': 1,
@@ -61,6 +73,10 @@ def render(name: str, recipe: dict) -> qd.QdReport:
 
 
 def main() -> None:
+    for name, title, _ in GALLERY:
+        print(f'<figure style="display:inline-block;width:30%;margin:0.3em"><img src="images/builder/{name}.png" '
+              f'width="100%" alt="{title}"><figcaption>{title}</figcaption></figure>')
+    print()
     print('| model | recipe | formula | atoms | net charge (e) | diameter (nm) | CN histogram |')
     print('|---|---|---|---|---|---|---|')
     for name, title, recipe in GALLERY:
