@@ -1,4 +1,5 @@
-"""Named literature clusters: the Cd17Se28 capped supertetrahedral cluster, Se-rich with H and Cd-rich with Cl.
+"""Named literature clusters: the Cd17Se28 capped supertetrahedral cluster, Se-rich with H and Cd-rich with Cl;
+the octahedral Pb19S6 cluster with 26 acetates.
 
 Pure functions on :class:`ase.Atoms`; no AiiDA import. Lengths in Å, charges in e.
 
@@ -26,6 +27,17 @@ one of the atom's two remaining tetrahedral (sp³) directions: the one whose lig
 frame atoms (for the a√11/4 atoms the other one points at an empty lattice site shared with a neighbour), either
 when both are equally clear (the a√19/4 atoms). Farthest-point selection picks the atoms and directions (one
 ligand per atom) as in :func:`~aiida_qdtraps.build.passivation.passivate`.
+
+Seed 001 (Sowa, Roberts, Rossky, PbS with acetate) studies the Pb19S6 nanocrystal postulated by Choi et al.: 1.2 nm,
+rock salt, octahedral with eight (111) facets, lead-rich, passivated by 26 carboxylates, neutral
+(19·2 − 6·2 − 26 = 0); the paper replaces oleate with acetate. On the rock-salt lattice (cation at the origin,
+positions in units of a/2) the cation-centred octahedron |x| + |y| + |z| ≤ 2 is exactly Pb19S6: the central Pb
+(6 S neighbours), the six S at distance 1 (six-coordinate), the 12 Pb at (±1, ±1, 0) (two S each) and the six Pb
+vertices at (±2, 0, 0) (one S each); each (111) facet is a triangle of six Pb. The 26 acetates bridge (seed 001
+finds bridge and tilted-bridge geometries only, no chelates or unidentate ones) two neighbouring surface Pb
+(a/√2 = 4.20 Å apart) over an empty S site: 32 such sites exist (24 over the octahedron edges, between a vertex and
+an edge Pb; 8 over the facet centres), 26 are taken by the farthest-point spread
+(:func:`~aiida_qdtraps.build.passivation.passivate` with ``binding='bridging'``), each O 2.40 Å from its Pb.
 """
 
 from __future__ import annotations
@@ -37,7 +49,7 @@ from ase import Atoms
 from scipy.spatial import cKDTree
 
 from .crystal import TETRAHEDRAL, bond_length, check_material, lattice_constant_of, nearest_neighbour_distance
-from .passivation import append_atoms, check_ligand, farthest_point_order, net_charge
+from .passivation import append_atoms, check_ligand, farthest_point_order, net_charge, passivate
 from .roles import DOMAIN_DTYPE, ROLE_DTYPE
 
 
@@ -50,6 +62,7 @@ class NamedModel:
     swapped: bool
     ligand: str
     description: str
+    binding: str = 'monodentate'
 
 
 #: The named models; ``build_qd(material, model=NAME)`` builds them (neutral with the default ``charge=0``).
@@ -59,6 +72,9 @@ NAMED_MODELS: dict[str, NamedModel] = {
     'Cd28Se17Cl22': NamedModel('CdSe', 'M17X28', True, 'Cl',
                                'Cd-rich Cd28Se17 (Cd and Se of Cd17Se28 switched), Cl- on 22 of the 24 '
                                'two-coordinate Cd'),
+    'Pb19S6(OAc)26': NamedModel('PbS', 'M19X6', False, 'OAc',
+                                'Pb-rich octahedral Pb19S6 with eight Pb-terminated (111) facets (Choi et al.; '
+                                'seed 001), 26 acetates bridging neighbouring surface Pb', 'bridging'),
 }
 #: Names that are not neutral models, with the one meant.
 MISNAMED_MODELS: dict[str, str] = {
@@ -114,6 +130,26 @@ def supertetrahedral_frame(material: str, lattice_constant: float | None = None)
     return frame
 
 
+def octahedral_frame(material: str, lattice_constant: float | None = None, layers: int = 2) -> Atoms:
+    """The cation-centred rock-salt octahedron |x| + |y| + |z| ≤ ``layers`` (units of a/2): M19X6 for 2 layers.
+
+    Atom order: by distance from the centre, then by coordinates. ``qd_role`` and ``qd_domain`` (all core) are set.
+    """
+    kind, cation, anion, _ = check_material(material)
+    if kind != 'rocksalt':
+        raise ValueError(f'the octahedral M19X6 cluster needs a rock-salt material, got {material!r} ({kind})')
+    a = lattice_constant_of(material, lattice_constant)
+    grid = np.arange(-layers, layers + 1)
+    points = np.stack(np.meshgrid(grid, grid, grid, indexing='ij'), axis=-1).reshape(-1, 3)
+    points = points[np.abs(points).sum(1) <= layers]
+    points = points[np.lexsort((points[:, 2], points[:, 1], points[:, 0], (points ** 2).sum(1)))]
+    symbols = np.where(points.sum(1) % 2 == 0, cation, anion)
+    frame = Atoms(list(symbols), positions=points * a / 2)
+    frame.arrays['qd_role'] = np.where(symbols == cation, 'cation', 'anion').astype(ROLE_DTYPE)
+    frame.arrays['qd_domain'] = np.full(len(frame), 'core', dtype=DOMAIN_DTYPE)
+    return frame
+
+
 def sp3_free_directions(atoms: Atoms, index: int, bond: float) -> np.ndarray:
     """The two tetrahedral directions (unit rows) left free on a two-coordinate atom (neighbours within 1.15 bond)."""
     d = atoms.positions - atoms.positions[index]
@@ -128,7 +164,8 @@ def sp3_free_directions(atoms: Atoms, index: int, bond: float) -> np.ndarray:
     return np.array([np.cos(half) * bisector + np.sin(half) * normal, np.cos(half) * bisector - np.sin(half) * normal])
 
 
-def build_model(model: str, charge: int = 0, arrangement: int = 0, lattice_constant: float | None = None) -> Atoms:
+def build_model(model: str, charge: int = 0, arrangement: int = 0, lattice_constant: float | None = None,
+                binding: str | None = None, seed: int = 0) -> Atoms:
     """The named cluster ``model`` (a key of :data:`NAMED_MODELS`) with its ligands, net ``charge`` (e), unboxed.
 
     The ligand count follows from ``charge`` (22 for charge 0); every two-coordinate atom of the species the ligand
@@ -136,6 +173,13 @@ def build_model(model: str, charge: int = 0, arrangement: int = 0, lattice_const
     pairs of bare atoms and ligand directions) on the same frame.
     """
     spec = check_model(model)
+    if spec.frame == 'M19X6':
+        # binding: the model's own (bridging) unless another carboxylate binding is asked for
+        return passivate(octahedral_frame(spec.material, lattice_constant), spec.ligand, charge,
+                         arrangement=arrangement, binding=spec.binding if binding is None else binding, seed=seed)
+    if binding not in (None, spec.binding):
+        raise ValueError(f'model {model!r} takes no binding (its ligand {spec.ligand!r} binds monodentate); '
+                         f'got binding {binding!r}')
     frame = supertetrahedral_frame(spec.material, lattice_constant)
     if spec.swapped:
         from .shell import swap_sublattices

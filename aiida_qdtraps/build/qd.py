@@ -13,7 +13,7 @@ from ase import Atoms
 
 from .autocore import choose_cores
 from .named import build_model, check_model
-from .passivation import check_ligand, net_charge, passivate
+from .passivation import check_binding, check_ligand, net_charge, passivate
 from .perovskite import PEROVSKITES, build_nanocube
 from .roles import bonded_pairs, roles_of
 from .shapes import CENTERS, carve_core, check_trim
@@ -95,7 +95,7 @@ def build_qd(material: str, diameter: float | None = None, ligand: str | None = 
              shell: str | None = None, monolayers: int = 1, interlayer: str = 'abrupt',
              vacancy: str | None = None, vacancy_site: int | None = None, neutralize: bool = False,
              seed: int = 0, vacancy_min_bonds: int = 2, trim: int | None = None, model: str | None = None,
-             termination: str | None = None) -> Atoms:
+             termination: str | None = None, binding: str | None = None) -> Atoms:
     """Carve, optionally modify, passivate and box a QD: the one-call recipe of the CLI, the calcfunction and the demo.
 
     The size, by centre:
@@ -131,13 +131,17 @@ def build_qd(material: str, diameter: float | None = None, ligand: str | None = 
     :param vacancy_min_bonds: the fewest inorganic bonds a neighbour of the vacancy may keep (2; 1 also accepts a
         neighbour left with one core bond plus ligands, which gives small QDs anion sites).
     :param model: a named cluster (:data:`~aiida_qdtraps.build.named.NAMED_MODELS`: ``Cd17Se28H22``,
-        ``Cd28Se17Cl22``) instead of a carve; ``material`` must be its material, ``diameter`` and ``ligand`` may be
-        omitted (a given ligand must be the model's); ``charge``, ``arrangement``, ``vacuum`` and
-        ``lattice_constant`` apply, other keys must stay at their defaults.
+        ``Cd28Se17Cl22``, ``Pb19S6(OAc)26`` (acetates bridging; ``binding`` may name another)) instead of a carve;
+        ``material`` must be its material, ``diameter`` and ``ligand`` may be omitted (a given ligand must be the model's); ``charge``, ``arrangement``, ``vacuum``,
+        ``lattice_constant``, ``binding`` and ``seed`` apply, other keys must stay at their defaults.
     :param termination: for a perovskite ``material`` (CsPbBr3): ``'CsBr'`` (default) or ``'PbBr2'``; the
         nanocube (``shape='cube'``) has ``diameter`` as its edge length (n·a, rounded to whole cells), see
         :mod:`~aiida_qdtraps.build.perovskite`; ``charge``, ``arrangement``, ``vacuum`` and ``lattice_constant``
         apply, other keys must stay at their defaults.
+    :param binding: how acetate (``OAc``) binds: ``'monodentate'`` (None: the default; a named model's own
+        binding), ``'chelating'``, ``'bridging'`` or ``'mixed'`` (per site, drawn with ``seed`` and
+        ``arrangement``), see :func:`~aiida_qdtraps.build.passivation.passivate`; the number of acetates is the
+        same for every binding. Not with ``shell``; ligands a vacancy's ``neutralize`` adds are monodentate.
     """
     given = {key: value for key, value in locals().items() if key in RECIPE_DEFAULTS}
     if model is not None or material in PEROVSKITES:
@@ -155,6 +159,10 @@ def build_qd(material: str, diameter: float | None = None, ligand: str | None = 
     if not isinstance(charge, (int, np.integer)):
         raise TypeError(f'charge must be an integer number of e, got {charge!r}')
     z, _, binder = check_ligand(ligand)
+    binding = check_binding('monodentate' if binding is None else binding, ligand)
+    if shell is not None and binding != 'monodentate':
+        raise ValueError(f'binding {binding!r} is not available with a shell ({shell!r}); shells take monodentate '
+                         f'ligands')
     if center not in RECIPE_CENTERS:
         raise ValueError(f'center must be one of {list(RECIPE_CENTERS)}, got {center!r}')
     check_trim(material, trim)
@@ -174,7 +182,8 @@ def build_qd(material: str, diameter: float | None = None, ligand: str | None = 
         if shell is not None:
             return grow_shell(core, material, shell, monolayers=monolayers, interlayer=interlayer, ligand=ligand,
                               charge=charge, seed=seed, arrangement=arrangement), size
-        return passivate(core, ligand=ligand, charge=charge, arrangement=arrangement), size
+        return passivate(core, ligand=ligand, charge=charge, arrangement=arrangement, binding=binding,
+                         seed=seed), size
 
     if center == 'auto':
         plain = shell is None and reconstruct is None
@@ -211,7 +220,7 @@ RECIPE_KEYS: tuple[str, ...] = tuple(inspect.signature(build_qd).parameters)
 RECIPE_DEFAULTS: dict = {name: p.default for name, p in inspect.signature(build_qd).parameters.items()}
 #: The keys a named model or a perovskite nanocube uses; the others must stay at their defaults.
 _SPECIAL_KEYS = {'model': ('material', 'model', 'ligand', 'diameter', 'charge', 'arrangement', 'vacuum',
-                           'lattice_constant'),
+                           'lattice_constant', 'binding', 'seed'),
                  'perovskite': ('material', 'diameter', 'shape', 'termination', 'charge', 'arrangement', 'vacuum',
                                 'lattice_constant')}
 
@@ -236,7 +245,7 @@ def _build_special(given: dict) -> Atoms:
         if given['diameter'] is not None:
             raise ValueError(f'model {model!r} has a fixed size; got diameter {given["diameter"]!r}')
         atoms = build_model(model, charge=given['charge'], arrangement=given['arrangement'],
-                            lattice_constant=given['lattice_constant'])
+                            lattice_constant=given['lattice_constant'], binding=given['binding'], seed=given['seed'])
         built = {'model': model}
     else:
         if given['shape'] != 'cube':

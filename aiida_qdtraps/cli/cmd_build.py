@@ -9,7 +9,8 @@ SHAPES = ('sphere', 'tetrahedron', 'truncated_tetrahedron', 'cuboctahedron', 'oc
 
 def recipe_from_options(material, shape, diameter, ligand, charge, center, vacuum, lattice_constant, min_core_bonds,
                         stoichiometry, arrangement, reconstruct, vacancy, vacancy_site, neutralize, seed, shell,
-                        monolayers, interlayer, vacancy_min_bonds=2, trim=None, model=None, termination=None) -> dict:
+                        monolayers, interlayer, vacancy_min_bonds=2, trim=None, model=None, termination=None,
+                        binding=None) -> dict:
     """The recipe (keyword arguments of :func:`aiida_qdtraps.build.qd.build_qd`, lengths in Å) of the options.
 
     Options at their defaults are left out, so equal QDs get equal recipes. A named ``model`` or a perovskite
@@ -26,6 +27,8 @@ def recipe_from_options(material, shape, diameter, ligand, charge, center, vacuu
         recipe.update({key: value for key, value in extra.items() if value is not None})
         if arrangement:
             recipe['arrangement'] = arrangement
+        if binding is not None:
+            recipe.update({'binding': binding, 'seed': seed} if binding == 'mixed' else {'binding': binding})
         return recipe
     if diameter is None:
         raise click.BadParameter('--diameter is required (except with --model)', param_hint='--diameter')
@@ -46,6 +49,8 @@ def recipe_from_options(material, shape, diameter, ligand, charge, center, vacuu
         recipe['vacancy_min_bonds'] = vacancy_min_bonds
     if shell is not None:
         recipe.update({'monolayers': monolayers, 'interlayer': interlayer})
+    if binding is not None and binding != 'monodentate':
+        recipe['binding'] = binding
     return recipe
 
 
@@ -57,9 +62,15 @@ def recipe_from_options(material, shape, diameter, ligand, charge, center, vacuu
                    'centre the diameter of the carving shape\'s circumscribed sphere; for CsPbBr3 the cube edge '
                    '(rounded to whole cells). Required except with --model.')
 @click.option('--ligand', default=None, help='F (default), Cl, Br, I (on cations), H (on anions), OAc.')
+@click.option('--binding', type=click.Choice(('monodentate', 'chelating', 'bridging', 'mixed')), default=None,
+              help='How acetate (--ligand OAc) binds: monodentate (default), chelating (both O on one metal), '
+                   'bridging (the two O on two neighbouring metals), mixed (per site, drawn with --seed and '
+                   '--arrangement). The acetate count is the same for every binding. A --model keeps its own '
+                   '(Pb19S6(OAc)26: bridging) unless given.')
 @click.option('--model', default=None,
               help='A named cluster instead of a carve: Cd17Se28H22 (Se-rich, H on Se) or Cd28Se17Cl22 (Cd-rich, '
-                   'Cl on Cd), MATERIAL CdSe; with --arrangement, --charge.')
+                   'Cl on Cd), MATERIAL CdSe; Pb19S6(OAc)26 (octahedral, 26 bridging acetates), MATERIAL PbS; '
+                   'with --arrangement, --charge, --binding.')
 @click.option('--termination', type=click.Choice(('CsBr', 'PbBr2')), default=None,
               help='CsPbBr3 nanocube surface (default CsBr); use with --shape cube.')
 @click.option('--charge', type=int, default=0, show_default=True, help='Target net charge (e).')
@@ -100,7 +111,7 @@ def recipe_from_options(material, shape, diameter, ligand, charge, center, vacuu
 @click.option('--list-sites', is_flag=True,
               help='Print the symmetry-distinct sites of the --vacancy kind (index, removed atoms, charge change, '
                    'multiplicity) and exit without writing.')
-def build(material, shape, diameter, ligand, model, termination, charge, center, trim, min_core_bonds,
+def build(material, shape, diameter, ligand, binding, model, termination, charge, center, trim, min_core_bonds,
           lattice_constant, stoichiometry, arrangement, reconstruct, vacancy, vacancy_site, vacancy_min_bonds,
           neutralize, seed, shell, monolayers, interlayer, vacuum, output, store, list_sites):
     """Build a model QD of MATERIAL (InP, GaP, InAs, CdSe, CdS, ZnSe, ZnS, PbS, PbSe, CsPbBr3).
@@ -115,7 +126,7 @@ def build(material, shape, diameter, ligand, model, termination, charge, center,
     recipe = recipe_from_options(material, shape, diameter, ligand, charge, center, vacuum, lattice_constant,
                                  min_core_bonds, stoichiometry, arrangement, reconstruct, vacancy, vacancy_site,
                                  neutralize, seed, shell, monolayers, interlayer, vacancy_min_bonds, trim, model,
-                                 termination)
+                                 termination, binding)
     if list_sites:
         _list_sites(recipe)
         return

@@ -163,3 +163,24 @@ def test_named_model_and_nanocube_errors(tmp_path, args, message):
     path = tmp_path / 'x.xyz'
     result = CliRunner().invoke(cli, ['build', *args, '-o', str(path)])
     assert result.exit_code == 2 and message in result.output and not path.exists()
+
+
+def test_binding_reaches_the_builder_and_the_recipe(tmp_path):
+    from aiida_qdtraps.cli.cmd_build import recipe_from_options
+
+    path = tmp_path / 'bridged.xyz'
+    result = CliRunner().invoke(cli, ['build', 'PbS', '--diameter', '1.5', '--center', 'cation', '--ligand', 'OAc',
+                                      '--binding', 'bridging', '-o', str(path)])
+    assert result.exit_code == 0, result.output
+    assert 'net charge +0 e' in result.output
+    base = ('PbS', 'sphere', 1.5, 'OAc', 0, 'cation', 5.0, None, 2, 'default', 0, None, None, None, False, 0, None, 1,
+            'abrupt')
+    assert 'binding' not in recipe_from_options(*base)
+    assert 'binding' not in recipe_from_options(*base, binding='monodentate')
+    assert recipe_from_options(*base, binding='mixed')['binding'] == 'mixed'
+    model = CliRunner().invoke(cli, ['build', 'PbS', '--model', 'Pb19S6(OAc)26', '-o', str(tmp_path / 'pb19.xyz')])
+    assert model.exit_code == 0, model.output
+    assert 'C52H78O52Pb19S6: 207 atoms, net charge +0 e' in model.output
+    bad = CliRunner().invoke(cli, ['build', 'InP', '--diameter', '1.4', '--ligand', 'Cl', '--binding', 'chelating',
+                                   '-o', str(tmp_path / 'x.xyz')])
+    assert bad.exit_code != 0 and "'Cl'" in bad.output
