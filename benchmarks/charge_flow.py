@@ -4,7 +4,7 @@ Zincblende InP spheres (bulk geometry, a = 5.869 Å) with random Δq (normal, σ
 Python process so its peak resident memory is its own. Timed: bond graph (KD-tree, scale 1.2) + sparse
 graph-Laplacian solve + atom vectors. Baseline, in the same run: the reference's dense minimum-norm least squares
 (``numpy.linalg.lstsq`` on the atoms × bonds incidence matrix) at 2k atoms, whose flows must agree to 1e-8 e.
-Goals (issue 5): 100k atoms < 10 s and < 2 GB; ≥ 100× the dense baseline at 2k atoms.
+Goals: 100k atoms < 10 s and < 2 GB; ≥ 100× the dense baseline at 2k atoms.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/charge_flow.py [--sizes 2000 10000 100000]
 """

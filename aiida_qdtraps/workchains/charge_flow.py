@@ -58,7 +58,7 @@ def structure_domains(structure: orm.StructureData) -> tuple[list[str] | None, s
     """Domain tags of a structure: the builder's ``get_domains`` (provenance walk) if importable, else the
     ``qd_domains`` attribute; ``(None, 'none')`` if neither exists."""
     try:
-        from .build import get_domains  # issue 3's builder; optional at run time
+        from .build import get_domains  # the builder's domains; optional at run time
     except ImportError:
         get_domains = None
     if get_domains is not None:

@@ -36,7 +36,7 @@ def test_archive_round_trips_with_identical_queries(library):
     manifest = json.loads((LIBRARY / 'manifest.json').read_text())
     assert library_summary(GROUP) == manifest
     assert len(manifest) == len(library.nodes)
-    # what issue 6 asks of the library: >= 12 QDs, InP and GaP, intact and with every vacancy kind of the builder
+    # what the classifier needs of the library: >= 12 QDs, InP and GaP, intact and with every vacancy kind of the builder
     assert len(manifest) >= 12 and {row['material'] for row in manifest} == {'InP', 'GaP'}
     assert None in {row['vacancy'] for row in manifest}
     assert {row['vacancy'] for row in manifest} - {None} == set(VACANCY_KINDS)

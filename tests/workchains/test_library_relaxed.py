@@ -32,7 +32,7 @@ def relaxed(aiida_profile):
 def test_relaxed_archive_round_trips(relaxed):
     manifest = json.loads((LIBRARY / 'manifest_relaxed.json').read_text())
     assert library_summary(GROUP) == manifest
-    assert len(manifest) == len(relaxed.nodes) >= 12  # issue 6: at least 12 QDs through the pipeline
+    assert len(manifest) == len(relaxed.nodes) >= 12  # at least 12 QDs through the pipeline
     assert {row['protocol'] for row in manifest} == {'fast'}
     assert {row['material'] for row in manifest} == {'InP', 'GaP'}
     assert {None, 'ligand', 'cation', 'pair', 'anion'} <= {row['vacancy'] for row in manifest}
