@@ -142,7 +142,10 @@ def build(material, shape, diameter, ligand, binding, model, termination, charge
     click.echo(f'{report.formula}: {report.n_atoms} atoms, net charge {report.net_charge:+d} e, '
                f'diameter {report.diameter / 10:.2f} nm')
     if report.build and 'center' not in report.build:
-        click.echo('  build      ' + ', '.join(f'{key} {value}' for key, value in report.build.items()))
+        lengths = ('edge', 'core_diameter')  # Å in the record, nm on the command line
+        click.echo('  build      ' + ', '.join(
+            f'{key.replace("_", " ")} {value / 10:.2f} nm' if key in lengths else f'{key.replace("_", " ")} {value}'
+            for key, value in report.build.items()))
     elif report.build:
         carve = report.build
         click.echo(f'  carve      center {carve["center"]}, trim {carve["trim"]}, carve diameter '
