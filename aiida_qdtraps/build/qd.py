@@ -75,8 +75,7 @@ def describe(atoms: Atoms, bond_scale: float = 1.25) -> QdReport:
         hist.setdefault(sym, {}).setdefault(int(c), 0)
         hist[sym][int(c)] += 1
     hist = {sym: dict(sorted(h.items())) for sym, h in hist.items()}
-    centred = atoms.positions - atoms.positions.mean(0)
-    diameter = 2 * float(np.linalg.norm(centred, axis=1).max()) if len(atoms) > 1 else 0.0
+    diameter = core_diameter(atoms)
     domains = {}
     if 'qd_domain' in atoms.arrays:
         for domain in ('core', 'interlayer', 'shell', 'ligand'):
