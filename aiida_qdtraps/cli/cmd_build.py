@@ -1,10 +1,18 @@
 """``qdtraps build``: build a model QD, write it as extended xyz and optionally store it with its recipe."""
 
+import re
+
 import click
 
 from .root import cli
 
 SHAPES = ('sphere', 'tetrahedron', 'truncated_tetrahedron', 'cuboctahedron', 'octahedron', 'cube')
+_ANGSTROM = re.compile(r'(\d+(?:\.\d+)?) Å')
+
+
+def _with_nm(message: str) -> str:
+    """The builder's error with every length (Å, the Python API's unit) also given in nm, the command line's unit."""
+    return _ANGSTROM.sub(lambda m: f'{m.group(1)} Å = {float(m.group(1)) / 10:g} nm', message)
 
 
 def recipe_from_options(material, shape, diameter, ligand, charge, center, vacuum, lattice_constant, min_core_bonds,
@@ -136,7 +144,7 @@ def build(material, shape, diameter, ligand, binding, model, termination, charge
         else:
             atoms, pk = qd_recipes.build_qd(**recipe), None
     except ValueError as exc:
-        raise click.BadParameter(str(exc)) from exc
+        raise click.BadParameter(_with_nm(str(exc))) from exc
     qd_recipes.write_qd(atoms, output)
     report = qd_recipes.describe(atoms)
     click.echo(f'{report.formula}: {report.n_atoms} atoms, net charge {report.net_charge:+d} e, '
@@ -196,7 +204,7 @@ def _list_sites(recipe: dict) -> None:
         sites = vacancies.distinct_vacancies(qd_recipes.build_qd(**plain), kind,
                                              min_bonds=recipe.get('vacancy_min_bonds', 2))
     except ValueError as exc:
-        raise click.BadParameter(str(exc)) from exc
+        raise click.BadParameter(_with_nm(str(exc))) from exc
     click.echo(f'{len(sites)} distinct {kind} vacancy sites')
     click.echo(f'{"site":>4}  {"removes":<10} {"charge change":>13} {"multiplicity":>12}')
     for index, site in enumerate(sites):

@@ -71,6 +71,9 @@ def test_vacancy_min_bonds_reaches_the_builder_and_the_site_list(tmp_path):
     (['InSb', '--diameter', '2'], "unknown material 'InSb'; known:"),
     (['InP', '--diameter', '2', '--center', 'cation', '--charge', '40'], 'cannot reach charge 40'),
     (['InP', '--diameter', '2', '--shape', 'star'], "'star' is not one of 'sphere'"),
+    # lengths in the builder's errors (Å) are also given in the command line's nm
+    (['InP', '--diameter', '0.3', '--ligand', 'F'], 'diameter 3 Å = 0.3 nm is below the smallest InP sphere core'),
+    (['CsPbBr3', '--shape', 'cube', '--diameter', '0.3'], 'edge 3.0 Å = 0.3 nm is below two CsPbBr3 cells'),
 ])
 def test_bad_input_is_a_usage_error_naming_the_value(tmp_path, args, message):
     result = CliRunner().invoke(cli, ['build', *args, '-o', str(tmp_path / 'x.xyz')])
