@@ -2,7 +2,7 @@
 
 Run: ``OMP_NUM_THREADS=1 .venv/bin/python benchmarks/build_speed.py``. Prints the best of ``--repeat`` wall times
 (s) of each step and the ratio to the baseline measured in the same run: the bare carve of the same core (KD-tree
-pruning included). The issue's goal: a 5 nm QD (several thousand atoms) builds and passivates in < 5 s.
+pruning included). The goal: a 5 nm QD (several thousand atoms) builds and passivates in < 5 s.
 """
 
 from __future__ import annotations

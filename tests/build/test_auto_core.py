@@ -3,7 +3,6 @@ the requested core diameter; the resolved carve is recorded and reproduces the Q
 
 from __future__ import annotations
 
-import time
 
 import numpy as np
 import pytest
@@ -99,14 +98,13 @@ def test_swapped_and_charged_targets_with_auto(check_qd):
     check_qd(charged, 'InP', charge=2)
 
 
-def test_auto_is_deterministic_and_fast():
-    start = time.perf_counter()
+def test_auto_is_deterministic_at_5_nm():
+    """(Its speed is measured by benchmarks/build_speed.py, not asserted here.)"""
     first = qd.build_qd('InP', 50.0, ligand='Cl')
-    elapsed = time.perf_counter() - start
     second = qd.build_qd('InP', 50.0, ligand='Cl')
     assert np.array_equal(first.positions, second.positions)
     assert first.get_chemical_symbols() == second.get_chemical_symbols()
-    assert len(first) > 2500 and elapsed < 5.0
+    assert len(first) > 2500
 
 
 def test_explicit_centres_keep_their_structures():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 
 import numpy as np
 import pytest
@@ -126,10 +125,9 @@ def test_nanocube_deterministic_and_arrangements():
     assert a.get_chemical_formula() == c.get_chemical_formula() and not np.allclose(a.positions, c.positions)
 
 
-def test_nanocube_5nm_is_fast():
-    start = time.perf_counter()
+def test_nanocube_5nm():
+    """(Its speed is measured by benchmarks/build_speed.py, not asserted here.)"""
     atoms = qd.build_qd('CsPbBr3', 50.0, shape='cube')
-    assert time.perf_counter() - start < 5.0
     assert atoms.get_chemical_formula() == 'Br2430Cs972Pb729' and net_charge(atoms) == 0
 
 

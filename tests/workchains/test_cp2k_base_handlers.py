@@ -48,6 +48,28 @@ def test_scf_not_converged_diagonalisation(base_workchain, generate_cp2k_calc, d
     assert process.ctx.inputs.parent_calc_folder.uuid == calc.outputs.remote_folder.uuid
 
 
+def test_diverged_diagonalisation_retries_at_alpha_0_1_from_the_atomic_guess(base_workchain, generate_cp2k_calc,
+                                                                           data_dir):
+    """Recorded: Cd13Se4Cl18 (35 atoms) with the protocols' density-matrix mixing at ALPHA 0.4, residual 11-18 after
+    30 steps. The first retry mixes at ALPHA 0.1 with 300 K smearing from the atomic guess (not the diverged
+    wavefunction); a run that fails again at ALPHA 0.1 goes on to the ALPHA / 2 rung, from its wavefunction."""
+    process = base_workchain({'MAX_SCF': 100, 'SCF_GUESS': 'ATOMIC', 'DIAGONALIZATION': {'ALGORITHM': 'STANDARD'},
+                              'MIXING': {'METHOD': 'DIRECT_P_MIXING', 'ALPHA': 0.4}}, run_type='GEO_OPT')
+    diverged = generate_cp2k_calc({'aiida.out': data_dir / FAILED / 'scf_diverged.out'}, 'ERROR_SCF_NOT_CONVERGED')
+    assert _last_scf_residual(diverged) == pytest.approx(11.42354274)
+    report = process.handle_scf_not_converged(diverged)
+    assert report.do_break and report.exit_code.status == 0
+    scf = scf_of(process)
+    assert scf['MIXING'] == {'METHOD': 'DIRECT_P_MIXING', 'ALPHA': 0.1}
+    assert scf['SCF_GUESS'] == 'ATOMIC' and scf['MAX_SCF'] == 150 and scf['ADDED_MOS'] == 10
+    assert scf['SMEAR'] == {'_': True, 'METHOD': 'FERMI_DIRAC', 'ELECTRONIC_TEMPERATURE': 300}
+    assert 'parent_calc_folder' not in process.ctx.inputs
+    process.handle_scf_not_converged(diverged)
+    scf = scf_of(process)
+    assert scf['MIXING']['ALPHA'] == 0.05 and scf['MAX_SCF'] == 300 and scf['SCF_GUESS'] == 'RESTART'
+    assert process.ctx.inputs.parent_calc_folder.uuid == diverged.outputs.remote_folder.uuid
+
+
 def test_scf_not_converged_broyden_switches_to_p_mixing_diis_then_smears(base_workchain, generate_cp2k_calc,
                                                                         data_dir):
     """Broyden (the protocols' mixing) -> density-matrix mixing + DIIS from the atomic guess -> ALPHA / 2 + smearing."""
