@@ -20,9 +20,9 @@ ratio of a sound point to it.
 
 Exit status 0: every perturbation within the bounds; 1: a bound broken; 2: a CP2K point did not finish or its SCF
 did not converge (its folder is kept and named; the line after it gives the ``--overrides`` of the SCF settings with
-which the workchains' SCF handler retries a diverged diagonalisation, to measure those instead). Needs the project profile and the ``cp2k@localhost`` code
-(``make setup``); stores nothing. Measured figures of every
-protocol: docs/protocols.md.
+which the workchains' SCF handler retries a diverged diagonalisation, to measure those instead). Needs the project
+profile and the ``cp2k@localhost`` code (``make setup``); stores nothing. Measured figures of every protocol:
+docs/protocols.md.
 """
 
 from __future__ import annotations
@@ -134,14 +134,15 @@ def boxed_geometries(atoms, vacuum: float) -> dict:
     return geometries
 
 
-
 def rescue_overrides() -> dict:
     """The SCF settings with which ``QdCp2kBaseWorkChain`` retries a diverged diagonalisation, as ``--overrides``."""
-    from aiida_qdtraps.workchains.cp2k_base import DIVERGED_ALPHA, SMEAR_KELVIN
+    from aiida_qdtraps.workchains import cp2k_base
 
     return {'FORCE_EVAL': {'DFT': {'SCF': {
-        'MIXING': {'METHOD': 'DIRECT_P_MIXING', 'ALPHA': DIVERGED_ALPHA}, 'MAX_SCF': 150, 'ADDED_MOS': 10,
-        'SMEAR': {'_': True, 'METHOD': 'FERMI_DIRAC', 'ELECTRONIC_TEMPERATURE': SMEAR_KELVIN}}}}}
+        'MIXING': {'METHOD': 'DIRECT_P_MIXING', 'ALPHA': cp2k_base.DIVERGED_ALPHA},
+        'MAX_SCF': cp2k_base.DIVERGED_MAX_SCF, 'ADDED_MOS': cp2k_base.SMEAR_ADDED_MOS,
+        'SMEAR': dict(cp2k_base.SMEARING)}}}}
+
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
@@ -188,8 +189,8 @@ def main(argv=None) -> int:
             point = run_point(parameters, moved, root / name, executable)
         except ValueError as exc:  # unfinished or unconverged SCF: nothing to compare
             print(f'{name} failed: {exc} (CP2K output: {root / name / "aiida.out"})', flush=True)
-            print(f'# the workchains\' SCF handler retries a diverged diagonalisation with its rescue settings; to measure '
-                  f"those: --overrides '{json.dumps(rescue_overrides())}'", flush=True)
+            print("# the workchains' SCF handler retries a diverged diagonalisation with its rescue settings; to "
+                  f"measure those: --overrides '{json.dumps(rescue_overrides())}'", flush=True)
             return 2
         if reference is None:
             reference = point

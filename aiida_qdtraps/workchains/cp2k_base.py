@@ -49,8 +49,13 @@ GRID_ELECTRON_ERROR = 1.0e-4
 #: below this last SCF residual a failed run counts as stalled near convergence, and its wavefunction is reused
 STALLED_RESIDUAL = 1.0e-3
 #: above this last SCF residual a diagonalisation run counts as diverged, and is retried with ALPHA DIVERGED_ALPHA
+#: and at least DIVERGED_MAX_SCF steps
 DIVERGED_RESIDUAL = 1.0
 DIVERGED_ALPHA = 0.1
+DIVERGED_MAX_SCF = 150
+#: the ``&SMEAR`` section the SCF handler switches on, and the empty states (``ADDED_MOS``) it gives CP2K's smearing
+SMEARING = {'_': True, 'METHOD': 'FERMI_DIRAC', 'ELECTRONIC_TEMPERATURE': SMEAR_KELVIN}
+SMEAR_ADDED_MOS = 10
 _SCF_STEP = re.compile(r'^\s+\d+\s+(?:OT \S+|\S+)\s+\S+\s+[\d.]+\s+([\d.]+(?:E[-+]\d+)?)\s+-?\d+\.\d+\s+\S+\s*$',
                        re.M)
 
@@ -208,7 +213,7 @@ class QdCp2kBaseWorkChain(Cp2kBaseWorkChain):
                 # Ga10P4F18 has a 0.15 eV Kohn-Sham gap: at ALPHA 0.1 its residual falls steadily, but without
                 # smearing stays at 1e-5 - 1e-4 once the energy has converged; with 300 K smearing it converges in 40
                 # steps (docs/protocols.md). A diverged density is no start: back to the atomic guess.
-                changes = {'MAX_SCF': max(int(scf.get('MAX_SCF', 50)), 150), 'SCF_GUESS': 'ATOMIC',
+                changes = {'MAX_SCF': max(int(scf.get('MAX_SCF', 50)), DIVERGED_MAX_SCF), 'SCF_GUESS': 'ATOMIC',
                            'MIXING': {'METHOD': 'DIRECT_P_MIXING', 'ALPHA': DIVERGED_ALPHA}}
                 action = (f'density-matrix mixing ALPHA {DIVERGED_ALPHA} and MAX_SCF {changes["MAX_SCF"]} from the '
                           f'atomic guess (it diverged: last residual {residual:.1e})')
@@ -223,8 +228,8 @@ class QdCp2kBaseWorkChain(Cp2kBaseWorkChain):
                 # gap, 2e-8 for 0.9 eV). It converged the FXP-vacancy cages (docs/classifier.md) after density-matrix
                 # mixing + DIIS had flipped between two states; it did not rescue the InF2-vacancy QD of
                 # docs/traps.md, whose gap is close to zero.
-                changes['SMEAR'] = {'_': True, 'METHOD': 'FERMI_DIRAC', 'ELECTRONIC_TEMPERATURE': SMEAR_KELVIN}
-                changes['ADDED_MOS'] = max(int(scf.get('ADDED_MOS', 0)), 10)  # CP2K smearing needs empty states
+                changes['SMEAR'] = dict(SMEARING)
+                changes['ADDED_MOS'] = max(int(scf.get('ADDED_MOS', 0)), SMEAR_ADDED_MOS)
                 action += f', Fermi-Dirac smearing at {SMEAR_KELVIN} K'
         self._update_parameters({'FORCE_EVAL': {'DFT': {'SCF': changes}}})
         if self._has_wavefunction(calc) and changes.get('SCF_GUESS') != 'ATOMIC':

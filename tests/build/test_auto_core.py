@@ -3,7 +3,6 @@ the requested core diameter; the resolved carve is recorded and reproduces the Q
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 from ase.data import covalent_radii
