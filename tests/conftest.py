@@ -73,6 +73,7 @@ def generate_cp2k_calc(aiida_localhost, cp2k_code, tmp_path):
     :param parameters: the CP2K parameters input (default: an ENERGY run).
     :param input_structure: optional StructureData linked as the ``structure`` input.
     :param outputs: optional further outputs, link label -> unstored node (e.g. a parser's ``output_parameters``).
+    :param monitors: optional ``monitors`` input, key -> Dict (e.g. ``aiida_qdtraps.monitors.default_cp2k_monitors()``).
     """
     from aiida.plugins import CalculationFactory
 
@@ -80,7 +81,7 @@ def generate_cp2k_calc(aiida_localhost, cp2k_code, tmp_path):
 
     def factory(files: dict, exit_code: str | None = None, structure: orm.StructureData | None = None,
                 parameters: dict | None = None, input_structure: orm.StructureData | None = None,
-                outputs: dict | None = None):
+                outputs: dict | None = None, monitors: dict | None = None):
         node = orm.CalcJobNode(computer=aiida_localhost, process_type='aiida.calculations:cp2k')
         node.set_option('resources', {'num_machines': 1, 'num_mpiprocs_per_machine': 1})
         node.set_option('max_wallclock_seconds', 1800)
@@ -90,6 +91,8 @@ def generate_cp2k_calc(aiida_localhost, cp2k_code, tmp_path):
         node.base.links.add_incoming(params, LinkType.INPUT_CALC, 'parameters')
         if input_structure is not None:
             node.base.links.add_incoming(input_structure.store(), LinkType.INPUT_CALC, 'structure')
+        for key, monitor in (monitors or {}).items():
+            node.base.links.add_incoming(monitor.store(), LinkType.INPUT_CALC, f'monitors__{key}')
         node.store()
         retrieved = orm.FolderData()
         for name, content in files.items():
@@ -115,6 +118,25 @@ def generate_cp2k_calc(aiida_localhost, cp2k_code, tmp_path):
         node.set_process_state('finished')
         node.seal()
         return node
+
+    return factory
+
+
+@pytest.fixture
+def recorded_cp2k_output(data_dir):
+    """Return a recorded failed CP2K output (``tests/data/cp2k/failed/NAME``), whole or as a running job showed it
+    just after SCF step ``step`` of SCF cycle ``cycle`` (both 1-based)."""
+
+    def factory(name: str, cycle: int | None = None, step: int | None = None) -> str:
+        text = (data_dir / 'cp2k' / 'failed' / name).read_text()
+        if cycle is None:
+            return text
+        position = 0
+        for _ in range(cycle):
+            position = text.index('Step     Update method', position) + 1
+        for _ in range(step):
+            position = text.index('/Diag.', position) + 1
+        return text[:text.index('\n', position) + 1]
 
     return factory
 

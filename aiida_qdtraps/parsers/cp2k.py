@@ -21,6 +21,7 @@ from aiida import orm
 from aiida_cp2k import utils
 from aiida_cp2k.parsers import Cp2kBaseParser
 
+from ..monitors import monitor_settings
 from .cp2k_files import (
     POPULATION_ANALYSES,
     parse_atomic_charges,
@@ -29,6 +30,7 @@ from .cp2k_files import (
     parse_reported_gap,
     parse_total_walltime,
 )
+from .cp2k_progress import stop_reason
 
 SCF_NOT_CONVERGED = 'SCF run NOT converged'
 OPTIMIZATION_STEP = 'OPTIMIZATION STEP:'
@@ -89,12 +91,34 @@ class QdCp2kParser(Cp2kBaseParser):
             node.base.attributes.set('units', 'e (net charge: positive = electron loss)')
             self.out('atomic_charges', node)
 
+    def _stopped_by_monitor(self, output_string):
+        """The exit code of an output that the ``cp2k_scf`` monitor stopped (None if it would not have stopped it).
+
+        The monitor's reason is found again from the output with the monitor's own settings: a stalled or diverged
+        SCF (or an unconverged one in a GEO_OPT/MD) is ``ERROR_SCF_NOT_CONVERGED``, a stalled optimisation
+        ``ERROR_GEOMETRY_CONVERGENCE_NOT_REACHED``; both have handlers in the work chains.
+        """
+        settings = monitor_settings(self.node)
+        if settings is None:
+            return None
+        reason = stop_reason(output_string, **settings)
+        if reason is None:
+            return None
+        self.logger.warning(f'output stopped by the cp2k_scf monitor: {reason[1]}')
+        if reason[0] == 'geometry_stalled':
+            return self.exit_codes.ERROR_GEOMETRY_CONVERGENCE_NOT_REACHED
+        return self.exit_codes.ERROR_SCF_NOT_CONVERGED
+
     def _parse_finished_run(self, result: dict):
         """Hook for subclasses: add to ``result`` from other files; return an exit code to fail."""
         return None
 
     def _check_stdout_for_errors(self, output_string):
         exit_code = super()._check_stdout_for_errors(output_string)
+        if exit_code == self.exit_codes.ERROR_OUTPUT_INCOMPLETE:
+            stopped = self._stopped_by_monitor(output_string)
+            if stopped is not None:
+                return stopped
         if SCF_NOT_CONVERGED not in output_string:
             return exit_code
         if exit_code in (self.exit_codes.ERROR_MAXIMUM_NUMBER_OPTIMIZATION_STEPS_REACHED,

@@ -9,6 +9,7 @@ from aiida.common import AttributeDict
 from aiida.engine import ToContext, WorkChain
 from aiida_quantumespresso.workflows.protocols.utils import ProtocolMixin
 
+from ..monitors import default_cp2k_monitors
 from ..protocols import kind_sections, qs_method, valence_from_potential
 from .cp2k_base import QdCp2kBaseWorkChain
 from .functions import center_in_box, recursive_merge, update_cp2k_parameters
@@ -76,6 +77,17 @@ def cp2k_protocol_inputs(cls, namespace: str, structure, protocol, overrides, op
     return inputs, extras
 
 
+def set_scf_monitor(cp2k_namespace, settings) -> None:
+    """Attach the ``qdtraps.cp2k_scf`` CalcJob monitor to a ``cp2k`` builder namespace with the protocol's
+    ``scf_monitor`` settings (a dict of :data:`aiida_qdtraps.monitors.CP2K_SCF_DEFAULTS` keys and ``poll_interval``);
+    ``None`` or ``False`` attaches none."""
+    if settings is None or settings is False:
+        return
+    if not isinstance(settings, dict):
+        raise ValueError(f'scf_monitor must be a dict of monitor settings or false, got {settings!r}')
+    cp2k_namespace.monitors = default_cp2k_monitors(**settings)
+
+
 def define_qd_inputs(spec) -> None:
     """The inputs every QD work chain takes: the structure, its net charge and its spin multiplicity."""
     spec.input('structure', valid_type=orm.StructureData, help='The QD.')
@@ -121,6 +133,7 @@ class QdCp2kStageWorkChain(ProtocolMixin, WorkChain):
         namespace.cp2k.metadata = stage['cp2k']['metadata']
         if 'settings' in stage['cp2k']:
             namespace.cp2k.settings = orm.Dict(stage['cp2k']['settings'])
+        set_scf_monitor(namespace.cp2k, stage.get('scf_monitor'))
         return builder, inputs, extras
 
     def setup(self):

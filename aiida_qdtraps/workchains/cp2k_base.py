@@ -25,13 +25,12 @@ or ``ERROR_MAXIMUM_ITERATIONS_EXCEEDED``). CP2K is asked to stop cleanly before 
 
 from __future__ import annotations
 
-import re
-
 from aiida import orm
 from aiida.common.links import LinkType
 from aiida.engine import ProcessHandlerReport, process_handler
 from aiida_cp2k.workchains import Cp2kBaseWorkChain
 
+from ..parsers.cp2k_progress import SCF_STEP
 from ..protocols import cp2k_logical
 from .functions import update_cp2k_parameters
 
@@ -56,8 +55,6 @@ DIVERGED_MAX_SCF = 150
 #: the ``&SMEAR`` section the SCF handler switches on, and the empty states (``ADDED_MOS``) it gives CP2K's smearing
 SMEARING = {'_': True, 'METHOD': 'FERMI_DIRAC', 'ELECTRONIC_TEMPERATURE': SMEAR_KELVIN}
 SMEAR_ADDED_MOS = 10
-_SCF_STEP = re.compile(r'^\s+\d+\s+(?:OT \S+|\S+)\s+\S+\s+[\d.]+\s+([\d.]+(?:E[-+]\d+)?)\s+-?\d+\.\d+\s+\S+\s*$',
-                       re.M)
 
 
 def _output_text(calc) -> str:
@@ -71,8 +68,8 @@ def _last_scf_residual(calc) -> float | None:
         output = _output_text(calc)
     except Exception:  # noqa: BLE001 (no retrieved output: treated as not stalled)
         return None
-    steps = _SCF_STEP.findall(output)
-    return float(steps[-1]) if steps else None
+    steps = SCF_STEP.findall(output)
+    return float(steps[-1][1]) if steps else None
 
 
 def _section_on(section) -> bool:

@@ -36,7 +36,7 @@ from ..analysis import mlff
 from ..calculations.deepmd import TRAINING_DIR, VALIDATION_DIR, DeepmdTrainCalculation
 from ..calculations.mlff_md import MlffMdCalculation, md_parameters
 from ..protocols import PROTOCOL_DIR
-from .common import cp2k_protocol_inputs, define_qd_inputs, electronic_state_changes
+from .common import cp2k_protocol_inputs, define_qd_inputs, electronic_state_changes, set_scf_monitor
 from .cp2k_base import WFN_RESTART, QdCp2kBaseWorkChain
 from .functions import center_in_box, update_cp2k_parameters
 from .relax import QdRelaxWorkChain
@@ -515,6 +515,7 @@ class MlffActiveLearningWorkChain(ProtocolMixin, WorkChain):
         builder.label.cp2k.code = cp2k_code
         builder.label.cp2k.parameters = orm.Dict(label_parameters(base['cp2k']['parameters']))
         builder.label.cp2k.metadata = base['cp2k']['metadata']
+        set_scf_monitor(builder.label.cp2k, base.get('scf_monitor'))
         builder.dp_code = dp_code
         builder.md_code = md_code
         builder.num_models = orm.Int(inputs['num_models'])

@@ -257,3 +257,36 @@ def test_unconverged_scf_cycles_on_the_way_are_reported(base_workchain, generate
     assert process.ctx.inputs.parameters.get_dict() == before
     assert reports == [f'{calc.process_label}<{calc.pk}>: 1 SCF cycle(s) on the way did not converge and CP2K carried on; '
                        'the last step and the final re-evaluation converged, so the result stands.']
+
+
+def test_geo_opt_stopped_by_the_monitor_gets_the_scf_rung(base_workchain, generate_cp2k_calc, data_dir):
+    """Recorded: a real In4PF9 ``fast`` GEO_OPT with MAX_SCF 3 that the ``cp2k_scf`` monitor stopped right after its
+    first (unconverged) SCF cycle, before CP2K moved the atoms on its forces. The parser reads it as
+    ERROR_SCF_NOT_CONVERGED and the handler retries from its wavefunction with ALPHA / 2 and smearing."""
+    from aiida_qdtraps.monitors import default_cp2k_monitors
+    from aiida_qdtraps.parsers.cp2k import QdCp2kParser
+
+    process = base_workchain({'MAX_SCF': 3, 'MIXING': {'METHOD': 'DIRECT_P_MIXING', 'ALPHA': 0.4}}, run_type='GEO_OPT')
+    stopped = generate_cp2k_calc({'aiida.out': data_dir / FAILED / 'geo_opt_stopped_by_monitor.out'},
+                                 'ERROR_SCF_NOT_CONVERGED', monitors=default_cp2k_monitors(),
+                                 parameters={'GLOBAL': {'RUN_TYPE': 'GEO_OPT'}})
+    _, parsed = QdCp2kParser.parse_from_node(stopped, store_provenance=False)
+    assert parsed.exit_status == 450
+    process.handle_scf_not_converged(stopped)
+    scf = scf_of(process)
+    assert scf['MIXING']['ALPHA'] == 0.2 and scf['MAX_SCF'] == 6 and scf['SMEAR']['_'] is True
+    assert scf['SCF_GUESS'] == 'RESTART'
+
+
+def test_diverged_scf_stopped_by_the_monitor_gets_the_diverged_rung(base_workchain, generate_cp2k_calc,
+                                                                  recorded_cp2k_output):
+    """The Cd13Se4Cl18 output as the monitor leaves it (stopped at step 14 of 100, residual 11-28): the diverged rung
+    (ALPHA 0.1 from the atomic guess), the same as after the whole run."""
+    process = base_workchain({'MAX_SCF': 100, 'SCF_GUESS': 'ATOMIC', 'DIAGONALIZATION': {'ALGORITHM': 'STANDARD'},
+                              'MIXING': {'METHOD': 'DIRECT_P_MIXING', 'ALPHA': 0.4}}, run_type='GEO_OPT')
+    stopped = generate_cp2k_calc({'aiida.out': recorded_cp2k_output('scf_diverged.out', 1, 14)},
+                                 'ERROR_SCF_NOT_CONVERGED')
+    assert _last_scf_residual(stopped) > 10
+    process.handle_scf_not_converged(stopped)
+    scf = scf_of(process)
+    assert scf['MIXING'] == {'METHOD': 'DIRECT_P_MIXING', 'ALPHA': 0.1} and scf['SCF_GUESS'] == 'ATOMIC'

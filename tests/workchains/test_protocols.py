@@ -88,6 +88,26 @@ def test_overrides_and_options(cp2k_code, tiny_qd):
     assert builder.base.cp2k.metadata['options']['max_wallclock_seconds'] == 600
 
 
+def test_scf_monitor_on_by_default_and_switchable(cp2k_code, tiny_qd):
+    """Every CP2K stage carries the cp2k_scf CalcJob monitor; `scf_monitor` changes or removes it."""
+    builder = QdTrapsPipelineWorkChain.get_builder_from_protocol(cp2k_code, tiny_qd, protocol='fast')
+    for namespace in (builder.relax.base.cp2k, builder.hybrid_scf.scf.cp2k):
+        monitor = namespace.monitors['scf'].get_dict()
+        assert monitor['entry_point'] == 'qdtraps.cp2k_scf' and monitor['minimum_poll_interval'] == 30
+    builder = QdRelaxWorkChain.get_builder_from_protocol(cp2k_code, tiny_qd, protocol='fast',
+                                                         overrides={'base': {'scf_monitor': {'scf_window': 80}}})
+    assert builder.base.cp2k.monitors['scf']['kwargs']['scf_window'] == 80
+    builder = QdRelaxWorkChain.get_builder_from_protocol(cp2k_code, tiny_qd, protocol='fast',
+                                                         overrides={'base': {'scf_monitor': False}})
+    assert dict(builder.base.cp2k.monitors) == {}
+    with pytest.raises(ValueError, match='scf_windw'):
+        QdRelaxWorkChain.get_builder_from_protocol(cp2k_code, tiny_qd, protocol='fast',
+                                                   overrides={'base': {'scf_monitor': {'scf_windw': 80}}})
+    with pytest.raises(ValueError, match="scf_monitor must be a dict .* got 'yes'"):
+        QdRelaxWorkChain.get_builder_from_protocol(cp2k_code, tiny_qd, protocol='fast',
+                                                   overrides={'base': {'scf_monitor': 'yes'}})
+
+
 def test_unknown_protocol_and_element(cp2k_code, tiny_qd):
     with pytest.raises(ValueError, match='not a valid protocol'):
         QdRelaxWorkChain.get_builder_from_protocol(cp2k_code, tiny_qd, protocol='ultra')
