@@ -114,3 +114,15 @@ def test_grid_noise_of_the_fast_cutoff(data_dir):
         noise[cutoff] = (abs(e1 - e0), np.abs(f1 - f0).max())
     assert noise['200ry'][0] > 0.1 and noise['200ry'][1] > 0.1     # Ha, Ha/bohr: > 20x the fast relax's MAX_FORCE
     assert noise['400ry'][0] < 1e-3 and noise['400ry'][1] < 0.01
+
+
+def test_grid_quality_of_gapw_is_not_an_electron_error(data_dir):
+    """A GAPW run holds only the soft density on the grid: its 'Electronic density on regular grids' line (printed by
+    an MD at this print level: -87 of 120 electrons for In4PF9) is no grid error."""
+    text = (data_dir / 'cp2k' / 'failed' / 'geo_opt_stopped_by_monitor.out').read_text()
+    assert 'QS| Method:' in text and 'GAPW' in text
+    text += '\n  Electronic density on regular grids:        -87.0478963357       32.9521036643\n'
+    assert cp2k_files.parse_grid_quality(text)['grid_electron_error'] is None
+    gpw = text.replace('QS| Method:                                                                GAPW',
+                       'QS| Method:                                                                 GPW')
+    assert cp2k_files.parse_grid_quality(gpw)['grid_electron_error'] == pytest.approx(32.95, abs=0.01)
