@@ -30,6 +30,9 @@ ROLE_ATTRIBUTE, DOMAIN_ATTRIBUTE = 'qd_roles', 'qd_domains'
 #: Attribute with the carve the builder resolved (``center``, ``trim``, ``carve_diameter``, ``core_diameter`` in Å),
 #: e.g. the centre and trim that ``center='auto'`` chose; the recipe Dict stays as the user gave it.
 BUILD_ATTRIBUTE = 'qd_build'
+#: Process labels of the calcfunctions that build a QD from a ``recipe`` Dict: ``build_qd`` and the older
+#: ``build_qd_structure`` (:mod:`.functions`), which archives and the shipped library hold.
+BUILD_FUNCTIONS = ('build_qd', 'build_qd_structure')
 
 
 def to_structure(atoms: Atoms) -> orm.StructureData:

@@ -27,6 +27,7 @@ from ..analysis import classifier as kernel
 from ..analysis import features as feats
 from ..protocols import cp2k_physics_settings, merge_settings, settings_differences
 from ..query import geometry_origin, pbe0_calcjob
+from .build import BUILD_FUNCTIONS
 
 #: Options of ``featurize`` (``parameters`` input).
 FEATURIZE_DEFAULTS = {'elements': ['P'], 'coordinations': [4]}
@@ -76,7 +77,7 @@ def _calcjob_settings(process_type: str | None, parameters: orm.Dict | None) -> 
 
 def geometry_source(structure: orm.StructureData, geometry_parameters: orm.Dict | None = None) -> dict:
     """Where a labelled structure's geometry comes from (:func:`geometry_origin`): the process label
-    (``build_qd_structure`` for a built QD, ``Cp2kCalculation`` for a CP2K relax, ...) and, for a relax, the physics
+    (``build_qd`` or ``build_qd_structure`` for a built QD, ``Cp2kCalculation`` for a CP2K relax, ...) and, for a relax, the physics
     settings and force criterion of its ``parameters`` (``geometry_parameters``)."""
     origin = geometry_origin(structure)
     if origin is None:
@@ -519,8 +520,8 @@ def trace_sample(model: orm.SinglefileData, row: int | None = None) -> dict:
     """Walk, with QueryBuilder only, from a stored model to the origin of one of its training rows.
 
     model -> ``train_classifier`` -> dataset -> the row's source ``atom_labels`` -> ``label_traps`` -> ``mo_window``
-    -> ``extract_mo_window`` -> retrieved -> the PBE0 CalcJob -> the structure it ran on -> ``build_qd_structure``
-    -> its recipe and the built structure.
+    -> ``extract_mo_window`` -> retrieved -> the PBE0 CalcJob -> the structure it ran on -> the build calcfunction
+    (``build_qd`` or ``build_qd_structure``) -> its recipe and the built structure.
 
     :param row: dataset row (default: the first trapping row, else row 0).
     :returns: ``row``, ``atom`` (index in the QD) and the nodes ``dataset``, ``atom_labels``, ``label_traps``,
@@ -547,7 +548,7 @@ def trace_sample(model: orm.SinglefileData, row: int | None = None) -> dict:
     qb.append(orm.StructureData, with_outgoing='pbe0', edge_filters={'label': 'structure'}, tag='scf_structure',
               project='*')
     qb.append(orm.CalcFunctionNode, with_descendants='scf_structure',
-              filters={'attributes.process_label': 'build_qd_structure'}, tag='build')
+              filters={'attributes.process_label': {'in': list(BUILD_FUNCTIONS)}}, tag='build')
     qb.append(orm.Dict, with_outgoing='build', edge_filters={'label': 'recipe'}, project='*')
     qb.append(orm.StructureData, with_incoming='build', project='*')
     labels, label, pbe0, scf_structure, recipe, built = qb.one()
@@ -559,8 +560,8 @@ def library_summary(group_label: str) -> list[dict]:
     """QueryBuilder summary of a Group of trap labelings (for archive round-trip checks and reports): per
     ``label_traps`` node, sorted by the uuid of its ``atom_labels``, the formula, label counts, trap counts, the
     uuids of the PBE0 CalcJob and of the built structure, and the vacancy kind of the builder recipe (``None`` for an
-    intact QD; read from the recipe, the ``build_qd_structure`` input, because early library members predate the
-    structures' ``qd_vacancy`` attribute)."""
+    intact QD; read from the recipe, the input of ``build_qd`` or ``build_qd_structure``, because early library
+    members predate the structures' ``qd_vacancy`` attribute)."""
     qb = orm.QueryBuilder()
     qb.append(orm.Group, filters={'label': group_label}, tag='group')
     qb.append(orm.WorkflowNode, with_group='group', tag='labeling')
@@ -574,7 +575,7 @@ def library_summary(group_label: str) -> list[dict]:
         inputs = labeling_inputs(atom_labels)
         structure = inputs['structure']
         qb_built = orm.QueryBuilder().append(orm.StructureData, filters={'id': structure.pk}, tag='s').append(
-            orm.CalcFunctionNode, with_descendants='s', filters={'attributes.process_label': 'build_qd_structure'},
+            orm.CalcFunctionNode, with_descendants='s', filters={'attributes.process_label': {'in': list(BUILD_FUNCTIONS)}},
             tag='build')
         qb_built.append(orm.Dict, with_outgoing='build', edge_filters={'label': 'recipe'},
                         project='attributes.vacancy')
