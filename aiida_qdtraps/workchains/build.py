@@ -72,13 +72,21 @@ def copy_qd_tags(source: orm.StructureData, target: orm.StructureData) -> None:
             target.base.attributes.set(name, list(value))
 
 
+def _site_elements(structure: orm.StructureData) -> list[tuple[str, ...]]:
+    """The element(s) of every site, in site order."""
+    kinds = {kind.name: tuple(kind.symbols) for kind in structure.kinds}
+    return [kinds[site.kind_name] for site in structure.sites]
+
+
 def _find_tags(structure: orm.StructureData, name: str, max_depth: int = 25) -> list[str] | None:
-    """The attribute ``name`` of ``structure``, or of the nearest ancestor StructureData with as many sites.
+    """The attribute ``name`` of ``structure``, or of the nearest ancestor StructureData with the same atoms (the
+    same element on every site, in the same order: per-site tags of another atom order would be wrong).
 
     Walks creator → its StructureData inputs (calcfunctions such as ``center_in_box``, the CP2K CalcJob's
     ``structure``), breadth first, ``max_depth`` generations at most.
     """
     n_sites = len(structure.sites)
+    elements = _site_elements(structure)
     frontier, seen = [structure], {structure.uuid}
     for _ in range(max_depth):
         parents = []
@@ -91,7 +99,7 @@ def _find_tags(structure: orm.StructureData, name: str, max_depth: int = 25) -> 
                 continue
             for link in creator.base.links.get_incoming(node_class=orm.StructureData).all():
                 parent = link.node
-                if parent.uuid not in seen and len(parent.sites) == n_sites:
+                if parent.uuid not in seen and len(parent.sites) == n_sites and _site_elements(parent) == elements:
                     seen.add(parent.uuid)
                     parents.append(parent)
         if not parents:

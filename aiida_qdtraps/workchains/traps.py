@@ -19,6 +19,7 @@ from aiida.engine import ExitCode, WorkChain, calcfunction
 from ..analysis import plots
 from ..analysis import traps as kernel
 from ..data import TrapRecord
+from .build import get_roles
 
 STATE_KINDS = ('valence', 'conduction', 'hole-trap', 'electron-trap', 'quantum-confined')
 ROLES = ('cation', 'anion', 'ligand')
@@ -49,7 +50,9 @@ def label_traps(structure: orm.StructureData, mo_window: orm.ArrayData, paramete
                 context: orm.Dict | None = None) -> dict:
     """Band edges, trap states and per-atom labels of a QD from its hybrid-SCF MO window.
 
-    :param structure: the structure the SCF ran on (atom order of the MO window's ``ao_atom``).
+    :param structure: the structure the SCF ran on (atom order of the MO window's ``ao_atom``). Its roles are the
+        builder's ``qd_roles`` tags, found through the provenance (:func:`~.build.get_roles`: boxing, a CP2K relax)
+        when the structure itself carries none, else inferred from the elements.
     :param mo_window: the hybrid SCF's ``mo_window`` output.
     :param parameters: overrides of :class:`aiida_qdtraps.analysis.traps.LabelingParameters`.
     :param context: QD context copied onto every trap record for queries (``material``, ``recipe``, ``protocol``).
@@ -58,7 +61,7 @@ def label_traps(structure: orm.StructureData, mo_window: orm.ArrayData, paramete
     """
     atoms = structure.get_ase()
     symbols = atoms.get_chemical_symbols()
-    roles = structure.base.attributes.get('qd_roles', None)
+    roles = get_roles(structure)  # the builder's tags, of this structure or of the one a relax started from
     energies = mo_window.get_array('energies')
     occupations = mo_window.get_array('occupations')
     coefficients = mo_window.get_array('coefficients')
