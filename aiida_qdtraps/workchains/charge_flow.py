@@ -110,7 +110,7 @@ def compute_charge_flow(structure: orm.StructureData, bader_populations: orm.Arr
     else:
         tags, source = structure_domains(structure)
     if tags is None:
-        tags, source = cf.infer_domains(symbols), 'inferred from elements (halides/H = ligand, rest = core)'
+        tags, source = cf.infer_domains(symbols).tolist(), 'inferred from elements (ligands = ligand, rest = core)'
     if len(tags) != len(symbols):
         raise ValueError(f'{len(tags)} domain tags for {len(symbols)} atoms')
 

@@ -18,11 +18,11 @@ from aiida.engine import ExitCode, WorkChain, calcfunction
 
 from ..analysis import plots
 from ..analysis import traps as kernel
+from ..build.roles import ROLES
 from ..data import TrapRecord
 from .build import get_roles
 
 STATE_KINDS = ('valence', 'conduction', 'hole-trap', 'electron-trap', 'quantum-confined')
-ROLES = ('cation', 'anion', 'ligand')
 #: Column names of the ``class_populations`` array of ``states``.
 POPULATION_CLASSES = ('cation-uc', 'cation-fc', 'anion-uc', 'anion-fc', 'ligand')
 #: Which label wins when the spin channels disagree (most informative first).
