@@ -1,7 +1,8 @@
 """The project-local AiiDA profile: where it lives, how to create it, how to load it.
 
 Everything the project runs (``make demo``, ``qdtraps ...``, ``verdi`` after ``source env.sh``) uses one embedded
-AiiDA profile called ``qdtraps`` whose configuration folder lives inside the repository (``<repo>/.aiida``, git-ignored):
+AiiDA profile called ``qdtraps`` whose configuration folder lives inside the repository (``<repo>/.aiida``,
+git-ignored):
 
 * storage: ``core.sqlite_dos`` (SQLite database + disk object store) in ``<AIIDA_PATH>/repository/qdtraps``;
 * broker: ``core.zeromq`` -- the ZeroMQ broker of aiida-core 2.9; no external service is needed. ``aiida.engine.run``
@@ -116,7 +117,8 @@ def code_specs() -> tuple[CodeSpec, ...]:
             label='cp2k',
             executable=_which('cp2k.psmp', '/usr/bin/cp2k.psmp'),
             default_calc_job_plugin='cp2k',
-            # The Debian build runs fine without mpirun for one rank; threads are capped unless the caller asks for more.
+            # The Debian build runs fine without mpirun for one rank; threads are capped unless the caller asks for
+            # more.
             prepend_text='export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}',
             with_mpi=False,
             description='CP2K (Debian cp2k package), run without MPI',

@@ -36,8 +36,8 @@ def project_root() -> pathlib.Path:
 def aiida_path() -> pathlib.Path:
     """Return the AiiDA configuration folder of the project profile.
 
-    ``$QDTRAPS_AIIDA_PATH`` overrides the default ``<repo>/.aiida``. As for aiida's own ``AIIDA_PATH``, a value that does
-    not end in ``.aiida`` means ``<value>/.aiida``, so the folder is the same whether aiida or we resolve it.
+    ``$QDTRAPS_AIIDA_PATH`` overrides the default ``<repo>/.aiida``. As for aiida's own ``AIIDA_PATH``, a value that
+    does not end in ``.aiida`` means ``<value>/.aiida``, so the folder is the same whether aiida or we resolve it.
     """
     override = os.environ.get(AIIDA_PATH_ENV)
     path = pathlib.Path(override).expanduser() if override else project_root() / CONFIG_DIR_NAME

@@ -306,7 +306,8 @@ class BaderChargeFlowWorkChain(WorkChain):
         except Exception as exc:  # noqa: BLE001 - any unreadable cube ends in a named exit code
             return self.exit_codes.ERROR_BAD_DENSITY.format(message=str(exc))
         self.ctx.chgcar, self.ctx.grid = results['chgcar'], results['grid']
-        self.report(f"density on a {self.ctx.grid['grid']} grid integrates to {self.ctx.grid['electrons_on_grid']:.4f} e")
+        grid = self.ctx.grid
+        self.report(f"density on a {grid['grid']} grid integrates to {grid['electrons_on_grid']:.4f} e")
         return None
 
     def run_bader(self):

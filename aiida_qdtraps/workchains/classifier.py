@@ -76,9 +76,8 @@ def _calcjob_settings(process_type: str | None, parameters: orm.Dict | None) -> 
 
 def geometry_source(structure: orm.StructureData, geometry_parameters: orm.Dict | None = None) -> dict:
     """Where a labelled structure's geometry comes from (:func:`~aiida_qdtraps.provenance.geometry_origin`): the
-    process label
-    (``build_qd`` or ``build_qd_structure`` for a built QD, ``Cp2kCalculation`` for a CP2K relax, ...) and, for a relax, the physics
-    settings and force criterion of its ``parameters`` (``geometry_parameters``)."""
+    process label (``build_qd`` or ``build_qd_structure`` for a built QD, ``Cp2kCalculation`` for a CP2K relax, ...)
+    and, for a relax, the physics settings and force criterion of its ``parameters`` (``geometry_parameters``)."""
     origin = provenance.geometry_origin(structure)
     if origin is None:
         return {'process': None, 'settings': None}
@@ -311,7 +310,8 @@ def train_classifier(dataset: orm.ArrayData, parameters: orm.Dict | None = None)
         metrics['geometry_only'] = {k: comparison.metrics[k] for k in
                                     ('macro_f1', 'per_class', 'confusion_matrix', 'roc_auc', 'cross_validation',
                                      'n_features')}
-    title = f"{options['feature_set']} features: macro-F1 {result.metrics['macro_f1']:.2f} (test, n={len(result.test_index)})"
+    title = (f"{options['feature_set']} features: macro-F1 {result.metrics['macro_f1']:.2f} "
+             f"(test, n={len(result.test_index)})")
     return {'model': model, 'metrics': orm.Dict(metrics), 'importances': orm.Dict(result.importances),
             'importance_plot': orm.SinglefileData(io.BytesIO(kernel.importance_plot(result.importances, title=title)),
                                                   filename='importances.png')}
@@ -392,7 +392,8 @@ def predict_traps(model: orm.SinglefileData, features: orm.ArrayData, parameters
     node.set_array('labelled', features.get_array('y'))
     node.base.attributes.set_many({'n_predicted_trapping': int(predicted.sum()), 'source_uuid':
                                    features.base.attributes.get('source_uuid'),
-                                   'agreement': float(np.mean(predicted == features.get_array('y'))) if len(X) else None})
+                                   'agreement': float(np.mean(predicted == features.get_array('y')))
+                                   if len(X) else None})
     return {'predictions': node}
 
 
@@ -527,7 +528,8 @@ def trace_sample(model: orm.SinglefileData, row: int | None = None) -> dict:
     label = provenance.labeling(labels)
     pbe0 = provenance.scf_calcjob(label.inputs.mo_window)
     if pbe0 is None or 'structure' not in pbe0.inputs:
-        raise ValueError(f'the MO window of {label.process_label}<{label.pk}> was not cut from a CalcJob on a structure')
+        raise ValueError(f'the MO window of {label.process_label}<{label.pk}> was not cut from a CalcJob that ran on '
+                         'a structure')
     scf_structure = pbe0.inputs.structure
     build = provenance.build_of(scf_structure)
     if build is None:

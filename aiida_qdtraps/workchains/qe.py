@@ -5,7 +5,8 @@
   potentials and valence charges of the CP2K path; made offline at set-up time (:mod:`aiida_qdtraps.pseudo_family`).
 - :func:`qe_protocol_inputs`: the ``fast``/``moderate``/``precise`` protocols of ``qe_relax.yaml``.
 - :class:`QeRelaxStage`: the steps ``QdRelaxWorkChain`` runs for ``engine: qe`` -- ``PwBaseWorkChain``
-  (``calculation='relax'``, ``assume_isolated`` 'mt' if charged else 'none', Gamma point, ``tot_charge``, ``nspin``/``tot_magnetization``)
+  (``calculation='relax'``, ``assume_isolated`` 'mt' if charged else 'none', Gamma point, ``tot_charge``,
+  ``nspin``/``tot_magnetization``)
   and, if ``qe_pp`` inputs are given, pp.x (``plot_num=0``) writing the valence density as a Gaussian cube in e/bohr³
   (the unit of CP2K's ``ELECTRON_DENSITY`` cube) exposed as the ``density_cube`` ``SinglefileData``, and, if
   ``qe_projwfc`` inputs are given, projwfc.x on the relaxed QD: Löwdin charges on the UPF pseudo-atomic orbitals, the

@@ -164,7 +164,8 @@ def plot_trap_labels(states: orm.ArrayData, atom_labels: orm.ArrayData, summary:
         if not shares_core[mask].any():
             groups[element] = mask
             continue
-        for name, sub in ((f'{element} (<{full}c)', coordination < full), (f'{element} (≥{full}c)', coordination >= full)):
+        for name, sub in ((f'{element} (<{full}c)', coordination < full),
+                          (f'{element} (≥{full}c)', coordination >= full)):
             if (mask & sub).any():
                 groups[name] = mask & sub
     pdos_png = plots.pdos_plot(energies, populations, groups, edges['vbm_ev'], edges['cbm_ev'], title=title)

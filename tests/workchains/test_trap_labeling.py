@@ -144,8 +144,9 @@ def test_label_traps_takes_roles_from_the_structure_a_relax_started_from(recorde
     tagged.store()
     moved = read.get_ase()
     moved.translate([0.1, 0.0, -0.1])  # the relaxed geometry: same atoms, new positions, no tags
-    relax = generate_cp2k_calc({'aiida.out': 'GEOMETRY OPTIMIZATION COMPLETED\n'}, structure=orm.StructureData(ase=moved),
-                               parameters={'GLOBAL': {'RUN_TYPE': 'GEO_OPT'}}, input_structure=tagged)
+    relax = generate_cp2k_calc({'aiida.out': 'GEOMETRY OPTIMIZATION COMPLETED\n'},
+                               structure=orm.StructureData(ase=moved), parameters={'GLOBAL': {'RUN_TYPE': 'GEO_OPT'}},
+                               input_structure=tagged)
     relaxed = relax.outputs.output_structure
     assert relaxed.base.attributes.get('qd_roles', None) is None
 
