@@ -14,11 +14,12 @@ PYTEST_ARGS ?=
 # apt-get needs root: use sudo when we are not root.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help setup system-packages demo test bench clean-profile rabbitmq postgresql daemon services-stop
+.PHONY: help setup system-packages demo test lint bench clean-profile rabbitmq postgresql daemon services-stop
 
 help:
 	@echo "make demo           set everything up, then run the demo (PROTOCOL=$(PROTOCOL))"
-	@echo "make test           set everything up, then run the whole test suite"
+	@echo "make test           set everything up, then run ruff and the whole test suite"
+	@echo "make lint           ruff check (the rules of pyproject.toml; also a pre-commit hook)"
 	@echo "make setup          install Debian cp2k + quantum-espresso, .venv, the project AiiDA profile and codes"
 	@echo "make bench          set up, then run benchmarks/overhead.py"
 	@echo "make clean-profile  delete the project AiiDA profile (.aiida/): all stored data and scratch"
@@ -93,8 +94,11 @@ demo test bench: export OMP_NUM_THREADS ?= 1
 demo: setup
 	$(VENV)/bin/qdtraps demo --protocol $(PROTOCOL)
 
-test: setup
+test: setup lint
 	$(VENV)/bin/python -m pytest -v --durations=20 tests $(PYTEST_ARGS)
+
+lint: $(STAMPS)/venv
+	$(VENV)/bin/ruff check .
 
 bench: setup
 	$(VENV)/bin/python benchmarks/overhead.py

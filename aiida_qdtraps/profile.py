@@ -1,7 +1,8 @@
 """The project-local AiiDA profile: where it lives, how to create it, how to load it.
 
 Everything the project runs (``make demo``, ``qdtraps ...``, ``verdi`` after ``source env.sh``) uses one embedded
-AiiDA profile called ``qdtraps`` whose configuration folder lives inside the repository (``<repo>/.aiida``, git-ignored):
+AiiDA profile called ``qdtraps`` whose configuration folder lives inside the repository (``<repo>/.aiida``,
+git-ignored):
 
 * storage: ``core.sqlite_dos`` (SQLite database + disk object store) in ``<AIIDA_PATH>/repository/qdtraps``;
 * broker: ``core.zeromq`` -- the ZeroMQ broker of aiida-core 2.9; no external service is needed. ``aiida.engine.run``
@@ -27,6 +28,8 @@ import sys
 import typing as t
 import warnings
 
+from .project import AIIDA_PATH_ENV, CONFIG_DIR_NAME, SetupStep, aiida_path, project_root  # noqa: F401
+
 if t.TYPE_CHECKING:
     from aiida.manage.configuration.profile import Profile
     from aiida.orm import Computer
@@ -34,8 +37,6 @@ if t.TYPE_CHECKING:
 PROFILE_NAME = 'qdtraps'
 PROFILE_EMAIL = 'qdtraps@localhost'
 COMPUTER_LABEL = 'localhost'
-AIIDA_PATH_ENV = 'QDTRAPS_AIIDA_PATH'
-CONFIG_DIR_NAME = '.aiida'  # aiida's own convention: AIIDA_PATH=/x means /x/.aiida unless it already ends in .aiida
 STORAGE_BACKEND = 'core.sqlite_dos'
 BROKERS = {'zeromq': 'core.zeromq', 'rabbitmq': 'core.rabbitmq', 'none': None}
 #: Storage of a new profile: SQLite (default, no service) or PostgreSQL (``aiida_qdtraps.services``, docs/scaleout.md).
@@ -73,38 +74,6 @@ class CodeSpec:
     @property
     def full_label(self) -> str:
         return f'{self.label}@{COMPUTER_LABEL}'
-
-
-@dataclasses.dataclass(frozen=True)
-class SetupStep:
-    """The outcome of one idempotent set-up step: ``status`` is ``created``, ``exists`` or ``updated``."""
-
-    name: str
-    status: str
-    detail: str = ''
-
-    def __str__(self) -> str:
-        text = f'{self.name:<22} {self.status}'
-        return f'{text}  ({self.detail})' if self.detail else text
-
-
-def project_root() -> pathlib.Path:
-    """Return the repository root: the parent of the ``aiida_qdtraps`` package directory."""
-    return pathlib.Path(__file__).resolve().parent.parent
-
-
-def aiida_path() -> pathlib.Path:
-    """Return the AiiDA configuration folder of the project profile.
-
-    ``$QDTRAPS_AIIDA_PATH`` overrides the default ``<repo>/.aiida``. As for aiida's own ``AIIDA_PATH``, a value that does
-    not end in ``.aiida`` means ``<value>/.aiida``, so the folder is the same whether aiida or we resolve it.
-    """
-    override = os.environ.get(AIIDA_PATH_ENV)
-    path = pathlib.Path(override).expanduser() if override else project_root() / CONFIG_DIR_NAME
-    path = path.absolute()
-    if path.name != CONFIG_DIR_NAME:
-        path = path / CONFIG_DIR_NAME
-    return path
 
 
 def scratch_path() -> pathlib.Path:
@@ -148,7 +117,8 @@ def code_specs() -> tuple[CodeSpec, ...]:
             label='cp2k',
             executable=_which('cp2k.psmp', '/usr/bin/cp2k.psmp'),
             default_calc_job_plugin='cp2k',
-            # The Debian build runs fine without mpirun for one rank; threads are capped unless the caller asks for more.
+            # The Debian build runs fine without mpirun for one rank; threads are capped unless the caller asks for
+            # more.
             prepend_text='export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}',
             with_mpi=False,
             description='CP2K (Debian cp2k package), run without MPI',
@@ -509,7 +479,7 @@ def ensure_codes() -> list[SetupStep]:
 def ensure_pseudo_family() -> SetupStep:
     """Install the GTH-PBE UPF pseudopotential family of the QE engine, made offline from CP2K's GTH_POTENTIALS."""
     load_project_profile()
-    from aiida_qdtraps.workchains.qe import PSEUDO_FAMILY_LABEL, ensure_upf_family
+    from .pseudo_family import PSEUDO_FAMILY_LABEL, ensure_upf_family
 
     status, detail = ensure_upf_family(PSEUDO_FAMILY_LABEL)
     return SetupStep(f'pseudos {PSEUDO_FAMILY_LABEL}', status, detail)

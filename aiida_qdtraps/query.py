@@ -1,6 +1,7 @@
 """Query helpers over trap records: find traps by what scientists filter on, and walk a trap back to its QD.
 
-Both work with QueryBuilder on node attributes only (no arrays are loaded)::
+``find_traps`` filters with QueryBuilder on node attributes only (no arrays are loaded); ``trap_provenance`` walks
+the links with :mod:`aiida_qdtraps.provenance`::
 
     from aiida import load_profile; load_profile()
     from aiida_qdtraps.query import find_traps, trap_provenance
@@ -17,6 +18,10 @@ from typing import Any
 from aiida import orm
 
 from .data import TrapRecord
+from .provenance import build_of, geometry_origin, scf_calcjob
+
+__all__ = ('TABLE_COLUMNS', 'find_traps', 'geometry_origin', 'pbe0_calcjob', 'trap_filters', 'trap_provenance',
+           'trap_table')
 
 #: Columns of :func:`trap_table` (attribute names of a :class:`TrapRecord`).
 TABLE_COLUMNS = ('formula', 'carrier', 'depth', 'energy', 'center_element', 'center', 'center_coordination', 'kind',
@@ -66,31 +71,8 @@ def trap_table(traps: list[TrapRecord]) -> list[dict[str, Any]]:
     return [{'pk': trap.pk, **{key: trap.get(key) for key in TABLE_COLUMNS}} for trap in traps]
 
 
-def pbe0_calcjob(mo_window: orm.ArrayData) -> orm.CalcJobNode | None:
-    """The CP2K CalcJob whose retrieved MOLDEN file the ``mo_window`` was cut from (``extract_mo_window`` → retrieved
-    → CalcJob), or ``None`` when the window was not made that way."""
-    qb = orm.QueryBuilder()
-    qb.append(orm.ArrayData, filters={'id': mo_window.pk}, tag='window')
-    qb.append(orm.CalcFunctionNode, with_outgoing='window', tag='extract')
-    qb.append(orm.FolderData, with_outgoing='extract', tag='retrieved')
-    qb.append(orm.CalcJobNode, with_outgoing='retrieved', project='*')
-    return qb.first(flat=True)
-
-
-def geometry_origin(structure: orm.StructureData) -> orm.ProcessNode | None:
-    """The process a labelled structure's geometry comes from: walking up through calcfunctions that take one
-    structure (``center_in_box``, ...), the first CalcJob (a relax) or the calcfunction that made it from other inputs
-    (``build_qd_structure``); None for a structure no process made."""
-    node = structure
-    for _ in range(50):
-        creator = node.creator
-        if creator is None or isinstance(creator, orm.CalcJobNode):
-            return creator
-        parents = creator.base.links.get_incoming(node_class=orm.StructureData).all_nodes()
-        if len(parents) != 1:
-            return creator
-        node = parents[0]
-    return node.creator
+#: The CP2K CalcJob an MO window was cut from (alias of :func:`aiida_qdtraps.provenance.scf_calcjob`).
+pbe0_calcjob = scf_calcjob
 
 
 def trap_provenance(trap: TrapRecord) -> dict[str, orm.Node | None]:
@@ -98,26 +80,19 @@ def trap_provenance(trap: TrapRecord) -> dict[str, orm.Node | None]:
 
     :returns: ``label_traps`` (the calcfunction), ``structure`` (the one the PBE0 ran on), ``mo_window``,
         ``pbe0_calculation`` (the CP2K CalcJob whose MOLDEN file was labelled), ``relax_calculation`` (the CalcJob
-        the PBE0 geometry comes from, found by :func:`geometry_origin` through ``center_in_box`` and the like, if
-        any), ``built_structure`` and ``recipe`` (the build calcfunction's input), each ``None`` when the trap's
-        history does not contain it.
+        the PBE0 geometry comes from, found by :func:`~aiida_qdtraps.provenance.geometry_origin` through
+        ``center_in_box`` and the like, if any), ``built_structure`` and ``recipe`` (the build calcfunction's output
+        and input, :func:`~aiida_qdtraps.provenance.build_of`), each ``None`` when the trap's history does not
+        contain it.
     """
     label = trap.creator
     if label is None:
         raise ValueError(f'TrapRecord<{trap.pk}> has no creator: it was not made by label_traps')
     structure, mo_window = label.inputs.structure, label.inputs.mo_window
-    pbe0 = pbe0_calcjob(mo_window)
     origin = geometry_origin(structure)  # through center_in_box & co. to the relax CalcJob, if any
-    relax = origin if isinstance(origin, orm.CalcJobNode) else None
-    built, recipe = structure, None
-    while built.creator is not None:
-        incoming = {link.link_label: link.node for link in built.creator.base.links.get_incoming().all()}
-        if isinstance(incoming.get('recipe'), orm.Dict):
-            recipe = incoming['recipe']
-            break
-        parent = incoming.get('structure')
-        if not isinstance(parent, orm.StructureData):
-            break
-        built = parent
-    return {'label_traps': label, 'structure': structure, 'mo_window': mo_window, 'pbe0_calculation': pbe0,
-            'relax_calculation': relax, 'built_structure': built if recipe is not None else None, 'recipe': recipe}
+    build = build_of(structure)
+    return {'label_traps': label, 'structure': structure, 'mo_window': mo_window,
+            'pbe0_calculation': scf_calcjob(mo_window),
+            'relax_calculation': origin if isinstance(origin, orm.CalcJobNode) else None,
+            'built_structure': build.structure if build is not None else None,
+            'recipe': build.recipe if build is not None else None}

@@ -26,9 +26,11 @@ def pipeline_rows(pipeline: orm.WorkflowNode) -> list[tuple[str, str]]:
     ]
     for label, workflow in (('relax', relax), ('PBE0', hybrid)):
         for calc in _calcjobs(workflow):
-            cp2k_time = calc.outputs.output_parameters.get('walltime_s') if 'output_parameters' in calc.outputs else None
+            outputs = calc.outputs
+            cp2k_time = outputs.output_parameters.get('walltime_s') if 'output_parameters' in outputs else None
             extra = f', CP2K {cp2k_time:.0f} s' if cp2k_time else ''
-            rows.append((f'{label} calc', f'CalcJob<{calc.pk}>  exit {calc.exit_status}, {_elapsed(calc):.0f} s wall{extra}'))
+            rows.append((f'{label} calc',
+                         f'CalcJob<{calc.pk}>  exit {calc.exit_status}, {_elapsed(calc):.0f} s wall{extra}'))
     relax_params = relax.outputs.output_parameters
     rows += [
         ('PBE energy (relaxed)', f"{relax_params['energy']:.6f} Ha"),

@@ -25,7 +25,7 @@ import socket
 import subprocess
 import sys
 
-from .profile import SetupStep, aiida_path
+from .project import SetupStep, aiida_path
 
 RABBITMQ_HOST, RABBITMQ_PORT = '127.0.0.1', 5672
 POSTGRES_HOST, POSTGRES_PORT = 'localhost', 5432

@@ -90,7 +90,8 @@ def main():
     base = results[0]
     if 'dense_solve_s' in base:
         sparse_s = min(base['solve_s'], base['sparse_solve_again_s'])
-        print(f"\ndense lstsq at {base['n_atoms']} atoms: {base['dense_solve_s']:.3f} s; sparse solve {sparse_s:.4f} s; "
+        print(f"\ndense lstsq at {base['n_atoms']} atoms: {base['dense_solve_s']:.3f} s; "
+              f"sparse solve {sparse_s:.4f} s; "
               f"speed-up {base['dense_solve_s'] / sparse_s:.0f}x (goal >= 100x); "
               f"max |x_sparse - x_dense| = {base['max_flow_difference']:.2e} e")
         print(f"speed-up including the bond graph and vectors: {base['dense_solve_s'] / base['total_s']:.0f}x")

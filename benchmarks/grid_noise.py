@@ -11,7 +11,8 @@ and once shifted by (0.07, 0.05, 0.03) Å. Per cutoff it prints the energy chang
 change, the finest grid's points per edge, the grid diagnostics (``parse_grid_quality``) and the CP2K wall time as a
 ratio to the first cutoff's (the baseline, measured in the same run)::
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/grid_noise.py [--cutoffs 200 300] [--rel-cutoff 50] [--no-extended-fft]
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/grid_noise.py
+        [--cutoffs 200 300] [--rel-cutoff 50] [--no-extended-fft]
 
 Measured here (docs/protocols.md, outputs in tests/data/cp2k/grid/): at 200 Ry / REL_CUTOFF 30 the shift moves the
 energy by 118 mHa and a force component by 0.125 Ha/bohr (without EXTENDED_FFT_LENGTHS, 120 instead of 112

@@ -8,8 +8,9 @@ defaults.
 Small-scale, on the project profile, every step an AiiDA process:
 
 1. The ensemble and dataset of a finished ``MlffActiveLearningWorkChain`` (``--run``, default the latest; a ``fast``
-   one is run if there is none; ``--new-run``: a new one with the CI test's settings from ``--structure``). One ``MlffMdCalculation`` with that ensemble (from ``--structure`` or the run's
-   boxed QD) gives a pool of frames, each with the ensemble's ``max_devi_f``.
+   one is run if there is none; ``--new-run``: a new one with the CI test's settings from ``--structure``). One
+   ``MlffMdCalculation`` with that ensemble (from ``--structure`` or the run's boxed QD) gives a pool of frames, each
+   with the ensemble's ``max_devi_f``.
 2. Every pool frame is labelled once with CP2K (the run's own ENERGY_FORCE settings), one after the other, each SCF
    starting from the previous label's wavefunction. Labels above ``MAX_PLAUSIBLE_FORCE`` leave the pool (reported).
 3. ``--splits`` times: ``--held-out`` random labelled frames are the test set; from the rest, the active arm takes the
@@ -164,7 +165,8 @@ def main(args) -> None:
                 else {'SCF': {'SCF_GUESS': 'ATOMIC'}}
             parameters = inputs.cp2k.parameters.get_dict()
             parameters['FORCE_EVAL']['DFT'].pop('WFN_RESTART_FILE_NAME', None)
-            inputs.cp2k.parameters = update_cp2k_parameters(orm.Dict(parameters), orm.Dict({'FORCE_EVAL': {'DFT': guess}}))
+            inputs.cp2k.parameters = update_cp2k_parameters(orm.Dict(parameters),
+                                                            orm.Dict({'FORCE_EVAL': {'DFT': guess}}))
             if parent is not None:
                 inputs.cp2k.parent_calc_folder = parent
             _, node = run_get_node(QdCp2kBaseWorkChain, **inputs)
@@ -172,7 +174,8 @@ def main(args) -> None:
         retrieved = node.outputs.retrieved
         forces = mlff.read_cp2k_atomic_forces(retrieved.base.repository.get_object_content('aiida.out'))
         largest = float(np.linalg.norm(forces, axis=1).max())  # eV/Å
-        scf = re.findall(r'SCF run converged in +(\d+) steps', retrieved.base.repository.get_object_content('aiida.out'))
+        output = retrieved.base.repository.get_object_content('aiida.out')
+        scf = re.findall(r'SCF run converged in +(\d+) steps', output)
         print(f'  frame {index}: QdCp2kBaseWorkChain<{node.pk}>, largest force {largest:.2f} eV/Å, SCF steps '
               f'{"+".join(scf)}, max_devi_f {deviation[index]:.3f}', flush=True)
         parent = node.outputs.remote_folder
@@ -242,7 +245,8 @@ if __name__ == '__main__':
     parser.add_argument('--new-run', action='store_true',
                         help='first run a new fast active-learning loop (the CI test\'s settings) from --structure')
     parser.add_argument('--pool-md', type=int,
-                        help='pk of the MlffMdCalculation of an earlier run: reuse its pool and the labels of its frames')
+                        help='pk of the MlffMdCalculation of an earlier run: reuse its pool and the labels of its '
+                             'frames')
     parser.add_argument('--structure', help='start geometry of the pool MD (xyz; default: the run structure)')
     parser.add_argument('--temperature', type=float, default=150.0, help='pool MD temperature (K)')
     parser.add_argument('--md-steps', type=int, default=60, help='pool MD steps')

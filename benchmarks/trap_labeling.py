@@ -3,8 +3,9 @@
 The QD is a zincblende InP sphere (bulk geometry) with CP2K's SZV-MOLOPT-SR-GTH AO counts (In 9, P 4 AOs: the
 ``fast`` protocol; DZVP has about 2.5× more). The AO overlap decays like the overlap of Gaussians between atoms
 (a Gaussian kernel ``exp(-r²/2.5² Å²)`` between atoms coupling every AO pair of neighbouring atoms within 9 Å,
-positive definite by construction), with a condition number of the order of the 6.7 of the real In4PF9 overlap. The window has 200 occupied MOs (delocalized valence
-states on P plus 8 localized hole traps) and 200 virtual ones (delocalized on In), S-orthonormalised.
+positive definite by construction), with a condition number of the order of the 6.7 of the real In4PF9 overlap.
+The window has 200 occupied MOs (delocalized valence states on P plus 8 localized hole traps) and 200 virtual ones
+(delocalized on In), S-orthonormalised.
 
 Prints: the wall and CPU time and peak memory of every step and of the whole labeling (goal < 30 s at 2,000 atoms),
 and two speed ratios measured in the same run: S^{1/2}C by the tiled float32 Chebyshev expansion against the previous

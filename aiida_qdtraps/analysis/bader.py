@@ -4,8 +4,8 @@ Why convert: baderkit 0.10.2 reads a Gaussian cube whose grid is not cubic with 
 density whose maximum is ≤ 1.01 for an ELF and leaves it unconverted (METHODS.md, "Bader on this machine"). A VASP
 CHGCAR written with ase has neither problem. Units: a CP2K (or pp.x) cube holds the valence density in e/bohr³;
 ``ase.io.cube`` returns it unconverted, so it is divided by ``ase.units.Bohr**3`` to e/Å³ before the CHGCAR (which
-stores ρ·V_cell, x fastest, POSCAR header from ase) is written. The atoms are shifted by the cube origin so that grid point (0, 0, 0) sits at the
-CHGCAR's fractional origin.
+stores ρ·V_cell, x fastest, POSCAR header from ase) is written. The atoms are shifted by the cube origin so that
+grid point (0, 0, 0) sits at the CHGCAR's fractional origin.
 
 Electron bookkeeping: the populations of the atomic basins plus the charge baderkit assigns to vacuum must add up to
 the number of valence electrons of the calculation (minus its net charge); :func:`check_electron_conservation`

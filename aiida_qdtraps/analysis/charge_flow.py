@@ -25,10 +25,9 @@ from scipy import sparse
 from scipy.sparse import csgraph
 from scipy.sparse.linalg import LinearOperator, cg, splu
 
-#: Domains of a core/shell QD in seed 002's order.
-DOMAINS = ('core', 'interlayer', 'shell', 'ligand')
-#: X-type ligand elements used when no domain tags exist (everything else counts as 'core').
-LIGAND_ELEMENTS = ('H', 'F', 'Cl', 'Br', 'I')
+# Domains of a core/shell QD (seed 002's order) and, for a structure without tags, domains from the elements (the
+# ligand elements are ligand, cations and anions core): the builder's, the one table of roles and domains.
+from ..build.roles import DOMAINS, LIGAND_ELEMENTS, infer_domains  # noqa: F401
 
 
 @dataclasses.dataclass
@@ -172,11 +171,6 @@ def atom_vectors(positions: np.ndarray, bonds: np.ndarray, flows: np.ndarray) ->
     np.add.at(vectors, bonds[:, 0], contribution)
     np.add.at(vectors, bonds[:, 1], contribution)
     return vectors
-
-
-def infer_domains(symbols: Sequence[str], ligand_elements: Sequence[str] = LIGAND_ELEMENTS) -> list[str]:
-    """Fallback domains when the builder left no tags: X-type ligand elements → 'ligand', all else → 'core'."""
-    return ['ligand' if s in ligand_elements else 'core' for s in symbols]
 
 
 def domain_summary(domains: Sequence[str], dq: np.ndarray, magnitudes: np.ndarray, bonds: np.ndarray,

@@ -192,7 +192,8 @@ def compare_feature_sets(X: np.ndarray, y: np.ndarray, names, subsets: dict[str,
     missing = {key: sorted(set(sub) - set(names)) for key, sub in subsets.items() if set(sub) - set(names)}
     if missing:
         raise ValueError(f'feature subsets name features not in the dataset: {missing}')
-    return {key: train(X[:, [names.index(n) for n in sub]], y, sub, seed=seed, **kwargs) for key, sub in subsets.items()}
+    return {key: train(X[:, [names.index(n) for n in sub]], y, sub, seed=seed, **kwargs)
+            for key, sub in subsets.items()}
 
 
 def model_to_json(model, metadata: dict | None = None) -> bytes:

@@ -19,8 +19,8 @@ import numpy as np
 from ase import Atoms
 from ase.build import minimize_rotation_and_translation
 
+from ..build.roles import CATION_ELEMENTS
 from .bonds import bond_pairs
-from .traps import CATION_ELEMENTS
 
 
 def aligned_rmsd(reference: Atoms, other: Atoms) -> tuple[float, float, np.ndarray]:

@@ -146,8 +146,9 @@ class TiledOverlap:
         if nao <= 2:  # ARPACK needs k < n
             w = np.linalg.eigvalsh(self.from_blocked(self.matmul(self.to_blocked(np.eye(nao)))))
             return float(w[0]), float(w[-1])
-        operator = LinearOperator((nao, nao), dtype=float,
-                                  matvec=lambda x: self.matmul(np.asarray(x, self.dtype).reshape(nao, -1)).astype(float).ravel())
+        operator = LinearOperator(
+            (nao, nao), dtype=float,
+            matvec=lambda x: self.matmul(np.asarray(x, self.dtype).reshape(nao, -1)).astype(float).ravel())
         v0 = np.random.default_rng(0).normal(size=nao)
         values = eigsh(operator, k=2, which='BE', return_eigenvectors=False, v0=v0, tol=tol)
         return float(values.min()), float(values.max())

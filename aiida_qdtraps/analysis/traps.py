@@ -4,9 +4,10 @@ The procedure follows seed 000 (Alexander et al., Structural Hole Traps in III-V
 script, with the thresholds recorded in METHODS.md as defaults. All energies in eV, lengths in Å.
 
 1. **Atom classes.** Bonds from Cordero covalent radii × 1.25 (× 1.1 for same-element pairs)
-   (:mod:`.bonds`); every atom is a *cation*, *anion* or *ligand* (X-type ligands F, Cl, Br, I, H and carboxylate
-   C/O; otherwise by the sign of the formal charge), and a core atom is *under-coordinated* (UC) when it has fewer
-   than ``full_coordination`` (4 in zincblende) bonds, *fully coordinated* (FC) otherwise.
+   (:mod:`.bonds`); every atom is a *cation*, *anion* or *ligand*: the builder's tags when the structure has them,
+   else from the element tables of :mod:`aiida_qdtraps.build.roles` (halides, H, carboxylate C/O and amine N are
+   ligands), and a core atom is *under-coordinated* (UC) when it has fewer than ``full_coordination`` (4 in
+   zincblende) bonds, *fully coordinated* (FC) otherwise.
 2. **Populations.** Löwdin populations of every window MO on every atom, renormalised over the non-ligand atoms
    (``p̃``), and the authors' participation ratio ``PR = 1 / (M Σ p̃²)`` over the M non-ligand atoms.
 3. **Band test.** A valence state is *band-like* when ``PR ≥ 0.5 · (n_anion / M) / α_anion`` and
@@ -47,10 +48,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..build.roles import CATION_ELEMENTS, LIGAND_ELEMENTS, infer_roles  # noqa: F401  (the one element table)
 from . import bonds, localization, populations
 
-LIGAND_ELEMENTS = frozenset({'F', 'Cl', 'Br', 'I', 'H', 'O', 'C', 'N'})
-CATION_ELEMENTS = frozenset({'In', 'Ga', 'Al', 'Cd', 'Zn', 'Pb', 'Hg', 'Cu', 'Ag', 'Cs', 'Li', 'Na', 'K'})
 ATOM_LABELS = ('ligand', 'bulk', 'structural', 'under-coordinated')
 
 
@@ -120,19 +120,6 @@ class TrapLabels:
     n_localized_clusters: int = 0
 
 
-def infer_roles(symbols, formal_charges: dict[str, int] | None = None) -> np.ndarray:
-    """'cation' / 'anion' / 'ligand' per atom from the element (X-type ligand elements are ligands)."""
-    roles = []
-    for symbol in symbols:
-        if symbol in LIGAND_ELEMENTS:
-            roles.append('ligand')
-        elif formal_charges and symbol in formal_charges:
-            roles.append('cation' if formal_charges[symbol] > 0 else 'anion')
-        else:
-            roles.append('cation' if symbol in CATION_ELEMENTS else 'anion')
-    return np.array(roles)
-
-
 def _band_like(shares, participation, classes, side: str, params: LabelingParameters) -> np.ndarray:
     """The authors' band test for the states (rows of ``shares``) on the valence (anion) or conduction side."""
     role = 'anion' if side == 'valence' else 'cation'
@@ -195,7 +182,8 @@ def label_traps(symbols, positions, energies, occupations, coefficients, overlap
     :param energies: MO energies of the window (nwin,) in eV, any order; :param occupations: their occupations.
     :param coefficients: window MO coefficients (nao, nwin); :param overlap: AO overlap (nao, nao);
     :param ao_atom: atom of every AO (nao,).
-    :param roles: optional 'cation'/'anion'/'ligand' per atom (default: :func:`infer_roles`).
+    :param roles: optional 'cation'/'anion'/'ligand' per atom (default: :func:`~aiida_qdtraps.build.roles.infer_roles`
+        of the elements).
     :raises ValueError: for inconsistent sizes, an overlap that is not positive definite, or a window without both
         HOMO and LUMO or without a band-like state on either side (each message names the offending value).
     """

@@ -274,7 +274,7 @@ def passivate(qd: Atoms, ligand: str = 'F', charge: int = 0, arrangement: int = 
     bond = core_bond_length(qd, roles)
     targets = qd.positions[owners] + bond * directions
     target_site = _site_labels(targets)
-    all_owners, all_directions, all_labels = owners, directions, target_site
+    all_owners, all_labels = owners, target_site
     if binding == 'bridging':
         keep = np.isin(target_site, _bridge_labels(qd.positions, owners, target_site, bond))
         owners, directions, target_site = owners[keep], directions[keep], target_site[keep]

@@ -132,7 +132,8 @@ def build_qd(material: str, diameter: float | None = None, ligand: str | None = 
     :param model: a named cluster (:data:`~aiida_qdtraps.build.named.NAMED_MODELS`: ``Cd17Se28H22``,
         ``Cd28Se17Cl22``, ``Pb19S6(OAc)26`` (acetates bridging; ``binding`` may name another)) instead of a carve;
         ``material`` must be its material, ``diameter`` and ``ligand`` may be omitted (a given ligand must be the
-        model's); ``charge``, ``arrangement``, ``vacuum``, ``lattice_constant``, ``binding`` and ``seed`` apply, other keys must stay at their defaults.
+        model's); ``charge``, ``arrangement``, ``vacuum``, ``lattice_constant``, ``binding`` and ``seed`` apply,
+        other keys must stay at their defaults.
     :param termination: for a perovskite ``material`` (CsPbBr3): ``'CsBr'`` (default) or ``'PbBr2'``; the
         nanocube (``shape='cube'``) has ``diameter`` as its edge length (n·a, rounded to whole cells), see
         :mod:`~aiida_qdtraps.build.perovskite`; ``charge``, ``arrangement``, ``vacuum`` and ``lattice_constant``

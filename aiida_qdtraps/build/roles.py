@@ -1,13 +1,25 @@
 """Per-atom roles (cation / anion / ligand) and domains (core / interlayer / shell / ligand) of a QD.
 
-Pure functions on :class:`ase.Atoms`; no AiiDA import. The builder stores them as ``atoms.arrays['qd_role']`` and
-``atoms.arrays['qd_domain']`` (numpy str arrays); for structures from elsewhere :func:`infer_roles` and
-:func:`infer_domains` derive them from the elements and the bond graph.
+The one authority on roles, domains and the element tables behind them: the builder, the trap labels
+(:mod:`aiida_qdtraps.analysis.traps`) and the charge flow (:mod:`aiida_qdtraps.analysis.charge_flow`) all use it.
+Pure functions on :class:`ase.Atoms` (or, where only elements matter, a sequence of element symbols); no AiiDA
+import. The builder stores roles and domains as ``atoms.arrays['qd_role']`` and ``atoms.arrays['qd_domain']`` (numpy
+str arrays); for structures from elsewhere :func:`infer_roles` and :func:`infer_domains` derive them from the
+elements and the bond graph.
+
+Element tables (used when a structure carries no tags):
+
+* :data:`CATION_ELEMENTS`: the lattice cations of :data:`~.crystal.MATERIALS` (In, Ga, Cd, Zn, Pb), the
+  perovskite A-site Cs, and Al, Hg, Cu, Ag, Li, Na, K;
+* :data:`ANION_ELEMENTS`: the lattice anions of :data:`~.crystal.MATERIALS` (P, As, S, Se) and Sb, Te;
+* :data:`LIGAND_ELEMENTS`: H, C, N, O, F, Cl, Br, I: the builder's ligands (X-type halides and H, acetate CH3COO⁻)
+  and the amines of imported structures. Every element in neither ion table is a ligand, these included; a halide
+  that is a lattice anion (Br in CsPbBr3) needs the builder's tags or ``anions=``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 from ase import Atoms
@@ -22,20 +34,33 @@ ROLES = ('cation', 'anion', 'ligand')
 DOMAINS = ('core', 'interlayer', 'shell', 'ligand')
 ROLE_DTYPE, DOMAIN_DTYPE = '<U8', '<U10'
 
+#: Elements that are cations when a structure has no role tags.
+CATION_ELEMENTS = frozenset(CATIONS | {'Cs', 'Al', 'Hg', 'Cu', 'Ag', 'Li', 'Na', 'K'})
+#: Elements that are (lattice) anions when a structure has no role tags.
+ANION_ELEMENTS = frozenset(ANIONS | {'Sb', 'Te'})
+#: The elements of the ligands: halides and H (X-type), C and O of carboxylates, N of amines.
+LIGAND_ELEMENTS = frozenset({'H', 'C', 'N', 'O', 'F', 'Cl', 'Br', 'I'})
 
-def infer_roles(atoms: Atoms, cations: Iterable[str] | None = None, anions: Iterable[str] | None = None) -> np.ndarray:
+
+def _symbols(atoms: Atoms | Sequence[str]) -> np.ndarray:
+    return np.array(atoms.get_chemical_symbols() if isinstance(atoms, Atoms) else list(atoms), dtype=str)
+
+
+def infer_roles(atoms: Atoms | Sequence[str], cations: Iterable[str] | None = None,
+                anions: Iterable[str] | None = None) -> np.ndarray:
     """Role of every atom from its element: ``'cation'``, ``'anion'`` or ``'ligand'`` (everything else).
 
-    :param cations: elements counted as cations (default: the cations of :data:`MATERIALS`: In, Ga, Cd, Zn, Pb).
-    :param anions: elements counted as anions (default: P, As, Se, S). Pass e.g. ``anions={'Se'}`` when S is a
-        thiolate ligand rather than a lattice anion.
+    :param atoms: the structure, or its element symbols.
+    :param cations: elements counted as cations (default: :data:`CATION_ELEMENTS`).
+    :param anions: elements counted as anions (default: :data:`ANION_ELEMENTS`). Pass e.g. ``anions={'Se'}`` when S
+        is a thiolate ligand rather than a lattice anion.
     """
-    cations = set(CATIONS if cations is None else cations)
-    anions = set(ANIONS if anions is None else anions)
+    cations = set(CATION_ELEMENTS if cations is None else cations)
+    anions = set(ANION_ELEMENTS if anions is None else anions)
     if cations & anions:
         raise ValueError(f'elements cannot be both cation and anion: {sorted(cations & anions)}')
-    symbols = np.array(atoms.get_chemical_symbols())
-    roles = np.full(len(atoms), 'ligand', dtype=ROLE_DTYPE)
+    symbols = _symbols(atoms)
+    roles = np.full(len(symbols), 'ligand', dtype=ROLE_DTYPE)
     roles[np.isin(symbols, list(cations))] = 'cation'
     roles[np.isin(symbols, list(anions))] = 'anion'
     return roles
@@ -73,18 +98,24 @@ def ligand_units(atoms: Atoms, roles: np.ndarray | None = None) -> list[np.ndarr
     return [np.array(indices) for indices in order.values()]
 
 
-def infer_domains(atoms: Atoms, roles: np.ndarray | None = None, core_elements: Iterable[str] | None = None
-                  ) -> np.ndarray:
+def infer_domains(atoms: Atoms | Sequence[str], roles: np.ndarray | None = None,
+                  core_elements: Iterable[str] | None = None) -> np.ndarray:
     """Domain of every atom: ligands → ``'ligand'``; inorganic atoms → ``'core'``, ``'shell'`` or ``'interlayer'``.
 
+    :param atoms: the structure; its element symbols are enough without ``core_elements``.
+    :param roles: the roles (default: :func:`roles_of` the structure, :func:`infer_roles` of bare symbols).
     :param core_elements: elements of the core material (e.g. ``{'In', 'As'}`` for InAs@CdSe). When omitted, all
         inorganic atoms are core (a core-only QD). Otherwise atoms of other elements are shell, and shell atoms
         bonded to a core-element atom, or core-element atoms bonded to a shell atom, are interlayer.
     """
-    roles = roles_of(atoms) if roles is None else np.asarray(roles)
+    if roles is None:
+        roles = roles_of(atoms) if isinstance(atoms, Atoms) else infer_roles(atoms)
+    roles = np.asarray(roles)
     domains = np.where(roles == 'ligand', 'ligand', 'core').astype(DOMAIN_DTYPE)
     if core_elements is None:
         return domains
+    if not isinstance(atoms, Atoms):
+        raise TypeError('core_elements needs the structure (ase Atoms): shell and interlayer come from its bonds')
     symbols = np.array(atoms.get_chemical_symbols())
     inorganic = roles != 'ligand'
     is_core = inorganic & np.isin(symbols, list(core_elements))

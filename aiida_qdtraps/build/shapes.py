@@ -47,7 +47,7 @@ TRIM_SPECIES: tuple[str, ...] = ('anion', 'cation')
 
 @cache
 def _circumradius(shape: str) -> float:
-    """Circumscribed-sphere radius of the unit polyhedron of ``shape`` (vertices from scipy's half-space intersection)."""
+    """Circumscribed-sphere radius of the unit polyhedron of ``shape`` (vertices: scipy's half-space intersection)."""
     normals, distances = SHAPE_FACETS[shape]
     vertices = HalfspaceIntersection(np.hstack([normals, -distances[:, None]]), np.zeros(3)).intersections
     return float(np.linalg.norm(vertices, axis=1).max())

@@ -225,7 +225,7 @@ def _parity(vectors: np.ndarray) -> np.ndarray:
 
 
 def swap_sublattices(core: Atoms) -> Atoms:
-    """Exchange the cation and anion elements (seed 003: the Cd-rich cluster from the Se-rich one by switching Cd/Se)."""
+    """Exchange the cation and anion elements (seed 003: the Cd-rich cluster from the Se-rich one, Cd/Se swapped)."""
     roles = roles_of(core)
     symbols = np.array(core.get_chemical_symbols())
     cation_elements, anion_elements = set(symbols[roles == 'cation']), set(symbols[roles == 'anion'])

@@ -107,13 +107,14 @@ def validate_inputs(inputs, _):
 
 
 class DeepmdTrainCalculation(CalcJob):
-    """Train one DeePMD-kit model (PyTorch backend) on a deepmd/npy dataset, freeze it and test it on held-out frames."""
+    """Train one DeePMD-kit model (PyTorch backend) on a deepmd/npy dataset, freeze it, test it on held-out frames."""
 
     @classmethod
     def define(cls, spec):
         super().define(spec)
         spec.input('dataset', valid_type=orm.FolderData, validator=validate_dataset,
-                   help='deepmd/npy systems in `training/<system>/` and (optional) `validation/<system>/`; eV, eV/Å, Å.')
+                   help='deepmd/npy systems in `training/<system>/` and (optional) `validation/<system>/`; '
+                        'eV, eV/Å, Å.')
         spec.input('parameters', valid_type=orm.Dict, required=False, validator=validate_parameters,
                    help='DeePMD-kit input merged over DEFAULT_PARAMETERS; systems, seeds and file names are set here.')
         spec.input('type_map', valid_type=orm.List, help='Element order of the model (and of the dataset type maps).')
@@ -173,6 +174,6 @@ class DeepmdTrainCalculation(CalcJob):
         codeinfo.stdout_name = LOG
         codeinfo.join_files = True
         calcinfo.codes_info = [codeinfo]
-        calcinfo.retrieve_list = [MODEL_FILE, LCURVE_FILE, 'input.json', 'out.json', LOG, f'{DETAIL_PREFIX}.e_peratom.out',
-                                  f'{DETAIL_PREFIX}.f.out']
+        calcinfo.retrieve_list = [MODEL_FILE, LCURVE_FILE, 'input.json', 'out.json', LOG,
+                                  f'{DETAIL_PREFIX}.e_peratom.out', f'{DETAIL_PREFIX}.f.out']
         return calcinfo

@@ -1,9 +1,11 @@
 """Train, freeze and test one DeePMD model in one Python process: the script ``DeepmdTrainCalculation`` runs.
 
 Usage: ``python deepmd_train_script.py <validation system dir or -> [<frozen model to start from or ->]``.
-Equivalent to::
+Equivalent to these three commands, each run when the one before succeeded::
 
-    dp --pt train input.json [--init-frz-model init.pth --use-pretrain-script] && dp --pt freeze -o model.pth && dp --pt test -m model.pth -s <dir> -d validation
+    dp --pt train input.json [--init-frz-model init.pth --use-pretrain-script]
+    dp --pt freeze -o model.pth
+    dp --pt test -m model.pth -s <dir> -d validation
 
 but importing torch and deepmd-kit once instead of three times (about 7 CPU-seconds each on this machine).
 """

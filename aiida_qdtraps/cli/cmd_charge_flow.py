@@ -1,4 +1,5 @@
-"""``qdtraps charge-flow``: charge-flow vectors from a structure and an existing Bader output (plain files, no AiiDA)."""
+"""``qdtraps charge-flow``: charge-flow vectors from a structure and an existing Bader output (plain files, no
+AiiDA)."""
 
 from __future__ import annotations
 
@@ -110,5 +111,6 @@ def charge_flow(structure, bader_file, valence_items, cp2k_input, charge, scale,
         select = np.isin(symbols, elements.split(',')) if elements else None
         pmap = cf.planar_map(atoms.positions, vectors, cf.plane_normal(miller=plane), thickness=thickness,
                              select=select)
-        cf.plot_planar_map(pmap, plot_path, title=f'{atoms.get_chemical_formula()} charge flow, ({" ".join(map(str, plane))})')
+        cf.plot_planar_map(pmap, plot_path,
+                           title=f'{atoms.get_chemical_formula()} charge flow, ({" ".join(map(str, plane))})')
         click.echo(f'wrote {plot_path} ({len(pmap.indices)} atoms in the slab)')

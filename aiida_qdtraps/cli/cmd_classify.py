@@ -73,8 +73,8 @@ def train(group, geometry_only, elements, coordinations, any_coordination, seed,
     if not node.is_finished_ok:
         raise click.ClickException(f'TrapClassifierWorkChain<{node.pk}> failed: {node.exit_message}')
     click.echo(metrics_table(results['metrics'].get_dict()))
-    click.echo(f"model: SinglefileData<{results['model'].pk}> (xgboost JSON); dataset ArrayData<{results['dataset'].pk}>"
-               f"; work chain <{node.pk}>")
+    click.echo(f"model: SinglefileData<{results['model'].pk}> (xgboost JSON); "
+               f"dataset ArrayData<{results['dataset'].pk}>; work chain <{node.pk}>")
     if 'clusters' in results:
         click.echo(f"clusters: {results['clusters'].base.attributes.get('cluster_sizes')} (label -1 = noise)")
     click.echo(f"report: qdtraps classify report {results['model'].pk}")

@@ -10,7 +10,7 @@ calcfunction's ``Dict`` input, so QueryBuilder filters on it, e.g. all InP tetra
 
 Every StructureData made here carries the per-site lists ``qd_roles`` (cation / anion / ligand) and ``qd_domains``
 (core / interlayer / shell / ligand) as node attributes (``build_qd`` also ``qd_build``: the resolved carve centre,
-trim and sizes); :func:`get_roles` / :func:`get_domains` also find them
+trim and sizes); :func:`aiida_qdtraps.provenance.roles` / :func:`~aiida_qdtraps.provenance.domains` also find them
 for structures derived later (boxing, CP2K relaxation), through the provenance.
 """
 
@@ -21,12 +21,16 @@ from aiida import orm
 from aiida.engine import calcfunction
 from ase import Atoms
 
+from .. import provenance
 from ..build import qd as qd_recipes
 from ..build import roles as qd_roles
 from ..build import shell as qd_shell
 from ..build import vacancies as qd_vacancies
+from ..provenance import BUILD_FUNCTIONS, DOMAIN_ATTRIBUTE, ROLE_ATTRIBUTE  # noqa: F401  (re-exported)
 
-ROLE_ATTRIBUTE, DOMAIN_ATTRIBUTE = 'qd_roles', 'qd_domains'
+#: Per-site roles / domains of a structure, found through its provenance (aliases of :func:`.provenance.roles` and
+#: :func:`.provenance.domains`, under the names the builder docs and scripts use).
+get_roles, get_domains = provenance.roles, provenance.domains
 #: Attribute with the carve the builder resolved (``center``, ``trim``, ``carve_diameter``, ``core_diameter`` in Å),
 #: e.g. the centre and trim that ``center='auto'`` chose; the recipe Dict stays as the user gave it.
 BUILD_ATTRIBUTE = 'qd_build'
@@ -52,10 +56,10 @@ def to_atoms(structure: orm.StructureData) -> Atoms:
     """The structure as ase Atoms with ``qd_role``/``qd_domain`` arrays (found through provenance, else inferred)."""
     atoms = structure.get_ase()
     atoms.set_tags(0)
-    roles = get_roles(structure)
+    roles = provenance.roles(structure)
     atoms.arrays['qd_role'] = np.array(roles if roles is not None else qd_roles.infer_roles(atoms),
                                        dtype=qd_roles.ROLE_DTYPE)
-    domains = get_domains(structure)
+    domains = provenance.domains(structure)
     atoms.arrays['qd_domain'] = np.array(domains if domains is not None else
                                          qd_roles.infer_domains(atoms, atoms.arrays['qd_role']),
                                          dtype=qd_roles.DOMAIN_DTYPE)
@@ -64,47 +68,9 @@ def to_atoms(structure: orm.StructureData) -> Atoms:
 
 def copy_qd_tags(source: orm.StructureData, target: orm.StructureData) -> None:
     """Copy the ``qd_roles``/``qd_domains`` attributes (own or inherited) from ``source`` to unstored ``target``."""
-    for name, value in ((ROLE_ATTRIBUTE, get_roles(source)), (DOMAIN_ATTRIBUTE, get_domains(source))):
+    for name, value in ((ROLE_ATTRIBUTE, provenance.roles(source)), (DOMAIN_ATTRIBUTE, provenance.domains(source))):
         if value is not None and len(value) == len(target.sites):
             target.base.attributes.set(name, list(value))
-
-
-def _find_tags(structure: orm.StructureData, name: str, max_depth: int = 25) -> list[str] | None:
-    """The attribute ``name`` of ``structure``, or of the nearest ancestor StructureData with as many sites.
-
-    Walks creator → its StructureData inputs (calcfunctions such as ``center_in_box``, the CP2K CalcJob's
-    ``structure``), breadth first, ``max_depth`` generations at most.
-    """
-    n_sites = len(structure.sites)
-    frontier, seen = [structure], {structure.uuid}
-    for _ in range(max_depth):
-        parents = []
-        for node in frontier:
-            value = node.base.attributes.get(name, None)
-            if value is not None and len(value) == n_sites:
-                return list(value)
-            creator = node.creator if node.is_stored else None
-            if creator is None:
-                continue
-            for link in creator.base.links.get_incoming(node_class=orm.StructureData).all():
-                parent = link.node
-                if parent.uuid not in seen and len(parent.sites) == n_sites:
-                    seen.add(parent.uuid)
-                    parents.append(parent)
-        if not parents:
-            return None
-        frontier = parents
-    return None
-
-
-def get_roles(structure: orm.StructureData) -> list[str] | None:
-    """Per-site roles ('cation' | 'anion' | 'ligand') from the node or its nearest same-size ancestor, else None."""
-    return _find_tags(structure, ROLE_ATTRIBUTE)
-
-
-def get_domains(structure: orm.StructureData) -> list[str] | None:
-    """Per-site domains ('core' | 'interlayer' | 'shell' | 'ligand') from the node or its ancestors, else None."""
-    return _find_tags(structure, DOMAIN_ATTRIBUTE)
 
 
 @calcfunction

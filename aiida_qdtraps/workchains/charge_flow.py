@@ -25,6 +25,7 @@ from aiida.engine import ToContext, WorkChain, calcfunction, if_
 from aiida_shell import ShellJob
 from aiida_shell.launch import prepare_shell_job_inputs
 
+from .. import provenance
 from ..analysis import bader as bader_files
 from ..analysis import bonds as bond_graph
 from ..analysis import charge_flow as cf
@@ -55,17 +56,12 @@ def bader_program(code: orm.AbstractCode) -> str:
 
 
 def structure_domains(structure: orm.StructureData) -> tuple[list[str] | None, str]:
-    """Domain tags of a structure: the builder's ``get_domains`` (provenance walk) if importable, else the
-    ``qd_domains`` attribute; ``(None, 'none')`` if neither exists."""
-    try:
-        from .build import get_domains  # the builder's domains; optional at run time
-    except ImportError:
-        get_domains = None
-    if get_domains is not None:
-        domains = get_domains(structure)
-        if domains:
-            return list(domains), 'builder'
-    domains = structure.base.attributes.get('qd_domains', None)
+    """Domain tags of a structure: the builder's (:func:`aiida_qdtraps.provenance.domains`, found through the
+    provenance), else its own ``qd_domains`` attribute whatever its length; ``(None, 'none')`` if neither exists."""
+    domains = provenance.domains(structure)
+    if domains:
+        return list(domains), 'builder'
+    domains = structure.base.attributes.get(provenance.DOMAIN_ATTRIBUTE, None)
     if domains:
         return list(domains), 'structure attribute'
     return None, 'none'
@@ -110,7 +106,7 @@ def compute_charge_flow(structure: orm.StructureData, bader_populations: orm.Arr
     else:
         tags, source = structure_domains(structure)
     if tags is None:
-        tags, source = cf.infer_domains(symbols), 'inferred from elements (halides/H = ligand, rest = core)'
+        tags, source = cf.infer_domains(symbols).tolist(), 'inferred from elements (ligands = ligand, rest = core)'
     if len(tags) != len(symbols):
         raise ValueError(f'{len(tags)} domain tags for {len(symbols)} atoms')
 
@@ -310,7 +306,8 @@ class BaderChargeFlowWorkChain(WorkChain):
         except Exception as exc:  # noqa: BLE001 - any unreadable cube ends in a named exit code
             return self.exit_codes.ERROR_BAD_DENSITY.format(message=str(exc))
         self.ctx.chgcar, self.ctx.grid = results['chgcar'], results['grid']
-        self.report(f"density on a {self.ctx.grid['grid']} grid integrates to {self.ctx.grid['electrons_on_grid']:.4f} e")
+        grid = self.ctx.grid
+        self.report(f"density on a {grid['grid']} grid integrates to {grid['electrons_on_grid']:.4f} e")
         return None
 
     def run_bader(self):

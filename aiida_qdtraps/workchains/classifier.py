@@ -23,10 +23,10 @@ import numpy as np
 from aiida import orm
 from aiida.engine import ExitCode, WorkChain, calcfunction
 
+from .. import provenance
 from ..analysis import classifier as kernel
 from ..analysis import features as feats
 from ..protocols import cp2k_physics_settings, merge_settings, settings_differences
-from ..query import geometry_origin, pbe0_calcjob
 
 #: Options of ``featurize`` (``parameters`` input).
 FEATURIZE_DEFAULTS = {'elements': ['P'], 'coordinations': [4]}
@@ -75,10 +75,10 @@ def _calcjob_settings(process_type: str | None, parameters: orm.Dict | None) -> 
 
 
 def geometry_source(structure: orm.StructureData, geometry_parameters: orm.Dict | None = None) -> dict:
-    """Where a labelled structure's geometry comes from (:func:`geometry_origin`): the process label
-    (``build_qd_structure`` for a built QD, ``Cp2kCalculation`` for a CP2K relax, ...) and, for a relax, the physics
-    settings and force criterion of its ``parameters`` (``geometry_parameters``)."""
-    origin = geometry_origin(structure)
+    """Where a labelled structure's geometry comes from (:func:`~aiida_qdtraps.provenance.geometry_origin`): the
+    process label (``build_qd`` or ``build_qd_structure`` for a built QD, ``Cp2kCalculation`` for a CP2K relax, ...)
+    and, for a relax, the physics settings and force criterion of its ``parameters`` (``geometry_parameters``)."""
+    origin = provenance.geometry_origin(structure)
     if origin is None:
         return {'process': None, 'settings': None}
     return {'process': origin.process_label, 'settings': _calcjob_settings(origin.process_type, geometry_parameters)}
@@ -310,7 +310,8 @@ def train_classifier(dataset: orm.ArrayData, parameters: orm.Dict | None = None)
         metrics['geometry_only'] = {k: comparison.metrics[k] for k in
                                     ('macro_f1', 'per_class', 'confusion_matrix', 'roc_auc', 'cross_validation',
                                      'n_features')}
-    title = f"{options['feature_set']} features: macro-F1 {result.metrics['macro_f1']:.2f} (test, n={len(result.test_index)})"
+    title = (f"{options['feature_set']} features: macro-F1 {result.metrics['macro_f1']:.2f} "
+             f"(test, n={len(result.test_index)})")
     return {'model': model, 'metrics': orm.Dict(metrics), 'importances': orm.Dict(result.importances),
             'importance_plot': orm.SinglefileData(io.BytesIO(kernel.importance_plot(result.importances, title=title)),
                                                   filename='importances.png')}
@@ -391,43 +392,29 @@ def predict_traps(model: orm.SinglefileData, features: orm.ArrayData, parameters
     node.set_array('labelled', features.get_array('y'))
     node.base.attributes.set_many({'n_predicted_trapping': int(predicted.sum()), 'source_uuid':
                                    features.base.attributes.get('source_uuid'),
-                                   'agreement': float(np.mean(predicted == features.get_array('y'))) if len(X) else None})
+                                   'agreement': float(np.mean(predicted == features.get_array('y')))
+                                   if len(X) else None})
     return {'predictions': node}
 
 
-def find_labeling(node: orm.Node) -> orm.CalcFunctionNode:
-    """The ``label_traps`` calcfunction of a labeling: the node itself, the one a ``TrapLabelingWorkChain`` or a
-    pipeline called (the last one), or the creator of an ``atom_labels`` node."""
-    if isinstance(node, orm.ArrayData) and node.creator is not None:
-        node = node.creator
-    if isinstance(node, orm.CalcFunctionNode) and node.process_label == 'label_traps':
-        return node
-    if isinstance(node, orm.WorkflowNode):
-        calls = [n for n in node.called_descendants
-                 if isinstance(n, orm.CalcFunctionNode) and n.process_label == 'label_traps' and n.is_finished_ok]
-        if calls:
-            return max(calls, key=lambda n: n.pk)
-    raise ValueError(f'{node.__class__.__name__}<{node.pk}> is not a trap labeling and called no label_traps')
-
-
 def labeling_inputs(node: orm.Node) -> dict:
-    """The ``featurize`` inputs of a finished labeling (see :func:`find_labeling`): structure, atom_labels, states,
-    summary and, found through the provenance of its ``mo_window`` (extract_mo_window → retrieved → CP2K CalcJob),
-    the SCF's ``atomic_charges``, ``output_parameters`` and ``parameters`` input (``scf_input``), and the
-    ``parameters`` input of the relax CalcJob the structure comes from, if any (``geometry_input``, see
-    :func:`geometry_origin`)."""
-    label = find_labeling(node)
+    """The ``featurize`` inputs of a finished labeling (see :func:`~aiida_qdtraps.provenance.labeling`): structure,
+    atom_labels, states, summary and, found through the provenance of its ``mo_window`` (extract_mo_window →
+    retrieved → CP2K CalcJob, :func:`~aiida_qdtraps.provenance.scf_calcjob`), the SCF's ``atomic_charges``,
+    ``output_parameters`` and ``parameters`` input (``scf_input``), and the ``parameters`` input of the relax CalcJob
+    the structure comes from, if any (``geometry_input``, see :func:`~aiida_qdtraps.provenance.geometry_origin`)."""
+    label = provenance.labeling(node)
     outputs = label.outputs
     inputs = {'structure': label.inputs.structure, 'atom_labels': outputs.atom_labels, 'states': outputs.states,
               'summary': outputs.summary}
-    calcjob = pbe0_calcjob(label.inputs.mo_window)
+    calcjob = provenance.scf_calcjob(label.inputs.mo_window)
     if calcjob is not None:
         for link, key in (('atomic_charges', 'atomic_charges'), ('output_parameters', 'scf_parameters')):
             if link in calcjob.outputs:
                 inputs[key] = calcjob.outputs[link]
         if 'parameters' in calcjob.inputs:
             inputs['scf_input'] = calcjob.inputs.parameters
-    origin = geometry_origin(inputs['structure'])
+    origin = provenance.geometry_origin(inputs['structure'])
     if isinstance(origin, orm.CalcJobNode) and 'parameters' in origin.inputs:
         inputs['geometry_input'] = origin.inputs.parameters
     return inputs
@@ -516,15 +503,16 @@ class TrapClassifierWorkChain(WorkChain):
 
 
 def trace_sample(model: orm.SinglefileData, row: int | None = None) -> dict:
-    """Walk, with QueryBuilder only, from a stored model to the origin of one of its training rows.
+    """Walk from a stored model to the origin of one of its training rows.
 
     model -> ``train_classifier`` -> dataset -> the row's source ``atom_labels`` -> ``label_traps`` -> ``mo_window``
-    -> ``extract_mo_window`` -> retrieved -> the PBE0 CalcJob -> the structure it ran on -> ``build_qd_structure``
-    -> its recipe and the built structure.
+    -> ``extract_mo_window`` -> retrieved -> the PBE0 CalcJob -> the structure it ran on -> the build calcfunction
+    (``build_qd`` or ``build_qd_structure``) -> its recipe and the built structure.
 
     :param row: dataset row (default: the first trapping row, else row 0).
     :returns: ``row``, ``atom`` (index in the QD) and the nodes ``dataset``, ``atom_labels``, ``label_traps``,
         ``pbe0``, ``scf_structure``, ``recipe``, ``built``.
+    :raises ValueError: when the model's history lacks one of these nodes.
     """
     qb = orm.QueryBuilder().append(orm.SinglefileData, filters={'uuid': model.uuid}, tag='model')
     qb.append(orm.CalcFunctionNode, with_outgoing='model', filters={'attributes.process_label': 'train_classifier'},
@@ -536,31 +524,26 @@ def trace_sample(model: orm.SinglefileData, row: int | None = None) -> dict:
         row = int(np.flatnonzero(y == 1)[0]) if y.any() else 0
     source_uuid, atom = str(dataset.get_array('source_uuid')[row]), int(dataset.get_array('atom_index')[row])
 
-    qb = orm.QueryBuilder().append(orm.ArrayData, filters={'uuid': source_uuid}, tag='labels', project='*')
-    qb.append(orm.CalcFunctionNode, with_outgoing='labels', filters={'attributes.process_label': 'label_traps'},
-              tag='label', project='*')
-    qb.append(orm.ArrayData, with_outgoing='label', edge_filters={'label': 'mo_window'}, tag='window')
-    qb.append(orm.CalcFunctionNode, with_outgoing='window', filters={'attributes.process_label': 'extract_mo_window'},
-              tag='extract')
-    qb.append(orm.FolderData, with_outgoing='extract', tag='retrieved')
-    qb.append(orm.CalcJobNode, with_outgoing='retrieved', tag='pbe0', project='*')
-    qb.append(orm.StructureData, with_outgoing='pbe0', edge_filters={'label': 'structure'}, tag='scf_structure',
-              project='*')
-    qb.append(orm.CalcFunctionNode, with_descendants='scf_structure',
-              filters={'attributes.process_label': 'build_qd_structure'}, tag='build')
-    qb.append(orm.Dict, with_outgoing='build', edge_filters={'label': 'recipe'}, project='*')
-    qb.append(orm.StructureData, with_incoming='build', project='*')
-    labels, label, pbe0, scf_structure, recipe, built = qb.one()
+    labels = orm.load_node(source_uuid)
+    label = provenance.labeling(labels)
+    pbe0 = provenance.scf_calcjob(label.inputs.mo_window)
+    if pbe0 is None or 'structure' not in pbe0.inputs:
+        raise ValueError(f'the MO window of {label.process_label}<{label.pk}> was not cut from a CalcJob that ran on '
+                         'a structure')
+    scf_structure = pbe0.inputs.structure
+    build = provenance.build_of(scf_structure)
+    if build is None:
+        raise ValueError(f'StructureData<{scf_structure.pk}>, which the PBE0 ran on, was not built from a recipe')
     return {'row': row, 'atom': atom, 'dataset': dataset, 'atom_labels': labels, 'label_traps': label, 'pbe0': pbe0,
-            'scf_structure': scf_structure, 'recipe': recipe, 'built': built}
+            'scf_structure': scf_structure, 'recipe': build.recipe, 'built': build.structure}
 
 
 def library_summary(group_label: str) -> list[dict]:
-    """QueryBuilder summary of a Group of trap labelings (for archive round-trip checks and reports): per
+    """Summary of a Group of trap labelings (for archive round-trip checks and reports): per
     ``label_traps`` node, sorted by the uuid of its ``atom_labels``, the formula, label counts, trap counts, the
     uuids of the PBE0 CalcJob and of the built structure, and the vacancy kind of the builder recipe (``None`` for an
-    intact QD; read from the recipe, the ``build_qd_structure`` input, because early library members predate the
-    structures' ``qd_vacancy`` attribute)."""
+    intact QD; read from the recipe, the input of ``build_qd`` or ``build_qd_structure``, because early library
+    members predate the structures' ``qd_vacancy`` attribute)."""
     qb = orm.QueryBuilder()
     qb.append(orm.Group, filters={'label': group_label}, tag='group')
     qb.append(orm.WorkflowNode, with_group='group', tag='labeling')
@@ -573,17 +556,14 @@ def library_summary(group_label: str) -> list[dict]:
     for uuid, atom_labels, summary in qb.all():
         inputs = labeling_inputs(atom_labels)
         structure = inputs['structure']
-        qb_built = orm.QueryBuilder().append(orm.StructureData, filters={'id': structure.pk}, tag='s').append(
-            orm.CalcFunctionNode, with_descendants='s', filters={'attributes.process_label': 'build_qd_structure'},
-            tag='build')
-        qb_built.append(orm.Dict, with_outgoing='build', edge_filters={'label': 'recipe'},
-                        project='attributes.vacancy')
-        qb_built.append(orm.StructureData, with_incoming='build', project='uuid')
-        vacancy, built = qb_built.first() or (None, None)
+        build = provenance.build_of(structure)
+        pbe0 = provenance.scf_calcjob(provenance.labeling(atom_labels).inputs.mo_window)
         rows.append({'atom_labels': uuid, 'formula': summary.get('formula'), 'material': summary.get('material'),
                      'protocol': summary.get('protocol'), 'label_counts': summary.get('atom_label_counts'),
-                     'trap_counts': summary.get('trap_counts'), 'built_structure': built,
-                     'pbe0_calculation': pbe0_calcjob(find_labeling(atom_labels).inputs.mo_window).uuid,
+                     'trap_counts': summary.get('trap_counts'),
+                     'built_structure': build.structure.uuid if build is not None else None,
+                     'pbe0_calculation': pbe0.uuid,
                      'charges': sorted(inputs['atomic_charges'].get_arraynames()) if 'atomic_charges' in inputs
-                     else [], 'n_atoms': len(structure.sites), 'vacancy': vacancy})
+                     else [], 'n_atoms': len(structure.sites),
+                     'vacancy': build.recipe.get('vacancy') if build is not None else None})
     return sorted(rows, key=lambda r: r['atom_labels'])

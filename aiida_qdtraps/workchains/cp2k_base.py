@@ -142,7 +142,8 @@ class QdCp2kBaseWorkChain(Cp2kBaseWorkChain):
         if coarse:
             self.report(f'{calc.process_label}<{calc.pk}>: {error:+.1e} electrons lost on the real-space grid: the '
                         f'CUTOFF is too low for these pseudopotentials, energies and forces carry grid noise '
-                        f'(docs/pipeline.md){f"; {edges} CP2K warnings of density on the cell faces" if edges else ""}.')
+                        '(docs/pipeline.md)'
+                        f'{f"; {edges} CP2K warnings of density on the cell faces" if edges else ""}.')
         elif edges:
             self.report(f'{calc.process_label}<{calc.pk}>: {edges} CP2K warnings of density on the faces of the '
                         f'non-periodic cell (wavelet Poisson): more vacuum or a higher REL_CUTOFF (docs/pipeline.md).')
@@ -171,7 +172,8 @@ class QdCp2kBaseWorkChain(Cp2kBaseWorkChain):
         ot = scf.get('OT')
         uses_ot = isinstance(ot, dict) and _section_on(ot)
         if uses_ot and ot.get('MINIMIZER', 'DIIS') != 'CG':
-            changes = {'OT': {'MINIMIZER': 'CG', 'PRECONDITIONER': 'FULL_ALL'}, 'MAX_SCF': max(50, scf.get('MAX_SCF', 50))}
+            changes = {'OT': {'MINIMIZER': 'CG', 'PRECONDITIONER': 'FULL_ALL'},
+                       'MAX_SCF': max(50, scf.get('MAX_SCF', 50))}
             action = 'OT with the CG minimiser and FULL_ALL preconditioner'
         elif uses_ot:
             # density-matrix mixing + DIIS, not Broyden: Broyden diverged on GAPW inputs (In4PF9, docs/protocols.md)

@@ -47,7 +47,8 @@ def extract_mo_window(retrieved: orm.FolderData, window: orm.Dict) -> dict:
         (nspin, nao, nwin), the AO ``overlap`` and ``ao_atom`` (AO → atom index).
     """
     settings = window.get_dict()
-    data = read_molden(retrieved.base.repository.get_object_content(settings.get('molden_file', 'aiida-MOS-1_0.molden')))
+    molden = settings.get('molden_file', 'aiida-MOS-1_0.molden')
+    data = read_molden(retrieved.base.repository.get_object_content(molden))
     nspin = data.energies.shape[0]
     n_occ = min([int(settings['occupied'])] + [homo_lumo(data.energies[s], data.occupations[s])[0] + 1
                                                for s in range(nspin)])

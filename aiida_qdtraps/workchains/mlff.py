@@ -434,9 +434,9 @@ class MlffActiveLearningWorkChain(ProtocolMixin, WorkChain):
         spec.input('validation_every', valid_type=orm.Int, default=lambda: orm.Int(5),
                    help='Hold out every n-th labelled frame for validation and the parity plot.')
         spec.input('initial', valid_type=orm.Dict,
-                   help='Initial frames: `method` `rattle` (default; `n_frames`, `rattle_stdev` Å, `seed`) or `cp2k_md` '
-                        '(`steps`, `timestep_fs`, `temperature_K`, `thermostat_tau_fs`, `seed`, `stride`: a short '
-                        'CP2K NVT MD whose frames are the initial labels).')
+                   help='Initial frames: `method` `rattle` (default; `n_frames`, `rattle_stdev` Å, `seed`) or '
+                        '`cp2k_md` (`steps`, `timestep_fs`, `temperature_K`, `thermostat_tau_fs`, `seed`, `stride`: '
+                        'a short CP2K NVT MD whose frames are the initial labels).')
         spec.input('training', valid_type=orm.Dict,
                    help='`numb_steps`, `parameters` (DeePMD input merged over the DeepmdTrainCalculation defaults), '
                         '`warm_start` (bool), `warm_start_steps` (fraction of numb_steps), `warm_start_parameters`.')
@@ -644,7 +644,8 @@ class MlffActiveLearningWorkChain(ProtocolMixin, WorkChain):
             self.report(f'iteration {self.ctx.iteration}: {len(refused)} label(s) not added, largest force above '
                         f'{mlff.MAX_PLAUSIBLE_FORCE} eV/Å (unphysical MD frames): {"; ".join(refused)}')
         if not labels:
-            self.report(f'iteration {self.ctx.iteration}: no label added; the dataset stays dataset<{self.ctx.dataset.pk}>')
+            self.report(f'iteration {self.ctx.iteration}: no label added; '
+                        f'the dataset stays dataset<{self.ctx.dataset.pk}>')
             return None
         kwargs = {'dataset': self.ctx.dataset} if self.ctx.dataset is not None else {}
         self.ctx.dataset = grow_dataset(self.ctx.grow_parameters, **kwargs, **labels)['dataset']

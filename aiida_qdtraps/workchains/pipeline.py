@@ -6,9 +6,9 @@ from aiida import orm
 from aiida.common import AttributeDict
 from aiida.engine import ToContext, WorkChain, if_
 
+from .charge_flow import BaderChargeFlowWorkChain
 from .common import define_qd_inputs, failure_message
 from .hybrid_scf import HybridScfWorkChain
-from .charge_flow import BaderChargeFlowWorkChain
 from .relax import QdRelaxWorkChain
 from .traps import TrapLabelingWorkChain
 

@@ -1,11 +1,12 @@
 """Quantum ESPRESSO branch of ``QdRelaxWorkChain`` (``engine: qe``) and its GTH-PBE UPF pseudopotential family.
 
-- :func:`ensure_upf_family`: the aiida-pseudo family ``qdtraps-gth-pbe-upf`` of norm-conserving UPF files tabulated
-  from CP2K's ``GTH_POTENTIALS`` (:mod:`aiida_qdtraps.pseudos`), the very potentials and valence charges of the CP2K
-  path; made offline at set-up time.
+- :func:`~aiida_qdtraps.pseudo_family.ensure_upf_family`: the aiida-pseudo family ``qdtraps-gth-pbe-upf`` of
+  norm-conserving UPF files tabulated from CP2K's ``GTH_POTENTIALS`` (:mod:`aiida_qdtraps.pseudos`), the very
+  potentials and valence charges of the CP2K path; made offline at set-up time (:mod:`aiida_qdtraps.pseudo_family`).
 - :func:`qe_protocol_inputs`: the ``fast``/``moderate``/``precise`` protocols of ``qe_relax.yaml``.
 - :class:`QeRelaxStage`: the steps ``QdRelaxWorkChain`` runs for ``engine: qe`` -- ``PwBaseWorkChain``
-  (``calculation='relax'``, ``assume_isolated`` 'mt' if charged else 'none', Gamma point, ``tot_charge``, ``nspin``/``tot_magnetization``)
+  (``calculation='relax'``, ``assume_isolated`` 'mt' if charged else 'none', Gamma point, ``tot_charge``,
+  ``nspin``/``tot_magnetization``)
   and, if ``qe_pp`` inputs are given, pp.x (``plot_num=0``) writing the valence density as a Gaussian cube in e/bohr³
   (the unit of CP2K's ``ELECTRON_DENSITY`` cube) exposed as the ``density_cube`` ``SinglefileData``, and, if
   ``qe_projwfc`` inputs are given, projwfc.x on the relaxed QD: Löwdin charges on the UPF pseudo-atomic orbitals, the
@@ -15,83 +16,34 @@
 from __future__ import annotations
 
 import copy
-import hashlib
 import pathlib
-import tempfile
 
 from aiida import orm
 from aiida.common import AttributeDict
 from aiida.engine import ToContext, calcfunction
-from aiida.plugins import CalculationFactory, DataFactory, GroupFactory
+from aiida.plugins import CalculationFactory
 from aiida_quantumespresso.workflows.protocols.utils import (
     ProtocolMixin,
     recursive_merge,
 )
 from aiida_quantumespresso.workflows.pw.base import PwBaseWorkChain
 
-from ..protocols import PROTOCOL_DIR, element_settings
+from ..protocols import PROTOCOL_DIR
+from ..pseudo_family import (  # noqa: F401  (re-exported: the family this engine uses)
+    PSEUDO_FAMILY_LABEL,
+    PseudoPotentialFamily,
+    UpfData,
+    ensure_upf_family,
+    gth_potential_names,
+    upf_family,
+)
 from .common import failure_message
 
 PpCalculation = CalculationFactory('quantumespresso.pp')
 ProjwfcCalculation = CalculationFactory('quantumespresso.projwfc')
-PseudoPotentialFamily = GroupFactory('pseudo.family')
-UpfData = DataFactory('pseudo.upf')
-
-#: Label of the aiida-pseudo family installed by ``qdtraps setup``.
-PSEUDO_FAMILY_LABEL = 'qdtraps-gth-pbe-upf'
 #: File pp.x writes the cube to (``PpCalculation``'s ``fileout``) and the name of the ``density_cube`` output.
 PP_FILEOUT = 'aiida.fileout'
 DENSITY_CUBE_FILENAME = 'valence_density.cube'
-
-
-def gth_potential_names(elements=None) -> dict[str, str]:
-    """Element → CP2K GTH potential name (``GTH-PBE-q<valence>``) from ``elements.yaml``, the CP2K path's choice.
-
-    :raises ValueError: naming elements without an entry.
-    """
-    table = element_settings()
-    elements = sorted(table) if elements is None else sorted(set(elements))
-    missing = [el for el in elements if el not in table]
-    if missing:
-        raise ValueError(f'no GTH pseudopotential for element(s) {missing}; supported: {sorted(table)}')
-    return {el: f"GTH-PBE-q{table[el]['valence']}" for el in elements}
-
-
-def ensure_upf_family(label: str = PSEUDO_FAMILY_LABEL, elements=None) -> tuple[str, str]:
-    """Install the GTH-PBE UPF family ``label`` unless it exists with the same files; return ``(status, detail)``.
-
-    "Same" allows last-digit rounding differences of the tabulated numbers (:func:`~aiida_qdtraps.pseudos.gth.
-    same_upf_content`, relative 1e-6), so another BLAS build does not make a new family.
-
-    The UPF files are generated from the local CP2K ``GTH_POTENTIALS`` (deterministic: same data file, same md5). A
-    family with different files (e.g. after a CP2K data update) is relabelled ``<label>-old-<pk>`` and a new one made,
-    so calculations that used the old one keep their provenance. ``status`` is ``created``, ``exists`` or ``updated``.
-    """
-    from ..pseudos import find_gth_potentials_file, write_upf_family
-    from ..pseudos.gth import same_upf_content
-
-    source = find_gth_potentials_file()
-    with tempfile.TemporaryDirectory() as tmp:
-        files = write_upf_family(tmp, gth_potential_names(elements), source)
-        md5s = {f.name.split('.')[0]: hashlib.md5(f.read_bytes()).hexdigest() for f in files}
-        existing = orm.QueryBuilder().append(PseudoPotentialFamily, filters={'label': label}).all(flat=True)
-        if existing:
-            family = existing[0]
-            current = {p.element: p for p in family.nodes}
-            texts = {f.name.split('.')[0]: f.read_text() for f in files}
-            if set(current) == set(md5s) and all(
-                    current[el].md5 == md5s[el] or same_upf_content(current[el].get_content(), texts[el])
-                    for el in md5s):
-                return 'exists', f'{len(current)} UPF files, {source}'
-            family.label = f'{label}-old-{family.pk}'
-        family = PseudoPotentialFamily.create_from_folder(
-            pathlib.Path(tmp), label, pseudo_type=UpfData,
-            description=f'GTH-PBE pseudopotentials of CP2K ({source}) tabulated as norm-conserving UPF v2 by '
-                        'aiida_qdtraps.pseudos')
-    detail = f"{len(md5s)} elements ({', '.join(sorted(md5s))}) from {source}"
-    if existing:
-        return 'updated', f'{detail}; previous family relabelled {existing[0].label}'
-    return 'created', detail
 
 
 class QeRelaxProtocol(ProtocolMixin):
@@ -134,15 +86,6 @@ def isolation_for_charge(charge: int) -> str:
     needs MT (and a large enough box).
     """
     return 'mt' if charge else 'none'
-
-
-def upf_family(label: str) -> PseudoPotentialFamily:
-    """The installed pseudopotential family ``label``; ValueError naming the command that installs it."""
-    family = orm.QueryBuilder().append(PseudoPotentialFamily, filters={'label': label}).first(flat=True)
-    if family is None:
-        raise ValueError(f'pseudopotential family `{label}` is not installed; run `qdtraps setup` '
-                         '(or `ensure_upf_family()`)')
-    return family
 
 
 def qe_electronic_state(charge: int, multiplicity: int) -> dict:

@@ -16,12 +16,13 @@ import numpy as np
 from aiida import orm
 from aiida.engine import ExitCode, WorkChain, calcfunction
 
+from .. import provenance
 from ..analysis import plots
 from ..analysis import traps as kernel
+from ..build.roles import ROLES
 from ..data import TrapRecord
 
 STATE_KINDS = ('valence', 'conduction', 'hole-trap', 'electron-trap', 'quantum-confined')
-ROLES = ('cation', 'anion', 'ligand')
 #: Column names of the ``class_populations`` array of ``states``.
 POPULATION_CLASSES = ('cation-uc', 'cation-fc', 'anion-uc', 'anion-fc', 'ligand')
 #: Which label wins when the spin channels disagree (most informative first).
@@ -49,7 +50,9 @@ def label_traps(structure: orm.StructureData, mo_window: orm.ArrayData, paramete
                 context: orm.Dict | None = None) -> dict:
     """Band edges, trap states and per-atom labels of a QD from its hybrid-SCF MO window.
 
-    :param structure: the structure the SCF ran on (atom order of the MO window's ``ao_atom``).
+    :param structure: the structure the SCF ran on (atom order of the MO window's ``ao_atom``). Its roles are the
+        builder's ``qd_roles`` tags, found through the provenance (:func:`~aiida_qdtraps.provenance.roles`: boxing,
+        a relax) when the structure itself carries none, else inferred from the elements.
     :param mo_window: the hybrid SCF's ``mo_window`` output.
     :param parameters: overrides of :class:`aiida_qdtraps.analysis.traps.LabelingParameters`.
     :param context: QD context copied onto every trap record for queries (``material``, ``recipe``, ``protocol``).
@@ -58,7 +61,7 @@ def label_traps(structure: orm.StructureData, mo_window: orm.ArrayData, paramete
     """
     atoms = structure.get_ase()
     symbols = atoms.get_chemical_symbols()
-    roles = structure.base.attributes.get('qd_roles', None)
+    site_roles = provenance.roles(structure)  # the builder's tags, of this structure or of the one a relax started from
     energies = mo_window.get_array('energies')
     occupations = mo_window.get_array('occupations')
     coefficients = mo_window.get_array('coefficients')
@@ -75,7 +78,7 @@ def label_traps(structure: orm.StructureData, mo_window: orm.ArrayData, paramete
     nspin = energies.shape[0]
     try:
         results = [kernel.label_traps(symbols, atoms.positions, energies[s], occupations[s], coefficients[s], overlap,
-                                      ao_atom, params, roles) for s in range(nspin)]
+                                      ao_atom, params, site_roles) for s in range(nspin)]
     except ValueError as exc:
         return ExitCode(300, f'trap labeling refused its inputs: {exc}')
     ctx = context.get_dict() if context is not None else {}
@@ -161,7 +164,8 @@ def plot_trap_labels(states: orm.ArrayData, atom_labels: orm.ArrayData, summary:
         if not shares_core[mask].any():
             groups[element] = mask
             continue
-        for name, sub in ((f'{element} (<{full}c)', coordination < full), (f'{element} (≥{full}c)', coordination >= full)):
+        for name, sub in ((f'{element} (<{full}c)', coordination < full),
+                          (f'{element} (≥{full}c)', coordination >= full)):
             if (mask & sub).any():
                 groups[name] = mask & sub
     pdos_png = plots.pdos_plot(energies, populations, groups, edges['vbm_ev'], edges['cbm_ev'], title=title)
@@ -169,19 +173,6 @@ def plot_trap_labels(states: orm.ArrayData, atom_labels: orm.ArrayData, summary:
 
     return {'participation_plot': orm.SinglefileData(io.BytesIO(pr_png), filename='participation_ratio.png'),
             'pdos_plot': orm.SinglefileData(io.BytesIO(pdos_png), filename='pdos.png')}
-
-
-def find_recipe(structure: orm.StructureData) -> orm.Dict | None:
-    """The build recipe (a Dict passed as ``recipe`` to a calcfunction) that the structure descends from, if any."""
-    qb = orm.QueryBuilder()
-    qb.append(orm.StructureData, filters={'id': structure.pk}, tag='structure')
-    qb.append(orm.CalcFunctionNode, with_descendants='structure', tag='build')
-    qb.append(orm.Dict, with_outgoing='build', edge_filters={'label': 'recipe'}, project='*')
-    qb.order_by({orm.Dict: {'id': 'desc'}})
-    found = qb.first(flat=True)
-    if found is None and structure.creator is not None and 'recipe' in structure.creator.inputs:
-        return structure.creator.inputs.recipe
-    return found
 
 
 class TrapLabelingWorkChain(WorkChain):
@@ -211,7 +202,8 @@ class TrapLabelingWorkChain(WorkChain):
         spec.exit_code(300, 'ERROR_LABELING_FAILED', message='Trap labeling failed: {message}')
 
     def label(self):
-        recipe = find_recipe(self.inputs.structure)
+        build = provenance.build_of(self.inputs.structure)
+        recipe = build.recipe if build is not None else None
         context = {'material': None, 'recipe': None, 'recipe_uuid': None,
                    'protocol': self.inputs.protocol.value if 'protocol' in self.inputs else None}
         if recipe is not None:

@@ -117,7 +117,7 @@ def test_domain_summary_and_inter_domain_flow():
     assert summary['per_domain']['core']['dq_mean'] == pytest.approx(0.4)
     assert summary['inter_domain_flow']['core->shell'] == pytest.approx(0.8)
     assert summary['inter_domain_flow']['ligand->shell'] == pytest.approx(-0.5)  # 0.5 e flow shell → ligand
-    assert cf.infer_domains(['In', 'P', 'F', 'Cl']) == ['core', 'core', 'ligand', 'ligand']
+    assert list(cf.infer_domains(['In', 'P', 'F', 'Cl'])) == ['core', 'core', 'ligand', 'ligand']
 
 
 def test_plane_normal_and_planar_map(cluster, tmp_path):

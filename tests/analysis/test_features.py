@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import SyntheticQd
+from synthetic_qd import SyntheticQd
 
 from aiida_qdtraps.analysis import features as feats
 from aiida_qdtraps.analysis.traps import LabelingParameters, label_traps

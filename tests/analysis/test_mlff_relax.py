@@ -1,4 +1,5 @@
-"""``relax_with_model``: ASE BFGS with a real frozen DeePMD model (recorded, ``tests/data/deepmd/model_in4pf9_fast.pth``).
+"""``relax_with_model``: ASE BFGS with a real frozen DeePMD model (recorded,
+``tests/data/deepmd/model_in4pf9_fast.pth``).
 
 The model is model 1 of a real ``fast`` active-learning run on relaxed In4PF9 (see tests/data/deepmd/README.md).
 """

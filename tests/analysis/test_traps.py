@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import SyntheticQd
+from synthetic_qd import SyntheticQd
 
 from aiida_qdtraps.analysis.traps import LabelingParameters, label_traps
 
@@ -123,10 +123,12 @@ def test_bad_parameters():
 def test_degenerate_traps_share_one_plot_label():
     from aiida_qdtraps.analysis import plots
 
-    traps = [{'center_element': 'P', 'center': 3, 'center_coordination': 4, 'energy': -8.435, 'participation_ratio': 0.11},
+    traps = [{'center_element': 'P', 'center': 3, 'center_coordination': 4, 'energy': -8.435,
+              'participation_ratio': 0.11},
              {'center_element': 'P', 'center': 1, 'center_coordination': 4, 'energy': -8.4351,
               'participation_ratio': 0.1101},
-             {'center_element': 'In', 'center': 12, 'center_coordination': 2, 'energy': -4.2, 'participation_ratio': 0.08}]
+             {'center_element': 'In', 'center': 12, 'center_coordination': 2, 'energy': -4.2,
+              'participation_ratio': 0.08}]
     assert list(plots._trap_annotations(traps).values()) == [['P3-4c', 'P1-4c'], ['In12-2c']]
     png = plots.participation_plot([-9.0, -8.435, -4.2, -3.0], [0.4, 0.11, 0.08, 0.7],
                                    ['valence', 'hole-trap', 'electron-trap', 'conduction'], -9.0, -3.0, traps)

@@ -12,7 +12,8 @@ from aiida_qdtraps.build.crystal import MATERIALS
 #: material × shape × two sizes (Å) with the carve centre whose core the ligands can bring to charge 0
 #: (a cation-rich core takes Cl, an anion-rich one H; some cores, e.g. GaP sphere 3.0 nm, have too few free sites).
 _SIZES = {'tetrahedron': ((22, 'cation'), (26, 'anion')), 'truncated_tetrahedron': ((22, 'cation'), (26, 'cation'))}
-_EXCEPTIONS = {('InAs', 'tetrahedron'): ((22, 'cation'), (30, 'anion')), ('CdSe', 'tetrahedron'): ((22, 'cation'), (30, 'anion')),
+_EXCEPTIONS = {('InAs', 'tetrahedron'): ((22, 'cation'), (30, 'anion')),
+               ('CdSe', 'tetrahedron'): ((22, 'cation'), (30, 'anion')),
                ('InAs', 'truncated_tetrahedron'): ((22, 'cation'), (26, 'anion')),
                ('CdSe', 'truncated_tetrahedron'): ((22, 'cation'), (26, 'anion'))}
 TABLE = [(m, s, float(d), c) for m in MATERIALS for s in shapes.SHAPES

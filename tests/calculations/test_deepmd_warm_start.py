@@ -7,7 +7,6 @@ scratch, iteration 2 warm), so this is what the work chain runs from its second 
 
 from __future__ import annotations
 
-
 import pytest
 from aiida import orm
 from aiida.engine import run_get_node

@@ -11,7 +11,6 @@ import textwrap
 
 import pytest
 
-
 ROW = re.compile(r'^\s*\d+\s+\S+\s+(hole|electron)\s')
 
 LABEL_RECORDED_RUN = textwrap.dedent("""

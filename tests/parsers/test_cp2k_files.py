@@ -8,7 +8,13 @@ from aiida_cp2k.utils import parse_cp2k_output
 
 from aiida_qdtraps.parsers import cp2k_files
 from aiida_qdtraps.parsers.cp2k_files import (
-    homo_lumo, mo_window, parse_mo_eigenvalues, parse_reported_gap, parse_total_walltime, read_molden, read_pdos,
+    homo_lumo,
+    mo_window,
+    parse_mo_eigenvalues,
+    parse_reported_gap,
+    parse_total_walltime,
+    read_molden,
+    read_pdos,
 )
 
 

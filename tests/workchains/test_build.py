@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from aiida import orm
 from aiida.common import LinkType
+from aiida.engine import calcfunction
 
 from aiida_qdtraps.build import cluster
 from aiida_qdtraps.workchains import build
@@ -74,6 +75,21 @@ def test_tags_follow_boxing_and_a_relaxation_through_provenance(inas_qd, aiida_l
     lonely = orm.StructureData(ase=boxed.get_ase()).store()
     assert build.get_roles(lonely) is None
     assert list(build.to_atoms(lonely).arrays['qd_role']) == build.get_roles(inas_qd)  # inferred from elements
+
+
+@calcfunction
+def reverse_atoms(structure: orm.StructureData) -> orm.StructureData:
+    """The same atoms in reverse order (no tags)."""
+    return orm.StructureData(ase=structure.get_ase()[::-1])
+
+
+def test_tags_of_an_ancestor_in_another_atom_order_are_not_inherited(inas_qd):
+    """Per-site tags only pass to a descendant with the same element on every site: a reordered copy of the QD has
+    as many sites but would get every role at the wrong atom."""
+    reordered = reverse_atoms(inas_qd)
+    assert len(reordered.sites) == len(inas_qd.sites)
+    assert build.get_roles(reordered) is None and build.get_domains(reordered) is None
+    assert list(build.to_atoms(reordered).arrays['qd_role']) == build.get_roles(inas_qd)[::-1]  # inferred
 
 
 def test_build_qd_structure_keeps_the_tiny_demo_cluster(aiida_profile):

@@ -36,7 +36,8 @@ def test_archive_round_trips_with_identical_queries(library):
     manifest = json.loads((LIBRARY / 'manifest.json').read_text())
     assert library_summary(GROUP) == manifest
     assert len(manifest) == len(library.nodes)
-    # what the classifier needs of the library: >= 12 QDs, InP and GaP, intact and with every vacancy kind of the builder
+    # what the classifier needs of the library: >= 12 QDs, InP and GaP, intact and with every vacancy kind of the
+    # builder
     assert len(manifest) >= 12 and {row['material'] for row in manifest} == {'InP', 'GaP'}
     assert None in {row['vacancy'] for row in manifest}
     assert {row['vacancy'] for row in manifest} - {None} == set(VACANCY_KINDS)
@@ -137,7 +138,8 @@ def test_mixed_protocols_and_single_class_are_refused(library):
 
 def test_other_grid_under_the_same_protocol_name_is_refused(trained, library):
     """A QD whose PBE0 ran on another grid is told apart even when its protocol is still called ``fast``: the
-    features record the SCF's physics settings and the geometry's origin, build_dataset and predict_traps compare them."""
+    features record the SCF's physics settings and the geometry's origin, build_dataset and predict_traps compare
+    them."""
     results, _ = trained
     inputs = labeling_inputs(next(iter(library.nodes)))
     first = featurize(**inputs, parameters=orm.Dict(ALL_CORE))['features']

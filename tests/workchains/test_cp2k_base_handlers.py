@@ -255,8 +255,8 @@ def test_unconverged_scf_cycles_on_the_way_are_reported(base_workchain, generate
     before = process.ctx.inputs.parameters.get_dict()
     assert process.report_unconverged_scf_cycles(calc) is None
     assert process.ctx.inputs.parameters.get_dict() == before
-    assert reports == [f'{calc.process_label}<{calc.pk}>: 1 SCF cycle(s) on the way did not converge and CP2K carried on; '
-                       'the last step and the final re-evaluation converged, so the result stands.']
+    assert reports == [f'{calc.process_label}<{calc.pk}>: 1 SCF cycle(s) on the way did not converge and CP2K '
+                       'carried on; the last step and the final re-evaluation converged, so the result stands.']
 
 
 def test_geo_opt_stopped_by_the_monitor_gets_the_scf_rung(base_workchain, generate_cp2k_calc, data_dir):

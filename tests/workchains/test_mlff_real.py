@@ -31,7 +31,8 @@ def print_timings(node):
         if isinstance(calc, orm.CalcJobNode):
             caller = calc.caller
             link = caller.base.links.get_incoming(link_type=LinkType.CALL_WORK).all() if caller.pk != node.pk else []
-            label = link[0].link_label if link else calc.base.links.get_incoming(link_type=LinkType.CALL_CALC).one().link_label
+            label = link[0].link_label if link else \
+                calc.base.links.get_incoming(link_type=LinkType.CALL_CALC).one().link_label
             rows.append((calc.ctime, label, calc.process_label, (calc.mtime - calc.ctime).total_seconds()))
     for _, label, process, seconds in sorted(rows):
         print(f'{seconds:8.1f} s  {label} ({process})', file=sys.stderr)

@@ -91,7 +91,8 @@ def test_protocol_builder_sets_isolated_gamma_charge_and_spin(pw_code, pp_code, 
     assert 'code' not in fast.qe_pp and 'code' not in fast.qe_projwfc
     assert fast.qe.pw.parameters['SYSTEM']['assume_isolated'] == 'none'  # neutral: no MT in a small box
     explicit = QdRelaxWorkChain.get_builder_from_protocol(
-        pw_code, tiny_qd, protocol='fast', overrides={'qe': {'pw': {'parameters': {'SYSTEM': {'assume_isolated': 'mt'}}}}})
+        pw_code, tiny_qd, protocol='fast',
+        overrides={'qe': {'pw': {'parameters': {'SYSTEM': {'assume_isolated': 'mt'}}}}})
     assert explicit.qe.pw.parameters['SYSTEM']['assume_isolated'] == 'mt'
 
 

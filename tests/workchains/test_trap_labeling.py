@@ -128,3 +128,31 @@ def test_trap_provenance_finds_the_relax_behind_a_box(aiida_profile_clean, recor
     assert walk['relax_calculation'].uuid == relax.uuid
     unrelaxed = next(iter(label_traps(read, window)['traps'].values()))
     assert geometry_origin(read) is None and trap_provenance(unrelaxed)['relax_calculation'] is None
+
+
+def test_label_traps_takes_roles_from_the_structure_a_relax_started_from(recorded_scf, generate_cp2k_calc):
+    """A CP2K relax's ``output_structure`` carries no tags: ``label_traps`` takes the roles of the tagged structure
+    the relax started from (output_structure ← CalcJob ← its ``structure`` input), not roles re-inferred from the
+    elements. Here the recipe placed one F on an anion lattice site, which element inference cannot see."""
+    read, window = recorded_scf
+    symbols = read.get_ase().get_chemical_symbols()
+    roles = ['anion' if s == 'P' else 'cation' if s == 'In' else 'ligand' for s in symbols]
+    lattice_fluoride = symbols.index('F')
+    roles[lattice_fluoride] = 'anion'
+    tagged = read.clone()
+    tagged.base.attributes.set('qd_roles', roles)
+    tagged.store()
+    moved = read.get_ase()
+    moved.translate([0.1, 0.0, -0.1])  # the relaxed geometry: same atoms, new positions, no tags
+    relax = generate_cp2k_calc({'aiida.out': 'GEOMETRY OPTIMIZATION COMPLETED\n'},
+                               structure=orm.StructureData(ase=moved), parameters={'GLOBAL': {'RUN_TYPE': 'GEO_OPT'}},
+                               input_structure=tagged)
+    relaxed = relax.outputs.output_structure
+    assert relaxed.base.attributes.get('qd_roles', None) is None
+
+    results, node = label_traps.run_get_node(relaxed, window)
+    assert node.is_finished_ok, node.exit_message
+    labels = results['atom_labels']
+    found = list(np.array(labels.base.attributes.get('role_names'))[labels.get_array('role')])
+    assert found == roles
+    assert found[lattice_fluoride] == 'anion'

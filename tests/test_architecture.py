@@ -1,0 +1,171 @@
+"""The import graph of ``aiida_qdtraps``: no cycles, pure kernels without AiiDA, the profile without work chains.
+
+The graph is read from the source with :mod:`ast`. Every ``import`` counts, at module level and inside functions
+alike (a deferred import is still a dependency: it only moves the failure to run time); imports under
+``if TYPE_CHECKING:`` do not, since they never run. ``from .pkg import name`` is an edge to the module
+``pkg.name`` when that is a module, else to ``pkg``; importing a module is not counted as importing the packages
+above it.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+PACKAGE = ROOT / 'aiida_qdtraps'
+#: Packages of pure kernels (numpy / scipy / ase): no aiida import in them or in anything they import.
+PURE = ('aiida_qdtraps.build', 'aiida_qdtraps.analysis', 'aiida_qdtraps.pseudos')
+
+
+def _modules() -> dict[str, tuple[pathlib.Path, bool]]:
+    modules = {}
+    for path in PACKAGE.rglob('*.py'):
+        parts = list(path.relative_to(ROOT).with_suffix('').parts)
+        is_package = parts[-1] == '__init__'
+        modules['.'.join(parts[:-1] if is_package else parts)] = (path, is_package)
+    return modules
+
+
+def _is_type_checking(test: ast.expr) -> bool:
+    return (isinstance(test, ast.Name) and test.id == 'TYPE_CHECKING') or \
+        (isinstance(test, ast.Attribute) and test.attr == 'TYPE_CHECKING')
+
+
+def _imports(tree: ast.AST):
+    """Every Import / ImportFrom node that runs (not under ``if TYPE_CHECKING:``)."""
+    for node in ast.iter_child_nodes(tree):
+        if isinstance(node, ast.If) and _is_type_checking(node.test):
+            yield from (n for child in node.orelse for n in _imports_of(child))
+            continue
+        yield from _imports_of(node)
+
+
+def _imports_of(node: ast.AST):
+    if isinstance(node, (ast.Import, ast.ImportFrom)):
+        yield node
+    else:
+        yield from _imports(node)
+
+
+class ImportGraph:
+    """Edges between ``aiida_qdtraps`` modules and, per module, the outside top-level packages it imports."""
+
+    def __init__(self):
+        self.modules = _modules()
+        self.edges: dict[str, set[str]] = {name: set() for name in self.modules}
+        self.external: dict[str, set[str]] = {name: set() for name in self.modules}
+        for name, (path, is_package) in self.modules.items():
+            here = name if is_package else name.rpartition('.')[0]
+            for node in _imports(ast.parse(path.read_text(), str(path))):
+                if isinstance(node, ast.Import):
+                    for alias in node.names:
+                        self._add(name, alias.name)
+                    continue
+                if node.level:
+                    base = here.split('.')[:len(here.split('.')) - node.level + 1]
+                    target = '.'.join(base + ([node.module] if node.module else []))
+                else:
+                    target = node.module
+                for alias in node.names:
+                    full = f'{target}.{alias.name}'
+                    self._add(name, full if full in self.modules else target)
+
+    def _add(self, name: str, target: str) -> None:
+        if not target.startswith('aiida_qdtraps'):
+            self.external[name].add(target.split('.')[0])
+            return
+        while target not in self.modules:
+            target = target.rpartition('.')[0]
+        if target != name:
+            self.edges[name].add(target)
+
+    def reachable(self, start: str) -> set[str]:
+        seen, todo = {start}, [start]
+        while todo:
+            for target in self.edges[todo.pop()]:
+                if target not in seen:
+                    seen.add(target)
+                    todo.append(target)
+        return seen
+
+    def cycles(self) -> list[list[str]]:
+        """One cycle (as a path back to its start) per strongly connected component with more than one module."""
+        found, done = [], set()
+        for start in sorted(self.modules):
+            if start in done:
+                continue
+            component = {m for m in self.reachable(start) if start in self.reachable(m)}
+            done |= component
+            if len(component) > 1:
+                found.append(self._shortest_cycle(start, component))
+        return found
+
+    def _shortest_cycle(self, start: str, component: set[str]) -> list[str]:
+        previous, todo = {}, [start]
+        while todo:
+            node = todo.pop(0)
+            for target in sorted(self.edges[node] & component):
+                if target == start:
+                    path = [node]
+                    while path[-1] != start:
+                        path.append(previous[path[-1]])
+                    return [start, *path[::-1][1:], start]
+                if target not in previous:
+                    previous[target] = node
+                    todo.append(target)
+        raise AssertionError(f'{start} is in a component but on no cycle')
+
+
+@pytest.fixture(scope='module')
+def graph() -> ImportGraph:
+    return ImportGraph()
+
+
+def test_the_graph_is_read(graph):
+    assert 'aiida_qdtraps.workchains.traps' in graph.modules
+    assert 'aiida_qdtraps.provenance' in graph.edges['aiida_qdtraps.workchains.traps']
+    assert 'aiida' in graph.external['aiida_qdtraps.provenance']
+
+
+def test_no_import_cycle(graph):
+    cycles = graph.cycles()
+    assert not cycles, 'import cycles: ' + '; '.join(' -> '.join(cycle) for cycle in cycles)
+
+
+@pytest.mark.parametrize('package', PURE)
+def test_pure_kernels_import_no_aiida(graph, package):
+    members = [name for name in graph.modules if name == package or name.startswith(package + '.')]
+    offenders = {}
+    for name in members:
+        for module in sorted(graph.reachable(name)):
+            if 'aiida' in graph.external[module]:
+                offenders[name] = module
+    assert not offenders, f'modules of {package} that import aiida (directly or through): {offenders}'
+
+
+def test_pure_kernels_load_without_aiida():
+    """Importing every module of the pure packages leaves ``aiida`` out of ``sys.modules``."""
+    script = (
+        'import importlib, pkgutil, sys\n'
+        f'for name in {PURE!r}:\n'
+        '    package = importlib.import_module(name)\n'
+        '    for module in pkgutil.walk_packages(package.__path__, name + "."):\n'
+        '        importlib.import_module(module.name)\n'
+        'print(sorted(m for m in sys.modules if m == "aiida" or m.startswith("aiida.")))\n'
+    )
+    env = {**os.environ, 'PYTHONPATH': os.pathsep.join([str(ROOT), os.environ.get('PYTHONPATH', '')])}
+    result = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True, cwd=ROOT, env=env,
+                            timeout=120, check=True)
+    assert result.stdout.strip() == '[]', result.stdout + result.stderr
+
+
+def test_profile_imports_no_work_chain(graph):
+    """The profile set-up is importable (and must run) before any work chain; it reaches none of them."""
+    workchains = {m for m in graph.reachable('aiida_qdtraps.profile') if m.startswith('aiida_qdtraps.workchains')}
+    assert not workchains
