@@ -47,6 +47,9 @@ RECORDED = {
         version='2024.3 (Development Version)', run_type='ENERGY',
         energies=(-5826.353914176209400, -5826.353914176209400, 1), last_scf=(1, 0.00000005), walltime=18961.72,
         warnings=0, steps=[]),
+    '2025.1_water_energy_force.out': dict(
+        version='2025.1', run_type='ENERGY_FORCE', energies=(-137.622737586022765, -137.622737586022765, 1),
+        last_scf=(43, 0.00000095), walltime=27.098, warnings=2, steps=[]),
     '2025.2-dev_h2_energy.out': dict(
         version='2025.2 (Development Version)', run_type='ENERGY',
         energies=(-1.160424704703912, -1.160424704703912, 1), last_scf=(11, 0.00000002), walltime=68.776,
@@ -109,6 +112,7 @@ def test_aiida_cp2k_energy_and_warnings_agree(name):
 @pytest.mark.parametrize(('name', 'mulliken', 'hirshfeld'), [
     ('2024.3_geo_opt.out', (-0.163454, 0.081726), (-0.896, 0.451)),
     ('2024.3-dev_nanographene_energy_hartree.out', (0.030948, -0.049535), (-0.502, 0.491)),
+    ('2025.1_water_energy_force.out', (-0.404041, 0.219739), (-1.185, 0.564)),
     ('2025.2-dev_h2_energy.out', (-0.0, 0.0), (0.062, 0.062)),
     ('2026.1-dev_ethene_rt_propagation.out', (0.352607, -0.705214), (0.492, -0.971)),
 ])
@@ -138,19 +142,42 @@ def test_same_single_point_in_both_energy_layouts():
 # -- forces -----------------------------------------------------------------------------------------------------------
 FORCES_2026 = '2026.1-dev_nnp_energy_force.out'
 
+#: file -> number of atoms, first and last row of ``FORCES| Atomic forces [hartree/bohr]`` as printed, and how close
+#: the sum of the printed rows must come to the printed ``FORCES| Sum`` (rounding of n rows of 9 or 13 digits).
+FORCES_2025_LAYOUT = {
+    '2025.1_water_energy_force.out': (24, [-2.38872205e-02, 1.10439160e-02, -1.74324051e-02],
+                                      [2.92003313e-03, 4.68007285e-03, 9.47586544e-03], 2e-9),
+    FORCES_2026: (192, [1.381981131213e-03, -3.541562271383e-03, -7.814489786483e-03],
+                  [8.754899663666e-04, -1.520707683123e-02, 4.630411717418e-03], 1e-12),
+}
 
-def test_forces_of_the_2025_layout():
-    """``FORCES| Atomic forces [hartree/bohr]`` of CP2K 2026.1: rows 1 and 192 as printed, the ``|f|`` column and the
-    ``FORCES| Sum`` line agree with the rows read."""
-    text = _read(FORCES_2026)
+
+@pytest.mark.parametrize('name', sorted(FORCES_2025_LAYOUT))
+def test_forces_of_the_2025_layout(name):
+    """``FORCES| Atomic forces [hartree/bohr]`` of CP2K 2025.1 (QS) and 2026.1 (NNP): first and last rows as printed;
+    the ``|f|`` column and the ``FORCES| Sum`` line agree with the rows read."""
+    n_atoms, first, last, sum_tolerance = FORCES_2025_LAYOUT[name]
+    text = _read(name)
     forces = cp2k_files.parse_forces(text)
-    assert forces.shape == (192, 3)
-    assert forces[0] == pytest.approx([1.381981131213e-03, -3.541562271383e-03, -7.814489786483e-03], abs=1e-15)
-    assert forces[-1] == pytest.approx([8.754899663666e-04, -1.520707683123e-02, 4.630411717418e-03], abs=1e-15)
+    assert forces.shape == (n_atoms, 3)
+    assert forces[0] == pytest.approx(first, abs=1e-15)
+    assert forces[-1] == pytest.approx(last, abs=1e-15)
     norms = [float(row.split()[-1]) for row in re.findall(r'^ FORCES\|\s+\d+ .*$', text, re.M)]
-    assert np.linalg.norm(forces, axis=1) == pytest.approx(norms, rel=1e-10)
+    assert np.linalg.norm(forces, axis=1) == pytest.approx(norms, rel=1e-7)
     (total,) = re.findall(r'^ FORCES\| Sum\s+(\S+)\s+(\S+)\s+(\S+)', text, re.M)
-    assert forces.sum(axis=0) == pytest.approx([float(x) for x in total], abs=1e-12)
+    assert forces.sum(axis=0) == pytest.approx([float(x) for x in total], abs=sum_tolerance)
+
+
+def test_forces_of_the_2025_layout_agree_with_dpdata():
+    """dpdata 1.1.0 reads the 2025 layout of a QS single point (its one-frame reader); energies and forces agree."""
+    dpdata = pytest.importorskip('dpdata')
+    path = VERSIONS_DIR / '2025.1_water_energy_force.out'
+    text = path.read_text()
+    system = dpdata.LabeledSystem(str(path), fmt='cp2k/output')
+    assert system['forces'].shape == (1, 24, 3)
+    assert cp2k_files.parse_forces(text) * mlff.HARTREE_PER_BOHR_EV_PER_ANGSTROM == pytest.approx(
+        system['forces'][0], abs=1e-6)
+    assert cp2k_files.parse_total_energy(text) * mlff.HARTREE_EV == pytest.approx(system['energies'][0], rel=1e-7)
 
 
 def test_forces_of_the_2023_layout_agree_with_dpdata():
@@ -165,6 +192,10 @@ def test_forces_of_the_2023_layout_agree_with_dpdata():
 
 def test_mlff_and_soundness_readers_take_the_2025_layout():
     text = _read(FORCES_2026)
+    qs = _read('2025.1_water_energy_force.out')
+    assert mlff.read_cp2k_atomic_forces(qs)[0] == pytest.approx(
+        np.array([-2.38872205e-02, 1.10439160e-02, -1.74324051e-02]) * mlff.HARTREE_PER_BOHR_EV_PER_ANGSTROM)
+    assert read_point(qs).energy == pytest.approx(-137.622737586022765, abs=1e-12)
     forces_ha_bohr = cp2k_files.parse_forces(text)
     assert mlff.read_cp2k_atomic_forces(text) == pytest.approx(
         forces_ha_bohr * mlff.HARTREE_PER_BOHR_EV_PER_ANGSTROM, rel=1e-12)
@@ -213,8 +244,8 @@ def _parse(generate_cp2k_calc, text: str, tmp_path):
     return results, calcfunction, logs
 
 
-@pytest.mark.parametrize('name', ['2024.3-dev_nanographene_energy_hartree.out', '2025.2-dev_h2_energy.out',
-                                  '2026.1-dev_ethene_rt_propagation.out'])
+@pytest.mark.parametrize('name', ['2024.3-dev_nanographene_energy_hartree.out', '2025.1_water_energy_force.out',
+                                  '2025.2-dev_h2_energy.out', '2026.1-dev_ethene_rt_propagation.out'])
 def test_parser_reads_version_and_energy(generate_cp2k_calc, tmp_path, name):
     results, calcfunction, logs = _parse(generate_cp2k_calc, _read(name), tmp_path)
     assert calcfunction.is_finished_ok, calcfunction.exit_message
