@@ -170,7 +170,10 @@ def stop_reason(text: str, scf_window: int = SCF_WINDOW, scf_factor: float = SCF
                                f'its last {scf_window} steps, {residuals[:-scf_window].min():.1e} before them (less '
                                f'than a factor {scf_factor:g} gained; {len(residuals)} steps)')
     if run_type in ('GEO_OPT', 'CELL_OPT'):
-        energies = read_evaluation_energies(text)
+        try:
+            energies = read_evaluation_energies(text)
+        except ValueError:  # energies in another unit than Hartree: the parser refuses them; the monitor must not fail
+            return None
         if optimisation_stalled(energies, geo_window, geo_tolerance):
             return 'geometry_stalled', (f'{run_type} stalled: no energy lower than {energies[:-geo_window].min():.8f} '
                                         f'Ha (by {geo_tolerance:g} Ha) in the last {geo_window} of '

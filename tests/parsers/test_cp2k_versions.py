@@ -22,6 +22,7 @@ from aiida_qdtraps.parsers.cp2k_progress import (
     read_run_type,
     read_scf_cycles,
     read_trajectory_steps,
+    stop_reason,
 )
 
 VERSIONS_DIR = Path(__file__).parent.parent / 'data' / 'cp2k' / 'versions'
@@ -222,6 +223,16 @@ def test_other_units_are_refused():
         cp2k_files.parse_forces(text.replace('[hartree/bohr]', '[eV/angstrom]'))
     with pytest.raises(ValueError, match=r'is in \[eV\]'):
         cp2k_files.parse_total_energy(text.replace('energy [hartree]', 'energy [eV]'))
+
+
+def test_monitor_rules_do_not_fail_on_another_energy_unit():
+    """The CalcJob monitor reads running outputs: an energy in eV leaves the optimisation-stall rule out instead of
+    raising in the daemon (the parser reports the unit)."""
+    text = _read('2024.3_geo_opt.out').replace('energy [a.u.]:', 'energy [eV]:')
+    with pytest.raises(ValueError, match=r'is in \[eV\]'):
+        read_evaluation_energies(text)
+    assert stop_reason(text, geo_window=1, geo_tolerance=1.0) is None
+    assert stop_reason(_read('2024.3_geo_opt.out'), geo_window=1, geo_tolerance=1.0)[0] == 'geometry_stalled'
 
 
 # -- version check ----------------------------------------------------------------------------------------------------
