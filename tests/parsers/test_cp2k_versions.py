@@ -210,6 +210,7 @@ def test_mlff_and_soundness_readers_take_the_2025_layout():
 def test_forces_table_cut_off_is_not_read():
     """A table without its ``FORCES| Sum`` line (a job killed while writing it) is not taken for a complete one."""
     text = _read(FORCES_2026)
+    assert len(cp2k_files.read_force_blocks(text)) == 1
     cut = text[:text.index(' FORCES|    100 ')]
     assert cp2k_files.read_force_blocks(cut) == []
     with pytest.raises(ValueError, match='no complete atomic forces table'):
