@@ -41,7 +41,6 @@ HARTREE_PER_BOHR_EV_PER_ANGSTROM = float(Hartree / Bohr)  #: 1 Hartree/Bohr in e
 MAX_PLAUSIBLE_FORCE = 50.0
 
 _XYZ_COMMENT = re.compile(r'i\s*=\s*(?P<step>\d+),\s*time\s*=\s*(?P<time>[-+.\dEe]+),\s*E\s*=\s*(?P<energy>[-+.\dEe]+)')
-_FORCES_HEADER = re.compile(r'ATOMIC FORCES in \[(?P<unit>[^\]]+)\]')
 
 
 def model_deviation(forces: np.ndarray, energies: np.ndarray | None = None) -> dict[str, np.ndarray]:
@@ -118,29 +117,21 @@ def select_by_deviation(max_devi_f, trust_lo: float, trust_hi: float, max_candid
 
 
 def read_cp2k_atomic_forces(output: str) -> np.ndarray:
-    """Last ``ATOMIC FORCES in [a.u.]`` block of a CP2K output, converted to eV/Å, shape ``(n_atoms, 3)``.
+    """Last atomic forces table of a CP2K main output, converted to eV/Å, shape ``(n_atoms, 3)``.
 
-    :raises ValueError: if there is no such block or its unit is not ``a.u.`` (Hartree/Bohr).
+    Both layouts are read (:func:`aiida_qdtraps.parsers.cp2k_files.read_force_blocks`): ``ATOMIC FORCES in [a.u.]``
+    of CP2K up to 2024.x and ``FORCES| Atomic forces [hartree/bohr]`` of 2025.1 on.
+
+    :raises ValueError: if there is no complete table or its unit is not Hartree/Bohr.
     """
-    headers = list(_FORCES_HEADER.finditer(output))
-    if not headers:
-        raise ValueError('no `ATOMIC FORCES in [...]` block in the CP2K output: was FORCE_EVAL/PRINT/FORCES set?')
-    header = headers[-1]
-    if header['unit'].strip() != 'a.u.':
-        raise ValueError(f"CP2K forces are in [{header['unit']}], expected [a.u.] (Hartree/Bohr)")
-    rows = []
-    for line in output[header.end():].splitlines():
-        fields = line.split()
-        if not fields or fields[0] == '#':
-            if rows:
-                break
-            continue
-        if fields[0].startswith('SUM'):
-            break
-        rows.append([float(x) for x in fields[3:6]])
-    if not rows:
-        raise ValueError('the CP2K `ATOMIC FORCES` block has no atom rows')
-    return np.array(rows) * HARTREE_PER_BOHR_EV_PER_ANGSTROM
+    from aiida_qdtraps.parsers.cp2k_files import read_force_blocks
+
+    blocks = read_force_blocks(output)
+    if not blocks:
+        raise ValueError('no complete atomic forces table (`ATOMIC FORCES in [a.u.]` of CP2K <= 2024, '
+                         '`FORCES| Atomic forces [hartree/bohr]` of CP2K >= 2025.1) in the CP2K output: was '
+                         'FORCE_EVAL/PRINT/FORCES set?')
+    return blocks[-1] * HARTREE_PER_BOHR_EV_PER_ANGSTROM
 
 
 def cp2k_label(energy: float, energy_units: str, forces_ev_per_angstrom: np.ndarray, n_atoms: int) -> tuple[float,
@@ -148,11 +139,12 @@ def cp2k_label(energy: float, energy_units: str, forces_ev_per_angstrom: np.ndar
     """Check one CP2K label and return ``(energy in eV, forces in eV/Å)``.
 
     :param energy: CP2K total energy as parsed by aiida-cp2k (``output_parameters['energy']``).
-    :param energy_units: its unit as parsed (``output_parameters['energy_units']``); only ``a.u.`` (Hartree).
+    :param energy_units: its unit as parsed (``output_parameters['energy_units']``); only Hartree (``a.u.``, as
+        aiida-cp2k and :class:`~aiida_qdtraps.parsers.cp2k.QdCp2kParser` label it, or ``hartree``).
     :raises ValueError: on another energy unit, a force array of the wrong shape, or |F| above
         :data:`MAX_PLAUSIBLE_FORCE` eV/Å on any atom (wrong units or a broken calculation).
     """
-    if energy_units != 'a.u.':
+    if energy_units not in ('a.u.', 'hartree'):
         raise ValueError(f'CP2K energy unit {energy_units!r} is not supported; expected `a.u.` (Hartree)')
     forces = np.asarray(forces_ev_per_angstrom, dtype=float)
     if forces.shape != (n_atoms, 3):

@@ -63,7 +63,9 @@ class Point:
 
 def read_point(text: str, seconds: float | None = None) -> Point:
     """A :class:`Point` from a CP2K main output (ENERGY or ENERGY_FORCE; HOMO/LUMO where ``&MO`` energies with
-    occupations and at least one empty orbital are printed).
+    occupations and at least one empty orbital are printed). Energy and forces are read in the layout of CP2K up to
+    2024.x and in that of 2025.1 on (:func:`~aiida_qdtraps.parsers.cp2k_files.parse_total_energy`,
+    :func:`~aiida_qdtraps.parsers.cp2k_files.parse_forces`).
 
     :raises ValueError: if CP2K did not finish or its SCF did not converge: such a point says nothing about the grid.
     """

@@ -9,6 +9,11 @@ optimisation whose last step or final re-evaluation did not converge (:func:`fin
 optimisation with unconverged cycles only on its way is accepted; ``output_parameters['scf_not_converged_count']``
 counts them and the work chain reports them.
 
+It reads the energy with :func:`~.cp2k_files.parse_total_energy`, which knows the ``energy [a.u.]:`` line of CP2K up to
+2024.x and the ``energy [hartree]`` line of 2025.1 on, and puts CP2K's version in ``output_parameters['cp2k_version']``;
+an output of a version outside :data:`~.cp2k_files.TESTED_CP2K_VERSIONS` is parsed all the same, with a warning in
+the calculation's log (docs/cp2k_versions.md).
+
 It also adds CP2K's dipole moment (``dipole_debye``, ``dipole_norm_debye``; ``&DFT &PRINT &MOMENTS``) to
 ``output_parameters`` and outputs ``atomic_charges`` (ArrayData with ``mulliken``, ``lowdin``, ``hirshfeld`` net
 charges per atom, whichever analyses CP2K printed).
@@ -26,9 +31,12 @@ from .cp2k_files import (
     POPULATION_ANALYSES,
     parse_atomic_charges,
     parse_dipole_moment,
+    parse_cp2k_version,
     parse_grid_quality,
     parse_reported_gap,
+    parse_total_energy,
     parse_total_walltime,
+    untested_version_warning,
 )
 from .cp2k_progress import stop_reason
 
@@ -64,6 +72,7 @@ class QdCp2kParser(Cp2kBaseParser):
         if exit_code in self.SEVERE_ERRORS:
             return exit_code
         result = utils.parse_cp2k_output(output_string)
+        self._read_version_and_energy(output_string, result)
         result['walltime_s'] = parse_total_walltime(output_string)
         result['cp2k_reported_gap_ev'] = parse_reported_gap(output_string)
         result.update(parse_grid_quality(output_string))
@@ -79,6 +88,28 @@ class QdCp2kParser(Cp2kBaseParser):
                 return extra
         self.out('output_parameters', orm.Dict(result))
         return exit_code
+
+    def _read_version_and_energy(self, output_string: str, result: dict):
+        """``cp2k_version`` (warned about when untested) and the last total energy in Hartree into ``result``.
+
+        aiida-cp2k's ``parse_cp2k_output`` takes the 9th word of the last ``ENERGY|`` line, which is the energy in the
+        layouts of CP2K 2023-2026 but would be the band gap after a ``gap`` line; the energy read here replaces it.
+        """
+        version = parse_cp2k_version(output_string)
+        result['cp2k_version'] = version
+        warning = untested_version_warning(version)
+        if warning is not None:
+            self.logger.warning(warning)
+        try:
+            energy = parse_total_energy(output_string)
+        except ValueError as exc:  # an energy in another unit than Hartree: not passed on as 'a.u.'
+            self.logger.warning(str(exc))
+            result.pop('energy', None)
+            result.pop('energy_units', None)
+            return
+        if energy is not None:
+            result['energy'] = energy
+            result['energy_units'] = 'a.u.'
 
     def _output_atomic_charges(self, output_string: str):
         """``atomic_charges`` (ArrayData): the net atomic charges (e) of every population analysis CP2K printed."""

@@ -57,10 +57,73 @@ def parse_total_walltime(text: str) -> float | None:
     return float(match[-1]) if match else None
 
 
+#: ``CP2K| version string:   CP2K version 2024.3``; a build of the master branch adds ``(Development Version)``.
+_VERSION = re.compile(r'^\s*CP2K\|\s+version string:\s+CP2K version\s+(\S+)(\s+\(Development Version\))?\s*$', re.M)
+
+#: The CP2K versions whose main outputs the readers of this module are tested on (recordings in ``tests/data/cp2k``
+#: and ``tests/data/cp2k/versions``; docs/cp2k_versions.md), named as :func:`parse_cp2k_version` returns them.
+TESTED_CP2K_VERSIONS = frozenset({
+    '2023.1', '2024.1', '2024.3', '2024.3 (Development Version)', '2025.1', '2025.2 (Development Version)',
+    '2026.1 (Development Version)',
+})
+
+
+def parse_cp2k_version(text: str) -> str | None:
+    """The CP2K version of a main output (``'2024.3'``, ``'2026.1 (Development Version)'``), None if not printed."""
+    match = _VERSION.search(text)
+    if match is None:
+        return None
+    return match.group(1) + (' (Development Version)' if match.group(2) else '')
+
+
+def untested_version_warning(version: str | None) -> str | None:
+    """A warning for an output of a CP2K version outside :data:`TESTED_CP2K_VERSIONS` (None for a tested one).
+
+    The readers follow the blocks, not the version (a master build labelled 2024.3 already prints the 2025 energy
+    line), so an untested version is read all the same; the warning says its numbers were not checked against a
+    recording of that version.
+    """
+    if version in TESTED_CP2K_VERSIONS:
+        return None
+    tested = ', '.join(sorted(TESTED_CP2K_VERSIONS))
+    if version is None:
+        return f'no "CP2K| version string" line in the CP2K output; the readers are tested on CP2K {tested}'
+    return (f'CP2K version {version} is not among the versions the output readers are tested on ({tested}); '
+            'check energies, forces and charges of this output by hand (docs/cp2k_versions.md)')
+
+
+#: One ``ENERGY| Total FORCE_EVAL ( <method> ) energy`` line: ``energy [a.u.]:  <value>`` up to CP2K 2024.x (and the
+#: master branch until November 2024), ``energy [hartree]  <value>`` without the colon from 2025.1 on, ``energy
+#: (a.u.):`` before 8.1. CP2K's own ``gap`` and ``free energy`` lines (SIRIUS) are not matched.
+_ENERGY_LINE = re.compile(r'^\s*ENERGY\|\s+Total FORCE_EVAL \(\s*\w+\s*\)\s+energy\s+[\[(](?P<unit>[^\])]*)[\])]:?'
+                          r'\s+(?P<value>-?\d+\.\d+(?:[Ee][-+]?\d+)?)\s*$', re.M)
+#: Units CP2K labels Hartree with: ``a.u.`` up to 2024.x, ``hartree`` from 2025.1 on (``ENERGY_UNIT`` default).
+HARTREE_UNITS = frozenset({'a.u.', 'hartree'})
+
+
+def read_total_energies(text: str) -> np.ndarray:
+    """The total energy (Ha) of every ``ENERGY| Total FORCE_EVAL`` line of a CP2K main output, in order.
+
+    Own regular expression: aiida-cp2k reads the 9th word of any ``ENERGY|`` line, which is the energy in both layouts
+    but the band gap on a ``gap`` line, and it labels every value ``a.u.``; cp2kdata 0.7.3 reads only the ``[a.u.]:``
+    layout.
+
+    :raises ValueError: if a line gives the energy in another unit than Hartree (``PROGRAM_RUN_INFO/ENERGY_UNIT``).
+    """
+    energies = []
+    for match in _ENERGY_LINE.finditer(text):
+        if match['unit'] not in HARTREE_UNITS:
+            raise ValueError(f'CP2K energy line {match.group(0).strip()!r} is in [{match["unit"]}]; expected [a.u.] '
+                             'or [hartree] (Hartree): remove ENERGY_UNIT from FORCE_EVAL/PRINT/PROGRAM_RUN_INFO')
+        energies.append(float(match['value']))
+    return np.array(energies)
+
+
 def parse_total_energy(text: str) -> float | None:
-    """The last ``ENERGY| Total FORCE_EVAL ( QS ) energy [a.u.]`` of a CP2K main output (Ha), or ``None``."""
-    match = re.findall(r'ENERGY\|\s*Total FORCE_EVAL \( QS \) energy[^:]*:\s+(\S+)', text)
-    return float(match[-1]) if match else None
+    """The last ``ENERGY| Total FORCE_EVAL`` energy of a CP2K main output (Ha), or ``None``; both layouts
+    (:func:`read_total_energies`)."""
+    energies = read_total_energies(text)
+    return float(energies[-1]) if len(energies) else None
 
 
 def parse_reported_gap(text: str) -> float | None:
@@ -92,13 +155,65 @@ def parse_grid_quality(text: str) -> dict:
             'wavelet_edge_warnings': len(WAVELET_EDGE_WARNING.findall(text))}
 
 
+#: ``ATOMIC FORCES in [a.u.]`` (CP2K up to 2024.x): rows ``<atom> <kind> <element> x y z``, closed by ``SUM OF ATOMIC
+#: FORCES``.
+_LEGACY_FORCES_HEADER = re.compile(r'^\s*ATOMIC FORCES in \[(?P<unit>[^\]]*)\]\s*$', re.M)
+_LEGACY_FORCES_ROW = re.compile(r'^\s*\d+\s+\d+\s+\S+\s+(\S+)\s+(\S+)\s+(\S+)\s*$')
+#: ``FORCES| Atomic forces [hartree/bohr]`` (CP2K 2025.1 on): rows ``FORCES| <atom> x y z |f|``, closed by
+#: ``FORCES| Sum``.
+_FORCES_HEADER = re.compile(r'^\s*FORCES\|\s+Atomic forces \[(?P<unit>[^\]]*)\]\s*$', re.M)
+_FORCES_ROW = re.compile(r'^\s*FORCES\|\s+\d+\s+(\S+)\s+(\S+)\s+(\S+)\s+\S+\s*$')
+_FORCES_COLUMNS = re.compile(r'^FORCES\|\s+Atom\s')
+#: Force units CP2K labels Hartree/Bohr with: ``a.u.`` up to 2024.x, ``hartree/bohr`` from 2025.1 on.
+HARTREE_PER_BOHR_UNITS = frozenset({'a.u.', 'hartree/bohr'})
+
+
+def read_force_blocks(text: str) -> list[np.ndarray]:
+    """Every complete atomic forces table (``&FORCE_EVAL &PRINT &FORCES``) of a CP2K main output, in order, each of
+    shape (n_atoms, 3) in Ha/bohr; both layouts (``ATOMIC FORCES in [a.u.]`` up to 2024.x, ``FORCES| Atomic forces
+    [hartree/bohr]`` from 2025.1 on). A table cut off before its sum line (a running or killed job) is left out.
+
+    Own reader: aiida-cp2k reads no forces from the main output, cp2kdata 0.7.3 only the old table, and dpdata 1.1.0
+    (``cp2k/output``) reads one single point per file and joins the rows of all tables of a GEO_OPT or MD into one.
+
+    :raises ValueError: if a table is in another unit than Hartree/Bohr (``FORCE_EVAL/PRINT/FORCES/FORCE_UNIT``).
+    """
+    blocks, block = [], None  # block: (row pattern, end marker, rows) of the table being read
+    for line in text.splitlines():
+        if 'FORCES' in line:
+            header = _LEGACY_FORCES_HEADER.match(line) or _FORCES_HEADER.match(line)
+            if header:
+                if header['unit'] not in HARTREE_PER_BOHR_UNITS:
+                    raise ValueError(f'CP2K forces table {line.strip()!r} is in [{header["unit"]}]; expected '
+                                     '[a.u.] or [hartree/bohr] (Hartree/Bohr): remove FORCE_UNIT from '
+                                     'FORCE_EVAL/PRINT/FORCES')
+                legacy = header.re is _LEGACY_FORCES_HEADER
+                block = (_LEGACY_FORCES_ROW if legacy else _FORCES_ROW,
+                         'SUM OF ATOMIC FORCES' if legacy else 'FORCES| Sum', [])
+                continue
+        if block is None:
+            continue
+        row, end, rows = block
+        stripped = line.strip()
+        match = row.match(line)
+        if match:
+            try:
+                rows.append([float(value) for value in match.groups()])
+            except ValueError as exc:
+                raise ValueError(f'CP2K forces row {stripped!r} holds a value that is not a number') from exc
+        elif stripped.startswith(end) and rows:
+            blocks.append(np.array(rows))
+            block = None
+        elif rows or not (stripped == '' or stripped.startswith('#') or _FORCES_COLUMNS.match(stripped)):
+            block = None  # cut off or not a forces table after all
+    return blocks
+
+
 def parse_forces(text: str) -> np.ndarray | None:
-    """The last ``ATOMIC FORCES in [a.u.]`` table (``&FORCE_EVAL &PRINT &FORCES``), shape (n_atoms, 3), Ha/bohr."""
-    if 'ATOMIC FORCES in [a.u.]' not in text:
-        return None
-    block = text.split('ATOMIC FORCES in [a.u.]')[-1].split('SUM OF ATOMIC FORCES')[0]
-    rows = [line.split() for line in block.splitlines() if re.match(r'\s+\d+\s+\d+\s+\w+\s+-?\d', line)]
-    return np.array([[float(value) for value in row[3:6]] for row in rows])
+    """The last atomic forces table of a CP2K main output, shape (n_atoms, 3), Ha/bohr, or None if there is none
+    (:func:`read_force_blocks`)."""
+    blocks = read_force_blocks(text)
+    return blocks[-1] if blocks else None
 
 
 #: Headers of CP2K's population analyses (``&DFT &PRINT &MULLIKEN`` (default on), ``&LOWDIN``, ``&HIRSHFELD``).

@@ -1,15 +1,18 @@
 """Progress of a CP2K run read from its main output, while it runs or after it stopped. No AiiDA import.
 
 :func:`read_scf_cycles` splits the output into SCF cycles (one per energy evaluation) with the convergence column and
-total energy of every step; :func:`read_evaluation_energies` gives the energy of every evaluation; :func:`stop_reason`
+total energy of every step; :func:`read_evaluation_energies` gives the energy of every evaluation and
+:func:`read_trajectory_steps` the optimisation or MD steps; :func:`stop_reason`
 decides whether a run should be stopped now rather than left to exhaust ``MAX_SCF`` or ``MAX_ITER``. The CalcJob
 monitor (:mod:`aiida_qdtraps.monitors`) asks it of the running output, and the parser asks it again of the output
 the monitor stopped, so both use the same thresholds.
 
-The step lines read are those of CP2K 2023-2026, diagonalisation and OT alike::
+The step lines read are those of CP2K 2023-2026, diagonalisation and OT alike; CP2K 2026 writes a convergence below
+1e-8 in E notation::
 
      12 P_Mix/Diag. 0.40E+00    6.9     0.00038170     -1208.9220386714 -1.53E-05
       3 OT DIIS     0.15E+00    0.5     0.01234567      -501.6088581133 -1.20E-03
+     62 Broy./Diag. 0.40E+00    0.5     8.8773E-10       -78.5118461939  1.56E-11
 """
 
 from __future__ import annotations
@@ -19,16 +22,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .cp2k_files import read_total_energies
+
 #: One SCF step line: step number, method (``OT`` takes two words), step size, time, convergence, energy, change.
 SCF_STEP = re.compile(r'^\s+(\d+)\s+(?:OT \S+|\S+)\s+\S+\s+[\d.]+\s+([\d.]+(?:E[-+]\d+)?)\s+(-?\d+\.\d+)\s+\S+\s*$',
                       re.M)
 _SCF_HEADER = re.compile(r'^\s+Step\s+Update method\s+Time\s+Convergence\s+Total energy\s+Change\s*$', re.M)
 _SCF_CONVERGED = re.compile(r'\*\*\* SCF run converged in\s+\d+ steps')
 _SCF_NOT_CONVERGED = 'SCF run NOT converged'
-#: ``ENERGY| Total FORCE_EVAL ( QS ) energy [a.u.]:`` (CP2K 2023) or ``... energy [hartree]`` (2025+)
-_EVALUATION_ENERGY = re.compile(r'^\s*ENERGY\|\s+Total FORCE_EVAL \( \w+ \) energy \[(?:a\.u\.|hartree)\]:?\s+(-?\d+\.\d+)',
-                                re.M)
 _RUN_TYPE = re.compile(r'^\s*GLOBAL\|\s+Run type\s+(\S+)\s*$', re.M)
+#: ``OPTIMIZATION STEP:  <n>`` of a GEO_OPT / CELL_OPT, ``MD| Step number  <n>`` of an MD (CP2K 2022.2 to 2026).
+_TRAJECTORY_STEP = re.compile(r'^\s*(?:OPTIMIZATION STEP:|MD\| Step number)\s+(\d+)\s*$', re.M)
 #: Run types whose later steps are computed from the forces of every SCF cycle (CP2K carries on after an unconverged
 #: cycle in all of them).
 TRAJECTORY_RUN_TYPES = frozenset({'GEO_OPT', 'CELL_OPT', 'MD', 'BAND'})
@@ -77,9 +81,16 @@ def read_scf_cycles(text: str) -> list[ScfCycle]:
     return cycles
 
 
+def read_trajectory_steps(text: str) -> list[int]:
+    """The numbers of the optimisation steps (``OPTIMIZATION STEP:``) or MD steps (``MD| Step number``) a CP2K run
+    has started, in order; empty for a single point."""
+    return [int(number) for number in _TRAJECTORY_STEP.findall(text)]
+
+
 def read_evaluation_energies(text: str) -> np.ndarray:
-    """The total energy (Ha) of every finished energy evaluation (``ENERGY| Total FORCE_EVAL``), in order."""
-    return np.array([float(value) for value in _EVALUATION_ENERGY.findall(text)])
+    """The total energy (Ha) of every finished energy evaluation (``ENERGY| Total FORCE_EVAL``), in order; the
+    ``energy [a.u.]:`` line of CP2K up to 2024.x and the ``energy [hartree]`` line of 2025.1 on alike."""
+    return read_total_energies(text)
 
 
 def scf_stalled(residuals, window: int = SCF_WINDOW, factor: float = SCF_FACTOR) -> bool:
@@ -159,7 +170,10 @@ def stop_reason(text: str, scf_window: int = SCF_WINDOW, scf_factor: float = SCF
                                f'its last {scf_window} steps, {residuals[:-scf_window].min():.1e} before them (less '
                                f'than a factor {scf_factor:g} gained; {len(residuals)} steps)')
     if run_type in ('GEO_OPT', 'CELL_OPT'):
-        energies = read_evaluation_energies(text)
+        try:
+            energies = read_evaluation_energies(text)
+        except ValueError:  # energies in another unit than Hartree: the parser refuses them; the monitor must not fail
+            return None
         if optimisation_stalled(energies, geo_window, geo_tolerance):
             return 'geometry_stalled', (f'{run_type} stalled: no energy lower than {energies[:-geo_window].min():.8f} '
                                         f'Ha (by {geo_tolerance:g} Ha) in the last {geo_window} of '

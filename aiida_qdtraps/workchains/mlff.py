@@ -91,7 +91,7 @@ def initial_md_parameters(relax_parameters: dict, settings: dict) -> dict:
     """CP2K parameters of a short NVT MD (CSVR thermostat) with the DFT settings of a relaxation.
 
     Every step writes positions (Å, ``aiida-pos-1.xyz``) and forces (Hartree/Bohr, ``aiida-frc-1.xyz``, and the
-    ``ATOMIC FORCES`` block of ``aiida.out``); the potential energy (Hartree) is in both files' comment lines and in
+    forces table of ``aiida.out``); the potential energy (Hartree) is in both files' comment lines and in
     ``aiida-1.ener``.
     """
     params = label_parameters(relax_parameters)  # keeps FORCE_EVAL/PRINT/FORCES: dpdata's cp2k/aimd_output reads them
@@ -224,8 +224,9 @@ def grow_dataset(parameters: orm.Dict, dataset: orm.FolderData | None = None, **
     :param parameters: ``{'type_map': [...], 'validation_every': n}`` (``n = 0``: no validation frames).
     :param dataset: the previous dataset (absent for the first call).
     :param labels: per frame ``structure_<i>`` (the labelled StructureData), ``output_parameters_<i>`` (CP2K energy
-        in Hartree) and ``retrieved_<i>`` (the CP2K CalcJob's retrieved folder, whose output holds
-        ``ATOMIC FORCES in [a.u.]``). Units are checked and converted to eV and eV/Å. And/or ``md_retrieved_<i>``:
+        in Hartree) and ``retrieved_<i>`` (the CP2K CalcJob's retrieved folder, whose output holds the
+        forces table: ``ATOMIC FORCES in [a.u.]`` up to CP2K 2024, ``FORCES| Atomic forces [hartree/bohr]`` from
+        2025.1). Units are checked and converted to eV and eV/Å. And/or ``md_retrieved_<i>``:
         the retrieved folder of a CP2K MD CalcJob, every ``md_stride``-th frame of whose ``aiida-pos-1.xyz`` /
         ``aiida-frc-1.xyz`` (energies cross-checked with ``aiida-1.ener``) is added.
     :returns: ``dataset`` FolderData: ``training/<system>/`` and ``validation/<system>/`` deepmd/npy systems;
