@@ -10,6 +10,9 @@ VENV     := .venv
 STAMPS   := .make-stamps
 PROTOCOL ?= fast
 PYTEST_ARGS ?=
+# pytest-xdist workers of `make test`: CP2K runs share memory bandwidth, the AiiDA / Python tests gain from a second
+# core (docs/setup.md has the timings); 1 runs the suite in one process
+TEST_WORKERS ?= 2
 
 # apt-get needs root: use sudo when we are not root.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -95,7 +98,7 @@ demo: setup
 	$(VENV)/bin/qdtraps demo --protocol $(PROTOCOL)
 
 test: setup lint
-	$(VENV)/bin/python -m pytest -v --durations=20 tests $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest -v --durations=20 -n $(TEST_WORKERS) --dist load tests $(PYTEST_ARGS)
 
 lint: $(STAMPS)/venv
 	$(VENV)/bin/ruff check .

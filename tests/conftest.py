@@ -152,3 +152,10 @@ def generate_workchain():
         return instantiate_process(runner, process_class, **inputs)
 
     return factory
+
+
+def pytest_collection_modifyitems(items):
+    """Run the slow (real-engine) tests first: ``make test``'s xdist workers (``--dist load``) take the first tests in
+    turn, so the long runs are shared between the workers from the start and the quick tests fill the gaps, instead
+    of one long run starting last."""
+    items.sort(key=lambda item: item.get_closest_marker('slow') is None)

@@ -30,8 +30,8 @@ from ..monitors import monitor_settings
 from .cp2k_files import (
     POPULATION_ANALYSES,
     parse_atomic_charges,
-    parse_dipole_moment,
     parse_cp2k_version,
+    parse_dipole_moment,
     parse_grid_quality,
     parse_reported_gap,
     parse_total_energy,

@@ -144,7 +144,8 @@ def parse_grid_quality(text: str) -> dict:
     grid minus the electron count); ``wavelet_edge_warnings``: how many times CP2K warned that the density on the
     faces of the non-periodic cell is above 1e-4 e/bohr^3 (``pw/ps_wavelet_methods.F``). Measured on In4PF9
     (``docs/pipeline.md``): the electron error tracks the grid spacing (GPW: 2e-3 at 200 Ry, 6e-5 at 300 Ry; for GAPW,
-    which holds only the soft density on the grid, it is None), while the face warning comes and goes with REL_CUTOFF and the box size at the same noise.
+    which holds only the soft density on the grid, it is None), while the face warning comes and goes with
+    REL_CUTOFF and the box size at the same noise.
     """
     errors = re.findall(r'Electronic density on regular grids:\s+\S+\s+(\S+)', text)
     if re.search(r'^\s*QS\| Method:\s+GAPW', text, re.M):

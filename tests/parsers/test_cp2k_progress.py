@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 
 from aiida_qdtraps.parsers.cp2k_progress import (
+    optimisation_stalled,
     read_evaluation_energies,
     read_run_type,
     read_scf_cycles,
     scf_diverged,
     scf_stalled,
-    optimisation_stalled,
     stop_reason,
 )
 
