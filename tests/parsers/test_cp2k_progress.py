@@ -31,9 +31,10 @@ def test_running_cycle_and_newer_energy_line():
     text = ('  Step     Update method      Time    Convergence         Total energy    Change\n'
             '     1 P_Mix/Diag. 0.40E+00    6.9     1.50000000     -1208.9220386714 -1.21E+03\n'
             '     2 OT DIIS     0.15E+00    0.5     0.01234567     -1209.0000000000 -7.80E-02\n'
+            '     3 OT DIIS     0.15E+00    0.5     8.8773E-10     -1209.0000000001 -1.00E-10\n'
             ' ENERGY| Total FORCE_EVAL ( QS ) energy [hartree]               -1209.06290000\n')
     (cycle,) = read_scf_cycles(text)
-    assert cycle.status == 'running' and cycle.residuals.tolist() == [1.5, 0.01234567]
+    assert cycle.status == 'running' and cycle.residuals.tolist() == [1.5, 0.01234567, 8.8773e-10]
     assert read_evaluation_energies(text).tolist() == [-1209.0629]
     assert read_run_type(text) is None
 
