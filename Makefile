@@ -11,7 +11,7 @@ STAMPS   := .make-stamps
 PROTOCOL ?= fast
 PYTEST_ARGS ?=
 # pytest-xdist workers of `make test`: CP2K runs share memory bandwidth, the AiiDA / Python tests gain from a second
-# core (docs/setup.md has the timings); 1 runs the suite in one process
+# core (timings in the README); 1 runs the suite in one process
 TEST_WORKERS ?= 2
 
 # apt-get needs root: use sudo when we are not root.
