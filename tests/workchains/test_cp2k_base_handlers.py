@@ -206,7 +206,6 @@ def test_robust_scf_settings_are_valid_cp2k_input(base_workchain, generate_cp2k_
     import subprocess
 
     from aiida_cp2k.utils import Cp2kInput
-
     from conftest import engine_missing
 
     executable = shutil.which('cp2k.psmp')
