@@ -98,7 +98,7 @@ DP_THREADS = '\n'.join(
 )
 
 
-#: Debian's OpenMPI refuses root without these, even for serial pw.x / pp.x / projwfc.x runs (METHODS.md)
+#: Debian's OpenMPI refuses root without these, even for serial pw.x / pp.x / projwfc.x runs (docs/qe.md)
 QE_PREPEND = 'export OMPI_ALLOW_RUN_AS_ROOT=1\nexport OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1\nexport OMP_NUM_THREADS=1'
 
 

@@ -1,14 +1,15 @@
-"""Speed of the trap-centre classifier: featurization of a 2,000-atom QD and training on a seed-sized table.
+"""Speed of the trap-centre classifier: featurization of a 2,000-atom QD and training on a table the size of
+Alexander et al.'s (docs/references.md).
 
 1. **Featurization** of a 2,000-atom zincblende InP sphere (bulk geometry, randomly displaced by 0.1 Å) with a
    400-state labelling on synthetic arrays of realistic size (populations (1, 400, 2000)): all 42 features of
    every 4-coordinate P, then of every core atom. Baseline measured in the same run: building the bond graph
    (``bonds.bond_pairs``) of the same QD, the first step of every labelling. Goal: < 2 s.
-2. **Training** on a synthetic table of the seed's size (22,500 rows × 42 features, 2.5 % positives): the xgboost
+2. **Training** on a synthetic table as large as the paper's (22,500 rows × 42 features, 2.5 % positives): the xgboost
    fit alone (200 trees, depth 3) and the whole :func:`~aiida_qdtraps.analysis.classifier.train` (stratified split,
    5-fold CV, metrics, gain and permutation importances). Baseline in the same run: scikit-learn's
    ``HistGradientBoostingClassifier`` with the same hyper-parameters (200 iterations, depth 3, learning rate 0.1).
-   (The seed's exact model, ``GradientBoostingClassifier``, took 366 s on this table here under load — too slow
+   (Alexander et al.'s exact model, ``GradientBoostingClassifier``, took 366 s on this table here under load — too slow
    to be a baseline that runs every time.) Goal: < 10 s.
 
 Run: ``OMP_NUM_THREADS=1 .venv/bin/python benchmarks/classifier.py [n_atoms]``. Times are wall seconds; on a shared

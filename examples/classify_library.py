@@ -1,7 +1,7 @@
 """Train the trap-centre classifier on the shipped labelled library and trace one sample back to its built QD.
 
     verdi run examples/classify_library.py            # every core atom (In, Ga, P of any coordination)
-    verdi run examples/classify_library.py p4c        # the seed's task: 4-coordinate P (4 positives: see the docs)
+    verdi run examples/classify_library.py p4c        # Alexander et al.: 4-coordinate P (4 positives: see the docs)
 
 The library (tests/data/library/library.aiida, 23 InP / GaP QDs, intact and with ligand, cation, anion and pair
 vacancies, real CP2K PBE0 `fast` labels) is imported into the current profile the first time. The script then runs

@@ -7,7 +7,7 @@
 The QD is the builder's In10P4F18 tetrahedron (interstitial-centred, F on In, neutral). Its four P are
 4-coordinate; the charge-exact F shell leaves In0/In10 3-coordinate and In12/In13 2-coordinate. The ligand vacancy
 (`vacancy: ligand`, site 1) removes an F from the 4-coordinate In2, which becomes 3-coordinate (charge +1); an
-electron trap on In2 is what seed 000 leads one to expect. The cation vacancy (site 0) removes the corner InF2 unit
+electron trap on In2 is what Alexander et al. suggest. The cation vacancy (site 0) removes the corner InF2 unit
 and leaves one P 3-coordinate (charge -1); its PBE0 SCF did not converge here (docs/traps.md). Both run on the
 built (unrelaxed) geometries, so the difference is the missing bond alone. Every structure, SCF and label is a
 node: `qdtraps traps --formula F17In10P4` lists the vacancy QD's traps afterwards.

@@ -2,7 +2,7 @@
 
     source env.sh
     verdi run examples/run_pipeline.py            # fast protocol (minutes)
-    verdi run examples/run_pipeline.py moderate   # seed-like settings (HPC sizes; hours on a laptop)
+    verdi run examples/run_pipeline.py moderate   # settings close to the papers' (HPC sizes; hours on a laptop)
 
 Change RECIPE to build another QD (see aiida_qdtraps.build.cluster.build_qd for the keywords).
 """

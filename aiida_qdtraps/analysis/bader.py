@@ -1,7 +1,7 @@
 """Bader input and output files (pure; no AiiDA): cube → CHGCAR conversion, baderkit and Henkelman readers.
 
 Why convert: baderkit 0.10.2 reads a Gaussian cube whose grid is not cubic with the wrong axis order, and it takes a
-density whose maximum is ≤ 1.01 for an ELF and leaves it unconverted (METHODS.md, "Bader on this machine"). A VASP
+density whose maximum is ≤ 1.01 for an ELF and leaves it unconverted (docs/charge_flow.md). A VASP
 CHGCAR written with ase has neither problem. Units: a CP2K (or pp.x) cube holds the valence density in e/bohr³;
 ``ase.io.cube`` returns it unconverted, so it is divided by ``ase.units.Bohr**3`` to e/Å³ before the CHGCAR (which
 stores ρ·V_cell, x fastest, POSCAR header from ase) is written. The atoms are shifted by the cube origin so that

@@ -3,8 +3,9 @@
 Two atoms ``i``, ``j`` are bonded when ``d_ij < s_ij · (r_i + r_j)`` with ``r`` the covalent radii of Cordero et al.
 (Dalton Trans. 2008, 2832; the table in :data:`ase.data.covalent_radii`) and ``s_ij`` a scale factor:
 
-* trap labeling (seed 000, METHODS.md): ``s = 1.25`` for hetero-element pairs and ``1.1`` for same-element pairs;
-* charge flow (seed 002, METHODS.md): ``s = 1.2`` for every pair.
+* trap labeling (Alexander et al.'s public script; docs/references.md, docs/traps.md): ``s = 1.25`` for
+  hetero-element pairs and ``1.1`` for same-element pairs;
+* charge flow (Llusar et al.'s reference code; docs/charge_flow.md): ``s = 1.2`` for every pair.
 
 Per-pair overrides (``{('In', 'P'): 1.3}``, order-insensitive) win over both. Neighbour search uses a KD-tree, so
 the cost is O(N log N) and a 100k-atom cluster takes well under a second. Lengths in Å.
@@ -19,10 +20,10 @@ from ase.data import atomic_numbers, covalent_radii
 from scipy import sparse
 from scipy.spatial import cKDTree
 
-#: Scale factors of the trap-labeling bond rule (seed 000's code): hetero pairs, same-element pairs.
+#: Scale factors of the trap-labeling bond rule (Alexander et al.'s code): hetero pairs, same-element pairs.
 LABELING_SCALE = 1.25
 LABELING_SAME_ELEMENT_SCALE = 1.1
-#: Scale factor of the charge-flow bond rule (seed 002's reference).
+#: Scale factor of the charge-flow bond rule (Llusar et al.'s reference).
 CHARGE_FLOW_SCALE = 1.2
 
 

@@ -1,6 +1,6 @@
-"""Charge flow in a QD from Bader charges (seed 002; pure, no AiiDA).
+"""Charge flow in a QD from Bader charges (Llusar et al., docs/references.md; pure, no AiiDA).
 
-Conventions (METHODS.md, "Charge flow"), charges in e, lengths in Å:
+Conventions (docs/charge_flow.md), charges in e, lengths in Å:
 
 * ``Δq_a = Z_val,a − N_Bader,a``: positive for an atom that lost electrons (cation), negative for one that gained.
 * Bonds ``b = (i, j)`` with ``i < j`` from covalent radii (:func:`aiida_qdtraps.analysis.bonds.bond_pairs`, scale 1.2).
@@ -25,7 +25,7 @@ from scipy import sparse
 from scipy.sparse import csgraph
 from scipy.sparse.linalg import LinearOperator, cg, splu
 
-# Domains of a core/shell QD (seed 002's order) and, for a structure without tags, domains from the elements (the
+# Domains of a core/shell QD (Llusar et al.'s order) and, for a structure without tags, domains from the elements (the
 # ligand elements are ligand, cations and anions core): the builder's, the one table of roles and domains.
 from ..build.roles import DOMAINS, LIGAND_ELEMENTS, infer_domains  # noqa: F401
 
@@ -179,7 +179,7 @@ def domain_summary(domains: Sequence[str], dq: np.ndarray, magnitudes: np.ndarra
 
     :returns: ``{'domains': [...], 'per_domain': {name: {'n_atoms', 'dq_total', 'dq_mean', 'magnitude_mean',
         'magnitude_max'}}, 'inter_domain_flow': {"A->B": electrons from A to B}}`` (e). Domains are listed in
-        seed 002's order (core, interlayer, shell, ligand), then any others alphabetically.
+        Llusar et al.'s order (core, interlayer, shell, ligand), then any others alphabetically.
     """
     domains = np.asarray(domains, dtype=str)
     dq, magnitudes = np.asarray(dq, float), np.asarray(magnitudes, float)
@@ -261,7 +261,7 @@ def planar_map(positions: np.ndarray, vectors: np.ndarray, normal: np.ndarray, t
     """Project the atoms within ``|(r − c)·n| ≤ thickness/2`` (Å) and their vectors on the plane through ``c``.
 
     :param center: a point on the plane (Å); default the centroid of the QD.
-    :param select: boolean mask of atoms to show (e.g. the anions, as in seed 002's maps); all if ``None``.
+    :param select: boolean mask of atoms to show (e.g. the anions, as in Llusar et al.'s maps); all if ``None``.
     """
     from scipy.spatial import ConvexHull, QhullError
 
@@ -305,7 +305,7 @@ def facet_label_positions(pmap: PlanarMap, facets: Mapping[str, Sequence[float]]
 
 def plot_planar_map(pmap: PlanarMap, path, title: str = '', facets: list[tuple[str, np.ndarray]] | None = None,
                     resolution: int = 200) -> None:
-    """Seed 002-style map: interpolated magnitude background, white arrows, dashed QD outline; PNG at ``path``."""
+    """Llusar et al.-style map: interpolated magnitude background, white arrows, dashed QD outline; PNG at ``path``."""
     import matplotlib
 
     matplotlib.use('Agg')
@@ -374,7 +374,7 @@ def broadened_pdos(energies: np.ndarray, weights: np.ndarray, grid: np.ndarray, 
 
 
 def frontier_composition(energies: np.ndarray, occupations: np.ndarray, weights: np.ndarray) -> dict:
-    """Domain shares of the HOMO and LUMO (seed 002 Fig. 2c): ``{'homo': row, 'lumo': row, 'homo_index',
+    """Domain shares of the HOMO and LUMO (Llusar et al. Fig. 2c): ``{'homo': row, 'lumo': row, 'homo_index',
     'lumo_index'}`` with rows (n_domains,) summing to the MO's total population.
 
     :raises ValueError: if the window holds no occupied or no empty MO.

@@ -1,15 +1,15 @@
 """Trap-centre classifier and clustering (pure; no AiiDA): xgboost gradient-boosted trees, t-SNE + HDBSCAN.
 
-Follows seed 000 ("Separating Trapping and Inert P-4c", "Clustering"):
+Follows Alexander et al. ("Separating Trapping and Inert P-4c", "Clustering"):
 
-* **Classifier.** ``xgboost.XGBClassifier`` (the seed's released model: 200 trees, depth 3, learning rate 0.1),
+* **Classifier.** ``xgboost.XGBClassifier`` (the authors' released model: 200 trees, depth 3, learning rate 0.1),
   class imbalance through ``scale_pos_weight = n_negative / n_positive``, fixed seeds; a stratified train/test split
   (80/20) and stratified k-fold cross-validation on the training part; metrics: macro-F1, per-class precision and
   recall, confusion matrix (rows = true bulk/trapping, columns = predicted), ROC-AUC; feature importances by
   xgboost *gain* and by *permutation* of the test set (mean decrease of macro-F1, scikit-learn).
   :func:`compare_feature_sets` trains the geometry-only and the all-features models side by side on the same split.
 * **Clustering** of the positive class: features standardised (columns constant over the samples and the QD-level
-  features dropped, as the seed does), PCA-initialised t-SNE to 2-D (perplexity 20, lowered to ``(n − 1) / 3`` for
+  features dropped, as the paper does), PCA-initialised t-SNE to 2-D (perplexity 20, lowered to ``(n − 1) / 3`` for
   small sets), then HDBSCAN on the embedding (label −1 = noise).
 * **Models** are saved as xgboost JSON (never pickles); the feature names and our metadata travel inside the JSON
   (booster attribute ``qdtraps``) and are checked on prediction.
@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-#: Default hyper-parameters (the seed's released GBT).
+#: Default hyper-parameters (Alexander et al.'s released GBT).
 DEFAULT_HYPERPARAMETERS = {'n_estimators': 200, 'max_depth': 3, 'learning_rate': 0.1}
 CLASS_NAMES = ('bulk', 'trapping')
 
@@ -323,7 +323,7 @@ def embedding_plot(clustering: Clustering, title: str = '') -> bytes:
 
 def synthetic_dataset(n_samples: int = 22_500, n_features: int = 42, positive_fraction: float = 0.025,
                       seed: int = 0, n_informative: int = 8, shift: float = 1.5) -> tuple[np.ndarray, np.ndarray]:
-    """A synthetic imbalanced table of the seed's size (22,500 × 42, 2.5 % positives) for benchmarks and tests.
+    """A synthetic imbalanced table as large as the paper's (22,500 × 42, 2.5 % positives) for benchmarks and tests.
 
     Positives are shifted by ``shift`` standard deviations along ``n_informative`` features (Gaussian noise
     otherwise).

@@ -1,6 +1,6 @@
-"""Per-atom features of candidate trap centres: seed 000's 42 features in 8 categories (pure; no AiiDA).
+"""Per-atom features of candidate trap centres: Alexander et al.'s 42 features in 8 categories (pure; no AiiDA).
 
-Every sample is one atom of a chosen class (default: 4-coordinate P, the seed's "P-4c"; any element and
+Every sample is one atom of a chosen class (default: 4-coordinate P, the paper's "P-4c"; any element and
 coordination work). Its target is *trapping* (the atom's per-atom trap label is not ``bulk``, see
 :mod:`.traps`). The features, with units (``state`` is the atom's **assigned state**: the state of the labelling
 in which its share is ≥ 0.9 × the largest share, nearest the gap — see :func:`.traps.label_traps`; when no
@@ -9,7 +9,7 @@ window state qualifies, the frontier MO on its side, HOMO for anions and LUMO fo
 **participation ratio (2)** — dimensionless, in (0, 1]
 
 * ``pr_state``: the authors' PR ``1 / (M Σ_A p̃_A²)`` (over the M non-ligand atoms) of the assigned state;
-* ``pr_gating``: *our definition* of the seed's undefined "gating" PR: the PR of the frontier MO on the atom's side
+* ``pr_gating``: *our definition* of the paper's undefined "gating" PR: the PR of the frontier MO on the atom's side
   of the gap (HOMO for anions, LUMO for cations) — the state that gates the gap on that side.
 
 **MO energies (4)** — eV
@@ -55,7 +55,7 @@ window state qualifies, the frontier MO on its side, HOMO for anions and LUMO fo
 
 The **geometry-only** subset (:data:`GEOMETRY_FEATURES`, 21 features) is what a coordinate file gives: bond
 lengths, bond angles and the QD composition without the two DFT-derived counts (``quantum_confined``,
-``n_uc_trap_states``). Unlike the seed's 31-feature geometry model it leaves the DFT dipole out.
+``n_uc_trap_states``). Unlike the paper's 31-feature geometry model it leaves the DFT dipole out.
 """
 
 from __future__ import annotations
@@ -89,7 +89,7 @@ FEATURES: tuple[str, ...] = tuple(name for names in CATEGORIES.values() for name
 GEOMETRY_FEATURES: tuple[str, ...] = (
     *CATEGORIES['bond lengths'], *CATEGORIES['bond angles'],
     *(n for n in CATEGORIES['QD composition'] if n not in ('quantum_confined', 'n_uc_trap_states')))
-#: Features equal for every atom of one QD (left out of the clustering, as in the seed).
+#: Features equal for every atom of one QD (left out of the clustering, as in the paper).
 QD_LEVEL_FEATURES: tuple[str, ...] = ('homo_ev', 'homo_lumo_gap_ev', *CATEGORIES['QD composition'],
                                       'dipole_norm_debye')
 #: Units of every feature (for tables and docs).

@@ -3,7 +3,7 @@
 Units follow DeePMD-kit: energies in eV, forces in eV/Å, positions in Å. CP2K reports atomic units (Hartree,
 Hartree/Bohr); :func:`read_cp2k_atomic_forces` and :func:`cp2k_label` convert and check them.
 
-Selection follows DP-GEN's model-deviation scheme (seed 001, Methods): a frame whose maximum per-atom force
+Selection follows DP-GEN's model-deviation scheme (Sowa et al., Methods): a frame whose maximum per-atom force
 deviation ``max_devi_f`` (eV/Å) over the ensemble is below ``trust_lo`` is *accurate*, between ``trust_lo`` and
 ``trust_hi`` a *candidate* for DFT labelling, above ``trust_hi`` *failed* (unphysical, not labelled).
 """

@@ -39,7 +39,7 @@ def _trap_annotations(traps: list[dict], energy_tol: float = 0.2, pr_tol: float 
 
 def participation_plot(energies, participation, kinds, vbm: float, cbm: float, traps: list[dict],
                        title: str = '') -> bytes:
-    """Participation ratio versus energy with the band edges and the traps labelled by centre (seed 000 Fig. 1)."""
+    """Participation ratio versus energy, band edges and traps labelled by centre (as in Alexander et al. Fig. 1)."""
     import matplotlib
 
     matplotlib.use('Agg')

@@ -1,6 +1,6 @@
 """Per-MO atomic populations and participation ratios (pure; no AiiDA).
 
-Conventions (seed 000, METHODS.md):
+Conventions (Alexander et al., docs/references.md; docs/traps.md):
 
 * **Löwdin** population of MO ``i`` on atom ``A``: ``p_iA = Σ_{μ∈A} |(S^{1/2} C)_{μi}|²``. For an MO normalised in the
   overlap metric (``Cᵀ S C = 1``) the populations are non-negative and sum to 1 over all atoms.

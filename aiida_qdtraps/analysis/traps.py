@@ -1,7 +1,7 @@
 """Band edges, trap states and per-atom trap labels of a QD from a window of MOs around the gap (pure; no AiiDA).
 
-The procedure follows seed 000 (Alexander et al., Structural Hole Traps in III-V QDs) and its predecessor's public
-script, with the thresholds recorded in METHODS.md as defaults. All energies in eV, lengths in Å.
+The procedure follows Alexander et al., Structural Hole Traps in III-V QDs (docs/references.md), and its predecessor's
+public script, whose thresholds are the defaults (docs/traps.md). All energies in eV, lengths in Å.
 
 1. **Atom classes.** Bonds from Cordero covalent radii × 1.25 (× 1.1 for same-element pairs)
    (:mod:`.bonds`); every atom is a *cation*, *anion* or *ligand*: the builder's tags when the structure has them,
@@ -56,7 +56,7 @@ ATOM_LABELS = ('ligand', 'bulk', 'structural', 'under-coordinated')
 
 @dataclass(frozen=True)
 class LabelingParameters:
-    """Thresholds of the trap-labeling procedure (defaults: seed 000's code, METHODS.md)."""
+    """Thresholds of the trap-labeling procedure (defaults: Alexander et al.'s code; docs/traps.md)."""
 
     bond_scale: float = bonds.LABELING_SCALE
     same_element_bond_scale: float = bonds.LABELING_SAME_ELEMENT_SCALE

@@ -28,7 +28,7 @@ MATERIALS: dict[str, tuple[str, str, str, float]] = {
     'PbSe': ('rocksalt', 'Pb', 'Se', 6.124),
 }
 
-#: Formal oxidation states used for charge balance (H is a proton on an anion dangling bond, as in seed 003).
+#: Formal oxidation states used for charge balance (H is a proton on an anion dangling bond, as in Bhati et al.).
 FORMAL_CHARGES: dict[str, int] = {
     'In': 3, 'Ga': 3, 'Cd': 2, 'Zn': 2, 'Pb': 2, 'Cs': 1,
     'P': -3, 'As': -3, 'Se': -2, 'S': -2,

@@ -3,9 +3,10 @@ the octahedral Pb19S6 cluster with 26 acetates.
 
 Pure functions on :class:`ase.Atoms`; no AiiDA import. Lengths in Å, charges in e.
 
-Seed 003 (Bhati et al., non-stoichiometric CdSe QDs) starts its Se-rich QD from the experimentally characterised
-Cd17Se28 cluster, i.e. the inorganic frame of Cd17Se4(SePh)24 (Soloviev et al., JACS 2000/2001), passivated with
-H⁺ on Se (Cd17Se28H22), and obtains its Cd-rich QD "by switching Se/Cd atom placement", passivated with Cl⁻ on Cd.
+Bhati et al. (non-stoichiometric CdSe QDs; docs/references.md) start their Se-rich QD from the experimentally
+characterised Cd17Se28 cluster, i.e. the inorganic frame of Cd17Se4(SePh)24 (Soloviev et al., JACS 2000/2001),
+passivated with H⁺ on Se (Cd17Se28H22), and obtain their Cd-rich QD "by switching Se/Cd atom placement",
+passivated with Cl⁻ on Cd.
 The paper labels the Cd-rich one "Cd17Se28Cl22", but the switched cluster is Cd28Se17 and only Cd28Se17Cl22 is
 neutral (Cd17Se28Cl22 would carry 34 − 56 − 22 = −44 e); the builder names it ``Cd28Se17Cl22``. In both, 22 of the
 24 two-coordinate surface atoms carry a ligand and two stay bare ("two surface atoms are not bonded to ligands as a
@@ -20,7 +21,7 @@ The frame is built geometrically from the zincblende lattice (cation at the orig
 * four corner cations, off the zincblende lattice, at (2/3)·a·(±1, ±1, ±1) along the four cation → anion bond
   directions: each bonds (at the lattice bond length) to the three a√19/4 anions around its corner, in the
   hexagonal (wurtzite-like, eclipsed) position a zincblende lattice has no site for. They keep one dangling bond
-  (the PPh3 / terminal SePh site of the molecular clusters), left empty as in seed 003.
+  (the PPh3 / terminal SePh site of the molecular clusters), left empty as in Bhati et al.
 
 Each ligand binds a two-coordinate atom of the species it binds (Se for H, Cd for Cl in the swapped cluster) along
 one of the atom's two remaining tetrahedral (sp³) directions: the one whose ligand site is farther from the other
@@ -28,13 +29,13 @@ frame atoms (for the a√11/4 atoms the other one points at an empty lattice sit
 when both are equally clear (the a√19/4 atoms). Farthest-point selection picks the atoms and directions (one
 ligand per atom) as in :func:`~aiida_qdtraps.build.passivation.passivate`.
 
-Seed 001 (Sowa, Roberts, Rossky, PbS with acetate) studies the Pb19S6 nanocrystal postulated by Choi et al.: 1.2 nm,
+Sowa et al. (PbS with acetate; docs/references.md) study the Pb19S6 nanocrystal postulated by Choi et al.: 1.2 nm,
 rock salt, octahedral with eight (111) facets, lead-rich, passivated by 26 carboxylates, neutral
 (19·2 − 6·2 − 26 = 0); the paper replaces oleate with acetate. On the rock-salt lattice (cation at the origin,
 positions in units of a/2) the cation-centred octahedron |x| + |y| + |z| ≤ 2 is exactly Pb19S6: the central Pb
 (6 S neighbours), the six S at distance 1 (six-coordinate), the 12 Pb at (±1, ±1, 0) (two S each) and the six Pb
-vertices at (±2, 0, 0) (one S each); each (111) facet is a triangle of six Pb. The 26 acetates bridge (seed 001
-finds bridge and tilted-bridge geometries only, no chelates or unidentate ones) two neighbouring surface Pb
+vertices at (±2, 0, 0) (one S each); each (111) facet is a triangle of six Pb. The 26 acetates bridge (Sowa et al.
+find bridge and tilted-bridge geometries only, no chelates or unidentate ones) two neighbouring surface Pb
 (a/√2 = 4.20 Å apart) over an empty S site: 32 such sites exist (24 over the octahedron edges, between a vertex and
 an edge Pb; 8 over the facet centres), 26 are taken by the farthest-point spread
 (:func:`~aiida_qdtraps.build.passivation.passivate` with ``binding='bridging'``), each O 2.40 Å from its Pb.
@@ -74,7 +75,7 @@ NAMED_MODELS: dict[str, NamedModel] = {
                                'two-coordinate Cd'),
     'Pb19S6(OAc)26': NamedModel('PbS', 'M19X6', False, 'OAc',
                                 'Pb-rich octahedral Pb19S6 with eight Pb-terminated (111) facets (Choi et al.; '
-                                'seed 001), 26 acetates bridging neighbouring surface Pb', 'bridging'),
+                                'Sowa et al.), 26 acetates bridging neighbouring surface Pb', 'bridging'),
 }
 #: Names that are not neutral models, with the one meant.
 MISNAMED_MODELS: dict[str, str] = {

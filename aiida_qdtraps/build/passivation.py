@@ -5,8 +5,8 @@ Pure functions on :class:`ase.Atoms`; no AiiDA import. Lengths in Å, charges in
 Ligands:
 
 * X-type ions ``F``, ``Cl``, ``Br``, ``I`` (charge −1) on cation dangling bonds;
-* ``H`` (a proton, +1) on anion dangling bonds, for anion-rich clusters such as Cd17Se28H22 (seed 003);
-* ``OAc`` (acetate CH3COO⁻, −1) on cation dangling bonds (seed 001 uses carboxylates), with a ``binding``:
+* ``H`` (a proton, +1) on anion dangling bonds, for anion-rich clusters such as Cd17Se28H22 (Bhati et al.);
+* ``OAc`` (acetate CH3COO⁻, −1) on cation dangling bonds (Sowa et al. use carboxylates), with a ``binding``:
   ``'monodentate'`` (default: one O along the dangling bond, turned about the bond axis to stay clear of the atoms
   already placed), ``'chelating'`` (both O on the metal of the dangling bond), ``'bridging'`` (the two O on two
   neighbouring metals whose dangling bonds point at the same empty lattice site) or ``'mixed'`` (a seeded choice per
@@ -243,7 +243,7 @@ def passivate(qd: Atoms, ligand: str = 'F', charge: int = 0, arrangement: int = 
 
     The ligands go to sites spread evenly by :func:`farthest_point_order` (over owner atoms first, then space);
     ``arrangement`` > 0 starts the spread from another site, giving a different, still even, ligand arrangement
-    from the same core (seed 003's several ligand configurations).
+    from the same core (Bhati et al.'s several ligand configurations).
 
     :param exclude: optional positions (Å) of sites that must stay empty (e.g. a vacancy just made).
     :param binding: for ``OAc``: ``'monodentate'``, ``'chelating'``, ``'bridging'`` or ``'mixed'`` (see below).
@@ -388,7 +388,7 @@ def _clearance(xyz: np.ndarray, core: Atoms, tree_core: cKDTree, bound: tuple[in
     ratio = d / (radii[:, None] + core_radii[j])
     carboxyl = np.arange(len(xyz)) < 3  # O, C, O: bonded to the metal(s) they bind, or 1-3 to them
     ratio[carboxyl[:, None] & np.isin(j, bound)] = np.inf
-    # an O at >= 0.95 M–O from another cation is a second Pb–O contact (seed 001's tilted bridge), not a clash
+    # an O at >= 0.95 M–O from another cation is a second Pb–O contact (Sowa et al.'s tilted bridge), not a clash
     oxygen = np.array([s == 'O' for s in _ACETATE_SYMBOLS])[:, None] & (contact[j] > 0)
     ratio[oxygen] = d[oxygen] / (0.95 * contact[j][oxygen]) * MIN_CLEARANCE
     score = float(ratio.min())

@@ -119,11 +119,11 @@ def build_qd(material: str, diameter: float | None = None, ligand: str | None = 
         ligands, cations for H); default ``min_core_bonds`` with an explicit centre, chosen with ``'auto'``.
     :param vacuum: minimum vacuum (Å) on each side of the cubic, non-periodic box.
     :param shape: sphere, tetrahedron, truncated_tetrahedron, cuboctahedron, octahedron or cube.
-    :param stoichiometry: ``'swapped'`` exchanges the cation and anion sublattices of the carved core (seed 003:
+    :param stoichiometry: ``'swapped'`` exchanges the cation and anion sublattices of the carved core (Bhati et al.:
         Cd-rich from Se-rich); the elements stay those of ``material``.
     :param arrangement: 0 for the standard even ligand spread; 1, 2, ... for other arrangements on the same core.
     :param reconstruct: fraction of 3-coordinate surface anions (on ``reconstruct_facet``) replaced by Cl before
-        passivation (seed 002 uses 2/3 on {-1-1-1}).
+        passivation (Llusar et al. use 2/3 on {-1-1-1}).
     :param shell: shell material grown on the core (``monolayers`` ML, ``interlayer`` abrupt|alloyed, ``seed``).
     :param vacancy: vacancy kind (ligand, anion, cation, pair) made after passivation at ``vacancy_site`` (a
         distinct-site index, or random with ``seed`` when None); ``neutralize`` restores ``charge`` afterwards.

@@ -2,7 +2,7 @@
 
 Pure functions on :class:`ase.Atoms`; no AiiDA import. Lengths in Å, charges in e.
 
-Growth (seed 002): the shell is grown epitaxially, pseudomorphic on the core lattice (the core's bond length is
+Growth (Llusar et al.): the shell is grown epitaxially, pseudomorphic on the core lattice (the core's bond length is
 kept; InAs/CdSe mismatch 0.3 %, InP/ZnSe 3.4 %), one bond layer at a time: every lattice site bonded to the
 cluster along a missing lattice bond is added. One monolayer (ML) is two bond layers (a cation and an anion
 layer). The first ML is the ``interlayer`` domain: plain shell material for an abrupt interface, or for an alloyed
@@ -169,7 +169,7 @@ def grow_shell(core: Atoms, core_material: str, shell_material: str, monolayers:
 
 def reconstruct_surface(qd: Atoms, fraction: float = 2 / 3, facet: str | None = '-1-1-1',
                         substituent: str = 'Cl', charge: int | None = None, ligand: str | None = None) -> Atoms:
-    """Replace ``fraction`` of the 3-coordinate anions (with no ligand) by ``substituent`` (seed 002: 3c-As → 3c-Cl).
+    """Replace ``fraction`` of the 3-coordinate anions without ligand by ``substituent`` (Llusar et al.: 3c-As → 3c-Cl).
 
     :param facet: Miller indices of the facet, e.g. ``'-1-1-1'`` (the anion-rich facets of a zincblende truncated
         tetrahedron; its symmetry-equivalent facets are included), or None for every 3-coordinate anion.
@@ -225,7 +225,7 @@ def _parity(vectors: np.ndarray) -> np.ndarray:
 
 
 def swap_sublattices(core: Atoms) -> Atoms:
-    """Exchange the cation and anion elements (seed 003: the Cd-rich cluster from the Se-rich one, Cd/Se swapped)."""
+    """Exchange the cation and anion elements (Bhati et al.: Cd-rich cluster from the Se-rich one, Cd/Se swapped)."""
     roles = roles_of(core)
     symbols = np.array(core.get_chemical_symbols())
     cation_elements, anion_elements = set(symbols[roles == 'cation']), set(symbols[roles == 'anion'])

@@ -1,4 +1,4 @@
-"""Surface vacancies of a passivated QD (seed 000: F⁻, P³⁻, InFₓ and InP vacancies; nano-CAT's MXₙ removal).
+"""Surface vacancies of a passivated QD (Alexander et al.: F⁻, P³⁻, InFₓ and InP vacancies; nano-CAT's MXₙ removal).
 
 Pure functions on :class:`ase.Atoms`; no AiiDA import. Lengths in Å, charges in e.
 

@@ -33,7 +33,7 @@ from aiida.common.folders import Folder
 from aiida.engine import CalcJob
 from aiida_quantumespresso.workflows.protocols.utils import recursive_merge
 
-#: DeePMD-kit input for a small QD model (seed 001 used se_e2_a-type descriptors with a ~6-8 Å cut-off). Units: Å,
+#: DeePMD-kit input for a small QD model (Sowa et al. used se_e2_a-type descriptors with a ~6-8 Å cut-off). Units: Å,
 #: eV; ``sel`` = maximum neighbours per type within ``rcut`` (``auto`` lets dp count them on the training data).
 DEFAULT_PARAMETERS = {
     'model': {

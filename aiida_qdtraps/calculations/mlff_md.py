@@ -2,7 +2,7 @@
 
 The code is a Python interpreter that has ase and deepmd-kit (``dp-python@localhost`` points at the project venv);
 the job copies :mod:`aiida_qdtraps.calculations.mlff_md_script` into its folder and runs it. Langevin BAOAB
-(seed 001) or NVE, optional frozen atoms (seed 001's FF1: frozen core), frames every ``save_interval`` steps.
+(Sowa et al.) or NVE, optional frozen atoms (Sowa et al.'s FF1: frozen core), frames every ``save_interval`` steps.
 """
 
 from __future__ import annotations

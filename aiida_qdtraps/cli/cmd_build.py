@@ -97,7 +97,7 @@ def recipe_from_options(material, shape, diameter, ligand, charge, center, vacuu
 @click.option('--arrangement', type=int, default=0, show_default=True,
               help='Ligand arrangement on the same core (0: standard even spread).')
 @click.option('--reconstruct', type=float, default=None,
-              help='Fraction of 3-coordinate surface anions replaced by Cl before passivation (seed 002: 0.667).')
+              help='Fraction of 3-coordinate surface anions replaced by Cl before passivation (Llusar et al.: 0.667).')
 @click.option('--vacancy', type=click.Choice(('ligand', 'anion', 'cation', 'pair')), default=None,
               help='Make one surface vacancy of this kind.')
 @click.option('--vacancy-site', type=int, default=None,

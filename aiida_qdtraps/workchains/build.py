@@ -104,7 +104,7 @@ def grow_shell(structure: orm.StructureData, shell: orm.Dict) -> orm.StructureDa
 
 @calcfunction
 def reconstruct_surface(structure: orm.StructureData, reconstruction: orm.Dict) -> orm.StructureData:
-    """Seed 002's facet reconstruction: ``reconstruction`` = {fraction, facet, substituent, charge, ligand}."""
+    """Llusar et al.'s facet reconstruction: ``reconstruction`` = {fraction, facet, substituent, charge, ligand}."""
     return to_structure(qd_shell.reconstruct_surface(to_atoms(structure), **reconstruction.get_dict()))
 
 

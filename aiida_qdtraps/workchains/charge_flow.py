@@ -3,7 +3,7 @@
 Steps, each a node in the provenance graph:
 
 1. ``density_cube_to_chgcar`` (calcfunction): the cube (e/bohr³) → CHGCAR (ase, e/Å³ × V), which baderkit 0.10.2
-   reads correctly whatever the grid shape and density magnitude (METHODS.md).
+   reads correctly whatever the grid shape and density magnitude (docs/charge_flow.md).
 2. ``ShellJob`` (aiida-shell) running ``baderkit bader CHGCAR -f vasp`` or the Henkelman ``bader CHGCAR``, parsed by
    the ``qdtraps.bader`` parser.
 3. Checks in the work chain: the Bader atoms are the structure's atoms, and populations + vacuum charge add up to the
@@ -214,7 +214,7 @@ def validate_inputs(inputs, _):
 
 
 class BaderChargeFlowWorkChain(WorkChain):
-    """Bader charges of a QD density and the charge flow along its bonds (seed 002), with plots."""
+    """Bader charges of a QD density and the charge flow along its bonds (Llusar et al.), with plots."""
 
     @classmethod
     def define(cls, spec):

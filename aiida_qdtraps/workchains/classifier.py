@@ -322,7 +322,7 @@ def cluster_traps(dataset: orm.ArrayData, parameters: orm.Dict | None = None) ->
     """PCA-initialised t-SNE + HDBSCAN of the positive (trapping) rows of a dataset.
 
     :param parameters: ``perplexity``, ``min_cluster_size``, ``seed``, ``exclude_qd_level`` (leave out the features
-        shared by all atoms of a QD, as the seed does).
+        shared by all atoms of a QD, as Alexander et al. do).
     :returns: ``clusters`` ArrayData (``row_index`` into the dataset, ``embedding`` (n, 2), ``labels``, −1 = noise),
         ``cluster_plot`` (PNG); or exit code 340 (too few positive rows or bad parameters).
     """

@@ -1,7 +1,7 @@
 """``MlffActiveLearningWorkChain`` (``qdtraps.active_learning``): DP-GEN's loop as restartable AiiDA processes.
 
-Seed 001 (Methods) trains DeePMD force fields iteratively: train → MD with the force field → label new geometries
-with DFT → retrain, until the errors are small. Here::
+Sowa et al. (Methods; docs/references.md) train DeePMD force fields iteratively: train → MD with the force field →
+label new geometries with DFT → retrain, until the errors are small. Here::
 
     initial frames (rattled QD) → CP2K ENERGY_FORCE labels → grow_dataset
     repeat: train an ensemble (DeepmdTrainCalculation × num_models, different seeds)
@@ -284,7 +284,7 @@ def is_converged(selection: dict, validation: dict, convergence: dict) -> bool:
     """Whether an iteration met a stopping criterion.
 
     Converged when the accurate fraction of the MD frames reaches ``accurate_fraction`` (default 0.95), or when the
-    held-out energy MAE is below ``energy_mae_per_atom`` (eV/atom, default 0.001, seed 001) and, if given, the force
+    held-out energy MAE is below ``energy_mae_per_atom`` (eV/atom, default 0.001, Sowa et al.) and, if given, the force
     MAE below ``force_mae`` (eV/Å).
     """
     accurate = selection.get('accurate', 0.0) >= float(convergence.get('accurate_fraction', 0.95))
@@ -418,7 +418,7 @@ def training_schedule(training: dict, iteration: int) -> tuple[dict, bool]:
 
 
 class MlffActiveLearningWorkChain(ProtocolMixin, WorkChain):
-    """Train a DeePMD ensemble for a QD by active learning with CP2K labels (seed 001's iterative scheme)."""
+    """Train a DeePMD ensemble for a QD by active learning with CP2K labels (Sowa et al.'s iterative scheme)."""
 
     @classmethod
     def define(cls, spec):

@@ -57,7 +57,7 @@ def test_hydrogen_gets_anion_rich_cores(material, shape, diameter, check_qd):
     (m, s, d) for m in ('InP', 'GaP') for s in ('tetrahedron', 'cuboctahedron') for d in (17.0, 18.0, 20.0, 22.0, 25.0,
                                                                                           27.0)])
 def test_seed_000_sizes_build_with_fluoride(material, shape, diameter, check_qd):
-    """InP/GaP tetrahedra and cuboctahedra of 1.7-2.7 nm with F⁻ (seed 000's library) build by default."""
+    """InP/GaP tetrahedra and cuboctahedra of 1.7-2.7 nm with F⁻ (Alexander et al.'s library) build by default."""
     atoms = qd.build_qd(material, diameter, ligand='F', shape=shape)
     core = _check_auto(atoms, material, diameter, check_qd)
     assert len(core) >= 50  # a QD, not a cage

@@ -1,4 +1,4 @@
-"""Acetate binding modes (monodentate, chelating, bridging, mixed) and the named Pb19S6(OAc)26 cluster (seed 001)."""
+"""Acetate binding modes (monodentate, chelating, bridging, mixed) and the named Pb19S6(OAc)26 cluster (Sowa et al.)."""
 
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""Named Cd17Se28 clusters (seed 003) and CsPbBr3 nanocubes: composition, charge, geometry, determinism."""
+"""Named Cd17Se28 clusters (Bhati et al.) and CsPbBr3 nanocubes: composition, charge, geometry, determinism."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ def test_named_models(model, formula, ligand, host, arrangement, check_qd):
     assert d.max() < 1.25 * (covalent_radii[atoms.numbers[ligands[0]]] + covalent_radii[48 if host == 'Cd' else 34])
     assert len(set(j)) == 22  # one ligand per host atom
     assert atoms.info['qd_build']['model'] == model
-    assert 14.0 < atoms.info['qd_build']['core_diameter'] < 17.0  # seed 003: ~15 Å
+    assert 14.0 < atoms.info['qd_build']['core_diameter'] < 17.0  # Bhati et al.: ~15 Å
 
 
 def test_frame_geometry():

@@ -139,7 +139,7 @@ def test_reconstruction_replaces_two_thirds_of_3c_anions(check_qd):
     ('default', 'H', 'H18Cd19Se28'), ('swapped', 'Cl', 'Cd28Cl18Se19'),
 ])
 def test_se_rich_and_cd_rich_clusters(stoichiometry, ligand, formula):
-    """Seed 003's pair of clusters: Se-rich with H on Se, Cd-rich (sublattices swapped) with Cl on Cd."""
+    """Bhati et al.'s pair of clusters: Se-rich with H on Se, Cd-rich (sublattices swapped) with Cl on Cd."""
     arrangements = [qd.build_qd('CdSe', 13.25, ligand=ligand, center='cation', min_core_bonds=1,
                                 stoichiometry=stoichiometry, arrangement=k) for k in range(3)]
     for atoms in arrangements:

@@ -96,7 +96,8 @@ def test_store_runs_the_calcfunction_with_the_recipe(tmp_path, aiida_profile):
     assert list(roles.read_structure(str(path)).arrays['qd_role']) == structure.base.attributes.get('qd_roles')
 
 
-#: The standard seed QDs with the default (automatic) centre: (arguments, formula, core diameter printed in nm).
+#: Standard QDs of the papers (docs/references.md) with the default (automatic) centre: (arguments, formula, core
+#: diameter printed in nm).
 STANDARD = [
     (['InP', '--shape', 'tetrahedron', '--diameter', '2.0', '--ligand', 'F'], 'F51In52P35', '2.03'),
     (['InP', '--shape', 'cuboctahedron', '--diameter', '2.0', '--ligand', 'F'], 'F63In80P59', '2.03'),

@@ -1,4 +1,4 @@
-"""Regenerate the shipped labelled QD library ``tests/data/library/library.aiida`` (issue 6).
+"""Regenerate the shipped labelled QD library ``tests/data/library/library.aiida``.
 
 Runs, ONE QD AT A TIME, ``build_qd_structure`` → ``HybridScfWorkChain`` (``fast`` protocol: PBE0, SZV-MOLOPT-SR-GTH,
 200 Ry; **no PBE relax** — CPU is scarce, the PBE0 runs on the built, ideal geometry) → ``TrapLabelingWorkChain``
@@ -85,7 +85,7 @@ RECIPES = [
     # F8In18P15⁺: stopped in its first HFX step (est. 30-35 min) once the 13-atom cage pair vacancies
     # below were in; not in the library
     {'material': 'InP', 'diameter': 12.0, 'center': 'cation', 'vacancy': 'pair', 'vacancy_site': 0},   # (41, +1)
-    # the P³⁻ vacancy leaves the QD +3 and closed-shell (seed 000: "slight positive charges ... to maintain
+    # the P³⁻ vacancy leaves the QD +3 and closed-shell (Alexander et al.: "slight positive charges ... to maintain
     # charge-orbital balance"); 4 equivalent P sites. The intact F6In16P14 PBE0 SCF oscillated (residual
     # 0.07-1.8 after 79 Broyden steps; first HFX step ~20 min at load 3) and was stopped for time, not in the library
     {'material': 'InP', 'diameter': 10.5, 'center': 'interstitial', 'stoichiometry': 'swapped', 'vacuum': 3.5},
