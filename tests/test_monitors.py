@@ -9,6 +9,7 @@ from aiida.engine.processes.calcjobs.monitors import CalcJobMonitor
 
 from aiida_qdtraps.monitors import CP2K_SCF_DEFAULTS, cp2k_scf, default_cp2k_monitors, monitor_settings
 from aiida_qdtraps.parsers.cp2k import QdCp2kParser
+from aiida_qdtraps.parsers.cp2k_progress import stop_reason
 
 
 @pytest.fixture
@@ -65,6 +66,19 @@ def test_parser_reads_a_stopped_output_with_the_monitor_settings(generate_cp2k_c
     assert monitor_settings(node) is None
     _, calcfunction = QdCp2kParser.parse_from_node(node, store_provenance=False)
     assert calcfunction.exit_status == 303
+
+
+def test_real_diverged_geo_opt_stopped_by_the_monitor(generate_cp2k_calc, recorded_cp2k_output):
+    """Recorded: the `fast` relax of Ga10P4F18 (32 atoms) as the monitor left it, stopped at SCF step 19 of its
+    first geometry (residual 1.47 at step 1, 7.6-18 in the last 10): the parser reads ERROR_SCF_NOT_CONVERGED."""
+    text = recorded_cp2k_output('ga10p4f18_geo_opt_diverged_stopped_by_monitor.out')
+    assert 'PROGRAM ENDED' not in text
+    kind, message = stop_reason(text)
+    assert kind == 'scf_diverged' and '19 steps' in message
+    node = generate_cp2k_calc({'aiida.out': text}, monitors=default_cp2k_monitors(),
+                              parameters={'GLOBAL': {'RUN_TYPE': 'GEO_OPT'}})
+    _, calcfunction = QdCp2kParser.parse_from_node(node, store_provenance=False)
+    assert calcfunction.exit_status == 450
 
 
 def test_parser_reads_a_stalled_optimisation(generate_cp2k_calc, recorded_cp2k_output):
