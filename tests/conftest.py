@@ -31,6 +31,19 @@ def engine_missing(name: str) -> None:
 
 
 @pytest.fixture
+def find_engine():
+    """Return ``find(name)``: the path of an engine's executable, or :func:`engine_missing` when it has none."""
+
+    def find(name: str) -> str:
+        executable = shutil.which(name)
+        if executable is None:
+            engine_missing(name)
+        return executable
+
+    return find
+
+
+@pytest.fixture
 def data_dir() -> pathlib.Path:
     return DATA
 
@@ -169,8 +182,20 @@ def generate_workchain():
     return factory
 
 
+#: The longest real-engine test modules, longest first (``--durations`` of ``make test``, 2-core machine, Dec 2026).
+LONGEST_FIRST = ('test_pipeline_real', 'test_daemon_resume', 'test_mlff_real', 'test_classify_cli', 'test_qe_relax',
+                 'test_hybrid_admm_real', 'test_deepmd_warm_start', 'test_traps_cli')
+
+
 def pytest_collection_modifyitems(items):
-    """Run the slow (real-engine) tests first: ``make test``'s xdist workers (``--dist load``) take the first tests in
-    turn, so the long runs are shared between the workers from the start and the quick tests fill the gaps, instead
-    of one long run starting last."""
-    items.sort(key=lambda item: item.get_closest_marker('slow') is None)
+    """Run the longest real-engine tests first, then the other slow ones, then the rest: ``make test``'s xdist workers
+    (``--dist load --maxschedchunk 1``) take the next test whenever they are free, so the long runs start at once on
+    both workers and the quick tests fill the gaps, instead of one long run starting last."""
+
+    def rank(item) -> tuple[int, int]:
+        module = item.path.stem
+        if module in LONGEST_FIRST:
+            return 0, LONGEST_FIRST.index(module)
+        return (1, 0) if item.get_closest_marker('slow') is not None else (2, 0)
+
+    items.sort(key=rank)

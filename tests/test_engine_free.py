@@ -30,4 +30,4 @@ def test_parser_and_handler_tests_pass_without_cp2k(tmp_path):
     skipped = re.findall(r'^SKIPPED .*$', result.stdout, re.M)
     assert passed > 80 and 'failed' not in summary and 'error' not in summary
     # only the `cp2k --check` of the handler's inputs needs the binary
-    assert len(skipped) == 1 and 'cp2k is not installed' in skipped[0], skipped
+    assert len(skipped) == 1 and 'cp2k.psmp is not installed' in skipped[0], skipped

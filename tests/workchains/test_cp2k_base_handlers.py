@@ -200,17 +200,13 @@ def test_incomplete_output_is_restarted(base_workchain, generate_cp2k_calc, data
     assert process.ctx.inputs.parent_calc_folder.uuid == calc.outputs.remote_folder.uuid
 
 
-def test_robust_scf_settings_are_valid_cp2k_input(base_workchain, generate_cp2k_calc, data_dir, tmp_path):
+def test_robust_scf_settings_are_valid_cp2k_input(base_workchain, generate_cp2k_calc, data_dir, tmp_path, find_engine):
     """The inputs the SCF handler writes (OT switched off, diagonalisation) pass ``cp2k --check``."""
-    import shutil
     import subprocess
 
     from aiida_cp2k.utils import Cp2kInput
-    from conftest import engine_missing
 
-    executable = shutil.which('cp2k.psmp')
-    if executable is None:
-        engine_missing('cp2k')
+    executable = find_engine('cp2k.psmp')
     process = base_workchain({'MAX_SCF': 30, 'OT': {'MINIMIZER': 'DIIS'}, 'OUTER_SCF': {'MAX_SCF': 5}})
     calc = generate_cp2k_calc({'aiida.out': data_dir / FAILED / 'scf_not_converged.out'}, 'ERROR_SCF_NOT_CONVERGED')
     for _ in range(3):  # OT CG, diagonalisation + density-matrix mixing + DIIS, ALPHA / 2 + smearing
