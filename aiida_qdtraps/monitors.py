@@ -13,6 +13,7 @@ thresholds and what they were measured on.
 
 from __future__ import annotations
 
+import inspect
 import tempfile
 from pathlib import Path
 
@@ -33,10 +34,9 @@ from .parsers.cp2k_progress import (
 CP2K_SCF_MONITOR = 'qdtraps.cp2k_scf'
 #: Seconds between two reads of the output (at most as often as the scheduler is polled).
 POLL_INTERVAL = 30
-#: The monitor's keyword arguments and their defaults.
-CP2K_SCF_DEFAULTS = {'scf_window': SCF_WINDOW, 'scf_factor': SCF_FACTOR, 'stop_unconverged_scf': True,
-                     'diverged_window': DIVERGED_WINDOW, 'diverged_factor': DIVERGED_FACTOR,
-                     'geo_window': GEO_WINDOW, 'geo_tolerance': GEO_TOLERANCE}
+#: The monitor's keyword arguments and their defaults: those of :func:`stop_reason`.
+CP2K_SCF_DEFAULTS = {name: parameter.default for name, parameter in inspect.signature(stop_reason).parameters.items()
+                     if name != 'text'}
 
 
 def default_cp2k_monitors(poll_interval: int = POLL_INTERVAL, **kwargs) -> dict[str, orm.Dict]:

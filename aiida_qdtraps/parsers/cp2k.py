@@ -38,9 +38,8 @@ from .cp2k_files import (
     parse_total_walltime,
     untested_version_warning,
 )
-from .cp2k_progress import stop_reason
+from .cp2k_progress import SCF_NOT_CONVERGED, stop_reason
 
-SCF_NOT_CONVERGED = 'SCF run NOT converged'
 OPTIMIZATION_STEP = 'OPTIMIZATION STEP:'
 
 

@@ -29,7 +29,8 @@ SCF_STEP = re.compile(r'^\s+(\d+)\s+(?:OT \S+|\S+)\s+\S+\s+[\d.]+\s+([\d.]+(?:E[
                       re.M)
 _SCF_HEADER = re.compile(r'^\s+Step\s+Update method\s+Time\s+Convergence\s+Total energy\s+Change\s*$', re.M)
 _SCF_CONVERGED = re.compile(r'\*\*\* SCF run converged in\s+\d+ steps')
-_SCF_NOT_CONVERGED = 'SCF run NOT converged'
+#: CP2K's warning at the end of an SCF cycle that reached MAX_SCF (the run goes on in a GEO_OPT / MD).
+SCF_NOT_CONVERGED = 'SCF run NOT converged'
 _RUN_TYPE = re.compile(r'^\s*GLOBAL\|\s+Run type\s+(\S+)\s*$', re.M)
 #: ``OPTIMIZATION STEP:  <n>`` of a GEO_OPT / CELL_OPT, ``MD| Step number  <n>`` of an MD (CP2K 2022.2 to 2026).
 _TRAJECTORY_STEP = re.compile(r'^\s*(?:OPTIMIZATION STEP:|MD\| Step number)\s+(\d+)\s*$', re.M)
@@ -68,7 +69,7 @@ def read_scf_cycles(text: str) -> list[ScfCycle]:
     for index, start in enumerate(starts):
         end = starts[index + 1] if index + 1 < len(starts) else len(text)
         chunk = text[start:end]
-        converged, not_converged = _SCF_CONVERGED.search(chunk), chunk.find(_SCF_NOT_CONVERGED)
+        converged, not_converged = _SCF_CONVERGED.search(chunk), chunk.find(SCF_NOT_CONVERGED)
         verdicts = [(converged.start(), 'converged')] if converged else []
         if not_converged >= 0:
             verdicts.append((not_converged, 'not converged'))
