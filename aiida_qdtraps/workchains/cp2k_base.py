@@ -12,8 +12,8 @@ Handlers (first matching one wins, highest priority first):
   convergence (last residual < 1e-3); a diverged diagonalisation (last residual > 1): density-matrix mixing at
   ALPHA 0.1 from the atomic guess; otherwise: halve the mixing ALPHA and double MAX_SCF; both with 300 K smearing.
   Gives up after three attempts.
-- ``handle_out_of_walltime`` (460): continue from the last geometry/wavefunction; with nothing to continue
-  from, ask for 50 % more wall time.
+- ``handle_out_of_walltime`` (460): continue from the last geometry/wavefunction (an MD from its restart file:
+  positions, velocities, thermostat, step counter); with nothing to continue from, ask for 50 % more wall time.
 - ``handle_geometry_not_converged`` (450): continue the optimisation from the last geometry.
 - ``restart_incomplete_calculation`` (401): aiida-cp2k's own restart handler, enabled here for
   truncated outputs (it is disabled by default upstream).
@@ -55,6 +55,11 @@ DIVERGED_MAX_SCF = 150
 #: the ``&SMEAR`` section the SCF handler switches on, and the empty states (``ADDED_MOS``) it gives CP2K's smearing
 SMEARING = {'_': True, 'METHOD': 'FERMI_DIRAC', 'ELECTRONIC_TEMPERATURE': SMEAR_KELVIN}
 SMEAR_ADDED_MOS = 10
+#: an MD run that printed this completed a step and wrote its restart file (``&MOTION &PRINT &RESTART EACH MD 1``)
+MD_STEP_DONE = 'MD| Step number'
+#: continue an MD run from its parent's restart file with everything it holds (positions, velocities, thermostat and
+#: its random numbers, step and time counters)
+MD_EXT_RESTART = {'RESTART_FILE_NAME': './parent_calc/aiida-1.restart', 'RESTART_DEFAULT': True}
 
 
 def _output_text(calc) -> str:
@@ -114,10 +119,21 @@ class QdCp2kBaseWorkChain(Cp2kBaseWorkChain):
         self.ctx.inputs.parameters = update_cp2k_parameters(self.ctx.inputs.parameters, orm.Dict(changes))
 
     def _restart_from(self, calc) -> None:
-        """Continue from ``calc``'s wavefunction (the geometry is taken over by ``overwrite_input_structure``)."""
+        """Continue from ``calc``'s wavefunction (the geometry is taken over by ``overwrite_input_structure``).
+
+        An MD continues from ``calc``'s restart file (positions, velocities, thermostat, step counter: CP2K then runs
+        the remaining steps of ``STEPS``); an MD that completed no step starts again as it did (same parent folder).
+        """
+        if self._run_type() == 'MD':
+            if MD_STEP_DONE not in _output_text(calc):
+                return
+            self._update_parameters({'EXT_RESTART': dict(MD_EXT_RESTART)})
         self.ctx.inputs.parent_calc_folder = calc.outputs.remote_folder
         self._update_parameters({'FORCE_EVAL': {'DFT': {'WFN_RESTART_FILE_NAME': WFN_RESTART,
                                                         'SCF': {'SCF_GUESS': 'RESTART'}}}})
+
+    def _run_type(self) -> str:
+        return str(self.ctx.inputs.parameters.get_dict().get('GLOBAL', {}).get('RUN_TYPE', 'ENERGY_FORCE')).upper()
 
     @staticmethod
     def _has_wavefunction(calc) -> bool:

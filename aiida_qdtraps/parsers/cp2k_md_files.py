@@ -1,0 +1,125 @@
+"""Readers for the files of a CP2K ``RUN_TYPE MD``: XYZ trajectories, the ``.ener`` table, the ``MOMENTS`` dipoles.
+
+No AiiDA import. A CP2K MD writes, every ``EACH MD`` steps:
+
+- ``<project>-pos-1.xyz``: positions (Å), comment line ``i = <step>, time = <fs>, E = <potential, Hartree>``;
+- ``<project>-vel-1.xyz``: velocities in the unit of ``&MOTION &PRINT &VELOCITIES UNIT`` (bohr/au_t by default;
+  :func:`velocity_factor` converts the units the MD work chain asks for to Å/fs);
+- ``<project>-1.ener``: ``step, time [fs], kinetic [Ha], temperature [K], potential [Ha], conserved [Ha], used time
+  [s]``;
+- ``&DFT &PRINT &MOMENTS`` (``PERIODIC F``): one ``Dipole moment [Debye]`` block per printed step.
+
+A run restarted with ``&EXT_RESTART RESTART_COUNTERS`` continues the step numbering, so the pieces of several runs are
+joined by step number (:func:`join_by_step`).
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+from ase.units import Bohr, Hartree, _amu, _aut, _e
+
+#: 1 Debye in e·Å.
+DEBYE_E_ANGSTROM = 0.20819433622621247
+#: atomic unit of time in fs
+AU_TIME_FS = _aut * 1e15
+
+_COMMENT = re.compile(r'i\s*=\s*(\d+)\s*,\s*time\s*=\s*([-+0-9.Ee]+)')
+_DIPOLE = re.compile(r'Dipole moment \[Debye\]\s*\n\s*X=\s*(\S+)\s+Y=\s*(\S+)\s+Z=\s*(\S+)')
+
+#: velocity units CP2K can print and their factor to Å/fs
+VELOCITY_UNITS = {'angstrom*fs^-1': 1.0, 'bohr*au_t^-1': Bohr / AU_TIME_FS}
+
+
+def velocity_factor(unit: str) -> float:
+    """Factor from a CP2K velocity unit to Å/fs; raises ValueError naming an unknown unit."""
+    key = unit.strip().lower()
+    if key not in VELOCITY_UNITS:
+        raise ValueError(f'velocity unit {unit!r} is not known; use one of {sorted(VELOCITY_UNITS)}')
+    return VELOCITY_UNITS[key]
+
+
+def read_xyz_frames(text: str) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+    """Frames of a CP2K MD XYZ file (positions or velocities).
+
+    :returns: ``(symbols, steps (F,), times_fs (F,), values (F, N, 3))`` in the file's own unit.
+    :raises ValueError: a truncated frame or a frame with another atom count or other elements.
+    """
+    lines = text.splitlines()
+    symbols: list[str] | None = None
+    steps, times, frames = [], [], []
+    index = 0
+    while index < len(lines):
+        if not lines[index].strip():
+            index += 1
+            continue
+        try:
+            n_atoms = int(lines[index].split()[0])
+        except ValueError as exception:
+            raise ValueError(f'line {index + 1}: expected an atom count, got {lines[index]!r}') from exception
+        block = lines[index + 2:index + 2 + n_atoms]
+        if len(block) < n_atoms:
+            break  # the last frame was cut off by a killed run: keep the complete ones
+        match = _COMMENT.search(lines[index + 1])
+        if match is None:
+            raise ValueError(f'line {index + 2}: no "i = <step>, time = <fs>" in the comment {lines[index + 1]!r}')
+        rows = [line.split() for line in block]
+        frame_symbols = [row[0] for row in rows]
+        if symbols is None:
+            symbols = frame_symbols
+        elif frame_symbols != symbols:
+            raise ValueError(f'frame at step {match.group(1)} has {len(frame_symbols)} atoms / other elements than '
+                             f'the first frame ({len(symbols)} atoms)')
+        steps.append(int(match.group(1)))
+        times.append(float(match.group(2)))
+        frames.append([[float(v) for v in row[1:4]] for row in rows])
+        index += 2 + n_atoms
+    if symbols is None:
+        raise ValueError('no frame in the XYZ file')
+    return symbols, np.array(steps), np.array(times), np.array(frames)
+
+
+def read_ener(text: str) -> dict[str, np.ndarray]:
+    """The ``.ener`` table: ``step``, ``time_fs``, ``kinetic_energy``, ``potential_energy``, ``conserved_energy`` (eV),
+    ``temperature`` (K)."""
+    rows = [line.split() for line in text.splitlines() if line.strip() and not line.lstrip().startswith('#')]
+    rows = [row for row in rows if len(row) >= 6]
+    if not rows:
+        raise ValueError('no rows in the .ener file')
+    table = np.array([[float(v) for v in row[:6]] for row in rows])
+    return {'step': table[:, 0].astype(int), 'time_fs': table[:, 1], 'kinetic_energy': table[:, 2] * Hartree,
+            'temperature': table[:, 3], 'potential_energy': table[:, 4] * Hartree,
+            'conserved_energy': table[:, 5] * Hartree}
+
+
+def read_dipoles(text: str) -> np.ndarray:
+    """Dipole moments (e·Å, shape (M, 3)) of the ``Dipole moment [Debye]`` blocks of a MOMENTS file, in order."""
+    values = [[float(x), float(y), float(z)] for x, y, z in _DIPOLE.findall(text)]
+    return np.array(values).reshape(-1, 3) * DEBYE_E_ANGSTROM
+
+
+def join_by_step(pieces: list[tuple[np.ndarray, dict[str, np.ndarray]]]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Join per-run arrays keyed by MD step: a step printed by two runs (a restart point) is kept from the later run.
+
+    :param pieces: ``[(steps (F_i,), {name: array (F_i, ...)}), ...]`` in run order; every piece has the same names.
+    :returns: ``(steps, arrays)`` sorted by step, one row per step.
+    """
+    if not pieces:
+        raise ValueError('no MD run to join')
+    names = set(pieces[0][1])
+    chosen: dict[int, tuple[int, int]] = {}
+    for run, (steps, arrays) in enumerate(pieces):
+        if set(arrays) != names:
+            raise ValueError(f'run {run} has arrays {sorted(arrays)}, the first run {sorted(names)}')
+        for row, step in enumerate(steps):
+            chosen[int(step)] = (run, row)
+    order = sorted(chosen)
+    joined = {name: np.array([pieces[chosen[s][0]][1][name][chosen[s][1]] for s in order]) for name in names}
+    return np.array(order), joined
+
+
+def kinetic_energy_ev(masses_amu: np.ndarray, velocities: np.ndarray) -> np.ndarray:
+    """Kinetic energy (eV) per frame of velocities (F, N, 3) in Å/fs."""
+    factor = _amu * (1e-10 / 1e-15) ** 2 / _e  # amu Å²/fs² in eV
+    return 0.5 * factor * np.einsum('i,fij->f', np.asarray(masses_amu, float), np.asarray(velocities, float) ** 2)

@@ -1,0 +1,350 @@
+"""``QdMdWorkChain``: CP2K Born–Oppenheimer MD of a QD, heated up with a thermostat and continued in NVE.
+
+The DFT settings come from the relax protocol of the same name (``relax.yaml``), the dynamics from ``md.yaml``. The
+run is a chain of CP2K MD runs (``QdCp2kBaseWorkChain``, so the SCF, wall-time and monitor handlers of the relax
+apply): ``heatup_1`` … ``heatup_n`` are CSVR (or Nosé–Hoover) segments whose target rises in equal steps from
+``temperature / n`` to ``temperature``; ``nve`` continues at constant energy. Each run starts from the restart file of
+the one before (positions, velocities, step counter, wavefunction), so no step is computed twice, and a run that
+hits its wall time is continued the same way by the handlers. The frames of every run are joined by step number into
+one ``TrajectoryData`` in the layout every trajectory analysis reads (docs/dynamics.md); the NVE drift of the
+conserved energy is reported and stored.
+"""
+
+from __future__ import annotations
+
+import copy
+import pathlib
+
+import numpy as np
+from aiida import orm
+from aiida.engine import calcfunction, if_, while_
+
+from ..parsers.cp2k_md_files import join_by_step, read_dipoles, read_ener, read_xyz_frames, velocity_factor
+from ..protocols import PROTOCOL_DIR
+from .common import QdCp2kStageWorkChain
+from .cp2k_base import QdCp2kBaseWorkChain
+
+#: keys of the ``md`` input and their types
+MD_KEYS = {'temperature': float, 'timestep_fs': float, 'heatup_fs': float, 'heatup_segments': int,
+           'thermostat': str, 'thermostat_tau_fs': float, 'nve_fs': float, 'stride': int, 'dipole': bool,
+           'seed': int}
+THERMOSTATS = ('CSVR', 'NOSE')
+#: the project name aiida-cp2k gives every run (GLOBAL/PROJECT), which names the files CP2K writes
+PROJECT = 'aiida'
+VELOCITY_UNIT = 'angstrom*fs^-1'
+MOMENTS_FILE = f'{PROJECT}-moments.dat'
+#: files a CP2K MD run of this work chain writes (the pos file is retrieved by aiida-cp2k by default)
+MD_FILES = (f'{PROJECT}-pos-1.xyz', f'{PROJECT}-vel-1.xyz', f'{PROJECT}-1.ener', MOMENTS_FILE)
+RESTART_FILE = f'./parent_calc/{PROJECT}-1.restart'
+
+
+def md_settings(settings: dict) -> dict:
+    """The ``md`` settings checked; raises ValueError naming the first bad key or value."""
+    unknown = sorted(set(settings) - set(MD_KEYS))
+    if unknown:
+        raise ValueError(f'unknown md key(s) {unknown}; allowed {sorted(MD_KEYS)}')
+    missing = sorted(set(MD_KEYS) - set(settings))
+    if missing:
+        raise ValueError(f'md settings miss {missing} (use get_builder_from_protocol for the defaults)')
+    checked = {}
+    for key, kind in MD_KEYS.items():
+        value = settings[key]
+        if kind is float and isinstance(value, int | float) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise ValueError(f'md.{key} must be {kind.__name__}, got {value!r}')
+        checked[key] = value
+    if not 0 < checked['temperature'] <= 5000:
+        raise ValueError(f"md.temperature must be in (0, 5000] K, got {checked['temperature']}")
+    if not 0 < checked['timestep_fs'] <= 5:
+        raise ValueError(f"md.timestep_fs must be in (0, 5] fs, got {checked['timestep_fs']}")
+    for key in ('heatup_fs', 'nve_fs'):
+        if checked[key] < 0:
+            raise ValueError(f'md.{key} must be >= 0 fs, got {checked[key]}')
+    if checked['heatup_fs'] + checked['nve_fs'] <= 0:
+        raise ValueError('md.heatup_fs + md.nve_fs must be > 0: nothing to run')
+    if checked['heatup_segments'] < 1:
+        raise ValueError(f"md.heatup_segments must be >= 1, got {checked['heatup_segments']}")
+    if checked['thermostat'].upper() not in THERMOSTATS:
+        raise ValueError(f"md.thermostat {checked['thermostat']!r} is not available; choose one of {THERMOSTATS}")
+    checked['thermostat'] = checked['thermostat'].upper()
+    if checked['thermostat_tau_fs'] <= 0:
+        raise ValueError(f"md.thermostat_tau_fs must be > 0 fs, got {checked['thermostat_tau_fs']}")
+    if checked['seed'] < 1:
+        raise ValueError(f"md.seed must be >= 1 (CP2K refuses seed 0), got {checked['seed']}")
+    if checked['stride'] < 1:
+        raise ValueError(f"md.stride must be >= 1, got {checked['stride']}")
+    heat_steps = round(checked['heatup_fs'] / checked['timestep_fs'])
+    if checked['heatup_fs'] and heat_steps < checked['heatup_segments']:
+        raise ValueError(f"md.heatup_fs {checked['heatup_fs']} is {heat_steps} steps of {checked['timestep_fs']} fs: "
+                         f"fewer than md.heatup_segments {checked['heatup_segments']}")
+    return checked
+
+
+def md_stages(settings: dict) -> list[dict]:
+    """The CP2K runs of an MD: ``[{'name', 'ensemble', 'temperature', 'last_step'}, ...]`` (``last_step`` counts from
+    step 0 of the first run; CP2K's ``MAX_STEPS`` is one more)."""
+    dt = settings['timestep_fs']
+    stages = []
+    heat_steps = round(settings['heatup_fs'] / dt)
+    if heat_steps:
+        n = settings['heatup_segments']
+        for k in range(1, n + 1):
+            stages.append({'name': f'heatup_{k}', 'ensemble': 'NVT', 'temperature': settings['temperature'] * k / n,
+                           'last_step': round(heat_steps * k / n)})
+    nve_steps = round(settings['nve_fs'] / dt)
+    if nve_steps:
+        stages.append({'name': 'nve', 'ensemble': 'NVE', 'temperature': settings['temperature'],
+                       'last_step': heat_steps + nve_steps})
+    return stages
+
+
+def md_stage_parameters(parameters: dict, settings: dict, stage: dict, first: bool) -> dict:
+    """CP2K parameters of one MD run: ``parameters`` (the DFT of a relax protocol) with ``RUN_TYPE MD``, the
+    ``&MOTION &MD`` of ``stage``, frames printed every ``stride`` steps and, unless ``first``, a restart from the
+    previous run (positions, velocities and counters; not the thermostat, whose target changes)."""
+    params = copy.deepcopy(parameters)
+    params['GLOBAL'] = {**params.get('GLOBAL', {}), 'RUN_TYPE': 'MD', 'SEED': settings['seed']}
+    each = {'MD': settings['stride']}
+    # STEPS counts from the restarted step counter; MAX_STEPS caps the counter of all runs together, and CP2K 2023.1
+    # stops at step MAX_STEPS - 1 (MAX_STEPS 3 runs steps 1-2; a restart from step 2 with MAX_STEPS 6 runs 3-5)
+    md = {'ENSEMBLE': stage['ensemble'], 'STEPS': stage['last_step'], 'MAX_STEPS': stage['last_step'] + 1,
+          'TIMESTEP': settings['timestep_fs'],
+          'TEMPERATURE': stage['temperature'], 'ANGVEL_ZERO': True, 'PRINT': {'ENERGY': {'EACH': each}}}
+    if stage['ensemble'] == 'NVT':
+        tau = settings['thermostat_tau_fs']
+        thermostat = {'TYPE': settings['thermostat'], 'REGION': 'GLOBAL'}
+        if settings['thermostat'] == 'CSVR':
+            thermostat['CSVR'] = {'TIMECON': tau}
+        else:
+            thermostat['NOSE'] = {'LENGTH': 3, 'TIMECON': tau}
+        md['THERMOSTAT'] = thermostat
+    params['MOTION'] = {'MD': md, 'PRINT': {
+        'TRAJECTORY': {'FORMAT': 'XYZ', 'EACH': each},
+        'VELOCITIES': {'FORMAT': 'XYZ', 'UNIT': VELOCITY_UNIT, 'EACH': each},
+        'RESTART': {'BACKUP_COPIES': 0, 'EACH': {'MD': 1}},
+    }}
+    dft = params.setdefault('FORCE_EVAL', {}).setdefault('DFT', {})
+    if settings['dipole']:
+        dft.setdefault('PRINT', {})['MOMENTS'] = {'PERIODIC': False, 'FILENAME': f'={MOMENTS_FILE}', 'EACH': each}
+    params.pop('EXT_RESTART', None)
+    if not first:
+        params['EXT_RESTART'] = {'RESTART_FILE_NAME': RESTART_FILE, 'RESTART_DEFAULT': False, 'RESTART_POS': True,
+                                 'RESTART_VEL': True, 'RESTART_COUNTERS': True}
+        dft['WFN_RESTART_FILE_NAME'] = './parent_calc/aiida-RESTART.wfn'
+        dft.setdefault('SCF', {})['SCF_GUESS'] = 'RESTART'
+    return params
+
+
+def _nve_drift(times_fs: np.ndarray, conserved_ev: np.ndarray, n_atoms: int) -> float | None:
+    """Slope of a straight-line fit to the conserved energy, meV/atom/ps (None for fewer than 3 frames)."""
+    if len(times_fs) < 3:
+        return None
+    slope = np.polyfit(times_fs, conserved_ev, 1)[0]  # eV/fs
+    return float(slope * 1e3 * 1e3 / n_atoms)
+
+
+@calcfunction
+def cp2k_md_trajectory(settings: orm.Dict, **runs: orm.FolderData) -> dict:
+    """One trajectory from the retrieved folders of a chain of CP2K MD runs (``run_000``, ``run_001``, … in order).
+
+    :param settings: ``{'md_timestep_fs', 'nve_first_step' (None without NVE), 'velocity_unit'}``.
+    :returns: ``trajectory`` (TrajectoryData: positions Å, velocities Å/fs, times fs; arrays ``potential_energy``,
+        ``kinetic_energy``, ``conserved_energy`` eV, ``temperature`` K, ``step``, ``dipole`` e·Å when printed;
+        attributes ``timestep_fs``, ``md_timestep_fs``, ``engine``, ``units``) and ``md_summary`` (Dict).
+    """
+    options = settings.get_dict()
+    factor = velocity_factor(options['velocity_unit'])
+    pieces, symbols = [], None
+    for label in sorted(runs):
+        folder = runs[label]
+        names = set(folder.base.repository.list_object_names())
+        if f'{PROJECT}-pos-1.xyz' not in names or f'{PROJECT}-1.ener' not in names:
+            continue  # a run stopped before its first frame
+        run_symbols, steps, times, positions = read_xyz_frames(
+            folder.base.repository.get_object_content(f'{PROJECT}-pos-1.xyz'))
+        symbols = symbols or run_symbols
+        if run_symbols != symbols:
+            raise ValueError(f'{label}: other atoms than the first run')
+        arrays = {'positions': positions, 'times': times}
+        if f'{PROJECT}-vel-1.xyz' in names:
+            velocity_text = folder.base.repository.get_object_content(f'{PROJECT}-vel-1.xyz')
+            _, vsteps, _, velocities = read_xyz_frames(velocity_text)
+            by_step = dict(zip(vsteps.tolist(), velocities * factor))
+            arrays['velocities'] = np.array([by_step.get(int(s), np.full(positions.shape[1:], np.nan)) for s in steps])
+        ener = read_ener(folder.base.repository.get_object_content(f'{PROJECT}-1.ener'))
+        rows = {int(s): i for i, s in enumerate(ener['step'])}
+        for name in ('potential_energy', 'kinetic_energy', 'conserved_energy', 'temperature'):
+            arrays[name] = np.array([ener[name][rows[int(s)]] if int(s) in rows else np.nan for s in steps])
+        if MOMENTS_FILE in names:
+            dipoles = read_dipoles(folder.base.repository.get_object_content(MOMENTS_FILE))
+            if len(dipoles) >= len(steps):  # one block per printed frame; a killed run may miss the last ones
+                arrays['dipole'] = dipoles[:len(steps)]
+        pieces.append((steps, arrays))
+    if not pieces:
+        raise ValueError('no MD run wrote a frame')
+    common = set.intersection(*(set(a) for _, a in pieces))
+    steps, joined = join_by_step([(s, {k: v for k, v in a.items() if k in common}) for s, a in pieces])
+
+    trajectory = orm.TrajectoryData()
+    trajectory.set_trajectory(symbols, joined['positions'], stepids=steps, times=joined['times'],
+                              velocities=joined.get('velocities'))
+    for name in ('potential_energy', 'kinetic_energy', 'conserved_energy', 'temperature', 'dipole'):
+        if name in joined:
+            trajectory.set_array(name, joined[name])
+    stored_dt = np.diff(joined['times'])
+    trajectory.base.attributes.set_many({
+        'timestep_fs': float(np.median(stored_dt)) if len(stored_dt) else 0.0,
+        'md_timestep_fs': float(options['md_timestep_fs']), 'engine': 'cp2k',
+        'units': {'positions': 'angstrom', 'velocities': 'angstrom/fs', 'times': 'fs', 'energy': 'eV',
+                  'temperature': 'K', 'dipole': 'e*angstrom'}})
+
+    summary = {'frames': int(len(steps)), 'last_step': int(steps[-1]), 'time_fs': float(joined['times'][-1]),
+               'runs': len(pieces), 'n_atoms': len(symbols)}
+    nve_first = options.get('nve_first_step')
+    if nve_first is not None:
+        nve = steps >= nve_first
+        summary['nve_frames'] = int(nve.sum())
+        if nve.any():
+            temperature = joined['temperature'][nve]
+            summary['nve_mean_temperature_k'] = float(np.nanmean(temperature))
+            summary['nve_std_temperature_k'] = float(np.nanstd(temperature))
+            summary['nve_drift_mev_per_atom_ps'] = _nve_drift(joined['times'][nve], joined['conserved_energy'][nve],
+                                                              len(symbols))
+    return {'trajectory': trajectory, 'md_summary': orm.Dict(summary)}
+
+
+class QdMdWorkChain(QdCp2kStageWorkChain):
+    """CP2K MD of a QD: thermostatted heat-up in segments, then NVE; one trajectory with the NVE drift."""
+
+    _namespace = 'base'
+
+    @classmethod
+    def define(cls, spec):
+        super().define(spec)
+        spec.expose_inputs(QdCp2kBaseWorkChain, namespace='base', exclude=('cp2k.structure',))
+        spec.input('md', valid_type=orm.Dict, validator=cls._validate_md,
+                   help='Dynamics settings (keys of md.yaml): temperature (K), timestep_fs, heatup_fs, '
+                        'heatup_segments, thermostat (CSVR|NOSE), thermostat_tau_fs, nve_fs, stride, dipole, seed.')
+        spec.outline(
+            cls.setup,
+            if_(cls.should_box)(cls.put_in_box),
+            cls.validate_inputs,
+            cls.plan_stages,
+            while_(cls.has_stage)(cls.run_stage, cls.inspect_stage),
+            cls.results,
+        )
+        spec.output('trajectory', valid_type=orm.TrajectoryData,
+                    help='All stored frames of all runs (layout in docs/dynamics.md).')
+        spec.output('md_summary', valid_type=orm.Dict, help='Frames, length, NVE mean temperature and drift.')
+        spec.output('remote_folder', valid_type=orm.RemoteData, help='Folder of the last CP2K run (its restart file).')
+        spec.exit_code(411, 'ERROR_MD_RUN_FAILED', message='The CP2K MD run `{stage}` failed: {message}')
+        spec.exit_code(412, 'ERROR_NO_TRAJECTORY', message='The MD runs wrote no readable frame: {message}')
+
+    @staticmethod
+    def _validate_md(value, _):
+        try:
+            md_settings(value.get_dict())
+        except ValueError as exception:
+            return str(exception)
+        return None
+
+    @classmethod
+    def get_protocol_filepath(cls) -> pathlib.Path:
+        return PROTOCOL_DIR / 'md.yaml'
+
+    @classmethod
+    def get_builder_from_protocol(cls, code: orm.Code, structure: orm.StructureData, protocol: str | None = None,
+                                  overrides: dict | None = None, charge: int = 0, multiplicity: int = 1,
+                                  options: dict | None = None):
+        """Builder with the dynamics of ``md.yaml`` and the DFT settings of the relax protocol of the same name.
+
+        :param overrides: ``{'md': {...}, 'base': {...}}``: ``md`` keys replace the protocol's dynamics, ``base`` is
+            merged into the relax protocol's CP2K namespace (e.g. ``{'base': {'cp2k': {'parameters': ...}}}``).
+        :param options: CalcJob options merged into ``base.cp2k.metadata.options`` (e.g. resources, wall time).
+        """
+        from .relax import QdRelaxWorkChain
+
+        overrides = dict(overrides or {})
+        relax_overrides = {'base': overrides.pop('base')} if 'base' in overrides else None
+        inputs = cls.get_protocol_inputs(protocol, overrides)
+        relax = QdRelaxWorkChain.get_builder_from_protocol(code, structure, protocol, relax_overrides, charge,
+                                                           multiplicity, options)
+        builder = cls.get_builder()
+        builder.structure = structure
+        builder.charge = orm.Int(charge)
+        builder.multiplicity = orm.Int(multiplicity)
+        if 'box_vacuum' in relax:
+            builder.box_vacuum = relax.box_vacuum
+        builder.clean_workdir = orm.Bool(inputs['clean_workdir'])
+        builder.md = orm.Dict(md_settings(inputs['md']))
+        parameters = relax.base.cp2k.parameters.get_dict()
+        parameters.pop('MOTION', None)
+        parameters['GLOBAL'] = {**parameters.get('GLOBAL', {}), 'RUN_TYPE': 'MD'}
+        builder.base.max_iterations = relax.base.max_iterations
+        builder.base.cp2k.code = code
+        builder.base.cp2k.parameters = orm.Dict(parameters)
+        builder.base.cp2k.metadata = relax.base.cp2k.metadata
+        if 'monitors' in relax.base.cp2k:
+            builder.base.cp2k.monitors = relax.base.cp2k.monitors
+        settings = relax.base.cp2k.settings.get_dict() if 'settings' in relax.base.cp2k else {}
+        retrieve = list(settings.get('additional_retrieve_list', []))
+        settings['additional_retrieve_list'] = retrieve + [name for name in MD_FILES if name not in retrieve]
+        builder.base.cp2k.settings = orm.Dict(settings)
+        return builder
+
+    def plan_stages(self):
+        self.ctx.settings = md_settings(self.inputs.md.get_dict())
+        self.ctx.stages = md_stages(self.ctx.settings)
+        self.ctx.done = []
+        heat = [s for s in self.ctx.stages if s['ensemble'] == 'NVT']
+        self.report(f"MD plan: {len(heat)} heat-up segment(s) to {self.ctx.settings['temperature']} K "
+                    f"({self.ctx.settings['thermostat']}), then {self.ctx.settings['nve_fs']} fs NVE, "
+                    f"time step {self.ctx.settings['timestep_fs']} fs, {self.ctx.stages[-1]['last_step']} steps")
+
+    def has_stage(self):
+        return len(self.ctx.done) < len(self.ctx.stages)
+
+    def run_stage(self):
+        stage = self.ctx.stages[len(self.ctx.done)]
+        first = not self.ctx.done
+        base = self.inputs.base.cp2k.parameters.get_dict()
+        parameters = orm.Dict(md_stage_parameters(base, self.ctx.settings, stage, first))
+        extra = {'parameters': parameters}
+        if not first:
+            extra['parent_calc_folder'] = self.ctx.done[-1].outputs.remote_folder
+        description = f"CP2K MD {stage['name']}: {stage['ensemble']} at {stage['temperature']:g} K to step " \
+                      f"{stage['last_step']}"
+        return self.submit_cp2k(stage['name'], description, **extra)
+
+    def inspect_stage(self):
+        stage = self.ctx.stages[len(self.ctx.done)]
+        message = self.failed_child_message()
+        if message:
+            return self.exit_codes.ERROR_MD_RUN_FAILED.format(stage=stage['name'], message=message)
+        self.ctx.done.append(self.ctx.workchain)
+        return None
+
+    def results(self):
+        calcs = []
+        for workchain in self.ctx.done:
+            calcs.extend(sorted((n for n in workchain.called if isinstance(n, orm.CalcJobNode)), key=lambda n: n.ctime))
+        runs = {f'run_{i:03d}': calc.outputs.retrieved for i, calc in enumerate(calcs) if 'retrieved' in calc.outputs}
+        nve = [s for s in self.ctx.stages if s['ensemble'] == 'NVE']
+        heat_steps = self.ctx.stages[-2]['last_step'] if nve and len(self.ctx.stages) > 1 else 0
+        settings = orm.Dict({'md_timestep_fs': self.ctx.settings['timestep_fs'], 'velocity_unit': VELOCITY_UNIT,
+                             'nve_first_step': heat_steps if nve else None})
+        try:
+            result = cp2k_md_trajectory(settings, **runs)
+        except ValueError as exception:
+            return self.exit_codes.ERROR_NO_TRAJECTORY.format(message=str(exception))
+        summary = result['md_summary']
+        self.out('trajectory', result['trajectory'])
+        self.out('md_summary', summary)
+        self.out('remote_folder', self.ctx.done[-1].outputs.remote_folder)
+        text = f"MD done: {summary['frames']} frames, {summary['time_fs']:.1f} fs in {summary['runs']} CP2K run(s)"
+        if summary.get('nve_drift_mev_per_atom_ps') is not None:
+            text += (f"; NVE: mean temperature {summary['nve_mean_temperature_k']:.1f} K, drift of the conserved "
+                     f"energy {summary['nve_drift_mev_per_atom_ps']:+.3f} meV/atom/ps")
+        self.report(text)
+        return None

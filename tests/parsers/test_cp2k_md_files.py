@@ -1,0 +1,94 @@
+"""Readers of CP2K MD files, on the files of a real 6-step In4PF9 NVT run (CP2K 2023.1, frames every 2 steps) and of
+its continuation (restart file, counters continued)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from ase.data import atomic_masses, atomic_numbers
+from ase.units import Bohr, Hartree, kB
+
+from aiida_qdtraps.parsers.cp2k_md_files import (
+    AU_TIME_FS,
+    DEBYE_E_ANGSTROM,
+    join_by_step,
+    kinetic_energy_ev,
+    read_dipoles,
+    read_ener,
+    read_xyz_frames,
+    velocity_factor,
+)
+
+
+@pytest.fixture
+def md_dir(data_dir):
+    return data_dir / 'cp2k' / 'md'
+
+
+def test_positions_and_velocities_frames(md_dir):
+    symbols, steps, times, positions = read_xyz_frames((md_dir / 'aiida-pos-1.xyz').read_text())
+    assert len(symbols) == 14 and symbols.count('F') == 9 and symbols.count('In') == 4
+    assert steps.tolist() == [0, 2, 4, 6] and times.tolist() == [0.0, 2.0, 4.0, 6.0]
+    assert positions.shape == (4, 14, 3)
+    assert positions[0, 0].tolist() == [4.68356805, 4.68356805, 4.68356805]
+    _, vsteps, _, velocities = read_xyz_frames((md_dir / 'aiida-vel-1.xyz').read_text())
+    assert vsteps.tolist() == steps.tolist()
+    # the kinetic energy of the printed velocities (Å/fs) is the .ener file's, and its temperature 3N-6 degrees
+    ener = read_ener((md_dir / 'aiida-1.ener').read_text())
+    masses = atomic_masses[[atomic_numbers[s] for s in symbols]]
+    kinetic = kinetic_energy_ev(masses, velocities)
+    assert np.allclose(kinetic, ener['kinetic_energy'], rtol=2e-3)
+    assert np.allclose(2 * kinetic / ((3 * 14 - 6) * kB), ener['temperature'], rtol=2e-3)
+
+
+def test_ener_table_in_ev(md_dir):
+    ener = read_ener((md_dir / 'aiida-1.ener').read_text())
+    assert ener['step'].tolist() == [0, 2, 4, 6]
+    assert ener['temperature'][0] == pytest.approx(150.0)
+    assert ener['potential_energy'][0] == pytest.approx(-450.041751320 * Hartree)
+    # the CSVR conserved quantity moves by < 0.3 meV over these 6 fs
+    assert np.ptp(ener['conserved_energy']) < 3e-4
+
+
+def test_dipoles_one_per_frame_in_e_angstrom(md_dir):
+    dipoles = read_dipoles((md_dir / 'aiida-moments.dat').read_text())
+    assert dipoles.shape == (4, 3)
+    assert dipoles[0] == pytest.approx(np.array([5.8909233, -1.4125181, 2.0838534]) * DEBYE_E_ANGSTROM)
+
+
+def test_restarted_run_continues_the_step_numbers(md_dir):
+    _, steps, times, _ = read_xyz_frames((md_dir / 'restarted' / 'aiida-pos-1.xyz').read_text())
+    assert steps[0] == 8 and times[0] == 8.0
+    assert read_ener((md_dir / 'restarted' / 'aiida-1.ener').read_text())['step'][0] == 8
+
+
+def test_join_by_step_keeps_the_later_run_at_a_restart_point():
+    first = (np.array([0, 2, 4]), {'x': np.array([0.0, 2.0, 4.0])})
+    second = (np.array([4, 6]), {'x': np.array([40.0, 60.0])})
+    steps, arrays = join_by_step([first, second])
+    assert steps.tolist() == [0, 2, 4, 6] and arrays['x'].tolist() == [0.0, 2.0, 40.0, 60.0]
+    with pytest.raises(ValueError, match='arrays'):
+        join_by_step([first, (np.array([6]), {'y': np.array([1.0])})])
+    with pytest.raises(ValueError, match='no MD run'):
+        join_by_step([])
+
+
+def test_truncated_last_frame_is_dropped_and_bad_files_are_refused(md_dir):
+    text = (md_dir / 'aiida-pos-1.xyz').read_text()
+    cut = text[:text.rindex(' P ')]
+    assert read_xyz_frames(cut)[1].tolist() == [0, 2, 4]
+    with pytest.raises(ValueError, match='atom count'):
+        read_xyz_frames('garbage\n')
+    with pytest.raises(ValueError, match='no frame'):
+        read_xyz_frames('')
+    first_frame = '\n'.join(text.splitlines()[:16]) + '\n'
+    with pytest.raises(ValueError, match='other elements'):
+        read_xyz_frames(first_frame + first_frame.replace(' In ', ' Ga ', 1))
+
+
+def test_velocity_units():
+    assert velocity_factor('angstrom*fs^-1') == 1.0
+    assert velocity_factor('bohr*au_t^-1') == pytest.approx(Bohr / AU_TIME_FS)
+    assert AU_TIME_FS == pytest.approx(0.02418884, rel=1e-6)
+    with pytest.raises(ValueError, match="'m/s'"):
+        velocity_factor('m/s')

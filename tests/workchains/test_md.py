@@ -1,0 +1,189 @@
+"""QdMdWorkChain: settings, stages, CP2K parameters, the trajectory of recorded runs, the MD restart handler and a
+real heat-up -> NVE run of In4PF9."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from aiida import orm
+from aiida.engine import run_get_node
+
+from aiida_qdtraps.workchains.cp2k_base import QdCp2kBaseWorkChain
+from aiida_qdtraps.workchains.md import (
+    MD_FILES,
+    QdMdWorkChain,
+    cp2k_md_trajectory,
+    md_settings,
+    md_stage_parameters,
+    md_stages,
+)
+
+FAST = {'temperature': 300.0, 'timestep_fs': 1.0, 'heatup_fs': 100.0, 'heatup_segments': 2, 'thermostat': 'CSVR',
+        'thermostat_tau_fs': 25.0, 'nve_fs': 100.0, 'stride': 1, 'dipole': True, 'seed': 1}
+
+
+@pytest.mark.parametrize('change, match', [
+    ({'temperature': -1.0}, 'md.temperature'),
+    ({'timestep_fs': 10.0}, 'md.timestep_fs'),
+    ({'heatup_fs': -5.0}, 'md.heatup_fs'),
+    ({'heatup_fs': 0.0, 'nve_fs': 0.0}, 'nothing to run'),
+    ({'heatup_segments': 0}, 'md.heatup_segments'),
+    ({'heatup_fs': 3.0, 'heatup_segments': 5}, 'fewer than md.heatup_segments 5'),
+    ({'thermostat': 'berendsen'}, "'berendsen'"),
+    ({'thermostat_tau_fs': 0.0}, 'thermostat_tau_fs'),
+    ({'stride': 0}, 'md.stride'),
+    ({'stride': 1.5}, 'md.stride must be int'),
+    ({'dipole': 'yes'}, 'md.dipole must be bool'),
+    ({'seed': 0}, 'md.seed must be >= 1'),
+    ({'speed': 1}, "unknown md key"),
+])
+def test_bad_md_settings_are_named(change, match):
+    with pytest.raises(ValueError, match=match):
+        md_settings({**FAST, **change})
+
+
+def test_stages_ramp_the_thermostat_then_nve():
+    stages = md_stages(md_settings(FAST))
+    assert [(s['name'], s['ensemble'], s['temperature'], s['last_step']) for s in stages] == [
+        ('heatup_1', 'NVT', 150.0, 50), ('heatup_2', 'NVT', 300.0, 100), ('nve', 'NVE', 300.0, 200)]
+    only_nve = md_stages(md_settings({**FAST, 'heatup_fs': 0.0}))
+    assert [(s['name'], s['last_step']) for s in only_nve] == [('nve', 100)]
+    assert [s['name'] for s in md_stages(md_settings({**FAST, 'nve_fs': 0.0}))] == ['heatup_1', 'heatup_2']
+
+
+def test_stage_parameters():
+    dft = {'GLOBAL': {'RUN_TYPE': 'GEO_OPT'}, 'MOTION': {'GEO_OPT': {}}, 'FORCE_EVAL': {'DFT': {'SCF': {}}}}
+    settings = md_settings({**FAST, 'stride': 5})
+    first, second, nve = md_stages(settings)
+    p = md_stage_parameters(dft, settings, first, first=True)
+    assert p['GLOBAL']['RUN_TYPE'] == 'MD' and 'GEO_OPT' not in p['MOTION'] and 'EXT_RESTART' not in p
+    md = p['MOTION']['MD']
+    assert (md['ENSEMBLE'], md['STEPS'], md['MAX_STEPS'], md['TEMPERATURE']) == ('NVT', 50, 51, 150.0)
+    assert md['THERMOSTAT'] == {'TYPE': 'CSVR', 'REGION': 'GLOBAL', 'CSVR': {'TIMECON': 25.0}}
+    assert p['MOTION']['PRINT']['VELOCITIES']['EACH'] == {'MD': 5}
+    assert p['MOTION']['PRINT']['RESTART']['EACH'] == {'MD': 1}
+    assert p['FORCE_EVAL']['DFT']['PRINT']['MOMENTS']['EACH'] == {'MD': 5}
+    p = md_stage_parameters(dft, settings, nve, first=False)
+    assert p['MOTION']['MD']['ENSEMBLE'] == 'NVE' and 'THERMOSTAT' not in p['MOTION']['MD']
+    assert p['EXT_RESTART']['RESTART_VEL'] and p['EXT_RESTART']['RESTART_COUNTERS']
+    assert not p['EXT_RESTART']['RESTART_DEFAULT']  # the thermostat of the heat-up is not carried into NVE
+    assert p['FORCE_EVAL']['DFT']['SCF']['SCF_GUESS'] == 'RESTART'
+    nose = md_stage_parameters(dft, md_settings({**FAST, 'thermostat': 'nose'}), second, first=False)
+    assert nose['MOTION']['MD']['THERMOSTAT']['NOSE'] == {'LENGTH': 3, 'TIMECON': 25.0}
+    assert dft['GLOBAL']['RUN_TYPE'] == 'GEO_OPT'  # the input is not changed
+
+
+def test_builder_takes_the_relax_dft_and_the_md_protocol(tiny_qd, recorded_cp2k_code):
+    builder = QdMdWorkChain.get_builder_from_protocol(recorded_cp2k_code, tiny_qd, protocol='fast',
+                                                      overrides={'md': {'temperature': 200.0}})
+    assert builder.md['temperature'] == 200.0 and builder.md['nve_fs'] == 100.0
+    parameters = builder.base.cp2k.parameters.get_dict()
+    assert parameters['GLOBAL']['RUN_TYPE'] == 'MD' and 'MOTION' not in parameters
+    assert parameters['FORCE_EVAL']['DFT']['MGRID']['CUTOFF'] == 200  # the fast relax grid
+    assert parameters['FORCE_EVAL']['DFT']['QS']['METHOD'] == 'GAPW'
+    assert set(MD_FILES) <= set(builder.base.cp2k.settings['additional_retrieve_list'])
+    assert 'scf' in builder.base.cp2k.monitors
+    moderate = QdMdWorkChain.get_builder_from_protocol(recorded_cp2k_code, tiny_qd)
+    assert moderate.md['nve_fs'] == 35000.0 and moderate.md['heatup_fs'] == 2000.0
+    assert moderate.base.cp2k.parameters['FORCE_EVAL']['DFT']['MGRID']['CUTOFF'] == 400
+    with pytest.raises(ValueError, match='md.temperature'):
+        QdMdWorkChain.get_builder_from_protocol(recorded_cp2k_code, tiny_qd, protocol='fast',
+                                                overrides={'md': {'temperature': 0.0}})
+
+
+def _folder(directory) -> orm.FolderData:
+    folder = orm.FolderData()
+    for path in directory.iterdir():
+        if path.is_file():
+            folder.base.repository.put_object_from_file(str(path), path.name)
+    return folder
+
+
+def test_trajectory_of_two_recorded_runs(data_dir):
+    md = data_dir / 'cp2k' / 'md'
+    settings = orm.Dict({'md_timestep_fs': 1.0, 'velocity_unit': 'angstrom*fs^-1', 'nve_first_step': 8})
+    result = cp2k_md_trajectory(settings, run_000=_folder(md), run_001=_folder(md / 'restarted'))
+    trajectory = result['trajectory']
+    assert trajectory.get_stepids().tolist() == [0, 2, 4, 6, 8, 10, 12]
+    assert trajectory.get_times().tolist() == [0.0, 2.0, 4.0, 6.0, 8.0, 10.0, 12.0]
+    assert trajectory.get_array('velocities').shape == (7, 14, 3)
+    assert trajectory.get_array('dipole').shape == (7, 3)
+    assert trajectory.get_array('temperature')[0] == pytest.approx(150.0)
+    attributes = trajectory.base.attributes.all
+    assert attributes['timestep_fs'] == 2.0 and attributes['md_timestep_fs'] == 1.0 and attributes['engine'] == 'cp2k'
+    assert attributes['units']['velocities'] == 'angstrom/fs'
+    # the positions continue across the restart: the step 6 -> 8 move is like the 4 -> 6 move
+    positions = trajectory.get_positions()
+    moves = np.abs(np.diff(positions, axis=0)).max(axis=(1, 2))
+    assert moves[3] < 3 * moves[2]
+    summary = result['md_summary'].get_dict()
+    assert summary['frames'] == 7 and summary['runs'] == 2 and summary['nve_frames'] == 3
+    assert summary['nve_drift_mev_per_atom_ps'] is not None
+
+
+def test_trajectory_without_frames_is_refused():
+    settings = orm.Dict({'md_timestep_fs': 1.0, 'velocity_unit': 'angstrom*fs^-1', 'nve_first_step': None})
+    empty = orm.FolderData()
+    empty.base.repository.put_object_from_bytes(b'CP2K started\n', 'aiida.out')
+    with pytest.raises(ValueError, match='no MD run wrote a frame'):
+        cp2k_md_trajectory(settings, run_000=empty)
+
+
+@pytest.fixture
+def md_base(generate_workchain, recorded_cp2k_code, tiny_qd):
+    parameters = md_stage_parameters({'GLOBAL': {}, 'FORCE_EVAL': {'DFT': {'SCF': {'MAX_SCF': 50}}}},
+                                     md_settings(FAST), md_stages(md_settings(FAST))[-1], first=False)
+    inputs = {'cp2k': {'code': recorded_cp2k_code, 'structure': tiny_qd, 'parameters': orm.Dict(parameters),
+                       'metadata': {'options': {'max_wallclock_seconds': 1000, 'resources': {'num_machines': 1}}}}}
+    process = generate_workchain(QdCp2kBaseWorkChain, inputs)
+    process.setup()
+    return process
+
+
+def test_md_out_of_walltime_continues_from_its_restart_file(md_base, generate_cp2k_calc, data_dir):
+    calc = generate_cp2k_calc({'aiida.out': data_dir / 'cp2k' / 'md' / 'walltime_md.out'}, 'ERROR_OUT_OF_WALLTIME')
+    report = md_base.handle_out_of_walltime(calc)
+    assert report.do_break and report.exit_code.status == 0
+    restart = md_base.ctx.inputs.parameters['EXT_RESTART']
+    assert restart['RESTART_DEFAULT'] and restart['RESTART_FILE_NAME'] == './parent_calc/aiida-1.restart'
+    assert md_base.ctx.inputs.parent_calc_folder.uuid == calc.outputs.remote_folder.uuid
+
+
+def test_md_that_completed_no_step_starts_again_from_its_own_parent(md_base, generate_cp2k_calc):
+    before = md_base.ctx.inputs.parameters.get_dict()['EXT_RESTART']
+    calc = generate_cp2k_calc({'aiida.out': 'CP2K started\n  SCF WAVEFUNCTION OPTIMIZATION\n'},
+                              'ERROR_OUT_OF_WALLTIME')
+    md_base.handle_out_of_walltime(calc)
+    assert md_base.ctx.inputs.parameters['EXT_RESTART'] == before
+    assert 'parent_calc_folder' not in md_base.ctx.inputs
+
+
+@pytest.mark.slow
+def test_real_heatup_then_nve(cp2k_code, tiny_qd):
+    """In4PF9, fast DFT: 2 CSVR segments of 3 steps (150 K, 300 K), then 4 NVE steps: three CP2K runs, each continuing
+    the one before from its restart file."""
+    md = {'heatup_fs': 6.0, 'heatup_segments': 2, 'nve_fs': 4.0, 'thermostat_tau_fs': 10.0, 'stride': 1}
+    builder = QdMdWorkChain.get_builder_from_protocol(cp2k_code, tiny_qd, protocol='fast', overrides={'md': md})
+    results, node = run_get_node(builder)
+    assert node.is_finished_ok, node.exit_message
+    trajectory = results['trajectory']
+    assert trajectory.get_stepids().tolist() == list(range(11))
+    assert trajectory.get_times()[-1] == pytest.approx(10.0)
+    velocities = trajectory.get_array('velocities')
+    assert velocities.shape == (11, 14, 3) and np.isfinite(velocities).all()
+    # positions move by less than 0.05 Å per fs step, also across the two restarts (steps 3 -> 4, 6 -> 7)
+    assert np.abs(np.diff(trajectory.get_positions(), axis=0)).max() < 0.05
+    # the CP2K runs are chained through their restart files
+    stages = [node.base.links.get_outgoing(link_label_filter=name).one().node
+              for name in ('heatup_1', 'heatup_2', 'nve')]
+    assert all(stage.is_finished_ok for stage in stages)
+    nve_calc = [n for n in stages[2].called if n.process_type == 'aiida.calculations:cp2k'][0]
+    assert nve_calc.inputs.parameters['EXT_RESTART']['RESTART_VEL']
+    heat_calc = [n for n in stages[1].called if n.process_type == 'aiida.calculations:cp2k'][-1]
+    assert nve_calc.inputs.parent_calc_folder.uuid == heat_calc.outputs.remote_folder.uuid
+    summary = results['md_summary'].get_dict()
+    assert summary['runs'] == 3 and summary['nve_frames'] == 5
+    # NVE: the conserved energy stays within 1 meV/atom over the 4 steps
+    conserved = trajectory.get_array('conserved_energy')[6:]
+    assert np.ptp(conserved) / 14 < 1e-3
+    assert trajectory.get_array('dipole').shape == (11, 3)
