@@ -21,8 +21,8 @@ from aiida import orm
 from .. import provenance
 from ..data import TrapRecord
 
-#: Engines by CalcJob process label.
-ENGINES = {'Cp2kCalculation': 'CP2K', 'PwCalculation': 'Quantum ESPRESSO (pw.x)'}
+#: Engines by CalcJob entry point (process type).
+ENGINES = {'aiida.calculations:cp2k': 'CP2K', 'aiida.calculations:quantumespresso.pw': 'Quantum ESPRESSO (pw.x)'}
 #: Arrows of the longest charge-flow vector are this long (Å); vectors under ARROW_MIN of the longest are not drawn.
 ARROW_LENGTH, ARROW_MIN = 1.6, 0.05
 
@@ -31,9 +31,12 @@ class ReportError(ValueError):
     """A node a report cannot be written for, with what is missing."""
 
 
+def _name(node: orm.Node) -> str:
+    return getattr(node, 'process_label', None) or type(node).__name__
+
+
 def _describe(node: orm.Node) -> str:
-    label = getattr(node, 'process_label', None) or type(node).__name__
-    return f'{label}<{node.pk}>'
+    return f'{_name(node)}<{node.pk}>'
 
 
 def _latest(nodes):
@@ -97,14 +100,13 @@ def _outgoing(node: orm.Node, label: str):
 def _row(step: str, node: orm.Node | None) -> dict | None:
     if node is None:
         return None
-    name = getattr(node, 'process_label', None) or type(node).__name__
-    return {'step': step, 'node': name, 'pk': node.pk, 'uuid': node.uuid}
+    return {'step': step, 'node': _name(node), 'pk': node.pk, 'uuid': node.uuid}
 
 
 def _charge_multiplicity(pipeline, scf) -> tuple[int | None, int | None, str]:
     if pipeline is not None:
         return pipeline.inputs.charge.value, pipeline.inputs.multiplicity.value, 'pipeline inputs'
-    if scf is not None and 'parameters' in scf.inputs and scf.process_label == 'PwCalculation':
+    if scf is not None and 'parameters' in scf.inputs and scf.process_type == 'aiida.calculations:quantumespresso.pw':
         return int(scf.inputs.parameters.get_dict().get('SYSTEM', {}).get('tot_charge', 0)), None, 'SCF input'
     if scf is not None and 'parameters' in scf.inputs:
         dft = scf.inputs.parameters.get_dict().get('FORCE_EVAL', {}).get('DFT', {})
@@ -157,7 +159,7 @@ def _highlights(traps: list[dict]) -> list[dict]:
         entry = by_atom.setdefault(trap['center'], {
             'index': int(trap['center']), 'carrier': trap['carrier'], 'names': [],
             'label': f"{trap['center_element']}{trap['center']} ({trap['center_coordination']}c)"})
-        entry['names'].append(f"{trap['carrier'][0]} {trap['depth']:.2f} eV")
+        entry['names'].append(f"{trap['carrier']} {trap['depth']:.2f} eV")
     return [{'index': e['index'], 'carrier': e['carrier'], 'label': f"{e['label']}: {', '.join(e['names'])}"}
             for e in sorted(by_atom.values(), key=lambda e: e['index'])]
 
@@ -203,7 +205,7 @@ def collect(node: orm.Node) -> dict:
     charge, multiplicity, source = _charge_multiplicity(pipeline, scf)
     protocol = summary.get('protocol') or (pipeline.inputs.protocol.value
                                            if pipeline is not None and 'protocol' in pipeline.inputs else None)
-    engines = [f'{ENGINES.get(calc.process_label, calc.process_label)} ({step})'
+    engines = [f'{ENGINES.get(calc.process_type, _name(calc))} ({step})'
                for step, calc in (('relax', relax), ('SCF', scf)) if calc is not None]
     spins = summary['spins']
     facts = [('formula', f'{formula} ({len(structure.sites)} atoms)'),

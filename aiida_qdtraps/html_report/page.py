@@ -56,24 +56,26 @@ table { border-collapse: collapse; font-size: 0.9em; } td, th { padding: 0.25em 
      border-bottom: 1px solid #eee; vertical-align: top; } th { background: #f5f5f5; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 code, .uuid { font-family: ui-monospace, 'SFMono-Regular', Menlo, monospace; font-size: 0.85em; }
-#viewer { width: 100%; height: 480px; position: relative; border: 1px solid #ccc; }
+#viewer { width: 100%; height: 480px; position: relative; border: 1px solid #ccc; box-sizing: border-box;
+          overflow: hidden; }
 figure { margin: 1em 0; } figure img { max-width: 100%; border: 1px solid #eee; }
 figcaption { font-size: 0.85em; color: #555; }
 .legend span { display: inline-block; margin-right: 1.2em; font-size: 0.85em; }
 .swatch { display: inline-block; width: 0.9em; height: 0.9em; border-radius: 50%; vertical-align: middle;
           margin-right: 0.3em; }
-#qdtraps-errors { background: #fdd; color: #900; padding: 0.5em; white-space: pre-wrap; }
+#qdtraps-errors { background: #fdd; color: #900; padding: 0.5em; white-space: pre-wrap; position: fixed; bottom: 0;
+                  right: 0; max-width: 50%; max-height: 40%; overflow: auto; margin: 0; z-index: 10; }
 .notes { font-size: 0.85em; color: #555; } footer { margin-top: 2em; font-size: 0.8em; color: #777; }
 """
 
 #: First script of every page: records errors before anything else runs.
 ERROR_RECORDER = """
 window.qdtrapsErrors = [];
-function qdtrapsRecord(message) {
-  window.qdtrapsErrors.push(String(message));
+function qdtrapsShow() {
   var box = document.getElementById('qdtraps-errors');
-  if (box) { box.textContent = window.qdtrapsErrors.join('\\n'); box.hidden = false; }
+  if (box && window.qdtrapsErrors.length) { box.textContent = window.qdtrapsErrors.join('\\n'); box.hidden = false; }
 }
+function qdtrapsRecord(message) { window.qdtrapsErrors.push(String(message)); qdtrapsShow(); }
 window.addEventListener('error', function (event) {
   var target = event.target || {};
   qdtrapsRecord('error: ' + (event.message || target.src || target.href || 'resource failed to load'));
@@ -91,9 +93,7 @@ document.addEventListener('securitypolicyviolation', function (event) {
     return original.apply(console, arguments);
   };
 })();
-document.addEventListener('DOMContentLoaded', function () {
-  if (window.qdtrapsErrors.length) { qdtrapsRecord('(errors before the page loaded)'); }
-});
+document.addEventListener('DOMContentLoaded', qdtrapsShow);
 """
 
 VIEWER_SCRIPT = """
@@ -128,6 +128,8 @@ VIEWER_SCRIPT = """
     viewer.zoomTo();
     drawArrows(data.arrows.length > 0);
     document.getElementById('reset-view').addEventListener('click', function () { viewer.zoomTo(); viewer.render(); });
+    var box = element.getBoundingClientRect();
+    element.setAttribute('data-rect', [box.left, box.top, box.width, box.height].map(Math.round).join(','));
     element.setAttribute('data-status', 'rendered');
     element.setAttribute('data-atoms', String(viewer.getModel().selectedAtoms({}).length));
   } catch (error) {
