@@ -276,7 +276,8 @@ def collect(node: orm.Node) -> dict:
     parity = _parity_plots(structure)
     for node_ in parity:
         report['figures'].append({'title': 'MLFF parity (held-out frames)', 'png': _png(node_),
-                                  'caption': f'Stored plot SinglefileData {node_.uuid} of {_describe(node_.creator)}.'})
+                                  'caption': f'Stored plot SinglefileData {node_.uuid} of {_name(node_.creator)} '
+                                             f'{node_.creator.uuid}.'})
     if not parity:
         notes.append('MLFF parity: no MLFF was trained on this structure or its ancestors.')
     return report
