@@ -45,7 +45,7 @@ def test_report_renders_offline(labelled_qd, chromium, tmp_path):
     screenshot = ARTIFACTS / 'report_in4pf9.png'
     screenshot.unlink(missing_ok=True)
     result = open_page(path, screenshot, executable=chromium)
-    print(f'screenshot: {screenshot} (offline: {result.offline})')
+    print(f'report: {path} ({path.stat().st_size:,} B); screenshot: {screenshot} (offline: {result.offline})')
     assert result.errors == [] and not [line for line in result.console if 'Uncaught' in line], result
     assert 'data-status="rendered"' in result.dom and 'data-atoms="14"' in result.dom
     n_traps = len(labelled_qd['label_traps'].outputs.traps)
