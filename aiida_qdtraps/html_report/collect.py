@@ -291,4 +291,5 @@ def index_row(report: dict, labeling: orm.CalcFunctionNode, href: str) -> dict:
             'n_atoms': len(report['structure']['symbols']), 'band_gap': edges['band_gap_ev'],
             'n_hole_traps': sum(t['carrier'] == 'hole' for t in report['traps']),
             'n_electron_traps': sum(t['carrier'] == 'electron' for t in report['traps']),
-            'href': href, 'pk': labeling.pk}
+            'href': href, 'pk': labeling.pk,
+            'recipe': _recipe_text({k: v for k, v in (summary.get('recipe') or {}).items() if k != 'material'})}

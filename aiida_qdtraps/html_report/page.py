@@ -262,12 +262,14 @@ def report_page(report: dict) -> str:
     return ''.join(parts)
 
 
-INDEX_COLUMNS = ('QD', 'material', 'atoms', 'protocol', 'band gap / eV', 'hole traps', 'electron traps', 'report')
+INDEX_COLUMNS = ('QD', 'material', 'atoms', 'protocol', 'band gap / eV', 'hole traps', 'electron traps', 'report',
+                 'recipe')
 
 
 def index_page(title: str, rows: list[dict]) -> str:
     """A report index: one row per QD (``formula``, ``material``, ``n_atoms``, ``protocol``, ``band_gap``,
-    ``n_hole_traps``, ``n_electron_traps``, ``href``, ``pk``), linking to its report."""
+    ``n_hole_traps``, ``n_electron_traps``, ``href``, ``pk`` of its ``label_traps``, ``recipe`` text), linking to its
+    report."""
     head = ''.join(f'<th>{esc(c)}</th>' for c in INDEX_COLUMNS)
     body = []
     for row in rows:
@@ -276,7 +278,8 @@ def index_page(title: str, rows: list[dict]) -> str:
                     f'<td class="num">{esc(row["n_atoms"])}</td><td>{esc(row.get("protocol") or "")}</td>'
                     f'<td class="num">{gap}</td><td class="num">{esc(row["n_hole_traps"])}</td>'
                     f'<td class="num">{esc(row["n_electron_traps"])}</td>'
-                    f'<td><a href="{esc(row["href"])}">{esc(row["href"])}</a> ({_pk(row["pk"])})</td></tr>\n')
+                    f'<td><a href="{esc(row["href"])}">{esc(row["href"])}</a> (label_traps {_pk(row["pk"])})</td>'
+                    f'<td class="notes">{esc(row.get("recipe") or "")}</td></tr>\n')
     return (_head(title) + f'<h1>{esc(title)}</h1>\n<p>{len(rows)} QD report(s).</p>\n'
             f'<table id="index"><tr>{head}</tr>\n{"".join(body)}</table>\n'
             '<footer>Written by aiida-qdtraps.</footer>\n</body>\n</html>\n')

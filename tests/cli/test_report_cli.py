@@ -41,11 +41,17 @@ def test_report_of_a_pipeline(library_group, tmp_path):
 
 
 def test_group_reports_and_index(library_group, tmp_path):
-    result = invoke('--group', GROUP, '-o', tmp_path / 'reports')
+    """A Group of two library QDs and a node without results: two reports, the index, the third named on stderr."""
+    group = orm.Group(label='report-cli-two').store()
+    members = sorted(library_group.nodes, key=lambda n: n.uuid)[:2]
+    params = orm.Dict({'a': 1}).store()
+    group.add_nodes([*members, params])
+    result = CliRunner().invoke(report, ['--group', group.label, '-o', str(tmp_path / 'reports')])
     assert result.exit_code == 0, result.output
-    n = len(library_group.nodes)
-    assert f'{n} report(s)' in result.output and (tmp_path / 'reports' / 'index.html').exists()
-    assert len(list((tmp_path / 'reports').glob('*.html'))) == n + 1
+    size = sum(path.stat().st_size for path in (tmp_path / 'reports').glob('*_*.html'))
+    assert f'2 report(s) ({size / 1e6:.2f} MB) and the index {tmp_path / "reports" / "index.html"}' in result.stdout
+    assert f'skipped node {params.pk}: Dict<{params.pk}> has no results' in result.stderr
+    assert len(list((tmp_path / 'reports').glob('*.html'))) == 3
 
 
 @pytest.mark.parametrize(('args', 'message'), [

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from aiida import orm
 
-from aiida_qdtraps.html_report import ReportError, default_filename, render_report, write_report
+from aiida_qdtraps.html_report import ReportError, default_filename, render_report, write_demo_report, write_report
 from aiida_qdtraps.html_report.collect import ARROW_LENGTH, collect, find_labeling
 
 
@@ -100,3 +100,9 @@ def test_written_report_is_self_contained(labelled_qd, tmp_path):
     assert text == render_report(labelled_qd['label_traps'])  # the same labelling from label_traps: the same page
     assert text.count('class="trap-row"') == len(labelled_qd['label_traps'].outputs.traps)
     assert text.count('data:image/png;base64,') == 4
+
+
+def test_demo_report_is_written_and_announced(labelled_qd, tmp_path, capsys):
+    path = write_demo_report(labelled_qd['workchain'], tmp_path / 'demo_output')
+    assert path.parent == tmp_path / 'demo_output' and path.read_text().startswith('<!DOCTYPE html>')
+    assert f'HTML report: {path.resolve()} ({path.stat().st_size / 1e6:.2f} MB' in capsys.readouterr().out

@@ -1,6 +1,7 @@
-"""Reports of the relaxed library (tests/data/library/library_relaxed.aiida: built -> PBE relax -> PBE0 -> labels per
-QD, ``QdTrapsPipelineWorkChain``) written for its Group, and the report of an exported labelling imported into a fresh
-profile, which must equal the original's but for the pks."""
+"""Reports of the two test libraries written for their Groups (tests/data/library: ``library.aiida``, PBE0 -> labels
+on the built geometries, ``TrapLabelingWorkChain`` per QD; ``library_relaxed.aiida``, built -> PBE relax -> PBE0 ->
+labels, ``QdTrapsPipelineWorkChain`` per QD), and the report of an exported labelling imported into a fresh profile,
+which must equal the original's but for the pks."""
 
 from __future__ import annotations
 
@@ -20,19 +21,28 @@ from aiida_qdtraps.html_report.collect import collect
 
 LIBRARY = pathlib.Path(__file__).parent.parent / 'data' / 'library'
 GROUP = 'qdtraps/library-relaxed'
+#: archive, Group, manifest (tests/data/library/build_library.py)
+LIBRARIES = {'built': ('library.aiida', 'qdtraps/library', 'manifest.json'),
+             'relaxed': ('library_relaxed.aiida', GROUP, 'manifest_relaxed.json')}
+
+
+def import_library(name: str):
+    from aiida.tools.archive import import_archive
+
+    archive, group, manifest = LIBRARIES[name]
+    import_archive(LIBRARY / archive)
+    return orm.load_group(group), json.loads((LIBRARY / manifest).read_text())
 
 
 @pytest.fixture(scope='module')
 def relaxed_library(aiida_profile):
-    from aiida.tools.archive import import_archive
-
-    import_archive(LIBRARY / 'library_relaxed.aiida')
-    return orm.load_group(GROUP), json.loads((LIBRARY / 'manifest_relaxed.json').read_text())
+    return import_library('relaxed')
 
 
-def test_group_reports_of_the_relaxed_library(relaxed_library, tmp_path):
-    group, manifest = relaxed_library
-    index, rows = write_group_reports(GROUP, tmp_path / 'reports')
+@pytest.mark.parametrize('name', LIBRARIES)
+def test_group_reports_of_the_libraries(aiida_profile, name, tmp_path):
+    group, manifest = import_library(name)
+    index, rows = write_group_reports(group.label, tmp_path / 'reports')
     assert [row for row in rows if 'error' in row] == []
     assert sorted(row['formula'] for row in rows) == sorted(entry['formula'] for entry in manifest)
     # per QD, the trap counts of the manifest (built when the library was made)
@@ -45,6 +55,7 @@ def test_group_reports_of_the_relaxed_library(relaxed_library, tmp_path):
         assert row['n_electron_traps'] == sum(v for k, v in counts.items() if k.startswith('electron'))
         page = (index.parent / row['href']).read_text()
         assert page.count('class="trap-row"') == sum(counts.values())
+        assert f"<td>{entry['formula']} ({entry['n_atoms']} atoms)</td>" in page
     text = index.read_text()
     assert text.count('class="qd-row"') == len(manifest)
     assert all(f'href="{row["href"]}"' in text for row in rows)

@@ -47,10 +47,26 @@ def test_xyz_text():
 
 def test_index_links_every_row():
     rows = [{'formula': 'F9In4P', 'material': 'InP', 'n_atoms': 14, 'protocol': 'fast', 'band_gap': 3.21,
-             'n_hole_traps': 2, 'n_electron_traps': 0, 'href': 'F9In4P_1234abcd.html', 'pk': 5},
+             'n_hole_traps': 2, 'n_electron_traps': 0, 'href': 'F9In4P_1234abcd.html', 'pk': 5,
+             'recipe': 'diameter 5.2, vacancy ligand'},
             {'formula': 'F9Ga4P', 'material': 'GaP', 'n_atoms': 14, 'protocol': None, 'band_gap': None,
              'n_hole_traps': 0, 'n_electron_traps': 1, 'href': 'F9Ga4P_9876abcd.html', 'pk': 9}]
     page = index_page('Group lib', rows)
     assert page.count('class="qd-row"') == 2 and '<a href="F9In4P_1234abcd.html">' in page
     assert '<td class="num">3.210</td>' in page and '2 QD report(s)' in page
+    assert '(label_traps <span class="pk">5</span>)' in page and 'diameter 5.2, vacancy ligand' in page
     assert '3Dmol' not in page  # the index needs no viewer
+
+
+def test_page_and_browser_modules_import_no_aiida():
+    """The HTML assembly and the browser driver are plain Python: the AiiDA querying is in collect.py alone."""
+    import ast
+    import pathlib
+
+    import aiida_qdtraps.html_report as package
+
+    for name in ('page.py', 'browser.py'):
+        tree = ast.parse((pathlib.Path(package.__file__).parent / name).read_text())
+        imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+        imported |= {node.module or '' for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+        assert not {m for m in imported if m.split('.')[0] in ('aiida', 'aiida_qdtraps') or m.startswith('.')}, name
