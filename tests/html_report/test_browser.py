@@ -39,7 +39,7 @@ def viewer_pixels(dom: str, screenshot: pathlib.Path) -> np.ndarray:
     return np.asarray(image.crop((left + 2, top + 2, left + width - 2, top + height - 2)), dtype=float)
 
 
-def test_report_renders_offline(labelled_qd, chromium, tmp_path):
+def test_report_renders_offline(chromium, labelled_qd, tmp_path):
     path = write_report(labelled_qd['workchain'], tmp_path / 'report.html')
     ARTIFACTS.mkdir(exist_ok=True)
     screenshot = ARTIFACTS / 'report_in4pf9.png'
