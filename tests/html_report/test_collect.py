@@ -91,6 +91,8 @@ def test_unwritable_output_is_refused_before_any_work(labelled_qd, tmp_path):
     if os.geteuid() != 0:  # root writes anywhere
         with pytest.raises(ReportError, match='permission denied'):
             write_report(node, locked / 'r.html')
+    with pytest.raises(ReportError, match='cannot write /proc/qdtraps-report.html'):  # refused even to root
+        write_report(node, '/proc/qdtraps-report.html')
 
 
 def test_written_report_is_self_contained(labelled_qd, tmp_path):

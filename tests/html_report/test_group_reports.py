@@ -80,9 +80,11 @@ def test_pipeline_report_walks_relax_and_build(relaxed_library):
     assert render_report(built) == render_report(pipeline)
 
 
-def test_missing_group_is_refused(aiida_profile, tmp_path):
+def test_missing_group_and_unwritable_folder_are_refused(relaxed_library, tmp_path):
     with pytest.raises(ReportError, match="no Group with label 'no/such/group'"):
         write_group_reports('no/such/group', tmp_path)
+    with pytest.raises(ReportError, match='cannot create the folder /proc/qdtraps-reports'):
+        write_group_reports(GROUP, '/proc/qdtraps-reports')
 
 
 #: In a fresh project profile (own AIIDA_PATH): import the archive, write the report of the labelling by uuid.
