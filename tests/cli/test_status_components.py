@@ -13,7 +13,6 @@ NAMES = ('CP2K', 'Quantum ESPRESSO (pw.x)', 'baderkit', 'DeePMD-kit', 'PySCF', '
 STATES = ('works', 'broken', 'not installed', 'missing')
 
 
-@pytest.mark.slow  # `qdtraps setup`, then every component's check in subprocesses: about 30 s
 def test_status_lists_every_component(tmp_path, run_qdtraps):
     aiida_path = tmp_path / '.aiida'
     assert run_qdtraps(['setup'], aiida_path).returncode == 0

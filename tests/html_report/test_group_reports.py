@@ -39,7 +39,6 @@ def relaxed_library(aiida_profile):
     return import_library('relaxed')
 
 
-@pytest.mark.slow  # an archive import and 16-20 reports: 30-50 s on the 2-core machine
 @pytest.mark.parametrize('name', LIBRARIES)
 def test_group_reports_of_the_libraries(aiida_profile, name, tmp_path):
     group, manifest = import_library(name)
