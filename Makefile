@@ -41,6 +41,7 @@ system-packages:
 	[ -x /usr/sbin/slurmctld ] && [ -x /usr/sbin/slurmd ] || missing="$$missing slurm-wlm"; \
 	[ -x /usr/sbin/munged ] || missing="$$missing munge"; \
 	[ -e /usr/lib/x86_64-linux-gnu/libpmix.so ] || ls /usr/lib/*/libpmix.so >/dev/null 2>&1 || missing="$$missing libpmix-dev"; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	if [ ! -x $(VENV)/bin/python ] && ! $(PYTHON) -c 'import ensurepip, venv' >/dev/null 2>&1; then \
 		missing="$$missing python3.11 python3.11-venv"; \
 	fi; \
@@ -49,7 +50,7 @@ system-packages:
 		$(SUDO) apt-get update; \
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing; \
 	else \
-		echo "system packages: cp2k, quantum-espresso, openssh-server, slurm-wlm present (skipped)"; \
+		echo "system packages: cp2k, quantum-espresso, openssh-server, slurm-wlm, chromium present (skipped)"; \
 	fi
 
 # -- 2. Python environment: rebuilt only when requirements.txt or pyproject.toml change (or .venv is new) --------------

@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import sys
 import tempfile
 import time
+from typing import NamedTuple
 
 import click
 
@@ -65,6 +67,137 @@ def baderkit_version(executable: str | None = None) -> str | None:
 
 
 VERSION_PROBES = {'cp2k': cp2k_version, 'pw': pw_version, 'baderkit': baderkit_version}
+
+
+class Component(NamedTuple):
+    """One thing that set-up installs: its version and whether a small check of it passed."""
+
+    name: str
+    version: str | None
+    state: str
+    """``works``, ``broken``, ``not installed`` or ``missing``."""
+    detail: str = ''
+    required: bool = True
+
+
+def _package_version(name: str) -> str | None:
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _python_check(source: str) -> tuple[bool, str]:
+    """Run ``source`` in a fresh interpreter of this environment: (exit status 0, last line of its output)."""
+    try:
+        result = subprocess.run([sys.executable, '-c', source], capture_output=True, text=True,
+                                timeout=PROBE_TIMEOUT_S, check=False,
+                                env={**os.environ, 'OMP_NUM_THREADS': '1'}, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        return False, f'no answer within {PROBE_TIMEOUT_S} s'
+    lines = (result.stdout + result.stderr).strip().splitlines()
+    return result.returncode == 0, lines[-1] if lines else ''
+
+
+#: A tiny real calculation per Python engine; the last line printed is the detail shown.
+PYSCF_CHECK = ("from pyscf import gto; "
+               "e = gto.M(atom='H 0 0 0; H 0 0 0.74', basis='sto-3g', verbose=0).RHF().kernel(); "
+               "assert abs(e + 1.11676) < 1e-4, e; print(f'H2/STO-3G RHF {e:.5f} Ha')")
+DEEPMD_CHECK = ('import torch, deepmd.pt; from deepmd.pt.cxx_op import ENABLE_CUSTOMIZED_OP; '
+                "assert ENABLE_CUSTOMIZED_OP, 'custom ops not built'; "
+                "print(f'PyTorch backend, torch {torch.__version__}, custom ops loaded')")
+
+
+def _executable_component(name: str, executable: str | None, version: str | None) -> Component:
+    if executable is None or not os.access(executable, os.X_OK):
+        return Component(name, None, 'not installed', f'{executable or name} not found; `make setup` installs it')
+    if version is None:
+        return Component(name, None, 'broken', f'{executable} gave no version')
+    return Component(name, version, 'works', executable)
+
+
+def _python_component(name: str, package: str, check: str) -> Component:
+    version = _package_version(package)
+    if version is None:
+        return Component(name, None, 'not installed', f'Python package {package}; `make setup` installs it')
+    works, detail = _python_check(check)
+    return Component(name, version, 'works' if works else 'broken', detail)
+
+
+def _chromium_component() -> Component:
+    from aiida_qdtraps.html_report.browser import chromium_version, find_chromium
+
+    executable = find_chromium()
+    if executable is None:
+        return Component('Chromium (report browser test)', None, 'not installed',
+                         'Debian package chromium; `make setup` installs it')
+    version = chromium_version(executable)
+    try:
+        result = subprocess.run([executable, '--headless', '--no-sandbox', '--disable-gpu', '--dump-dom',
+                                 'data:text/html,<p id=ok>ok</p>'], capture_output=True, text=True,
+                                timeout=PROBE_TIMEOUT_S, check=False, stdin=subprocess.DEVNULL)
+        works = 'id="ok"' in result.stdout
+    except (OSError, subprocess.SubprocessError):
+        works = False
+    detail = f'{executable}, headless page load ' + ('ok' if works else 'FAILED')
+    return Component('Chromium (report browser test)', version, 'works' if works and version else 'broken', detail)
+
+
+def _pseudo_family_component(profile_loaded: bool) -> Component:
+    from aiida_qdtraps.pseudo_family import PSEUDO_FAMILY_LABEL, upf_family
+
+    name = f'UPF family {PSEUDO_FAMILY_LABEL}'
+    version = _package_version('aiida-pseudo')
+    version = f'aiida-pseudo {version}' if version else None
+    if not profile_loaded:
+        return Component(name, version, 'missing', 'no profile to hold it')
+    try:
+        family = upf_family(PSEUDO_FAMILY_LABEL)
+    except ValueError:
+        return Component(name, version, 'missing', '`qdtraps setup` installs it')
+    elements = sorted(node.element for node in family.nodes)
+    return Component(name, version, 'works' if elements else 'broken',
+                     f"{len(elements)} UPF files ({', '.join(elements)})")
+
+
+def _docs_component() -> Component:
+    versions = {package: _package_version(package) for package in ('sphinx', 'myst-parser')}
+    if versions['sphinx'] is None:
+        return Component('docs tooling (Sphinx)', None, 'not installed', 'optional: builds the docs site',
+                         required=False)
+    works, detail = _python_check('import sphinx, sphinx.application; print("sphinx imports")')
+    extra = ', '.join(f'{k} {v}' for k, v in versions.items() if v and k != 'sphinx')
+    return Component('docs tooling (Sphinx)', versions['sphinx'], 'works' if works else 'broken',
+                     extra or detail, required=False)
+
+
+def components(profile_loaded: bool = True) -> list[Component]:
+    """Every component set-up installs, with its version and whether its check passed."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from aiida_qdtraps.profile import code_specs
+
+    executables = {spec.label: spec.executable for spec in code_specs()}
+    cp2k, pw = executables.get('cp2k'), executables.get('pw')
+
+    def engine(name, executable, probe):
+        found = executable is not None and os.access(executable, os.X_OK)
+        return _executable_component(name, executable, probe(executable) if found else None)
+
+    probes = [  # the checks run in subprocesses: run them side by side
+        lambda: engine('CP2K', cp2k, cp2k_version),
+        lambda: engine('Quantum ESPRESSO (pw.x)', pw, pw_version),
+        lambda: _python_component('baderkit', 'baderkit', 'import baderkit; print("baderkit imports")'),
+        lambda: _python_component('DeePMD-kit', 'deepmd-kit', DEEPMD_CHECK),
+        lambda: _python_component('PySCF', 'pyscf', PYSCF_CHECK),
+        _chromium_component,
+        _docs_component,
+    ]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        found = [future.result() for future in [pool.submit(probe) for probe in probes]]
+    return [*found[:5], _pseudo_family_component(profile_loaded), *found[5:]]  # the family: a query, here
 
 
 @cli.command()
@@ -130,9 +263,10 @@ def _daemon_summary(profile) -> str:
 
 @cli.command()
 def status():
-    """Show the project profile, its storage and broker, and the codes with their versions.
+    """Show the project profile, its storage and broker, the codes, and every component set-up installs (CP2K,
+    pw.x, baderkit, DeePMD-kit, PySCF, the UPF family, Chromium, docs tooling) with its version and a small check.
 
-    Exits with status 1 if the profile or a code is missing.
+    Exits with status 1 if the profile, a code or a required component is missing or fails its check.
     """
     from aiida_qdtraps.profile import PROFILE_NAME, aiida_path, code_specs, load_project_profile, profile_exists
 
@@ -194,6 +328,11 @@ def status():
         probe = VERSION_PROBES.get(spec.label)
         version = probe(executable) if probe and os.access(executable, os.X_OK) else None
         click.echo(f'  {spec.full_label:<20} {state:<8} {executable:<34} version {version or "unknown"}')
+
+    click.echo('components:')
+    for component in components(profile_loaded=profile is not None):
+        ok = ok and (component.state == 'works' or not component.required)
+        click.echo(f'  {component.name:<31} {component.version or "-":<20} {component.state:<13} {component.detail}')
 
     if not ok:
         raise SystemExit(1)
