@@ -41,6 +41,9 @@ def run_demo(protocol: str = 'fast', code_label: str = 'cp2k@localhost') -> int:
         if 'traps' in node.outputs.labels else []
     print(f'Trap states of {structure.get_formula()} (query them with `qdtraps traps`):')
     print(format_trap_table(trap_table(traps)))
+    from aiida_qdtraps.html_report import write_demo_report
+
+    write_demo_report(node)
     print(f'Inspect with (after `source env.sh`): verdi process status {node.pk}; verdi process report {node.pk}; '
           f'verdi node show {node.pk}')
     return node.pk
