@@ -52,7 +52,8 @@ def main(path: str) -> None:
     else:
         dyn = VelocityVerlet(atoms, params['timestep_fs'] * fs)
 
-    frames = {'positions': [], 'energies': [], 'forces': [], 'temperatures': [], 'steps': []}
+    frames = {'positions': [], 'energies': [], 'forces': [], 'temperatures': [], 'steps': [], 'velocities': [],
+              'kinetic_energies': []}
 
     def record():
         frames['positions'].append(atoms.get_positions())
@@ -60,6 +61,8 @@ def main(path: str) -> None:
         frames['forces'].append(atoms.get_forces(apply_constraint=False))
         frames['temperatures'].append(atoms.get_temperature())
         frames['steps'].append(dyn.nsteps)
+        frames['velocities'].append(atoms.get_velocities() * fs)  # ASE velocity unit -> Å/fs
+        frames['kinetic_energies'].append(atoms.get_kinetic_energy())
 
     dyn.attach(record, interval=params['save_interval'])
     start = time.perf_counter()

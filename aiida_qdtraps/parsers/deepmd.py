@@ -109,7 +109,32 @@ class MlffMdParser(Parser):
         for name in ('energies', 'forces', 'temperatures', 'max_devi_f', 'min_devi_f', 'avg_devi_f', 'devi_e'):
             if name in data:
                 trajectory.set_array(name, data[name])
+        self._set_md_layout(trajectory, data)
         self.out('trajectory', trajectory)
         timings = json.loads(self.retrieved.base.repository.get_object_content('md.json'))
         self.out('output_parameters', orm.Dict(timings))
         return None
+
+
+    def _set_md_layout(self, trajectory: orm.TrajectoryData, data: dict) -> None:
+        """Add the trajectory layout every MD analysis reads (docs/md.md): times (fs), velocities (Å/fs), potential /
+        kinetic / conserved energy (eV), temperature (K) and the ``timestep_fs``, ``md_timestep_fs``, ``engine``,
+        ``units`` attributes; outputs of the script before velocities were saved get what they have."""
+        from ..calculations.mlff_md import md_parameters
+
+        changes = self.node.inputs.parameters.get_dict() if 'parameters' in self.node.inputs else {}
+        dt = float(md_parameters(changes)['timestep_fs'])
+        steps = data['steps'].astype(float)
+        trajectory.set_array('times', steps * dt)
+        if 'velocities' in data:
+            trajectory.set_array('velocities', data['velocities'])
+        trajectory.set_array('potential_energy', data['energies'])
+        trajectory.set_array('temperature', data['temperatures'])
+        if 'kinetic_energies' in data:
+            trajectory.set_array('kinetic_energy', data['kinetic_energies'])
+            trajectory.set_array('conserved_energy', data['energies'] + data['kinetic_energies'])
+        stride = float(np.median(np.diff(steps))) if len(steps) > 1 else 1.0
+        trajectory.base.attributes.set_many({
+            'timestep_fs': stride * dt, 'md_timestep_fs': dt, 'engine': 'mlff',
+            'units': {'positions': 'angstrom', 'velocities': 'angstrom/fs', 'times': 'fs', 'energy': 'eV',
+                      'temperature': 'K', 'dipole': 'e*angstrom'}})

@@ -221,3 +221,54 @@ def test_md_parser_refuses_exploded_trajectory(aiida_localhost, dp_python, data_
                          {'structure': md_structure(data_dir)})
     _, calcfunction = MlffMdParser.parse_from_node(node, store_provenance=False)
     assert calcfunction.exit_status == MlffMdCalculation.exit_codes.ERROR_MD_DIVERGED.status
+
+
+def test_md_parser_gives_the_trajectory_layout_of_the_recorded_run(aiida_localhost, dp_python, data_dir):
+    """The recorded run predates velocities: it still gets times, energies, temperatures and the layout attributes."""
+    files = {'md.npz': data_dir / 'deepmd' / 'md.npz', 'md.json': data_dir / 'deepmd' / 'md.json'}
+    node = finished_calc(aiida_localhost, dp_python, 'aiida.calculations:qdtraps.mlff_md', files,
+                         {'structure': md_structure(data_dir)})
+    results, _ = MlffMdParser.parse_from_node(node, store_provenance=False)
+    trajectory = results['trajectory']
+    steps = trajectory.get_stepids()
+    assert np.allclose(trajectory.get_array('times'), steps * 1.0)
+    assert trajectory.base.attributes.get('engine') == 'mlff'
+    assert trajectory.base.attributes.get('timestep_fs') == float(steps[1] - steps[0])
+    assert np.array_equal(trajectory.get_array('potential_energy'), trajectory.get_array('energies'))
+    assert 'velocities' not in trajectory.get_arraynames()
+
+
+def test_real_mlff_nve_md_in_the_trajectory_layout(aiida_localhost, dp_python, data_dir):
+    """200 velocity-Verlet steps of In4PF9 on the recorded DeePMD model: velocities, kinetic energy and temperature
+    agree with each other, and the total energy is conserved."""
+    from aiida.engine import run_get_node
+    from ase.data import atomic_masses, atomic_numbers
+    from ase.io import read
+    from ase.units import kB
+
+    atoms = read(data_dir / 'deepmd' / 'in4pf9_relaxed_fast.xyz')
+    model = orm.SinglefileData(data_dir / 'deepmd' / 'model_in4pf9_fast.pth')
+    inputs = {'code': dp_python, 'structure': orm.StructureData(ase=atoms), 'models': {'m0': model},
+              'type_map': orm.List(['F', 'In', 'P']),
+              'parameters': orm.Dict({'thermostat': 'nve', 'steps': 200, 'save_interval': 5, 'timestep_fs': 1.0,
+                                      'temperature_K': 300.0}),
+              'metadata': {'options': {'resources': {'num_machines': 1}}}}
+    results, node = run_get_node(MlffMdCalculation, **inputs)
+    assert node.is_finished_ok, node.exit_status
+    trajectory = results['trajectory']
+    velocities = trajectory.get_array('velocities')
+    assert velocities.shape == (41, 14, 3)
+    masses = atomic_masses[[atomic_numbers[s] for s in trajectory.symbols]]
+    from aiida_qdtraps.parsers.cp2k_md_files import kinetic_energy_ev
+
+    kinetic = trajectory.get_array('kinetic_energy')
+    assert np.allclose(kinetic_energy_ev(masses, velocities), kinetic, rtol=1e-6)
+    assert np.allclose(2 * kinetic / (3 * 14 * kB), trajectory.get_array('temperature'), rtol=1e-6)
+    # velocity Verlet at 1 fs: the total energy moves by far less than the kinetic energy does
+    conserved = trajectory.get_array('conserved_energy')
+    assert np.ptp(conserved) < 0.1 * np.ptp(kinetic)
+    # positions advance by v dt between saved frames (5 steps) to first order
+    positions = trajectory.get_positions()
+    step = positions[2] - positions[1]
+    assert np.abs(step - 5.0 * 0.5 * (velocities[1] + velocities[2])).max() < 0.02
+    assert trajectory.base.attributes.get('timestep_fs') == 5.0
