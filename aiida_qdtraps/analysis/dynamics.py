@@ -9,7 +9,8 @@ Conventions (docs/dynamics.md):
   cluster. ``g_AB(r) = n_AB(r) / (4π r² ρ_B)`` divides by the ideal-gas count at the density of B inside the
   cluster, ``ρ_B = N_B / V`` (``N_B − 1`` for A = B), with ``V`` the volume of the convex hull of all atoms (mean
   over up to 10 frames). For a finite cluster g(r) is not 1 at large r: it falls to 0 at the cluster's diameter
-  (a uniform sphere of radius R gives ``1 − 3r/4R + r³/16R³``).
+  (a uniform sphere of radius R gives ``1 − 3r/4R + r³/16R³``). A flat or linear cluster has no volume: its g(r)
+  is NaN, n(r) and N(r) stay exact.
 * RMSF: every frame is rigidly superimposed (Kabsch, optionally mass-weighted) on a reference — the first frame,
   then the mean of the aligned frames (two passes) — and ``RMSF_i = sqrt(<|x_i(t) − <x_i>|²>_t)`` (Å).
 """
@@ -17,7 +18,7 @@ Conventions (docs/dynamics.md):
 from __future__ import annotations
 
 import numpy as np
-from scipy.spatial import ConvexHull, cKDTree
+from scipy.spatial import ConvexHull, QhullError, cKDTree
 
 #: Frames processed at once by the chunked kernels.
 CHUNK_FRAMES = 256
@@ -48,7 +49,10 @@ def cluster_volume(positions) -> float:
     if positions.shape[1] < 4:
         raise ValueError(f'a cluster volume needs at least 4 atoms, got {positions.shape[1]}')
     picks = np.unique(np.linspace(0, positions.shape[0] - 1, min(10, positions.shape[0])).astype(int))
-    return float(np.mean([ConvexHull(np.asarray(positions[k], dtype=float)).volume for k in picks]))
+    try:
+        return float(np.mean([ConvexHull(np.asarray(positions[k], dtype=float)).volume for k in picks]))
+    except QhullError:
+        raise ValueError('the cluster is flat or linear (its atoms span no volume)') from None
 
 
 def rdf(symbols, positions, pairs, r_max: float = 8.0, dr: float = 0.02, volume: float | None = None) -> dict:
@@ -89,7 +93,12 @@ def rdf(symbols, positions, pairs, r_max: float = 8.0, dr: float = 0.02, volume:
         counts += np.bincount(code, minlength=counts.size)
     counts = counts.reshape(n_kinds, n_kinds, n_bins)
     n_frames = positions.shape[0]
-    volume = cluster_volume(positions) if volume is None else float(volume)
+    if volume is None:
+        try:
+            volume = cluster_volume(positions)
+        except ValueError:  # a flat or linear cluster has n(r) and N(r) but no density: g(r) is NaN
+            volume = float('nan')
+    volume = float(volume)
     r = 0.5 * (edges[1:] + edges[:-1])
     shell = 4.0 / 3.0 * np.pi * (edges[1:] ** 3 - edges[:-1] ** 3)
     result = {'r': r, 'volume': volume, 'r_max': float(edges[-1]), 'dr': float(dr), 'n_frames': int(n_frames),
@@ -102,7 +111,10 @@ def rdf(symbols, positions, pairs, r_max: float = 8.0, dr: float = 0.02, volume:
         n_r = per_a / (n_a * n_frames * dr)
         partners = n_b - 1 if ka == kb else n_b
         rho_b = partners / volume
-        g = np.divide(n_r * dr, rho_b * shell, out=np.zeros_like(n_r), where=shell > 0) if partners else 0 * n_r
+        if partners and np.isfinite(volume):
+            g = np.divide(n_r * dr, rho_b * shell, out=np.zeros_like(n_r), where=shell > 0)
+        else:
+            g = np.full_like(n_r, np.nan if not np.isfinite(volume) else 0.0)
         result['pairs'][f'{a}-{b}'] = {'g': g, 'n': n_r, 'coordination': np.cumsum(n_r) * dr, 'n_a': n_a,
                                        'n_b': n_b}
     return result
