@@ -11,8 +11,9 @@ metal other than M*. No distance cut-off enters r1..r3. The modes (docs/dynamics
 * ``unbound``: even r1 beyond the bond cut-off.
 
 Bridge and tilted-bridge are separated as in the paper, by k-means (scikit-learn, 2 clusters) on the (r2, r3)
-points whose r3 is within the bond cut-off (the cluster with the smaller mean r2 is the tilted bridge); chelate,
-unidentate and unbound need the cut-off (default 3.0 Å, the distance Sowa et al. use for an O bound to no Pb).
+points whose r3 is within the bond cut-off; a cluster whose centre has r2 within the cut-off is the tilted bridge,
+the other the bridge (so a trajectory with only one of the two is not split in two). Chelate, unidentate and
+unbound need the cut-off (default 3.0 Å, the distance Sowa et al. use for an O bound to no Pb).
 """
 
 from __future__ import annotations
@@ -112,8 +113,10 @@ def classify(r1, r2, r3, bond_cutoff: float = BOND_CUTOFF, seed: int = 0) -> np.
     points = np.column_stack([r2[bridging], r3[bridging]])
     if len(np.unique(points.round(6), axis=0)) >= 2:
         kmeans = KMeans(n_clusters=2, n_init=10, random_state=seed).fit(points)
-        tilted = int(np.argmin(kmeans.cluster_centers_[:, 0]))
-        labels[bridging] = np.where(kmeans.labels_ == tilted, 'tilted-bridge', 'bridge')
+        # Each cluster is named by its centre: r2 within the bond cut-off → tilted bridge. Two populations on
+        # either side keep the k-means boundary; one population split in two keeps a single name.
+        names = np.where(kmeans.cluster_centers_[:, 0] <= bond_cutoff, 'tilted-bridge', 'bridge')
+        labels[bridging] = names[kmeans.labels_]
     else:  # a single (r2, r3) point: the cut-off decides
         labels[bridging] = np.where(r2[bridging] <= bond_cutoff, 'tilted-bridge', 'bridge')
     return labels.astype(str)

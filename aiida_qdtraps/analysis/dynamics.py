@@ -173,3 +173,36 @@ def rmsf(positions, masses=None, labels=None, symbols=None) -> dict:
         result[name] = {str(g): {'mean': float(values[groups == g].mean()), 'std': float(values[groups == g].std()),
                                  'count': int(np.sum(groups == g))} for g in sorted(set(groups))}
     return result
+
+
+def site_classes(symbols, positions, roles=None, scale: float = 1.25) -> np.ndarray:
+    """``'core'``, ``'surface'`` or ``'ligand'`` for every atom of one frame, for per-class RMSF averages.
+
+    Ligand atoms are those of role ``'ligand'`` (``roles``, default from the elements,
+    :func:`aiida_qdtraps.build.roles.infer_roles`). A cation or anion is ``'core'`` when it has as many bonded
+    counter-ions (covalent radii × ``scale``) as the most coordinated atom of its role in the cluster (4 in a
+    zincblende, 6 in a rock-salt core), else ``'surface'``.
+    """
+    from ase import Atoms
+
+    from ..build.roles import bonded_pairs, infer_roles
+
+    symbols = [str(s) for s in symbols]
+    positions = np.asarray(positions, dtype=float)
+    if positions.shape != (len(symbols), 3):
+        raise ValueError(f'positions have shape {positions.shape}, expected ({len(symbols)}, 3)')
+    roles = infer_roles(symbols) if roles is None else np.asarray([str(r) for r in roles])
+    if roles.shape != (len(symbols),):
+        raise ValueError(f'{roles.size} roles for {len(symbols)} atoms')
+    pairs = bonded_pairs(Atoms(symbols, positions=positions), scale=scale)
+    counter = {('cation', 'anion'), ('anion', 'cation')}
+    keep = np.array([(roles[i], roles[j]) in counter for i, j in pairs], dtype=bool).reshape(-1)
+    counts = np.bincount(pairs[keep].ravel(), minlength=len(symbols)) if keep.any() else np.zeros(len(symbols), int)
+    classes = np.full(len(symbols), 'ligand', dtype='<U7')
+    for role in ('cation', 'anion'):
+        members = roles == role
+        if members.any():
+            full = counts[members].max()
+            classes[members] = np.where(counts[members] >= full, 'core', 'surface')
+    return classes
+

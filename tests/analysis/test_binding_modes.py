@@ -115,3 +115,11 @@ def test_histogram_plot_is_written(tmp_path):
     result = binding_modes(symbols, positions[None])
     plot_histograms(result, tmp_path / 'modes.png')
     assert (tmp_path / 'modes.png').read_bytes()[:4] == b'\x89PNG'
+
+
+def test_a_single_noisy_population_is_not_split_in_two():
+    rng = np.random.default_rng(4)
+    r2 = 3.4 + 0.1 * rng.normal(size=500)
+    r3 = 2.5 + 0.1 * rng.normal(size=500)
+    assert set(classify(np.full(500, 2.5), r2, r3)) == {'bridge'}
+    assert set(classify(np.full(500, 2.5), r2 - 0.7, r3)) == {'tilted-bridge'}
