@@ -55,11 +55,14 @@ def cluster_volume(positions) -> float:
         raise ValueError('the cluster is flat or linear (its atoms span no volume)') from None
 
 
-def rdf(symbols, positions, pairs, r_max: float = 8.0, dr: float = 0.02, volume: float | None = None) -> dict:
+def rdf(symbols, positions, pairs, r_max: float = 8.0, dr: float = 0.02, volume: float | None = None,
+        skin: float = 1.0) -> dict:
     """Radial distribution functions of element ``pairs`` (``['Pb-O', ...]``) of a finite cluster.
 
-    Pair distances of every frame come from one :class:`scipy.spatial.cKDTree` neighbour search up to ``r_max`` (Å);
-    histograms of width ``dr`` (Å) are summed over frames. Returns ``{'r': bin centres (Å), 'volume': V (Å³),
+    Pair distances of every frame come from a Verlet list: a :class:`scipy.spatial.cKDTree` search up to
+    ``r_max + skin`` (Å), rebuilt whenever an atom has moved more than ``skin/2`` since the last build, so no pair
+    within ``r_max`` is missed; histograms of width ``dr`` (Å) are summed over frames.
+    Returns ``{'r': bin centres (Å), 'volume': V (Å³),
     'pairs': {'A-B': {'g': g(r), 'n': n(r) (Å⁻¹), 'coordination': N(r), 'n_a': N_A, 'n_b': N_B}}}``.
     """
     symbols = [str(s) for s in symbols]
@@ -79,18 +82,15 @@ def rdf(symbols, positions, pairs, r_max: float = 8.0, dr: float = 0.02, volume:
     kind = np.array([elements.index(s) for s in symbols])
     n_kinds, n_bins = len(elements), int(np.ceil(r_max / dr))
     edges = np.arange(n_bins + 1) * dr
-    counts = np.zeros(n_kinds * n_kinds * n_bins, dtype=np.int64)
-    for frame in positions:
-        frame = np.asarray(frame, dtype=np.float64)
-        pairs_ij = cKDTree(frame).query_pairs(edges[-1], output_type='ndarray')
-        if not len(pairs_ij):
-            continue
-        i, j = pairs_ij[:, 0], pairs_ij[:, 1]
-        d = np.sqrt(np.sum((frame[i] - frame[j]) ** 2, axis=1))
-        b = np.minimum((d / dr).astype(np.int64), n_bins - 1)
-        ki, kj = kind[i], kind[j]
-        code = (np.minimum(ki, kj) * n_kinds + np.maximum(ki, kj)) * n_bins + b
-        counts += np.bincount(code, minlength=counts.size)
+    wanted = np.zeros((n_kinds, n_kinds), dtype=bool)
+    for a, b in parsed:
+        wanted[elements.index(a), elements.index(b)] = wanted[elements.index(b), elements.index(a)] = True
+    slots = n_bins + 1  # one overflow bin per kind pair for the Verlet list's pairs beyond r_max
+    counts = np.zeros(n_kinds * n_kinds * slots, dtype=np.int64)
+    for pair_code, distances in _pair_distances(positions, kind, wanted, edges[-1], skin):
+        b = np.minimum(distances * np.float32(1.0 / dr), n_bins).astype(np.int32)  # (P, C)
+        counts += np.bincount((b + (pair_code * slots)[:, None]).ravel(), minlength=counts.size)
+    counts = counts.reshape(n_kinds * n_kinds, slots)[:, :n_bins].ravel()
     counts = counts.reshape(n_kinds, n_kinds, n_bins)
     n_frames = positions.shape[0]
     if volume is None:
@@ -118,6 +118,41 @@ def rdf(symbols, positions, pairs, r_max: float = 8.0, dr: float = 0.02, volume:
         result['pairs'][f'{a}-{b}'] = {'g': g, 'n': n_r, 'coordination': np.cumsum(n_r) * dr, 'n_a': n_a,
                                        'n_b': n_b}
     return result
+
+
+def _pair_distances(positions, kind, wanted, r_max: float, skin: float):
+    """Yield ``(pair codes (P,), distances (C, P))`` for chunks of frames: the distances of every atom pair of a
+    wanted kind combination that may be within ``r_max`` (Verlet list with ``skin``, rebuilt when needed)."""
+    if not skin >= 0:
+        raise ValueError(f'skin must be non-negative, got {skin}')
+    n_kinds = wanted.shape[0]
+    reference = i = j = code = None
+    n_frames, start = positions.shape[0], 0
+    while start < n_frames:
+        chunk = np.asarray(positions[start:start + CHUNK_FRAMES // 8], dtype=np.float32)
+        if reference is not None:
+            moved = np.sqrt(np.max(np.sum((chunk - reference) ** 2, axis=2), axis=1))
+            stale = np.flatnonzero(moved > 0.5 * skin)
+            if stale.size:
+                chunk = chunk[:stale[0]]
+        if reference is None or not len(chunk):  # (re)build the list on the first frame of the chunk
+            reference = np.asarray(positions[start], dtype=np.float32)
+            pairs = cKDTree(reference).query_pairs(r_max + skin, output_type='ndarray')
+            if len(pairs):
+                ki, kj = kind[pairs[:, 0]], kind[pairs[:, 1]]
+                keep = wanted[ki, kj]
+                pairs, ki, kj = pairs[keep], ki[keep], kj[keep]
+                code = np.minimum(ki, kj) * n_kinds + np.maximum(ki, kj)
+            else:
+                code = np.zeros(0, dtype=np.int64)
+            i, j = pairs[:, 0], pairs[:, 1]
+            continue
+        if len(i):
+            # Atom-major copy of the chunk: gathering whole rows (all frames of an atom) is the fast direction.
+            rows = np.ascontiguousarray(chunk.transpose(1, 0, 2)).reshape(chunk.shape[1], -1)
+            delta = (rows[i] - rows[j]).reshape(len(i), len(chunk), 3)
+            yield code, np.sqrt(np.einsum('pfk,pfk->pf', delta, delta))
+        start += len(chunk)
 
 
 def kabsch_rotations(frames: np.ndarray, reference: np.ndarray, weights: np.ndarray) -> np.ndarray:

@@ -104,3 +104,19 @@ def test_rmsf_removes_rigid_motion_and_measures_vibration():
 def test_rmsf_refuses_bad_labels():
     with pytest.raises(ValueError, match='label array has 2 entries for 3 atoms'):
         rmsf(np.zeros((2, 3, 3)) + np.eye(3), labels=['core', 'surface'])
+
+
+@pytest.mark.parametrize('skin', [0.0, 0.3, 1.0])
+def test_rdf_follows_atoms_that_move_far_between_frames(skin):
+    # A Cu atom flies past an Au dimer and a far Au atom (keeps the cluster 3D): its distances to the first Au are
+    # known in every frame, whatever the neighbour-list skin (the list is rebuilt when atoms move > skin/2).
+    n = 300
+    x = np.linspace(-10.0, 10.0, n)
+    positions = np.zeros((n, 4, 3))
+    positions[:, 0] = np.column_stack([x, np.full(n, 2.0), np.zeros(n)])  # Cu
+    positions[:, 1] = [0.0, 0.0, 0.0]
+    positions[:, 2] = [0.0, 0.0, 30.0]
+    positions[:, 3] = [0.0, 40.0, 5.0]
+    result = rdf(['Cu', 'Au', 'Au', 'Au'], positions, ['Cu-Au'], r_max=6.0, dr=0.1, skin=skin)
+    expected, _ = np.histogram(np.hypot(x, 2.0), bins=np.arange(61) * 0.1)
+    np.testing.assert_allclose(result['pairs']['Cu-Au']['n'] * n * 0.1, expected)
