@@ -27,7 +27,7 @@ import tracemalloc
 import numpy as np
 from ase.build import bulk
 
-from aiida_qdtraps.analysis import dynamics, spectra
+from aiida_qdtraps.analysis import md_structure, spectra
 from aiida_qdtraps.analysis.spectra import C_CM_PER_FS
 
 
@@ -67,10 +67,10 @@ def main():
     tracemalloc.start()
     timings = {}
     start = time.perf_counter()
-    rdf = dynamics.rdf(symbols, positions, ['Cd-Se', 'Cd-Cd', 'Se-Se'], r_max=6.0, dr=0.02)
+    rdf = md_structure.rdf(symbols, positions, ['Cd-Se', 'Cd-Cd', 'Se-Se'], r_max=6.0, dr=0.02)
     timings['rdf'] = time.perf_counter() - start
     start = time.perf_counter()
-    rmsf = dynamics.rmsf(positions, symbols=symbols)
+    rmsf = md_structure.rmsf(positions, symbols=symbols)
     timings['rmsf'] = time.perf_counter() - start
     start = time.perf_counter()
     vdos = spectra.vdos(velocities, masses, 1.0, symbols=symbols)

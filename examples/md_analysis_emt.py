@@ -35,7 +35,7 @@ from ase.md.velocitydistribution import Stationary, ZeroRotation, thermalize_mom
 from ase.md.verlet import VelocityVerlet
 from ase.optimize import BFGS
 
-from aiida_qdtraps.analysis import dynamics, gap_dynamics, spectra
+from aiida_qdtraps.analysis import gap_dynamics, md_structure, spectra
 from aiida_qdtraps.analysis.trajectory import drift, from_extxyz
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
@@ -83,9 +83,9 @@ def main():
     print(f'{traj.n_frames} frames of {traj.n_atoms} atoms, {traj.timestep_fs:g} fs apart; mean temperature '
           f'{traj.temperature.mean():.0f} K; NVE drift {drift(traj.times_fs, traj.conserved_energy, traj.n_atoms):.2e}'
           ' meV/atom/ps')
-    rdf = dynamics.rdf(traj.symbols, traj.positions, ['Au-Au', 'Cu-Au'], r_max=7.0, dr=0.02)
+    rdf = md_structure.rdf(traj.symbols, traj.positions, ['Au-Au', 'Cu-Au'], r_max=7.0, dr=0.02)
     classes = np.where(np.array(traj.symbols) == 'Cu', 'core', 'surface')  # the Cu13 core, the Au42 shell
-    rmsf = dynamics.rmsf(traj.positions, symbols=traj.symbols, labels=classes)
+    rmsf = md_structure.rmsf(traj.positions, symbols=traj.symbols, labels=classes)
     vdos = spectra.vdos(traj.velocities, traj.masses(), traj.timestep_fs, symbols=traj.symbols)
     for element, values in rmsf['per_element'].items():
         print(f"RMSF {element}: {values['mean']:.3f} ± {values['std']:.3f} Å over {values['count']} atoms")

@@ -75,7 +75,7 @@ def analyze(trajectory, rdf_pairs, do_rmsf, do_vdos, do_ir, do_modes, dt_fs, sta
     each into OUTPUT. Works on the file alone: no AiiDA profile is needed.
     """
     from aiida_qdtraps.analysis import binding_modes as modes_kernel
-    from aiida_qdtraps.analysis import dynamics, dynamics_plots, spectra
+    from aiida_qdtraps.analysis import dynamics_plots, md_structure, spectra
     from aiida_qdtraps.analysis.trajectory import MdTrajectory, from_extxyz
 
     if not (rdf_pairs or do_rmsf or do_vdos or do_ir or do_modes):
@@ -94,7 +94,7 @@ def analyze(trajectory, rdf_pairs, do_rmsf, do_vdos, do_ir, do_modes, dt_fs, sta
     written = []
     try:
         if rdf_pairs:
-            result = dynamics.rdf(traj.symbols, traj.positions, rdf_pairs, r_max=r_max, dr=dr)
+            result = md_structure.rdf(traj.symbols, traj.positions, rdf_pairs, r_max=r_max, dr=dr)
             rows = [('pair', 'first peak / Å', 'N(first minimum)', 'N_A', 'N_B')]
             for pair, data in result['pairs'].items():
                 path = output / f'rdf_{pair}.csv'
@@ -108,8 +108,8 @@ def analyze(trajectory, rdf_pairs, do_rmsf, do_vdos, do_ir, do_modes, dt_fs, sta
                              data['n_a'], data['n_b']))
             click.echo(_table(rows))
         if do_rmsf:
-            classes = dynamics.site_classes(traj.symbols, traj.positions[0])
-            result = dynamics.rmsf(traj.positions, symbols=traj.symbols, labels=classes)
+            classes = md_structure.site_classes(traj.symbols, traj.positions[0])
+            result = md_structure.rmsf(traj.positions, symbols=traj.symbols, labels=classes)
             _write_csv(output / 'rmsf.csv', ['index', 'symbol', 'class', 'rmsf_angstrom'],
                        [np.arange(traj.n_atoms), traj.symbols, classes, result['rmsf']])
             dynamics_plots.plot_rmsf(result['rmsf'], traj.symbols, output / 'rmsf.png')

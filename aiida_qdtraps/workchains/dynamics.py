@@ -23,8 +23,8 @@ from aiida import orm
 from aiida.engine import ExitCode, calcfunction
 
 from ..analysis import binding_modes as modes_kernel
-from ..analysis import dynamics as structure_kernel
 from ..analysis import gap_dynamics, spectra
+from ..analysis import md_structure as structure_kernel
 from ..analysis.trajectory import MdTrajectory
 
 UNITS = {'positions': 'angstrom', 'velocities': 'angstrom/fs', 'times': 'fs', 'energy': 'eV', 'temperature': 'K',
@@ -139,7 +139,7 @@ def pair_key(pair: str) -> str:
 
 @calcfunction
 def compute_rdf(trajectory: orm.TrajectoryData, options: orm.Dict | None = None) -> dict:
-    """RDFs of element pairs of a finite cluster (:func:`aiida_qdtraps.analysis.dynamics.rdf`).
+    """RDFs of element pairs of a finite cluster (:func:`aiida_qdtraps.analysis.md_structure.rdf`).
 
     Options: ``pairs`` (e.g. ``['Pb-O', 'Pb-S']``, default every pair of elements), ``r_max``, ``dr`` (Å),
     ``start_frame``. Output ``rdf`` (ArrayData): ``r`` (Å) and per pair ``g_<A>_<B>`` (dimensionless),
@@ -171,7 +171,7 @@ def compute_rdf(trajectory: orm.TrajectoryData, options: orm.Dict | None = None)
 @calcfunction
 def compute_rmsf(trajectory: orm.TrajectoryData, options: orm.Dict | None = None) -> dict:
     """RMSF per atom after Kabsch alignment, averaged per element and per class
-    (:func:`aiida_qdtraps.analysis.dynamics.rmsf`).
+    (:func:`aiida_qdtraps.analysis.md_structure.rmsf`).
 
     Options: ``labels`` (one class name per atom, e.g. core / surface / ligand), ``mass_weighted``, ``start_frame``.
     Outputs ``rmsf`` (ArrayData: ``rmsf`` (N,) Å, ``mean_positions`` (N, 3) Å) and ``summary`` (Dict).

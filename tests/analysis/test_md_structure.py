@@ -7,7 +7,7 @@ import pytest
 from ase.build import bulk
 from scipy.spatial.transform import Rotation
 
-from aiida_qdtraps.analysis.dynamics import rdf, rmsf
+from aiida_qdtraps.analysis.md_structure import rdf, rmsf
 
 
 def _simple_cubic(n: int, a: float) -> np.ndarray:
