@@ -7,7 +7,7 @@ import pytest
 from ase.build import bulk
 from scipy.spatial.transform import Rotation
 
-from aiida_qdtraps.analysis.md_structure import rdf, rmsf
+from aiida_qdtraps.analysis.md_structure import rdf, rmsf, site_classes
 
 
 def _simple_cubic(n: int, a: float) -> np.ndarray:
@@ -120,3 +120,24 @@ def test_rdf_follows_atoms_that_move_far_between_frames(skin):
     result = rdf(['Cu', 'Au', 'Au', 'Au'], positions, ['Cu-Au'], r_max=6.0, dr=0.1, skin=skin)
     expected, _ = np.histogram(np.hypot(x, 2.0), bins=np.arange(61) * 0.1)
     np.testing.assert_allclose(result['pairs']['Cu-Au']['n'] * n * 0.1, expected)
+
+
+def test_site_classes_core_surface_ligand():
+    # Cd atoms within 6 Å of a Cd at the centre keep their four Se (core); the outer Se have fewer Cd (surface) except
+    # those bonded to four of the kept Cd; one H on a Se is a ligand.
+    a = 6.05
+    crystal = bulk('CdSe', 'zincblende', a=a, cubic=True).repeat((4, 4, 4))
+    symbols = np.array(crystal.get_chemical_symbols())
+    cd_all = np.flatnonzero(symbols == 'Cd')
+    centre = crystal.positions[cd_all[np.argmin(np.linalg.norm(crystal.positions[cd_all] - crystal.positions.mean(0),
+                                                                 axis=1))]]
+    cd = cd_all[np.linalg.norm(crystal.positions[cd_all] - centre, axis=1) < 6.0]
+    distances = np.linalg.norm(crystal.positions[:, None] - crystal.positions[cd][None], axis=2)
+    bonded = (distances < 3.0).sum(axis=1)
+    se = np.flatnonzero((symbols == 'Se') & (bonded > 0))
+    positions = np.vstack([crystal.positions[cd], crystal.positions[se], crystal.positions[se[0]] + [0, 0, 1.46]])
+    names = ['Cd'] * cd.size + ['Se'] * se.size + ['H']
+    classes = site_classes(names, positions)
+    assert list(classes[:cd.size]) == ['core'] * cd.size
+    np.testing.assert_array_equal(classes[cd.size:-1] == 'core', bonded[se] == 4)
+    assert classes[-1] == 'ligand' and 'surface' in set(classes)

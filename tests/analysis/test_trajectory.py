@@ -76,3 +76,11 @@ def test_drift_of_a_linear_energy():
     t = np.arange(0.0, 2001.0, 1.0)  # 2 ps
     energy = -100.0 + 0.02 * t / 1000.0  # +20 meV per ps
     assert drift(t, energy, n_atoms=10) == pytest.approx(2.0)
+
+
+def test_extxyz_with_changing_atom_count_is_refused(tmp_path):
+    path = tmp_path / 'ragged.extxyz'
+    io.write(path, [Atoms('Cu2', positions=[[0, 0, 0], [2.5, 0, 0]]), Atoms('Cu', positions=[[0, 0, 0]])],
+             format='extxyz')
+    with pytest.raises(ValueError, match='frame 0 has 2 atoms, frame 1 has 1'):
+        from_extxyz(path, dt_fs=1.0)
