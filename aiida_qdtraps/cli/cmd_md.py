@@ -63,12 +63,15 @@ def _fail(exc: ValueError):
 @click.option('--r-max', type=float, default=8.0, show_default=True, help='RDF range (Å).')
 @click.option('--dr', type=float, default=0.02, show_default=True, help='RDF bin width (Å).')
 @click.option('--metal', default='Pb', show_default=True, help='Metal of the carboxylate binding modes.')
+@click.option('--classes', 'class_array', default=None, metavar='ARRAY',
+              help='Per-atom array of the first frame holding the RMSF classes (e.g. qd_domain); default core / '
+                   'surface / ligand from the bonds, with the roles of a qd_role array when the file has one.')
 @click.option('--window', type=click.Choice(['hann', 'blackman', 'none']), default='hann', show_default=True,
               help='Window applied to the velocity / dipole-derivative series.')
 @click.option('-o', '--output', 'output', type=click.Path(file_okay=False, path_type=pathlib.Path), required=True,
               help='Folder for the CSV tables and PNG plots (created).')
-def analyze(trajectory, rdf_pairs, do_rmsf, do_vdos, do_ir, do_modes, dt_fs, start_frame, r_max, dr, metal, window,
-            output):
+def analyze(trajectory, rdf_pairs, do_rmsf, do_vdos, do_ir, do_modes, dt_fs, start_frame, r_max, dr, metal,
+            class_array, window, output):
     """Analyse TRAJECTORY (ASE extended xyz, all frames): RDF, RMSF, VDOS, IR, binding modes.
 
     Writes rdf_<A>-<B>.csv, rmsf.csv, vdos.csv, ir.csv, binding_modes.csv (each with a header row) and a PNG plot of
@@ -108,7 +111,7 @@ def analyze(trajectory, rdf_pairs, do_rmsf, do_vdos, do_ir, do_modes, dt_fs, sta
                              data['n_a'], data['n_b']))
             click.echo(_table(rows))
         if do_rmsf:
-            classes = md_structure.site_classes(traj.symbols, traj.positions[0])
+            classes = _rmsf_classes(trajectory, traj, class_array)
             result = md_structure.rmsf(traj.positions, symbols=traj.symbols, labels=classes)
             _write_csv(output / 'rmsf.csv', ['index', 'symbol', 'class', 'rmsf_angstrom'],
                        [np.arange(traj.n_atoms), traj.symbols, classes, result['rmsf']])
@@ -160,6 +163,21 @@ def analyze(trajectory, rdf_pairs, do_rmsf, do_vdos, do_ir, do_modes, dt_fs, sta
     except ValueError as exc:
         _fail(exc)
     click.echo(f'wrote {", ".join(written)} and their PNG plots to {output}')
+
+
+def _rmsf_classes(path: pathlib.Path, traj, class_array: str | None) -> np.ndarray:
+    """RMSF classes: the ``class_array`` of the first frame, else :func:`site_classes` (roles from ``qd_role``)."""
+    from ase import io
+
+    from aiida_qdtraps.analysis import md_structure
+
+    arrays = io.read(str(path), index=0).arrays
+    if class_array is not None:
+        if class_array not in arrays:
+            extra = sorted(set(arrays) - {'numbers', 'positions', 'momenta'})
+            raise ValueError(f'--classes {class_array}: the first frame has no such per-atom array (it has {extra})')
+        return np.asarray(arrays[class_array]).astype(str)
+    return md_structure.site_classes(traj.symbols, traj.positions[0], roles=arrays.get('qd_role'))
 
 
 def _first_shell(r, n) -> tuple[int | None, int | None]:

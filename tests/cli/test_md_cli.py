@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import re
 
 import numpy as np
 import pytest
@@ -136,3 +137,26 @@ def test_analyze_needs_no_profile(trajectory, tmp_path, run_qdtraps):
                          tmp_path / 'empty-aiida')
     assert result.returncode == 0, result.stderr
     assert (tmp_path / 'o' / 'rdf_Pb-O.csv').exists()
+
+
+def test_rmsf_classes_from_a_per_atom_array(tmp_path):
+    symbols, positions = _acetate_on_lead()
+    rng = np.random.default_rng(5)
+    frames = []
+    for _ in range(6):
+        atoms = Atoms(symbols, positions=positions + 0.05 * rng.normal(size=positions.shape))
+        atoms.arrays['qd_domain'] = np.array(['ligand'] * 4 + ['core'] * 2 + ['shell'] * 2)
+        frames.append(atoms)
+    path = tmp_path / 'tagged.extxyz'
+    io.write(path, frames, format='extxyz')
+    runner = CliRunner()
+    result = runner.invoke(cli, ['md', 'analyze', str(path), '--rmsf', '--classes', 'qd_domain', '--dt', '10',
+                                 '-o', str(tmp_path / 'o')])
+    assert result.exit_code == 0, result.output
+    header, rows = _read(tmp_path / 'o' / 'rmsf.csv')
+    assert list(rows[:, 2]) == ['ligand'] * 4 + ['core'] * 2 + ['shell'] * 2
+    assert re.search(r'^shell\s+2\s', result.output, re.MULTILINE)
+    result = runner.invoke(cli, ['md', 'analyze', str(path), '--rmsf', '--classes', 'qd_role', '--dt', '10',
+                                 '-o', str(tmp_path / 'o')])
+    assert result.exit_code != 0 and "--classes qd_role: the first frame has no such per-atom array (it has " \
+        "['qd_domain'])" in result.output
