@@ -42,6 +42,7 @@ BINDING_OPTIONS = {'metal': 'Pb', 'carboxylates': None, 'bond_cutoff': modes_ker
                    'r_range': [2.0, 5.0], 'seed': 0, 'start_frame': 0}
 GAP_OPTIONS = {'bins': 30}
 DEPHASING_OPTIONS = {'dt_fs': None, 'max_time_fs': None}
+NAC_OPTIONS = {'dt_fs': None, 'i': None, 'j': None, 'bins': 40}
 
 
 class _Refused(Exception):
@@ -337,4 +338,38 @@ def compute_dephasing(gaps: orm.Data, options: orm.Dict | None = None) -> dict:
                             'std_ev': result['std'], 'resolved': result['resolved'], 'dt_fs': float(dt),
                             'fit': 'D(t) = exp(-(t/tau)^2/2)'})
         return {'dephasing': node, 'summary': summary}
+    return _guarded(body)
+
+
+
+@calcfunction
+def compute_nac(mo_frames: orm.ArrayData, options: orm.Dict) -> dict:
+    """Non-adiabatic coupling between two MOs along a trajectory (Hammes-Schiffer–Tully, signs aligned frame to
+    frame; :func:`aiida_qdtraps.analysis.gap_dynamics.nac`) (Bhati et al. Fig. 5c).
+
+    ``mo_frames`` holds ``coefficients`` (F, n_ao, n_mo) and either ``cross_overlap`` (F−1, n_ao, n_ao) or
+    ``ao_overlap`` (F, n_ao, n_ao) (neither: orthonormal AOs); attribute ``timestep_fs`` unless options give ``dt_fs``.
+    Options: ``i``, ``j`` (MO columns, e.g. HOMO and LUMO of the window), ``dt_fs``, ``bins``. Outputs ``nac``
+    (XyData: x ``time`` fs at the midpoints, y ``nac`` in fs⁻¹ and ``nac_mev`` = ħ|d| in meV) and ``summary`` (Dict:
+    mean ħ|d| and the histogram).
+    """
+    def body():
+        values = _options(options, NAC_OPTIONS)
+        names = set(mo_frames.get_arraynames())
+        if 'coefficients' not in names:
+            raise _Refused(300, f'ArrayData<{mo_frames.pk}> has no coefficients array (it has {sorted(names)})')
+        dt = values['dt_fs'] if values['dt_fs'] is not None else mo_frames.base.attributes.get('timestep_fs', None)
+        if dt is None or values['i'] is None or values['j'] is None:
+            raise _Refused(302, 'options need i and j (MO columns) and dt_fs unless the input has timestep_fs')
+        result = _run(gap_dynamics.nac, mo_frames.get_array('coefficients'), dt, int(values['i']), int(values['j']),
+                      ao_overlap=mo_frames.get_array('ao_overlap') if 'ao_overlap' in names else None,
+                      cross_overlap=mo_frames.get_array('cross_overlap') if 'cross_overlap' in names else None)
+        counts, edges = gap_dynamics.nac_histogram(result['nac_mev'], bins=values['bins'])
+        node = orm.XyData()
+        node.set_x(result['time'], 'time', 'fs')
+        node.set_y([result['nac_per_fs'], result['nac_mev']], ['nac', 'nac_mev'], ['1/fs', 'meV'])
+        summary = orm.Dict({'mean_mev': result['mean_mev'], 'i': int(values['i']), 'j': int(values['j']),
+                            'dt_fs': float(dt), 'histogram_counts': counts.tolist(),
+                            'histogram_edges_mev': edges.tolist()})
+        return {'nac': node, 'summary': summary}
     return _guarded(body)

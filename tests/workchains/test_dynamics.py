@@ -17,6 +17,7 @@ from aiida_qdtraps.workchains.dynamics import (
     compute_dephasing,
     compute_gap_statistics,
     compute_ir,
+    compute_nac,
     compute_rdf,
     compute_rmsf,
     compute_vdos,
@@ -148,6 +149,26 @@ def test_gap_statistics_and_dephasing_from_each_input_kind():
     assert process.exit_status == 302 and 'dt_fs' in process.exit_message
 
 
-@pytest.mark.parametrize('name', ['rdf', 'rmsf', 'vdos', 'ir', 'binding_modes', 'gap_statistics', 'dephasing'])
+def test_nac_of_a_rotating_two_level_system():
+    # Two orbitals rotating at ω = 0.01 rad/fs in an orthonormal basis, with random sign flips per frame.
+    omega, dt, n = 0.01, 1.0, 30
+    theta = omega * np.arange(n) * dt
+    c = np.zeros((n, 2, 2))
+    c[:, 0, 0], c[:, 1, 0], c[:, 0, 1], c[:, 1, 1] = np.cos(theta), np.sin(theta), -np.sin(theta), np.cos(theta)
+    c *= np.random.default_rng(2).choice([-1.0, 1.0], size=(n, 1, 2))
+    frames = orm.ArrayData()
+    frames.set_array('coefficients', c)
+    frames.set_array('ao_overlap', np.repeat(np.eye(2)[None], n, axis=0))
+    frames.base.attributes.set('timestep_fs', dt)
+    outputs = compute_nac(frames, orm.Dict({'i': 0, 'j': 1}))
+    expected_mev = HBAR_EV_FS * np.sin(omega * dt) / dt * 1e3
+    np.testing.assert_allclose(outputs['nac'].get_y()[1][1], expected_mev, rtol=1e-10)
+    assert outputs['summary']['mean_mev'] == pytest.approx(expected_mev)
+    assert sum(outputs['summary']['histogram_counts']) == n - 1
+    _, process = run_get_node(compute_nac, mo_frames=frames, options=orm.Dict({'i': 0}))
+    assert process.exit_status == 302 and 'need i and j' in process.exit_message
+
+
+@pytest.mark.parametrize('name', ['rdf', 'rmsf', 'vdos', 'ir', 'binding_modes', 'gap_statistics', 'dephasing', 'nac'])
 def test_entry_points(name):
     assert CalculationFactory(f'qdtraps.compute_{name}').__name__ == f'compute_{name}'
