@@ -1,0 +1,383 @@
+"""``qdtraps md``: molecular dynamics of a QD — ``md run`` (CP2K or MLFF, stored with provenance) and the trajectory
+analyses on plain files (``md analyze``, ``md dephasing``).
+
+``md run`` needs the project profile. The analysis commands read an extended-xyz trajectory or a CSV of gaps and write
+CSV tables and PNG plots; they need no AiiDA profile. In the provenance graph the same kernels run as the
+``qdtraps.compute_*`` calcfunctions (:mod:`aiida_qdtraps.workchains.dynamics`) on the trajectory ``md run`` stores.
+"""
+
+from __future__ import annotations
+
+import csv
+import pathlib
+
+import click
+import numpy as np
+
+from .root import cli
+
+
+@cli.group()
+def md():
+    """Molecular dynamics of a QD and the analyses of its trajectory (docs/dynamics.md)."""
+
+
+def _write_csv(path: pathlib.Path, header: list[str], columns: list) -> None:
+    rows = np.column_stack([np.asarray(c) for c in columns])
+    with open(path, 'w', newline='', encoding='utf-8') as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        for row in rows:
+            writer.writerow([_cell(value) for value in row])
+
+
+def _cell(value) -> str:
+    try:
+        return f'{float(value):.8g}'
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def _table(rows: list[tuple]) -> str:
+    cells = [[str(c) for c in row] for row in rows]
+    widths = [max(len(row[k]) for row in cells) for k in range(len(cells[0]))]
+    return '\n'.join('  '.join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells)
+
+
+def _fail(exc: ValueError):
+    raise click.ClickException(str(exc)) from None
+
+
+@md.command()
+@click.argument('trajectory', type=click.Path(exists=True, dir_okay=False, path_type=pathlib.Path))
+@click.option('--rdf', 'rdf_pairs', multiple=True, metavar='A-B',
+              help='RDF of an element pair, e.g. Pb-O (repeat the option for several).')
+@click.option('--rmsf', 'do_rmsf', is_flag=True, help='RMSF per atom after rigid-body alignment, per element and '
+              'per class (core / surface / ligand).')
+@click.option('--vdos', 'do_vdos', is_flag=True, help='Vibrational density of states (needs velocities or momenta).')
+@click.option('--ir', 'do_ir', is_flag=True, help='IR spectrum from the dipole (needs a dipole in every frame).')
+@click.option('--binding-modes', 'do_modes', is_flag=True, help='Carboxylate binding modes (r1, r2, r3).')
+@click.option('--dt', 'dt_fs', type=float, default=None,
+              help='Time between frames (fs); default the frames\' time (info "time", ASE units).')
+@click.option('--start', 'start_frame', type=int, default=0, show_default=True,
+              help='First frame analysed (skip equilibration).')
+@click.option('--r-max', type=float, default=8.0, show_default=True, help='RDF range (Å).')
+@click.option('--dr', type=float, default=0.02, show_default=True, help='RDF bin width (Å).')
+@click.option('--metal', default='Pb', show_default=True, help='Metal of the carboxylate binding modes.')
+@click.option('--classes', 'class_array', default=None, metavar='ARRAY',
+              help='Per-atom array of the first frame holding the RMSF classes (e.g. qd_domain); default core / '
+                   'surface / ligand from the bonds, with the roles of a qd_role array when the file has one.')
+@click.option('--window', type=click.Choice(['hann', 'blackman', 'none']), default='hann', show_default=True,
+              help='Window applied to the velocity / dipole-derivative series.')
+@click.option('-o', '--output', 'output', type=click.Path(file_okay=False, path_type=pathlib.Path), required=True,
+              help='Folder for the CSV tables and PNG plots (created).')
+def analyze(trajectory, rdf_pairs, do_rmsf, do_vdos, do_ir, do_modes, dt_fs, start_frame, r_max, dr, metal,
+            class_array, window, output):
+    """Analyse TRAJECTORY (ASE extended xyz, all frames): RDF, RMSF, VDOS, IR, binding modes.
+
+    Writes rdf_<A>-<B>.csv, rmsf.csv, vdos.csv, ir.csv, binding_modes.csv (each with a header row) and a PNG plot of
+    each into OUTPUT. Works on the file alone: no AiiDA profile is needed.
+    """
+    from aiida_qdtraps.analysis import binding_modes as modes_kernel
+    from aiida_qdtraps.analysis import dynamics_plots, md_structure, spectra
+    from aiida_qdtraps.analysis.trajectory import MdTrajectory, from_extxyz
+
+    if not (rdf_pairs or do_rmsf or do_vdos or do_ir or do_modes):
+        raise click.UsageError('choose at least one analysis: --rdf A-B, --rmsf, --vdos, --ir, --binding-modes')
+    try:
+        traj = from_extxyz(trajectory, dt_fs=dt_fs)
+    except ValueError as exc:
+        _fail(exc)
+    if start_frame:
+        if not 0 <= start_frame < traj.n_frames:
+            raise click.BadParameter(f'{start_frame} is outside the {traj.n_frames} frames', param_hint='--start')
+        traj = MdTrajectory(**{k: (v[start_frame:] if isinstance(v, np.ndarray) else v) for k, v in vars(traj).items()})
+    output.mkdir(parents=True, exist_ok=True)
+    click.echo(f'{trajectory.name}: {traj.n_frames} frames of {traj.n_atoms} atoms'
+               + (f', {traj.timestep_fs:g} fs apart' if traj.n_frames > 1 else ''))
+    written = []
+    try:
+        if rdf_pairs:
+            result = md_structure.rdf(traj.symbols, traj.positions, rdf_pairs, r_max=r_max, dr=dr)
+            rows = [('pair', 'first peak / Å', 'N(first minimum)', 'N_A', 'N_B')]
+            for pair, data in result['pairs'].items():
+                path = output / f'rdf_{pair}.csv'
+                _write_csv(path, ['r_angstrom', 'g_r', 'n_r_per_angstrom', 'coordination'],
+                           [result['r'], data['g'], data['n'], data['coordination']])
+                dynamics_plots.plot_rdf(result['r'], data['g'], data['n'], pair, output / f'rdf_{pair}.png')
+                written.append(path.name)
+                peak, minimum = _first_shell(result['r'], data['n'])
+                coordination = '-' if minimum is None else f"{data['coordination'][minimum]:.2f}"
+                rows.append((pair, '-' if peak is None else f"{result['r'][peak]:.2f}", coordination,
+                             data['n_a'], data['n_b']))
+            click.echo(_table(rows))
+        if do_rmsf:
+            classes = _rmsf_classes(trajectory, traj, class_array)
+            result = md_structure.rmsf(traj.positions, symbols=traj.symbols, labels=classes)
+            _write_csv(output / 'rmsf.csv', ['index', 'symbol', 'class', 'rmsf_angstrom'],
+                       [np.arange(traj.n_atoms), traj.symbols, classes, result['rmsf']])
+            dynamics_plots.plot_rmsf(result['rmsf'], traj.symbols, output / 'rmsf.png')
+            written.append('rmsf.csv')
+            rows = [('group', 'atoms', 'mean RMSF / Å', 'std / Å')]
+            for kind in ('per_element', 'per_label'):
+                rows += [(name, v['count'], f"{v['mean']:.4f}", f"{v['std']:.4f}")
+                         for name, v in result[kind].items()]
+            click.echo(_table(rows))
+        if do_vdos:
+            velocities = traj.require('velocities', 'the vibrational density of states (--vdos)')
+            result = spectra.vdos(velocities, traj.masses(), traj.timestep_fs, symbols=traj.symbols, window=window)
+            elements = list(result['per_element'])
+            _write_csv(output / 'vdos.csv', ['wavenumber_cm-1', 'total', *elements],
+                       [result['wavenumber'], result['total'], *[result['per_element'][e] for e in elements]])
+            dynamics_plots.plot_spectrum(result['wavenumber'], {'total': result['total'], **result['per_element']},
+                                         output / 'vdos.png', 'VDOS / states per cm⁻¹',
+                                         x_max=_upper_wavenumber(result['wavenumber'], result['total']))
+            written.append('vdos.csv')
+            peaks = spectra.peak_wavenumbers(result['wavenumber'], result['total'], n_peaks=5)
+            click.echo('VDOS peaks / cm-1: ' + ', '.join(f'{p:.1f}' for p in np.sort(peaks)))
+        if do_ir:
+            dipole = traj.require('dipole', 'the IR spectrum (--ir)')
+            result = spectra.ir_spectrum(dipole, traj.timestep_fs, window=window)
+            _write_csv(output / 'ir.csv', ['wavenumber_cm-1', 'intensity'], [result['wavenumber'], result['intensity']])
+            dynamics_plots.plot_spectrum(result['wavenumber'], {'IR (harmonic correction)': result['intensity']},
+                                         output / 'ir.png', 'intensity / (e·Å/fs)² per cm⁻¹',
+                                         x_max=_upper_wavenumber(result['wavenumber'], result['intensity']))
+            written.append('ir.csv')
+            peaks = spectra.peak_wavenumbers(result['wavenumber'], result['intensity'], n_peaks=5)
+            click.echo('IR peaks / cm-1: ' + ', '.join(f'{p:.1f}' for p in np.sort(peaks)))
+        if do_modes:
+            result = modes_kernel.binding_modes(traj.symbols, traj.positions, metal=metal)
+            n_frames, n_ligands = result['r1'].shape
+            frames, ligands = np.indices((n_frames, n_ligands))
+            triples = result['carboxylates'][ligands.ravel()]
+            _write_csv(output / 'binding_modes.csv',
+                       ['frame', 'ligand', 'carbon', 'oxygen_a', 'oxygen_b', 'r1_angstrom', 'r2_angstrom',
+                        'r3_angstrom', 'primary_metal', 'mode'],
+                       [frames.ravel() + start_frame, ligands.ravel(), triples[:, 0], triples[:, 1], triples[:, 2],
+                        result['r1'].ravel(), result['r2'].ravel(), result['r3'].ravel(),
+                        result['primary_metal'].ravel(), result['modes'].ravel()])
+            modes_kernel.plot_histograms(result, output / 'binding_modes.png')
+            written.append('binding_modes.csv')
+            rows = [('mode', 'fraction')] + [(m, f'{v:.3f}') for m, v in result['fractions'].items()]
+            click.echo(f'{n_ligands} carboxylates x {n_frames} frames')
+            click.echo(_table(rows))
+    except ValueError as exc:
+        _fail(exc)
+    click.echo(f'wrote {", ".join(written)} and their PNG plots to {output}')
+
+
+def _rmsf_classes(path: pathlib.Path, traj, class_array: str | None) -> np.ndarray:
+    """RMSF classes: the ``class_array`` of the first frame, else :func:`site_classes` (roles from ``qd_role``)."""
+    from ase import io
+
+    from aiida_qdtraps.analysis import md_structure
+
+    arrays = io.read(str(path), index=0).arrays
+    if class_array is not None:
+        if class_array not in arrays:
+            extra = sorted(set(arrays) - {'numbers', 'positions', 'momenta'})
+            raise ValueError(f'--classes {class_array}: the first frame has no such per-atom array (it has {extra})')
+        return np.asarray(arrays[class_array]).astype(str)
+    return md_structure.site_classes(traj.symbols, traj.positions[0], roles=arrays.get('qd_role'))
+
+
+def _first_shell(r, n) -> tuple[int | None, int | None]:
+    """Indices of the first maximum of n(r) and of the first minimum after it (None where absent)."""
+    occupied = np.flatnonzero(n > 0)
+    if not occupied.size:
+        return None, None
+    smooth = np.convolve(n, np.ones(5) / 5, mode='same')
+    start = occupied[0]
+    peak = start + int(np.argmax(smooth[start:start + max(1, int(0.5 / (r[1] - r[0])))]))
+    after = np.flatnonzero((smooth[peak + 1:-1] <= smooth[peak:-2]) & (smooth[peak + 1:-1] < smooth[peak + 2:]))
+    return peak, (peak + 1 + int(after[0])) if after.size else None
+
+
+def _upper_wavenumber(wavenumber, spectrum) -> float:
+    """A plotting range holding 99.9 % of the spectrum's area."""
+    cumulative = np.cumsum(spectrum)
+    index = int(np.searchsorted(cumulative, 0.999 * cumulative[-1]))
+    return float(min(wavenumber[-1], 1.2 * wavenumber[min(index, len(wavenumber) - 1)] + 50.0))
+
+
+def read_gap_csv(path: pathlib.Path) -> np.ndarray:
+    """The first column (after the header row) of a CSV as floats; ValueError naming the first bad line."""
+    values = []
+    with open(path, newline='', encoding='utf-8') as handle:
+        reader = csv.reader(handle)
+        header = next(reader, None)
+        if header is None:
+            raise ValueError(f'{path} is empty')
+        for line, row in enumerate(reader, start=2):
+            if not row or not row[0].strip():
+                continue
+            try:
+                values.append(float(row[0]))
+            except ValueError:
+                raise ValueError(f'{path} line {line}: {row[0]!r} is not a number') from None
+    return np.array(values)
+
+
+@md.command()
+@click.argument('gaps', type=click.Path(exists=True, dir_okay=False, path_type=pathlib.Path))
+@click.option('--dt', 'dt_fs', type=float, required=True, help='Time between gap values (fs).')
+@click.option('--max-time', 'max_time_fs', type=float, default=None,
+              help='Largest lag of the autocorrelation (fs); default a quarter of the series.')
+@click.option('-o', '--output', type=click.Path(dir_okay=False, path_type=pathlib.Path), default=None,
+              help='CSV of the dephasing function (default: <GAPS>_dephasing.csv); a PNG is written next to it.')
+def dephasing(gaps, dt_fs, max_time_fs, output):
+    """Pure dephasing of a HOMO–LUMO gap series: GAPS is a CSV with a header row and the gaps (eV) in its first
+    column, one every --dt fs. Prints dephasing_time_fs=<τ> (Gaussian fit of the second-order cumulant)."""
+    from aiida_qdtraps.analysis import dynamics_plots, gap_dynamics
+
+    try:
+        series = read_gap_csv(gaps)
+        stats = gap_dynamics.gap_statistics(series)
+        result = gap_dynamics.dephasing(series, dt_fs, max_time_fs=max_time_fs)
+    except ValueError as exc:
+        _fail(exc)
+    output = output or gaps.with_name(f'{gaps.stem}_dephasing.csv')
+    _write_csv(output, ['time_fs', 'dephasing', 'g'], [result['time'], result['dephasing'], result['g']])
+    dynamics_plots.plot_dephasing(result['time'], result['dephasing'], result['tau_fs'], output.with_suffix('.png'))
+    click.echo(f"gap mean {stats['mean']:.4f} eV, std {stats['std']:.4f} eV over {stats['n']} values")
+    click.echo(f"dephasing_time_fs={result['tau_fs']:.4f}")
+    if not result['resolved']:
+        click.echo(f'warning: the dephasing time is shorter than 3 time steps ({dt_fs} fs): sample the gap more '
+                   'finely', err=True)
+    click.echo(f'wrote {output}')
+
+
+def _load_profile():
+    from aiida_qdtraps.profile import load_project_profile, profile_exists
+
+    if not profile_exists():
+        raise click.ClickException('the project profile does not exist yet: run `qdtraps setup` (or `make demo`).')
+    load_project_profile()
+
+
+def _load(pk: int, node_type, hint: str):
+    from aiida import orm
+    from aiida.common.exceptions import NotExistent
+
+    try:
+        node = orm.load_node(pk)
+    except NotExistent:
+        raise click.BadParameter(f'no node with pk {pk}', param_hint=hint) from None
+    if not isinstance(node, node_type):
+        raise click.BadParameter(f'node {pk} is a {type(node).__name__}, not a {node_type.__name__}', param_hint=hint)
+    return node
+
+
+def _mlff_builder(structure, model, code, temperature, time_ps, ensemble, timestep_fs, save_interval):
+    from aiida import orm
+
+    from aiida_qdtraps.calculations.mlff_md import MlffMdCalculation, md_parameters
+
+    type_map = model.base.attributes.get('type_map', None)
+    if not type_map:
+        raise click.BadParameter(f'model {model.pk} has no type_map attribute (a frozen model of '
+                                 'DeepmdTrainCalculation has one)', param_hint='--model')
+    missing = sorted(set(structure.get_kind_names()) - set(type_map))
+    if missing:
+        raise click.BadParameter(f'the model knows {type_map}, not {missing}', param_hint='--model')
+    steps = round(1000.0 * (time_ps if time_ps is not None else 10.0) / timestep_fs)
+    changes = {'thermostat': ensemble, 'timestep_fs': timestep_fs, 'steps': steps, 'save_interval': save_interval}
+    if temperature is not None:
+        changes['temperature_K'] = temperature
+    try:
+        parameters = md_parameters(changes, len(structure.sites))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    builder = MlffMdCalculation.get_builder()
+    builder.code = code
+    builder.structure = structure
+    builder.models = {'model_0': model}
+    builder.type_map = orm.List(list(type_map))
+    builder.parameters = orm.Dict(parameters)
+    summary = (f"{ensemble} at {parameters['temperature_K']} K, {steps} steps of {timestep_fs} fs, a frame every "
+               f'{save_interval}')
+    return builder, summary
+
+
+@md.command('run')
+@click.argument('structure_pk', metavar='STRUCTURE', type=int)
+@click.option('--engine', type=click.Choice(['cp2k', 'mlff']), default='cp2k', show_default=True,
+              help='cp2k: Born-Oppenheimer MD (QdMdWorkChain: heat-up, then NVE); mlff: a DeePMD model '
+                   '(MlffMdCalculation: Langevin BAOAB or NVE).')
+@click.option('--protocol', type=click.Choice(['fast', 'moderate', 'precise']), default='moderate', show_default=True,
+              help='cp2k: the DFT of the relax protocol of that name and the dynamics of md.yaml (docs/md.md).')
+@click.option('--temperature', type=float, default=None, help="Temperature (K); default the protocol's (300 K).")
+@click.option('--time', 'time_ps', type=float, default=None,
+              help="Length (ps) of the NVE run (cp2k) or of the whole run (mlff); default the protocol's / 10 ps.")
+@click.option('--model', 'model_pk', type=int, default=None,
+              help='mlff: pk of a frozen DeePMD model (a SinglefileData with a type_map attribute).')
+@click.option('--ensemble', type=click.Choice(['langevin', 'nve']), default='langevin', show_default=True,
+              help='mlff: Langevin BAOAB at the temperature, or NVE from velocities drawn at it.')
+@click.option('--timestep', 'timestep_fs', type=float, default=1.0, show_default=True, help='mlff: time step (fs).')
+@click.option('--save-every', 'save_interval', type=int, default=10, show_default=True,
+              help='mlff: store a frame every this many steps.')
+@click.option('--charge', type=int, default=0, show_default=True, help='cp2k: net charge of the QD (e).')
+@click.option('--multiplicity', type=int, default=1, show_default=True, help='cp2k: spin multiplicity.')
+@click.option('--code', 'code_label', default=None,
+              help='Code: default cp2k@localhost (cp2k) or dp-python@localhost (mlff).')
+@click.option('--daemon/--no-daemon', default=False, show_default=True,
+              help='Submit to the daemon and return at once, instead of running here until the MD ends.')
+def run(structure_pk, engine, protocol, temperature, time_ps, model_pk, ensemble, timestep_fs, save_interval, charge,
+        multiplicity, code_label, daemon):
+    """Run MD of the QD stored as STRUCTURE (pk of a StructureData) with provenance; prints the pks of the process and,
+    when it ran here, of its trajectory (the layout of docs/md.md, which `qdtraps.compute_*` analyse)."""
+    _load_profile()
+    from aiida import orm
+    from aiida.common.exceptions import NotExistent
+    from aiida.engine import run_get_node, submit
+
+    structure = _load(structure_pk, orm.StructureData, 'STRUCTURE')
+    if engine == 'mlff' and model_pk is None:
+        raise click.BadParameter('--engine mlff needs --model PK (a frozen DeePMD model)', param_hint='--model')
+    code_label = code_label or {'cp2k': 'cp2k@localhost', 'mlff': 'dp-python@localhost'}[engine]
+    try:
+        code = orm.load_code(code_label)
+    except NotExistent:
+        raise click.BadParameter(f'no code {code_label!r}; `qdtraps status` lists the codes', param_hint='--code') \
+            from None
+    if engine == 'mlff':
+        model = _load(model_pk, orm.SinglefileData, '--model')
+        builder, summary = _mlff_builder(structure, model, code, temperature, time_ps, ensemble, timestep_fs,
+                                         save_interval)
+        label = 'MlffMdCalculation'
+    else:
+        from aiida_qdtraps.workchains.md import QdMdWorkChain
+
+        md_overrides = {}
+        if temperature is not None:
+            md_overrides['temperature'] = temperature
+        if time_ps is not None:
+            md_overrides['nve_fs'] = 1000.0 * time_ps
+        try:
+            builder = QdMdWorkChain.get_builder_from_protocol(code, structure, protocol=protocol,
+                                                              overrides={'md': md_overrides}, charge=charge,
+                                                              multiplicity=multiplicity)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc)) from None
+        settings = builder.md.get_dict()
+        summary = (f"protocol {protocol}, heat-up to {settings['temperature']} K in {settings['heatup_fs']} fs, "
+                   f"{settings['nve_fs']} fs NVE, time step {settings['timestep_fs']} fs")
+        label = 'QdMdWorkChain'
+    click.echo(f'{label} on {structure.get_formula()} (StructureData<{structure.pk}>): {summary}')
+    if daemon:
+        node = submit(builder)
+        click.echo(f'submitted {label}<{node.pk}>; follow it with `verdi process report {node.pk}`')
+        return
+    results, node = run_get_node(builder)
+    if not node.is_finished_ok:
+        raise click.ClickException(f'{label}<{node.pk}> failed: exit status {node.exit_status}: {node.exit_message}; '
+                                   f'see `verdi process report {node.pk}`')
+    trajectory = results['trajectory']
+    click.echo(f'{label}<{node.pk}>: TrajectoryData<{trajectory.pk}> ({trajectory.numsteps} frames, '
+               f"{trajectory.get_array('times')[-1]:.1f} fs)")
+    if 'md_summary' in results:
+        summary = results['md_summary'].get_dict()
+        click.echo(f"md_summary Dict<{results['md_summary'].pk}>")
+        if summary.get('nve_drift_mev_per_atom_ps') is not None:
+            click.echo(f"NVE: mean temperature {summary['nve_mean_temperature_k']:.1f} K, conserved-energy drift "
+                       f"{summary['nve_drift_mev_per_atom_ps']:+.3f} meV/atom/ps")

@@ -1,0 +1,162 @@
+"""``qdtraps md analyze`` and ``qdtraps md dephasing`` on small files made here with ASE (no AiiDA profile needed)."""
+
+from __future__ import annotations
+
+import csv
+import re
+
+import numpy as np
+import pytest
+from ase import Atoms, io, units
+from click.testing import CliRunner
+
+from aiida_qdtraps import profile as project_profile
+from aiida_qdtraps.analysis.gap_dynamics import HBAR_EV_FS
+from aiida_qdtraps.analysis.spectra import C_CM_PER_FS
+from aiida_qdtraps.cli import cli
+
+WAVENUMBER = 400.0  # cm⁻¹ of the imposed vibration
+DT = 1.0  # fs between frames
+N_FRAMES = 1024
+
+
+@pytest.fixture(autouse=True)
+def _keep_test_profile(monkeypatch):
+    """In-process invocations must not point aiida at the project folder."""
+    monkeypatch.setattr(project_profile, 'activate', lambda: None)
+
+
+def _acetate_on_lead():
+    """A bridging acetate between two Pb (one Pb 2.5 Å above each O) and two more Pb further away."""
+    half = np.radians(62.5)
+    o1 = np.array([-1.27 * np.sin(half), 1.27 * np.cos(half), 0.0])
+    o2 = o1 * [-1, 1, 1]
+    positions = np.array([[0.0, 0.0, 0.0], o1, o2, [0.0, -1.51, 0.0], o1 + [0, 2.5, 0], o2 + [0, 2.5, 0],
+                          [-3.0, 3.5, 3.0], [3.0, 3.5, -3.0]])
+    return ['C', 'O', 'O', 'C', 'Pb', 'Pb', 'Pb', 'Pb'], positions
+
+
+@pytest.fixture
+def trajectory(tmp_path):
+    """extxyz with momenta, times and a dipole: every atom oscillates at 400 cm⁻¹ about the acetate geometry."""
+    symbols, base = _acetate_on_lead()
+    omega = 2 * np.pi * WAVENUMBER * C_CM_PER_FS
+    direction = np.random.default_rng(0).normal(size=base.shape)
+    direction /= np.linalg.norm(direction, axis=1, keepdims=True)
+    frames = []
+    for k in range(N_FRAMES):
+        t = k * DT
+        atoms = Atoms(symbols, positions=base + 0.03 * np.sin(omega * t) * direction)
+        atoms.set_velocities(0.03 * omega * np.cos(omega * t) * direction / units.fs)  # Å/fs → ASE units
+        atoms.info['time'] = t * units.fs
+        atoms.info['dipole'] = [0.1 * np.sin(omega * t), 0.0, 0.0]
+        frames.append(atoms)
+    path = tmp_path / 'md.extxyz'
+    io.write(path, frames, format='extxyz')
+    return path
+
+
+def _read(path):
+    with open(path, newline='') as handle:
+        rows = list(csv.reader(handle))
+    return rows[0], np.array(rows[1:], dtype=object)
+
+
+def test_analyze_writes_every_table_with_its_header(trajectory, tmp_path):
+    out = tmp_path / 'out'
+    result = CliRunner().invoke(cli, ['md', 'analyze', str(trajectory), '--rdf', 'Pb-O', '--rdf', 'C-O', '--rmsf',
+                                      '--vdos', '--ir', '--binding-modes', '-o', str(out)])
+    assert result.exit_code == 0, result.output
+    assert 'md.extxyz: 1024 frames of 8 atoms, 1 fs apart' in result.output
+    header, rows = _read(out / 'vdos.csv')
+    assert header == ['wavenumber_cm-1', 'total', 'C', 'O', 'Pb']
+    wavenumber, total = rows[:, 0].astype(float), rows[:, 1].astype(float)
+    assert wavenumber[np.argmax(total)] == pytest.approx(WAVENUMBER, rel=0.02)
+    header, rows = _read(out / 'rdf_Pb-O.csv')
+    assert header == ['r_angstrom', 'g_r', 'n_r_per_angstrom', 'coordination']
+    r, coordination = rows[:, 0].astype(float), rows[:, 3].astype(float)
+    assert coordination[np.searchsorted(r, 2.8)] == pytest.approx(2 / 4)  # two Pb–O bonds of 2.5 Å, four Pb
+    header, rows = _read(out / 'rmsf.csv')
+    assert header == ['index', 'symbol', 'class', 'rmsf_angstrom'] and len(rows) == 8
+    assert list(rows[:4, 2]) == ['ligand'] * 4 and float(rows[0, 3]) > 0
+    header, rows = _read(out / 'ir.csv')
+    assert header == ['wavenumber_cm-1', 'intensity']
+    assert float(rows[np.argmax(rows[:, 1].astype(float)), 0]) == pytest.approx(WAVENUMBER, rel=0.02)
+    header, rows = _read(out / 'binding_modes.csv')
+    assert header[:2] == ['frame', 'ligand'] and header[-1] == 'mode' and len(rows) == N_FRAMES
+    assert set(rows[:, -1]) == {'bridge'}
+    assert 'bridge' in result.output
+    for name in ('vdos', 'rdf_Pb-O', 'rdf_C-O', 'rmsf', 'ir', 'binding_modes'):
+        assert (out / f'{name}.png').read_bytes()[:4] == b'\x89PNG'
+
+
+def test_analyze_names_what_is_missing(tmp_path):
+    symbols, positions = _acetate_on_lead()
+    path = tmp_path / 'static.extxyz'
+    io.write(path, [Atoms(symbols, positions=positions)] * 8, format='extxyz')
+    runner = CliRunner()
+    result = runner.invoke(cli, ['md', 'analyze', str(path), '--vdos', '--dt', '1', '-o', str(tmp_path / 'o')])
+    assert result.exit_code != 0 and 'needs velocities' in result.output
+    result = runner.invoke(cli, ['md', 'analyze', str(path), '--ir', '--dt', '1', '-o', str(tmp_path / 'o')])
+    assert result.exit_code != 0 and 'needs dipole' in result.output
+    result = runner.invoke(cli, ['md', 'analyze', str(path), '--rmsf', '-o', str(tmp_path / 'o')])
+    assert result.exit_code != 0 and 'give dt_fs' in result.output
+    result = runner.invoke(cli, ['md', 'analyze', str(path), '--dt', '1', '-o', str(tmp_path / 'o')])
+    assert result.exit_code != 0 and 'choose at least one analysis' in result.output
+    result = runner.invoke(cli, ['md', 'analyze', str(path), '--rdf', 'Cd-Se', '--dt', '1', '-o', str(tmp_path / 'o')])
+    assert result.exit_code != 0 and "element 'Cd'" in result.output
+
+
+def test_dephasing_prints_the_time_and_writes_the_function(tmp_path):
+    sigma, dt = 0.1, 0.5
+    t = np.arange(40_000) * dt
+    gaps = 2.0 + sigma * np.sqrt(2) * np.cos(2 * np.pi * t / 5_000.0)
+    path = tmp_path / 'gaps.csv'
+    path.write_text('gap_ev\n' + '\n'.join(f'{g:.10f}' for g in gaps) + '\n')
+    out = tmp_path / 'd.csv'
+    result = CliRunner().invoke(cli, ['md', 'dephasing', str(path), '--dt', str(dt), '--max-time', '100',
+                                      '-o', str(out)])
+    assert result.exit_code == 0, result.output
+    line = next(x for x in result.output.splitlines() if x.startswith('dephasing_time_fs='))
+    assert float(line.split('=')[1]) == pytest.approx(HBAR_EV_FS / sigma, rel=0.02)
+    header, rows = _read(out)
+    assert header == ['time_fs', 'dephasing', 'g'] and float(rows[0, 1]) == 1.0
+    assert out.with_suffix('.png').exists()
+
+
+def test_dephasing_refuses_a_bad_value(tmp_path):
+    path = tmp_path / 'gaps.csv'
+    path.write_text('gap_ev\n2.0\n2.1\nabc\n')
+    result = CliRunner().invoke(cli, ['md', 'dephasing', str(path), '--dt', '1'])
+    assert result.exit_code != 0 and "line 4: 'abc' is not a number" in result.output
+
+
+def test_analyze_needs_no_profile(trajectory, tmp_path, run_qdtraps):
+    # A fresh configuration folder without any profile: the command still runs.
+    result = run_qdtraps(['md', 'analyze', str(trajectory), '--rdf', 'Pb-O', '-o', str(tmp_path / 'o')],
+                         tmp_path / 'empty-aiida')
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / 'o' / 'rdf_Pb-O.csv').exists()
+
+
+def test_rmsf_classes_from_a_per_atom_array(tmp_path):
+    symbols, positions = _acetate_on_lead()
+    rng = np.random.default_rng(5)
+    frames = []
+    for _ in range(6):
+        atoms = Atoms(symbols, positions=positions + 0.05 * rng.normal(size=positions.shape))
+        atoms.arrays['qd_domain'] = np.array(['ligand'] * 4 + ['core'] * 2 + ['shell'] * 2)
+        frames.append(atoms)
+    path = tmp_path / 'tagged.extxyz'
+    io.write(path, frames, format='extxyz')
+    runner = CliRunner()
+    result = runner.invoke(cli, ['md', 'analyze', str(path), '--rmsf', '--classes', 'qd_domain', '--dt', '10',
+                                 '-o', str(tmp_path / 'o')])
+    assert result.exit_code == 0, result.output
+    header, rows = _read(tmp_path / 'o' / 'rmsf.csv')
+    assert list(rows[:, 2]) == ['ligand'] * 4 + ['core'] * 2 + ['shell'] * 2
+    assert re.search(r'^shell\s+2\s', result.output, re.MULTILINE)
+    result = runner.invoke(cli, ['md', 'analyze', str(path), '--rmsf', '--classes', 'qd_role', '--dt', '10',
+                                 '-o', str(tmp_path / 'o')])
+    assert result.exit_code != 0 and "--classes qd_role: the first frame has no such per-atom array (it has " \
+        "['qd_domain'])" in result.output
