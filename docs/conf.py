@@ -48,7 +48,6 @@ extensions = [
     'sphinx.ext.autodoc',
     'sphinx.ext.autosummary',
     'sphinx.ext.mathjax',
-    'sphinx.ext.viewcode',
     'sphinx_click',
     'aiida.sphinxext',
 ]
