@@ -17,12 +17,13 @@ TEST_WORKERS ?= 2
 # apt-get needs root: use sudo when we are not root.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help setup system-packages demo test lint bench clean-profile rabbitmq postgresql daemon services-stop
+.PHONY: help setup system-packages demo test lint docs bench clean-profile rabbitmq postgresql daemon services-stop
 
 help:
 	@echo "make demo           set everything up, then run the demo (PROTOCOL=$(PROTOCOL))"
 	@echo "make test           set everything up, then run ruff and the whole test suite"
 	@echo "make lint           ruff check (the rules of pyproject.toml; also a pre-commit hook)"
+	@echo "make docs           build the documentation site into docs/_build/html (Sphinx, warnings are errors)"
 	@echo "make setup          install Debian cp2k + quantum-espresso, .venv, the project AiiDA profile and codes"
 	@echo "make bench          set up, then run benchmarks/overhead.py"
 	@echo "make clean-profile  delete the project AiiDA profile (.aiida/): all stored data and scratch"
@@ -103,6 +104,12 @@ test: setup lint
 
 lint: $(STAMPS)/venv
 	$(VENV)/bin/ruff check .
+
+# The documentation site (docs/conf.py): needs neither an AiiDA profile nor the network, but the whole package imports
+# (autodoc), deepmd-kit included. tests/test_docs.py builds it the same way in `make test`.
+docs: $(STAMPS)/deepmd
+	$(VENV)/bin/sphinx-build -W --keep-going -b html docs docs/_build/html
+	@echo "open docs/_build/html/index.html"
 
 bench: setup
 	$(VENV)/bin/python benchmarks/overhead.py
