@@ -187,3 +187,19 @@ def test_real_heatup_then_nve(cp2k_code, tiny_qd):
     conserved = trajectory.get_array('conserved_energy')[6:]
     assert np.ptp(conserved) / 14 < 1e-3
     assert trajectory.get_array('dipole').shape == (11, 3)
+
+
+def test_cp2k_trajectory_feeds_the_trajectory_analyses(data_dir):
+    """The CP2K MD trajectory has the layout the analyses read: RMSF and VDOS calcfunctions run on it."""
+    from aiida_qdtraps.workchains.dynamics import compute_rmsf, compute_vdos, node_to_trajectory
+
+    md = data_dir / 'cp2k' / 'md'
+    settings = orm.Dict({'md_timestep_fs': 1.0, 'velocity_unit': 'angstrom*fs^-1', 'nve_first_step': None})
+    trajectory = cp2k_md_trajectory(settings, run_000=_folder(md), run_001=_folder(md / 'restarted'))['trajectory']
+    frames = node_to_trajectory(trajectory)
+    assert frames.positions.shape == (7, 14, 3) and frames.velocities.shape == (7, 14, 3)
+    rmsf, node = compute_rmsf.run_get_node(trajectory)
+    assert node.is_finished_ok, node.exit_message
+    vdos, node = compute_vdos.run_get_node(trajectory)
+    assert node.is_finished_ok, node.exit_message
+    assert set(rmsf) and set(vdos)
