@@ -4,8 +4,8 @@ Commands live in ``cmd_*`` modules that register themselves on the :data:`cli` g
 """
 
 # Importing a command module registers its commands (qdtraps demo, setup, traps, charge-flow, build, classify,
-# archive create|check|import).
-from . import cmd_archive, cmd_build, cmd_charge_flow, cmd_classify, cmd_demo, cmd_profile, cmd_traps  # noqa: F401
+# archive create|check|import, interpolate).
+from . import cmd_archive, cmd_build, cmd_charge_flow, cmd_classify, cmd_cutout, cmd_demo, cmd_profile, cmd_traps  # noqa: F401
 from .root import cli
 
 __all__ = ('cli',)

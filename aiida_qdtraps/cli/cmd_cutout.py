@@ -1,0 +1,77 @@
+"""``qdtraps interpolate``: the three highest occupied MOs along a geodesic path between two geometries (docs/cutouts.md).
+
+Works on plain XYZ files with PySCF in-process: no AiiDA profile is needed or touched.
+"""
+
+from __future__ import annotations
+
+import pathlib
+
+import click
+
+from .root import cli
+
+CSV_HEADER = 'frame,homo_ev,homo_1_ev,homo_2_ev'
+
+
+def top_occupied(mf, count: int = 3) -> list[float]:
+    """The ``count`` highest occupied MO energies (eV, highest first; the alpha channel of an unrestricted SCF)."""
+    import numpy as np
+
+    from ..parsers.pyscf import HARTREE_TO_EV
+
+    energies, occupations = np.asarray(mf.mo_energy), np.asarray(mf.mo_occ)
+    if energies.ndim == 2:
+        energies, occupations = energies[0], occupations[0]
+    occupied = np.sort(energies[occupations > 1e-3])[::-1]
+    if occupied.size < count:
+        raise click.ClickException(f'the molecule has only {occupied.size} occupied MOs; {count} are needed')
+    return [float(e * HARTREE_TO_EV) for e in occupied[:count]]
+
+
+@cli.command('interpolate')
+@click.argument('start', type=click.Path(exists=True, dir_okay=False, path_type=pathlib.Path))
+@click.argument('end', type=click.Path(exists=True, dir_okay=False, path_type=pathlib.Path))
+@click.option('--frames', '-n', type=int, default=100, show_default=True, help='Frames including both end points.')
+@click.option('--charge', '-q', type=int, default=0, show_default=True, help='Total charge (e); PLi4+ has +1.')
+@click.option('--multiplicity', type=int, default=1, show_default=True, help='Spin multiplicity 2S+1.')
+@click.option('--functional', default='pbe0', show_default=True, help='PySCF exchange-correlation functional.')
+@click.option('--basis', default='def2-svp', show_default=True, help='PySCF basis (def2 ECPs added where defined).')
+@click.option('--output', '-o', type=click.Path(dir_okay=False, path_type=pathlib.Path), default=None,
+              help=f'CSV file with the header {CSV_HEADER}.')
+@click.option('--frames-out', type=click.Path(dir_okay=False, path_type=pathlib.Path), default=None,
+              help='Also write the interpolated geometries (multi-frame XYZ).')
+def interpolate(start, end, frames, charge, multiplicity, functional, basis, output, frames_out):
+    """Geodesic path from START to END (XYZ files, same atoms in the same order); a PySCF single point per frame.
+
+    Prints per frame the three highest occupied MO energies (eV) and the HOMO splitting
+    HOMO - mean(HOMO-1, HOMO-2); for a PLi4+ cutout path these are the P 3p levels (Alexander et al.).
+    """
+    import ase.io
+
+    from ..analysis import cutout
+    from ..calculations.pyscf import pyscf_parameters
+    from ..calculations.pyscf_script import run_scf
+
+    first, last = ase.io.read(start), ase.io.read(end)
+    try:
+        path = cutout.interpolate(first, last, frames)
+        params = pyscf_parameters({'xc': functional, 'basis': basis, 'charge': charge, 'multiplicity': multiplicity},
+                                  first.get_chemical_symbols())
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    if frames_out is not None:
+        ase.io.write(frames_out, path, format='xyz')
+    rows = [CSV_HEADER]
+    click.echo(f"{'frame':>5} {'HOMO':>10} {'HOMO-1':>10} {'HOMO-2':>10} {'splitting':>10}  (eV, {functional}/{basis})")
+    for k, frame in enumerate(path):
+        mf, attempts = run_scf(frame.get_chemical_symbols(), frame.positions, params)
+        if not mf.converged:
+            raise click.ClickException(f'frame {k}: the SCF did not converge ({[a["step"] for a in attempts]})')
+        homo, homo_1, homo_2 = top_occupied(mf)
+        click.echo(f'{k:5d} {homo:10.4f} {homo_1:10.4f} {homo_2:10.4f} '
+                   f'{cutout.homo_splitting([homo, homo_1, homo_2]):10.4f}')
+        rows.append(f'{k},{homo:.6f},{homo_1:.6f},{homo_2:.6f}')
+    if output is not None:
+        output.write_text('\n'.join(rows) + '\n')
+        click.echo(f'wrote {output}')
