@@ -39,8 +39,8 @@ def centre_neighbours(atoms: Atoms, centre: int, scale: float = bonds.LABELING_S
     pairs = bonds.bond_pairs(atoms.positions, atoms.get_chemical_symbols(), scale, same_element_scale)
     neighbours = bonds.neighbour_lists(pairs, len(atoms))[int(centre)]
     if len(neighbours) != 4:
-        raise ValueError(f'atom {centre} ({atoms[int(centre)].symbol}) is {len(neighbours)}-coordinate, not 4-coordinate: '
-                         'a tetrahedral cutout needs exactly four bonded neighbours')
+        raise ValueError(f'atom {centre} ({atoms[int(centre)].symbol}) is {len(neighbours)}-coordinate, not '
+                         '4-coordinate: a tetrahedral cutout needs exactly four bonded neighbours')
     distances = np.linalg.norm(atoms.positions[neighbours] - atoms.positions[int(centre)], axis=1)
     return neighbours[np.argsort(distances, kind='stable')]
 
