@@ -1,4 +1,6 @@
-"""``qdtraps interpolate``: the three highest occupied MOs along a geodesic path between two geometries (docs/cutouts.md).
+"""``qdtraps interpolate``: the three highest occupied MOs along a geodesic path between two geometries.
+
+See docs/cutouts.md.
 
 Works on plain XYZ files with PySCF in-process: no AiiDA profile is needed or touched.
 """

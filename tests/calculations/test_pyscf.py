@@ -129,6 +129,7 @@ def _label_pyscf_window(code, structure, parameters):
     assert labels['atom_labels'].get_array('label').shape == (len(structure.sites),)
 
 
+@pytest.mark.slow  # 87 s wall on 2 shared cores (load 6)
 def test_label_traps_reads_a_pyscf_window(pyscf_python, tiny_qd):
     """In4PF9 with a small ECP basis (LANL2DZ), density fitting and a coarse grid: label_traps reads the window."""
     _label_pyscf_window(pyscf_python, tiny_qd, {'basis': 'lanl2dz', 'density_fit': True, 'grid_level': 1,
