@@ -213,3 +213,56 @@ def sphere_fractions(points: np.ndarray, weights: np.ndarray, density: np.ndarra
 def covalent_radius(symbol: str) -> float:
     """Covalent radius (Å, Cordero et al., as in :mod:`.bonds`)."""
     return float(covalent_radii[atomic_numbers[symbol]])
+
+
+def orbital_sphere_overlaps(symbols: Sequence[str], positions: np.ndarray, basis: str, coefficients: np.ndarray,
+                            atoms: Sequence[int], grid_level: int = 3) -> np.ndarray:
+    """Fraction of each MO's density inside the covalent sphere of each of ``atoms`` (Alexander et al.'s orbital-atom
+    overlap), on a PySCF Becke grid.
+
+    :param coefficients: MO coefficients (nao, nmo) in the AO order of PySCF's ``basis`` for this molecule.
+    :returns: (nmo, len(atoms)) fractions.
+    """
+    from pyscf import dft, gto
+
+    mol = gto.M(atom=[(s, tuple(p)) for s, p in zip(symbols, positions)], basis=basis, unit='Angstrom', verbose=0,
+                spin=None)
+    grids = dft.gen_grid.Grids(mol)
+    grids.level = grid_level
+    grids.build()
+    orbitals = dft.numint.eval_ao(mol, grids.coords) @ np.asarray(coefficients).reshape(mol.nao, -1)
+    bohr = 0.52917721092
+    centres = np.asarray(positions)[list(atoms)] / bohr
+    radii = np.array([covalent_radius(symbols[a]) for a in atoms]) / bohr
+    return np.array([sphere_fractions(grids.coords, grids.weights, orbitals[:, k] ** 2, centres, radii)
+                     for k in range(orbitals.shape[1])])
+
+
+def path_levels_plot(levels: np.ndarray, title: str = '') -> bytes:
+    """PNG of the three highest occupied MO energies (eV, columns HOMO, HOMO-1, HOMO-2) along a path, with the
+    HOMO splitting on a second axis."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    levels = np.asarray(levels, dtype=float)
+    frames = np.arange(len(levels))
+    fig, ax = plt.subplots(figsize=(5.0, 3.6))
+    for k, (name, colour) in enumerate((('HOMO', 'tab:red'), ('HOMO-1', 'tab:blue'), ('HOMO-2', 'tab:green'))):
+        ax.plot(frames, levels[:, k], 'o-', ms=3, color=colour, label=name)
+    ax.set_xlabel('frame (ideal tetrahedron → cutout)')
+    ax.set_ylabel('orbital energy (eV)')
+    twin = ax.twinx()
+    twin.plot(frames, levels[:, 0] - levels[:, 1:3].mean(axis=1), 'k--', lw=1, label='HOMO − ⟨HOMO-1, HOMO-2⟩')
+    twin.set_ylabel('HOMO splitting (eV)')
+    handles = ax.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
+    ax.legend(handles=handles, fontsize=8, loc='center left')
+    if title:
+        ax.set_title(title, fontsize=9)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format='png', dpi=120, bbox_inches='tight', metadata={'Software': None})
+    plt.close(fig)
+    return buffer.getvalue()
