@@ -77,3 +77,54 @@ def interpolate(start, end, frames, charge, multiplicity, functional, basis, out
     if output is not None:
         output.write_text('\n'.join(rows) + '\n')
         click.echo(f'wrote {output}')
+
+
+def cutout_inputs(labels, atom: int | None, frames: int, code) -> dict:
+    """Inputs of ``CutoutInterpolationWorkChain`` from a trap labelling: a ``TrapLabelingWorkChain`` or a
+    ``label_traps`` calculation node (its structure, MO window and trap records)."""
+    from aiida import orm
+
+    from ..workchains.traps import TrapLabelingWorkChain
+
+    if isinstance(labels, orm.WorkChainNode) and labels.process_class is TrapLabelingWorkChain:
+        labels = labels.base.links.get_outgoing(orm.CalcFunctionNode, link_label_filter='label_traps').one().node
+    if not isinstance(labels, orm.CalcFunctionNode) or labels.process_label != 'label_traps':
+        kind = getattr(labels, 'process_label', None) or type(labels).__name__
+        raise click.ClickException(f'node {labels.pk} is a {kind}, not a '
+                                   'trap labelling (TrapLabelingWorkChain or label_traps)')
+    if not labels.is_finished_ok:
+        raise click.ClickException(f'the labelling {labels.pk} did not finish ok')
+    traps = {link.link_label.split('__')[-1]: link.node
+             for link in labels.base.links.get_outgoing(link_label_filter='traps__%').all()}
+    inputs = {'structure': labels.inputs.structure, 'mo_window': labels.inputs.mo_window, 'traps': traps,
+              'frames': orm.Int(frames), 'pyscf': {'code': code}}
+    if atom is not None:
+        inputs['atom'] = orm.Int(atom)
+    return inputs
+
+
+@cli.command('cutout')
+@click.argument('labels_pk', type=int)
+@click.option('--atom', type=int, default=None, help='Centre atom index (default: every P-4c structural hole trap).')
+@click.option('--frames', '-n', type=int, default=20, show_default=True, help='Frames of each interpolation.')
+@click.option('--code', 'code_label', default='dp-python@localhost', show_default=True,
+              help='Python code with pyscf that runs the single points.')
+def cutout_command(labels_pk, atom, frames, code_label):
+    """Submit PLi4+ cutout interpolations of the structural hole traps of a trap labelling (LABELS_PK: a
+    TrapLabelingWorkChain or label_traps node) to the daemon; docs/cutouts.md."""
+    from .cmd_traps import _load
+
+    _load()
+    from aiida import orm
+    from aiida.engine import submit
+
+    from ..workchains.cutout import CutoutInterpolationWorkChain
+
+    if frames < 2:
+        raise click.ClickException(f'--frames must be >= 2 (both end points), got {frames}')
+    try:
+        labels, code = orm.load_node(labels_pk), orm.load_code(code_label)
+    except Exception as exc:  # noqa: BLE001 - aiida's NotExistent / MultipleObjectsError
+        raise click.ClickException(str(exc)) from None
+    node = submit(CutoutInterpolationWorkChain, **cutout_inputs(labels, atom, frames, code))
+    click.echo(f'submitted CutoutInterpolationWorkChain<{node.pk}>; follow it with `verdi process report {node.pk}`')

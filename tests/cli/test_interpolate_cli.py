@@ -58,3 +58,19 @@ def test_bad_frame_count_and_charge_are_refused(run_qdtraps, tmp_path):
 def test_help_lists_the_options(run_qdtraps, tmp_path):
     result = run_qdtraps(['interpolate', '--help'], tmp_path)
     assert result.returncode == 0 and '--frames' in result.stdout and '--basis' in result.stdout
+
+
+def test_cutout_help(run_qdtraps, tmp_path):
+    result = run_qdtraps(['cutout', '--help'], tmp_path)
+    assert result.returncode == 0 and '--atom' in result.stdout and '--frames' in result.stdout
+
+
+def test_cutout_refuses_a_node_that_is_no_labelling(aiida_profile_clean):
+    import click
+    from aiida import orm
+
+    from aiida_qdtraps.cli.cmd_cutout import cutout_inputs
+
+    node = orm.Dict({'a': 1}).store()
+    with pytest.raises(click.ClickException, match=f'node {node.pk} is a Dict, not a trap labelling'):
+        cutout_inputs(node, None, 20, None)
