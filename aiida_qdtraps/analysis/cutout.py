@@ -259,7 +259,7 @@ def path_levels_plot(levels: np.ndarray, title: str = '') -> bytes:
     twin.plot(frames, levels[:, 0] - levels[:, 1:3].mean(axis=1), 'k--', lw=1, label='HOMO − ⟨HOMO-1, HOMO-2⟩')
     twin.set_ylabel('HOMO splitting (eV)')
     handles = ax.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
-    ax.legend(handles=handles, fontsize=8, loc='center left')
+    ax.legend(handles=handles, fontsize=8, loc='lower left', framealpha=0.9)
     if title:
         ax.set_title(title, fontsize=9)
     buffer = io.BytesIO()
