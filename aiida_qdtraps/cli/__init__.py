@@ -4,12 +4,13 @@ Commands live in ``cmd_*`` modules that register themselves on the :data:`cli` g
 """
 
 # Importing a command module registers its commands (qdtraps demo, setup, traps, charge-flow, build, classify,
-# archive create|check|import, md, report).
+# archive create|check|import, cutout, interpolate, md, report).
 from . import (  # noqa: F401
     cmd_archive,
     cmd_build,
     cmd_charge_flow,
     cmd_classify,
+    cmd_cutout,
     cmd_demo,
     cmd_md,
     cmd_profile,
