@@ -248,6 +248,11 @@ def dephasing(gaps, dt_fs, max_time_fs, output):
 
 
 def _load_profile():
+    """Load the project profile, unless a profile is loaded already (a script or test that set one up)."""
+    from aiida.manage import get_manager
+
+    if get_manager().get_profile() is not None:
+        return
     from aiida_qdtraps.profile import load_project_profile, profile_exists
 
     if not profile_exists():

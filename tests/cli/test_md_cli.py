@@ -160,3 +160,46 @@ def test_rmsf_classes_from_a_per_atom_array(tmp_path):
                                  '-o', str(tmp_path / 'o')])
     assert result.exit_code != 0 and "--classes qd_role: the first frame has no such per-atom array (it has " \
         "['qd_domain'])" in result.output
+
+
+@pytest.fixture
+def md_run(aiida_profile):
+    from aiida_qdtraps.cli.cmd_md import md
+
+    def invoke(*args):
+        return CliRunner().invoke(md, ['run', *map(str, args)])
+
+    return invoke
+
+
+def test_md_run_refuses_bad_input_by_name(md_run, tiny_qd, recorded_cp2k_code):
+    from aiida import orm
+
+    assert "no node with pk 987654" in md_run(987654).output
+    label = orm.Dict({'a': 1}).store()
+    assert f'node {label.pk} is a Dict, not a StructureData' in md_run(label.pk).output
+    assert '--engine mlff needs --model PK' in md_run(tiny_qd.pk, '--engine', 'mlff').output
+    model = orm.SinglefileData.from_string('not a model', 'model.pth').store()
+    result = md_run(tiny_qd.pk, '--engine', 'mlff', '--model', model.pk, '--code', recorded_cp2k_code.full_label)
+    assert f'model {model.pk} has no type_map attribute' in result.output
+    result = md_run(tiny_qd.pk, '--code', recorded_cp2k_code.full_label, '--temperature', '-5')
+    assert result.exit_code != 0 and 'md.temperature must be in (0, 5000] K, got -5.0' in result.output
+    assert "no code 'nope@localhost'" in md_run(tiny_qd.pk, '--code', 'nope@localhost').output
+
+
+def test_md_run_submits_the_protocol_to_the_daemon(md_run, tiny_qd, recorded_cp2k_code, monkeypatch):
+    """``--daemon`` submits the builder of the protocol with the overrides (submit replaced: no daemon here)."""
+    import aiida.engine
+
+    submitted = []
+
+    class Submitted:
+        pk = 4242
+
+    monkeypatch.setattr(aiida.engine, 'submit', lambda builder: submitted.append(builder) or Submitted())
+    result = md_run(tiny_qd.pk, '--code', recorded_cp2k_code.full_label, '--protocol', 'fast', '--temperature', 250,
+                    '--time', 0.5, '--daemon')
+    assert result.exit_code == 0, result.output
+    assert 'submitted QdMdWorkChain<4242>' in result.output
+    md = submitted[0].md.get_dict()
+    assert md['temperature'] == 250.0 and md['nve_fs'] == 500.0 and md['heatup_fs'] == 100.0
