@@ -44,6 +44,29 @@ def find_engine():
 
 
 @pytest.fixture
+def aiida_code():
+    """aiida's ``aiida_code`` factory, but a code is reused only when it is on the requested computer: tests that import
+    archives (the libraries, the report tests) bring codes with the same labels (``cp2k``, ``dp-python``) bound to an
+    imported, unconfigured ``localhost (Imported #0)``, which aiida's factory would hand out by label alone."""
+
+    def factory(entry_point: str, label: str | None = None, **kwargs):
+        import uuid
+
+        from aiida.plugins import DataFactory
+
+        cls = DataFactory(entry_point)
+        label = label or f'test-code-{uuid.uuid4().hex}'
+        builder = orm.QueryBuilder().append(cls, filters={'label': label}, tag='code', project='*')
+        computer = kwargs.get('computer')
+        if computer is not None:
+            builder.append(orm.Computer, with_node='code', filters={'id': computer.pk}, project=[])
+        found = builder.first()
+        return found[0] if found else cls(label=label, **kwargs).store()
+
+    return factory
+
+
+@pytest.fixture
 def data_dir() -> pathlib.Path:
     return DATA
 
