@@ -253,3 +253,12 @@ def test_label_qd_sets_the_arrays(se_rich):
     assert list(cluster.arrays['qd_role']) == list(found.roles)
     assert set(cluster.arrays['qd_domain']) == {'core', 'ligand'}
     assert set(cluster.arrays['qd_group']) == {'cation', 'anion', 'proton'}
+
+
+def test_a_ligand_with_two_groups_adds_their_charges():
+    """Thioglycolate ⁻S–CH2–COO⁻ on its own (approximate geometry: S–C 1.82, C–C 1.53, C–O 1.26, C–H 1.09 Å)."""
+    atoms = Atoms('SCHHCOO', positions=[[0, 0, 0], [1.82, 0, 0], [2.18, -0.5, 0.89], [2.18, -0.5, -0.89],
+                                        [2.40, 1.42, 0], [1.77, 2.51, 0], [3.66, 1.42, 0]])
+    found = foreign.classify_qd(atoms)
+    assert found.charge == -2 and found.ligand_counts() == {'carboxylate+thiolate': 1}
+    assert found.electrons == 16 + 2 * 6 + 2 + 2 * 8 + 2 and found.multiplicity == 1
