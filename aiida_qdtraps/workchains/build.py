@@ -108,24 +108,73 @@ def reconstruct_surface(structure: orm.StructureData, reconstruction: orm.Dict) 
     return to_structure(qd_shell.reconstruct_surface(to_atoms(structure), **reconstruction.get_dict()))
 
 
+#: Keys of ``import_structure``'s ``options`` Dict.
+IMPORT_OPTIONS = ('format', 'cations', 'anions', 'core_elements', 'formal_charges', 'vacuum', 'charge', 'multiplicity')
+#: Attribute of an imported structure: its formal charge (e), multiplicity, electron count and ligands per group.
+IMPORT_ATTRIBUTE = 'qd_import'
+#: Per-site attribute of an imported structure: the ligand group of each ligand atom, the role of each core atom.
+GROUP_ATTRIBUTE = 'qd_ligand_groups'
+
+
+def _check_import_options(settings: dict) -> None:
+    unknown = sorted(set(settings) - set(IMPORT_OPTIONS))
+    if unknown:
+        raise ValueError(f'unknown import option(s) {unknown}; allowed: {list(IMPORT_OPTIONS)}')
+    for key in ('charge', 'multiplicity'):
+        value = settings.get(key)
+        if value is not None and (isinstance(value, bool) or not float(value).is_integer()):
+            raise ValueError(f'{key} must be an integer, got {value!r}')
+    if settings.get('multiplicity') is not None and int(settings['multiplicity']) < 1:
+        raise ValueError(f'multiplicity must be 1 or more, got {settings["multiplicity"]!r}')
+
+
 @calcfunction
 def import_structure(file: orm.SinglefileData, options: orm.Dict) -> orm.StructureData:
-    """A QD brought by the user (xyz, cif, any ASE format) with inferred roles and domains.
+    """A QD brought by the user (xyz, extended xyz, cif, any ASE format) with its roles, charge and multiplicity.
 
-    ``options`` = {format?, cations?, anions?, core_elements?, vacuum?}; non-periodic inputs are boxed with
-    ``vacuum`` Å (default 5) unless they already have a cell.
+    ``options`` = {format?, cations?, anions?, core_elements?, formal_charges?, vacuum?, charge?, multiplicity?}.
+    The structure must be a finite cluster (a periodic crystal is refused: ``not a cluster``); roles, ligand groups,
+    formal charge and multiplicity come from :func:`aiida_qdtraps.build.foreign.label_qd` (atoms it cannot classify
+    are refused, named). A ``charge`` that differs from the inferred one is refused with both values; a
+    ``multiplicity`` is kept when its parity fits the electron count, else refused. Inputs without a cell are boxed
+    with ``vacuum`` Å (default 5). The output carries ``qd_roles``, ``qd_domains``, ``qd_ligand_groups`` and
+    ``qd_import`` = {charge (e), multiplicity, inferred_multiplicity, electrons, ligands: count per group}.
     """
     import os
     import tempfile
 
+    from ase.io import read
+
+    from ..build import foreign
+
     settings = dict(options.get_dict())
+    _check_import_options(settings)
     vacuum = settings.pop('vacuum', 5.0)
+    charge, multiplicity = settings.pop('charge', None), settings.pop('multiplicity', None)
     suffix = os.path.splitext(file.filename)[1]
     with tempfile.TemporaryDirectory() as folder:
         path = os.path.join(folder, f'structure{suffix}')
         with open(path, 'wb') as handle:
             handle.write(file.get_content('rb'))
-        atoms = qd_roles.read_structure(path, **settings)
+        atoms = read(path, format=settings.pop('format', None), index=-1)
+    if not len(atoms):
+        raise ValueError(f'{file.filename} holds no atoms')
+    atoms, found = foreign.label_qd(atoms, **settings)
+    if charge is not None and int(charge) != found.charge:
+        raise ValueError(f'the given charge {int(charge):+d} e contradicts the charge inferred from the formal '
+                         f'charges of the core ions and ligands, {found.charge:+d} e '
+                         f'(ligands: {found.ligand_counts()}); correct the charge, or the roles with '
+                         'cations/anions/formal_charges')
+    if multiplicity is not None and int(multiplicity) % 2 != found.multiplicity % 2:
+        raise ValueError(f'the given multiplicity {int(multiplicity)} is impossible with {found.electrons} electrons '
+                         f'(charge {found.charge:+d} e); the inferred multiplicity is {found.multiplicity}')
     if not atoms.cell.volume > 0:
         atoms = qd_recipes.put_in_box(atoms, vacuum)
-    return to_structure(atoms)
+    structure = to_structure(atoms)
+    structure.base.attributes.set(GROUP_ATTRIBUTE, [str(g) for g in atoms.arrays['qd_group']])
+    structure.base.attributes.set(IMPORT_ATTRIBUTE, {
+        'charge': found.charge, 'charge_unit': 'e',
+        'multiplicity': found.multiplicity if multiplicity is None else int(multiplicity),
+        'inferred_multiplicity': found.multiplicity, 'electrons': found.electrons,
+        'ligands': found.ligand_counts()})
+    return structure
