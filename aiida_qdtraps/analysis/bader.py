@@ -211,8 +211,8 @@ def parse_acf(text: str) -> BaderResult:
     Positions are in the units of the input file (Å for a CHGCAR, bohr for a cube); the footer gives
     ``VACUUM CHARGE``, ``VACUUM VOLUME`` and ``NUMBER OF ELECTRONS``.
 
-    :raises ValueError: for no atom rows, an atom row with fewer than seven columns or a non-finite value (naming its
-        line), or no ``VACUUM CHARGE`` footer line (a truncated file).
+    :raises ValueError: for no atom rows, an atom row with fewer than seven columns, a non-finite value or a number out
+        of sequence (naming its line), or no ``VACUUM CHARGE`` footer line (a truncated file).
     """
     rows, vacuum_charge, vacuum_volume = [], None, float('nan')
     for number, line in enumerate(text.splitlines(), 1):
@@ -228,6 +228,9 @@ def parse_acf(text: str) -> BaderResult:
             if len(fields) < 7:
                 raise ValueError(f'{what} has {len(fields)} columns, expected 7 (#, X, Y, Z, CHARGE, MIN DIST, '
                                  f'ATOMIC VOL): {stripped!r}')
+            if fields[0] != str(len(rows) + 1):
+                raise ValueError(f'{what} is numbered {fields[0]!r}, expected atom {len(rows) + 1}: rows missing, '
+                                 'repeated or out of order')
             rows.append(_numbers(fields[1:7], what))
     if not rows:
         raise ValueError(f'{HENKELMAN_ATOM_FILE} lists no atoms')
