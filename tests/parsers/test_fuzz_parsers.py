@@ -41,7 +41,7 @@ def check_parsed(parse, node, success_outputs: set[str] | None = None) -> tuple[
     return results or {}, status
 
 
-@settings(FUZZ, max_examples=15)
+@settings(FUZZ, max_examples=12)
 @given(text=mutated(CP2K_OUTPUTS + FAILED, splice_with=CP2K_OUTPUTS),
        restart=st.one_of(st.none(), mutated(('cp2k/failed/geo_max_iter-1.restart',))))
 @example(text='\x00\xff garbage', restart=None)
@@ -60,7 +60,7 @@ PBE0 = 'cp2k/pbe0_success'
 PBE0_FILES = ('aiida.out', MOLDEN_FILE, 'aiida-k1-1.pdos', 'aiida-k2-1.pdos', 'aiida-k3-1.pdos', CUBE_FILE)
 
 
-@settings(FUZZ, max_examples=8)
+@settings(FUZZ, max_examples=6)
 @given(name=st.sampled_from(PBE0_FILES), data=st.data())
 @example(name='aiida-k2-1.pdos', data=None)
 def test_hybrid_parser(generate_cp2k_calc, data_dir, name, data):
