@@ -35,9 +35,12 @@ class Cp2kHybridParser(QdCp2kParser):
     """Parse a CP2K single point run with ``&MO_MOLDEN``, ``&PDOS`` and ``&E_DENSITY_CUBE``."""
 
     def parse(self, **kwargs):
+        self._mo_outputs = {}  # mo_energies and pdos, registered only when the whole run parsed without error
         exit_code = super().parse(**kwargs)
         if exit_code.status != 0:
             return exit_code
+        for label, node in self._mo_outputs.items():
+            self.out(label, node)
         files = self.retrieved.base.repository.list_object_names()
         if CUBE_FILE in files:
             with self.retrieved.base.repository.open(CUBE_FILE, 'rb') as handle:
@@ -60,9 +63,7 @@ class Cp2kHybridParser(QdCp2kParser):
             self.logger.error(f'could not read the PDOS: {exc}')
             return self.exit_codes.ERROR_OUTPUT_PARSE
         result.update(summary)
-        self.out('mo_energies', energies)
-        if pdos is not None:
-            self.out('pdos', pdos)
+        self._mo_outputs = {'mo_energies': energies} | ({'pdos': pdos} if pdos is not None else {})
         return None
 
     def _parse_mos(self) -> tuple[dict, orm.ArrayData]:

@@ -75,6 +75,15 @@ def test_hybrid_parser(generate_cp2k_calc, data_dir, name, data):
         assert params['gap_ev'] > 0 and results['mo_energies'].get_array('energies').shape[1] == params['n_mo']
 
 
+def test_hybrid_parser_with_a_damaged_restart_file(generate_cp2k_calc, data_dir):
+    """The MOs and PDOS are read but not registered: the damaged restart file fails the calculation."""
+    files = {name: data_dir / PBE0 / name for name in PBE0_FILES}
+    files['aiida-1.restart'] = recorded('cp2k/failed/geo_max_iter-1.restart')[:3000]
+    results, status = check_parsed(Cp2kHybridParser.parse_from_node, generate_cp2k_calc(files))
+    assert CP2K_EXIT_CODES[status] == 'ERROR_STRUCTURE_PARSE'
+    assert 'mo_energies' not in results and 'pdos' not in results
+
+
 # --- Bader (aiida-shell ShellJob) ---------------------------------------------------------------------------------
 
 SHELL_EXIT_CODES = {code.status for code in CalculationFactory('core.shell').exit_codes.values()}
