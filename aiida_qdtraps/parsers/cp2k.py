@@ -104,7 +104,10 @@ class QdCp2kParser(Cp2kBaseParser):
         if exit_code in self.SEVERE_ERRORS:
             return exit_code
         try:  # everything is read before anything is output: a garbled value leaves no half-parsed outputs
-            result = utils.parse_cp2k_output(output_string)
+            try:
+                result = utils.parse_cp2k_output(output_string)
+            except IndexError as exc:  # aiida-cp2k reads the 9th word of every ENERGY| line: a line cut short
+                raise ValueError(f'an "ENERGY|" line of the CP2K output is cut short ({exc})') from exc
             self._read_version_and_energy(output_string, result)
             result['walltime_s'] = parse_total_walltime(output_string)
             result['cp2k_reported_gap_ev'] = parse_reported_gap(output_string)
