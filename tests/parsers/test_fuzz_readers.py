@@ -1,11 +1,11 @@
 """Property-based tests of the pure output readers on truncated, garbled and mixed-version files.
 
-Each reader is fed mutations of recorded outputs (``tests/data``): cut at a random byte or line, lines deleted,
-duplicated or shuffled, numbers replaced by garbage (``NaN``, ``***``, ``1.0E+999``, nothing), the head of a CP2K
-2023.1 output joined to the tail of a 2025.1 one, random bytes, an empty file. The contract (docs/reliability.md):
-a reader returns a result whose documented invariants hold (shapes consistent, numbers finite) or raises a
-``ValueError`` with a message; never an ``IndexError``, ``KeyError``, ``TypeError``, ``ZeroDivisionError`` or a numpy
-error, and never a NaN or infinite value returned as if it were read.
+Each reader is fed mutations of recorded outputs (``tests/data``): cut at a random byte or line, a line cut short,
+lines deleted, duplicated or shuffled, numbers replaced by garbage (``NaN``, ``***``, ``1.0E+999``, nothing), the head
+of a CP2K 2023.1 output joined to the tail of a 2025.1 one, random bytes, an empty file. The contract
+(docs/reliability.md): a reader returns a result whose documented invariants hold (shapes consistent, numbers finite)
+or raises a ``ValueError`` with a message; never an ``IndexError``, ``KeyError``, ``TypeError``,
+``ZeroDivisionError`` or a numpy error, and never a NaN or infinite value returned as if it were read.
 
 The examples are derandomised and the example database is off, so every run draws the same inputs.
 """
@@ -52,7 +52,8 @@ def recorded(relative: str) -> str:
 def mutated(draw, seeds: tuple[str, ...], splice_with: tuple[str, ...] = ()) -> str:
     """A recorded file (one of ``seeds``) after one to three random mutations."""
     text = recorded(draw(st.sampled_from(seeds)))
-    kinds = ['truncate_byte', 'truncate_line', 'delete', 'duplicate', 'shuffle', 'garble', 'garble', 'garble']
+    kinds = ['truncate_byte', 'truncate_line', 'cut_line', 'delete', 'duplicate', 'shuffle', 'garble', 'garble',
+             'garble']
     if splice_with:
         kinds.append('splice')
     kind = draw(st.sampled_from(kinds + ['bytes', 'empty']))
@@ -66,6 +67,12 @@ def mutated(draw, seeds: tuple[str, ...], splice_with: tuple[str, ...] = ()) -> 
             text = text[:draw(st.integers(0, len(text)))]
         elif kind == 'truncate_line':
             text = ''.join(lines[:draw(st.integers(0, len(lines)))])
+        elif kind == 'cut_line':  # one line with a number cut short, the rest kept: a short row or key line
+            numbered = [i for i, line in enumerate(lines) if _NUMBER.search(line)] or [0]
+            index = draw(st.sampled_from(numbered))
+            line = lines[index]
+            lines[index] = line[:draw(st.integers(0, max(0, len(line) - 2)))] + '\n'
+            text = ''.join(lines)
         elif kind == 'splice':
             other = recorded(draw(st.sampled_from(splice_with))).splitlines(keepends=True)
             head, tail = draw(st.integers(0, len(lines))), draw(st.integers(0, len(other)))
