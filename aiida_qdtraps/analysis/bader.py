@@ -163,13 +163,30 @@ def _numbers(fields: Sequence[str], what: str) -> list[float]:
     return values
 
 
+#: Largest accepted |Σ populations + vacuum − the file's electron total| (e): the tables print 4-5 decimals, so the
+#: rounding of ~100 rows stays below it, while a lost atom row takes at least a hydrogen's ~0.6 e.
+ELECTRON_TOTAL_TOLERANCE = 0.01
+
+
+def _check_electron_total(name: str, result: BaderResult, total: float | None, footer: str) -> BaderResult:
+    """The table's atoms and vacuum must add up to the electron total of its footer: rows lost or repeated."""
+    if total is None:
+        raise ValueError(f'{name} has no "{footer}" footer line: truncated file?')
+    if abs(result.total_electrons - total) > ELECTRON_TOTAL_TOLERANCE:
+        raise ValueError(f'the {len(result.populations)} atoms and the vacuum of {name} hold '
+                         f'{result.total_electrons:.4f} e but its "{footer}" line gives {total:.4f} e: atom rows '
+                         'lost or repeated')
+    return result
+
+
 def parse_baderkit_atoms(text: str) -> BaderResult:
     """Read baderkit's ``atom_summary.tsv`` (columns label, x, y, z, charge, volume, ...; vacuum in the footer).
 
     baderkit calls the basin population "charge" (electrons, positive).
 
     :raises ValueError: for a file without the header columns, no atom rows, an atom row with a missing or
-        non-finite value (naming its line), or no ``Vacuum Charge`` footer (a truncated file).
+        non-finite value (naming its line), no ``Vacuum Charge`` or ``Total Electrons`` footer (a truncated file), or
+        atoms and vacuum that do not add up to ``Total Electrons`` (rows lost or repeated).
     """
     lines = [line for line in text.splitlines() if line.strip()]
     if not lines:
@@ -179,7 +196,7 @@ def parse_baderkit_atoms(text: str) -> BaderResult:
     if not all(col in header for col in needed):
         raise ValueError(f'{BADERKIT_ATOM_FILE} header {header} lacks one of the columns {needed}')
     col = {name: header.index(name) for name in needed}
-    rows, vacuum_charge, vacuum_volume = [], None, float('nan')
+    rows, vacuum_charge, vacuum_volume, total = [], None, float('nan'), None
     for number, line in enumerate(lines[1:], 2):
         fields = [f.strip() for f in line.split('\t')]
         key = fields[0].lower()
@@ -190,8 +207,10 @@ def parse_baderkit_atoms(text: str) -> BaderResult:
             else:
                 vacuum_charge = value
             continue
-        if key.startswith('total'):
-            continue  # footer lines with the totals
+        if key.startswith('total'):  # footer lines with the totals
+            if 'electron' in key:
+                total = _numbers(fields[-1:], f'{BADERKIT_ATOM_FILE} line {number}')[0]
+            continue
         if len(fields) <= max(col.values()):
             raise ValueError(f'{BADERKIT_ATOM_FILE} line {number} has {len(fields)} columns, the header '
                              f'{len(header)}: {line.strip()!r}')
@@ -201,8 +220,9 @@ def parse_baderkit_atoms(text: str) -> BaderResult:
     if vacuum_charge is None:
         raise ValueError(f'{BADERKIT_ATOM_FILE} has no "Vacuum Charge" footer line: truncated file?')
     table = np.array(rows)
-    return BaderResult(populations=table[:, 3], volumes=table[:, 4], positions=table[:, :3],
-                       vacuum_charge=vacuum_charge, vacuum_volume=vacuum_volume, program='baderkit')
+    result = BaderResult(populations=table[:, 3], volumes=table[:, 4], positions=table[:, :3],
+                         vacuum_charge=vacuum_charge, vacuum_volume=vacuum_volume, program='baderkit')
+    return _check_electron_total(BADERKIT_ATOM_FILE, result, total, 'Total Electrons')
 
 
 def parse_acf(text: str) -> BaderResult:
@@ -212,9 +232,10 @@ def parse_acf(text: str) -> BaderResult:
     ``VACUUM CHARGE``, ``VACUUM VOLUME`` and ``NUMBER OF ELECTRONS``.
 
     :raises ValueError: for no atom rows, an atom row with fewer than seven columns, a non-finite value or a number out
-        of sequence (naming its line), or no ``VACUUM CHARGE`` footer line (a truncated file).
+        of sequence (naming its line), no ``VACUUM CHARGE`` or ``NUMBER OF ELECTRONS`` footer line (a truncated file),
+        or atoms and vacuum that do not add up to ``NUMBER OF ELECTRONS`` (rows lost or repeated).
     """
-    rows, vacuum_charge, vacuum_volume = [], None, float('nan')
+    rows, vacuum_charge, vacuum_volume, total = [], None, float('nan'), None
     for number, line in enumerate(text.splitlines(), 1):
         stripped = line.strip()
         upper = stripped.upper()
@@ -223,6 +244,8 @@ def parse_acf(text: str) -> BaderResult:
             vacuum_charge = _numbers([stripped.split(':')[-1].strip()], what)[0]
         elif upper.startswith('VACUUM VOLUME'):
             vacuum_volume = _numbers([stripped.split(':')[-1].strip()], what)[0]
+        elif upper.startswith('NUMBER OF ELECTRONS'):
+            total = _numbers([stripped.split(':')[-1].strip()], what)[0]
         elif stripped and stripped[0].isdigit():
             fields = stripped.split()
             if len(fields) < 7:
@@ -237,8 +260,9 @@ def parse_acf(text: str) -> BaderResult:
     if vacuum_charge is None:
         raise ValueError(f'{HENKELMAN_ATOM_FILE} has no "VACUUM CHARGE" footer line: truncated file?')
     table = np.array(rows)
-    return BaderResult(populations=table[:, 3], volumes=table[:, 5], positions=table[:, :3],
-                       vacuum_charge=vacuum_charge, vacuum_volume=vacuum_volume, program='bader')
+    result = BaderResult(populations=table[:, 3], volumes=table[:, 5], positions=table[:, :3],
+                         vacuum_charge=vacuum_charge, vacuum_volume=vacuum_volume, program='bader')
+    return _check_electron_total(HENKELMAN_ATOM_FILE, result, total, 'NUMBER OF ELECTRONS')
 
 
 def read_bader_file(path: str | pathlib.Path) -> BaderResult:
