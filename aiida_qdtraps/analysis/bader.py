@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import pathlib
+import warnings
 from collections.abc import Sequence
 
 import ase
@@ -82,14 +83,31 @@ def read_density_cube(source: str | pathlib.Path | io.TextIOBase) -> tuple[np.nd
     if n_atoms <= 0 or min(shape) <= 0:
         raise ValueError(f'cube header gives {n_atoms} atoms and grid {shape}; need a positive atom count '
                          '(no orbital-list cubes) and a positive grid')
+    if not np.all(np.isfinite(origin)) or not np.all(np.isfinite(spacing)):
+        raise ValueError('malformed cube header: the origin or a grid vector is not a finite number')
     numbers, positions = [], []
-    for _ in range(n_atoms):
-        fields = source.readline().split()
-        numbers.append(int(fields[0]))
-        positions.append([float(v) for v in fields[2:5]])
-    values = np.fromstring(source.read(), sep=' ')
+    for number in range(7, 7 + n_atoms):
+        line = source.readline()
+        fields = line.split()
+        try:
+            numbers.append(int(fields[0]))
+            positions.append(_numbers(fields[2:5], f'cube line {number}'))
+            if len(fields) < 5 or numbers[-1] < 0:
+                raise ValueError
+        except (ValueError, IndexError):
+            raise ValueError(f'cube line {number}: expected an atom (Z, charge, x, y, z), got {line.strip()!r}; '
+                             f'the header announces {n_atoms} atoms') from None
+    with warnings.catch_warnings():
+        # numpy stops at the first token that is not a number and only warns: a garbled grid is an error here
+        warnings.simplefilter('error', DeprecationWarning)
+        try:
+            values = np.fromstring(source.read(), sep=' ')
+        except DeprecationWarning:
+            raise ValueError('the cube grid holds a token that is not a number (garbled file?)') from None
     if values.size != int(np.prod(shape)):
         raise ValueError(f'the cube holds {values.size} values but its header announces a grid of {shape}')
+    if not np.all(np.isfinite(values)):
+        raise ValueError('the cube grid holds values that are not finite numbers (NaN, inf)')
     density = values.reshape(shape) / Bohr**3
     atoms = ase.Atoms(numbers=numbers, positions=np.array(positions) * Bohr - origin,
                       cell=np.array(shape)[:, None] * spacing, pbc=True)
@@ -134,10 +152,41 @@ def cube_to_chgcar(cube: str | pathlib.Path | io.TextIOBase, chgcar: str | pathl
             'cell_volume': float(atoms.get_volume()), 'max_density': float(density.max())}
 
 
+def _numbers(fields: Sequence[str], what: str) -> list[float]:
+    """The fields as floats; :raises ValueError: naming ``what`` if one is not a finite number (``NaN``, ``***``)."""
+    try:
+        values = [float(field) for field in fields]
+    except ValueError:
+        values = [float('nan')]
+    if not np.all(np.isfinite(values)):
+        raise ValueError(f'{what}: {" ".join(fields)!r} holds a value that is not a finite number')
+    return values
+
+
+#: Largest accepted |Σ populations + vacuum − the file's electron total| (e): the tables print 4-5 decimals, so the
+#: rounding of ~100 rows stays below it, while a lost atom row takes at least a hydrogen's ~0.6 e.
+ELECTRON_TOTAL_TOLERANCE = 0.01
+
+
+def _check_electron_total(name: str, result: BaderResult, total: float | None, footer: str) -> BaderResult:
+    """The table's atoms and vacuum must add up to the electron total of its footer: rows lost or repeated."""
+    if total is None:
+        raise ValueError(f'{name} has no "{footer}" footer line: truncated file?')
+    if abs(result.total_electrons - total) > ELECTRON_TOTAL_TOLERANCE:
+        raise ValueError(f'the {len(result.populations)} atoms and the vacuum of {name} hold '
+                         f'{result.total_electrons:.4f} e but its "{footer}" line gives {total:.4f} e: atom rows '
+                         'lost or repeated')
+    return result
+
+
 def parse_baderkit_atoms(text: str) -> BaderResult:
     """Read baderkit's ``atom_summary.tsv`` (columns label, x, y, z, charge, volume, ...; vacuum in the footer).
 
     baderkit calls the basin population "charge" (electrons, positive).
+
+    :raises ValueError: for a file without the header columns, no atom rows, an atom row with a missing or
+        non-finite value (naming its line), no ``Vacuum Charge`` or ``Total Electrons`` footer (a truncated file), or
+        atoms and vacuum that do not add up to ``Total Electrons`` (rows lost or repeated).
     """
     lines = [line for line in text.splitlines() if line.strip()]
     if not lines:
@@ -147,26 +196,33 @@ def parse_baderkit_atoms(text: str) -> BaderResult:
     if not all(col in header for col in needed):
         raise ValueError(f'{BADERKIT_ATOM_FILE} header {header} lacks one of the columns {needed}')
     col = {name: header.index(name) for name in needed}
-    rows, vacuum_charge, vacuum_volume = [], 0.0, float('nan')
-    for line in lines[1:]:
+    rows, vacuum_charge, vacuum_volume, total = [], None, float('nan'), None
+    for number, line in enumerate(lines[1:], 2):
         fields = [f.strip() for f in line.split('\t')]
         key = fields[0].lower()
         if key.startswith('vacuum'):
-            value = float(fields[-1])
+            value = _numbers(fields[-1:], f'{BADERKIT_ATOM_FILE} line {number}')[0]
             if 'volume' in key:
                 vacuum_volume = value
             else:
                 vacuum_charge = value
             continue
-        try:
-            rows.append([float(fields[col[name]]) for name in needed])
-        except (IndexError, ValueError):
-            continue  # footer lines such as totals
+        if key.startswith('total'):  # footer lines with the totals
+            if 'electron' in key:
+                total = _numbers(fields[-1:], f'{BADERKIT_ATOM_FILE} line {number}')[0]
+            continue
+        if len(fields) <= max(col.values()):
+            raise ValueError(f'{BADERKIT_ATOM_FILE} line {number} has {len(fields)} columns, the header '
+                             f'{len(header)}: {line.strip()!r}')
+        rows.append(_numbers([fields[col[name]] for name in needed], f'{BADERKIT_ATOM_FILE} line {number}'))
     if not rows:
         raise ValueError(f'{BADERKIT_ATOM_FILE} lists no atoms')
+    if vacuum_charge is None:
+        raise ValueError(f'{BADERKIT_ATOM_FILE} has no "Vacuum Charge" footer line: truncated file?')
     table = np.array(rows)
-    return BaderResult(populations=table[:, 3], volumes=table[:, 4], positions=table[:, :3],
-                       vacuum_charge=vacuum_charge, vacuum_volume=vacuum_volume, program='baderkit')
+    result = BaderResult(populations=table[:, 3], volumes=table[:, 4], positions=table[:, :3],
+                         vacuum_charge=vacuum_charge, vacuum_volume=vacuum_volume, program='baderkit')
+    return _check_electron_total(BADERKIT_ATOM_FILE, result, total, 'Total Electrons')
 
 
 def parse_acf(text: str) -> BaderResult:
@@ -174,24 +230,39 @@ def parse_acf(text: str) -> BaderResult:
 
     Positions are in the units of the input file (Å for a CHGCAR, bohr for a cube); the footer gives
     ``VACUUM CHARGE``, ``VACUUM VOLUME`` and ``NUMBER OF ELECTRONS``.
+
+    :raises ValueError: for no atom rows, an atom row with fewer than seven columns, a non-finite value or a number out
+        of sequence (naming its line), no ``VACUUM CHARGE`` or ``NUMBER OF ELECTRONS`` footer line (a truncated file),
+        or atoms and vacuum that do not add up to ``NUMBER OF ELECTRONS`` (rows lost or repeated).
     """
-    rows, vacuum_charge, vacuum_volume = [], 0.0, float('nan')
-    for line in text.splitlines():
+    rows, vacuum_charge, vacuum_volume, total = [], None, float('nan'), None
+    for number, line in enumerate(text.splitlines(), 1):
         stripped = line.strip()
         upper = stripped.upper()
+        what = f'{HENKELMAN_ATOM_FILE} line {number}'
         if upper.startswith('VACUUM CHARGE'):
-            vacuum_charge = float(stripped.split(':')[-1])
+            vacuum_charge = _numbers([stripped.split(':')[-1].strip()], what)[0]
         elif upper.startswith('VACUUM VOLUME'):
-            vacuum_volume = float(stripped.split(':')[-1])
+            vacuum_volume = _numbers([stripped.split(':')[-1].strip()], what)[0]
+        elif upper.startswith('NUMBER OF ELECTRONS'):
+            total = _numbers([stripped.split(':')[-1].strip()], what)[0]
         elif stripped and stripped[0].isdigit():
             fields = stripped.split()
-            if len(fields) >= 7:
-                rows.append([float(f) for f in fields[1:7]])
+            if len(fields) < 7:
+                raise ValueError(f'{what} has {len(fields)} columns, expected 7 (#, X, Y, Z, CHARGE, MIN DIST, '
+                                 f'ATOMIC VOL): {stripped!r}')
+            if fields[0] != str(len(rows) + 1):
+                raise ValueError(f'{what} is numbered {fields[0]!r}, expected atom {len(rows) + 1}: rows missing, '
+                                 'repeated or out of order')
+            rows.append(_numbers(fields[1:7], what))
     if not rows:
         raise ValueError(f'{HENKELMAN_ATOM_FILE} lists no atoms')
+    if vacuum_charge is None:
+        raise ValueError(f'{HENKELMAN_ATOM_FILE} has no "VACUUM CHARGE" footer line: truncated file?')
     table = np.array(rows)
-    return BaderResult(populations=table[:, 3], volumes=table[:, 5], positions=table[:, :3],
-                       vacuum_charge=vacuum_charge, vacuum_volume=vacuum_volume, program='bader')
+    result = BaderResult(populations=table[:, 3], volumes=table[:, 5], positions=table[:, :3],
+                         vacuum_charge=vacuum_charge, vacuum_volume=vacuum_volume, program='bader')
+    return _check_electron_total(HENKELMAN_ATOM_FILE, result, total, 'NUMBER OF ELECTRONS')
 
 
 def read_bader_file(path: str | pathlib.Path) -> BaderResult:

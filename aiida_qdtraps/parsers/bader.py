@@ -7,7 +7,8 @@ Set ``metadata.options.parser_name = 'qdtraps.bader'`` on the ShellJob. It handl
 
 Output ``bader_populations`` (ArrayData): ``populations`` (e), ``volumes`` (Å³), ``positions`` (Å, CHGCAR frame),
 with attributes ``program``, ``vacuum_charge`` (e), ``vacuum_volume`` (Å³), ``electrons_total`` (e). The
-electron-conservation check needs the valence charges, which the parser cannot see; the work chain does it.
+electron-conservation check needs the valence charges, which the parser cannot see; the work chain does it. A
+truncated or garbled table gives ``ERROR_INVALID_OUTPUT`` (the reason in the job's log) and no output.
 Being a class registered as an entry point (not a pickled callable) it also runs for jobs on remote computers.
 """
 
@@ -44,14 +45,18 @@ class BaderShellParser(ShellParser):
         exit_code = self.parse_default_outputs(dirpath)
         if exit_code.status not in (0, self.exit_codes.ERROR_STDERR_NOT_EMPTY.status):
             return exit_code  # the program failed (e.g. non-zero exit status): report it as aiida-shell does
-        if (dirpath / BADERKIT_ATOM_FILE).is_file():
-            result = parse_baderkit_atoms((dirpath / BADERKIT_ATOM_FILE).read_text())
-            result.positions = result.positions @ self._lattice()
-        elif (dirpath / HENKELMAN_ATOM_FILE).is_file():
-            result = parse_acf((dirpath / HENKELMAN_ATOM_FILE).read_text())
-        else:
-            return self.exit_code('ERROR_OUTPUT_FILEPATHS_MISSING',
-                                  missing_filepaths=f'{BADERKIT_ATOM_FILE} or {HENKELMAN_ATOM_FILE}')
+        try:
+            if (dirpath / BADERKIT_ATOM_FILE).is_file():
+                result = parse_baderkit_atoms((dirpath / BADERKIT_ATOM_FILE).read_text())
+                result.positions = result.positions @ self._lattice()
+            elif (dirpath / HENKELMAN_ATOM_FILE).is_file():
+                result = parse_acf((dirpath / HENKELMAN_ATOM_FILE).read_text())
+            else:
+                return self.exit_code('ERROR_OUTPUT_FILEPATHS_MISSING',
+                                      missing_filepaths=f'{BADERKIT_ATOM_FILE} or {HENKELMAN_ATOM_FILE}')
+        except ValueError as exc:  # a truncated or garbled table (UnicodeDecodeError included): the reader names it
+            self.logger.error(f'could not read the Bader output: {exc}')
+            return self.exit_codes.ERROR_INVALID_OUTPUT
         node = orm.ArrayData()
         node.set_array('populations', result.populations)
         node.set_array('volumes', result.volumes)

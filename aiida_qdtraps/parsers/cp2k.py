@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 from aiida import orm
+from aiida.common import exceptions as common
 from aiida_cp2k import utils
 from aiida_cp2k.parsers import Cp2kBaseParser
 
@@ -63,6 +64,38 @@ class QdCp2kParser(Cp2kBaseParser):
     besides what aiida-cp2k's base parser reads.
     """
 
+    def _read_stdout(self):
+        """aiida-cp2k's reading of the main output, with an output that is not UTF-8 text (a damaged file) refused as
+        ``ERROR_OUTPUT_READ`` instead of raising."""
+        try:
+            return super()._read_stdout()
+        except UnicodeDecodeError as exc:
+            self.logger.error(f'the CP2K output is not UTF-8 text (damaged file?): {exc}')
+            return self.exit_codes.ERROR_OUTPUT_READ, None
+
+    def _parse_final_structure(self):
+        """aiida-cp2k's structure from the restart file, with a damaged restart file (its reader fails with an
+        AttributeError, IndexError, KeyError or ValueError) or non-finite coordinates as ``ERROR_STRUCTURE_PARSE``."""
+        try:
+            structure = super()._parse_final_structure()
+        except common.NotExistent:
+            raise
+        except (AttributeError, IndexError, KeyError, TypeError, ValueError) as exc:
+            self.logger.error(f'could not read the structure from the CP2K restart file: {type(exc).__name__}: {exc}')
+            return self.exit_codes.ERROR_STRUCTURE_PARSE
+        if isinstance(structure, orm.StructureData):
+            atoms = structure.get_ase()
+            if not len(atoms) or not (np.all(np.isfinite(atoms.positions)) and np.all(np.isfinite(atoms.cell))):
+                self.logger.error('the CP2K restart file holds no atoms or coordinates that are not finite numbers')
+                return self.exit_codes.ERROR_STRUCTURE_PARSE
+        return structure
+
+    def _parse_trajectory(self, structure):
+        """aiida-cp2k's trajectory, skipped when the restart file could not be read (``structure`` is an exit code)."""
+        if not isinstance(structure, orm.StructureData):
+            return None
+        return super()._parse_trajectory(structure)
+
     def _parse_stdout(self):
         exit_code, output_string = self._read_stdout()
         if exit_code:
@@ -70,17 +103,26 @@ class QdCp2kParser(Cp2kBaseParser):
         exit_code = self._check_stdout_for_errors(output_string)
         if exit_code in self.SEVERE_ERRORS:
             return exit_code
-        result = utils.parse_cp2k_output(output_string)
-        self._read_version_and_energy(output_string, result)
-        result['walltime_s'] = parse_total_walltime(output_string)
-        result['cp2k_reported_gap_ev'] = parse_reported_gap(output_string)
-        result.update(parse_grid_quality(output_string))
-        result['scf_not_converged_count'] = output_string.count(SCF_NOT_CONVERGED)
-        dipole = parse_dipole_moment(output_string)
-        if dipole is not None:
-            result['dipole_debye'] = dipole
-            result['dipole_norm_debye'] = float(np.linalg.norm(dipole))
-        self._output_atomic_charges(output_string)
+        try:  # everything is read before anything is output: a garbled value leaves no half-parsed outputs
+            try:
+                result = utils.parse_cp2k_output(output_string)
+            except IndexError as exc:  # aiida-cp2k reads the 9th word of every ENERGY| line: a line cut short
+                raise ValueError(f'an "ENERGY|" line of the CP2K output is cut short ({exc})') from exc
+            self._read_version_and_energy(output_string, result)
+            result['walltime_s'] = parse_total_walltime(output_string)
+            result['cp2k_reported_gap_ev'] = parse_reported_gap(output_string)
+            result.update(parse_grid_quality(output_string))
+            result['scf_not_converged_count'] = output_string.count(SCF_NOT_CONVERGED)
+            dipole = parse_dipole_moment(output_string)
+            if dipole is not None:
+                result['dipole_debye'] = dipole
+                result['dipole_norm_debye'] = float(np.linalg.norm(dipole))
+            charges = self._read_atomic_charges(output_string)
+        except ValueError as exc:  # the readers name the garbled line or value
+            self.logger.error(f'could not read the CP2K output: {exc}')
+            return self.exit_codes.ERROR_OUTPUT_PARSE
+        if charges is not None:
+            self.out('atomic_charges', charges)
         if exit_code is None:
             extra = self._parse_finished_run(result)
             if extra is not None:
@@ -110,16 +152,18 @@ class QdCp2kParser(Cp2kBaseParser):
             result['energy'] = energy
             result['energy_units'] = 'a.u.'
 
-    def _output_atomic_charges(self, output_string: str):
+    @staticmethod
+    def _read_atomic_charges(output_string: str) -> orm.ArrayData | None:
         """``atomic_charges`` (ArrayData): the net atomic charges (e) of every population analysis CP2K printed."""
         node = orm.ArrayData()
         for analysis in POPULATION_ANALYSES:
             charges = parse_atomic_charges(output_string, analysis)
             if charges is not None:
                 node.set_array(analysis, charges)
-        if node.get_arraynames():
-            node.base.attributes.set('units', 'e (net charge: positive = electron loss)')
-            self.out('atomic_charges', node)
+        if not node.get_arraynames():
+            return None
+        node.base.attributes.set('units', 'e (net charge: positive = electron loss)')
+        return node
 
     def _stopped_by_monitor(self, output_string):
         """The exit code of an output that the ``cp2k_scf`` monitor stopped (None if it would not have stopped it).

@@ -17,6 +17,20 @@ _MO_HEADER = re.compile(r'^\s*MO\|\s*(?:(ALPHA|BETA)\s+)?EIGENVALUES AND OCCUPAT
 _MO_ROW = re.compile(r'^\s*MO\|\s+(\d+)\s+(-?\d+\.\d+)\s+(-?\d+\.\d+)\s+(\d+\.\d+)\s*$')
 
 
+def _number(value: str, what: str) -> float:
+    """``float(value)``, refusing what is not a finite number (``NaN``, ``***``, an overflow such as ``1.0E+999``).
+
+    :raises ValueError: naming ``what`` (the line or table the value comes from) and the value.
+    """
+    try:
+        number = float(value)
+    except ValueError:
+        number = float('nan')
+    if not np.isfinite(number):
+        raise ValueError(f'{what}: {value!r} is not a finite number (garbled or truncated output?)')
+    return number
+
+
 def parse_mo_eigenvalues(text: str) -> dict[str, np.ndarray]:
     """Last MO eigenvalue block(s) printed by ``&DFT &PRINT &MO`` in a CP2K main output.
 
@@ -54,7 +68,7 @@ def homo_lumo(energies: np.ndarray, occupations: np.ndarray, threshold: float = 
 def parse_total_walltime(text: str) -> float | None:
     """Total wall time (s) from the CP2K timing table (line ``CP2K  1  1.0 ...``)."""
     match = re.findall(r'^\s*CP2K\s+1\s+\S+\s+\S+\s+\S+\s+\S+\s+(\S+)\s*$', text, re.M)
-    return float(match[-1]) if match else None
+    return _number(match[-1], 'CP2K timing line "CP2K  1 ..."') if match else None
 
 
 #: ``CP2K| version string:   CP2K version 2024.3``; a build of the master branch adds ``(Development Version)``.
@@ -105,14 +119,15 @@ def read_total_energies(text: str) -> np.ndarray:
     but the band gap on a ``gap`` line, and it labels every value ``a.u.``; cp2kdata 0.7.3 reads only the ``[a.u.]:``
     layout.
 
-    :raises ValueError: if a line gives the energy in another unit than Hartree (``PROGRAM_RUN_INFO/ENERGY_UNIT``).
+    :raises ValueError: if a line gives the energy in another unit than Hartree (``PROGRAM_RUN_INFO/ENERGY_UNIT``) or
+        a value that is not a finite number (``1.0E+999``).
     """
     energies = []
     for match in _ENERGY_LINE.finditer(text):
         if match['unit'] not in HARTREE_UNITS:
             raise ValueError(f'CP2K energy line {match.group(0).strip()!r} is in [{match["unit"]}]; expected [a.u.] '
                              'or [hartree] (Hartree): remove ENERGY_UNIT from FORCE_EVAL/PRINT/PROGRAM_RUN_INFO')
-        energies.append(float(match['value']))
+        energies.append(_number(match['value'], f'CP2K energy line {match.group(0).strip()!r}'))
     return np.array(energies)
 
 
@@ -126,7 +141,7 @@ def parse_total_energy(text: str) -> float | None:
 def parse_reported_gap(text: str) -> float | None:
     """CP2K's own ``MO| Band gap`` (eV) of the final SCF, if printed."""
     match = re.findall(r'MO\|\s*Band gap:\s+\S+\s+a\.u\.\s+(\S+)\s+eV', text)
-    return float(match[-1]) if match else None
+    return _number(match[-1], 'CP2K "MO| Band gap" line') if match else None
 
 
 #: CP2K's warning when the density on the faces of a non-periodic (wavelet Poisson) cell exceeds 1e-4 e/bohr^3
@@ -149,7 +164,8 @@ def parse_grid_quality(text: str) -> dict:
         # GAPW keeps the hard one-centre densities off the grid: the grid holds only the soft part (In4PF9: 87 of 120
         # electrons), so its deviation from the electron count says nothing about the grid
         errors = []
-    return {'grid_electron_error': float(errors[-1]) if errors else None,
+    return {'grid_electron_error': (_number(errors[-1], 'CP2K "Electronic density on regular grids" line')
+                                    if errors else None),
             'wavelet_edge_warnings': len(WAVELET_EDGE_WARNING.findall(text))}
 
 
@@ -174,7 +190,8 @@ def read_force_blocks(text: str) -> list[np.ndarray]:
     Own reader: aiida-cp2k reads no forces from the main output, cp2kdata 0.7.3 only the old table, and dpdata 1.1.0
     (``cp2k/output``) reads one single point per file and joins the rows of all tables of a GEO_OPT or MD into one.
 
-    :raises ValueError: if a table is in another unit than Hartree/Bohr (``FORCE_EVAL/PRINT/FORCES/FORCE_UNIT``).
+    :raises ValueError: if a table is in another unit than Hartree/Bohr (``FORCE_EVAL/PRINT/FORCES/FORCE_UNIT``) or a
+        row holds a value that is not a finite number (``NaN``, ``***``).
     """
     blocks, block = [], None  # block: (row pattern, end marker, rows) of the table being read
     for line in text.splitlines():
@@ -195,10 +212,7 @@ def read_force_blocks(text: str) -> list[np.ndarray]:
         stripped = line.strip()
         match = row.match(line)
         if match:
-            try:
-                rows.append([float(value) for value in match.groups()])
-            except ValueError as exc:
-                raise ValueError(f'CP2K forces row {stripped!r} holds a value that is not a number') from exc
+            rows.append([_number(value, f'CP2K forces row {stripped!r}') for value in match.groups()])
         elif stripped.startswith(end) and rows:
             blocks.append(np.array(rows))
             block = None
@@ -228,6 +242,8 @@ def parse_atomic_charges(text: str, analysis: str = 'mulliken') -> np.ndarray | 
     Mulliken/Löwdin rows are ``# Atom Element Kind Population Net-charge``; unrestricted ones have an α/β population
     pair and a spin moment after the net charge, so the net charge is the last column (RKS) or the one before (UKS).
     Hirshfeld rows end with the net charge in both cases (``... Ref-charge Population [α β Spin-moment] Net-charge``).
+
+    :raises ValueError: if a row's net charge is not a finite number.
     """
     header = POPULATION_ANALYSES[analysis]
     start = text.rfind(header)
@@ -238,7 +254,7 @@ def parse_atomic_charges(text: str, analysis: str = 'mulliken') -> np.ndarray | 
         parts = line.split()
         if parts and parts[0].isdigit():
             last = analysis == 'hirshfeld' or len(parts) == 5
-            charges.append(float(parts[-1] if last else parts[-2]))
+            charges.append(_number(parts[-1] if last else parts[-2], f'CP2K {header} row {line.strip()!r}'))
         elif charges:  # the first non-atom line after the rows ends the table
             break
     return np.array(charges) if charges else None
@@ -247,7 +263,7 @@ def parse_atomic_charges(text: str, analysis: str = 'mulliken') -> np.ndarray | 
 def parse_dipole_moment(text: str) -> list[float] | None:
     """The last ``Dipole moment [Debye]`` vector (x, y, z) of a CP2K output (``&DFT &PRINT &MOMENTS``)."""
     match = re.findall(r'Dipole moment \[Debye\]\s*\n\s*X=\s*(\S+)\s*Y=\s*(\S+)\s*Z=\s*(\S+)', text)
-    return [float(x) for x in match[-1]] if match else None
+    return [_number(x, 'CP2K "Dipole moment [Debye]" line') for x in match[-1]] if match else None
 
 
 @dataclass
@@ -264,7 +280,30 @@ class MoldenData:
 
 
 def read_molden(path_or_text: str) -> MoldenData:
-    """Read MOs, AO overlap and the AO→atom map from a CP2K MOLDEN file (``&MO_MOLDEN NDIGITS 12``)."""
+    """Read MOs, AO overlap and the AO→atom map from a CP2K MOLDEN file (``&MO_MOLDEN NDIGITS 12``).
+
+    :raises ValueError: for a file PySCF cannot read (truncated, garbled: PySCF's own error is in the message), MO
+        arrays of inconsistent shapes, or an energy, occupation or coefficient that is not a finite number.
+    """
+    try:
+        data = _read_molden(path_or_text)
+    except ValueError:
+        raise
+    except Exception as exc:  # PySCF's reader fails on a damaged file with any error (Index, Type, ...)
+        raise ValueError(f'the MOLDEN file could not be read (truncated or garbled?): {type(exc).__name__}: '
+                         f'{exc}') from exc
+    nspin, nmo = data.energies.shape
+    nao = data.overlap.shape[0]
+    if nmo == 0 or data.occupations.shape != (nspin, nmo) or data.coefficients.shape != (nspin, nao, nmo):
+        raise ValueError(f'the MOLDEN file holds inconsistent MO arrays: energies {data.energies.shape}, occupations '
+                         f'{data.occupations.shape}, coefficients {data.coefficients.shape} for {nao} AOs')
+    for name in ('energies', 'occupations', 'coefficients'):
+        if not np.all(np.isfinite(getattr(data, name))):
+            raise ValueError(f'the MOLDEN file holds MO {name} that are not finite numbers (garbled file?)')
+    return data
+
+
+def _read_molden(path_or_text: str) -> MoldenData:
     from pyscf.tools import molden
 
     cleanup = None
@@ -322,14 +361,27 @@ def read_pdos(text: str) -> dict:
 
     :returns: dict with ``kind``, ``fermi_ev``, ``columns`` (orbital labels), ``energies`` (eV),
         ``occupations`` and ``projections`` (nmo, ncolumns).
+    :raises ValueError: for a file without the two header lines, rows with another number of columns than the
+        header names, no rows, or a value that is not a finite number.
     """
     lines = text.splitlines()
+    if len(lines) < 2 or 'Occupation' not in lines[1].lstrip('#').split():
+        raise ValueError('the PDOS file lacks its two header lines ("# Projected DOS for atomic kind ..." and '
+                         '"# MO Eigenvalue [a.u.] Occupation ...")')
     kind = re.search(r'atomic kind\s+(\S+)', lines[0])
     fermi = re.search(r'E\(Fermi\)\s*=\s*(-?\d+\.\d+)', lines[0])
     header = lines[1].lstrip('#').split()
     # header: MO Eigenvalue [a.u.] Occupation s p d ...
     columns = header[header.index('Occupation') + 1:]
-    data = np.loadtxt(lines[2:], ndmin=2)
+    rows = [(number, line.split()) for number, line in enumerate(lines[2:], 3) if line.strip()]
+    if not rows:
+        raise ValueError('the PDOS file has no rows after its header')
+    for number, fields in rows:
+        if len(fields) != 3 + len(columns):
+            raise ValueError(f'line {number} of the PDOS file has {len(fields)} columns; the header names '
+                             f'{3 + len(columns)} (MO, eigenvalue, occupation, {", ".join(columns)})')
+    data = np.array([[_number(value, f'line {number} of the PDOS file') for value in fields]
+                     for number, fields in rows])
     return {
         'kind': kind.group(1) if kind else None,
         'fermi_ev': float(fermi.group(1)) * Hartree if fermi else None,

@@ -12,6 +12,10 @@ Registered as ``qdtraps.cp2k_hybrid``. Outputs (in addition to ``output_paramete
 
 The HOMO/LUMO/gap put into ``output_parameters`` (``homo_ev``, ``lumo_ev``, ``gap_ev``) are taken from the
 MO energies and occupations, never from aiida-cp2k's band gap (wrong for PBE0 outputs).
+
+The MOLDEN and PDOS files are read completely before any of these outputs is registered: a truncated or garbled file
+gives ``ERROR_OUTPUT_PARSE`` (the reader's message in the calculation's log) and leaves only what ``qdtraps.cp2k``
+leaves on a failure (``atomic_charges``, and the structure of an optimisation).
 """
 
 from __future__ import annotations
@@ -31,11 +35,13 @@ class Cp2kHybridParser(QdCp2kParser):
     """Parse a CP2K single point run with ``&MO_MOLDEN``, ``&PDOS`` and ``&E_DENSITY_CUBE``."""
 
     def parse(self, **kwargs):
+        self._mo_outputs = {}  # mo_energies and pdos, registered only when the whole run parsed without error
         exit_code = super().parse(**kwargs)
         if exit_code.status != 0:
             return exit_code
+        for label, node in self._mo_outputs.items():
+            self.out(label, node)
         files = self.retrieved.base.repository.list_object_names()
-        self._parse_pdos(files)
         if CUBE_FILE in files:
             with self.retrieved.base.repository.open(CUBE_FILE, 'rb') as handle:
                 self.out('density_cube', orm.SinglefileData(handle, filename='density.cube'))
@@ -47,20 +53,27 @@ class Cp2kHybridParser(QdCp2kParser):
             self.logger.error(f'the retrieved folder has no {MOLDEN_FILE}; was &DFT &PRINT &MO_MOLDEN set?')
             return self.exit_codes.ERROR_OUTPUT_MISSING
         try:
-            result.update(self._parse_mos())
-        except ValueError as exc:
-            self.logger.error(f'could not read the MOs: {exc}')
+            summary, energies = self._parse_mos()
+        except ValueError as exc:  # UnicodeDecodeError included
+            self.logger.error(f'could not read the MOs from {MOLDEN_FILE}: {exc}')
             return self.exit_codes.ERROR_OUTPUT_PARSE
+        try:
+            pdos = self._parse_pdos(self.retrieved.base.repository.list_object_names())
+        except ValueError as exc:
+            self.logger.error(f'could not read the PDOS: {exc}')
+            return self.exit_codes.ERROR_OUTPUT_PARSE
+        result.update(summary)
+        self._mo_outputs = {'mo_energies': energies} | ({'pdos': pdos} if pdos is not None else {})
         return None
 
-    def _parse_mos(self) -> dict:
+    def _parse_mos(self) -> tuple[dict, orm.ArrayData]:
+        """The MO summary for ``output_parameters`` and the ``mo_energies`` node (not yet registered)."""
         data = read_molden(self.retrieved.base.repository.get_object_content(MOLDEN_FILE))
         nspin = data.energies.shape[0]
         energies = orm.ArrayData()
         energies.set_array('energies', data.energies)
         energies.set_array('occupations', data.occupations)
         energies.base.attributes.set('units', 'eV')
-        self.out('mo_energies', energies)
         edges = [homo_lumo(data.energies[s], data.occupations[s]) for s in range(nspin)]
 
         summary = {'n_mo': int(data.energies.shape[1]), 'n_ao': int(data.overlap.shape[0]), 'nspin': nspin}
@@ -73,16 +86,23 @@ class Cp2kHybridParser(QdCp2kParser):
             summary['homo_ev'] = max(summary['homo_ev_alpha'], summary['homo_ev_beta'])
             summary['lumo_ev'] = min(summary['lumo_ev_alpha'], summary['lumo_ev_beta'])
         summary['gap_ev'] = summary['lumo_ev'] - summary['homo_ev']
-        return summary
+        return summary, energies
 
-    def _parse_pdos(self, files):
+    def _parse_pdos(self, files) -> orm.ArrayData | None:
+        """The ``pdos`` node (not yet registered), None without PDOS files.
+
+        :raises ValueError: naming the PDOS file that cannot be read.
+        """
         pdos_files = sorted(fnmatch.filter(files, 'aiida-*.pdos'))
         if not pdos_files:
-            return
+            return None
         node = orm.ArrayData()
         columns = {}
         for name in pdos_files:
-            pdos = read_pdos(self.retrieved.base.repository.get_object_content(name))
+            try:
+                pdos = read_pdos(self.retrieved.base.repository.get_object_content(name))
+            except ValueError as exc:
+                raise ValueError(f'{name}: {exc}') from exc
             spin = next((f'_{s.lower()}' for s in ('ALPHA', 'BETA') if s in name), '')
             key = f"{pdos['kind']}{spin}"
             node.set_array(f'{key}_energies', pdos['energies'])
@@ -91,4 +111,4 @@ class Cp2kHybridParser(QdCp2kParser):
             columns[key] = pdos['columns']
         node.base.attributes.set('columns', columns)
         node.base.attributes.set('units', 'eV')
-        self.out('pdos', node)
+        return node

@@ -32,6 +32,17 @@ _DIPOLE = re.compile(r'Dipole moment \[Debye\]\s*\n\s*X=\s*(\S+)\s+Y=\s*(\S+)\s+
 VELOCITY_UNITS = {'angstrom*fs^-1': 1.0, 'bohr*au_t^-1': Bohr / AU_TIME_FS}
 
 
+def _numbers(fields: list[str], what: str) -> list[float]:
+    """The fields as floats; :raises ValueError: naming ``what`` if one is not a finite number (``NaN``, ``***``)."""
+    try:
+        values = [float(field) for field in fields]
+    except ValueError:
+        values = [float('nan')]
+    if not np.all(np.isfinite(values)):
+        raise ValueError(f'{what}: {" ".join(fields)!r} holds a value that is not a finite number')
+    return values
+
+
 def velocity_factor(unit: str) -> float:
     """Factor from a CP2K velocity unit to Å/fs; raises ValueError naming an unknown unit."""
     key = unit.strip().lower()
@@ -44,7 +55,8 @@ def read_xyz_frames(text: str) -> tuple[list[str], np.ndarray, np.ndarray, np.nd
     """Frames of a CP2K MD XYZ file (positions or velocities).
 
     :returns: ``(symbols, steps (F,), times_fs (F,), values (F, N, 3))`` in the file's own unit.
-    :raises ValueError: a truncated frame or a frame with another atom count or other elements.
+    :raises ValueError: a frame with another atom count or other elements, an atom line without three coordinates,
+        or a value that is not a finite number. A last frame cut off by a killed run is left out.
     """
     lines = text.splitlines()
     symbols: list[str] | None = None
@@ -56,6 +68,8 @@ def read_xyz_frames(text: str) -> tuple[list[str], np.ndarray, np.ndarray, np.nd
             continue
         try:
             n_atoms = int(lines[index].split()[0])
+            if n_atoms <= 0:
+                raise ValueError
         except ValueError as exception:
             raise ValueError(f'line {index + 1}: expected an atom count, got {lines[index]!r}') from exception
         block = lines[index + 2:index + 2 + n_atoms]
@@ -65,6 +79,9 @@ def read_xyz_frames(text: str) -> tuple[list[str], np.ndarray, np.ndarray, np.nd
         if match is None:
             raise ValueError(f'line {index + 2}: no "i = <step>, time = <fs>" in the comment {lines[index + 1]!r}')
         rows = [line.split() for line in block]
+        for number, row in enumerate(rows, index + 3):
+            if len(row) < 4:
+                raise ValueError(f'line {number}: expected an element and three coordinates, got {lines[number - 1]!r}')
         frame_symbols = [row[0] for row in rows]
         if symbols is None:
             symbols = frame_symbols
@@ -72,8 +89,8 @@ def read_xyz_frames(text: str) -> tuple[list[str], np.ndarray, np.ndarray, np.nd
             raise ValueError(f'frame at step {match.group(1)} has {len(frame_symbols)} atoms / other elements than '
                              f'the first frame ({len(symbols)} atoms)')
         steps.append(int(match.group(1)))
-        times.append(float(match.group(2)))
-        frames.append([[float(v) for v in row[1:4]] for row in rows])
+        times.append(_numbers([match.group(2)], f'line {index + 2} (time)')[0])
+        frames.append([_numbers(row[1:4], f'line {number}') for number, row in enumerate(rows, index + 3)])
         index += 2 + n_atoms
     if symbols is None:
         raise ValueError('no frame in the XYZ file')
@@ -82,20 +99,28 @@ def read_xyz_frames(text: str) -> tuple[list[str], np.ndarray, np.ndarray, np.nd
 
 def read_ener(text: str) -> dict[str, np.ndarray]:
     """The ``.ener`` table: ``step``, ``time_fs``, ``kinetic_energy``, ``potential_energy``, ``conserved_energy`` (eV),
-    ``temperature`` (K)."""
-    rows = [line.split() for line in text.splitlines() if line.strip() and not line.lstrip().startswith('#')]
-    rows = [row for row in rows if len(row) >= 6]
+    ``temperature`` (K).
+
+    :raises ValueError: no rows, or a value that is not a finite number (``NaN``, ``***``), naming its line.
+    """
+    rows = [(number, line.split()) for number, line in enumerate(text.splitlines(), 1)
+            if line.strip() and not line.lstrip().startswith('#')]
+    rows = [(number, row) for number, row in rows if len(row) >= 6]
     if not rows:
         raise ValueError('no rows in the .ener file')
-    table = np.array([[float(v) for v in row[:6]] for row in rows])
+    table = np.array([_numbers(row[:6], f'line {number} of the .ener file') for number, row in rows])
     return {'step': table[:, 0].astype(int), 'time_fs': table[:, 1], 'kinetic_energy': table[:, 2] * Hartree,
             'temperature': table[:, 3], 'potential_energy': table[:, 4] * Hartree,
             'conserved_energy': table[:, 5] * Hartree}
 
 
 def read_dipoles(text: str) -> np.ndarray:
-    """Dipole moments (e·Å, shape (M, 3)) of the ``Dipole moment [Debye]`` blocks of a MOMENTS file, in order."""
-    values = [[float(x), float(y), float(z)] for x, y, z in _DIPOLE.findall(text)]
+    """Dipole moments (e·Å, shape (M, 3)) of the ``Dipole moment [Debye]`` blocks of a MOMENTS file, in order.
+
+    :raises ValueError: if a component is not a finite number (``NaN``, ``***``).
+    """
+    values = [_numbers(list(xyz), f'dipole block {number} of the MOMENTS file')
+              for number, xyz in enumerate(_DIPOLE.findall(text), 1)]
     return np.array(values).reshape(-1, 3) * DEBYE_E_ANGSTROM
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import zipfile
 
 import numpy as np
 from aiida import orm
@@ -22,11 +23,42 @@ SEL_WARNING = re.compile(r'sel of type \d+ is not enough[^\n]*')
 MAX_DISPLACEMENT = 50.0
 
 
+def read_table(text: str, name: str, min_columns: int) -> np.ndarray:
+    """The numeric rows of a whitespace table (``#`` comments), shape (n_rows, n_columns).
+
+    ``nan`` is read as a value (DeePMD prints it for a diverged or missing quantity); anything else that is not a
+    number, rows of unequal length, fewer than ``min_columns`` columns or no rows raise a ValueError naming the line.
+    """
+    rows = [(number, line.split()) for number, line in enumerate(text.splitlines(), 1)
+            if line.strip() and not line.lstrip().startswith('#')]
+    if not rows:
+        raise ValueError(f'{name} has no rows (empty or truncated file?)')
+    width = len(rows[0][1])
+    for number, fields in rows:
+        if len(fields) != width or width < min_columns:
+            raise ValueError(f'line {number} of {name} has {len(fields)} columns; expected {max(width, min_columns)}')
+        try:
+            [float(field) for field in fields]
+        except ValueError:
+            raise ValueError(f'line {number} of {name} holds a value that is not a number: '
+                             f'{" ".join(fields)!r}') from None
+    return np.array([[float(field) for field in fields] for _, fields in rows])
+
+
 def read_lcurve(text: str) -> dict[str, np.ndarray]:
-    """Columns of DeePMD's ``lcurve.out`` by name (header ``#  step  rmse_trn  rmse_e_trn ...``)."""
-    lines = text.splitlines()
-    header = next(line for line in lines if line.startswith('#')).lstrip('#').split()
-    data = np.atleast_2d(np.loadtxt(io.StringIO(text), comments='#'))
+    """Columns of DeePMD's ``lcurve.out`` by name (header ``#  step  rmse_trn  rmse_e_trn ...``).
+
+    :raises ValueError: no header line with a ``step`` column, rows that do not match the header, or a value that is
+        not a number (``nan`` is kept: the parser takes it as a diverged training).
+    """
+    header = next((line for line in text.splitlines() if line.startswith('#')), '').lstrip('#').split()
+    if 'step' not in header:
+        raise ValueError(f'{LCURVE_FILE} has no "# step rmse_trn ..." header line')
+    data = read_table(text, LCURVE_FILE, len(header))
+    if data.shape[1] != len(header):
+        raise ValueError(f'{LCURVE_FILE} rows have {data.shape[1]} columns, the header names {len(header)}')
+    if not np.all(np.isfinite(data[:, header.index('step')])):
+        raise ValueError(f'{LCURVE_FILE} has a step that is not a finite number')
     return {name: data[:, i] for i, name in enumerate(header)}
 
 
@@ -43,10 +75,16 @@ class DeepmdTrainParser(Parser):
         for filename in (LCURVE_FILE, MODEL_FILE):
             if filename not in names:
                 return self.exit_codes.ERROR_MISSING_OUTPUT.format(filename=filename)
-        curve = read_lcurve(self._content(LCURVE_FILE))
+        try:  # every file is read before an output is registered: a damaged file leaves no outputs
+            curve = read_lcurve(self._content(LCURVE_FILE))
+            parity = self._read_validation()
+            log = self._content(LOG) or ''
+            settings = json.loads(self._content('input.json') or '{}')
+        except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError included
+            self.logger.error(f'could not read the training outputs: {exc}')
+            return self.exit_codes.ERROR_INVALID_OUTPUT
         if any(np.isnan(values).any() for values in curve.values()):
             return self.exit_codes.ERROR_TRAINING_DIVERGED
-        log = self._content(LOG) or ''
         warm_start = 'init_model' in self.node.inputs
         if warm_start and PARTIAL_LOAD in log:
             line = next(line for line in log.splitlines() if PARTIAL_LOAD in line)
@@ -61,7 +99,6 @@ class DeepmdTrainParser(Parser):
             model.base.attributes.set('type_map', self.node.inputs.type_map.get_list())
         self.out('model', model)
 
-        settings = json.loads(self._content('input.json') or '{}')
         steps = settings.get('training', {}).get('numb_steps', int(curve['step'][-1]))
         result = {'numb_steps': int(steps), 'last_lcurve_step': int(curve['step'][-1]), 'warm_start': warm_start,
                   **{f'initial_{key}': float(values[0]) for key, values in curve.items() if key.startswith('rmse')},
@@ -69,10 +106,8 @@ class DeepmdTrainParser(Parser):
         sel_warnings = sorted(set(SEL_WARNING.findall(log)))
         if sel_warnings:
             result['sel_warnings'] = sel_warnings
-        energies, forces = self._content(f'{DETAIL_PREFIX}.e_peratom.out'), self._content(f'{DETAIL_PREFIX}.f.out')
-        if energies is not None and forces is not None:
-            e = np.atleast_2d(np.loadtxt(io.StringIO(energies), comments='#'))
-            f = np.atleast_2d(np.loadtxt(io.StringIO(forces), comments='#'))
+        if parity is not None:
+            e, f = parity
             parity = orm.ArrayData()
             parity.set_array('energy_per_atom_dft', e[:, 0])
             parity.set_array('energy_per_atom_mlff', e[:, 1])
@@ -87,6 +122,20 @@ class DeepmdTrainParser(Parser):
         self.out('output_parameters', orm.Dict(result))
         return None
 
+    def _read_validation(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """``dp test``'s per-atom energies (n_frames, 2) and forces (n_atoms, 6), None if it was not run.
+
+        :raises ValueError: for a damaged table or values that are not finite numbers.
+        """
+        names = (f'{DETAIL_PREFIX}.e_peratom.out', f'{DETAIL_PREFIX}.f.out')
+        energies, forces = (self._content(name) for name in names)
+        if energies is None or forces is None:
+            return None
+        e, f = read_table(energies, names[0], 2), read_table(forces, names[1], 6)
+        if not (np.all(np.isfinite(e[:, :2])) and np.all(np.isfinite(f[:, :6]))):
+            raise ValueError(f'{names[0]} or {names[1]} holds values that are not finite numbers')
+        return e, f
+
 
 class MlffMdParser(Parser):
     """Turn ``md.npz`` of an ``MlffMdCalculation`` into a TrajectoryData with the model-deviation arrays."""
@@ -94,10 +143,13 @@ class MlffMdParser(Parser):
     def parse(self, **kwargs):
         if 'md.npz' not in self.retrieved.base.repository.list_object_names():
             return self.exit_codes.ERROR_MISSING_OUTPUT
-        with self.retrieved.base.repository.open('md.npz', 'rb') as handle:
-            data = dict(np.load(io.BytesIO(handle.read())))
-        positions = data['positions']
         start = self.node.inputs.structure.get_ase().get_positions()
+        try:  # both files are read and checked before an output is registered
+            data, timings = self._read_outputs(len(start))
+        except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile) as exc:
+            self.logger.error(f'could not read md.npz / md.json: {type(exc).__name__}: {exc}')
+            return self.exit_codes.ERROR_INVALID_OUTPUT
+        positions = data['positions']
         if not np.all(np.isfinite(positions)) or np.abs(positions - start[None]).max() > MAX_DISPLACEMENT:
             return self.exit_codes.ERROR_MD_DIVERGED
         symbols = [site.kind_name for site in self.node.inputs.structure.sites]
@@ -111,9 +163,32 @@ class MlffMdParser(Parser):
                 trajectory.set_array(name, data[name])
         self._set_md_layout(trajectory, data)
         self.out('trajectory', trajectory)
-        timings = json.loads(self.retrieved.base.repository.get_object_content('md.json'))
         self.out('output_parameters', orm.Dict(timings))
         return None
+
+    def _read_outputs(self, n_atoms: int) -> tuple[dict, dict]:
+        """The arrays of ``md.npz`` and the timings of ``md.json``, with their shapes checked.
+
+        :raises ValueError: (or the OSError, KeyError, BadZipFile of a damaged archive) naming what is wrong.
+        """
+        with self.retrieved.base.repository.open('md.npz', 'rb') as handle:
+            with np.load(io.BytesIO(handle.read()), allow_pickle=False) as archive:
+                data = {name: archive[name] for name in archive.files}
+        timings = json.loads(self.retrieved.base.repository.get_object_content('md.json'))
+        if not isinstance(timings, dict):
+            raise ValueError(f'md.json holds a {type(timings).__name__}, not an object')
+        missing = sorted({'positions', 'steps', 'cell', 'energies', 'temperatures'} - set(data))
+        if missing:
+            raise ValueError(f'md.npz lacks the arrays {missing}')
+        n_frames = len(data['positions'])
+        if data['positions'].shape != (n_frames, n_atoms, 3) or n_frames == 0:
+            raise ValueError(f'md.npz positions have shape {data["positions"].shape}; expected (frames, {n_atoms}, 3)')
+        for name, value in data.items():
+            if name != 'cell' and (value.ndim == 0 or len(value) != n_frames):
+                raise ValueError(f'md.npz array {name!r} has shape {value.shape}, not {n_frames} frames')
+        if data['cell'].shape != (3, 3):
+            raise ValueError(f'md.npz cell has shape {data["cell"].shape}, expected (3, 3)')
+        return data, timings
 
 
     def _set_md_layout(self, trajectory: orm.TrajectoryData, data: dict) -> None:
