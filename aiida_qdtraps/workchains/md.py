@@ -82,8 +82,8 @@ def md_settings(settings: dict) -> dict:
 
 
 def md_stages(settings: dict) -> list[dict]:
-    """The CP2K runs of an MD: ``[{'name', 'ensemble', 'temperature', 'last_step'}, ...]`` (``last_step`` counts from
-    step 0 of the first run; CP2K's ``MAX_STEPS`` is one more)."""
+    """The CP2K runs of an MD: ``[{'name', 'ensemble', 'temperature', 'last_step', 'steps'}, ...]`` (``last_step``
+    counts from step 0 of the first run, ``steps`` is the number of steps of the run)."""
     dt = settings['timestep_fs']
     stages = []
     heat_steps = round(settings['heatup_fs'] / dt)
@@ -96,6 +96,8 @@ def md_stages(settings: dict) -> list[dict]:
     if nve_steps:
         stages.append({'name': 'nve', 'ensemble': 'NVE', 'temperature': settings['temperature'],
                        'last_step': heat_steps + nve_steps})
+    for before, stage in zip([{'last_step': 0}, *stages], stages):
+        stage['steps'] = stage['last_step'] - before['last_step']
     return stages
 
 
@@ -106,9 +108,10 @@ def md_stage_parameters(parameters: dict, settings: dict, stage: dict, first: bo
     params = copy.deepcopy(parameters)
     params['GLOBAL'] = {**params.get('GLOBAL', {}), 'RUN_TYPE': 'MD', 'SEED': settings['seed']}
     each = {'MD': settings['stride']}
-    # STEPS counts from the restarted step counter; MAX_STEPS caps the counter of all runs together, and CP2K 2023.1
-    # stops at step MAX_STEPS - 1 (MAX_STEPS 3 runs steps 1-2; a restart from step 2 with MAX_STEPS 6 runs 3-5)
-    md = {'ENSEMBLE': stage['ensemble'], 'STEPS': stage['last_step'], 'MAX_STEPS': stage['last_step'] + 1,
+    # STEPS is the number of steps of this run (CP2K counts it from the restarted step counter); MAX_STEPS caps the
+    # counter of all runs together for a run continued after its wall time. CP2K 2023.1 stops a capped run at step
+    # MAX_STEPS - 1 only after evaluating the forces of the next step, so STEPS, not the cap, ends a run normally.
+    md = {'ENSEMBLE': stage['ensemble'], 'STEPS': stage['steps'], 'MAX_STEPS': stage['last_step'] + 1,
           'TIMESTEP': settings['timestep_fs'],
           'TEMPERATURE': stage['temperature'], 'ANGVEL_ZERO': True, 'PRINT': {'ENERGY': {'EACH': each}}}
     if stage['ensemble'] == 'NVT':
@@ -148,7 +151,8 @@ def _nve_drift(times_fs: np.ndarray, conserved_ev: np.ndarray, n_atoms: int) -> 
 def cp2k_md_trajectory(settings: orm.Dict, **runs: orm.FolderData) -> dict:
     """One trajectory from the retrieved folders of a chain of CP2K MD runs (``run_000``, ``run_001``, … in order).
 
-    :param settings: ``{'md_timestep_fs', 'nve_first_step' (None without NVE), 'velocity_unit'}``.
+    :param settings: ``{'md_timestep_fs', 'nve_first_step' (the step the NVE run starts from; None without NVE),
+        'velocity_unit'}``.
     :returns: ``trajectory`` (TrajectoryData: positions Å, velocities Å/fs, times fs; arrays ``potential_energy``,
         ``kinetic_energy``, ``conserved_energy`` eV, ``temperature`` K, ``step``, ``dipole`` e·Å when printed;
         attributes ``timestep_fs``, ``md_timestep_fs``, ``engine``, ``units``) and ``md_summary`` (Dict).
@@ -177,9 +181,13 @@ def cp2k_md_trajectory(settings: orm.Dict, **runs: orm.FolderData) -> dict:
         for name in ('potential_energy', 'kinetic_energy', 'conserved_energy', 'temperature'):
             arrays[name] = np.array([ener[name][rows[int(s)]] if int(s) in rows else np.nan for s in steps])
         if MOMENTS_FILE in names:
+            # one block per printed frame; a run that continues another one first evaluates its start (the previous
+            # run's last frame, not printed again) and prints a block for it too. Any other count cannot be aligned
+            # with the frames, and the run's dipoles are left out (so the trajectory has none).
             dipoles = read_dipoles(folder.base.repository.get_object_content(MOMENTS_FILE))
-            if len(dipoles) >= len(steps):  # one block per printed frame; a killed run may miss the last ones
-                arrays['dipole'] = dipoles[:len(steps)]
+            offset = len(dipoles) - len(steps)
+            if offset == 0 or (offset == 1 and steps[0] > 0):
+                arrays['dipole'] = dipoles[offset:]
         pieces.append((steps, arrays))
     if not pieces:
         raise ValueError('no MD run wrote a frame')
@@ -203,7 +211,9 @@ def cp2k_md_trajectory(settings: orm.Dict, **runs: orm.FolderData) -> dict:
                'runs': len(pieces), 'n_atoms': len(symbols)}
     nve_first = options.get('nve_first_step')
     if nve_first is not None:
-        nve = steps >= nve_first
+        # the frames the NVE run printed: the one at nve_first_step comes from the heat-up run, whose conserved
+        # quantity includes the thermostat's energy
+        nve = steps > nve_first
         summary['nve_frames'] = int(nve.sum())
         if nve.any():
             temperature = joined['temperature'][nve]

@@ -44,8 +44,8 @@ def test_bad_md_settings_are_named(change, match):
 
 def test_stages_ramp_the_thermostat_then_nve():
     stages = md_stages(md_settings(FAST))
-    assert [(s['name'], s['ensemble'], s['temperature'], s['last_step']) for s in stages] == [
-        ('heatup_1', 'NVT', 150.0, 50), ('heatup_2', 'NVT', 300.0, 100), ('nve', 'NVE', 300.0, 200)]
+    assert [(s['name'], s['ensemble'], s['temperature'], s['last_step'], s['steps']) for s in stages] == [
+        ('heatup_1', 'NVT', 150.0, 50, 50), ('heatup_2', 'NVT', 300.0, 100, 50), ('nve', 'NVE', 300.0, 200, 100)]
     only_nve = md_stages(md_settings({**FAST, 'heatup_fs': 0.0}))
     assert [(s['name'], s['last_step']) for s in only_nve] == [('nve', 100)]
     assert [s['name'] for s in md_stages(md_settings({**FAST, 'nve_fs': 0.0}))] == ['heatup_1', 'heatup_2']
@@ -65,6 +65,8 @@ def test_stage_parameters():
     assert p['FORCE_EVAL']['DFT']['PRINT']['MOMENTS']['EACH'] == {'MD': 5}
     p = md_stage_parameters(dft, settings, nve, first=False)
     assert p['MOTION']['MD']['ENSEMBLE'] == 'NVE' and 'THERMOSTAT' not in p['MOTION']['MD']
+    # a continuing run does its own steps (STEPS counts from the restarted counter); MAX_STEPS caps all runs
+    assert (p['MOTION']['MD']['STEPS'], p['MOTION']['MD']['MAX_STEPS']) == (100, 201)
     assert p['EXT_RESTART']['RESTART_VEL'] and p['EXT_RESTART']['RESTART_COUNTERS']
     assert not p['EXT_RESTART']['RESTART_DEFAULT']  # the thermostat of the heat-up is not carried into NVE
     assert p['FORCE_EVAL']['DFT']['SCF']['SCF_GUESS'] == 'RESTART'
@@ -101,13 +103,16 @@ def _folder(directory) -> orm.FolderData:
 
 def test_trajectory_of_two_recorded_runs(data_dir):
     md = data_dir / 'cp2k' / 'md'
-    settings = orm.Dict({'md_timestep_fs': 1.0, 'velocity_unit': 'angstrom*fs^-1', 'nve_first_step': 8})
+    settings = orm.Dict({'md_timestep_fs': 1.0, 'velocity_unit': 'angstrom*fs^-1', 'nve_first_step': 6})
     result = cp2k_md_trajectory(settings, run_000=_folder(md), run_001=_folder(md / 'restarted'))
     trajectory = result['trajectory']
     assert trajectory.get_stepids().tolist() == [0, 2, 4, 6, 8, 10, 12]
     assert trajectory.get_times().tolist() == [0.0, 2.0, 4.0, 6.0, 8.0, 10.0, 12.0]
     assert trajectory.get_array('velocities').shape == (7, 14, 3)
-    assert trajectory.get_array('dipole').shape == (7, 3)
+    # the continuing run's first dipole block is its start (step 6, the first run's last frame), not a frame
+    dipoles = trajectory.get_array('dipole')
+    assert dipoles.shape == (7, 3)
+    assert dipoles[4, 0] == pytest.approx(6.2447982 * 0.20819433622621247)
     assert trajectory.get_array('temperature')[0] == pytest.approx(150.0)
     attributes = trajectory.base.attributes.all
     assert attributes['timestep_fs'] == 2.0 and attributes['md_timestep_fs'] == 1.0 and attributes['engine'] == 'cp2k'
@@ -182,9 +187,9 @@ def test_real_heatup_then_nve(cp2k_code, tiny_qd):
     heat_calc = [n for n in stages[1].called if n.process_type == 'aiida.calculations:cp2k'][-1]
     assert nve_calc.inputs.parent_calc_folder.uuid == heat_calc.outputs.remote_folder.uuid
     summary = results['md_summary'].get_dict()
-    assert summary['runs'] == 3 and summary['nve_frames'] == 3
-    # NVE: the conserved energy stays within 1 meV/atom over the 2 steps
-    conserved = trajectory.get_array('conserved_energy')[4:]
+    assert summary['runs'] == 3 and summary['nve_frames'] == 2  # steps 5 and 6 (step 4 is the heat-up's last)
+    # NVE: the conserved energy of the NVE run stays within 1 meV/atom
+    conserved = trajectory.get_array('conserved_energy')[5:]
     assert np.ptp(conserved) / 14 < 1e-3
     assert trajectory.get_array('dipole').shape == (7, 3)
 
