@@ -24,6 +24,8 @@ import ase
 import numpy as np
 from ase.units import Bohr
 
+from ..parsers.cp2k_files import finite_numbers
+
 #: Bader programs whose output this module reads.
 BADER_PROGRAMS = ('baderkit', 'bader')
 #: File names of their per-atom output.
@@ -91,7 +93,7 @@ def read_density_cube(source: str | pathlib.Path | io.TextIOBase) -> tuple[np.nd
         fields = line.split()
         try:
             numbers.append(int(fields[0]))
-            positions.append(_numbers(fields[2:5], f'cube line {number}'))
+            positions.append(finite_numbers(fields[2:5], f'cube line {number}'))
             if len(fields) < 5 or numbers[-1] < 0:
                 raise ValueError
         except (ValueError, IndexError):
@@ -152,17 +154,6 @@ def cube_to_chgcar(cube: str | pathlib.Path | io.TextIOBase, chgcar: str | pathl
             'cell_volume': float(atoms.get_volume()), 'max_density': float(density.max())}
 
 
-def _numbers(fields: Sequence[str], what: str) -> list[float]:
-    """The fields as floats; :raises ValueError: naming ``what`` if one is not a finite number (``NaN``, ``***``)."""
-    try:
-        values = [float(field) for field in fields]
-    except ValueError:
-        values = [float('nan')]
-    if not np.all(np.isfinite(values)):
-        raise ValueError(f'{what}: {" ".join(fields)!r} holds a value that is not a finite number')
-    return values
-
-
 #: Largest accepted |Σ populations + vacuum − the file's electron total| (e): the tables print 4-5 decimals, so the
 #: rounding of ~100 rows stays below it, while a lost atom row takes at least a hydrogen's ~0.6 e.
 ELECTRON_TOTAL_TOLERANCE = 0.01
@@ -201,7 +192,7 @@ def parse_baderkit_atoms(text: str) -> BaderResult:
         fields = [f.strip() for f in line.split('\t')]
         key = fields[0].lower()
         if key.startswith('vacuum'):
-            value = _numbers(fields[-1:], f'{BADERKIT_ATOM_FILE} line {number}')[0]
+            value = finite_numbers(fields[-1:], f'{BADERKIT_ATOM_FILE} line {number}')[0]
             if 'volume' in key:
                 vacuum_volume = value
             else:
@@ -209,12 +200,12 @@ def parse_baderkit_atoms(text: str) -> BaderResult:
             continue
         if key.startswith('total'):  # footer lines with the totals
             if 'electron' in key:
-                total = _numbers(fields[-1:], f'{BADERKIT_ATOM_FILE} line {number}')[0]
+                total = finite_numbers(fields[-1:], f'{BADERKIT_ATOM_FILE} line {number}')[0]
             continue
         if len(fields) <= max(col.values()):
             raise ValueError(f'{BADERKIT_ATOM_FILE} line {number} has {len(fields)} columns, the header '
                              f'{len(header)}: {line.strip()!r}')
-        rows.append(_numbers([fields[col[name]] for name in needed], f'{BADERKIT_ATOM_FILE} line {number}'))
+        rows.append(finite_numbers([fields[col[name]] for name in needed], f'{BADERKIT_ATOM_FILE} line {number}'))
     if not rows:
         raise ValueError(f'{BADERKIT_ATOM_FILE} lists no atoms')
     if vacuum_charge is None:
@@ -241,11 +232,11 @@ def parse_acf(text: str) -> BaderResult:
         upper = stripped.upper()
         what = f'{HENKELMAN_ATOM_FILE} line {number}'
         if upper.startswith('VACUUM CHARGE'):
-            vacuum_charge = _numbers([stripped.split(':')[-1].strip()], what)[0]
+            vacuum_charge = finite_numbers([stripped.split(':')[-1].strip()], what)[0]
         elif upper.startswith('VACUUM VOLUME'):
-            vacuum_volume = _numbers([stripped.split(':')[-1].strip()], what)[0]
+            vacuum_volume = finite_numbers([stripped.split(':')[-1].strip()], what)[0]
         elif upper.startswith('NUMBER OF ELECTRONS'):
-            total = _numbers([stripped.split(':')[-1].strip()], what)[0]
+            total = finite_numbers([stripped.split(':')[-1].strip()], what)[0]
         elif stripped and stripped[0].isdigit():
             fields = stripped.split()
             if len(fields) < 7:
@@ -254,7 +245,7 @@ def parse_acf(text: str) -> BaderResult:
             if fields[0] != str(len(rows) + 1):
                 raise ValueError(f'{what} is numbered {fields[0]!r}, expected atom {len(rows) + 1}: rows missing, '
                                  'repeated or out of order')
-            rows.append(_numbers(fields[1:7], what))
+            rows.append(finite_numbers(fields[1:7], what))
     if not rows:
         raise ValueError(f'{HENKELMAN_ATOM_FILE} lists no atoms')
     if vacuum_charge is None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -29,6 +30,17 @@ def _number(value: str, what: str) -> float:
     if not np.isfinite(number):
         raise ValueError(f'{what}: {value!r} is not a finite number (garbled or truncated output?)')
     return number
+
+
+def finite_numbers(fields: Sequence[str], what: str) -> list[float]:
+    """The fields as floats; :raises ValueError: naming ``what`` if one is not a finite number (``NaN``, ``***``)."""
+    try:
+        values = [float(field) for field in fields]
+    except ValueError:
+        values = [float('nan')]
+    if not np.all(np.isfinite(values)):
+        raise ValueError(f'{what}: {" ".join(fields)!r} holds a value that is not a finite number')
+    return values
 
 
 def parse_mo_eigenvalues(text: str) -> dict[str, np.ndarray]:

@@ -20,6 +20,8 @@ import re
 import numpy as np
 from ase.units import Bohr, Hartree, _amu, _aut, _e
 
+from .cp2k_files import finite_numbers
+
 #: 1 Debye in e·Å.
 DEBYE_E_ANGSTROM = 0.20819433622621247
 #: atomic unit of time in fs
@@ -30,17 +32,6 @@ _DIPOLE = re.compile(r'Dipole moment \[Debye\]\s*\n\s*X=\s*(\S+)\s+Y=\s*(\S+)\s+
 
 #: velocity units CP2K can print and their factor to Å/fs
 VELOCITY_UNITS = {'angstrom*fs^-1': 1.0, 'bohr*au_t^-1': Bohr / AU_TIME_FS}
-
-
-def _numbers(fields: list[str], what: str) -> list[float]:
-    """The fields as floats; :raises ValueError: naming ``what`` if one is not a finite number (``NaN``, ``***``)."""
-    try:
-        values = [float(field) for field in fields]
-    except ValueError:
-        values = [float('nan')]
-    if not np.all(np.isfinite(values)):
-        raise ValueError(f'{what}: {" ".join(fields)!r} holds a value that is not a finite number')
-    return values
 
 
 def velocity_factor(unit: str) -> float:
@@ -89,8 +80,8 @@ def read_xyz_frames(text: str) -> tuple[list[str], np.ndarray, np.ndarray, np.nd
             raise ValueError(f'frame at step {match.group(1)} has {len(frame_symbols)} atoms / other elements than '
                              f'the first frame ({len(symbols)} atoms)')
         steps.append(int(match.group(1)))
-        times.append(_numbers([match.group(2)], f'line {index + 2} (time)')[0])
-        frames.append([_numbers(row[1:4], f'line {number}') for number, row in enumerate(rows, index + 3)])
+        times.append(finite_numbers([match.group(2)], f'line {index + 2} (time)')[0])
+        frames.append([finite_numbers(row[1:4], f'line {number}') for number, row in enumerate(rows, index + 3)])
         index += 2 + n_atoms
     if symbols is None:
         raise ValueError('no frame in the XYZ file')
@@ -108,7 +99,7 @@ def read_ener(text: str) -> dict[str, np.ndarray]:
     rows = [(number, row) for number, row in rows if len(row) >= 6]
     if not rows:
         raise ValueError('no rows in the .ener file')
-    table = np.array([_numbers(row[:6], f'line {number} of the .ener file') for number, row in rows])
+    table = np.array([finite_numbers(row[:6], f'line {number} of the .ener file') for number, row in rows])
     return {'step': table[:, 0].astype(int), 'time_fs': table[:, 1], 'kinetic_energy': table[:, 2] * Hartree,
             'temperature': table[:, 3], 'potential_energy': table[:, 4] * Hartree,
             'conserved_energy': table[:, 5] * Hartree}
@@ -119,7 +110,7 @@ def read_dipoles(text: str) -> np.ndarray:
 
     :raises ValueError: if a component is not a finite number (``NaN``, ``***``).
     """
-    values = [_numbers(list(xyz), f'dipole block {number} of the MOMENTS file')
+    values = [finite_numbers(list(xyz), f'dipole block {number} of the MOMENTS file')
               for number, xyz in enumerate(_DIPOLE.findall(text), 1)]
     return np.array(values).reshape(-1, 3) * DEBYE_E_ANGSTROM
 
