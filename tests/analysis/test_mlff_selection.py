@@ -96,6 +96,25 @@ def test_prelabel_filter_refuses_a_table_without_the_frame_elements():
                             sel.min_distance_table(['In', 'F']))
 
 
+def test_prelabel_filter_passes_recorded_md_and_catches_a_collapsed_copy(data_dir):
+    """The recorded MLFF MD (11 frames) and CP2K MD (5 frames) of In4PF9 are physical: nothing is filtered; their
+    closest pair is In–P at 2.35 Å (limit 1.74 Å). The same frame with an F moved 1.0 Å from an In is refused."""
+    from ase.io import read
+
+    recorded = np.load(data_dir / 'deepmd' / 'md.npz')
+    symbols = (data_dir / 'deepmd' / 'md_symbols.txt').read_text().split()
+    frames = [Atoms(symbols, positions=p) for p in recorded['positions']]
+    frames += read(data_dir / 'deepmd' / 'cp2k_md' / 'aiida-pos-1.xyz', index=':')
+    table = sel.min_distance_table(symbols)
+    assert sel.prelabel_filter(frames, table).summary() == 'filtered 0 of 16 frames'
+    collapsed = frames[0].copy()
+    fluorine = symbols.index('F')
+    collapsed.positions[fluorine] = collapsed.positions[0] + [1.0, 0.0, 0.0]
+    (rejection,) = sel.prelabel_filter([frames[0], collapsed], table).rejected
+    assert (rejection.frame, rejection.pair, rejection.atoms) == (1, ('In', 'F'), (0, fluorine))
+    assert rejection.distance == pytest.approx(1.0)
+
+
 def test_max_force_error_is_the_largest_atom_error_of_the_ensemble_mean():
     dft = np.zeros((2, 2, 3))
     models = np.zeros((2, 2, 2, 3))
