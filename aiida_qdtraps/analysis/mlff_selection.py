@@ -48,7 +48,7 @@ __all__ = (
 #: Default factor on the sum of covalent radii that gives the minimum distance of an element pair. For the pairs of
 #: III-V and II-VI QDs and their halide ligands (In–F, In–P, Cd–Se, Pb–S, Zn–S) dpgen2's distance filter table
 #: amounts to 0.65–0.72 × the covalent-radius sum; 0.7 keeps C≡O (1.13 Å, limit 0.99 Å) and C–H (1.09 Å, limit
-#: 0.75 Å) of organic ligands well clear, where dpgen2's table (C–O 1.16 Å) would refuse a carbonyl.
+#: 0.75 Å) of organic ligands well clear; dpgen2's C–O limit (1.16 Å) refuses CO and leaves a C=O 0.05 Å of room.
 DEFAULT_DISTANCE_SCALE = 0.7
 
 
@@ -429,8 +429,8 @@ def validation_converged(force_rmse_eV_A: float, energy_rmse_meV_atom: float, fo
                          failed_target: float = 0.0) -> tuple[bool, str]:
     """Stop criterion of the active-learning loop: every given check must hold.
 
-    * validation force RMSE ``<= force_target`` eV/Å (default 0.10, the upper end of the 0.05–0.10 eV/Å that DeePMD
-      models of the DP-GEN literature reach);
+    * validation force RMSE ``<= force_target`` eV/Å (per force component, as ``dp test`` reports it; default
+      0.10);
     * validation energy RMSE ``<= energy_target`` meV/atom (default 1.0: Sowa et al. stop at an energy MAE below
       1 meV/atom, and RMSE >= MAE, so this is at least as strict);
     * if given, the accurate fraction of the last exploration ``>= accurate_target`` (default 0.95, the ``moderate``
