@@ -158,6 +158,9 @@ def prelabel_filter(frames: Sequence[Atoms], table: dict[tuple[str, str], float]
     table = {_pair(*key): float(value) for key, value in table.items()}
     if not table:
         raise ValueError('the minimum-distance table is empty')
+    bad = {key: value for key, value in table.items() if not (np.isfinite(value) and value > 0)}
+    if bad:
+        raise ValueError(f'minimum distances must be positive and finite (Å), got {bad}')
     cutoff = max(table.values())
     kept, rejected = [], []
     for index, atoms in enumerate(frames):

@@ -94,6 +94,8 @@ def test_prelabel_filter_refuses_a_table_without_the_frame_elements():
     with pytest.raises(ValueError, match=r"frame 0: no minimum distance for the pair\(s\) \[\('F', 'P'\)"):
         sel.prelabel_filter([Atoms('InFP', positions=[[0, 0, 0], [0, 0, 2], [0, 0, 4]])],
                             sel.min_distance_table(['In', 'F']))
+    with pytest.raises(ValueError, match=r"positive and finite.*\('F', 'In'\): nan"):
+        sel.prelabel_filter([_in_f(2.0)], {('In', 'F'): float('nan')})
 
 
 def test_prelabel_filter_passes_recorded_md_and_catches_a_collapsed_copy(data_dir):
