@@ -147,7 +147,8 @@ def prelabel_filter(frames: Sequence[Atoms], table: dict[tuple[str, str], float]
     """Refuse frames that no DFT label should be paid for: atoms closer than their pair's minimum, or NaN/inf.
 
     Distances honour the frame's ``pbc`` (minimum image); a QD in a non-periodic box uses plain distances. Each
-    frame is checked with ``ase.neighborlist.neighbor_list`` up to the largest minimum of the table.
+    frame is checked with ``ase.neighborlist.neighbor_list`` up to the largest minimum of the table. An atom's own
+    periodic images are not checked (a cell that short is not a QD box).
 
     :param frames: the MD frames (``ase.Atoms``), in order; indices in the result refer to this order.
     :param table: minimum distances (Å) per element pair, from :func:`min_distance_table`.
@@ -165,9 +166,9 @@ def prelabel_filter(frames: Sequence[Atoms], table: dict[tuple[str, str], float]
     kept, rejected = [], []
     for index, atoms in enumerate(frames):
         positions = atoms.get_positions()
-        bad = np.flatnonzero(~np.isfinite(positions).all(axis=1))
-        if bad.size:
-            rejected.append(Rejection(frame=index, reason='non-finite', atoms=(int(bad[0]),)))
+        broken = np.flatnonzero(~np.isfinite(positions).all(axis=1))
+        if broken.size:
+            rejected.append(Rejection(frame=index, reason='non-finite', atoms=(int(broken[0]),)))
             continue
         symbols = atoms.get_chemical_symbols()
         kinds = sorted(set(symbols))
