@@ -72,6 +72,22 @@ def data_dir() -> pathlib.Path:
 
 
 @pytest.fixture
+def folder_data():
+    """``folder_data(directory)``: an unstored FolderData with the files (not subfolders) of a directory, as a
+    CalcJob's ``retrieved`` folder holds them."""
+    from aiida import orm
+
+    def make(directory: pathlib.Path) -> orm.FolderData:
+        folder = orm.FolderData()
+        for path in sorted(pathlib.Path(directory).iterdir()):
+            if path.is_file():
+                folder.base.repository.put_object_from_file(str(path), path.name)
+        return folder
+
+    return make
+
+
+@pytest.fixture
 def cp2k_code(aiida_code_installed):
     """The Debian ``cp2k.psmp`` binary as an InstalledCode (serial, one OpenMP thread)."""
     executable = shutil.which('cp2k.psmp') or shutil.which('cp2k')

@@ -1,5 +1,5 @@
 """QdMdWorkChain: settings, stages, CP2K parameters, the trajectory of recorded runs, the MD restart handler and a
-real heat-up -> NVE run of In4PF9."""
+real heat-up -> NVE run of InF3."""
 
 from __future__ import annotations
 
@@ -93,18 +93,11 @@ def test_builder_takes_the_relax_dft_and_the_md_protocol(tiny_qd, recorded_cp2k_
                                                 overrides={'md': {'temperature': 0.0}})
 
 
-def _folder(directory) -> orm.FolderData:
-    folder = orm.FolderData()
-    for path in directory.iterdir():
-        if path.is_file():
-            folder.base.repository.put_object_from_file(str(path), path.name)
-    return folder
 
-
-def test_trajectory_of_two_recorded_runs(data_dir):
+def test_trajectory_of_two_recorded_runs(data_dir, folder_data):
     md = data_dir / 'cp2k' / 'md'
     settings = orm.Dict({'md_timestep_fs': 1.0, 'velocity_unit': 'angstrom*fs^-1', 'nve_first_step': 6})
-    result = cp2k_md_trajectory(settings, run_000=_folder(md), run_001=_folder(md / 'restarted'))
+    result = cp2k_md_trajectory(settings, run_000=folder_data(md), run_001=folder_data(md / 'restarted'))
     trajectory = result['trajectory']
     assert trajectory.get_stepids().tolist() == [0, 2, 4, 6, 8, 10, 12]
     assert trajectory.get_times().tolist() == [0.0, 2.0, 4.0, 6.0, 8.0, 10.0, 12.0]
@@ -163,19 +156,31 @@ def test_md_that_completed_no_step_starts_again_from_its_own_parent(md_base, gen
     assert 'parent_calc_folder' not in md_base.ctx.inputs
 
 
+def _inf3() -> orm.StructureData:
+    """Planar InF3 with one bond stretched (4 atoms): the smallest In/F system, so three chained CP2K MD runs of the
+    ``fast`` DFT stay cheap. The chaining, not the molecule, is under test."""
+    from ase import Atoms
+
+    angles = np.radians([0.0, 120.0, 240.0])
+    lengths = np.array([1.95, 1.95, 2.05])
+    positions = [[0.0, 0.0, 0.0]] + [[r * np.cos(a), r * np.sin(a), 0.0] for r, a in zip(lengths, angles)]
+    return orm.StructureData(ase=Atoms('InF3', positions=positions, cell=[10.0, 10.0, 10.0])).store()
+
+
 @pytest.mark.slow
-def test_real_heatup_then_nve(cp2k_code, tiny_qd):
-    """In4PF9, fast DFT: 2 CSVR segments of 2 steps (150 K, 300 K), then 2 NVE steps: three CP2K runs, each continuing
+def test_real_heatup_then_nve(cp2k_code):
+    """InF3, fast DFT: 2 CSVR segments of 2 steps (150 K, 300 K), then 2 NVE steps: three CP2K runs, each continuing
     the one before from its restart file."""
+    n_atoms = 4
     md = {'heatup_fs': 4.0, 'heatup_segments': 2, 'nve_fs': 2.0, 'thermostat_tau_fs': 10.0, 'stride': 1}
-    builder = QdMdWorkChain.get_builder_from_protocol(cp2k_code, tiny_qd, protocol='fast', overrides={'md': md})
+    builder = QdMdWorkChain.get_builder_from_protocol(cp2k_code, _inf3(), protocol='fast', overrides={'md': md})
     results, node = run_get_node(builder)
     assert node.is_finished_ok, node.exit_message
     trajectory = results['trajectory']
     assert trajectory.get_stepids().tolist() == list(range(7))
     assert trajectory.get_times()[-1] == pytest.approx(6.0)
     velocities = trajectory.get_array('velocities')
-    assert velocities.shape == (7, 14, 3) and np.isfinite(velocities).all()
+    assert velocities.shape == (7, n_atoms, 3) and np.isfinite(velocities).all()
     # positions move by less than 0.05 Å per fs step, also across the two restarts (steps 2 -> 3, 4 -> 5)
     assert np.abs(np.diff(trajectory.get_positions(), axis=0)).max() < 0.05
     # the CP2K runs are chained through their restart files
@@ -190,17 +195,18 @@ def test_real_heatup_then_nve(cp2k_code, tiny_qd):
     assert summary['runs'] == 3 and summary['nve_frames'] == 2  # steps 5 and 6 (step 4 is the heat-up's last)
     # NVE: the conserved energy of the NVE run stays within 1 meV/atom
     conserved = trajectory.get_array('conserved_energy')[5:]
-    assert np.ptp(conserved) / 14 < 1e-3
+    assert np.ptp(conserved) / n_atoms < 1e-3
     assert trajectory.get_array('dipole').shape == (7, 3)
 
 
-def test_cp2k_trajectory_feeds_the_trajectory_analyses(data_dir):
+def test_cp2k_trajectory_feeds_the_trajectory_analyses(data_dir, folder_data):
     """The CP2K MD trajectory has the layout the analyses read: RMSF and VDOS calcfunctions run on it."""
     from aiida_qdtraps.workchains.dynamics import compute_rmsf, compute_vdos, node_to_trajectory
 
     md = data_dir / 'cp2k' / 'md'
     settings = orm.Dict({'md_timestep_fs': 1.0, 'velocity_unit': 'angstrom*fs^-1', 'nve_first_step': None})
-    trajectory = cp2k_md_trajectory(settings, run_000=_folder(md), run_001=_folder(md / 'restarted'))['trajectory']
+    runs = {'run_000': folder_data(md), 'run_001': folder_data(md / 'restarted')}
+    trajectory = cp2k_md_trajectory(settings, **runs)['trajectory']
     frames = node_to_trajectory(trajectory)
     assert frames.positions.shape == (7, 14, 3) and frames.velocities.shape == (7, 14, 3)
     rmsf, node = compute_rmsf.run_get_node(trajectory)
