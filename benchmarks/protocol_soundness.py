@@ -144,6 +144,22 @@ def rescue_overrides() -> dict:
         'SMEAR': dict(cp2k_base.SMEARING)}}}}
 
 
+def load_qd(parser: argparse.ArgumentParser, path: pathlib.Path):
+    """``(atoms, unstored StructureData, cp2k executable)`` of the QD file, in the project profile; a missing CP2K is
+    a usage error."""
+    from aiida import orm
+
+    from aiida_qdtraps.profile import load_project_profile
+
+    load_project_profile()
+    executable = shutil.which('cp2k.psmp') or shutil.which('cp2k')
+    if executable is None:
+        parser.error('cp2k.psmp is not on PATH (make setup)')
+    atoms = read(path)
+    atoms.pbc = False
+    return atoms, orm.StructureData(ase=atoms), executable
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
@@ -161,17 +177,7 @@ def main(argv=None) -> int:
     parser.add_argument('--keep', type=pathlib.Path, help='keep the CP2K folders here')
     args = parser.parse_args(argv)
 
-    from aiida import orm
-
-    from aiida_qdtraps.profile import load_project_profile
-
-    load_project_profile()
-    executable = shutil.which('cp2k.psmp') or shutil.which('cp2k')
-    if executable is None:
-        parser.error('cp2k.psmp is not on PATH (make setup)')
-    atoms = read(args.structure)
-    atoms.pbc = False
-    structure = orm.StructureData(ase=atoms)
+    atoms, structure, executable = load_qd(parser, args.structure)
     parameters, vacuum, criterion = protocol_parameters(structure, args.protocol, args.stage, args.charge,
                                                         args.multiplicity, args.overrides)
     geometries = boxed_geometries(atoms, vacuum)
