@@ -1,4 +1,5 @@
-"""The import graph of ``aiida_qdtraps``: no cycles, pure kernels without AiiDA, the profile without work chains.
+"""The import graph of ``aiida_qdtraps``: no cycles, pure kernels without AiiDA, the profile without work chains; and
+no long module that mixes calcfunctions with work chains.
 
 The graph is read from the source with :mod:`ast`. Every ``import`` counts, at module level and inside functions
 alike (a deferred import is still a dependency: it only moves the failure to run time); imports under
@@ -21,6 +22,8 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / 'aiida_qdtraps'
 #: Packages of pure kernels (numpy / scipy / ase): no aiida import in them or in anything they import.
 PURE = ('aiida_qdtraps.build', 'aiida_qdtraps.analysis', 'aiida_qdtraps.pseudos')
+#: A module longer than this (lines) defines calcfunctions or work chains, not both.
+MIXED_MODULE_LINES = 400
 
 
 def _modules() -> dict[str, tuple[pathlib.Path, bool]]:
@@ -169,3 +172,64 @@ def test_profile_imports_no_work_chain(graph):
     """The profile set-up is importable (and must run) before any work chain; it reaches none of them."""
     workchains = {m for m in graph.reachable('aiida_qdtraps.profile') if m.startswith('aiida_qdtraps.workchains')}
     assert not workchains
+
+
+def _name(node: ast.expr) -> str:
+    """``calcfunction`` for ``calcfunction``, ``engine.calcfunction`` and ``calcfunction(...)``; '' for others."""
+    if isinstance(node, ast.Call):
+        node = node.func
+    if isinstance(node, ast.Name):
+        return node.id
+    return node.attr if isinstance(node, ast.Attribute) else ''
+
+
+def process_kinds(tree: ast.AST) -> set[str]:
+    """``'calcfunction'`` if the source defines a function decorated with ``@calcfunction``, ``'workchain'`` if it
+    defines a class with a base whose name ends in ``WorkChain`` (``WorkChain``, ``BaseRestartWorkChain``, ...)."""
+    kinds = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and \
+                any(_name(decorator) == 'calcfunction' for decorator in node.decorator_list):
+            kinds.add('calcfunction')
+        elif isinstance(node, ast.ClassDef) and any(_name(base).endswith('WorkChain') for base in node.bases):
+            kinds.add('workchain')
+    return kinds
+
+
+def mixed_modules(package: pathlib.Path, max_lines: int = MIXED_MODULE_LINES) -> dict[str, int]:
+    """Modules of ``package`` longer than ``max_lines`` that define both calcfunctions and work chains → lines."""
+    found = {}
+    for path in sorted(package.rglob('*.py')):
+        text = path.read_text()
+        n_lines = len(text.splitlines())
+        if n_lines > max_lines and process_kinds(ast.parse(text, str(path))) == {'calcfunction', 'workchain'}:
+            found[path.relative_to(package.parent).as_posix()] = n_lines
+    return found
+
+
+def test_no_long_module_mixes_calcfunctions_and_work_chains():
+    """A long module holds either the thin calcfunctions or the work chain that orchestrates them (``mlff.py`` and
+    ``mlff_functions.py``, ``classifier.py`` and ``classifier_functions.py``, ...)."""
+    found = mixed_modules(PACKAGE)
+    assert not found, (f'modules above {MIXED_MODULE_LINES} lines with both calcfunctions and work chains (move the '
+                       f'calcfunctions to a <name>_functions module): {found}')
+
+
+SCAN_CASES = {
+    'calcfunction_and_workchain': ('from aiida.engine import WorkChain, calcfunction\n\n\n@calcfunction\n'
+                                   'def f(x):\n    return x\n\n\nclass W(WorkChain):\n    pass\n'),
+    'qualified_names': ('from aiida import engine\n\n\n@engine.calcfunction()\ndef f(x):\n    return x\n\n\n'
+                        'class W(Mixin, engine.BaseRestartWorkChain):\n    pass\n'),
+    'calcfunctions_only': 'from aiida.engine import calcfunction\n\n\n@calcfunction\ndef f(x):\n    return x\n',
+    'workchain_only': 'from aiida.engine import WorkChain\n\n\nclass W(WorkChain):\n    pass\n',
+}
+
+
+@pytest.mark.parametrize('padding, expected', [(400, {'calcfunction_and_workchain', 'qualified_names'}), (0, set())])
+def test_the_mixed_module_scan(tmp_path, padding, expected):
+    """Both kinds in one module are found however they are spelled, and only above the line limit."""
+    package = tmp_path / 'pkg'
+    package.mkdir()
+    for name, source in SCAN_CASES.items():
+        (package / f'{name}.py').write_text(source + '\n' * padding)
+    assert {pathlib.PurePath(path).stem for path in mixed_modules(package)} == expected

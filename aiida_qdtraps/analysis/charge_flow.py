@@ -28,6 +28,7 @@ from scipy.sparse.linalg import LinearOperator, cg, splu
 # Domains of a core/shell QD (Llusar et al.'s order) and, for a structure without tags, domains from the elements (the
 # ligand elements are ligand, cations and anions core): the builder's, the one table of roles and domains.
 from ..build.roles import DOMAINS, LIGAND_ELEMENTS, infer_domains  # noqa: F401
+from .bonds import CHARGE_FLOW_SCALE, bond_pairs
 
 
 @dataclasses.dataclass
@@ -205,6 +206,78 @@ def domain_summary(domains: Sequence[str], dq: np.ndarray, magnitudes: np.ndarra
                 if np.any(((di == a) & (dj == b)) | ((di == b) & (dj == a))):
                     inter[f'{a}->{b}'] = forward
     return {'domains': names, 'per_domain': per_domain, 'inter_domain_flow': inter}
+
+
+def charge_flow_summary(symbols: Sequence[str], valence: np.ndarray, populations: np.ndarray, flow: ChargeFlow,
+                        domains: Sequence[str], magnitudes: np.ndarray, vacuum_charge: float = 0.0,
+                        net_charge: float = 0, bond_scale: float | None = None) -> dict:
+    """The numbers of a charge-flow analysis (e; JSON-ready): electron bookkeeping, the solve, per element and per
+    domain (:func:`domain_summary`).
+
+    ``valence_electrons`` = Σ Z_val − net charge; ``electron_difference`` = Σ N_Bader + vacuum charge − Σ Z_val +
+    net charge (0 when the Bader basins and the vacuum hold every valence electron); ``sum_dq`` = Σ Δq (0 for a
+    neutral QD); ``per_element``: atoms and mean Δq of each element; ``max_magnitude``: the largest ``|v_a|``.
+    """
+    symbols = np.asarray(symbols, dtype=str)
+    valence, populations = np.asarray(valence, float), np.asarray(populations, float)
+    magnitudes = np.asarray(magnitudes, float)
+    dq = charge_transfer(valence, populations)
+    per_element = {el: {'n_atoms': int(np.sum(symbols == el)), 'dq_mean': float(dq[symbols == el].mean())}
+                   for el in sorted(set(symbols.tolist()))}
+    return {
+        'valence_electrons': float(valence.sum() - net_charge),
+        'electrons_in_basins': float(populations.sum()), 'vacuum_charge': float(vacuum_charge),
+        'electron_difference': float(populations.sum() + vacuum_charge - valence.sum() + net_charge),
+        'sum_dq': flow.net_charge, 'net_charge': net_charge,
+        'n_bonds': len(flow.bonds), 'n_components': len(flow.component_charge),
+        'component_charge': flow.component_charge.tolist(), 'component_residual': flow.component_residual.tolist(),
+        'residual_norm': float(np.linalg.norm(flow.residual)), 'regularization': flow.regularization,
+        'bond_scale': bond_scale, 'per_element': per_element,
+        **domain_summary(domains, dq, magnitudes, flow.bonds, flow.flows),
+        'max_magnitude': float(magnitudes.max(initial=0.0)),
+    }
+
+
+@dataclasses.dataclass
+class ChargeFlowAnalysis:
+    """Result of :func:`analyse_charge_flow` (charges in e).
+
+    :ivar dq: ``Δq`` per atom; :ivar flow: the :class:`ChargeFlow` over the bonds; :ivar vectors: atom vectors
+        (n_atoms, 3); :ivar magnitudes: ``|v_a|``; :ivar summary: :func:`charge_flow_summary`.
+    """
+
+    dq: np.ndarray
+    flow: ChargeFlow
+    vectors: np.ndarray
+    magnitudes: np.ndarray
+    summary: dict
+
+
+def analyse_charge_flow(symbols: Sequence[str], positions: np.ndarray, valence: np.ndarray, populations: np.ndarray,
+                        domains: Sequence[str], vacuum_charge: float = 0.0, net_charge: float = 0,
+                        bond_scale: float = CHARGE_FLOW_SCALE,
+                        pair_scale: Mapping[tuple[str, str], float] | None = None,
+                        regularization: float = 0.0) -> ChargeFlowAnalysis:
+    """Bader populations → Δq, bonds (:func:`~aiida_qdtraps.analysis.bonds.bond_pairs`: covalent radii ×
+    ``bond_scale``, the same for same-element pairs; ``pair_scale`` overrides per element pair), bond flows, atom
+    vectors and the summary.
+
+    :param valence: Z_val per atom (e); ``populations``: Bader electrons per atom; ``domains``: a tag per atom.
+    :raises ValueError: for domain tags, valences or populations that do not cover the atoms.
+    """
+    positions = np.asarray(positions, float)
+    if len(domains) != len(symbols):
+        raise ValueError(f'{len(domains)} domain tags for {len(symbols)} atoms')
+    if len(valence) != len(symbols):
+        raise ValueError(f'{len(valence)} valence charges for {len(symbols)} atoms')
+    dq = charge_transfer(valence, populations)
+    bonds = bond_pairs(positions, symbols, scale=bond_scale, same_element_scale=None, pair_scale=pair_scale)
+    flow = solve_charge_flow(dq, bonds, regularization)
+    vectors = atom_vectors(positions, bonds, flow.flows)
+    magnitudes = np.linalg.norm(vectors, axis=1)
+    summary = charge_flow_summary(symbols, valence, populations, flow, domains, magnitudes, vacuum_charge,
+                                  net_charge, bond_scale)
+    return ChargeFlowAnalysis(dq, flow, vectors, magnitudes, summary)
 
 
 def plane_normal(miller: Sequence[float] | None = None, lattice: np.ndarray | None = None,

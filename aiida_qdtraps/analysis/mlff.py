@@ -22,12 +22,16 @@ __all__ = (
     'HARTREE_EV',
     'HARTREE_PER_BOHR_EV_PER_ANGSTROM',
     'MAX_PLAUSIBLE_FORCE',
+    'LabelledFrame',
     'Selection',
+    'assemble_dataset',
     'assign_validation',
     'cp2k_label',
     'labelled_system',
     'model_deviation',
     'parity_metrics',
+    'parity_panels',
+    'parity_plot',
     'rattled_positions',
     'read_cp2k_atomic_forces',
     'read_cp2k_md_frames',
@@ -203,6 +207,102 @@ def parity_metrics(predicted, reference) -> dict[str, float]:
     error = predicted - reference
     return {'mae': float(np.abs(error).mean()), 'rmse': float(np.sqrt(np.square(error).mean())),
             'max': float(np.abs(error).max())}
+
+
+@dataclasses.dataclass(frozen=True)
+class LabelledFrame:
+    """One DFT-labelled geometry for the dataset: energy in eV, forces in eV/Å (shape (n_atoms, 3)), the id of what
+    labelled it (a CalcJob's uuid) and its MD step (None for a single-point label of a prepared geometry)."""
+
+    atoms: Atoms
+    energy: float
+    forces: np.ndarray
+    source: str
+    md_step: int | None = None
+
+
+def assemble_dataset(frames, type_map: list[str], validation_every: int, systems: dict | None = None,
+                     sources: dict | None = None, md_steps: dict | None = None,
+                     subsets: tuple[str, str] = ('training', 'validation')) -> tuple[dict, dict, dict]:
+    """Add labelled frames to a deepmd dataset: one ``dpdata.LabeledSystem`` per subset and composition.
+
+    The frames are numbered on from those already in ``sources``; every ``validation_every``-th is held out
+    (:func:`assign_validation`). A frame goes to the system ``<subset>/<composition>``, the composition written in
+    ``type_map`` order without absent elements (``training/In4P1F9``), and its ``source`` and ``md_step`` are appended
+    to that system's lists, which stay aligned with its frames (systems from before MD steps were recorded get
+    ``None`` for each earlier frame).
+
+    :param frames: :class:`LabelledFrame` s, in order.
+    :param systems: the dataset's systems by name (extended in place), ``sources`` / ``md_steps``: per system the
+        source and MD step of each frame (copied, not changed).
+    :param subsets: names of the training and validation subsets.
+    :returns: ``(systems, sources, md_steps)`` with the new frames.
+    :raises ValueError: for an element missing from ``type_map`` (:func:`labelled_system`) or a negative
+        ``validation_every``.
+    """
+    systems = {} if systems is None else systems
+    sources = {name: list(values) for name, values in (sources or {}).items()}
+    md_steps = {name: list(values) for name, values in (md_steps or {}).items()}
+    frames = list(frames)
+    held_out = assign_validation(sum(len(v) for v in sources.values()), len(frames), int(validation_every))
+    for frame, validation in zip(frames, held_out):
+        system = labelled_system(frame.atoms, frame.energy, frame.forces, type_map)
+        name = f'{subsets[1] if validation else subsets[0]}/' + ''.join(
+            f'{el}{n}' for el, n in zip(type_map, system.get_atom_numbs()) if n)
+        if name in systems:
+            systems[name].append(system)
+        else:
+            systems[name] = system
+        md_steps.setdefault(name, [None] * len(sources.get(name, [])))
+        sources.setdefault(name, []).append(frame.source)
+        md_steps[name].append(frame.md_step)
+    return systems, sources, md_steps
+
+
+#: Panels of the parity plot: name, axis label.
+PARITY_PANELS = (('energy', 'energy (eV/atom)'), ('force', 'force (eV/Å)'))
+
+
+def parity_panels(energy_dft, energy_mlff, forces_dft, forces_mlff) -> list[dict]:
+    """The two panels of the parity plot: per-atom energies (eV/atom) and force components (eV/Å, flattened).
+
+    :returns: per panel ``name``, ``label``, ``reference`` and ``predicted`` (1-D arrays), their
+        :func:`parity_metrics` and the ``low`` / ``high`` ends of the diagonal (the range of both).
+    """
+    panels = []
+    for (name, label), (reference, predicted) in zip(PARITY_PANELS, ((energy_dft, energy_mlff),
+                                                                      (forces_dft, forces_mlff))):
+        reference, predicted = np.asarray(reference, float), np.asarray(predicted, float)
+        metrics = parity_metrics(predicted, reference)
+        reference, predicted = reference.ravel(), predicted.ravel()
+        panels.append({'name': name, 'label': label, 'reference': reference, 'predicted': predicted, **metrics,
+                       'low': float(min(reference.min(), predicted.min())),
+                       'high': float(max(reference.max(), predicted.max()))})
+    return panels
+
+
+def parity_plot(energy_dft, energy_mlff, forces_dft, forces_mlff) -> bytes:
+    """PNG (800 × 400 pixels) of MLFF against DFT: energies per atom (eV/atom) and force components (eV/Å), each
+    with the diagonal and its MAE and RMSE in the title (:func:`parity_panels`)."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, 2, figsize=(8, 4))
+    for axis, panel in zip(axes, parity_panels(energy_dft, energy_mlff, forces_dft, forces_mlff)):
+        axis.scatter(panel['reference'], panel['predicted'], s=8)
+        axis.plot([panel['low'], panel['high']], [panel['low'], panel['high']], 'k--', lw=0.8)
+        axis.set_xlabel(f"DFT {panel['label']}")
+        axis.set_ylabel(f"MLFF {panel['label']}")
+        axis.set_title(f"MAE {panel['mae']:.3g}, RMSE {panel['rmse']:.3g}")
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format='png', dpi=100)
+    plt.close(figure)
+    return buffer.getvalue()
 
 
 def recenter_in_cell(atoms: Atoms, cell) -> Atoms:

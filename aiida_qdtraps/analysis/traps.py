@@ -120,6 +120,44 @@ class TrapLabels:
     n_localized_clusters: int = 0
 
 
+#: Which per-atom label wins when the spin channels disagree (most informative first).
+SPIN_LABEL_PRIORITY = ('under-coordinated', 'structural', 'bulk', 'ligand')
+
+
+def merge_spin_labels(labels, states) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One label per atom from the labels of every spin channel (:attr:`TrapLabels.atom_label` per channel).
+
+    Each atom takes its most informative label over the channels (:data:`SPIN_LABEL_PRIORITY`: under-coordinated,
+    structural, bulk, ligand), with the state it was assigned in that channel and the channel's index; on a tie
+    the lower channel keeps it.
+
+    :param labels: per channel, a label per atom (``nspin`` sequences of N labels of :data:`ATOM_LABELS`).
+    :param states: per channel, the assigned state per atom (:attr:`TrapLabels.atom_state`).
+    :returns: ``(labels, state, spin)``, each of length N.
+    :raises ValueError: for no channel, channels of different lengths or a label not in :data:`ATOM_LABELS`.
+    """
+    labels = [np.asarray(channel, dtype=object) for channel in labels]
+    states = [np.asarray(channel, dtype=int) for channel in states]
+    if not labels or len(labels) != len(states):
+        raise ValueError(f'need the labels and states of at least one spin channel, got {len(labels)} label and '
+                         f'{len(states)} state channels')
+    n_atoms = len(labels[0])
+    if any(len(channel) != n_atoms for channel in (*labels, *states)):
+        raise ValueError(f'the spin channels label different numbers of atoms: {[len(c) for c in labels]} labels, '
+                         f'{[len(c) for c in states]} states')
+    unknown = sorted({str(x) for channel in labels for x in channel} - set(SPIN_LABEL_PRIORITY))
+    if unknown:
+        raise ValueError(f'unknown atom label(s) {unknown}; known: {list(SPIN_LABEL_PRIORITY)}')
+    rank = [np.array([SPIN_LABEL_PRIORITY.index(x) for x in channel], dtype=int) for channel in labels]
+    merged, state, spin = labels[0].copy(), states[0].copy(), np.zeros(n_atoms, int)
+    best = rank[0].copy()
+    for s in range(1, len(labels)):
+        better = rank[s] < best
+        merged[better], state[better], spin[better], best[better] = (labels[s][better], states[s][better], s,
+                                                                     rank[s][better])
+    return merged.astype(str), state, spin
+
+
 def _band_like(shares, participation, classes, side: str, params: LabelingParameters) -> np.ndarray:
     """The authors' band test for the states (rows of ``shares``) on the valence (anion) or conduction side."""
     role = 'anion' if side == 'valence' else 'cation'

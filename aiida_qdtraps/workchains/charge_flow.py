@@ -94,53 +94,36 @@ def compute_charge_flow(structure: orm.StructureData, bader_populations: orm.Arr
     symbols = atoms.get_chemical_symbols()
     z_val = bader_files.valence_charges(symbols, valence.get_dict())
     populations = bader_populations.get_array('populations')
-    dq = cf.charge_transfer(z_val, populations)
-    pair_scale = {tuple(key.split('-')): value for key, value in opts.get('pair_scale', {}).items()}
-    bonds = bond_graph.bond_pairs(atoms.positions, symbols, scale=opts.get('bond_scale', bond_graph.CHARGE_FLOW_SCALE),
-                                  same_element_scale=None, pair_scale=pair_scale)
-    flow = cf.solve_charge_flow(dq, bonds, opts.get('regularization', 0.0))
-    vectors = cf.atom_vectors(atoms.positions, bonds, flow.flows)
-    magnitudes = np.linalg.norm(vectors, axis=1)
     if domains is not None:
         tags, source = list(domains.get_list()), 'input'
     else:
         tags, source = structure_domains(structure)
     if tags is None:
         tags, source = cf.infer_domains(symbols).tolist(), 'inferred from elements (ligands = ligand, rest = core)'
-    if len(tags) != len(symbols):
-        raise ValueError(f'{len(tags)} domain tags for {len(symbols)} atoms')
+    result = cf.analyse_charge_flow(
+        symbols, atoms.positions, z_val, populations, tags,
+        vacuum_charge=float(bader_populations.base.attributes.get('vacuum_charge', 0.0)),
+        net_charge=opts.get('net_charge', 0), bond_scale=opts.get('bond_scale', bond_graph.CHARGE_FLOW_SCALE),
+        pair_scale={tuple(key.split('-')): value for key, value in opts.get('pair_scale', {}).items()},
+        regularization=opts.get('regularization', 0.0))
 
     charges = orm.ArrayData()
-    charges.set_array('charges', dq)
+    charges.set_array('charges', result.dq)
     charges.set_array('populations', populations)
     charges.set_array('volumes', bader_populations.get_array('volumes'))
     charges.set_array('valence', z_val)
     charges.base.attributes.set('units', {'charges': 'e (Z_val - N_Bader)', 'populations': 'e',
                                           'volumes': 'angstrom^3', 'valence': 'e'})
+    flow = result.flow
     flow_node = orm.ArrayData()
-    for name, array in (('bonds', bonds), ('bond_flows', flow.flows), ('atom_vectors', vectors),
-                        ('magnitudes', magnitudes), ('dq', dq), ('residual', flow.residual),
+    for name, array in (('bonds', flow.bonds), ('bond_flows', flow.flows), ('atom_vectors', result.vectors),
+                        ('magnitudes', result.magnitudes), ('dq', result.dq), ('residual', flow.residual),
                         ('component', flow.component)):
         flow_node.set_array(name, array)
     flow_node.base.attributes.set('domains', list(tags))
     flow_node.base.attributes.set('units', 'e; bond_flows: electrons from bonds[:,0] to bonds[:,1]')
-
-    per_element = {el: {'n_atoms': int(sum(s == el for s in symbols)),
-                        'dq_mean': float(dq[np.array(symbols) == el].mean())} for el in sorted(set(symbols))}
-    vacuum = float(bader_populations.base.attributes.get('vacuum_charge', 0.0))
-    summary = {
-        'program': bader_populations.base.attributes.get('program', None),
-        'valence_electrons': float(z_val.sum() - opts.get('net_charge', 0)),
-        'electrons_in_basins': float(populations.sum()), 'vacuum_charge': vacuum,
-        'electron_difference': float(populations.sum() + vacuum - z_val.sum() + opts.get('net_charge', 0)),
-        'sum_dq': flow.net_charge, 'net_charge': opts.get('net_charge', 0),
-        'n_bonds': len(bonds), 'n_components': len(flow.component_charge),
-        'component_charge': flow.component_charge.tolist(), 'component_residual': flow.component_residual.tolist(),
-        'residual_norm': float(np.linalg.norm(flow.residual)), 'regularization': flow.regularization,
-        'bond_scale': opts.get('bond_scale', bond_graph.CHARGE_FLOW_SCALE), 'domain_source': source,
-        'per_element': per_element, **cf.domain_summary(tags, dq, magnitudes, bonds, flow.flows),
-        'max_magnitude': float(magnitudes.max(initial=0.0)),
-    }
+    summary = {'program': bader_populations.base.attributes.get('program', None), **result.summary,
+               'domain_source': source}
     return {'bader_charges': charges, 'charge_flow': flow_node, 'summary': orm.Dict(summary)}
 
 

@@ -19,402 +19,47 @@ same name with ``RUN_TYPE ENERGY_FORCE`` and ``FORCE_EVAL/PRINT/FORCES`` through
 from __future__ import annotations
 
 import copy
-import io
 import pathlib
-import tempfile
 
 import numpy as np
 from aiida import orm
 from aiida.common import AttributeDict
-from aiida.engine import ToContext, WorkChain, calcfunction, if_, while_
+from aiida.engine import ToContext, WorkChain, if_, while_
 from aiida_quantumespresso.workflows.protocols.utils import (
     ProtocolMixin,
     recursive_merge,
 )
 
 from ..analysis import mlff
-from ..calculations.deepmd import TRAINING_DIR, VALIDATION_DIR, DeepmdTrainCalculation
-from ..calculations.mlff_md import MlffMdCalculation, md_parameters
+from ..calculations.deepmd import DeepmdTrainCalculation
+from ..calculations.mlff_md import MlffMdCalculation
 from ..protocols import PROTOCOL_DIR
 from .common import cp2k_protocol_inputs, define_qd_inputs, electronic_state_changes, set_scf_monitor
 from .cp2k_base import WFN_RESTART, QdCp2kBaseWorkChain
 from .functions import center_in_box, update_cp2k_parameters
+from .mlff_functions import (  # noqa: F401  (re-exported: their public import path)
+    collect_iterations,
+    grow_dataset,
+    plot_parity,
+    rattle_structure,
+    select_candidates,
+)
+from .mlff_settings import (  # noqa: F401  (re-exported: their public import path)
+    CONVERGENCE_KEYS,
+    INITIAL_KEYS,
+    INITIAL_MD_DEFAULTS,
+    LABEL_CHANGES,
+    MD_FILES,
+    SELECTION_KEYS,
+    TRAINING_KEYS,
+    initial_md_parameters,
+    initial_md_settings,
+    is_converged,
+    label_parameters,
+    training_schedule,
+    validate_settings,
+)
 from .relax import QdRelaxWorkChain
-
-#: CP2K changes turning the relax protocol into a single-point energy + forces label.
-LABEL_CHANGES = {'GLOBAL': {'RUN_TYPE': 'ENERGY_FORCE'}, 'FORCE_EVAL': {'PRINT': {'FORCES': {'_': 'ON'}}}}
-SELECTION_KEYS = {'trust_lo', 'trust_hi', 'max_candidates', 'stride'}
-TRAINING_KEYS = {'numb_steps', 'parameters', 'warm_start', 'warm_start_steps', 'warm_start_parameters'}
-CONVERGENCE_KEYS = {'accurate_fraction', 'energy_mae_per_atom', 'force_mae', 'max_iterations'}
-
-
-def label_parameters(relax_parameters: dict) -> dict:
-    """CP2K parameters of an ENERGY_FORCE label from those of a relaxation (``MOTION`` dropped, forces printed)."""
-    params = recursive_merge(copy.deepcopy(relax_parameters), LABEL_CHANGES)
-    params.pop('MOTION', None)
-    return params
-
-
-#: Settings of the short CP2K NVT MD that can replace the rattled initial frames (``initial.method: cp2k_md``).
-INITIAL_MD_DEFAULTS = {'steps': 5, 'timestep_fs': 1.0, 'temperature_K': 300.0, 'thermostat_tau_fs': 50.0, 'seed': 0,
-                       'stride': 1}
-INITIAL_KEYS = {'rattle': {'method', 'n_frames', 'rattle_stdev', 'seed'},
-                'cp2k_md': {'method', *INITIAL_MD_DEFAULTS}}
-#: Files of a CP2K MD run that hold the frames (aiida-cp2k retrieves the first two by default; the .ener file is added).
-MD_FILES = ('aiida-pos-1.xyz', 'aiida-frc-1.xyz', 'aiida-1.ener')
-
-
-def initial_md_settings(initial: dict) -> dict:
-    """The ``cp2k_md`` settings of ``initial`` with defaults, checked; raises ValueError naming a bad value."""
-    unknown = set(initial) - INITIAL_KEYS['cp2k_md']
-    if unknown:
-        raise ValueError(f'unknown initial key(s) {sorted(unknown)} for method cp2k_md; '
-                         f"allowed {sorted(INITIAL_KEYS['cp2k_md'])}")
-    settings = {**INITIAL_MD_DEFAULTS, **{k: v for k, v in initial.items() if k != 'method'}}
-    if not isinstance(settings['steps'], int) or not 1 <= settings['steps'] <= 100000:
-        raise ValueError(f"initial.steps must be an integer in [1, 100000], got {settings['steps']!r}")
-    if not 0 < float(settings['timestep_fs']) <= 5:
-        raise ValueError(f"initial.timestep_fs must be in (0, 5] fs, got {settings['timestep_fs']}")
-    if not 0 < float(settings['temperature_K']) <= 5000:
-        raise ValueError(f"initial.temperature_K must be in (0, 5000] K, got {settings['temperature_K']}")
-    if not float(settings['thermostat_tau_fs']) > 0:
-        raise ValueError(f"initial.thermostat_tau_fs must be > 0 fs, got {settings['thermostat_tau_fs']}")
-    if not isinstance(settings['stride'], int) or settings['stride'] < 1:
-        raise ValueError(f"initial.stride must be an integer >= 1, got {settings['stride']!r}")
-    if (settings['steps'] + 1 + settings['stride'] - 1) // settings['stride'] < 2:
-        raise ValueError(f"initial: steps={settings['steps']} and stride={settings['stride']} keep fewer than 2 frames "
-                         '(training + validation)')
-    return settings
-
-
-def initial_md_parameters(relax_parameters: dict, settings: dict) -> dict:
-    """CP2K parameters of a short NVT MD (CSVR thermostat) with the DFT settings of a relaxation.
-
-    Every step writes positions (Å, ``aiida-pos-1.xyz``) and forces (Hartree/Bohr, ``aiida-frc-1.xyz``, and the
-    forces table of ``aiida.out``); the potential energy (Hartree) is in both files' comment lines and in
-    ``aiida-1.ener``.
-    """
-    params = label_parameters(relax_parameters)  # keeps FORCE_EVAL/PRINT/FORCES: dpdata's cp2k/aimd_output reads them
-    params['GLOBAL'] = {**params['GLOBAL'], 'RUN_TYPE': 'MD', 'SEED': int(settings['seed']) + 1}
-    params['MOTION'] = {
-        'MD': {'ENSEMBLE': 'NVT', 'STEPS': int(settings['steps']), 'TIMESTEP': float(settings['timestep_fs']),
-               'TEMPERATURE': float(settings['temperature_K']), 'ANGVEL_ZERO': True,
-               'THERMOSTAT': {'TYPE': 'CSVR', 'REGION': 'GLOBAL',
-                              'CSVR': {'TIMECON': float(settings['thermostat_tau_fs'])}}},
-        'PRINT': {'TRAJECTORY': {'FORMAT': 'XYZ', 'EACH': {'MD': 1}},
-                  'FORCES': {'FORMAT': 'XYZ', 'UNIT': 'hartree*bohr^-1', 'EACH': {'MD': 1}},
-                  'RESTART': {'BACKUP_COPIES': 0, 'EACH': {'MD': 1}}},
-    }
-    return params
-
-
-# -- calcfunctions ----------------------------------------------------------------------------------------------------
-@calcfunction
-def rattle_structure(structure: orm.StructureData, parameters: orm.Dict) -> dict:
-    """Initial frames: ``structure`` (frame 0) and rattled copies (Gaussian, ``rattle_stdev`` Å per coordinate).
-
-    :param parameters: ``{'n_frames': int, 'rattle_stdev': Å, 'seed': int}``.
-    :returns: ``frame_000``, ``frame_001``, ... StructureData.
-    """
-    settings = parameters.get_dict()
-    atoms = structure.get_ase()
-    frames = mlff.rattled_positions(atoms.get_positions(), float(settings['rattle_stdev']), int(settings['n_frames']),
-                                    int(settings.get('seed', 0)))
-    outputs = {}
-    for i, positions in enumerate(frames):
-        frame = atoms.copy()
-        frame.set_positions(positions)
-        outputs[f'frame_{i:03d}'] = orm.StructureData(ase=frame)
-    return outputs
-
-
-@calcfunction
-def select_candidates(reference: orm.StructureData, parameters: orm.Dict, **trajectories) -> dict:
-    """Pick MD frames to label from the ensemble's maximum force deviation (``max_devi_f`` arrays, eV/Å).
-
-    :param reference: structure whose cell the picked frames are re-centred in (the CP2K box).
-    :param parameters: ``trust_lo``, ``trust_hi`` (eV/Å), ``max_candidates`` (over all trajectories), ``stride``,
-        optional ``seed``.
-    :param trajectories: TrajectoryData from ``MlffMdCalculation`` with a ``max_devi_f`` array.
-    :returns: ``statistics`` Dict (frame counts and accurate/candidate/failed fractions per trajectory and overall)
-        and ``candidate_000``, ... StructureData.
-    """
-    settings = parameters.get_dict()
-    unknown = set(settings) - SELECTION_KEYS - {'seed'}
-    if unknown:
-        raise ValueError(f'unknown selection parameter(s) {sorted(unknown)}; allowed: {sorted(SELECTION_KEYS)}')
-    names = sorted(trajectories)
-    devi = np.concatenate([trajectories[name].get_array('max_devi_f') for name in names])
-    owner = np.concatenate([[i] * trajectories[name].numsteps for i, name in enumerate(names)])
-    local = np.concatenate([np.arange(trajectories[name].numsteps) for name in names])
-    selection = mlff.select_by_deviation(devi, float(settings['trust_lo']), float(settings['trust_hi']),
-                                         int(settings['max_candidates']), int(settings.get('stride', 1)),
-                                         int(settings.get('seed', 0)))
-    statistics = {'n_frames': selection.n_frames, 'n_selected': len(selection.selected),
-                  **selection.fractions(), 'max_devi_f_max': float(devi.max()), 'max_devi_f_mean': float(devi.mean()),
-                  'per_trajectory': {}, 'units': 'eV/Å'}
-    for i, name in enumerate(names):
-        mask = owner == i
-        part = mlff.select_by_deviation(devi[mask], float(settings['trust_lo']), float(settings['trust_hi']), 0)
-        statistics['per_trajectory'][name] = {'n_frames': part.n_frames, **part.fractions()}
-    outputs = {'statistics': orm.Dict(statistics)}
-    cell = reference.get_ase().cell.array
-    for n, index in enumerate(selection.selected):
-        atoms = trajectories[names[owner[index]]].get_step_structure(int(local[index])).get_ase()
-        structure = orm.StructureData(ase=mlff.recenter_in_cell(atoms, cell))
-        structure.pbc = (False, False, False)
-        outputs[f'candidate_{n:03d}'] = structure
-    return outputs
-
-
-def _load_systems(dataset: orm.FolderData | None, workdir: pathlib.Path) -> dict:
-    import dpdata
-
-    systems = {}
-    if dataset is None:
-        return systems
-    dataset.base.repository.copy_tree(workdir / 'old')
-    for subset in (TRAINING_DIR, VALIDATION_DIR):
-        root = workdir / 'old' / subset
-        for path in sorted(root.glob('*/type.raw')) if root.exists() else []:
-            systems[f'{subset}/{path.parent.name}'] = dpdata.LabeledSystem(str(path.parent), fmt='deepmd/npy')
-    return systems
-
-
-def _md_frames(retrieved: orm.FolderData, stride: int) -> list[tuple]:
-    """Every ``stride``-th frame (from step 0) of a CP2K MD CalcJob's retrieved trajectory files, checked.
-
-    The CalcJob must be ``RUN_TYPE MD`` with forces printed in Hartree/Bohr; the atoms must be those of its input
-    structure, in its order; each frame passes :func:`mlff.cp2k_label`'s force checks. The cell is the input cell.
-    """
-    calc = retrieved.creator
-    parameters = calc.inputs.parameters.get_dict()
-    if parameters.get('GLOBAL', {}).get('RUN_TYPE', '').upper() != 'MD':
-        raise ValueError(f"{calc.process_label}<{calc.pk}> is not a CP2K MD (RUN_TYPE "
-                         f"{parameters.get('GLOBAL', {}).get('RUN_TYPE')!r})")
-    unit = parameters.get('MOTION', {}).get('PRINT', {}).get('FORCES', {}).get('UNIT', 'hartree*bohr^-1')
-    if unit.lower().replace(' ', '') != 'hartree*bohr^-1':
-        raise ValueError(f'CP2K MD forces were written in {unit!r}; expected hartree*bohr^-1')
-    names = retrieved.base.repository.list_object_names()
-    missing = [name for name in MD_FILES[:2] if name not in names]
-    if missing:
-        raise ValueError(f'{calc.process_label}<{calc.pk}> retrieved no {missing}: was MOTION/PRINT/TRAJECTORY and '
-                         'FORCES set?')
-    content = retrieved.base.repository.get_object_content
-    data = mlff.read_cp2k_md_frames(content(MD_FILES[0]), content(MD_FILES[1]),
-                                    content(MD_FILES[2]) if MD_FILES[2] in names else None)
-    start = calc.inputs.structure.get_ase()
-    if data['symbols'] != start.get_chemical_symbols():
-        raise ValueError(f'the MD frames hold atoms {data["symbols"]} but the input structure of '
-                         f'{calc.process_label}<{calc.pk}> {start.get_chemical_symbols()}')
-    frames = []
-    for index in range(0, len(data['steps']), stride):
-        atoms = start.copy()
-        atoms.set_positions(data['positions'][index])
-        energy, forces = mlff.cp2k_label(data['energies'][index] / mlff.HARTREE_EV, 'a.u.', data['forces'][index],
-                                         len(atoms))
-        frames.append((atoms, energy, forces, calc, int(data['steps'][index])))
-    return frames
-
-
-@calcfunction
-def grow_dataset(parameters: orm.Dict, dataset: orm.FolderData | None = None, **labels) -> dict:
-    """Add CP2K ENERGY_FORCE labels to a deepmd/npy dataset (dpdata), holding every n-th frame out for validation.
-
-    :param parameters: ``{'type_map': [...], 'validation_every': n}`` (``n = 0``: no validation frames).
-    :param dataset: the previous dataset (absent for the first call).
-    :param labels: per frame ``structure_<i>`` (the labelled StructureData), ``output_parameters_<i>`` (CP2K energy
-        in Hartree) and ``retrieved_<i>`` (the CP2K CalcJob's retrieved folder, whose output holds the
-        forces table: ``ATOMIC FORCES in [a.u.]`` up to CP2K 2024, ``FORCES| Atomic forces [hartree/bohr]`` from
-        2025.1). Units are checked and converted to eV and eV/Å. And/or ``md_retrieved_<i>``:
-        the retrieved folder of a CP2K MD CalcJob, every ``md_stride``-th frame of whose ``aiida-pos-1.xyz`` /
-        ``aiida-frc-1.xyz`` (energies cross-checked with ``aiida-1.ener``) is added.
-    :returns: ``dataset`` FolderData: ``training/<system>/`` and ``validation/<system>/`` deepmd/npy systems;
-        attribute ``frame_sources`` maps each system to the uuids of the labelling CalcJobs, frame by frame, and
-        ``frame_md_steps`` to the MD step of each frame (``None`` for single-point labels).
-    """
-    settings = parameters.get_dict()
-    type_map = list(settings['type_map'])
-    # (atoms, energy in eV, forces in eV/Å, labelling CalcJob, MD step or None) for every new frame, in order
-    frames = []
-    for key in sorted(key.split('_', 1)[1] for key in labels if key.startswith('structure_')):
-        atoms = labels[f'structure_{key}'].get_ase()
-        output = labels[f'output_parameters_{key}'].get_dict()
-        retrieved = labels[f'retrieved_{key}']
-        text = retrieved.base.repository.get_object_content(retrieved.creator.base.attributes.get(
-            'output_filename', 'aiida.out'))
-        energy, forces = mlff.cp2k_label(output['energy'], output.get('energy_units', 'a.u.'),
-                                         mlff.read_cp2k_atomic_forces(text), len(atoms))
-        frames.append((atoms, energy, forces, retrieved.creator, None))
-    for key in sorted(key for key in labels if key.startswith('md_retrieved_')):
-        frames.extend(_md_frames(labels[key], int(settings.get('md_stride', 1))))
-    sources = dict(dataset.base.attributes.get('frame_sources', {})) if dataset is not None else {}
-    steps = dict(dataset.base.attributes.get('frame_md_steps', {})) if dataset is not None else {}
-    n_existing = sum(len(v) for v in sources.values())
-    held_out = mlff.assign_validation(n_existing, len(frames), int(settings.get('validation_every', 0)))
-    with tempfile.TemporaryDirectory() as tmp:
-        workdir = pathlib.Path(tmp)
-        systems = _load_systems(dataset, workdir)
-        for (atoms, energy, forces, calc, step), validation in zip(frames, held_out):
-            frame = mlff.labelled_system(atoms, energy, forces, type_map)
-            counts = frame.get_atom_numbs()
-            name = f"{VALIDATION_DIR if validation else TRAINING_DIR}/" + ''.join(
-                f'{el}{n}' for el, n in zip(type_map, counts) if n)
-            if name in systems:
-                systems[name].append(frame)
-            else:
-                systems[name] = frame
-            # frames from before this attribute existed have no MD step recorded: pad with None
-            steps.setdefault(name, [None] * len(sources.get(name, [])))
-            sources.setdefault(name, []).append(calc.uuid)
-            steps[name].append(step)
-        result = orm.FolderData()
-        for name, system in systems.items():
-            target = workdir / 'new' / name
-            system.to('deepmd/npy', str(target), set_size=max(len(system), 1))
-            result.base.repository.put_object_from_tree(str(target), name)
-    result.base.attributes.set('frame_sources', sources)
-    result.base.attributes.set('frame_md_steps', steps)
-    result.base.attributes.set('type_map', type_map)
-    result.base.attributes.set('units', {'energy': 'eV', 'force': 'eV/Å', 'length': 'Å'})
-    return {'dataset': result}
-
-
-def is_converged(selection: dict, validation: dict, convergence: dict) -> bool:
-    """Whether an iteration met a stopping criterion.
-
-    Converged when the accurate fraction of the MD frames reaches ``accurate_fraction`` (default 0.95), or when the
-    held-out energy MAE is below ``energy_mae_per_atom`` (eV/atom, default 0.001, Sowa et al.) and, if given, the force
-    MAE below ``force_mae`` (eV/Å).
-    """
-    accurate = selection.get('accurate', 0.0) >= float(convergence.get('accurate_fraction', 0.95))
-    energy_ok = validation.get('energy_mae_per_atom', np.inf) < float(convergence.get('energy_mae_per_atom', 1e-3))
-    force_ok = 'force_mae' not in convergence or validation.get('force_mae', np.inf) < float(convergence['force_mae'])
-    return bool(accurate or (energy_ok and force_ok))
-
-
-@calcfunction
-def collect_iterations(convergence: orm.Dict, **statistics) -> orm.Dict:
-    """Per-iteration table from the ``select_candidates`` statistics and validation errors.
-
-    :param statistics: ``selection_iter_<n>`` (select_candidates statistics) and ``validation_iter_<n>`` (the
-        ``output_parameters`` of model 1's training) Dicts.
-    :returns: ``iterations`` rows (accurate/candidate/failed fractions, validation MAEs in eV/atom and eV/Å,
-        ``converged``) and ``converged`` (of the last iteration).
-    """
-    table = {}
-    for key, node in sorted(statistics.items()):
-        kind, iteration = key.rsplit('_iter_', 1)
-        table.setdefault(int(iteration), {})[kind] = node.get_dict()
-    rows = []
-    for iteration in sorted(table):
-        selection = table[iteration].get('selection', {})
-        validation = table[iteration].get('validation', {})
-        rows.append({'iteration': iteration, **{k: selection.get(k) for k in ('accurate', 'candidate', 'failed',
-                                                                                'n_frames', 'n_selected')},
-                     'energy_mae_per_atom': validation.get('energy_mae_per_atom'),
-                     'force_mae': validation.get('force_mae'), 'force_rmse': validation.get('force_rmse'),
-                     'converged': is_converged(selection, validation, convergence.get_dict())})
-    return orm.Dict({'iterations': rows, 'converged': bool(rows and rows[-1]['converged']),
-                     'units': {'energy_mae_per_atom': 'eV/atom', 'force': 'eV/Å'}})
-
-
-@calcfunction
-def plot_parity(parity: orm.ArrayData) -> orm.SinglefileData:
-    """PNG parity plot of MLFF vs DFT energies (eV/atom) and force components (eV/Å) on held-out frames."""
-    import matplotlib
-
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-
-    e_dft, e_ml = parity.get_array('energy_per_atom_dft'), parity.get_array('energy_per_atom_mlff')
-    f_dft, f_ml = parity.get_array('forces_dft').ravel(), parity.get_array('forces_mlff').ravel()
-    figure, axes = plt.subplots(1, 2, figsize=(8, 4))
-    for axis, (ref, pred, label) in zip(axes, ((e_dft, e_ml, 'energy (eV/atom)'), (f_dft, f_ml, 'force (eV/Å)'))):
-        metrics = mlff.parity_metrics(pred, ref)
-        axis.scatter(ref, pred, s=8)
-        low, high = float(min(ref.min(), pred.min())), float(max(ref.max(), pred.max()))
-        axis.plot([low, high], [low, high], 'k--', lw=0.8)
-        axis.set_xlabel(f'DFT {label}')
-        axis.set_ylabel(f'MLFF {label}')
-        axis.set_title(f"MAE {metrics['mae']:.3g}, RMSE {metrics['rmse']:.3g}")
-    figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format='png', dpi=100)
-    plt.close(figure)
-    buffer.seek(0)
-    return orm.SinglefileData(buffer, filename='parity.png')
-
-
-# -- the work chain ---------------------------------------------------------------------------------------------------
-def validate_settings(inputs, _):
-    selection = inputs['selection'].get_dict()
-    missing = {'trust_lo', 'trust_hi', 'max_candidates'} - set(selection)
-    if missing:
-        return f'selection lacks {sorted(missing)}'
-    if not 0 <= float(selection['trust_lo']) < float(selection['trust_hi']):
-        return (f"selection trust levels must satisfy 0 <= trust_lo < trust_hi (eV/Å), got {selection['trust_lo']}, "
-                f"{selection['trust_hi']}")
-    convergence = inputs['convergence'].get_dict()
-    if set(convergence) - CONVERGENCE_KEYS:
-        return f'unknown convergence key(s) {sorted(set(convergence) - CONVERGENCE_KEYS)}; allowed {CONVERGENCE_KEYS}'
-    if not 0 < float(convergence.get('accurate_fraction', 0.95)) <= 1:
-        return f"convergence.accurate_fraction must be in (0, 1], got {convergence['accurate_fraction']}"
-    if int(convergence.get('max_iterations', 1)) < 1:
-        return f"convergence.max_iterations must be >= 1, got {convergence['max_iterations']}"
-    if not 1 <= inputs['num_models'].value <= 8:
-        return f"num_models must be in [1, 8], got {inputs['num_models'].value}"
-    exploration = inputs['exploration'].get_dict()
-    temperatures = exploration.get('temperatures_K', [])
-    if not temperatures:
-        return 'exploration.temperatures_K must list at least one temperature (K)'
-    try:
-        for temperature in temperatures:
-            md_parameters({**exploration.get('md', {}), 'temperature_K': temperature})
-    except ValueError as exception:
-        return f'exploration: {exception}'
-    training = inputs['training'].get_dict() if 'training' in inputs else {}
-    if set(training) - TRAINING_KEYS:
-        return f'unknown training key(s) {sorted(set(training) - TRAINING_KEYS)}; allowed {sorted(TRAINING_KEYS)}'
-    if not isinstance(training.get('numb_steps', 1000), int) or training.get('numb_steps', 1000) < 1:
-        return f"training.numb_steps must be a positive integer, got {training['numb_steps']!r}"
-    fraction = training.get('warm_start_steps', 1.0)
-    if not isinstance(fraction, (int, float)) or not 0 < fraction <= 1:
-        return f'training.warm_start_steps (fraction of numb_steps for warm starts) must be in (0, 1], got {fraction!r}'
-    if not isinstance(training.get('warm_start', False), bool):
-        return f"training.warm_start must be true or false, got {training['warm_start']!r}"
-    initial = inputs['initial'].get_dict()
-    method = initial.get('method', 'rattle')
-    if method not in INITIAL_KEYS:
-        return f'initial.method must be one of {sorted(INITIAL_KEYS)}, got {method!r}'
-    if method == 'cp2k_md':
-        try:
-            initial_md_settings(initial)
-        except ValueError as exception:
-            return str(exception)
-    elif set(initial) - INITIAL_KEYS['rattle']:
-        return (f"unknown initial key(s) {sorted(set(initial) - INITIAL_KEYS['rattle'])} for method rattle; "
-                f"allowed {sorted(INITIAL_KEYS['rattle'])}")
-    elif int(initial.get('n_frames', 0)) < 2:
-        return f"initial.n_frames must be >= 2 (training + validation frames), got {initial.get('n_frames')}"
-    return None
-
-
-def training_schedule(training: dict, iteration: int) -> tuple[dict, bool]:
-    """DeePMD parameters of one iteration's training and whether it warm-starts from the previous iteration.
-
-    Iteration 1 trains from scratch for ``numb_steps``. With ``warm_start`` (default true), later iterations start
-    each ensemble member from the same member of the previous iteration and train for ``warm_start_steps`` ×
-    ``numb_steps`` steps (at least 1) with ``warm_start_parameters`` merged over ``parameters`` (DP-GEN2's init-model
-    defaults: ``start_lr`` 1e-4, ``start_pref_e`` 0.1, ``start_pref_f`` 100).
-    """
-    steps = int(training.get('numb_steps', 1000))
-    warm = bool(training.get('warm_start', False)) and iteration > 1
-    parameters = copy.deepcopy(training.get('parameters', {}))
-    if warm:
-        steps = max(1, round(steps * float(training.get('warm_start_steps', 1.0))))
-        parameters = recursive_merge(parameters, copy.deepcopy(training.get('warm_start_parameters', {})))
-    return recursive_merge(parameters, {'training': {'numb_steps': steps}}), warm
 
 
 class MlffActiveLearningWorkChain(ProtocolMixin, WorkChain):

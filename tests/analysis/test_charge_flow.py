@@ -157,3 +157,49 @@ def test_domain_pdos_and_frontier_composition(tmp_path):
     assert (tmp_path / 'pdos.png').stat().st_size > 1000
     with pytest.raises(ValueError, match='occupied and empty'):
         cf.frontier_composition(energies, np.zeros(3), weights)
+
+
+def test_analysis_of_a_bader_chain():
+    """In-P-In along x (In-In too far to bond): the P gains 1 e, half from each In, so 0.5 e flows over each bond
+    towards P; the In atoms' vectors point at P (|v| = 0.5 e), the P's cancel."""
+    positions = np.array([[0.0, 0.0, 0.0], [2.5, 0.0, 0.0], [5.0, 0.0, 0.0]])
+    result = cf.analyse_charge_flow(['In', 'P', 'In'], positions, [13.0, 5.0, 13.0], [12.5, 6.0, 12.5],
+                                    ['shell', 'core', 'shell'])
+    np.testing.assert_allclose(result.dq, [0.5, -1.0, 0.5])
+    assert result.flow.bonds.tolist() == [[0, 1], [1, 2]]
+    np.testing.assert_allclose(result.flow.flows, [0.5, -0.5], atol=1e-12)
+    np.testing.assert_allclose(result.vectors, [[0.5, 0, 0], [0, 0, 0], [-0.5, 0, 0]], atol=1e-12)
+    np.testing.assert_allclose(result.magnitudes, [0.5, 0, 0.5], atol=1e-12)
+    summary = result.summary
+    assert summary['valence_electrons'] == 31.0 and summary['electrons_in_basins'] == 31.0
+    assert summary['electron_difference'] == pytest.approx(0.0) and summary['sum_dq'] == pytest.approx(0.0)
+    assert (summary['n_bonds'], summary['n_components'], summary['bond_scale']) == (2, 1, cf.CHARGE_FLOW_SCALE)
+    assert summary['residual_norm'] == pytest.approx(0.0, abs=1e-12)
+    assert summary['per_element'] == {'In': {'n_atoms': 2, 'dq_mean': 0.5}, 'P': {'n_atoms': 1, 'dq_mean': -1.0}}
+    assert summary['domains'] == ['core', 'shell']
+    assert summary['per_domain']['shell'] == pytest.approx({'n_atoms': 2, 'dq_total': 1.0, 'dq_mean': 0.5,
+                                                           'magnitude_mean': 0.5, 'magnitude_max': 0.5})
+    assert summary['inter_domain_flow'] == {'core->shell': pytest.approx(-1.0)}  # one electron from shell to core
+    assert summary['max_magnitude'] == pytest.approx(0.5)
+
+
+def test_charge_flow_summary_bookkeeping_of_a_charged_qd():
+    """A cation (net charge +1) whose basins hold 30.8 e of 31 valence electrons, 0.2 e in the vacuum."""
+    positions = np.array([[0.0, 0.0, 0.0], [2.5, 0.0, 0.0], [5.0, 0.0, 0.0]])
+    result = cf.analyse_charge_flow(['In', 'P', 'In'], positions, [13.0, 5.0, 13.0], [12.4, 6.0, 12.4],
+                                    ['core'] * 3, vacuum_charge=0.2, net_charge=1, bond_scale=1.3)
+    summary = result.summary
+    assert summary['valence_electrons'] == 30.0 and summary['electrons_in_basins'] == pytest.approx(30.8)
+    assert summary['electron_difference'] == pytest.approx(1.0)  # 30.8 + 0.2 - 31 + 1: one electron too many
+    assert summary['sum_dq'] == pytest.approx(0.2) and summary['component_charge'] == pytest.approx([0.2])
+    assert summary['bond_scale'] == 1.3 and summary['net_charge'] == 1 and summary['inter_domain_flow'] == {}
+    # the component's net 0.2 e cannot flow anywhere: it stays as a residual spread evenly over the 3 atoms
+    np.testing.assert_allclose(result.flow.residual, [0.2 / 3] * 3, atol=1e-12)
+
+
+def test_charge_flow_analysis_refuses_tags_that_do_not_cover_the_atoms():
+    positions = np.array([[0.0, 0.0, 0.0], [2.5, 0.0, 0.0]])
+    with pytest.raises(ValueError, match='1 domain tags for 2 atoms'):
+        cf.analyse_charge_flow(['In', 'P'], positions, [13.0, 5.0], [12.5, 5.5], ['core'])
+    with pytest.raises(ValueError, match='1 valence charges for 2 atoms'):
+        cf.analyse_charge_flow(['In', 'P'], positions, [13.0], [12.5, 5.5], ['core', 'core'])

@@ -126,6 +126,62 @@ def test_parity_metrics():
         mlff.parity_metrics([1.0], [1.0, 2.0])
 
 
+def _frame(symbols: str, energy: float, source: str, md_step=None) -> mlff.LabelledFrame:
+    atoms = Atoms(symbols, positions=[[2.5 * i, 0, 0] for i in range(len(symbols.replace('In', 'X')))])
+    return mlff.LabelledFrame(atoms, energy, np.full((len(atoms), 3), 0.5), source, md_step)
+
+
+def test_assembled_dataset_splits_by_count_and_composition():
+    """Frames 2, 3, 4 of a dataset with 2 frames, every 2nd held out: 2 and 4 go to validation, 3 to training."""
+    existing = mlff.labelled_system(_frame('InP', -10.0, 'a').atoms, -10.0, np.zeros((2, 3)), ['In', 'P'])
+    existing.append(mlff.labelled_system(_frame('InP', -11.0, 'b').atoms, -11.0, np.zeros((2, 3)), ['In', 'P']))
+    systems = {'training/In1P1': existing}
+    sources = {'training/In1P1': ['a', 'b']}  # a dataset from before MD steps were recorded
+    frames = [_frame('InP', -12.0, 'c', 7), _frame('InP', -13.0, 'd', 8), _frame('InIn', -14.0, 'e')]
+    systems, new_sources, steps = mlff.assemble_dataset(frames, ['In', 'P'], 2, systems, sources, {})
+    assert sorted(systems) == ['training/In1P1', 'validation/In1P1', 'validation/In2']
+    assert systems['training/In1P1']['energies'].tolist() == [-10.0, -11.0, -13.0]
+    assert systems['validation/In1P1']['energies'].tolist() == [-12.0]
+    assert systems['validation/In2']['atom_numbs'] == [2, 0]
+    assert systems['validation/In2']['forces'][0] == pytest.approx(np.full((2, 3), 0.5))
+    assert new_sources == {'training/In1P1': ['a', 'b', 'd'], 'validation/In1P1': ['c'], 'validation/In2': ['e']}
+    assert steps == {'training/In1P1': [None, None, 8], 'validation/In1P1': [7], 'validation/In2': [None]}
+    assert sources == {'training/In1P1': ['a', 'b']}  # the caller's lists are not changed
+
+
+def test_assembled_dataset_without_validation_and_names_of_subsets():
+    systems, sources, steps = mlff.assemble_dataset([_frame('InP', -1.0, 'x'), _frame('InP', -2.0, 'y')],
+                                                    ['P', 'In'], 0, subsets=('trn', 'val'))
+    assert list(systems) == ['trn/P1In1'] and sources == {'trn/P1In1': ['x', 'y']}
+    assert steps == {'trn/P1In1': [None, None]}
+    with pytest.raises(ValueError, match=r"\['P'\] are not in the type map"):
+        mlff.assemble_dataset([_frame('InP', -1.0, 'x')], ['In'], 0)
+    with pytest.raises(ValueError, match='every must be >= 0, got -1'):
+        mlff.assemble_dataset([_frame('InP', -1.0, 'x')], ['In', 'P'], -1)
+
+
+def test_parity_panels_and_plot():
+    """Energies off by +0.1 eV/atom, forces of 2 frames × 1 atom off by -0.2 eV/Å on one component."""
+    f_dft = np.array([[[1.0, 0.0, 0.0]], [[0.0, 2.0, 0.0]]])
+    f_ml = f_dft.copy()
+    f_ml[1, 0, 1] -= 0.6
+    energy, force = mlff.parity_panels([0.0, 1.0], [0.1, 1.1], f_dft, f_ml)
+    assert energy['name'] == 'energy' and energy['label'] == 'energy (eV/atom)'
+    assert (energy['mae'], energy['rmse'], energy['low'], energy['high']) == pytest.approx((0.1, 0.1, 0.0, 1.1))
+    assert force['reference'].shape == (6,)
+    assert (force['mae'], force['rmse'], force['max']) == pytest.approx((0.1, np.sqrt(0.36 / 6), 0.6))
+    assert (force['low'], force['high']) == (0.0, 2.0)
+    png = mlff.parity_plot([0.0, 1.0], [0.1, 1.1], f_dft, f_ml)
+    assert png[:8] == b'\x89PNG\r\n\x1a\n'
+    import io
+
+    import matplotlib.image
+
+    assert matplotlib.image.imread(io.BytesIO(png)).shape[:2] == (400, 800)  # 8 × 4 inches at 100 dpi
+    with pytest.raises(ValueError, match='equal, non-empty shape'):
+        mlff.parity_plot([0.0, 1.0], [0.1], f_dft, f_ml)
+
+
 def test_recenter_and_rattle():
     atoms = Atoms('H2', positions=[[0, 0, 0], [1, 0, 0]])
     centred = mlff.recenter_in_cell(atoms, np.eye(3) * 10)

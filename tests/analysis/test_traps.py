@@ -133,3 +133,41 @@ def test_degenerate_traps_share_one_plot_label():
     png = plots.participation_plot([-9.0, -8.435, -4.2, -3.0], [0.4, 0.11, 0.08, 0.7],
                                    ['valence', 'hole-trap', 'electron-trap', 'conduction'], -9.0, -3.0, traps)
     assert png[:4] == b'\x89PNG'
+
+
+def test_spin_channels_merge_to_the_most_informative_label():
+    """Per atom: the channel with the more informative label (under-coordinated > structural > bulk > ligand) gives
+    label, state and spin; ties stay with the lower channel."""
+    from aiida_qdtraps.analysis.traps import merge_spin_labels
+
+    up = ['bulk', 'under-coordinated', 'ligand', 'structural', 'bulk']
+    down = ['under-coordinated', 'structural', 'ligand', 'structural', 'structural']
+    labels, state, spin = merge_spin_labels([up, down], [[-1, 3, -1, 5, -1], [7, 8, -1, 9, 4]])
+    assert labels.tolist() == ['under-coordinated', 'under-coordinated', 'ligand', 'structural', 'structural']
+    assert state.tolist() == [7, 3, -1, 5, 4]
+    assert spin.tolist() == [1, 0, 0, 0, 1]
+    labels, state, spin = merge_spin_labels([up], [[-1, 3, -1, 5, -1]])  # restricted: one channel, spin 0
+    assert labels.tolist() == up and state.tolist() == [-1, 3, -1, 5, -1] and not spin.any()
+
+
+def test_spin_merge_keeps_labels_longer_than_those_of_the_first_channel():
+    """The kernel's label arrays are as wide as their longest label ('<U6' for bulk / ligand): a longer label of
+    another channel is taken whole, not cut to that width."""
+    from aiida_qdtraps.analysis.traps import merge_spin_labels
+
+    up = np.array(['bulk', 'ligand', 'bulk'], dtype=str)
+    down = np.array(['structural', 'ligand', 'under-coordinated'], dtype=str)
+    labels, _, spin = merge_spin_labels([up, down], [[0, -1, 1], [2, -1, 3]])
+    assert labels.tolist() == ['structural', 'ligand', 'under-coordinated']
+    assert spin.tolist() == [1, 0, 1]
+
+
+def test_spin_merge_refuses_mismatched_channels():
+    from aiida_qdtraps.analysis.traps import merge_spin_labels
+
+    with pytest.raises(ValueError, match=r'different numbers of atoms: \[2, 1\] labels'):
+        merge_spin_labels([['bulk', 'bulk'], ['bulk']], [[0, 0], [0]])
+    with pytest.raises(ValueError, match=r"unknown atom label\(s\) \['trap'\]"):
+        merge_spin_labels([['bulk', 'trap']], [[0, 0]])
+    with pytest.raises(ValueError, match='at least one spin channel'):
+        merge_spin_labels([], [])

@@ -1,0 +1,212 @@
+"""Calcfunctions of the MLFF active learning (:mod:`.mlff`): the initial rattled frames, the candidate selection, the
+growing deepmd/npy dataset, the per-iteration table and the parity plot.
+
+Each one unpacks its nodes, calls the pure kernels of :mod:`aiida_qdtraps.analysis.mlff` (and
+:func:`aiida_qdtraps.analysis.plots.parity_plot`) and stores the result with its units.
+"""
+
+from __future__ import annotations
+
+import io
+import pathlib
+import tempfile
+
+import numpy as np
+from aiida import orm
+from aiida.engine import calcfunction
+
+from ..analysis import mlff
+from ..calculations.deepmd import TRAINING_DIR, VALIDATION_DIR
+from .mlff_settings import MD_FILES, SELECTION_KEYS, is_converged
+
+
+@calcfunction
+def rattle_structure(structure: orm.StructureData, parameters: orm.Dict) -> dict:
+    """Initial frames: ``structure`` (frame 0) and rattled copies (Gaussian, ``rattle_stdev`` Å per coordinate).
+
+    :param parameters: ``{'n_frames': int, 'rattle_stdev': Å, 'seed': int}``.
+    :returns: ``frame_000``, ``frame_001``, ... StructureData.
+    """
+    settings = parameters.get_dict()
+    atoms = structure.get_ase()
+    frames = mlff.rattled_positions(atoms.get_positions(), float(settings['rattle_stdev']), int(settings['n_frames']),
+                                    int(settings.get('seed', 0)))
+    outputs = {}
+    for i, positions in enumerate(frames):
+        frame = atoms.copy()
+        frame.set_positions(positions)
+        outputs[f'frame_{i:03d}'] = orm.StructureData(ase=frame)
+    return outputs
+
+
+@calcfunction
+def select_candidates(reference: orm.StructureData, parameters: orm.Dict, **trajectories) -> dict:
+    """Pick MD frames to label from the ensemble's maximum force deviation (``max_devi_f`` arrays, eV/Å).
+
+    :param reference: structure whose cell the picked frames are re-centred in (the CP2K box).
+    :param parameters: ``trust_lo``, ``trust_hi`` (eV/Å), ``max_candidates`` (over all trajectories), ``stride``,
+        optional ``seed``.
+    :param trajectories: TrajectoryData from ``MlffMdCalculation`` with a ``max_devi_f`` array.
+    :returns: ``statistics`` Dict (frame counts and accurate/candidate/failed fractions per trajectory and overall)
+        and ``candidate_000``, ... StructureData.
+    """
+    settings = parameters.get_dict()
+    unknown = set(settings) - SELECTION_KEYS - {'seed'}
+    if unknown:
+        raise ValueError(f'unknown selection parameter(s) {sorted(unknown)}; allowed: {sorted(SELECTION_KEYS)}')
+    names = sorted(trajectories)
+    devi = np.concatenate([trajectories[name].get_array('max_devi_f') for name in names])
+    owner = np.concatenate([[i] * trajectories[name].numsteps for i, name in enumerate(names)])
+    local = np.concatenate([np.arange(trajectories[name].numsteps) for name in names])
+    selection = mlff.select_by_deviation(devi, float(settings['trust_lo']), float(settings['trust_hi']),
+                                         int(settings['max_candidates']), int(settings.get('stride', 1)),
+                                         int(settings.get('seed', 0)))
+    statistics = {'n_frames': selection.n_frames, 'n_selected': len(selection.selected),
+                  **selection.fractions(), 'max_devi_f_max': float(devi.max()), 'max_devi_f_mean': float(devi.mean()),
+                  'per_trajectory': {}, 'units': 'eV/Å'}
+    for i, name in enumerate(names):
+        mask = owner == i
+        part = mlff.select_by_deviation(devi[mask], float(settings['trust_lo']), float(settings['trust_hi']), 0)
+        statistics['per_trajectory'][name] = {'n_frames': part.n_frames, **part.fractions()}
+    outputs = {'statistics': orm.Dict(statistics)}
+    cell = reference.get_ase().cell.array
+    for n, index in enumerate(selection.selected):
+        atoms = trajectories[names[owner[index]]].get_step_structure(int(local[index])).get_ase()
+        structure = orm.StructureData(ase=mlff.recenter_in_cell(atoms, cell))
+        structure.pbc = (False, False, False)
+        outputs[f'candidate_{n:03d}'] = structure
+    return outputs
+
+
+def _load_systems(dataset: orm.FolderData | None, workdir: pathlib.Path) -> dict:
+    import dpdata
+
+    systems = {}
+    if dataset is None:
+        return systems
+    dataset.base.repository.copy_tree(workdir / 'old')
+    for subset in (TRAINING_DIR, VALIDATION_DIR):
+        root = workdir / 'old' / subset
+        for path in sorted(root.glob('*/type.raw')) if root.exists() else []:
+            systems[f'{subset}/{path.parent.name}'] = dpdata.LabeledSystem(str(path.parent), fmt='deepmd/npy')
+    return systems
+
+
+def _md_frames(retrieved: orm.FolderData, stride: int) -> list[mlff.LabelledFrame]:
+    """Every ``stride``-th frame (from step 0) of a CP2K MD CalcJob's retrieved trajectory files, checked.
+
+    The CalcJob must be ``RUN_TYPE MD`` with forces printed in Hartree/Bohr; the atoms must be those of its input
+    structure, in its order; each frame passes :func:`mlff.cp2k_label`'s force checks. The cell is the input cell.
+    """
+    calc = retrieved.creator
+    parameters = calc.inputs.parameters.get_dict()
+    if parameters.get('GLOBAL', {}).get('RUN_TYPE', '').upper() != 'MD':
+        raise ValueError(f"{calc.process_label}<{calc.pk}> is not a CP2K MD (RUN_TYPE "
+                         f"{parameters.get('GLOBAL', {}).get('RUN_TYPE')!r})")
+    unit = parameters.get('MOTION', {}).get('PRINT', {}).get('FORCES', {}).get('UNIT', 'hartree*bohr^-1')
+    if unit.lower().replace(' ', '') != 'hartree*bohr^-1':
+        raise ValueError(f'CP2K MD forces were written in {unit!r}; expected hartree*bohr^-1')
+    names = retrieved.base.repository.list_object_names()
+    missing = [name for name in MD_FILES[:2] if name not in names]
+    if missing:
+        raise ValueError(f'{calc.process_label}<{calc.pk}> retrieved no {missing}: was MOTION/PRINT/TRAJECTORY and '
+                         'FORCES set?')
+    content = retrieved.base.repository.get_object_content
+    data = mlff.read_cp2k_md_frames(content(MD_FILES[0]), content(MD_FILES[1]),
+                                    content(MD_FILES[2]) if MD_FILES[2] in names else None)
+    start = calc.inputs.structure.get_ase()
+    if data['symbols'] != start.get_chemical_symbols():
+        raise ValueError(f'the MD frames hold atoms {data["symbols"]} but the input structure of '
+                         f'{calc.process_label}<{calc.pk}> {start.get_chemical_symbols()}')
+    frames = []
+    for index in range(0, len(data['steps']), stride):
+        atoms = start.copy()
+        atoms.set_positions(data['positions'][index])
+        energy, forces = mlff.cp2k_label(data['energies'][index] / mlff.HARTREE_EV, 'a.u.', data['forces'][index],
+                                         len(atoms))
+        frames.append(mlff.LabelledFrame(atoms, energy, forces, calc.uuid, int(data['steps'][index])))
+    return frames
+
+
+@calcfunction
+def grow_dataset(parameters: orm.Dict, dataset: orm.FolderData | None = None, **labels) -> dict:
+    """Add CP2K ENERGY_FORCE labels to a deepmd/npy dataset (dpdata), holding every n-th frame out for validation.
+
+    :param parameters: ``{'type_map': [...], 'validation_every': n}`` (``n = 0``: no validation frames).
+    :param dataset: the previous dataset (absent for the first call).
+    :param labels: per frame ``structure_<i>`` (the labelled StructureData), ``output_parameters_<i>`` (CP2K energy
+        in Hartree) and ``retrieved_<i>`` (the CP2K CalcJob's retrieved folder, whose output holds the
+        forces table: ``ATOMIC FORCES in [a.u.]`` up to CP2K 2024, ``FORCES| Atomic forces [hartree/bohr]`` from
+        2025.1). Units are checked and converted to eV and eV/Å. And/or ``md_retrieved_<i>``:
+        the retrieved folder of a CP2K MD CalcJob, every ``md_stride``-th frame of whose ``aiida-pos-1.xyz`` /
+        ``aiida-frc-1.xyz`` (energies cross-checked with ``aiida-1.ener``) is added.
+    :returns: ``dataset`` FolderData: ``training/<system>/`` and ``validation/<system>/`` deepmd/npy systems;
+        attribute ``frame_sources`` maps each system to the uuids of the labelling CalcJobs, frame by frame, and
+        ``frame_md_steps`` to the MD step of each frame (``None`` for single-point labels).
+    """
+    settings = parameters.get_dict()
+    type_map = list(settings['type_map'])
+    frames = []
+    for key in sorted(key.split('_', 1)[1] for key in labels if key.startswith('structure_')):
+        atoms = labels[f'structure_{key}'].get_ase()
+        output = labels[f'output_parameters_{key}'].get_dict()
+        retrieved = labels[f'retrieved_{key}']
+        text = retrieved.base.repository.get_object_content(retrieved.creator.base.attributes.get(
+            'output_filename', 'aiida.out'))
+        energy, forces = mlff.cp2k_label(output['energy'], output.get('energy_units', 'a.u.'),
+                                         mlff.read_cp2k_atomic_forces(text), len(atoms))
+        frames.append(mlff.LabelledFrame(atoms, energy, forces, retrieved.creator.uuid))
+    for key in sorted(key for key in labels if key.startswith('md_retrieved_')):
+        frames.extend(_md_frames(labels[key], int(settings.get('md_stride', 1))))
+    sources = dataset.base.attributes.get('frame_sources', {}) if dataset is not None else {}
+    steps = dataset.base.attributes.get('frame_md_steps', {}) if dataset is not None else {}
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = pathlib.Path(tmp)
+        systems, sources, steps = mlff.assemble_dataset(
+            frames, type_map, int(settings.get('validation_every', 0)), _load_systems(dataset, workdir),
+            sources, steps, subsets=(TRAINING_DIR, VALIDATION_DIR))
+        result = orm.FolderData()
+        for name, system in systems.items():
+            target = workdir / 'new' / name
+            system.to('deepmd/npy', str(target), set_size=max(len(system), 1))
+            result.base.repository.put_object_from_tree(str(target), name)
+    result.base.attributes.set('frame_sources', sources)
+    result.base.attributes.set('frame_md_steps', steps)
+    result.base.attributes.set('type_map', type_map)
+    result.base.attributes.set('units', {'energy': 'eV', 'force': 'eV/Å', 'length': 'Å'})
+    return {'dataset': result}
+
+
+
+@calcfunction
+def collect_iterations(convergence: orm.Dict, **statistics) -> orm.Dict:
+    """Per-iteration table from the ``select_candidates`` statistics and validation errors.
+
+    :param statistics: ``selection_iter_<n>`` (select_candidates statistics) and ``validation_iter_<n>`` (the
+        ``output_parameters`` of model 1's training) Dicts.
+    :returns: ``iterations`` rows (accurate/candidate/failed fractions, validation MAEs in eV/atom and eV/Å,
+        ``converged``) and ``converged`` (of the last iteration).
+    """
+    table = {}
+    for key, node in sorted(statistics.items()):
+        kind, iteration = key.rsplit('_iter_', 1)
+        table.setdefault(int(iteration), {})[kind] = node.get_dict()
+    rows = []
+    for iteration in sorted(table):
+        selection = table[iteration].get('selection', {})
+        validation = table[iteration].get('validation', {})
+        rows.append({'iteration': iteration, **{k: selection.get(k) for k in ('accurate', 'candidate', 'failed',
+                                                                                'n_frames', 'n_selected')},
+                     'energy_mae_per_atom': validation.get('energy_mae_per_atom'),
+                     'force_mae': validation.get('force_mae'), 'force_rmse': validation.get('force_rmse'),
+                     'converged': is_converged(selection, validation, convergence.get_dict())})
+    return orm.Dict({'iterations': rows, 'converged': bool(rows and rows[-1]['converged']),
+                     'units': {'energy_mae_per_atom': 'eV/atom', 'force': 'eV/Å'}})
+
+
+@calcfunction
+def plot_parity(parity: orm.ArrayData) -> orm.SinglefileData:
+    """PNG parity plot of MLFF vs DFT energies (eV/atom) and force components (eV/Å) on held-out frames."""
+    png = mlff.parity_plot(parity.get_array('energy_per_atom_dft'), parity.get_array('energy_per_atom_mlff'),
+                           parity.get_array('forces_dft'), parity.get_array('forces_mlff'))
+    return orm.SinglefileData(io.BytesIO(png), filename='parity.png')

@@ -1,0 +1,164 @@
+"""Settings of ``MlffActiveLearningWorkChain``: its input checks, the CP2K label and initial-MD parameters, the
+training schedule and the stopping criterion. Plain dict in, dict out; the work chain (:mod:`.mlff`) and the
+calcfunctions (:mod:`.mlff_functions`) use them.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+from aiida_quantumespresso.workflows.protocols.utils import recursive_merge
+
+from ..calculations.mlff_md import md_parameters
+
+#: CP2K changes turning the relax protocol into a single-point energy + forces label.
+LABEL_CHANGES = {'GLOBAL': {'RUN_TYPE': 'ENERGY_FORCE'}, 'FORCE_EVAL': {'PRINT': {'FORCES': {'_': 'ON'}}}}
+SELECTION_KEYS = {'trust_lo', 'trust_hi', 'max_candidates', 'stride'}
+TRAINING_KEYS = {'numb_steps', 'parameters', 'warm_start', 'warm_start_steps', 'warm_start_parameters'}
+CONVERGENCE_KEYS = {'accurate_fraction', 'energy_mae_per_atom', 'force_mae', 'max_iterations'}
+
+
+def label_parameters(relax_parameters: dict) -> dict:
+    """CP2K parameters of an ENERGY_FORCE label from those of a relaxation (``MOTION`` dropped, forces printed)."""
+    params = recursive_merge(copy.deepcopy(relax_parameters), LABEL_CHANGES)
+    params.pop('MOTION', None)
+    return params
+
+
+#: Settings of the short CP2K NVT MD that can replace the rattled initial frames (``initial.method: cp2k_md``).
+INITIAL_MD_DEFAULTS = {'steps': 5, 'timestep_fs': 1.0, 'temperature_K': 300.0, 'thermostat_tau_fs': 50.0, 'seed': 0,
+                       'stride': 1}
+INITIAL_KEYS = {'rattle': {'method', 'n_frames', 'rattle_stdev', 'seed'},
+                'cp2k_md': {'method', *INITIAL_MD_DEFAULTS}}
+#: Files of a CP2K MD run that hold the frames (aiida-cp2k retrieves the first two by default; the .ener file is added).
+MD_FILES = ('aiida-pos-1.xyz', 'aiida-frc-1.xyz', 'aiida-1.ener')
+
+
+def initial_md_settings(initial: dict) -> dict:
+    """The ``cp2k_md`` settings of ``initial`` with defaults, checked; raises ValueError naming a bad value."""
+    unknown = set(initial) - INITIAL_KEYS['cp2k_md']
+    if unknown:
+        raise ValueError(f'unknown initial key(s) {sorted(unknown)} for method cp2k_md; '
+                         f"allowed {sorted(INITIAL_KEYS['cp2k_md'])}")
+    settings = {**INITIAL_MD_DEFAULTS, **{k: v for k, v in initial.items() if k != 'method'}}
+    if not isinstance(settings['steps'], int) or not 1 <= settings['steps'] <= 100000:
+        raise ValueError(f"initial.steps must be an integer in [1, 100000], got {settings['steps']!r}")
+    if not 0 < float(settings['timestep_fs']) <= 5:
+        raise ValueError(f"initial.timestep_fs must be in (0, 5] fs, got {settings['timestep_fs']}")
+    if not 0 < float(settings['temperature_K']) <= 5000:
+        raise ValueError(f"initial.temperature_K must be in (0, 5000] K, got {settings['temperature_K']}")
+    if not float(settings['thermostat_tau_fs']) > 0:
+        raise ValueError(f"initial.thermostat_tau_fs must be > 0 fs, got {settings['thermostat_tau_fs']}")
+    if not isinstance(settings['stride'], int) or settings['stride'] < 1:
+        raise ValueError(f"initial.stride must be an integer >= 1, got {settings['stride']!r}")
+    if (settings['steps'] + 1 + settings['stride'] - 1) // settings['stride'] < 2:
+        raise ValueError(f"initial: steps={settings['steps']} and stride={settings['stride']} keep fewer than 2 frames "
+                         '(training + validation)')
+    return settings
+
+
+def initial_md_parameters(relax_parameters: dict, settings: dict) -> dict:
+    """CP2K parameters of a short NVT MD (CSVR thermostat) with the DFT settings of a relaxation.
+
+    Every step writes positions (Å, ``aiida-pos-1.xyz``) and forces (Hartree/Bohr, ``aiida-frc-1.xyz``, and the
+    forces table of ``aiida.out``); the potential energy (Hartree) is in both files' comment lines and in
+    ``aiida-1.ener``.
+    """
+    params = label_parameters(relax_parameters)  # keeps FORCE_EVAL/PRINT/FORCES: dpdata's cp2k/aimd_output reads them
+    params['GLOBAL'] = {**params['GLOBAL'], 'RUN_TYPE': 'MD', 'SEED': int(settings['seed']) + 1}
+    params['MOTION'] = {
+        'MD': {'ENSEMBLE': 'NVT', 'STEPS': int(settings['steps']), 'TIMESTEP': float(settings['timestep_fs']),
+               'TEMPERATURE': float(settings['temperature_K']), 'ANGVEL_ZERO': True,
+               'THERMOSTAT': {'TYPE': 'CSVR', 'REGION': 'GLOBAL',
+                              'CSVR': {'TIMECON': float(settings['thermostat_tau_fs'])}}},
+        'PRINT': {'TRAJECTORY': {'FORMAT': 'XYZ', 'EACH': {'MD': 1}},
+                  'FORCES': {'FORMAT': 'XYZ', 'UNIT': 'hartree*bohr^-1', 'EACH': {'MD': 1}},
+                  'RESTART': {'BACKUP_COPIES': 0, 'EACH': {'MD': 1}}},
+    }
+    return params
+
+
+def is_converged(selection: dict, validation: dict, convergence: dict) -> bool:
+    """Whether an iteration met a stopping criterion.
+
+    Converged when the accurate fraction of the MD frames reaches ``accurate_fraction`` (default 0.95), or when the
+    held-out energy MAE is below ``energy_mae_per_atom`` (eV/atom, default 0.001, Sowa et al.) and, if given, the force
+    MAE below ``force_mae`` (eV/Å).
+    """
+    accurate = selection.get('accurate', 0.0) >= float(convergence.get('accurate_fraction', 0.95))
+    energy_ok = validation.get('energy_mae_per_atom', np.inf) < float(convergence.get('energy_mae_per_atom', 1e-3))
+    force_ok = 'force_mae' not in convergence or validation.get('force_mae', np.inf) < float(convergence['force_mae'])
+    return bool(accurate or (energy_ok and force_ok))
+
+
+
+def validate_settings(inputs, _):
+    selection = inputs['selection'].get_dict()
+    missing = {'trust_lo', 'trust_hi', 'max_candidates'} - set(selection)
+    if missing:
+        return f'selection lacks {sorted(missing)}'
+    if not 0 <= float(selection['trust_lo']) < float(selection['trust_hi']):
+        return (f"selection trust levels must satisfy 0 <= trust_lo < trust_hi (eV/Å), got {selection['trust_lo']}, "
+                f"{selection['trust_hi']}")
+    convergence = inputs['convergence'].get_dict()
+    if set(convergence) - CONVERGENCE_KEYS:
+        return f'unknown convergence key(s) {sorted(set(convergence) - CONVERGENCE_KEYS)}; allowed {CONVERGENCE_KEYS}'
+    if not 0 < float(convergence.get('accurate_fraction', 0.95)) <= 1:
+        return f"convergence.accurate_fraction must be in (0, 1], got {convergence['accurate_fraction']}"
+    if int(convergence.get('max_iterations', 1)) < 1:
+        return f"convergence.max_iterations must be >= 1, got {convergence['max_iterations']}"
+    if not 1 <= inputs['num_models'].value <= 8:
+        return f"num_models must be in [1, 8], got {inputs['num_models'].value}"
+    exploration = inputs['exploration'].get_dict()
+    temperatures = exploration.get('temperatures_K', [])
+    if not temperatures:
+        return 'exploration.temperatures_K must list at least one temperature (K)'
+    try:
+        for temperature in temperatures:
+            md_parameters({**exploration.get('md', {}), 'temperature_K': temperature})
+    except ValueError as exception:
+        return f'exploration: {exception}'
+    training = inputs['training'].get_dict() if 'training' in inputs else {}
+    if set(training) - TRAINING_KEYS:
+        return f'unknown training key(s) {sorted(set(training) - TRAINING_KEYS)}; allowed {sorted(TRAINING_KEYS)}'
+    if not isinstance(training.get('numb_steps', 1000), int) or training.get('numb_steps', 1000) < 1:
+        return f"training.numb_steps must be a positive integer, got {training['numb_steps']!r}"
+    fraction = training.get('warm_start_steps', 1.0)
+    if not isinstance(fraction, (int, float)) or not 0 < fraction <= 1:
+        return f'training.warm_start_steps (fraction of numb_steps for warm starts) must be in (0, 1], got {fraction!r}'
+    if not isinstance(training.get('warm_start', False), bool):
+        return f"training.warm_start must be true or false, got {training['warm_start']!r}"
+    initial = inputs['initial'].get_dict()
+    method = initial.get('method', 'rattle')
+    if method not in INITIAL_KEYS:
+        return f'initial.method must be one of {sorted(INITIAL_KEYS)}, got {method!r}'
+    if method == 'cp2k_md':
+        try:
+            initial_md_settings(initial)
+        except ValueError as exception:
+            return str(exception)
+    elif set(initial) - INITIAL_KEYS['rattle']:
+        return (f"unknown initial key(s) {sorted(set(initial) - INITIAL_KEYS['rattle'])} for method rattle; "
+                f"allowed {sorted(INITIAL_KEYS['rattle'])}")
+    elif int(initial.get('n_frames', 0)) < 2:
+        return f"initial.n_frames must be >= 2 (training + validation frames), got {initial.get('n_frames')}"
+    return None
+
+
+def training_schedule(training: dict, iteration: int) -> tuple[dict, bool]:
+    """DeePMD parameters of one iteration's training and whether it warm-starts from the previous iteration.
+
+    Iteration 1 trains from scratch for ``numb_steps``. With ``warm_start`` (default true), later iterations start
+    each ensemble member from the same member of the previous iteration and train for ``warm_start_steps`` ×
+    ``numb_steps`` steps (at least 1) with ``warm_start_parameters`` merged over ``parameters`` (DP-GEN2's init-model
+    defaults: ``start_lr`` 1e-4, ``start_pref_e`` 0.1, ``start_pref_f`` 100).
+    """
+    steps = int(training.get('numb_steps', 1000))
+    warm = bool(training.get('warm_start', False)) and iteration > 1
+    parameters = copy.deepcopy(training.get('parameters', {}))
+    if warm:
+        steps = max(1, round(steps * float(training.get('warm_start_steps', 1.0))))
+        parameters = recursive_merge(parameters, copy.deepcopy(training.get('warm_start_parameters', {})))
+    return recursive_merge(parameters, {'training': {'numb_steps': steps}}), warm
+
