@@ -25,8 +25,6 @@ from ..data import TrapRecord
 STATE_KINDS = ('valence', 'conduction', 'hole-trap', 'electron-trap', 'quantum-confined')
 #: Column names of the ``class_populations`` array of ``states``.
 POPULATION_CLASSES = ('cation-uc', 'cation-fc', 'anion-uc', 'anion-fc', 'ligand')
-#: Which label wins when the spin channels disagree (most informative first).
-_LABEL_PRIORITY = ('under-coordinated', 'structural', 'bulk', 'ligand')
 
 
 def _parameters(node: orm.Dict | None) -> kernel.LabelingParameters:
@@ -94,11 +92,7 @@ def label_traps(structure: orm.StructureData, mo_window: orm.ArrayData, paramete
     states.base.attributes.set_many({'kind_names': list(STATE_KINDS), 'class_names': list(POPULATION_CLASSES),
                                      'units': 'eV', 'participation_ratio': '1 / (N sum_A p_A^2) over non-ligand atoms'})
 
-    labels, state, spin = results[0].atom_label.copy(), results[0].atom_state.copy(), np.zeros(len(symbols), int)
-    for s, result in enumerate(results[1:], start=1):
-        better = np.array([_LABEL_PRIORITY.index(b) < _LABEL_PRIORITY.index(a)
-                           for a, b in zip(labels, result.atom_label)])
-        labels[better], state[better], spin[better] = result.atom_label[better], result.atom_state[better], s
+    labels, state, spin = kernel.merge_spin_labels([r.atom_label for r in results], [r.atom_state for r in results])
     atom_labels = orm.ArrayData()
     atom_labels.set_array('label', np.array([kernel.ATOM_LABELS.index(x) for x in labels]))
     atom_labels.set_array('coordination', results[0].coordination)
