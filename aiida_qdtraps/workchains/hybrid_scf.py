@@ -12,6 +12,7 @@ from ..protocols import ADMM_SECTION, PROTOCOL_DIR
 from .common import QdCp2kStageWorkChain
 from .cp2k_base import WFN_RESTART, QdCp2kBaseWorkChain
 from .functions import extract_mo_window, recursive_merge
+from .parent_folder import WFN_FILE, parent_folder_problem
 
 
 def validate_mo_window(value, _):
@@ -90,8 +91,30 @@ class HybridScfWorkChain(QdCp2kStageWorkChain):
             return self.exit_codes.ERROR_TOO_FEW_ADDED_MOS.format(added=added, virtual=virtual)
         return None
 
+    def parent_usable(self) -> bool:
+        """Whether ``parent_calc_folder`` still holds the wavefunction to restart from.
+
+        A cached relax can hand out the folder of a run that was cleaned since (docs/reliability.md); CP2K would then
+        start from the atomic guess behind a provenance that says it restarted. Such a parent is dropped with a report
+        line, and the SCF starts from the protocol's guess, as without a parent: the wavefunction is only the initial
+        guess, the converged PBE0 does not depend on it, and re-running the relax to regenerate it would cost far more
+        than the SCF steps it saves. A computer that cannot be reached keeps the parent (the upload then fails or
+        retries as for any CalcJob).
+        """
+        parent = self.inputs.parent_calc_folder
+        try:
+            problem = parent_folder_problem(parent, [WFN_FILE])
+        except Exception as exception:  # noqa: BLE001 (any transport failure: keep the parent, say why)
+            self.report(f'could not check parent_calc_folder RemoteData<{parent.pk}> ({exception}); restarting from '
+                        'it as given')
+            return True
+        if problem is not None:
+            self.report(f'parent_calc_folder {problem}: the PBE0 starts from the atomic guess instead of its '
+                        'wavefunction')
+        return problem is None
+
     def run_scf(self):
-        if 'parent_calc_folder' not in self.inputs:
+        if 'parent_calc_folder' not in self.inputs or not self.parent_usable():
             return self.submit_cp2k('hybrid_scf', 'CP2K PBE0 single point')
         restart = {'FORCE_EVAL': {'DFT': {'WFN_RESTART_FILE_NAME': WFN_RESTART, 'SCF': {'SCF_GUESS': 'RESTART'}}}}
         return self.submit_cp2k('hybrid_scf', 'CP2K PBE0 single point from the parent wavefunction', restart,
