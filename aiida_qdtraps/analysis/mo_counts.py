@@ -41,7 +41,10 @@ def scaled_mo_counts(n_core: int, occupied: int, virtual: int, added_mos: int,
     """The MO window and ``ADDED_MOS`` for a QD with ``n_core`` non-ligand atoms, the protocol's numbers as minimum.
 
     :param n_core: cations + anions of the QD (every atom that is not a ligand).
-    :param occupied: :param virtual: the protocol's window; :param added_mos: the protocol's ``ADDED_MOS``.
+    :param occupied: the protocol's occupied MOs in the window.
+    :param virtual: the protocol's virtual MOs in the window.
+    :param added_mos: the protocol's ``ADDED_MOS``.
+    :param quantum_confined_virtuals: the lowest virtual MOs the band-edge scan skips.
     :returns: ``{'occupied': ..., 'virtual': ..., 'added_mos': ...}``.
     :raises ValueError: for a negative ``n_core`` or ``quantum_confined_virtuals``, or a non-positive protocol number.
     """

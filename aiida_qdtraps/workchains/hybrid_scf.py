@@ -102,9 +102,8 @@ class HybridScfWorkChain(QdCp2kStageWorkChain):
                                   options: dict | None = None):
         """Builder for ``structure`` with the ``fast``/``moderate``/``precise`` protocol (ADMM from moderate on).
 
-        The MO window and ``ADDED_MOS`` grow with the QD's core (:func:`~aiida_qdtraps.analysis.mo_counts.
-        scaled_mo_counts`, the protocol's numbers as minimum); a window or an ``ADDED_MOS`` given in ``overrides`` is
-        taken as it is.
+        The MO window and ``ADDED_MOS`` grow with the QD's core (:func:`.scaled_mo_counts`, the protocol's numbers as
+        minimum); a window or an ``ADDED_MOS`` given in ``overrides`` is taken as it is.
         """
         builder, inputs, extras = cls._builder_from_protocol(code, structure, protocol, overrides, charge,
                                                              multiplicity, options)
