@@ -158,8 +158,18 @@ def merge_spin_labels(labels, states) -> tuple[np.ndarray, np.ndarray, np.ndarra
     return merged.astype(str), state, spin
 
 
-def _band_like(shares, participation, classes, side: str, params: LabelingParameters) -> np.ndarray:
-    """The authors' band test for the states (rows of ``shares``) on the valence (anion) or conduction side."""
+class BandEdgeNotFound(ValueError):
+    """No band-like state on one side of the gap in the MO window (``side``: 'valence' or 'conduction'); the message
+    says how many states of that side passed each criterion of the band test."""
+
+    def __init__(self, message: str, side: str):
+        super().__init__(message)
+        self.side = side
+
+
+def _band_tests(shares, participation, classes, side: str, params: LabelingParameters):
+    """The criteria of the authors' band test for the states (rows of ``shares``) on the valence (anion) or conduction
+    (cation) side: ``(pr_ok, uc_ok, on_role, pr_needed)``."""
     role = 'anion' if side == 'valence' else 'cation'
     in_role = classes[0] == role
     uc = in_role & classes[1]
@@ -174,7 +184,41 @@ def _band_like(shares, participation, classes, side: str, params: LabelingParame
         pr_needed = params.pr_factor * (n_role / m) / alpha_role
         uc_ratio = np.inf if n_uc == n_role else params.uc_factor * n_uc / (n_role - n_uc)
         uc_ok = alpha_uc <= uc_ratio * alpha_fc if np.isfinite(uc_ratio) else np.ones(len(shares), bool)
-    return (participation >= pr_needed) & uc_ok & (alpha_role > 0)
+    return participation >= pr_needed, uc_ok, alpha_role > 0, pr_needed
+
+
+def _band_like(shares, participation, classes, side: str, params: LabelingParameters) -> np.ndarray:
+    """The authors' band test for the states (rows of ``shares``) on the valence (anion) or conduction side."""
+    pr_ok, uc_ok, on_role, _ = _band_tests(shares, participation, classes, side, params)
+    return pr_ok & uc_ok & on_role
+
+
+def _no_edge_message(side: str, states: States, classes, params: LabelingParameters, n_window: int,
+                     n_occupied: int) -> str:
+    """Why the scan found no band edge on ``side``: how many states of that side passed each criterion."""
+    role = 'anion' if side == 'valence' else 'cation'
+    mask = states.occupied if side == 'valence' else ~states.occupied
+    pr_ok, uc_ok, on_role, needed = _band_tests(states.shares[mask], states.participation[mask], classes, side, params)
+    band = pr_ok & uc_ok & on_role
+    kind = 'occupied' if side == 'valence' else 'virtual'
+    text = (f'no band-like {side} state in the MO window of {n_window} MOs ({n_occupied} occupied): of its '
+            f'{int(mask.sum())} {kind} states {int((pr_ok & on_role).sum())} pass the participation test (PR ≥ '
+            f'{params.pr_factor:g}·(n_{role}/M)/α_{role}), {int((uc_ok & on_role).sum())} the under-coordination '
+            f'test (α_UC-{role} ≤ {params.uc_factor:g}·n_UC/(n_{role} − n_UC)·α_FC-{role}), {int(band.sum())} both')
+    if (~on_role).any():
+        text += f'; {int((~on_role).sum())} have no weight on {role} atoms'
+    if side == 'conduction' and band.any():
+        text += (f', and each of these is among the first {params.quantum_confined_virtuals} virtual MOs, which are '
+                 'taken as quantum-confined and skipped (quantum_confined_virtuals)')
+    failing = np.flatnonzero(on_role & ~pr_ok)
+    if len(failing):
+        ratio = states.participation[mask][failing] / needed[failing]
+        best = failing[int(np.argmax(ratio))]
+        text += (f'; closest to the participation test: the state at {states.energies[mask][best]:.3f} eV, PR '
+                 f'{states.participation[mask][best]:.3f} of the {needed[best]:.3f} needed')
+    more = ('virtual MOs (mo_window.virtual and ADDED_MOS)' if side == 'conduction'
+            else 'occupied MOs (mo_window.occupied)')
+    return f'{text}. Enlarge the window: more {more}'
 
 
 def _state_block(orbitals, ao_atom, n_atoms, core, method, overlap, coefficients):
@@ -223,7 +267,8 @@ def label_traps(symbols, positions, energies, occupations, coefficients, overlap
     :param roles: optional 'cation'/'anion'/'ligand' per atom (default: :func:`~aiida_qdtraps.build.roles.infer_roles`
         of the elements).
     :raises ValueError: for inconsistent sizes, an overlap that is not positive definite, or a window without both
-        HOMO and LUMO or without a band-like state on either side (each message names the offending value).
+        HOMO and LUMO (each message names the offending value); :class:`BandEdgeNotFound` (a ``ValueError``) for a
+        window without a band-like state on one side, saying how many states passed each criterion.
     """
     params = params or LabelingParameters()
     symbols = list(symbols)
@@ -285,8 +330,8 @@ def label_traps(symbols, positions, energies, occupations, coefficients, overlap
         cbm_i, qc = _scan(states.energies, band, states.occupied, params, 'conduction')
         if vbm_i is None or cbm_i is None:
             side = 'valence' if vbm_i is None else 'conduction'
-            raise ValueError(f'no band-like {side} state in the MO window of {len(energies)} MOs '
-                             f'({int(occupied_mask.sum())} occupied): enlarge the window')
+            raise BandEdgeNotFound(_no_edge_message(side, states, classes, params, len(energies),
+                                                    int(occupied_mask.sum())), side)
         if not params.localize:
             break
         # Clusters of the canonical spectrum inside the scan region (HOMO→VBM, LUMO→CBM), edges included.

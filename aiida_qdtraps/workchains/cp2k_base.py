@@ -33,6 +33,7 @@ from aiida_cp2k.workchains import Cp2kBaseWorkChain
 from ..parsers.cp2k_progress import SCF_STEP
 from ..protocols import cp2k_logical
 from .functions import update_cp2k_parameters
+from .parent_folder import MD_RESTART_FILE, WFN_FILE, forget_dead_folder, parent_folder_problem
 
 Cp2kCalculation = Cp2kBaseWorkChain._process_class
 WFN_RESTART = './parent_calc/aiida-RESTART.wfn'
@@ -124,13 +125,35 @@ class QdCp2kBaseWorkChain(Cp2kBaseWorkChain):
         An MD continues from ``calc``'s restart file (positions, velocities, thermostat, step counter: CP2K then runs
         the remaining steps of ``STEPS``); an MD that completed no step starts again as it did (same parent folder).
         """
-        if self._run_type() == 'MD':
-            if MD_STEP_DONE not in _output_text(calc):
-                return
+        md = self._run_type() == 'MD'
+        if md and MD_STEP_DONE not in _output_text(calc):
+            return
+        if not self._folder_usable(calc, MD_RESTART_FILE if md else WFN_FILE):
+            return
+        if md:
             self._update_parameters({'EXT_RESTART': dict(MD_EXT_RESTART)})
         self.ctx.inputs.parent_calc_folder = calc.outputs.remote_folder
         self._update_parameters({'FORCE_EVAL': {'DFT': {'WFN_RESTART_FILE_NAME': WFN_RESTART,
                                                         'SCF': {'SCF_GUESS': 'RESTART'}}}})
+
+    def _folder_usable(self, calc, required: str) -> bool:
+        """Whether ``calc``'s remote folder still holds ``required`` (a cached calculation's folder may have been
+        cleaned since: docs/reliability.md). A dead one is reported and ``calc``, with every calculation of its hash
+        sharing that folder, is marked invalid for caching, so that the retry (which then keeps its current start:
+        an MD the inputs it had, an SCF its current guess) is computed afresh rather than cloned again."""
+        remote = calc.outputs.remote_folder
+        try:
+            problem = parent_folder_problem(remote, [required])
+        except Exception as exception:  # noqa: BLE001 (any transport failure: restart from it as before)
+            self.report(f'could not check the folder of {calc.process_label}<{calc.pk}> ({exception}); restarting '
+                        'from it')
+            return True
+        if problem is None:
+            return True
+        marked = forget_dead_folder(remote)
+        self.report(f'{calc.process_label}<{calc.pk}>: {problem}, so the retry cannot restart from it; '
+                    f'{len(marked)} calculation(s) with that folder marked invalid for caching')
+        return False
 
     def _run_type(self) -> str:
         return str(self.ctx.inputs.parameters.get_dict().get('GLOBAL', {}).get('RUN_TYPE', 'ENERGY_FORCE')).upper()

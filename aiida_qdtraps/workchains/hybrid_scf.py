@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import pathlib
 
+import numpy as np
 from aiida import orm
 from aiida.engine import if_
 
+from .. import provenance
+from ..analysis.mo_counts import scaled_mo_counts
+from ..build.roles import infer_roles
 from ..parsers.cp2k_hybrid import MOLDEN_FILE
 from ..protocols import ADMM_SECTION, PROTOCOL_DIR
 from .common import QdCp2kStageWorkChain
 from .cp2k_base import WFN_RESTART, QdCp2kBaseWorkChain
 from .functions import extract_mo_window, recursive_merge
+from .parent_folder import WFN_FILE, parent_folder_problem
 
 
 def validate_mo_window(value, _):
@@ -22,6 +27,31 @@ def validate_mo_window(value, _):
         if not isinstance(window.get(key), int) or window[key] < 1:
             return f'mo_window.{key} must be a positive integer, got {window.get(key)!r}'
     return None
+
+
+def _scf_section(parameters: dict) -> dict:
+    return parameters.get('FORCE_EVAL', {}).get('DFT', {}).get('SCF', {})
+
+
+def scaled_mo_inputs(structure: orm.StructureData, protocol_inputs: dict, overrides: dict) -> tuple[dict, int | None]:
+    """The MO window and ``ADDED_MOS`` of a protocol (its ``protocol_inputs`` before overrides) scaled to
+    ``structure``'s core (the builder's role tags, through the provenance, else the element tables). A window key given
+    in ``overrides`` is kept; ``ADDED_MOS`` is None where ``overrides`` set it, else it covers the window plus the
+    protocol's margin."""
+    symbols = structure.get_ase().get_chemical_symbols()
+    roles = provenance.roles(structure)
+    roles = np.asarray(roles) if roles is not None else infer_roles(symbols)
+    protocol_window = protocol_inputs['mo_window']
+    protocol_added = int(_scf_section(protocol_inputs['scf']['cp2k']['parameters']).get(
+        'ADDED_MOS', protocol_window['virtual']))
+    counts = scaled_mo_counts(int(np.sum(roles != 'ligand')), int(protocol_window['occupied']),
+                              int(protocol_window['virtual']), protocol_added)
+    given_window = overrides.get('mo_window', {})
+    window = {key: given_window.get(key, counts[key]) for key in ('occupied', 'virtual')}
+    if _scf_section(overrides.get('scf', {}).get('cp2k', {}).get('parameters', {})).get('ADDED_MOS') is not None:
+        return window, None
+    margin = max(protocol_added - int(protocol_window['virtual']), 0)
+    return window, max(counts['added_mos'], window['virtual'] + margin)
 
 
 class HybridScfWorkChain(QdCp2kStageWorkChain):
@@ -70,10 +100,18 @@ class HybridScfWorkChain(QdCp2kStageWorkChain):
     def get_builder_from_protocol(cls, code: orm.Code, structure: orm.StructureData, protocol: str | None = None,
                                   overrides: dict | None = None, charge: int = 0, multiplicity: int = 1,
                                   options: dict | None = None):
-        """Builder for ``structure`` with the ``fast``/``moderate``/``precise`` protocol (ADMM from moderate on)."""
+        """Builder for ``structure`` with the ``fast``/``moderate``/``precise`` protocol (ADMM from moderate on).
+
+        The MO window and ``ADDED_MOS`` grow with the QD's core (:func:`.scaled_mo_counts`, the protocol's numbers as
+        minimum); a window or an ``ADDED_MOS`` given in ``overrides`` is taken as it is.
+        """
         builder, inputs, extras = cls._builder_from_protocol(code, structure, protocol, overrides, charge,
                                                              multiplicity, options)
-        builder.mo_window = orm.Dict(inputs['mo_window'])
+        window, added = scaled_mo_inputs(structure, cls.get_protocol_inputs(protocol), overrides or {})
+        builder.mo_window = orm.Dict(window)
+        if added is not None:
+            builder.scf.cp2k.parameters = orm.Dict(recursive_merge(builder.scf.cp2k.parameters.get_dict(), {
+                'FORCE_EVAL': {'DFT': {'SCF': {'ADDED_MOS': added}}}}))
         if extras.get('admm'):
             builder.scf.cp2k.parameters = orm.Dict(recursive_merge(builder.scf.cp2k.parameters.get_dict(), {
                 'FORCE_EVAL': {'DFT': {'AUXILIARY_DENSITY_MATRIX_METHOD': dict(ADMM_SECTION)}}}))
@@ -90,8 +128,30 @@ class HybridScfWorkChain(QdCp2kStageWorkChain):
             return self.exit_codes.ERROR_TOO_FEW_ADDED_MOS.format(added=added, virtual=virtual)
         return None
 
+    def parent_usable(self) -> bool:
+        """Whether ``parent_calc_folder`` still holds the wavefunction to restart from.
+
+        A cached relax can hand out the folder of a run that was cleaned since (docs/reliability.md); CP2K would then
+        start from the atomic guess behind a provenance that says it restarted. Such a parent is dropped with a report
+        line, and the SCF starts from the protocol's guess, as without a parent: the wavefunction is only the initial
+        guess, the converged PBE0 does not depend on it, and re-running the relax to regenerate it would cost far more
+        than the SCF steps it saves. A computer that cannot be reached keeps the parent (the upload then fails or
+        retries as for any CalcJob).
+        """
+        parent = self.inputs.parent_calc_folder
+        try:
+            problem = parent_folder_problem(parent, [WFN_FILE])
+        except Exception as exception:  # noqa: BLE001 (any transport failure: keep the parent, say why)
+            self.report(f'could not check parent_calc_folder RemoteData<{parent.pk}> ({exception}); restarting from '
+                        'it as given')
+            return True
+        if problem is not None:
+            self.report(f'parent_calc_folder {problem}: the PBE0 starts from the atomic guess instead of its '
+                        'wavefunction')
+        return problem is None
+
     def run_scf(self):
-        if 'parent_calc_folder' not in self.inputs:
+        if 'parent_calc_folder' not in self.inputs or not self.parent_usable():
             return self.submit_cp2k('hybrid_scf', 'CP2K PBE0 single point')
         restart = {'FORCE_EVAL': {'DFT': {'WFN_RESTART_FILE_NAME': WFN_RESTART, 'SCF': {'SCF_GUESS': 'RESTART'}}}}
         return self.submit_cp2k('hybrid_scf', 'CP2K PBE0 single point from the parent wavefunction', restart,

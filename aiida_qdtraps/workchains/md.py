@@ -23,6 +23,7 @@ from ..parsers.cp2k_md_files import join_by_step, read_dipoles, read_ener, read_
 from ..protocols import PROTOCOL_DIR
 from .common import QdCp2kStageWorkChain
 from .cp2k_base import QdCp2kBaseWorkChain
+from .parent_folder import MD_RESTART_FILE, forget_dead_folder, parent_folder_problem
 
 #: keys of the ``md`` input and their types
 MD_KEYS = {'temperature': float, 'timestep_fs': float, 'heatup_fs': float, 'heatup_segments': int,
@@ -315,7 +316,33 @@ class QdMdWorkChain(QdCp2kStageWorkChain):
     def has_stage(self):
         return len(self.ctx.done) < len(self.ctx.stages)
 
+    def previous_stage_usable(self) -> bool:
+        """Whether the last finished run's folder still holds its restart file. A run taken from the cache may point
+        to the folder of a run that was cleaned since (docs/reliability.md): CP2K cannot continue an MD without the
+        positions, velocities and thermostat state of that file, so the run is marked invalid for caching (with every
+        run of its hash sharing the folder) and computed again."""
+        remote = self.ctx.done[-1].outputs.remote_folder
+        try:
+            problem = parent_folder_problem(remote, [MD_RESTART_FILE])
+        except Exception as exception:  # noqa: BLE001 (any transport failure: continue from it as planned)
+            self.report(f'could not check the folder of the last MD run ({exception}); continuing from it')
+            return True
+        if problem is None:
+            return True
+        marked = forget_dead_folder(remote)
+        name = self.ctx.stages[len(self.ctx.done) - 1]['name']
+        self.report(f'MD run `{name}`: {problem}; {len(marked)} calculation(s) with that folder marked invalid for '
+                    f'caching, running `{name}` again')
+        return False
+
     def run_stage(self):
+        while self.ctx.done and not self.previous_stage_usable():
+            self.ctx.done.pop()
+            self.ctx.reruns = self.ctx.get('reruns', 0) + 1
+            if self.ctx.reruns > len(self.ctx.stages):
+                return self.exit_codes.ERROR_MD_RUN_FAILED.format(
+                    stage=self.ctx.stages[len(self.ctx.done)]['name'],
+                    message=f'{self.ctx.reruns - 1} runs were taken from the cache with a cleaned folder')
         stage = self.ctx.stages[len(self.ctx.done)]
         first = not self.ctx.done
         base = self.inputs.base.cp2k.parameters.get_dict()

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from aiida import orm
 from aiida.common import AttributeDict
-from aiida.engine import ToContext, WorkChain, if_
+from aiida.engine import ToContext, WorkChain, if_, while_
 
+from ..analysis.mo_counts import MAX_VIRTUAL_ATTEMPTS, more_virtuals
 from .charge_flow import BaderChargeFlowWorkChain
 from .common import define_qd_inputs, failure_message
+from .functions import update_cp2k_parameters
 from .hybrid_scf import HybridScfWorkChain
 from .relax import QdRelaxWorkChain
 from .traps import TrapLabelingWorkChain
@@ -16,7 +18,12 @@ from .traps import TrapLabelingWorkChain
 class QdTrapsPipelineWorkChain(WorkChain):
     """Relax a QD with PBE, compute its PBE0 electronic structure on the relaxed geometry, label its traps and,
     when a Bader code is given (``charge_flow.bader.code``), compute Bader charges and the charge flow of the PBE0
-    density."""
+    density.
+
+    When the MO window holds no band-like conduction state, the PBE0 is run again from its own converged wavefunction
+    with twice the virtual MOs (``ADDED_MOS`` grown by as much) and the traps labelled again, at most
+    ``MAX_VIRTUAL_ATTEMPTS`` times (docs/traps.md).
+    """
 
     @classmethod
     def define(cls, spec):
@@ -33,7 +40,10 @@ class QdTrapsPipelineWorkChain(WorkChain):
         spec.input('protocol', valid_type=orm.Str, required=False,
                    help='Name of the protocol the inputs were built from; recorded on the trap records for queries.')
         spec.outline(cls.run_relax, cls.inspect_relax, cls.run_hybrid_scf, cls.inspect_hybrid_scf,
-                     cls.run_labeling, cls.inspect_labeling,
+                     while_(cls.should_label)(
+                         cls.run_labeling, cls.inspect_labeling,
+                         if_(cls.should_add_virtuals)(cls.run_more_virtuals, cls.inspect_hybrid_scf),
+                     ),
                      if_(cls.should_run_charge_flow)(cls.run_charge_flow, cls.inspect_charge_flow), cls.results)
         spec.expose_outputs(QdRelaxWorkChain, namespace='relax')
         spec.expose_outputs(HybridScfWorkChain, namespace='hybrid_scf')
@@ -92,6 +102,11 @@ class QdTrapsPipelineWorkChain(WorkChain):
         return None
 
     def run_hybrid_scf(self):
+        self.ctx.labeled = False
+        self.ctx.add_virtuals = False
+        self.ctx.virtual_attempts = 0
+        self.ctx.scf_parameters = self.inputs.hybrid_scf.scf.cp2k.parameters
+        self.ctx.mo_window = self.inputs.hybrid_scf.mo_window.get_dict()
         inputs = AttributeDict(self.exposed_inputs(HybridScfWorkChain, namespace='hybrid_scf'))
         inputs.update(self._common(), structure=self.ctx.relax.outputs.relaxed_structure,
                       parent_calc_folder=self.ctx.relax.outputs.remote_folder,
@@ -116,11 +131,58 @@ class QdTrapsPipelineWorkChain(WorkChain):
         self.report(f'launched TrapLabelingWorkChain<{node.pk}> on the PBE0 MO window')
         return ToContext(labeling=node)
 
+    def should_label(self):
+        return not self.ctx.labeled
+
     def inspect_labeling(self):
         node = self.ctx.labeling
-        if not node.is_finished_ok:
+        if node.is_finished_ok:
+            self.ctx.labeled = True
+            return None
+        no_conduction_edge = node.exit_status == TrapLabelingWorkChain.exit_codes.ERROR_NO_CONDUCTION_EDGE.status
+        if not no_conduction_edge:
             return self.exit_codes.ERROR_LABELING_FAILED.format(message=failure_message(node))
+        if self.ctx.virtual_attempts >= MAX_VIRTUAL_ATTEMPTS:
+            return self.exit_codes.ERROR_LABELING_FAILED.format(
+                message=f'{failure_message(node)} (after {self.ctx.virtual_attempts} PBE0 runs with more virtual MOs)')
+        params = self.ctx.hybrid_scf.outputs.output_parameters
+        available = None
+        if params.get('n_ao') is not None and params.get('homo_index') is not None:
+            available = int(params['n_ao']) - int(params['homo_index']) - 1
+        scf = self.ctx.scf_parameters.get_dict().get('FORCE_EVAL', {}).get('DFT', {}).get('SCF', {})
+        added = int(scf.get('ADDED_MOS', self.ctx.mo_window['virtual']))
+        request = more_virtuals(int(self.ctx.mo_window['virtual']), added, available)
+        if request is None:
+            return self.exit_codes.ERROR_LABELING_FAILED.format(
+                message=f'{failure_message(node)} (the window already holds all {available} virtual MOs of the basis)')
+        self.ctx.add_virtuals = request
+        self.report(f"no band-like conduction state among {self.ctx.mo_window['virtual']} virtual MOs: running the "
+                    f"PBE0 again from its wavefunction with {request['virtual']} (ADDED_MOS {request['added_mos']})")
         return None
+
+    def should_add_virtuals(self):
+        return bool(self.ctx.add_virtuals)
+
+    def run_more_virtuals(self):
+        """The PBE0 again on the same structure, from its own converged wavefunction (``SCF_GUESS RESTART``), with
+        the larger window and ``ADDED_MOS`` of ``inspect_labeling``."""
+        request, self.ctx.add_virtuals = self.ctx.add_virtuals, False
+        self.ctx.virtual_attempts += 1
+        previous = self.ctx.hybrid_scf
+        self.ctx.scf_parameters = update_cp2k_parameters(
+            self.ctx.scf_parameters, orm.Dict({'FORCE_EVAL': {'DFT': {'SCF': {'ADDED_MOS': request['added_mos']}}}}))
+        self.ctx.mo_window = {**self.ctx.mo_window, 'virtual': request['virtual']}
+        inputs = AttributeDict(self.exposed_inputs(HybridScfWorkChain, namespace='hybrid_scf'))
+        inputs.scf = AttributeDict(inputs.scf)
+        inputs.scf.cp2k = AttributeDict(inputs.scf.cp2k)
+        inputs.scf.cp2k.parameters = self.ctx.scf_parameters
+        inputs.update(self._common(), structure=previous.outputs.structure, mo_window=orm.Dict(self.ctx.mo_window),
+                      parent_calc_folder=previous.outputs.remote_folder,
+                      metadata={'call_link_label': f'hybrid_scf_more_virtuals_{self.ctx.virtual_attempts}'})
+        node = self.submit(HybridScfWorkChain, **inputs)
+        self.report(f'launched HybridScfWorkChain<{node.pk}> from the wavefunction of HybridScfWorkChain'
+                    f'<{previous.pk}>')
+        return ToContext(hybrid_scf=node)
 
     def should_run_charge_flow(self):
         return 'charge_flow' in self.inputs and 'code' in self.inputs.charge_flow.get('bader', {})

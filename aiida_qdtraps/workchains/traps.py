@@ -25,6 +25,8 @@ from ..data import TrapRecord
 STATE_KINDS = ('valence', 'conduction', 'hole-trap', 'electron-trap', 'quantum-confined')
 #: Column names of the ``class_populations`` array of ``states``.
 POPULATION_CLASSES = ('cation-uc', 'cation-fc', 'anion-uc', 'anion-fc', 'ligand')
+#: Exit status of ``label_traps`` when the window holds no band-like state on one side of the gap.
+NO_EDGE_STATUS = {'valence': 303, 'conduction': 304}
 
 
 def _parameters(node: orm.Dict | None) -> kernel.LabelingParameters:
@@ -55,7 +57,8 @@ def label_traps(structure: orm.StructureData, mo_window: orm.ArrayData, paramete
     :param parameters: overrides of :class:`aiida_qdtraps.analysis.traps.LabelingParameters`.
     :param context: QD context copied onto every trap record for queries (``material``, ``recipe``, ``protocol``).
     :returns: the outputs above, or exit code 300 (inputs refused by the kernel: window without HOMO/LUMO, overlap
-        not positive definite, sizes that disagree), 301 (MO window of another structure), 302 (bad parameters).
+        not positive definite, sizes that disagree), 301 (MO window of another structure), 302 (bad parameters),
+        303 / 304 (no band-like valence / conduction state in the window; the message says which criterion failed).
     """
     atoms = structure.get_ase()
     symbols = atoms.get_chemical_symbols()
@@ -77,6 +80,8 @@ def label_traps(structure: orm.StructureData, mo_window: orm.ArrayData, paramete
     try:
         results = [kernel.label_traps(symbols, atoms.positions, energies[s], occupations[s], coefficients[s], overlap,
                                       ao_atom, params, site_roles) for s in range(nspin)]
+    except kernel.BandEdgeNotFound as exc:
+        return ExitCode(NO_EDGE_STATUS[exc.side], str(exc))
     except ValueError as exc:
         return ExitCode(300, f'trap labeling refused its inputs: {exc}')
     ctx = context.get_dict() if context is not None else {}
@@ -194,6 +199,8 @@ class TrapLabelingWorkChain(WorkChain):
         spec.output('participation_plot', valid_type=orm.SinglefileData, required=False)
         spec.output('pdos_plot', valid_type=orm.SinglefileData, required=False)
         spec.exit_code(300, 'ERROR_LABELING_FAILED', message='Trap labeling failed: {message}')
+        spec.exit_code(301, 'ERROR_NO_VALENCE_EDGE', message='Trap labeling failed: {message}')
+        spec.exit_code(302, 'ERROR_NO_CONDUCTION_EDGE', message='Trap labeling failed: {message}')
 
     def label(self):
         build = provenance.build_of(self.inputs.structure)
@@ -209,7 +216,10 @@ class TrapLabelingWorkChain(WorkChain):
         self.ctx.labels, node = label_traps.run_get_node(**inputs)
         if not node.is_finished_ok:
             self.report(f'label_traps<{node.pk}> failed: {node.exit_message}')
-            return self.exit_codes.ERROR_LABELING_FAILED.format(message=node.exit_message)
+            exit_code = {NO_EDGE_STATUS['valence']: self.exit_codes.ERROR_NO_VALENCE_EDGE,
+                         NO_EDGE_STATUS['conduction']: self.exit_codes.ERROR_NO_CONDUCTION_EDGE}.get(
+                node.exit_status, self.exit_codes.ERROR_LABELING_FAILED)
+            return exit_code.format(message=node.exit_message)
         summary = self.ctx.labels['summary']
         for s, spin in enumerate(summary['spins']):
             self.report(f"spin {s}: VBM {spin['vbm_ev']:.3f} eV, CBM {spin['cbm_ev']:.3f} eV, "

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from synthetic_qd import SyntheticQd
 
-from aiida_qdtraps.analysis.traps import LabelingParameters, label_traps
+from aiida_qdtraps.analysis.traps import BandEdgeNotFound, LabelingParameters, label_traps
 
 
 def _first(cn, anions, value):
@@ -109,8 +109,49 @@ def test_window_without_valence_band(cluster):
     keep = qd.energies > -4.9  # drop the one valence state: only the trap is occupied
     kwargs = dict(qd.kwargs(), energies=qd.energies[keep], occupations=qd.occupations[keep],
                   coefficients=qd.coefficients[:, keep])
-    with pytest.raises(ValueError, match='no band-like valence state in the MO window'):
+    with pytest.raises(BandEdgeNotFound, match='no band-like valence state in the MO window') as error:
         label_traps(**kwargs)
+    # the one occupied state sits on one 4-coordinate P: share 1, PR = 1/M; the test needs 0.5 · n_P / M
+    m, n_p = len(qd.symbols), len(qd.anions)
+    assert error.value.side == 'valence'
+    assert ('of its 1 occupied states 0 pass the participation test (PR ≥ 0.5·(n_anion/M)/α_anion), 1 the '
+            'under-coordination test') in str(error.value)
+    assert f'the state at -4.600 eV, PR {1 / m:.3f} of the {0.5 * n_p / m:.3f} needed' in str(error.value)
+    assert str(error.value).endswith('Enlarge the window: more occupied MOs (mo_window.occupied)')
+
+
+def test_window_whose_band_like_virtuals_are_all_quantum_confined(cluster):
+    """Three delocalised conduction states, all among the three lowest virtuals the rule skips: no CBM, and the
+    message says so rather than blaming the band test."""
+    qd = SyntheticQd(*cluster, n_conduction=3)
+    with pytest.raises(BandEdgeNotFound) as error:
+        label_traps(**qd.kwargs())
+    message = str(error.value)
+    assert error.value.side == 'conduction'
+    assert message.startswith(f'no band-like conduction state in the MO window of {6 + 3} MOs (6 occupied): of its 3 '
+                              'virtual states 3 pass the participation test')
+    assert ('3 both, and each of these is among the first 3 virtual MOs, which are taken as quantum-confined and '
+            'skipped (quantum_confined_virtuals)') in message
+    assert message.endswith('more virtual MOs (mo_window.virtual and ADDED_MOS)')
+    assert label_traps(**qd.kwargs(), params=LabelingParameters(quantum_confined_virtuals=2)).cbm == pytest.approx(-0.8)
+
+
+def test_window_of_electron_traps_only(cluster):
+    """The virtual side holds two states each on one 2-coordinate In (surface states): neither passes the
+    participation test (PR 1/M against 0.5 · n_In / M) nor the under-coordination test (all weight on an
+    under-coordinated In: α_UC = 1 > 1.5 · n_UC / (n_In − n_UC) · α_FC = 0)."""
+    probe = SyntheticQd(*cluster)
+    in2 = [int(c) for c in probe.cations if probe.coordination[c] == 2][:2]
+    qd = SyntheticQd(*cluster, traps=[(in2[0], -1.6), (in2[1], -1.5)], n_conduction=1)
+    keep = qd.energies < -1.2  # drop the conduction state
+    kwargs = dict(qd.kwargs(), energies=qd.energies[keep], occupations=qd.occupations[keep],
+                  coefficients=qd.coefficients[:, keep])
+    with pytest.raises(BandEdgeNotFound) as error:
+        label_traps(**kwargs)
+    m, n_in = len(qd.symbols), len(qd.cations)
+    assert 'of its 2 virtual states 0 pass the participation test' in str(error.value)
+    assert 'α_FC-cation), 0 both' in str(error.value) and '), 0 the under-coordination test' in str(error.value)
+    assert f'the state at -1.600 eV, PR {1 / m:.3f} of the {0.5 * n_in / m:.3f} needed' in str(error.value)
 
 
 def test_bad_parameters():

@@ -7,8 +7,18 @@ from aiida import orm
 from aiida.engine import ProcessHandlerReport
 
 from aiida_qdtraps.workchains.cp2k_base import WFN_RESTART, QdCp2kBaseWorkChain, _last_scf_residual
+from aiida_qdtraps.workchains.parent_folder import MD_RESTART_FILE, WFN_FILE
 
 FAILED = 'cp2k/failed'
+
+
+@pytest.fixture(autouse=True)
+def restart_files_in_remote_folders(tmp_path):
+    """The remote folder of every recorded calculation (``generate_cp2k_calc``: the test's ``tmp_path``) holds the
+    restart files a real run leaves there, so that the handlers restart from it (a cleaned folder:
+    tests/workchains/test_parent_folder.py)."""
+    for name in (WFN_FILE, MD_RESTART_FILE):
+        (tmp_path / name).write_text('restart file of the recorded run\n')
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ from aiida_qdtraps.workchains.md import (
     md_stage_parameters,
     md_stages,
 )
+from aiida_qdtraps.workchains.parent_folder import MD_RESTART_FILE
 
 FAST = {'temperature': 300.0, 'timestep_fs': 1.0, 'heatup_fs': 100.0, 'heatup_segments': 2, 'thermostat': 'CSVR',
         'thermostat_tau_fs': 25.0, 'nve_fs': 100.0, 'stride': 1, 'dipole': True, 'seed': 1}
@@ -138,7 +139,8 @@ def md_base(generate_workchain, recorded_cp2k_code, tiny_qd):
     return process
 
 
-def test_md_out_of_walltime_continues_from_its_restart_file(md_base, generate_cp2k_calc, data_dir):
+def test_md_out_of_walltime_continues_from_its_restart_file(md_base, generate_cp2k_calc, data_dir, tmp_path):
+    (tmp_path / MD_RESTART_FILE).write_text('restart file of the recorded run\n')  # the recorded run's remote folder
     calc = generate_cp2k_calc({'aiida.out': data_dir / 'cp2k' / 'md' / 'walltime_md.out'}, 'ERROR_OUT_OF_WALLTIME')
     report = md_base.handle_out_of_walltime(calc)
     assert report.do_break and report.exit_code.status == 0

@@ -173,3 +173,43 @@ def test_settings_compare_shared_elements_and_merge():
     assert merged == [{'cutoff': 200, 'kinds': {'In': ['SZV', 'q13'], 'P': ['SZV', 'q5'], 'Ga': ['SZV', 'q13']}},
                       dzvp, None]
     assert inp == {'cutoff': 200, 'kinds': {'In': ['SZV', 'q13'], 'P': ['SZV', 'q5']}}  # inputs not modified
+
+
+@pytest.fixture
+def cdse_35(tiny_qd_recipe):
+    """Cd16Se13Cl6 (35 atoms, 29 core), the default CdSe QD of 10 Å through the building calcfunction."""
+    from aiida import orm
+
+    from aiida_qdtraps.workchains.functions import build_qd_structure
+
+    return build_qd_structure(orm.Dict({'material': 'CdSe', 'diameter': 10.0, 'ligand': 'Cl'}))
+
+
+@pytest.mark.parametrize('protocol, window, added', [
+    ('fast', {'occupied': 29, 'virtual': 32}, 34),
+    ('moderate', {'occupied': 29, 'virtual': 32}, 42),
+])
+def test_hybrid_builder_scales_the_mo_window_with_the_qd(recorded_cp2k_code, cdse_35, protocol, window, added):
+    """The 35-atom Cd16Se13Cl6 gets one MO per core atom on each side (+3 skipped quantum-confined virtuals), not the
+    protocol's 10 + 10 / 20 + 20; the pipeline builds its PBE0 stage the same way."""
+    assert cdse_35.get_formula() == 'Cd16Cl6Se13'
+    builder = HybridScfWorkChain.get_builder_from_protocol(recorded_cp2k_code, cdse_35, protocol=protocol)
+    assert builder.mo_window.get_dict() == window
+    assert builder.scf.cp2k.parameters['FORCE_EVAL']['DFT']['SCF']['ADDED_MOS'] == added
+    pipeline = QdTrapsPipelineWorkChain.get_builder_from_protocol(recorded_cp2k_code, cdse_35, protocol=protocol)
+    assert pipeline.hybrid_scf.mo_window.get_dict() == window
+    assert pipeline.hybrid_scf.scf.cp2k.parameters['FORCE_EVAL']['DFT']['SCF']['ADDED_MOS'] == added
+
+
+def test_hybrid_builder_keeps_a_given_window_and_added_mos(recorded_cp2k_code, cdse_35, tiny_qd):
+    builder = HybridScfWorkChain.get_builder_from_protocol(
+        recorded_cp2k_code, cdse_35, protocol='fast', overrides={'mo_window': {'virtual': 50}})
+    assert builder.mo_window.get_dict() == {'occupied': 29, 'virtual': 50}
+    assert builder.scf.cp2k.parameters['FORCE_EVAL']['DFT']['SCF']['ADDED_MOS'] == 52  # the window + fast's margin 2
+    builder = HybridScfWorkChain.get_builder_from_protocol(
+        recorded_cp2k_code, cdse_35, protocol='fast',
+        overrides={'scf': {'cp2k': {'parameters': {'FORCE_EVAL': {'DFT': {'SCF': {'ADDED_MOS': 40}}}}}}})
+    assert builder.scf.cp2k.parameters['FORCE_EVAL']['DFT']['SCF']['ADDED_MOS'] == 40
+    small = HybridScfWorkChain.get_builder_from_protocol(recorded_cp2k_code, tiny_qd, protocol='fast')
+    assert small.mo_window.get_dict() == {'occupied': 10, 'virtual': 10}  # In4PF9: 5 core atoms, the protocol stands
+    assert small.scf.cp2k.parameters['FORCE_EVAL']['DFT']['SCF']['ADDED_MOS'] == 12

@@ -46,7 +46,9 @@ def test_unboxed_structure(cp2k_code, tiny_qd):
 
 def test_too_few_added_mos(cp2k_code, tiny_qd):
     builder = HybridScfWorkChain.get_builder_from_protocol(
-        cp2k_code, tiny_qd, protocol='fast', overrides={'mo_window': {'occupied': 5, 'virtual': 40}})
+        cp2k_code, tiny_qd, protocol='fast', overrides={
+            'mo_window': {'occupied': 5, 'virtual': 40},
+            'scf': {'cp2k': {'parameters': {'FORCE_EVAL': {'DFT': {'SCF': {'ADDED_MOS': 12}}}}}}})
     _, node = run_get_node(builder)
     assert node.exit_status == HybridScfWorkChain.exit_codes.ERROR_TOO_FEW_ADDED_MOS.status
     assert 'ADDED_MOS = 12' in node.exit_message

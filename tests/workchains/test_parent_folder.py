@@ -1,0 +1,246 @@
+"""A parent folder that is gone (a cached calculation whose remote folder was cleaned) is never handed to CP2K: the
+PBE0 starts from the atomic guess, a handler's retry keeps its start, an MD run is computed again."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+from aiida import orm
+from aiida.common import LinkType
+from aiida.engine import run_get_node
+
+from aiida_qdtraps.workchains.cp2k_base import WFN_RESTART, QdCp2kBaseWorkChain
+from aiida_qdtraps.workchains.hybrid_scf import HybridScfWorkChain
+from aiida_qdtraps.workchains.md import QdMdWorkChain
+from aiida_qdtraps.workchains.parent_folder import (
+    MD_RESTART_FILE,
+    WFN_FILE,
+    forget_dead_folder,
+    parent_folder_problem,
+)
+from aiida_qdtraps.workchains.pipeline import QdTrapsPipelineWorkChain
+
+
+def remote_at(computer, path) -> orm.RemoteData:
+    return orm.RemoteData(computer=computer, remote_path=str(path)).store()
+
+
+def reports(process) -> str:
+    return '\n'.join(log.message for log in orm.Log.collection.get_logs_for(process.node))
+
+
+def test_parent_folder_problem_names_what_is_missing(aiida_localhost, tmp_path):
+    folder = tmp_path / 'run'
+    folder.mkdir()
+    remote = remote_at(aiida_localhost, folder)
+    assert parent_folder_problem(remote) == f'RemoteData<{remote.pk}> ({folder} on {aiida_localhost.label}) is empty'
+    (folder / 'aiida.out').write_text('output\n')
+    assert parent_folder_problem(remote) is None
+    assert parent_folder_problem(remote, [WFN_FILE]).endswith(f'lacks {WFN_FILE}')
+    (folder / WFN_FILE).write_text('wavefunction\n')
+    assert parent_folder_problem(remote, [WFN_FILE]) is None
+    shutil.rmtree(folder)
+    assert parent_folder_problem(remote, [WFN_FILE]).endswith('does not exist any more')
+    folder.mkdir()
+    (folder / WFN_FILE).write_text('wavefunction\n')
+    remote._clean()  # AiiDA's own clean: removes the folder and sets the `cleaned` extra
+    assert not folder.exists()
+    assert parent_folder_problem(remote, [WFN_FILE]).endswith('was cleaned')
+
+
+def calc_in(folder, code, computer) -> orm.CalcJobNode:
+    """A finished CP2K CalcJob node on ``code`` whose remote folder is ``folder`` (same inputs: same hash)."""
+    node = orm.CalcJobNode(computer=computer, process_type='aiida.calculations:cp2k')
+    node.set_option('resources', {'num_machines': 1, 'num_mpiprocs_per_machine': 1})
+    node.base.links.add_incoming(code, LinkType.INPUT_CALC, 'code')
+    node.base.links.add_incoming(orm.Dict({'GLOBAL': {'RUN_TYPE': 'GEO_OPT'}}).store(), LinkType.INPUT_CALC,
+                                 'parameters')
+    node.store()
+    remote = orm.RemoteData(computer=computer, remote_path=str(folder))
+    remote.base.links.add_incoming(node, LinkType.CREATE, 'remote_folder')
+    remote.store()
+    node.set_exit_status(0)
+    node.set_process_state('finished')
+    node.seal()
+    return node
+
+
+def test_forget_dead_folder_marks_the_calculations_of_that_folder(recorded_cp2k_code, aiida_localhost, tmp_path):
+    """Three calculations of the same hash: two share the dead folder (a cache source and its clone), the third ran
+    elsewhere. The two stop being cache sources, the third stays one."""
+    dead, alive = tmp_path / 'dead', tmp_path / 'alive'
+    calcs = [calc_in(folder, recorded_cp2k_code, aiida_localhost) for folder in (dead, dead, alive)]
+    assert len({calc.base.caching.get_hash() for calc in calcs}) == 1
+    assert all(calc.base.caching.is_valid_cache for calc in calcs)
+    marked = forget_dead_folder(calcs[1].outputs.remote_folder)
+    assert {node.pk for node in marked} == {calcs[0].pk, calcs[1].pk}
+    assert [calc.base.caching.is_valid_cache for calc in calcs] == [False, False, True]
+
+
+@pytest.fixture
+def hybrid_process(generate_workchain, recorded_cp2k_code, tiny_qd, monkeypatch):
+    """``HybridScfWorkChain`` (fast protocol) with ``parent_calc_folder``, stepped up to ``run_scf`` with the CP2K
+    work chain's submission recorded instead of run; returns ``(process, submitted)``."""
+
+    def factory(parent: orm.RemoteData):
+        builder = HybridScfWorkChain.get_builder_from_protocol(recorded_cp2k_code, tiny_qd, protocol='fast')
+        builder.parent_calc_folder = parent
+        process = generate_workchain(HybridScfWorkChain, dict(builder))
+        submitted = []
+        monkeypatch.setattr(process, 'submit', lambda cls, **inputs: submitted.append(inputs) or orm.WorkflowNode())
+        process.setup()
+        process.put_in_box()
+        assert process.validate_inputs() is None
+        process.run_scf()
+        assert len(submitted) == 1
+        return process, submitted[0]
+
+    return factory
+
+
+def test_hybrid_restarts_from_a_parent_that_holds_its_wavefunction(hybrid_process, aiida_localhost, tmp_path):
+    (tmp_path / WFN_FILE).write_text('wavefunction\n')
+    parent = remote_at(aiida_localhost, tmp_path)
+    process, inputs = hybrid_process(parent)
+    dft = inputs['cp2k']['parameters'].get_dict()['FORCE_EVAL']['DFT']
+    assert dft['SCF']['SCF_GUESS'] == 'RESTART' and dft['WFN_RESTART_FILE_NAME'] == WFN_RESTART
+    assert inputs['cp2k']['parent_calc_folder'].uuid == parent.uuid
+
+
+@pytest.mark.parametrize('damage', ['deleted', 'cleaned', 'no wavefunction'])
+def test_hybrid_with_a_dead_parent_starts_from_the_atomic_guess(hybrid_process, generate_cp2k_calc, tmp_path,
+                                                                damage):
+    """The relax of a cached pipeline: its CalcJob's folder was deleted, cleaned by AiiDA, or holds no wavefunction.
+    The PBE0 gets neither the folder nor a RESTART guess, the report says why, and the relax stays a cache source
+    (its structure and energies are still right; only the initial guess it offered is gone)."""
+    relax = generate_cp2k_calc({'aiida.out': 'CP2K output\n'}, parameters={'GLOBAL': {'RUN_TYPE': 'GEO_OPT'}})
+    (tmp_path / 'aiida.out').write_text('CP2K output\n')
+    if damage != 'no wavefunction':
+        (tmp_path / WFN_FILE).write_text('wavefunction\n')
+    parent = relax.outputs.remote_folder
+    if damage == 'deleted':
+        shutil.rmtree(tmp_path)
+    elif damage == 'cleaned':
+        parent._clean()
+    process, inputs = hybrid_process(parent)
+    dft = inputs['cp2k']['parameters'].get_dict()['FORCE_EVAL']['DFT']
+    assert dft['SCF']['SCF_GUESS'] == 'ATOMIC' and 'WFN_RESTART_FILE_NAME' not in dft
+    assert 'parent_calc_folder' not in inputs['cp2k']
+    expected = {'deleted': 'does not exist any more', 'cleaned': 'was cleaned', 'no wavefunction': f'lacks {WFN_FILE}'}
+    assert f'{expected[damage]}: the PBE0 starts from the atomic guess instead of its wavefunction' in reports(process)
+    assert relax.base.caching.is_valid_cache
+
+
+@pytest.fixture
+def base_process(generate_workchain, recorded_cp2k_code, tiny_qd):
+    def factory(run_type: str, scf: dict):
+        parameters = {'GLOBAL': {'RUN_TYPE': run_type}, 'FORCE_EVAL': {'DFT': {'SCF': scf}}}
+        inputs = {'cp2k': {'code': recorded_cp2k_code, 'structure': tiny_qd, 'parameters': orm.Dict(parameters),
+                           'metadata': {'options': {'max_wallclock_seconds': 1000,
+                                                    'resources': {'num_machines': 1}}}}}
+        process = generate_workchain(QdCp2kBaseWorkChain, inputs)
+        process.setup()
+        return process
+    return factory
+
+
+def test_scf_handler_does_not_restart_from_a_cleaned_folder(base_process, generate_cp2k_calc, data_dir, tmp_path):
+    """A failed SCF taken from the cache whose folder was cleaned: the next rung's settings, but no wavefunction
+    restart, and the failed run stops being a cache source (else the retry could be cloned from it again)."""
+    process = base_process('ENERGY', {'MAX_SCF': 3, 'SCF_GUESS': 'ATOMIC', 'MIXING': {'ALPHA': 0.3}})
+    calc = generate_cp2k_calc({'aiida.out': data_dir / 'cp2k' / 'failed' / 'scf_not_converged.out'},
+                              'ERROR_SCF_NOT_CONVERGED')
+    calc.outputs.remote_folder._clean()
+    report = process.handle_scf_not_converged(calc)
+    assert report.do_break and report.exit_code.status == 0
+    scf = process.ctx.inputs.parameters.get_dict()['FORCE_EVAL']['DFT']['SCF']
+    assert scf['MIXING']['ALPHA'] == 0.15 and scf['SCF_GUESS'] == 'ATOMIC'
+    assert 'parent_calc_folder' not in process.ctx.inputs
+    assert not calc.base.caching.is_valid_cache
+    assert 'was cleaned, so the retry cannot restart from it' in reports(process)
+
+
+def test_md_walltime_handler_with_a_cleaned_folder_runs_the_same_inputs_afresh(base_process, generate_cp2k_calc,
+                                                                               data_dir, tmp_path):
+    process = base_process('MD', {'MAX_SCF': 50})
+    before = process.ctx.inputs.parameters.get_dict()
+    calc = generate_cp2k_calc({'aiida.out': data_dir / 'cp2k' / 'md' / 'walltime_md.out'}, 'ERROR_OUT_OF_WALLTIME')
+    shutil.rmtree(tmp_path)
+    process.handle_out_of_walltime(calc)
+    assert process.ctx.inputs.parameters.get_dict() == before and 'parent_calc_folder' not in process.ctx.inputs
+    assert not calc.base.caching.is_valid_cache
+
+
+def fake_md_run(calc) -> orm.WorkflowNode:
+    """A finished ``QdCp2kBaseWorkChain`` node returning ``calc``'s remote folder."""
+    node = orm.WorkflowNode(process_type='aiida.workflows:qdtraps.cp2k_base')
+    node.store()
+    calc.outputs.remote_folder.base.links.add_incoming(node, LinkType.RETURN, 'remote_folder')
+    node.set_exit_status(0)
+    node.set_process_state('finished')
+    node.seal()
+    return node
+
+
+def test_md_stage_after_a_run_with_a_cleaned_folder_runs_that_stage_again(generate_workchain, recorded_cp2k_code,
+                                                                          tiny_qd, generate_cp2k_calc, tmp_path,
+                                                                          monkeypatch):
+    builder = QdMdWorkChain.get_builder_from_protocol(recorded_cp2k_code, tiny_qd, protocol='fast')
+    process = generate_workchain(QdMdWorkChain, dict(builder))
+    submitted = []
+    monkeypatch.setattr(process, 'submit', lambda cls, **inputs: submitted.append(inputs) or orm.WorkflowNode())
+    process.setup()
+    process.plan_stages()
+    first = generate_cp2k_calc({'aiida.out': 'MD| Step number 1\n'}, parameters={'GLOBAL': {'RUN_TYPE': 'MD'}})
+    (tmp_path / MD_RESTART_FILE).write_text('restart\n')
+    process.ctx.done = [fake_md_run(first)]
+    process.run_stage()  # the folder holds its restart file: the second stage continues from it
+    assert submitted[-1]['metadata']['call_link_label'] == process.ctx.stages[1]['name']
+    assert submitted[-1]['cp2k']['parent_calc_folder'].uuid == first.outputs.remote_folder.uuid
+
+    first.outputs.remote_folder._clean()
+    process.run_stage()  # cleaned: the first stage runs again, from the start, not from the cache
+    assert process.ctx.done == []
+    assert submitted[-1]['metadata']['call_link_label'] == process.ctx.stages[0]['name']
+    assert 'parent_calc_folder' not in submitted[-1]['cp2k']
+    assert not first.base.caching.is_valid_cache
+    assert f"MD run `{process.ctx.stages[0]['name']}`" in reports(process)
+
+
+@pytest.mark.slow
+def test_pipeline_again_after_the_cached_relax_was_cleaned(cp2k_code, tiny_qd):
+    """Real CP2K, caching on: run the pipeline, clean the relax CalcJob's remote folder, run it again. The second
+    relax is taken from the cache (pointing at the cleaned folder); its PBE0 must start from the atomic guess instead
+    of a dead parent, and the pipeline finish."""
+    from aiida.manage.caching import enable_caching
+
+    loose = {'MOTION': {'GEO_OPT': {'MAX_FORCE': 2.0e-2, 'RMS_FORCE': 1.0e-2, 'MAX_DR': 2.0e-1, 'RMS_DR': 1.0e-1}}}
+
+    def pipeline():
+        builder = QdTrapsPipelineWorkChain.get_builder_from_protocol(
+            cp2k_code, tiny_qd, protocol='fast', overrides={'relax': {'base': {'cp2k': {'parameters': loose}}}})
+        return run_get_node(builder)[1]
+
+    def calcs(node, run_type):
+        return [n for n in node.called_descendants if isinstance(n, orm.CalcJobNode)
+                and n.inputs.parameters['GLOBAL']['RUN_TYPE'] == run_type]
+
+    with enable_caching(identifier='aiida.calculations:cp2k'):
+        first = pipeline()
+        assert first.is_finished_ok, first.exit_message
+        relax = calcs(first, 'GEO_OPT')[-1]
+        assert calcs(first, 'ENERGY')[0].inputs.parent_calc_folder.get_remote_path() == \
+            relax.outputs.remote_folder.get_remote_path()
+        relax.outputs.remote_folder._clean()
+        second = pipeline()
+    assert second.is_finished_ok, second.exit_message
+    cached = calcs(second, 'GEO_OPT')[-1]
+    assert cached.base.caching.is_created_from_cache
+    assert cached.outputs.remote_folder.get_remote_path() == relax.outputs.remote_folder.get_remote_path()
+    pbe0 = calcs(second, 'ENERGY')[0]
+    assert 'parent_calc_folder' not in pbe0.inputs
+    assert pbe0.inputs.parameters['FORCE_EVAL']['DFT']['SCF']['SCF_GUESS'] == 'ATOMIC'
+    hybrid = [n for n in second.called if n.process_label == 'HybridScfWorkChain'][0]
+    logs = '\n'.join(log.message for log in orm.Log.collection.get_logs_for(hybrid))
+    assert 'the PBE0 starts from the atomic guess instead of its wavefunction' in logs
