@@ -38,6 +38,7 @@ REPRODUCED = [
     ('PbSe', 19.0, {}, 'Cl70Pb79Se44'),
     ('PbS', 19.0, {'shape': 'octahedron'}, 'Cl70Pb79S44'),
     ('PbS', 11.9, {'shape': 'octahedron', 'min_core_bonds': 1}, 'Cl26Pb19S6'),
+    ('PbSe', 12.2, {'shape': 'octahedron', 'min_core_bonds': 1}, 'Cl26Pb19Se6'),
 ]
 
 
