@@ -126,7 +126,8 @@ def build_qd(material: str, diameter: float | None = None, ligand: str | None = 
     :param arrangement: 0 for the standard even ligand spread; 1, 2, ... for other arrangements on the same core.
     :param reconstruct: fraction of 3-coordinate surface anions (on ``reconstruct_facet``) replaced by Cl before
         passivation (Llusar et al. use 2/3 on {-1-1-1}).
-    :param shell: shell material grown on the core (``monolayers`` ML, ``interlayer`` abrupt|alloyed, ``seed``).
+    :param shell: shell material grown on the core (``monolayers`` ML, ``interlayer`` abrupt|alloyed|ordered,
+        ``seed`` for alloyed), see :func:`~aiida_qdtraps.build.shell.grow_shell`.
     :param vacancy: vacancy kind (ligand, anion, cation, pair) made after passivation at ``vacancy_site`` (a
         distinct-site index, or random with ``seed`` when None); ``neutralize`` restores ``charge`` afterwards.
     :param vacancy_min_bonds: the fewest inorganic bonds a neighbour of the vacancy may keep (2; 1 also accepts a
