@@ -112,3 +112,19 @@ def test_bad_facets_are_refused(kwargs, message):
 def test_polar_facets_are_refused_on_rock_salt():
     with pytest.raises(ValueError, match='-1-1-1 is distinct from 111 on zincblende only'):
         qd.build_qd('PbS', 20.0, ligand='Cl', shape='wulff', facets={'111': 1.0, '-1-1-1': 2.0})
+
+
+def test_the_build_calcfunction_stores_a_wulff_recipe(aiida_profile):
+    from aiida import orm
+
+    from aiida_qdtraps.workchains.build import build_qd
+
+    facets = {'100': 1.0, '111': 0.9, '-1-1-1': 1.2}
+    recipe = orm.Dict({'material': 'CdSe', 'diameter': 20.0, 'ligand': 'Cl', 'shape': 'wulff', 'facets': facets})
+    structure = build_qd(recipe)
+    assert structure.get_formula(mode='hill') == 'Cd68Cl32Se52'
+    assert structure.base.attributes.get('qd_build')['facets'] == facets
+    qb = orm.QueryBuilder().append(orm.Dict, filters={'attributes.facets.-1-1-1': 1.2}, tag='recipe')
+    qb.append(orm.CalcFunctionNode, with_incoming='recipe', tag='build')
+    qb.append(orm.StructureData, with_incoming='build')
+    assert [node.uuid for node in qb.all(flat=True)] == [structure.uuid]
