@@ -12,11 +12,12 @@ import numpy as np
 from ase import Atoms
 
 from .autocore import choose_cores
+from .crystal import check_material
 from .named import build_model, check_model
 from .passivation import check_binding, check_ligand, net_charge, passivate
 from .perovskite import PEROVSKITES, build_nanocube
 from .roles import bonded_pairs, roles_of
-from .shapes import CENTERS, carve_core, check_trim
+from .shapes import CENTERS, DEFAULT_FACETS, WULFF, carve_core, check_facets, check_trim, resolve_shape
 from .shell import grow_shell, reconstruct_surface, swap_sublattices
 from .vacancies import VACANCY_KINDS, make_vacancy
 
@@ -94,7 +95,7 @@ def build_qd(material: str, diameter: float | None = None, ligand: str | None = 
              shell: str | None = None, monolayers: int = 1, interlayer: str = 'abrupt',
              vacancy: str | None = None, vacancy_site: int | None = None, neutralize: bool = False,
              seed: int = 0, vacancy_min_bonds: int = 2, trim: int | None = None, model: str | None = None,
-             termination: str | None = None, binding: str | None = None) -> Atoms:
+             termination: str | None = None, binding: str | None = None, facets: dict | None = None) -> Atoms:
     """Carve, optionally modify, passivate and box a QD: the one-call recipe of the CLI, the calcfunction and the demo.
 
     The size, by centre:
@@ -118,13 +119,15 @@ def build_qd(material: str, diameter: float | None = None, ligand: str | None = 
     :param trim: the fewest core bonds an atom of the species the ligand does not bind keeps (anions for X-type
         ligands, cations for H); default ``min_core_bonds`` with an explicit centre, chosen with ``'auto'``.
     :param vacuum: minimum vacuum (Å) on each side of the cubic, non-periodic box.
-    :param shape: sphere, tetrahedron, truncated_tetrahedron, cuboctahedron, octahedron or cube.
+    :param shape: sphere, tetrahedron, truncated_tetrahedron, cuboctahedron, octahedron, cube or wulff (the Wulff
+        polyhedron of ``facets``).
     :param stoichiometry: ``'swapped'`` exchanges the cation and anion sublattices of the carved core (Bhati et al.:
         Cd-rich from Se-rich); the elements stay those of ``material``.
     :param arrangement: 0 for the standard even ligand spread; 1, 2, ... for other arrangements on the same core.
     :param reconstruct: fraction of 3-coordinate surface anions (on ``reconstruct_facet``) replaced by Cl before
         passivation (Llusar et al. use 2/3 on {-1-1-1}).
-    :param shell: shell material grown on the core (``monolayers`` ML, ``interlayer`` abrupt|alloyed, ``seed``).
+    :param shell: shell material grown on the core (``monolayers`` ML, ``interlayer`` abrupt|alloyed|ordered,
+        ``seed`` for alloyed), see :func:`~aiida_qdtraps.build.shell.grow_shell`.
     :param vacancy: vacancy kind (ligand, anion, cation, pair) made after passivation at ``vacancy_site`` (a
         distinct-site index, or random with ``seed`` when None); ``neutralize`` restores ``charge`` afterwards.
     :param vacancy_min_bonds: the fewest inorganic bonds a neighbour of the vacancy may keep (2; 1 also accepts a
@@ -142,6 +145,9 @@ def build_qd(material: str, diameter: float | None = None, ligand: str | None = 
         binding), ``'chelating'``, ``'bridging'`` or ``'mixed'`` (per site, drawn with ``seed`` and
         ``arrangement``), see :func:`~aiida_qdtraps.build.passivation.passivate`; the number of acetates is the
         same for every binding. Not with ``shell``; ligands a vacancy's ``neutralize`` adds are monodentate.
+    :param facets: ``shape='wulff'`` only: surface energies of the facet families ``'100'``, ``'110'``, ``'111'``
+        and, on zincblende, ``'-1-1-1'`` (default that of ``'111'``), any one unit; None: the material's
+        :data:`~aiida_qdtraps.build.shapes.DEFAULT_FACETS`. Recorded (completed) in ``qd_build['facets']``.
     """
     given = {key: value for key, value in locals().items() if key in RECIPE_DEFAULTS}
     if model is not None or material in PEROVSKITES:
@@ -166,12 +172,14 @@ def build_qd(material: str, diameter: float | None = None, ligand: str | None = 
     if center not in RECIPE_CENTERS:
         raise ValueError(f'center must be one of {list(RECIPE_CENTERS)}, got {center!r}')
     check_trim(material, trim)
+    kind = check_material(material)[0]
+    carve_shape = resolve_shape(shape, facets, material)
     swapped = stoichiometry == 'swapped'
     # the trim acts on the species the ligand does not bind, named as carved (before a sublattice swap)
     trimmed = 'anion' if (binder == 'cation') != swapped else 'cation'
 
     def finish(carve_diameter: float, carve_center: str, carve_trim: int | None) -> tuple[Atoms, float]:
-        core = carve_core(material, carve_diameter, shape=shape, center=carve_center,
+        core = carve_core(material, carve_diameter, shape=carve_shape, center=carve_center,
                           lattice_constant=lattice_constant, min_core_bonds=min_core_bonds, trim=carve_trim,
                           trim_species=trimmed)
         size = core_diameter(core)
@@ -188,7 +196,7 @@ def build_qd(material: str, diameter: float | None = None, ligand: str | None = 
     if center == 'auto':
         plain = shell is None and reconstruct is None
         trims = (trim,) if trim is not None else (None if plain else (min_core_bonds,))
-        choices = choose_cores(material, diameter, shape, binder=binder, z=z, charge=charge,
+        choices = choose_cores(material, diameter, carve_shape, binder=binder, z=z, charge=charge,
                                lattice_constant=lattice_constant, min_core_bonds=min_core_bonds, trims=trims,
                                swapped=swapped, ligand=ligand, check_charge=plain, min_ligands=1 if plain else 0)
         failures = []
@@ -212,6 +220,8 @@ def build_qd(material: str, diameter: float | None = None, ligand: str | None = 
                           neutralize=neutralize, charge=charge, ligand=ligand, min_bonds=vacancy_min_bonds)
     boxed = put_in_box(qd, vacuum)
     boxed.info['qd_build'] = {**resolved, 'core_diameter': round(size, 4)}
+    if shape == WULFF:
+        boxed.info['qd_build']['facets'] = check_facets(facets if facets is not None else DEFAULT_FACETS[kind], kind)
     return boxed
 
 

@@ -7,6 +7,10 @@ A polyhedron is the set ``{x : n_k · (x - centre) <= s h_k}`` for its facet nor
 sphere: the sphere itself). Facets are the low-index ones of the cubic crystal: {111} (cation-bond directions of
 zincblende for the tetrahedron, so its four facets are cation-terminated; the truncated tetrahedron adds the four
 anion-terminated {-1-1-1} facets), {100} and {111} for the cuboctahedron, {100} for the cube.
+
+The Wulff shape (:func:`wulff_shape`) is the polyhedron of the {100}, {110} and {111} facet families at distances
+proportional to their surface energies; on zincblende the polar (111) (cation-terminated, the cation-bond
+directions) and (-1-1-1) (anion-terminated) facets may have different energies.
 """
 
 from __future__ import annotations
@@ -40,9 +44,91 @@ SHAPE_FACETS: dict[str, tuple[np.ndarray, np.ndarray]] = {
     'cube': (_CUBE, np.ones(6)),
 }
 SHAPES: tuple[str, ...] = ('sphere', *SHAPE_FACETS)
+#: The shape given by facet energies (:func:`wulff_shape`), besides :data:`SHAPES`.
+WULFF = 'wulff'
 CENTERS: tuple[str, ...] = ('anion', 'cation', 'interstitial', 'interstitial2')
 #: The species ``trim`` may act on (the one that takes no ligand).
 TRIM_SPECIES: tuple[str, ...] = ('anion', 'cation')
+
+
+_DODECA = np.array([(1, 1, 0), (1, -1, 0), (-1, 1, 0), (-1, -1, 0), (1, 0, 1), (1, 0, -1), (-1, 0, 1), (-1, 0, -1),
+                    (0, 1, 1), (0, 1, -1), (0, -1, 1), (0, -1, -1)]) / np.sqrt(2)
+#: The facet families of the Wulff construction and their unit normals (``'111'``: the cation-terminated facets
+#: of zincblende, along the cation-bond directions :data:`~.crystal.TETRAHEDRAL`; ``'-1-1-1'``: the anion-terminated
+#: ones).
+WULFF_FAMILIES: dict[str, np.ndarray] = {'100': _CUBE, '110': _DODECA, '111': TETRAHEDRAL, '-1-1-1': -TETRAHEDRAL}
+#: Default facet energies (J/m²) per material: rock salt from the DFT surface energies of uncapped PbSe of Fang,
+#: van Huis, Vanmaekelbergh and Zandbergen (ACS Nano 2010, 4, 211): {100} 0.184, {110} 0.318, reconstructed
+#: {111} 0.328 J/m², used for PbS too; zincblende: equal energies (the shape of the facet geometry alone), no
+#: sourced values (give ``facets``).
+DEFAULT_FACETS: dict[str, dict[str, float]] = {
+    'rocksalt': {'100': 0.184, '110': 0.318, '111': 0.328},
+    'zincblende': {'100': 1.0, '110': 1.0, '111': 1.0},
+}
+
+
+def check_facets(facets, kind: str = 'zincblende') -> dict[str, float]:
+    """The facet energies as ``{family: float}``; ValueError naming a bad family or energy.
+
+    ``'-1-1-1'`` (zincblende only) defaults to the ``'111'`` energy; a family left out is not in the construction.
+    """
+    if not isinstance(facets, dict) or not facets:
+        raise ValueError(f'facets must be a non-empty mapping of facet families {list(WULFF_FAMILIES)} to surface '
+                         f'energies, got {facets!r}')
+    clean = {}
+    for family, energy in facets.items():
+        family = str(family).replace(' ', '').replace('(', '').replace(')', '')
+        if family not in WULFF_FAMILIES:
+            raise ValueError(f'unknown facet family {family!r}; choose from {list(WULFF_FAMILIES)}')
+        if family == '-1-1-1' and kind != 'zincblende':
+            raise ValueError(f'facet family -1-1-1 is distinct from 111 on zincblende only, not on {kind}')
+        if isinstance(energy, bool) or not isinstance(energy, (int, float, np.integer, np.floating)) \
+                or not np.isfinite(energy) or not energy > 0:
+            raise ValueError(f'the surface energy of facet {family} must be a positive number, got {energy!r}')
+        clean[family] = float(energy)
+    if '111' in clean and '-1-1-1' not in clean and kind == 'zincblende':
+        clean['-1-1-1'] = clean['111']
+    if kind != 'zincblende' and '111' in clean:  # rock salt: both {111} orientations alike
+        clean['-1-1-1'] = clean['111']
+    return {family: clean[family] for family in WULFF_FAMILIES if family in clean}
+
+
+def wulff_shape(facets, kind: str = 'zincblende') -> str:
+    """Register the Wulff polyhedron of the facet energies ``facets`` (see :func:`check_facets`) and return its
+    shape name, usable wherever a shape is (``inside_shape``, ``carve_core``, ``center='auto'``).
+
+    Facet k lies at a distance proportional to its energy (Wulff); a family whose planes lie outside the others'
+    polyhedron simply does not appear (:func:`wulff_present`). The name holds the energies, so equal energies give
+    the same shape.
+    """
+    energies = check_facets(facets, kind)
+    name = 'wulff(' + ','.join(f'{family}={energy!r}' for family, energy in energies.items()) + ')'
+    if name not in SHAPE_FACETS:
+        normals = np.vstack([WULFF_FAMILIES[family] for family in energies])
+        distances = np.concatenate([np.full(len(WULFF_FAMILIES[family]), energy) for family, energy in
+                                    energies.items()])
+        SHAPE_FACETS[name] = (normals, distances / distances.min())
+    return name
+
+
+def wulff_present(shape: str, tolerance: float = 1e-6) -> np.ndarray:
+    """Mask of the facets of a registered polyhedron that are faces of it (three or more vertices on the plane)."""
+    normals, distances = SHAPE_FACETS[shape]
+    vertices = HalfspaceIntersection(np.hstack([normals, -distances[:, None]]), np.zeros(3)).intersections
+    vertices = np.unique(np.round(vertices, 9), axis=0)
+    on_plane = np.abs(vertices @ normals.T - distances) < tolerance
+    return on_plane.sum(axis=0) >= 3
+
+
+def resolve_shape(shape: str, facets=None, material: str | None = None) -> str:
+    """The shape name to carve: ``shape`` itself, or for ``'wulff'`` the registered Wulff polyhedron of ``facets``
+    (default :data:`DEFAULT_FACETS` of the material's structure); ValueError for ``facets`` with another shape."""
+    if shape == WULFF:
+        kind = check_material(material)[0] if material is not None else 'zincblende'
+        return wulff_shape(DEFAULT_FACETS[kind] if facets is None else facets, kind)
+    if facets is not None:
+        raise ValueError(f"facets apply to shape 'wulff' only, got shape {shape!r}")
+    return shape
 
 
 @cache
@@ -71,8 +157,10 @@ def inside_shape(points: np.ndarray, shape: str, diameter: float) -> np.ndarray:
 
 
 def check_shape(shape: str) -> None:
-    if shape not in SHAPES:
-        raise ValueError(f'unsupported shape {shape!r}; choose one of {list(SHAPES)}')
+    if shape == WULFF:
+        raise ValueError("shape 'wulff' needs facet energies: resolve it with resolve_shape(shape, facets) first")
+    if shape not in SHAPES and shape not in SHAPE_FACETS:
+        raise ValueError(f'unsupported shape {shape!r}; choose one of {[*SHAPES, WULFF]}')
 
 
 def crystal_origin(crystal: Atoms, material: str, center: str, lattice_constant: float) -> np.ndarray:
@@ -135,7 +223,7 @@ def prune(atoms: Atoms, bond: float, min_bonds, fixed: np.ndarray | None = None)
 
 def carve_core(material: str, diameter: float, shape: str = 'sphere', center: str = 'anion',
                lattice_constant: float | None = None, min_core_bonds: int = 2, trim: int | None = None,
-               trim_species: str = 'anion') -> Atoms:
+               trim_species: str = 'anion', facets=None) -> Atoms:
     """Carve a core of ``shape`` whose circumscribed sphere has ``diameter`` (Å) from the bulk crystal.
 
     :param center: ``'anion'`` or ``'cation'`` (centred on an atom) or ``'interstitial'`` / ``'interstitial2'``
@@ -146,10 +234,12 @@ def carve_core(material: str, diameter: float, shape: str = 'sphere', center: st
         together with the others; e.g. ``trim=3`` removes the anions with two core bonds, which makes the core more
         cation-rich for X-type ligands on the cations (with ``min_core_bonds=1``, ``trim=4`` leaves every anion of a
         zincblende core four-coordinate, cations may then keep a single core bond).
+    :param facets: facet energies of ``shape='wulff'`` (see :func:`resolve_shape`).
     :returns: the core centred on the carve centre, non-periodic, cubic axes kept, with ``qd_role`` and
         ``qd_domain`` arrays.
     """
     cation = check_material(material)[1]
+    shape = resolve_shape(shape, facets, material)
     check_shape(shape)
     if not diameter > 0:
         raise ValueError(f'diameter must be positive, got {diameter!r}')

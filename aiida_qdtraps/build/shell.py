@@ -7,7 +7,9 @@ kept; InAs/CdSe mismatch 0.3 %, InP/ZnSe 3.4 %), one bond layer at a time: every
 cluster along a missing lattice bond is added. One monolayer (ML) is two bond layers (a cation and an anion
 layer). The first ML is the ``interlayer`` domain: plain shell material for an abrupt interface, or for an alloyed
 one core and shell atoms mixed at random (``seed``) with a fraction of its cation sites left empty
-(cation-vacancy pattern, spread evenly), which lowers the number of ligands charge balance needs.
+(cation-vacancy pattern, spread evenly), which lowers the number of ligands charge balance needs; or, for an
+``'ordered'`` one, core and shell atoms and cation vacancies on the ⟨111⟩-(2×2) pattern of
+:func:`ordered_interlayer`.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
-from .crystal import check_material
+from .crystal import TETRAHEDRAL, check_material
 from .passivation import (
     adjust_charge,
     core_bond_length,
@@ -30,7 +32,68 @@ from .passivation import (
 from .roles import DOMAIN_DTYPE, ROLE_DTYPE, roles_of
 from .shapes import bond_counts
 
-INTERLAYERS = ('abrupt', 'alloyed')
+INTERLAYERS = ('abrupt', 'alloyed', 'ordered')
+#: Labels of :func:`ordered_interlayer`.
+ORDERED_LABELS = ('shell', 'core', 'vacancy')
+
+
+def _plane_basis(normal: np.ndarray) -> np.ndarray:
+    """Columns u1, u2, w (units of a/2): two fcc vectors in the {111} plane of ``normal`` (±1 entries) and one
+    out of it; a primitive basis of the fcc lattice (determinant ±2, the volume of its primitive cell)."""
+    t = np.rint(np.sign(normal)).astype(int)
+    return (np.diag(t) @ np.array([[1, 0, 1], [-1, 1, 1], [0, -1, 0]])).astype(float)
+
+
+def ordered_interlayer(positions: np.ndarray, roles: np.ndarray, centre: np.ndarray, bond: float,
+                       cation_origin: np.ndarray, anion_origin: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The ⟨111⟩-(2×2) pattern of an ordered interlayer: per lattice site ``'vacancy'``, ``'core'`` (the core
+    material's element) or ``'shell'``, and the ±⟨111⟩ direction it faces.
+
+    Each site faces the ±⟨111⟩ direction (the eight cation-bond directions ``TETRAHEDRAL`` and their negatives)
+    nearest its direction from ``centre``; in that direction's {111} lattice planes every site has coordinates
+    (α, β, γ) on the fcc basis of :func:`_plane_basis` (γ numbers the plane), and the sites with α and β both even
+    form a (2×2) superlattice of the plane: one site in four, neighbours at twice the in-plane site spacing
+    (√2·a instead of a/√2). Those sites are (Llusar et al.'s interface pattern, after Chadi's vacancy-induced
+    (2×2) reconstruction of polar {111} zincblende surfaces):
+
+    * cation sites facing a (111) direction (``TETRAHEDRAL``, over the core's cation-terminated facets): vacancies;
+    * cation sites facing a (-1-1-1) direction: the core cation (In on the shell's Cd sites);
+    * anion sites: the core anion (As on the shell's Se sites).
+
+    All other sites are shell sites. A quarter of the cation sites facing (111) are empty and a quarter of those
+    facing (-1-1-1) hold the core cation; a quarter of the anion sites hold the core anion.
+
+    :param positions: site positions (Å); ``roles``: ``'cation'`` or ``'anion'`` per site.
+    :param cation_origin, anion_origin: one lattice site of each sublattice (Å), e.g. a core atom.
+    :returns: ``(labels, facing)``, ``facing`` the unit ±⟨111⟩ vector of each site.
+    """
+    positions = np.asarray(positions, float)
+    roles = np.asarray(roles)
+    half = 2 * bond / np.sqrt(3)  # a/2
+    outward = positions - centre
+    projections = outward @ TETRAHEDRAL.T
+    family = np.argmax(np.abs(projections), axis=1)
+    sign = np.sign(projections[np.arange(len(positions)), family])
+    sign[sign == 0] = 1
+    facing = TETRAHEDRAL[family] * sign[:, None]
+    origin = np.where((roles == 'cation')[:, None], cation_origin, anion_origin)
+    lattice = (positions - origin) / half
+    m = np.rint(lattice)
+    if len(m) and np.abs(lattice - m).max() > 0.1:
+        raise ValueError('the interlayer sites are not on the lattice of the given origins')
+    labels = np.full(len(positions), 'shell', dtype='<U8')
+    for k, normal in enumerate(TETRAHEDRAL):
+        on = family == k
+        if not on.any():
+            continue
+        coefficients = np.rint(np.linalg.solve(_plane_basis(normal), m[on].T).T).astype(int)
+        superlattice = (coefficients[:, 0] % 2 == 0) & (coefficients[:, 1] % 2 == 0)
+        idx = np.flatnonzero(on)[superlattice]
+        labels[idx[roles[idx] == 'anion']] = 'core'
+        cation = idx[roles[idx] == 'cation']
+        labels[cation[sign[cation] > 0]] = 'vacancy'
+        labels[cation[sign[cation] < 0]] = 'core'
+    return labels, facing
 
 
 def _unique_points(points: np.ndarray, tolerance: float) -> np.ndarray:
@@ -85,7 +148,8 @@ def grow_shell(core: Atoms, core_material: str, shell_material: str, monolayers:
     """Grow ``monolayers`` ML of ``shell_material`` on the inorganic atoms of ``core`` and passivate the surface.
 
     :param core: a builder-made core (ligands, if any, are dropped) of ``core_material``.
-    :param interlayer: ``'abrupt'`` or ``'alloyed'`` (see the module docstring).
+    :param interlayer: ``'abrupt'``, ``'alloyed'`` or ``'ordered'`` (see the module docstring and
+        :func:`ordered_interlayer`; ``seed``, ``mixing`` and ``cation_vacancies`` do not apply to ``'ordered'``).
     :param mixing: alloyed interlayer: probability that a site takes the core element instead of the shell one.
     :param cation_vacancies: alloyed interlayer: at most this fraction of its cation sites is left empty (spread
         evenly); fewer (the most found by bisection) when the ligands could not otherwise reach ``charge``.
@@ -124,10 +188,21 @@ def grow_shell(core: Atoms, core_material: str, shell_material: str, monolayers:
         n_max = round(cation_vacancies * len(cation_sites))
         vacancy_order = cation_sites[farthest_point_order(positions[cation_sites], n_max)]
     bond = core_bond_length(inner)
+    pattern_vacancies = np.zeros(0, dtype=int)
+    if interlayer == 'ordered':
+        mixed = np.flatnonzero(domains == 'interlayer')
+        first = {role: inner.positions[np.flatnonzero(inner.arrays['qd_role'] == role)[0]]
+                 for role in ('cation', 'anion')}
+        labels, _ = ordered_interlayer(positions[mixed], site_roles[mixed], inner.positions.mean(0), bond,
+                                       first['cation'], first['anion'])
+        from_core = mixed[labels == 'core']
+        symbols[from_core] = np.where(site_roles[from_core] == 'cation', core_cation, core_anion)
+        pattern_vacancies = mixed[labels == 'vacancy']
 
     def assemble(n_empty: int) -> Atoms:
         keep = np.ones(len(positions), bool)
         keep[vacancy_order[:n_empty]] = False
+        keep[pattern_vacancies] = False
         shell = Atoms(list(symbols[keep]), positions=positions[keep])
         qd = inner + shell
         qd.arrays['qd_role'] = np.concatenate([inner.arrays['qd_role'], site_roles[keep]]).astype(ROLE_DTYPE)

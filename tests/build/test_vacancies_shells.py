@@ -86,7 +86,7 @@ def test_min_bonds_is_checked(inp_qd):
 
 
 @pytest.mark.parametrize('monolayers', [1, 2, 3])
-@pytest.mark.parametrize('interlayer', ['abrupt', 'alloyed'])
+@pytest.mark.parametrize('interlayer', ['abrupt', 'alloyed', 'ordered'])
 def test_inas_cdse_core_shell_domains(monolayers, interlayer, check_qd):
     atoms = qd.build_qd('InAs', 16.0, ligand='Cl', center='cation', shell='CdSe', monolayers=monolayers,
                         interlayer=interlayer, seed=1)

@@ -55,6 +55,12 @@ GALLERY = [
     ('inas_cdse_alloyed', 'InAs@CdSe 3 ML, alloyed interlayer (cut, by domain)',
      {'material': 'InAs', 'diameter': 16.0, 'ligand': 'Cl', 'center': 'cation', 'shell': 'CdSe', 'monolayers': 3,
       'interlayer': 'alloyed'}),
+    ('inas_cdse_ordered', 'InAs@CdSe 3 ML, ordered ⟨111⟩-(2×2) interlayer (cut, by domain; Llusar et al.)',
+     {'material': 'InAs', 'diameter': 16.0, 'ligand': 'Cl', 'center': 'cation', 'shell': 'CdSe', 'monolayers': 3,
+      'interlayer': 'ordered'}),
+    ('cdse_wulff_polar', 'CdSe Wulff shape 2.0 nm, Cl⁻, γ(100) 1, γ(111) 0.9, γ(-1-1-1) 1.2',
+     {'material': 'CdSe', 'diameter': 20.0, 'ligand': 'Cl', 'shape': 'wulff',
+      'facets': {'100': 1.0, '111': 0.9, '-1-1-1': 1.2}}),
 ]
 
 
