@@ -235,6 +235,7 @@ class QdCp2kBaseWorkChain(Cp2kBaseWorkChain):
             if not stalled:
                 changes['SCF_GUESS'] = 'ATOMIC'
             self._update_parameters({'FORCE_EVAL': {'DFT': {'SCF': changes}}})
+            self._no_initial_p_screening()
             if stalled:
                 self._restart_from(calc)
             start = f'its wavefunction (last residual {residual:.1e})' if stalled else 'the atomic guess'
@@ -270,10 +271,21 @@ class QdCp2kBaseWorkChain(Cp2kBaseWorkChain):
                 changes['ADDED_MOS'] = max(int(scf.get('ADDED_MOS', 0)), SMEAR_ADDED_MOS)
                 action += f', Fermi-Dirac smearing at {SMEAR_KELVIN} K'
         self._update_parameters({'FORCE_EVAL': {'DFT': {'SCF': changes}}})
+        self._no_initial_p_screening()
         if self._has_wavefunction(calc) and changes.get('SCF_GUESS') != 'ATOMIC':
             self._restart_from(calc)
         self.report(f'{calc.process_label}<{calc.pk}> SCF not converged: retrying with {action}.')
         return ProcessHandlerReport(True)
+
+    def _no_initial_p_screening(self) -> None:
+        """Switch ``&HF &SCREENING SCREEN_ON_INITIAL_P`` off for an SCF retry: its start (the atomic guess or an
+        unconverged wavefunction) is no density to screen the exact exchange on; dropped integrals would be missing
+        from the converged result."""
+        hf = self.ctx.inputs.parameters.get_dict().get('FORCE_EVAL', {}).get('DFT', {}).get('XC', {}).get('HF', {})
+        screening = hf.get('SCREENING', {}) if isinstance(hf, dict) else {}
+        if cp2k_logical(screening.get('SCREEN_ON_INITIAL_P', False)):
+            off = {'HF': {'SCREENING': {'SCREEN_ON_INITIAL_P': False}}}
+            self._update_parameters({'FORCE_EVAL': {'DFT': {'XC': off}}})
 
     @process_handler(priority=460, exit_codes=[Cp2kCalculation.exit_codes.ERROR_OUT_OF_WALLTIME])
     def handle_out_of_walltime(self, calc):

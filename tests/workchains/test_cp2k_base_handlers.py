@@ -300,3 +300,20 @@ def test_diverged_scf_stopped_by_the_monitor_gets_the_diverged_rung(base_workcha
     process.handle_scf_not_converged(stopped)
     scf = scf_of(process)
     assert scf['MIXING'] == {'METHOD': 'DIRECT_P_MIXING', 'ALPHA': 0.1} and scf['SCF_GUESS'] == 'ATOMIC'
+
+
+@pytest.mark.parametrize('recorded', ['scf_not_converged.out', 'scf_diverged.out'])
+def test_scf_retry_drops_screening_on_the_initial_density(base_workchain, generate_cp2k_calc, data_dir, recorded):
+    """A PBE0 restarted from a converged wavefunction screens the exact exchange on that density
+    (SCREEN_ON_INITIAL_P); a retry starts from the atomic guess or an unconverged wavefunction, so it is switched off
+    (other HF settings stay)."""
+    process = base_workchain({'MAX_SCF': 100, 'SCF_GUESS': 'RESTART', 'DIAGONALIZATION': {'ALGORITHM': 'STANDARD'},
+                              'MIXING': {'METHOD': 'DIRECT_P_MIXING', 'ALPHA': 0.4}})
+    parameters = process.ctx.inputs.parameters.get_dict()
+    parameters['FORCE_EVAL']['DFT']['XC'] = {'HF': {'FRACTION': 0.25, 'SCREENING': {'EPS_SCHWARZ': 1.0e-7,
+                                                                                   'SCREEN_ON_INITIAL_P': True}}}
+    process.ctx.inputs.parameters = orm.Dict(parameters)
+    calc = generate_cp2k_calc({'aiida.out': data_dir / FAILED / recorded}, 'ERROR_SCF_NOT_CONVERGED')
+    process.handle_scf_not_converged(calc)
+    hf = process.ctx.inputs.parameters.get_dict()['FORCE_EVAL']['DFT']['XC']['HF']
+    assert hf == {'FRACTION': 0.25, 'SCREENING': {'EPS_SCHWARZ': 1.0e-7, 'SCREEN_ON_INITIAL_P': False}}

@@ -8,7 +8,6 @@ import shutil
 import pytest
 from aiida import orm
 from aiida.common import LinkType
-from aiida.engine import run_get_node
 
 from aiida_qdtraps.workchains.cp2k_base import WFN_RESTART, QdCp2kBaseWorkChain
 from aiida_qdtraps.workchains.hybrid_scf import HybridScfWorkChain
@@ -19,7 +18,6 @@ from aiida_qdtraps.workchains.parent_folder import (
     forget_dead_folder,
     parent_folder_problem,
 )
-from aiida_qdtraps.workchains.pipeline import QdTrapsPipelineWorkChain
 
 
 def remote_at(computer, path) -> orm.RemoteData:
@@ -105,6 +103,7 @@ def test_hybrid_restarts_from_a_parent_that_holds_its_wavefunction(hybrid_proces
     process, inputs = hybrid_process(parent)
     dft = inputs['cp2k']['parameters'].get_dict()['FORCE_EVAL']['DFT']
     assert dft['SCF']['SCF_GUESS'] == 'RESTART' and dft['WFN_RESTART_FILE_NAME'] == WFN_RESTART
+    assert dft['XC']['HF']['SCREENING']['SCREEN_ON_INITIAL_P'] is True  # screened on the converged density
     assert inputs['cp2k']['parent_calc_folder'].uuid == parent.uuid
 
 
@@ -126,6 +125,7 @@ def test_hybrid_with_a_dead_parent_starts_from_the_atomic_guess(hybrid_process, 
     process, inputs = hybrid_process(parent)
     dft = inputs['cp2k']['parameters'].get_dict()['FORCE_EVAL']['DFT']
     assert dft['SCF']['SCF_GUESS'] == 'ATOMIC' and 'WFN_RESTART_FILE_NAME' not in dft
+    assert 'SCREEN_ON_INITIAL_P' not in dft['XC']['HF']['SCREENING']
     assert 'parent_calc_folder' not in inputs['cp2k']
     expected = {'deleted': 'does not exist any more', 'cleaned': 'was cleaned', 'no wavefunction': f'lacks {WFN_FILE}'}
     assert f'{expected[damage]}: the PBE0 starts from the atomic guess instead of its wavefunction' in reports(process)
@@ -206,41 +206,3 @@ def test_md_stage_after_a_run_with_a_cleaned_folder_runs_that_stage_again(genera
     assert 'parent_calc_folder' not in submitted[-1]['cp2k']
     assert not first.base.caching.is_valid_cache
     assert f"MD run `{process.ctx.stages[0]['name']}`" in reports(process)
-
-
-@pytest.mark.slow
-def test_pipeline_again_after_the_cached_relax_was_cleaned(cp2k_code, tiny_qd):
-    """Real CP2K, caching on: run the pipeline, clean the relax CalcJob's remote folder, run it again. The second
-    relax is taken from the cache (pointing at the cleaned folder); its PBE0 must start from the atomic guess instead
-    of a dead parent, and the pipeline finish."""
-    from aiida.manage.caching import enable_caching
-
-    loose = {'MOTION': {'GEO_OPT': {'MAX_FORCE': 2.0e-2, 'RMS_FORCE': 1.0e-2, 'MAX_DR': 2.0e-1, 'RMS_DR': 1.0e-1}}}
-
-    def pipeline():
-        builder = QdTrapsPipelineWorkChain.get_builder_from_protocol(
-            cp2k_code, tiny_qd, protocol='fast', overrides={'relax': {'base': {'cp2k': {'parameters': loose}}}})
-        return run_get_node(builder)[1]
-
-    def calcs(node, run_type):
-        return [n for n in node.called_descendants if isinstance(n, orm.CalcJobNode)
-                and n.inputs.parameters['GLOBAL']['RUN_TYPE'] == run_type]
-
-    with enable_caching(identifier='aiida.calculations:cp2k'):
-        first = pipeline()
-        assert first.is_finished_ok, first.exit_message
-        relax = calcs(first, 'GEO_OPT')[-1]
-        assert calcs(first, 'ENERGY')[0].inputs.parent_calc_folder.get_remote_path() == \
-            relax.outputs.remote_folder.get_remote_path()
-        relax.outputs.remote_folder._clean()
-        second = pipeline()
-    assert second.is_finished_ok, second.exit_message
-    cached = calcs(second, 'GEO_OPT')[-1]
-    assert cached.base.caching.is_created_from_cache
-    assert cached.outputs.remote_folder.get_remote_path() == relax.outputs.remote_folder.get_remote_path()
-    pbe0 = calcs(second, 'ENERGY')[0]
-    assert 'parent_calc_folder' not in pbe0.inputs
-    assert pbe0.inputs.parameters['FORCE_EVAL']['DFT']['SCF']['SCF_GUESS'] == 'ATOMIC'
-    hybrid = [n for n in second.called if n.process_label == 'HybridScfWorkChain'][0]
-    logs = '\n'.join(log.message for log in orm.Log.collection.get_logs_for(hybrid))
-    assert 'the PBE0 starts from the atomic guess instead of its wavefunction' in logs
