@@ -124,35 +124,3 @@ def test_labels_found_end_the_loop(pipeline, data_dir):
     process.ctx.labeled, process.ctx.add_virtuals, process.ctx.labeling = False, False, done
     assert process.inspect_labeling() is None
     assert not process.should_label() and not process.should_add_virtuals()
-
-
-@pytest.mark.slow
-def test_pipeline_real_cp2k_window_without_cbm_gets_more_virtuals(cp2k_code, tiny_qd):
-    """Real CP2K on In4PF9 with a window of 3 virtual MOs (ADDED_MOS 5): its three lowest virtual MOs are electron
-    traps, so the labels find no CBM; the pipeline runs the PBE0 again from its wavefunction with 6 virtual MOs
-    (ADDED_MOS 8), at most twice, and finishes."""
-    loose = {'MOTION': {'GEO_OPT': {'MAX_FORCE': 2.0e-2, 'RMS_FORCE': 1.0e-2, 'MAX_DR': 2.0e-1, 'RMS_DR': 1.0e-1}}}
-    small = {'mo_window': {'occupied': 10, 'virtual': 3},
-             'scf': {'cp2k': {'parameters': {'FORCE_EVAL': {'DFT': {'SCF': {'ADDED_MOS': 5}}}}}}}
-    builder = QdTrapsPipelineWorkChain.get_builder_from_protocol(
-        cp2k_code, tiny_qd, protocol='fast',
-        overrides={'relax': {'base': {'cp2k': {'parameters': loose}}}, 'hybrid_scf': small})
-    results, node = run_get_node(builder)
-    assert node.is_finished_ok, node.exit_message
-    hybrids = [n for n in node.called if n.process_label == 'HybridScfWorkChain']
-    labelings = [n for n in node.called if n.process_label == 'TrapLabelingWorkChain']
-    assert 2 <= len(hybrids) <= 3 and len(labelings) == len(hybrids)
-    assert labelings[0].exit_status == TrapLabelingWorkChain.exit_codes.ERROR_NO_CONDUCTION_EDGE.status
-    assert labelings[-1].is_finished_ok
-    second = hybrids[1]
-    assert second.inputs.mo_window.get_dict() == {'occupied': 10, 'virtual': 6}
-    pbe0 = [n for n in second.called_descendants if isinstance(n, orm.CalcJobNode)][0]
-    scf = pbe0.inputs.parameters['FORCE_EVAL']['DFT']['SCF']
-    assert scf['ADDED_MOS'] == 8 and scf['SCF_GUESS'] == 'RESTART'
-    assert pbe0.inputs.parent_calc_folder.get_remote_path() == \
-        hybrids[0].outputs.remote_folder.get_remote_path()
-    spin = results['labels']['summary']['spins'][0]
-    energies = results['hybrid_scf']['mo_energies'].get_array('energies')[0]
-    lumo = int(results['hybrid_scf']['output_parameters']['homo_index']) + 1
-    # beyond the 3 virtual MOs of the first window (less 0.05 eV: a Pipek-Mezey cluster's energy is a weighted mean)
-    assert spin['cbm_ev'] > energies[lumo + 2] - 0.05
