@@ -38,6 +38,7 @@ from .common import cp2k_protocol_inputs, define_qd_inputs, electronic_state_cha
 from .cp2k_base import WFN_RESTART, QdCp2kBaseWorkChain
 from .functions import center_in_box, update_cp2k_parameters
 from .mlff_functions import (  # noqa: F401  (re-exported: their public import path)
+    calibrate_deviation,
     collect_iterations,
     grow_dataset,
     plot_parity,
@@ -58,6 +59,7 @@ from .mlff_settings import (  # noqa: F401  (re-exported: their public import pa
     label_parameters,
     training_schedule,
     validate_settings,
+    validation_route,
 )
 from .relax import QdRelaxWorkChain
 
@@ -283,6 +285,8 @@ class MlffActiveLearningWorkChain(ProtocolMixin, WorkChain):
             labels[f'retrieved_{i:03d}'] = node.outputs.retrieved
         if failed:
             return self.exit_codes.ERROR_LABELING_FAILED.format(count=len(failed), message='; '.join(failed))
+        if self.ctx.iteration > 0:
+            self._calibrate()
         if self.ctx.iteration == 0:
             self.ctx.wfn_parent = getattr(self.ctx[f'label_{min(self.ctx.to_label)}'].outputs, 'remote_folder', None)
         if refused:
@@ -298,6 +302,24 @@ class MlffActiveLearningWorkChain(ProtocolMixin, WorkChain):
         n_frames = sum(len(v) for v in self.ctx.dataset.base.attributes.get('frame_sources').values())
         self.report(f'iteration {self.ctx.iteration}: dataset<{self.ctx.dataset.pk}> now holds {n_frames} frames')
         return None
+
+    def _calibrate(self) -> None:
+        """Store the deviation of this batch's labelled frames next to their true force error (``calibrate_deviation``)
+        and report how well the one tracks the other."""
+        selection = self.ctx.statistics.get(f'selection_iter_{self.ctx.iteration}')
+        runs = {k: self.ctx[k] for k in self.ctx if k.startswith('md_')}
+        if selection is None or not all('forces' in n.outputs.trajectory.get_arraynames() for n in runs.values()):
+            return
+        nodes = {f'trajectory_{k}': n.outputs.trajectory for k, n in runs.items()}
+        for n, key in enumerate(sorted(self.ctx.to_label)):
+            nodes[f'retrieved_{n:03d}'] = self.ctx[f'label_{key}'].outputs.retrieved
+        calibration = calibrate_deviation(selection, **nodes)
+        self.ctx.statistics[f'calibration_iter_{self.ctx.iteration}'] = calibration
+        relation = calibration['relation']
+        ratio = relation.get('ratio_p50')
+        self.report(f"iteration {self.ctx.iteration}: labelled frames' true force error / deviation: median "
+                    f"{'n/a' if ratio is None else f'{ratio:.2f}'}, largest true error "
+                    f"{max(calibration['true_error'], default=float('nan')):.3f} eV/Å (Calibration<{calibration.pk}>)")
 
     @staticmethod
     def _largest_force(retrieved: orm.FolderData) -> float | None:
@@ -385,9 +407,14 @@ class MlffActiveLearningWorkChain(ProtocolMixin, WorkChain):
         self.ctx.to_label = {k: v for k, v in result.items() if k.startswith('candidate_')}
         self.ctx.converged = is_converged(stats.get_dict(), self.ctx.validation.get_dict(),
                                           self.inputs.convergence.get_dict())
+        route = validation_route(self.ctx.validation.get_dict(), self.inputs.convergence.get_dict())
+        levels = f" (trust_lo {stats['trust_lo']:.3f} eV/Å, adaptive)" if stats.get('adaptive_lo') else ''
         self.report(f"iteration {self.ctx.iteration}: {stats['n_frames']} MD frames, accurate {stats['accurate']:.2f},"
-                    f" candidate {stats['candidate']:.2f}, failed {stats['failed']:.2f}; "
-                    f'{len(self.ctx.to_label)} selected' + ('; converged' if self.ctx.converged else ''))
+                    f" candidate {stats['candidate']:.2f}, failed {stats['failed']:.2f}{levels}; "
+                    f'{len(self.ctx.to_label)} selected' + ('; converged' if self.ctx.converged else '')
+                    + (f'; validation: {route[1]}' if route is not None else ''))
+        if stats.get('n_filtered'):
+            self.report(f"iteration {self.ctx.iteration}: pre-label filter: {stats['filter']}")
         return None
 
     def should_label(self):

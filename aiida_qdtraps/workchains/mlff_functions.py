@@ -15,9 +15,9 @@ import numpy as np
 from aiida import orm
 from aiida.engine import calcfunction
 
-from ..analysis import mlff
+from ..analysis import mlff, mlff_selection
 from ..calculations.deepmd import TRAINING_DIR, VALIDATION_DIR
-from .mlff_settings import MD_FILES, SELECTION_KEYS, is_converged
+from .mlff_settings import MD_FILES, check_selection, is_converged
 
 
 @calcfunction
@@ -43,39 +43,95 @@ def rattle_structure(structure: orm.StructureData, parameters: orm.Dict) -> dict
 def select_candidates(reference: orm.StructureData, parameters: orm.Dict, **trajectories) -> dict:
     """Pick MD frames to label from the ensemble's maximum force deviation (``max_devi_f`` arrays, eV/Å).
 
+    Frames between the trust levels first pass the pre-label filter (no atom pair closer than ``min_distance_scale``
+    × the sum of covalent radii, finite positions; :func:`~aiida_qdtraps.analysis.mlff_selection.prelabel_filter`):
+    a frame it rejects is never labelled and counts as failed. With ``adaptive_lo`` the lower trust level is
+    dpgen2's adaptive one (:func:`~aiida_qdtraps.analysis.mlff_selection.adaptive_trust_lo`) instead of ``trust_lo``.
+
     :param reference: structure whose cell the picked frames are re-centred in (the CP2K box).
     :param parameters: ``trust_lo``, ``trust_hi`` (eV/Å), ``max_candidates`` (over all trajectories), ``stride``,
-        optional ``seed``.
+        optional ``min_distance_scale`` (default 0.7; ``None`` switches the filter off), ``adaptive_lo``
+        (``{'numb_candi': int, 'rate_candi': float}``) and ``seed``.
     :param trajectories: TrajectoryData from ``MlffMdCalculation`` with a ``max_devi_f`` array.
-    :returns: ``statistics`` Dict (frame counts and accurate/candidate/failed fractions per trajectory and overall)
-        and ``candidate_000``, ... StructureData.
+    :returns: ``statistics`` Dict (frame counts and accurate/candidate/failed fractions per trajectory and overall,
+        the trust levels used, the filtered frames, and per selected frame its trajectory, frame index and
+        deviation) and ``candidate_000``, ... StructureData.
     """
     settings = parameters.get_dict()
-    unknown = set(settings) - SELECTION_KEYS - {'seed'}
-    if unknown:
-        raise ValueError(f'unknown selection parameter(s) {sorted(unknown)}; allowed: {sorted(SELECTION_KEYS)}')
+    problem = check_selection(settings)
+    if problem:
+        raise ValueError(problem)
     names = sorted(trajectories)
     devi = np.concatenate([trajectories[name].get_array('max_devi_f') for name in names])
     owner = np.concatenate([[i] * trajectories[name].numsteps for i, name in enumerate(names)])
     local = np.concatenate([np.arange(trajectories[name].numsteps) for name in names])
-    selection = mlff.select_by_deviation(devi, float(settings['trust_lo']), float(settings['trust_hi']),
-                                         int(settings['max_candidates']), int(settings.get('stride', 1)),
-                                         int(settings.get('seed', 0)))
+    trust_lo, trust_hi = float(settings['trust_lo']), float(settings['trust_hi'])
+    adaptive = settings.get('adaptive_lo')
+    if adaptive is not None:
+        trust_lo = mlff_selection.adaptive_trust_lo(devi, trust_hi, **adaptive).trust_lo
+
+    def frame(index: int):
+        return trajectories[names[owner[index]]].get_step_structure(int(local[index])).get_ase()
+
+    screened = devi.copy()
+    filtered = None
+    scale = settings.get('min_distance_scale', mlff_selection.DEFAULT_DISTANCE_SCALE)
+    candidates = np.flatnonzero((devi >= trust_lo) & (devi < trust_hi))
+    if scale is not None and candidates.size:
+        frames = [frame(index) for index in candidates]
+        table = mlff_selection.min_distance_table(sorted(set(frames[0].get_chemical_symbols())), scale=scale)
+        filtered = mlff_selection.prelabel_filter(frames, table)
+        screened[candidates[filtered.rejected_indices]] = trust_hi  # never labelled: counted as failed
+    selection = mlff.select_by_deviation(screened, trust_lo, trust_hi, int(settings['max_candidates']),
+                                         int(settings.get('stride', 1)), int(settings.get('seed', 0)))
     statistics = {'n_frames': selection.n_frames, 'n_selected': len(selection.selected),
                   **selection.fractions(), 'max_devi_f_max': float(devi.max()), 'max_devi_f_mean': float(devi.mean()),
+                  'trust_lo': trust_lo, 'trust_hi': trust_hi, 'adaptive_lo': adaptive is not None,
+                  'n_filtered': 0 if filtered is None else len(filtered.rejected),
+                  'filter': None if filtered is None else filtered.summary(max_listed=5),
+                  'selected': [{'trajectory': names[owner[i]], 'frame': int(local[i]), 'max_devi_f': float(devi[i])}
+                               for i in selection.selected],
                   'per_trajectory': {}, 'units': 'eV/Å'}
     for i, name in enumerate(names):
         mask = owner == i
-        part = mlff.select_by_deviation(devi[mask], float(settings['trust_lo']), float(settings['trust_hi']), 0)
+        part = mlff.select_by_deviation(screened[mask], trust_lo, trust_hi, 0)
         statistics['per_trajectory'][name] = {'n_frames': part.n_frames, **part.fractions()}
     outputs = {'statistics': orm.Dict(statistics)}
     cell = reference.get_ase().cell.array
     for n, index in enumerate(selection.selected):
-        atoms = trajectories[names[owner[index]]].get_step_structure(int(local[index])).get_ase()
-        structure = orm.StructureData(ase=mlff.recenter_in_cell(atoms, cell))
+        structure = orm.StructureData(ase=mlff.recenter_in_cell(frame(index), cell))
         structure.pbc = (False, False, False)
         outputs[f'candidate_{n:03d}'] = structure
     return outputs
+
+
+@calcfunction
+def calibrate_deviation(statistics: orm.Dict, **nodes) -> orm.Dict:
+    """The ensemble deviation of the labelled frames next to their true force error.
+
+    :param statistics: the ``select_candidates`` statistics of the batch (``selected``: trajectory, frame, deviation
+        per candidate, in candidate order; ``trust_lo``, ``trust_hi``).
+    :param nodes: ``trajectory_<name>`` (the MD TrajectoryData, with the driving model's ``forces`` in eV/Å) and
+        ``retrieved_<n>`` (the CP2K label of candidate ``n``).
+    :returns: per frame ``max_devi_f`` and ``true_error`` (max over atoms of |F_model − F_DFT|, eV/Å) and the relation
+        of :func:`~aiida_qdtraps.analysis.mlff_selection.deviation_error_relation` at the batch's trust levels.
+    """
+    selected = statistics['selected']
+    devi, true, frames = [], [], []
+    for n, row in enumerate(selected):
+        retrieved = nodes.get(f'retrieved_{n:03d}')
+        if retrieved is None:
+            continue
+        text = retrieved.base.repository.get_object_content(
+            retrieved.creator.base.attributes.get('output_filename', 'aiida.out'))
+        dft = mlff.read_cp2k_atomic_forces(text)
+        model = nodes[f"trajectory_{row['trajectory']}"].get_array('forces')[row['frame']]
+        true.append(float(mlff_selection.max_force_error(model[None], dft[None])[0]))
+        devi.append(float(row['max_devi_f']))
+        frames.append(n)
+    relation = mlff_selection.deviation_error_relation(devi, true, statistics['trust_lo'], statistics['trust_hi'])
+    return orm.Dict({'candidates': frames, 'max_devi_f': devi, 'true_error': true, 'relation': relation,
+                     'model_forces': 'forces of the model that drove the MD', 'units': 'eV/Å'})
 
 
 def _load_systems(dataset: orm.FolderData | None, workdir: pathlib.Path) -> dict:
@@ -182,8 +238,8 @@ def grow_dataset(parameters: orm.Dict, dataset: orm.FolderData | None = None, **
 def collect_iterations(convergence: orm.Dict, **statistics) -> orm.Dict:
     """Per-iteration table from the ``select_candidates`` statistics and validation errors.
 
-    :param statistics: ``selection_iter_<n>`` (select_candidates statistics) and ``validation_iter_<n>`` (the
-        ``output_parameters`` of model 1's training) Dicts.
+    :param statistics: ``selection_iter_<n>`` (select_candidates statistics), ``validation_iter_<n>`` (the
+        ``output_parameters`` of model 1's training) and ``calibration_iter_<n>`` (calibrate_deviation) Dicts.
     :returns: ``iterations`` rows (accurate/candidate/failed fractions, validation MAEs in eV/atom and eV/Å,
         ``converged``) and ``converged`` (of the last iteration).
     """
@@ -195,10 +251,15 @@ def collect_iterations(convergence: orm.Dict, **statistics) -> orm.Dict:
     for iteration in sorted(table):
         selection = table[iteration].get('selection', {})
         validation = table[iteration].get('validation', {})
+        relation = table[iteration].get('calibration', {}).get('relation', {})
         rows.append({'iteration': iteration, **{k: selection.get(k) for k in ('accurate', 'candidate', 'failed',
-                                                                                'n_frames', 'n_selected')},
+                                                                                'n_frames', 'n_selected',
+                                                                                'n_filtered', 'trust_lo')},
                      'energy_mae_per_atom': validation.get('energy_mae_per_atom'),
                      'force_mae': validation.get('force_mae'), 'force_rmse': validation.get('force_rmse'),
+                     'energy_rmse_per_atom': validation.get('energy_rmse_per_atom'),
+                     'labelled_error_over_deviation_p50': relation.get('ratio_p50'),
+                     'labelled_spearman_rho': relation.get('spearman_rho'),
                      'converged': is_converged(selection, validation, convergence.get_dict())})
     return orm.Dict({'iterations': rows, 'converged': bool(rows and rows[-1]['converged']),
                      'units': {'energy_mae_per_atom': 'eV/atom', 'force': 'eV/Å'}})

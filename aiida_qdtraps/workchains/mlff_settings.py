@@ -14,9 +14,13 @@ from ..calculations.mlff_md import md_parameters
 
 #: CP2K changes turning the relax protocol into a single-point energy + forces label.
 LABEL_CHANGES = {'GLOBAL': {'RUN_TYPE': 'ENERGY_FORCE'}, 'FORCE_EVAL': {'PRINT': {'FORCES': {'_': 'ON'}}}}
-SELECTION_KEYS = {'trust_lo', 'trust_hi', 'max_candidates', 'stride'}
+SELECTION_KEYS = {'trust_lo', 'trust_hi', 'max_candidates', 'stride', 'min_distance_scale', 'adaptive_lo'}
+#: keys of ``selection.adaptive_lo``: dpgen2's adaptive lower trust level
+#: (:func:`~aiida_qdtraps.analysis.mlff_selection.adaptive_trust_lo`)
+ADAPTIVE_LO_KEYS = {'numb_candi', 'rate_candi'}
 TRAINING_KEYS = {'numb_steps', 'parameters', 'warm_start', 'warm_start_steps', 'warm_start_parameters'}
-CONVERGENCE_KEYS = {'accurate_fraction', 'energy_mae_per_atom', 'force_mae', 'max_iterations'}
+CONVERGENCE_KEYS = {'accurate_fraction', 'energy_mae_per_atom', 'force_mae', 'max_iterations', 'force_rmse_eV_A',
+                    'energy_rmse_meV_atom'}
 
 
 def label_parameters(relax_parameters: dict) -> dict:
@@ -79,33 +83,78 @@ def initial_md_parameters(relax_parameters: dict, settings: dict) -> dict:
     return params
 
 
+def validation_route(validation: dict, convergence: dict) -> tuple[bool, str] | None:
+    """The held-out RMSE criterion (``force_rmse_eV_A``, ``energy_rmse_meV_atom``) when the convergence settings name
+    either (:func:`~aiida_qdtraps.analysis.mlff_selection.validation_converged`; the other target keeps its default
+    0.10 eV/Å or 1.0 meV/atom), else None."""
+    from ..analysis.mlff_selection import validation_converged
+
+    if not {'force_rmse_eV_A', 'energy_rmse_meV_atom'} & set(convergence):
+        return None
+    force = validation.get('force_rmse')
+    energy = validation.get('energy_rmse_per_atom')
+    if force is None or energy is None:
+        return False, 'no held-out validation errors yet'
+    targets = {'force_target': float(convergence.get('force_rmse_eV_A', 0.10)),
+               'energy_target': float(convergence.get('energy_rmse_meV_atom', 1.0))}
+    return validation_converged(float(force), 1000.0 * float(energy), **targets)
+
+
 def is_converged(selection: dict, validation: dict, convergence: dict) -> bool:
     """Whether an iteration met a stopping criterion.
 
-    Converged when the accurate fraction of the MD frames reaches ``accurate_fraction`` (default 0.95), or when the
-    held-out energy MAE is below ``energy_mae_per_atom`` (eV/atom, default 0.001, Sowa et al.) and, if given, the force
-    MAE below ``force_mae`` (eV/Å).
+    Converged when the accurate fraction of the MD frames reaches ``accurate_fraction`` (default 0.95), or, with
+    ``force_rmse_eV_A`` / ``energy_rmse_meV_atom`` given, when the held-out force RMSE (eV/Å) and energy RMSE
+    (meV/atom) are within them (:func:`validation_route`); otherwise when the held-out energy MAE is below
+    ``energy_mae_per_atom`` (eV/atom, default 0.001, Sowa et al.) and, if given, the force MAE below ``force_mae``
+    (eV/Å).
     """
     accurate = selection.get('accurate', 0.0) >= float(convergence.get('accurate_fraction', 0.95))
+    route = validation_route(validation, convergence)
+    if route is not None:
+        return bool(accurate or route[0])
     energy_ok = validation.get('energy_mae_per_atom', np.inf) < float(convergence.get('energy_mae_per_atom', 1e-3))
     force_ok = 'force_mae' not in convergence or validation.get('force_mae', np.inf) < float(convergence['force_mae'])
     return bool(accurate or (energy_ok and force_ok))
 
 
-
-def validate_settings(inputs, _):
-    selection = inputs['selection'].get_dict()
+def check_selection(selection: dict) -> str | None:
+    """The problem with the ``selection`` settings, or None."""
+    unknown = set(selection) - SELECTION_KEYS - {'seed'}
+    if unknown:
+        return f'unknown selection key(s) {sorted(unknown)}; allowed {sorted(SELECTION_KEYS)}'
     missing = {'trust_lo', 'trust_hi', 'max_candidates'} - set(selection)
     if missing:
         return f'selection lacks {sorted(missing)}'
     if not 0 <= float(selection['trust_lo']) < float(selection['trust_hi']):
         return (f"selection trust levels must satisfy 0 <= trust_lo < trust_hi (eV/Å), got {selection['trust_lo']}, "
                 f"{selection['trust_hi']}")
+    scale = selection.get('min_distance_scale', 0.7)
+    if scale is not None and not (isinstance(scale, (int, float)) and 0 < scale < 2):
+        return f'selection.min_distance_scale must be a number in (0, 2) or null (no pre-label filter), got {scale!r}'
+    adaptive = selection.get('adaptive_lo')
+    if adaptive is not None:
+        if not isinstance(adaptive, dict) or set(adaptive) - ADAPTIVE_LO_KEYS:
+            return f'selection.adaptive_lo must be a dict with keys from {sorted(ADAPTIVE_LO_KEYS)}, got {adaptive!r}'
+        if not isinstance(adaptive.get('numb_candi', 20), int) or adaptive.get('numb_candi', 20) < 1:
+            return f"selection.adaptive_lo.numb_candi must be a positive integer, got {adaptive['numb_candi']!r}"
+        if not 0 <= float(adaptive.get('rate_candi', 0.01)) <= 1:
+            return f"selection.adaptive_lo.rate_candi must be in [0, 1], got {adaptive['rate_candi']!r}"
+    return None
+
+
+def validate_settings(inputs, _):
+    problem = check_selection(inputs['selection'].get_dict())
+    if problem:
+        return problem
     convergence = inputs['convergence'].get_dict()
     if set(convergence) - CONVERGENCE_KEYS:
         return f'unknown convergence key(s) {sorted(set(convergence) - CONVERGENCE_KEYS)}; allowed {CONVERGENCE_KEYS}'
     if not 0 < float(convergence.get('accurate_fraction', 0.95)) <= 1:
         return f"convergence.accurate_fraction must be in (0, 1], got {convergence['accurate_fraction']}"
+    for key in ('force_rmse_eV_A', 'energy_rmse_meV_atom'):
+        if key in convergence and not float(convergence[key]) > 0:
+            return f'convergence.{key} must be positive, got {convergence[key]}'
     if int(convergence.get('max_iterations', 1)) < 1:
         return f"convergence.max_iterations must be >= 1, got {convergence['max_iterations']}"
     if not 1 <= inputs['num_models'].value <= 8:

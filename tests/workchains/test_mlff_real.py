@@ -72,6 +72,10 @@ def test_active_learning_two_iterations(cp2k_code, dp_python, relaxed_tiny_qd):
     assert [row['iteration'] for row in rows] == [1, 2]
     assert all(row['n_frames'] == 11 and row['n_selected'] == 1 and row['candidate'] == 1.0 for row in rows)
     assert all(np.isfinite(row['force_mae']) for row in rows)
+    # the pre-label filter ran on the candidates (none too close here); the labelled batch of iteration 1 was
+    # calibrated: its true force error against the ensemble deviation
+    assert all(row['n_filtered'] == 0 for row in rows)
+    assert rows[0]['labelled_error_over_deviation_p50'] > 0
     assert len(results['models']) == 2
     assert results['parity_plot'].get_content('rb')[:8] == b'\x89PNG\r\n\x1a\n'
 

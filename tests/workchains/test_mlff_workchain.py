@@ -18,6 +18,8 @@ from ase import Atoms
 from aiida_qdtraps.analysis.mlff import HARTREE_EV, HARTREE_PER_BOHR_EV_PER_ANGSTROM
 from aiida_qdtraps.workchains.mlff import (
     MlffActiveLearningWorkChain,
+    calibrate_deviation,
+    collect_iterations,
     grow_dataset,
     is_converged,
     select_candidates,
@@ -65,6 +67,11 @@ def test_labels_are_energy_force_single_points_of_the_relax_protocol(fast_builde
     ('training', {'warm_start_steps': 1.5}, r'warm_start_steps .* must be in \(0, 1\], got 1.5'),
     ('training', {'warm_start': 'yes'}, "warm_start must be true or false, got 'yes'"),
     ('training', {'numb_step': 10}, r"unknown training key\(s\) \['numb_step'\]"),
+    ('selection', {'min_distance_scale': 2.5}, r'min_distance_scale must be a number in \(0, 2\) or null'),
+    ('selection', {'adaptive_lo': {'numb': 3}}, 'adaptive_lo must be a dict with keys from'),
+    ('selection', {'adaptive_lo': {'numb_candi': 0}}, 'numb_candi must be a positive integer, got 0'),
+    ('selection', {'trust': 0.1}, r"unknown selection key\(s\) \['trust'\]"),
+    ('convergence', {'force_rmse_eV_A': 0.0}, 'force_rmse_eV_A must be positive, got 0.0'),
 ])
 def test_bad_settings_are_refused_with_the_value(fast_builder, section, changes, message):
     inputs = {key: fast_builder[key] for key in ('selection', 'convergence', 'exploration', 'initial', 'num_models',
@@ -80,6 +87,17 @@ def test_convergence_criteria():
     assert not is_converged({'accurate': 0.5}, {'energy_mae_per_atom': 2e-3}, {})
     assert is_converged({'accurate': 0.5}, {'energy_mae_per_atom': 5e-4}, {})
     assert not is_converged({'accurate': 0.5}, {'energy_mae_per_atom': 5e-4, 'force_mae': 0.2}, {'force_mae': 0.1})
+
+
+def test_validation_rmse_route():
+    """With force_rmse_eV_A / energy_rmse_meV_atom the held-out RMSEs (eV/Å, eV/atom as DeePMD reports them)
+    decide instead of the MAEs."""
+    validation = {'force_rmse': 0.08, 'energy_rmse_per_atom': 0.8e-3, 'energy_mae_per_atom': 5e-3}
+    assert is_converged({'accurate': 0.5}, validation, {'force_rmse_eV_A': 0.10, 'energy_rmse_meV_atom': 1.0})
+    assert not is_converged({'accurate': 0.5}, validation, {'force_rmse_eV_A': 0.05})
+    assert not is_converged({'accurate': 0.5}, {**validation, 'energy_rmse_per_atom': 2e-3}, {'force_rmse_eV_A': 0.1})
+    assert not is_converged({'accurate': 0.5}, {}, {'force_rmse_eV_A': 0.1})  # no validation yet
+    assert not is_converged({'accurate': 0.5}, validation, {})  # the MAE route: 5 meV/atom is above 1
 
 
 def trajectory(devi, n_atoms=3):
@@ -106,6 +124,66 @@ def test_select_candidates_over_trajectories():
         assert atoms.cell.array == pytest.approx(np.eye(3) * 12)
         assert atoms.get_positions().mean(axis=0) == pytest.approx([6, 6, 6])
         assert node.pbc == (False, False, False)
+
+
+def test_select_candidates_filters_frames_before_labelling():
+    """A candidate frame with P 0.8 Å from In (below 0.7 × (1.42 + 1.07) Å) is never labelled: it counts as
+    failed, is named, and the next candidate takes its place."""
+    reference = orm.StructureData(ase=Atoms('InPF', positions=np.zeros((3, 3)), cell=[12, 12, 12])).store()
+    md = trajectory([0.10, 0.11, 0.12])
+    positions = md.get_positions()
+    positions[1, 1] = [0.8, 0.0, 0.0]
+    squeezed = orm.TrajectoryData()
+    squeezed.set_trajectory(symbols=['In', 'P', 'F'], positions=positions, pbc=(False, False, False))
+    squeezed.set_array('max_devi_f', md.get_array('max_devi_f'))
+    squeezed.store()
+    result = select_candidates(reference, orm.Dict({'trust_lo': 0.05, 'trust_hi': 0.15, 'max_candidates': 3}),
+                               md_0=squeezed)
+    stats = result['statistics'].get_dict()
+    assert stats['n_filtered'] == 1 and stats['n_selected'] == 2
+    assert stats['failed'] == pytest.approx(1 / 3) and stats['candidate'] == pytest.approx(2 / 3)
+    assert 'filtered 1 of 3 frames' in stats['filter'] and 'In–P 0.80 Å' in stats['filter']
+    assert [row['frame'] for row in stats['selected']] == [0, 2]
+    # switched off: all three are labelled
+    off = select_candidates(reference, orm.Dict({'trust_lo': 0.05, 'trust_hi': 0.15, 'max_candidates': 3,
+                                                 'min_distance_scale': None}), md_0=squeezed)
+    assert off['statistics']['n_selected'] == 3 and off['statistics']['n_filtered'] == 0
+
+
+def test_select_candidates_with_the_adaptive_lower_level():
+    """dpgen2's adaptive level with numb_candi 2: the two largest deviations below trust_hi become candidates, so
+    trust_lo is the smaller of them (0.09), whatever the given trust_lo."""
+    reference = orm.StructureData(ase=Atoms('InPF', positions=np.zeros((3, 3)), cell=[12, 12, 12])).store()
+    selection = {'trust_lo': 0.01, 'trust_hi': 0.15, 'max_candidates': 5,
+                 'adaptive_lo': {'numb_candi': 2, 'rate_candi': 0.0}}
+    result = select_candidates(reference, orm.Dict(selection), md_0=trajectory([0.02, 0.09, 0.03, 0.12, 0.2]))
+    stats = result['statistics'].get_dict()
+    assert stats['trust_lo'] == pytest.approx(0.09) and stats['adaptive_lo']
+    assert sorted(row['frame'] for row in stats['selected']) == [1, 3]
+
+
+def test_calibrate_deviation_against_the_dft_label(generate_cp2k_calc, data_dir):
+    """The labelled frame's true error is the largest |F_model - F_DFT| over atoms: a model force off by 0.3 eV/Å
+    on one component of one atom gives 0.3, set against the frame's deviation."""
+    from aiida_qdtraps.analysis.mlff import read_cp2k_atomic_forces
+
+    output = (data_dir / 'deepmd' / 'cp2k_energy_force.out').read_text()
+    dft = read_cp2k_atomic_forces(output)
+    calc = generate_cp2k_calc({'aiida.out': output}, parameters={'GLOBAL': {'RUN_TYPE': 'ENERGY_FORCE'}})
+    model = np.repeat(dft[None], 3, axis=0)
+    model[2, 5, 1] += 0.3
+    md = orm.TrajectoryData()
+    md.set_trajectory(symbols=['In'] * 4 + ['P'] + ['F'] * 9, positions=np.zeros((3, 14, 3)))
+    md.set_array('forces', model)
+    md.store()
+    statistics = orm.Dict({'trust_lo': 0.05, 'trust_hi': 0.15,
+                           'selected': [{'trajectory': 'md_0', 'frame': 2, 'max_devi_f': 0.1}]}).store()
+    calibration = calibrate_deviation(statistics, trajectory_md_0=md, retrieved_000=calc.outputs.retrieved)
+    assert calibration['true_error'] == pytest.approx([0.3])
+    assert calibration['relation']['ratio_p50'] == pytest.approx(3.0)
+    assert calibration['relation']['n_candidate'] == 1
+    table = collect_iterations(orm.Dict({}), selection_iter_1=statistics, calibration_iter_1=calibration)
+    assert table['iterations'][0]['labelled_error_over_deviation_p50'] == pytest.approx(3.0)
 
 
 def test_grow_dataset_traces_frames_and_converts_units(generate_cp2k_calc, data_dir):
