@@ -4,7 +4,7 @@ Commands live in ``cmd_*`` modules that register themselves on the :data:`cli` g
 """
 
 # Importing a command module registers its commands (qdtraps demo, setup, traps, charge-flow, build, classify,
-# archive create|check|import, cutout, interpolate, md, report).
+# archive create|check|import, cutout, interpolate, md, mlff, report).
 from . import (  # noqa: F401
     cmd_archive,
     cmd_build,
@@ -13,6 +13,7 @@ from . import (  # noqa: F401
     cmd_cutout,
     cmd_demo,
     cmd_md,
+    cmd_mlff,
     cmd_profile,
     cmd_report,
     cmd_traps,
