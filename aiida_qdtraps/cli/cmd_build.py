@@ -19,12 +19,12 @@ def recipe_from_options(material, shape, diameter, ligand, charge, center, vacuu
                         stoichiometry, arrangement, reconstruct, vacancy, vacancy_site, neutralize, seed, shell,
                         monolayers, interlayer, vacancy_min_bonds=2, trim=None, model=None, termination=None,
                         binding=None) -> dict:
-    """The recipe (keyword arguments of :func:`aiida_qdtraps.build.qd.build_qd`, lengths in Å) of the options.
+    """The recipe (keyword arguments of :func:`aiida_qdtraps.builder.qd.build_qd`, lengths in Å) of the options.
 
     Options at their defaults are left out, so equal QDs get equal recipes. A named ``model`` or a perovskite
     nanocube (``termination`` or a perovskite material) gets only the keys it uses.
     """
-    from aiida_qdtraps.build.perovskite import PEROVSKITES
+    from aiida_qdtraps.builder.perovskite import PEROVSKITES
 
     if model is not None or material in PEROVSKITES:
         recipe = {'material': material, 'charge': charge, 'vacuum': vacuum}
@@ -129,7 +129,7 @@ def build(material, shape, diameter, ligand, binding, model, termination, charge
     Named clusters: qdtraps build CdSe --model Cd17Se28H22 -o se_rich.xyz.
     Nanocubes: qdtraps build CsPbBr3 --shape cube --diameter 5 --termination CsBr -o cube.xyz.
     """
-    from aiida_qdtraps.build import qd as qd_recipes
+    from aiida_qdtraps.builder import qd as qd_recipes
 
     recipe = recipe_from_options(material, shape, diameter, ligand, charge, center, vacuum, lattice_constant,
                                  min_core_bonds, stoichiometry, arrangement, reconstruct, vacancy, vacancy_site,
@@ -192,8 +192,8 @@ def _build_stored(recipe: dict):
 
 def _list_sites(recipe: dict) -> None:
     """Print the distinct vacancy sites of the recipe's QD (built without the vacancy)."""
-    from aiida_qdtraps.build import qd as qd_recipes
-    from aiida_qdtraps.build import vacancies
+    from aiida_qdtraps.builder import qd as qd_recipes
+    from aiida_qdtraps.builder import vacancies
 
     kind = recipe.get('vacancy')
     if kind is None:

@@ -6,7 +6,7 @@ import pytest
 from click.testing import CliRunner
 
 from aiida_qdtraps import profile as project_profile
-from aiida_qdtraps.build import roles
+from aiida_qdtraps.builder import roles
 from aiida_qdtraps.cli import cli
 
 CORE_SHELL = ['build', 'InAs', '--shape', 'truncated_tetrahedron', '--diameter', '2.2', '--center', 'anion', '--ligand',
