@@ -144,6 +144,7 @@ def test_no_import_cycle(graph):
 @pytest.mark.parametrize('package', PURE)
 def test_pure_kernels_import_no_aiida(graph, package):
     members = [name for name in graph.modules if name == package or name.startswith(package + '.')]
+    assert members, f'no package {package}: PURE names a package that does not exist'
     offenders = {}
     for name in members:
         for module in sorted(graph.reachable(name)):
