@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from aiida_qdtraps.build import qd, shapes, vacancies
+from aiida_qdtraps.builder import qd, shapes, vacancies
 
 
 def best_of(repeat: int, function, *args, **kwargs):

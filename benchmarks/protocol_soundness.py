@@ -116,7 +116,7 @@ def run_point(parameters: dict, atoms, folder: pathlib.Path, executable: str) ->
 
 def boxed_geometries(atoms, vacuum: float) -> dict:
     """The reference and its rigid motions, all in one cubic box that holds each with ``vacuum`` Å on every side."""
-    from aiida_qdtraps.build.qd import put_in_box
+    from aiida_qdtraps.builder.qd import put_in_box
 
     reference = put_in_box(atoms, vacuum)
     motions = rigid_motions(reference.positions)
@@ -214,7 +214,7 @@ def main(argv=None) -> int:
         legacy['FORCE_EVAL']['DFT'].pop('AUXILIARY_DENSITY_MATRIX_METHOD', None)
         legacy['FORCE_EVAL']['DFT']['SCF'].pop('OT', None)
         legacy['FORCE_EVAL']['DFT']['SCF'].pop('OUTER_SCF', None)
-        from aiida_qdtraps.build.qd import put_in_box
+        from aiida_qdtraps.builder.qd import put_in_box
 
         point = run_point(legacy, put_in_box(atoms, 3.5), root / 'legacy_fast', executable)
         print(f'legacy_fast seconds={point.seconds:.1f} ratio_sound_to_legacy={reference.seconds / point.seconds:.2f}')

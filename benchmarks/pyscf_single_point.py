@@ -13,7 +13,7 @@ import os
 import time
 
 from aiida_qdtraps.analysis.cutout import ideal_tetrahedron
-from aiida_qdtraps.build import cluster
+from aiida_qdtraps.builder import qd
 from aiida_qdtraps.calculations.pyscf import pyscf_parameters
 from aiida_qdtraps.calculations.pyscf_script import run_scf
 
@@ -41,7 +41,7 @@ def main() -> None:
         lib.num_threads(args.threads)
     systems = [('PLi4+', ideal_tetrahedron(), 1)]
     if not args.skip_qd:
-        systems.append(('In4PF9', cluster.build_qd(**TINY_QD_RECIPE), 0))
+        systems.append(('In4PF9', qd.build_qd(**TINY_QD_RECIPE), 0))
     print(f"PBE0/def2-SVP, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}")
     print(f"{'system':8} {'atoms':>5} {'AOs':>5} {'DF':>3} {'cycles':>6} {'wall (s)':>9}  energy (Ha)")
     times = {}

@@ -18,7 +18,7 @@ import sys
 from aiida import orm
 from aiida.engine import run_get_node
 
-from aiida_qdtraps.build.passivation import net_charge
+from aiida_qdtraps.builder.passivation import net_charge
 from aiida_qdtraps.query import trap_table
 from aiida_qdtraps.report import format_trap_table
 from aiida_qdtraps.workchains.functions import build_qd_structure

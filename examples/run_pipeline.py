@@ -4,7 +4,7 @@
     verdi run examples/run_pipeline.py            # fast protocol (minutes)
     verdi run examples/run_pipeline.py moderate   # settings close to the papers' (HPC sizes; hours on a laptop)
 
-Change RECIPE to build another QD (see aiida_qdtraps.build.cluster.build_qd for the keywords).
+Change RECIPE to build another QD (see aiida_qdtraps.builder.qd.build_qd for the keywords).
 """
 
 import sys

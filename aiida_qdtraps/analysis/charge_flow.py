@@ -27,7 +27,7 @@ from scipy.sparse.linalg import LinearOperator, cg, splu
 
 # Domains of a core/shell QD (Llusar et al.'s order) and, for a structure without tags, domains from the elements (the
 # ligand elements are ligand, cations and anions core): the builder's, the one table of roles and domains.
-from ..build.roles import DOMAINS, LIGAND_ELEMENTS, infer_domains  # noqa: F401
+from ..builder.roles import DOMAINS, LIGAND_ELEMENTS, infer_domains  # noqa: F401
 from .bonds import CHARGE_FLOW_SCALE, bond_pairs
 
 

@@ -19,7 +19,7 @@ import numpy as np
 from ase import Atoms
 from ase.build import minimize_rotation_and_translation
 
-from ..build.roles import CATION_ELEMENTS
+from ..builder.roles import CATION_ELEMENTS
 from .bonds import bond_pairs
 
 

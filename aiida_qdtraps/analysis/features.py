@@ -23,7 +23,7 @@ window state qualifies, the frontier MO on its side, HOMO for anions and LUMO fo
 
 **QD composition (9)**
 
-* ``shape_class`` (index into :data:`aiida_qdtraps.build.shapes.SHAPES`, −1 unknown), ``n_cations``, ``n_anions``,
+* ``shape_class`` (index into :data:`aiida_qdtraps.builder.shapes.SHAPES`, −1 unknown), ``n_cations``, ``n_anions``,
   ``n_ligands``, ``n_atoms`` (counts), ``in_fraction`` (In atoms / cations), ``total_charge`` (e),
   ``quantum_confined`` (1 if the labelling found a quantum-confined state, else 0),
   ``n_uc_trap_states`` (number of under-coordinated trap states of the QD).
@@ -66,7 +66,7 @@ import numpy as np
 from ase.data import atomic_numbers, covalent_radii
 from scipy.spatial import cKDTree
 
-from ..build.shapes import SHAPES
+from ..builder.shapes import SHAPES
 
 TETRAHEDRAL_ANGLE = float(np.degrees(np.arccos(-1.0 / 3.0)))  # 109.47°
 

@@ -40,7 +40,7 @@ def frame_indices(n_frames: int, start: int = 0, every: int = 1, max_frames: int
 
 def common_box_length(positions: np.ndarray, vacuum: float) -> float:
     """Edge (Å) of the one cubic box that holds every frame with at least ``vacuum`` Å on each side (whole Å, as
-    :func:`aiida_qdtraps.build.qd.put_in_box` rounds it), so all single points share one grid.
+    :func:`aiida_qdtraps.builder.qd.put_in_box` rounds it), so all single points share one grid.
 
     :param positions: (F, N, 3) in Å.
     """

@@ -214,13 +214,13 @@ def site_classes(symbols, positions, roles=None, scale: float = 1.25) -> np.ndar
     """``'core'``, ``'surface'`` or ``'ligand'`` for every atom of one frame, for per-class RMSF averages.
 
     Ligand atoms are those of role ``'ligand'`` (``roles``, default from the elements,
-    :func:`aiida_qdtraps.build.roles.infer_roles`). A cation or anion is ``'core'`` when it has as many bonded
+    :func:`aiida_qdtraps.builder.roles.infer_roles`). A cation or anion is ``'core'`` when it has as many bonded
     counter-ions (covalent radii × ``scale``) as the most coordinated atom of its role in the cluster (4 in a
     zincblende, 6 in a rock-salt core), else ``'surface'``.
     """
     from ase import Atoms
 
-    from ..build.roles import bonded_pairs, infer_roles
+    from ..builder.roles import bonded_pairs, infer_roles
 
     symbols = [str(s) for s in symbols]
     positions = np.asarray(positions, dtype=float)

@@ -5,7 +5,7 @@ public script, whose thresholds are the defaults (docs/traps.md). All energies i
 
 1. **Atom classes.** Bonds from Cordero covalent radii × 1.25 (× 1.1 for same-element pairs)
    (:mod:`.bonds`); every atom is a *cation*, *anion* or *ligand*: the builder's tags when the structure has them,
-   else from the element tables of :mod:`aiida_qdtraps.build.roles` (halides, H, carboxylate C/O and amine N are
+   else from the element tables of :mod:`aiida_qdtraps.builder.roles` (halides, H, carboxylate C/O and amine N are
    ligands), and a core atom is *under-coordinated* (UC) when it has fewer than ``full_coordination`` (4 in
    zincblende) bonds, *fully coordinated* (FC) otherwise.
 2. **Populations.** Löwdin populations of every window MO on every atom, renormalised over the non-ligand atoms
@@ -48,7 +48,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..build.roles import CATION_ELEMENTS, LIGAND_ELEMENTS, infer_roles  # noqa: F401  (the one element table)
+from ..builder.roles import CATION_ELEMENTS, LIGAND_ELEMENTS, infer_roles  # noqa: F401  (the one element table)
 from . import bonds, localization, populations
 
 ATOM_LABELS = ('ligand', 'bulk', 'structural', 'under-coordinated')
@@ -264,7 +264,7 @@ def label_traps(symbols, positions, energies, occupations, coefficients, overlap
     :param energies: MO energies of the window (nwin,) in eV, any order; :param occupations: their occupations.
     :param coefficients: window MO coefficients (nao, nwin); :param overlap: AO overlap (nao, nao);
     :param ao_atom: atom of every AO (nao,).
-    :param roles: optional 'cation'/'anion'/'ligand' per atom (default: :func:`~aiida_qdtraps.build.roles.infer_roles`
+    :param roles: optional 'cation'/'anion'/'ligand' per atom (default: :func:`~aiida_qdtraps.builder.roles.infer_roles`
         of the elements).
     :raises ValueError: for inconsistent sizes, an overlap that is not positive definite, or a window without both
         HOMO and LUMO (each message names the offending value); :class:`BandEdgeNotFound` (a ``ValueError``) for a

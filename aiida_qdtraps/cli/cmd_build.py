@@ -6,7 +6,10 @@ import click
 
 from .root import cli
 
-SHAPES = ('sphere', 'tetrahedron', 'truncated_tetrahedron', 'cuboctahedron', 'octahedron', 'cube')
+#: ``builder.shapes.SHAPES`` and ``builder.shapes.WULFF`` (spelled out: the builder loads numpy and scipy).
+SHAPES = ('sphere', 'tetrahedron', 'truncated_tetrahedron', 'cuboctahedron', 'octahedron', 'cube', 'wulff')
+#: ``builder.shell.INTERLAYERS``.
+INTERLAYERS = ('abrupt', 'alloyed', 'ordered')
 _ANGSTROM = re.compile(r'(\d+(?:\.\d+)?) Å')
 
 
@@ -15,21 +18,45 @@ def _with_nm(message: str) -> str:
     return _ANGSTROM.sub(lambda m: f'{m.group(1)} Å = {float(m.group(1)) / 10:g} nm', message)
 
 
+def parse_facets(ctx, param, value: str | None) -> dict[str, float] | None:
+    """``'100=1.0,110=1.2,111=1.1'`` → ``{'100': 1.0, '110': 1.2, '111': 1.1}`` (the recipe key ``facets``).
+
+    Only the form is checked here (FAMILY=ENERGY pairs, numbers, no family twice); the builder checks the families
+    and that the energies are positive.
+    """
+    if value is None:
+        return None
+    facets = {}
+    for item in value.split(','):
+        family, sep, energy = (part.strip() for part in item.partition('='))
+        if not sep or not family:
+            raise click.BadParameter(f'expected FAMILY=ENERGY pairs separated by commas (e.g. 100=1.0,111=1.1), '
+                                     f'got {item.strip()!r} in {value!r}')
+        if family in facets:
+            raise click.BadParameter(f'facet family {family} given twice in {value!r}')
+        try:
+            facets[family] = float(energy)
+        except ValueError:
+            raise click.BadParameter(f'the energy of facet {family} must be a number, got {energy!r}') from None
+    return facets
+
+
 def recipe_from_options(material, shape, diameter, ligand, charge, center, vacuum, lattice_constant, min_core_bonds,
                         stoichiometry, arrangement, reconstruct, vacancy, vacancy_site, neutralize, seed, shell,
                         monolayers, interlayer, vacancy_min_bonds=2, trim=None, model=None, termination=None,
-                        binding=None) -> dict:
-    """The recipe (keyword arguments of :func:`aiida_qdtraps.build.qd.build_qd`, lengths in Å) of the options.
+                        binding=None, facets=None) -> dict:
+    """The recipe (keyword arguments of :func:`aiida_qdtraps.builder.qd.build_qd`, lengths in Å) of the options.
 
     Options at their defaults are left out, so equal QDs get equal recipes. A named ``model`` or a perovskite
     nanocube (``termination`` or a perovskite material) gets only the keys it uses.
     """
-    from aiida_qdtraps.build.perovskite import PEROVSKITES
+    from aiida_qdtraps.builder.perovskite import PEROVSKITES
 
     if model is not None or material in PEROVSKITES:
         recipe = {'material': material, 'charge': charge, 'vacuum': vacuum}
         extra = {'model': model, 'termination': termination, 'lattice_constant': lattice_constant,
-                 'ligand': ligand, 'diameter': None if diameter is None else round(10.0 * diameter, 6)}
+                 'ligand': ligand, 'diameter': None if diameter is None else round(10.0 * diameter, 6),
+                 'facets': facets}
         if material in PEROVSKITES and model is None:
             extra['shape'] = shape
         recipe.update({key: value for key, value in extra.items() if value is not None})
@@ -45,7 +72,7 @@ def recipe_from_options(material, shape, diameter, ligand, charge, center, vacuu
               'charge': charge, 'center': center, 'vacuum': vacuum, 'min_core_bonds': min_core_bonds,
               'seed': seed}
     optional = {'lattice_constant': lattice_constant, 'reconstruct': reconstruct, 'vacancy': vacancy,
-                'vacancy_site': vacancy_site, 'shell': shell, 'trim': trim}
+                'vacancy_site': vacancy_site, 'shell': shell, 'trim': trim, 'facets': facets}
     recipe.update({key: value for key, value in optional.items() if value is not None})
     if stoichiometry != 'default':
         recipe['stoichiometry'] = stoichiometry
@@ -64,7 +91,13 @@ def recipe_from_options(material, shape, diameter, ligand, charge, center, vacuu
 
 @cli.command()
 @click.argument('material')
-@click.option('--shape', type=click.Choice(SHAPES), default='sphere', show_default=True, help='Core shape.')
+@click.option('--shape', type=click.Choice(SHAPES), default='sphere', show_default=True,
+              help='Core shape; wulff: the Wulff polyhedron of the --facets energies.')
+@click.option('--facets', callback=parse_facets, default=None, metavar='FAMILY=ENERGY,...',
+              help='Surface energies of the facet families of --shape wulff, any one unit (only ratios matter): '
+                   '100, 110, 111 and, on zincblende, -1-1-1 (the anion-terminated {111}; default: the 111 energy), '
+                   'e.g. 100=1.0,110=1.2,111=1.1; a family left out is not in the construction. Default: equal '
+                   'energies on zincblende, the PbSe DFT energies on rock salt.')
 @click.option('--diameter', type=float, default=None,
               help='Size (nm): with --center auto the core diameter (within one bond length), with an explicit '
                    'centre the diameter of the carving shape\'s circumscribed sphere; for CsPbBr3 the cube edge '
@@ -110,8 +143,10 @@ def recipe_from_options(material, shape, diameter, ligand, charge, center, vacuu
 @click.option('--seed', type=int, default=0, show_default=True, help='Random seed (vacancy site, alloy mixing).')
 @click.option('--shell', default=None, help='Shell material grown on the core, e.g. CdSe.')
 @click.option('--monolayers', type=click.IntRange(1, 10), default=1, show_default=True, help='Shell monolayers.')
-@click.option('--interlayer', type=click.Choice(('abrupt', 'alloyed')), default='abrupt', show_default=True,
-              help='Core/shell interface.')
+@click.option('--interlayer', type=click.Choice(INTERLAYERS), default='abrupt', show_default=True,
+              help='Core/shell interface (the first shell monolayer): abrupt (shell material), alloyed (core and '
+                   'shell elements mixed at random with --seed, some cation sites empty) or ordered (the '
+                   '<111>-(2x2) pattern of core atoms and cation vacancies, no random draw).')
 @click.option('--vacuum', type=float, default=5.0, show_default=True, help='Vacuum on each side of the box (Å).')
 @click.option('-o', '--output', type=click.Path(dir_okay=False, writable=True), required=True,
               help='Extended-xyz file to write (species, positions, qd_role, qd_domain).')
@@ -119,22 +154,23 @@ def recipe_from_options(material, shape, diameter, ligand, charge, center, vacuu
 @click.option('--list-sites', is_flag=True,
               help='Print the symmetry-distinct sites of the --vacancy kind (index, removed atoms, charge change, '
                    'multiplicity) and exit without writing.')
-def build(material, shape, diameter, ligand, binding, model, termination, charge, center, trim, min_core_bonds,
-          lattice_constant, stoichiometry, arrangement, reconstruct, vacancy, vacancy_site, vacancy_min_bonds,
-          neutralize, seed, shell, monolayers, interlayer, vacuum, output, store, list_sites):
+def build(material, shape, facets, diameter, ligand, binding, model, termination, charge, center, trim,
+          min_core_bonds, lattice_constant, stoichiometry, arrangement, reconstruct, vacancy, vacancy_site,
+          vacancy_min_bonds, neutralize, seed, shell, monolayers, interlayer, vacuum, output, store, list_sites):
     """Build a model QD of MATERIAL (InP, GaP, InAs, CdSe, CdS, ZnSe, ZnS, PbS, PbSe, CsPbBr3).
 
     Example: qdtraps build InP --shape tetrahedron --diameter 2.0 --ligand F -o inp.xyz
     (the centre and trim are chosen so that the core is 2.0 nm wide and neutral with F; they are printed).
     Named clusters: qdtraps build CdSe --model Cd17Se28H22 -o se_rich.xyz.
     Nanocubes: qdtraps build CsPbBr3 --shape cube --diameter 5 --termination CsBr -o cube.xyz.
+    Wulff shapes: qdtraps build InP --shape wulff --facets 100=1.0,110=1.2,111=1.1 --diameter 2.0 -o wulff.xyz.
     """
-    from aiida_qdtraps.build import qd as qd_recipes
+    from aiida_qdtraps.builder import qd as qd_recipes
 
     recipe = recipe_from_options(material, shape, diameter, ligand, charge, center, vacuum, lattice_constant,
                                  min_core_bonds, stoichiometry, arrangement, reconstruct, vacancy, vacancy_site,
                                  neutralize, seed, shell, monolayers, interlayer, vacancy_min_bonds, trim, model,
-                                 termination, binding)
+                                 termination, binding, facets)
     if list_sites:
         _list_sites(recipe)
         return
@@ -158,6 +194,9 @@ def build(material, shape, diameter, ligand, binding, model, termination, charge
         carve = report.build
         click.echo(f'  carve      center {carve["center"]}, trim {carve["trim"]}, carve diameter '
                    f'{carve["carve_diameter"] / 10:.3f} nm, core diameter {carve["core_diameter"] / 10:.2f} nm')
+        if 'facets' in carve:
+            energies = carve['facets'].items()
+            click.echo('  facets     ' + ', '.join(f'{family}={energy:g}' for family, energy in energies))
     for domain, formula in report.domains.items():
         click.echo(f'  {domain:<10} {formula}')
     for element, histogram in sorted(report.coordination.items()):
@@ -192,8 +231,8 @@ def _build_stored(recipe: dict):
 
 def _list_sites(recipe: dict) -> None:
     """Print the distinct vacancy sites of the recipe's QD (built without the vacancy)."""
-    from aiida_qdtraps.build import qd as qd_recipes
-    from aiida_qdtraps.build import vacancies
+    from aiida_qdtraps.builder import qd as qd_recipes
+    from aiida_qdtraps.builder import vacancies
 
     kind = recipe.get('vacancy')
     if kind is None:

@@ -1,6 +1,6 @@
 """Calcfunctions of the QD builder: every model QD is a StructureData whose provenance reaches its recipe.
 
-Thin bridges to :mod:`aiida_qdtraps.build` (unpack nodes → call one pure function → wrap). The recipe is the
+Thin bridges to :mod:`aiida_qdtraps.builder` (unpack nodes → call one pure function → wrap). The recipe is the
 calcfunction's ``Dict`` input, so QueryBuilder filters on it, e.g. all InP tetrahedra::
 
     qb = QueryBuilder()
@@ -22,10 +22,10 @@ from aiida.engine import calcfunction
 from ase import Atoms
 
 from .. import provenance
-from ..build import qd as qd_recipes
-from ..build import roles as qd_roles
-from ..build import shell as qd_shell
-from ..build import vacancies as qd_vacancies
+from ..builder import qd as qd_recipes
+from ..builder import roles as qd_roles
+from ..builder import shell as qd_shell
+from ..builder import vacancies as qd_vacancies
 from ..provenance import BUILD_FUNCTIONS, DOMAIN_ATTRIBUTE, ROLE_ATTRIBUTE  # noqa: F401  (re-exported)
 
 #: Per-site roles / domains of a structure, found through its provenance (aliases of :func:`.provenance.roles` and
@@ -75,7 +75,7 @@ def copy_qd_tags(source: orm.StructureData, target: orm.StructureData) -> None:
 
 @calcfunction
 def build_qd(recipe: orm.Dict) -> orm.StructureData:
-    """Build a QD from a recipe: the keyword arguments of :func:`aiida_qdtraps.build.qd.build_qd` (lengths in Å)."""
+    """Build a QD from a recipe: the keyword arguments of :func:`aiida_qdtraps.builder.qd.build_qd` (lengths in Å)."""
     return to_structure(qd_recipes.build_qd(**qd_recipes.check_recipe(recipe.get_dict())))
 
 
@@ -134,7 +134,7 @@ def import_structure(file: orm.SinglefileData, options: orm.Dict) -> orm.Structu
 
     ``options`` = {format?, cations?, anions?, core_elements?, formal_charges?, vacuum?, charge?, multiplicity?}.
     The structure must be a finite cluster (a periodic crystal is refused: ``not a cluster``); roles, ligand groups,
-    formal charge and multiplicity come from :func:`aiida_qdtraps.build.foreign.label_qd` (atoms it cannot classify
+    formal charge and multiplicity come from :func:`aiida_qdtraps.builder.foreign.label_qd` (atoms it cannot classify
     are refused, named). A ``charge`` that differs from the inferred one is refused with both values; a
     ``multiplicity`` is kept when its parity fits the electron count, else refused. Inputs without a cell are boxed
     with ``vacuum`` Å (default 5). The output carries ``qd_roles``, ``qd_domains``, ``qd_ligand_groups`` and
@@ -145,7 +145,7 @@ def import_structure(file: orm.SinglefileData, options: orm.Dict) -> orm.Structu
 
     from ase.io import read
 
-    from ..build import foreign
+    from ..builder import foreign
 
     settings = dict(options.get_dict())
     _check_import_options(settings)

@@ -48,7 +48,7 @@ def _options(node: orm.Dict | None, defaults: dict, what: str) -> dict:
 
 def _net_charge(structure: orm.StructureData, recipe: dict) -> float:
     """Net charge (e) of the QD from formal oxidation states and ligand charges (the recipe's when unknown)."""
-    from ..build.passivation import net_charge
+    from ..builder.passivation import net_charge
 
     try:
         return float(net_charge(structure.get_ase()))

@@ -1,4 +1,4 @@
-"""Calcfunctions bridging AiiDA nodes to the pure ``build``/``parsers`` kernels (thin: unpack, call, wrap)."""
+"""Calcfunctions bridging AiiDA nodes to the pure ``builder``/``parsers`` kernels (thin: unpack, call, wrap)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from aiida import orm
 from aiida.engine import calcfunction
 from aiida_quantumespresso.workflows.protocols.utils import recursive_merge
 
-from ..build import cluster
+from ..builder import qd as qd_recipes
 from ..parsers.cp2k_files import homo_lumo, mo_window, read_molden
 from .build import copy_qd_tags, to_structure
 
@@ -20,18 +20,18 @@ def update_cp2k_parameters(parameters: orm.Dict, changes: orm.Dict) -> orm.Dict:
 
 @calcfunction
 def build_qd_structure(recipe: orm.Dict) -> orm.StructureData:
-    """Build a QD model from a recipe (keyword arguments of :func:`aiida_qdtraps.build.cluster.build_qd`).
+    """Build a QD model from a recipe (keyword arguments of :func:`aiida_qdtraps.builder.qd.build_qd`).
 
     The recipe Dict is this calcfunction's input, so a QueryBuilder from a recipe (e.g. filtering on
     ``attributes.material``) reaches every structure built from it, and every structure its recipe.
     """
-    return to_structure(cluster.build_qd(**recipe.get_dict()))
+    return to_structure(qd_recipes.build_qd(**recipe.get_dict()))
 
 
 @calcfunction
 def center_in_box(structure: orm.StructureData, vacuum: orm.Float) -> orm.StructureData:
     """The cluster centred in a cubic non-periodic box with at least ``vacuum`` Å on every side."""
-    boxed = cluster.put_in_box(structure.get_ase(), float(vacuum.value))
+    boxed = qd_recipes.put_in_box(structure.get_ase(), float(vacuum.value))
     result = orm.StructureData(ase=boxed)
     result.pbc = (False, False, False)
     copy_qd_tags(structure, result)  # per-site roles/domains follow the structure

@@ -10,7 +10,7 @@ from aiida.engine import if_
 
 from .. import provenance
 from ..analysis.mo_counts import scaled_mo_counts
-from ..build.roles import infer_roles
+from ..builder.roles import infer_roles
 from ..parsers.cp2k_hybrid import MOLDEN_FILE
 from ..protocols import ADMM_SECTION, PROTOCOL_DIR
 from .common import QdCp2kStageWorkChain

@@ -19,7 +19,7 @@ from aiida.engine import ExitCode, WorkChain, calcfunction
 from .. import provenance
 from ..analysis import plots
 from ..analysis import traps as kernel
-from ..build.roles import ROLES
+from ..builder.roles import ROLES
 from ..data import TrapRecord
 
 STATE_KINDS = ('valence', 'conduction', 'hole-trap', 'electron-trap', 'quantum-confined')

@@ -12,7 +12,7 @@ import pytest
 
 from aiida_qdtraps.analysis import charge_flow as cf
 from aiida_qdtraps.analysis import traps
-from aiida_qdtraps.build.qd import build_qd
+from aiida_qdtraps.builder.qd import build_qd
 
 
 @pytest.fixture(scope='module')

@@ -6,7 +6,7 @@ import pytest
 from click.testing import CliRunner
 
 from aiida_qdtraps import profile as project_profile
-from aiida_qdtraps.build import roles
+from aiida_qdtraps.builder import roles
 from aiida_qdtraps.cli import cli
 
 CORE_SHELL = ['build', 'InAs', '--shape', 'truncated_tetrahedron', '--diameter', '2.2', '--center', 'anion', '--ligand',
@@ -74,6 +74,18 @@ def test_vacancy_min_bonds_reaches_the_builder_and_the_site_list(tmp_path):
     # lengths in the builder's errors (Å) are also given in the command line's nm
     (['InP', '--diameter', '0.3', '--ligand', 'F'], 'diameter 3 Å = 0.3 nm is below the smallest InP sphere core'),
     (['CsPbBr3', '--shape', 'cube', '--diameter', '0.3'], 'edge 3.0 Å = 0.3 nm is below two CsPbBr3 cells'),
+    # --facets: the form is checked by the command line, the families and energies by the builder
+    (['InP', '--diameter', '2', '--shape', 'wulff', '--facets', '100=abc'],
+     "the energy of facet 100 must be a number, got 'abc'"),
+    (['InP', '--diameter', '2', '--shape', 'wulff', '--facets', '100=1,111'], "expected FAMILY=ENERGY pairs"),
+    (['InP', '--diameter', '2', '--shape', 'wulff', '--facets', '100=1,100=2'], 'facet family 100 given twice'),
+    (['InP', '--diameter', '2', '--shape', 'wulff', '--facets', '200=1'], "unknown facet family '200'"),
+    (['InP', '--diameter', '2', '--shape', 'wulff', '--facets', '100=0'],
+     'the surface energy of facet 100 must be a positive number, got 0.0'),
+    (['InP', '--diameter', '2', '--shape', 'cube', '--facets', '100=1'], "facets apply to shape 'wulff' only"),
+    (['PbS', '--diameter', '1.5', '--shape', 'wulff', '--facets', '100=1,-1-1-1=2'],
+     'facet family -1-1-1 is distinct from 111 on zincblende only'),
+    (['CdSe', '--model', 'Cd17Se28H22', '--facets', '100=1'], "model 'Cd17Se28H22' takes no ['facets']"),
 ])
 def test_bad_input_is_a_usage_error_naming_the_value(tmp_path, args, message):
     result = CliRunner().invoke(cli, ['build', *args, '-o', str(tmp_path / 'x.xyz')])
@@ -188,3 +200,63 @@ def test_binding_reaches_the_builder_and_the_recipe(tmp_path):
     bad = CliRunner().invoke(cli, ['build', 'InP', '--diameter', '1.4', '--ligand', 'Cl', '--binding', 'chelating',
                                    '-o', str(tmp_path / 'x.xyz')])
     assert bad.exit_code != 0 and "'Cl'" in bad.output
+
+
+def test_shape_and_interlayer_choices_are_the_builders():
+    from aiida_qdtraps.builder import shapes, shell
+    from aiida_qdtraps.cli import cmd_build
+
+    assert sorted(cmd_build.SHAPES) == sorted((*shapes.SHAPES, shapes.WULFF))
+    assert cmd_build.INTERLAYERS == shell.INTERLAYERS
+
+
+def test_wulff_of_the_100_facets_alone_is_the_cube(tmp_path):
+    """The Wulff polyhedron of {100} alone is the cube: the same atoms at the same places."""
+    base = ['build', 'InP', '--diameter', '2.0', '--center', 'anion']
+    wulff = CliRunner().invoke(cli, [*base, '--shape', 'wulff', '--facets', '100=1.0', '-o', str(tmp_path / 'w.xyz')])
+    cube = CliRunner().invoke(cli, [*base, '--shape', 'cube', '-o', str(tmp_path / 'c.xyz')])
+    assert wulff.exit_code == 0 and cube.exit_code == 0, wulff.output + cube.output
+    assert '  facets     100=1\n' in wulff.output and '  facets ' not in cube.output
+    a, b = (roles.read_structure(str(tmp_path / name)) for name in ('w.xyz', 'c.xyz'))
+    assert a.get_chemical_symbols() == b.get_chemical_symbols() and len(a) == 38
+    assert a.positions == pytest.approx(b.positions, abs=1e-9)
+
+
+def test_facets_reach_the_recipe_and_the_record(tmp_path, aiida_profile):
+    from aiida import orm
+
+    from aiida_qdtraps.cli.cmd_build import recipe_from_options
+
+    result = CliRunner().invoke(cli, ['build', 'InP', '--shape', 'wulff', '--facets', '100=1.0, 110=1.2, 111=1.1',
+                                      '--diameter', '2.0', '--store', '-o', str(tmp_path / 'x.xyz')])
+    assert result.exit_code == 0, result.output
+    # -1-1-1 (the anion-terminated {111} of zincblende) takes the 111 energy when not given
+    assert '  facets     100=1, 110=1.2, 111=1.1, -1-1-1=1.1\n' in result.output
+    structure = orm.load_node(int(result.output.split('pk=')[1]))
+    recipe = structure.creator.inputs.recipe.get_dict()
+    assert recipe['shape'] == 'wulff' and recipe['facets'] == {'100': 1.0, '110': 1.2, '111': 1.1}
+    assert structure.base.attributes.get('qd_build')['facets'] == {'100': 1.0, '110': 1.2, '111': 1.1,
+                                                                    '-1-1-1': 1.1}
+    # without --facets the recipe has no key: the builder takes the material's defaults (equal on zincblende)
+    base = ('InP', 'wulff', 2.0, 'F', 0, 'auto', 5.0, None, 2, 'default', 0, None, None, None, False, 0, None, 1,
+            'abrupt')
+    assert 'facets' not in recipe_from_options(*base)
+    default = CliRunner().invoke(cli, ['build', 'InP', '--shape', 'wulff', '--diameter', '2.0', '-o',
+                                       str(tmp_path / 'y.xyz')])
+    assert default.exit_code == 0 and '  facets     100=1, 110=1, 111=1, -1-1-1=1\n' in default.output
+
+
+def test_ordered_interlayer_from_the_command_line(tmp_path):
+    """InAs 1.6 nm (cation-centred) @ 3 ML CdSe of docs/builder.md: the ordered interlayer takes core atoms (In on
+    cation sites, As on anion sites) where the abrupt one is pure CdSe, on the same core."""
+    base = ['build', 'InAs', '--diameter', '1.6', '--center', 'cation', '--ligand', 'Cl', '--shell', 'CdSe',
+            '--monolayers', '3', '--interlayer']
+    ordered = CliRunner().invoke(cli, [*base, 'ordered', '-o', str(tmp_path / 'ordered.xyz')])
+    abrupt = CliRunner().invoke(cli, [*base, 'abrupt', '-o', str(tmp_path / 'abrupt.xyz')])
+    assert ordered.exit_code == 0 and abrupt.exit_code == 0, ordered.output + abrupt.output
+    assert 'net charge +0 e' in ordered.output
+    assert '  core       As44In43\n' in ordered.output and '  core       As44In43\n' in abrupt.output
+    assert '  interlayer As22Cd68In16Se74\n' in ordered.output and '  ligand     Cl67\n' in ordered.output
+    atoms = roles.read_structure(str(tmp_path / 'abrupt.xyz'))
+    interlayer = set(atoms[atoms.arrays['qd_domain'] == 'interlayer'].get_chemical_symbols())
+    assert interlayer == {'Cd', 'Se'}

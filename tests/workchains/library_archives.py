@@ -9,7 +9,7 @@ import pathlib
 from aiida import orm
 from aiida.engine import run_get_node
 
-from aiida_qdtraps.build.passivation import net_charge
+from aiida_qdtraps.builder.passivation import net_charge
 from aiida_qdtraps.workchains.build import to_atoms
 from aiida_qdtraps.workchains.classifier import TrapClassifierWorkChain
 

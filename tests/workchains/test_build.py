@@ -8,7 +8,7 @@ from aiida import orm
 from aiida.common import LinkType
 from aiida.engine import calcfunction
 
-from aiida_qdtraps.build import cluster
+from aiida_qdtraps.builder.qd import build_qd as build_qd_atoms
 from aiida_qdtraps.workchains import build
 from aiida_qdtraps.workchains.functions import build_qd_structure, center_in_box
 
@@ -96,14 +96,14 @@ def test_build_qd_structure_keeps_the_tiny_demo_cluster(aiida_profile):
     tiny = {'material': 'InP', 'diameter': 5.2, 'ligand': 'F', 'charge': 0, 'center': 'anion', 'vacuum': 2.5,
             'min_core_bonds': 1}  # TINY_QD_RECIPE of tests/conftest.py: the CP2K tests' and the demo's cluster
     structure = build_qd_structure(orm.Dict(tiny))
-    reference = cluster.build_qd(**tiny)
+    reference = build_qd_atoms(**tiny)
     assert structure.get_formula() == 'F9In4P' and len(structure.sites) == 14
     assert np.allclose(structure.get_ase().positions, reference.positions)
     assert build.get_roles(structure) == ['cation', 'anion'] + ['cation'] * 3 + ['ligand'] * 9
 
 
 def test_import_structure_infers_roles(aiida_profile, tmp_path):
-    atoms = cluster.build_qd('CdSe', 13.25, ligand='H', center='cation', min_core_bonds=1)
+    atoms = build_qd_atoms('CdSe', 13.25, ligand='H', center='cation', min_core_bonds=1)
     path = tmp_path / 'cluster.xyz'
     atoms.write(path, format='xyz')
     structure = build.import_structure(orm.SinglefileData(str(path)), orm.Dict({}))

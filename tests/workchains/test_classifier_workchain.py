@@ -12,7 +12,7 @@ from aiida import orm
 from library_archives import ALL_CORE, LIBRARY, assert_pbe0_charges, import_library, train_all_core
 
 from aiida_qdtraps.analysis import classifier as kernel
-from aiida_qdtraps.build.vacancies import VACANCY_KINDS
+from aiida_qdtraps.builder.vacancies import VACANCY_KINDS
 from aiida_qdtraps.workchains.classifier import (
     build_dataset,
     featurize,

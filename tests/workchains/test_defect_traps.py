@@ -16,7 +16,7 @@ import pytest
 from aiida import orm
 
 from aiida_qdtraps.analysis.bonds import bond_pairs, coordination_numbers
-from aiida_qdtraps.build.qd import build_qd
+from aiida_qdtraps.builder.qd import build_qd
 from aiida_qdtraps.workchains.functions import extract_mo_window
 from aiida_qdtraps.workchains.traps import label_traps
 

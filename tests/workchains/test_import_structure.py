@@ -9,7 +9,7 @@ from ase import Atoms
 from ase.build import bulk
 
 from aiida_qdtraps import provenance
-from aiida_qdtraps.build.qd import build_qd, write_qd
+from aiida_qdtraps.builder.qd import build_qd, write_qd
 from aiida_qdtraps.workchains import build
 
 

@@ -10,7 +10,7 @@ import pathlib
 
 import numpy as np
 
-from aiida_qdtraps.build import qd
+from aiida_qdtraps.builder import qd
 
 HERE = pathlib.Path(__file__).parent
 DOMAIN_COLOURS = {'core': '#3b6fb6', 'interlayer': '#f39c34', 'shell': '#c0392b', 'ligand': '#2ecc71'}

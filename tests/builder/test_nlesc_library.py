@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from aiida_qdtraps.build import foreign, passivation, qd, roles
+from aiida_qdtraps.builder import foreign, passivation, qd, roles
 
 LIBRARY = Path(__file__).resolve().parents[1] / 'data' / 'library'
 

@@ -1,4 +1,4 @@
-"""build.roles is the one table of roles, domains and elements: the analysis kernels use its functions."""
+"""builder.roles is the one table of roles, domains and elements: the analysis kernels use its functions."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from aiida_qdtraps.analysis import charge_flow, cross_engine, traps
-from aiida_qdtraps.build import roles
-from aiida_qdtraps.build.crystal import MATERIALS
-from aiida_qdtraps.build.passivation import _ACETATE_SYMBOLS, LIGANDS
-from aiida_qdtraps.build.qd import build_qd
+from aiida_qdtraps.builder import roles
+from aiida_qdtraps.builder.crystal import MATERIALS
+from aiida_qdtraps.builder.passivation import _ACETATE_SYMBOLS, LIGANDS
+from aiida_qdtraps.builder.qd import build_qd
 
 
 def test_the_element_tables_are_disjoint_and_cover_the_builder():

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from ase import Atoms
 
-from aiida_qdtraps.build import passivation, qd, roles, shapes, shell, vacancies
+from aiida_qdtraps.builder import passivation, qd, roles, shapes, shell, vacancies
 
 
 @pytest.fixture(scope='module')

@@ -10,9 +10,9 @@ import pytest
 from ase import Atoms
 from ase.build import bulk, molecule
 
-from aiida_qdtraps.build import foreign
-from aiida_qdtraps.build.passivation import net_charge
-from aiida_qdtraps.build.qd import build_qd
+from aiida_qdtraps.builder import foreign
+from aiida_qdtraps.builder.passivation import net_charge
+from aiida_qdtraps.builder.qd import build_qd
 
 
 def _plain(atoms):

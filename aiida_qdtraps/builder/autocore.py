@@ -6,7 +6,7 @@ Pure functions on numpy / :class:`ase.Atoms`; no AiiDA import. Lengths in Å, ch
 With ``center='auto'`` the requested ``diameter`` is the diameter of the **core**: twice the largest distance of a
 core atom from the core's centroid (the circumscribed sphere of the core atoms, ligands excluded). Every core
 carved around the four centres of tetrahedral site symmetry (``anion``, ``cation``, ``interstitial``,
-``interstitial2``) with each trim of :func:`auto_trims` (see :func:`~aiida_qdtraps.build.shapes.carve_core`)
+``interstitial2``) with each trim of :func:`auto_trims` (see :func:`~aiida_qdtraps.builder.shapes.carve_core`)
 is a candidate when
 
 * its diameter is within one bond length (+0.01 Å) of the request,

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from scipy.spatial import cKDTree
 
-from aiida_qdtraps.build import passivation
-from aiida_qdtraps.build.crystal import nearest_neighbour_distance
-from aiida_qdtraps.build.roles import ligand_units
+from aiida_qdtraps.builder import passivation
+from aiida_qdtraps.builder.crystal import nearest_neighbour_distance
+from aiida_qdtraps.builder.roles import ligand_units
 
 
 def _check_qd(atoms, material, charge=0, min_bonds=2):

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 from ase.data import covalent_radii
 
-from aiida_qdtraps.build.named import NAMED_MODELS, octahedral_frame
-from aiida_qdtraps.build.passivation import BINDINGS, CARBOXYLATE_FRAME, net_charge, passivate
-from aiida_qdtraps.build.qd import build_qd, describe
-from aiida_qdtraps.build.roles import ligand_units, roles_of
+from aiida_qdtraps.builder.named import NAMED_MODELS, octahedral_frame
+from aiida_qdtraps.builder.passivation import BINDINGS, CARBOXYLATE_FRAME, net_charge, passivate
+from aiida_qdtraps.builder.qd import build_qd, describe
+from aiida_qdtraps.builder.roles import ligand_units, roles_of
 
 
 def _angle(a, b, c):

@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from aiida_qdtraps.build import passivation, qd, shell
-from aiida_qdtraps.build.crystal import TETRAHEDRAL
+from aiida_qdtraps.builder import passivation, qd, shell
+from aiida_qdtraps.builder.crystal import TETRAHEDRAL
 
 A = 6.058  # InAs lattice constant (Å)
 BOND = A * np.sqrt(3) / 4

@@ -1,16 +1,20 @@
-"""Pure builder kernels (no AiiDA): carving, passivation to an exact charge, boxing."""
+"""The one-call recipe :func:`~aiida_qdtraps.builder.qd.build_qd` (no AiiDA): carving, passivation to an exact charge,
+boxing."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from aiida_qdtraps.build import cluster
+from aiida_qdtraps.builder.crystal import nearest_neighbour_distance
+from aiida_qdtraps.builder.passivation import net_charge
+from aiida_qdtraps.builder.qd import build_qd, describe
+from aiida_qdtraps.builder.shapes import carve_core
 
 
 def test_demo_cluster_is_neutral_and_evenly_passivated():
-    qd = cluster.build_qd('InP', 5.2, ligand='F', charge=0, center='anion', vacuum=3.5, min_core_bonds=1)
-    report = cluster.describe(qd)
+    qd = build_qd('InP', 5.2, ligand='F', charge=0, center='anion', vacuum=3.5, min_core_bonds=1)
+    report = describe(qd)
     assert report.formula == 'F9In4P' and report.net_charge == 0
     # 9 F over 4 In: spread evenly (3+2+2+2), never 3+3+3+0 or 3+3+2+1
     assert report.coordination['In'] == {4: 1, 3: 3}
@@ -23,28 +27,28 @@ def test_demo_cluster_is_neutral_and_evenly_passivated():
 
 @pytest.mark.parametrize('charge, n_ligands', [(0, 9), (1, 8), (3, 6)])
 def test_charge_sets_ligand_count(charge, n_ligands):
-    qd = cluster.build_qd('InP', 5.2, charge=charge, center='anion', min_core_bonds=1)
+    qd = build_qd('InP', 5.2, charge=charge, center='anion', min_core_bonds=1)
     assert qd.get_chemical_symbols().count('F') == n_ligands
-    assert cluster.net_charge(qd) == charge
+    assert net_charge(qd) == charge
 
 
 def test_deterministic():
-    a = cluster.build_qd('GaP', 5.0, ligand='Cl', center='anion', min_core_bonds=1)
-    b = cluster.build_qd('GaP', 5.0, ligand='Cl', center='anion', min_core_bonds=1)
+    a = build_qd('GaP', 5.0, ligand='Cl', center='anion', min_core_bonds=1)
+    b = build_qd('GaP', 5.0, ligand='Cl', center='anion', min_core_bonds=1)
     assert np.array_equal(a.positions, b.positions) and a.get_chemical_symbols() == b.get_chemical_symbols()
 
 
 def test_pruning_removes_weakly_bound_atoms():
-    core = cluster.carve_sphere('InP', 12.0, center='anion', min_core_bonds=2)
+    core = carve_core('InP', 12.0, 'sphere', center='anion', min_core_bonds=2)
     assert len(core) == 35
     positions = core.positions
     d = np.linalg.norm(positions[:, None] - positions[None], axis=-1)
-    bonds = ((d > 0.1) & (d < 1.1 * cluster.nearest_neighbour_distance('InP'))).sum(1)
+    bonds = ((d > 0.1) & (d < 1.1 * nearest_neighbour_distance('InP'))).sum(1)
     assert bonds.min() >= 2
 
 
 def test_ligand_bonds_point_along_missing_tetrahedral_directions():
-    qd = cluster.build_qd('InP', 5.2, center='anion', min_core_bonds=1)
+    qd = build_qd('InP', 5.2, center='anion', min_core_bonds=1)
     symbols = np.array(qd.get_chemical_symbols())
     indium, fluorine = qd.positions[symbols == 'In'], qd.positions[symbols == 'F']
     d = np.linalg.norm(fluorine[:, None] - indium[None], axis=-1)
@@ -67,4 +71,4 @@ def test_ligand_bonds_point_along_missing_tetrahedral_directions():
 ])
 def test_bad_input_names_the_value(kwargs, message):
     with pytest.raises(ValueError, match=message):
-        cluster.build_qd(**kwargs)
+        build_qd(**kwargs)

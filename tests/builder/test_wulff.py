@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from aiida_qdtraps.build import passivation, qd, shapes
-from aiida_qdtraps.build.crystal import TETRAHEDRAL
+from aiida_qdtraps.builder import passivation, qd, shapes
+from aiida_qdtraps.builder.crystal import TETRAHEDRAL
 
 
 def _present_families(name):

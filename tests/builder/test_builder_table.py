@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from scipy.spatial import cKDTree
 
-from aiida_qdtraps.build import passivation, qd, shapes
-from aiida_qdtraps.build.crystal import MATERIALS
+from aiida_qdtraps.builder import passivation, qd, shapes
+from aiida_qdtraps.builder.crystal import MATERIALS
 
 #: material × shape × two sizes (Å) with the carve centre whose core the ligands can bring to charge 0
 #: (a cation-rich core takes Cl, an anion-rich one H; some cores, e.g. GaP sphere 3.0 nm, have too few free sites).

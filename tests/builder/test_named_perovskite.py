@@ -7,8 +7,8 @@ import pytest
 from ase.data import covalent_radii
 from scipy.spatial import cKDTree
 
-from aiida_qdtraps.build import named, perovskite, qd
-from aiida_qdtraps.build.passivation import net_charge
+from aiida_qdtraps.builder import named, perovskite, qd
+from aiida_qdtraps.builder.passivation import net_charge
 
 
 def _min_ratio(atoms):

@@ -102,7 +102,7 @@ def build_qd(material: str, diameter: float | None = None, ligand: str | None = 
 
     * ``center='auto'`` (default): ``diameter`` is the diameter of the **core** (twice the largest distance of a core
       atom from the core's centroid; ligands excluded). The builder takes, among the cores carved around every
-      centre with every trim (:mod:`~aiida_qdtraps.build.autocore`), the one nearest in diameter that the ligand
+      centre with every trim (:mod:`~aiida_qdtraps.builder.autocore`), the one nearest in diameter that the ligand
       brings to ``charge``; its core diameter is within one bond length of ``diameter``. X-type ligands (on the
       cations) so get cation-rich cores, H (on the anions) anion-rich ones.
     * an explicit centre: ``diameter`` is the circumscribed-sphere diameter of the carving shape (the core lies
@@ -111,11 +111,11 @@ def build_qd(material: str, diameter: float | None = None, ligand: str | None = 
     The resolved carve is recorded in ``atoms.info['qd_build']``: ``center``, ``trim``, ``carve_diameter`` (the
     diameter that carves this core with an explicit centre, Å) and ``core_diameter`` (Å).
 
-    :param material: core material, a key of :data:`~aiida_qdtraps.build.crystal.MATERIALS`.
+    :param material: core material, a key of :data:`~aiida_qdtraps.builder.crystal.MATERIALS`.
     :param diameter: the size (Å), see above.
     :param ligand: passivating ligand (F, Cl, Br, I, H, OAc; None: F); the QD gets exactly net ``charge`` (e).
     :param center: carve centre: ``'auto'``, ``'anion'``, ``'cation'``, ``'interstitial'`` or ``'interstitial2'``
-        (see :func:`~aiida_qdtraps.build.shapes.crystal_origin`).
+        (see :func:`~aiida_qdtraps.builder.shapes.crystal_origin`).
     :param trim: the fewest core bonds an atom of the species the ligand does not bind keeps (anions for X-type
         ligands, cations for H); default ``min_core_bonds`` with an explicit centre, chosen with ``'auto'``.
     :param vacuum: minimum vacuum (Å) on each side of the cubic, non-periodic box.
@@ -127,27 +127,27 @@ def build_qd(material: str, diameter: float | None = None, ligand: str | None = 
     :param reconstruct: fraction of 3-coordinate surface anions (on ``reconstruct_facet``) replaced by Cl before
         passivation (Llusar et al. use 2/3 on {-1-1-1}).
     :param shell: shell material grown on the core (``monolayers`` ML, ``interlayer`` abrupt|alloyed|ordered,
-        ``seed`` for alloyed), see :func:`~aiida_qdtraps.build.shell.grow_shell`.
+        ``seed`` for alloyed), see :func:`~aiida_qdtraps.builder.shell.grow_shell`.
     :param vacancy: vacancy kind (ligand, anion, cation, pair) made after passivation at ``vacancy_site`` (a
         distinct-site index, or random with ``seed`` when None); ``neutralize`` restores ``charge`` afterwards.
     :param vacancy_min_bonds: the fewest inorganic bonds a neighbour of the vacancy may keep (2; 1 also accepts a
         neighbour left with one core bond plus ligands, which gives small QDs anion sites).
-    :param model: a named cluster (:data:`~aiida_qdtraps.build.named.NAMED_MODELS`: ``Cd17Se28H22``,
+    :param model: a named cluster (:data:`~aiida_qdtraps.builder.named.NAMED_MODELS`: ``Cd17Se28H22``,
         ``Cd28Se17Cl22``, ``Pb19S6(OAc)26`` (acetates bridging; ``binding`` may name another)) instead of a carve;
         ``material`` must be its material, ``diameter`` and ``ligand`` may be omitted (a given ligand must be the
         model's); ``charge``, ``arrangement``, ``vacuum``, ``lattice_constant``, ``binding`` and ``seed`` apply,
         other keys must stay at their defaults.
     :param termination: for a perovskite ``material`` (CsPbBr3): ``'CsBr'`` (default) or ``'PbBr2'``; the
         nanocube (``shape='cube'``) has ``diameter`` as its edge length (n·a, rounded to whole cells), see
-        :mod:`~aiida_qdtraps.build.perovskite`; ``charge``, ``arrangement``, ``vacuum`` and ``lattice_constant``
+        :mod:`~aiida_qdtraps.builder.perovskite`; ``charge``, ``arrangement``, ``vacuum`` and ``lattice_constant``
         apply, other keys must stay at their defaults.
     :param binding: how acetate (``OAc``) binds: ``'monodentate'`` (None: the default; a named model's own
         binding), ``'chelating'``, ``'bridging'`` or ``'mixed'`` (per site, drawn with ``seed`` and
-        ``arrangement``), see :func:`~aiida_qdtraps.build.passivation.passivate`; the number of acetates is the
+        ``arrangement``), see :func:`~aiida_qdtraps.builder.passivation.passivate`; the number of acetates is the
         same for every binding. Not with ``shell``; ligands a vacancy's ``neutralize`` adds are monodentate.
     :param facets: ``shape='wulff'`` only: surface energies of the facet families ``'100'``, ``'110'``, ``'111'``
         and, on zincblende, ``'-1-1-1'`` (default that of ``'111'``), any one unit; None: the material's
-        :data:`~aiida_qdtraps.build.shapes.DEFAULT_FACETS`. Recorded (completed) in ``qd_build['facets']``.
+        :data:`~aiida_qdtraps.builder.shapes.DEFAULT_FACETS`. Recorded (completed) in ``qd_build['facets']``.
     """
     given = {key: value for key, value in locals().items() if key in RECIPE_DEFAULTS}
     if model is not None or material in PEROVSKITES:

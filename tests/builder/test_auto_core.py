@@ -8,8 +8,8 @@ import pytest
 from ase.data import covalent_radii
 from scipy.spatial import cKDTree
 
-from aiida_qdtraps.build import autocore, passivation, qd, shapes
-from aiida_qdtraps.build.crystal import MATERIALS, nearest_neighbour_distance
+from aiida_qdtraps.builder import autocore, passivation, qd, shapes
+from aiida_qdtraps.builder.crystal import MATERIALS, nearest_neighbour_distance
 
 SIZES = (10.0, 15.0, 20.0, 25.0, 30.0)
 CASES = [(m, s, d) for m in MATERIALS for s in shapes.SHAPES for d in SIZES]

@@ -27,7 +27,7 @@ Each ligand binds a two-coordinate atom of the species it binds (Se for H, Cd fo
 one of the atom's two remaining tetrahedral (sp³) directions: the one whose ligand site is farther from the other
 frame atoms (for the a√11/4 atoms the other one points at an empty lattice site shared with a neighbour), either
 when both are equally clear (the a√19/4 atoms). Farthest-point selection picks the atoms and directions (one
-ligand per atom) as in :func:`~aiida_qdtraps.build.passivation.passivate`.
+ligand per atom) as in :func:`~aiida_qdtraps.builder.passivation.passivate`.
 
 Sowa et al. (PbS with acetate; docs/references.md) study the Pb19S6 nanocrystal postulated by Choi et al.: 1.2 nm,
 rock salt, octahedral with eight (111) facets, lead-rich, passivated by 26 carboxylates, neutral
@@ -38,7 +38,7 @@ vertices at (±2, 0, 0) (one S each); each (111) facet is a triangle of six Pb. 
 find bridge and tilted-bridge geometries only, no chelates or unidentate ones) two neighbouring surface Pb
 (a/√2 = 4.20 Å apart) over an empty S site: 32 such sites exist (24 over the octahedron edges, between a vertex and
 an edge Pb; 8 over the facet centres), 26 are taken by the farthest-point spread
-(:func:`~aiida_qdtraps.build.passivation.passivate` with ``binding='bridging'``), each O 2.40 Å from its Pb.
+(:func:`~aiida_qdtraps.builder.passivation.passivate` with ``binding='bridging'``), each O 2.40 Å from its Pb.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from aiida import orm
 
-from aiida_qdtraps.build import qd
+from aiida_qdtraps.builder import qd
 from aiida_qdtraps.protocols import element_settings, kind_sections
 
 CP2K_DATA = Path('/usr/share/cp2k')
