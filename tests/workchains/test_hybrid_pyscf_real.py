@@ -18,7 +18,7 @@ VALENCE_ELECTRONS = 180
 N_AO = 248
 
 
-@pytest.mark.slow  # 3-4 min wall on 2 shared cores (docs/cutouts.md)
+@pytest.mark.slow  # 158 s wall on 2 shared cores at load 1.5-4.8 (docs/cutouts.md)
 def test_pbe0_def2svp_labels_the_relaxed_in4pf9(pyscf_code, data_dir, record_property):
     atoms = ase.io.read(data_dir / 'cp2k' / 'relaxed' / 'in4pf9_fast.xyz')
     structure = orm.StructureData(ase=atoms)
