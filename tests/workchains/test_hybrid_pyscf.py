@@ -85,7 +85,7 @@ def test_overrides_and_options_reach_the_job(pyscf_code, tiny_qd):
     ({'engine': 'pyscf', 'overrides': {'pyscf': {'parameters': {'charge': 1}}}},
      r"pyscf.parameters must not set \['charge'\]"),
     ({'engine': 'pyscf', 'protocol': 'cheapest'}, '`cheapest` is not a protocol of the pyscf engine'),
-])
+], ids=['engine', 'no-code', 'charge', 'basis', 'own-key', 'protocol'])
 def test_builder_refuses_with_the_value_named(pyscf_code, tiny_qd, kwargs, message):
     kwargs = {'protocol': 'fast', 'pyscf_code': pyscf_code, **kwargs}
     with pytest.raises(ValueError, match=message):
@@ -108,7 +108,7 @@ def _pyscf_builder(pyscf_code, structure):
      "engine 'pyscf' takes the `pyscf` inputs, not `scf`"),
     (lambda b, _: setattr(b, 'engine', orm.Str('cp2k')), "engine 'cp2k' takes the `scf` inputs, not `pyscf`"),
     (lambda b, _: b.pyscf.pop('code'), "engine 'pyscf' needs the `pyscf` inputs with a `code`"),
-])
+], ids=['multiplicity', 'functional', 'own-key', 'cp2k-inputs', 'engine-cp2k', 'no-code'])
 def test_bad_inputs_refused_at_launch_nothing_stored(pyscf_code, recorded_cp2k_code, tiny_qd, change, message):
     builder = _pyscf_builder(pyscf_code, tiny_qd)
     change(builder, HybridScfWorkChain.get_builder_from_protocol(recorded_cp2k_code, tiny_qd, protocol='fast'))
