@@ -34,7 +34,7 @@ def pipeline_rows(pipeline: orm.WorkflowNode) -> list[tuple[str, str]]:
     relax_params = relax.outputs.output_parameters
     rows += [
         ('PBE energy (relaxed)', f"{relax_params['energy']:.6f} Ha"),
-        ('PBE0 energy', f"{params['energy']:.6f} Ha"),
+        ('PBE0 energy', f"{params.get('energy', params.get('energy_ha')):.6f} Ha"),  # CP2K / PySCF key
         ('HOMO (PBE0)', f"{params['homo_ev']:.3f} eV"),
         ('LUMO (PBE0)', f"{params['lumo_ev']:.3f} eV"),
         ('HOMO-LUMO gap (PBE0)', f"{params['gap_ev']:.3f} eV"),

@@ -109,6 +109,14 @@ def baderkit_code(aiida_code_installed):
 
 
 @pytest.fixture
+def pyscf_code(aiida_code_installed):
+    """This interpreter (which has pyscf) as the code of ``qdtraps.pyscf`` jobs, one OpenMP thread unless set."""
+    return aiida_code_installed(label='pyscf-python', default_calc_job_plugin='qdtraps.pyscf',
+                                filepath_executable=sys.executable,
+                                prepend_text='export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}')
+
+
+@pytest.fixture
 def tiny_qd_recipe() -> dict:
     """The recipe of the tiny QD, for scripts that build it in another profile."""
     return dict(TINY_QD_RECIPE)

@@ -1,19 +1,23 @@
-"""``HybridScfWorkChain``: CP2K PBE0 single point keeping the MOs around the gap, density cube and PDOS."""
+"""``HybridScfWorkChain``: PBE0 single point keeping the MOs around the gap, with CP2K (also the density cube and
+PDOS) or with PySCF (PBE0/def2-SVP, the level of theory of Alexander et al.; no density cube, no PDOS)."""
 
 from __future__ import annotations
 
 import pathlib
 
 import numpy as np
+import yaml
 from aiida import orm
-from aiida.engine import if_
+from aiida.common import AttributeDict
+from aiida.engine import ToContext, if_
 
 from .. import provenance
 from ..analysis.mo_counts import scaled_mo_counts
 from ..builder.roles import infer_roles
+from ..calculations.pyscf import DEFAULT_PARAMETERS, PyscfCalculation, pyscf_parameters
 from ..parsers.cp2k_hybrid import MOLDEN_FILE
 from ..protocols import ADMM_SECTION, PROTOCOL_DIR
-from .common import QdCp2kStageWorkChain
+from .common import QdCp2kStageWorkChain, failure_message
 from .cp2k_base import WFN_RESTART, QdCp2kBaseWorkChain
 from .functions import extract_mo_window, recursive_merge
 from .parent_folder import WFN_FILE, parent_folder_problem
@@ -27,6 +31,108 @@ def validate_mo_window(value, _):
         if not isinstance(window.get(key), int) or window[key] < 1:
             return f'mo_window.{key} must be a positive integer, got {window.get(key)!r}'
     return None
+
+
+#: The engines of the hybrid SCF: CP2K (``scf`` inputs, the default) and PySCF (``pyscf`` inputs).
+ENGINES = ('cp2k', 'pyscf')
+#: Protocols of the PySCF engine (same names as the CP2K ones).
+PYSCF_PROTOCOL_FILE = PROTOCOL_DIR / 'hybrid_scf_pyscf.yaml'
+#: PySCF parameters the work chain sets from its own inputs (``charge``, ``multiplicity``, ``mo_window``).
+PYSCF_OWN_KEYS = ('charge', 'multiplicity', 'mo_window')
+
+
+def validate_engine(value, _):
+    if value is not None and value.value not in ENGINES:
+        return f'engine {value.value!r} is not available; choose one of {ENGINES}'
+    return None
+
+
+def engine_of(inputs) -> str:
+    """The engine of a ``HybridScfWorkChain`` input mapping: ``cp2k`` unless ``engine`` says otherwise."""
+    engine = inputs.get('engine')
+    return 'cp2k' if engine is None else engine.value
+
+
+def pyscf_scf_parameters(parameters: dict, symbols, charge: int, multiplicity: int, mo_window: dict) -> dict:
+    """The ``parameters`` of the PySCF job: those given, with the work chain's charge, multiplicity and MO window,
+    checked by :func:`~aiida_qdtraps.calculations.pyscf.pyscf_parameters` against the structure's ``symbols`` (None:
+    without the element checks).
+
+    :raises ValueError: for a parameter the job refuses (the value named), or one of :data:`PYSCF_OWN_KEYS` given in
+        ``parameters`` (they come from the work chain's inputs).
+    """
+    own = sorted(set(parameters) & set(PYSCF_OWN_KEYS))
+    if own:
+        raise ValueError(f'pyscf.parameters must not set {own}: the work chain sets charge, multiplicity and the MO '
+                         'window from its own inputs')
+    changes = {**parameters, 'charge': int(charge), 'multiplicity': int(multiplicity),
+               'mo_window': {key: int(mo_window[key]) for key in ('occupied', 'virtual')}}
+    pyscf_parameters(changes, symbols)
+    return changes
+
+
+def _engine_inputs_given(inputs, engine: str) -> bool:
+    """Whether the inputs of ``engine`` hold a code or parameters (a namespace that is present only because a builder
+    or the defaults touched it holds neither)."""
+    namespace = (inputs.get('scf') or {}).get('cp2k') if engine == 'cp2k' else inputs.get('pyscf')
+    namespace = namespace or {}
+    return namespace.get('code') is not None or namespace.get('parameters') is not None
+
+
+def validate_hybrid_inputs(inputs, _):
+    """The inputs of the chosen engine are there, the other engine's are not, and a PySCF job's parameters are sound
+    for the structure, charge and multiplicity (before anything is stored)."""
+    engine = engine_of(inputs)
+    if engine not in ENGINES:
+        return None  # named by the port validator of `engine`
+    other = 'pyscf' if engine == 'cp2k' else 'cp2k'
+    if _engine_inputs_given(inputs, other):
+        return (f'engine {engine!r} takes the `{"scf" if engine == "cp2k" else "pyscf"}` inputs, not '
+                f'`{"pyscf" if engine == "cp2k" else "scf"}`')
+    if engine == 'cp2k':
+        if not _engine_inputs_given(inputs, 'cp2k'):
+            return "engine 'cp2k' needs the `scf` inputs (QdCp2kBaseWorkChain: CP2K code and parameters)"
+        return None
+    if (inputs.get('pyscf') or {}).get('code') is None:
+        return "engine 'pyscf' needs the `pyscf` inputs with a `code` (a Python with pyscf)"
+    if 'parent_calc_folder' in inputs:
+        return ("engine 'pyscf' starts from its own guess: `parent_calc_folder` (a CP2K wavefunction) cannot be "
+                'used')
+    parameters = inputs['pyscf'].get('parameters')
+    structure = inputs.get('structure')
+    symbols = structure.get_ase().get_chemical_symbols() if structure is not None else None
+    window = inputs['mo_window'].get_dict() if 'mo_window' in inputs else {'occupied': 1, 'virtual': 1}
+    charge, multiplicity = inputs.get('charge'), inputs.get('multiplicity')
+    try:
+        pyscf_scf_parameters(parameters.get_dict() if parameters is not None else {}, symbols,
+                             charge.value if charge is not None else 0,
+                             multiplicity.value if multiplicity is not None else 1, window)
+    except (ValueError, KeyError, TypeError) as exception:
+        return f'pyscf: {exception}'
+    return None
+
+
+def pyscf_protocol_inputs(protocol: str | None = None, overrides: dict | None = None) -> dict:
+    """The inputs of the PySCF engine's ``protocol`` (its default when None), with ``overrides`` merged in."""
+    data = yaml.safe_load(PYSCF_PROTOCOL_FILE.read_text())
+    protocol = protocol or data['default_protocol']
+    if protocol not in data['protocols']:
+        raise ValueError(f'`{protocol}` is not a protocol of the pyscf engine; available: {sorted(data["protocols"])}')
+    inputs = recursive_merge(data['default_inputs'], data['protocols'][protocol])
+    inputs.pop('description', None)
+    return recursive_merge(inputs, overrides) if overrides else inputs
+
+
+def scaled_pyscf_window(structure: orm.StructureData, protocol_window: dict, overrides: dict) -> dict:
+    """The PySCF MO window scaled to ``structure``'s core like the CP2K one (:func:`.scaled_mo_counts`; PySCF has
+    every MO of the basis, so there is no ``ADDED_MOS``); a window key given in ``overrides`` is kept."""
+    symbols = structure.get_ase().get_chemical_symbols()
+    roles = provenance.roles(structure)
+    roles = np.asarray(roles) if roles is not None else infer_roles(symbols)
+    virtual = int(protocol_window['virtual'])
+    counts = scaled_mo_counts(int(np.sum(roles != 'ligand')), int(protocol_window['occupied']), virtual, virtual)
+    given = overrides.get('mo_window', {})
+    return {key: given.get(key, counts[key]) for key in ('occupied', 'virtual')}
 
 
 def _scf_section(parameters: dict) -> dict:
@@ -55,7 +161,13 @@ def scaled_mo_inputs(structure: orm.StructureData, protocol_inputs: dict, overri
 
 
 class HybridScfWorkChain(QdCp2kStageWorkChain):
-    """PBE0 electronic structure of a (relaxed) QD with the data the trap analysis needs."""
+    """PBE0 electronic structure of a (relaxed) QD with the data the trap analysis needs.
+
+    ``engine`` chooses the code: ``cp2k`` (the default; inputs in ``scf``) or ``pyscf`` (inputs in ``pyscf``: the
+    ``qdtraps.pyscf`` CalcJob, a molecular calculation without a cell, by default PBE0/def2-SVP). Both give the same
+    ``output_parameters`` keys the pipeline reads (``homo_ev``, ``lumo_ev``, ``gap_ev``), ``mo_energies``, the
+    ``mo_window`` that ``label_traps`` reads and the ``structure``; only CP2K writes ``density_cube`` and ``pdos``.
+    """
 
     _namespace = 'scf'
 
@@ -67,7 +179,16 @@ class HybridScfWorkChain(QdCp2kStageWorkChain):
                    help='Number of highest occupied and lowest virtual MOs whose coefficients are kept.')
         spec.input('parent_calc_folder', valid_type=orm.RemoteData, required=False,
                    help='Folder of a previous CP2K run on the same geometry; its wavefunction is the initial guess.')
-        spec.expose_inputs(QdCp2kBaseWorkChain, namespace='scf', exclude=('cp2k.structure',))
+        spec.input('engine', valid_type=orm.Str, required=False, validator=validate_engine,
+                   help="`cp2k` (the `scf` inputs; the default when not given) or `pyscf` (the `pyscf` inputs).")
+        spec.expose_inputs(QdCp2kBaseWorkChain, namespace='scf', exclude=('cp2k.structure',),
+                           namespace_options={'required': False, 'populate_defaults': False,
+                                              'help': 'The CP2K SCF (engine `cp2k`).'})
+        spec.expose_inputs(PyscfCalculation, namespace='pyscf', exclude=('structure',),
+                           namespace_options={'required': False, 'populate_defaults': False,
+                                              'help': 'The PySCF job (engine `pyscf`); charge, multiplicity and the '
+                                                      'MO window come from the work chain inputs.'})
+        spec.inputs.validator = validate_hybrid_inputs
         spec.outline(
             cls.setup,
             if_(cls.should_box)(cls.put_in_box),
@@ -84,12 +205,13 @@ class HybridScfWorkChain(QdCp2kStageWorkChain):
         spec.output('pdos', valid_type=orm.ArrayData, required=False, help='PDOS per kind.')
         spec.output('density_cube', valid_type=orm.SinglefileData, required=False, help='Valence electron density.')
         spec.output('atomic_charges', valid_type=orm.ArrayData, required=False,
-                    help='Net atomic charges (e) of the population analyses CP2K printed: mulliken, lowdin, hirshfeld.')
+                    help='Net atomic charges (e) of the population analyses: mulliken, lowdin (and hirshfeld when '
+                         'CP2K printed it).')
         spec.output('structure', valid_type=orm.StructureData, help='The structure the SCF was run on.')
         spec.output('remote_folder', valid_type=orm.RemoteData)
         spec.exit_code(204, 'ERROR_TOO_FEW_ADDED_MOS',
                        message='ADDED_MOS = {added} is smaller than the requested virtual window {virtual}.')
-        spec.exit_code(401, 'ERROR_SCF_FAILED', message='The CP2K hybrid SCF failed: {message}')
+        spec.exit_code(401, 'ERROR_SCF_FAILED', message='The hybrid SCF failed: {message}')
         spec.exit_code(402, 'ERROR_MO_WINDOW', message='Could not extract the MO window: {message}')
 
     @classmethod
@@ -97,14 +219,27 @@ class HybridScfWorkChain(QdCp2kStageWorkChain):
         return PROTOCOL_DIR / 'hybrid_scf.yaml'
 
     @classmethod
-    def get_builder_from_protocol(cls, code: orm.Code, structure: orm.StructureData, protocol: str | None = None,
+    def get_builder_from_protocol(cls, code: orm.Code | None, structure: orm.StructureData, protocol: str | None = None,
                                   overrides: dict | None = None, charge: int = 0, multiplicity: int = 1,
-                                  options: dict | None = None):
-        """Builder for ``structure`` with the ``fast``/``moderate``/``precise`` protocol (ADMM from moderate on).
+                                  options: dict | None = None, engine: str = 'cp2k',
+                                  pyscf_code: orm.AbstractCode | None = None):
+        """Builder for ``structure`` with the ``fast``/``moderate``/``precise`` protocol of ``engine``.
 
-        The MO window and ``ADDED_MOS`` grow with the QD's core (:func:`.scaled_mo_counts`, the protocol's numbers as
-        minimum); a window or an ``ADDED_MOS`` given in ``overrides`` is taken as it is.
+        ``cp2k`` (``code``; ADMM from moderate on): the MO window and ``ADDED_MOS`` grow with the QD's core
+        (:func:`.scaled_mo_counts`, the protocol's numbers as minimum); a window or an ``ADDED_MOS`` given in
+        ``overrides`` is taken as it is.
+
+        ``pyscf`` (``pyscf_code``, a Python with pyscf; ``code`` is not used): PBE0/def2-SVP with density fitting
+        (``hybrid_scf_pyscf.yaml``), the MO window scaled the same way; ``overrides`` as ``{'pyscf': {'parameters':
+        ...}, 'mo_window': ...}``. Charge, multiplicity and window are checked against the structure here.
+
+        :raises ValueError: for an unknown engine, ``pyscf`` without ``pyscf_code``, or PySCF parameters the job
+            refuses (the value named).
         """
+        if engine not in ENGINES:
+            raise ValueError(f'engine {engine!r} is not available; choose one of {ENGINES}')
+        if engine == 'pyscf':
+            return cls._pyscf_builder(pyscf_code, structure, protocol, overrides, charge, multiplicity, options)
         builder, inputs, extras = cls._builder_from_protocol(code, structure, protocol, overrides, charge,
                                                              multiplicity, options)
         window, added = scaled_mo_inputs(structure, cls.get_protocol_inputs(protocol), overrides or {})
@@ -117,7 +252,39 @@ class HybridScfWorkChain(QdCp2kStageWorkChain):
                 'FORCE_EVAL': {'DFT': {'AUXILIARY_DENSITY_MATRIX_METHOD': dict(ADMM_SECTION)}}}))
         return builder
 
+    @classmethod
+    def _pyscf_builder(cls, pyscf_code, structure, protocol, overrides, charge, multiplicity, options):
+        if pyscf_code is None:
+            raise ValueError("engine 'pyscf' needs `pyscf_code` (a Python with pyscf, e.g. dp-python@localhost)")
+        overrides = overrides or {}
+        inputs = pyscf_protocol_inputs(protocol, overrides)
+        window = scaled_pyscf_window(structure, pyscf_protocol_inputs(protocol)['mo_window'], overrides)
+        parameters = pyscf_scf_parameters(inputs['pyscf']['parameters'], structure.get_ase().get_chemical_symbols(),
+                                          charge, multiplicity, window)
+        metadata = inputs['pyscf'].get('metadata', {})
+        if options:
+            metadata = recursive_merge(metadata, {'options': options})
+        builder = cls.get_builder()
+        builder.engine = orm.Str('pyscf')
+        builder.structure = structure
+        builder.charge = orm.Int(charge)
+        builder.multiplicity = orm.Int(multiplicity)
+        builder.clean_workdir = orm.Bool(inputs['clean_workdir'])
+        builder.mo_window = orm.Dict(window)
+        builder.pyscf.code = pyscf_code
+        builder.pyscf.parameters = orm.Dict({k: v for k, v in parameters.items() if k not in PYSCF_OWN_KEYS})
+        builder.pyscf.metadata = metadata
+        if 'box_vacuum' in inputs:
+            builder.box_vacuum = orm.Float(inputs['box_vacuum'])
+        return builder
+
+    @property
+    def engine(self) -> str:
+        return engine_of(self.inputs)
+
     def validate_inputs(self):
+        if self.engine == 'pyscf':
+            return None  # a molecular calculation: no cell needed; its parameters were checked by the spec validator
         exit_code = super().validate_inputs()
         if exit_code is not None:
             return exit_code
@@ -151,6 +318,8 @@ class HybridScfWorkChain(QdCp2kStageWorkChain):
         return problem is None
 
     def run_scf(self):
+        if self.engine == 'pyscf':
+            return self.run_pyscf()
         if 'parent_calc_folder' not in self.inputs or not self.parent_usable():
             return self.submit_cp2k('hybrid_scf', 'CP2K PBE0 single point')
         # From a converged wavefunction the exact exchange is also screened on the initial density matrix: on In4PF9
@@ -162,7 +331,29 @@ class HybridScfWorkChain(QdCp2kStageWorkChain):
         return self.submit_cp2k('hybrid_scf', 'CP2K PBE0 single point from the parent wavefunction', restart,
                                 parent_calc_folder=self.inputs.parent_calc_folder)
 
+    def run_pyscf(self):
+        """The PySCF job on ``ctx.structure`` with the work chain's charge, multiplicity and MO window."""
+        inputs = AttributeDict(self.exposed_inputs(PyscfCalculation, namespace='pyscf'))
+        given = inputs.parameters.get_dict() if 'parameters' in inputs else {}
+        inputs.parameters = orm.Dict(pyscf_scf_parameters(given, None, self.inputs.charge.value,
+                                                          self.inputs.multiplicity.value,
+                                                          self.inputs.mo_window.get_dict()))
+        inputs.structure = self.ctx.structure
+        inputs.metadata = AttributeDict({**inputs.get('metadata', {}), 'call_link_label': 'hybrid_scf'})
+        node = self.submit(PyscfCalculation, **inputs)
+        params = {**DEFAULT_PARAMETERS, **inputs.parameters.get_dict()}
+        self.report(f"launched PyscfCalculation<{node.pk}> ({params['xc']}/{params['basis']} single point"
+                    f', {len(self.ctx.structure.sites)} atoms, charge {self.inputs.charge.value}, '
+                    f'multiplicity {self.inputs.multiplicity.value})')
+        return ToContext(workchain=node)
+
     def inspect_scf(self):
+        if self.engine == 'pyscf':
+            node = self.ctx.workchain
+            if not node.is_finished_ok:
+                return self.exit_codes.ERROR_SCF_FAILED.format(message=failure_message(node))
+            self.ctx.mo_window = node.outputs.mo_window
+            return None
         message = self.failed_child_message()
         if message:
             return self.exit_codes.ERROR_SCF_FAILED.format(message=message)
@@ -184,6 +375,9 @@ class HybridScfWorkChain(QdCp2kStageWorkChain):
         for label in ('pdos', 'density_cube', 'atomic_charges'):
             if label in outputs:
                 self.out(label, outputs[label])
+        if self.engine == 'pyscf':
+            self.out('atomic_charges', outputs.charges)
         params = outputs.output_parameters
-        self.report(f"PBE0: HOMO {params['homo_ev']:.3f} eV, LUMO {params['lumo_ev']:.3f} eV, "
+        level = 'PBE0' if self.engine == 'cp2k' else f"PySCF {params.get('xc')}/{params.get('basis')}"
+        self.report(f"{level}: HOMO {params['homo_ev']:.3f} eV, LUMO {params['lumo_ev']:.3f} eV, "
                     f"gap {params['gap_ev']:.3f} eV")

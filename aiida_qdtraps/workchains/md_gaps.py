@@ -121,8 +121,9 @@ class MdGapsWorkChain(WorkChain):
                    help='Vacuum (Å) around the largest frame; every frame gets the same cubic box.')
         spec.input('restart_from_previous', valid_type=orm.Bool, default=lambda: orm.Bool(True),
                    help="Start each frame's SCF from the previous frame's wavefunction.")
+        # CP2K only: the frames chain their wavefunctions through parent folders
         spec.expose_inputs(HybridScfWorkChain, namespace='scf_frame',
-                           exclude=('structure', 'parent_calc_folder', 'box_vacuum'))
+                           exclude=('structure', 'parent_calc_folder', 'box_vacuum', 'engine', 'pyscf'))
         spec.inputs.validator = validate_inputs
         spec.outline(
             cls.select_frames,

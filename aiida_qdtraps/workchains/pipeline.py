@@ -10,9 +10,31 @@ from ..analysis.mo_counts import MAX_VIRTUAL_ATTEMPTS, more_virtuals
 from .charge_flow import BaderChargeFlowWorkChain
 from .common import define_qd_inputs, failure_message
 from .functions import update_cp2k_parameters
-from .hybrid_scf import HybridScfWorkChain
+from .hybrid_scf import HybridScfWorkChain, engine_of, pyscf_scf_parameters
 from .relax import QdRelaxWorkChain
 from .traps import TrapLabelingWorkChain
+
+
+def validate_pipeline_inputs(inputs, _):
+    """A hybrid SCF with PySCF writes no density cube, so it cannot feed the Bader charge flow; its parameters are
+    checked against the QD, its charge and multiplicity before anything is stored."""
+    hybrid = inputs.get('hybrid_scf') or {}
+    if engine_of(hybrid) != 'pyscf':
+        return None
+    if (inputs.get('charge_flow') or {}).get('bader', {}).get('code') is not None:
+        return ("hybrid_scf.engine 'pyscf' writes no density cube: the Bader charge flow (charge_flow.bader.code) "
+                "needs hybrid_scf.engine 'cp2k'")
+    parameters = (hybrid.get('pyscf') or {}).get('parameters')
+    structure = inputs.get('structure')
+    window = hybrid['mo_window'].get_dict() if 'mo_window' in hybrid else {'occupied': 1, 'virtual': 1}
+    try:
+        pyscf_scf_parameters(parameters.get_dict() if parameters is not None else {},
+                             structure.get_ase().get_chemical_symbols() if structure is not None else None,
+                             inputs['charge'].value if 'charge' in inputs else 0,
+                             inputs['multiplicity'].value if 'multiplicity' in inputs else 1, window)
+    except (ValueError, KeyError, TypeError) as exception:
+        return f'hybrid_scf.pyscf: {exception}'
+    return None
 
 
 class QdTrapsPipelineWorkChain(WorkChain):
@@ -23,6 +45,10 @@ class QdTrapsPipelineWorkChain(WorkChain):
     When the MO window holds no band-like conduction state, the PBE0 is run again from its own converged wavefunction
     with twice the virtual MOs (``ADDED_MOS`` grown by as much) and the traps labelled again, at most
     ``MAX_VIRTUAL_ATTEMPTS`` times (docs/traps.md).
+
+    With ``hybrid_scf.engine`` ``pyscf`` the hybrid stage is a molecular PySCF single point (PBE0/def2-SVP) on the
+    relaxed structure; it starts from its own guess, a larger window is a new PySCF run with that window, and the
+    Bader charge flow is refused before anything runs (PySCF writes no density cube).
     """
 
     @classmethod
@@ -39,6 +65,7 @@ class QdTrapsPipelineWorkChain(WorkChain):
                                               'help': 'Bader charge flow of the PBE0 density; skipped without it.'})
         spec.input('protocol', valid_type=orm.Str, required=False,
                    help='Name of the protocol the inputs were built from; recorded on the trap records for queries.')
+        spec.inputs.validator = validate_pipeline_inputs
         spec.outline(cls.run_relax, cls.inspect_relax, cls.run_hybrid_scf, cls.inspect_hybrid_scf,
                      while_(cls.should_label)(
                          cls.run_labeling, cls.inspect_labeling,
@@ -58,17 +85,26 @@ class QdTrapsPipelineWorkChain(WorkChain):
     @classmethod
     def get_builder_from_protocol(cls, code: orm.Code, structure: orm.StructureData, protocol: str | None = None,
                                   overrides: dict | None = None, charge: int = 0, multiplicity: int = 1,
-                                  options: dict | None = None, bader_code: orm.AbstractCode | None = None):
+                                  options: dict | None = None, bader_code: orm.AbstractCode | None = None,
+                                  hybrid_engine: str = 'cp2k', pyscf_code: orm.AbstractCode | None = None):
         """Builder with the same protocol for every stage; ``overrides`` has keys ``relax`` and ``hybrid_scf``.
 
         :param bader_code: a ``baderkit`` (or Henkelman ``bader``) code; with it the pipeline ends with
-            ``BaderChargeFlowWorkChain`` on the PBE0 density.
+            ``BaderChargeFlowWorkChain`` on the PBE0 density (CP2K hybrid engine only).
+        :param hybrid_engine: ``cp2k`` (``code``) or ``pyscf`` (``pyscf_code``, PBE0/def2-SVP) for the hybrid stage;
+            the relax always runs with ``code``. With ``pyscf`` the recorded protocol is ``pyscf-<protocol>``.
+        :raises ValueError: for ``bader_code`` with ``hybrid_engine='pyscf'`` (no density cube), and as
+            :meth:`HybridScfWorkChain.get_builder_from_protocol`.
         """
+        if hybrid_engine == 'pyscf' and bader_code is not None:
+            raise ValueError("hybrid_engine 'pyscf' writes no density cube: the Bader charge flow (bader_code) needs "
+                             "hybrid_engine 'cp2k'")
         overrides = overrides or {}
         relax = QdRelaxWorkChain.get_builder_from_protocol(code, structure, protocol, overrides.get('relax'),
                                                            charge, multiplicity, options)
         hybrid = HybridScfWorkChain.get_builder_from_protocol(code, structure, protocol, overrides.get('hybrid_scf'),
-                                                              charge, multiplicity, options)
+                                                              charge, multiplicity, options, engine=hybrid_engine,
+                                                              pyscf_code=pyscf_code)
         builder = cls.get_builder()
         builder.structure = structure
         builder.charge = orm.Int(charge)
@@ -77,12 +113,17 @@ class QdTrapsPipelineWorkChain(WorkChain):
             relax.pop(key, None)
             hybrid.pop(key, None)
         hybrid.pop('box_vacuum', None)  # the relaxed structure is already boxed
-        builder.protocol = orm.Str(protocol or HybridScfWorkChain.get_default_protocol())
+        protocol = protocol or HybridScfWorkChain.get_default_protocol()
+        builder.protocol = orm.Str(protocol if hybrid_engine == 'cp2k' else f'pyscf-{protocol}')
         builder.relax = relax._inputs(prune=True)
         builder.hybrid_scf = hybrid._inputs(prune=True)
         if bader_code is not None:
             builder.charge_flow.bader.code = bader_code
         return builder
+
+    @property
+    def hybrid_engine(self) -> str:
+        return engine_of(self.inputs.hybrid_scf)
 
     def _common(self) -> dict:
         return {'charge': self.inputs.charge, 'multiplicity': self.inputs.multiplicity}
@@ -105,12 +146,13 @@ class QdTrapsPipelineWorkChain(WorkChain):
         self.ctx.labeled = False
         self.ctx.add_virtuals = False
         self.ctx.virtual_attempts = 0
-        self.ctx.scf_parameters = self.inputs.hybrid_scf.scf.cp2k.parameters
         self.ctx.mo_window = self.inputs.hybrid_scf.mo_window.get_dict()
         inputs = AttributeDict(self.exposed_inputs(HybridScfWorkChain, namespace='hybrid_scf'))
         inputs.update(self._common(), structure=self.ctx.relax.outputs.relaxed_structure,
-                      parent_calc_folder=self.ctx.relax.outputs.remote_folder,
                       metadata={'call_link_label': 'hybrid_scf'})
+        if self.hybrid_engine == 'cp2k':
+            self.ctx.scf_parameters = self.inputs.hybrid_scf.scf.cp2k.parameters
+            inputs.parent_calc_folder = self.ctx.relax.outputs.remote_folder
         node = self.submit(HybridScfWorkChain, **inputs)
         self.report(f'launched HybridScfWorkChain<{node.pk}> on the relaxed structure')
         return ToContext(hybrid_scf=node)
@@ -149,15 +191,22 @@ class QdTrapsPipelineWorkChain(WorkChain):
         available = None
         if params.get('n_ao') is not None and params.get('homo_index') is not None:
             available = int(params['n_ao']) - int(params['homo_index']) - 1
-        scf = self.ctx.scf_parameters.get_dict().get('FORCE_EVAL', {}).get('DFT', {}).get('SCF', {})
-        added = int(scf.get('ADDED_MOS', self.ctx.mo_window['virtual']))
+        added = int(self.ctx.mo_window['virtual'])  # PySCF: every MO of the basis is computed
+        if self.hybrid_engine == 'cp2k':
+            scf = self.ctx.scf_parameters.get_dict().get('FORCE_EVAL', {}).get('DFT', {}).get('SCF', {})
+            added = int(scf.get('ADDED_MOS', self.ctx.mo_window['virtual']))
         request = more_virtuals(int(self.ctx.mo_window['virtual']), added, available)
         if request is None:
             return self.exit_codes.ERROR_LABELING_FAILED.format(
                 message=f'{failure_message(node)} (the window already holds all {available} virtual MOs of the basis)')
         self.ctx.add_virtuals = request
-        self.report(f"no band-like conduction state among {self.ctx.mo_window['virtual']} virtual MOs: running the "
-                    f"PBE0 again from its wavefunction with {request['virtual']} (ADDED_MOS {request['added_mos']})")
+        if self.hybrid_engine == 'cp2k':
+            self.report(f"no band-like conduction state among {self.ctx.mo_window['virtual']} virtual MOs: running "
+                        f"the PBE0 again from its wavefunction with {request['virtual']} (ADDED_MOS "
+                        f"{request['added_mos']})")
+        else:
+            self.report(f"no band-like conduction state among {self.ctx.mo_window['virtual']} virtual MOs: running "
+                        f"the PySCF single point again with {request['virtual']}")
         return None
 
     def should_add_virtuals(self):
@@ -165,10 +214,18 @@ class QdTrapsPipelineWorkChain(WorkChain):
 
     def run_more_virtuals(self):
         """The PBE0 again on the same structure, from its own converged wavefunction (``SCF_GUESS RESTART``), with
-        the larger window and ``ADDED_MOS`` of ``inspect_labeling``."""
+        the larger window and ``ADDED_MOS`` of ``inspect_labeling`` (PySCF: a new run with the larger window)."""
         request, self.ctx.add_virtuals = self.ctx.add_virtuals, False
         self.ctx.virtual_attempts += 1
         previous = self.ctx.hybrid_scf
+        if self.hybrid_engine == 'pyscf':
+            self.ctx.mo_window = {**self.ctx.mo_window, 'virtual': request['virtual']}
+            inputs = AttributeDict(self.exposed_inputs(HybridScfWorkChain, namespace='hybrid_scf'))
+            inputs.update(self._common(), structure=previous.outputs.structure, mo_window=orm.Dict(self.ctx.mo_window),
+                          metadata={'call_link_label': f'hybrid_scf_more_virtuals_{self.ctx.virtual_attempts}'})
+            node = self.submit(HybridScfWorkChain, **inputs)
+            self.report(f'launched HybridScfWorkChain<{node.pk}> (PySCF) with {request["virtual"]} virtual MOs')
+            return ToContext(hybrid_scf=node)
         self.ctx.scf_parameters = update_cp2k_parameters(
             self.ctx.scf_parameters, orm.Dict({'FORCE_EVAL': {'DFT': {'SCF': {'ADDED_MOS': request['added_mos']}}}}))
         self.ctx.mo_window = {**self.ctx.mo_window, 'virtual': request['virtual']}
