@@ -230,8 +230,9 @@ def generate_workchain():
 
 
 #: The longest real-engine test modules, longest first (``--durations`` of ``make test``, 2-core machine, Dec 2026).
-LONGEST_FIRST = ('test_pipeline_real', 'test_md', 'test_mlff_real', 'test_daemon_resume', 'test_classify_cli',
-                 'test_hybrid_admm_real', 'test_qe_relax', 'test_deepmd_warm_start', 'test_daemon_setup', 'test_docs',
+LONGEST_FIRST = ('test_pipeline_real', 'test_daemon_resume', 'test_mlff_real', 'test_pipeline_recovery_real',
+                 'test_md_gaps', 'test_hybrid_pyscf_real', 'test_classify_cli', 'test_qe_relax', 'test_md',
+                 'test_hybrid_admm_real', 'test_deepmd_warm_start', 'test_daemon_setup', 'test_docs',
                  'test_traps_cli')
 
 
