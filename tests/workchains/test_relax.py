@@ -36,8 +36,9 @@ def recorded_pw_code(aiida_code_installed):
 
 @pytest.fixture
 def code_of(recorded_cp2k_code, recorded_pw_code):
-    """Engine -> a code of that engine; the QE one with the GTH-PBE UPF family of In, P, F installed."""
-    assert ensure_upf_family(elements=['In', 'P', 'F'])[0] in ('created', 'exists')
+    """Engine -> a code of that engine; the QE one with the GTH-PBE UPF family installed (the elements of the QE
+    tests' family, so that either test module may make it first)."""
+    assert ensure_upf_family(elements=['In', 'P', 'F', 'H'])[0] in ('created', 'exists')
     return {'cp2k': recorded_cp2k_code, 'qe': recorded_pw_code}
 
 
