@@ -24,7 +24,6 @@ from aiida import orm
 from aiida.engine import ExitCode, ToContext, WorkChain
 from aiida_quantumespresso.workflows.protocols.utils import ProtocolMixin
 
-from .common import failure_message
 from .cp2k_relax import QdCp2kRelaxWorkChain
 from .qe_relax import QdQeRelaxWorkChain
 
@@ -149,9 +148,9 @@ class QdRelaxWorkChain(ProtocolMixin, WorkChain):
         engine = self.inputs.engine.value
         process_class, _, name = ENGINES[engine]
         if not node.is_finished_ok:
-            message = f'the {name} relax ({failure_message(node)}) failed'
-            if node.exit_message:
-                message = f'the {name} relax ({node.process_label}<{node.pk}>) failed: {node.exit_message}'
+            reason = node.exit_message or (f'exit status {node.exit_status}' if node.is_finished
+                                           else node.process_state.value)
+            message = f'the {name} relax ({node.process_label}<{node.pk}>) failed: {reason}'
             codes = [code for code in self.exit_codes.values() if code.status == node.exit_status]
             if node.exit_status and codes and codes[0].status != 400:
                 return ExitCode(node.exit_status, message, codes[0].invalidates_cache)

@@ -15,6 +15,7 @@ from aiida.engine import WorkChain, run_get_node
 from aiida_quantumespresso.workflows.pw.base import PwBaseWorkChain
 
 from aiida_qdtraps import provenance
+from aiida_qdtraps.workchains import common
 from aiida_qdtraps.workchains.cp2k_base import QdCp2kBaseWorkChain
 from aiida_qdtraps.workchains.cp2k_relax import QdCp2kRelaxWorkChain
 from aiida_qdtraps.workchains.pipeline import QdTrapsPipelineWorkChain
@@ -82,6 +83,20 @@ def test_a_failed_engine_is_named_and_its_exit_status_kept(code_of, tiny_qd, eng
                                  f'{child.exit_message}')
     assert 'cannot have multiplicity 2' in node.exit_message
     assert [c.process_label for c in child.called] == ['center_in_box']  # no engine ran
+
+
+def test_an_excepted_engine_is_named(code_of, tiny_qd, monkeypatch):
+    def broken(*_):
+        raise RuntimeError('broken input check')
+
+    monkeypatch.setattr(common, 'check_electronic_state', broken)  # called by the engine's input check
+    builder = QdRelaxWorkChain.get_builder_from_protocol(code_of['cp2k'], tiny_qd, protocol='fast')
+    _, node = run_get_node(builder)
+    (child,) = node.called
+    assert child.is_excepted
+    assert node.exit_status == QdRelaxWorkChain.exit_codes.ERROR_ENGINE_RELAX_FAILED.status == 400
+    assert node.exit_message == f'the CP2K relax (QdCp2kRelaxWorkChain<{child.pk}>) failed: excepted'
+    assert [c.process_label for c in child.called] == ['center_in_box']  # no CP2K
 
 
 class RecordedBaseWorkChain(WorkChain):
