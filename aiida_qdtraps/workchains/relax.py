@@ -2,12 +2,10 @@
 
 A thin dispatcher, one work chain per engine (as aiida-common-workflows' ``CommonRelaxWorkChain`` implementations):
 
-==========  ===================================================================  =====================
-``engine``  runs as its child                                                    protocols
-==========  ===================================================================  =====================
-``cp2k``    :class:`~.cp2k_relax.QdCp2kRelaxWorkChain` (``qdtraps.relax.cp2k``)  ``relax.yaml``
-``qe``      :class:`~.qe_relax.QdQeRelaxWorkChain` (``qdtraps.relax.qe``)        ``qe_relax.yaml``
-==========  ===================================================================  =====================
+- ``engine: cp2k``: :class:`~aiida_qdtraps.workchains.cp2k_relax.QdCp2kRelaxWorkChain` (``qdtraps.relax.cp2k``,
+  protocols ``relax.yaml``);
+- ``engine: qe``: :class:`~aiida_qdtraps.workchains.qe_relax.QdQeRelaxWorkChain` (``qdtraps.relax.qe``, protocols
+  ``qe_relax.yaml``).
 
 The inputs of both engines are exposed at the top level (``base`` and ``mlff_*`` for CP2K; ``qe``, ``qe_pp`` and
 ``qe_projwfc`` for QE; ``structure``, ``charge``, ``multiplicity``, ``box_vacuum`` and ``clean_workdir`` shared),
