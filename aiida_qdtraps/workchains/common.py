@@ -1,4 +1,5 @@
-"""Pieces shared by the CP2K-based QD work chains: charge/multiplicity checks and protocol builders."""
+"""Pieces shared by the QD work chains: the QD stage of every engine, and the CP2K charge/multiplicity checks and
+protocol builders."""
 
 from __future__ import annotations
 
@@ -95,13 +96,16 @@ def define_qd_inputs(spec) -> None:
     spec.input('multiplicity', valid_type=orm.Int, default=lambda: orm.Int(1), help='Spin multiplicity 2S+1.')
 
 
-class QdCp2kStageWorkChain(ProtocolMixin, WorkChain):
-    """Shared part of the CP2K stages: QD inputs, boxing, input checks, protocol builder, clean-up.
+def define_relax_outputs(spec) -> None:
+    """The outputs of a relaxation, the same for every engine (the engine's relax child returns them)."""
+    spec.output('relaxed_structure', valid_type=orm.StructureData, help='The relaxed QD.')
+    spec.output('output_parameters', valid_type=orm.Dict, help='Parsed output of the last CP2K/pw.x calculation.')
+    spec.output('remote_folder', valid_type=orm.RemoteData, help='Folder of the last calculation (wavefunction).')
+    spec.output('output_trajectory', valid_type=orm.TrajectoryData, required=False)
 
-    Subclasses set ``_namespace`` (where ``QdCp2kBaseWorkChain``'s inputs are exposed) and add their steps.
-    """
 
-    _namespace: str = 'base'
+class QdStageWorkChain(ProtocolMixin, WorkChain):
+    """Shared part of every engine's QD stage: QD inputs, boxing, clean-up, and the exit codes of bad input."""
 
     @classmethod
     def define(cls, spec):
@@ -114,6 +118,44 @@ class QdCp2kStageWorkChain(ProtocolMixin, WorkChain):
         spec.exit_code(201, 'ERROR_MISSING_KIND', message='Missing basis or pseudopotential: {message}.')
         spec.exit_code(202, 'ERROR_INCONSISTENT_CHARGE_MULTIPLICITY', message='{message}.')
         spec.exit_code(203, 'ERROR_NO_BOX', message='The structure has no cell; give `box_vacuum` or a boxed QD.')
+
+    def setup(self):
+        self.ctx.structure = self.inputs.structure
+
+    def should_box(self):
+        return 'box_vacuum' in self.inputs
+
+    def put_in_box(self):
+        self.ctx.structure = center_in_box(self.inputs.structure, self.inputs.box_vacuum)
+
+    def out_relaxation(self, outputs):
+        """Output what the engine's relax child returned (CP2K and pw.x use the same output names); returns them."""
+        self.out('relaxed_structure', outputs.output_structure)
+        self.out('output_parameters', outputs.output_parameters)
+        self.out('remote_folder', outputs.remote_folder)
+        if 'output_trajectory' in outputs:
+            self.out('output_trajectory', outputs.output_trajectory)
+        return outputs
+
+    def on_terminated(self):
+        super().on_terminated()
+        if not self.inputs.clean_workdir.value:
+            return
+        for called in self.node.called_descendants:
+            if isinstance(called, orm.CalcJobNode) and 'remote_folder' in called.outputs:
+                try:
+                    called.outputs.remote_folder._clean()
+                except OSError:
+                    pass
+
+
+class QdCp2kStageWorkChain(QdStageWorkChain):
+    """Shared part of the CP2K stages: input checks against the CP2K kinds, protocol builder, CP2K submission.
+
+    Subclasses set ``_namespace`` (where ``QdCp2kBaseWorkChain``'s inputs are exposed) and add their steps.
+    """
+
+    _namespace: str = 'base'
 
     @classmethod
     def _builder_from_protocol(cls, code, structure, protocol, overrides, charge, multiplicity, options):
@@ -135,15 +177,6 @@ class QdCp2kStageWorkChain(ProtocolMixin, WorkChain):
             namespace.cp2k.settings = orm.Dict(stage['cp2k']['settings'])
         set_scf_monitor(namespace.cp2k, stage.get('scf_monitor'))
         return builder, inputs, extras
-
-    def setup(self):
-        self.ctx.structure = self.inputs.structure
-
-    def should_box(self):
-        return 'box_vacuum' in self.inputs
-
-    def put_in_box(self):
-        self.ctx.structure = center_in_box(self.inputs.structure, self.inputs.box_vacuum)
 
     def validate_inputs(self):
         """Refuse a QD without a box, elements without basis/potential and impossible spin states."""
@@ -178,14 +211,3 @@ class QdCp2kStageWorkChain(ProtocolMixin, WorkChain):
         if workchain.is_finished_ok:
             return None
         return failure_message(workchain)
-
-    def on_terminated(self):
-        super().on_terminated()
-        if not self.inputs.clean_workdir.value:
-            return
-        for called in self.node.called_descendants:
-            if isinstance(called, orm.CalcJobNode) and 'remote_folder' in called.outputs:
-                try:
-                    called.outputs.remote_folder._clean()
-                except OSError:
-                    pass

@@ -1,8 +1,17 @@
-"""``QdRelaxWorkChain``: PBE geometry optimisation of a non-periodic QD.
+"""``QdRelaxWorkChain``: PBE geometry optimisation of a non-periodic QD with the engine of the given code.
 
-``engine: cp2k`` (default) runs CP2K through aiida-cp2k; ``engine: qe`` runs pw.x through aiida-quantumespresso's
-``PwBaseWorkChain`` with the GTH-PBE UPF family (steps in :mod:`aiida_qdtraps.workchains.qe`), optionally followed by
-pp.x for the valence density cube and projwfc.x for Löwdin charges and the PDOS.
+A thin dispatcher, one work chain per engine (as aiida-common-workflows' ``CommonRelaxWorkChain`` implementations):
+
+- ``engine: cp2k``: :class:`~aiida_qdtraps.workchains.cp2k_relax.QdCp2kRelaxWorkChain` (``qdtraps.relax.cp2k``,
+  protocols ``relax.yaml``);
+- ``engine: qe``: :class:`~aiida_qdtraps.workchains.qe_relax.QdQeRelaxWorkChain` (``qdtraps.relax.qe``, protocols
+  ``qe_relax.yaml``).
+
+The inputs of both engines are exposed at the top level (``base`` and ``mlff_*`` for CP2K; ``qe``, ``qe_pp`` and
+``qe_projwfc`` for QE; ``structure``, ``charge``, ``multiplicity``, ``box_vacuum`` and ``clean_workdir`` shared),
+and the child's outputs are exposed as this work chain's. A failed child ends the dispatcher with the child's exit
+status and a message that names the engine and the child. The relaxed structure is the node the engine's relax
+CalcJob created, so :mod:`aiida_qdtraps.provenance` walks from it to that CalcJob and the built QD as before.
 """
 
 from __future__ import annotations
@@ -10,134 +19,139 @@ from __future__ import annotations
 import pathlib
 
 from aiida import orm
-from aiida.engine import if_
+from aiida.engine import ExitCode, ToContext, WorkChain
+from aiida_quantumespresso.workflows.protocols.utils import ProtocolMixin
 
-from ..protocols import PROTOCOL_DIR
-from .common import QdCp2kStageWorkChain
-from .cp2k_base import QdCp2kBaseWorkChain
-from .qe import QeRelaxStage, define_qe_inputs
+from .cp2k_relax import QdCp2kRelaxWorkChain
+from .qe_relax import QdQeRelaxWorkChain
 
-ENGINES = ('cp2k', 'qe')
+#: Engine name -> (its relax work chain, the input namespace only it has, its name in messages).
+ENGINES = {
+    'cp2k': (QdCp2kRelaxWorkChain, 'base', 'CP2K'),
+    'qe': (QdQeRelaxWorkChain, 'qe', 'QE'),
+}
+#: The code plugin that selects each engine in ``get_builder_from_protocol`` (any other plugin: CP2K).
+ENGINE_OF_PLUGIN = {'quantumespresso.pw': 'qe'}
+#: Inputs that belong to one engine only (beyond its namespace): engine -> input names.
+ENGINE_ONLY_INPUTS = {'cp2k': ('base', 'mlff_model', 'mlff_prerelax'), 'qe': ('qe', 'qe_pp', 'qe_projwfc')}
 
 
 def validate_engine(value, _):
     if value is not None and value.value not in ENGINES:
-        return f'engine {value.value!r} is not available; choose one of {ENGINES}'
+        return f'engine {value.value!r} is not available; choose one of {tuple(ENGINES)}'
     return None
 
 
 def validate_engine_inputs(inputs, _):
-    """The namespace of the chosen engine must be given: ``base`` for cp2k, ``qe`` for qe."""
+    """The namespace of the chosen engine must be given (``base`` for cp2k, ``qe`` for qe), the other engine's not."""
     engine = inputs['engine'].value if 'engine' in inputs else 'cp2k'
-    namespace = {'cp2k': 'base', 'qe': 'qe'}.get(engine)
-    if namespace is not None and namespace not in inputs:
+    if engine not in ENGINES:
+        return None  # reported by validate_engine
+    namespace = ENGINES[engine][1]
+    if namespace not in inputs:
         return f'engine {engine!r} needs the `{namespace}` inputs (use get_builder_from_protocol)'
+    foreign = [name for other, names in ENGINE_ONLY_INPUTS.items() if other != engine for name in names
+               if inputs.get(name)]
+    if foreign:
+        return f'input(s) {foreign} are not used by engine {engine!r}'
     return None
 
 
-class QdRelaxWorkChain(QeRelaxStage, QdCp2kStageWorkChain):
-    """Relax a QD with PBE in a non-periodic box: CP2K GEO_OPT (default) or pw.x relax, with restarts on failure."""
-
-    _namespace = 'base'
+class QdRelaxWorkChain(ProtocolMixin, WorkChain):
+    """Relax a QD with PBE in a non-periodic box: CP2K GEO_OPT (default) or pw.x relax, run by the engine's own work
+    chain (``QdCp2kRelaxWorkChain`` or ``QdQeRelaxWorkChain``) as a child."""
 
     @classmethod
     def define(cls, spec):
         super().define(spec)
+        for engine, (process_class, namespace, _) in ENGINES.items():
+            spec.expose_inputs(process_class, exclude=('metadata',))
+            spec.inputs[namespace].required = False
+            spec.inputs[namespace].populate_defaults = False
+            spec.expose_outputs(process_class)
         spec.input('engine', valid_type=orm.Str, default=lambda: orm.Str('cp2k'), validator=validate_engine,
-                   help='Electronic-structure engine: `cp2k` (inputs in `base`) or `qe` (inputs in `qe`, `qe_pp`, '
-                        '`qe_projwfc`).')
-        spec.expose_inputs(QdCp2kBaseWorkChain, namespace='base', exclude=('cp2k.structure',),
-                           namespace_options={'required': False, 'populate_defaults': False})
-        define_qe_inputs(spec)
-        spec.input('mlff_model', valid_type=orm.SinglefileData, required=False,
-                   help='CP2K engine only: a frozen DeePMD model (.pth, e.g. from MlffActiveLearningWorkChain) that '
-                        'pre-relaxes the QD (ASE BFGS, `mlff_prerelax` calcfunction) before the GEO_OPT.')
-        spec.input('mlff_prerelax', valid_type=orm.Dict, required=False,
-                   help='Settings of the MLFF pre-relaxation: `fmax` (eV/Å), `steps`, `maxstep` (Å), `max_move` (Å).')
+                   help='Electronic-structure engine: `cp2k` (inputs in `base`, QdCp2kRelaxWorkChain) or `qe` '
+                        '(inputs in `qe`, `qe_pp`, `qe_projwfc`, QdQeRelaxWorkChain).')
         spec.inputs.validator = validate_engine_inputs
-        spec.outline(
-            cls.setup,
-            if_(cls.should_box)(cls.put_in_box),
-            if_(cls.is_qe)(
-                cls.validate_qe_inputs,
-                cls.run_qe_relax,
-                cls.inspect_qe_relax,
-                if_(cls.should_run_density)(cls.run_qe_density, cls.inspect_qe_density),
-                if_(cls.should_run_projwfc)(cls.run_qe_projwfc, cls.inspect_qe_projwfc),
-                cls.qe_results,
-            ).else_(
-                cls.validate_inputs,
-                if_(cls.should_prerelax)(cls.prerelax),
-                cls.run_relax,
-                cls.inspect_relax,
-                cls.results,
-            ),
-        )
-        spec.output('relaxed_structure', valid_type=orm.StructureData, help='The relaxed QD.')
-        spec.output('output_parameters', valid_type=orm.Dict, help='Parsed output of the last CP2K/pw.x calculation.')
-        spec.output('remote_folder', valid_type=orm.RemoteData, help='Folder of the last calculation (wavefunction).')
-        spec.output('output_trajectory', valid_type=orm.TrajectoryData, required=False)
-        spec.exit_code(401, 'ERROR_RELAX_FAILED', message='The CP2K relaxation failed: {message}')
-        spec.exit_code(402, 'ERROR_NO_RELAXED_STRUCTURE', message='The CP2K run finished without a structure.')
+        spec.outline(cls.run_engine, cls.inspect_engine)
+        for process_class, _, _ in ENGINES.values():  # a failed child's exit status is this work chain's
+            for label, exit_code in process_class.spec().exit_codes.items():
+                if label not in spec.exit_codes and exit_code.status >= 200:
+                    spec.exit_code(exit_code.status, label, message=exit_code.message)
+        spec.exit_code(400, 'ERROR_ENGINE_RELAX_FAILED', message='{message}')
+
+    @classmethod
+    def engine_of_code(cls, code: orm.AbstractCode) -> str:
+        """``'qe'`` for a ``quantumespresso.pw`` code, else ``'cp2k'``."""
+        return ENGINE_OF_PLUGIN.get(code.default_calc_job_plugin, 'cp2k')
 
     @classmethod
     def get_protocol_filepath(cls) -> pathlib.Path:
-        return PROTOCOL_DIR / 'relax.yaml'
+        """The protocols of the default engine, CP2K (``relax.yaml``); QE's are ``QdQeRelaxWorkChain``'s."""
+        return QdCp2kRelaxWorkChain.get_protocol_filepath()
 
     @classmethod
-    def get_builder_from_protocol(cls, code: orm.Code, structure: orm.StructureData, protocol: str | None = None,
-                                  overrides: dict | None = None, charge: int = 0, multiplicity: int = 1,
-                                  options: dict | None = None, pp_code: orm.Code | None = None,
-                                  projwfc_code: orm.Code | None = None):
-        """Builder for ``structure`` with the ``fast``/``moderate``/``precise`` protocol.
+    def get_builder_from_protocol(cls, code: orm.AbstractCode, structure: orm.StructureData,
+                                  protocol: str | None = None, overrides: dict | None = None, charge: int = 0,
+                                  multiplicity: int = 1, options: dict | None = None,
+                                  pp_code: orm.AbstractCode | None = None,
+                                  projwfc_code: orm.AbstractCode | None = None):
+        """Builder for ``structure`` with the ``fast``/``moderate``/``precise`` protocol: the engine's own builder
+        (``QdCp2kRelaxWorkChain.get_builder_from_protocol`` or ``QdQeRelaxWorkChain.get_builder_from_protocol``)
+        with ``engine`` set.
 
         The engine follows ``code``: a ``quantumespresso.pw`` code selects ``engine: qe`` (protocols of
         ``qe_relax.yaml``), anything else CP2K (``relax.yaml``).
 
         :param overrides: nested dict with the input layout of the engine's protocol file, merged last.
-        :param options: CalcJob options merged into ``base.cp2k.metadata.options`` (e.g. resources), or into the pw.x
-            and pp.x options for QE.
+        :param options: CalcJob options merged into ``base.cp2k.metadata.options`` (e.g. resources), or into the pw.x,
+            pp.x and projwfc.x options for QE.
         :param pp_code: QE only: a ``quantumespresso.pp`` code; if given, the valence density cube is made too.
         :param projwfc_code: QE only: a ``quantumespresso.projwfc`` code; if given, projwfc.x runs on the relaxed QD
             (Löwdin charges, HOMO/LUMO, PDOS figure).
+        :raises ValueError: for ``pp_code`` or ``projwfc_code`` with a CP2K code.
         """
-        if code.default_calc_job_plugin == 'quantumespresso.pw':
-            return cls._qe_builder_from_protocol(code, structure, protocol, overrides, charge, multiplicity, options,
-                                                 pp_code, projwfc_code)
-        builder, _, _ = cls._builder_from_protocol(code, structure, protocol, overrides, charge, multiplicity,
-                                                   options)
+        engine = cls.engine_of_code(code)
+        process_class = ENGINES[engine][0]
+        if engine == 'qe':
+            child = process_class.get_builder_from_protocol(code, structure, protocol, overrides, charge, multiplicity,
+                                                            options, pp_code=pp_code, projwfc_code=projwfc_code)
+        else:
+            given = [name for name, value in (('pp_code', pp_code), ('projwfc_code', projwfc_code)) if value]
+            if given:
+                raise ValueError(f'{given} need a quantumespresso.pw code; got a {code.default_calc_job_plugin!r} '
+                                 f'code ({code.full_label})')
+            child = process_class.get_builder_from_protocol(code, structure, protocol, overrides, charge, multiplicity,
+                                                            options)
+        inputs = child._inputs(prune=True)
+        inputs.pop('metadata', None)
+        builder = cls.get_builder()
+        builder._update(inputs)
+        builder.engine = orm.Str(engine)
         return builder
 
-    def should_prerelax(self):
-        return 'mlff_model' in self.inputs
+    def run_engine(self):
+        """Run the engine's relax work chain on this work chain's inputs."""
+        engine = self.inputs.engine.value
+        process_class, _, name = ENGINES[engine]
+        inputs = self.exposed_inputs(process_class)
+        inputs['metadata'] = {'call_link_label': f'{engine}_relax'}
+        node = self.submit(process_class, **inputs)
+        self.report(f'launched {process_class.__name__}<{node.pk}> ({name} relax)')
+        return ToContext(engine_relax=node)
 
-    def prerelax(self):
-        """Pre-relax ``ctx.structure`` with the DeePMD model; the GEO_OPT starts from the result."""
-        from .mlff_prerelax import mlff_prerelax, prerelax_settings
-
-        parameters = self.inputs.mlff_prerelax if 'mlff_prerelax' in self.inputs else orm.Dict({})
-        try:
-            prerelax_settings(parameters.get_dict())
-        except ValueError as exception:
-            return self.exit_codes.ERROR_RELAX_FAILED.format(message=str(exception))
-        result = mlff_prerelax(self.ctx.structure, self.inputs.mlff_model, parameters)
-        summary = result['output_parameters']
-        self.ctx.structure = result['structure']  # the input geometry if the model relaxation was not accepted
-        start = 'the model-relaxed geometry' if summary['accepted'] else 'the input geometry'
-        self.report(f"MLFF pre-relaxation: {summary['reason']}; the GEO_OPT starts from {start}")
+    def inspect_engine(self):
+        """Expose the child's outputs; on failure end with its exit status and a message naming the engine."""
+        node = self.ctx.engine_relax
+        engine = self.inputs.engine.value
+        process_class, _, name = ENGINES[engine]
+        if not node.is_finished_ok:
+            reason = node.exit_message or (f'exit status {node.exit_status}' if node.is_finished
+                                           else node.process_state.value)
+            message = f'the {name} relax ({node.process_label}<{node.pk}>) failed: {reason}'
+            codes = [code for code in self.exit_codes.values() if code.status == node.exit_status]
+            if node.exit_status and codes and codes[0].status != 400:
+                return ExitCode(node.exit_status, message, codes[0].invalidates_cache)
+            return self.exit_codes.ERROR_ENGINE_RELAX_FAILED.format(message=message)
+        self.out_many(self.exposed_outputs(node, process_class))
         return None
-
-    def run_relax(self):
-        return self.submit_cp2k('relax', 'CP2K PBE GEO_OPT')
-
-    def inspect_relax(self):
-        message = self.failed_child_message()
-        if message:
-            return self.exit_codes.ERROR_RELAX_FAILED.format(message=message)
-        if 'output_structure' not in self.ctx.workchain.outputs:
-            return self.exit_codes.ERROR_NO_RELAXED_STRUCTURE
-        return None
-
-    def results(self):
-        outputs = self.out_relaxation(self.ctx.workchain.outputs)
-        self.report(f"relaxed: E(PBE) = {outputs.output_parameters.get('energy')} Ha")

@@ -1,5 +1,6 @@
 """MLFF pre-relaxation: the ``mlff_prerelax`` calcfunction with a recorded real DeePMD model, and its place in
-``QdRelaxWorkChain`` (CP2K engine). The GEO_OPT with and without it: docs/mlff.md (a real run, not in CI)."""
+``QdRelaxWorkChain``'s CP2K engine (``QdCp2kRelaxWorkChain``). The GEO_OPT with and without it: docs/mlff.md (a real
+run, not in CI)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import pytest
 from aiida import orm
 from ase.io import read
 
+from aiida_qdtraps.workchains.cp2k_relax import QdCp2kRelaxWorkChain
 from aiida_qdtraps.workchains.mlff_prerelax import mlff_prerelax, prerelax_settings
 from aiida_qdtraps.workchains.relax import QdRelaxWorkChain
 
@@ -63,5 +65,6 @@ def test_relax_work_chain_takes_an_optional_model(cp2k_code, tiny_qd, model):
     builder.mlff_model = model
     builder.mlff_prerelax = orm.Dict({'fmax': 0.1})
     assert not QdRelaxWorkChain.spec().inputs['mlff_model'].required
-    outline = str(QdRelaxWorkChain.spec().get_outline().get_description())
+    assert not QdCp2kRelaxWorkChain.spec().inputs['mlff_model'].required  # the engine that runs it
+    outline = str(QdCp2kRelaxWorkChain.spec().get_outline().get_description())
     assert outline.index('prerelax') < outline.index('run_relax')

@@ -1,4 +1,5 @@
-"""``QdRelaxWorkChain`` with ``engine: qe``: protocol builder, input checks, and a real pw.x relax + pp.x cube."""
+"""``QdRelaxWorkChain`` with ``engine: qe`` (``QdQeRelaxWorkChain``): protocol builder, input checks, and a real pw.x
+relax + pp.x cube."""
 
 from __future__ import annotations
 
@@ -111,7 +112,9 @@ def test_impossible_spin_state_is_refused_before_pw_runs(pw_code, upf_family, ti
     _, node = run_get_node(builder)
     assert node.exit_status == QdRelaxWorkChain.exit_codes.ERROR_INCONSISTENT_CHARGE_MULTIPLICITY.status
     assert '120 valence electrons (charge 0) cannot have multiplicity 2' in node.exit_message
-    assert [c.process_label for c in node.called] == ['center_in_box']  # no pw.x
+    assert node.exit_message.startswith('the QE relax (QdQeRelaxWorkChain<')
+    (engine,) = node.called
+    assert [c.process_label for c in engine.called] == ['center_in_box']  # no pw.x
 
 
 def test_engine_needs_its_namespace(pw_code, upf_family, tiny_qd):

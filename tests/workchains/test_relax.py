@@ -1,0 +1,160 @@
+"""``QdRelaxWorkChain`` dispatches to the engine's relax work chain (``QdCp2kRelaxWorkChain``, ``QdQeRelaxWorkChain``):
+the builder follows the code, a failed engine is named in the exit message, and the relaxed structure it exposes is
+still traced to the relax CalcJob and the built QD through the two levels of work chains.
+
+No engine runs: the failures stop at the input checks, and the relax CalcJob of the provenance test is a recorded
+one (``generate_cp2k_calc``) returned by a stand-in for the engine's base work chain.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from aiida import orm
+from aiida.engine import WorkChain, run_get_node
+from aiida_quantumespresso.workflows.pw.base import PwBaseWorkChain
+
+from aiida_qdtraps import provenance
+from aiida_qdtraps.workchains import common
+from aiida_qdtraps.workchains.cp2k_base import QdCp2kBaseWorkChain
+from aiida_qdtraps.workchains.cp2k_relax import QdCp2kRelaxWorkChain
+from aiida_qdtraps.workchains.pipeline import QdTrapsPipelineWorkChain
+from aiida_qdtraps.workchains.qe import ensure_upf_family
+from aiida_qdtraps.workchains.qe_relax import QdQeRelaxWorkChain
+from aiida_qdtraps.workchains.relax import QdRelaxWorkChain
+
+#: Engine -> (its relax work chain, the base work chain it submits, where that one takes the structure).
+ENGINES = {'cp2k': (QdCp2kRelaxWorkChain, QdCp2kBaseWorkChain, 'cp2k'),
+           'qe': (QdQeRelaxWorkChain, PwBaseWorkChain, 'pw')}
+
+
+@pytest.fixture
+def recorded_pw_code(aiida_code_installed):
+    """A pw.x code that is never run (``/bin/true``)."""
+    return aiida_code_installed(label='pw-recorded', default_calc_job_plugin='quantumespresso.pw',
+                                filepath_executable='/bin/true')
+
+
+@pytest.fixture
+def code_of(recorded_cp2k_code, recorded_pw_code):
+    """Engine -> a code of that engine; the QE one with the GTH-PBE UPF family installed (the elements of the QE
+    tests' family, so that either test module may make it first)."""
+    assert ensure_upf_family(elements=['In', 'P', 'F', 'H'])[0] in ('created', 'exists')
+    return {'cp2k': recorded_cp2k_code, 'qe': recorded_pw_code}
+
+
+@pytest.mark.parametrize('engine', ENGINES)
+def test_the_builder_is_the_engine_builder_with_the_engine_set(code_of, tiny_qd, engine):
+    process_class, _, _ = ENGINES[engine]
+    builder = QdRelaxWorkChain.get_builder_from_protocol(code_of[engine], tiny_qd, protocol='fast')
+    engine_builder = process_class.get_builder_from_protocol(code_of[engine], tiny_qd, protocol='fast')
+    assert builder.engine.value == engine
+    inputs, engine_inputs = builder._inputs(prune=True), engine_builder._inputs(prune=True)
+    assert set(inputs) - set(engine_inputs) == {'engine'}
+    namespace, other = ('base', 'qe') if engine == 'cp2k' else ('qe', 'base')
+    assert other not in inputs
+    assert inputs[namespace]['max_iterations'].value == engine_inputs[namespace]['max_iterations'].value
+    code = inputs['base']['cp2k']['code'] if engine == 'cp2k' else inputs['qe']['pw']['code']
+    assert code.uuid == code_of[engine].uuid
+    assert builder.box_vacuum.value == engine_builder.box_vacuum.value
+
+
+def test_qe_only_codes_and_inputs_are_refused_for_cp2k(code_of, tiny_qd):
+    with pytest.raises(ValueError, match=r"\['pp_code'\] need a quantumespresso.pw code; got a 'cp2k' code"):
+        QdRelaxWorkChain.get_builder_from_protocol(code_of['cp2k'], tiny_qd, protocol='fast', pp_code=code_of['qe'])
+    builder = QdRelaxWorkChain.get_builder_from_protocol(code_of['qe'], tiny_qd, protocol='fast')
+    builder.mlff_model = orm.SinglefileData.from_string('not a model', 'model.pth')
+    with pytest.raises(ValueError, match=r"input\(s\) \['mlff_model'\] are not used by engine 'qe'"):
+        run_get_node(builder)
+
+
+@pytest.mark.parametrize('engine, name', [('cp2k', 'CP2K'), ('qe', 'QE')])
+def test_a_failed_engine_is_named_and_its_exit_status_kept(code_of, tiny_qd, engine, name):
+    """An impossible spin state (120 valence electrons, doublet) stops the engine's work chain before any CalcJob."""
+    process_class, _, _ = ENGINES[engine]
+    builder = QdRelaxWorkChain.get_builder_from_protocol(code_of[engine], tiny_qd, protocol='fast', multiplicity=2)
+    _, node = run_get_node(builder)
+    status = QdRelaxWorkChain.exit_codes.ERROR_INCONSISTENT_CHARGE_MULTIPLICITY.status
+    assert node.exit_status == status == process_class.exit_codes.ERROR_INCONSISTENT_CHARGE_MULTIPLICITY.status
+    (child,) = node.called
+    assert child.process_label == process_class.__name__ and child.exit_status == status
+    assert node.base.links.get_outgoing(link_label_filter=f'{engine}_relax').one().node.uuid == child.uuid
+    assert node.exit_message == (f'the {name} relax ({process_class.__name__}<{child.pk}>) failed: '
+                                 f'{child.exit_message}')
+    assert 'cannot have multiplicity 2' in node.exit_message
+    assert [c.process_label for c in child.called] == ['center_in_box']  # no engine ran
+
+
+def test_an_excepted_engine_is_named(code_of, tiny_qd, monkeypatch):
+    def broken(*_):
+        raise RuntimeError('broken input check')
+
+    monkeypatch.setattr(common, 'check_electronic_state', broken)  # called by the engine's input check
+    builder = QdRelaxWorkChain.get_builder_from_protocol(code_of['cp2k'], tiny_qd, protocol='fast')
+    _, node = run_get_node(builder)
+    (child,) = node.called
+    assert child.is_excepted
+    assert node.exit_status == QdRelaxWorkChain.exit_codes.ERROR_ENGINE_RELAX_FAILED.status == 400
+    assert node.exit_message == f'the CP2K relax (QdCp2kRelaxWorkChain<{child.pk}>) failed: excepted'
+    assert [c.process_label for c in child.called] == ['center_in_box']  # no CP2K
+
+
+class RecordedBaseWorkChain(WorkChain):
+    """Stands in for the engine's base work chain: returns the outputs of a recorded relax CalcJob (by pk)."""
+
+    @classmethod
+    def define(cls, spec):
+        super().define(spec)
+        spec.input('calcjob', valid_type=orm.Int)
+        spec.outline(cls.results)
+        spec.outputs.dynamic = True
+
+    def results(self):
+        calcjob = orm.load_node(self.inputs.calcjob.value)
+        for label in ('output_structure', 'output_parameters', 'remote_folder'):
+            self.out(label, calcjob.outputs[label])
+
+
+@pytest.mark.parametrize('engine', ENGINES)
+def test_the_relaxed_structure_is_traced_through_the_engine_work_chain(code_of, tiny_qd, generate_cp2k_calc,
+                                                                      monkeypatch, engine):
+    """dispatcher → engine relax → (base work chain → relax CalcJob): the exposed ``relaxed_structure`` is the node
+    the CalcJob created, so ``geometry_origin`` finds the CalcJob and ``build_of`` the built QD behind the boxing."""
+    process_class, base_class, structure_namespace = ENGINES[engine]
+    recorded = {}
+
+    def submit(self, submitted_class, **inputs):
+        assert submitted_class is base_class
+        boxed = inputs[structure_namespace]['structure']
+        atoms = boxed.get_ase()
+        atoms.positions += np.linspace(-0.05, 0.05, atoms.positions.size).reshape(atoms.positions.shape)
+        recorded['calcjob'] = generate_cp2k_calc(
+            {'aiida.out': 'recorded\n'}, structure=orm.StructureData(ase=atoms), input_structure=boxed,
+            parameters={'GLOBAL': {'RUN_TYPE': 'GEO_OPT'}}, outputs={'output_parameters': orm.Dict({'energy': -1.5})})
+        _, node = run_get_node(RecordedBaseWorkChain, calcjob=orm.Int(recorded['calcjob'].pk))
+        return node
+
+    monkeypatch.setattr(process_class, 'submit', submit)
+    builder = QdRelaxWorkChain.get_builder_from_protocol(code_of[engine], tiny_qd, protocol='fast')
+    results, node = run_get_node(builder)
+    assert node.is_finished_ok, (node.exit_status, node.exit_message)
+    calcjob = recorded['calcjob']
+
+    relaxed = results['relaxed_structure']
+    assert relaxed.uuid == calcjob.outputs.output_structure.uuid  # returned, not copied, through both levels
+    assert results['remote_folder'].uuid == calcjob.outputs.remote_folder.uuid
+    assert results['output_parameters']['energy'] == -1.5
+    assert [c.process_label for c in node.called] == [process_class.__name__]
+    assert relaxed.creator.uuid == calcjob.uuid
+    assert provenance.geometry_origin(relaxed).uuid == calcjob.uuid
+    (boxed,) = provenance.parent_structures(relaxed)
+    assert boxed.creator.process_label == 'center_in_box' and boxed.creator.caller.uuid == node.called[0].uuid
+    build = provenance.build_of(relaxed)
+    assert build.structure.uuid == tiny_qd.uuid and build.calcfunction.process_label in provenance.BUILD_FUNCTIONS
+    assert [s.uuid for s in provenance.ancestor_structures(relaxed)] == [relaxed.uuid, boxed.uuid, tiny_qd.uuid]
+
+
+def test_the_pipeline_exposes_the_dispatcher():
+    relax_outputs = QdTrapsPipelineWorkChain.spec().outputs['relax']
+    assert {'relaxed_structure', 'output_parameters', 'remote_folder'} <= set(relax_outputs)
+    assert 'engine' in QdTrapsPipelineWorkChain.spec().inputs['relax']
