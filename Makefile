@@ -10,9 +10,10 @@ VENV     := .venv
 STAMPS   := .make-stamps
 PROTOCOL ?= fast
 PYTEST_ARGS ?=
-# pytest-xdist workers of `make test`: CP2K runs share memory bandwidth, the AiiDA / Python tests gain from a second
-# core (timings in the README); 1 runs the suite in one process
-TEST_WORKERS ?= 2
+# pytest-xdist workers of `make test`: with two workers the suite kept only one of the two cores busy on average
+# (its tests wait on subprocesses, daemons and CP2K start-up), so a third worker fills the gaps (timings in
+# docs/get_started.md); 1 runs the suite in one process
+TEST_WORKERS ?= 3
 
 # apt-get needs root: use sudo when we are not root.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)

@@ -61,7 +61,9 @@ myst_enable_extensions = ['dollarmath', 'colon_fence', 'deflist']
 myst_heading_anchors = 4
 myst_dmath_double_inline = True
 
-# Autodoc / autosummary: the Python API pages are generated from the docstrings at build time.
+# Autodoc / autosummary: the Python API pages are generated from the docstrings at build time, into a folder that
+# is emptied first: stubs of modules that were renamed or removed would otherwise stay and fail the build.
+shutil.rmtree(pathlib.Path(__file__).parent / 'reference' / 'api', ignore_errors=True)
 autosummary_generate = True
 autosummary_imported_members = False
 autodoc_default_options = {'members': True, 'show-inheritance': True}

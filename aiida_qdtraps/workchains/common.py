@@ -28,6 +28,17 @@ def kinds_by_element(parameters: dict) -> dict[str, dict]:
     return {str(kind.get('_')): kind for kind in kinds}
 
 
+def spin_state_problem(n_electrons: int, charge: int, multiplicity: int) -> tuple[str | None, str]:
+    """``('multiplicity', message)`` if ``n_electrons`` (after removing ``charge``) cannot have ``multiplicity``,
+    else ``(None, '')``: the engines' shared check of the spin state."""
+    if multiplicity < 1:
+        return 'multiplicity', f'multiplicity must be >= 1, got {multiplicity}'
+    if n_electrons < multiplicity - 1 or (n_electrons - (multiplicity - 1)) % 2:
+        return 'multiplicity', (f'{n_electrons} valence electrons (charge {charge}) cannot have multiplicity '
+                                f'{multiplicity}: unpaired electrons and electron count must have the same parity')
+    return None, ''
+
+
 def check_electronic_state(structure: orm.StructureData, parameters: dict, charge: int,
                            multiplicity: int) -> tuple[str | None, str]:
     """Check that every element has a KIND with a potential and that charge and multiplicity fit.
@@ -41,12 +52,7 @@ def check_electronic_state(structure: orm.StructureData, parameters: dict, charg
         return 'kinds', f'no &KIND with BASIS_SET and POTENTIAL for element(s) {missing}'
     symbols = structure.get_ase().get_chemical_symbols()
     n_electrons = sum(valence_from_potential(kinds[s]['POTENTIAL']) for s in symbols) - charge
-    if multiplicity < 1:
-        return 'multiplicity', f'multiplicity must be >= 1, got {multiplicity}'
-    if n_electrons < multiplicity - 1 or (n_electrons - (multiplicity - 1)) % 2:
-        return 'multiplicity', (f'{n_electrons} valence electrons (charge {charge}) cannot have multiplicity '
-                                f'{multiplicity}: unpaired electrons and electron count must have the same parity')
-    return None, ''
+    return spin_state_problem(n_electrons, charge, multiplicity)
 
 
 def electronic_state_changes(charge: int, multiplicity: int) -> dict:

@@ -35,6 +35,7 @@ from ..pseudo_family import (  # noqa: F401  (re-exported: the family this engin
     gth_potential_names,
     upf_family,
 )
+from .common import spin_state_problem
 from .qe_functions import (  # noqa: F401  (re-exported: their public import path)
     DENSITY_CUBE_FILENAME,
     PP_FILEOUT,
@@ -106,12 +107,7 @@ def check_qe_electronic_state(structure: orm.StructureData, pseudos: dict, charg
         return 'kinds', f'no pseudopotential for kind(s) {missing}'
     valence = {kind: pseudos[kind].z_valence for kind in pseudos}
     n_electrons = round(sum(valence[site.kind_name] for site in structure.sites)) - charge
-    if multiplicity < 1:
-        return 'multiplicity', f'multiplicity must be >= 1, got {multiplicity}'
-    if n_electrons < multiplicity - 1 or (n_electrons - (multiplicity - 1)) % 2:
-        return 'multiplicity', (f'{n_electrons} valence electrons (charge {charge}) cannot have multiplicity '
-                                f'{multiplicity}: unpaired electrons and electron count must have the same parity')
-    return None, ''
+    return spin_state_problem(n_electrons, charge, multiplicity)
 
 
 def qe_scf_builder(code: orm.AbstractCode, structure: orm.StructureData, ecutwfc: float, dual: float = 4.0,
