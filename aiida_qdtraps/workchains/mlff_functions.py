@@ -124,12 +124,16 @@ def calibrate_deviation(statistics: orm.Dict, **nodes) -> orm.Dict:
             continue
         text = retrieved.base.repository.get_object_content(
             retrieved.creator.base.attributes.get('output_filename', 'aiida.out'))
-        dft = mlff.read_cp2k_atomic_forces(text)
+        try:
+            dft = mlff.read_cp2k_atomic_forces(text)
+        except ValueError:
+            continue  # no complete forces table: nothing to compare (grow_dataset refuses such a label too)
         model = nodes[f"trajectory_{row['trajectory']}"].get_array('forces')[row['frame']]
         true.append(float(mlff_selection.max_force_error(model[None], dft[None])[0]))
         devi.append(float(row['max_devi_f']))
         frames.append(n)
-    relation = mlff_selection.deviation_error_relation(devi, true, statistics['trust_lo'], statistics['trust_hi'])
+    relation = mlff_selection.deviation_error_relation(devi, true, statistics['trust_lo'], statistics['trust_hi']) \
+        if frames else {'n_frames': 0}
     return orm.Dict({'candidates': frames, 'max_devi_f': devi, 'true_error': true, 'relation': relation,
                      'model_forces': 'forces of the model that drove the MD', 'units': 'eV/Å'})
 

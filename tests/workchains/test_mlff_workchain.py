@@ -184,6 +184,11 @@ def test_calibrate_deviation_against_the_dft_label(generate_cp2k_calc, data_dir)
     assert calibration['relation']['n_candidate'] == 1
     table = collect_iterations(orm.Dict({}), selection_iter_1=statistics, calibration_iter_1=calibration)
     assert table['iterations'][0]['labelled_error_over_deviation_p50'] == pytest.approx(3.0)
+    # a label without a forces table is left out of the calibration, not an error
+    broken = generate_cp2k_calc({'aiida.out': 'CP2K output without forces\n'},
+                                parameters={'GLOBAL': {'RUN_TYPE': 'ENERGY_FORCE'}})
+    empty = calibrate_deviation(statistics, trajectory_md_0=md, retrieved_000=broken.outputs.retrieved)
+    assert empty['candidates'] == [] and empty['relation'] == {'n_frames': 0}
 
 
 def test_grow_dataset_traces_frames_and_converts_units(generate_cp2k_calc, data_dir):
