@@ -10,10 +10,10 @@ VENV     := .venv
 STAMPS   := .make-stamps
 PROTOCOL ?= fast
 PYTEST_ARGS ?=
-# pytest-xdist workers of `make test`: with two workers the suite kept only one of the two cores busy on average
-# (its tests wait on subprocesses, daemons and CP2K start-up), so a third worker fills the gaps (timings in
-# docs/get_started.md); 1 runs the suite in one process
-TEST_WORKERS ?= 3
+# pytest-xdist workers of `make test`: the two cores of the project's machine give about one core of throughput
+# (measured: 1.1 cores busy on average with three workers, 26 min either way), two workers keep the long real-engine
+# tests side by side (timings in docs/get_started.md); 1 runs the suite in one process
+TEST_WORKERS ?= 2
 
 # apt-get needs root: use sudo when we are not root.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
