@@ -132,6 +132,23 @@ def tiny_qd():
 
 
 @pytest.fixture
+def base_workchain(generate_workchain, recorded_cp2k_code, tiny_qd):
+    """``base_workchain(scf, run_type='ENERGY')``: a set-up QdCp2kBaseWorkChain on the tiny QD with these SCF
+    settings, never run, for calling its handlers on recorded calculations."""
+    from aiida_qdtraps.workchains.cp2k_base import QdCp2kBaseWorkChain
+
+    def factory(scf: dict, run_type: str = 'ENERGY'):
+        parameters = {'GLOBAL': {'RUN_TYPE': run_type}, 'FORCE_EVAL': {'DFT': {'SCF': scf}}}
+        inputs = {'cp2k': {'code': recorded_cp2k_code, 'structure': tiny_qd, 'parameters': orm.Dict(parameters),
+                           'metadata': {'options': {'max_wallclock_seconds': 1000,
+                                                    'resources': {'num_machines': 1}}}}}
+        process = generate_workchain(QdCp2kBaseWorkChain, inputs)
+        process.setup()
+        return process
+    return factory
+
+
+@pytest.fixture
 def recorded_cp2k_code(aiida_code_installed):
     """A CP2K code that is never run (``/bin/true``): the code input of recorded-output parser and handler tests, so
     they pass on a machine without CP2K (as aiida-quantumespresso's ``fixture_code``)."""

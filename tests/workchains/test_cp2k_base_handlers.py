@@ -21,20 +21,6 @@ def restart_files_in_remote_folders(tmp_path):
         (tmp_path / name).write_text('restart file of the recorded run\n')
 
 
-@pytest.fixture
-def base_workchain(generate_workchain, recorded_cp2k_code, tiny_qd):
-    def factory(scf: dict, run_type: str = 'ENERGY'):
-        parameters = {'GLOBAL': {'RUN_TYPE': run_type},
-                      'FORCE_EVAL': {'DFT': {'SCF': scf}}}
-        inputs = {'cp2k': {'code': recorded_cp2k_code, 'structure': tiny_qd, 'parameters': orm.Dict(parameters),
-                           'metadata': {'options': {'max_wallclock_seconds': 1000,
-                                                    'resources': {'num_machines': 1}}}}}
-        process = generate_workchain(QdCp2kBaseWorkChain, inputs)
-        process.setup()
-        return process
-    return factory
-
-
 def scf_of(process):
     return process.ctx.inputs.parameters.get_dict()['FORCE_EVAL']['DFT']['SCF']
 

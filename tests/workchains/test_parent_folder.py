@@ -9,7 +9,7 @@ import pytest
 from aiida import orm
 from aiida.common import LinkType
 
-from aiida_qdtraps.workchains.cp2k_base import WFN_RESTART, QdCp2kBaseWorkChain
+from aiida_qdtraps.workchains.cp2k_base import WFN_RESTART
 from aiida_qdtraps.workchains.hybrid_scf import HybridScfWorkChain
 from aiida_qdtraps.workchains.md import QdMdWorkChain
 from aiida_qdtraps.workchains.parent_folder import (
@@ -132,23 +132,10 @@ def test_hybrid_with_a_dead_parent_starts_from_the_atomic_guess(hybrid_process, 
     assert relax.base.caching.is_valid_cache
 
 
-@pytest.fixture
-def base_process(generate_workchain, recorded_cp2k_code, tiny_qd):
-    def factory(run_type: str, scf: dict):
-        parameters = {'GLOBAL': {'RUN_TYPE': run_type}, 'FORCE_EVAL': {'DFT': {'SCF': scf}}}
-        inputs = {'cp2k': {'code': recorded_cp2k_code, 'structure': tiny_qd, 'parameters': orm.Dict(parameters),
-                           'metadata': {'options': {'max_wallclock_seconds': 1000,
-                                                    'resources': {'num_machines': 1}}}}}
-        process = generate_workchain(QdCp2kBaseWorkChain, inputs)
-        process.setup()
-        return process
-    return factory
-
-
-def test_scf_handler_does_not_restart_from_a_cleaned_folder(base_process, generate_cp2k_calc, data_dir, tmp_path):
+def test_scf_handler_does_not_restart_from_a_cleaned_folder(base_workchain, generate_cp2k_calc, data_dir, tmp_path):
     """A failed SCF taken from the cache whose folder was cleaned: the next rung's settings, but no wavefunction
     restart, and the failed run stops being a cache source (else the retry could be cloned from it again)."""
-    process = base_process('ENERGY', {'MAX_SCF': 3, 'SCF_GUESS': 'ATOMIC', 'MIXING': {'ALPHA': 0.3}})
+    process = base_workchain({'MAX_SCF': 3, 'SCF_GUESS': 'ATOMIC', 'MIXING': {'ALPHA': 0.3}})
     calc = generate_cp2k_calc({'aiida.out': data_dir / 'cp2k' / 'failed' / 'scf_not_converged.out'},
                               'ERROR_SCF_NOT_CONVERGED')
     calc.outputs.remote_folder._clean()
@@ -161,9 +148,9 @@ def test_scf_handler_does_not_restart_from_a_cleaned_folder(base_process, genera
     assert 'was cleaned, so the retry cannot restart from it' in reports(process)
 
 
-def test_md_walltime_handler_with_a_cleaned_folder_runs_the_same_inputs_afresh(base_process, generate_cp2k_calc,
+def test_md_walltime_handler_with_a_cleaned_folder_runs_the_same_inputs_afresh(base_workchain, generate_cp2k_calc,
                                                                                data_dir, tmp_path):
-    process = base_process('MD', {'MAX_SCF': 50})
+    process = base_workchain({'MAX_SCF': 50}, run_type='MD')
     before = process.ctx.inputs.parameters.get_dict()
     calc = generate_cp2k_calc({'aiida.out': data_dir / 'cp2k' / 'md' / 'walltime_md.out'}, 'ERROR_OUT_OF_WALLTIME')
     shutil.rmtree(tmp_path)
