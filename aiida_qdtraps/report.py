@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from aiida import orm
 
+from .analysis.traps import shallow_note
+
 
 def _calcjobs(workflow: orm.WorkflowNode) -> list[orm.CalcJobNode]:
     return sorted((n for n in workflow.called_descendants if isinstance(n, orm.CalcJobNode)), key=lambda n: n.ctime)
@@ -48,7 +50,8 @@ def pipeline_rows(pipeline: orm.WorkflowNode) -> list[tuple[str, str]]:
                 (f'VBM / CBM (PBE0){tag}', f"{edges['vbm_ev']:.3f} / {edges['cbm_ev']:.3f} eV "
                                           f"(band gap {edges['band_gap_ev']:.3f} eV)"),
                 (f'trap states{tag}', f"{edges['n_hole_traps']} hole, {edges['n_electron_traps']} electron, "
-                                      f"{edges['n_quantum_confined']} quantum-confined"),
+                                      f"{edges['n_quantum_confined']} quantum-confined"
+                                      f"{shallow_note(edges, summary['parameters'])}"),
             ]
         rows.append(('atom labels', ', '.join(f'{k} {v}' for k, v in summary['atom_label_counts'].items() if v)))
     flow = pipeline.base.links.get_outgoing(link_label_filter='charge_flow').all()

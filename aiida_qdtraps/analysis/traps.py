@@ -69,12 +69,16 @@ class LabelingParameters:
     degeneracy_tol: float = 0.05
     max_cluster_size: int = 4
     population_method: str = 'lowdin'
+    #: traps less deep than this (eV from their band edge) are flagged ``shallow``: Alexander et al. call the P-4c hole
+    #: traps of their intact, fully coordinated InP and GaP QDs shallow, the deepest 0.25 eV
+    shallow_depth: float = 0.3
 
     def __post_init__(self):
         if self.population_method not in populations.POPULATION_METHODS:
             raise ValueError(f'population_method must be one of {populations.POPULATION_METHODS}, '
                              f'got {self.population_method!r}')
-        for name in ('bond_scale', 'same_element_bond_scale', 'pr_factor', 'uc_factor', 'degeneracy_tol'):
+        for name in ('bond_scale', 'same_element_bond_scale', 'pr_factor', 'uc_factor', 'degeneracy_tol',
+                     'shallow_depth'):
             if not getattr(self, name) > 0:
                 raise ValueError(f'{name} must be positive, got {getattr(self, name)}')
         if not 0 < self.atom_share <= 1:
@@ -156,6 +160,15 @@ def merge_spin_labels(labels, states) -> tuple[np.ndarray, np.ndarray, np.ndarra
         merged[better], state[better], spin[better], best[better] = (labels[s][better], states[s][better], s,
                                                                      rank[s][better])
     return merged.astype(str), state, spin
+
+
+def shallow_note(spin: dict, parameters: dict) -> str:
+    """`` (2 of them shallow, < 0.3 eV from their band edge)`` for a spin summary with shallow traps, else ''."""
+    shallow = spin.get('n_shallow_traps', 0)  # labellings stored before the shallow flag have no count
+    if not shallow:
+        return ''
+    which = 'all' if shallow == spin['n_hole_traps'] + spin['n_electron_traps'] else f'{shallow} of them'
+    return f" ({which} shallow, < {parameters.get('shallow_depth', 0.3):g} eV from their band edge)"
 
 
 class BandEdgeNotFound(ValueError):
@@ -369,9 +382,10 @@ def label_traps(symbols, positions, energies, occupations, coefficients, overlap
             centre = int(core_index[int(np.argmax(states.shares[s]))])
             hole = kinds[s] == 'hole-trap'
             same = [int(j) for j in neighbours[centre] if symbols[j] == symbols[centre]]
+            depth = float(states.energies[s] - vbm) if hole else float(cbm - states.energies[s])
             traps.append({
                 'state': s, 'carrier': 'hole' if hole else 'electron', 'energy': float(states.energies[s]),
-                'depth': float(states.energies[s] - vbm) if hole else float(cbm - states.energies[s]),
+                'depth': depth, 'shallow': bool(depth < params.shallow_depth),
                 'participation_ratio': float(states.participation[s]), 'center': centre,
                 'center_element': symbols[centre], 'center_coordination': int(cn[centre]),
                 'center_share': float(states.shares[s].max()),

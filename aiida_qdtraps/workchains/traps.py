@@ -127,6 +127,7 @@ def label_traps(structure: orm.StructureData, mo_window: orm.ArrayData, paramete
                    'band_gap_ev': r.cbm - r.vbm, 'homo_lumo_gap_ev': r.lumo - r.homo,
                    'n_hole_traps': sum(t['carrier'] == 'hole' for t in r.traps),
                    'n_electron_traps': sum(t['carrier'] == 'electron' for t in r.traps),
+                   'n_shallow_traps': sum(t['shallow'] for t in r.traps),
                    'n_quantum_confined': int(np.sum(r.state_kind == 'quantum-confined')),
                    'n_localized_clusters': r.n_localized_clusters} for r in results],
         'trap_counts': counts, 'atom_label_counts': atom_labels.base.attributes.get('counts'),
@@ -223,7 +224,8 @@ class TrapLabelingWorkChain(WorkChain):
         summary = self.ctx.labels['summary']
         for s, spin in enumerate(summary['spins']):
             self.report(f"spin {s}: VBM {spin['vbm_ev']:.3f} eV, CBM {spin['cbm_ev']:.3f} eV, "
-                        f"{spin['n_hole_traps']} hole traps, {spin['n_electron_traps']} electron traps")
+                        f"{spin['n_hole_traps']} hole traps, {spin['n_electron_traps']} electron traps"
+                        f"{kernel.shallow_note(spin, summary['parameters'])}")
         return None
 
     def plot(self):

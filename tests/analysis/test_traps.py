@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from synthetic_qd import SyntheticQd
 
-from aiida_qdtraps.analysis.traps import BandEdgeNotFound, LabelingParameters, label_traps
+from aiida_qdtraps.analysis.traps import BandEdgeNotFound, LabelingParameters, label_traps, shallow_note
 
 
 def _first(cn, anions, value):
@@ -46,6 +46,19 @@ def test_under_coordinated_trap_and_electron_trap(cluster):
     assert by_carrier['electron']['center'] == in2 and by_carrier['electron']['depth'] == pytest.approx(0.5)
     assert result.atom_label[p3] == 'under-coordinated'
     assert result.atom_label[in2] == 'under-coordinated'
+    # 0.2 eV is shallow (< 0.3 eV, the default), 0.5 eV is not; the threshold is a parameter
+    assert (by_carrier['hole']['shallow'], by_carrier['electron']['shallow']) == (True, False)
+    deeper = label_traps(**qd.kwargs(), params=LabelingParameters(quantum_confined_virtuals=0, shallow_depth=0.1))
+    assert [t['shallow'] for t in deeper.traps] == [False, False]
+
+
+def test_shallow_note_counts_the_shallow_traps():
+    spin = {'n_hole_traps': 1, 'n_electron_traps': 3, 'n_shallow_traps': 3}
+    assert shallow_note(spin, {'shallow_depth': 0.3}) == ' (3 of them shallow, < 0.3 eV from their band edge)'
+    assert shallow_note({**spin, 'n_hole_traps': 0}, {'shallow_depth': 0.25}) == \
+        ' (all shallow, < 0.25 eV from their band edge)'
+    assert shallow_note({**spin, 'n_shallow_traps': 0}, {}) == ''
+    assert shallow_note({'n_hole_traps': 1, 'n_electron_traps': 0}, {}) == ''  # a summary stored without the count
 
 
 def test_quantum_confined_states_are_skipped(cluster):
@@ -159,6 +172,8 @@ def test_bad_parameters():
         LabelingParameters(population_method='becke')
     with pytest.raises(ValueError, match='atom_share'):
         LabelingParameters(atom_share=1.5)
+    with pytest.raises(ValueError, match='shallow_depth must be positive, got -0.1'):
+        LabelingParameters(shallow_depth=-0.1)
 
 
 def test_degenerate_traps_share_one_plot_label():
