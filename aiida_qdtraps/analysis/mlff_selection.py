@@ -9,8 +9,9 @@ Four rules, each in plain functions on numpy arrays / ``ase.Atoms`` (units: Å, 
 * **Calibration of the deviation** (:func:`max_force_error`, :func:`deviation_error_relation`): on a labelled
   batch, how well the ensemble force deviation ``max_devi_f`` tracks the true force error of the ensemble mean.
 * **Trust levels** (:func:`adaptive_trust_lo`, :func:`adaptive_trust_lo_converged`,
-  :func:`calibrated_trust_levels`): dpgen2's adaptive lower trust level, and a lower trust level calibrated on
-  labelled frames against a target force error.
+  :func:`calibrated_trust_levels`, :func:`next_trust_levels`): dpgen2's adaptive lower trust level, and a lower trust
+  level calibrated on labelled frames against a target force error, with the fall-back to the given levels when too
+  few frames were labelled.
 * **Stop criterion** (:func:`validation_converged`): validation force and energy RMSE against targets, plus the
   accurate / failed fractions of the last exploration.
 
@@ -41,6 +42,7 @@ __all__ = (
     'deviation_error_relation',
     'max_force_error',
     'min_distance_table',
+    'next_trust_levels',
     'prelabel_filter',
     'validation_converged',
 )
@@ -425,6 +427,51 @@ def calibrated_trust_levels(max_devi_f, true_error, target_error: float, quantil
                             fraction_within_target=fraction, trust_lo_from_ratio=from_ratio,
                             reason=f'{n_below} of {devi.size} frames below trust_lo {trust_lo:.4g} eV/Å ({where}); '
                                    f'{fraction:.0%} of them within {target_error} eV/Å')
+
+
+def next_trust_levels(max_devi_f, true_error, trust_lo: float, trust_hi: float, target_error: float,
+                      quantile: float = 0.95, min_points: int = 20, hi_ratio: float = 3.0) -> dict:
+    """The trust levels of the next selection: calibrated on the labelled frames so far, or the given ones.
+
+    With at least ``min_points`` labelled frames (deviation and true error each), the levels are those of
+    :func:`calibrated_trust_levels`; where that gives no ``trust_hi`` (``trust_lo`` 0: not even the lowest-deviation
+    frame met the target), ``trust_hi`` stays the given one. With fewer frames the given levels are used.
+
+    :param max_devi_f: ``(n,)`` ensemble force deviation of every labelled frame so far, eV/Å (may be empty).
+    :param true_error: ``(n,)`` their true force error (:func:`max_force_error`), eV/Å.
+    :param trust_lo: the given lower trust level (eV/Å), the fall-back.
+    :param trust_hi: the given upper trust level (eV/Å), the fall-back.
+    :param target_error: largest acceptable true force error of an accurate frame (eV/Å).
+    :param quantile: see :func:`calibrated_trust_levels`.
+    :param min_points: fewest labelled frames that are calibrated on, >= 1.
+    :param hi_ratio: ``trust_hi / trust_lo`` of calibrated levels, > 1.
+    :returns: JSON-safe dict: ``trust_lo``, ``trust_hi`` (eV/Å), ``source`` (``'calibrated'`` or ``'given'``),
+        ``reason`` (one line), ``n_points``, and for calibrated levels ``n_below``, ``fraction_within_target``,
+        ``trust_lo_from_ratio``.
+    """
+    _check_levels(trust_lo, trust_hi)
+    if isinstance(min_points, bool) or not isinstance(min_points, (int, np.integer)) or min_points < 1:
+        raise ValueError(f'min_points must be an integer >= 1, got {min_points!r}')
+    devi = np.asarray(max_devi_f, dtype=float).ravel()
+    true = np.asarray(true_error, dtype=float).ravel()
+    if devi.shape != true.shape:
+        raise ValueError(f'max_devi_f ({devi.size} values) and true_error ({true.size} values) must pair up, one '
+                         'value each per labelled frame')
+    result = {'trust_lo': float(trust_lo), 'trust_hi': float(trust_hi), 'source': 'given', 'n_points': int(devi.size),
+              'target_error': float(target_error), 'quantile': float(quantile)}
+    if devi.size < min_points:
+        result['reason'] = (f'{devi.size} labelled frame(s) with a true error, fewer than min_points {min_points}: '
+                            'the given levels')
+        return result
+    calibration = calibrated_trust_levels(devi, true, target_error, quantile, hi_ratio)
+    result.update(trust_lo=calibration.trust_lo, source='calibrated', n_below=calibration.n_below,
+                  fraction_within_target=calibration.fraction_within_target,
+                  trust_lo_from_ratio=calibration.trust_lo_from_ratio, reason=calibration.reason)
+    if calibration.trust_hi is not None:
+        result['trust_hi'] = float(calibration.trust_hi)
+    else:
+        result['reason'] += f'; trust_hi stays the given {trust_hi} eV/Å'
+    return result
 
 
 def validation_converged(force_rmse_eV_A: float, energy_rmse_meV_atom: float, force_target: float = 0.10,

@@ -6,7 +6,8 @@ label new geometries with DFT → retrain, until the errors are small. Here::
     initial frames (rattled QD) → CP2K ENERGY_FORCE labels → grow_dataset
     repeat: train an ensemble (DeepmdTrainCalculation × num_models, different seeds)
             → explore (MlffMdCalculation per temperature, all models give the deviation)
-            → select_candidates (trust levels on max force deviation)
+            → select_candidates (trust levels on max force deviation; with ``selection.calibrate``, from iteration 2
+              on, levels calibrated on the labelled frames so far by calibrate_trust_levels)
             → stop if accurate fraction ≥ threshold, validation energy MAE (and force MAE, if set) below thresholds,
               or max_iterations reached; else label the candidates with CP2K → grow_dataset
 
@@ -14,6 +15,11 @@ Every frame of the dataset keeps the uuid of the CP2K CalcJob that labelled it (
 dataset FolderData, aligned with the frames of each deepmd/npy system), and that CalcJob's ``retrieved`` folder is an
 input of the ``grow_dataset`` call that added it. The CP2K labels reuse the relax protocol (``relax.yaml``) of the
 same name with ``RUN_TYPE ENERGY_FORCE`` and ``FORCE_EVAL/PRINT/FORCES`` through ``QdCp2kBaseWorkChain``.
+
+Every node in the context is stored before the step that made it ends, so each step's checkpoint can be written and
+a daemon worker that dies resumes the loop where it was. The same inputs launched again with AiiDA caching on for
+the CP2K and DeePMD CalcJobs reuse every finished label, training and MD (``frame_sources`` names the CalcJob that
+ran a label, so the relaunch's datasets have the same hash as the first run's).
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ from .cp2k_base import WFN_RESTART, QdCp2kBaseWorkChain
 from .functions import center_in_box, update_cp2k_parameters
 from .mlff_functions import (  # noqa: F401  (re-exported: their public import path)
     calibrate_deviation,
+    calibrate_trust_levels,
     collect_iterations,
     grow_dataset,
     plot_parity,
@@ -53,6 +60,7 @@ from .mlff_settings import (  # noqa: F401  (re-exported: their public import pa
     MD_FILES,
     SELECTION_KEYS,
     TRAINING_KEYS,
+    calibrate_settings,
     initial_md_parameters,
     initial_md_settings,
     is_converged,
@@ -90,7 +98,10 @@ class MlffActiveLearningWorkChain(ProtocolMixin, WorkChain):
                         '`warm_start` (bool), `warm_start_steps` (fraction of numb_steps), `warm_start_parameters`.')
         spec.input('exploration', valid_type=orm.Dict,
                    help='`temperatures_K` (list, K) and `md` (MlffMdCalculation parameters but the temperature).')
-        spec.input('selection', valid_type=orm.Dict, help='`trust_lo`, `trust_hi` (eV/Å), `max_candidates`, `stride`.')
+        spec.input('selection', valid_type=orm.Dict,
+                   help='`trust_lo`, `trust_hi` (eV/Å), `max_candidates`, `stride`, `min_distance_scale`, optional '
+                        '`adaptive_lo` or `calibrate` (`target_error` eV/Å, `quantile`, `min_points`, `hi_ratio`: '
+                        'from iteration 2 on the levels are calibrated on the labelled frames so far).')
         spec.input('convergence', valid_type=orm.Dict,
                    help='`accurate_fraction` (default 0.95), `energy_mae_per_atom` (eV/atom, default 0.001), '
                         'optional `force_mae` (eV/Å), `max_iterations` (default 5).')
@@ -120,6 +131,7 @@ class MlffActiveLearningWorkChain(ProtocolMixin, WorkChain):
                     cls.run_labels,
                     cls.inspect_labels,
                 ),
+                cls.report_iteration,
             ),
             cls.results,
         )
@@ -182,7 +194,9 @@ class MlffActiveLearningWorkChain(ProtocolMixin, WorkChain):
         self.ctx.structure = self.inputs.structure
         elements = sorted({site.kind_name for site in self.inputs.structure.sites})
         elements = sorted({self.inputs.structure.get_kind(name).symbol for name in elements})
-        self.ctx.type_map = orm.List(self.inputs.type_map.get_list() if 'type_map' in self.inputs else elements)
+        # stored now: a checkpoint cannot hold an unstored node, and would be skipped until a process used them
+        self.ctx.type_map = orm.List(self.inputs.type_map.get_list() if 'type_map' in self.inputs
+                                     else elements).store()
         self.ctx.iteration = 0
         self.ctx.dataset = None
         self.ctx.converged = False
@@ -190,7 +204,8 @@ class MlffActiveLearningWorkChain(ProtocolMixin, WorkChain):
         self.ctx.models = {}
         self.ctx.to_label = {}
         self.ctx.grow_parameters = orm.Dict({'type_map': self.ctx.type_map.get_list(),
-                                             'validation_every': self.inputs.validation_every.value})
+                                             'validation_every': self.inputs.validation_every.value}).store()
+        self.ctx.progress = {}
 
     def should_box(self):
         return 'box_vacuum' in self.inputs
@@ -285,6 +300,8 @@ class MlffActiveLearningWorkChain(ProtocolMixin, WorkChain):
             labels[f'retrieved_{i:03d}'] = node.outputs.retrieved
         if failed:
             return self.exit_codes.ERROR_LABELING_FAILED.format(count=len(failed), message='; '.join(failed))
+        self.ctx.progress = {'labelled': len(self.ctx.to_label), 'refused': len(refused),
+                             'added': sum(key.startswith('structure_') for key in labels)}
         if self.ctx.iteration > 0:
             self._calibrate()
         if self.ctx.iteration == 0:
@@ -338,6 +355,7 @@ class MlffActiveLearningWorkChain(ProtocolMixin, WorkChain):
     def run_training(self):
         """Train the ensemble; from iteration 2 on (``training.warm_start``) member n starts from member n's model."""
         self.ctx.iteration += 1
+        self.ctx.progress = {}
         parameters, warm = training_schedule(self.inputs.training.get_dict(), self.ctx.iteration)
         parameters = orm.Dict(parameters)
         futures = {}
@@ -400,22 +418,73 @@ class MlffActiveLearningWorkChain(ProtocolMixin, WorkChain):
         selection = {**self.inputs.selection.get_dict(), 'seed': self.ctx.iteration}
         if self.inputs.num_models.value < 2:
             return self.exit_codes.ERROR_EXPLORATION_FAILED.format(message='model deviation needs >= 2 models')
+        levels, origin = self._trust_levels()
         result = select_candidates(self.ctx.structure, orm.Dict(selection),
+                                   **({'trust_levels': levels} if levels is not None else {}),
                                    **{k: n.outputs.trajectory for k, n in sorted(runs.items())})
         stats = result['statistics']
+        if stats.get('trust_source') == 'adaptive':
+            origin = f"trust_lo adaptive (selection.adaptive_lo {selection['adaptive_lo']}), trust_hi as given"
+        self.report(f"iteration {self.ctx.iteration}: trust levels {stats['trust_lo']:.4g} / {stats['trust_hi']:.4g} "
+                    f'eV/Å, {origin}')
         self.ctx.statistics[f'selection_iter_{self.ctx.iteration}'] = stats
         self.ctx.to_label = {k: v for k, v in result.items() if k.startswith('candidate_')}
         self.ctx.converged = is_converged(stats.get_dict(), self.ctx.validation.get_dict(),
                                           self.inputs.convergence.get_dict())
         route = validation_route(self.ctx.validation.get_dict(), self.inputs.convergence.get_dict())
-        levels = f" (trust_lo {stats['trust_lo']:.3f} eV/Å, adaptive)" if stats.get('adaptive_lo') else ''
         self.report(f"iteration {self.ctx.iteration}: {stats['n_frames']} MD frames, accurate {stats['accurate']:.2f},"
-                    f" candidate {stats['candidate']:.2f}, failed {stats['failed']:.2f}{levels}; "
+                    f" candidate {stats['candidate']:.2f}, failed {stats['failed']:.2f}; "
                     f'{len(self.ctx.to_label)} selected' + ('; converged' if self.ctx.converged else '')
                     + (f'; validation: {route[1]}' if route is not None else ''))
         if stats.get('n_filtered'):
             self.report(f"iteration {self.ctx.iteration}: pre-label filter: {stats['filter']}")
         return None
+
+    def _trust_levels(self) -> tuple[orm.Dict | None, str]:
+        """The ``calibrate_trust_levels`` output for this iteration's selection (None: the given levels) and where the
+        levels come from, for the report."""
+        if calibrate_settings(self.inputs.selection.get_dict()) is None:
+            return None, 'as given (selection.trust_lo, trust_hi)'
+        if self.ctx.iteration < 2:
+            return None, 'as given (selection.calibrate starts in iteration 2: no labelled MD frames yet)'
+        records = {k: v for k, v in self.ctx.statistics.items() if k.startswith('calibration_iter_')}
+        levels = calibrate_trust_levels(self.inputs.selection, **records)
+        self.ctx.statistics[f'trust_levels_iter_{self.ctx.iteration}'] = levels
+        batches = ', '.join(str(i) for i in levels['iterations'])
+        where = f"{levels.creator.process_label}<{levels.creator.pk}>, {levels['n_points']} labelled frame(s)" + \
+            (f' of iteration(s) {batches}' if batches else '')
+        if levels['source'] == 'calibrated':
+            return levels, f"calibrated ({where}): {levels['reason']}"
+        return levels, f"as given ({where}): {levels['reason']}"
+
+    def report_iteration(self):
+        """One progress line per iteration: exploration, selection, labels, held-out errors, convergence."""
+        iteration = self.ctx.iteration
+        stats = self.ctx.statistics[f'selection_iter_{iteration}']
+        validation = self.ctx.validation.get_dict()
+        progress = self.ctx.get('progress') or {}
+        n_selected = len(self.ctx.to_label)
+        if progress:
+            labels = f"{progress['labelled']} labelled, {progress['added']} added"
+            labels += f", {progress['refused']} refused (|F| > {mlff.MAX_PLAUSIBLE_FORCE} eV/Å)" \
+                if progress['refused'] else ''
+        elif not n_selected:
+            labels = 'nothing to label'
+        else:
+            labels = 'not labelled (' + ('converged' if self.ctx.converged else 'last iteration') + ')'
+        if 'force_rmse' in validation and 'energy_rmse_per_atom' in validation:
+            errors = (f"force RMSE {validation['force_rmse']:.3g} eV/Å, energy RMSE "
+                      f"{1e3 * validation['energy_rmse_per_atom']:.3g} meV/atom (model 1, "
+                      f"{validation.get('n_validation_frames', '?')} held-out frames)")
+        else:
+            errors = 'no held-out errors (no validation frames)'
+        n_frames = sum(len(v) for v in self.ctx.dataset.base.attributes.get('frame_sources').values())
+        self.report(f"iteration {iteration} summary: accurate {stats['accurate']:.2f} of {stats['n_frames']} MD "
+                    f"frames at trust levels {stats['trust_lo']:.4g} / {stats['trust_hi']:.4g} eV/Å "
+                    f"({stats.get('trust_source', 'given')}); {stats['n_selected']} selected, "
+                    f"{stats.get('n_filtered', 0)} filtered; "
+                    f'{labels}; dataset {n_frames} frames; {errors}; '
+                    + ('converged' if self.ctx.converged else 'not converged'))
 
     def should_label(self):
         """Label only when another training follows (labels after the last training would not be used)."""

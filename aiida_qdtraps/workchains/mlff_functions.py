@@ -1,5 +1,6 @@
-"""Calcfunctions of the MLFF active learning (:mod:`.mlff`): the initial rattled frames, the candidate selection, the
-growing deepmd/npy dataset, the per-iteration table and the parity plot.
+"""Calcfunctions of the MLFF active learning (:mod:`.mlff`): the initial rattled frames, the trust levels and the
+candidate selection, the calibration of the deviation, the growing deepmd/npy dataset, the per-iteration table and
+the parity plot.
 
 Each one unpacks its nodes, calls the pure kernels of :mod:`aiida_qdtraps.analysis.mlff` (and
 :func:`aiida_qdtraps.analysis.plots.parity_plot`) and stores the result with its units.
@@ -13,11 +14,12 @@ import tempfile
 
 import numpy as np
 from aiida import orm
+from aiida.common.exceptions import NotExistent
 from aiida.engine import calcfunction
 
 from ..analysis import mlff, mlff_selection
 from ..calculations.deepmd import TRAINING_DIR, VALIDATION_DIR
-from .mlff_settings import MD_FILES, check_selection, is_converged
+from .mlff_settings import MD_FILES, calibrate_settings, check_selection, is_converged
 
 
 @calcfunction
@@ -40,22 +42,59 @@ def rattle_structure(structure: orm.StructureData, parameters: orm.Dict) -> dict
 
 
 @calcfunction
-def select_candidates(reference: orm.StructureData, parameters: orm.Dict, **trajectories) -> dict:
+def calibrate_trust_levels(selection: orm.Dict, **calibrations) -> orm.Dict:
+    """Trust levels of the next selection from the calibration records of the labelled batches so far.
+
+    All frames of all ``calibrations`` are pooled (deviation and true force error each) and passed to
+    :func:`~aiida_qdtraps.analysis.mlff_selection.next_trust_levels` with the settings of ``selection.calibrate``:
+    with at least ``min_points`` frames the levels are calibrated against ``target_error``, else the given
+    ``trust_lo`` / ``trust_hi`` are kept, and the output says which and why.
+
+    :param selection: the work chain's ``selection`` settings (``trust_lo``, ``trust_hi``, ``calibrate``).
+    :param calibrations: ``calibration_iter_<n>``, the ``calibrate_deviation`` output of the batch labelled in
+        iteration ``n`` (``max_devi_f`` and ``true_error`` per frame, eV/Å).
+    :returns: ``trust_lo``, ``trust_hi`` (eV/Å), ``source`` (``calibrated`` / ``given``), ``reason``, ``n_points``,
+        ``iterations`` (the batches used) and, when calibrated, ``n_below``, ``fraction_within_target``,
+        ``trust_lo_from_ratio``.
+    """
+    settings = selection.get_dict()
+    problem = check_selection(settings)
+    if problem:
+        raise ValueError(problem)
+    calibrate = calibrate_settings(settings)
+    if calibrate is None:
+        raise ValueError('selection has no calibrate settings (selection.calibrate: {target_error: ...})')
+    keys = sorted(calibrations, key=lambda key: int(key.rsplit('_', 1)[-1]))
+    devi = [value for key in keys for value in calibrations[key]['max_devi_f']]
+    true = [value for key in keys for value in calibrations[key]['true_error']]
+    levels = mlff_selection.next_trust_levels(devi, true, float(settings['trust_lo']), float(settings['trust_hi']),
+                                              **calibrate)
+    levels['iterations'] = [int(key.rsplit('_', 1)[-1]) for key in keys]
+    levels['units'] = 'eV/Å'
+    return orm.Dict(levels)
+
+
+@calcfunction
+def select_candidates(reference: orm.StructureData, parameters: orm.Dict, trust_levels: orm.Dict | None = None,
+                      **trajectories) -> dict:
     """Pick MD frames to label from the ensemble's maximum force deviation (``max_devi_f`` arrays, eV/Å).
 
     Frames between the trust levels first pass the pre-label filter (no atom pair closer than ``min_distance_scale``
     × the sum of covalent radii, finite positions; :func:`~aiida_qdtraps.analysis.mlff_selection.prelabel_filter`):
     a frame it rejects is never labelled and counts as failed. With ``adaptive_lo`` the lower trust level is
     dpgen2's adaptive one (:func:`~aiida_qdtraps.analysis.mlff_selection.adaptive_trust_lo`) instead of ``trust_lo``.
+    With ``trust_levels`` (the output of :func:`calibrate_trust_levels`) both levels are taken from it.
 
     :param reference: structure whose cell the picked frames are re-centred in (the CP2K box).
     :param parameters: ``trust_lo``, ``trust_hi`` (eV/Å), ``max_candidates`` (over all trajectories), ``stride``,
         optional ``min_distance_scale`` (default 0.7; ``None`` switches the filter off), ``adaptive_lo``
         (``{'numb_candi': int, 'rate_candi': float}``) and ``seed``.
+    :param trust_levels: optional ``trust_lo``, ``trust_hi`` (eV/Å) and ``source`` that replace the given levels.
     :param trajectories: TrajectoryData from ``MlffMdCalculation`` with a ``max_devi_f`` array.
     :returns: ``statistics`` Dict (frame counts and accurate/candidate/failed fractions per trajectory and overall,
-        the trust levels used, the filtered frames, and per selected frame its trajectory, frame index and
-        deviation) and ``candidate_000``, ... StructureData.
+        the trust levels used and their ``trust_source`` (``given``, ``adaptive`` or that of ``trust_levels``), the
+        filtered frames, and per selected frame its trajectory, frame index and deviation) and ``candidate_000``,
+        ... StructureData.
     """
     settings = parameters.get_dict()
     problem = check_selection(settings)
@@ -66,9 +105,16 @@ def select_candidates(reference: orm.StructureData, parameters: orm.Dict, **traj
     owner = np.concatenate([[i] * trajectories[name].numsteps for i, name in enumerate(names)])
     local = np.concatenate([np.arange(trajectories[name].numsteps) for name in names])
     trust_lo, trust_hi = float(settings['trust_lo']), float(settings['trust_hi'])
+    source = 'given'
     adaptive = settings.get('adaptive_lo')
-    if adaptive is not None:
+    if trust_levels is not None:
+        trust_lo, trust_hi = float(trust_levels['trust_lo']), float(trust_levels['trust_hi'])
+        source = trust_levels.get('source', 'given')
+        if not 0 <= trust_lo < trust_hi:
+            raise ValueError(f'trust_levels must satisfy 0 <= trust_lo < trust_hi (eV/Å), got {trust_lo}, {trust_hi}')
+    elif adaptive is not None:
         trust_lo = mlff_selection.adaptive_trust_lo(devi, trust_hi, **adaptive).trust_lo
+        source = 'adaptive'
 
     def frame(index: int):
         return trajectories[names[owner[index]]].get_step_structure(int(local[index])).get_ase()
@@ -86,7 +132,8 @@ def select_candidates(reference: orm.StructureData, parameters: orm.Dict, **traj
                                          int(settings.get('stride', 1)), int(settings.get('seed', 0)))
     statistics = {'n_frames': selection.n_frames, 'n_selected': len(selection.selected),
                   **selection.fractions(), 'max_devi_f_max': float(devi.max()), 'max_devi_f_mean': float(devi.mean()),
-                  'trust_lo': trust_lo, 'trust_hi': trust_hi, 'adaptive_lo': adaptive is not None,
+                  'trust_lo': trust_lo, 'trust_hi': trust_hi, 'trust_source': source,
+                  'adaptive_lo': source == 'adaptive',
                   'n_filtered': 0 if filtered is None else len(filtered.rejected),
                   'filter': None if filtered is None else filtered.summary(max_listed=5),
                   'selected': [{'trajectory': names[owner[i]], 'frame': int(local[i]), 'max_devi_f': float(devi[i])}
@@ -138,6 +185,21 @@ def calibrate_deviation(statistics: orm.Dict, **nodes) -> orm.Dict:
                      'model_forces': 'forces of the model that drove the MD', 'units': 'eV/Å'})
 
 
+def label_source(calc: orm.CalcJobNode) -> str:
+    """uuid of the CalcJob that computed a label: ``calc`` itself, or, for a CalcJob taken from the AiiDA cache, the
+    CalcJob it was copied from (followed back to the one that ran). A relaunch whose labels come from the cache thus
+    records the same ``frame_sources``, stores a dataset with the same hash, and its trainings come from the cache too.
+    """
+    node, seen = calc, {calc.uuid}
+    while (source := node.base.caching.get_cache_source()) is not None and source not in seen:
+        seen.add(source)
+        try:
+            node = orm.load_node(source)
+        except NotExistent:  # the original was deleted: its uuid still names the computation
+            return source
+    return node.uuid
+
+
 def _load_systems(dataset: orm.FolderData | None, workdir: pathlib.Path) -> dict:
     import dpdata
 
@@ -184,7 +246,7 @@ def _md_frames(retrieved: orm.FolderData, stride: int) -> list[mlff.LabelledFram
         atoms.set_positions(data['positions'][index])
         energy, forces = mlff.cp2k_label(data['energies'][index] / mlff.HARTREE_EV, 'a.u.', data['forces'][index],
                                          len(atoms))
-        frames.append(mlff.LabelledFrame(atoms, energy, forces, calc.uuid, int(data['steps'][index])))
+        frames.append(mlff.LabelledFrame(atoms, energy, forces, label_source(calc), int(data['steps'][index])))
     return frames
 
 
@@ -201,7 +263,8 @@ def grow_dataset(parameters: orm.Dict, dataset: orm.FolderData | None = None, **
         the retrieved folder of a CP2K MD CalcJob, every ``md_stride``-th frame of whose ``aiida-pos-1.xyz`` /
         ``aiida-frc-1.xyz`` (energies cross-checked with ``aiida-1.ener``) is added.
     :returns: ``dataset`` FolderData: ``training/<system>/`` and ``validation/<system>/`` deepmd/npy systems;
-        attribute ``frame_sources`` maps each system to the uuids of the labelling CalcJobs, frame by frame, and
+        attribute ``frame_sources`` maps each system to the uuids of the labelling CalcJobs, frame by frame (for a
+        label from the cache, the CalcJob that ran it: :func:`label_source`), and
         ``frame_md_steps`` to the MD step of each frame (``None`` for single-point labels).
     """
     settings = parameters.get_dict()
@@ -215,7 +278,7 @@ def grow_dataset(parameters: orm.Dict, dataset: orm.FolderData | None = None, **
             'output_filename', 'aiida.out'))
         energy, forces = mlff.cp2k_label(output['energy'], output.get('energy_units', 'a.u.'),
                                          mlff.read_cp2k_atomic_forces(text), len(atoms))
-        frames.append(mlff.LabelledFrame(atoms, energy, forces, retrieved.creator.uuid))
+        frames.append(mlff.LabelledFrame(atoms, energy, forces, label_source(retrieved.creator)))
     for key in sorted(key for key in labels if key.startswith('md_retrieved_')):
         frames.extend(_md_frames(labels[key], int(settings.get('md_stride', 1))))
     sources = dataset.base.attributes.get('frame_sources', {}) if dataset is not None else {}
@@ -258,7 +321,8 @@ def collect_iterations(convergence: orm.Dict, **statistics) -> orm.Dict:
         relation = table[iteration].get('calibration', {}).get('relation', {})
         rows.append({'iteration': iteration, **{k: selection.get(k) for k in ('accurate', 'candidate', 'failed',
                                                                                 'n_frames', 'n_selected',
-                                                                                'n_filtered', 'trust_lo')},
+                                                                                'n_filtered', 'trust_lo', 'trust_hi',
+                                                                                'trust_source')},
                      'energy_mae_per_atom': validation.get('energy_mae_per_atom'),
                      'force_mae': validation.get('force_mae'), 'force_rmse': validation.get('force_rmse'),
                      'energy_rmse_per_atom': validation.get('energy_rmse_per_atom'),

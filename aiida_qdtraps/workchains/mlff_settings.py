@@ -14,10 +14,15 @@ from ..calculations.mlff_md import md_parameters
 
 #: CP2K changes turning the relax protocol into a single-point energy + forces label.
 LABEL_CHANGES = {'GLOBAL': {'RUN_TYPE': 'ENERGY_FORCE'}, 'FORCE_EVAL': {'PRINT': {'FORCES': {'_': 'ON'}}}}
-SELECTION_KEYS = {'trust_lo', 'trust_hi', 'max_candidates', 'stride', 'min_distance_scale', 'adaptive_lo'}
+SELECTION_KEYS = {'trust_lo', 'trust_hi', 'max_candidates', 'stride', 'min_distance_scale', 'adaptive_lo',
+                  'calibrate'}
 #: keys of ``selection.adaptive_lo``: dpgen2's adaptive lower trust level
 #: (:func:`~aiida_qdtraps.analysis.mlff_selection.adaptive_trust_lo`)
 ADAPTIVE_LO_KEYS = {'numb_candi', 'rate_candi'}
+#: ``selection.calibrate``: from iteration 2 on, the trust levels calibrated on every labelled MD frame so far
+#: (:func:`~aiida_qdtraps.analysis.mlff_selection.next_trust_levels`). ``target_error`` (eV/Å) has no default.
+CALIBRATE_DEFAULTS = {'quantile': 0.95, 'min_points': 20, 'hi_ratio': 3.0}
+CALIBRATE_KEYS = {'target_error', *CALIBRATE_DEFAULTS}
 TRAINING_KEYS = {'numb_steps', 'parameters', 'warm_start', 'warm_start_steps', 'warm_start_parameters'}
 CONVERGENCE_KEYS = {'accurate_fraction', 'energy_mae_per_atom', 'force_mae', 'max_iterations', 'force_rmse_eV_A',
                     'energy_rmse_meV_atom'}
@@ -133,6 +138,14 @@ def check_selection(selection: dict) -> str | None:
     if scale is not None and not (isinstance(scale, (int, float)) and 0 < scale < 2):
         return f'selection.min_distance_scale must be a number in (0, 2) or null (no pre-label filter), got {scale!r}'
     adaptive = selection.get('adaptive_lo')
+    calibrate = selection.get('calibrate')
+    if calibrate is not None:
+        problem = _check_calibrate(calibrate)
+        if problem:
+            return problem
+        if adaptive is not None:
+            return ('selection.calibrate and selection.adaptive_lo both set the lower trust level; give one of them, '
+                    f'got calibrate={calibrate!r} and adaptive_lo={adaptive!r}')
     if adaptive is not None:
         if not isinstance(adaptive, dict) or set(adaptive) - ADAPTIVE_LO_KEYS:
             return f'selection.adaptive_lo must be a dict with keys from {sorted(ADAPTIVE_LO_KEYS)}, got {adaptive!r}'
@@ -141,6 +154,44 @@ def check_selection(selection: dict) -> str | None:
         if not 0 <= float(adaptive.get('rate_candi', 0.01)) <= 1:
             return f"selection.adaptive_lo.rate_candi must be in [0, 1], got {adaptive['rate_candi']!r}"
     return None
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and bool(np.isfinite(value))
+
+
+def _check_calibrate(calibrate) -> str | None:
+    """The problem with ``selection.calibrate``, or None."""
+    if not isinstance(calibrate, dict):
+        return (f'selection.calibrate must be a dict with keys from {sorted(CALIBRATE_KEYS)} (target_error '
+                f'required), got {calibrate!r}')
+    unknown = set(calibrate) - CALIBRATE_KEYS
+    if unknown:
+        return f'unknown selection.calibrate key(s) {sorted(unknown)}; allowed {sorted(CALIBRATE_KEYS)}'
+    if 'target_error' not in calibrate:
+        return ('selection.calibrate needs target_error, the largest acceptable true force error of an accurate '
+                'frame (eV/Å, e.g. 0.10)')
+    target = calibrate['target_error']
+    if not _is_number(target) or not target > 0:
+        return f'selection.calibrate.target_error must be a positive force error in eV/Å, got {target!r}'
+    quantile = calibrate.get('quantile', CALIBRATE_DEFAULTS['quantile'])
+    if not _is_number(quantile) or not 0 < quantile <= 1:
+        return f'selection.calibrate.quantile must be in (0, 1], got {quantile!r}'
+    points = calibrate.get('min_points', CALIBRATE_DEFAULTS['min_points'])
+    if isinstance(points, bool) or not isinstance(points, int) or points < 1:
+        return f'selection.calibrate.min_points must be an integer >= 1 (labelled frames), got {points!r}'
+    ratio = calibrate.get('hi_ratio', CALIBRATE_DEFAULTS['hi_ratio'])
+    if not _is_number(ratio) or not ratio > 1:
+        return f'selection.calibrate.hi_ratio (trust_hi / trust_lo) must be > 1, got {ratio!r}'
+    return None
+
+
+def calibrate_settings(selection: dict) -> dict | None:
+    """``selection.calibrate`` with its defaults, or None when the levels are not calibrated."""
+    calibrate = selection.get('calibrate')
+    if calibrate is None:
+        return None
+    return {**CALIBRATE_DEFAULTS, **calibrate}
 
 
 def validate_settings(inputs, _):

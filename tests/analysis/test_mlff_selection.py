@@ -262,6 +262,41 @@ def test_calibrated_trust_levels_refuses(kwargs, message):
         sel.calibrated_trust_levels(CAL_DEVI, CAL_TRUE, **kwargs)
 
 
+def test_next_trust_levels_falls_back_to_the_given_levels_below_min_points():
+    levels = sel.next_trust_levels(CAL_DEVI[:4], CAL_TRUE[:4], 0.05, 0.15, target_error=0.1, min_points=5)
+    assert (levels['trust_lo'], levels['trust_hi'], levels['source'], levels['n_points']) == (0.05, 0.15, 'given', 4)
+    assert levels['reason'] == ('4 labelled frame(s) with a true error, fewer than min_points 5: the given levels')
+    empty = sel.next_trust_levels([], [], 0.05, 0.15, target_error=0.1, min_points=1)
+    assert (empty['source'], empty['n_points']) == ('given', 0)
+
+
+def test_next_trust_levels_calibrated_on_enough_frames():
+    """The ten frames of the prefix test: at quantile 0.9 trust_lo lies between the 6th and 7th deviation."""
+    levels = sel.next_trust_levels(CAL_DEVI, CAL_TRUE, 0.05, 0.15, target_error=0.1, quantile=0.9, min_points=10,
+                                   hi_ratio=2.0)
+    assert levels['source'] == 'calibrated'
+    assert levels['trust_lo'] == pytest.approx(0.065) and levels['trust_hi'] == pytest.approx(0.13)
+    assert (levels['n_below'], levels['fraction_within_target']) == (6, 1.0)
+    assert levels['reason'].startswith('6 of 10 frames below trust_lo 0.065 eV/Å')
+
+
+def test_next_trust_levels_keeps_the_given_trust_hi_when_no_frame_meets_the_target():
+    levels = sel.next_trust_levels([0.1, 0.2], [0.5, 0.6], 0.05, 0.15, target_error=0.1, min_points=2)
+    assert (levels['trust_lo'], levels['trust_hi'], levels['source']) == (0.0, 0.15, 'calibrated')
+    assert levels['reason'].endswith('every frame is a candidate; trust_hi stays the given 0.15 eV/Å')
+
+
+@pytest.mark.parametrize('args, kwargs, message', [
+    (([0.1], [0.1, 0.2], 0.05, 0.15), {}, r'max_devi_f \(1 values\) and true_error \(2 values\) must pair up'),
+    (([0.1], [0.1], 0.05, 0.15), {'min_points': 0}, 'min_points must be an integer >= 1, got 0'),
+    (([0.1], [0.1], 0.2, 0.15), {}, 'trust_lo=0.2, trust_hi=0.15'),
+    (([0.1], [-0.1], 0.05, 0.15), {'min_points': 1}, 'true error must be finite and >= 0'),
+])
+def test_next_trust_levels_refuses(args, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        sel.next_trust_levels(*args, target_error=0.1, **kwargs)
+
+
 def test_validation_converged_all_checks():
     assert sel.validation_converged(0.08, 0.8) == (
         True, 'converged: force RMSE 0.08 ≤ 0.1 eV/Å, energy RMSE 0.8 ≤ 1 meV/atom')

@@ -1,9 +1,11 @@
-"""The active-learning loop end to end with real engines: CP2K labels, DeePMD training, MLFF MD (protocol ``fast``)."""
+"""The active-learning loop end to end with real engines: CP2K labels, DeePMD training, MLFF MD (protocol ``fast``),
+then the same inputs again with caching on, as a user relaunches after a kill: nothing is computed twice."""
 
 from __future__ import annotations
 
 import io
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -11,10 +13,15 @@ from aiida import orm
 from aiida.cmdline.utils.common import get_workchain_report
 from aiida.common import LinkType
 from aiida.engine import run_get_node
+from aiida.manage.caching import enable_caching
 
 from aiida_qdtraps.analysis.mlff import HARTREE_EV
 from aiida_qdtraps.profile import DP_THREADS
 from aiida_qdtraps.workchains.mlff import MlffActiveLearningWorkChain
+from aiida_qdtraps.workchains.mlff_functions import label_source
+
+#: The CalcJobs of the loop; with caching on for these a relaunch reuses every finished one (docs/mlff.md).
+CACHED = ('aiida.calculations:cp2k', 'aiida.calculations:qdtraps.deepmd.train', 'aiida.calculations:qdtraps.mlff_md')
 
 
 @pytest.fixture
@@ -39,6 +46,10 @@ def print_timings(node):
     print(f'{(node.mtime - node.ctime).total_seconds():8.1f} s  {node.process_label} total', file=sys.stderr)
 
 
+def calcjobs(node) -> list[orm.CalcJobNode]:
+    return [calc for calc in node.called_descendants if isinstance(calc, orm.CalcJobNode)]
+
+
 @pytest.fixture
 def relaxed_tiny_qd(data_dir):
     """In4PF9 (the tiny QD's recipe) relaxed by CP2K with the ``fast`` relax protocol (the labels' DFT settings).
@@ -57,9 +68,12 @@ def relaxed_tiny_qd(data_dir):
 @pytest.mark.slow
 def test_active_learning_two_iterations(cp2k_code, dp_python, relaxed_tiny_qd):
     """2 iterations on relaxed In4PF9: a 1-step CP2K MD (2 frames) + 1 selected CP2K label whose SCF starts from the
-    MD's wavefunction, 2 models per iteration (warm started in iteration 2), parity plot, provenance of the frames."""
+    MD's wavefunction, 2 models per iteration (warm started in iteration 2), parity plot, provenance of the frames.
+    selection.calibrate with min_points 2: iteration 2's levels come from calibrate_trust_levels, which keeps the given
+    ones (1 labelled frame). Then the relaunch with caching: every CalcJob is a copy of the first run's."""
     overrides = {'initial': {'method': 'cp2k_md', 'steps': 1}, 'label_wfn_restart': True,
-                 'exploration': {'md': {'steps': 20, 'save_interval': 2}}}
+                 'exploration': {'md': {'steps': 20, 'save_interval': 2}},
+                 'selection': {'calibrate': {'target_error': 0.5, 'min_points': 2}}}
     builder = MlffActiveLearningWorkChain.get_builder_from_protocol(
         cp2k_code, dp_python, dp_python, relaxed_tiny_qd, protocol='fast', overrides=overrides)
     assert builder.initial.get_dict() == {'method': 'cp2k_md', 'steps': 1, 'seed': 0}
@@ -140,3 +154,38 @@ def test_active_learning_two_iterations(cp2k_code, dp_python, relaxed_tiny_qd):
 
     assert 'iteration 2: 11 MD frames' in report and 'validation MAE' in report
     assert 'warm start from iteration 1' in report
+
+    # The trust levels of each iteration, where they came from, and the progress line.
+    assert ('iteration 1: trust levels 0 / 100 eV/Å, as given (selection.calibrate starts in iteration 2: no '
+            'labelled MD frames yet)') in report
+    levels = results['iterations'].creator.inputs.selection_iter_2.creator.inputs.trust_levels
+    calibration = levels.creator.inputs.calibration_iter_1
+    assert calibration.creator.process_label == 'calibrate_deviation' and len(calibration['true_error']) == 1
+    assert (levels['source'], levels['n_points'], rows[1]['trust_source']) == ('given', 1, 'given')
+    assert (f'iteration 2: trust levels 0 / 100 eV/Å, as given (calibrate_trust_levels<{levels.creator.pk}>, 1 '
+            'labelled frame(s) of iteration(s) 1): 1 labelled frame(s) with a true error, fewer than min_points 2: '
+            'the given levels') in report
+    summaries = [line for line in report.splitlines() if ' summary: ' in line]
+    assert len(summaries) == 2, report
+    assert 'iteration 1 summary: accurate 0.00 of 11 MD frames at trust levels 0 / 100 eV/Å (given); 1 selected, ' \
+           '0 filtered; 1 labelled, ' in summaries[0] and 'force RMSE ' in summaries[0]
+    assert 'not labelled (last iteration)' in summaries[1]
+
+    # Relaunch, as after a kill of the runner: the same inputs with caching on for the three CalcJob types. Every
+    # CP2K MD and label, every training and every MLFF MD is a copy of the first run's; the datasets are the same
+    # nodes' content (frame_sources name the CalcJobs that ran), so the trainings on them are found in the cache too.
+    first = calcjobs(node)
+    assert not any(calc.base.caching.is_created_from_cache for calc in first)
+    start = time.perf_counter()
+    with enable_caching(identifier=CACHED[0]), enable_caching(identifier=CACHED[1]), \
+            enable_caching(identifier=CACHED[2]):
+        again, relaunch = run_get_node(builder)
+    print(f'{time.perf_counter() - start:8.1f} s  relaunch with caching', file=sys.stderr)
+    assert relaunch.is_finished_ok, (relaunch.exit_status, get_workchain_report(relaunch, 'REPORT'))
+    copies = calcjobs(relaunch)
+    assert sorted(calc.process_label for calc in copies) == sorted(calc.process_label for calc in first)
+    assert [calc for calc in copies if not calc.base.caching.is_created_from_cache] == []
+    assert {label_source(calc) for calc in copies} == {calc.uuid for calc in first}
+    assert again['dataset'].base.attributes.all == dataset.base.attributes.all
+    assert again['dataset'].base.caching.get_hash() == dataset.base.caching.get_hash()
+    assert again['iterations']['iterations'] == rows

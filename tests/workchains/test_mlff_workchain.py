@@ -1,4 +1,5 @@
-"""MLFF work chain pieces without engines: CP2K label inputs, input checks, select_candidates and grow_dataset.
+"""MLFF work chain pieces without engines: CP2K label inputs, input checks, trust levels, select_candidates,
+grow_dataset (also of labels from the cache), the report lines and the checkpoints of the steps.
 
 ``grow_dataset`` reads a real CP2K ENERGY_FORCE output of In4PF9 (``tests/data/deepmd/cp2k_energy_force.out``).
 """
@@ -19,6 +20,7 @@ from aiida_qdtraps.analysis.mlff import HARTREE_EV, HARTREE_PER_BOHR_EV_PER_ANGS
 from aiida_qdtraps.workchains.mlff import (
     MlffActiveLearningWorkChain,
     calibrate_deviation,
+    calibrate_trust_levels,
     collect_iterations,
     grow_dataset,
     is_converged,
@@ -72,6 +74,19 @@ def test_labels_are_energy_force_single_points_of_the_relax_protocol(fast_builde
     ('selection', {'adaptive_lo': {'numb_candi': 0}}, 'numb_candi must be a positive integer, got 0'),
     ('selection', {'trust': 0.1}, r"unknown selection key\(s\) \['trust'\]"),
     ('convergence', {'force_rmse_eV_A': 0.0}, 'force_rmse_eV_A must be positive, got 0.0'),
+    ('selection', {'calibrate': 0.1}, r'selection.calibrate must be a dict .* got 0.1'),
+    ('selection', {'calibrate': {'quantile': 0.9}}, 'selection.calibrate needs target_error'),
+    ('selection', {'calibrate': {'target_error': -0.1}}, 'target_error must be a positive force error in eV/Å, '
+                                                          'got -0.1'),
+    ('selection', {'calibrate': {'target_error': 0.1, 'quantile': 1.5}}, r'quantile must be in \(0, 1\], got 1.5'),
+    ('selection', {'calibrate': {'target_error': 0.1, 'min_points': 2.5}}, 'min_points must be an integer >= 1 '
+                                                                           r'\(labelled frames\), got 2.5'),
+    ('selection', {'calibrate': {'target_error': 0.1, 'min_points': 0}}, 'min_points must be an integer >= 1'),
+    ('selection', {'calibrate': {'target_error': 0.1, 'hi_ratio': 1.0}}, 'hi_ratio .* must be > 1, got 1.0'),
+    ('selection', {'calibrate': {'target_error': 0.1, 'target': 0.1}}, r"unknown selection.calibrate key\(s\) "
+                                                                       r"\['target'\]"),
+    ('selection', {'calibrate': {'target_error': 0.1}, 'adaptive_lo': {'numb_candi': 2}},
+     'calibrate and selection.adaptive_lo both set the lower trust level'),
 ])
 def test_bad_settings_are_refused_with_the_value(fast_builder, section, changes, message):
     inputs = {key: fast_builder[key] for key in ('selection', 'convergence', 'exploration', 'initial', 'num_models',
@@ -150,6 +165,29 @@ def test_select_candidates_filters_frames_before_labelling():
     assert off['statistics']['n_selected'] == 3 and off['statistics']['n_filtered'] == 0
 
 
+def test_calibrate_trust_levels_pools_the_labelled_batches():
+    """Two batches of 5 labelled frames (those of the kernel's prefix test, split): with min_points 10 the levels
+    are calibrated on all 10, in iteration order; with min_points 11 the given levels stay, and the output says why.
+    The calibration records are the inputs of the calcfunction."""
+    devi = [0.01, 0.02, 0.03, 0.04, 0.05, 0.06, 0.07, 0.08, 0.09, 0.10]
+    true = [0.05] * 6 + [0.2, 0.05, 0.3, 0.4]
+    batches = {f'calibration_iter_{n}': orm.Dict({'max_devi_f': devi[5 * (n - 1):5 * n],
+                                                  'true_error': true[5 * (n - 1):5 * n]}).store() for n in (1, 2)}
+    selection = {'trust_lo': 0.05, 'trust_hi': 0.15, 'max_candidates': 5,
+                 'calibrate': {'target_error': 0.1, 'quantile': 0.9, 'min_points': 10}}
+    levels = calibrate_trust_levels(orm.Dict(selection), **batches)
+    assert levels['source'] == 'calibrated' and levels['iterations'] == [1, 2] and levels['n_points'] == 10
+    assert levels['trust_lo'] == pytest.approx(0.065) and levels['trust_hi'] == pytest.approx(0.195)
+    assert {link.link_label: link.node.uuid for link in levels.creator.base.links.get_incoming(
+        link_label_filter='calibration_iter_%').all()} == {key: node.uuid for key, node in batches.items()}
+    selection['calibrate']['min_points'] = 11
+    given = calibrate_trust_levels(orm.Dict(selection), **batches)
+    assert (given['trust_lo'], given['trust_hi'], given['source']) == (0.05, 0.15, 'given')
+    assert given['reason'] == '10 labelled frame(s) with a true error, fewer than min_points 11: the given levels'
+    with pytest.raises(ValueError, match='selection has no calibrate settings'):
+        calibrate_trust_levels(orm.Dict({'trust_lo': 0.05, 'trust_hi': 0.15, 'max_candidates': 5}), **batches)
+
+
 def test_select_candidates_with_the_adaptive_lower_level():
     """dpgen2's adaptive level with numb_candi 2: the two largest deviations below trust_hi become candidates, so
     trust_lo is the smaller of them (0.09), whatever the given trust_lo."""
@@ -160,6 +198,22 @@ def test_select_candidates_with_the_adaptive_lower_level():
     stats = result['statistics'].get_dict()
     assert stats['trust_lo'] == pytest.approx(0.09) and stats['adaptive_lo']
     assert sorted(row['frame'] for row in stats['selected']) == [1, 3]
+
+
+def test_select_candidates_takes_the_trust_levels_node():
+    """Levels 0.065 / 0.195 instead of the given 0.05 / 0.15: 0.06 is accurate and 0.18 a candidate."""
+    reference = orm.StructureData(ase=Atoms('InPF', positions=np.zeros((3, 3)), cell=[12, 12, 12])).store()
+    levels = orm.Dict({'trust_lo': 0.065, 'trust_hi': 0.195, 'source': 'calibrated'}).store()
+    result = select_candidates(reference, orm.Dict({'trust_lo': 0.05, 'trust_hi': 0.15, 'max_candidates': 5}),
+                               trust_levels=levels, md_0=trajectory([0.02, 0.06, 0.1, 0.18, 0.3]))
+    stats = result['statistics'].get_dict()
+    assert (stats['trust_lo'], stats['trust_hi'], stats['trust_source']) == (0.065, 0.195, 'calibrated')
+    assert stats['accurate'] == pytest.approx(0.4) and stats['failed'] == pytest.approx(0.2)
+    assert [row['frame'] for row in stats['selected']] == [2, 3]
+    given = select_candidates(reference, orm.Dict({'trust_lo': 0.05, 'trust_hi': 0.15, 'max_candidates': 5}),
+                              md_0=trajectory([0.02, 0.06, 0.1, 0.18, 0.3]))['statistics']
+    assert (given['trust_source'], given['accurate'], given['failed']) == ('given', pytest.approx(0.2),
+                                                                          pytest.approx(0.4))
 
 
 def test_calibrate_deviation_against_the_dft_label(generate_cp2k_calc, data_dir):
@@ -403,6 +457,7 @@ def test_labels_of_unphysical_md_frames_are_left_out(fast_builder, generate_work
                                                             parameters={'GLOBAL': {'RUN_TYPE': 'ENERGY_FORCE'}})
     assert process.inspect_labels() is None
     assert process.ctx.dataset.uuid == dataset.uuid and process.ctx.refused_labels == 1
+    assert process.ctx.progress == {'labelled': 1, 'added': 0, 'refused': 1}  # for the iteration's summary line
 
 
 @pytest.mark.parametrize('restart', [True, False])
@@ -427,3 +482,145 @@ def test_labels_can_start_from_the_wavefunction_of_the_initial_data(fast_builder
     else:
         assert 'parent_calc_folder' not in inputs['cp2k']
         assert dft['SCF']['SCF_GUESS'] == 'ATOMIC' and 'WFN_RESTART_FILE_NAME' not in dft
+
+
+def checkpoint(process):
+    """Write the process's checkpoint as the engine does after every step and read it back; return its context."""
+    import plumpy
+    from aiida.engine.persistence import get_object_loader
+    from aiida.orm.utils import serialize
+
+    bundle = plumpy.persistence.Bundle(process, plumpy.persistence.LoadSaveContext(loader=get_object_loader()))
+    return serialize.deserialize_unsafe(serialize.serialize(bundle))['CONTEXT']
+
+
+def test_every_step_can_be_checkpointed_from_setup_on(fast_builder, generate_workchain):
+    """A checkpoint holds nodes by uuid, so every node in the context must be stored when a step ends; else the
+    engine skips the checkpoint (with a logged exception) and a daemon worker that dies resumes from an older one,
+    which for the initial data means submitting the initial labels or CP2K MD again."""
+    process = generate_workchain(MlffActiveLearningWorkChain, dict(fast_builder))
+    process.setup()
+    context = checkpoint(process)
+    assert context['type_map'].get_list() == ['F', 'In', 'P']
+    assert context['grow_parameters'].uuid == process.ctx.grow_parameters.uuid
+    process.put_in_box()
+    process.make_initial_frames()
+    context = checkpoint(process)
+    assert sorted(context['to_label']) == ['frame_000', 'frame_001']
+    assert context['structure'].uuid == process.ctx.structure.uuid
+
+
+def fake_md(aiida_localhost, code, devi):
+    """A finished MlffMdCalculation node whose ``trajectory`` output has the deviation ``devi`` (eV/Å)."""
+    node = orm.CalcJobNode(computer=aiida_localhost, process_type='aiida.calculations:qdtraps.mlff_md')
+    node.set_option('resources', {'num_machines': 1, 'num_mpiprocs_per_machine': 1})
+    node.base.links.add_incoming(code, LinkType.INPUT_CALC, 'code')
+    node.store()
+    md = trajectory(devi)
+    output = orm.TrajectoryData()
+    output.set_trajectory(symbols=['In', 'P', 'F'], positions=md.get_positions(), pbc=(False, False, False))
+    output.set_array('max_devi_f', md.get_array('max_devi_f'))
+    output.base.links.add_incoming(node, LinkType.CREATE, 'trajectory')
+    output.store()
+    node.set_exit_status(0)
+    node.set_process_state('finished')
+    node.seal()
+    return node
+
+
+@pytest.mark.parametrize(('min_points', 'levels', 'source', 'accurate'), [
+    (10, (0.065, 0.195), 'calibrated', 0.4),
+    (20, (0.05, 0.15), 'given', 0.2),
+])
+def test_iteration_2_selects_with_levels_calibrated_on_iteration_1(fast_builder, generate_workchain,
+                                                                   aiida_localhost, min_points, levels, source,
+                                                                   accurate):
+    """With selection.calibrate the selection of iteration 2 uses calibrate_trust_levels' output, made from the
+    calibration record of iteration 1's labels (10 frames): calibrated with min_points 10, the given levels with 20.
+    The report names the levels, their origin and the calcfunction, and the iteration's progress line follows."""
+    fast_builder.selection = orm.Dict({'trust_lo': 0.05, 'trust_hi': 0.15, 'max_candidates': 5, 'calibrate': {
+        'target_error': 0.1, 'quantile': 0.9, 'min_points': min_points}})
+    process = generate_workchain(MlffActiveLearningWorkChain, dict(fast_builder))
+    process.setup()
+    assert process._trust_levels() == (None, 'as given (selection.calibrate starts in iteration 2: no labelled MD '
+                                             'frames yet)')
+    record = orm.Dict({'max_devi_f': [0.01, 0.02, 0.03, 0.04, 0.05, 0.06, 0.07, 0.08, 0.09, 0.10],
+                       'true_error': [0.05] * 6 + [0.2, 0.05, 0.3, 0.4]}).store()
+    process.ctx.iteration = 2
+    process.ctx.statistics['calibration_iter_1'] = record
+    process.ctx.validation = orm.Dict({'force_rmse': 0.312, 'energy_rmse_per_atom': 6.2e-3,
+                                       'n_validation_frames': 3}).store()
+    dataset = orm.FolderData()
+    dataset.base.attributes.set('frame_sources', {'training/F9In4P1': ['a', 'b'], 'validation/F9In4P1': ['c']})
+    process.ctx.dataset = dataset.store()
+    process.ctx.md_0 = fake_md(aiida_localhost, fast_builder.dp_code, [0.02, 0.06, 0.1, 0.18, 0.3])
+    assert process.inspect_exploration() is None
+    stats = process.ctx.statistics['selection_iter_2']
+    assert (stats['trust_lo'], stats['trust_hi']) == pytest.approx(levels)
+    assert stats['trust_source'] == source and stats['accurate'] == pytest.approx(accurate)
+    selection = stats.creator
+    trust = selection.inputs.trust_levels
+    assert trust.creator.process_label == 'calibrate_trust_levels'
+    assert trust.creator.inputs.calibration_iter_1.uuid == record.uuid
+    assert trust.creator.inputs.selection.uuid == process.inputs.selection.uuid
+    process.report_iteration()
+    context = checkpoint(process)
+    assert context['statistics']['trust_levels_iter_2'].uuid == trust.uuid
+    messages = [log.message.split(']: ', 1)[-1] for log in orm.Log.collection.get_logs_for(process.node)]
+    line = next(m for m in messages if m.startswith('iteration 2: trust levels'))
+    where = f'calibrate_trust_levels<{trust.creator.pk}>, 10 labelled frame(s) of iteration(s) 1'
+    if source == 'calibrated':
+        assert line == (f'iteration 2: trust levels 0.065 / 0.195 eV/Å, calibrated ({where}): 6 of 10 frames below '
+                        'trust_lo 0.065 eV/Å (between 0.06 and 0.07 eV/Å); 100% of them within 0.1 eV/Å')
+    else:
+        assert line == (f'iteration 2: trust levels 0.05 / 0.15 eV/Å, as given ({where}): 10 labelled frame(s) with '
+                        'a true error, fewer than min_points 20: the given levels')
+    summary = next(m for m in messages if m.startswith('iteration 2 summary'))
+    assert summary == (f'iteration 2 summary: accurate {accurate:.2f} of 5 MD frames at trust levels {levels[0]:.4g} '
+                       f'/ {levels[1]:.4g} eV/Å ({source}); 2 selected, 0 filtered; not labelled (last iteration); '
+                       'dataset 3 frames; force RMSE 0.312 eV/Å, energy RMSE 6.2 meV/atom (model 1, 3 held-out '
+                       'frames); not converged')
+
+
+def cached_copy(calc):
+    """Store a CalcJobNode with ``calc``'s inputs and options the way the engine stores a new CalcJob with caching
+    on: AiiDA finds a finished CalcJob of the same hash and copies it, outputs included."""
+    from aiida.manage.caching import enable_caching
+
+    copy = orm.CalcJobNode(computer=calc.computer, process_type=calc.process_type)
+    for key in ('resources', 'max_wallclock_seconds', 'output_filename'):
+        copy.set_option(key, calc.get_option(key))
+    for link in calc.base.links.get_incoming(link_type=LinkType.INPUT_CALC).all():
+        copy.base.links.add_incoming(link.node, LinkType.INPUT_CALC, link.link_label)
+    with enable_caching(identifier=calc.process_type):
+        copy.store()
+    assert copy.base.caching.is_created_from_cache
+    return copy
+
+
+def test_labels_from_the_cache_give_the_same_dataset(generate_cp2k_calc, data_dir):
+    """A relaunch with caching on for CP2K gets its labels as copies of the first run's CalcJobs. grow_dataset then
+    records the CalcJob that ran each label, so the dataset has the same attributes, files and hash as the first
+    run's, and a DeePMD training on it is found in the cache too (its hash includes the dataset's)."""
+    import uuid
+
+    from aiida_qdtraps.workchains.mlff_functions import label_source
+
+    output = (data_dir / 'deepmd' / 'cp2k_energy_force.out').read_text()
+    parameters = {'GLOBAL': {'RUN_TYPE': 'ENERGY_FORCE', 'PROJECT_NAME': uuid.uuid4().hex}}  # no other node's hash
+    first = generate_cp2k_calc({'aiida.out': output}, parameters=parameters,
+                               outputs={'output_parameters': orm.Dict({'energy': ENERGY_HA, 'energy_units': 'a.u.'})})
+    again = cached_copy(first)
+    third = cached_copy(again)
+    assert again.base.caching.get_cache_source() == first.uuid
+    assert label_source(first) == label_source(again) == label_source(third) == first.uuid
+    structure = orm.StructureData(ase=Atoms('In4PF9', positions=np.random.default_rng(0).normal(size=(14, 3)),
+                                            cell=[13, 13, 13])).store()
+    settings = orm.Dict({'type_map': ['F', 'In', 'P'], 'validation_every': 0})
+    datasets = [grow_dataset(settings, structure_000=structure, output_parameters_000=calc.outputs.output_parameters,
+                             retrieved_000=calc.outputs.retrieved)['dataset'] for calc in (first, again)]
+    assert datasets[1].base.attributes.get('frame_sources') == {'training/F9In4P1': [first.uuid]}
+    assert datasets[0].base.attributes.all == datasets[1].base.attributes.all
+    assert datasets[0].base.caching.get_hash() == datasets[1].base.caching.get_hash()
+    # the input links still lead to the copy that the relaunch used
+    assert datasets[1].creator.inputs.retrieved_000.creator.uuid == again.uuid
