@@ -13,10 +13,19 @@ is a candidate when
 * its net charge can be brought to ``charge`` by the ligand (enough free sites of the species the ligand binds),
 * no atom keeps fewer than ``min_core_bonds`` core bonds.
 
-Among the candidates the builder takes the one nearest in diameter (to 0.01 Å); then the one with the fewest atoms
-of the species the ligand does not bind (anions for F, Cl, Br, I, acetate; cations for H) that lack core bonds,
-i.e. dangling bonds no ligand can take; then the smaller trim; then the centre order ``anion``, ``cation``,
-``interstitial``, ``interstitial2``. Cores that take no ligand at all (already neutral) are the fallback only.
+Among the candidates the builder takes (``prefer='size'``, the default) the one nearest in diameter (to 0.01 Å);
+then the one with the fewest atoms of the species the ligand does not bind (anions for F, Cl, Br, I, acetate;
+cations for H) that lack core bonds, i.e. dangling bonds no ligand can take; then the smaller trim; then the centre
+order ``anion``, ``cation``, ``interstitial``, ``interstitial2``. With ``prefer='coordination'`` every core within
+the tolerance is a candidate and the fewest such under-coordinated atoms come first, then the nearest diameter.
+Cores that take no ligand at all (already neutral) are the fallback only.
+
+No zincblende core has every anion four-coordinate while every cation keeps two core bonds: the outermost anion
+along an anion-terminated ⟨111⟩ direction (−:data:`~.crystal.TETRAHEDRAL`) bonds outwards to a cation whose other
+three bonds point further out, to anion sites beyond the outermost one, so that cation has a single core bond. Hence
+at least one anion per anion-terminated direction keeps a dangling bond when cations keep two core bonds
+(the vertices of a tetrahedron: four), and cores with every anion four-coordinate (``min_core_bonds=1``,
+``trim=4``) have cations with one core bond and three dangling bonds.
 Polyhedra come in atomic-layer steps, so the carve size that gives the chosen core is usually larger than the
 requested diameter (a tetrahedron loses its vertex atoms to pruning); it is recorded.
 """
@@ -34,6 +43,25 @@ from .shapes import CENTERS, SHAPE_FACETS, _circumradius, check_shape, crystal_b
 
 #: Centres tried by ``center='auto'``, in order of preference on ties.
 AUTO_CENTERS: tuple[str, ...] = CENTERS
+#: How ``center='auto'`` ranks the candidate cores: nearest diameter first, or fewest under-coordinated atoms of the
+#: species the ligand does not bind first.
+PREFERENCES: tuple[str, ...] = ('size', 'coordination')
+#: Shapes whose polar {111} facets are all of one termination: with ``center='auto'`` they face the ligand.
+POLAR_SHAPES: tuple[str, ...] = ('tetrahedron', 'truncated_tetrahedron')
+
+
+def ligand_facing_swap(material: str, shape: str, binder: str) -> bool:
+    """Whether ``center='auto'`` carves ``shape`` from the sublattice-swapped crystal so that its large polar {111}
+    facets are terminated by the species the ligand binds.
+
+    The ``tetrahedron`` and ``truncated_tetrahedron`` of :mod:`~.shapes` have cation-terminated (111) facets (along
+    the cation bonds), right for X-type ligands on the cations. For H (on the anions) the same facets would carry
+    bare cation dangling bonds and make every core above ~2.5 nm cation-rich (the facet cations outnumber the edge
+    and vertex anions), so no number of H brings it to charge 0. On zincblende, exchanging the sublattices is the
+    crystal's inversion: the swapped carve is the tetrahedron bounded by the anion-terminated (−1−1−1) facets,
+    each surface anion with three core bonds and one H.
+    """
+    return binder == 'anion' and shape in POLAR_SHAPES and check_material(material)[0] == 'zincblende'
 
 
 @dataclass(frozen=True)
@@ -64,9 +92,9 @@ def _formula(counts: dict[str, int]) -> str:
 
 def scan_cores(material: str, diameter: float, tolerance: float, shape: str = 'sphere', binder: str = 'cation',
                accept=None, lattice_constant: float | None = None, min_core_bonds: int = 2, trims=None,
-               centers=AUTO_CENTERS, swapped: bool = False) -> list[CoreChoice]:
-    """For each centre and trim, the accepted cores nearest ``diameter`` (Å) from below and from above, with core
-    diameters within ``tolerance`` (Å) of it.
+               centers=AUTO_CENTERS, swapped: bool = False, every: bool = False) -> list[CoreChoice]:
+    """For each centre and trim, the accepted cores nearest ``diameter`` (Å) from below and from above (with
+    ``every``: all accepted distinct cores), with core diameters within ``tolerance`` (Å) of it.
 
     :param binder: the species the ligand binds (``'cation'`` for X-type ligands, ``'anion'`` for H), in the final
         labelling (after the sublattice swap when ``swapped``); the trim thins out the other species.
@@ -79,7 +107,7 @@ def scan_cores(material: str, diameter: float, tolerance: float, shape: str = 's
     carve_max = 1.25 * (diameter + tolerance) + 4 * nearest_neighbour_distance(material, lattice_constant)
     for _ in range(4):
         results, complete = _scan(material, diameter, tolerance, carve_max, shape, binder, accept, lattice_constant,
-                                  min_core_bonds, trims, centers, swapped)
+                                  min_core_bonds, trims, centers, swapped, every)
         if complete:
             break
         carve_max *= 1.5
@@ -99,7 +127,7 @@ def auto_trims(material: str, min_core_bonds: int = 2) -> tuple[int, ...]:
 
 
 def _scan(material, diameter, tolerance, carve_max, shape, binder, accept, lattice_constant, min_core_bonds, trims,
-          centers, swapped) -> tuple[list[CoreChoice], bool]:
+          centers, swapped, every=False) -> tuple[list[CoreChoice], bool]:
     """The scan of :func:`scan_cores` over carves up to ``carve_max`` (Å); ``complete`` unless some centre and trim
     may have accepted cores from larger carves."""
     kind, cation, anion, _ = check_material(material)
@@ -187,7 +215,8 @@ def _scan(material, diameter, tolerance, carve_max, shape, binder, accept, latti
                                   bare=int((alive & ~binder_of[:n_t] & (cn < bulk)).sum()))
 
             start = first_at_least(diameter)
-            # upwards: the first accepted distinct core within `high`; downwards: the same within `low`
+            # upwards: the first accepted distinct core within `high`; downwards: the same within `low` (with
+            # `every`: all accepted distinct cores on both sides)
             seen = set()
             for step, stop in ((1, len(thresholds)), (-1, -1)):
                 index = start if step == 1 else start - 1
@@ -204,7 +233,8 @@ def _scan(material, diameter, tolerance, carve_max, shape, binder, accept, latti
                             if first < index and int(core_at(first)[1].sum()) == count:
                                 choice = choice_at(first)
                             results.append(choice)
-                            break
+                            if not every:
+                                break
                     index += step
             last = core_at(len(thresholds) - 1)
             if 0 <= last[3] <= high + 1e-6:
@@ -212,9 +242,20 @@ def _scan(material, diameter, tolerance, carve_max, shape, binder, accept, latti
     return results, complete
 
 
-def rank_cores(choices: list[CoreChoice], diameter: float) -> list[CoreChoice]:
-    """``choices`` ordered best first: nearest diameter (to 0.01 Å), fewest bare atoms, smaller trim, centre order."""
+def check_prefer(prefer: str) -> str:
+    """``prefer`` after checking it is one of :data:`PREFERENCES`."""
+    if prefer not in PREFERENCES:
+        raise ValueError(f'prefer must be one of {list(PREFERENCES)}, got {prefer!r}')
+    return prefer
+
+
+def rank_cores(choices: list[CoreChoice], diameter: float, prefer: str = 'size') -> list[CoreChoice]:
+    """``choices`` ordered best first: nearest diameter (to 0.01 Å), fewest bare atoms, smaller trim, centre order;
+    with ``prefer='coordination'`` fewest bare atoms before nearest diameter."""
     order = {c: i for i, c in enumerate(AUTO_CENTERS)}
+    if check_prefer(prefer) == 'coordination':
+        return sorted(choices, key=lambda c: (c.bare, round(abs(c.core_diameter - diameter), 2), c.trim,
+                                              order[c.center]))
     return sorted(choices, key=lambda c: (round(abs(c.core_diameter - diameter), 2), c.bare, c.trim,
                                           order[c.center]))
 
@@ -222,15 +263,20 @@ def rank_cores(choices: list[CoreChoice], diameter: float) -> list[CoreChoice]:
 def choose_cores(material: str, diameter: float, shape: str = 'sphere', binder: str = 'cation', z: int = -1,
                  charge: int = 0, lattice_constant: float | None = None, min_core_bonds: int = 2, trims=None,
                  centers=AUTO_CENTERS, swapped: bool = False, ligand: str = 'F', check_charge: bool = True,
-                 min_ligands: int = 0) -> list[CoreChoice]:
+                 min_ligands: int = 0, prefer: str = 'size') -> list[CoreChoice]:
     """The candidate cores for ``center='auto'``, best first (see the module docstring).
 
     :param z: charge of one ligand (e); with ``check_charge`` only cores the ligands bring to ``charge`` are kept.
     :param min_ligands: prefer cores that take at least this many ligands (those taking fewer are the fallback).
-    :raises ValueError: naming the diameter and the nearest diameters that work when there is no candidate.
+    :param prefer: ``'size'`` (nearest diameter first) or ``'coordination'`` (every core within the tolerance, the
+        fewest under-coordinated atoms of the species the ligand does not bind first).
+    :raises ValueError: naming the diameter, the nearest diameters that work and, when cores of about the requested
+        size exist but the ligand cannot bring them to ``charge``, why (the ligands needed and the free sites).
     """
+    check_prefer(prefer)
     if not diameter > 0:
         raise ValueError(f'diameter must be positive, got {diameter!r}')
+    every = prefer == 'coordination'
     bond = nearest_neighbour_distance(material, lattice_constant)
     tolerance = bond + 0.01
 
@@ -241,25 +287,43 @@ def choose_cores(material: str, diameter: float, shape: str = 'sphere', binder: 
         return not check_charge or choice.reaches(charge, z, min_ligands)
 
     good = scan_cores(material, diameter, tolerance, shape, binder, preferred, lattice_constant, min_core_bonds,
-                      trims, centers, swapped)
+                      trims, centers, swapped, every)
     if min_ligands and good:
-        return rank_cores(good, diameter)
+        return rank_cores(good, diameter, prefer)
     good += scan_cores(material, diameter, tolerance, shape, binder, accept, lattice_constant, min_core_bonds,
-                       trims, centers, swapped)
+                       trims, centers, swapped, every)
     if good:
-        return rank_cores(list(dict.fromkeys(good)), diameter)
-    # nothing within one bond length: name the nearest core diameters that work
+        return rank_cores(list(dict.fromkeys(good)), diameter, prefer)
+    # nothing within one bond length: name the nearest core diameters that work, and why the near ones do not
     wider = scan_cores(material, diameter, max(diameter, 6 * bond), shape, binder, accept, lattice_constant,
                        min_core_bonds, trims, centers, swapped)
     sizes = sorted({round(c.core_diameter, 1) for c in wider})
     what = f'{material} {shape} core' + (f' that {ligand} brings to charge {charge}' if check_charge else '')
+    why = _why_not(material, diameter, tolerance, shape, binder, lattice_constant, min_core_bonds, trims, centers,
+                   swapped, charge, z, ligand) if check_charge else ''
     if not sizes:
-        raise ValueError(f'no {what} near {diameter:g} Å; choose center and trim explicitly')
+        raise ValueError(f'no {what} near {diameter:g} Å; choose center and trim explicitly{why}')
     if diameter < sizes[0]:
         raise ValueError(f'diameter {diameter:g} Å is below the smallest {what} ({sizes[0]:.1f} Å core diameter); '
-                         f'use at least {sizes[0] - bond:.1f} Å')
+                         f'use at least {sizes[0] - bond:.1f} Å{why}')
     below = [s for s in sizes if s < diameter]
     above = [s for s in sizes if s > diameter]
     nearest = ' and '.join(f'{s:.1f} Å' for s in (below[-1:] + above[:1]))
     raise ValueError(f'no {what} has a core diameter within one bond length ({bond:.2f} Å) of {diameter:g} Å; '
-                     f'nearest core diameters: {nearest}')
+                     f'nearest core diameters: {nearest}{why}')
+
+
+def _why_not(material, diameter, tolerance, shape, binder, lattice_constant, min_core_bonds, trims, centers, swapped,
+             charge, z, ligand) -> str:
+    """Why the core nearest ``diameter`` (any charge) cannot be brought to ``charge``: '' when there is none."""
+    near = scan_cores(material, diameter, tolerance, shape, binder, None, lattice_constant, min_core_bonds, trims,
+                      centers, swapped)
+    if not near:
+        return ''
+    core = min(near, key=lambda c: (round(abs(c.core_diameter - diameter), 2), c.n_atoms, c.formula))
+    needed = (charge - core.core_charge) * z
+    head = f'; the nearest core, {core.formula} ({core.core_diameter:.1f} Å), carries {core.core_charge:+d} e'
+    if needed < 0:
+        return f'{head} and each {ligand} adds {z:+d} e, so no number of {ligand} reaches {charge}'
+    return (f'{head}: it needs {needed} {ligand} but has {core.free_sites} free {binder} sites (one ligand per '
+            f'empty lattice site)')

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from ase import Atoms
 
-from .autocore import choose_cores
+from .autocore import check_prefer, choose_cores, ligand_facing_swap
 from .crystal import check_material
 from .named import build_model, check_model
 from .passivation import check_binding, check_ligand, net_charge, passivate
@@ -95,7 +95,8 @@ def build_qd(material: str, diameter: float | None = None, ligand: str | None = 
              shell: str | None = None, monolayers: int = 1, interlayer: str = 'abrupt',
              vacancy: str | None = None, vacancy_site: int | None = None, neutralize: bool = False,
              seed: int = 0, vacancy_min_bonds: int = 2, trim: int | None = None, model: str | None = None,
-             termination: str | None = None, binding: str | None = None, facets: dict | None = None) -> Atoms:
+             termination: str | None = None, binding: str | None = None, facets: dict | None = None,
+             prefer: str = 'size') -> Atoms:
     """Carve, optionally modify, passivate and box a QD: the one-call recipe of the CLI, the calcfunction and the demo.
 
     The size, by centre:
@@ -109,7 +110,8 @@ def build_qd(material: str, diameter: float | None = None, ligand: str | None = 
       inside it; polyhedra lose their vertex atoms to pruning, so the core can be much smaller).
 
     The resolved carve is recorded in ``atoms.info['qd_build']``: ``center``, ``trim``, ``carve_diameter`` (the
-    diameter that carves this core with an explicit centre, Å) and ``core_diameter`` (Å).
+    diameter that carves this core with an explicit centre, Å) and ``core_diameter`` (Å); with ``center='auto'``
+    also ``stoichiometry`` when the carve's orientation differs from the recipe's (see ``stoichiometry``).
 
     :param material: core material, a key of :data:`~aiida_qdtraps.builder.crystal.MATERIALS`.
     :param diameter: the size (Å), see above.
@@ -122,7 +124,12 @@ def build_qd(material: str, diameter: float | None = None, ligand: str | None = 
     :param shape: sphere, tetrahedron, truncated_tetrahedron, cuboctahedron, octahedron, cube or wulff (the Wulff
         polyhedron of ``facets``).
     :param stoichiometry: ``'swapped'`` exchanges the cation and anion sublattices of the carved core (Bhati et al.:
-        Cd-rich from Se-rich); the elements stay those of ``material``.
+        Cd-rich from Se-rich); the elements stay those of ``material``. On zincblende the exchange is the crystal's
+        inversion. With ``center='auto'`` a ``tetrahedron`` or ``truncated_tetrahedron`` with H (on the anions) is
+        carved swapped, so that its (111) facets are anion-terminated and carry the H
+        (:func:`~aiida_qdtraps.builder.autocore.ligand_facing_swap`); ``'swapped'`` then gives the other
+        orientation. The orientation used is recorded as ``qd_build['stoichiometry']`` when it differs from this
+        argument.
     :param arrangement: 0 for the standard even ligand spread; 1, 2, ... for other arrangements on the same core.
     :param reconstruct: fraction of 3-coordinate surface anions (on ``reconstruct_facet``) replaced by Cl before
         passivation (Llusar et al. use 2/3 on {-1-1-1}).
@@ -148,6 +155,11 @@ def build_qd(material: str, diameter: float | None = None, ligand: str | None = 
     :param facets: ``shape='wulff'`` only: surface energies of the facet families ``'100'``, ``'110'``, ``'111'``
         and, on zincblende, ``'-1-1-1'`` (default that of ``'111'``), any one unit; None: the material's
         :data:`~aiida_qdtraps.builder.shapes.DEFAULT_FACETS`. Recorded (completed) in ``qd_build['facets']``.
+    :param prefer: ``center='auto'`` only: ``'size'`` (default) takes the core nearest ``diameter``;
+        ``'coordination'`` the core, among all within one bond length of ``diameter``, with the fewest atoms of the
+        species the ligand does not bind that lack core bonds (3-coordinate P for F/Cl on InP), then the nearest.
+        With ``min_core_bonds=1`` this includes ``trim=4`` cores, whose anions are all four-coordinate (cations may
+        then keep one core bond) wherever the ligand can bring them to ``charge``.
     """
     given = {key: value for key, value in locals().items() if key in RECIPE_DEFAULTS}
     if model is not None or material in PEROVSKITES:
@@ -172,9 +184,13 @@ def build_qd(material: str, diameter: float | None = None, ligand: str | None = 
     if center not in RECIPE_CENTERS:
         raise ValueError(f'center must be one of {list(RECIPE_CENTERS)}, got {center!r}')
     check_trim(material, trim)
+    if check_prefer(prefer) != 'size' and center != 'auto':
+        raise ValueError(f"prefer {prefer!r} applies to center 'auto' only, got center {center!r}")
     kind = check_material(material)[0]
     carve_shape = resolve_shape(shape, facets, material)
     swapped = stoichiometry == 'swapped'
+    if center == 'auto' and ligand_facing_swap(material, shape, binder):
+        swapped = not swapped  # the polar facets face the ligand: anion-terminated for H
     # the trim acts on the species the ligand does not bind, named as carved (before a sublattice swap)
     trimmed = 'anion' if (binder == 'cation') != swapped else 'cation'
 
@@ -198,7 +214,8 @@ def build_qd(material: str, diameter: float | None = None, ligand: str | None = 
         trims = (trim,) if trim is not None else (None if plain else (min_core_bonds,))
         choices = choose_cores(material, diameter, carve_shape, binder=binder, z=z, charge=charge,
                                lattice_constant=lattice_constant, min_core_bonds=min_core_bonds, trims=trims,
-                               swapped=swapped, ligand=ligand, check_charge=plain, min_ligands=1 if plain else 0)
+                               swapped=swapped, ligand=ligand, check_charge=plain, min_ligands=1 if plain else 0,
+                               prefer=prefer)
         failures = []
         for choice in choices[:_AUTO_ATTEMPTS]:
             try:
@@ -207,6 +224,8 @@ def build_qd(material: str, diameter: float | None = None, ligand: str | None = 
                 failures.append(f'{choice.center}, trim {choice.trim}: {exc}')
                 continue
             resolved = {'center': choice.center, 'trim': choice.trim, 'carve_diameter': choice.carve_diameter}
+            if swapped != (stoichiometry == 'swapped'):
+                resolved['stoichiometry'] = 'swapped' if swapped else 'default'
             break
         else:
             raise ValueError(f'no automatic {material} {shape} core of {diameter:g} Å could be built: '

@@ -44,7 +44,7 @@ def parse_facets(ctx, param, value: str | None) -> dict[str, float] | None:
 def recipe_from_options(material, shape, diameter, ligand, charge, center, vacuum, lattice_constant, min_core_bonds,
                         stoichiometry, arrangement, reconstruct, vacancy, vacancy_site, neutralize, seed, shell,
                         monolayers, interlayer, vacancy_min_bonds=2, trim=None, model=None, termination=None,
-                        binding=None, facets=None) -> dict:
+                        binding=None, facets=None, prefer='size') -> dict:
     """The recipe (keyword arguments of :func:`aiida_qdtraps.builder.qd.build_qd`, lengths in Å) of the options.
 
     Options at their defaults are left out, so equal QDs get equal recipes. A named ``model`` or a perovskite
@@ -76,6 +76,8 @@ def recipe_from_options(material, shape, diameter, ligand, charge, center, vacuu
     recipe.update({key: value for key, value in optional.items() if value is not None})
     if stoichiometry != 'default':
         recipe['stoichiometry'] = stoichiometry
+    if prefer != 'size':
+        recipe['prefer'] = prefer
     if arrangement:
         recipe['arrangement'] = arrangement
     if vacancy is not None and neutralize:
@@ -124,6 +126,11 @@ def recipe_from_options(material, shape, diameter, ligand, charge, center, vacuu
                    'default: chosen with --center auto, else --min-core-bonds.')
 @click.option('--min-core-bonds', type=click.IntRange(1, 3), default=2, show_default=True,
               help='Prune atoms with fewer core bonds (1 for the smallest clusters).')
+@click.option('--prefer', type=click.Choice(('size', 'coordination')), default='size', show_default=True,
+              help='With --center auto: size takes the core nearest --diameter; coordination the core within one '
+                   'bond length with the fewest under-coordinated atoms of the species the ligand does not bind '
+                   '(3-coordinate P for F/Cl on InP); with --min-core-bonds 1 every P four-coordinate where the '
+                   'charge allows (tetrahedra).')
 @click.option('--lattice-constant', type=float, default=None, help='Override the literature lattice constant (Å).')
 @click.option('--stoichiometry', type=click.Choice(('default', 'swapped')), default='default', show_default=True,
               help='swapped: exchange the cation and anion sublattices (cation-rich <-> anion-rich).')
@@ -155,7 +162,7 @@ def recipe_from_options(material, shape, diameter, ligand, charge, center, vacuu
               help='Print the symmetry-distinct sites of the --vacancy kind (index, removed atoms, charge change, '
                    'multiplicity) and exit without writing.')
 def build(material, shape, facets, diameter, ligand, binding, model, termination, charge, center, trim,
-          min_core_bonds, lattice_constant, stoichiometry, arrangement, reconstruct, vacancy, vacancy_site,
+          min_core_bonds, prefer, lattice_constant, stoichiometry, arrangement, reconstruct, vacancy, vacancy_site,
           vacancy_min_bonds, neutralize, seed, shell, monolayers, interlayer, vacuum, output, store, list_sites):
     """Build a model QD of MATERIAL (InP, GaP, InAs, CdSe, CdS, ZnSe, ZnS, PbS, PbSe, CsPbBr3).
 
@@ -170,7 +177,7 @@ def build(material, shape, facets, diameter, ligand, binding, model, termination
     recipe = recipe_from_options(material, shape, diameter, ligand, charge, center, vacuum, lattice_constant,
                                  min_core_bonds, stoichiometry, arrangement, reconstruct, vacancy, vacancy_site,
                                  neutralize, seed, shell, monolayers, interlayer, vacancy_min_bonds, trim, model,
-                                 termination, binding, facets)
+                                 termination, binding, facets, prefer)
     if list_sites:
         _list_sites(recipe)
         return
@@ -193,7 +200,8 @@ def build(material, shape, facets, diameter, ligand, binding, model, termination
     elif report.build:
         carve = report.build
         click.echo(f'  carve      center {carve["center"]}, trim {carve["trim"]}, carve diameter '
-                   f'{carve["carve_diameter"] / 10:.3f} nm, core diameter {carve["core_diameter"] / 10:.2f} nm')
+                   f'{carve["carve_diameter"] / 10:.3f} nm, core diameter {carve["core_diameter"] / 10:.2f} nm'
+                   + (f', stoichiometry {carve["stoichiometry"]}' if 'stoichiometry' in carve else ''))
         if 'facets' in carve:
             energies = carve['facets'].items()
             click.echo('  facets     ' + ', '.join(f'{family}={energy:g}' for family, energy in energies))

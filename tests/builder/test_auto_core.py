@@ -78,13 +78,16 @@ def test_small_tetrahedra_are_qds_not_cages():
 @pytest.mark.parametrize('material, shape, diameter, ligand', [
     ('InP', 'tetrahedron', 20.0, 'F'), ('InP', 'cuboctahedron', 27.0, 'Cl'), ('CdSe', 'sphere', 15.0, 'H'),
     ('PbS', 'octahedron', 15.0, 'Cl'), ('InAs', 'sphere', 16.0, 'OAc'), ('CdSe', 'sphere', 13.0, 'Cl'),
+    ('CdSe', 'tetrahedron', 28.0, 'H'), ('ZnS', 'truncated_tetrahedron', 20.0, 'H'),
 ])
 def test_recorded_carve_reproduces_the_qd(material, shape, diameter, ligand):
-    """The resolved centre, trim and carve diameter, given explicitly, build the same atoms."""
+    """The resolved centre, trim and carve diameter (and the stoichiometry when recorded), given explicitly, build
+    the same atoms."""
     auto = qd.build_qd(material, diameter, ligand=ligand, shape=shape)
     carve = auto.info['qd_build']
+    assert ('stoichiometry' in carve) == (ligand == 'H' and 'tetrahedron' in shape)
     explicit = qd.build_qd(material, carve['carve_diameter'], ligand=ligand, shape=shape, center=carve['center'],
-                           trim=carve['trim'])
+                           trim=carve['trim'], stoichiometry=carve.get('stoichiometry', 'default'))
     assert explicit.get_chemical_symbols() == auto.get_chemical_symbols()
     assert np.array_equal(explicit.positions, auto.positions)
     assert qd.describe(auto).build == auto.info['qd_build']
@@ -119,9 +122,17 @@ def test_explicit_centres_keep_their_structures():
 @pytest.mark.parametrize('kwargs, message', [
     ({'material': 'InP', 'diameter': 2.0, 'shape': 'tetrahedron'},
      r'diameter 2 Å is below the smallest InP tetrahedron core that F brings to charge 0 \(5\.9 Å core diameter\)'),
-    ({'material': 'InAs', 'diameter': 30.0, 'shape': 'tetrahedron', 'ligand': 'H'},
+    # the cation-terminated tetrahedron (the other orientation than H's default): cation-rich above 2.5 nm
+    ({'material': 'InAs', 'diameter': 30.0, 'shape': 'tetrahedron', 'ligand': 'H', 'stoichiometry': 'swapped'},
      r'no InAs tetrahedron core that H brings to charge 0 has a core diameter within one bond length \(2\.62 Å\) of '
-     r'30 Å; nearest core diameters: 25\.0 Å'),
+     r'30 Å; nearest core diameters: 25\.0 Å; the nearest core, As116In119 \(30\.1 Å\), carries \+9 e and each H '
+     r'adds \+1 e, so no number of H reaches 0'),
+    ({'material': 'InP', 'diameter': 27.0, 'shape': 'cuboctahedron', 'ligand': 'Cl', 'min_core_bonds': 1, 'trim': 4},
+     r'the nearest core, In164P104 \(25\.6 Å\), carries \+180 e: it needs 180 Cl but has 136 free cation sites'),
+    ({'material': 'InP', 'diameter': 20.0, 'prefer': 'nearest'}, r"prefer must be one of \['size', 'coordination'\], "
+                                                                  r"got 'nearest'"),
+    ({'material': 'InP', 'diameter': 20.0, 'center': 'cation', 'prefer': 'coordination'},
+     r"prefer 'coordination' applies to center 'auto' only, got center 'cation'"),
     ({'material': 'InP', 'diameter': 20.0, 'center': 'edge'}, r"center must be one of \['auto', 'anion'"),
     ({'material': 'InP', 'diameter': 20.0, 'trim': 7}, 'trim must be a number of core bonds from 1 to 4'),
     ({'material': 'InP', 'diameter': -3.0}, 'diameter must be positive'),
