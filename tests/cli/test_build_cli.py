@@ -260,3 +260,26 @@ def test_ordered_interlayer_from_the_command_line(tmp_path):
     atoms = roles.read_structure(str(tmp_path / 'abrupt.xyz'))
     interlayer = set(atoms[atoms.arrays['qd_domain'] == 'interlayer'].get_chemical_symbols())
     assert interlayer == {'Cd', 'Se'}
+
+
+def test_prefer_coordination_and_the_h_tetrahedron_orientation(tmp_path):
+    """--prefer coordination reaches the recipe and picks the core with the fewest three-coordinate P; an H
+    tetrahedron prints its recorded (swapped) orientation; --prefer with an explicit centre is a usage error."""
+    from aiida_qdtraps.cli.cmd_build import recipe_from_options
+
+    path = tmp_path / 'co.xyz'
+    result = CliRunner().invoke(cli, ['build', 'InP', '--shape', 'cuboctahedron', '--diameter', '2.7', '--ligand', 'Cl',
+                                      '--prefer', 'coordination', '-o', str(path)])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith('Cl135In204P159: ') and 'core diameter 2.75 nm' in result.output
+    base = ('InP', 'cuboctahedron', 2.7, 'Cl', 0, 'auto', 5.0, None, 2, 'default', 0, None, None, None, False, 0, None,
+            1, 'abrupt')
+    assert 'prefer' not in recipe_from_options(*base)
+    assert recipe_from_options(*base, prefer='coordination')['prefer'] == 'coordination'
+    tetra = CliRunner().invoke(cli, ['build', 'CdSe', '--shape', 'tetrahedron', '--diameter', '2.8', '--ligand', 'H',
+                                     '-o', str(tmp_path / 'h.xyz')])
+    assert tetra.exit_code == 0, tetra.output
+    assert tetra.output.startswith('H48Cd56Se80: ') and ', stoichiometry swapped' in tetra.output
+    bad = CliRunner().invoke(cli, ['build', 'InP', '--diameter', '2.0', '--center', 'cation', '--prefer',
+                                   'coordination', '-o', str(tmp_path / 'bad.xyz')])
+    assert bad.exit_code == 2 and "prefer 'coordination' applies to center 'auto' only" in bad.output
