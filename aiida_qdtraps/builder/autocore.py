@@ -18,7 +18,9 @@ then the one with the fewest atoms of the species the ligand does not bind (anio
 cations for H) that lack core bonds, i.e. dangling bonds no ligand can take; then the smaller trim; then the centre
 order ``anion``, ``cation``, ``interstitial``, ``interstitial2``. With ``prefer='coordination'`` every core within
 the tolerance is a candidate and the fewest such under-coordinated atoms come first, then the nearest diameter.
-Cores that take no ligand at all (already neutral) are the fallback only.
+Cores that take no ligand at all (already neutral) are the fallback only. Polyhedra come in atomic-layer steps, so
+the carve size that gives the chosen core is usually larger than the requested diameter (a tetrahedron loses its
+vertex atoms to pruning); it is recorded.
 
 No zincblende core has every anion four-coordinate while every cation keeps two core bonds: the outermost anion
 along an anion-terminated ⟨111⟩ direction (−:data:`~.crystal.TETRAHEDRAL`) bonds outwards to a cation whose other
@@ -26,8 +28,6 @@ three bonds point further out, to anion sites beyond the outermost one, so that 
 at least one anion per anion-terminated direction keeps a dangling bond when cations keep two core bonds
 (the vertices of a tetrahedron: four), and cores with every anion four-coordinate (``min_core_bonds=1``,
 ``trim=4``) have cations with one core bond and three dangling bonds.
-Polyhedra come in atomic-layer steps, so the carve size that gives the chosen core is usually larger than the
-requested diameter (a tetrahedron loses its vertex atoms to pruning); it is recorded.
 """
 
 from __future__ import annotations
