@@ -23,11 +23,11 @@ the carve size that gives the chosen core is usually larger than the requested d
 vertex atoms to pruning); it is recorded.
 
 No zincblende core has every anion four-coordinate while every cation keeps two core bonds: the outermost anion
-along an anion-terminated ⟨111⟩ direction (−:data:`~.crystal.TETRAHEDRAL`) bonds outwards to a cation whose other
-three bonds point further out, to anion sites beyond the outermost one, so that cation has a single core bond. Hence
-at least one anion per anion-terminated direction keeps a dangling bond when cations keep two core bonds
-(the vertices of a tetrahedron: four), and cores with every anion four-coordinate (``min_core_bonds=1``,
-``trim=4``) have cations with one core bond and three dangling bonds.
+along an anion-terminated ⟨111⟩ direction (the negative of a bond of :data:`~.crystal.TETRAHEDRAL`) bonds outwards
+to a cation whose other three bonds point further out, to anion sites beyond the outermost one, so that cation has
+a single core bond. Hence at least one anion per anion-terminated direction keeps a dangling bond when cations keep
+two core bonds (the vertices of a tetrahedron: four), and cores with every anion four-coordinate
+(``min_core_bonds=1``, ``trim=4``) have cations with one core bond and three dangling bonds.
 """
 
 from __future__ import annotations
