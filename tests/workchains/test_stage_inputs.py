@@ -135,3 +135,43 @@ def test_stage_cp2k_inputs(stage, protocol, codes, tiny_qd, tiny_trajectory, dat
     for lines in recorded['cp2k_input'].values():
         assert '&FORCE_EVAL' in lines and '      &KIND In' in lines
     data_regression.check(recorded)
+
+
+def test_base_builder_is_the_stages_cp2k_namespace(codes, tiny_qd):
+    """``QdCp2kBaseWorkChain.get_builder_from_protocol`` on a stage's protocol file is that stage's CP2K namespace,
+    with the structure set for a run of its own."""
+    from aiida_qdtraps.workchains.cp2k_base import QdCp2kBaseWorkChain
+
+    code = codes['cp2k']
+    for protocol_file, stage, namespace in (('relax', QdRelaxWorkChain, 'base'), ('hybrid_scf', None, 'scf')):
+        base = QdCp2kBaseWorkChain.get_builder_from_protocol(code, tiny_qd, 'fast', protocol_file=protocol_file)
+        assert base.cp2k.structure.uuid == tiny_qd.uuid
+        if stage is None:  # the hybrid stage adds its ADMM section and scales ADDED_MOS with the QD
+            kinds = base.cp2k.parameters['FORCE_EVAL']['SUBSYS']['KIND']
+            assert base.cp2k.parameters['GLOBAL']['RUN_TYPE'] == 'ENERGY'
+            assert kinds[1] == {'_': 'In', 'BASIS_SET': ['ORB DZVP-MOLOPT-SR-GTH', 'AUX_FIT cFIT10'],
+                                'POTENTIAL': 'GTH-PBE-q13'}
+            continue
+        expected = stage.get_builder_from_protocol(code, tiny_qd, 'fast')[namespace]
+        base.cp2k.pop('structure')
+        assert plain(base._inputs(prune=True)) == plain(expected._inputs(prune=True))
+
+
+def test_base_builder_overrides_and_refusals(codes, tiny_qd):
+    from aiida_qdtraps.workchains.cp2k_base import QdCp2kBaseWorkChain
+
+    code = codes['cp2k']
+    base = QdCp2kBaseWorkChain.get_builder_from_protocol(
+        code, tiny_qd, 'fast', overrides={'basis_set': 'TZV2P-MOLOPT-GTH', 'max_iterations': 2, 'scf_monitor': False},
+        options={'max_wallclock_seconds': 600})
+    kinds = {kind['_']: kind for kind in base.cp2k.parameters['FORCE_EVAL']['SUBSYS']['KIND']}
+    assert kinds['P'] == {'_': 'P', 'BASIS_SET': 'TZV2P-MOLOPT-GTH', 'POTENTIAL': 'GTH-PBE-q5'}
+    assert kinds['In']['HARD_EXP_RADIUS'] == 3.0  # GAPW: the semicore metal's hard radius
+    assert base.max_iterations.value == 2 and dict(base.cp2k.monitors) == {}
+    assert base.cp2k.metadata['options']['max_wallclock_seconds'] == 600
+    with pytest.raises(ValueError, match=r"`ultra` is not a valid protocol of relax\.yaml"):
+        QdCp2kBaseWorkChain.get_builder_from_protocol(code, tiny_qd, 'ultra')
+    with pytest.raises(ValueError, match=r"no protocol file 'relx'.*\['hybrid_scf', 'relax'\]"):
+        QdCp2kBaseWorkChain.get_builder_from_protocol(code, tiny_qd, protocol_file='relx')
+    with pytest.raises(ValueError, match=r'md\.yaml has no CP2K namespace'):
+        QdCp2kBaseWorkChain.get_builder_from_protocol(code, tiny_qd, protocol_file='md')
