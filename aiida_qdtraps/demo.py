@@ -20,7 +20,7 @@ def run_demo(protocol: str = 'fast', code_label: str = 'cp2k@localhost') -> int:
 
     from aiida_qdtraps.query import trap_table
     from aiida_qdtraps.report import format_table, format_trap_table, pipeline_rows
-    from aiida_qdtraps.workchains.functions import build_qd_structure
+    from aiida_qdtraps.workchains.build import build_qd_structure
     from aiida_qdtraps.workchains.pipeline import QdTrapsPipelineWorkChain
 
     code = orm.load_code(code_label)

@@ -64,7 +64,7 @@ def main(args) -> None:
     from aiida_qdtraps.calculations.deepmd import DeepmdTrainCalculation
     from aiida_qdtraps.calculations.mlff_md import MlffMdCalculation
     from aiida_qdtraps.workchains.cp2k_base import WFN_RESTART, QdCp2kBaseWorkChain
-    from aiida_qdtraps.workchains.functions import update_cp2k_parameters
+    from aiida_qdtraps.workchains.cp2k_parameters import update_cp2k_parameters
     from aiida_qdtraps.workchains.mlff import grow_dataset
 
     @calcfunction

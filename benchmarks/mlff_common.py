@@ -27,7 +27,7 @@ def active_learning_run(protocol: str = 'fast', structure_file: str | None = Non
     from aiida import orm
     from aiida.engine import run_get_node
 
-    from aiida_qdtraps.workchains.functions import build_qd_structure
+    from aiida_qdtraps.workchains.build import build_qd_structure
     from aiida_qdtraps.workchains.mlff import MlffActiveLearningWorkChain
 
     query = orm.QueryBuilder().append(orm.WorkChainNode, filters={

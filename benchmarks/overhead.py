@@ -58,7 +58,7 @@ def main():
     from aiida.manage.caching import disable_caching
 
     from aiida_qdtraps.demo import DEMO_RECIPE
-    from aiida_qdtraps.workchains.functions import build_qd_structure
+    from aiida_qdtraps.workchains.build import build_qd_structure
     from aiida_qdtraps.workchains.pipeline import QdTrapsPipelineWorkChain
 
     code = orm.load_code('cp2k@localhost')

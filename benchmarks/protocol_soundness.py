@@ -64,7 +64,7 @@ def protocol_parameters(structure, protocol: str, stage: str, charge: int, multi
     """``(cp2k parameters, box vacuum, relax MAX_FORCE)`` of the protocol, made by its ``get_builder_from_protocol``."""
     from aiida import orm
 
-    from aiida_qdtraps.workchains.common import electronic_state_changes
+    from aiida_qdtraps.workchains.electronic_state import electronic_state_changes
     from aiida_qdtraps.workchains.hybrid_scf import HybridScfWorkChain
     from aiida_qdtraps.workchains.relax import QdRelaxWorkChain
 

@@ -43,8 +43,8 @@ from aiida import orm
 from aiida.engine import calcfunction, run_get_node
 
 from aiida_qdtraps.protocols import element_settings
+from aiida_qdtraps.workchains.build import build_qd_structure
 from aiida_qdtraps.workchains.charge_flow import BaderChargeFlowWorkChain
-from aiida_qdtraps.workchains.functions import build_qd_structure
 from aiida_qdtraps.workchains.hybrid_scf import HybridScfWorkChain
 from aiida_qdtraps.workchains.qe import compare_relaxed_qds, format_comparison, qe_scf_builder
 from aiida_qdtraps.workchains.relax import QdRelaxWorkChain

@@ -21,7 +21,7 @@ from aiida.engine import run_get_node
 from aiida_qdtraps.builder.passivation import net_charge
 from aiida_qdtraps.query import trap_table
 from aiida_qdtraps.report import format_trap_table
-from aiida_qdtraps.workchains.functions import build_qd_structure
+from aiida_qdtraps.workchains.build import build_qd_structure
 from aiida_qdtraps.workchains.hybrid_scf import HybridScfWorkChain
 from aiida_qdtraps.workchains.traps import TrapLabelingWorkChain
 

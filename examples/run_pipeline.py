@@ -13,7 +13,7 @@ from aiida import orm
 from aiida.engine import run_get_node
 
 from aiida_qdtraps.report import format_table, pipeline_rows
-from aiida_qdtraps.workchains.functions import build_qd_structure
+from aiida_qdtraps.workchains.build import build_qd_structure
 from aiida_qdtraps.workchains.pipeline import QdTrapsPipelineWorkChain
 
 RECIPE = {'material': 'InP', 'diameter': 5.2, 'ligand': 'F', 'charge': 0, 'center': 'anion', 'vacuum': 3.5,

@@ -66,6 +66,52 @@ def aiida_code():
     return factory
 
 
+def calcjob_node(computer, process_type: str, code=None, inputs: dict | None = None,
+                 options: dict | None = None) -> orm.CalcJobNode:
+    """An unstored CalcJobNode of ``process_type`` on ``computer`` with its ``options`` (serial resources unless
+    given) and input links: ``code`` and ``inputs`` (label -> node, stored here; ``a__b`` for a namespace)."""
+    node = orm.CalcJobNode(computer=computer, process_type=process_type)
+    for name, value in {'resources': {'num_machines': 1, 'num_mpiprocs_per_machine': 1}, **(options or {})}.items():
+        node.set_option(name, value)
+    if code is not None:
+        node.base.links.add_incoming(code, LinkType.INPUT_CALC, 'code')
+    for label, value in (inputs or {}).items():
+        node.base.links.add_incoming(value.store(), LinkType.INPUT_CALC, label)
+    return node
+
+
+def finish_process(node: orm.ProcessNode, outputs: dict | None = None, exit_status: int | None = 0):
+    """Store ``node`` and link its ``outputs`` (label -> node, stored here: created by a calculation, returned by a
+    work chain); then, unless ``exit_status`` is None, leave it finished with that status and sealed, as the engine
+    does. Returns ``node``."""
+    node.store()
+    returns = isinstance(node, orm.WorkflowNode)  # a work chain returns stored nodes, a calculation creates them
+    for label, output in (outputs or {}).items():
+        if returns:
+            output.store()
+        output.base.links.add_incoming(node, LinkType.RETURN if returns else LinkType.CREATE, label)
+        output.store()
+    if exit_status is not None:
+        node.set_exit_status(exit_status)
+        node.set_process_state('finished')
+        node.seal()
+    return node
+
+
+@pytest.fixture(scope='session')
+def process_nodes():
+    """Stand-ins of processes as the engine leaves them, for the steps and parsers that read finished processes:
+    ``process_nodes.calcjob(computer, process_type, code, inputs, options)`` (unstored, see :func:`calcjob_node`),
+    ``process_nodes.finish(node, outputs, exit_status)`` (:func:`finish_process`) and
+    ``process_nodes.workflow(entry_point, **outputs)`` (a work chain of that entry point that returned ``outputs``)."""
+    from types import SimpleNamespace
+
+    def workflow(entry_point: str, **outputs) -> orm.WorkflowNode:
+        return finish_process(orm.WorkflowNode(process_type=f'aiida.workflows:{entry_point}'), outputs)
+
+    return SimpleNamespace(calcjob=calcjob_node, finish=finish_process, workflow=workflow)
+
+
 @pytest.fixture
 def data_dir() -> pathlib.Path:
     return DATA
@@ -125,7 +171,7 @@ def tiny_qd_recipe() -> dict:
 @pytest.fixture
 def tiny_qd():
     """The 14-atom In4PF9 cluster as a stored StructureData built through the ``build_qd_structure`` calcfunction."""
-    from aiida_qdtraps.workchains.functions import build_qd_structure
+    from aiida_qdtraps.workchains.build import build_qd_structure
 
     return build_qd_structure(orm.Dict(TINY_QD_RECIPE))
 
@@ -174,18 +220,12 @@ def generate_cp2k_calc(aiida_localhost, recorded_cp2k_code, tmp_path):
     def factory(files: dict, exit_code: str | None = None, structure: orm.StructureData | None = None,
                 parameters: dict | None = None, input_structure: orm.StructureData | None = None,
                 outputs: dict | None = None, monitors: dict | None = None):
-        node = orm.CalcJobNode(computer=aiida_localhost, process_type='aiida.calculations:cp2k')
-        node.set_option('resources', {'num_machines': 1, 'num_mpiprocs_per_machine': 1})
-        node.set_option('max_wallclock_seconds', 1800)
-        node.set_option('output_filename', 'aiida.out')
-        node.base.links.add_incoming(recorded_cp2k_code, LinkType.INPUT_CALC, 'code')
-        params = orm.Dict(parameters or {'GLOBAL': {'RUN_TYPE': 'ENERGY'}}).store()
-        node.base.links.add_incoming(params, LinkType.INPUT_CALC, 'parameters')
+        inputs = {'parameters': orm.Dict(parameters or {'GLOBAL': {'RUN_TYPE': 'ENERGY'}})}
         if input_structure is not None:
-            node.base.links.add_incoming(input_structure.store(), LinkType.INPUT_CALC, 'structure')
-        for key, monitor in (monitors or {}).items():
-            node.base.links.add_incoming(monitor.store(), LinkType.INPUT_CALC, f'monitors__{key}')
-        node.store()
+            inputs['structure'] = input_structure
+        inputs.update({f'monitors__{key}': monitor for key, monitor in (monitors or {}).items()})
+        node = calcjob_node(aiida_localhost, 'aiida.calculations:cp2k', recorded_cp2k_code, inputs,
+                            {'max_wallclock_seconds': 1800, 'output_filename': 'aiida.out'})
         retrieved = orm.FolderData()
         for name, content in files.items():
             path = pathlib.Path(content) if not isinstance(content, str) or '\n' not in content else None
@@ -193,23 +233,13 @@ def generate_cp2k_calc(aiida_localhost, recorded_cp2k_code, tmp_path):
                 retrieved.base.repository.put_object_from_file(str(path), name)
             else:
                 retrieved.base.repository.put_object_from_bytes(str(content).encode(), name)
-        retrieved.base.links.add_incoming(node, LinkType.CREATE, 'retrieved')
-        retrieved.store()
-        remote = orm.RemoteData(computer=aiida_localhost, remote_path=str(tmp_path))
-        remote.base.links.add_incoming(node, LinkType.CREATE, 'remote_folder')
-        remote.store()
+        created = {'retrieved': retrieved, 'remote_folder': orm.RemoteData(computer=aiida_localhost,
+                                                                          remote_path=str(tmp_path))}
         if structure is not None:
-            structure = structure.clone()
-            structure.base.links.add_incoming(node, LinkType.CREATE, 'output_structure')
-            structure.store()
-        for label, output in (outputs or {}).items():
-            output.base.links.add_incoming(node, LinkType.CREATE, label)
-            output.store()
+            created['output_structure'] = structure.clone()
+        created.update(outputs or {})
         status = 0 if exit_code is None else calc_cls.exit_codes[exit_code].status
-        node.set_exit_status(status)
-        node.set_process_state('finished')
-        node.seal()
-        return node
+        return finish_process(node, created, status)
 
     return factory
 

@@ -1,5 +1,6 @@
-"""The import graph of ``aiida_qdtraps``: no cycles, pure kernels without AiiDA, the profile without work chains; and
-no long module that mixes calcfunctions with work chains.
+"""The import graph of ``aiida_qdtraps``: no cycles, pure kernels without AiiDA, the profile without work chains; no
+long module that mixes calcfunctions with work chains; process entry points that name the module defining the process,
+old module paths that only re-export; the CP2K kinds filled in one place.
 
 The graph is read from the source with :mod:`ast`. Every ``import`` counts, at module level and inside functions
 alike (a deferred import is still a dependency: it only moves the failure to run time); imports under
@@ -234,3 +235,63 @@ def test_the_mixed_module_scan(tmp_path, padding, expected):
     for name, source in SCAN_CASES.items():
         (package / f'{name}.py').write_text(source + '\n' * padding)
     assert {pathlib.PurePath(path).stem for path in mixed_modules(package)} == expected
+
+
+#: Entry-point groups whose objects are processes: a stored node's process type is ``<group>:<name>`` only while the
+#: entry point names the module that defines the process, else the module path it was defined in.
+PROCESS_GROUPS = ('aiida.calculations', 'aiida.workflows')
+#: Modules kept importable after their contents moved, for nodes and scripts that name them: module -> its names.
+COMPATIBILITY_ALIASES = {
+    'aiida_qdtraps.workchains.functions': ('build_qd_structure', 'center_in_box', 'extract_mo_window',
+                                           'update_cp2k_parameters'),
+}
+
+
+def process_entry_points() -> dict[str, str]:
+    """``group:name`` -> ``module:attribute`` of the process entry points in ``pyproject.toml``."""
+    import tomllib
+
+    groups = tomllib.loads((ROOT / 'pyproject.toml').read_text())['project']['entry-points']
+    return {f'{group}:{name}': target for group in PROCESS_GROUPS for name, target in groups[group].items()}
+
+
+def test_process_entry_points_name_the_defining_module():
+    """Every process entry point names the module that defines the process, so that its nodes record the entry point
+    as their process type and load again after a move (a moved process keeps its entry point name)."""
+    import importlib
+
+    entry_points = process_entry_points()
+    assert 'aiida.calculations:qdtraps.center_in_box' in entry_points
+    wrong = {}
+    for name, target in entry_points.items():
+        module, _, attribute = target.partition(':')
+        defined_in = getattr(importlib.import_module(module), attribute).__module__
+        if defined_in != module:
+            wrong[name] = f'{target} is defined in {defined_in}'
+    assert not wrong, wrong
+
+
+@pytest.mark.parametrize('alias', sorted(COMPATIBILITY_ALIASES))
+def test_compatibility_aliases_only_re_export(alias):
+    """An old module path still gives the very objects of their new home, and defines nothing of its own."""
+    import importlib
+
+    module = importlib.import_module(alias)
+    tree = ast.parse(pathlib.Path(module.__file__).read_text())
+    own = [node.name for node in tree.body if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))]
+    assert not own, f'{alias} defines {own}: a compatibility alias only re-exports'
+    for name in COMPATIBILITY_ALIASES[alias]:
+        obj = getattr(module, name)
+        assert obj.__module__ != alias
+        assert getattr(importlib.import_module(obj.__module__), name) is obj
+
+
+def test_cp2k_kinds_are_filled_in_one_place(graph):
+    """The CP2K ``&KIND`` sections of every stage come from ``QdCp2kBaseWorkChain.get_builder_from_protocol``: only
+    ``workchains/cp2k_base.py`` calls ``kind_sections`` (the stage builders call that builder)."""
+    callers = set()
+    for name, (path, _) in graph.modules.items():
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Call) and _name(node.func) == 'kind_sections':
+                callers.add(name)
+    assert callers == {'aiida_qdtraps.workchains.cp2k_base'}

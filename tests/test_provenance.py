@@ -7,8 +7,7 @@ from aiida import orm
 from aiida.common import LinkType
 
 from aiida_qdtraps import provenance
-from aiida_qdtraps.workchains.build import build_qd, make_vacancy
-from aiida_qdtraps.workchains.functions import center_in_box
+from aiida_qdtraps.workchains.build import build_qd, center_in_box, make_vacancy
 
 RECIPE = {'material': 'InP', 'diameter': 5.2, 'ligand': 'F', 'charge': 0, 'center': 'anion', 'vacuum': 2.5,
           'min_core_bonds': 1}

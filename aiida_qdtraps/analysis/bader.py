@@ -159,14 +159,25 @@ def cube_to_chgcar(cube: str | pathlib.Path | io.TextIOBase, chgcar: str | pathl
 ELECTRON_TOTAL_TOLERANCE = 0.01
 
 
-def _check_electron_total(name: str, result: BaderResult, total: float | None, footer: str) -> BaderResult:
-    """The table's atoms and vacuum must add up to the electron total of its footer: rows lost or repeated."""
-    if total is None:
-        raise ValueError(f'{name} has no "{footer}" footer line: truncated file?')
-    if abs(result.total_electrons - total) > ELECTRON_TOTAL_TOLERANCE:
+def _atom_table_result(name: str, program: str, rows: list, volume_column: int, vacuum: tuple[float | None, str],
+                       vacuum_volume: float, total: tuple[float | None, str]) -> BaderResult:
+    """The ``BaderResult`` of an atom table's ``rows`` (x, y, z, population, ... with the volume in
+    ``volume_column``), refusing a table without atoms, a missing ``(value, footer name)`` of the vacuum charge or the
+    electron total (a truncated file), and atoms and vacuum that do not add up to the total (rows lost or repeated)."""
+    (vacuum_charge, vacuum_footer), (total_electrons, total_footer) = vacuum, total
+    if not rows:
+        raise ValueError(f'{name} lists no atoms')
+    if vacuum_charge is None:
+        raise ValueError(f'{name} has no "{vacuum_footer}" footer line: truncated file?')
+    table = np.array(rows)
+    result = BaderResult(populations=table[:, 3], volumes=table[:, volume_column], positions=table[:, :3],
+                         vacuum_charge=vacuum_charge, vacuum_volume=vacuum_volume, program=program)
+    if total_electrons is None:
+        raise ValueError(f'{name} has no "{total_footer}" footer line: truncated file?')
+    if abs(result.total_electrons - total_electrons) > ELECTRON_TOTAL_TOLERANCE:
         raise ValueError(f'the {len(result.populations)} atoms and the vacuum of {name} hold '
-                         f'{result.total_electrons:.4f} e but its "{footer}" line gives {total:.4f} e: atom rows '
-                         'lost or repeated')
+                         f'{result.total_electrons:.4f} e but its "{total_footer}" line gives {total_electrons:.4f} e: '
+                         'atom rows lost or repeated')
     return result
 
 
@@ -206,14 +217,8 @@ def parse_baderkit_atoms(text: str) -> BaderResult:
             raise ValueError(f'{BADERKIT_ATOM_FILE} line {number} has {len(fields)} columns, the header '
                              f'{len(header)}: {line.strip()!r}')
         rows.append(finite_numbers([fields[col[name]] for name in needed], f'{BADERKIT_ATOM_FILE} line {number}'))
-    if not rows:
-        raise ValueError(f'{BADERKIT_ATOM_FILE} lists no atoms')
-    if vacuum_charge is None:
-        raise ValueError(f'{BADERKIT_ATOM_FILE} has no "Vacuum Charge" footer line: truncated file?')
-    table = np.array(rows)
-    result = BaderResult(populations=table[:, 3], volumes=table[:, 4], positions=table[:, :3],
-                         vacuum_charge=vacuum_charge, vacuum_volume=vacuum_volume, program='baderkit')
-    return _check_electron_total(BADERKIT_ATOM_FILE, result, total, 'Total Electrons')
+    return _atom_table_result(BADERKIT_ATOM_FILE, 'baderkit', rows, 4, (vacuum_charge, 'Vacuum Charge'),
+                              vacuum_volume, (total, 'Total Electrons'))
 
 
 def parse_acf(text: str) -> BaderResult:
@@ -246,14 +251,8 @@ def parse_acf(text: str) -> BaderResult:
                 raise ValueError(f'{what} is numbered {fields[0]!r}, expected atom {len(rows) + 1}: rows missing, '
                                  'repeated or out of order')
             rows.append(finite_numbers(fields[1:7], what))
-    if not rows:
-        raise ValueError(f'{HENKELMAN_ATOM_FILE} lists no atoms')
-    if vacuum_charge is None:
-        raise ValueError(f'{HENKELMAN_ATOM_FILE} has no "VACUUM CHARGE" footer line: truncated file?')
-    table = np.array(rows)
-    result = BaderResult(populations=table[:, 3], volumes=table[:, 5], positions=table[:, :3],
-                         vacuum_charge=vacuum_charge, vacuum_volume=vacuum_volume, program='bader')
-    return _check_electron_total(HENKELMAN_ATOM_FILE, result, total, 'NUMBER OF ELECTRONS')
+    return _atom_table_result(HENKELMAN_ATOM_FILE, 'bader', rows, 5, (vacuum_charge, 'VACUUM CHARGE'),
+                              vacuum_volume, (total, 'NUMBER OF ELECTRONS'))
 
 
 def read_bader_file(path: str | pathlib.Path) -> BaderResult:

@@ -24,14 +24,15 @@ DP_INTRA_OP_PARALLELISM_THREADS=1 DP_INTER_OP_PARALLELISM_THREADS=1 NUM_WORKERS=
 from __future__ import annotations
 
 import copy
-import json
 import pathlib
 
 from aiida import orm
-from aiida.common import CalcInfo, CodeInfo
+from aiida.common import CalcInfo
 from aiida.common.folders import Folder
 from aiida.engine import CalcJob
 from aiida_quantumespresso.workflows.protocols.utils import recursive_merge
+
+from .script_job import INPUT_FILE, define_script_job, script_calcinfo, write_script_job
 
 #: DeePMD-kit input for a small QD model (Sowa et al. used se_e2_a-type descriptors with a ~6-8 Å cut-off). Units: Å,
 #: eV; ``sel`` = maximum neighbours per type within ``rcut`` (``auto`` lets dp count them on the training data).
@@ -124,9 +125,7 @@ class DeepmdTrainCalculation(CalcJob):
                    help='Frozen model (.pth) of an earlier training to start from (`dp --pt train --init-frz-model`, '
                         'model section from that model); same type map.')
         spec.inputs.validator = validate_inputs
-        spec.inputs['metadata']['options']['resources'].default = {'num_machines': 1, 'num_mpiprocs_per_machine': 1}
-        spec.inputs['metadata']['options']['withmpi'].default = False
-        spec.inputs['metadata']['options']['parser_name'].default = 'qdtraps.deepmd.train'
+        define_script_job(spec, 'qdtraps.deepmd.train')
         spec.output('model', valid_type=orm.SinglefileData, help='Frozen model (`dp --pt freeze`, TorchScript .pth).')
         spec.output('learning_curve', valid_type=orm.ArrayData,
                     help='lcurve.out: `step`, `rmse_e_trn` (eV/atom), `rmse_f_trn` (eV/Å), `lr`, ...')
@@ -152,28 +151,19 @@ class DeepmdTrainCalculation(CalcJob):
         params['training']['disp_file'] = LCURVE_FILE
         params['training']['training_data']['systems'] = [f'{DATASET_DIR}/{s}' for s in training]
         params['training'].pop('validation_data', None)
-        with folder.open('input.json', 'w') as handle:
-            json.dump(params, handle, indent=1)
+        write_script_job(folder, SCRIPT, params)
 
         for name in dataset.base.repository.list_object_names():
             if name in (TRAINING_DIR, VALIDATION_DIR):
                 folder.get_subfolder(f'{DATASET_DIR}/{name}', create=True)
-        calcinfo = CalcInfo()
-        calcinfo.remote_copy_list = []
-        calcinfo.local_copy_list = [(dataset.uuid, name, f'{DATASET_DIR}/{name}') for name in (TRAINING_DIR,
-                                    VALIDATION_DIR) if name in dataset.base.repository.list_object_names()]
+        local_copy_list = [(dataset.uuid, name, f'{DATASET_DIR}/{name}') for name in (TRAINING_DIR, VALIDATION_DIR)
+                           if name in dataset.base.repository.list_object_names()]
         if 'init_model' in self.inputs:
             model = self.inputs.init_model
-            calcinfo.local_copy_list.append((model.uuid, model.filename, INIT_MODEL_FILE))
-        with folder.open(SCRIPT.name, 'w') as handle:
-            handle.write(SCRIPT.read_text())
-        codeinfo = CodeInfo()
-        codeinfo.code_uuid = self.inputs.code.uuid
-        codeinfo.cmdline_params = [SCRIPT.name, f'{DATASET_DIR}/{VALIDATION_DIR}' if validation else '-',
-                                   INIT_MODEL_FILE if 'init_model' in self.inputs else '-']
-        codeinfo.stdout_name = LOG
-        codeinfo.join_files = True
-        calcinfo.codes_info = [codeinfo]
-        calcinfo.retrieve_list = [MODEL_FILE, LCURVE_FILE, 'input.json', 'out.json', LOG,
-                                  f'{DETAIL_PREFIX}.e_peratom.out', f'{DETAIL_PREFIX}.f.out']
-        return calcinfo
+            local_copy_list.append((model.uuid, model.filename, INIT_MODEL_FILE))
+        arguments = [f'{DATASET_DIR}/{VALIDATION_DIR}' if validation else '-',
+                     INIT_MODEL_FILE if 'init_model' in self.inputs else '-']
+        return script_calcinfo(self.inputs.code, SCRIPT, arguments, LOG,
+                               [MODEL_FILE, LCURVE_FILE, INPUT_FILE, 'out.json', LOG,
+                                f'{DETAIL_PREFIX}.e_peratom.out', f'{DETAIL_PREFIX}.f.out'],
+                               local_copy_list=local_copy_list)

@@ -8,13 +8,14 @@ the job copies :mod:`aiida_qdtraps.calculations.mlff_md_script` into its folder 
 from __future__ import annotations
 
 import io
-import json
 import pathlib
 
 from aiida import orm
-from aiida.common import CalcInfo, CodeInfo
+from aiida.common import CalcInfo
 from aiida.common.folders import Folder
 from aiida.engine import CalcJob
+
+from .script_job import INPUT_FILE, define_script_job, script_calcinfo, write_script_job
 
 SCRIPT = pathlib.Path(__file__).with_name('mlff_md_script.py')
 THERMOSTATS = ('langevin', 'nve')
@@ -74,9 +75,7 @@ class MlffMdCalculation(CalcJob):
         spec.input('type_map', valid_type=orm.List, help='Element order of the models.')
         spec.input('parameters', valid_type=orm.Dict, required=False, help='MD settings, see DEFAULT_PARAMETERS.')
         spec.inputs.validator = validate_inputs
-        spec.inputs['metadata']['options']['resources'].default = {'num_machines': 1, 'num_mpiprocs_per_machine': 1}
-        spec.inputs['metadata']['options']['withmpi'].default = False
-        spec.inputs['metadata']['options']['parser_name'].default = 'qdtraps.mlff_md'
+        define_script_job(spec, 'qdtraps.mlff_md')
         spec.output('trajectory', valid_type=orm.TrajectoryData,
                     help='Saved frames (Å) with arrays `energies` (eV), `forces` (eV/Å), `temperatures` (K) and, '
                          'with >= 2 models, `max_devi_f`/`min_devi_f`/`avg_devi_f` (eV/Å), `devi_e` (eV/atom).')
@@ -91,24 +90,12 @@ class MlffMdCalculation(CalcJob):
         names = sorted(self.inputs.models, key=lambda k: (len(k), k))
         params.update(structure_file='structure.xyz', type_map=list(self.inputs.type_map.get_list()),
                       models=[f'model_{i}.pth' for i in range(len(names))])
-        with folder.open('input.json', 'w') as handle:
-            json.dump(params, handle, indent=1)
+        write_script_job(folder, SCRIPT, params)
         buffer = io.StringIO()
         structure.get_ase().write(buffer, format='extxyz')
         with folder.open('structure.xyz', 'w') as handle:
             handle.write(buffer.getvalue())
-        with folder.open('mlff_md_script.py', 'w') as handle:
-            handle.write(SCRIPT.read_text())
-
-        codeinfo = CodeInfo()
-        codeinfo.code_uuid = self.inputs.code.uuid
-        codeinfo.cmdline_params = ['mlff_md_script.py', 'input.json']
-        codeinfo.stdout_name = 'md.log'
-        codeinfo.join_files = True
-        calcinfo = CalcInfo()
-        calcinfo.codes_info = [codeinfo]
-        calcinfo.local_copy_list = [(self.inputs.models[name].uuid, self.inputs.models[name].filename,
-                                     f'model_{i}.pth') for i, name in enumerate(names)]
-        calcinfo.remote_copy_list = []
-        calcinfo.retrieve_list = ['md.npz', 'md.json', 'md.log', 'input.json']
-        return calcinfo
+        models = [(self.inputs.models[name].uuid, self.inputs.models[name].filename, f'model_{i}.pth')
+                  for i, name in enumerate(names)]
+        return script_calcinfo(self.inputs.code, SCRIPT, [INPUT_FILE], 'md.log',
+                               ['md.npz', 'md.json', 'md.log', INPUT_FILE], local_copy_list=models)

@@ -9,15 +9,16 @@ hybrid SCF, so ``label_traps`` reads either. Charge, multiplicity and basis are 
 
 from __future__ import annotations
 
-import json
 import pathlib
 import warnings
 
 from aiida import orm
-from aiida.common import CalcInfo, CodeInfo
+from aiida.common import CalcInfo
 from aiida.common.folders import Folder
 from aiida.engine import CalcJob
 from ase.data import atomic_numbers
+
+from .script_job import INPUT_FILE, define_script_job, script_calcinfo, write_script_job
 
 SCRIPT = pathlib.Path(__file__).with_name('pyscf_script.py')
 
@@ -112,10 +113,7 @@ class PyscfCalculation(CalcJob):
                    help='Settings (see DEFAULT_PARAMETERS): xc, basis, density_fit, charge, multiplicity, conv_tol, '
                         'max_cycle, grid_level, mo_window, cube_mos.')
         spec.inputs.validator = validate_inputs
-        options = spec.inputs['metadata']['options']
-        options['resources'].default = {'num_machines': 1, 'num_mpiprocs_per_machine': 1}
-        options['withmpi'].default = False
-        options['parser_name'].default = 'qdtraps.pyscf'
+        define_script_job(spec, 'qdtraps.pyscf')
         spec.output('output_parameters', valid_type=orm.Dict,
                     help='Total energy (Ha, eV), HOMO/LUMO/gap (eV), convergence and SCF ladder, timings, version.')
         spec.output('mo_energies', valid_type=orm.ArrayData,
@@ -138,24 +136,11 @@ class PyscfCalculation(CalcJob):
         params = pyscf_parameters(self.inputs.parameters.get_dict() if 'parameters' in self.inputs else {},
                                   atoms.get_chemical_symbols())
         params['structure_file'] = 'structure.xyz'
-        with folder.open('input.json', 'w') as handle:
-            json.dump(params, handle, indent=1)
+        write_script_job(folder, SCRIPT, params)
         lines = [str(len(atoms)), 'structure (Angstrom)']
         lines += [f'{s} {x:.10f} {y:.10f} {z:.10f}' for s, (x, y, z) in zip(atoms.get_chemical_symbols(),
                                                                             atoms.positions)]
         with folder.open('structure.xyz', 'w') as handle:
             handle.write('\n'.join(lines) + '\n')
-        with folder.open('pyscf_script.py', 'w') as handle:
-            handle.write(SCRIPT.read_text())
-
-        codeinfo = CodeInfo()
-        codeinfo.code_uuid = self.inputs.code.uuid
-        codeinfo.cmdline_params = ['pyscf_script.py', 'input.json']
-        codeinfo.stdout_name = 'pyscf.log'
-        codeinfo.join_files = True
-        calcinfo = CalcInfo()
-        calcinfo.codes_info = [codeinfo]
-        calcinfo.local_copy_list = []
-        calcinfo.remote_copy_list = []
-        calcinfo.retrieve_list = ['results.npz', 'results.json', 'pyscf.log', 'input.json', 'mo_*.cube']
-        return calcinfo
+        return script_calcinfo(self.inputs.code, SCRIPT, [INPUT_FILE], 'pyscf.log',
+                               ['results.npz', 'results.json', 'pyscf.log', INPUT_FILE, 'mo_*.cube'])

@@ -126,25 +126,16 @@ def analyze(trajectory, rdf_pairs, do_rmsf, do_vdos, do_ir, do_modes, dt_fs, sta
         if do_vdos:
             velocities = traj.require('velocities', 'the vibrational density of states (--vdos)')
             result = spectra.vdos(velocities, traj.masses(), traj.timestep_fs, symbols=traj.symbols, window=window)
-            elements = list(result['per_element'])
-            _write_csv(output / 'vdos.csv', ['wavenumber_cm-1', 'total', *elements],
-                       [result['wavenumber'], result['total'], *[result['per_element'][e] for e in elements]])
-            dynamics_plots.plot_spectrum(result['wavenumber'], {'total': result['total'], **result['per_element']},
-                                         output / 'vdos.png', 'VDOS / states per cm⁻¹',
-                                         x_max=_upper_wavenumber(result['wavenumber'], result['total']))
-            written.append('vdos.csv')
-            peaks = spectra.peak_wavenumbers(result['wavenumber'], result['total'], n_peaks=5)
-            click.echo('VDOS peaks / cm-1: ' + ', '.join(f'{p:.1f}' for p in np.sort(peaks)))
+            columns = {'total': result['total'], **result['per_element']}
+            written.append(_spectrum_files(output, 'vdos', 'VDOS', result['wavenumber'], columns, columns,
+                                           'VDOS / states per cm⁻¹'))
         if do_ir:
             dipole = traj.require('dipole', 'the IR spectrum (--ir)')
             result = spectra.ir_spectrum(dipole, traj.timestep_fs, window=window)
-            _write_csv(output / 'ir.csv', ['wavenumber_cm-1', 'intensity'], [result['wavenumber'], result['intensity']])
-            dynamics_plots.plot_spectrum(result['wavenumber'], {'IR (harmonic correction)': result['intensity']},
-                                         output / 'ir.png', 'intensity / (e·Å/fs)² per cm⁻¹',
-                                         x_max=_upper_wavenumber(result['wavenumber'], result['intensity']))
-            written.append('ir.csv')
-            peaks = spectra.peak_wavenumbers(result['wavenumber'], result['intensity'], n_peaks=5)
-            click.echo('IR peaks / cm-1: ' + ', '.join(f'{p:.1f}' for p in np.sort(peaks)))
+            written.append(_spectrum_files(output, 'ir', 'IR', result['wavenumber'],
+                                           {'intensity': result['intensity']},
+                                           {'IR (harmonic correction)': result['intensity']},
+                                           'intensity / (e·Å/fs)² per cm⁻¹'))
         if do_modes:
             result = modes_kernel.binding_modes(traj.symbols, traj.positions, metal=metal)
             n_frames, n_ligands = result['r1'].shape
@@ -191,6 +182,21 @@ def _first_shell(r, n) -> tuple[int | None, int | None]:
     peak = start + int(np.argmax(smooth[start:start + max(1, int(0.5 / (r[1] - r[0])))]))
     after = np.flatnonzero((smooth[peak + 1:-1] <= smooth[peak:-2]) & (smooth[peak + 1:-1] < smooth[peak + 2:]))
     return peak, (peak + 1 + int(after[0])) if after.size else None
+
+
+def _spectrum_files(output: pathlib.Path, name: str, label: str, wavenumber, columns: dict, curves: dict,
+                    ylabel: str) -> str:
+    """Write ``<name>.csv`` (the wavenumber and ``columns``) and ``<name>.png`` (``curves``), print the five strongest
+    peaks of the first column; returns the CSV's name."""
+    from aiida_qdtraps.analysis import dynamics_plots, spectra
+
+    first = next(iter(columns.values()))
+    _write_csv(output / f'{name}.csv', ['wavenumber_cm-1', *columns], [wavenumber, *columns.values()])
+    dynamics_plots.plot_spectrum(wavenumber, curves, output / f'{name}.png', ylabel,
+                                 x_max=_upper_wavenumber(wavenumber, first))
+    peaks = spectra.peak_wavenumbers(wavenumber, first, n_peaks=5)
+    click.echo(f'{label} peaks / cm-1: ' + ', '.join(f'{p:.1f}' for p in np.sort(peaks)))
+    return f'{name}.csv'
 
 
 def _upper_wavenumber(wavenumber, spectrum) -> float:

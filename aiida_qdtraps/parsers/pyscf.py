@@ -7,7 +7,7 @@ Outputs:
   ``attempts`` of the SCF ladder, ``dipole_debye`` (about the origin of the Cartesian frame), ``wall_time_s``,
   ``pyscf_version``, ``xc``, ``basis``;
 - ``mo_energies`` (ArrayData): ``energies`` (nspin, nmo) eV and ``occupations``;
-- ``mo_window`` (ArrayData): the layout of :func:`aiida_qdtraps.workchains.functions.extract_mo_window` (CP2K):
+- ``mo_window`` (ArrayData): the layout of :func:`aiida_qdtraps.workchains.mo_window.extract_mo_window` (CP2K):
   ``indices`` (nspin, nwin), ``energies`` (eV), ``occupations``, ``coefficients`` (nspin, nao, nwin), the AO
   ``overlap`` (nao, nao), ``ao_atom`` (nao,); attributes ``ao_labels``, ``symbols``, ``units``;
 - ``charges`` (ArrayData): ``mulliken`` and ``lowdin`` per atom (e; valence charges where an ECP is used);

@@ -41,6 +41,13 @@ def kind_sections(elements, basis_set: str, admm: bool = False, gapw: bool = Fal
     return kinds
 
 
+def kinds_by_element(parameters: dict) -> dict[str, dict]:
+    """``&KIND`` sections of a CP2K parameter dict, keyed by element (section parameter)."""
+    kinds = parameters.get('FORCE_EVAL', {}).get('SUBSYS', {}).get('KIND', [])
+    kinds = [kinds] if isinstance(kinds, dict) else kinds
+    return {str(kind.get('_')): kind for kind in kinds}
+
+
 def valence_from_potential(name: str) -> int:
     """Valence charge encoded in a GTH potential name, e.g. ``GTH-PBE-q13`` → 13."""
     match = re.search(r'-q(\d+)\s*$', str(name))

@@ -80,6 +80,26 @@ def build_qd(recipe: orm.Dict) -> orm.StructureData:
 
 
 @calcfunction
+def build_qd_structure(recipe: orm.Dict) -> orm.StructureData:
+    """Build a QD model from a recipe (keyword arguments of :func:`aiida_qdtraps.builder.qd.build_qd`).
+
+    The recipe Dict is this calcfunction's input, so a QueryBuilder from a recipe (e.g. filtering on
+    ``attributes.material``) reaches every structure built from it, and every structure its recipe.
+    """
+    return to_structure(qd_recipes.build_qd(**recipe.get_dict()))
+
+
+@calcfunction
+def center_in_box(structure: orm.StructureData, vacuum: orm.Float) -> orm.StructureData:
+    """The cluster centred in a cubic non-periodic box with at least ``vacuum`` Å on every side."""
+    boxed = qd_recipes.put_in_box(structure.get_ase(), float(vacuum.value))
+    result = orm.StructureData(ase=boxed)
+    result.pbc = (False, False, False)
+    copy_qd_tags(structure, result)  # per-site roles/domains follow the structure
+    return result
+
+
+@calcfunction
 def make_vacancy(structure: orm.StructureData, vacancy: orm.Dict) -> orm.StructureData:
     """A surface vacancy: ``vacancy`` = {kind, site?, seed?, neutralize?, charge?, ligand?, min_bonds?} (see the pure
     function).

@@ -30,9 +30,8 @@ from ..analysis import bader as bader_files
 from ..analysis import bonds as bond_graph
 from ..analysis import charge_flow as cf
 from ..analysis.populations import atomic_populations
-from ..protocols import valence_from_potential
+from ..protocols import kinds_by_element, valence_from_potential
 from ..shell_safety import options_port_validator
-from .common import kinds_by_element
 
 CHGCAR = 'CHGCAR'
 

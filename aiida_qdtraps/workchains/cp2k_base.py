@@ -25,14 +25,20 @@ or ``ERROR_MAXIMUM_ITERATIONS_EXCEEDED``). CP2K is asked to stop cleanly before 
 
 from __future__ import annotations
 
+import copy
+import pathlib
+
+import yaml
 from aiida import orm
 from aiida.common.links import LinkType
 from aiida.engine import ProcessHandlerReport, process_handler
 from aiida_cp2k.workchains import Cp2kBaseWorkChain
+from aiida_quantumespresso.workflows.protocols.utils import recursive_merge
 
+from ..monitors import default_cp2k_monitors
 from ..parsers.cp2k_progress import SCF_STEP
-from ..protocols import cp2k_logical
-from .functions import update_cp2k_parameters
+from ..protocols import PROTOCOL_DIR, cp2k_logical, kind_sections, kinds_by_element, qs_method
+from .cp2k_parameters import update_cp2k_parameters
 from .parent_folder import MD_RESTART_FILE, WFN_FILE, forget_dead_folder, parent_folder_problem
 
 Cp2kCalculation = Cp2kBaseWorkChain._process_class
@@ -61,6 +67,66 @@ MD_STEP_DONE = 'MD| Step number'
 #: continue an MD run from its parent's restart file with everything it holds (positions, velocities, thermostat and
 #: its random numbers, step and time counters)
 MD_EXT_RESTART = {'RESTART_FILE_NAME': './parent_calc/aiida-1.restart', 'RESTART_DEFAULT': True}
+
+
+#: The protocol file of :meth:`QdCp2kBaseWorkChain.get_builder_from_protocol` when none is named: the PBE GEO_OPT.
+DEFAULT_PROTOCOL_FILE = 'relax'
+#: Keys of a protocol, beside its CP2K namespace, that set the ``&KIND`` sections: the orbital basis set and whether
+#: the kinds get their ADMM auxiliary basis.
+KIND_KEYS = ('basis_set', 'admm')
+DEFAULT_BASIS_SET = 'DZVP-MOLOPT-SR-GTH'
+
+
+def protocol_path(protocol_file: str | pathlib.Path) -> pathlib.Path:
+    """The YAML file of a protocol name (``'relax'``: the package's ``protocols/relax.yaml``) or a path as it is."""
+    path = pathlib.Path(protocol_file) if isinstance(protocol_file, pathlib.Path) else \
+        PROTOCOL_DIR / f'{protocol_file}.yaml'
+    if not path.is_file():
+        raise ValueError(f'no protocol file {protocol_file!r} ({path}); the CP2K ones are '
+                         f"{sorted(p.stem for p in PROTOCOL_DIR.glob('*.yaml') if _cp2k_namespace_of(p))}")
+    return path
+
+
+def _cp2k_namespace_of(path: pathlib.Path) -> str | None:
+    """The key of ``default_inputs`` of a protocol file that holds the CP2K inputs (``base``, ``scf``), if any."""
+    defaults = (yaml.safe_load(path.read_text()) or {}).get('default_inputs', {})
+    found = [key for key, value in defaults.items() if isinstance(value, dict) and 'cp2k' in value]
+    return found[0] if len(found) == 1 else None
+
+
+def cp2k_protocol_inputs(protocol_file: str | pathlib.Path = DEFAULT_PROTOCOL_FILE, protocol: str | None = None,
+                         overrides: dict | None = None) -> dict:
+    """The inputs of one CP2K run under ``protocol`` of a stage protocol file, in ``QdCp2kBaseWorkChain``'s layout.
+
+    A stage protocol file (``relax.yaml``, ``hybrid_scf.yaml``) holds the CP2K inputs in one namespace (``base``,
+    ``scf``: ``max_iterations``, ``scf_monitor``, ``cp2k``) and the keys of :data:`KIND_KEYS` at its top; the result is
+    that namespace with those keys added, ``overrides`` (the same layout) merged last.
+
+    :raises ValueError: for a file without exactly one CP2K namespace, or a protocol it does not define (naming it).
+    """
+    path = protocol_path(protocol_file)
+    data = yaml.safe_load(path.read_text())
+    namespace = _cp2k_namespace_of(path)
+    if namespace is None:
+        raise ValueError(f'protocol file {path.name} has no CP2K namespace (one key of default_inputs with `cp2k`)')
+    protocol = protocol or data['default_protocol']
+    if protocol not in data['protocols']:
+        raise ValueError(f'`{protocol}` is not a valid protocol of {path.name}; choose one of '
+                         f"{list(data['protocols'])}")
+    stage = recursive_merge(data['default_inputs'], data['protocols'][protocol])
+    inputs = recursive_merge(stage[namespace], {key: stage[key] for key in KIND_KEYS if key in stage})
+    return recursive_merge(inputs, overrides) if overrides else inputs
+
+
+def set_scf_monitor(cp2k_namespace, settings) -> None:
+    """Attach the ``qdtraps.cp2k_scf`` CalcJob monitor to a ``cp2k`` builder namespace with the protocol's
+    ``scf_monitor`` settings (a dict of :data:`aiida_qdtraps.monitors.CP2K_SCF_DEFAULTS` keys and ``poll_interval``);
+    ``None`` or ``False`` attaches none."""
+    if settings is None or settings is False:
+        return
+    if not isinstance(settings, dict):
+        raise ValueError(f'scf_monitor must be a dict of monitor settings or false, got {settings!r}')
+    cp2k_namespace.monitors = default_cp2k_monitors(**settings)
 
 
 def _output_text(calc) -> str:
@@ -95,6 +161,49 @@ class QdCp2kBaseWorkChain(Cp2kBaseWorkChain):
         spec.outputs.dynamic = True
         spec.exit_code(410, 'ERROR_SCF_NOT_CONVERGED_AFTER_RETRIES',
                        message='The SCF did not converge after {attempts} attempts with more robust settings.')
+
+    @classmethod
+    def get_builder_from_protocol(cls, code: orm.AbstractCode, structure: orm.StructureData,
+                                  protocol: str | None = None, overrides: dict | None = None,
+                                  options: dict | None = None,
+                                  protocol_file: str | pathlib.Path = DEFAULT_PROTOCOL_FILE):
+        """Builder of one CP2K run of ``structure`` with ``protocol`` of a stage protocol file: the one place where the
+        CP2K inputs of every stage are filled (the stage builders call it, as aiida-quantumespresso's relax calls
+        ``PwBaseWorkChain.get_builder_from_protocol``).
+
+        The ``&KIND`` sections are made for the structure's elements (the protocol's ``basis_set``, the ADMM auxiliary
+        basis with ``admm``, ``HARD_EXP_RADIUS`` under GAPW); a ``&KIND`` given in ``overrides`` replaces the one of its
+        element. Charge and multiplicity are not set here: the stage work chains apply them when they submit.
+
+        :param protocol_file: ``'relax'`` (PBE GEO_OPT, ``relax.yaml``), ``'hybrid_scf'`` (PBE0 single point,
+            ``hybrid_scf.yaml``) or the path of a YAML file of that layout.
+        :param overrides: the layout of :func:`cp2k_protocol_inputs`: ``max_iterations``, ``scf_monitor``,
+            ``cp2k.parameters`` / ``cp2k.settings`` / ``cp2k.metadata``, ``basis_set``, ``admm``; merged last.
+        :param options: CalcJob options merged into ``cp2k.metadata.options`` (e.g. resources, wall time).
+        :raises ValueError: for an unknown protocol or protocol file, an element without CP2K settings, bad
+            ``scf_monitor`` settings (naming the value).
+        """
+        inputs = cp2k_protocol_inputs(protocol_file, protocol, overrides)
+        cp2k = inputs['cp2k']
+        parameters = copy.deepcopy(cp2k['parameters'])
+        elements = sorted(set(structure.get_kind_names()))
+        kinds = kind_sections(elements, inputs.get('basis_set', DEFAULT_BASIS_SET), inputs.get('admm', False),
+                              gapw=qs_method(parameters) == 'GAPW')
+        given = kinds_by_element(parameters)
+        parameters['FORCE_EVAL'].setdefault('SUBSYS', {})['KIND'] = [given.get(k['_'], k) for k in kinds]
+        metadata = cp2k['metadata']
+        if options:
+            metadata['options'] = recursive_merge(metadata['options'], options)
+        builder = cls.get_builder()
+        builder.max_iterations = orm.Int(inputs['max_iterations'])
+        builder.cp2k.code = code
+        builder.cp2k.structure = structure
+        builder.cp2k.parameters = orm.Dict(parameters)
+        builder.cp2k.metadata = metadata
+        if 'settings' in cp2k:
+            builder.cp2k.settings = orm.Dict(cp2k['settings'])
+        set_scf_monitor(builder.cp2k, inputs.get('scf_monitor'))
+        return builder
 
     def setup(self):
         super().setup()

@@ -13,8 +13,8 @@ from aiida import orm
 from aiida.engine import if_
 
 from ..protocols import PROTOCOL_DIR
-from .common import QdCp2kStageWorkChain, define_relax_outputs
 from .cp2k_base import QdCp2kBaseWorkChain
+from .stage import QdCp2kStageWorkChain, define_relax_outputs
 
 
 class QdCp2kRelaxWorkChain(QdCp2kStageWorkChain):
@@ -59,8 +59,7 @@ class QdCp2kRelaxWorkChain(QdCp2kStageWorkChain):
             ``box_vacuum``, ``basis_set``, ...), merged last.
         :param options: CalcJob options merged into ``base.cp2k.metadata.options`` (e.g. resources).
         """
-        builder, _, _ = cls._builder_from_protocol(code, structure, protocol, overrides, charge, multiplicity,
-                                                   options)
+        builder, _ = cls._builder_from_protocol(code, structure, protocol, overrides, charge, multiplicity, options)
         return builder
 
     def should_prerelax(self):

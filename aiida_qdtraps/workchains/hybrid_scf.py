@@ -10,6 +10,7 @@ import yaml
 from aiida import orm
 from aiida.common import AttributeDict
 from aiida.engine import ToContext, if_
+from aiida_quantumespresso.workflows.protocols.utils import recursive_merge
 
 from .. import provenance
 from ..analysis.mo_counts import scaled_mo_counts
@@ -17,10 +18,10 @@ from ..builder.roles import infer_roles
 from ..calculations.pyscf import DEFAULT_PARAMETERS, PyscfCalculation, pyscf_parameters
 from ..parsers.cp2k_hybrid import MOLDEN_FILE
 from ..protocols import ADMM_SECTION, PROTOCOL_DIR
-from .common import QdCp2kStageWorkChain, failure_message
 from .cp2k_base import WFN_RESTART, QdCp2kBaseWorkChain
-from .functions import extract_mo_window, recursive_merge
+from .mo_window import extract_mo_window
 from .parent_folder import WFN_FILE, parent_folder_problem
+from .stage import QdCp2kStageWorkChain, failure_message, qd_builder
 
 
 def validate_mo_window(value, _):
@@ -240,14 +241,14 @@ class HybridScfWorkChain(QdCp2kStageWorkChain):
             raise ValueError(f'engine {engine!r} is not available; choose one of {ENGINES}')
         if engine == 'pyscf':
             return cls._pyscf_builder(pyscf_code, structure, protocol, overrides, charge, multiplicity, options)
-        builder, inputs, extras = cls._builder_from_protocol(code, structure, protocol, overrides, charge,
-                                                             multiplicity, options)
+        builder, inputs = cls._builder_from_protocol(code, structure, protocol, overrides, charge, multiplicity,
+                                                     options)
         window, added = scaled_mo_inputs(structure, cls.get_protocol_inputs(protocol), overrides or {})
         builder.mo_window = orm.Dict(window)
         if added is not None:
             builder.scf.cp2k.parameters = orm.Dict(recursive_merge(builder.scf.cp2k.parameters.get_dict(), {
                 'FORCE_EVAL': {'DFT': {'SCF': {'ADDED_MOS': added}}}}))
-        if extras.get('admm'):
+        if inputs.get('admm'):
             builder.scf.cp2k.parameters = orm.Dict(recursive_merge(builder.scf.cp2k.parameters.get_dict(), {
                 'FORCE_EVAL': {'DFT': {'AUXILIARY_DENSITY_MATRIX_METHOD': dict(ADMM_SECTION)}}}))
         return builder
@@ -264,18 +265,13 @@ class HybridScfWorkChain(QdCp2kStageWorkChain):
         metadata = inputs['pyscf'].get('metadata', {})
         if options:
             metadata = recursive_merge(metadata, {'options': options})
-        builder = cls.get_builder()
+        builder = qd_builder(cls, structure, charge, multiplicity, inputs.get('box_vacuum'))
         builder.engine = orm.Str('pyscf')
-        builder.structure = structure
-        builder.charge = orm.Int(charge)
-        builder.multiplicity = orm.Int(multiplicity)
         builder.clean_workdir = orm.Bool(inputs['clean_workdir'])
         builder.mo_window = orm.Dict(window)
         builder.pyscf.code = pyscf_code
         builder.pyscf.parameters = orm.Dict({k: v for k, v in parameters.items() if k not in PYSCF_OWN_KEYS})
         builder.pyscf.metadata = metadata
-        if 'box_vacuum' in inputs:
-            builder.box_vacuum = orm.Float(inputs['box_vacuum'])
         return builder
 
     @property

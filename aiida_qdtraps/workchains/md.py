@@ -21,9 +21,10 @@ from aiida.engine import calcfunction, if_, while_
 
 from ..parsers.cp2k_md_files import join_by_step, read_dipoles, read_ener, read_xyz_frames, velocity_factor
 from ..protocols import PROTOCOL_DIR
-from .common import QdCp2kStageWorkChain
 from .cp2k_base import QdCp2kBaseWorkChain
+from .cp2k_relax import QdCp2kRelaxWorkChain
 from .parent_folder import MD_RESTART_FILE, forget_dead_folder, parent_folder_problem
+from .stage import QdCp2kStageWorkChain, qd_builder
 
 #: keys of the ``md`` input and their types
 MD_KEYS = {'temperature': float, 'timestep_fs': float, 'heatup_fs': float, 'heatup_segments': int,
@@ -274,34 +275,23 @@ class QdMdWorkChain(QdCp2kStageWorkChain):
             merged into the relax protocol's CP2K namespace (e.g. ``{'base': {'cp2k': {'parameters': ...}}}``).
         :param options: CalcJob options merged into ``base.cp2k.metadata.options`` (e.g. resources, wall time).
         """
-        from .relax import QdRelaxWorkChain
-
         overrides = dict(overrides or {})
         relax_overrides = {'base': overrides.pop('base')} if 'base' in overrides else None
         inputs = cls.get_protocol_inputs(protocol, overrides)
-        relax = QdRelaxWorkChain.get_builder_from_protocol(code, structure, protocol, relax_overrides, charge,
-                                                           multiplicity, options)
-        builder = cls.get_builder()
-        builder.structure = structure
-        builder.charge = orm.Int(charge)
-        builder.multiplicity = orm.Int(multiplicity)
-        if 'box_vacuum' in relax:
-            builder.box_vacuum = relax.box_vacuum
-        builder.clean_workdir = orm.Bool(inputs['clean_workdir'])
-        builder.md = orm.Dict(md_settings(inputs['md']))
-        parameters = relax.base.cp2k.parameters.get_dict()
+        base, relax = QdCp2kRelaxWorkChain.cp2k_builder_from_protocol(code, structure, protocol, relax_overrides,
+                                                                      options)
+        parameters = base.cp2k.parameters.get_dict()
         parameters.pop('MOTION', None)
         parameters['GLOBAL'] = {**parameters.get('GLOBAL', {}), 'RUN_TYPE': 'MD'}
-        builder.base.max_iterations = relax.base.max_iterations
-        builder.base.cp2k.code = code
-        builder.base.cp2k.parameters = orm.Dict(parameters)
-        builder.base.cp2k.metadata = relax.base.cp2k.metadata
-        if 'monitors' in relax.base.cp2k:
-            builder.base.cp2k.monitors = relax.base.cp2k.monitors
-        settings = relax.base.cp2k.settings.get_dict() if 'settings' in relax.base.cp2k else {}
+        base.cp2k.parameters = orm.Dict(parameters)
+        settings = base.cp2k.settings.get_dict() if 'settings' in base.cp2k else {}
         retrieve = list(settings.get('additional_retrieve_list', []))
         settings['additional_retrieve_list'] = retrieve + [name for name in MD_FILES if name not in retrieve]
-        builder.base.cp2k.settings = orm.Dict(settings)
+        base.cp2k.settings = orm.Dict(settings)
+        builder = qd_builder(cls, structure, charge, multiplicity, relax.get('box_vacuum'))
+        builder.clean_workdir = orm.Bool(inputs['clean_workdir'])
+        builder.md = orm.Dict(md_settings(inputs['md']))
+        builder.base = base._inputs(prune=True)
         return builder
 
     def plan_stages(self):

@@ -40,9 +40,11 @@ from ..analysis import mlff
 from ..calculations.deepmd import DeepmdTrainCalculation
 from ..calculations.mlff_md import MlffMdCalculation
 from ..protocols import PROTOCOL_DIR
-from .common import cp2k_protocol_inputs, define_qd_inputs, electronic_state_changes, set_scf_monitor
+from .build import center_in_box
 from .cp2k_base import WFN_RESTART, QdCp2kBaseWorkChain
-from .functions import center_in_box, update_cp2k_parameters
+from .cp2k_parameters import update_cp2k_parameters
+from .cp2k_relax import QdCp2kRelaxWorkChain
+from .electronic_state import electronic_state_changes
 from .mlff_functions import (  # noqa: F401  (re-exported: their public import path)
     calibrate_deviation,
     calibrate_trust_levels,
@@ -69,7 +71,7 @@ from .mlff_settings import (  # noqa: F401  (re-exported: their public import pa
     validate_settings,
     validation_route,
 )
-from .relax import QdRelaxWorkChain
+from .stage import define_qd_inputs, qd_builder
 
 
 class MlffActiveLearningWorkChain(ProtocolMixin, WorkChain):
@@ -157,25 +159,17 @@ class MlffActiveLearningWorkChain(ProtocolMixin, WorkChain):
                                   multiplicity: int = 1, options: dict | None = None):
         """Builder for ``structure`` with the ``fast`` (CI) / ``moderate`` / ``precise`` protocol.
 
-        The CP2K labels use ``QdRelaxWorkChain``'s protocol of the same name, turned into ENERGY_FORCE.
+        The CP2K labels use the CP2K relax protocol of the same name (``relax.yaml``: DFT settings and box vacuum),
+        turned into ENERGY_FORCE.
 
         :param overrides: nested dict with this work chain's input layout, merged last.
         :param options: CalcJob options merged into ``label.cp2k.metadata.options``.
         """
         inputs = cls.get_protocol_inputs(protocol, overrides)
-        relax, extras = cp2k_protocol_inputs(QdRelaxWorkChain, 'base', structure, protocol, None, options)
-        base = relax['base']
-        builder = cls.get_builder()
-        builder.structure = structure
-        builder.charge = orm.Int(charge)
-        builder.multiplicity = orm.Int(multiplicity)
-        if 'box_vacuum' in extras:
-            builder.box_vacuum = orm.Float(extras['box_vacuum'])
-        builder.label.max_iterations = orm.Int(base['max_iterations'])
-        builder.label.cp2k.code = cp2k_code
-        builder.label.cp2k.parameters = orm.Dict(label_parameters(base['cp2k']['parameters']))
-        builder.label.cp2k.metadata = base['cp2k']['metadata']
-        set_scf_monitor(builder.label.cp2k, base.get('scf_monitor'))
+        label, relax = QdCp2kRelaxWorkChain.cp2k_builder_from_protocol(cp2k_code, structure, protocol, options=options)
+        label.cp2k.parameters = orm.Dict(label_parameters(label.cp2k.parameters.get_dict()))
+        builder = qd_builder(cls, structure, charge, multiplicity, relax.get('box_vacuum'))
+        builder.label = label._inputs(prune=True)
         builder.dp_code = dp_code
         builder.md_code = md_code
         builder.num_models = orm.Int(inputs['num_models'])

@@ -8,10 +8,10 @@ from aiida.engine import ToContext, WorkChain, if_, while_
 
 from ..analysis.mo_counts import MAX_VIRTUAL_ATTEMPTS, more_virtuals
 from .charge_flow import BaderChargeFlowWorkChain
-from .common import define_qd_inputs, failure_message
-from .functions import update_cp2k_parameters
+from .cp2k_parameters import update_cp2k_parameters
 from .hybrid_scf import HybridScfWorkChain, engine_of, pyscf_scf_parameters
 from .relax import QdRelaxWorkChain
+from .stage import define_qd_inputs, failure_message, qd_builder
 from .traps import TrapLabelingWorkChain
 
 
@@ -105,10 +105,7 @@ class QdTrapsPipelineWorkChain(WorkChain):
         hybrid = HybridScfWorkChain.get_builder_from_protocol(code, structure, protocol, overrides.get('hybrid_scf'),
                                                               charge, multiplicity, options, engine=hybrid_engine,
                                                               pyscf_code=pyscf_code)
-        builder = cls.get_builder()
-        builder.structure = structure
-        builder.charge = orm.Int(charge)
-        builder.multiplicity = orm.Int(multiplicity)
+        builder = qd_builder(cls, structure, charge, multiplicity)
         for key in ('structure', 'charge', 'multiplicity'):
             relax.pop(key, None)
             hybrid.pop(key, None)

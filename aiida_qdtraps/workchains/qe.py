@@ -35,7 +35,7 @@ from ..pseudo_family import (  # noqa: F401  (re-exported: the family this engin
     gth_potential_names,
     upf_family,
 )
-from .common import spin_state_problem
+from .electronic_state import spin_state_problem
 from .qe_functions import (  # noqa: F401  (re-exported: their public import path)
     DENSITY_CUBE_FILENAME,
     PP_FILEOUT,

@@ -24,7 +24,6 @@ from aiida_quantumespresso.workflows.pw.base import PwBaseWorkChain
 
 from ..protocols import PROTOCOL_DIR
 from ..pseudo_family import upf_family
-from .common import QdStageWorkChain, define_relax_outputs, failure_message
 from .qe import (
     PpCalculation,
     ProjwfcCalculation,
@@ -34,6 +33,7 @@ from .qe import (
     qe_protocol_inputs,
 )
 from .qe_functions import PP_FILEOUT, analyse_projwfc, extract_density_cube
+from .stage import QdStageWorkChain, define_relax_outputs, failure_message, qd_builder
 
 
 class QdQeRelaxWorkChain(QdStageWorkChain):
@@ -103,11 +103,7 @@ class QdQeRelaxWorkChain(QdStageWorkChain):
         if 'assume_isolated' not in explicit:
             inputs['qe']['pw']['parameters']['SYSTEM']['assume_isolated'] = isolation_for_charge(charge)
         family = upf_family(inputs['pseudo_family'])
-        builder = cls.get_builder()
-        builder.structure = structure
-        builder.charge = orm.Int(charge)
-        builder.multiplicity = orm.Int(multiplicity)
-        builder.box_vacuum = orm.Float(inputs['box_vacuum'])
+        builder = qd_builder(cls, structure, charge, multiplicity, inputs['box_vacuum'])
         builder.clean_workdir = orm.Bool(inputs['clean_workdir'])
         stage = inputs['qe']
         metadata = copy.deepcopy(stage['pw']['metadata'])

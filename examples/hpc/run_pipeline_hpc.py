@@ -35,7 +35,7 @@ def main():
 
     load_project_profile()
     from aiida_qdtraps.resources import pipeline_overrides, scale_resources
-    from aiida_qdtraps.workchains.functions import build_qd_structure
+    from aiida_qdtraps.workchains.build import build_qd_structure
     from aiida_qdtraps.workchains.pipeline import QdTrapsPipelineWorkChain
 
     extra = {key: value for key, value in (('queue_name', args.queue), ('account', args.account)) if value}

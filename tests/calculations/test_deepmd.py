@@ -13,10 +13,6 @@ import pathlib
 import numpy as np
 import pytest
 from aiida import orm
-from aiida.common import LinkType
-from aiida.common.folders import SandboxFolder
-from aiida.engine.utils import instantiate_process
-from aiida.manage import get_manager
 from ase import Atoms
 
 from aiida_qdtraps.analysis.mlff import labelled_system
@@ -47,15 +43,8 @@ def dataset(tmp_path):
     return node.store()
 
 
-def prepare(process_class, inputs):
-    process = instantiate_process(get_manager().get_runner(), process_class, **inputs)
-    folder = SandboxFolder()
-    calcinfo = process.prepare_for_submission(folder)
-    return folder, calcinfo
-
-
-def test_train_input_sets_systems_seeds_and_type_map(dp_python, dataset):
-    folder, calcinfo = prepare(DeepmdTrainCalculation, {
+def test_train_input_sets_systems_seeds_and_type_map(dp_python, dataset, prepare_calcjob):
+    folder, calcinfo = prepare_calcjob(DeepmdTrainCalculation, {
         'code': dp_python, 'dataset': dataset, 'type_map': orm.List(TYPE_MAP), 'seed': orm.Int(3),
         'parameters': orm.Dict({'training': {'numb_steps': 50}, 'model': {'descriptor': {'rcut': 5.0}}})})
     params = json.loads(pathlib.Path(folder.get_abs_path('input.json')).read_text())
@@ -69,15 +58,15 @@ def test_train_input_sets_systems_seeds_and_type_map(dp_python, dataset):
     assert 'model.pth' in calcinfo.retrieve_list
 
 
-def test_train_input_with_init_model_warm_starts_from_the_frozen_model(dp_python, dataset):
+def test_train_input_with_init_model_warm_starts_from_the_frozen_model(dp_python, dataset, prepare_calcjob):
     model = orm.SinglefileData(io.BytesIO(b'frozen model bytes'), filename='model.pth').store()
-    folder, calcinfo = prepare(DeepmdTrainCalculation, {
+    folder, calcinfo = prepare_calcjob(DeepmdTrainCalculation, {
         'code': dp_python, 'dataset': dataset, 'type_map': orm.List(TYPE_MAP), 'init_model': model})
     assert (model.uuid, 'model.pth', 'init.pth') in calcinfo.local_copy_list
     assert calcinfo.codes_info[0].cmdline_params == ['deepmd_train_script.py', 'dataset/validation', 'init.pth']
     script = pathlib.Path(folder.get_abs_path('deepmd_train_script.py')).read_text()
     assert "'--init-frz-model', init_model, '--use-pretrain-script'" in script
-    _, calcinfo = prepare(DeepmdTrainCalculation, {'code': dp_python, 'dataset': dataset,
+    _, calcinfo = prepare_calcjob(DeepmdTrainCalculation, {'code': dp_python, 'dataset': dataset,
                                                    'type_map': orm.List(TYPE_MAP)})
     assert calcinfo.codes_info[0].cmdline_params[-1] == '-'
 
@@ -114,10 +103,10 @@ def test_md_parameters_are_checked(changes, message):
         md_parameters(changes, n_atoms=3)
 
 
-def test_md_input_writes_script_structure_and_models(dp_python):
+def test_md_input_writes_script_structure_and_models(dp_python, prepare_calcjob):
     structure = orm.StructureData(ase=Atoms('InPF', positions=[[0, 0, 0], [2.5, 0, 0], [0, 2.0, 0]], cell=[9, 9, 9]))
     models = {f'model_{i}': orm.SinglefileData(io.BytesIO(b'not a model'), filename='model.pth') for i in (1, 2)}
-    folder, calcinfo = prepare(MlffMdCalculation, {
+    folder, calcinfo = prepare_calcjob(MlffMdCalculation, {
         'code': dp_python, 'structure': structure, 'models': models, 'type_map': orm.List(TYPE_MAP),
         'parameters': orm.Dict({'temperature_K': 450.0, 'steps': 20, 'save_interval': 5, 'frozen_indices': [0]})})
     params = json.loads(pathlib.Path(folder.get_abs_path('input.json')).read_text())
@@ -125,29 +114,32 @@ def test_md_input_writes_script_structure_and_models(dp_python):
     assert params['models'] == ['model_0.pth', 'model_1.pth']
     assert 'LangevinBAOAB' in pathlib.Path(folder.get_abs_path('mlff_md_script.py')).read_text()
     assert [c[2] for c in calcinfo.local_copy_list] == ['model_0.pth', 'model_1.pth']
+    (codeinfo,) = calcinfo.codes_info
+    assert codeinfo.cmdline_params == ['mlff_md_script.py', 'input.json']
+    assert (codeinfo.stdout_name, codeinfo.join_files) == ('md.log', True)
+    assert calcinfo.retrieve_list == ['md.npz', 'md.json', 'md.log', 'input.json'] and calcinfo.remote_copy_list == []
+    options = MlffMdCalculation.spec().inputs['metadata']['options']
+    assert options['parser_name'].default == 'qdtraps.mlff_md' and options['withmpi'].default is False
 
 
-def finished_calc(aiida_localhost, code, process_type: str, files: dict, inputs: dict | None = None):
-    """A CalcJobNode with recorded retrieved files, as the engine leaves it before parsing."""
-    node = orm.CalcJobNode(computer=aiida_localhost, process_type=process_type)
-    node.set_option('resources', {'num_machines': 1, 'num_mpiprocs_per_machine': 1})
-    node.base.links.add_incoming(code, LinkType.INPUT_CALC, 'code')
-    for label, value in (inputs or {}).items():
-        node.base.links.add_incoming(value.store(), LinkType.INPUT_CALC, label)
-    node.store()
-    retrieved = orm.FolderData()
-    for name, path in files.items():
-        retrieved.base.repository.put_object_from_file(str(path), name)
-    retrieved.base.links.add_incoming(node, LinkType.CREATE, 'retrieved')
-    retrieved.store()
-    return node
+@pytest.fixture
+def finished_calc(process_nodes, aiida_localhost, dp_python):
+    """``finished_calc(process_type, files, inputs=None)``: a CalcJobNode on ``dp_python`` with recorded retrieved
+    files (name -> path), as the engine leaves it before parsing."""
+    def make(process_type: str, files: dict, inputs: dict | None = None) -> orm.CalcJobNode:
+        retrieved = orm.FolderData()
+        for name, path in files.items():
+            retrieved.base.repository.put_object_from_file(str(path), name)
+        node = process_nodes.calcjob(aiida_localhost, process_type, dp_python, inputs)
+        return process_nodes.finish(node, {'retrieved': retrieved}, exit_status=None)
+    return make
 
 
-def test_train_parser_on_recorded_run(aiida_localhost, dp_python, data_dir):
+def test_train_parser_on_recorded_run(data_dir, finished_calc):
     files = {name: data_dir / 'deepmd' / name for name in ('lcurve.out', 'validation.e_peratom.out',
                                                            'validation.f.out')}
     files['model.pth'] = data_dir / 'deepmd' / 'lcurve.out'  # any bytes: the parser only stores the file
-    node = finished_calc(aiida_localhost, dp_python, 'aiida.calculations:qdtraps.deepmd.train', files)
+    node = finished_calc('aiida.calculations:qdtraps.deepmd.train', files)
     results, calcfunction = DeepmdTrainParser.parse_from_node(node, store_provenance=False)
     assert calcfunction.is_finished_ok, calcfunction.exit_status
     curve = results['learning_curve']
@@ -161,32 +153,32 @@ def test_train_parser_on_recorded_run(aiida_localhost, dp_python, data_dir):
     assert out['initial_rmse_f_trn'] == curve.get_array('rmse_f_trn')[0] and out['warm_start'] is False
 
 
-def test_train_parser_refuses_a_partly_loaded_init_model(aiida_localhost, dp_python, data_dir, tmp_path):
+def test_train_parser_refuses_a_partly_loaded_init_model(data_dir, tmp_path, finished_calc):
     """dp only warns when --init-frz-model matches part of the model; the parser turns that into an exit code."""
     (tmp_path / 'train.log').write_text('[2026] DEEPMD WARNING Checkpoint loaded non-strictly. Missing keys: '
                                         "['atomic_model.fitting_net.bias_atom_e']\n")
     files = {'lcurve.out': data_dir / 'deepmd' / 'lcurve.out', 'model.pth': data_dir / 'deepmd' / 'lcurve.out',
              'train.log': tmp_path / 'train.log'}
     init = orm.SinglefileData(io.BytesIO(b'x'), filename='model.pth')
-    node = finished_calc(aiida_localhost, dp_python, 'aiida.calculations:qdtraps.deepmd.train', files,
+    node = finished_calc('aiida.calculations:qdtraps.deepmd.train', files,
                          {'init_model': init})
     _, calcfunction = DeepmdTrainParser.parse_from_node(node, store_provenance=False)
     assert calcfunction.exit_status == DeepmdTrainCalculation.exit_codes.ERROR_INIT_MODEL_NOT_LOADED.status
-    node = finished_calc(aiida_localhost, dp_python, 'aiida.calculations:qdtraps.deepmd.train', files)
+    node = finished_calc('aiida.calculations:qdtraps.deepmd.train', files)
     results, calcfunction = DeepmdTrainParser.parse_from_node(node, store_provenance=False)
     assert calcfunction.is_finished_ok  # without init_model the warning cannot come from a warm start
     assert results['output_parameters']['warm_start'] is False
 
 
-def test_train_parser_refuses_diverged_and_missing_outputs(aiida_localhost, dp_python, data_dir, tmp_path):
+def test_train_parser_refuses_diverged_and_missing_outputs(data_dir, tmp_path, finished_calc):
     lcurve = (data_dir / 'deepmd' / 'lcurve.out').read_text().splitlines()
     lcurve[-1] = ' '.join(['nan' if i else field for i, field in enumerate(lcurve[-1].split())])
     (tmp_path / 'lcurve.out').write_text('\n'.join(lcurve))
     files = {'lcurve.out': tmp_path / 'lcurve.out', 'model.pth': tmp_path / 'lcurve.out'}
-    node = finished_calc(aiida_localhost, dp_python, 'aiida.calculations:qdtraps.deepmd.train', files)
+    node = finished_calc('aiida.calculations:qdtraps.deepmd.train', files)
     _, calcfunction = DeepmdTrainParser.parse_from_node(node, store_provenance=False)
     assert calcfunction.exit_status == DeepmdTrainCalculation.exit_codes.ERROR_TRAINING_DIVERGED.status
-    node = finished_calc(aiida_localhost, dp_python, 'aiida.calculations:qdtraps.deepmd.train',
+    node = finished_calc('aiida.calculations:qdtraps.deepmd.train',
                          {'lcurve.out': data_dir / 'deepmd' / 'lcurve.out'})
     _, calcfunction = DeepmdTrainParser.parse_from_node(node, store_provenance=False)
     assert calcfunction.exit_status == DeepmdTrainCalculation.exit_codes.ERROR_MISSING_OUTPUT.status
@@ -198,9 +190,9 @@ def md_structure(data_dir):
     return orm.StructureData(ase=Atoms(symbols, positions=data['positions'][0], cell=data['cell']))
 
 
-def test_md_parser_on_recorded_run(aiida_localhost, dp_python, data_dir):
+def test_md_parser_on_recorded_run(data_dir, finished_calc):
     files = {'md.npz': data_dir / 'deepmd' / 'md.npz', 'md.json': data_dir / 'deepmd' / 'md.json'}
-    node = finished_calc(aiida_localhost, dp_python, 'aiida.calculations:qdtraps.mlff_md', files,
+    node = finished_calc('aiida.calculations:qdtraps.mlff_md', files,
                          {'structure': md_structure(data_dir)})
     results, calcfunction = MlffMdParser.parse_from_node(node, store_provenance=False)
     assert calcfunction.is_finished_ok, calcfunction.exit_status
@@ -212,21 +204,21 @@ def test_md_parser_on_recorded_run(aiida_localhost, dp_python, data_dir):
     assert results['output_parameters']['n_frames'] == 11
 
 
-def test_md_parser_refuses_exploded_trajectory(aiida_localhost, dp_python, data_dir, tmp_path):
+def test_md_parser_refuses_exploded_trajectory(data_dir, tmp_path, finished_calc):
     data = dict(np.load(data_dir / 'deepmd' / 'md.npz'))
     data['positions'][-1, 0] += 1000.0
     np.savez(tmp_path / 'md.npz', **data)
     files = {'md.npz': tmp_path / 'md.npz', 'md.json': data_dir / 'deepmd' / 'md.json'}
-    node = finished_calc(aiida_localhost, dp_python, 'aiida.calculations:qdtraps.mlff_md', files,
+    node = finished_calc('aiida.calculations:qdtraps.mlff_md', files,
                          {'structure': md_structure(data_dir)})
     _, calcfunction = MlffMdParser.parse_from_node(node, store_provenance=False)
     assert calcfunction.exit_status == MlffMdCalculation.exit_codes.ERROR_MD_DIVERGED.status
 
 
-def test_md_parser_gives_the_trajectory_layout_of_the_recorded_run(aiida_localhost, dp_python, data_dir):
+def test_md_parser_gives_the_trajectory_layout_of_the_recorded_run(data_dir, finished_calc):
     """The recorded run predates velocities: it still gets times, energies, temperatures and the layout attributes."""
     files = {'md.npz': data_dir / 'deepmd' / 'md.npz', 'md.json': data_dir / 'deepmd' / 'md.json'}
-    node = finished_calc(aiida_localhost, dp_python, 'aiida.calculations:qdtraps.mlff_md', files,
+    node = finished_calc('aiida.calculations:qdtraps.mlff_md', files,
                          {'structure': md_structure(data_dir)})
     results, _ = MlffMdParser.parse_from_node(node, store_provenance=False)
     trajectory = results['trajectory']

@@ -3,7 +3,8 @@ reads it; bad charge/multiplicity/basis is refused before anything is stored."""
 
 from __future__ import annotations
 
-import sys
+import json
+import pathlib
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ from aiida import orm
 from aiida.engine import run_get_node
 from ase import Atoms
 
-from aiida_qdtraps.calculations.pyscf import PyscfCalculation, pyscf_parameters
+from aiida_qdtraps.calculations.pyscf import SCRIPT, PyscfCalculation, pyscf_parameters
 from aiida_qdtraps.workchains.traps import label_traps
 
 WATER = Atoms('OH2', positions=[(0.0, 0.0, 0.1173), (0.0, 0.7572, -0.4692), (0.0, -0.7572, -0.4692)])
@@ -19,12 +20,23 @@ PHOSPHINE = Atoms('PH3', positions=[(0.0, 0.0, 0.1270), (1.1920, 0.0, -0.5920), 
                                     (-0.5960, -1.0323, -0.5920)])
 
 
-@pytest.fixture
-def pyscf_python(aiida_code_installed):
-    """This interpreter (which has pyscf) as the code of ``qdtraps.pyscf`` jobs."""
-    return aiida_code_installed(label='pyscf-python', default_calc_job_plugin='qdtraps.pyscf',
-                                filepath_executable=sys.executable,
-                                prepend_text='export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}')
+def test_job_input_writes_script_structure_and_settings(pyscf_code, prepare_calcjob):
+    """The job's folder holds the settings, the structure and the script; one serial command logs to pyscf.log."""
+    structure = orm.StructureData(ase=WATER)
+    folder, calcinfo = prepare_calcjob(PyscfCalculation, {'code': pyscf_code, 'structure': structure,
+                                                          'parameters': orm.Dict({'basis': 'sto-3g'})})
+    params = json.loads(pathlib.Path(folder.get_abs_path('input.json')).read_text())
+    assert params['basis'] == 'sto-3g' and params['structure_file'] == 'structure.xyz'
+    assert pathlib.Path(folder.get_abs_path('structure.xyz')).read_text().splitlines()[0] == '3'
+    assert pathlib.Path(folder.get_abs_path('pyscf_script.py')).read_text() == SCRIPT.read_text()
+    (codeinfo,) = calcinfo.codes_info
+    assert codeinfo.cmdline_params == ['pyscf_script.py', 'input.json']
+    assert (codeinfo.stdout_name, codeinfo.join_files) == ('pyscf.log', True)
+    assert calcinfo.retrieve_list == ['results.npz', 'results.json', 'pyscf.log', 'input.json', 'mo_*.cube']
+    assert calcinfo.local_copy_list == [] and calcinfo.remote_copy_list == []
+    options = PyscfCalculation.spec().inputs['metadata']['options']
+    assert options['parser_name'].default == 'qdtraps.pyscf' and options['withmpi'].default is False
+    assert options['resources'].default == {'num_machines': 1, 'num_mpiprocs_per_machine': 1}
 
 
 def _run(code, atoms, **parameters):
@@ -46,8 +58,8 @@ def _direct_energy(atoms, basis, charge=0, spin=0):
 
 
 @pytest.mark.parametrize(('atoms', 'basis'), [(WATER, 'sto-3g'), (PHOSPHINE, 'def2-svp')], ids=['H2O', 'PH3'])
-def test_job_reproduces_pyscf_and_window_is_orthonormal(pyscf_python, atoms, basis):
-    results, node = _run(pyscf_python, atoms, basis=basis, conv_tol=1e-11, mo_window={'occupied': 3, 'virtual': 2})
+def test_job_reproduces_pyscf_and_window_is_orthonormal(pyscf_code, atoms, basis):
+    results, node = _run(pyscf_code, atoms, basis=basis, conv_tol=1e-11, mo_window={'occupied': 3, 'virtual': 2})
     assert node.is_finished_ok, node.exit_message
     reference, mf = _direct_energy(atoms, basis)
     out = results['output_parameters']
@@ -72,8 +84,8 @@ def test_job_reproduces_pyscf_and_window_is_orthonormal(pyscf_python, atoms, bas
     assert charges.get_array('mulliken')[0] < 0 if atoms is WATER else True
 
 
-def test_doublet_runs_unrestricted(pyscf_python):
-    results, node = _run(pyscf_python, WATER, basis='sto-3g', charge=1, multiplicity=2,
+def test_doublet_runs_unrestricted(pyscf_code):
+    results, node = _run(pyscf_code, WATER, basis='sto-3g', charge=1, multiplicity=2,
                          mo_window={'occupied': 2, 'virtual': 2}, cube_mos=['homo'])
     assert node.is_finished_ok, node.exit_message
     reference, _ = _direct_energy(WATER, 'sto-3g', charge=1, spin=1)
@@ -87,8 +99,8 @@ def test_doublet_runs_unrestricted(pyscf_python):
     assert abs(results['charges'].get_array('lowdin').sum() - 1) < 1e-8
 
 
-def test_unconverged_scf_exits_310_after_the_ladder(pyscf_python):
-    results, node = _run(pyscf_python, PHOSPHINE, basis='sto-3g', max_cycle=1, conv_tol=1e-12)
+def test_unconverged_scf_exits_310_after_the_ladder(pyscf_code):
+    results, node = _run(pyscf_code, PHOSPHINE, basis='sto-3g', max_cycle=1, conv_tol=1e-12)
     assert node.exit_status == 310
     attempts = results['output_parameters']['attempts']
     assert [a['step'] for a in attempts] == ['diis', 'level_shift', 'damping', 'newton']
@@ -110,10 +122,10 @@ def test_parameters_refused_with_the_value_named(changes, symbols, message):
         pyscf_parameters(changes, symbols)
 
 
-def test_bad_multiplicity_stores_nothing(pyscf_python):
+def test_bad_multiplicity_stores_nothing(pyscf_code):
     before = orm.QueryBuilder().append(orm.CalcJobNode).count()
     with pytest.raises(ValueError, match='multiplicity 1 are impossible'):
-        _run(pyscf_python, WATER, basis='sto-3g', charge=1)
+        _run(pyscf_code, WATER, basis='sto-3g', charge=1)
     assert orm.QueryBuilder().append(orm.CalcJobNode).count() == before
 
 
@@ -130,8 +142,8 @@ def _label_pyscf_window(code, structure, parameters):
 
 
 @pytest.mark.slow  # 87 s wall on 2 shared cores (load 6)
-def test_label_traps_reads_a_pyscf_window(pyscf_python, tiny_qd):
+def test_label_traps_reads_a_pyscf_window(pyscf_code, tiny_qd):
     """In4PF9 with a small ECP basis (LANL2DZ), density fitting and a coarse grid: label_traps reads the window."""
-    _label_pyscf_window(pyscf_python, tiny_qd, {'basis': 'lanl2dz', 'density_fit': True, 'grid_level': 1,
+    _label_pyscf_window(pyscf_code, tiny_qd, {'basis': 'lanl2dz', 'density_fit': True, 'grid_level': 1,
                                                  'conv_tol': 1e-7, 'mo_window': {'occupied': 12, 'virtual': 8}})
 

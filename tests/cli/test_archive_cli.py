@@ -27,7 +27,7 @@ PROFILE_WITH_CUBES = textwrap.dedent("""
     ensure_profile(); ensure_computer(); ensure_codes()  # `qdtraps setup` without the UPF family, in this process
     load_project_profile()
     from aiida_qdtraps.workchains.charge_flow import density_cube_to_chgcar
-    from aiida_qdtraps.workchains.functions import extract_mo_window
+    from aiida_qdtraps.workchains.mo_window import extract_mo_window
     from aiida_qdtraps.workchains.traps import TrapLabelingWorkChain
     data = {data!r}
     cube = gzip.decompress(open(data + '/bader/in4pf9_pbe0_density.cube.gz', 'rb').read())

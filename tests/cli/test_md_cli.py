@@ -68,6 +68,7 @@ def test_analyze_writes_every_table_with_its_header(trajectory, tmp_path):
                                       '--vdos', '--ir', '--binding-modes', '-o', str(out)])
     assert result.exit_code == 0, result.output
     assert 'md.extxyz: 1024 frames of 8 atoms, 1 fs apart' in result.output
+    assert 'VDOS peaks / cm-1: ' in result.output and 'IR peaks / cm-1: ' in result.output
     header, rows = _read(out / 'vdos.csv')
     assert header == ['wavenumber_cm-1', 'total', 'C', 'O', 'Pb']
     wavenumber, total = rows[:, 0].astype(float), rows[:, 1].astype(float)

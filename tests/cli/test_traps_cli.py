@@ -19,7 +19,7 @@ LABEL_RECORDED_RUN = textwrap.dedent("""
     from aiida.engine import run_get_node
     from aiida_qdtraps.profile import load_project_profile
     load_project_profile()
-    from aiida_qdtraps.workchains.functions import extract_mo_window
+    from aiida_qdtraps.workchains.mo_window import extract_mo_window
     from aiida_qdtraps.workchains.traps import TrapLabelingWorkChain
     data = {data!r}
     retrieved = orm.FolderData()

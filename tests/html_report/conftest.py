@@ -7,7 +7,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from aiida import orm
-from aiida.common import LinkType
 from ase.io import read
 
 #: baderkit populations of the recorded In4PF9 density (tests/data/bader/atom_summary.tsv) in qd.xyz order (P first).
@@ -17,26 +16,17 @@ VALENCE = {'In': 13, 'P': 5, 'F': 7}
 CP2K_PARAMETERS = {'GLOBAL': {'RUN_TYPE': 'ENERGY'}, 'FORCE_EVAL': {'DFT': {'CHARGE': 0, 'MULTIPLICITY': 1}}}
 
 
-def recorded_scf(computer, code, data) -> orm.CalcJobNode:
+def recorded_scf(process_nodes, computer, code, data) -> orm.CalcJobNode:
     """A finished CP2K CalcJob whose retrieved folder holds the recorded PBE0 MOLDEN file."""
-    calc = orm.CalcJobNode(computer=computer, process_type='aiida.calculations:cp2k')
+    calc = process_nodes.calcjob(computer, 'aiida.calculations:cp2k', code, {'parameters': orm.Dict(CP2K_PARAMETERS)})
     calc.set_process_label('Cp2kCalculation')
-    calc.set_option('resources', {'num_machines': 1, 'num_mpiprocs_per_machine': 1})
-    calc.base.links.add_incoming(code, LinkType.INPUT_CALC, 'code')
-    calc.base.links.add_incoming(orm.Dict(CP2K_PARAMETERS).store(), LinkType.INPUT_CALC, 'parameters')
-    calc.store()
     retrieved = orm.FolderData()
     retrieved.base.repository.put_object_from_file(str(data / 'aiida-MOS-1_0.molden'), 'aiida-MOS-1_0.molden')
-    retrieved.base.links.add_incoming(calc, LinkType.CREATE, 'retrieved')
-    retrieved.store()
-    calc.set_exit_status(0)
-    calc.set_process_state('finished')
-    calc.seal()
-    return calc
+    return process_nodes.finish(calc, {'retrieved': retrieved})
 
 
 @pytest.fixture(scope='session')
-def labelled_qd(aiida_profile):
+def labelled_qd(aiida_profile, process_nodes):
     """``{'workchain', 'label_traps', 'structure', 'scf', 'charge_flow'}``: the recorded In4PF9 PBE0 run labelled by
     ``TrapLabelingWorkChain`` (plots stored) with a Bader charge flow, domain PDOS and charge-flow map."""
     import pathlib
@@ -44,7 +34,7 @@ def labelled_qd(aiida_profile):
     from aiida.engine import run_get_node
 
     from aiida_qdtraps.workchains.charge_flow import compute_charge_flow, compute_domain_pdos, plot_charge_flow_map
-    from aiida_qdtraps.workchains.functions import extract_mo_window
+    from aiida_qdtraps.workchains.mo_window import extract_mo_window
     from aiida_qdtraps.workchains.traps import TrapLabelingWorkChain
 
     data = pathlib.Path(__file__).parent.parent / 'data' / 'cp2k' / 'pbe0_success'
@@ -52,7 +42,7 @@ def labelled_qd(aiida_profile):
                             scheduler_type='core.direct', workdir='/tmp').store()
     code = orm.InstalledCode(label='cp2k-recorded-report', computer=computer, filepath_executable='/bin/true',
                              default_calc_job_plugin='cp2k').store()
-    scf = recorded_scf(computer, code, data)
+    scf = recorded_scf(process_nodes, computer, code, data)
     retrieved = scf.outputs.retrieved
     window = extract_mo_window(retrieved, orm.Dict({'occupied': 30, 'virtual': 10}))['mo_window']
     structure = orm.StructureData(ase=read(data / 'qd.xyz')).store()

@@ -9,26 +9,21 @@ import shutil
 import numpy as np
 import pytest
 from aiida import orm
-from aiida.common import LinkType
 from aiida.plugins import ParserFactory
 
 from aiida_qdtraps.analysis.bader import cube_to_chgcar
 
 
 @pytest.fixture
-def shell_job(aiida_localhost, aiida_code_installed, data_dir, tmp_path):
+def shell_job(aiida_localhost, aiida_code_installed, data_dir, tmp_path, process_nodes):
     """A ShellJob node whose input ``nodes.chgcar`` is the CHGCAR of the recorded density."""
     code = aiida_code_installed(label='bader-test', filepath_executable=shutil.which('baderkit') or '/bin/true',
                                 default_calc_job_plugin='core.shell')
     text = gzip.decompress((data_dir / 'bader' / 'in4pf9_pbe0_density.cube.gz').read_bytes()).decode()
     cube_to_chgcar(io.StringIO(text), tmp_path / 'CHGCAR')
-    chgcar = orm.SinglefileData(tmp_path / 'CHGCAR').store()
-    node = orm.CalcJobNode(computer=aiida_localhost, process_type='aiida.calculations:core.shell')
-    node.set_option('resources', {'num_machines': 1, 'tot_num_mpiprocs': 1})
-    node.base.links.add_incoming(code, LinkType.INPUT_CALC, 'code')
-    node.base.links.add_incoming(chgcar, LinkType.INPUT_CALC, 'nodes__chgcar')
-    node.store()
-    return node
+    chgcar = orm.SinglefileData(tmp_path / 'CHGCAR')
+    return process_nodes.calcjob(aiida_localhost, 'aiida.calculations:core.shell', code, {'nodes__chgcar': chgcar},
+                                 {'resources': {'num_machines': 1, 'tot_num_mpiprocs': 1}}).store()
 
 
 def retrieved(tmp_path, files: dict, status: int = 0):

@@ -12,7 +12,6 @@ import sys
 import numpy as np
 import pytest
 from aiida import orm
-from aiida.common import LinkType
 from aiida.plugins import CalculationFactory
 from ase import Atoms
 from hypothesis import example, given, settings
@@ -25,24 +24,18 @@ TRAIN_FILES = ('lcurve.out', 'validation.e_peratom.out', 'validation.f.out')
 
 
 @pytest.fixture
-def make_node(aiida_localhost, aiida_code_installed):
-    """A finished CalcJobNode of ``process_type`` with the given retrieved files (name -> bytes)."""
+def make_node(aiida_localhost, aiida_code_installed, process_nodes):
+    """A CalcJobNode of ``process_type`` with the given retrieved files (name -> bytes), as the engine leaves it
+    before parsing."""
     code = aiida_code_installed(label='dp-python-fuzz', default_calc_job_plugin='qdtraps.deepmd.train',
                                 filepath_executable=sys.executable)
 
     def factory(process_type: str, files: dict[str, bytes], inputs: dict | None = None):
-        node = orm.CalcJobNode(computer=aiida_localhost, process_type=f'aiida.calculations:{process_type}')
-        node.set_option('resources', {'num_machines': 1, 'num_mpiprocs_per_machine': 1})
-        node.base.links.add_incoming(code, LinkType.INPUT_CALC, 'code')
-        for label, value in (inputs or {}).items():
-            node.base.links.add_incoming(value.store(), LinkType.INPUT_CALC, label)
-        node.store()
         retrieved = orm.FolderData()
         for name, content in files.items():
             retrieved.base.repository.put_object_from_bytes(content, name)
-        retrieved.base.links.add_incoming(node, LinkType.CREATE, 'retrieved')
-        retrieved.store()
-        return node
+        node = process_nodes.calcjob(aiida_localhost, f'aiida.calculations:{process_type}', code, inputs)
+        return process_nodes.finish(node, {'retrieved': retrieved}, exit_status=None)
 
     return factory
 

@@ -15,17 +15,13 @@ from aiida_qdtraps.parsers.pyscf import HARTREE_TO_EV, PyscfParser, window_indic
 
 
 @pytest.fixture
-def job(aiida_localhost, aiida_code_installed):
+def job(aiida_localhost, aiida_code_installed, process_nodes):
     """A stored ``qdtraps.pyscf`` job node of an H2 molecule (inputs only)."""
     code = aiida_code_installed(label='pyscf-parse', filepath_executable='/bin/true',
                                 default_calc_job_plugin='qdtraps.pyscf')
-    structure = orm.StructureData(ase=Atoms('H2', positions=[(0, 0, 0), (0, 0, 0.74)])).store()
-    node = orm.CalcJobNode(computer=aiida_localhost, process_type='aiida.calculations:qdtraps.pyscf')
-    node.set_option('resources', {'num_machines': 1, 'num_mpiprocs_per_machine': 1})
-    node.base.links.add_incoming(code, LinkType.INPUT_CALC, 'code')
-    node.base.links.add_incoming(structure, LinkType.INPUT_CALC, 'structure')
-    node.store()
-    return node
+    structure = orm.StructureData(ase=Atoms('H2', positions=[(0, 0, 0), (0, 0, 0.74)]))
+    return process_nodes.calcjob(aiida_localhost, 'aiida.calculations:qdtraps.pyscf', code,
+                                 {'structure': structure}).store()
 
 
 def _results(converged=True):

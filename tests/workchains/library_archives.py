@@ -1,9 +1,10 @@
 """What the two library test modules share (test_classifier_workchain.py: the built-geometry ``library.aiida``;
-test_library_relaxed.py: ``library_relaxed.aiida``): importing an archive, the PBE0-charge check of its manifest,
-and one fast all-core-atoms classifier run."""
+test_library_relaxed.py: ``library_relaxed.aiida``): importing an archive, its round trip against its manifest, the
+PBE0-charge check of the manifest, and one fast all-core-atoms classifier run."""
 
 from __future__ import annotations
 
+import json
 import pathlib
 
 from aiida import orm
@@ -11,7 +12,7 @@ from aiida.engine import run_get_node
 
 from aiida_qdtraps.builder.passivation import net_charge
 from aiida_qdtraps.workchains.build import to_atoms
-from aiida_qdtraps.workchains.classifier import TrapClassifierWorkChain
+from aiida_qdtraps.workchains.classifier import TrapClassifierWorkChain, library_summary
 
 LIBRARY = pathlib.Path(__file__).parent.parent / 'data' / 'library'
 #: Every core atom is a sample (built library: 182 rows, 53 trapping; the default P-4c task has only 4 positives).
@@ -25,6 +26,15 @@ def import_library(archive: str, group: str) -> orm.Group:
 
     import_archive(LIBRARY / archive)
     return orm.load_group(group)
+
+
+def round_trip_manifest(manifest: str, group: orm.Group) -> list[dict]:
+    """The rows of ``tests/data/library/<manifest>``, after checking that the imported ``group`` gives the same
+    ``library_summary`` and one row per labelling."""
+    rows = json.loads((LIBRARY / manifest).read_text())
+    assert library_summary(group.label) == rows
+    assert len(rows) == len(group.nodes)
+    return rows
 
 
 def assert_pbe0_charges(manifest: list[dict]) -> None:

@@ -10,7 +10,7 @@ from aiida.engine import calcfunction
 
 from aiida_qdtraps.builder.qd import build_qd as build_qd_atoms
 from aiida_qdtraps.workchains import build
-from aiida_qdtraps.workchains.functions import build_qd_structure, center_in_box
+from aiida_qdtraps.workchains.build import build_qd_structure, center_in_box
 
 RECIPE = {'material': 'InAs', 'diameter': 16.0, 'ligand': 'Cl', 'center': 'cation', 'shape': 'sphere',
           'seed': 2, 'vacuum': 4.0}

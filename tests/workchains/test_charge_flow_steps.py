@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from aiida import orm
-from aiida.common import LinkType
 from ase.io import read
 
 from aiida_qdtraps.workchains.charge_flow import (
@@ -15,7 +14,7 @@ from aiida_qdtraps.workchains.charge_flow import (
     compute_domain_pdos,
     valence_from_parameters,
 )
-from aiida_qdtraps.workchains.functions import extract_mo_window
+from aiida_qdtraps.workchains.mo_window import extract_mo_window
 
 KINDS = [{'_': 'In', 'POTENTIAL': 'GTH-PBE-q13'}, {'_': 'P', 'POTENTIAL': 'GTH-PBE-q5'},
          {'_': 'F', 'POTENTIAL': 'GTH-PBE-q7'}]
@@ -30,21 +29,20 @@ def qd(data_dir):
     return orm.StructureData(ase=atoms).store()
 
 
-def fake_bader_job(aiida_localhost, populations, vacuum=0.0, positions=None):
-    node = orm.CalcJobNode(computer=aiida_localhost, process_type='aiida.calculations:core.shell')
-    node.set_option('resources', {'num_machines': 1, 'tot_num_mpiprocs': 1})
-    node.store()
-    result = orm.ArrayData()
-    result.set_array('populations', np.asarray(populations, float))
-    result.set_array('volumes', np.ones(len(populations)))
-    result.set_array('positions', positions)
-    result.base.attributes.set('vacuum_charge', vacuum)
-    result.base.links.add_incoming(node, LinkType.CREATE, 'bader_populations')
-    result.store()
-    node.set_exit_status(0)
-    node.set_process_state('finished')
-    node.seal()
-    return node
+@pytest.fixture
+def fake_bader_job(process_nodes, aiida_localhost):
+    """``fake_bader_job(populations, vacuum=0.0, positions=None)``: a finished Bader ShellJob node with its parsed
+    ``bader_populations``."""
+    def make(populations, vacuum=0.0, positions=None) -> orm.CalcJobNode:
+        result = orm.ArrayData()
+        result.set_array('populations', np.asarray(populations, float))
+        result.set_array('volumes', np.ones(len(populations)))
+        result.set_array('positions', positions)
+        result.base.attributes.set('vacuum_charge', vacuum)
+        node = process_nodes.calcjob(aiida_localhost, 'aiida.calculations:core.shell',
+                                     options={'resources': {'num_machines': 1, 'tot_num_mpiprocs': 1}})
+        return process_nodes.finish(node, {'bader_populations': result})
+    return make
 
 
 def make_workchain(generate_workchain, qd, aiida_code_installed, **extra):
@@ -85,13 +83,13 @@ def test_missing_valence_is_a_named_exit_code(generate_workchain, qd, aiida_code
 
 @pytest.mark.parametrize(('valence', 'conserved'), [({'In': 13, 'P': 5, 'F': 7}, True),
                                                     ({'In': 13, 'P': 5, 'F': 5}, False)])
-def test_electron_conservation_exit_code(generate_workchain, qd, aiida_code_installed, aiida_localhost, valence,
+def test_electron_conservation_exit_code(generate_workchain, qd, aiida_code_installed, fake_bader_job, valence,
                                          conserved):
     """Populations that do not add up to the valence electrons (here: wrong F valence) end the work chain."""
     process = make_workchain(generate_workchain, qd, aiida_code_installed, valence=orm.Dict(valence))
     assert process.setup() is None
     process.ctx.program = 'baderkit'
-    process.ctx.bader_job = fake_bader_job(aiida_localhost, POPULATIONS, 0.0867, qd.get_ase().positions + 1.5)
+    process.ctx.bader_job = fake_bader_job(POPULATIONS, 0.0867, qd.get_ase().positions + 1.5)
     exit_code = process.inspect_bader()
     if conserved:
         assert exit_code is None
@@ -100,18 +98,18 @@ def test_electron_conservation_exit_code(generate_workchain, qd, aiida_code_inst
         assert '102.0000 valence electrons' in exit_code.message
 
 
-def test_atom_mismatch_exit_code(generate_workchain, qd, aiida_code_installed, aiida_localhost):
+def test_atom_mismatch_exit_code(generate_workchain, qd, aiida_code_installed, fake_bader_job):
     process = make_workchain(generate_workchain, qd, aiida_code_installed, valence=orm.Dict({'In': 13, 'P': 5, 'F': 7}))
     process.setup()
     process.ctx.program = 'baderkit'
     positions = qd.get_ase().positions[::-1].copy()  # another atom order
-    process.ctx.bader_job = fake_bader_job(aiida_localhost, POPULATIONS, 0.0867, positions)
+    process.ctx.bader_job = fake_bader_job(POPULATIONS, 0.0867, positions)
     assert process.inspect_bader().status == BaderChargeFlowWorkChain.exit_codes.ERROR_ATOM_MISMATCH.status
 
 
-def test_domains_from_input_and_domain_pdos(qd, aiida_localhost, data_dir):
+def test_domains_from_input_and_domain_pdos(qd, fake_bader_job, data_dir):
     """User-given domains reach the summary; the domain PDOS of the real PBE0 MOs sums to 1 per MO."""
-    bader = fake_bader_job(aiida_localhost, POPULATIONS, 0.0867, qd.get_ase().positions).outputs.bader_populations
+    bader = fake_bader_job(POPULATIONS, 0.0867, qd.get_ase().positions).outputs.bader_populations
     domains = ['core'] * 5 + ['ligand'] * 9
     domains[1] = 'shell'  # one In as a pretend shell atom
     results = compute_charge_flow(qd, bader, orm.Dict({'In': 13, 'P': 5, 'F': 7}), orm.Dict({'net_charge': 0}),
@@ -134,16 +132,16 @@ def test_domains_from_input_and_domain_pdos(qd, aiida_localhost, data_dir):
     assert pdos['domain_pdos_plot'].get_content(mode='rb')[:4] == b'\x89PNG'
 
 
-def test_domains_from_the_builder_through_provenance(qd, aiida_localhost):
+def test_domains_from_the_builder_through_provenance(qd, fake_bader_job):
     """Tags on an ancestor structure (the builder's ``qd_domains``) reach a boxed descendant's charge flow."""
-    from aiida_qdtraps.workchains.functions import center_in_box
+    from aiida_qdtraps.workchains.build import center_in_box
 
     tagged = orm.StructureData(ase=qd.get_ase())
     tags = ['core'] * 5 + ['ligand'] * 8 + ['shell']
     tagged.base.attributes.set('qd_domains', tags)
     tagged.store()
     boxed = center_in_box(tagged, orm.Float(3.0))
-    bader = fake_bader_job(aiida_localhost, POPULATIONS, 0.0867, boxed.get_ase().positions).outputs.bader_populations
+    bader = fake_bader_job(POPULATIONS, 0.0867, boxed.get_ase().positions).outputs.bader_populations
     results = compute_charge_flow(boxed, bader, orm.Dict({'In': 13, 'P': 5, 'F': 7}), orm.Dict({}))
     summary = results['summary'].get_dict()
     assert summary['domain_source'] == 'builder'

@@ -9,9 +9,9 @@ import pytest
 from aiida import orm
 from aiida.engine import calcfunction, run_get_node
 
-from aiida_qdtraps.workchains.build import build_qd
+from aiida_qdtraps.workchains.build import build_qd, build_qd_structure
 from aiida_qdtraps.workchains.classifier import library_summary, trace_sample
-from aiida_qdtraps.workchains.functions import build_qd_structure, extract_mo_window
+from aiida_qdtraps.workchains.mo_window import extract_mo_window
 from aiida_qdtraps.workchains.traps import TrapLabelingWorkChain
 
 PBE0 = 'cp2k/pbe0_success'

@@ -6,8 +6,6 @@ HOMO must have the trap orbital's orientation (cosine 1), and the HOMO rises and
 
 from __future__ import annotations
 
-import sys
-
 import numpy as np
 import pytest
 from aiida import orm
@@ -30,18 +28,11 @@ def seesaw(a_deg: float, b_deg: float, d: float = PLI4_DISTANCE) -> Atoms:
 
 
 @pytest.fixture
-def pyscf_python(aiida_code_installed):
-    return aiida_code_installed(label='pyscf-python', default_calc_job_plugin='qdtraps.pyscf',
-                                filepath_executable=sys.executable,
-                                prepend_text='export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}')
-
-
-@pytest.fixture
-def labelled(pyscf_python):
+def labelled(pyscf_code):
     """The see-saw structure, its PySCF MO window and a hand-made hole-trap record on the P (the window's HOMO)."""
     structure = orm.StructureData(ase=seesaw(160.0, 120.0))
     structure.pbc = (False, False, False)
-    results, node = run_get_node(PyscfCalculation, code=pyscf_python, structure=structure, parameters=orm.Dict(FAST))
+    results, node = run_get_node(PyscfCalculation, code=pyscf_code, structure=structure, parameters=orm.Dict(FAST))
     assert node.is_finished_ok
     window = results['mo_window']
     homo_column = int(np.flatnonzero(window.get_array('occupations')[0] > 0).max())
@@ -50,10 +41,10 @@ def labelled(pyscf_python):
     return structure, window, {'trap_0': trap}
 
 
-def test_path_levels_and_orientation(pyscf_python, labelled):
+def test_path_levels_and_orientation(pyscf_code, labelled):
     structure, window, traps = labelled
     results, node = run_get_node(CutoutInterpolationWorkChain, structure=structure, traps=traps, mo_window=window,
-                                 frames=orm.Int(3), pyscf={'code': pyscf_python, 'parameters': orm.Dict(FAST)})
+                                 frames=orm.Int(3), pyscf={'code': pyscf_code, 'parameters': orm.Dict(FAST)})
     assert node.is_finished_ok, node.exit_message
     path = results['centres']['atom_0']['path']
     levels = path.get_array('levels')
@@ -70,9 +61,9 @@ def test_path_levels_and_orientation(pyscf_python, labelled):
     assert results['centres']['atom_0']['plot'].get_content('rb')[:4] == b'\x89PNG'
 
 
-def test_errors(pyscf_python, labelled):
+def test_errors(pyscf_code, labelled):
     structure, window, traps = labelled
-    pyscf = {'code': pyscf_python, 'parameters': orm.Dict(FAST)}
+    pyscf = {'code': pyscf_code, 'parameters': orm.Dict(FAST)}
     _, node = run_get_node(CutoutInterpolationWorkChain, structure=structure, traps=traps, atom=orm.Int(2),
                            pyscf=pyscf)
     assert node.exit_status == 302 and 'atom 2 (Li) is 1-coordinate' in node.exit_message

@@ -17,7 +17,7 @@ from aiida import orm
 
 from aiida_qdtraps.analysis.bonds import bond_pairs, coordination_numbers
 from aiida_qdtraps.builder.qd import build_qd
-from aiida_qdtraps.workchains.functions import extract_mo_window
+from aiida_qdtraps.workchains.mo_window import extract_mo_window
 from aiida_qdtraps.workchains.traps import label_traps
 
 DATA = 'cp2k/defect_fast'

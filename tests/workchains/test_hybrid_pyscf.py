@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 from aiida import orm
-from aiida.common import LinkType
 from aiida.engine import run_get_node
 
 from aiida_qdtraps.calculations.pyscf import PyscfCalculation
@@ -23,7 +22,7 @@ def stored_processes() -> int:
 @pytest.fixture
 def cdse_35():
     """Cd16Se13Cl6 (35 atoms, 29 core), the default CdSe QD of 10 Å through the building calcfunction."""
-    from aiida_qdtraps.workchains.functions import build_qd_structure
+    from aiida_qdtraps.workchains.build import build_qd_structure
 
     return build_qd_structure(orm.Dict({'material': 'CdSe', 'diameter': 10.0, 'ligand': 'Cl'}))
 
@@ -186,7 +185,7 @@ def test_pipeline_refuses_bader_with_pyscf_before_anything_runs(recorded_cp2k_co
 
 def test_pipeline_runs_pyscf_without_the_relax_wavefunction(recorded_cp2k_code, pyscf_code, tiny_qd,
                                                             generate_workchain, monkeypatch, aiida_localhost,
-                                                            tmp_path):
+                                                            tmp_path, process_nodes):
     """The relaxed structure goes to the PySCF stage, the relax's remote folder does not; a window without a
     conduction edge asks for a new PySCF run with twice the virtual MOs (no ADDED_MOS, no parent folder)."""
     builder = QdTrapsPipelineWorkChain.get_builder_from_protocol(recorded_cp2k_code, tiny_qd, protocol='fast',
@@ -196,7 +195,7 @@ def test_pipeline_runs_pyscf_without_the_relax_wavefunction(recorded_cp2k_code, 
     monkeypatch.setattr(process, 'submit',
                         lambda cls, **inputs: submitted.append((cls, inputs)) or orm.WorkflowNode().store())
     remote = orm.RemoteData(computer=aiida_localhost, remote_path=str(tmp_path)).store()
-    process.ctx.relax = finished_workflow('qdtraps.relax', relaxed_structure=tiny_qd, remote_folder=remote)
+    process.ctx.relax = process_nodes.workflow('qdtraps.relax', relaxed_structure=tiny_qd, remote_folder=remote)
     process.run_hybrid_scf()
     cls, inputs = submitted[-1]
     assert cls is HybridScfWorkChain and 'parent_calc_folder' not in inputs
@@ -204,20 +203,10 @@ def test_pipeline_runs_pyscf_without_the_relax_wavefunction(recorded_cp2k_code, 
     assert 'scf_parameters' not in process.ctx
 
     process.ctx.add_virtuals = {'virtual': 20, 'added_mos': 20}
-    process.ctx.hybrid_scf = finished_workflow('qdtraps.hybrid_scf', structure=tiny_qd)
+    process.ctx.hybrid_scf = process_nodes.workflow('qdtraps.hybrid_scf', structure=tiny_qd)
     process.run_more_virtuals()
     cls, inputs = submitted[-1]
     assert inputs['mo_window'].get_dict() == {'occupied': 10, 'virtual': 20}
     assert 'parent_calc_folder' not in inputs and 'scf' not in inputs
     assert inputs['metadata']['call_link_label'] == 'hybrid_scf_more_virtuals_1'
 
-
-def finished_workflow(entry_point: str, **outputs) -> orm.WorkflowNode:
-    """A finished work chain node of ``entry_point`` with ``outputs`` (stored nodes) returned."""
-    node = orm.WorkflowNode(process_type=f'aiida.workflows:{entry_point}').store()
-    for label, output in outputs.items():
-        output.base.links.add_incoming(node, LinkType.RETURN, label)
-    node.set_exit_status(0)
-    node.set_process_state('finished')
-    node.seal()
-    return node

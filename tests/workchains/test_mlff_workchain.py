@@ -13,7 +13,6 @@ import sys
 import numpy as np
 import pytest
 from aiida import orm
-from aiida.common import LinkType
 from ase import Atoms
 
 from aiida_qdtraps.analysis.mlff import HARTREE_EV, HARTREE_PER_BOHR_EV_PER_ANGSTROM
@@ -302,26 +301,17 @@ def test_warm_start_schedule_of_the_fast_protocol(fast_builder):
     assert not warm and off['training']['numb_steps'] == 100
 
 
-def fake_training(aiida_localhost, code, seed):
+def fake_training(process_nodes, computer, code, seed):
     """A finished DeepmdTrainCalculation node with a (fake) frozen model and metrics as outputs."""
-    node = orm.CalcJobNode(computer=aiida_localhost, process_type='aiida.calculations:qdtraps.deepmd.train')
-    node.set_option('resources', {'num_machines': 1, 'num_mpiprocs_per_machine': 1})
-    node.base.links.add_incoming(code, LinkType.INPUT_CALC, 'code')
-    node.store()
     model = orm.SinglefileData(io.BytesIO(f'model {seed}'.encode()), filename='model.pth')
     model.base.attributes.set('type_map', ['F', 'In', 'P'])
     metrics = orm.Dict({'numb_steps': 100, 'warm_start': False})
-    for label, output in (('model', model), ('output_parameters', metrics)):
-        output.base.links.add_incoming(node, LinkType.CREATE, label)
-        output.store()
-    node.set_exit_status(0)
-    node.set_process_state('finished')
-    node.seal()
-    return node
+    node = process_nodes.calcjob(computer, 'aiida.calculations:qdtraps.deepmd.train', code)
+    return process_nodes.finish(node, {'model': model, 'output_parameters': metrics})
 
 
 def test_iteration_2_trains_each_member_from_its_previous_model(fast_builder, generate_workchain, aiida_localhost,
-                                                                monkeypatch):
+                                                                monkeypatch, process_nodes):
     """Iteration 1 trains from scratch; in iteration 2 member n gets member n's model of iteration 1 as init_model."""
     process = generate_workchain(MlffActiveLearningWorkChain, dict(fast_builder))
     process.setup()
@@ -333,7 +323,7 @@ def test_iteration_2_trains_each_member_from_its_previous_model(fast_builder, ge
     assert all('init_model' not in inputs for inputs in submitted)
     assert submitted[0]['parameters']['training']['numb_steps'] == 100
 
-    previous = {seed: fake_training(aiida_localhost, fast_builder.dp_code, seed) for seed in (1, 2)}
+    previous = {seed: fake_training(process_nodes, aiida_localhost, fast_builder.dp_code, seed) for seed in (1, 2)}
     for seed, node in previous.items():
         process.ctx[f'train_{seed}'] = node
     assert process.inspect_training() is None

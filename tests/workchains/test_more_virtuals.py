@@ -6,11 +6,10 @@ from __future__ import annotations
 import ase.io
 import pytest
 from aiida import orm
-from aiida.common import LinkType
 from aiida.engine import run_get_node
 
-from aiida_qdtraps.workchains.functions import extract_mo_window
 from aiida_qdtraps.workchains.hybrid_scf import HybridScfWorkChain
+from aiida_qdtraps.workchains.mo_window import extract_mo_window
 from aiida_qdtraps.workchains.pipeline import QdTrapsPipelineWorkChain
 from aiida_qdtraps.workchains.traps import TrapLabelingWorkChain
 
@@ -30,19 +29,16 @@ def labelling_of(data_dir, virtual: int):
     return structure, window, node
 
 
-def fake_hybrid(structure, window, computer, tmp_path, n_ao=200, homo_index=59) -> orm.WorkflowNode:
-    """A finished HybridScfWorkChain node with the outputs the pipeline reads."""
-    node = orm.WorkflowNode(process_type='aiida.workflows:qdtraps.hybrid_scf')
-    node.store()
-    outputs = {'structure': structure, 'mo_window': window,
-               'remote_folder': orm.RemoteData(computer=computer, remote_path=str(tmp_path)).store(),
-               'output_parameters': orm.Dict({'n_ao': n_ao, 'homo_index': homo_index, 'gap_ev': 2.3}).store()}
-    for label, output in outputs.items():
-        output.base.links.add_incoming(node, LinkType.RETURN, label)
-    node.set_exit_status(0)
-    node.set_process_state('finished')
-    node.seal()
-    return node
+@pytest.fixture
+def fake_hybrid(process_nodes, aiida_localhost, tmp_path):
+    """``fake_hybrid(structure, window, n_ao=200, homo_index=59)``: a finished HybridScfWorkChain node with the
+    outputs the pipeline reads."""
+    def make(structure, window, n_ao=200, homo_index=59) -> orm.WorkflowNode:
+        return process_nodes.workflow(
+            'qdtraps.hybrid_scf', structure=structure, mo_window=window,
+            remote_folder=orm.RemoteData(computer=aiida_localhost, remote_path=str(tmp_path)),
+            output_parameters=orm.Dict({'n_ao': n_ao, 'homo_index': homo_index, 'gap_ev': 2.3}))
+    return make
 
 
 @pytest.fixture
@@ -56,8 +52,7 @@ def pipeline(generate_workchain, recorded_cp2k_code, tiny_qd, monkeypatch):
     return process, submitted
 
 
-def test_no_conduction_edge_runs_the_pbe0_again_with_twice_the_virtual_mos(pipeline, data_dir, aiida_localhost,
-                                                                            tmp_path):
+def test_no_conduction_edge_runs_the_pbe0_again_with_twice_the_virtual_mos(pipeline, data_dir, fake_hybrid):
     process, submitted = pipeline
     structure, window, failed = labelling_of(data_dir, virtual=3)
     assert failed.exit_status == TrapLabelingWorkChain.exit_codes.ERROR_NO_CONDUCTION_EDGE.status
@@ -66,7 +61,7 @@ def test_no_conduction_edge_runs_the_pbe0_again_with_twice_the_virtual_mos(pipel
     process.ctx.labeled, process.ctx.add_virtuals, process.ctx.virtual_attempts = False, False, 0
     process.ctx.scf_parameters = process.inputs.hybrid_scf.scf.cp2k.parameters
     process.ctx.mo_window = process.inputs.hybrid_scf.mo_window.get_dict()
-    first = fake_hybrid(structure, window, aiida_localhost, tmp_path)
+    first = fake_hybrid(structure, window)
     process.ctx.hybrid_scf, process.ctx.labeling = first, failed
 
     assert process.inspect_labeling() is None and process.should_label() and process.should_add_virtuals()
@@ -82,27 +77,26 @@ def test_no_conduction_edge_runs_the_pbe0_again_with_twice_the_virtual_mos(pipel
     assert inputs['metadata']['call_link_label'] == 'hybrid_scf_more_virtuals_1'
     assert not process.should_add_virtuals()
 
-    process.ctx.hybrid_scf = fake_hybrid(structure, window, aiida_localhost, tmp_path)
+    process.ctx.hybrid_scf = fake_hybrid(structure, window)
     assert process.inspect_labeling() is None
     process.run_more_virtuals()
     assert submitted[-1][1]['mo_window']['virtual'] == 40
     assert submitted[-1][1]['scf']['cp2k']['parameters']['FORCE_EVAL']['DFT']['SCF']['ADDED_MOS'] == 42
 
-    process.ctx.hybrid_scf = fake_hybrid(structure, window, aiida_localhost, tmp_path)
+    process.ctx.hybrid_scf = fake_hybrid(structure, window)
     exit_code = process.inspect_labeling()  # the cap: two more-virtual runs
     assert exit_code.status == QdTrapsPipelineWorkChain.exit_codes.ERROR_LABELING_FAILED.status
     assert 'after 2 PBE0 runs with more virtual MOs' in exit_code.message
     assert len(submitted) == 2
 
 
-def test_a_window_holding_every_virtual_mo_or_another_failure_ends_the_pipeline(pipeline, data_dir, aiida_localhost,
-                                                                                 tmp_path):
+def test_a_window_holding_every_virtual_mo_or_another_failure_ends_the_pipeline(pipeline, data_dir, fake_hybrid):
     process, submitted = pipeline
     structure, window, failed = labelling_of(data_dir, virtual=3)
     process.ctx.labeled, process.ctx.add_virtuals, process.ctx.virtual_attempts = False, False, 0
     process.ctx.scf_parameters = process.inputs.hybrid_scf.scf.cp2k.parameters
     process.ctx.mo_window = {'occupied': 10, 'virtual': 10}
-    process.ctx.hybrid_scf = fake_hybrid(structure, window, aiida_localhost, tmp_path, n_ao=70, homo_index=59)
+    process.ctx.hybrid_scf = fake_hybrid(structure, window, n_ao=70, homo_index=59)
     process.ctx.labeling = failed
     exit_code = process.inspect_labeling()
     assert exit_code.status == 403 and 'already holds all 10 virtual MOs of the basis' in exit_code.message

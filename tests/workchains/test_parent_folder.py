@@ -7,7 +7,6 @@ import shutil
 
 import pytest
 from aiida import orm
-from aiida.common import LinkType
 
 from aiida_qdtraps.workchains.cp2k_base import WFN_RESTART
 from aiida_qdtraps.workchains.hybrid_scf import HybridScfWorkChain
@@ -47,28 +46,17 @@ def test_parent_folder_problem_names_what_is_missing(aiida_localhost, tmp_path):
     assert parent_folder_problem(remote, [WFN_FILE]).endswith('was cleaned')
 
 
-def calc_in(folder, code, computer) -> orm.CalcJobNode:
-    """A finished CP2K CalcJob node on ``code`` whose remote folder is ``folder`` (same inputs: same hash)."""
-    node = orm.CalcJobNode(computer=computer, process_type='aiida.calculations:cp2k')
-    node.set_option('resources', {'num_machines': 1, 'num_mpiprocs_per_machine': 1})
-    node.base.links.add_incoming(code, LinkType.INPUT_CALC, 'code')
-    node.base.links.add_incoming(orm.Dict({'GLOBAL': {'RUN_TYPE': 'GEO_OPT'}}).store(), LinkType.INPUT_CALC,
-                                 'parameters')
-    node.store()
-    remote = orm.RemoteData(computer=computer, remote_path=str(folder))
-    remote.base.links.add_incoming(node, LinkType.CREATE, 'remote_folder')
-    remote.store()
-    node.set_exit_status(0)
-    node.set_process_state('finished')
-    node.seal()
-    return node
-
-
-def test_forget_dead_folder_marks_the_calculations_of_that_folder(recorded_cp2k_code, aiida_localhost, tmp_path):
+def test_forget_dead_folder_marks_the_calculations_of_that_folder(recorded_cp2k_code, aiida_localhost, tmp_path,
+                                                                  process_nodes):
     """Three calculations of the same hash: two share the dead folder (a cache source and its clone), the third ran
     elsewhere. The two stop being cache sources, the third stays one."""
     dead, alive = tmp_path / 'dead', tmp_path / 'alive'
-    calcs = [calc_in(folder, recorded_cp2k_code, aiida_localhost) for folder in (dead, dead, alive)]
+    parameters = {'GLOBAL': {'RUN_TYPE': 'GEO_OPT'}}
+    calcs = [process_nodes.finish(
+        process_nodes.calcjob(aiida_localhost, 'aiida.calculations:cp2k', recorded_cp2k_code,
+                              {'parameters': orm.Dict(parameters)}),
+        {'remote_folder': orm.RemoteData(computer=aiida_localhost, remote_path=str(folder))})
+        for folder in (dead, dead, alive)]
     assert len({calc.base.caching.get_hash() for calc in calcs}) == 1
     assert all(calc.base.caching.is_valid_cache for calc in calcs)
     marked = forget_dead_folder(calcs[1].outputs.remote_folder)
@@ -159,20 +147,9 @@ def test_md_walltime_handler_with_a_cleaned_folder_runs_the_same_inputs_afresh(b
     assert not calc.base.caching.is_valid_cache
 
 
-def fake_md_run(calc) -> orm.WorkflowNode:
-    """A finished ``QdCp2kBaseWorkChain`` node returning ``calc``'s remote folder."""
-    node = orm.WorkflowNode(process_type='aiida.workflows:qdtraps.cp2k_base')
-    node.store()
-    calc.outputs.remote_folder.base.links.add_incoming(node, LinkType.RETURN, 'remote_folder')
-    node.set_exit_status(0)
-    node.set_process_state('finished')
-    node.seal()
-    return node
-
-
 def test_md_stage_after_a_run_with_a_cleaned_folder_runs_that_stage_again(generate_workchain, recorded_cp2k_code,
                                                                           tiny_qd, generate_cp2k_calc, tmp_path,
-                                                                          monkeypatch):
+                                                                          monkeypatch, process_nodes):
     builder = QdMdWorkChain.get_builder_from_protocol(recorded_cp2k_code, tiny_qd, protocol='fast')
     process = generate_workchain(QdMdWorkChain, dict(builder))
     submitted = []
@@ -181,7 +158,7 @@ def test_md_stage_after_a_run_with_a_cleaned_folder_runs_that_stage_again(genera
     process.plan_stages()
     first = generate_cp2k_calc({'aiida.out': 'MD| Step number 1\n'}, parameters={'GLOBAL': {'RUN_TYPE': 'MD'}})
     (tmp_path / MD_RESTART_FILE).write_text('restart\n')
-    process.ctx.done = [fake_md_run(first)]
+    process.ctx.done = [process_nodes.workflow('qdtraps.cp2k_base', remote_folder=first.outputs.remote_folder)]
     process.run_stage()  # the folder holds its restart file: the second stage continues from it
     assert submitted[-1]['metadata']['call_link_label'] == process.ctx.stages[1]['name']
     assert submitted[-1]['cp2k']['parent_calc_folder'].uuid == first.outputs.remote_folder.uuid

@@ -10,8 +10,8 @@ import pytest
 from aiida import orm
 from aiida.engine import run_get_node
 from aiida.manage.caching import enable_caching
+from aiida_quantumespresso.workflows.protocols.utils import recursive_merge
 
-from aiida_qdtraps.workchains.functions import recursive_merge
 from aiida_qdtraps.workchains.pipeline import QdTrapsPipelineWorkChain
 from aiida_qdtraps.workchains.traps import TrapLabelingWorkChain
 

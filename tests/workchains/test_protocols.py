@@ -180,7 +180,7 @@ def cdse_35(tiny_qd_recipe):
     """Cd16Se13Cl6 (35 atoms, 29 core), the default CdSe QD of 10 Å through the building calcfunction."""
     from aiida import orm
 
-    from aiida_qdtraps.workchains.functions import build_qd_structure
+    from aiida_qdtraps.workchains.build import build_qd_structure
 
     return build_qd_structure(orm.Dict({'material': 'CdSe', 'diameter': 10.0, 'ligand': 'Cl'}))
 

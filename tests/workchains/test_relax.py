@@ -15,7 +15,7 @@ from aiida.engine import WorkChain, run_get_node
 from aiida_quantumespresso.workflows.pw.base import PwBaseWorkChain
 
 from aiida_qdtraps import provenance
-from aiida_qdtraps.workchains import common
+from aiida_qdtraps.workchains import stage
 from aiida_qdtraps.workchains.cp2k_base import QdCp2kBaseWorkChain
 from aiida_qdtraps.workchains.cp2k_relax import QdCp2kRelaxWorkChain
 from aiida_qdtraps.workchains.pipeline import QdTrapsPipelineWorkChain
@@ -89,7 +89,7 @@ def test_an_excepted_engine_is_named(code_of, tiny_qd, monkeypatch):
     def broken(*_):
         raise RuntimeError('broken input check')
 
-    monkeypatch.setattr(common, 'check_electronic_state', broken)  # called by the engine's input check
+    monkeypatch.setattr(stage, 'check_electronic_state', broken)  # called by the engine's input check
     builder = QdRelaxWorkChain.get_builder_from_protocol(code_of['cp2k'], tiny_qd, protocol='fast')
     _, node = run_get_node(builder)
     (child,) = node.called

@@ -9,7 +9,7 @@ from aiida import orm
 from aiida.engine import run_get_node
 
 from aiida_qdtraps.data import TrapRecord
-from aiida_qdtraps.workchains.functions import extract_mo_window
+from aiida_qdtraps.workchains.mo_window import extract_mo_window
 from aiida_qdtraps.workchains.traps import TrapLabelingWorkChain, label_traps
 
 PBE0 = 'cp2k/pbe0_success'
@@ -113,7 +113,7 @@ def test_trap_provenance_finds_the_relax_behind_a_box(aiida_profile_clean, recor
     """A PBE0 run on a relaxed structure that was put in a new box (``center_in_box``, what the work chains do with
     ``box_vacuum``) still names the GEO_OPT CalcJob as ``relax_calculation``; a structure from a file has none."""
     from aiida_qdtraps.query import geometry_origin, trap_provenance
-    from aiida_qdtraps.workchains.functions import center_in_box
+    from aiida_qdtraps.workchains.build import center_in_box
 
     read, window = recorded_scf
     relax = generate_cp2k_calc({'aiida.out': 'GEOMETRY OPTIMIZATION COMPLETED\n'}, structure=read,

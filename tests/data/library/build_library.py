@@ -155,7 +155,7 @@ def main(argv=None) -> int:
     load_profile(args.profile, allow_switch=True)
     from aiida_qdtraps.builder.passivation import net_charge
     from aiida_qdtraps.builder.qd import build_qd
-    from aiida_qdtraps.workchains.functions import build_qd_structure
+    from aiida_qdtraps.workchains.build import build_qd_structure
     from aiida_qdtraps.workchains.hybrid_scf import HybridScfWorkChain
     from aiida_qdtraps.workchains.pipeline import QdTrapsPipelineWorkChain
     from aiida_qdtraps.workchains.traps import TrapLabelingWorkChain

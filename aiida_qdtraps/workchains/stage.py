@@ -1,98 +1,23 @@
-"""Pieces shared by the QD work chains: the QD stage of every engine, and the CP2K charge/multiplicity checks and
-protocol builders."""
+"""The QD stage work chains build on: ``QdStageWorkChain`` (every engine: QD inputs, boxing, clean-up, the exit codes of
+bad input) and ``QdCp2kStageWorkChain`` (the CP2K stages: input checks, protocol builder, CP2K submission), with the
+input and output ports they share."""
 
 from __future__ import annotations
-
-import copy
 
 from aiida import orm
 from aiida.common import AttributeDict
 from aiida.engine import ToContext, WorkChain
-from aiida_quantumespresso.workflows.protocols.utils import ProtocolMixin
+from aiida_quantumespresso.workflows.protocols.utils import ProtocolMixin, recursive_merge
 
-from ..monitors import default_cp2k_monitors
-from ..protocols import kind_sections, qs_method, valence_from_potential
-from .cp2k_base import QdCp2kBaseWorkChain
-from .functions import center_in_box, recursive_merge, update_cp2k_parameters
+from .build import center_in_box
+from .cp2k_base import KIND_KEYS, QdCp2kBaseWorkChain
+from .cp2k_parameters import update_cp2k_parameters
+from .electronic_state import check_electronic_state, electronic_state_changes
 
 
 def failure_message(node: orm.ProcessNode) -> str:
     """``'<process label><pk> exit status <n>: <message>'`` for a called process that did not finish ok."""
     return f'{node.process_label}<{node.pk}> exit status {node.exit_status}: {node.exit_message}'
-
-
-def kinds_by_element(parameters: dict) -> dict[str, dict]:
-    """``&KIND`` sections of a CP2K parameter dict, keyed by element (section parameter)."""
-    kinds = parameters.get('FORCE_EVAL', {}).get('SUBSYS', {}).get('KIND', [])
-    kinds = [kinds] if isinstance(kinds, dict) else kinds
-    return {str(kind.get('_')): kind for kind in kinds}
-
-
-def spin_state_problem(n_electrons: int, charge: int, multiplicity: int) -> tuple[str | None, str]:
-    """``('multiplicity', message)`` if ``n_electrons`` (after removing ``charge``) cannot have ``multiplicity``,
-    else ``(None, '')``: the engines' shared check of the spin state."""
-    if multiplicity < 1:
-        return 'multiplicity', f'multiplicity must be >= 1, got {multiplicity}'
-    if n_electrons < multiplicity - 1 or (n_electrons - (multiplicity - 1)) % 2:
-        return 'multiplicity', (f'{n_electrons} valence electrons (charge {charge}) cannot have multiplicity '
-                                f'{multiplicity}: unpaired electrons and electron count must have the same parity')
-    return None, ''
-
-
-def check_electronic_state(structure: orm.StructureData, parameters: dict, charge: int,
-                           multiplicity: int) -> tuple[str | None, str]:
-    """Check that every element has a KIND with a potential and that charge and multiplicity fit.
-
-    :returns: ``(None, '')`` if consistent, otherwise ``('kinds' | 'multiplicity', message)``.
-    """
-    kinds = kinds_by_element(parameters)
-    elements = sorted(set(structure.get_kind_names()))
-    missing = [el for el in elements if el not in kinds or 'POTENTIAL' not in kinds[el] or 'BASIS_SET' not in kinds[el]]
-    if missing:
-        return 'kinds', f'no &KIND with BASIS_SET and POTENTIAL for element(s) {missing}'
-    symbols = structure.get_ase().get_chemical_symbols()
-    n_electrons = sum(valence_from_potential(kinds[s]['POTENTIAL']) for s in symbols) - charge
-    return spin_state_problem(n_electrons, charge, multiplicity)
-
-
-def electronic_state_changes(charge: int, multiplicity: int) -> dict:
-    """CP2K parameter changes setting charge, multiplicity and (if open shell) UKS."""
-    dft = {'CHARGE': int(charge), 'MULTIPLICITY': int(multiplicity)}
-    if multiplicity > 1:
-        dft['UKS'] = True
-    return {'FORCE_EVAL': {'DFT': dft}}
-
-
-def cp2k_protocol_inputs(cls, namespace: str, structure, protocol, overrides, options) -> tuple[dict, dict]:
-    """Merge the protocol of ``cls`` and fill the CP2K namespace (kinds for the structure's elements, options).
-
-    :returns: ``(inputs, protocol_extras)`` where extras are the protocol keys consumed by the builder
-        (``basis_set``, ``admm``, ``box_vacuum``).
-    """
-    inputs = cls.get_protocol_inputs(protocol, overrides)
-    extras = {key: inputs.pop(key) for key in ('basis_set', 'admm', 'box_vacuum') if key in inputs}
-    cp2k = inputs[namespace]['cp2k']
-    parameters = copy.deepcopy(cp2k['parameters'])
-    elements = sorted(set(structure.get_kind_names()))
-    kinds = kind_sections(elements, extras.get('basis_set', 'DZVP-MOLOPT-SR-GTH'), extras.get('admm', False),
-                          gapw=qs_method(parameters) == 'GAPW')
-    user_kinds = kinds_by_element(parameters)
-    parameters['FORCE_EVAL'].setdefault('SUBSYS', {})['KIND'] = [user_kinds.get(k['_'], k) for k in kinds]
-    cp2k['parameters'] = parameters
-    if options:
-        cp2k['metadata']['options'] = recursive_merge(cp2k['metadata']['options'], options)
-    return inputs, extras
-
-
-def set_scf_monitor(cp2k_namespace, settings) -> None:
-    """Attach the ``qdtraps.cp2k_scf`` CalcJob monitor to a ``cp2k`` builder namespace with the protocol's
-    ``scf_monitor`` settings (a dict of :data:`aiida_qdtraps.monitors.CP2K_SCF_DEFAULTS` keys and ``poll_interval``);
-    ``None`` or ``False`` attaches none."""
-    if settings is None or settings is False:
-        return
-    if not isinstance(settings, dict):
-        raise ValueError(f'scf_monitor must be a dict of monitor settings or false, got {settings!r}')
-    cp2k_namespace.monitors = default_cp2k_monitors(**settings)
 
 
 def define_qd_inputs(spec) -> None:
@@ -102,12 +27,31 @@ def define_qd_inputs(spec) -> None:
     spec.input('multiplicity', valid_type=orm.Int, default=lambda: orm.Int(1), help='Spin multiplicity 2S+1.')
 
 
+def qd_builder(process_class, structure: orm.StructureData, charge: int, multiplicity: int,
+               box_vacuum: float | None = None):
+    """A builder of ``process_class`` with the inputs of :func:`define_qd_inputs` set, and ``box_vacuum`` if given."""
+    builder = process_class.get_builder()
+    builder.structure = structure
+    builder.charge = orm.Int(charge)
+    builder.multiplicity = orm.Int(multiplicity)
+    if box_vacuum is not None:
+        builder.box_vacuum = orm.Float(box_vacuum)
+    return builder
+
+
 def define_relax_outputs(spec) -> None:
     """The outputs of a relaxation, the same for every engine (the engine's relax child returns them)."""
     spec.output('relaxed_structure', valid_type=orm.StructureData, help='The relaxed QD.')
     spec.output('output_parameters', valid_type=orm.Dict, help='Parsed output of the last CP2K/pw.x calculation.')
     spec.output('remote_folder', valid_type=orm.RemoteData, help='Folder of the last calculation (wavefunction).')
     spec.output('output_trajectory', valid_type=orm.TrajectoryData, required=False)
+
+
+def cp2k_overrides(overrides: dict | None, namespace: str) -> dict:
+    """The part of a stage's ``overrides`` that ``QdCp2kBaseWorkChain.get_builder_from_protocol`` takes: the stage's
+    CP2K namespace and the protocol keys that set the ``&KIND`` sections (``basis_set``, ``admm``)."""
+    overrides = overrides or {}
+    return {**overrides.get(namespace, {}), **{key: overrides[key] for key in KIND_KEYS if key in overrides}}
 
 
 class QdStageWorkChain(ProtocolMixin, WorkChain):
@@ -164,25 +108,32 @@ class QdCp2kStageWorkChain(QdStageWorkChain):
     _namespace: str = 'base'
 
     @classmethod
+    def cp2k_builder_from_protocol(cls, code: orm.AbstractCode, structure: orm.StructureData,
+                                   protocol: str | None = None, overrides: dict | None = None,
+                                   options: dict | None = None):
+        """``(cp2k, inputs)``: the CP2K inputs of this stage (``QdCp2kBaseWorkChain.get_builder_from_protocol`` on this
+        stage's protocol file, without the structure: the stage sets its boxed one when it submits) and this stage's
+        protocol inputs (``box_vacuum``, ...); also for work chains that run CP2K with a stage's settings (the MD and
+        the MLFF labels with the relax's).
+
+        :param overrides: this stage's protocol layout (its CP2K namespace, ``basis_set``, ``admm``, ...).
+        """
+        inputs = cls.get_protocol_inputs(protocol, overrides)
+        cp2k = QdCp2kBaseWorkChain.get_builder_from_protocol(code, structure, protocol,
+                                                             cp2k_overrides(overrides, cls._namespace), options,
+                                                             protocol_file=cls.get_protocol_filepath())
+        cp2k.cp2k.pop('structure')
+        return cp2k, inputs
+
+    @classmethod
     def _builder_from_protocol(cls, code, structure, protocol, overrides, charge, multiplicity, options):
-        """Builder with the shared inputs filled; returns ``(builder, inputs, extras)`` for the subclass."""
-        inputs, extras = cp2k_protocol_inputs(cls, cls._namespace, structure, protocol, overrides, options)
-        builder = cls.get_builder()
-        builder.structure = structure
-        builder.charge = orm.Int(charge)
-        builder.multiplicity = orm.Int(multiplicity)
-        if 'box_vacuum' in extras:
-            builder.box_vacuum = orm.Float(extras['box_vacuum'])
+        """Builder with the shared inputs and the CP2K namespace filled; returns ``(builder, inputs)`` (the stage
+        protocol's inputs) for the subclass."""
+        cp2k, inputs = cls.cp2k_builder_from_protocol(code, structure, protocol, overrides, options)
+        builder = qd_builder(cls, structure, charge, multiplicity, inputs.get('box_vacuum'))
         builder.clean_workdir = orm.Bool(inputs['clean_workdir'])
-        stage, namespace = inputs[cls._namespace], builder[cls._namespace]
-        namespace.max_iterations = orm.Int(stage['max_iterations'])
-        namespace.cp2k.code = code
-        namespace.cp2k.parameters = orm.Dict(stage['cp2k']['parameters'])
-        namespace.cp2k.metadata = stage['cp2k']['metadata']
-        if 'settings' in stage['cp2k']:
-            namespace.cp2k.settings = orm.Dict(stage['cp2k']['settings'])
-        set_scf_monitor(namespace.cp2k, stage.get('scf_monitor'))
-        return builder, inputs, extras
+        builder[cls._namespace] = cp2k._inputs(prune=True)
+        return builder, inputs
 
     def validate_inputs(self):
         """Refuse a QD without a box, elements without basis/potential and impossible spin states."""
