@@ -31,12 +31,15 @@ import tempfile
 from aiida_quantumespresso.workflows.protocols.utils import recursive_merge
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
-from protocol_soundness import boxed_geometries, load_qd, protocol_parameters, run_point  # noqa: E402
-
-#: the wavefunction file CP2K writes for PROJECT aiida, and the name the hybrid point reads it under
-WFN = 'aiida-RESTART.wfn'
-RESTART = {'FORCE_EVAL': {'DFT': {'WFN_RESTART_FILE_NAME': f'../pbe/{WFN}', 'SCF': {'SCF_GUESS': 'RESTART'}}}}
-SCREEN = {'FORCE_EVAL': {'DFT': {'XC': {'HF': {'SCREENING': {'SCREEN_ON_INITIAL_P': True}}}}}}
+from protocol_soundness import (  # noqa: E402
+    RESTART,
+    SCREEN,
+    boxed_geometries,
+    load_qd,
+    pbe_energy_parameters,
+    protocol_parameters,
+    run_point,
+)
 
 
 def scf_steps(text: str) -> int:
@@ -56,10 +59,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     atoms, structure, executable = load_qd(parser, args.structure)
-    pbe, vacuum, _ = protocol_parameters(structure, args.protocol, 'relax', args.charge, args.multiplicity, None)
-    pbe['GLOBAL']['RUN_TYPE'] = 'ENERGY'
-    pbe['FORCE_EVAL'].pop('PRINT', None)
-    pbe['FORCE_EVAL']['DFT']['SCF']['PRINT'] = {'RESTART': {'BACKUP_COPIES': 0}}
+    pbe = pbe_energy_parameters(structure, args.protocol, args.charge, args.multiplicity)
+    _, vacuum, _ = protocol_parameters(structure, args.protocol, 'relax', args.charge, args.multiplicity, None)
     hybrid, hybrid_vacuum, _ = protocol_parameters(structure, args.protocol, 'hybrid', args.charge,
                                                    args.multiplicity, None)
     # one box for all points (the wavefunction is independent of the box, the grid is not: keep it the same)

@@ -16,7 +16,13 @@ with the settings of the old GPW ``fast`` protocol (200 / 30 Ry, SZV, no GAPW) o
 ratio of a sound point to it.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/protocol_soundness.py --structure qd.xyz --protocol moderate \\
-        [--stage relax|hybrid] [--charge Q] [--multiplicity M] [--legacy-fast] [--keep DIR] [--overrides JSON]
+        [--stage relax|hybrid] [--from-pbe] [--charge Q] [--multiplicity M] [--legacy-fast] [--keep DIR] \\
+        [--overrides JSON]
+
+``--from-pbe`` (hybrid stage) starts every PBE0 point as the pipeline does: the relax protocol's PBE single point on
+the same geometry writes a wavefunction, and the PBE0 restarts from it with ``SCREEN_ON_INITIAL_P``
+(``HybridScfWorkChain``'s restart settings). ``seconds`` is then the PBE0's alone; the PBE's is printed after it. Use it
+on QDs whose PBE0 SCF does not converge from the atomic guess with the protocol's mixing.
 
 Exit status 0: every perturbation within the bounds; 1: a bound broken; 2: a CP2K point did not finish or its SCF
 did not converge (its folder is kept and named; the line after it gives the ``--overrides`` of the SCF settings with
@@ -90,6 +96,22 @@ def protocol_parameters(structure, protocol: str, stage: str, charge: int, multi
     if overrides:
         parameters = recursive_merge(parameters, copy.deepcopy(overrides))
     return parameters, vacuum, criterion
+
+
+#: the wavefunction file CP2K writes for PROJECT aiida, and the restart of a PBE0 point from the PBE point beside it
+WFN = 'aiida-RESTART.wfn'
+RESTART = {'FORCE_EVAL': {'DFT': {'WFN_RESTART_FILE_NAME': f'../pbe/{WFN}', 'SCF': {'SCF_GUESS': 'RESTART'}}}}
+#: the exact exchange screened on the restart's density matrix, as ``HybridScfWorkChain`` does on every restart
+SCREEN = {'FORCE_EVAL': {'DFT': {'XC': {'HF': {'SCREENING': {'SCREEN_ON_INITIAL_P': True}}}}}}
+
+
+def pbe_energy_parameters(structure, protocol: str, charge: int, multiplicity: int) -> dict:
+    """The relax protocol's settings as an ENERGY single point that writes its wavefunction (no forces printed)."""
+    pbe, _, _ = protocol_parameters(structure, protocol, 'relax', charge, multiplicity, None)
+    pbe['GLOBAL']['RUN_TYPE'] = 'ENERGY'
+    pbe['FORCE_EVAL'].pop('PRINT', None)
+    pbe['FORCE_EVAL']['DFT']['SCF']['PRINT'] = {'RESTART': {'BACKUP_COPIES': 0}}
+    return pbe
 
 
 def run_point(parameters: dict, atoms, folder: pathlib.Path, executable: str) -> Point:
@@ -166,6 +188,9 @@ def main(argv=None) -> int:
     parser.add_argument('--structure', required=True, type=pathlib.Path, help='the QD (any format ASE reads)')
     parser.add_argument('--protocol', required=True, help='fast, moderate or precise')
     parser.add_argument('--stage', choices=('relax', 'hybrid'), default='relax')
+    parser.add_argument('--from-pbe', action='store_true',
+                        help='hybrid stage: start each PBE0 point from a PBE wavefunction of the same geometry, as '
+                             'the pipeline does')
     parser.add_argument('--charge', type=int, default=0)
     parser.add_argument('--multiplicity', type=int, default=1)
     parser.add_argument('--legacy-fast', action='store_true',
@@ -176,10 +201,16 @@ def main(argv=None) -> int:
                         help='JSON dict merged into the CP2K parameters (to measure a variation)')
     parser.add_argument('--keep', type=pathlib.Path, help='keep the CP2K folders here')
     args = parser.parse_args(argv)
+    if args.from_pbe and args.stage != 'hybrid':
+        parser.error('--from-pbe needs --stage hybrid')
 
     atoms, structure, executable = load_qd(parser, args.structure)
     parameters, vacuum, criterion = protocol_parameters(structure, args.protocol, args.stage, args.charge,
                                                         args.multiplicity, args.overrides)
+    pbe = None
+    if args.from_pbe:
+        pbe = pbe_energy_parameters(structure, args.protocol, args.charge, args.multiplicity)
+        parameters = recursive_merge(recursive_merge(parameters, copy.deepcopy(RESTART)), copy.deepcopy(SCREEN))
     geometries = boxed_geometries(atoms, vacuum)
     if args.only:
         geometries = {k: v for k, v in geometries.items() if k == 'baseline' or k in args.only}
@@ -187,14 +218,20 @@ def main(argv=None) -> int:
     print(f'# {args.structure.name}: {len(atoms)} atoms, protocol {args.protocol}, stage {args.stage}, charge '
           f'{args.charge}, box {geometries["baseline"][0].cell[0, 0]:.1f} Å, CUTOFF '
           f'{parameters["FORCE_EVAL"]["DFT"]["MGRID"].get("CUTOFF")} Ry, QS METHOD '
-          f'{parameters["FORCE_EVAL"]["DFT"].get("QS", {}).get("METHOD", "GPW")}', flush=True)
+          f'{parameters["FORCE_EVAL"]["DFT"].get("QS", {}).get("METHOD", "GPW")}'
+          + (', PBE0 from the PBE wavefunction' if pbe else ''), flush=True)
     reference = None
     failures = 0
     for name, (moved, rotation) in geometries.items():
+        start = None
         try:
-            point = run_point(parameters, moved, root / name, executable)
+            if pbe is not None:
+                start = run_point(pbe, moved, root / name / 'pbe', executable)
+                point = run_point(parameters, moved, root / name / 'pbe0', executable)
+            else:
+                point = run_point(parameters, moved, root / name, executable)
         except ValueError as exc:  # unfinished or unconverged SCF: nothing to compare
-            print(f'{name} failed: {exc} (CP2K output: {root / name / "aiida.out"})', flush=True)
+            print(f'{name} failed: {exc} (CP2K outputs under {root / name})', flush=True)
             print("# the workchains' SCF handler retries a diverged diagonalisation with its rescue settings; to "
                   f"measure those: --overrides '{json.dumps(rescue_overrides())}'", flush=True)
             return 2
@@ -205,7 +242,10 @@ def main(argv=None) -> int:
         line = soundness_line(name, values)
         broken = [] if name == 'baseline' else verdict(values, n_atoms=len(atoms))
         failures += bool(broken)
-        print(line + ('' if name == 'baseline' else f"  # {'; '.join(broken) or 'sound'}"), flush=True)
+        comments = [] if name == 'baseline' else ['; '.join(broken) or 'sound']
+        if start is not None:
+            comments.append(f'PBE start {start.seconds:.1f} s')
+        print(line + (f"  # {' | '.join(comments)}" if comments else ''), flush=True)
     if args.legacy_fast:
         legacy = recursive_merge(copy.deepcopy(parameters), copy.deepcopy(LEGACY_FAST))
         for kind in legacy['FORCE_EVAL']['SUBSYS']['KIND']:

@@ -12,8 +12,11 @@ from .root import cli
     show_default=True,
     help='Input protocol of the demo calculations (fast / moderate / precise).',
 )
-def demo(protocol):
-    """Run the demo pipeline on a small quantum dot and print the result table."""
+@click.option('--pipeline', is_flag=True,
+              help='Run the whole pipeline (relax, PBE0, labels, Bader) on a tiny InP QD instead (about 25 min).')
+def demo(protocol, pipeline):
+    """Label the traps of a CdSe QD and of the same QD with one Cl⁻ vacancy, print both and write their reports
+    (a few minutes); with --pipeline, run the whole pipeline on a tiny InP QD."""
     from aiida_qdtraps.profile import load_project_profile, profile_exists
 
     if not profile_exists():
@@ -22,4 +25,4 @@ def demo(protocol):
 
     from aiida_qdtraps.demo import run_demo
 
-    run_demo(protocol=protocol)
+    run_demo(protocol=protocol, pipeline=pipeline)

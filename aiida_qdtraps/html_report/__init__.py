@@ -93,11 +93,11 @@ def write_group_reports(group: str | orm.Group, directory: str | os.PathLike) ->
     return index, rows + skipped
 
 
-def write_demo_report(pipeline: orm.WorkflowNode, directory: str | os.PathLike = 'demo_output') -> pathlib.Path:
-    """Write the report of a finished demo pipeline into ``directory`` (created if missing), print its path and size,
-    and return the path."""
+def write_demo_report(node: orm.WorkflowNode, directory: str | os.PathLike = 'demo_output') -> pathlib.Path:
+    """Write the report of a finished demo labelling or pipeline into ``directory`` (created if missing), print its
+    path and size, and return the path."""
     directory = pathlib.Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    path = write_report(pipeline, directory / default_filename(pipeline))
+    path = write_report(node, directory / default_filename(node))
     print(f'HTML report: {path.resolve()} ({path.stat().st_size / 1e6:.2f} MB, self-contained; open it in a browser)')
     return path

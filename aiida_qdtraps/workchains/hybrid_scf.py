@@ -36,6 +36,20 @@ def validate_mo_window(value, _):
 
 #: The engines of the hybrid SCF: CP2K (``scf`` inputs, the default) and PySCF (``pyscf`` inputs).
 ENGINES = ('cp2k', 'pyscf')
+#: functionals of the CP2K hybrid stage: the protocol's PBE0, or plain PBE for quick looks
+FUNCTIONALS = ('pbe0', 'pbe')
+
+
+def functional_name(parameters: dict) -> str:
+    """'PBE0' for CP2K parameters with exact exchange (``XC/HF``), else the name of their ``XC_FUNCTIONAL``."""
+    xc = parameters.get('FORCE_EVAL', {}).get('DFT', {}).get('XC', {})
+    if 'HF' in xc:
+        return 'PBE0'
+    functional = xc.get('XC_FUNCTIONAL', {})
+    if isinstance(functional, dict):
+        names = [key for key in functional if key != '_']
+        return (names[0] if names else str(functional.get('_', 'PBE'))).upper()
+    return str(functional).upper()
 #: Protocols of the PySCF engine (same names as the CP2K ones).
 PYSCF_PROTOCOL_FILE = PROTOCOL_DIR / 'hybrid_scf_pyscf.yaml'
 #: PySCF parameters the work chain sets from its own inputs (``charge``, ``multiplicity``, ``mo_window``).
@@ -223,8 +237,13 @@ class HybridScfWorkChain(QdCp2kStageWorkChain):
     def get_builder_from_protocol(cls, code: orm.Code | None, structure: orm.StructureData, protocol: str | None = None,
                                   overrides: dict | None = None, charge: int = 0, multiplicity: int = 1,
                                   options: dict | None = None, engine: str = 'cp2k',
-                                  pyscf_code: orm.AbstractCode | None = None):
+                                  pyscf_code: orm.AbstractCode | None = None, functional: str = 'pbe0'):
         """Builder for ``structure`` with the ``fast``/``moderate``/``precise`` protocol of ``engine``.
+
+        ``functional='pbe'`` (CP2K only) runs the protocol's single point with plain PBE instead of PBE0 (no exact
+        exchange, no ADMM): band edges and trap centres at the GGA level, minutes instead of the PBE0's tens of minutes
+        for a 35-atom QD; the demo uses it. PBE gaps are too small and its states more delocalised: labels for
+        results come from PBE0, the default. The functional is in the CP2K parameters (``XC``), so in the provenance.
 
         ``cp2k`` (``code``; ADMM from moderate on): the MO window and ``ADDED_MOS`` grow with the QD's core
         (:func:`.scaled_mo_counts`, the protocol's numbers as minimum); a window or an ``ADDED_MOS`` given in
@@ -239,7 +258,12 @@ class HybridScfWorkChain(QdCp2kStageWorkChain):
         """
         if engine not in ENGINES:
             raise ValueError(f'engine {engine!r} is not available; choose one of {ENGINES}')
+        if functional not in FUNCTIONALS:
+            raise ValueError(f'functional {functional!r} is not available; choose one of {FUNCTIONALS}')
         if engine == 'pyscf':
+            if functional != 'pbe0':
+                raise ValueError(f"functional {functional!r} needs engine 'cp2k' (the pyscf protocols set their own "
+                                 "xc: overrides={'pyscf': {'parameters': {'xc': ...}}})")
             return cls._pyscf_builder(pyscf_code, structure, protocol, overrides, charge, multiplicity, options)
         builder, inputs = cls._builder_from_protocol(code, structure, protocol, overrides, charge, multiplicity,
                                                      options)
@@ -248,9 +272,14 @@ class HybridScfWorkChain(QdCp2kStageWorkChain):
         if added is not None:
             builder.scf.cp2k.parameters = orm.Dict(recursive_merge(builder.scf.cp2k.parameters.get_dict(), {
                 'FORCE_EVAL': {'DFT': {'SCF': {'ADDED_MOS': added}}}}))
-        if inputs.get('admm'):
+        if inputs.get('admm') and functional == 'pbe0':
             builder.scf.cp2k.parameters = orm.Dict(recursive_merge(builder.scf.cp2k.parameters.get_dict(), {
                 'FORCE_EVAL': {'DFT': {'AUXILIARY_DENSITY_MATRIX_METHOD': dict(ADMM_SECTION)}}}))
+        if functional == 'pbe':
+            parameters = builder.scf.cp2k.parameters.get_dict()
+            parameters['FORCE_EVAL']['DFT']['XC'] = {'XC_FUNCTIONAL': {'PBE': {}}}
+            parameters['FORCE_EVAL']['DFT'].pop('AUXILIARY_DENSITY_MATRIX_METHOD', None)
+            builder.scf.cp2k.parameters = orm.Dict(parameters)
         return builder
 
     @classmethod
@@ -316,15 +345,17 @@ class HybridScfWorkChain(QdCp2kStageWorkChain):
     def run_scf(self):
         if self.engine == 'pyscf':
             return self.run_pyscf()
+        level = functional_name(self.inputs[self._namespace].cp2k.parameters.get_dict())
         if 'parent_calc_folder' not in self.inputs or not self.parent_usable():
-            return self.submit_cp2k('hybrid_scf', 'CP2K PBE0 single point')
+            return self.submit_cp2k('hybrid_scf', f'CP2K {level} single point')
         # From a converged wavefunction the exact exchange is also screened on the initial density matrix: on In4PF9
         # (fast) the PBE0 from the relax's wavefunction took 85 s instead of 156 s, energy within 0.6 µHa, gap within
         # 0.01 meV (benchmarks/hybrid_restart.py, docs/protocols.md). The SCF handler switches it off when it goes
         # back to the atomic guess.
-        restart = {'FORCE_EVAL': {'DFT': {'WFN_RESTART_FILE_NAME': WFN_RESTART, 'SCF': {'SCF_GUESS': 'RESTART'},
-                                          'XC': {'HF': {'SCREENING': {'SCREEN_ON_INITIAL_P': True}}}}}}
-        return self.submit_cp2k('hybrid_scf', 'CP2K PBE0 single point from the parent wavefunction', restart,
+        restart = {'FORCE_EVAL': {'DFT': {'WFN_RESTART_FILE_NAME': WFN_RESTART, 'SCF': {'SCF_GUESS': 'RESTART'}}}}
+        if level == 'PBE0':
+            restart['FORCE_EVAL']['DFT']['XC'] = {'HF': {'SCREENING': {'SCREEN_ON_INITIAL_P': True}}}
+        return self.submit_cp2k('hybrid_scf', f'CP2K {level} single point from the parent wavefunction', restart,
                                 parent_calc_folder=self.inputs.parent_calc_folder)
 
     def run_pyscf(self):
@@ -374,6 +405,7 @@ class HybridScfWorkChain(QdCp2kStageWorkChain):
         if self.engine == 'pyscf':
             self.out('atomic_charges', outputs.charges)
         params = outputs.output_parameters
-        level = 'PBE0' if self.engine == 'cp2k' else f"PySCF {params.get('xc')}/{params.get('basis')}"
+        level = functional_name(self.inputs[self._namespace].cp2k.parameters.get_dict()) if self.engine == 'cp2k' \
+            else f"PySCF {params.get('xc')}/{params.get('basis')}"
         self.report(f"{level}: HOMO {params['homo_ev']:.3f} eV, LUMO {params['lumo_ev']:.3f} eV, "
                     f"gap {params['gap_ev']:.3f} eV")

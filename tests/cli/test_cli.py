@@ -87,7 +87,10 @@ def test_demo_loads_the_profile_and_runs_the_demo(fake_demo):
     assert result.exit_code == 0, result.output
     result = CliRunner().invoke(cli, ['demo', '--protocol', 'moderate'])
     assert result.exit_code == 0, result.output
-    assert fake_demo == [{'protocol': 'fast'}, {'protocol': 'moderate'}]
+    result = CliRunner().invoke(cli, ['demo', '--pipeline'])
+    assert result.exit_code == 0, result.output
+    assert fake_demo == [{'protocol': 'fast', 'pipeline': False}, {'protocol': 'moderate', 'pipeline': False},
+                         {'protocol': 'fast', 'pipeline': True}]
 
 
 def test_demo_without_profile_asks_for_setup(fake_demo, monkeypatch):

@@ -213,3 +213,37 @@ def test_hybrid_builder_keeps_a_given_window_and_added_mos(recorded_cp2k_code, c
     small = HybridScfWorkChain.get_builder_from_protocol(recorded_cp2k_code, tiny_qd, protocol='fast')
     assert small.mo_window.get_dict() == {'occupied': 10, 'virtual': 10}  # In4PF9: 5 core atoms, the protocol stands
     assert small.scf.cp2k.parameters['FORCE_EVAL']['DFT']['SCF']['ADDED_MOS'] == 12
+
+
+@pytest.mark.parametrize('protocol', PROTOCOLS)
+def test_hybrid_builder_with_plain_pbe(cp2k_code, tiny_qd, protocol, tmp_path):
+    """``functional='pbe'``: the protocol's single point without exact exchange or ADMM, which CP2K accepts; the
+    window, ADDED_MOS and everything else as for PBE0."""
+    from aiida_qdtraps.workchains.hybrid_scf import functional_name
+
+    pbe0 = HybridScfWorkChain.get_builder_from_protocol(cp2k_code, tiny_qd, protocol=protocol)
+    pbe = HybridScfWorkChain.get_builder_from_protocol(cp2k_code, tiny_qd, protocol=protocol, functional='pbe')
+    hybrid, plain = pbe0.scf.cp2k.parameters.get_dict(), pbe.scf.cp2k.parameters.get_dict()
+    assert functional_name(hybrid) == 'PBE0' and functional_name(plain) == 'PBE'
+    assert plain['FORCE_EVAL']['DFT']['XC'] == {'XC_FUNCTIONAL': {'PBE': {}}}
+    assert 'AUXILIARY_DENSITY_MATRIX_METHOD' not in plain['FORCE_EVAL']['DFT']
+    for parameters in (hybrid, plain):
+        parameters['FORCE_EVAL']['DFT'].pop('XC')
+        parameters['FORCE_EVAL']['DFT'].pop('AUXILIARY_DENSITY_MATRIX_METHOD', None)
+    assert plain == hybrid and pbe.mo_window.get_dict() == pbe0.mo_window.get_dict()
+    plain = pbe.scf.cp2k.parameters.get_dict()
+    plain['FORCE_EVAL']['SUBSYS']['TOPOLOGY'] = {'COORD_FILE_NAME': 'qd.xyz', 'COORD_FILE_FORMAT': 'XYZ'}
+    plain['FORCE_EVAL']['SUBSYS']['CELL']['ABC'] = '14 14 14'
+    (tmp_path / 'qd.xyz').write_text('1\n\nP 0 0 0\n')
+    (tmp_path / 'aiida.inp').write_text(Cp2kInput(plain).render())
+    result = subprocess.run([shutil.which('cp2k.psmp'), '--check', '-i', 'aiida.inp'], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+
+
+def test_hybrid_builder_refuses_an_unknown_functional(cp2k_code, tiny_qd):
+    with pytest.raises(ValueError, match="functional 'b3lyp' is not available; choose one of"):
+        HybridScfWorkChain.get_builder_from_protocol(cp2k_code, tiny_qd, protocol='fast', functional='b3lyp')
+    with pytest.raises(ValueError, match="functional 'pbe' needs engine 'cp2k'"):
+        HybridScfWorkChain.get_builder_from_protocol(None, tiny_qd, protocol='fast', engine='pyscf',
+                                                     pyscf_code=cp2k_code, functional='pbe')
