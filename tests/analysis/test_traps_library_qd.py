@@ -12,7 +12,6 @@ import pytest
 
 from aiida_qdtraps.analysis.traps import LabelingParameters, label_traps
 
-
 WINDOW = pathlib.Path(__file__).parents[1] / 'data' / 'traps' / 'cd16se13cl6_fast_pbe0_window.npz'
 
 

@@ -13,6 +13,7 @@ import sys
 import numpy as np
 import pytest
 from aiida import orm
+from aiida.common.links import LinkType
 from ase import Atoms
 
 from aiida_qdtraps.analysis.mlff import HARTREE_EV, HARTREE_PER_BOHR_EV_PER_ANGSTROM
