@@ -148,11 +148,12 @@ def scf_calcjob(mo_window: orm.ArrayData) -> orm.CalcJobNode | None:
 
 def labeling(node: orm.Node) -> orm.CalcFunctionNode:
     """The ``label_traps`` calcfunction of a labelling: the node itself, the last one a work chain (a
-    ``TrapLabelingWorkChain``, a pipeline) called, or the creator of one of its outputs (``atom_labels``).
+    ``TrapLabelingWorkChain``, a pipeline) called, or the creator of one of its outputs (``atom_labels``, a trap
+    record).
 
     :raises ValueError: for a node that is none of these.
     """
-    if isinstance(node, orm.ArrayData) and node.creator is not None:
+    if isinstance(node, orm.Data) and node.creator is not None:
         node = node.creator
     if isinstance(node, orm.CalcFunctionNode) and node.process_label == LABELING_FUNCTION:
         return node

@@ -196,6 +196,50 @@ def compare_feature_sets(X: np.ndarray, y: np.ndarray, names, subsets: dict[str,
             for key, sub in subsets.items()}
 
 
+#: Cosine of 45°: Alexander et al.'s cut-off for a cutout HOMO that agrees with the QD's trap orbital.
+AGREEMENT_COSINE = 0.7071
+
+
+def interpolation_subset(y: np.ndarray, source: np.ndarray, atom: np.ndarray,
+                         cosines: dict[tuple[str, int], float | None],
+                         min_cosine: float = AGREEMENT_COSINE) -> tuple[np.ndarray, dict]:
+    """Rows of a dataset kept when the positives are restricted to the trap centres a cutout interpolation explains
+    (Alexander et al. retrain on "the set of structural trap states for which the orbital orientation metric is well
+    defined"): every negative row stays; a positive row stays only if its centre has a cutout whose orientation
+    cosine with the QD's trap orbital is at least ``min_cosine``.
+
+    :param source: per row, the labelling it comes from (``source_uuid``); ``atom``: per row, the atom index.
+    :param cosines: ``(source, atom) → cosine`` of every interpolated centre; None where the orientation is not
+        defined (a degenerate cutout HOMO or a trap state mixed from several MOs).
+    :returns: a boolean mask over the rows and the counts ``n_positive``, ``kept``, ``disagree`` (cosine below the
+        cut-off), ``undefined`` (no orientation to compare), ``no_cutout`` (positives that were not interpolated) and
+        ``unmatched`` (cutouts of no positive row).
+    :raises ValueError: a cut-off outside [0, 1] or arrays of different lengths.
+    """
+    y, source, atom = np.asarray(y), np.asarray(source).astype(str), np.asarray(atom, dtype=int)
+    if not 0.0 <= min_cosine <= 1.0:
+        raise ValueError(f'min_cosine must be in [0, 1] (|cos| of an angle), got {min_cosine}')
+    if not len(y) == len(source) == len(atom):
+        raise ValueError(f'{len(y)} targets, {len(source)} sources and {len(atom)} atom indices')
+    keep = y == 0
+    disagree = undefined = no_cutout = 0
+    positives = set()
+    for row in np.flatnonzero(y == 1):
+        key = (source[row], int(atom[row]))
+        positives.add(key)
+        if key not in cosines:
+            no_cutout += 1
+        elif (cosine := cosines[key]) is None:
+            undefined += 1
+        elif cosine >= min_cosine:
+            keep[row] = True
+        else:
+            disagree += 1
+    counts = {'n_positive': int((y == 1).sum()), 'kept': int(keep[y == 1].sum()), 'disagree': disagree,
+              'undefined': undefined, 'no_cutout': no_cutout, 'unmatched': len(set(cosines) - positives)}
+    return keep, counts
+
+
 def model_to_json(model, metadata: dict | None = None) -> bytes:
     """The model as xgboost JSON bytes, with ``metadata`` in the booster attribute ``qdtraps``."""
     import os

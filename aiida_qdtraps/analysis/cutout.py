@@ -24,6 +24,9 @@ from . import bonds
 #: P-Li distance (Å) of the ideal tetrahedral PLi4+ minimised at PBE0/def2-SVP (PySCF 2.14, grid level 3; a scan of
 #: the symmetric stretch, minimum of a quartic fit): the default bond length of a cutout.
 PLI4_DISTANCE = 2.261
+#: Smallest HOMO − HOMO-1 gap (eV) at which the HOMO's p orientation is defined; below it the top p levels are
+#: (near-)degenerate and any mixture of them is an equally good HOMO, e.g. in an undistorted tetrahedron.
+ORIENTATION_GAP_EV = 0.01
 #: Unit vectors of a regular tetrahedron (the vertex order of :func:`ideal_tetrahedron`).
 TETRAHEDRON = np.array([[1.0, 1.0, 1.0], [1.0, -1.0, -1.0], [-1.0, 1.0, -1.0], [-1.0, -1.0, 1.0]]) / np.sqrt(3.0)
 
@@ -190,6 +193,24 @@ def p_orientation(coefficients: np.ndarray, ao_atom: np.ndarray, ao_labels: Sequ
     values, vectors = np.linalg.eigh(0.5 * (tensor + tensor.T))
     axis = vectors[:, -1]
     return axis if frame is None else np.asarray(frame) @ axis
+
+
+def orientation_defined(levels: np.ndarray, trap_mos: int = 1) -> tuple[bool, str]:
+    """Whether the orientation cosine of a cutout means anything (Alexander et al. leave out the traps where "multiple
+    states have become highly mixed"): the cutout HOMO must stand at least :data:`ORIENTATION_GAP_EV` above HOMO-1,
+    and the QD trap state must be a single MO.
+
+    :param levels: the cutout's [HOMO, HOMO-1, HOMO-2] energies (eV).
+    :param trap_mos: how many window MOs make the QD trap state.
+    :returns: (defined, the reason when not).
+    """
+    gap = float(levels[0] - levels[1])
+    if gap < ORIENTATION_GAP_EV:
+        return False, (f'the cutout HOMO is degenerate with HOMO-1 ({1000 * gap:.1f} meV apart, < '
+                       f'{1000 * ORIENTATION_GAP_EV:.0f} meV): an undistorted centre has no preferred p orbital')
+    if trap_mos > 1:
+        return False, f'the QD trap state is a mixture of {trap_mos} MOs'
+    return True, ''
 
 
 def orientation_cosine(u: np.ndarray, v: np.ndarray) -> float:

@@ -55,7 +55,13 @@ def classify():
 @click.option('--allow-mixed-protocols', is_flag=True,
               help='Accept QDs labelled with different protocols, SCF settings (grid, functional, basis) or geometry '
                    'sources (built / relaxed with other settings).')
-def train(group, geometry_only, elements, coordinations, any_coordination, seed, split, allow_mixed_protocols):
+@click.option('--cutouts', default=None, metavar='GROUP',
+              help='Group of CutoutInterpolationWorkChain runs on these labelings: train a second model on the '
+                   'positives whose cutout HOMO agrees with the QD trap orbital (Alexander et al.).')
+@click.option('--min-cosine', type=float, default=None,
+              help='Agreement cut-off of --cutouts (|cos| of the orientation angle) [default: 0.7071, 45°].')
+def train(group, geometry_only, elements, coordinations, any_coordination, seed, split, allow_mixed_protocols,
+          cutouts, min_cosine):
     """Train the classifier on the trap labelings in GROUP (a Group label) and cluster the trapping atoms."""
     _load()
     from aiida import orm
@@ -69,6 +75,12 @@ def train(group, geometry_only, elements, coordinations, any_coordination, seed,
               'train': orm.Dict({'feature_set': 'geometry' if geometry_only else 'all', 'seed': seed, 'split': split}),
               'cluster': orm.Dict({'seed': seed}),
               'dataset': orm.Dict({'allow_mixed_protocols': allow_mixed_protocols})}
+    if min_cosine is not None and cutouts is None:
+        raise click.UsageError('--min-cosine needs --cutouts')
+    if cutouts is not None:
+        inputs['cutouts'] = orm.Str(cutouts)
+        if min_cosine is not None:
+            inputs['interpolation'] = orm.Dict({'min_cosine': min_cosine})
     results, node = run_get_node(TrapClassifierWorkChain, **inputs)
     if not node.is_finished_ok:
         raise click.ClickException(f'TrapClassifierWorkChain<{node.pk}> failed: {node.exit_message}')
@@ -77,6 +89,12 @@ def train(group, geometry_only, elements, coordinations, any_coordination, seed,
                f"dataset ArrayData<{results['dataset'].pk}>; work chain <{node.pk}>")
     if 'clusters' in results:
         click.echo(f"clusters: {results['clusters'].base.attributes.get('cluster_sizes')} (label -1 = noise)")
+    if 'interpolation_subset' in results:
+        subset = results['interpolation_subset']
+        counts = subset['dataset'].base.attributes.get('interpolation')
+        click.echo(f"interpolation subset: {counts['kept']} of {counts['n_positive']} trapping rows kept (cosine >= "
+                   f"{counts['min_cosine']:.4f}); model SinglefileData<{subset['model'].pk}>")
+        click.echo(metrics_table(subset['metrics'].get_dict()))
     click.echo(f"report: qdtraps classify report {results['model'].pk}")
 
 

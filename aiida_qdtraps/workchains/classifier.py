@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import numpy as np
 from aiida import orm
-from aiida.engine import WorkChain
+from aiida.engine import WorkChain, if_
 
 from .. import provenance
 from .classifier_functions import (  # noqa: F401  (re-exported: their public import path)
     CLUSTER_DEFAULTS,
     FEATURE_SETS,
     FEATURIZE_DEFAULTS,
+    INTERPOLATION_DEFAULTS,
     SETTINGS_KEYS,
     TRAIN_DEFAULTS,
     build_dataset,
@@ -26,6 +27,7 @@ from .classifier_functions import (  # noqa: F401  (re-exported: their public im
     geometry_source,
     labelled_qd,
     predict_traps,
+    restrict_to_interpolation,
     train_classifier,
 )
 
@@ -64,7 +66,14 @@ class TrapClassifierWorkChain(WorkChain):
         spec.input('dataset', valid_type=orm.Dict, required=False, help='build_dataset parameters')
         spec.input('train', valid_type=orm.Dict, required=False, help=f'train_classifier parameters {TRAIN_DEFAULTS}')
         spec.input('cluster', valid_type=orm.Dict, required=False, help=f'cluster_traps parameters {CLUSTER_DEFAULTS}')
-        spec.outline(cls.collect, cls.make_dataset, cls.train_model, cls.cluster_positives)
+        spec.input('cutouts', valid_type=orm.Str, required=False,
+                   help='Label of a Group of CutoutInterpolationWorkChain runs (or their `path` nodes) on labelings of '
+                        '`group`: the classifier is trained again on the dataset whose positives are restricted to '
+                        'the centres their cutout explains (output namespace `interpolation_subset`).')
+        spec.input('interpolation', valid_type=orm.Dict, required=False,
+                   help=f'restrict_to_interpolation parameters {INTERPOLATION_DEFAULTS}')
+        spec.outline(cls.collect, cls.make_dataset, cls.train_model,
+                     if_(cls.should_restrict)(cls.train_interpolation_subset), cls.cluster_positives)
         spec.output_namespace('features', valid_type=orm.ArrayData, dynamic=True)
         spec.output('dataset', valid_type=orm.ArrayData)
         spec.output('model', valid_type=orm.SinglefileData)
@@ -73,10 +82,14 @@ class TrapClassifierWorkChain(WorkChain):
         spec.output('importance_plot', valid_type=orm.SinglefileData)
         spec.output('clusters', valid_type=orm.ArrayData, required=False)
         spec.output('cluster_plot', valid_type=orm.SinglefileData, required=False)
+        spec.output_namespace('interpolation_subset', required=False, dynamic=True,
+                              help='dataset, model, metrics, importances and importance_plot of the classifier '
+                                   'trained on the positives explained by a cutout interpolation.')
         spec.exit_code(301, 'ERROR_NO_LABELINGS', message='No trap labelings in the group: {message}')
         spec.exit_code(302, 'ERROR_FEATURIZE', message='Featurization failed: {message}')
         spec.exit_code(303, 'ERROR_DATASET', message='The dataset was refused: {message}')
         spec.exit_code(304, 'ERROR_TRAINING', message='Training failed: {message}')
+        spec.exit_code(305, 'ERROR_INTERPOLATION_SUBSET', message='The interpolation subset failed: {message}')
 
     def collect(self):
         try:
@@ -126,6 +139,38 @@ class TrapClassifierWorkChain(WorkChain):
         self.report(f"test macro-F1 {result['metrics']['macro_f1']:.3f}, ROC-AUC {result['metrics']['roc_auc']}")
         return None
 
+    def should_restrict(self):
+        return 'cutouts' in self.inputs
+
+    def train_interpolation_subset(self):
+        try:
+            paths = cutout_paths(orm.load_group(self.inputs.cutouts.value))
+        except Exception as exc:  # noqa: BLE001 (NotExistent, MultipleObjectsError)
+            return self.exit_codes.ERROR_INTERPOLATION_SUBSET.format(message=str(exc))
+        if not paths:
+            return self.exit_codes.ERROR_INTERPOLATION_SUBSET.format(
+                message=f'group {self.inputs.cutouts.value!r} holds no cutout path')
+        extra = {'parameters': self.inputs.interpolation} if 'interpolation' in self.inputs else {}
+        result, calc = restrict_to_interpolation.run_get_node(self.ctx.dataset, **paths, **extra,
+                                                              metadata={'call_link_label': 'interpolation_subset'})
+        if not calc.is_finished_ok:
+            return self.exit_codes.ERROR_INTERPOLATION_SUBSET.format(message=calc.exit_message)
+        subset = result['dataset']
+        counts = subset.base.attributes.get('interpolation')
+        self.report(f"interpolation subset: {counts['kept']} of {counts['n_positive']} trapping rows kept (cosine >= "
+                    f"{counts['min_cosine']:.3f}; {counts['disagree']} disagree, {counts['undefined']} without a "
+                    f"defined orientation, {counts['no_cutout']} without a cutout), "
+                    f"{int((subset.get_array('y') == 0).sum())} bulk rows")
+        extra = {'parameters': self.inputs.train} if 'train' in self.inputs else {}
+        trained, calc = train_classifier.run_get_node(subset, **extra,
+                                                      metadata={'call_link_label': 'train_interpolation_subset'})
+        if not calc.is_finished_ok:
+            return self.exit_codes.ERROR_INTERPOLATION_SUBSET.format(message=calc.exit_message)
+        self.out('interpolation_subset', {'dataset': subset, **trained})
+        self.report(f"interpolation subset: test macro-F1 {trained['metrics']['macro_f1']:.3f} (all positives: "
+                    f"{self.outputs['metrics']['macro_f1']:.3f})")
+        return None
+
     def cluster_positives(self):
         extra = {'parameters': self.inputs.cluster} if 'cluster' in self.inputs else {}
         result, calc = cluster_traps.run_get_node(self.ctx.dataset, **extra, metadata={'call_link_label': 'cluster'})
@@ -133,6 +178,22 @@ class TrapClassifierWorkChain(WorkChain):
             self.out_many(result)
         else:
             self.report(f'clustering skipped: {calc.exit_message}')
+
+
+def cutout_paths(group: orm.Group) -> dict[str, orm.ArrayData]:
+    """The cutout ``path`` nodes of a Group, keyed ``path_<pk>``: its ArrayData members that have an orientation
+    cosine and the ``centres.<atom>.path`` outputs of its ``CutoutInterpolationWorkChain`` members."""
+    paths = {}
+    for node in group.nodes:
+        if isinstance(node, orm.WorkflowNode):
+            candidates = [link.node for link in node.base.links.get_outgoing().all()
+                          if link.link_label.startswith('centres__') and link.link_label.endswith('__path')]
+        else:
+            candidates = [node]
+        for path in candidates:
+            if isinstance(path, orm.ArrayData) and 'final_orientation_cosine' in path.base.attributes.keys():
+                paths[f'path_{path.pk}'] = path
+    return paths
 
 
 def trace_sample(model: orm.SinglefileData, row: int | None = None) -> dict:

@@ -1,5 +1,6 @@
-"""Calcfunctions of the trap-centre classifier: ``featurize``, ``build_dataset``, ``train_classifier``,
-``cluster_traps`` and ``predict_traps`` (``TrapClassifierWorkChain`` in :mod:`.classifier` runs them over a Group).
+"""Calcfunctions of the trap-centre classifier: ``featurize``, ``build_dataset``, ``restrict_to_interpolation``,
+``train_classifier``, ``cluster_traps`` and ``predict_traps`` (``TrapClassifierWorkChain`` in :mod:`.classifier`
+runs them over a Group).
 
 Thin bridges to :mod:`aiida_qdtraps.analysis.features` and :mod:`aiida_qdtraps.analysis.classifier`:
 
@@ -8,7 +9,8 @@ Thin bridges to :mod:`aiida_qdtraps.analysis.features` and :mod:`aiida_qdtraps.a
   ``atom_index``; attributes ``feature_names``, ``source_uuid`` = the ``atom_labels`` node, ``protocol``,
   ``scf_settings`` (what the PBE0 ran with), ``geometry_source`` (built or relaxed, and how), ...).
 * ``build_dataset`` (inputs: the per-QD ``features`` nodes in a dynamic namespace) → ``dataset`` ArrayData whose
-  every row carries its source label node's uuid (``source_uuid``) and atom index (``atom_index``).
+  every row carries its source label node's uuid (``source_uuid``) and atom index (``atom_index``);
+  ``restrict_to_interpolation`` → the dataset with the positives a cutout interpolation explains.
 * ``train_classifier`` → ``model`` (SinglefileData, xgboost JSON), ``metrics`` and ``importances`` (Dict),
   ``importance_plot`` (PNG); ``cluster_traps`` → ``clusters`` (ArrayData), ``cluster_plot`` (PNG);
   ``predict_traps`` → ``predictions`` (ArrayData).
@@ -248,6 +250,52 @@ def build_dataset(parameters: orm.Dict | None = None, **features) -> dict:
         'sources': [a.get('source_uuid') for a in attrs], 'formulas': [a.get('formula') for a in attrs],
         'n_samples': len(X), 'n_positive': int(dataset.get_array('y').sum()), 'n_qds': len(nodes)})
     return {'dataset': dataset}
+
+
+#: Options of ``restrict_to_interpolation``.
+INTERPOLATION_DEFAULTS = {'min_cosine': kernel.AGREEMENT_COSINE}
+
+
+@calcfunction
+def restrict_to_interpolation(dataset: orm.ArrayData, parameters: orm.Dict | None = None, **paths) -> dict:
+    """The dataset with its positives restricted to the trap centres that a cutout interpolation explains
+    (:func:`~aiida_qdtraps.analysis.classifier.interpolation_subset`): negatives stay, a positive stays only if a
+    ``path`` of ``CutoutInterpolationWorkChain`` for its labelling and atom has a defined orientation
+    (``orientation_defined``) and ``final_orientation_cosine`` ≥ ``min_cosine`` (default 0.7071, 45°).
+
+    :param paths: the ``path`` ArrayData of the cutouts (any input names); each names its labelling
+        (``source_uuid``) and atom (``centre``) in its attributes.
+    :returns: ``dataset`` (the kept rows, every array of the input; attribute ``interpolation`` with the counts and the
+        cut-off), or exit code 325 (parameters refused, a path without its labelling or cosine, no positive kept).
+    """
+    try:
+        options = _options(parameters, INTERPOLATION_DEFAULTS, 'restrict_to_interpolation')
+        cosines = {}
+        for key in sorted(paths):
+            attrs = paths[key].base.attributes
+            if attrs.get('source_uuid', None) is None or attrs.get('final_orientation_cosine', None) is None:
+                raise ValueError(f'path {key!r} (ArrayData<{paths[key].pk}>) has no labelling or no orientation '
+                                 'cosine: run the cutout with the `traps` and `mo_window` of a label_traps')
+            defined = attrs.get('orientation_defined', True)
+            cosines[(attrs.get('source_uuid'), int(attrs.get('centre')))] = (
+                float(attrs.get('final_orientation_cosine')) if defined else None)
+        if not cosines:
+            raise ValueError('no cutout paths given')
+        keep, counts = kernel.interpolation_subset(dataset.get_array('y'), dataset.get_array('source_uuid'),
+                                                   dataset.get_array('atom_index'), cosines,
+                                                   float(options['min_cosine']))
+    except (TypeError, ValueError) as exc:
+        return ExitCode(325, f'interpolation subset refused: {exc}')
+    if counts['kept'] == 0:
+        return ExitCode(325, f"no positive row has an agreeing cutout (cosine >= {options['min_cosine']}): {counts}")
+    subset = orm.ArrayData()
+    for name in dataset.get_arraynames():
+        subset.set_array(name, dataset.get_array(name)[keep])
+    attrs = dict(dataset.base.attributes.all)
+    attrs.update(n_samples=int(keep.sum()), n_positive=counts['kept'],
+                 interpolation={**counts, 'min_cosine': float(options['min_cosine']), 'parent': dataset.uuid})
+    subset.base.attributes.set_many(attrs)
+    return {'dataset': subset}
 
 
 def _subset(dataset: orm.ArrayData, feature_set: str):

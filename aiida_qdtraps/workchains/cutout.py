@@ -15,6 +15,7 @@ from aiida import orm
 from aiida.engine import ToContext, WorkChain, calcfunction
 from ase import Atoms
 
+from .. import provenance
 from ..analysis import cutout as kernel
 from ..calculations.pyscf import PyscfCalculation
 
@@ -52,7 +53,8 @@ def analyse_cutout_path(settings: orm.Dict, **nodes) -> dict:
     """Levels, splitting, orbital-ligand overlap and orientation cosine along a path.
 
     :param settings: ``basis``, ``centre`` (QD atom), ``neighbours`` (QD atoms, cutout order), optional ``trap``
-        (``spin``, ``mo_indices`` of the QD window).
+        (``spin``, ``mo_indices`` of the QD window) and ``source_uuid`` (the labelling's ``atom_labels``, recorded
+        with ``centre`` as attributes of ``path`` so that a classifier dataset row finds its cutout).
     :param nodes: ``frame_<k>`` StructureData and ``window_<k>`` MO windows of the frames; optional ``qd_structure``
         and ``qd_window`` for the orientation cosine.
     """
@@ -83,7 +85,8 @@ def analyse_cutout_path(settings: orm.Dict, **nodes) -> dict:
                                     '(frame, MO, ligand)',
                   'homo_orientation': "HOMO p axis on the centre in the centre's internal frame",
                   'rise_ev': float(levels[-1, 0] - levels[0, 0]), 'final_splitting_ev':
-                      float(levels[-1, 0] - levels[-1, 1:3].mean())}
+                      float(levels[-1, 0] - levels[-1, 1:3].mean()),
+                  'centre': int(config['centre']), 'source_uuid': config.get('source_uuid')}
     if 'qd_window' in nodes and config.get('trap'):
         qd, window, trap = _atoms(nodes['qd_structure']), nodes['qd_window'], config['trap']
         centre, neighbours = config['centre'], config['neighbours']
@@ -96,7 +99,9 @@ def analyse_cutout_path(settings: orm.Dict, **nodes) -> dict:
         cosines = np.array([kernel.orientation_cosine(axis, qd_axis) for axis in orientations])
         result.set_array('orientation_cosine', cosines)
         result.set_array('qd_orientation', qd_axis)
-        attributes['final_orientation_cosine'] = float(cosines[-1])
+        defined, note = kernel.orientation_defined(levels[-1], len(trap['mo_indices']))
+        attributes.update(final_orientation_cosine=float(cosines[-1]), orientation_defined=defined,
+                          orientation_note=note)
     result.base.attributes.set_many(attributes)
     title = f"{config.get('label', '')} {config['basis']}".strip()
     png = kernel.path_levels_plot(levels, title=title)
@@ -154,6 +159,13 @@ class CutoutInterpolationWorkChain(WorkChain):
             if not self.ctx.centres:
                 return self.exit_codes.ERROR_NO_TRAP
         self.ctx.traps = {a: holes.get(a) for a in self.ctx.centres}
+        self.ctx.source_uuid = None
+        for node in self.inputs.get('traps', {}).values():
+            try:
+                self.ctx.source_uuid = provenance.labeling(node).outputs.atom_labels.uuid
+                break
+            except ValueError:  # a hand-made record: no labelling to point back to
+                continue
         self.report(f'cutout interpolation of centre(s) {self.ctx.centres}, {self.inputs.frames.value} frames')
         return None
 
@@ -188,6 +200,8 @@ class CutoutInterpolationWorkChain(WorkChain):
                 nodes[f'window_{key[6:]}'] = job.outputs.mo_window
             settings = {'basis': self.ctx.basis, 'centre': atom, 'neighbours': path['neighbours'].get_list(),
                         'label': f"{self.inputs.structure.get_formula()} atom {atom}"}
+            if self.ctx.source_uuid is not None:
+                settings['source_uuid'] = self.ctx.source_uuid
             trap = self.ctx.traps.get(atom)
             if trap is not None and 'mo_window' in self.inputs:
                 settings['trap'] = {'spin': int(trap.get('spin', 0)), 'mo_indices': list(trap['mo_indices'])}
@@ -195,10 +209,13 @@ class CutoutInterpolationWorkChain(WorkChain):
             result = analyse_cutout_path(orm.Dict(settings), **nodes,
                                          metadata={'call_link_label': f'analyse_atom_{atom}'})
             attrs = result['path'].base.attributes
-            self.report(f"atom {atom}: HOMO rise {attrs.get('rise_ev'):.3f} eV, final splitting "
-                        f"{attrs.get('final_splitting_ev'):.3f} eV"
-                        + (f", orientation cosine {attrs.get('final_orientation_cosine'):.3f}"
-                           if attrs.get('final_orientation_cosine', None) is not None else ''))
+            line = (f"atom {atom}: HOMO rise {attrs.get('rise_ev'):.3f} eV, final splitting "
+                    f"{attrs.get('final_splitting_ev'):.3f} eV")
+            if attrs.get('final_orientation_cosine', None) is not None:
+                line += f", orientation cosine {attrs.get('final_orientation_cosine'):.3f}"
+                if not attrs.get('orientation_defined'):
+                    line += f" (not defined: {attrs.get('orientation_note')})"
+            self.report(line)
             for name, node in (('path', result['path']), ('plot', result['plot']), ('cutout', path['cutout']),
                                ('reference', path['reference'])):
                 self.out(f'centres.atom_{atom}.{name}', node)

@@ -126,3 +126,24 @@ def test_split_by_qd_refuses_what_it_cannot_split(separable):
         clf.train(X, y, NAMES, groups=np.full(len(y), 'qd'))
     with pytest.raises(ValueError, match=r'groups must have one entry per sample \(600\)'):
         clf.train(X, y, NAMES, groups=['qd'])
+
+
+def test_interpolation_subset_keeps_negatives_and_agreeing_positives():
+    y = np.array([0, 1, 1, 1, 0, 1])
+    source = np.array(['a', 'a', 'a', 'b', 'b', 'b'])
+    atom = np.array([0, 1, 2, 1, 5, 7])
+    cosines = {('a', 1): 0.95, ('a', 2): 0.5, ('b', 1): 0.7071, ('b', 7): None, ('c', 3): 0.99}
+    keep, counts = clf.interpolation_subset(y, source, atom, cosines)
+    assert keep.tolist() == [True, True, False, True, True, False]
+    assert counts == {'n_positive': 4, 'kept': 2, 'disagree': 1, 'undefined': 1, 'no_cutout': 0, 'unmatched': 1}
+    keep, counts = clf.interpolation_subset(y, source, atom, cosines, min_cosine=0.0)  # every defined orientation
+    assert keep.tolist() == [True, True, True, True, True, False] and counts['kept'] == 3
+    keep, counts = clf.interpolation_subset(y, source, atom, {('a', 1): 0.9})
+    assert keep.tolist() == [True, True, False, False, True, False] and counts['no_cutout'] == 3
+
+
+def test_interpolation_subset_refuses_bad_input():
+    with pytest.raises(ValueError, match='min_cosine must be in'):
+        clf.interpolation_subset([0, 1], ['a', 'a'], [0, 1], {}, min_cosine=1.5)
+    with pytest.raises(ValueError, match='2 targets, 1 sources'):
+        clf.interpolation_subset([0, 1], ['a'], [0, 1], {})

@@ -154,6 +154,15 @@ def test_orientation_cosine_is_sign_invariant():
     assert cutout.orientation_cosine([0, 0, 2], [3, 0, 0]) == pytest.approx(0.0)
 
 
+def test_orientation_is_defined_only_for_a_lone_homo_and_a_single_mo_trap():
+    assert cutout.orientation_defined(np.array([-7.9, -8.6, -8.9])) == (True, '')
+    defined, note = cutout.orientation_defined(np.array([-8.3196, -8.3196, -8.3196]))
+    assert not defined and '0.0 meV apart' in note
+    assert not cutout.orientation_defined(np.array([-8.0, -8.005, -8.3]))[0]  # 5 meV < 10 meV
+    defined, note = cutout.orientation_defined(np.array([-7.9, -8.6, -8.9]), trap_mos=2)
+    assert not defined and 'mixture of 2 MOs' in note
+
+
 def test_sphere_fractions():
     points = np.array([[0.0, 0, 0], [1.0, 0, 0], [5.0, 0, 0], [9.0, 0, 0]])
     weights = np.array([1.0, 1.0, 2.0, 1.0])
