@@ -7,18 +7,17 @@ and geometry failures). Protocols: ``relax.yaml``.
 
 from __future__ import annotations
 
-import pathlib
-
 from aiida import orm
 from aiida.engine import if_
 
-from ..protocols import PROTOCOL_DIR
 from .cp2k_base import QdCp2kBaseWorkChain
 from .stage import QdCp2kStageWorkChain, define_relax_outputs
 
 
 class QdCp2kRelaxWorkChain(QdCp2kStageWorkChain):
     """Relax a QD with CP2K PBE (GEO_OPT) in a non-periodic box, with restarts on failure."""
+
+    protocol_file = 'relax.yaml'
 
     _namespace = 'base'
 
@@ -44,10 +43,6 @@ class QdCp2kRelaxWorkChain(QdCp2kStageWorkChain):
         define_relax_outputs(spec)
         spec.exit_code(401, 'ERROR_RELAX_FAILED', message='The CP2K relaxation failed: {message}')
         spec.exit_code(402, 'ERROR_NO_RELAXED_STRUCTURE', message='The CP2K run finished without a structure.')
-
-    @classmethod
-    def get_protocol_filepath(cls) -> pathlib.Path:
-        return PROTOCOL_DIR / 'relax.yaml'
 
     @classmethod
     def get_builder_from_protocol(cls, code: orm.AbstractCode, structure: orm.StructureData,

@@ -3,8 +3,6 @@ PDOS) or with PySCF (PBE0/def2-SVP, the level of theory of Alexander et al.; no 
 
 from __future__ import annotations
 
-import pathlib
-
 import numpy as np
 import yaml
 from aiida import orm
@@ -184,6 +182,8 @@ class HybridScfWorkChain(QdCp2kStageWorkChain):
     ``mo_window`` that ``label_traps`` reads and the ``structure``; only CP2K writes ``density_cube`` and ``pdos``.
     """
 
+    protocol_file = 'hybrid_scf.yaml'
+
     _namespace = 'scf'
 
     @classmethod
@@ -228,10 +228,6 @@ class HybridScfWorkChain(QdCp2kStageWorkChain):
                        message='ADDED_MOS = {added} is smaller than the requested virtual window {virtual}.')
         spec.exit_code(401, 'ERROR_SCF_FAILED', message='The hybrid SCF failed: {message}')
         spec.exit_code(402, 'ERROR_MO_WINDOW', message='Could not extract the MO window: {message}')
-
-    @classmethod
-    def get_protocol_filepath(cls) -> pathlib.Path:
-        return PROTOCOL_DIR / 'hybrid_scf.yaml'
 
     @classmethod
     def get_builder_from_protocol(cls, code: orm.Code | None, structure: orm.StructureData, protocol: str | None = None,

@@ -13,14 +13,12 @@ conserved energy is reported and stored.
 from __future__ import annotations
 
 import copy
-import pathlib
 
 import numpy as np
 from aiida import orm
 from aiida.engine import calcfunction, if_, while_
 
 from ..parsers.cp2k_md_files import join_by_step, read_dipoles, read_ener, read_xyz_frames, velocity_factor
-from ..protocols import PROTOCOL_DIR
 from .cp2k_base import QdCp2kBaseWorkChain
 from .cp2k_relax import QdCp2kRelaxWorkChain
 from .parent_folder import MD_RESTART_FILE, forget_dead_folder, parent_folder_problem
@@ -229,6 +227,8 @@ def cp2k_md_trajectory(settings: orm.Dict, **runs: orm.FolderData) -> dict:
 class QdMdWorkChain(QdCp2kStageWorkChain):
     """CP2K MD of a QD: thermostatted heat-up in segments, then NVE; one trajectory with the NVE drift."""
 
+    protocol_file = 'md.yaml'
+
     _namespace = 'base'
 
     @classmethod
@@ -260,10 +260,6 @@ class QdMdWorkChain(QdCp2kStageWorkChain):
         except ValueError as exception:
             return str(exception)
         return None
-
-    @classmethod
-    def get_protocol_filepath(cls) -> pathlib.Path:
-        return PROTOCOL_DIR / 'md.yaml'
 
     @classmethod
     def get_builder_from_protocol(cls, code: orm.Code, structure: orm.StructureData, protocol: str | None = None,

@@ -25,21 +25,16 @@ ran a label, so the relaunch's datasets have the same hash as the first run's).
 from __future__ import annotations
 
 import copy
-import pathlib
 
 import numpy as np
 from aiida import orm
 from aiida.common import AttributeDict
 from aiida.engine import ToContext, WorkChain, if_, while_
-from aiida_quantumespresso.workflows.protocols.utils import (
-    ProtocolMixin,
-    recursive_merge,
-)
+from aiida_quantumespresso.workflows.protocols.utils import recursive_merge
 
 from ..analysis import mlff
 from ..calculations.deepmd import DeepmdTrainCalculation
 from ..calculations.mlff_md import MlffMdCalculation
-from ..protocols import PROTOCOL_DIR
 from .build import center_in_box
 from .cp2k_base import WFN_RESTART, QdCp2kBaseWorkChain
 from .cp2k_parameters import update_cp2k_parameters
@@ -71,11 +66,13 @@ from .mlff_settings import (  # noqa: F401  (re-exported: their public import pa
     validate_settings,
     validation_route,
 )
-from .stage import define_qd_inputs, qd_builder
+from .stage import QdProtocolMixin, define_qd_inputs, qd_builder
 
 
-class MlffActiveLearningWorkChain(ProtocolMixin, WorkChain):
+class MlffActiveLearningWorkChain(QdProtocolMixin, WorkChain):
     """Train a DeePMD ensemble for a QD by active learning with CP2K labels (Sowa et al.'s iterative scheme)."""
+
+    protocol_file = 'mlff.yaml'
 
     @classmethod
     def define(cls, spec):
@@ -147,10 +144,6 @@ class MlffActiveLearningWorkChain(ProtocolMixin, WorkChain):
         spec.exit_code(410, 'ERROR_LABELING_FAILED', message='CP2K labelling failed for {count} frame(s): {message}')
         spec.exit_code(420, 'ERROR_TRAINING_FAILED', message='DeePMD training failed: {message}')
         spec.exit_code(430, 'ERROR_EXPLORATION_FAILED', message='MLFF MD failed: {message}')
-
-    @classmethod
-    def get_protocol_filepath(cls) -> pathlib.Path:
-        return PROTOCOL_DIR / 'mlff.yaml'
 
     @classmethod
     def get_builder_from_protocol(cls, cp2k_code: orm.AbstractCode, dp_code: orm.AbstractCode,

@@ -16,17 +16,11 @@ and importable from here as well.
 
 from __future__ import annotations
 
-import pathlib
-
 from aiida import orm
 from aiida.plugins import CalculationFactory
-from aiida_quantumespresso.workflows.protocols.utils import (
-    ProtocolMixin,
-    recursive_merge,
-)
+from aiida_quantumespresso.workflows.protocols.utils import recursive_merge
 from aiida_quantumespresso.workflows.pw.base import PwBaseWorkChain
 
-from ..protocols import PROTOCOL_DIR
 from ..pseudo_family import (  # noqa: F401  (re-exported: the family this engine uses)
     PSEUDO_FAMILY_LABEL,
     PseudoPotentialFamily,
@@ -44,17 +38,16 @@ from .qe_functions import (  # noqa: F401  (re-exported: their public import pat
     extract_density_cube,
     format_comparison,
 )
+from .stage import QdProtocolMixin
 
 PpCalculation = CalculationFactory('quantumespresso.pp')
 ProjwfcCalculation = CalculationFactory('quantumespresso.projwfc')
 
 
-class QeRelaxProtocol(ProtocolMixin):
+class QeRelaxProtocol(QdProtocolMixin):
     """Reads ``qe_relax.yaml`` with aiida-quantumespresso's protocol machinery."""
 
-    @classmethod
-    def get_protocol_filepath(cls) -> pathlib.Path:
-        return PROTOCOL_DIR / 'qe_relax.yaml'
+    protocol_file = 'qe_relax.yaml'
 
 
 def qe_protocol_inputs(structure: orm.StructureData, protocol: str | None = None,

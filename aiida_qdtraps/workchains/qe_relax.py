@@ -14,7 +14,6 @@ Protocols: ``qe_relax.yaml`` (:func:`~aiida_qdtraps.workchains.qe.qe_protocol_in
 from __future__ import annotations
 
 import copy
-import pathlib
 
 from aiida import orm
 from aiida.common import AttributeDict
@@ -22,7 +21,6 @@ from aiida.engine import ToContext, if_
 from aiida_quantumespresso.workflows.protocols.utils import recursive_merge
 from aiida_quantumespresso.workflows.pw.base import PwBaseWorkChain
 
-from ..protocols import PROTOCOL_DIR
 from ..pseudo_family import upf_family
 from .qe import (
     PpCalculation,
@@ -39,6 +37,8 @@ from .stage import QdStageWorkChain, define_relax_outputs, failure_message, qd_b
 class QdQeRelaxWorkChain(QdStageWorkChain):
     """Relax a QD with pw.x PBE (``PwBaseWorkChain``, ``calculation='relax'``) in a box; optionally the pp.x valence
     density cube and the projwfc.x Löwdin charges and PDOS of the relaxed QD."""
+
+    protocol_file = 'qe_relax.yaml'
 
     @classmethod
     def define(cls, spec):
@@ -76,10 +76,6 @@ class QdQeRelaxWorkChain(QdStageWorkChain):
         spec.exit_code(411, 'ERROR_QE_RELAX_FAILED', message='The pw.x relaxation failed: {message}')
         spec.exit_code(412, 'ERROR_QE_DENSITY_FAILED', message='The pp.x density calculation failed: {message}')
         spec.exit_code(413, 'ERROR_QE_PROJWFC_FAILED', message='The projwfc.x projection failed: {message}')
-
-    @classmethod
-    def get_protocol_filepath(cls) -> pathlib.Path:
-        return PROTOCOL_DIR / 'qe_relax.yaml'
 
     @classmethod
     def get_builder_from_protocol(cls, code: orm.AbstractCode, structure: orm.StructureData,

@@ -4,11 +4,15 @@ input and output ports they share."""
 
 from __future__ import annotations
 
+import pathlib
+from typing import ClassVar
+
 from aiida import orm
 from aiida.common import AttributeDict
 from aiida.engine import ToContext, WorkChain
 from aiida_quantumespresso.workflows.protocols.utils import ProtocolMixin, recursive_merge
 
+from ..protocols import PROTOCOL_DIR
 from .build import center_in_box
 from .cp2k_base import KIND_KEYS, QdCp2kBaseWorkChain
 from .cp2k_parameters import update_cp2k_parameters
@@ -54,7 +58,18 @@ def cp2k_overrides(overrides: dict | None, namespace: str) -> dict:
     return {**overrides.get(namespace, {}), **{key: overrides[key] for key in KIND_KEYS if key in overrides}}
 
 
-class QdStageWorkChain(ProtocolMixin, WorkChain):
+class QdProtocolMixin(ProtocolMixin):
+    """aiida-quantumespresso's protocol machinery reading ``aiida_qdtraps/protocols/<protocol_file>``."""
+
+    #: The YAML file of the class's protocols in ``aiida_qdtraps/protocols``.
+    protocol_file: ClassVar[str]
+
+    @classmethod
+    def get_protocol_filepath(cls) -> pathlib.Path:
+        return PROTOCOL_DIR / cls.protocol_file
+
+
+class QdStageWorkChain(QdProtocolMixin, WorkChain):
     """Shared part of every engine's QD stage: QD inputs, boxing, clean-up, and the exit codes of bad input."""
 
     @classmethod

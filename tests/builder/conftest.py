@@ -47,3 +47,4 @@ def _check_qd(atoms, material, charge=0, min_bonds=2):
 def check_qd():
     """``check_qd(atoms, material, charge=0)``: assert the invariants every built QD must satisfy."""
     return _check_qd
+

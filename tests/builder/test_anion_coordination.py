@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from ase.data import covalent_radii
+from qd_checks import check_size_and_spacing
 from scipy.spatial import cKDTree
 
 from aiida_qdtraps.builder import passivation, qd, shapes
@@ -64,12 +64,7 @@ def test_alexander_sizes_per_rule(material, shape, diameter, ligand, rule, check
     assert int((anion & (cn < 4)).sum()) == p_low
     assert int((~anion & (cn == 1)).sum()) == single
     assert cn[~anion].min() >= options.get('min_core_bonds', 2)
-    bond = nearest_neighbour_distance(material)
-    assert abs(qd.core_diameter(core) - diameter) <= bond + 0.01
-    radii = covalent_radii[atoms.numbers]
-    pairs = cKDTree(atoms.positions).query_pairs(2 * radii.max(), output_type='ndarray')
-    d = np.linalg.norm(atoms.positions[pairs[:, 0]] - atoms.positions[pairs[:, 1]], axis=1)
-    assert np.all(d >= 0.7 * (radii[pairs[:, 0]] + radii[pairs[:, 1]]))
+    check_size_and_spacing(atoms, material, diameter)
     again = qd.build_qd(material, diameter, ligand=ligand, shape=shape, **options)
     assert again.get_chemical_symbols() == atoms.get_chemical_symbols()
     assert np.array_equal(again.positions, atoms.positions)

@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from ase.data import covalent_radii
-from scipy.spatial import cKDTree
+from qd_checks import check_size_and_spacing
 
 from aiida_qdtraps.builder import autocore, passivation, qd, shapes
 from aiida_qdtraps.builder.crystal import nearest_neighbour_distance
@@ -25,14 +24,9 @@ def test_hydrogen_builds_every_size(material, shape, diameter, check_qd):
     atoms = qd.build_qd(material, diameter, ligand='H', shape=shape)
     check_qd(atoms, material)
     assert passivation.net_charge(atoms) == 0
-    core = atoms[atoms.arrays['qd_domain'] == 'core']
+    core = check_size_and_spacing(atoms, material, diameter)
     assert passivation.net_charge(core) < 0 and (atoms.arrays['qd_role'] == 'ligand').sum() >= 1
     bond = nearest_neighbour_distance(material)
-    assert abs(qd.core_diameter(core) - diameter) <= bond + 0.01
-    radii = covalent_radii[atoms.numbers]
-    pairs = cKDTree(atoms.positions).query_pairs(2 * radii.max(), output_type='ndarray')
-    d = np.linalg.norm(atoms.positions[pairs[:, 0]] - atoms.positions[pairs[:, 1]], axis=1)
-    assert np.all(d >= 0.7 * (radii[pairs[:, 0]] + radii[pairs[:, 1]]))
     facing = 'tetrahedron' in shape
     assert atoms.info['qd_build'].get('stoichiometry') == ('swapped' if facing else None)
     if shape == 'tetrahedron':
