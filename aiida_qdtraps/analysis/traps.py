@@ -48,10 +48,23 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..builder.roles import CATION_ELEMENTS, LIGAND_ELEMENTS, infer_roles  # noqa: F401  (the one element table)
+from ..builder.crystal import MATERIALS
+from ..builder.roles import CATION_ELEMENTS, LIGAND_ELEMENTS, infer_roles, material_of  # noqa: F401  (the one table)
 from . import bonds, localization, populations
 
 ATOM_LABELS = ('ligand', 'bulk', 'structural', 'under-coordinated')
+
+
+#: Bonds of a fully coordinated core atom per crystal structure of :data:`~aiida_qdtraps.builder.crystal.MATERIALS`.
+FULL_COORDINATION = {'zincblende': 4, 'rocksalt': 6}
+
+
+def full_coordination_of(material: str | None, symbols=()) -> int:
+    """The coordination of a bulk core atom of ``material`` (a key of ``MATERIALS``; when None, the material whose
+    cation and anion are both in ``symbols``): 6 for rock-salt PbS and PbSe, 4 for the zincblende materials and for
+    anything unknown."""
+    material = material or material_of(symbols)
+    return FULL_COORDINATION.get(MATERIALS[material][0], 4) if material in MATERIALS else 4
 
 
 @dataclass(frozen=True)
@@ -390,8 +403,8 @@ def label_traps(symbols, positions, energies, occupations, coefficients, overlap
                 'center_element': symbols[centre], 'center_coordination': int(cn[centre]),
                 'center_share': float(states.shares[s].max()),
                 'ligand_share': float(states.populations[s, ~core].sum() / states.populations[s].sum()),
-                'kind': 'structural' if cn[centre] >= 4 else 'under-coordinated',
-                'homo_dimer': bool(same), 'high_coordination': bool(cn[centre] >= 5),
+                'kind': 'structural' if cn[centre] >= params.full_coordination else 'under-coordinated',
+                'homo_dimer': bool(same), 'high_coordination': bool(cn[centre] > params.full_coordination),
                 'localized': bool(states.localized[s]), 'mo_indices': list(states.sources[s]),
             })
     labels, atom_state = _atom_labels(states, kinds, core, roles, cn, params, vbm_i, cbm_i)

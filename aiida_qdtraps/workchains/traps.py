@@ -12,6 +12,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 from aiida import orm
 from aiida.engine import ExitCode, WorkChain, calcfunction
@@ -76,6 +78,9 @@ def label_traps(structure: orm.StructureData, mo_window: orm.ArrayData, paramete
         params = _parameters(parameters)
     except (TypeError, ValueError) as exc:
         return ExitCode(302, f'invalid trap-labeling parameters: {exc}')
+    if parameters is None or 'full_coordination' not in parameters.get_dict():  # the lattice's own: 6 in rock salt
+        material = context.get('material') if context is not None else None
+        params = dataclasses.replace(params, full_coordination=kernel.full_coordination_of(material, symbols))
     nspin = energies.shape[0]
     try:
         results = [kernel.label_traps(symbols, atoms.positions, energies[s], occupations[s], coefficients[s], overlap,

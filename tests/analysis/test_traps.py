@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 from synthetic_qd import SyntheticQd
 
-from aiida_qdtraps.analysis.traps import BandEdgeNotFound, LabelingParameters, label_traps, shallow_note
+from aiida_qdtraps.analysis.traps import (
+    BandEdgeNotFound,
+    LabelingParameters,
+    full_coordination_of,
+    label_traps,
+    shallow_note,
+)
 
 
 def _first(cn, anions, value):
@@ -227,3 +233,25 @@ def test_spin_merge_refuses_mismatched_channels():
         merge_spin_labels([['bulk', 'trap']], [[0, 0]])
     with pytest.raises(ValueError, match='at least one spin channel'):
         merge_spin_labels([], [])
+
+
+def test_full_coordination_follows_the_lattice():
+    assert full_coordination_of('PbS') == full_coordination_of('PbSe') == 6
+    assert full_coordination_of('InP') == full_coordination_of('CdSe') == 4
+    assert full_coordination_of(None, ['Pb', 'S', 'Cl']) == 6  # material from the elements
+    assert full_coordination_of(None, ['Cs', 'Pb', 'Br']) == 4  # not a builder material: zincblende's count
+
+
+def test_trap_kind_uses_the_full_coordination(cluster):
+    """A trap on a 4-coordinate centre is structural in zincblende and under-coordinated when the lattice has 5+."""
+    probe = SyntheticQd(*cluster)
+    centre = _first(probe.coordination, probe.anions, 4)
+    qd = SyntheticQd(*cluster, traps=[(centre, -4.6)])
+    kinds = {}
+    for full in (4, 5):
+        result = label_traps(**qd.kwargs(), params=LabelingParameters(quantum_confined_virtuals=0,
+                                                                      full_coordination=full))
+        trap = next(t for t in result.traps if t['center'] == centre)
+        kinds[full] = (trap['kind'], bool(trap['high_coordination']), str(result.atom_label[centre]))
+    assert kinds[4] == ('structural', False, 'structural')
+    assert kinds[5] == ('under-coordinated', False, 'under-coordinated')
