@@ -25,13 +25,17 @@ SCRIPT = pathlib.Path(__file__).with_name('pyscf_script.py')
 #: Settings and defaults: functional and basis (PySCF names; def2 ECPs are added for the elements that have one),
 #: density fitting, total charge (e), spin multiplicity 2S+1, SCF convergence (Ha) and cycles per ladder step,
 #: DFT grid level, the MO window around the gap (``occupied`` highest occupied, ``virtual`` lowest virtual MOs)
-#: and the MOs written as cube files (0-based indices or 'homo', 'homo-1', 'lumo+2', ...).
+#: and the MOs written as cube files (0-based indices or 'homo', 'homo-1', 'lumo+2', ...); ``all_electron``: accept a
+#: basis without an ECP for elements beyond Kr (refused otherwise, see :data:`ECP_FROM_Z`).
 DEFAULT_PARAMETERS = {'xc': 'pbe0', 'basis': 'def2-svp', 'density_fit': False, 'charge': 0, 'multiplicity': 1,
                       'conv_tol': 1e-9, 'max_cycle': 100, 'grid_level': 3,
-                      'mo_window': {'occupied': 20, 'virtual': 20}, 'cube_mos': []}
+                      'mo_window': {'occupied': 20, 'virtual': 20}, 'cube_mos': [], 'all_electron': False}
+#: Elements from this atomic number on (Rb, after Kr) need an effective core potential unless ``all_electron``: the
+#: def2 and LANL2 bases, the field's choice for In, Cd, Pb, Cs, pair them with one.
+ECP_FROM_Z = 37
 
 
-def _check_basis(basis: str, elements) -> None:
+def _check_basis(basis: str, elements, all_electron: bool = False) -> None:
     from pyscf import gto
 
     for element in elements:
@@ -43,6 +47,21 @@ def _check_basis(basis: str, elements) -> None:
                 shells = None
         if not shells:
             raise ValueError(f'basis {basis!r} has no functions for element {element!r}')
+        if atomic_numbers[element] >= ECP_FROM_Z and not all_electron and not _has_ecp(basis, element):
+            raise ValueError(f'basis {basis!r} has no ECP for element {element!r} (Z = {atomic_numbers[element]}): '
+                             'an element beyond Kr needs an effective core potential (e.g. def2-svp, lanl2dz); set '
+                             'all_electron=True to run this basis with all electrons')
+
+
+def _has_ecp(basis: str, element: str) -> bool:
+    from pyscf import gto
+
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        try:
+            return bool(gto.basis.load_ecp(basis, element))
+        except Exception:  # noqa: BLE001 - a basis without ECPs
+            return False
 
 
 def _check_xc(xc: str) -> None:
@@ -81,7 +100,7 @@ def pyscf_parameters(changes: dict, symbols=None) -> dict:
             raise ValueError(f"cube_mos entries are MO indices or 'homo-k'/'lumo+k', got {name!r}")
     _check_xc(params['xc'])
     if symbols is not None:
-        _check_basis(params['basis'], dict.fromkeys(symbols))
+        _check_basis(params['basis'], dict.fromkeys(symbols), bool(params['all_electron']))
         electrons = sum(atomic_numbers[s] for s in symbols) - int(params['charge'])
         unpaired = int(multiplicity) - 1
         if electrons < 1 or unpaired > electrons or (electrons - unpaired) % 2:

@@ -113,6 +113,7 @@ def test_unconverged_scf_exits_310_after_the_ladder(pyscf_code):
     ({'multiplicity': 0}, ['O', 'H', 'H'], 'multiplicity must be an integer >= 1, got 0'),
     ({'basis': '6-31g'}, ['In', 'P'], "basis '6-31g' has no functions for element 'In'"),
     ({'basis': 'no-such-basis'}, ['P'], "basis 'no-such-basis' has no functions for element 'P'"),
+    ({'basis': 'sto-3g'}, ['In', 'P'], "basis 'sto-3g' has no ECP for element 'In' (Z = 49)"),
     ({'xc': 'pbe7'}, ['P'], "unknown exchange-correlation functional 'pbe7'"),
     ({'smearing': 0.1}, ['P'], "unknown PySCF parameter(s) ['smearing']"),
 ])
@@ -120,6 +121,14 @@ def test_parameters_refused_with_the_value_named(changes, symbols, message):
     with pytest.raises(ValueError, match=message.replace('(', r'\(').replace(')', r'\)').replace('[', r'\[')
                        .replace(']', r'\]')):
         pyscf_parameters(changes, symbols)
+
+
+def test_heavy_elements_take_an_ecp_basis_or_all_electron_on_request():
+    for basis in ('def2-svp', 'lanl2dz'):
+        assert pyscf_parameters({'basis': basis}, ['In', 'In', 'P', 'P'])['basis'] == basis
+    heavy = ['Cd', 'Se', 'Pb', 'S', 'Cs', 'Br', 'Br', 'Cl']
+    assert pyscf_parameters({'basis': 'def2-svp'}, heavy)['all_electron'] is False
+    assert pyscf_parameters({'basis': 'sto-3g', 'all_electron': True}, ['In', 'In', 'P', 'P'])['all_electron'] is True
 
 
 def test_bad_multiplicity_stores_nothing(pyscf_code):
