@@ -1,4 +1,4 @@
-"""``CutoutInterpolationWorkChain`` on a see-saw PLi4+ 'QD' whose own PySCF HOMO is the trap orbital.
+"""``CutoutInterpolationWorkChain`` at PBE0/def2-SVP on a see-saw PLi4+ 'QD' whose own PySCF HOMO is the trap orbital.
 
 The cutout of that structure is the structure itself (P-Li already at the default distance), so the last frame's
 HOMO must have the trap orbital's orientation (cosine 1), and the HOMO rises and splits along the path.
@@ -17,7 +17,9 @@ from aiida_qdtraps.calculations.pyscf import PyscfCalculation
 from aiida_qdtraps.data import TrapRecord
 from aiida_qdtraps.workchains.cutout import CutoutInterpolationWorkChain
 
-FAST = {'basis': 'sto-3g', 'charge': 1, 'grid_level': 1, 'conv_tol': 1e-8, 'mo_window': {'occupied': 5, 'virtual': 2}}
+#: Alexander et al.'s level of theory, PBE0/def2-SVP, with density fitting and a coarse grid (a few s per frame).
+FAST = {'basis': 'def2-svp', 'density_fit': True, 'charge': 1, 'grid_level': 2, 'conv_tol': 1e-8,
+        'mo_window': {'occupied': 5, 'virtual': 2}}
 
 
 def seesaw(a_deg: float, b_deg: float, d: float = PLI4_DISTANCE) -> Atoms:
@@ -44,16 +46,19 @@ def labelled(pyscf_code):
 def test_path_levels_and_orientation(pyscf_code, labelled):
     structure, window, traps = labelled
     results, node = run_get_node(CutoutInterpolationWorkChain, structure=structure, traps=traps, mo_window=window,
-                                 frames=orm.Int(3), pyscf={'code': pyscf_code, 'parameters': orm.Dict(FAST)})
+                                 frames=orm.Int(5), pyscf={'code': pyscf_code, 'parameters': orm.Dict(FAST)})
     assert node.is_finished_ok, node.exit_message
     path = results['centres']['atom_0']['path']
     levels = path.get_array('levels')
-    assert levels.shape == (3, 3) and np.all(levels[:, 0] >= levels[:, 1]) and np.all(levels[:, 1] >= levels[:, 2])
+    assert levels.shape == (5, 3) and np.all(levels[:, 0] >= levels[:, 1]) and np.all(levels[:, 1] >= levels[:, 2])
     assert levels[0, 0] - levels[0, 2] < 1e-3  # ideal tetrahedron: the three P 3p levels are degenerate
-    assert np.all(np.diff(path.get_array('splitting')) > 0)
+    # the see-saw signature: the HOMO rises by tenths of an eV and splits from HOMO-1/HOMO-2 at every frame
+    assert np.all(np.diff(levels[:, 0]) > 0) and levels[-1, 0] - levels[0, 0] > 0.2
+    assert np.all(np.diff(path.get_array('splitting')) > 0) and path.get_array('splitting')[-1] > 0.5
     assert path.get_array('orientation_cosine')[-1] == pytest.approx(1.0, abs=1e-6)
+    assert path.base.attributes.get('orientation_defined') is True
     overlap = path.get_array('ligand_overlap')
-    assert overlap.shape == (3, 3, 4) and np.all((overlap > 0) & (overlap < 1))
+    assert overlap.shape == (5, 3, 4) and np.all((overlap > 0) & (overlap < 1))
     # the trap HOMO avoids the Li: less density in the Li spheres than the deepest p level at the see-saw end
     assert overlap[-1, 0].sum() < overlap[-1, 2].sum()
     cutout = results['centres']['atom_0']['cutout'].get_ase()
