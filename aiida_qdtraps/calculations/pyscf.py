@@ -18,6 +18,7 @@ from aiida.common.folders import Folder
 from aiida.engine import CalcJob
 from ase.data import atomic_numbers
 
+from .pyscf_script import has_ecp
 from .script_job import INPUT_FILE, define_script_job, script_calcinfo, write_script_job
 
 SCRIPT = pathlib.Path(__file__).with_name('pyscf_script.py')
@@ -47,21 +48,10 @@ def _check_basis(basis: str, elements, all_electron: bool = False) -> None:
                 shells = None
         if not shells:
             raise ValueError(f'basis {basis!r} has no functions for element {element!r}')
-        if atomic_numbers[element] >= ECP_FROM_Z and not all_electron and not _has_ecp(basis, element):
+        if atomic_numbers[element] >= ECP_FROM_Z and not all_electron and not has_ecp(basis, element):
             raise ValueError(f'basis {basis!r} has no ECP for element {element!r} (Z = {atomic_numbers[element]}): '
                              'an element beyond Kr needs an effective core potential (e.g. def2-svp, lanl2dz); set '
                              'all_electron=True to run this basis with all electrons')
-
-
-def _has_ecp(basis: str, element: str) -> bool:
-    from pyscf import gto
-
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore')
-        try:
-            return bool(gto.basis.load_ecp(basis, element))
-        except Exception:  # noqa: BLE001 - a basis without ECPs
-            return False
 
 
 def _check_xc(xc: str) -> None:

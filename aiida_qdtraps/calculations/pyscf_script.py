@@ -32,20 +32,24 @@ SCF_LADDER = (
 )
 
 
+def has_ecp(basis: str, element: str) -> bool:
+    """Whether PySCF's basis ``basis`` comes with an ECP for ``element`` (then :func:`build_molecule` uses it)."""
+    from pyscf import gto
+
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        try:
+            return bool(gto.basis.load_ecp(basis, element))
+        except Exception:  # noqa: BLE001 - a basis without ECPs
+            return False
+
+
 def build_molecule(symbols, positions, params):
     """The PySCF ``Mole`` of the structure (Å) with the basis and, for elements that have one, its ECP."""
     from pyscf import gto
 
     basis = params['basis']
-    ecp = {}
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore')
-        for element in dict.fromkeys(symbols):
-            try:
-                if gto.basis.load_ecp(basis, element):
-                    ecp[element] = basis
-            except Exception:  # noqa: BLE001 - a basis without ECPs
-                pass
+    ecp = {element: basis for element in dict.fromkeys(symbols) if has_ecp(basis, element)}
     return gto.M(atom=[(s, tuple(p)) for s, p in zip(symbols, positions)], unit='Angstrom', basis=basis, ecp=ecp,
                  charge=int(params['charge']), spin=int(params['multiplicity']) - 1, verbose=0)
 
