@@ -15,7 +15,7 @@ from aiida.common import CalcInfo
 from aiida.common.folders import Folder
 from aiida.engine import CalcJob
 
-from .script_job import INPUT_FILE, define_script_job, script_calcinfo, write_script_job
+from .script_job import INPUT_FILE, define_script_job, parameters_of, script_calcinfo, write_script_job
 
 SCRIPT = pathlib.Path(__file__).with_name('mlff_md_script.py')
 THERMOSTATS = ('langevin', 'nve')
@@ -52,15 +52,11 @@ def md_parameters(changes: dict, n_atoms: int | None = None) -> dict:
     return params
 
 
-def validate_inputs(inputs, _):
-    try:
-        n_atoms = len(inputs['structure'].sites) if 'structure' in inputs else None
-        md_parameters(inputs['parameters'].get_dict() if 'parameters' in inputs else {}, n_atoms)
-    except ValueError as exception:
-        return str(exception)
+def check_inputs(inputs) -> None:
+    """Raise ``ValueError`` for MD parameters that do not fit the structure (:func:`md_parameters`) or no model."""
+    md_parameters(parameters_of(inputs), len(inputs['structure'].sites) if 'structure' in inputs else None)
     if not inputs.get('models'):
-        return 'give at least one frozen model in `models`'
-    return None
+        raise ValueError('give at least one frozen model in `models`')
 
 
 class MlffMdCalculation(CalcJob):
@@ -69,13 +65,11 @@ class MlffMdCalculation(CalcJob):
     @classmethod
     def define(cls, spec):
         super().define(spec)
-        spec.input('structure', valid_type=orm.StructureData, help='Start geometry (non-periodic QD).')
+        define_script_job(spec, 'qdtraps.mlff_md', structure_help='Start geometry (non-periodic QD).',
+                          parameters_help='MD settings, see DEFAULT_PARAMETERS.', check=check_inputs)
         spec.input_namespace('models', valid_type=orm.SinglefileData, dynamic=True,
                              help='Frozen models (.pth); the first drives the MD, all give the deviation.')
         spec.input('type_map', valid_type=orm.List, help='Element order of the models.')
-        spec.input('parameters', valid_type=orm.Dict, required=False, help='MD settings, see DEFAULT_PARAMETERS.')
-        spec.inputs.validator = validate_inputs
-        define_script_job(spec, 'qdtraps.mlff_md')
         spec.output('trajectory', valid_type=orm.TrajectoryData,
                     help='Saved frames (Å) with arrays `energies` (eV), `forces` (eV/Å), `temperatures` (K) and, '
                          'with >= 2 models, `max_devi_f`/`min_devi_f`/`avg_devi_f` (eV/Å), `devi_e` (eV/atom).')

@@ -19,7 +19,7 @@ from aiida.engine import CalcJob
 from ase.data import atomic_numbers
 
 from .pyscf_script import has_ecp
-from .script_job import INPUT_FILE, define_script_job, script_calcinfo, write_script_job
+from .script_job import INPUT_FILE, define_script_job, parameters_of, script_calcinfo, write_script_job
 
 SCRIPT = pathlib.Path(__file__).with_name('pyscf_script.py')
 
@@ -99,16 +99,13 @@ def pyscf_parameters(changes: dict, symbols=None) -> dict:
     return params
 
 
-def validate_inputs(inputs, _):
-    try:
-        symbols = [site.kind_name for site in inputs['structure'].sites] if 'structure' in inputs else None
-        if symbols is not None:
-            kinds = {kind.name: kind.symbol for kind in inputs['structure'].kinds}
-            symbols = [kinds[name] for name in symbols]
-        pyscf_parameters(inputs['parameters'].get_dict() if 'parameters' in inputs else {}, symbols)
-    except ValueError as exception:
-        return str(exception)
-    return None
+def check_inputs(inputs) -> None:
+    """Raise ``ValueError`` for parameters that PySCF cannot run on this structure (:func:`pyscf_parameters`)."""
+    symbols = None
+    if 'structure' in inputs:
+        kinds = {kind.name: kind.symbol for kind in inputs['structure'].kinds}
+        symbols = [kinds[site.kind_name] for site in inputs['structure'].sites]
+    pyscf_parameters(parameters_of(inputs), symbols)
 
 
 class PyscfCalculation(CalcJob):
@@ -117,12 +114,10 @@ class PyscfCalculation(CalcJob):
     @classmethod
     def define(cls, spec):
         super().define(spec)
-        spec.input('structure', valid_type=orm.StructureData, help='Non-periodic molecule or cluster (Å).')
-        spec.input('parameters', valid_type=orm.Dict, required=False,
-                   help='Settings (see DEFAULT_PARAMETERS): xc, basis, density_fit, charge, multiplicity, conv_tol, '
-                        'max_cycle, grid_level, mo_window, cube_mos.')
-        spec.inputs.validator = validate_inputs
-        define_script_job(spec, 'qdtraps.pyscf')
+        define_script_job(spec, 'qdtraps.pyscf', structure_help='Non-periodic molecule or cluster (Å).',
+                          parameters_help='Settings (see DEFAULT_PARAMETERS): xc, basis, density_fit, charge, '
+                                          'multiplicity, conv_tol, max_cycle, grid_level, mo_window, cube_mos.',
+                          check=check_inputs)
         spec.output('output_parameters', valid_type=orm.Dict,
                     help='Total energy (Ha, eV), HOMO/LUMO/gap (eV), convergence and SCF ladder, timings, version.')
         spec.output('mo_energies', valid_type=orm.ArrayData,

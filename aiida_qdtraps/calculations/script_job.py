@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+from typing import Any, Callable
 
 from aiida import orm
 from aiida.common import CalcInfo, CodeInfo
@@ -14,12 +15,41 @@ from aiida.common.folders import Folder
 INPUT_FILE = 'input.json'
 
 
-def define_script_job(spec, parser_name: str) -> None:
-    """Option defaults of a job that runs one Python script: one machine, one process, no MPI, and its parser."""
+def define_script_job(spec, parser_name: str, *, structure_help: str | None = None,
+                      parameters_help: str | None = None, check: Callable[[Any], None] | None = None) -> None:
+    """Option defaults of a job that runs one Python script: one machine, one process, no MPI, and its parser.
+
+    :param structure_help: if given, the job takes a ``structure`` (StructureData) described by it.
+    :param parameters_help: if given, the job takes optional ``parameters`` (Dict) described by them.
+    :param check: ``check(inputs)`` raises ``ValueError`` for bad inputs; its message is the validation error, so
+        nothing is stored.
+    """
+    if structure_help:
+        spec.input('structure', valid_type=orm.StructureData, help=structure_help)
+    if parameters_help:
+        spec.input('parameters', valid_type=orm.Dict, required=False, help=parameters_help)
+    if check is not None:
+        spec.inputs.validator = _validator(check)
     options = spec.inputs['metadata']['options']
     options['resources'].default = {'num_machines': 1, 'num_mpiprocs_per_machine': 1}
     options['withmpi'].default = False
     options['parser_name'].default = parser_name
+
+
+def _validator(check: Callable[[Any], None]) -> Callable:
+    def validate(inputs, _):
+        try:
+            check(inputs)
+        except ValueError as exception:
+            return str(exception)
+        return None
+
+    return validate
+
+
+def parameters_of(inputs) -> dict:
+    """The job's ``parameters`` as a dict (empty when not given)."""
+    return inputs['parameters'].get_dict() if 'parameters' in inputs else {}
 
 
 def write_script_job(folder: Folder, script: pathlib.Path, parameters: dict) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 from aiida import orm
 from aiida.engine import if_
 
-from .cp2k_base import QdCp2kBaseWorkChain
 from .stage import QdCp2kStageWorkChain, define_relax_outputs
 
 
@@ -19,13 +18,10 @@ class QdCp2kRelaxWorkChain(QdCp2kStageWorkChain):
 
     protocol_file = 'relax.yaml'
 
-    _namespace = 'base'
-
     @classmethod
     def define(cls, spec):
         super().define(spec)
-        spec.expose_inputs(QdCp2kBaseWorkChain, namespace='base', exclude=('cp2k.structure',),
-                           namespace_options={'help': 'Inputs of QdCp2kBaseWorkChain (CP2K GEO_OPT).'})
+        cls.expose_cp2k(spec, help='Inputs of QdCp2kBaseWorkChain (CP2K GEO_OPT).')
         spec.input('mlff_model', valid_type=orm.SinglefileData, required=False,
                    help='A frozen DeePMD model (.pth, e.g. from MlffActiveLearningWorkChain) that pre-relaxes the QD '
                         '(ASE BFGS, `mlff_prerelax` calcfunction) before the GEO_OPT.')

@@ -16,7 +16,7 @@ from ..builder.roles import infer_roles
 from ..calculations.pyscf import DEFAULT_PARAMETERS, PyscfCalculation, pyscf_parameters
 from ..parsers.cp2k_hybrid import MOLDEN_FILE
 from ..protocols import ADMM_SECTION, PROTOCOL_DIR
-from .cp2k_base import WFN_RESTART, QdCp2kBaseWorkChain
+from .cp2k_base import WFN_RESTART
 from .mo_window import extract_mo_window
 from .parent_folder import WFN_FILE, parent_folder_problem
 from .stage import QdCp2kStageWorkChain, failure_message, qd_builder
@@ -196,9 +196,7 @@ class HybridScfWorkChain(QdCp2kStageWorkChain):
                    help='Folder of a previous CP2K run on the same geometry; its wavefunction is the initial guess.')
         spec.input('engine', valid_type=orm.Str, required=False, validator=validate_engine,
                    help="`cp2k` (the `scf` inputs; the default when not given) or `pyscf` (the `pyscf` inputs).")
-        spec.expose_inputs(QdCp2kBaseWorkChain, namespace='scf', exclude=('cp2k.structure',),
-                           namespace_options={'required': False, 'populate_defaults': False,
-                                              'help': 'The CP2K SCF (engine `cp2k`).'})
+        cls.expose_cp2k(spec, required=False, populate_defaults=False, help='The CP2K SCF (engine `cp2k`).')
         spec.expose_inputs(PyscfCalculation, namespace='pyscf', exclude=('structure',),
                            namespace_options={'required': False, 'populate_defaults': False,
                                               'help': 'The PySCF job (engine `pyscf`); charge, multiplicity and the '

@@ -19,7 +19,6 @@ from aiida import orm
 from aiida.engine import calcfunction, if_, while_
 
 from ..parsers.cp2k_md_files import join_by_step, read_dipoles, read_ener, read_xyz_frames, velocity_factor
-from .cp2k_base import QdCp2kBaseWorkChain
 from .cp2k_relax import QdCp2kRelaxWorkChain
 from .parent_folder import MD_RESTART_FILE, forget_dead_folder, parent_folder_problem
 from .stage import QdCp2kStageWorkChain, qd_builder
@@ -229,12 +228,10 @@ class QdMdWorkChain(QdCp2kStageWorkChain):
 
     protocol_file = 'md.yaml'
 
-    _namespace = 'base'
-
     @classmethod
     def define(cls, spec):
         super().define(spec)
-        spec.expose_inputs(QdCp2kBaseWorkChain, namespace='base', exclude=('cp2k.structure',))
+        cls.expose_cp2k(spec)
         spec.input('md', valid_type=orm.Dict, validator=cls._validate_md,
                    help='Dynamics settings (keys of md.yaml): temperature (K), timestep_fs, heatup_fs, '
                         'heatup_segments, thermostat (CSVR|NOSE), thermostat_tau_fs, nve_fs, stride, dipole, seed.')

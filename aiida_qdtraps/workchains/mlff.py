@@ -68,6 +68,20 @@ from .mlff_settings import (  # noqa: F401  (re-exported: their public import pa
 )
 from .stage import QdProtocolMixin, define_qd_inputs, qd_builder
 
+#: The settings inputs of the active-learning loop (one Dict each) and what they hold.
+SETTINGS_HELP = {
+    'initial': 'Initial frames: `method` `rattle` (default; `n_frames`, `rattle_stdev` Å, `seed`) or `cp2k_md` '
+               '(`steps`, `timestep_fs`, `temperature_K`, `thermostat_tau_fs`, `seed`, `stride`: a short CP2K NVT MD '
+               'whose frames are the initial labels).',
+    'training': '`numb_steps`, `parameters` (DeePMD input merged over the DeepmdTrainCalculation defaults), '
+                '`warm_start` (bool), `warm_start_steps` (fraction of numb_steps), `warm_start_parameters`.',
+    'exploration': '`temperatures_K` (list, K) and `md` (MlffMdCalculation parameters but the temperature).',
+    'selection': '`trust_lo`, `trust_hi` (eV/Å), `max_candidates`, `stride`, `min_distance_scale`, optional '
+                 '`adaptive_lo` or `calibrate` (`target_error` eV/Å, `quantile`, `min_points`, `hi_ratio`: from '
+                 'iteration 2 on the levels are calibrated on the labelled frames so far).',
+    'convergence': '`accurate_fraction` (default 0.95), `energy_mae_per_atom` (eV/atom, default 0.001), optional '
+                   '`force_mae` (eV/Å), `max_iterations` (default 5).',
+}
 
 class MlffActiveLearningWorkChain(QdProtocolMixin, WorkChain):
     """Train a DeePMD ensemble for a QD by active learning with CP2K labels (Sowa et al.'s iterative scheme)."""
@@ -77,9 +91,8 @@ class MlffActiveLearningWorkChain(QdProtocolMixin, WorkChain):
     @classmethod
     def define(cls, spec):
         super().define(spec)
-        define_qd_inputs(spec)
-        spec.input('box_vacuum', valid_type=orm.Float, required=False,
-                   help='Centre the QD in a cubic box with this much vacuum (Å) first; every label uses this box.')
+        define_qd_inputs(spec, box_help='Centre the QD in a cubic box with this much vacuum (Å) first; every label '
+                                        'uses this box.')
         spec.expose_inputs(QdCp2kBaseWorkChain, namespace='label', exclude=('cp2k.structure',),
                            namespace_options={'help': 'CP2K ENERGY_FORCE labelling (parameters from the protocol).'})
         spec.input('dp_code', valid_type=orm.AbstractCode, help='Python with deepmd-kit: training (train/freeze/test).')
@@ -88,22 +101,8 @@ class MlffActiveLearningWorkChain(QdProtocolMixin, WorkChain):
         spec.input('num_models', valid_type=orm.Int, default=lambda: orm.Int(4), help='Ensemble size (seeds 1..n).')
         spec.input('validation_every', valid_type=orm.Int, default=lambda: orm.Int(5),
                    help='Hold out every n-th labelled frame for validation and the parity plot.')
-        spec.input('initial', valid_type=orm.Dict,
-                   help='Initial frames: `method` `rattle` (default; `n_frames`, `rattle_stdev` Å, `seed`) or '
-                        '`cp2k_md` (`steps`, `timestep_fs`, `temperature_K`, `thermostat_tau_fs`, `seed`, `stride`: '
-                        'a short CP2K NVT MD whose frames are the initial labels).')
-        spec.input('training', valid_type=orm.Dict,
-                   help='`numb_steps`, `parameters` (DeePMD input merged over the DeepmdTrainCalculation defaults), '
-                        '`warm_start` (bool), `warm_start_steps` (fraction of numb_steps), `warm_start_parameters`.')
-        spec.input('exploration', valid_type=orm.Dict,
-                   help='`temperatures_K` (list, K) and `md` (MlffMdCalculation parameters but the temperature).')
-        spec.input('selection', valid_type=orm.Dict,
-                   help='`trust_lo`, `trust_hi` (eV/Å), `max_candidates`, `stride`, `min_distance_scale`, optional '
-                        '`adaptive_lo` or `calibrate` (`target_error` eV/Å, `quantile`, `min_points`, `hi_ratio`: '
-                        'from iteration 2 on the levels are calibrated on the labelled frames so far).')
-        spec.input('convergence', valid_type=orm.Dict,
-                   help='`accurate_fraction` (default 0.95), `energy_mae_per_atom` (eV/atom, default 0.001), '
-                        'optional `force_mae` (eV/Å), `max_iterations` (default 5).')
+        for name, help_text in SETTINGS_HELP.items():
+            spec.input(name, valid_type=orm.Dict, help=help_text)
         spec.input('label_wfn_restart', valid_type=orm.Bool, default=lambda: orm.Bool(False),
                    help='Start the SCF of the labels of MD frames from the wavefunction of the initial data (the last '
                         'frame of the initial CP2K MD, or the first initial label) instead of the atomic guess.')

@@ -33,6 +33,18 @@ from .qe import (
 from .qe_functions import PP_FILEOUT, analyse_projwfc, extract_density_cube
 from .stage import QdStageWorkChain, define_relax_outputs, failure_message, qd_builder
 
+#: The outputs of the optional pp.x and projwfc.x steps after the relaxation: type and content.
+ANALYSIS_OUTPUTS = {
+    'density_cube': (orm.SinglefileData, 'Valence density of the relaxed QD (Gaussian cube, e/bohr³) from pp.x.'),
+    'lowdin_charges': (orm.ArrayData, 'projwfc.x Löwdin analysis of the relaxed QD: arrays `populations` and '
+                                      '`charges` (e per atom, charge = UPF valence − population); attribute '
+                                      '`spilling`.'),
+    'orbital_summary': (orm.Dict, 'HOMO/LUMO (eV, from the projwfc.x eigenvalues), gap, spilling, Löwdin charge per '
+                                  'element.'),
+    'pdos_plot': (orm.SinglefileData, 'PNG: PDOS per element of the relaxed QD (projwfc.x projections, Gaussian '
+                                      'σ = 0.1 eV).'),
+}
+
 
 class QdQeRelaxWorkChain(QdStageWorkChain):
     """Relax a QD with pw.x PBE (``PwBaseWorkChain``, ``calculation='relax'``) in a box; optionally the pp.x valence
@@ -63,15 +75,8 @@ class QdQeRelaxWorkChain(QdStageWorkChain):
             cls.results,
         )
         define_relax_outputs(spec)
-        spec.output('density_cube', valid_type=orm.SinglefileData, required=False,
-                    help='Valence density of the relaxed QD (Gaussian cube, e/bohr³) from pp.x.')
-        spec.output('lowdin_charges', valid_type=orm.ArrayData, required=False,
-                    help='projwfc.x Löwdin analysis of the relaxed QD: arrays `populations` and `charges` (e per '
-                         'atom, charge = UPF valence − population); attribute `spilling`.')
-        spec.output('orbital_summary', valid_type=orm.Dict, required=False,
-                    help='HOMO/LUMO (eV, from the projwfc.x eigenvalues), gap, spilling, Löwdin charge per element.')
-        spec.output('pdos_plot', valid_type=orm.SinglefileData, required=False,
-                    help='PNG: PDOS per element of the relaxed QD (projwfc.x projections, Gaussian σ = 0.1 eV).')
+        for name, (valid_type, help_text) in ANALYSIS_OUTPUTS.items():
+            spec.output(name, valid_type=valid_type, required=False, help=help_text)
         spec.exit_code(402, 'ERROR_NO_RELAXED_STRUCTURE', message='The pw.x run finished without a structure.')
         spec.exit_code(411, 'ERROR_QE_RELAX_FAILED', message='The pw.x relaxation failed: {message}')
         spec.exit_code(412, 'ERROR_QE_DENSITY_FAILED', message='The pp.x density calculation failed: {message}')

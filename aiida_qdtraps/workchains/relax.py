@@ -94,8 +94,7 @@ class QdRelaxWorkChain(ProtocolMixin, WorkChain):
     def get_builder_from_protocol(cls, code: orm.AbstractCode, structure: orm.StructureData,
                                   protocol: str | None = None, overrides: dict | None = None, charge: int = 0,
                                   multiplicity: int = 1, options: dict | None = None,
-                                  pp_code: orm.AbstractCode | None = None,
-                                  projwfc_code: orm.AbstractCode | None = None):
+                                  **qe_codes: orm.AbstractCode | None):
         """Builder for ``structure`` with the ``fast``/``moderate``/``precise`` protocol: the engine's own builder
         (``QdCp2kRelaxWorkChain.get_builder_from_protocol`` or ``QdQeRelaxWorkChain.get_builder_from_protocol``)
         with ``engine`` set.
@@ -106,18 +105,22 @@ class QdRelaxWorkChain(ProtocolMixin, WorkChain):
         :param overrides: nested dict with the input layout of the engine's protocol file, merged last.
         :param options: CalcJob options merged into ``base.cp2k.metadata.options`` (e.g. resources), or into the pw.x,
             pp.x and projwfc.x options for QE.
-        :param pp_code: QE only: a ``quantumespresso.pp`` code; if given, the valence density cube is made too.
-        :param projwfc_code: QE only: a ``quantumespresso.projwfc`` code; if given, projwfc.x runs on the relaxed QD
-            (Löwdin charges, HOMO/LUMO, PDOS figure).
-        :raises ValueError: for ``pp_code`` or ``projwfc_code`` with a CP2K code.
+        :param qe_codes: QE only, passed on to ``QdQeRelaxWorkChain.get_builder_from_protocol``: ``pp_code`` (a
+            ``quantumespresso.pp`` code; the valence density cube is made too) and ``projwfc_code`` (a
+            ``quantumespresso.projwfc`` code; projwfc.x runs on the relaxed QD: Löwdin charges, HOMO/LUMO, PDOS).
+        :raises ValueError: for ``pp_code`` or ``projwfc_code`` with a CP2K code, or any other keyword.
         """
         engine = cls.engine_of_code(code)
         process_class = ENGINES[engine][0]
+        unknown = sorted(set(qe_codes) - {'pp_code', 'projwfc_code'})
+        if unknown:
+            raise ValueError(f'unknown keyword(s) {unknown}; this builder takes pp_code and projwfc_code besides the '
+                             'arguments of the engine builders')
         if engine == 'qe':
             child = process_class.get_builder_from_protocol(code, structure, protocol, overrides, charge, multiplicity,
-                                                            options, pp_code=pp_code, projwfc_code=projwfc_code)
+                                                            options, **qe_codes)
         else:
-            given = [name for name, value in (('pp_code', pp_code), ('projwfc_code', projwfc_code)) if value]
+            given = sorted(name for name, value in qe_codes.items() if value)
             if given:
                 raise ValueError(f'{given} need a quantumespresso.pw code; got a {code.default_calc_job_plugin!r} '
                                  f'code ({code.full_label})')

@@ -24,11 +24,14 @@ def failure_message(node: orm.ProcessNode) -> str:
     return f'{node.process_label}<{node.pk}> exit status {node.exit_status}: {node.exit_message}'
 
 
-def define_qd_inputs(spec) -> None:
-    """The inputs every QD work chain takes: the structure, its net charge and its spin multiplicity."""
+def define_qd_inputs(spec, box_help: str | None = None) -> None:
+    """The inputs every QD work chain takes: the structure, its net charge and its spin multiplicity; with
+    ``box_help``, also the optional ``box_vacuum`` (Å) of work chains that can centre the QD in a cubic box."""
     spec.input('structure', valid_type=orm.StructureData, help='The QD.')
     spec.input('charge', valid_type=orm.Int, default=lambda: orm.Int(0), help='Net charge of the QD (e).')
     spec.input('multiplicity', valid_type=orm.Int, default=lambda: orm.Int(1), help='Spin multiplicity 2S+1.')
+    if box_help:
+        spec.input('box_vacuum', valid_type=orm.Float, required=False, help=box_help)
 
 
 def qd_builder(process_class, structure: orm.StructureData, charge: int, multiplicity: int,
@@ -75,9 +78,8 @@ class QdStageWorkChain(QdProtocolMixin, WorkChain):
     @classmethod
     def define(cls, spec):
         super().define(spec)
-        define_qd_inputs(spec)
-        spec.input('box_vacuum', valid_type=orm.Float, required=False,
-                   help='If given, centre the QD in a cubic box with this much vacuum (Å) on every side first.')
+        define_qd_inputs(spec, box_help='If given, centre the QD in a cubic box with this much vacuum (Å) on every '
+                                        'side first.')
         spec.input('clean_workdir', valid_type=orm.Bool, default=lambda: orm.Bool(False),
                    help='Clean the remote folders of all called calculations when done.')
         spec.exit_code(201, 'ERROR_MISSING_KIND', message='Missing basis or pseudopotential: {message}.')
@@ -121,6 +123,13 @@ class QdCp2kStageWorkChain(QdStageWorkChain):
     """
 
     _namespace: str = 'base'
+
+    @classmethod
+    def expose_cp2k(cls, spec, **namespace_options) -> None:
+        """Expose ``QdCp2kBaseWorkChain``'s inputs in ``cls._namespace``, without the structure (the stage submits its
+        own, boxed one); ``namespace_options`` as for ``expose_inputs`` (``help``, ``required``, ...)."""
+        spec.expose_inputs(QdCp2kBaseWorkChain, namespace=cls._namespace, exclude=('cp2k.structure',),
+                           namespace_options=namespace_options or None)
 
     @classmethod
     def cp2k_builder_from_protocol(cls, code: orm.AbstractCode, structure: orm.StructureData,

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import pathlib
 
+import pytest
 from aiida import orm
 from aiida.engine import run_get_node
 
@@ -26,6 +27,16 @@ def import_library(archive: str, group: str) -> orm.Group:
 
     import_archive(LIBRARY / archive)
     return orm.load_group(group)
+
+
+def library_fixture(archive: str, group: str, name: str):
+    """A module-scoped fixture ``name`` that imports ``archive`` into the (fresh) test profile and gives its Group."""
+
+    @pytest.fixture(scope='module', name=name)
+    def imported(aiida_profile):
+        return import_library(archive, group)
+
+    return imported
 
 
 def round_trip_manifest(manifest: str, group: orm.Group) -> list[dict]:

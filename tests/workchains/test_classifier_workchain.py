@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from aiida import orm
-from library_archives import ALL_CORE, assert_pbe0_charges, import_library, round_trip_manifest, train_all_core
+from library_archives import ALL_CORE, assert_pbe0_charges, library_fixture, round_trip_manifest, train_all_core
 
 from aiida_qdtraps.analysis import classifier as kernel
 from aiida_qdtraps.builder.vacancies import VACANCY_KINDS
@@ -21,12 +21,7 @@ from aiida_qdtraps.workchains.classifier import (
 )
 
 GROUP = 'qdtraps/library'
-
-
-@pytest.fixture(scope='module')
-def library(aiida_profile):
-    """The library archive imported into the (fresh) test profile; returns its Group."""
-    return import_library('library.aiida', GROUP)
+library = library_fixture('library.aiida', GROUP, 'library')
 
 
 def test_archive_round_trips_with_identical_queries(library):

@@ -6,33 +6,24 @@ model -> dataset -> labels -> PBE0 CalcJob -> relaxed structure -> GEO_OPT CalcJ
 
 from __future__ import annotations
 
+import library_archives as archives
 import numpy as np
 import pytest
 from aiida import orm
-from library_archives import ALL_CORE, assert_pbe0_charges, import_library, round_trip_manifest, train_all_core
 
-from aiida_qdtraps.workchains.classifier import (
-    build_dataset,
-    featurize,
-    labeling_inputs,
-    trace_sample,
-)
+from aiida_qdtraps.workchains import classifier
 
 GROUP = 'qdtraps/library-relaxed'
-
-
-@pytest.fixture(scope='module')
-def relaxed(aiida_profile):
-    return import_library('library_relaxed.aiida', GROUP)
+relaxed = archives.library_fixture('library_relaxed.aiida', GROUP, 'relaxed')
 
 
 def test_relaxed_archive_round_trips(relaxed):
-    manifest = round_trip_manifest('manifest_relaxed.json', relaxed)
+    manifest = archives.round_trip_manifest('manifest_relaxed.json', relaxed)
     assert len(manifest) >= 12  # at least 12 QDs through the pipeline
     assert {row['protocol'] for row in manifest} == {'fast'}
     assert {row['material'] for row in manifest} == {'InP', 'GaP'}
     assert {None, 'ligand', 'cation', 'pair', 'anion'} <= {row['vacancy'] for row in manifest}
-    assert_pbe0_charges(manifest)
+    archives.assert_pbe0_charges(manifest)
 
 
 def test_every_label_comes_from_a_relaxed_structure(relaxed):
@@ -59,7 +50,7 @@ def test_every_label_comes_from_a_relaxed_structure(relaxed):
 
 @pytest.fixture(scope='module')
 def relaxed_model(relaxed):
-    return train_all_core(GROUP)
+    return archives.train_all_core(GROUP)
 
 
 def test_classifier_on_relaxed_labels_traces_through_the_relax(relaxed_model):
@@ -68,7 +59,7 @@ def test_classifier_on_relaxed_labels_traces_through_the_relax(relaxed_model):
     results, _ = relaxed_model
     metrics = results['metrics']
     assert metrics['n_positive'] > 0 and metrics['n_samples'] > metrics['n_positive']
-    trace = trace_sample(results['model'])
+    trace = classifier.trace_sample(results['model'])
     assert trace['dataset'].get_array('y')[trace['row']] == 1
     scf_structure, built = trace['scf_structure'], trace['built']
     qb = orm.QueryBuilder().append(orm.StructureData, filters={'id': scf_structure.pk}, tag='relaxed')
@@ -90,18 +81,18 @@ def test_relaxed_and_built_geometries_are_not_mixed_silently(relaxed, relaxed_mo
 
     from aiida_qdtraps.cli import cmd_classify
 
-    built_library = import_library('library.aiida', 'qdtraps/library')
-    relaxed_qd = featurize(**labeling_inputs(sorted(relaxed.nodes, key=lambda n: n.pk)[0]),
-                           parameters=orm.Dict(ALL_CORE))['features']
+    built_library = archives.import_library('library.aiida', 'qdtraps/library')
+    relaxed_qd = classifier.featurize(**classifier.labeling_inputs(sorted(relaxed.nodes, key=lambda n: n.pk)[0]),
+                           parameters=orm.Dict(archives.ALL_CORE))['features']
     source = relaxed_qd.base.attributes.get('geometry_source')
     assert source['process'] == 'Cp2kCalculation'
     assert source['settings']['max_force'] == 0.0045 and source['settings']['hf_fraction'] is None
     assert source['settings']['cutoff'] == 200
-    built_qd = featurize(**labeling_inputs(sorted(built_library.nodes, key=lambda n: n.pk)[0]),
-                         parameters=orm.Dict(ALL_CORE))['features']
-    _, node = build_dataset.run_get_node(qd_a=relaxed_qd, qd_b=built_qd)
+    built_qd = classifier.featurize(**classifier.labeling_inputs(sorted(built_library.nodes, key=lambda n: n.pk)[0]),
+                         parameters=orm.Dict(archives.ALL_CORE))['features']
+    _, node = classifier.build_dataset.run_get_node(qd_a=relaxed_qd, qd_b=built_qd)
     assert node.exit_status == 322 and 'made by Cp2kCalculation != build_qd_structure' in node.exit_message
-    _, node = build_dataset.run_get_node(qd_a=relaxed_qd, qd_b=built_qd,
+    _, node = classifier.build_dataset.run_get_node(qd_a=relaxed_qd, qd_b=built_qd,
                                          parameters=orm.Dict({'allow_mixed_protocols': True}))
     assert node.is_finished_ok
     assert len(node.outputs.dataset.base.attributes.get('geometry_sources')) == 2

@@ -62,6 +62,8 @@ def test_the_builder_is_the_engine_builder_with_the_engine_set(code_of, tiny_qd,
 def test_qe_only_codes_and_inputs_are_refused_for_cp2k(code_of, tiny_qd):
     with pytest.raises(ValueError, match=r"\['pp_code'\] need a quantumespresso.pw code; got a 'cp2k' code"):
         QdRelaxWorkChain.get_builder_from_protocol(code_of['cp2k'], tiny_qd, protocol='fast', pp_code=code_of['qe'])
+    with pytest.raises(ValueError, match=r"unknown keyword\(s\) \['pw_code'\]"):
+        QdRelaxWorkChain.get_builder_from_protocol(code_of['qe'], tiny_qd, protocol='fast', pw_code=code_of['qe'])
     builder = QdRelaxWorkChain.get_builder_from_protocol(code_of['qe'], tiny_qd, protocol='fast')
     builder.mlff_model = orm.SinglefileData.from_string('not a model', 'model.pth')
     with pytest.raises(ValueError, match=r"input\(s\) \['mlff_model'\] are not used by engine 'qe'"):
