@@ -11,6 +11,7 @@ deviation ``max_devi_f`` (eV/Å) over the ensemble is below ``trust_lo`` is *acc
 from __future__ import annotations
 
 import dataclasses
+import pathlib
 import re
 
 import numpy as np
@@ -258,6 +259,53 @@ def assemble_dataset(frames, type_map: list[str], validation_every: int, systems
         md_steps[name].append(frame.md_step)
     return systems, sources, md_steps
 
+
+def write_dipole_systems(directory, symbols, positions, dipoles, type_map: list[str], validation_every: int,
+                         subsets: tuple[str, str] = ('training', 'validation')) -> dict[str, int]:
+    """Write frames with their global dipoles as deepmd/npy systems for a DeePMD dipole model.
+
+    ``<directory>/<subset>/<composition>/`` gets ``type.raw``, ``type_map.raw``, ``nopbc`` and ``set.000/`` with
+    ``coord.npy`` (Å), ``box.npy`` (a zero box, ignored with ``nopbc``) and ``dipole.npy`` (e·Å, shape (frames, 3));
+    every ``validation_every``-th frame (0, n, 2n, ...; 0: none) goes to the validation subset.
+
+    :param symbols: the element of each atom (the same for every frame).
+    :param positions: (frames, atoms, 3) in Å; ``dipoles``: (frames, 3) in e·Å.
+    :returns: the number of frames per written system (``{'training/F9In4P1': 32, ...}``).
+    :raises ValueError: naming what is wrong: shapes that disagree, values that are not finite, an element missing
+        from ``type_map``, no frames.
+    """
+    positions = np.asarray(positions, dtype=float)
+    dipoles = np.asarray(dipoles, dtype=float)
+    symbols = list(symbols)
+    if positions.ndim != 3 or positions.shape[1:] != (len(symbols), 3) or len(positions) == 0:
+        raise ValueError(f'positions have shape {positions.shape}; expected (frames > 0, {len(symbols)}, 3)')
+    if dipoles.shape != (len(positions), 3):
+        raise ValueError(f'dipoles have shape {dipoles.shape}; expected ({len(positions)}, 3), one per frame')
+    for name, values in (('positions', positions), ('dipoles', dipoles)):
+        bad = np.flatnonzero(~np.isfinite(values.reshape(len(values), -1)).all(axis=1))
+        if len(bad):
+            raise ValueError(f'{name} of frame {int(bad[0])} are not finite numbers')
+    missing = sorted(set(symbols) - set(type_map))
+    if missing:
+        raise ValueError(f'elements {missing} are not in type_map {type_map}')
+    types = np.array([type_map.index(symbol) for symbol in symbols])
+    composition = ''.join(f'{el}{symbols.count(el)}' for el in type_map if el in symbols)
+    held_out = assign_validation(0, len(positions), int(validation_every))
+    written = {}
+    for subset, mask in ((subsets[0], ~held_out), (subsets[1], held_out)):
+        if not mask.any():
+            continue
+        system = pathlib.Path(directory) / subset / composition
+        (system / 'set.000').mkdir(parents=True, exist_ok=True)
+        np.savetxt(system / 'type.raw', types, fmt='%d')
+        (system / 'type_map.raw').write_text('\n'.join(type_map) + '\n')
+        (system / 'nopbc').write_text('')
+        n = int(mask.sum())
+        np.save(system / 'set.000' / 'coord.npy', positions[mask].reshape(n, -1))
+        np.save(system / 'set.000' / 'box.npy', np.zeros((n, 9)))
+        np.save(system / 'set.000' / 'dipole.npy', dipoles[mask])
+        written[f'{subset}/{composition}'] = n
+    return written
 
 #: Panels of the parity plot: name, axis label.
 PARITY_PANELS = (('energy', 'energy (eV/atom)'), ('force', 'force (eV/Å)'))

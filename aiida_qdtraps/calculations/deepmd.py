@@ -8,6 +8,9 @@ The code is a Python interpreter with deepmd-kit (``dp-python@localhost``: the p
     dp --pt freeze -o model.pth         # frozen TorchScript model (never a pickle)
     dp --pt test -m model.pth -s dataset/validation -n 100000 -d validation   # held-out parity (if any)
 
+``kind='dipole'`` trains a DeePMD dipole model instead (DIPOLE_PARAMETERS: dipole fitting network, tensor loss on the
+global dipole ``dipole.npy``); ``dp test`` then writes ``validation.out`` (label and prediction, e·Å).
+
 Warm start (``init_model``): DeePMD-kit 3.2.0's PyTorch backend has three ways to start from a previous model, and
 only one takes the frozen ``.pth`` this CalcJob outputs. ``--init-model`` and ``--finetune`` load a training
 *checkpoint* (``model.ckpt.pt``; ``torch.load(..., weights_only=True)`` refuses a TorchScript archive), while
@@ -49,6 +52,22 @@ DEFAULT_PARAMETERS = {
     'training': {'numb_steps': 1000, 'disp_freq': 100, 'save_freq': 1000, 'training_data': {'batch_size': 'auto'}},
 }
 
+#: DeePMD-kit input for a dipole model (``kind='dipole'``): the same descriptor, a dipole fitting network whose atomic
+#: vectors (on every type) sum to the global dipole, trained on the global dipole alone (``dipole.npy``, e·Å, shape
+#: (frames, 3)). The sum of local vectors is translation-invariant: a model for neutral QDs, as Sowa et al.'s.
+DIPOLE_PARAMETERS = {
+    'model': {
+        'type_map': [],
+        'descriptor': copy.deepcopy(DEFAULT_PARAMETERS['model']['descriptor']),
+        'fitting_net': {'type': 'dipole', 'neuron': [64, 64, 64], 'resnet_dt': True},
+    },
+    'learning_rate': {'type': 'exp', 'decay_steps': 100, 'start_lr': 1.0e-2, 'stop_lr': 1.0e-4},
+    'loss': {'type': 'tensor', 'pref': 1.0, 'pref_atomic': 0.0},
+    'training': copy.deepcopy(DEFAULT_PARAMETERS['training']),
+}
+#: The base input of each kind of model.
+KINDS = {'energy': DEFAULT_PARAMETERS, 'dipole': DIPOLE_PARAMETERS}
+
 SCRIPT = pathlib.Path(__file__).with_name('deepmd_train_script.py')
 DATASET_DIR = 'dataset'
 TRAINING_DIR = 'training'
@@ -89,6 +108,12 @@ def validate_parameters(value, _):
     return None
 
 
+def validate_kind(value, _):
+    if value is not None and value.value not in KINDS:
+        return f'kind must be one of {sorted(KINDS)}, got {value.value!r}'
+    return None
+
+
 def validate_init_model(value, _):
     if value is not None and not value.filename.endswith('.pth'):
         return f'init_model must be a frozen PyTorch model (.pth, `dp --pt freeze`), got file {value.filename!r}'
@@ -121,6 +146,9 @@ class DeepmdTrainCalculation(CalcJob):
         spec.input('type_map', valid_type=orm.List, help='Element order of the model (and of the dataset type maps).')
         spec.input('seed', valid_type=orm.Int, default=lambda: orm.Int(1),
                    help='Seed of the network initialisation and batch order (ensembles differ by seed).')
+        spec.input('kind', valid_type=orm.Str, default=lambda: orm.Str('energy'), validator=validate_kind,
+                   help='`energy` (energies and forces: the MLFF; DEFAULT_PARAMETERS) or `dipole` (the global dipole '
+                        '`dipole.npy` in e·Å: a DeePMD dipole model for IR spectra; DIPOLE_PARAMETERS).')
         spec.input('init_model', valid_type=orm.SinglefileData, required=False, validator=validate_init_model,
                    help='Frozen model (.pth) of an earlier training to start from (`dp --pt train --init-frz-model`, '
                         'model section from that model); same type map.')
@@ -130,9 +158,10 @@ class DeepmdTrainCalculation(CalcJob):
         spec.output('learning_curve', valid_type=orm.ArrayData,
                     help='lcurve.out: `step`, `rmse_e_trn` (eV/atom), `rmse_f_trn` (eV/Å), `lr`, ...')
         spec.output('validation_parity', valid_type=orm.ArrayData, required=False,
-                    help='Held-out frames: `energy_per_atom_dft`/`_mlff` (eV/atom), `forces_dft`/`_mlff` (eV/Å).')
+                    help='Held-out frames: `energy_per_atom_dft`/`_mlff` (eV/atom), `forces_dft`/`_mlff` (eV/Å); '
+                         'a dipole model: `dipole_dft`/`_mlff` (e·Å).')
         spec.output('output_parameters', valid_type=orm.Dict,
-                    help='Final training RMSEs and validation MAE/RMSE (eV/atom, eV/Å), step count.')
+                    help='Final training RMSEs and validation MAE/RMSE (eV/atom, eV/Å; dipole: e·Å), step count.')
         spec.exit_code(300, 'ERROR_MISSING_OUTPUT', message='The job did not produce {filename}: see train.log.')
         spec.exit_code(310, 'ERROR_TRAINING_DIVERGED', message='The learning curve holds NaN values.')
         spec.exit_code(320, 'ERROR_INIT_MODEL_NOT_LOADED',
@@ -143,7 +172,7 @@ class DeepmdTrainCalculation(CalcJob):
         training = dataset_systems(dataset, TRAINING_DIR)
         validation = dataset_systems(dataset, VALIDATION_DIR)
         changes = self.inputs.parameters.get_dict() if 'parameters' in self.inputs else {}
-        params = recursive_merge(copy.deepcopy(DEFAULT_PARAMETERS), copy.deepcopy(changes))
+        params = recursive_merge(copy.deepcopy(KINDS[self.inputs.kind.value]), copy.deepcopy(changes))
         params['model']['type_map'] = list(self.inputs.type_map.get_list())
         params['model']['descriptor']['seed'] = self.inputs.seed.value
         params['model']['fitting_net']['seed'] = self.inputs.seed.value
@@ -165,5 +194,5 @@ class DeepmdTrainCalculation(CalcJob):
                      INIT_MODEL_FILE if 'init_model' in self.inputs else '-']
         return script_calcinfo(self.inputs.code, SCRIPT, arguments, LOG,
                                [MODEL_FILE, LCURVE_FILE, INPUT_FILE, 'out.json', LOG,
-                                f'{DETAIL_PREFIX}.e_peratom.out', f'{DETAIL_PREFIX}.f.out'],
+                                f'{DETAIL_PREFIX}.e_peratom.out', f'{DETAIL_PREFIX}.f.out', f'{DETAIL_PREFIX}.out'],
                                local_copy_list=local_copy_list)

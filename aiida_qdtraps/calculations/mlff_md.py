@@ -18,6 +18,7 @@ from aiida.engine import CalcJob
 from .script_job import INPUT_FILE, define_script_job, parameters_of, script_calcinfo, write_script_job
 
 SCRIPT = pathlib.Path(__file__).with_name('mlff_md_script.py')
+DIPOLE_MODEL_FILE = 'dipole.pth'
 THERMOSTATS = ('langevin', 'nve')
 
 #: MD settings and their defaults: K, fs, steps, fs (Langevin time constant), frozen atom indices, velocity seed.
@@ -57,6 +58,17 @@ def check_inputs(inputs) -> None:
     md_parameters(parameters_of(inputs), len(inputs['structure'].sites) if 'structure' in inputs else None)
     if not inputs.get('models'):
         raise ValueError('give at least one frozen model in `models`')
+    dipole = inputs.get('dipole_model')
+    if dipole is not None:
+        kind = dipole.base.attributes.get('kind', 'dipole')
+        if kind != 'dipole':
+            raise ValueError(f'dipole_model<{dipole.pk}> is a DeePMD {kind!r} model, not a dipole model')
+        trained = dipole.base.attributes.get('type_map', None)
+        if trained is not None and 'structure' in inputs:
+            missing = sorted({kind.symbol for kind in inputs['structure'].kinds} - set(trained))
+            if missing:
+                raise ValueError(f'dipole_model<{dipole.pk}> was trained with type_map {list(trained)}: it knows no '
+                                 f'{missing}')
 
 
 class MlffMdCalculation(CalcJob):
@@ -70,9 +82,13 @@ class MlffMdCalculation(CalcJob):
         spec.input_namespace('models', valid_type=orm.SinglefileData, dynamic=True,
                              help='Frozen models (.pth); the first drives the MD, all give the deviation.')
         spec.input('type_map', valid_type=orm.List, help='Element order of the models.')
+        spec.input('dipole_model', valid_type=orm.SinglefileData, required=False,
+                   help='A frozen DeePMD dipole model (.pth, `DeepmdTrainCalculation` with kind `dipole`): the global '
+                        'dipole of every saved frame goes to the trajectory (`dipole`, e·Å), for the IR spectrum.')
         spec.output('trajectory', valid_type=orm.TrajectoryData,
-                    help='Saved frames (Å) with arrays `energies` (eV), `forces` (eV/Å), `temperatures` (K) and, '
-                         'with >= 2 models, `max_devi_f`/`min_devi_f`/`avg_devi_f` (eV/Å), `devi_e` (eV/atom).')
+                    help='Saved frames (Å) with arrays `energies` (eV), `forces` (eV/Å), `temperatures` (K), '
+                         '`dipole` (e·Å) with a dipole model and, with >= 2 models, `max_devi_f`/`min_devi_f`/'
+                         '`avg_devi_f` (eV/Å), `devi_e` (eV/atom).')
         spec.output('output_parameters', valid_type=orm.Dict, help='Frame count and timings (s, ms per step).')
         spec.exit_code(300, 'ERROR_MISSING_OUTPUT', message='The MD script wrote no md.npz: see md.log.')
         spec.exit_code(310, 'ERROR_MD_DIVERGED', message='The MD trajectory holds NaN or exploded coordinates.')
@@ -83,7 +99,8 @@ class MlffMdCalculation(CalcJob):
                                len(structure.sites))
         names = sorted(self.inputs.models, key=lambda k: (len(k), k))
         params.update(structure_file='structure.xyz', type_map=list(self.inputs.type_map.get_list()),
-                      models=[f'model_{i}.pth' for i in range(len(names))])
+                      models=[f'model_{i}.pth' for i in range(len(names))],
+                      dipole_model=DIPOLE_MODEL_FILE if 'dipole_model' in self.inputs else None)
         write_script_job(folder, SCRIPT, params)
         buffer = io.StringIO()
         structure.get_ase().write(buffer, format='extxyz')
@@ -91,5 +108,7 @@ class MlffMdCalculation(CalcJob):
             handle.write(buffer.getvalue())
         models = [(self.inputs.models[name].uuid, self.inputs.models[name].filename, f'model_{i}.pth')
                   for i, name in enumerate(names)]
+        if 'dipole_model' in self.inputs:
+            models.append((self.inputs.dipole_model.uuid, self.inputs.dipole_model.filename, DIPOLE_MODEL_FILE))
         return script_calcinfo(self.inputs.code, SCRIPT, [INPUT_FILE], 'md.log',
                                ['md.npz', 'md.json', 'md.log', INPUT_FILE], local_copy_list=models)

@@ -2,8 +2,9 @@
 
 Usage: ``python mlff_md_script.py input.json``. Reads ``structure.xyz`` (extended XYZ) and the frozen models
 ``model_<i>.pth`` named in ``input.json``; drives ASE MD with the first model (Langevin BAOAB or velocity-Verlet
-NVE), optionally with frozen atoms; every ``save_interval`` steps stores the frame and evaluates all models on it.
-Writes ``md.npz`` (Å, eV, eV/Å, fs, K) and ``md.json`` (timings). Needs only numpy, ase and deepmd-kit, so it
+NVE), optionally with frozen atoms; every ``save_interval`` steps stores the frame and evaluates all models on it
+(and a dipole model, if given, for the frame's global dipole). Writes ``md.npz`` (Å, eV, eV/Å, fs, K, e·Å) and
+``md.json`` (timings). Needs only numpy, ase and deepmd-kit, so it
 runs with any Python that has them (a cluster's, too).
 """
 
@@ -83,11 +84,27 @@ def main(path: str) -> None:
         max_f, min_f, avg_f = calc_model_devi_f(forces)
         result.update(max_devi_f=max_f, min_devi_f=min_f, avg_devi_f=avg_f,
                       devi_e=calc_model_devi_e(np.array(energies)[..., None] / positions.shape[1]))
+    if params.get('dipole_model'):
+        result['dipoles'] = global_dipoles(params['dipole_model'], atoms.get_chemical_symbols(), positions)
     result['cell'] = atoms.cell.array
     np.savez('md.npz', **result)
     with open('md.json', 'w') as handle:
         json.dump({'md_seconds': md_seconds, 'md_ms_per_step': 1e3 * md_seconds / max(params['steps'], 1),
                    'deviation_seconds': devi_seconds, 'n_frames': len(positions), 'n_models': len(ensemble)}, handle)
+
+
+def global_dipoles(model_file: str, symbols: list[str], positions: np.ndarray) -> np.ndarray:
+    """The global dipole (e·Å, shape (frames, 3)) of each frame by a DeePMD dipole model, with its own type map."""
+    from deepmd.infer.deep_dipole import DeepDipole
+
+    model = DeepDipole(model_file)
+    type_map = list(model.get_type_map())
+    unknown = sorted(set(symbols) - set(type_map))
+    if unknown:
+        raise ValueError(f'the dipole model knows the elements {type_map}, not {unknown}')
+    types = [type_map.index(symbol) for symbol in symbols]
+    dipoles = model.eval(positions.reshape(len(positions), -1), None, types, atomic=False)
+    return np.asarray(dipoles, dtype=float).reshape(len(positions), 3)
 
 
 if __name__ == '__main__':

@@ -77,7 +77,8 @@ class DeepmdTrainParser(Parser):
                 return self.exit_codes.ERROR_MISSING_OUTPUT.format(filename=filename)
         try:  # every file is read before an output is registered: a damaged file leaves no outputs
             curve = read_lcurve(self._content(LCURVE_FILE))
-            parity = self._read_validation()
+            dipole = 'kind' in self.node.inputs and self.node.inputs.kind.value == 'dipole'
+            parity = self._read_dipole_validation() if dipole else self._read_validation()
             log = self._content(LOG) or ''
             settings = json.loads(self._content('input.json') or '{}')
         except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError included
@@ -97,6 +98,7 @@ class DeepmdTrainParser(Parser):
             model = orm.SinglefileData(handle, filename=MODEL_FILE)
         if 'type_map' in self.node.inputs:
             model.base.attributes.set('type_map', self.node.inputs.type_map.get_list())
+        model.base.attributes.set('kind', 'dipole' if dipole else 'energy')
         self.out('model', model)
 
         steps = settings.get('training', {}).get('numb_steps', int(curve['step'][-1]))
@@ -106,7 +108,16 @@ class DeepmdTrainParser(Parser):
         sel_warnings = sorted(set(SEL_WARNING.findall(log)))
         if sel_warnings:
             result['sel_warnings'] = sel_warnings
-        if parity is not None:
+        if parity is not None and dipole:
+            self.out('validation_parity', parity)
+            metrics = parity_metrics(parity.get_array('dipole_mlff'), parity.get_array('dipole_dft'))
+            labels = parity.get_array('dipole_dft')
+            # the labels' own spread about their mean, per component as the RMSE: what predicting the mean would give
+            spread = float(np.sqrt(np.square(labels - labels.mean(axis=0)).mean()))
+            result.update(n_validation_frames=len(labels), dipole_mae=metrics['mae'], dipole_rmse=metrics['rmse'],
+                          dipole_max_error=metrics['max'], dipole_std=spread,
+                          units={'dipole': 'e*angstrom', 'lcurve_dipole': 'e*angstrom per atom'})
+        elif parity is not None:
             e, f = parity
             parity = orm.ArrayData()
             parity.set_array('energy_per_atom_dft', e[:, 0])
@@ -121,6 +132,24 @@ class DeepmdTrainParser(Parser):
                           force_max_error=force['max'], units={'energy': 'eV/atom', 'force': 'eV/Å'})
         self.out('output_parameters', orm.Dict(result))
         return None
+
+    def _read_dipole_validation(self) -> orm.ArrayData | None:
+        """``dp test``'s global dipoles of a dipole model (label x y z, prediction x y z; e·Å) as ``dipole_dft`` and
+        ``dipole_mlff`` arrays, None if it was not run.
+
+        :raises ValueError: for a damaged table or values that are not finite numbers.
+        """
+        name = f'{DETAIL_PREFIX}.out'
+        text = self._content(name)
+        if text is None:
+            return None
+        table = read_table(text, name, 6)
+        if table.shape[1] != 6 or not np.all(np.isfinite(table)):
+            raise ValueError(f'{name} must hold 6 finite columns (label and predicted dipole), got {table.shape[1]}')
+        parity = orm.ArrayData()
+        parity.set_array('dipole_dft', table[:, :3])
+        parity.set_array('dipole_mlff', table[:, 3:])
+        return parity
 
     def _read_validation(self) -> tuple[np.ndarray, np.ndarray] | None:
         """``dp test``'s per-atom energies (n_frames, 2) and forces (n_atoms, 6), None if it was not run.
@@ -161,6 +190,8 @@ class MlffMdParser(Parser):
         for name in ('energies', 'forces', 'temperatures', 'max_devi_f', 'min_devi_f', 'avg_devi_f', 'devi_e'):
             if name in data:
                 trajectory.set_array(name, data[name])
+        if 'dipoles' in data:
+            trajectory.set_array('dipole', data['dipoles'])
         self._set_md_layout(trajectory, data)
         self.out('trajectory', trajectory)
         self.out('output_parameters', orm.Dict(timings))

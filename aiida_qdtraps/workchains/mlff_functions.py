@@ -1,6 +1,6 @@
 """Calcfunctions of the MLFF active learning (:mod:`.mlff`): the initial rattled frames, the trust levels and the
-candidate selection, the calibration of the deviation, the growing deepmd/npy dataset, the per-iteration table and
-the parity plot.
+candidate selection, the calibration of the deviation, the growing deepmd/npy dataset, the dataset of a dipole model,
+the per-iteration table and the parity plot.
 
 Each one unpacks its nodes, calls the pure kernels of :mod:`aiida_qdtraps.analysis.mlff` (and
 :func:`aiida_qdtraps.analysis.plots.parity_plot`) and stores the result with its units.
@@ -299,6 +299,53 @@ def grow_dataset(parameters: orm.Dict, dataset: orm.FolderData | None = None, **
     result.base.attributes.set('units', {'energy': 'eV', 'force': 'eV/Å', 'length': 'Å'})
     return {'dataset': result}
 
+
+
+@calcfunction
+def dipole_dataset(parameters: orm.Dict, **trajectories) -> dict:
+    """The frames of MD trajectories with their dipoles (CP2K `&MOMENTS`, the `dipole` array of the trajectory
+    layout, e·Å) as a deepmd/npy dataset for a DeePMD dipole model (``DeepmdTrainCalculation`` with kind
+    ``dipole``), holding every n-th frame of each trajectory out for validation.
+
+    :param parameters: ``{'type_map': [...], 'validation_every': n, 'stride': s}`` (every ``s``-th frame, default 1;
+        ``n = 0``: no validation frames).
+    :param trajectories: TrajectoryData with a ``dipole`` array (frames, 3), e.g. ``QdMdWorkChain``'s.
+    :returns: ``dataset`` FolderData (``training/<system>/``, ``validation/<system>/``; trajectories of one
+        composition share a system only if given as one: each trajectory gets its own ``traj<k>`` level) with
+        attributes ``type_map``, ``frames`` (per system, the trajectory uuid and frame indices) and ``units``.
+    """
+    settings = parameters.get_dict()
+    type_map = list(settings['type_map'])
+    stride = int(settings.get('stride', 1))
+    if stride < 1:
+        raise ValueError(f'stride must be >= 1, got {stride}')
+    if not trajectories:
+        raise ValueError('give at least one trajectory')
+    frames = {}
+    result = orm.FolderData()
+    with tempfile.TemporaryDirectory() as tmp:
+        for k, key in enumerate(sorted(trajectories)):
+            trajectory = trajectories[key]
+            if 'dipole' not in trajectory.get_arraynames():
+                raise ValueError(f'trajectory {key!r} (TrajectoryData<{trajectory.pk}>) has no `dipole` array: run '
+                                 'the MD with the dipole printed (QdMdWorkChain md.dipole)')
+            indices = np.arange(0, trajectory.numsteps, stride)
+            target = pathlib.Path(tmp) / f'traj{k}'
+            written = mlff.write_dipole_systems(target, trajectory.symbols, trajectory.get_positions()[indices],
+                                                trajectory.get_array('dipole')[indices], type_map,
+                                                int(settings.get('validation_every', 0)),
+                                                subsets=(TRAINING_DIR, VALIDATION_DIR))
+            held_out = mlff.assign_validation(0, len(indices), int(settings.get('validation_every', 0)))
+            for name in written:
+                subset, composition = name.split('/')
+                mask = held_out if subset == VALIDATION_DIR else ~held_out
+                frames[f'{subset}/traj{k}_{composition}'] = {'trajectory': trajectory.uuid,
+                                                             'frames': indices[mask].tolist()}
+                result.base.repository.put_object_from_tree(str(target / name), f'{subset}/traj{k}_{composition}')
+    result.base.attributes.set('type_map', type_map)
+    result.base.attributes.set('frames', frames)
+    result.base.attributes.set('units', {'dipole': 'e*angstrom', 'length': 'angstrom'})
+    return {'dataset': result}
 
 
 @calcfunction

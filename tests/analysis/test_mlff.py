@@ -241,3 +241,23 @@ def test_cp2k_md_frames_units_and_cross_checks(cp2k_md, data_dir):
 def test_cp2k_md_frames_refuse_inconsistent_files(cp2k_md, change, message):
     with pytest.raises(ValueError, match=message):
         mlff.read_cp2k_md_frames(*change(*cp2k_md))
+
+
+def test_dipole_systems_hold_out_every_nth_frame_and_refuse_bad_frames(tmp_path):
+    from aiida_qdtraps.analysis.mlff import write_dipole_systems
+
+    positions = np.zeros((5, 2, 3))
+    positions[:, 1, 0] = np.linspace(1.0, 1.4, 5)
+    dipoles = positions[:, 1] * 0.5
+    written = write_dipole_systems(tmp_path, ['In', 'P'], positions, dipoles, ['P', 'In'], 2)
+    assert written == {'training/P1In1': 2, 'validation/P1In1': 3}
+    assert np.allclose(np.load(tmp_path / 'validation' / 'P1In1' / 'set.000' / 'dipole.npy'), dipoles[[0, 2, 4]])
+    assert np.loadtxt(tmp_path / 'training' / 'P1In1' / 'type.raw', dtype=int).tolist() == [1, 0]
+    bad = dipoles.copy()
+    bad[3, 1] = np.nan
+    with pytest.raises(ValueError, match='dipoles of frame 3 are not finite numbers'):
+        write_dipole_systems(tmp_path / 'x', ['In', 'P'], positions, bad, ['P', 'In'], 2)
+    with pytest.raises(ValueError, match=r'dipoles have shape \(4, 3\); expected \(5, 3\)'):
+        write_dipole_systems(tmp_path / 'x', ['In', 'P'], positions, dipoles[:4], ['P', 'In'], 2)
+    with pytest.raises(ValueError, match=r"elements \['In'\] are not in type_map \['P'\]"):
+        write_dipole_systems(tmp_path / 'x', ['In', 'P'], positions, dipoles, ['P'], 2)
