@@ -279,10 +279,11 @@ def _load(pk: int, node_type, hint: str):
     return node
 
 
-def _mlff_builder(structure, model, code, temperature, time_ps, ensemble, timestep_fs, save_interval):
+def _mlff_builder(structure, model, code, temperature, time_ps, ensemble, timestep_fs, save_interval,
+                  dipole_model=None):
     from aiida import orm
 
-    from aiida_qdtraps.calculations.mlff_md import MlffMdCalculation, md_parameters
+    from aiida_qdtraps.calculations.mlff_md import MlffMdCalculation, check_inputs, md_parameters
 
     type_map = model.base.attributes.get('type_map', None)
     if not type_map:
@@ -305,8 +306,14 @@ def _mlff_builder(structure, model, code, temperature, time_ps, ensemble, timest
     builder.models = {'model_0': model}
     builder.type_map = orm.List(list(type_map))
     builder.parameters = orm.Dict(parameters)
+    if dipole_model is not None:
+        try:
+            check_inputs({'structure': structure, 'models': {'model_0': model}, 'dipole_model': dipole_model})
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint='--dipole-model') from None
+        builder.dipole_model = dipole_model
     summary = (f"{ensemble} at {parameters['temperature_K']} K, {steps} steps of {timestep_fs} fs, a frame every "
-               f'{save_interval}')
+               f'{save_interval}' + (f', dipoles from SinglefileData<{dipole_model.pk}>' if dipole_model else ''))
     return builder, summary
 
 
@@ -322,6 +329,9 @@ def _mlff_builder(structure, model, code, temperature, time_ps, ensemble, timest
               help="Length (ps) of the NVE run (cp2k) or of the whole run (mlff); default the protocol's / 10 ps.")
 @click.option('--model', 'model_pk', type=int, default=None,
               help='mlff: pk of a frozen DeePMD model (a SinglefileData with a type_map attribute).')
+@click.option('--dipole-model', 'dipole_pk', type=int, default=None,
+              help='mlff: pk of a frozen DeePMD dipole model (DeepmdTrainCalculation kind dipole): every stored frame '
+                   'gets its dipole, for `compute_ir` / `qdtraps md analyze --ir`.')
 @click.option('--ensemble', type=click.Choice(['langevin', 'nve']), default='langevin', show_default=True,
               help='mlff: Langevin BAOAB at the temperature, or NVE from velocities drawn at it.')
 @click.option('--timestep', 'timestep_fs', type=float, default=1.0, show_default=True, help='mlff: time step (fs).')
@@ -333,8 +343,8 @@ def _mlff_builder(structure, model, code, temperature, time_ps, ensemble, timest
               help='Code: default cp2k@localhost (cp2k) or dp-python@localhost (mlff).')
 @click.option('--daemon/--no-daemon', default=False, show_default=True,
               help='Submit to the daemon and return at once, instead of running here until the MD ends.')
-def run(structure_pk, engine, protocol, temperature, time_ps, model_pk, ensemble, timestep_fs, save_interval, charge,
-        multiplicity, code_label, daemon):
+def run(structure_pk, engine, protocol, temperature, time_ps, model_pk, dipole_pk, ensemble, timestep_fs,
+        save_interval, charge, multiplicity, code_label, daemon):
     """Run MD of the QD stored as STRUCTURE (pk of a StructureData) with provenance; prints the pks of the process and,
     when it ran here, of its trajectory (the layout of docs/md.md, which `qdtraps.compute_*` analyse)."""
     _load_profile()
@@ -345,6 +355,9 @@ def run(structure_pk, engine, protocol, temperature, time_ps, model_pk, ensemble
     structure = _load(structure_pk, orm.StructureData, 'STRUCTURE')
     if engine == 'mlff' and model_pk is None:
         raise click.BadParameter('--engine mlff needs --model PK (a frozen DeePMD model)', param_hint='--model')
+    if engine == 'cp2k' and dipole_pk is not None:
+        raise click.BadParameter('--dipole-model is for --engine mlff; CP2K MD prints its own dipoles',
+                                 param_hint='--dipole-model')
     code_label = code_label or {'cp2k': 'cp2k@localhost', 'mlff': 'dp-python@localhost'}[engine]
     try:
         code = orm.load_code(code_label)
@@ -353,8 +366,9 @@ def run(structure_pk, engine, protocol, temperature, time_ps, model_pk, ensemble
             from None
     if engine == 'mlff':
         model = _load(model_pk, orm.SinglefileData, '--model')
+        dipole = _load(dipole_pk, orm.SinglefileData, '--dipole-model') if dipole_pk is not None else None
         builder, summary = _mlff_builder(structure, model, code, temperature, time_ps, ensemble, timestep_fs,
-                                         save_interval)
+                                         save_interval, dipole)
         label = 'MlffMdCalculation'
     else:
         from aiida_qdtraps.workchains.md import QdMdWorkChain

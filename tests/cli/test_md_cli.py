@@ -183,6 +183,14 @@ def test_md_run_refuses_bad_input_by_name(md_run, tiny_qd, recorded_cp2k_code):
     model = orm.SinglefileData.from_string('not a model', 'model.pth').store()
     result = md_run(tiny_qd.pk, '--engine', 'mlff', '--model', model.pk, '--code', recorded_cp2k_code.full_label)
     assert f'model {model.pk} has no type_map attribute' in result.output
+    model = orm.SinglefileData.from_string('not a model', 'model.pth')
+    model.base.attributes.set_many({'type_map': sorted(tiny_qd.get_kind_names()), 'kind': 'energy'})
+    model.store()
+    result = md_run(tiny_qd.pk, '--engine', 'mlff', '--model', model.pk, '--dipole-model', model.pk, '--code',
+                    recorded_cp2k_code.full_label)
+    assert result.exit_code != 0
+    assert f"dipole_model<{model.pk}> is a DeePMD 'energy' model, not a dipole model" in result.output
+    assert '--dipole-model is for --engine mlff' in md_run(tiny_qd.pk, '--dipole-model', model.pk).output
     result = md_run(tiny_qd.pk, '--code', recorded_cp2k_code.full_label, '--temperature', '-5')
     assert result.exit_code != 0 and 'md.temperature must be in (0, 5000] K, got -5.0' in result.output
     assert "no code 'nope@localhost'" in md_run(tiny_qd.pk, '--code', 'nope@localhost').output
