@@ -89,7 +89,9 @@ class MlffMdCalculation(CalcJob):
                     help='Saved frames (Å) with arrays `energies` (eV), `forces` (eV/Å), `temperatures` (K), '
                          '`dipole` (e·Å) with a dipole model and, with >= 2 models, `max_devi_f`/`min_devi_f`/'
                          '`avg_devi_f` (eV/Å), `devi_e` (eV/atom).')
-        spec.output('output_parameters', valid_type=orm.Dict, help='Frame count and timings (s, ms per step).')
+        spec.output('output_parameters', valid_type=orm.Dict,
+                    help='Frame count and timings (s, ms per step); NVE runs: `nve_drift_mev_per_atom_ps`, the slope '
+                         'of the conserved energy per atom.')
         spec.exit_code(300, 'ERROR_MISSING_OUTPUT', message='The MD script wrote no md.npz: see md.log.')
         spec.exit_code(310, 'ERROR_MD_DIVERGED', message='The MD trajectory holds NaN or exploded coordinates.')
 

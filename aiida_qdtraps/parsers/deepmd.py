@@ -193,9 +193,22 @@ class MlffMdParser(Parser):
         if 'dipoles' in data:
             trajectory.set_array('dipole', data['dipoles'])
         self._set_md_layout(trajectory, data)
+        thermostat = self._md_settings()['thermostat']
+        if thermostat == 'nve' and 'kinetic_energies' in data and len(positions) >= 3:
+            from ..analysis.trajectory import drift
+
+            timings['nve_drift_mev_per_atom_ps'] = drift(trajectory.get_array('times'),
+                                                         trajectory.get_array('conserved_energy'), len(symbols))
+            self.logger.info(f"NVE: drift of the conserved energy {timings['nve_drift_mev_per_atom_ps']:+.3f} "
+                             f'meV/atom/ps over {len(positions)} frames')
         self.out('trajectory', trajectory)
         self.out('output_parameters', orm.Dict(timings))
         return None
+
+    def _md_settings(self) -> dict:
+        from ..calculations.mlff_md import md_parameters
+
+        return md_parameters(self.node.inputs.parameters.get_dict() if 'parameters' in self.node.inputs else {})
 
     def _read_outputs(self, n_atoms: int) -> tuple[dict, dict]:
         """The arrays of ``md.npz`` and the timings of ``md.json``, with their shapes checked.
@@ -226,10 +239,7 @@ class MlffMdParser(Parser):
         """Add the trajectory layout every MD analysis reads (docs/md.md): times (fs), velocities (Å/fs), potential /
         kinetic / conserved energy (eV), temperature (K) and the ``timestep_fs``, ``md_timestep_fs``, ``engine``,
         ``units`` attributes; outputs of the script before velocities were saved get what they have."""
-        from ..calculations.mlff_md import md_parameters
-
-        changes = self.node.inputs.parameters.get_dict() if 'parameters' in self.node.inputs else {}
-        dt = float(md_parameters(changes)['timestep_fs'])
+        dt = float(self._md_settings()['timestep_fs'])
         steps = data['steps'].astype(float)
         trajectory.set_array('times', steps * dt)
         if 'velocities' in data:

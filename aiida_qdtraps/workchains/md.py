@@ -18,6 +18,7 @@ import numpy as np
 from aiida import orm
 from aiida.engine import calcfunction, if_, while_
 
+from ..analysis import trajectory as trajectory_kernels
 from ..parsers.cp2k_md_files import join_by_step, read_dipoles, read_ener, read_xyz_frames, velocity_factor
 from .cp2k_relax import QdCp2kRelaxWorkChain
 from .parent_folder import MD_RESTART_FILE, forget_dead_folder, parent_folder_problem
@@ -139,11 +140,11 @@ def md_stage_parameters(parameters: dict, settings: dict, stage: dict, first: bo
 
 
 def _nve_drift(times_fs: np.ndarray, conserved_ev: np.ndarray, n_atoms: int) -> float | None:
-    """Slope of a straight-line fit to the conserved energy, meV/atom/ps (None for fewer than 3 frames)."""
+    """Slope of a straight-line fit to the conserved energy, meV/atom/ps (:func:`analysis.trajectory.drift`; None
+    for fewer than 3 frames)."""
     if len(times_fs) < 3:
         return None
-    slope = np.polyfit(times_fs, conserved_ev, 1)[0]  # eV/fs
-    return float(slope * 1e3 * 1e3 / n_atoms)
+    return trajectory_kernels.drift(times_fs, conserved_ev, n_atoms)
 
 
 @calcfunction

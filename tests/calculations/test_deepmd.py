@@ -259,6 +259,9 @@ def test_real_mlff_nve_md_in_the_trajectory_layout(aiida_localhost, dp_python, d
     # velocity Verlet at 1 fs: the total energy moves by far less than the kinetic energy does
     conserved = trajectory.get_array('conserved_energy')
     assert np.ptp(conserved) < 0.1 * np.ptp(kinetic)
+    # the drift is stored: the slope of the conserved energy per atom, meV/atom/ps
+    slope = np.polyfit(trajectory.get_array('times'), conserved, 1)[0] * 1e6 / 14
+    assert results['output_parameters']['nve_drift_mev_per_atom_ps'] == pytest.approx(slope)
     # positions advance by v dt between saved frames (5 steps) to first order
     positions = trajectory.get_positions()
     step = positions[2] - positions[1]
