@@ -122,3 +122,12 @@ def test_real_gaps_along_a_trajectory(cp2k_code, breathing_inf3):
     assert results['statistics']['mean'] == pytest.approx(gaps.get_array('gaps').mean())
     assert 'dephasing_summary' in results and results['dephasing_summary']['tau_fs'] > 0
     assert results['nac'].get_y()[1][1].shape == (2,)
+
+
+def test_frames_at_the_pbe_level_have_no_exact_exchange(recorded_cp2k_code, recorded_trajectory):
+    pbe0 = MdGapsWorkChain.get_builder_from_protocol(recorded_cp2k_code, recorded_trajectory, protocol='fast')
+    pbe = MdGapsWorkChain.get_builder_from_protocol(recorded_cp2k_code, recorded_trajectory, protocol='fast',
+                                                     functional='pbe')
+    assert 'HF' in pbe0.scf_frame.scf.cp2k.parameters['FORCE_EVAL']['DFT']['XC']
+    xc = pbe.scf_frame.scf.cp2k.parameters['FORCE_EVAL']['DFT']['XC']
+    assert xc == {'XC_FUNCTIONAL': {'PBE': {}}}
