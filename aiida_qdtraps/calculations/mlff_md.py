@@ -65,7 +65,7 @@ def check_inputs(inputs) -> None:
             raise ValueError(f'dipole_model<{dipole.pk}> is a DeePMD {kind!r} model, not a dipole model')
         trained = dipole.base.attributes.get('type_map', None)
         if trained is not None and 'structure' in inputs:
-            missing = sorted({kind.symbol for kind in inputs['structure'].kinds} - set(trained))
+            missing = sorted({k.symbol for k in inputs['structure'].kinds} - set(trained))
             if missing:
                 raise ValueError(f'dipole_model<{dipole.pk}> was trained with type_map {list(trained)}: it knows no '
                                  f'{missing}')
