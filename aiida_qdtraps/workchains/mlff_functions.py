@@ -310,8 +310,8 @@ def dipole_dataset(parameters: orm.Dict, **trajectories) -> dict:
     :param parameters: ``{'type_map': [...], 'validation_every': n, 'stride': s}`` (every ``s``-th frame, default 1;
         ``n = 0``: no validation frames).
     :param trajectories: TrajectoryData with a ``dipole`` array (frames, 3), e.g. ``QdMdWorkChain``'s.
-    :returns: ``dataset`` FolderData (``training/<system>/``, ``validation/<system>/``; trajectories of one
-        composition share a system only if given as one: each trajectory gets its own ``traj<k>`` level) with
+    :returns: ``dataset`` FolderData with one system per trajectory and subset (``training/traj<k>_<composition>/``,
+        ``validation/traj<k>_<composition>/``, ``k`` counting the trajectories in the order of their keywords) and
         attributes ``type_map``, ``frames`` (per system, the trajectory uuid and frame indices) and ``units``.
     """
     settings = parameters.get_dict()
