@@ -65,6 +65,9 @@ DIPOLE_PARAMETERS = {
     'loss': {'type': 'tensor', 'pref': 1.0, 'pref_atomic': 0.0},
     'training': copy.deepcopy(DEFAULT_PARAMETERS['training']),
 }
+#: What the ``validation_parity`` output holds, for each kind of model.
+PARITY_HELP = ('Held-out frames: `energy_per_atom_dft`/`_mlff` (eV/atom), `forces_dft`/`_mlff` (eV/Å); a dipole '
+               'model: `dipole_dft`/`_mlff` (e·Å).')
 #: The base input of each kind of model.
 KINDS = {'energy': DEFAULT_PARAMETERS, 'dipole': DIPOLE_PARAMETERS}
 
@@ -157,9 +160,7 @@ class DeepmdTrainCalculation(CalcJob):
         spec.output('model', valid_type=orm.SinglefileData, help='Frozen model (`dp --pt freeze`, TorchScript .pth).')
         spec.output('learning_curve', valid_type=orm.ArrayData,
                     help='lcurve.out: `step`, `rmse_e_trn` (eV/atom), `rmse_f_trn` (eV/Å), `lr`, ...')
-        spec.output('validation_parity', valid_type=orm.ArrayData, required=False,
-                    help='Held-out frames: `energy_per_atom_dft`/`_mlff` (eV/atom), `forces_dft`/`_mlff` (eV/Å); '
-                         'a dipole model: `dipole_dft`/`_mlff` (e·Å).')
+        spec.output('validation_parity', valid_type=orm.ArrayData, required=False, help=PARITY_HELP)
         spec.output('output_parameters', valid_type=orm.Dict,
                     help='Final training RMSEs and validation MAE/RMSE (eV/atom, eV/Å; dipole: e·Å), step count.')
         spec.exit_code(300, 'ERROR_MISSING_OUTPUT', message='The job did not produce {filename}: see train.log.')
