@@ -270,7 +270,8 @@ def write_dipole_systems(directory, symbols, positions, dipoles, type_map: list[
 
     :param symbols: the element of each atom (the same for every frame).
     :param positions: (frames, atoms, 3) in Å; ``dipoles``: (frames, 3) in e·Å.
-    :returns: the number of frames per written system (``{'training/F9In4P1': 32, ...}``).
+    :returns: per written system, the indices of its frames in ``positions`` (``{'training/F9In4P1': [1, 2, ...],
+        'validation/F9In4P1': [0, 5, ...]}``).
     :raises ValueError: naming what is wrong: shapes that disagree, values that are not finite, an element missing
         from ``type_map``, no frames.
     """
@@ -304,8 +305,9 @@ def write_dipole_systems(directory, symbols, positions, dipoles, type_map: list[
         np.save(system / 'set.000' / 'coord.npy', positions[mask].reshape(n, -1))
         np.save(system / 'set.000' / 'box.npy', np.zeros((n, 9)))
         np.save(system / 'set.000' / 'dipole.npy', dipoles[mask])
-        written[f'{subset}/{composition}'] = n
+        written[f'{subset}/{composition}'] = np.flatnonzero(mask).tolist()
     return written
+
 
 #: Panels of the parity plot: name, axis label.
 PARITY_PANELS = (('energy', 'energy (eV/atom)'), ('force', 'force (eV/Å)'))

@@ -335,12 +335,10 @@ def dipole_dataset(parameters: orm.Dict, **trajectories) -> dict:
                                                 trajectory.get_array('dipole')[indices], type_map,
                                                 int(settings.get('validation_every', 0)),
                                                 subsets=(TRAINING_DIR, VALIDATION_DIR))
-            held_out = mlff.assign_validation(0, len(indices), int(settings.get('validation_every', 0)))
-            for name in written:
+            for name, selected in written.items():
                 subset, composition = name.split('/')
-                mask = held_out if subset == VALIDATION_DIR else ~held_out
                 frames[f'{subset}/traj{k}_{composition}'] = {'trajectory': trajectory.uuid,
-                                                             'frames': indices[mask].tolist()}
+                                                             'frames': indices[selected].tolist()}
                 result.base.repository.put_object_from_tree(str(target / name), f'{subset}/traj{k}_{composition}')
     result.base.attributes.set('type_map', type_map)
     result.base.attributes.set('frames', frames)

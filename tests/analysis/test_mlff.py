@@ -250,7 +250,7 @@ def test_dipole_systems_hold_out_every_nth_frame_and_refuse_bad_frames(tmp_path)
     positions[:, 1, 0] = np.linspace(1.0, 1.4, 5)
     dipoles = positions[:, 1] * 0.5
     written = write_dipole_systems(tmp_path, ['In', 'P'], positions, dipoles, ['P', 'In'], 2)
-    assert written == {'training/P1In1': 2, 'validation/P1In1': 3}
+    assert written == {'training/P1In1': [1, 3], 'validation/P1In1': [0, 2, 4]}
     assert np.allclose(np.load(tmp_path / 'validation' / 'P1In1' / 'set.000' / 'dipole.npy'), dipoles[[0, 2, 4]])
     assert np.loadtxt(tmp_path / 'training' / 'P1In1' / 'type.raw', dtype=int).tolist() == [1, 0]
     bad = dipoles.copy()
