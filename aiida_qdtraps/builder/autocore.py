@@ -79,10 +79,15 @@ class CoreChoice:
     core_charge: int
     free_sites: int
     bare: int
+    free_bonds: int = 0
 
-    def reaches(self, charge: int, z: int, min_ligands: int = 0) -> bool:
-        """Whether ``min_ligands`` or more ligands of charge ``z`` (e) on free sites bring the core to ``charge``."""
+    def reaches(self, charge: int, z: int, min_ligands: int = 0, passivation: str = 'sites') -> bool:
+        """Whether ``min_ligands`` or more ligands of charge ``z`` (e) bring the core to ``charge``: one per free site,
+        or, with ``passivation='complete'``, covering every dangling bond (between one ligand per free site and one
+        per dangling bond, see :mod:`~.complete`)."""
         needed = (charge - self.core_charge) * z
+        if passivation == 'complete':
+            return max(min_ligands, self.free_sites) <= needed <= self.free_bonds
         return min_ligands <= needed <= self.free_sites
 
 
@@ -201,6 +206,7 @@ def _scan(material, diameter, tolerance, carve_max, shape, binder, accept, latti
                 owner = np.where(inside[edge[:, 0]], edge[:, 0], edge[:, 1])
                 site = np.where(inside[edge[:, 0]], edge[:, 1], edge[:, 0])
                 free = len(np.unique(site[binder_of[owner]]))
+                free_bonds = int(binder_of[owner].sum())
                 # the carve diameter: halfway to the next distinct threshold, so that carve_core gives this core
                 t = thresholds[index]
                 upper = thresholds[index + 1] if index + 1 < len(thresholds) else t + 0.02
@@ -212,7 +218,7 @@ def _scan(material, diameter, tolerance, carve_max, shape, binder, accept, latti
                 return CoreChoice(center=center, trim=int(trim), carve_diameter=carve,
                                   core_diameter=round(core_d, 4), formula=_formula(counts), n_atoms=int(alive.sum()),
                                   core_charge=int(charge_of[:n_t][alive].sum()), free_sites=free,
-                                  bare=int((alive & ~binder_of[:n_t] & (cn < bulk)).sum()))
+                                  bare=int((alive & ~binder_of[:n_t] & (cn < bulk)).sum()), free_bonds=free_bonds)
 
             start = first_at_least(diameter)
             # upwards: the first accepted distinct core within `high`; downwards: the same within `low` (with
@@ -263,13 +269,15 @@ def rank_cores(choices: list[CoreChoice], diameter: float, prefer: str = 'size')
 def choose_cores(material: str, diameter: float, shape: str = 'sphere', binder: str = 'cation', z: int = -1,
                  charge: int = 0, lattice_constant: float | None = None, min_core_bonds: int = 2, trims=None,
                  centers=AUTO_CENTERS, swapped: bool = False, ligand: str = 'F', check_charge: bool = True,
-                 min_ligands: int = 0, prefer: str = 'size') -> list[CoreChoice]:
+                 min_ligands: int = 0, prefer: str = 'size', passivation: str = 'sites') -> list[CoreChoice]:
     """The candidate cores for ``center='auto'``, best first (see the module docstring).
 
     :param z: charge of one ligand (e); with ``check_charge`` only cores the ligands bring to ``charge`` are kept.
     :param min_ligands: prefer cores that take at least this many ligands (those taking fewer are the fallback).
     :param prefer: ``'size'`` (nearest diameter first) or ``'coordination'`` (every core within the tolerance, the
         fewest under-coordinated atoms of the species the ligand does not bind first).
+    :param passivation: ``'sites'`` (one ligand per free site) or ``'complete'`` (every dangling bond covered,
+        :mod:`~.complete`): which ligand counts reach ``charge``.
     :raises ValueError: naming the diameter, the nearest diameters that work and, when cores of about the requested
         size exist but the ligand cannot bring them to ``charge``, why (the ligands needed and the free sites).
     """
@@ -281,10 +289,10 @@ def choose_cores(material: str, diameter: float, shape: str = 'sphere', binder: 
     tolerance = bond + 0.01
 
     def accept(choice):
-        return not check_charge or choice.reaches(charge, z)
+        return not check_charge or choice.reaches(charge, z, passivation=passivation)
 
     def preferred(choice):
-        return not check_charge or choice.reaches(charge, z, min_ligands)
+        return not check_charge or choice.reaches(charge, z, min_ligands, passivation)
 
     good = scan_cores(material, diameter, tolerance, shape, binder, preferred, lattice_constant, min_core_bonds,
                       trims, centers, swapped, every)
@@ -298,11 +306,13 @@ def choose_cores(material: str, diameter: float, shape: str = 'sphere', binder: 
     wider = scan_cores(material, diameter, max(diameter, 6 * bond), shape, binder, accept, lattice_constant,
                        min_core_bonds, trims, centers, swapped)
     sizes = sorted({round(c.core_diameter, 1) for c in wider})
-    what = f'{material} {shape} core' + (f' that {ligand} brings to charge {charge}' if check_charge else '')
+    brings = 'passivates completely at' if passivation == 'complete' else 'brings to'
+    what = f'{material} {shape} core' + (f' that {ligand} {brings} charge {charge}' if check_charge else '')
     why = _why_not(material, diameter, tolerance, shape, binder, lattice_constant, min_core_bonds, trims, centers,
-                   swapped, charge, z, ligand) if check_charge else ''
+                   swapped, charge, z, ligand, passivation) if check_charge else ''
     if not sizes:
-        raise ValueError(f'no {what} near {diameter:g} Å; choose center and trim explicitly{why}')
+        advice = '' if passivation == 'complete' else '; choose center and trim explicitly'
+        raise ValueError(f'no {what} near {diameter:g} Å{advice}{why}')
     if diameter < sizes[0]:
         raise ValueError(f'diameter {diameter:g} Å is below the smallest {what} ({sizes[0]:.1f} Å core diameter); '
                          f'use at least {sizes[0] - bond:.1f} Å{why}')
@@ -314,7 +324,7 @@ def choose_cores(material: str, diameter: float, shape: str = 'sphere', binder: 
 
 
 def _why_not(material, diameter, tolerance, shape, binder, lattice_constant, min_core_bonds, trims, centers, swapped,
-             charge, z, ligand) -> str:
+             charge, z, ligand, passivation='sites') -> str:
     """Why the core nearest ``diameter`` (any charge) cannot be brought to ``charge``: '' when there is none."""
     near = scan_cores(material, diameter, tolerance, shape, binder, None, lattice_constant, min_core_bonds, trims,
                       centers, swapped)
@@ -325,5 +335,8 @@ def _why_not(material, diameter, tolerance, shape, binder, lattice_constant, min
     head = f'; the nearest core, {core.formula} ({core.core_diameter:.1f} Å), carries {core.core_charge:+d} e'
     if needed < 0:
         return f'{head} and each {ligand} adds {z:+d} e, so no number of {ligand} reaches {charge}'
+    if passivation == 'complete':
+        return (f'{head}: it needs {needed} {ligand} but covering its {core.free_bonds} {binder} dangling bonds takes '
+                f'{core.free_sites} to {core.free_bonds}')
     return (f'{head}: it needs {needed} {ligand} but has {core.free_sites} free {binder} sites (one ligand per '
             f'empty lattice site)')

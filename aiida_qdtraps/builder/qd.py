@@ -12,6 +12,7 @@ import numpy as np
 from ase import Atoms
 
 from .autocore import check_prefer, choose_cores, ligand_facing_swap
+from .complete import HALIDES, check_passivation, passivate_complete
 from .crystal import check_material
 from .named import build_model, check_model
 from .passivation import check_binding, check_ligand, net_charge, passivate
@@ -96,7 +97,7 @@ def build_qd(material: str, diameter: float | None = None, ligand: str | None = 
              vacancy: str | None = None, vacancy_site: int | None = None, neutralize: bool = False,
              seed: int = 0, vacancy_min_bonds: int = 2, trim: int | None = None, model: str | None = None,
              termination: str | None = None, binding: str | None = None, facets: dict | None = None,
-             prefer: str = 'size') -> Atoms:
+             prefer: str = 'size', passivation: str = 'sites') -> Atoms:
     """Carve, optionally modify, passivate and box a QD: the one-call recipe of the CLI, the calcfunction and the demo.
 
     The size, by centre:
@@ -160,6 +161,14 @@ def build_qd(material: str, diameter: float | None = None, ligand: str | None = 
         species the ligand does not bind that lack core bonds (3-coordinate P for F/Cl on InP), then the nearest.
         With ``min_core_bonds=1`` this includes ``trim=4`` cores, whose anions are all four-coordinate (cations may
         then keep one core bond) wherever the ligand can bring them to ``charge``.
+    :param passivation: ``'sites'`` (default): one ligand per empty lattice site next to the core, as many as the
+        charge needs (:func:`~aiida_qdtraps.builder.passivation.passivate`). ``'complete'``: a halide (F, Cl, Br, I)
+        on **every** cation dangling bond, bridging two or three cations that point at one empty site where the
+        charge leaves too few halides for one each (:mod:`~aiida_qdtraps.builder.complete`); zincblende cores only,
+        not with ``shell``, ``reconstruct`` or ``vacancy``. With ``center='auto'`` the cores are those with every
+        anion four-coordinate (``trim=4``; cations may keep a single core bond): no atom of the QD then has fewer
+        than four bonds (Alexander et al.'s "perfectly passivated" Cl⁻ cuboctahedra). A core whose halides cannot
+        be placed clear of each other is passed over for the next nearest in size.
     """
     given = {key: value for key, value in locals().items() if key in RECIPE_DEFAULTS}
     if model is not None or material in PEROVSKITES:
@@ -178,6 +187,20 @@ def build_qd(material: str, diameter: float | None = None, ligand: str | None = 
         raise TypeError(f'charge must be an integer number of e, got {charge!r}')
     z, _, binder = check_ligand(ligand)
     binding = check_binding('monodentate' if binding is None else binding, ligand)
+    complete = check_passivation(passivation) == 'complete'
+    if complete:
+        if ligand not in HALIDES:
+            raise ValueError(f"passivation 'complete' places halides {list(HALIDES)}, got ligand {ligand!r}")
+        if check_material(material)[0] != 'zincblende':
+            raise ValueError(f"passivation 'complete' needs a zincblende core, got {material!r} "
+                             f"({check_material(material)[0]})")
+        clashing = {key: value for key, value in (('shell', shell), ('reconstruct', reconstruct),
+                                                  ('vacancy', vacancy)) if value is not None}
+        if clashing:
+            raise ValueError(f"passivation 'complete' takes no {sorted(clashing)} (got {clashing})")
+        if center == 'auto':
+            min_core_bonds = 1
+            trim = 4 if trim is None else trim
     if shell is not None and binding != 'monodentate':
         raise ValueError(f'binding {binding!r} is not available with a shell ({shell!r}); shells take monodentate '
                          f'ligands')
@@ -206,6 +229,8 @@ def build_qd(material: str, diameter: float | None = None, ligand: str | None = 
         if shell is not None:
             return grow_shell(core, material, shell, monolayers=monolayers, interlayer=interlayer, ligand=ligand,
                               charge=charge, seed=seed, arrangement=arrangement), size
+        if complete:
+            return passivate_complete(core, ligand, charge=charge, arrangement=arrangement), size
         return passivate(core, ligand=ligand, charge=charge, arrangement=arrangement, binding=binding,
                          seed=seed), size
 
@@ -215,7 +240,7 @@ def build_qd(material: str, diameter: float | None = None, ligand: str | None = 
         choices = choose_cores(material, diameter, carve_shape, binder=binder, z=z, charge=charge,
                                lattice_constant=lattice_constant, min_core_bonds=min_core_bonds, trims=trims,
                                swapped=swapped, ligand=ligand, check_charge=plain, min_ligands=1 if plain else 0,
-                               prefer=prefer)
+                               prefer=prefer, passivation=passivation)
         failures = []
         for choice in choices[:_AUTO_ATTEMPTS]:
             try:

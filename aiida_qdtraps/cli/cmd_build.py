@@ -44,7 +44,7 @@ def parse_facets(ctx, param, value: str | None) -> dict[str, float] | None:
 def recipe_from_options(material, shape, diameter, ligand, charge, center, vacuum, lattice_constant, min_core_bonds,
                         stoichiometry, arrangement, reconstruct, vacancy, vacancy_site, neutralize, seed, shell,
                         monolayers, interlayer, vacancy_min_bonds=2, trim=None, model=None, termination=None,
-                        binding=None, facets=None, prefer='size') -> dict:
+                        binding=None, facets=None, prefer='size', passivation='sites') -> dict:
     """The recipe (keyword arguments of :func:`aiida_qdtraps.builder.qd.build_qd`, lengths in Å) of the options.
 
     Options at their defaults are left out, so equal QDs get equal recipes. A named ``model`` or a perovskite
@@ -78,6 +78,8 @@ def recipe_from_options(material, shape, diameter, ligand, charge, center, vacuu
         recipe['stoichiometry'] = stoichiometry
     if prefer != 'size':
         recipe['prefer'] = prefer
+    if passivation != 'sites':
+        recipe['passivation'] = passivation
     if arrangement:
         recipe['arrangement'] = arrangement
     if vacancy is not None and neutralize:
@@ -131,6 +133,11 @@ def recipe_from_options(material, shape, diameter, ligand, charge, center, vacuu
                    'bond length with the fewest under-coordinated atoms of the species the ligand does not bind '
                    '(3-coordinate P for F/Cl on InP); with --min-core-bonds 1 every P four-coordinate where the '
                    'charge allows (tetrahedra).')
+@click.option('--passivation', type=click.Choice(('sites', 'complete')), default='sites', show_default=True,
+              help='sites: one ligand per empty lattice site next to the core, as many as the charge needs; '
+                   'complete: a halide on every cation dangling bond, bridging two or three cations where the charge '
+                   'leaves too few for one each; with --center auto every anion four-coordinate, so no atom has '
+                   'fewer than four bonds (zincblende, F/Cl/Br/I).')
 @click.option('--lattice-constant', type=float, default=None, help='Override the literature lattice constant (Å).')
 @click.option('--stoichiometry', type=click.Choice(('default', 'swapped')), default='default', show_default=True,
               help='swapped: exchange the cation and anion sublattices (cation-rich <-> anion-rich).')
@@ -162,8 +169,9 @@ def recipe_from_options(material, shape, diameter, ligand, charge, center, vacuu
               help='Print the symmetry-distinct sites of the --vacancy kind (index, removed atoms, charge change, '
                    'multiplicity) and exit without writing.')
 def build(material, shape, facets, diameter, ligand, binding, model, termination, charge, center, trim,
-          min_core_bonds, prefer, lattice_constant, stoichiometry, arrangement, reconstruct, vacancy, vacancy_site,
-          vacancy_min_bonds, neutralize, seed, shell, monolayers, interlayer, vacuum, output, store, list_sites):
+          min_core_bonds, prefer, passivation, lattice_constant, stoichiometry, arrangement, reconstruct, vacancy,
+          vacancy_site, vacancy_min_bonds, neutralize, seed, shell, monolayers, interlayer, vacuum, output, store,
+          list_sites):
     """Build a model QD of MATERIAL (InP, GaP, InAs, CdSe, CdS, ZnSe, ZnS, PbS, PbSe, CsPbBr3).
 
     Example: qdtraps build InP --shape tetrahedron --diameter 2.0 --ligand F -o inp.xyz
@@ -171,13 +179,14 @@ def build(material, shape, facets, diameter, ligand, binding, model, termination
     Named clusters: qdtraps build CdSe --model Cd17Se28H22 -o se_rich.xyz.
     Nanocubes: qdtraps build CsPbBr3 --shape cube --diameter 5 --termination CsBr -o cube.xyz.
     Wulff shapes: qdtraps build InP --shape wulff --facets 100=1.0,110=1.2,111=1.1 --diameter 2.0 -o wulff.xyz.
+    Every bond passivated: qdtraps build InP --shape cuboctahedron --diameter 2.7 --ligand Cl --passivation complete.
     """
     from aiida_qdtraps.builder import qd as qd_recipes
 
     recipe = recipe_from_options(material, shape, diameter, ligand, charge, center, vacuum, lattice_constant,
                                  min_core_bonds, stoichiometry, arrangement, reconstruct, vacancy, vacancy_site,
                                  neutralize, seed, shell, monolayers, interlayer, vacancy_min_bonds, trim, model,
-                                 termination, binding, facets, prefer)
+                                 termination, binding, facets, prefer, passivation)
     if list_sites:
         _list_sites(recipe)
         return

@@ -283,3 +283,19 @@ def test_prefer_coordination_and_the_h_tetrahedron_orientation(tmp_path):
     bad = CliRunner().invoke(cli, ['build', 'InP', '--diameter', '2.0', '--center', 'cation', '--prefer',
                                    'coordination', '-o', str(tmp_path / 'bad.xyz')])
     assert bad.exit_code == 2 and "prefer 'coordination' applies to center 'auto' only" in bad.output
+
+
+def test_complete_passivation_builds_the_perfectly_passivated_cuboctahedron(tmp_path):
+    """Alexander et al.'s 2.7 nm InP cuboctahedron with Cl⁻ on every In dangling bond; the option is in the recipe."""
+    out = tmp_path / 'inp.xyz'
+    result = CliRunner().invoke(cli, ['build', 'InP', '--shape', 'cuboctahedron', '--diameter', '2.7', '--ligand',
+                                      'Cl', '--passivation', 'complete', '-o', str(out)])
+    assert result.exit_code == 0, result.output
+    assert 'Cl180In164P104: 448 atoms, net charge +0 e' in result.output
+    assert 'CN In 4:164' in result.output
+    from aiida_qdtraps.cli.cmd_build import recipe_from_options
+
+    base = ('InP', 'cuboctahedron', 2.7, 'Cl', 0, 'auto', 5.0, None, 2, 'default', 0, None, None, None, False, 0, None,
+            1, 'abrupt')
+    assert 'passivation' not in recipe_from_options(*base)
+    assert recipe_from_options(*base, passivation='complete')['passivation'] == 'complete'

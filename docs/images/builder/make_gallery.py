@@ -20,6 +20,12 @@ GALLERY = [
      {'material': 'InP', 'diameter': 20.0, 'ligand': 'F', 'shape': 'tetrahedron'}),
     ('inp_cuboctahedron_cl_default', 'InP cuboctahedron 2.7 nm, Cl⁻, defaults (Alexander et al.)',
      {'material': 'InP', 'diameter': 27.0, 'ligand': 'Cl', 'shape': 'cuboctahedron'}),
+    ('inp_cuboctahedron_cl_complete', 'InP cuboctahedron 2.7 nm, Cl⁻ on every In bond, no atom below four bonds '
+     '(Alexander et al.)',
+     {'material': 'InP', 'diameter': 27.0, 'ligand': 'Cl', 'shape': 'cuboctahedron', 'passivation': 'complete'}),
+    ('gap_cuboctahedron_cl_complete', 'GaP cuboctahedron 2.7 nm, Cl⁻ on every Ga bond, no atom below four bonds '
+     '(Alexander et al.)',
+     {'material': 'GaP', 'diameter': 27.0, 'ligand': 'Cl', 'shape': 'cuboctahedron', 'passivation': 'complete'}),
     ('inp_sphere_f', 'InP sphere 2.0 nm, F⁻ (Alexander et al.)',
      {'material': 'InP', 'diameter': 20.0, 'ligand': 'F', 'center': 'cation'}),
     ('inp_tetrahedron_cl', 'InP tetrahedron 2.2 nm, Cl⁻',
