@@ -101,10 +101,15 @@ def md_stages(settings: dict) -> list[dict]:
     return stages
 
 
-def md_stage_parameters(parameters: dict, settings: dict, stage: dict, first: bool) -> dict:
+def md_stage_parameters(parameters: dict, settings: dict, stage: dict, first: bool,
+                        wavefunction: bool = False) -> dict:
     """CP2K parameters of one MD run: ``parameters`` (the DFT of a relax protocol) with ``RUN_TYPE MD``, the
     ``&MOTION &MD`` of ``stage``, frames printed every ``stride`` steps and, unless ``first``, a restart from the
-    previous run (positions, velocities and counters; not the thermostat, whose target changes)."""
+    previous run (positions, velocities and counters; not the thermostat, whose target changes).
+
+    :param wavefunction: the first run starts its first SCF from the wavefunction in its ``parent_calc_folder``
+        (e.g. the relax's of the same structure) instead of the atomic guess; later runs always do.
+    """
     params = copy.deepcopy(parameters)
     params['GLOBAL'] = {**params.get('GLOBAL', {}), 'RUN_TYPE': 'MD', 'SEED': settings['seed']}
     each = {'MD': settings['stride']}
@@ -134,6 +139,7 @@ def md_stage_parameters(parameters: dict, settings: dict, stage: dict, first: bo
     if not first:
         params['EXT_RESTART'] = {'RESTART_FILE_NAME': RESTART_FILE, 'RESTART_DEFAULT': False, 'RESTART_POS': True,
                                  'RESTART_VEL': True, 'RESTART_COUNTERS': True}
+    if not first or wavefunction:
         dft['WFN_RESTART_FILE_NAME'] = './parent_calc/aiida-RESTART.wfn'
         dft.setdefault('SCF', {})['SCF_GUESS'] = 'RESTART'
     return params
@@ -330,7 +336,12 @@ class QdMdWorkChain(QdCp2kStageWorkChain):
         stage = self.ctx.stages[len(self.ctx.done)]
         first = not self.ctx.done
         base = self.inputs.base.cp2k.parameters.get_dict()
-        parameters = orm.Dict(md_stage_parameters(base, self.ctx.settings, stage, first))
+        given = first and 'parent_calc_folder' in self.inputs.base.cp2k
+        if given:
+            self.report(f"MD run `{stage['name']}` starts its first SCF from the wavefunction in "
+                        f"{self.inputs.base.cp2k.parent_calc_folder.__class__.__name__}"
+                        f"<{self.inputs.base.cp2k.parent_calc_folder.pk}>")
+        parameters = orm.Dict(md_stage_parameters(base, self.ctx.settings, stage, first, wavefunction=given))
         extra = {'parameters': parameters}
         if not first:
             extra['parent_calc_folder'] = self.ctx.done[-1].outputs.remote_folder

@@ -3,6 +3,8 @@ real heat-up -> NVE run of InF3."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from aiida import orm
@@ -71,6 +73,11 @@ def test_stage_parameters():
     assert p['EXT_RESTART']['RESTART_VEL'] and p['EXT_RESTART']['RESTART_COUNTERS']
     assert not p['EXT_RESTART']['RESTART_DEFAULT']  # the thermostat of the heat-up is not carried into NVE
     assert p['FORCE_EVAL']['DFT']['SCF']['SCF_GUESS'] == 'RESTART'
+    # the first run from a given wavefunction: the SCF restarts from it, positions and velocities do not
+    p = md_stage_parameters(dft, settings, first, first=True, wavefunction=True)
+    assert p['FORCE_EVAL']['DFT']['SCF']['SCF_GUESS'] == 'RESTART' and 'EXT_RESTART' not in p
+    assert p['FORCE_EVAL']['DFT']['WFN_RESTART_FILE_NAME'] == './parent_calc/aiida-RESTART.wfn'
+    assert 'SCF_GUESS' not in md_stage_parameters(dft, settings, first, first=True)['FORCE_EVAL']['DFT']['SCF']
     nose = md_stage_parameters(dft, md_settings({**FAST, 'thermostat': 'nose'}), second, first=False)
     assert nose['MOTION']['MD']['THERMOSTAT']['NOSE'] == {'LENGTH': 3, 'TIMECON': 25.0}
     assert dft['GLOBAL']['RUN_TYPE'] == 'GEO_OPT'  # the input is not changed
@@ -199,6 +206,32 @@ def test_real_heatup_then_nve(cp2k_code):
     conserved = trajectory.get_array('conserved_energy')[5:]
     assert np.ptp(conserved) / n_atoms < 1e-3
     assert trajectory.get_array('dipole').shape == (7, 3)
+
+    # A second MD given the first one's folder starts its first SCF from that wavefunction: fewer SCF steps than
+    # the first run's first SCF from the atomic guess.
+    again = QdMdWorkChain.get_builder_from_protocol(cp2k_code, _inf3(), protocol='fast',
+                                                     overrides={'md': {**md, 'heatup_fs': 0.0}})
+    again.base.cp2k.parent_calc_folder = results['remote_folder']
+    _, second = run_get_node(again)
+    assert second.is_finished_ok, second.exit_message
+    assert any('starts its first SCF from the wavefunction' in line for line in _reports(second))
+
+    def first_scf(workchain):
+        calc = [n for n in workchain.called if n.process_type == 'aiida.calculations:cp2k'][0]
+        text = calc.outputs.retrieved.base.repository.get_object_content('aiida.out')
+        return calc, int(re.search(r'SCF run converged in\s+(\d+) steps', text).group(1))
+
+    calc, restarted = first_scf(second.base.links.get_outgoing(link_label_filter='nve').one().node)
+    assert calc.inputs.parameters['FORCE_EVAL']['DFT']['SCF']['SCF_GUESS'] == 'RESTART'
+    assert calc.inputs.parent_calc_folder.uuid == results['remote_folder'].uuid
+    _, atomic = first_scf(stages[0])
+    assert restarted < atomic, (restarted, atomic)
+
+
+def _reports(node):
+    from aiida.orm import Log
+
+    return [log.message for log in Log.collection.get_logs_for(node)]
 
 
 def test_cp2k_trajectory_feeds_the_trajectory_analyses(data_dir, folder_data):
