@@ -7,20 +7,18 @@ apply): ``heatup_1`` … ``heatup_n`` are CSVR (or Nosé–Hoover) segments whos
 the one before (positions, velocities, step counter, wavefunction), so no step is computed twice, and a run that
 hits its wall time is continued the same way by the handlers. The frames of every run are joined by step number into
 one ``TrajectoryData`` in the layout every trajectory analysis reads (docs/dynamics.md); the NVE drift of the
-conserved energy is reported and stored.
+conserved energy is reported and stored (the ``cp2k_md_trajectory`` calcfunction of :mod:`.md_functions`).
 """
 
 from __future__ import annotations
 
 import copy
 
-import numpy as np
 from aiida import orm
-from aiida.engine import calcfunction, if_, while_
+from aiida.engine import if_, while_
 
-from ..analysis import trajectory as trajectory_kernels
-from ..parsers.cp2k_md_files import join_by_step, read_dipoles, read_ener, read_xyz_frames, velocity_factor
 from .cp2k_relax import QdCp2kRelaxWorkChain
+from .md_functions import MOMENTS_FILE, PROJECT, VELOCITY_UNIT, cp2k_md_trajectory
 from .parent_folder import MD_RESTART_FILE, forget_dead_folder, parent_folder_problem
 from .stage import QdCp2kStageWorkChain, qd_builder
 
@@ -29,10 +27,6 @@ MD_KEYS = {'temperature': float, 'timestep_fs': float, 'heatup_fs': float, 'heat
            'thermostat': str, 'thermostat_tau_fs': float, 'nve_fs': float, 'stride': int, 'dipole': bool,
            'seed': int}
 THERMOSTATS = ('CSVR', 'NOSE')
-#: the project name aiida-cp2k gives every run (GLOBAL/PROJECT), which names the files CP2K writes
-PROJECT = 'aiida'
-VELOCITY_UNIT = 'angstrom*fs^-1'
-MOMENTS_FILE = f'{PROJECT}-moments.dat'
 #: files a CP2K MD run of this work chain writes (the pos file is retrieved by aiida-cp2k by default)
 MD_FILES = (f'{PROJECT}-pos-1.xyz', f'{PROJECT}-vel-1.xyz', f'{PROJECT}-1.ener', MOMENTS_FILE)
 RESTART_FILE = f'./parent_calc/{PROJECT}-1.restart'
@@ -145,91 +139,6 @@ def md_stage_parameters(parameters: dict, settings: dict, stage: dict, first: bo
     return params
 
 
-def _nve_drift(times_fs: np.ndarray, conserved_ev: np.ndarray, n_atoms: int) -> float | None:
-    """Slope of a straight-line fit to the conserved energy, meV/atom/ps (:func:`analysis.trajectory.drift`; None
-    for fewer than 3 frames)."""
-    if len(times_fs) < 3:
-        return None
-    return trajectory_kernels.drift(times_fs, conserved_ev, n_atoms)
-
-
-@calcfunction
-def cp2k_md_trajectory(settings: orm.Dict, **runs: orm.FolderData) -> dict:
-    """One trajectory from the retrieved folders of a chain of CP2K MD runs (``run_000``, ``run_001``, … in order).
-
-    :param settings: ``{'md_timestep_fs', 'nve_first_step' (the step the NVE run starts from; None without NVE),
-        'velocity_unit'}``.
-    :returns: ``trajectory`` (TrajectoryData: positions Å, velocities Å/fs, times fs; arrays ``potential_energy``,
-        ``kinetic_energy``, ``conserved_energy`` eV, ``temperature`` K, ``step``, ``dipole`` e·Å when printed;
-        attributes ``timestep_fs``, ``md_timestep_fs``, ``engine``, ``units``) and ``md_summary`` (Dict).
-    """
-    options = settings.get_dict()
-    factor = velocity_factor(options['velocity_unit'])
-    pieces, symbols = [], None
-    for label in sorted(runs):
-        folder = runs[label]
-        names = set(folder.base.repository.list_object_names())
-        if f'{PROJECT}-pos-1.xyz' not in names or f'{PROJECT}-1.ener' not in names:
-            continue  # a run stopped before its first frame
-        run_symbols, steps, times, positions = read_xyz_frames(
-            folder.base.repository.get_object_content(f'{PROJECT}-pos-1.xyz'))
-        symbols = symbols or run_symbols
-        if run_symbols != symbols:
-            raise ValueError(f'{label}: other atoms than the first run')
-        arrays = {'positions': positions, 'times': times}
-        if f'{PROJECT}-vel-1.xyz' in names:
-            velocity_text = folder.base.repository.get_object_content(f'{PROJECT}-vel-1.xyz')
-            _, vsteps, _, velocities = read_xyz_frames(velocity_text)
-            by_step = dict(zip(vsteps.tolist(), velocities * factor))
-            arrays['velocities'] = np.array([by_step.get(int(s), np.full(positions.shape[1:], np.nan)) for s in steps])
-        ener = read_ener(folder.base.repository.get_object_content(f'{PROJECT}-1.ener'))
-        rows = {int(s): i for i, s in enumerate(ener['step'])}
-        for name in ('potential_energy', 'kinetic_energy', 'conserved_energy', 'temperature'):
-            arrays[name] = np.array([ener[name][rows[int(s)]] if int(s) in rows else np.nan for s in steps])
-        if MOMENTS_FILE in names:
-            # one block per printed frame; a run that continues another one first evaluates its start (the previous
-            # run's last frame, not printed again) and prints a block for it too. Any other count cannot be aligned
-            # with the frames, and the run's dipoles are left out (so the trajectory has none).
-            dipoles = read_dipoles(folder.base.repository.get_object_content(MOMENTS_FILE))
-            offset = len(dipoles) - len(steps)
-            if offset == 0 or (offset == 1 and steps[0] > 0):
-                arrays['dipole'] = dipoles[offset:]
-        pieces.append((steps, arrays))
-    if not pieces:
-        raise ValueError('no MD run wrote a frame')
-    common = set.intersection(*(set(a) for _, a in pieces))
-    steps, joined = join_by_step([(s, {k: v for k, v in a.items() if k in common}) for s, a in pieces])
-
-    trajectory = orm.TrajectoryData()
-    trajectory.set_trajectory(symbols, joined['positions'], stepids=steps, times=joined['times'],
-                              velocities=joined.get('velocities'))
-    for name in ('potential_energy', 'kinetic_energy', 'conserved_energy', 'temperature', 'dipole'):
-        if name in joined:
-            trajectory.set_array(name, joined[name])
-    stored_dt = np.diff(joined['times'])
-    trajectory.base.attributes.set_many({
-        'timestep_fs': float(np.median(stored_dt)) if len(stored_dt) else 0.0,
-        'md_timestep_fs': float(options['md_timestep_fs']), 'engine': 'cp2k',
-        'units': {'positions': 'angstrom', 'velocities': 'angstrom/fs', 'times': 'fs', 'energy': 'eV',
-                  'temperature': 'K', 'dipole': 'e*angstrom'}})
-
-    summary = {'frames': int(len(steps)), 'last_step': int(steps[-1]), 'time_fs': float(joined['times'][-1]),
-               'runs': len(pieces), 'n_atoms': len(symbols)}
-    nve_first = options.get('nve_first_step')
-    if nve_first is not None:
-        # the frames the NVE run printed: the one at nve_first_step comes from the heat-up run, whose conserved
-        # quantity includes the thermostat's energy
-        nve = steps > nve_first
-        summary['nve_frames'] = int(nve.sum())
-        if nve.any():
-            temperature = joined['temperature'][nve]
-            summary['nve_mean_temperature_k'] = float(np.nanmean(temperature))
-            summary['nve_std_temperature_k'] = float(np.nanstd(temperature))
-            summary['nve_drift_mev_per_atom_ps'] = _nve_drift(joined['times'][nve], joined['conserved_energy'][nve],
-                                                              len(symbols))
-    return {'trajectory': trajectory, 'md_summary': orm.Dict(summary)}
-
-
 class QdMdWorkChain(QdCp2kStageWorkChain):
     """CP2K MD of a QD: thermostatted heat-up in segments, then NVE; one trajectory with the NVE drift."""
 
@@ -239,6 +148,7 @@ class QdMdWorkChain(QdCp2kStageWorkChain):
     def define(cls, spec):
         super().define(spec)
         cls.expose_cp2k(spec)
+        spec.inputs.validator = cls._validate_wavefunction
         spec.input('md', valid_type=orm.Dict, validator=cls._validate_md,
                    help='Dynamics settings (keys of md.yaml): temperature (K), timestep_fs, heatup_fs, '
                         'heatup_segments, thermostat (CSVR|NOSE), thermostat_tau_fs, nve_fs, stride, dipole, seed.')
@@ -256,6 +166,24 @@ class QdMdWorkChain(QdCp2kStageWorkChain):
         spec.output('remote_folder', valid_type=orm.RemoteData, help='Folder of the last CP2K run (its restart file).')
         spec.exit_code(411, 'ERROR_MD_RUN_FAILED', message='The CP2K MD run `{stage}` failed: {message}')
         spec.exit_code(412, 'ERROR_NO_TRAJECTORY', message='The MD runs wrote no readable frame: {message}')
+
+    @staticmethod
+    def _validate_wavefunction(inputs, _):
+        """A ``base.cp2k.parent_calc_folder`` must come from a CP2K run of the same atoms (elements in the same order):
+        CP2K cannot start an SCF from the wavefunction of another QD."""
+        folder = inputs.get('base', {}).get('cp2k', {}).get('parent_calc_folder')
+        structure = inputs.get('structure')
+        creator = getattr(folder, 'creator', None)
+        if folder is None or structure is None or creator is None or 'structure' not in creator.inputs:
+            return None
+        source = creator.inputs.structure
+        ours, theirs = structure.get_ase().get_chemical_symbols(), source.get_ase().get_chemical_symbols()
+        if ours != theirs:
+            return (f'base.cp2k.parent_calc_folder (RemoteData<{folder.pk}>) holds the wavefunction of '
+                    f'{source.get_formula()} ({len(theirs)} atoms, from {creator.process_label}<{creator.pk}>), not of '
+                    f'the structure {structure.get_formula()} ({len(ours)} atoms): give the folder of a CP2K run of '
+                    f'the same atoms in the same order')
+        return None
 
     @staticmethod
     def _validate_md(value, _):

@@ -165,6 +165,20 @@ def test_md_that_completed_no_step_starts_again_from_its_own_parent(md_base, gen
     assert 'parent_calc_folder' not in md_base.ctx.inputs
 
 
+def test_a_wavefunction_of_another_qd_is_refused(generate_cp2k_calc, recorded_cp2k_code, tiny_qd):
+    """A parent folder from a CP2K run of other atoms is refused before anything is stored; the same atoms pass."""
+    other = generate_cp2k_calc({'aiida.out': 'CP2K\n'}, input_structure=_inf3())
+    same = generate_cp2k_calc({'aiida.out': 'CP2K\n'}, input_structure=tiny_qd)
+    builder = QdMdWorkChain.get_builder_from_protocol(recorded_cp2k_code, tiny_qd, protocol='fast')
+    builder.base.cp2k.parent_calc_folder = other.outputs.remote_folder
+    message = QdMdWorkChain.spec().inputs.validate(builder._inputs(prune=True))
+    assert message is not None
+    assert 'holds the wavefunction of F3In (4 atoms' in message.message
+    assert f'not of the structure {tiny_qd.get_formula()} (14 atoms)' in message.message
+    builder.base.cp2k.parent_calc_folder = same.outputs.remote_folder
+    assert QdMdWorkChain.spec().inputs.validate(builder._inputs(prune=True)) is None
+
+
 def _inf3() -> orm.StructureData:
     """Planar InF3 with one bond stretched (4 atoms): the smallest In/F system, so three chained CP2K MD runs of the
     ``fast`` DFT stay cheap. The chaining, not the molecule, is under test."""

@@ -1,0 +1,100 @@
+"""The calcfunction of :mod:`.md`: one ``TrajectoryData`` from the retrieved folders of a chain of CP2K MD runs."""
+
+from __future__ import annotations
+
+import numpy as np
+from aiida import orm
+from aiida.engine import calcfunction
+
+from ..analysis import trajectory as trajectory_kernels
+from ..parsers.cp2k_md_files import join_by_step, read_dipoles, read_ener, read_xyz_frames, velocity_factor
+
+#: the project name aiida-cp2k gives every run (GLOBAL/PROJECT), which names the files CP2K writes
+PROJECT = 'aiida'
+VELOCITY_UNIT = 'angstrom*fs^-1'
+MOMENTS_FILE = f'{PROJECT}-moments.dat'
+
+
+def _nve_drift(times_fs: np.ndarray, conserved_ev: np.ndarray, n_atoms: int) -> float | None:
+    """Slope of a straight-line fit to the conserved energy, meV/atom/ps (:func:`analysis.trajectory.drift`; None
+    for fewer than 3 frames)."""
+    if len(times_fs) < 3:
+        return None
+    return trajectory_kernels.drift(times_fs, conserved_ev, n_atoms)
+
+
+@calcfunction
+def cp2k_md_trajectory(settings: orm.Dict, **runs: orm.FolderData) -> dict:
+    """One trajectory from the retrieved folders of a chain of CP2K MD runs (``run_000``, ``run_001``, … in order).
+
+    :param settings: ``{'md_timestep_fs', 'nve_first_step' (the step the NVE run starts from; None without NVE),
+        'velocity_unit'}``.
+    :returns: ``trajectory`` (TrajectoryData: positions Å, velocities Å/fs, times fs; arrays ``potential_energy``,
+        ``kinetic_energy``, ``conserved_energy`` eV, ``temperature`` K, ``step``, ``dipole`` e·Å when printed;
+        attributes ``timestep_fs``, ``md_timestep_fs``, ``engine``, ``units``) and ``md_summary`` (Dict).
+    """
+    options = settings.get_dict()
+    factor = velocity_factor(options['velocity_unit'])
+    pieces, symbols = [], None
+    for label in sorted(runs):
+        folder = runs[label]
+        names = set(folder.base.repository.list_object_names())
+        if f'{PROJECT}-pos-1.xyz' not in names or f'{PROJECT}-1.ener' not in names:
+            continue  # a run stopped before its first frame
+        run_symbols, steps, times, positions = read_xyz_frames(
+            folder.base.repository.get_object_content(f'{PROJECT}-pos-1.xyz'))
+        symbols = symbols or run_symbols
+        if run_symbols != symbols:
+            raise ValueError(f'{label}: other atoms than the first run')
+        arrays = {'positions': positions, 'times': times}
+        if f'{PROJECT}-vel-1.xyz' in names:
+            velocity_text = folder.base.repository.get_object_content(f'{PROJECT}-vel-1.xyz')
+            _, vsteps, _, velocities = read_xyz_frames(velocity_text)
+            by_step = dict(zip(vsteps.tolist(), velocities * factor))
+            arrays['velocities'] = np.array([by_step.get(int(s), np.full(positions.shape[1:], np.nan)) for s in steps])
+        ener = read_ener(folder.base.repository.get_object_content(f'{PROJECT}-1.ener'))
+        rows = {int(s): i for i, s in enumerate(ener['step'])}
+        for name in ('potential_energy', 'kinetic_energy', 'conserved_energy', 'temperature'):
+            arrays[name] = np.array([ener[name][rows[int(s)]] if int(s) in rows else np.nan for s in steps])
+        if MOMENTS_FILE in names:
+            # one block per printed frame; a run that continues another one first evaluates its start (the previous
+            # run's last frame, not printed again) and prints a block for it too. Any other count cannot be aligned
+            # with the frames, and the run's dipoles are left out (so the trajectory has none).
+            dipoles = read_dipoles(folder.base.repository.get_object_content(MOMENTS_FILE))
+            offset = len(dipoles) - len(steps)
+            if offset == 0 or (offset == 1 and steps[0] > 0):
+                arrays['dipole'] = dipoles[offset:]
+        pieces.append((steps, arrays))
+    if not pieces:
+        raise ValueError('no MD run wrote a frame')
+    common = set.intersection(*(set(a) for _, a in pieces))
+    steps, joined = join_by_step([(s, {k: v for k, v in a.items() if k in common}) for s, a in pieces])
+
+    trajectory = orm.TrajectoryData()
+    trajectory.set_trajectory(symbols, joined['positions'], stepids=steps, times=joined['times'],
+                              velocities=joined.get('velocities'))
+    for name in ('potential_energy', 'kinetic_energy', 'conserved_energy', 'temperature', 'dipole'):
+        if name in joined:
+            trajectory.set_array(name, joined[name])
+    stored_dt = np.diff(joined['times'])
+    trajectory.base.attributes.set_many({
+        'timestep_fs': float(np.median(stored_dt)) if len(stored_dt) else 0.0,
+        'md_timestep_fs': float(options['md_timestep_fs']), 'engine': 'cp2k',
+        'units': {'positions': 'angstrom', 'velocities': 'angstrom/fs', 'times': 'fs', 'energy': 'eV',
+                  'temperature': 'K', 'dipole': 'e*angstrom'}})
+
+    summary = {'frames': int(len(steps)), 'last_step': int(steps[-1]), 'time_fs': float(joined['times'][-1]),
+               'runs': len(pieces), 'n_atoms': len(symbols)}
+    nve_first = options.get('nve_first_step')
+    if nve_first is not None:
+        # the frames the NVE run printed: the one at nve_first_step comes from the heat-up run, whose conserved
+        # quantity includes the thermostat's energy
+        nve = steps > nve_first
+        summary['nve_frames'] = int(nve.sum())
+        if nve.any():
+            temperature = joined['temperature'][nve]
+            summary['nve_mean_temperature_k'] = float(np.nanmean(temperature))
+            summary['nve_std_temperature_k'] = float(np.nanstd(temperature))
+            summary['nve_drift_mev_per_atom_ps'] = _nve_drift(joined['times'][nve], joined['conserved_energy'][nve],
+                                                              len(symbols))
+    return {'trajectory': trajectory, 'md_summary': orm.Dict(summary)}
