@@ -65,6 +65,13 @@ def check_passivation(passivation: str) -> str:
     return passivation
 
 
+def check_halide(ligand: str) -> str:
+    """``ligand`` after checking that it is one of :data:`HALIDES`."""
+    if ligand not in HALIDES:
+        raise ValueError(f"passivation 'complete' places halides {list(HALIDES)}, got ligand {ligand!r}")
+    return ligand
+
+
 def plan_complete(qd: Atoms, ligand: str, charge: int = 0, arrangement: int = 0):
     """Which cations each halide of a complete passivation binds, and the bonds they cover.
 
@@ -74,9 +81,7 @@ def plan_complete(qd: Atoms, ligand: str, charge: int = 0, arrangement: int = 0)
     :raises ValueError: for a ligand other than a halide, or a charge that no complete passivation reaches, naming
         the numbers.
     """
-    if ligand not in HALIDES:
-        raise ValueError(f"passivation 'complete' places halides {list(HALIDES)}, got ligand {ligand!r}")
-    z, _, species = check_ligand(ligand)
+    z, _, species = check_ligand(check_halide(ligand))
     roles = roles_of(qd)
     owners, directions = missing_bonds(qd, species, roles)
     bond = core_bond_length(qd, roles)
@@ -113,17 +118,18 @@ def choose_splits(targets: np.ndarray, labels: np.ndarray, count: int, arrangeme
     size = np.array([(labels == s).sum() for s in sites])
     halides = np.ones(len(sites), int)  # halides at each site
     near = cKDTree(position).query_ball_point(position, CROWDING_RADIUS)
+    crowd = np.array([len(n) for n in near])  # halides within the radius of each site
     jitter = np.random.default_rng(arrangement).random(len(sites)) if arrangement else np.zeros(len(sites))
     far = np.full(len(sites), np.inf)
     split = np.zeros(len(labels), bool)
     for _ in range(count):
-        crowd = np.array([halides[n].sum() for n in near])
         open_ = np.flatnonzero(halides < size)
         order = np.lexsort((open_, jitter[open_], -np.round(far[open_], 3), crowd[open_]))
         pick = int(open_[order[0]])
         bonds = np.flatnonzero((labels == sites[pick]) & ~split)
         split[bonds[-1]] = True
         halides[pick] += 1
+        crowd[near[pick]] += 1  # the sites within the radius of the pick
         far = np.minimum(far, np.linalg.norm(position - position[pick], axis=1))
     return split
 

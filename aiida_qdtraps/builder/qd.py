@@ -12,7 +12,7 @@ import numpy as np
 from ase import Atoms
 
 from .autocore import check_prefer, choose_cores, ligand_facing_swap
-from .complete import HALIDES, check_passivation, passivate_complete
+from .complete import check_halide, check_passivation, passivate_complete
 from .crystal import check_material
 from .named import build_model, check_model
 from .passivation import check_binding, check_ligand, net_charge, passivate
@@ -189,8 +189,7 @@ def build_qd(material: str, diameter: float | None = None, ligand: str | None = 
     binding = check_binding('monodentate' if binding is None else binding, ligand)
     complete = check_passivation(passivation) == 'complete'
     if complete:
-        if ligand not in HALIDES:
-            raise ValueError(f"passivation 'complete' places halides {list(HALIDES)}, got ligand {ligand!r}")
+        check_halide(ligand)
         if check_material(material)[0] != 'zincblende':
             raise ValueError(f"passivation 'complete' needs a zincblende core, got {material!r} "
                              f"({check_material(material)[0]})")
