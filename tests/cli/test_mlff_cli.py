@@ -51,3 +51,22 @@ def test_mlff_test_refuses_frames_without_labels(data_dir, tmp_path):
     result = CliRunner().invoke(cli, ['mlff', 'test', str(data_dir / 'deepmd' / 'model_in4pf9_fast.pth'), str(path)])
     assert result.exit_code != 0
     assert 'frame 0 has no energy and forces' in result.output
+
+
+def test_the_shipped_in4pf9_model_on_its_independent_held_out_frames(data_dir, tmp_path):
+    """The reference force field (docs/mlff.md, *The reference model*) on frames of a CP2K MD it never saw: within the
+    targets of the issue and the docs (0.10 eV/Å, 2 meV/atom), with its parity plot."""
+    folder = data_dir / 'mlff' / 'in4pf9'
+    parity = tmp_path / 'parity.png'
+    result = CliRunner().invoke(cli, ['mlff', 'test', str(folder / 'model.pth'), str(folder / 'heldout.extxyz'),
+                                      '--parity', str(parity)])
+    assert result.exit_code == 0, result.output
+    assert parity.read_bytes()[:4] == b'\x89PNG'
+    values = dict(re.findall(r'(\w+)=([-\d.]+)', result.output))
+    frames = read(folder / 'heldout.extxyz', index=':')
+    assert int(values['frames']) == len(frames) >= 15
+    assert float(values['force_rmse_eV_A']) <= 0.10
+    assert float(values['energy_rmse_meV_atom']) <= 2.0
+    # The frames are DFT labels of an MD at 300 K, not the model's own predictions.
+    assert all(abs(a.get_potential_energy() - frames[0].get_potential_energy()) < 1.0 for a in frames)
+    assert float(values['force_rmse_eV_A']) > 1e-3

@@ -1,0 +1,204 @@
+"""The shipped reference force field: one real DeePMD model made by ``MlffActiveLearningWorkChain``, tested on frames of
+an independent CP2K MD.
+
+Usage (project profile; each command is one process, the two runs can go side by side)::
+
+    .venv/bin/python benchmarks/mlff_reference_model.py heldout --structure tests/data/cp2k/relaxed/in4pf9_fast.xyz
+    .venv/bin/python benchmarks/mlff_reference_model.py train --structure tests/data/cp2k/relaxed/in4pf9_fast.xyz
+    .venv/bin/python benchmarks/mlff_reference_model.py export --run PK --heldout PK --out tests/data/mlff/in4pf9
+
+``heldout``: a CP2K NVT MD (CSVR, 300 K) of the QD with the labels' DFT settings (the ``fast`` relax protocol, run as
+MD exactly as the work chain's initial data) but its own seed, through ``QdCp2kBaseWorkChain``; ``grow_dataset`` turns
+every ``--stride``-th frame after ``--skip`` steps into a labelled frame (dataset FolderData, each frame traced to the
+MD CalcJob). ``train``: ``MlffActiveLearningWorkChain`` from the same geometry, initial data from its own CP2K MD
+(another seed), then active-learning iterations until the held-out RMSEs or ``--max-iterations``. ``export``: writes
+``model.pth`` (the model of the final ensemble with the lowest force RMSE on the loop's own validation frames),
+``heldout.extxyz`` (DFT energies in eV, forces in eV/Å), ``parity.png`` and ``training.aiida``
+(an archive of the run and the held-out MD, every frame traced to its CP2K calculation) and prints
+``qdtraps mlff test``'s line for the model on the held-out frames.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import tempfile
+import time
+
+os.environ.setdefault('OMP_NUM_THREADS', '1')
+
+PROTOCOL = 'fast'  # the labels' DFT settings: the `fast` relax protocol (forces rigid-motion sound, docs/protocols.md)
+MODEL = {
+    'descriptor': {'type': 'se_e2_a', 'sel': 'auto', 'rcut_smth': 0.5, 'rcut': 6.0, 'neuron': [16, 32, 64],
+                   'axis_neuron': 8},
+    'fitting_net': {'neuron': [120, 120, 120], 'resnet_dt': True},
+}
+
+
+def structure_from(path: str):
+    from aiida import orm
+    from ase.io import read
+
+    structure = orm.StructureData(ase=read(path))
+    structure.pbc = (False, False, False)
+    return structure
+
+
+def md_settings(args, seed: int) -> dict:
+    return {'method': 'cp2k_md', 'steps': args.steps, 'timestep_fs': args.timestep, 'temperature_K': args.temperature,
+            'thermostat_tau_fs': 50.0, 'seed': seed, 'stride': args.stride}
+
+
+def heldout(args) -> None:
+    """The independent CP2K MD and its labelled frames."""
+    from aiida import orm
+    from aiida.common import AttributeDict
+    from aiida.engine import run_get_node
+    from aiida_quantumespresso.workflows.protocols.utils import recursive_merge
+
+    from aiida_qdtraps.workchains.build import center_in_box
+    from aiida_qdtraps.workchains.cp2k_base import QdCp2kBaseWorkChain
+    from aiida_qdtraps.workchains.cp2k_relax import QdCp2kRelaxWorkChain
+    from aiida_qdtraps.workchains.electronic_state import electronic_state_changes
+    from aiida_qdtraps.workchains.mlff import MD_FILES, grow_dataset, initial_md_parameters, label_parameters
+
+    cp2k_code = orm.load_code('cp2k@localhost')
+    structure = structure_from(args.structure)
+    label, relax = QdCp2kRelaxWorkChain.cp2k_builder_from_protocol(cp2k_code, structure, PROTOCOL)
+    inputs = AttributeDict(label._inputs(prune=True))
+    inputs.cp2k = AttributeDict(dict(inputs.cp2k))
+    inputs.cp2k.structure = center_in_box(structure, orm.Float(relax['box_vacuum']))
+    settings = md_settings(args, args.seed)
+    inputs.cp2k.parameters = orm.Dict(recursive_merge(
+        initial_md_parameters(label_parameters(inputs.cp2k.parameters.get_dict()), settings),
+        electronic_state_changes(args.charge, args.multiplicity)))
+    inputs.cp2k.settings = orm.Dict({'additional_retrieve_list': list(MD_FILES[2:])})
+    print(f'held-out CP2K MD: {settings}', flush=True)
+    start = time.time()
+    _, node = run_get_node(QdCp2kBaseWorkChain, **inputs)
+    if not node.is_finished_ok:
+        raise SystemExit(f'{node.process_label}<{node.pk}> failed: {node.exit_status} {node.exit_message}')
+    dataset = grow_dataset(orm.Dict({'type_map': sorted({s.kind_name for s in structure.sites}),
+                                     'validation_every': 0, 'md_stride': 1}),
+                           md_retrieved_000=node.outputs.retrieved)['dataset']
+    print(f'held-out MD {node.process_label}<{node.pk}> {time.time() - start:.0f} s; dataset<{dataset.pk}>', flush=True)
+
+
+def train(args) -> None:
+    """The active-learning run."""
+    from aiida import orm
+    from aiida.engine import run_get_node
+
+    from aiida_qdtraps.workchains.mlff import MlffActiveLearningWorkChain
+
+    cp2k_code, dp_code = orm.load_code('cp2k@localhost'), orm.load_code('dp-python@localhost')
+    overrides = {
+        'num_models': 4,
+        'validation_every': 5,
+        'label_wfn_restart': True,
+        'initial': md_settings(args, args.seed),
+        'training': {'numb_steps': args.training_steps, 'warm_start_steps': 0.5,
+                     'parameters': {'model': MODEL,
+                                    'learning_rate': {'decay_steps': max(args.training_steps // 20, 1),
+                                                      'stop_lr': 1.0e-6},
+                                    'training': {'disp_freq': 200, 'save_freq': args.training_steps}}},
+        'exploration': {'temperatures_K': [300.0, 450.0],
+                        'md': {'steps': 2000, 'save_interval': 20, 'timestep_fs': 1.0}},
+        'selection': {'trust_lo': 0.10, 'trust_hi': 0.60, 'max_candidates': args.labels,
+                      'calibrate': {'target_error': 0.10, 'min_points': args.labels}},
+        'convergence': {'force_rmse_eV_A': args.force_target, 'energy_rmse_meV_atom': 2.0, 'accurate_fraction': 0.99,
+                        'max_iterations': args.max_iterations},
+    }
+    builder = MlffActiveLearningWorkChain.get_builder_from_protocol(cp2k_code, dp_code, dp_code,
+                                                                    structure_from(args.structure), PROTOCOL,
+                                                                    overrides=overrides, charge=args.charge,
+                                                                    multiplicity=args.multiplicity)
+    print(json.dumps(overrides), flush=True)
+    start = time.time()
+    _, node = run_get_node(builder)
+    print(f'{node.process_label}<{node.pk}> exit {node.exit_status} after {time.time() - start:.0f} s', flush=True)
+
+
+def export(args) -> None:
+    """Model, held-out frames, parity plot and archive of both runs; the test line."""
+    import dpdata
+    from aiida import orm
+    from ase.io import write
+
+    from aiida_qdtraps.analysis.mlff_test import frame_labels, model_errors, predict
+    from aiida_qdtraps.archive import create_archive
+
+    run = orm.load_node(args.run)
+    held = orm.load_node(args.heldout)
+    dataset = held.outputs.dataset if hasattr(held, 'outputs') and 'dataset' in held.outputs else held
+    out = pathlib.Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    # The ensemble member with the lowest force RMSE on the loop's own validation frames (`dp test` in its training):
+    # chosen without looking at the independent held-out frames.
+    errors = {name: node.creator.outputs.output_parameters['force_rmse'] for name, node in run.outputs.models.items()}
+    chosen = min(errors, key=errors.get)
+    print(f'validation force RMSE per model (eV/Å): {errors}; shipped: {chosen}', flush=True)
+    (out / 'model.pth').write_bytes(run.outputs.models[chosen].get_content('rb'))
+    steps = dataset.base.attributes.get('frame_md_steps')
+    frames = []
+    with tempfile.TemporaryDirectory() as tmp:
+        dataset.base.repository.copy_tree(tmp)
+        for system in sorted(pathlib.Path(tmp, 'training').iterdir()):
+            md_steps = (steps or {}).get(f'training/{system.name}')
+            for i, atoms in enumerate(dpdata.LabeledSystem(str(system), fmt='deepmd/npy').to('ase/structure')):
+                step = md_steps[i] if md_steps else i
+                if step >= args.skip and (step - args.skip) % args.every == 0:
+                    atoms.info['md_step'] = int(step)
+                    frames.append(atoms)
+    write(out / 'heldout.extxyz', frames)
+    if 'parity_plot' in run.outputs:
+        (out / 'parity_run.png').write_bytes(run.outputs.parity_plot.get_content('rb'))
+    # A label copied from the cache names the CalcJob that ran it (`frame_sources`): those go into the archive too.
+    sources = {uuid for node in (run.outputs.dataset, dataset)
+               for values in node.base.attributes.get('frame_sources').values() for uuid in values}
+    create_archive(out / 'training.aiida', [run, dataset, *(orm.load_node(uuid) for uuid in sorted(sources))],
+                   overwrite=True)
+    size = (out / 'training.aiida').stat().st_size / 1e6
+    print(f"training.aiida {size:.1f} MB; files {sorted(p.name for p in out.iterdir())}", flush=True)
+    reference_e, reference_f = frame_labels(frames)
+    model_e, model_f = predict(str(out / 'model.pth'), frames)
+    errors = model_errors(model_e, model_f, reference_e, reference_f, [len(a) for a in frames])
+    print(json.dumps(errors), flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('command', choices=('heldout', 'train', 'export'))
+    parser.add_argument('--structure', default='tests/data/cp2k/relaxed/in4pf9_fast.xyz')
+    parser.add_argument('--steps', type=int, default=None, help='CP2K MD steps (heldout 50, train 120)')
+    parser.add_argument('--timestep', type=float, default=2.0, help='CP2K MD time step (fs)')
+    parser.add_argument('--temperature', type=float, default=300.0)
+    parser.add_argument('--charge', type=int, default=0)
+    parser.add_argument('--multiplicity', type=int, default=1)
+    parser.add_argument('--stride', type=int, default=1)
+    parser.add_argument('--seed', type=int, default=None, help='MD seed (heldout 100, train 0)')
+    parser.add_argument('--training-steps', type=int, default=8000)
+    parser.add_argument('--labels', type=int, default=10, help='CP2K labels per iteration at most')
+    parser.add_argument('--max-iterations', type=int, default=3)
+    parser.add_argument('--force-target', type=float, default=0.03,
+                        help='held-out force RMSE (eV/Å) of the loop\'s own validation frames at which it stops')
+    parser.add_argument('--run', type=int, help='export: the MlffActiveLearningWorkChain')
+    parser.add_argument('--heldout', type=int, help='export: the held-out dataset FolderData')
+    parser.add_argument('--skip', type=int, default=5, help='export: first MD step of the held-out frames')
+    parser.add_argument('--every', type=int, default=3, help='export: held-out frame stride (MD steps)')
+    parser.add_argument('--out', default='tests/data/mlff/in4pf9')
+    args = parser.parse_args()
+    if args.steps is None:
+        args.steps = 50 if args.command == 'heldout' else 120
+    if args.seed is None:
+        args.seed = 100 if args.command == 'heldout' else 0
+    from aiida_qdtraps.profile import load_project_profile
+
+    load_project_profile()
+    {'heldout': heldout, 'train': train, 'export': export}[args.command](args)
+
+
+if __name__ == '__main__':
+    main()
