@@ -7,6 +7,10 @@ Usage (project profile; each command is one process, the two runs can go side by
     .venv/bin/python benchmarks/mlff_reference_model.py train --structure tests/data/cp2k/relaxed/in4pf9_fast.xyz
     .venv/bin/python benchmarks/mlff_reference_model.py export --run PK --heldout PK --out tests/data/mlff/in4pf9
 
+The defaults are the shipped model's settings (docs/mlff.md, *The reference model*). The loop's own validation frames
+are every 5th frame of its training MD and flatter the model (0.029 eV/Å there against 0.094 on the independent
+frames), so ``--force-target`` (its stop criterion) sits well below the 0.10 eV/Å goal.
+
 ``heldout``: a CP2K NVT MD (CSVR, 300 K) of the QD with the labels' DFT settings (the ``fast`` relax protocol, run as
 MD exactly as the work chain's initial data) but its own seed, through ``QdCp2kBaseWorkChain``; ``grow_dataset`` turns
 every ``--stride``-th frame after ``--skip`` steps into a labelled frame (dataset FolderData, each frame traced to the
@@ -129,16 +133,17 @@ def export(args) -> None:
 
     from aiida_qdtraps.analysis.mlff_test import frame_labels, model_errors, predict
     from aiida_qdtraps.archive import create_archive
+    from aiida_qdtraps.workchains.mlff import best_member
 
     run = orm.load_node(args.run)
     held = orm.load_node(args.heldout)
     dataset = held.outputs.dataset if hasattr(held, 'outputs') and 'dataset' in held.outputs else held
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    # The ensemble member with the lowest force RMSE on the loop's own validation frames (`dp test` in its training):
-    # chosen without looking at the independent held-out frames.
+    # The ensemble member with the lowest force RMSE on the loop's own validation frames (`dp test` in its training),
+    # the work chain's `best_model`: chosen without looking at the independent held-out frames.
     errors = {name: node.creator.outputs.output_parameters['force_rmse'] for name, node in run.outputs.models.items()}
-    chosen = min(errors, key=errors.get)
+    chosen = best_member(errors)
     print(f'validation force RMSE per model (eV/Å): {errors}; shipped: {chosen}', flush=True)
     (out / 'model.pth').write_bytes(run.outputs.models[chosen].get_content('rb'))
     steps = dataset.base.attributes.get('frame_md_steps')
@@ -179,10 +184,10 @@ def main() -> None:
     parser.add_argument('--multiplicity', type=int, default=1)
     parser.add_argument('--stride', type=int, default=1)
     parser.add_argument('--seed', type=int, default=None, help='MD seed (heldout 100, train 0)')
-    parser.add_argument('--training-steps', type=int, default=8000)
+    parser.add_argument('--training-steps', type=int, default=16000)
     parser.add_argument('--labels', type=int, default=10, help='CP2K labels per iteration at most')
-    parser.add_argument('--max-iterations', type=int, default=3)
-    parser.add_argument('--force-target', type=float, default=0.03,
+    parser.add_argument('--max-iterations', type=int, default=2)
+    parser.add_argument('--force-target', type=float, default=0.025,
                         help='held-out force RMSE (eV/Å) of the loop\'s own validation frames at which it stops')
     parser.add_argument('--run', type=int, help='export: the MlffActiveLearningWorkChain')
     parser.add_argument('--heldout', type=int, help='export: the held-out dataset FolderData')

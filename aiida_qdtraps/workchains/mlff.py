@@ -57,6 +57,7 @@ from .mlff_settings import (  # noqa: F401  (re-exported: their public import pa
     MD_FILES,
     SELECTION_KEYS,
     TRAINING_KEYS,
+    best_member,
     calibrate_settings,
     initial_md_parameters,
     initial_md_settings,
@@ -140,6 +141,9 @@ class MlffActiveLearningWorkChain(QdProtocolMixin, WorkChain):
                     help='Per iteration: accurate/candidate/failed fractions, validation errors, `converged`.')
         spec.output('parity_plot', valid_type=orm.SinglefileData, required=False,
                     help='MLFF vs DFT energies and forces on the held-out frames (PNG).')
+        spec.output('best_model', valid_type=orm.SinglefileData, required=False,
+                    help='The member of the final ensemble with the lowest force RMSE on the held-out frames of its '
+                         'training (the same node as in `models`): the model to use for MD or relaxations.')
         spec.exit_code(410, 'ERROR_LABELING_FAILED', message='CP2K labelling failed for {count} frame(s): {message}')
         spec.exit_code(420, 'ERROR_TRAINING_FAILED', message='DeePMD training failed: {message}')
         spec.exit_code(430, 'ERROR_EXPLORATION_FAILED', message='MLFF MD failed: {message}')
@@ -379,6 +383,13 @@ class MlffActiveLearningWorkChain(QdProtocolMixin, WorkChain):
             self.report(f"iteration {self.ctx.iteration}: validation MAE {1e3 * metrics['energy_mae_per_atom']:.3g} "
                         f"meV/atom, force MAE {metrics['force_mae']:.3g} eV/Å ({metrics['n_validation_frames']} "
                         'held-out frames, model 1)')
+        errors = {name: self.ctx[f'train_{name.rsplit("_", 1)[1]}'].outputs.output_parameters.get('force_rmse')
+                  for name in self.ctx.models}
+        self.ctx.best_model = best_member(errors)
+        if self.ctx.best_model is not None:
+            listed = ', '.join(f'{errors[name]:.3g}' if errors[name] is not None else 'n/a' for name in errors)
+            self.report(f'iteration {self.ctx.iteration}: validation force RMSE per model {listed} eV/Å; lowest: '
+                        f'{self.ctx.best_model}')
         return None
 
     def run_exploration(self):
@@ -479,6 +490,8 @@ class MlffActiveLearningWorkChain(QdProtocolMixin, WorkChain):
     def results(self):
         self.out('dataset', self.ctx.dataset)
         self.out('models', self.ctx.models)
+        if self.ctx.get('best_model') is not None:
+            self.out('best_model', self.ctx.models[self.ctx.best_model])
         self.out('iterations', collect_iterations(self.inputs.convergence, **self.ctx.statistics))
         if 'parity' in self.ctx:
             self.out('parity_plot', plot_parity(self.ctx.parity))

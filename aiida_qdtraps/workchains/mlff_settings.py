@@ -262,3 +262,12 @@ def training_schedule(training: dict, iteration: int) -> tuple[dict, bool]:
         parameters = recursive_merge(parameters, copy.deepcopy(training.get('warm_start_parameters', {})))
     return recursive_merge(parameters, {'training': {'numb_steps': steps}}), warm
 
+
+def best_member(force_rmse: dict) -> str | None:
+    """The ensemble member (``model_<n>``) with the lowest held-out force RMSE of its training, or None when no
+    member has one. Ties go to the lower member number."""
+    known = {name: float(value) for name, value in force_rmse.items()
+             if value is not None and np.isfinite(float(value))}
+    if not known:
+        return None
+    return min(sorted(known, key=lambda name: int(name.rsplit('_', 1)[1])), key=known.get)

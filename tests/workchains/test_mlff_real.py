@@ -91,6 +91,9 @@ def test_active_learning_two_iterations(cp2k_code, dp_python, relaxed_tiny_qd):
     assert all(row['n_filtered'] == 0 for row in rows)
     assert rows[0]['labelled_error_over_deviation_p50'] > 0
     assert len(results['models']) == 2
+    # best_model: the member whose training had the lowest held-out force RMSE
+    errors = {name: model.creator.outputs.output_parameters['force_rmse'] for name, model in results['models'].items()}
+    assert results['best_model'].uuid == results['models'][min(errors, key=errors.get)].uuid
     assert results['parity_plot'].get_content('rb')[:8] == b'\x89PNG\r\n\x1a\n'
 
     # 2 initial MD frames (steps 0, 1; step 0 held out) + the frame selected in iteration 1 (none after the last

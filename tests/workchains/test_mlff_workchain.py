@@ -19,6 +19,7 @@ from ase import Atoms
 from aiida_qdtraps.analysis.mlff import HARTREE_EV, HARTREE_PER_BOHR_EV_PER_ANGSTROM
 from aiida_qdtraps.workchains.mlff import (
     MlffActiveLearningWorkChain,
+    best_member,
     calibrate_deviation,
     calibrate_trust_levels,
     collect_iterations,
@@ -302,11 +303,12 @@ def test_warm_start_schedule_of_the_fast_protocol(fast_builder):
     assert not warm and off['training']['numb_steps'] == 100
 
 
-def fake_training(process_nodes, computer, code, seed):
+def fake_training(process_nodes, computer, code, seed, force_rmse=None):
     """A finished DeepmdTrainCalculation node with a (fake) frozen model and metrics as outputs."""
     model = orm.SinglefileData(io.BytesIO(f'model {seed}'.encode()), filename='model.pth')
     model.base.attributes.set('type_map', ['F', 'In', 'P'])
-    metrics = orm.Dict({'numb_steps': 100, 'warm_start': False})
+    metrics = orm.Dict({'numb_steps': 100, 'warm_start': False,
+                        **({'force_rmse': force_rmse} if force_rmse is not None else {})})
     node = process_nodes.calcjob(computer, 'aiida.calculations:qdtraps.deepmd.train', code)
     return process_nodes.finish(node, {'model': model, 'output_parameters': metrics})
 
@@ -335,6 +337,31 @@ def test_iteration_2_trains_each_member_from_its_previous_model(fast_builder, ge
     assert [inputs['seed'].value for inputs in submitted] == [1, 2]
     assert all(inputs['parameters']['training']['numb_steps'] == 60 for inputs in submitted)
     assert all(inputs['parameters']['learning_rate']['start_lr'] == 1.0e-4 for inputs in submitted)
+
+
+def test_best_member_is_the_lowest_validation_force_rmse():
+    assert best_member({'model_1': 0.052, 'model_2': 0.0458, 'model_3': 0.04361, 'model_4': 0.04360}) == 'model_4'
+    assert best_member({'model_2': 0.04, 'model_1': 0.04}) == 'model_1'  # a tie goes to the lower member
+    assert best_member({'model_1': None, 'model_2': float('nan'), 'model_10': 0.2, 'model_3': 0.3}) == 'model_10'
+    assert best_member({'model_1': None}) is None
+
+
+def test_the_best_model_is_reported_and_returned(fast_builder, generate_workchain, aiida_localhost, process_nodes):
+    """inspect_training names the member with the lowest validation force RMSE; results returns it as
+    ``best_model``, the same node as in ``models``."""
+    process = generate_workchain(MlffActiveLearningWorkChain, dict(fast_builder))
+    process.setup()
+    process.ctx.iteration = 1
+    for seed, rmse in ((1, 0.09), (2, 0.07)):
+        process.ctx[f'train_{seed}'] = fake_training(process_nodes, aiida_localhost, fast_builder.dp_code, seed,
+                                                     force_rmse=rmse)
+    assert process.inspect_training() is None
+    assert process.ctx.best_model == 'model_2'
+    logs = [entry.message for entry in orm.Log.collection.get_logs_for(process.node)]
+    assert any('validation force RMSE per model 0.09, 0.07 eV/Å; lowest: model_2' in message for message in logs)
+    process.ctx.dataset = orm.FolderData().store()
+    process.results()
+    assert process.outputs['best_model'].uuid == process.outputs['models']['model_2'].uuid
 
 
 def recorded_md_calc(generate_cp2k_calc, data_dir, run_type='MD', unit='hartree*bohr^-1'):
