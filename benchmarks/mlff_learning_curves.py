@@ -149,6 +149,11 @@ def main() -> None:
     trainings = 0
     with tempfile.TemporaryDirectory() as tmp:
         root = pathlib.Path(tmp)
+
+        def folder(repeat: int, arm: str, k: int, seed: int) -> pathlib.Path:
+            # both arms start from the same frames: their first models are one training, shared
+            return root / (f'r{repeat}_first_s{seed}' if k == 0 else f'r{repeat}_{arm}_{k}_s{seed}')
+
         for repeat in range(args.repeats):
             rng = np.random.default_rng(repeat)
             first = list(rng.choice(len(pool), size=args.sizes[0], replace=False))
@@ -161,16 +166,19 @@ def main() -> None:
                         if arm == 'random':
                             chosen[arm] += list(rng.choice(rest, size=add, replace=False))
                         else:
-                            models = [root / f'r{repeat}_{arm}_{k - 1}_s{s}' / 'model.pth' for s in (1, 2)]
+                            models = [folder(repeat, arm, k - 1, s) / 'model.pth' for s in (1, 2)]
                             deviation = max_deviation(models, [pool[i] for i in rest])
                             chosen[arm] += list(rest[np.argsort(deviation)[::-1][:add]])
                     frames = [pool[i] for i in chosen[arm]]
-                    model = train(frames, type_map, 1, args.steps, root / f'r{repeat}_{arm}_{k}_s1')
-                    trainings += 1
-                    if arm == 'active' and k < len(args.sizes) - 1:
-                        train(frames, type_map, 2, args.steps, root / f'r{repeat}_{arm}_{k}_s2')
+                    if k == 0 and arm == 'active':  # the random arm trained it on the same frames
+                        rmse[arm][repeat, k] = rmse['random'][repeat, k]
+                    else:
+                        model = train(frames, type_map, 1, args.steps, folder(repeat, arm, k, 1))
                         trainings += 1
-                    rmse[arm][repeat, k] = force_rmse(model, test)
+                        rmse[arm][repeat, k] = force_rmse(model, test)
+                    if arm == 'active' and k < len(args.sizes) - 1:
+                        train(frames, type_map, 2, args.steps, folder(repeat, arm, k, 2))
+                        trainings += 1
                     print(f'repeat {repeat} {arm:6s} {size:4d} labels: force RMSE {rmse[arm][repeat, k]:.4f} eV/Å '
                           f'({time.time() - start:.0f} s, {trainings} trainings)', flush=True)
 

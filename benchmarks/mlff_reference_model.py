@@ -11,15 +11,15 @@ The defaults are the shipped model's settings (docs/mlff.md, *The reference mode
 are every 5th frame of its training MD and flatter the model (0.029 eV/Å there against 0.094 on the independent
 frames), so ``--force-target`` (its stop criterion) sits well below the 0.10 eV/Å goal.
 
-``heldout``: a CP2K NVT MD (CSVR, 300 K) of the QD with the labels' DFT settings (the ``fast`` relax protocol, run as
-MD exactly as the work chain's initial data) but its own seed, through ``QdCp2kBaseWorkChain``; ``grow_dataset`` turns
-every ``--stride``-th frame after ``--skip`` steps into a labelled frame (dataset FolderData, each frame traced to the
-MD CalcJob). ``train``: ``MlffActiveLearningWorkChain`` from the same geometry, initial data from its own CP2K MD
-(another seed), then active-learning iterations until the held-out RMSEs or ``--max-iterations``. ``export``: writes
-``model.pth`` (the model of the final ensemble with the lowest force RMSE on the loop's own validation frames),
-``heldout.extxyz`` (DFT energies in eV, forces in eV/Å), ``parity.png`` and ``training.aiida``
-(an archive of the run and the held-out MD, every frame traced to its CP2K calculation) and prints
-``qdtraps mlff test``'s line for the model on the held-out frames.
+``heldout``: a CP2K NVT MD (CSVR, 300 K) of the QD with the labels' DFT settings (the ``fast`` relax protocol, run as MD
+exactly as the work chain's initial data) but its own seed, through ``QdCp2kBaseWorkChain``; ``grow_dataset`` turns
+every frame into a labelled frame (dataset FolderData, each frame traced to the MD CalcJob). ``train``:
+``MlffActiveLearningWorkChain`` from the same geometry, initial data from its own CP2K MD (another seed), then
+active-learning iterations until the held-out RMSEs or ``--max-iterations``. ``export``: writes ``model.pth`` (the model
+of the final ensemble with the lowest force RMSE on the loop's own validation frames), ``heldout.extxyz`` (the held-out
+MD's frames from step ``--skip`` on, every ``--every``-th; DFT energies in eV, forces in eV/Å), ``parity_run.png`` (the
+loop's own parity plot) and ``training.aiida`` (an archive of the run and the held-out MD, every frame traced to its
+CP2K calculation) and prints the model's errors on the held-out frames, as ``qdtraps mlff test`` computes them.
 """
 
 from __future__ import annotations
@@ -142,9 +142,10 @@ def export(args) -> None:
     out.mkdir(parents=True, exist_ok=True)
     # The ensemble member with the lowest force RMSE on the loop's own validation frames (`dp test` in its training),
     # the work chain's `best_model`: chosen without looking at the independent held-out frames.
-    errors = {name: node.creator.outputs.output_parameters['force_rmse'] for name, node in run.outputs.models.items()}
-    chosen = best_member(errors)
-    print(f'validation force RMSE per model (eV/Å): {errors}; shipped: {chosen}', flush=True)
+    validation = {name: node.creator.outputs.output_parameters['force_rmse']
+                  for name, node in run.outputs.models.items()}
+    chosen = best_member(validation)
+    print(f'validation force RMSE per model (eV/Å): {validation}; shipped: {chosen}', flush=True)
     (out / 'model.pth').write_bytes(run.outputs.models[chosen].get_content('rb'))
     steps = dataset.base.attributes.get('frame_md_steps')
     frames = []

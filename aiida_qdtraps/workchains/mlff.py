@@ -383,8 +383,8 @@ class MlffActiveLearningWorkChain(QdProtocolMixin, WorkChain):
             self.report(f"iteration {self.ctx.iteration}: validation MAE {1e3 * metrics['energy_mae_per_atom']:.3g} "
                         f"meV/atom, force MAE {metrics['force_mae']:.3g} eV/Å ({metrics['n_validation_frames']} "
                         'held-out frames, model 1)')
-        errors = {name: self.ctx[f'train_{name.rsplit("_", 1)[1]}'].outputs.output_parameters.get('force_rmse')
-                  for name in self.ctx.models}
+        errors = {f'model_{s}': self.ctx[f'train_{s}'].outputs.output_parameters.get('force_rmse')
+                  for s in range(1, self.inputs.num_models.value + 1)}
         self.ctx.best_model = best_member(errors)
         if self.ctx.best_model is not None:
             listed = ', '.join(f'{errors[name]:.3g}' if errors[name] is not None else 'n/a' for name in errors)

@@ -55,7 +55,7 @@ def test_mlff_test_refuses_frames_without_labels(data_dir, tmp_path):
 
 def test_the_shipped_in4pf9_model_on_its_independent_held_out_frames(data_dir, tmp_path):
     """The reference force field (docs/mlff.md, *The reference model*) on frames of a CP2K MD it never saw: within the
-    targets of the issue and the docs (0.10 eV/Å, 2 meV/atom), with its parity plot."""
+    targets stated in docs/mlff.md (0.10 eV/Å, 2 meV/atom), with its parity plot."""
     folder = data_dir / 'mlff' / 'in4pf9'
     parity = tmp_path / 'parity.png'
     result = CliRunner().invoke(cli, ['mlff', 'test', str(folder / 'model.pth'), str(folder / 'heldout.extxyz'),
