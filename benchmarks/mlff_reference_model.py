@@ -15,11 +15,14 @@ frames), so ``--force-target`` (its stop criterion) sits well below the 0.10 eV/
 exactly as the work chain's initial data) but its own seed, through ``QdCp2kBaseWorkChain``; ``grow_dataset`` turns
 every frame into a labelled frame (dataset FolderData, each frame traced to the MD CalcJob). ``train``:
 ``MlffActiveLearningWorkChain`` from the same geometry, initial data from its own CP2K MD (another seed), then
-active-learning iterations until the held-out RMSEs or ``--max-iterations``. ``export``: writes ``model.pth`` (the model
-of the final ensemble with the lowest force RMSE on the loop's own validation frames), ``heldout.extxyz`` (the held-out
-MD's frames from step ``--skip`` on, every ``--every``-th; DFT energies in eV, forces in eV/Å), ``parity_run.png`` (the
-loop's own parity plot) and ``training.aiida`` (an archive of the run and the held-out MD, every frame traced to its
-CP2K calculation) and prints the model's errors on the held-out frames, as ``qdtraps mlff test`` computes them.
+active-learning iterations until the held-out RMSEs or ``--max-iterations``; with ``--relax-rattle A [A ...]`` each
+iteration from ``--relax-from`` on also explores by model relaxations from the QD rattled by these amplitudes (Å), and
+``--balance`` shares the labels between MD and relaxation frames (docs/mlff.md, *Relaxation paths as exploration*).
+``export``: writes ``model.pth`` (the model of the final ensemble with the lowest force RMSE on the loop's own
+validation frames), ``heldout.extxyz`` (the held-out MD's frames from step ``--skip`` on, every ``--every``-th; DFT
+energies in eV, forces in eV/Å), ``parity_run.png`` (the loop's own parity plot) and ``training.aiida`` (an archive of
+the run and the held-out MD, every frame traced to its CP2K calculation) and prints the model's errors on the held-out
+frames, as ``qdtraps mlff test`` computes them.
 """
 
 from __future__ import annotations
@@ -109,8 +112,12 @@ def train(args) -> None:
                                                       'stop_lr': 1.0e-6},
                                     'training': {'disp_freq': 200, 'save_freq': args.training_steps}}},
         'exploration': {'temperatures_K': [300.0, 450.0],
-                        'md': {'steps': 2000, 'save_interval': 20, 'timestep_fs': 1.0}},
+                        'md': {'steps': 2000, 'save_interval': 20, 'timestep_fs': 1.0},
+                        **({'relax': {'rattle_stdev': args.relax_rattle, 'steps': 300, 'save_interval': 5,
+                                      'from_iteration': args.relax_from}}
+                           if args.relax_rattle else {})},
         'selection': {'trust_lo': 0.10, 'trust_hi': 0.60, 'max_candidates': args.labels,
+                      **({'balance': True} if args.balance else {}),
                       'calibrate': {'target_error': 0.10, 'min_points': args.labels}},
         'convergence': {'force_rmse_eV_A': args.force_target, 'energy_rmse_meV_atom': 2.0, 'accurate_fraction': 0.99,
                         'max_iterations': args.max_iterations},
@@ -190,6 +197,11 @@ def main() -> None:
     parser.add_argument('--max-iterations', type=int, default=2)
     parser.add_argument('--force-target', type=float, default=0.025,
                         help='held-out force RMSE (eV/Å) of the loop\'s own validation frames at which it stops')
+    parser.add_argument('--relax-rattle', type=float, nargs='*', default=[],
+                        help='train: also explore by model relaxations from the QD rattled by these amplitudes (Å)')
+    parser.add_argument('--balance', action='store_true',
+                        help='train: share the labels of an iteration between MD and relaxation frames')
+    parser.add_argument('--relax-from', type=int, default=1, help='train: first iteration that relaxes')
     parser.add_argument('--run', type=int, help='export: the MlffActiveLearningWorkChain')
     parser.add_argument('--heldout', type=int, help='export: the held-out dataset FolderData')
     parser.add_argument('--skip', type=int, default=5, help='export: first MD step of the held-out frames')

@@ -90,7 +90,7 @@ class Selection:
 
 
 def select_by_deviation(max_devi_f, trust_lo: float, trust_hi: float, max_candidates: int, stride: int = 1,
-                        seed: int = 0) -> Selection:
+                        seed: int = 0, groups=None) -> Selection:
     """Split frames by their maximum force deviation and pick at most ``max_candidates`` to label.
 
     :param max_devi_f: per-frame maximum force deviation (eV/Å).
@@ -99,6 +99,10 @@ def select_by_deviation(max_devi_f, trust_lo: float, trust_hi: float, max_candid
     :param max_candidates: cap on the frames picked for labelling (>= 0).
     :param stride: keep every ``stride``-th candidate (in frame order) before the cap (>= 1), to decorrelate.
     :param seed: seed of the random choice applied when more candidates than the cap remain.
+    :param groups: optional group of every frame (e.g. the kind of exploration that made it, MD or relaxation):
+        when the candidates belong to more than one group, the cap is shared round-robin over the groups, each
+        group's candidates in random order, so that short relaxation paths are not outnumbered by long MDs; else
+        (and without ``groups``) the choice is uniform over all candidates.
     """
     devi = np.asarray(max_devi_f, dtype=float)
     if devi.ndim != 1:
@@ -116,7 +120,15 @@ def select_by_deviation(max_devi_f, trust_lo: float, trust_hi: float, max_candid
     candidates = np.flatnonzero((devi >= trust_lo) & (devi < trust_hi))
     failed = np.flatnonzero(devi >= trust_hi)
     picked = candidates[::int(stride)]
-    if len(picked) > max_candidates:
+    if groups is not None and np.shape(groups) != devi.shape:
+        raise ValueError(f'groups must give one group per frame ({devi.shape}), got shape {np.shape(groups)}')
+    if len(picked) > max_candidates and groups is not None and len(np.unique(np.asarray(groups)[picked])) > 1:
+        groups = np.asarray(groups)
+        rng = np.random.default_rng(seed)
+        queues = [rng.permutation(picked[groups[picked] == g]) for g in np.unique(groups[picked])]
+        rounds = [queue[k] for k in range(max(len(q) for q in queues)) for queue in queues if k < len(queue)]
+        picked = np.sort(np.array(rounds[:int(max_candidates)], dtype=int))
+    elif len(picked) > max_candidates:
         picked = np.sort(np.random.default_rng(seed).choice(picked, size=int(max_candidates), replace=False))
     return Selection(accurate=accurate, candidates=candidates, selected=picked, failed=failed)
 

@@ -3,6 +3,10 @@
 The code is a Python interpreter that has ase and deepmd-kit (``dp-python@localhost`` points at the project venv);
 the job copies :mod:`aiida_qdtraps.calculations.mlff_md_script` into its folder and runs it. Langevin BAOAB
 (Sowa et al.) or NVE, optional frozen atoms (Sowa et al.'s FF1: frozen core), frames every ``save_interval`` steps.
+With ``mode: relax`` the same job runs a BFGS relaxation instead (from the structure, rattled by ``rattle_stdev`` Å
+with ``seed``, until max |F| < ``fmax`` eV/Å or ``steps`` BFGS steps, at most ``maxstep`` Å per step), saving the
+path: the active-learning loop explores with it the directions a minimiser follows, which an MD at 300 K does not
+visit.
 """
 
 from __future__ import annotations
@@ -20,10 +24,13 @@ from .script_job import INPUT_FILE, define_script_job, parameters_of, script_cal
 SCRIPT = pathlib.Path(__file__).with_name('mlff_md_script.py')
 DIPOLE_MODEL_FILE = 'dipole.pth'
 THERMOSTATS = ('langevin', 'nve')
+MODES = ('md', 'relax')
 
-#: MD settings and their defaults: K, fs, steps, fs (Langevin time constant), frozen atom indices, velocity seed.
+#: MD settings and their defaults: K, fs, steps, fs (Langevin time constant), frozen atom indices, velocity seed;
+#: ``mode`` ``md`` or ``relax`` (BFGS: ``rattle_stdev`` Å of the start, ``fmax`` eV/Å, ``maxstep`` Å per step).
 DEFAULT_PARAMETERS = {'temperature_K': 300.0, 'timestep_fs': 1.0, 'steps': 1000, 'save_interval': 10,
-                      'thermostat': 'langevin', 'thermostat_tau_fs': 100.0, 'frozen_indices': [], 'seed': 0}
+                      'thermostat': 'langevin', 'thermostat_tau_fs': 100.0, 'frozen_indices': [], 'seed': 0,
+                      'mode': 'md', 'rattle_stdev': 0.0, 'fmax': 0.05, 'maxstep': 0.1}
 
 
 def md_parameters(changes: dict, n_atoms: int | None = None) -> dict:
@@ -46,6 +53,12 @@ def md_parameters(changes: dict, n_atoms: int | None = None) -> dict:
         raise ValueError(f"thermostat {params['thermostat']!r} is not one of {THERMOSTATS}")
     if float(params['thermostat_tau_fs']) <= 0:
         raise ValueError(f"thermostat_tau_fs must be > 0 fs, got {params['thermostat_tau_fs']}")
+    if params['mode'] not in MODES:
+        raise ValueError(f"mode {params['mode']!r} is not one of {MODES}")
+    if not 0 <= float(params['rattle_stdev']) <= 1:
+        raise ValueError(f"rattle_stdev must be in [0, 1] Å, got {params['rattle_stdev']}")
+    if not float(params['fmax']) > 0 or not float(params['maxstep']) > 0:
+        raise ValueError(f"fmax and maxstep must be > 0, got fmax={params['fmax']}, maxstep={params['maxstep']}")
     frozen = [int(i) for i in params['frozen_indices']]
     if n_atoms is not None and any(not 0 <= i < n_atoms for i in frozen):
         raise ValueError(f'frozen_indices {frozen} must lie in [0, {n_atoms - 1}]')

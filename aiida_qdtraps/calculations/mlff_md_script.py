@@ -3,8 +3,9 @@
 Usage: ``python mlff_md_script.py input.json``. Reads ``structure.xyz`` (extended XYZ) and the frozen models
 ``model_<i>.pth`` named in ``input.json``; drives ASE MD with the first model (Langevin BAOAB or velocity-Verlet
 NVE), optionally with frozen atoms; every ``save_interval`` steps stores the frame and evaluates all models on it
-(and a dipole model, if given, for the frame's global dipole). Writes ``md.npz`` (Å, eV, eV/Å, fs, K, e·Å) and
-``md.json`` (timings). Needs only numpy, ase and deepmd-kit, so it
+(and a dipole model, if given, for the frame's global dipole). With ``mode: relax`` a BFGS relaxation of the
+(``rattle_stdev``-rattled) structure replaces the MD and every ``save_interval``-th step of its path is a frame.
+Writes ``md.npz`` (Å, eV, eV/Å, fs, K, e·Å) and ``md.json`` (timings). Needs only numpy, ase and deepmd-kit, so it
 runs with any Python that has them (a cluster's, too).
 """
 
@@ -27,6 +28,7 @@ def main(path: str) -> None:
         ZeroRotation,
     )
     from ase.md.verlet import VelocityVerlet
+    from ase.optimize import BFGS
     from ase.units import fs
     from deepmd.calculator import DP
     from deepmd.infer import DeepPot
@@ -44,14 +46,19 @@ def main(path: str) -> None:
     types = [params['type_map'].index(s) for s in atoms.get_chemical_symbols()]
 
     rng = np.random.default_rng(params['seed'])
-    MaxwellBoltzmannDistribution(atoms, temperature_K=params['temperature_K'], rng=rng)
-    Stationary(atoms)
-    ZeroRotation(atoms)
-    if params['thermostat'] == 'langevin':
-        dyn = LangevinBAOAB(atoms, params['timestep_fs'] * fs, temperature_K=params['temperature_K'],
-                            T_tau=params['thermostat_tau_fs'] * fs, rng=rng)
+    relax = params.get('mode', 'md') == 'relax'
+    if relax:  # the path of a BFGS relaxation from a rattled start; no velocities
+        atoms.positions += rng.normal(scale=params.get('rattle_stdev', 0.0), size=atoms.positions.shape)
+        dyn = BFGS(atoms, maxstep=params['maxstep'], logfile=None)
     else:
-        dyn = VelocityVerlet(atoms, params['timestep_fs'] * fs)
+        MaxwellBoltzmannDistribution(atoms, temperature_K=params['temperature_K'], rng=rng)
+        Stationary(atoms)
+        ZeroRotation(atoms)
+        if params['thermostat'] == 'langevin':
+            dyn = LangevinBAOAB(atoms, params['timestep_fs'] * fs, temperature_K=params['temperature_K'],
+                                T_tau=params['thermostat_tau_fs'] * fs, rng=rng)
+        else:
+            dyn = VelocityVerlet(atoms, params['timestep_fs'] * fs)
 
     frames = {'positions': [], 'energies': [], 'forces': [], 'temperatures': [], 'steps': [], 'velocities': [],
               'kinetic_energies': []}
@@ -67,7 +74,12 @@ def main(path: str) -> None:
 
     dyn.attach(record, interval=params['save_interval'])
     start = time.perf_counter()
-    dyn.run(params['steps'])
+    if relax:
+        converged = bool(dyn.run(fmax=params['fmax'], steps=params['steps']))
+        if dyn.nsteps % params['save_interval']:
+            record()  # the last geometry of the path, too
+    else:
+        dyn.run(params['steps'])
     md_seconds = time.perf_counter() - start
 
     positions = np.array(frames['positions'])
@@ -89,8 +101,12 @@ def main(path: str) -> None:
     result['cell'] = atoms.cell.array
     np.savez('md.npz', **result)
     with open('md.json', 'w') as handle:
-        json.dump({'md_seconds': md_seconds, 'md_ms_per_step': 1e3 * md_seconds / max(params['steps'], 1),
-                   'deviation_seconds': devi_seconds, 'n_frames': len(positions), 'n_models': len(ensemble)}, handle)
+        timings = {'md_seconds': md_seconds, 'md_ms_per_step': 1e3 * md_seconds / max(dyn.nsteps, 1),
+                   'deviation_seconds': devi_seconds, 'n_frames': len(positions), 'n_models': len(ensemble)}
+        if relax:
+            timings.update(mode='relax', bfgs_steps=int(dyn.nsteps), converged=converged,
+                           final_fmax_eV_A=float(np.linalg.norm(frames['forces'][-1], axis=1).max()))
+        json.dump(timings, handle)
 
 
 def global_dipoles(model_file: str, symbols: list[str], positions: np.ndarray) -> np.ndarray:

@@ -251,6 +251,6 @@ class MlffMdParser(Parser):
             trajectory.set_array('conserved_energy', data['energies'] + data['kinetic_energies'])
         stride = float(np.median(np.diff(steps))) if len(steps) > 1 else 1.0
         trajectory.base.attributes.set_many({
-            'timestep_fs': stride * dt, 'md_timestep_fs': dt, 'engine': 'mlff',
+            'timestep_fs': stride * dt, 'md_timestep_fs': dt, 'engine': 'mlff', 'mode': self._md_settings()['mode'],
             'units': {'positions': 'angstrom', 'velocities': 'angstrom/fs', 'times': 'fs', 'energy': 'eV',
                       'temperature': 'K', 'dipole': 'e*angstrom'}})

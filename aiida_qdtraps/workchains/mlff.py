@@ -44,6 +44,7 @@ from .mlff_functions import (  # noqa: F401  (re-exported: their public import p
     calibrate_deviation,
     calibrate_trust_levels,
     collect_iterations,
+    exploration_kind,
     grow_dataset,
     plot_parity,
     rattle_structure,
@@ -63,6 +64,7 @@ from .mlff_settings import (  # noqa: F401  (re-exported: their public import pa
     initial_md_settings,
     is_converged,
     label_parameters,
+    relaxations,
     training_schedule,
     validate_settings,
     validation_route,
@@ -76,8 +78,12 @@ SETTINGS_HELP = {
                'whose frames are the initial labels).',
     'training': '`numb_steps`, `parameters` (DeePMD input merged over the DeepmdTrainCalculation defaults), '
                 '`warm_start` (bool), `warm_start_steps` (fraction of numb_steps), `warm_start_parameters`.',
-    'exploration': '`temperatures_K` (list, K) and `md` (MlffMdCalculation parameters but the temperature).',
-    'selection': '`trust_lo`, `trust_hi` (eV/Å), `max_candidates`, `stride`, `min_distance_scale`, optional '
+    'exploration': '`temperatures_K` (list, K) and `md` (MlffMdCalculation parameters but the temperature); optional '
+                   '`relax` (`rattle_stdev`: list of Å, one model BFGS relaxation from the QD rattled by each; '
+                   '`steps`, `save_interval`, `fmax` eV/Å, `maxstep` Å, `from_iteration`): relaxation paths as '
+                   'candidate frames.',
+    'selection': '`trust_lo`, `trust_hi` (eV/Å), `max_candidates`, `stride`, `min_distance_scale`, `balance` (share '
+                 '`max_candidates` between MD and relaxation frames), optional '
                  '`adaptive_lo` or `calibrate` (`target_error` eV/Å, `quantile`, `min_points`, `hi_ratio`: from '
                  'iteration 2 on the levels are calibrated on the labelled frames so far).',
     'convergence': '`accurate_fraction` (default 0.95), `energy_mae_per_atom` (eV/atom, default 0.001), optional '
@@ -314,7 +320,7 @@ class MlffActiveLearningWorkChain(QdProtocolMixin, WorkChain):
         """Store the deviation of this batch's labelled frames next to their true force error (``calibrate_deviation``)
         and report how well the one tracks the other."""
         selection = self.ctx.statistics.get(f'selection_iter_{self.ctx.iteration}')
-        runs = {k: self.ctx[k] for k in self.ctx if k.startswith('md_')}
+        runs = {k: self.ctx[k] for k in self.ctx if k.startswith(('md_', 'relax_'))}
         if selection is None or not all('forces' in n.outputs.trajectory.get_arraynames() for n in runs.values()):
             return
         nodes = {f'trajectory_{k}': n.outputs.trajectory for k, n in runs.items()}
@@ -398,16 +404,25 @@ class MlffActiveLearningWorkChain(QdProtocolMixin, WorkChain):
         for i, temperature in enumerate(exploration['temperatures_K']):
             parameters = {**exploration.get('md', {}), 'temperature_K': float(temperature),
                           'seed': 1000 * self.ctx.iteration + i}
-            inputs = {'code': self.inputs.md_code, 'structure': self.ctx.structure, 'models': self.ctx.models,
-                      'type_map': self.ctx.type_map, 'parameters': orm.Dict(parameters),
-                      'metadata': {'call_link_label': f'md_iter_{self.ctx.iteration}_{i}',
-                                   'options': dict(self.inputs.get('md_options', {}))}}
-            futures[f'md_{i}'] = self.submit(MlffMdCalculation, **inputs)
-        self.report(f'iteration {self.ctx.iteration}: MLFF MD at {exploration["temperatures_K"]} K')
+            futures[f'md_{i}'] = self._submit_md(parameters, f'md_iter_{self.ctx.iteration}_{i}')
+        relax = relaxations(exploration, self.ctx.iteration)
+        for k, parameters in enumerate(relax):
+            parameters['seed'] = 1000 * self.ctx.iteration + 100 + k
+            futures[f'relax_{k}'] = self._submit_md(parameters, f'relax_iter_{self.ctx.iteration}_{k}')
+        self.report(f'iteration {self.ctx.iteration}: MLFF MD at {exploration["temperatures_K"]} K'
+                    + (f', model relaxations from the QD rattled by {[p["rattle_stdev"] for p in relax]} Å'
+                       if relax else ''))
         return ToContext(**futures)
 
+    def _submit_md(self, parameters: dict, link_label: str):
+        """An ``MlffMdCalculation`` (MD or relaxation) of the QD with the current ensemble."""
+        return self.submit(MlffMdCalculation, code=self.inputs.md_code, structure=self.ctx.structure,
+                           models=self.ctx.models, type_map=self.ctx.type_map, parameters=orm.Dict(parameters),
+                           metadata={'call_link_label': link_label,
+                                     'options': dict(self.inputs.get('md_options', {}))})
+
     def inspect_exploration(self):
-        runs = {k: self.ctx[k] for k in self.ctx if k.startswith('md_')}
+        runs = {k: self.ctx[k] for k in self.ctx if k.startswith(('md_', 'relax_'))}
         failed = [f'MlffMdCalculation<{n.pk}> exit status {n.exit_status}' for n in runs.values() if
                   not n.is_finished_ok]
         if failed:

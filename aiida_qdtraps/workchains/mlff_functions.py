@@ -74,6 +74,16 @@ def calibrate_trust_levels(selection: orm.Dict, **calibrations) -> orm.Dict:
     return orm.Dict(levels)
 
 
+def exploration_kind(trajectory: orm.TrajectoryData) -> str:
+    """``md`` or ``relax``: the ``mode`` of the ``MlffMdCalculation`` that made ``trajectory`` (its attribute, else its
+    creator's parameters); ``md`` for a trajectory of any other origin."""
+    mode = trajectory.base.attributes.get('mode', None)
+    creator = trajectory.creator
+    if mode is None and creator is not None and 'parameters' in creator.inputs:
+        mode = creator.inputs.parameters.get('mode', None)
+    return mode or 'md'
+
+
 @calcfunction
 def select_candidates(reference: orm.StructureData, parameters: orm.Dict, trust_levels: orm.Dict | None = None,
                       **trajectories) -> dict:
@@ -87,8 +97,9 @@ def select_candidates(reference: orm.StructureData, parameters: orm.Dict, trust_
 
     :param reference: structure whose cell the picked frames are re-centred in (the CP2K box).
     :param parameters: ``trust_lo``, ``trust_hi`` (eV/Å), ``max_candidates`` (over all trajectories), ``stride``,
-        optional ``min_distance_scale`` (default 0.7; ``None`` switches the filter off), ``adaptive_lo``
-        (``{'numb_candi': int, 'rate_candi': float}``) and ``seed``.
+        optional ``balance`` (share ``max_candidates`` round-robin between the MD and the relaxation trajectories
+        instead of a uniform random choice over all frames), ``min_distance_scale`` (default 0.7; ``None`` switches
+        the filter off), ``adaptive_lo`` (``{'numb_candi': int, 'rate_candi': float}``) and ``seed``.
     :param trust_levels: optional ``trust_lo``, ``trust_hi`` (eV/Å) and ``source`` that replace the given levels.
     :param trajectories: TrajectoryData from ``MlffMdCalculation`` with a ``max_devi_f`` array.
     :returns: ``statistics`` Dict (frame counts and accurate/candidate/failed fractions per trajectory and overall,
@@ -104,6 +115,7 @@ def select_candidates(reference: orm.StructureData, parameters: orm.Dict, trust_
     devi = np.concatenate([trajectories[name].get_array('max_devi_f') for name in names])
     owner = np.concatenate([[i] * trajectories[name].numsteps for i, name in enumerate(names)])
     local = np.concatenate([np.arange(trajectories[name].numsteps) for name in names])
+    kinds = np.array([exploration_kind(trajectories[name]) for name in names])
     trust_lo, trust_hi = float(settings['trust_lo']), float(settings['trust_hi'])
     source = 'given'
     adaptive = settings.get('adaptive_lo')
@@ -129,7 +141,8 @@ def select_candidates(reference: orm.StructureData, parameters: orm.Dict, trust_
         filtered = mlff_selection.prelabel_filter(frames, table)
         screened[candidates[filtered.rejected_indices]] = trust_hi  # never labelled: counted as failed
     selection = mlff.select_by_deviation(screened, trust_lo, trust_hi, int(settings['max_candidates']),
-                                         int(settings.get('stride', 1)), int(settings.get('seed', 0)))
+                                         int(settings.get('stride', 1)), int(settings.get('seed', 0)),
+                                         groups=kinds[owner] if settings.get('balance') else None)
     statistics = {'n_frames': selection.n_frames, 'n_selected': len(selection.selected),
                   **selection.fractions(), 'max_devi_f_max': float(devi.max()), 'max_devi_f_mean': float(devi.mean()),
                   'trust_lo': trust_lo, 'trust_hi': trust_hi, 'trust_source': source,

@@ -15,7 +15,7 @@ from ..calculations.mlff_md import md_parameters
 #: CP2K changes turning the relax protocol into a single-point energy + forces label.
 LABEL_CHANGES = {'GLOBAL': {'RUN_TYPE': 'ENERGY_FORCE'}, 'FORCE_EVAL': {'PRINT': {'FORCES': {'_': 'ON'}}}}
 SELECTION_KEYS = {'trust_lo', 'trust_hi', 'max_candidates', 'stride', 'min_distance_scale', 'adaptive_lo',
-                  'calibrate'}
+                  'calibrate', 'balance'}
 #: keys of ``selection.adaptive_lo``: dpgen2's adaptive lower trust level
 #: (:func:`~aiida_qdtraps.analysis.mlff_selection.adaptive_trust_lo`)
 ADAPTIVE_LO_KEYS = {'numb_candi', 'rate_candi'}
@@ -134,6 +134,8 @@ def check_selection(selection: dict) -> str | None:
     if not 0 <= float(selection['trust_lo']) < float(selection['trust_hi']):
         return (f"selection trust levels must satisfy 0 <= trust_lo < trust_hi (eV/Å), got {selection['trust_lo']}, "
                 f"{selection['trust_hi']}")
+    if not isinstance(selection.get('balance', False), bool):
+        return f"selection.balance must be true or false, got {selection['balance']!r}"
     scale = selection.get('min_distance_scale', 0.7)
     if scale is not None and not (isinstance(scale, (int, float)) and 0 < scale < 2):
         return f'selection.min_distance_scale must be a number in (0, 2) or null (no pre-label filter), got {scale!r}'
@@ -194,6 +196,30 @@ def calibrate_settings(selection: dict) -> dict | None:
     return {**CALIBRATE_DEFAULTS, **calibrate}
 
 
+def relaxations(exploration: dict, iteration: int = 1) -> list[dict]:
+    """The ``MlffMdCalculation`` parameters of the exploration's model relaxations in ``iteration``: one BFGS run
+    (``mode: relax``) per value of ``relax.rattle_stdev`` (Å), with the other keys of ``relax`` (``steps``,
+    ``save_interval``, ``fmax``, ``maxstep``); none without a ``relax`` entry or before ``relax.from_iteration``
+    (default 1).
+
+    :raises ValueError: naming a bad value.
+    """
+    settings = dict(exploration.get('relax') or {})
+    if not settings:
+        return []
+    first = settings.pop('from_iteration', 1)
+    if isinstance(first, bool) or not isinstance(first, int) or first < 1:
+        raise ValueError(f'relax.from_iteration must be an integer >= 1, got {first!r}')
+    stdevs = settings.pop('rattle_stdev', None)
+    if not isinstance(stdevs, (list, tuple)) or not stdevs:
+        raise ValueError(f'relax.rattle_stdev must list one rattle amplitude (Å) per relaxation, got {stdevs!r}')
+    for key in ('mode', 'temperature_K', 'thermostat', 'thermostat_tau_fs', 'seed'):
+        if key in settings:
+            raise ValueError(f'relax.{key} is not a setting of a relaxation')
+    runs = [md_parameters({**settings, 'mode': 'relax', 'rattle_stdev': float(value)}) for value in stdevs]
+    return runs if iteration >= first else []
+
+
 def validate_settings(inputs, _):
     problem = check_selection(inputs['selection'].get_dict())
     if problem:
@@ -217,6 +243,7 @@ def validate_settings(inputs, _):
     try:
         for temperature in temperatures:
             md_parameters({**exploration.get('md', {}), 'temperature_K': temperature})
+        relaxations(exploration)
     except ValueError as exception:
         return f'exploration: {exception}'
     training = inputs['training'].get_dict() if 'training' in inputs else {}

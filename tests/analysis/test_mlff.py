@@ -51,6 +51,23 @@ def test_selection_by_trust_levels_with_cap_and_stride():
     assert capped.selected.tolist() == sorted(capped.selected.tolist())
 
 
+def test_selection_shares_the_cap_between_groups():
+    """With groups (MD / relaxation frames) the cap goes round-robin over the groups: 90 MD candidates and 10
+    relaxation candidates give 3 + 3 of a cap of 6 (uniform choice would give about 0.6 relaxation frames); a group
+    with fewer candidates than its share gives the rest to the others; one group alone is the uniform choice."""
+    devi = np.full(100, 0.1)
+    groups = np.array(['md'] * 90 + ['relax'] * 10)
+    shared = mlff.select_by_deviation(devi, 0.05, 0.15, max_candidates=6, seed=4, groups=groups)
+    assert len(shared.selected) == 6 and (shared.selected >= 90).sum() == 3
+    assert shared.selected.tolist() == sorted(shared.selected.tolist())
+    few = mlff.select_by_deviation(devi, 0.05, 0.15, max_candidates=30, seed=4, groups=groups)
+    assert len(set(few.selected.tolist())) == 30 and (few.selected >= 90).sum() == 10
+    one = mlff.select_by_deviation(devi[:90], 0.05, 0.15, max_candidates=6, seed=4, groups=groups[:90])
+    assert one.selected.tolist() == mlff.select_by_deviation(devi[:90], 0.05, 0.15, 6, seed=4).selected.tolist()
+    with pytest.raises(ValueError, match=r'groups must give one group per frame \(\(100,\)\), got shape \(3,\)'):
+        mlff.select_by_deviation(devi, 0.05, 0.15, 6, groups=['md'] * 3)
+
+
 @pytest.mark.parametrize(('kwargs', 'message'), [
     ({'trust_lo': 0.2, 'trust_hi': 0.1}, 'trust_lo < trust_hi'),
     ({'trust_lo': -0.1, 'trust_hi': 0.1}, 'trust_lo=-0.1'),

@@ -97,6 +97,9 @@ def test_train_refuses_dataset_without_training_systems_and_bad_parameters(datas
     ({'thermostat': 'nose'}, "thermostat 'nose' is not one of"),
     ({'frozen_indices': [99]}, r'must lie in \[0, 2\]'),
     ({'temprature_K': 300}, 'unknown MD parameter'),
+    ({'mode': 'minimise'}, "mode 'minimise' is not one of"),
+    ({'mode': 'relax', 'rattle_stdev': -0.1}, r'rattle_stdev must be in \[0, 1\] Å'),
+    ({'mode': 'relax', 'fmax': 0}, 'fmax and maxstep must be > 0'),
 ])
 def test_md_parameters_are_checked(changes, message):
     with pytest.raises(ValueError, match=message):
@@ -267,3 +270,35 @@ def test_real_mlff_nve_md_in_the_trajectory_layout(aiida_localhost, dp_python, d
     step = positions[2] - positions[1]
     assert np.abs(step - 5.0 * 0.5 * (velocities[1] + velocities[2])).max() < 0.02
     assert trajectory.base.attributes.get('timestep_fs') == 5.0
+
+
+def test_real_model_relaxation_saves_its_path_with_the_deviation(aiida_localhost, dp_python, data_dir):
+    """``mode: relax``: a BFGS relaxation of In4PF9 rattled by 0.05 Å on the reference model, its path saved as frames
+    with both models' deviation; the model energy falls and the last frame is the relaxed one."""
+    from aiida.engine import run_get_node
+    from ase.io import read
+
+    atoms = read(data_dir / 'cp2k' / 'relaxed' / 'in4pf9_fast.xyz')
+    models = {'m0': orm.SinglefileData(data_dir / 'mlff' / 'in4pf9' / 'model.pth'),
+              'm1': orm.SinglefileData(data_dir / 'deepmd' / 'model_in4pf9_fast.pth')}
+    parameters = {'mode': 'relax', 'rattle_stdev': 0.05, 'steps': 40, 'save_interval': 10, 'fmax': 0.05, 'seed': 3}
+    inputs = {'code': dp_python, 'structure': orm.StructureData(ase=atoms), 'models': models,
+              'type_map': orm.List(['F', 'In', 'P']), 'parameters': orm.Dict(parameters),
+              'metadata': {'options': {'resources': {'num_machines': 1}}}}
+    results, node = run_get_node(MlffMdCalculation, **inputs)
+    assert node.is_finished_ok, node.exit_status
+    trajectory, info = results['trajectory'], results['output_parameters']
+    assert info['mode'] == 'relax' and trajectory.base.attributes.get('mode') == 'relax'
+    steps = trajectory.get_stepids()
+    n_steps = info['bfgs_steps']
+    assert 1 <= n_steps <= 40
+    assert list(steps[:-1]) == list(range(0, n_steps, 10)) and steps[-1] == n_steps  # every 10th step and the last
+    rattled = trajectory.get_positions()[0]
+    assert 0.02 < np.sqrt(np.mean(np.sum((rattled - atoms.positions) ** 2, axis=1))) < 0.15  # a 0.05 Å rattle
+    energies = trajectory.get_array('energies')
+    assert energies[-1] < energies[0]
+    largest = np.linalg.norm(trajectory.get_array('forces')[-1], axis=1).max()
+    assert info['final_fmax_eV_A'] == pytest.approx(largest)
+    assert info['converged'] == (largest < 0.05)
+    assert np.all(trajectory.get_array('max_devi_f') > 0)  # two different models
+    assert np.allclose(trajectory.get_array('velocities'), 0) and np.allclose(trajectory.get_array('temperature'), 0)

@@ -70,9 +70,12 @@ def test_active_learning_two_iterations(cp2k_code, dp_python, relaxed_tiny_qd):
     """2 iterations on relaxed In4PF9: a 1-step CP2K MD (2 frames) + 1 selected CP2K label whose SCF starts from the
     MD's wavefunction, 2 models per iteration (warm started in iteration 2), parity plot, provenance of the frames.
     selection.calibrate with min_points 2: iteration 2's levels come from calibrate_trust_levels, which keeps the given
-    ones (1 labelled frame). Then the relaunch with caching: every CalcJob is a copy of the first run's."""
+    ones (1 labelled frame). Iteration 2 also explores by a model relaxation (10 BFGS steps from a 0.05 Å rattle).
+    Then the relaunch with caching: every CalcJob is a copy of the first run's."""
     overrides = {'initial': {'method': 'cp2k_md', 'steps': 1}, 'label_wfn_restart': True,
-                 'exploration': {'md': {'steps': 20, 'save_interval': 2}},
+                 'exploration': {'md': {'steps': 20, 'save_interval': 2},
+                                 'relax': {'rattle_stdev': [0.05], 'steps': 10, 'save_interval': 5,
+                                           'from_iteration': 2}},
                  'selection': {'calibrate': {'target_error': 0.5, 'min_points': 2}}}
     builder = MlffActiveLearningWorkChain.get_builder_from_protocol(
         cp2k_code, dp_python, dp_python, relaxed_tiny_qd, protocol='fast', overrides=overrides)
@@ -84,11 +87,21 @@ def test_active_learning_two_iterations(cp2k_code, dp_python, relaxed_tiny_qd):
 
     rows = results['iterations']['iterations']
     assert [row['iteration'] for row in rows] == [1, 2]
-    assert all(row['n_frames'] == 11 and row['n_selected'] == 1 and row['candidate'] == 1.0 for row in rows)
+    # iteration 2's candidates include the relaxation path: its frames (every 5th BFGS step and the last)
+    relax = node.base.links.get_outgoing(link_label_filter='relax_iter_%').one()
+    assert relax.link_label == 'relax_iter_2_0' and relax.node.is_finished_ok
+    n_relax = relax.node.outputs.trajectory.numsteps
+    assert n_relax >= 2 and relax.node.outputs.output_parameters['mode'] == 'relax'
+    assert [row['n_frames'] for row in rows] == [11, 11 + n_relax]
+    assert all(row['n_selected'] == 1 for row in rows) and rows[0]['candidate'] == 1.0
+    # every frame is a candidate at trust levels 0 / 100 eV/Å unless the pre-label filter refused it: the CI-sized
+    # model's relaxation can squeeze atoms together (here: In–F down to 0.78 Å), and those frames count as failed
+    assert rows[1]['candidate'] + rows[1]['failed'] == pytest.approx(1.0)
+    assert round(rows[1]['failed'] * rows[1]['n_frames']) == rows[1]['n_filtered'] <= n_relax
     assert all(np.isfinite(row['force_mae']) for row in rows)
-    # the pre-label filter ran on the candidates (none too close here); the labelled batch of iteration 1 was
+    # the pre-label filter ran on the MD candidates of iteration 1 (none too close); its labelled batch was
     # calibrated: its true force error against the ensemble deviation
-    assert all(row['n_filtered'] == 0 for row in rows)
+    assert rows[0]['n_filtered'] == 0
     assert rows[0]['labelled_error_over_deviation_p50'] > 0
     assert len(results['models']) == 2
     # best_model: the member whose training had the lowest held-out force RMSE
@@ -155,7 +168,8 @@ def test_active_learning_two_iterations(cp2k_code, dp_python, relaxed_tiny_qd):
         assert warm.outputs.output_parameters['warm_start'] and warm.outputs.output_parameters['numb_steps'] == 60
         assert 'init_model' not in trainings[f'train_iter_1_model_{seed}'].inputs
 
-    assert 'iteration 2: 11 MD frames' in report and 'validation MAE' in report
+    assert f'iteration 2: {11 + n_relax} MD frames' in report and 'validation MAE' in report
+    assert 'iteration 2: MLFF MD at [300.0] K, model relaxations from the QD rattled by [0.05] Å' in report
     assert 'warm start from iteration 1' in report
 
     # The trust levels of each iteration, where they came from, and the progress line.

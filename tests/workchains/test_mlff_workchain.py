@@ -23,8 +23,10 @@ from aiida_qdtraps.workchains.mlff import (
     calibrate_deviation,
     calibrate_trust_levels,
     collect_iterations,
+    exploration_kind,
     grow_dataset,
     is_converged,
+    relaxations,
     select_candidates,
     training_schedule,
     validate_settings,
@@ -64,6 +66,11 @@ def test_labels_are_energy_force_single_points_of_the_relax_protocol(fast_builde
     ('convergence', {'max_iter': 3}, 'unknown convergence key'),
     ('exploration', {'temperatures_K': []}, 'at least one temperature'),
     ('exploration', {'md': {'timestep_fs': 20.0}}, 'timestep_fs must be in'),
+    ('exploration', {'relax': {'rattle_stdev': 0.1}}, 'relax.rattle_stdev must list one rattle amplitude'),
+    ('selection', {'balance': 'yes'}, "selection.balance must be true or false, got 'yes'"),
+    ('exploration', {'relax': {'rattle_stdev': [0.1], 'temperature_K': 300}}, 'relax.temperature_K is not a setting'),
+    ('exploration', {'relax': {'rattle_stdev': [2.0]}}, r'rattle_stdev must be in \[0, 1\] Å, got 2.0'),
+    ('exploration', {'relax': {'rattle_stdev': [0.1], 'from_iteration': 0}}, 'from_iteration must be an integer >= 1'),
     ('initial', {'n_frames': 1}, 'initial.n_frames must be >= 2'),
     ('initial', {'method': 'aimd'}, "initial.method must be one of \\['cp2k_md', 'rattle'\\], got 'aimd'"),
     ('initial', {'method': 'cp2k_md'}, r"unknown initial key\(s\) \['n_frames', 'rattle_stdev'\]"),
@@ -96,6 +103,17 @@ def test_bad_settings_are_refused_with_the_value(fast_builder, section, changes,
     error = validate_settings(inputs, None)
     assert error is not None
     assert re.search(message, error), error
+
+
+def test_relaxations_of_the_exploration():
+    """One BFGS run per rattle amplitude, from ``from_iteration`` on; none without ``relax``."""
+    assert relaxations({'temperatures_K': [300.0]}) == []
+    exploration = {'relax': {'rattle_stdev': [0.05, 0.2], 'steps': 300, 'save_interval': 5, 'from_iteration': 2}}
+    assert relaxations(exploration, 1) == []
+    runs = relaxations(exploration, 2)
+    assert [(r['mode'], r['rattle_stdev'], r['steps'], r['save_interval'], r['fmax']) for r in runs] == [
+        ('relax', 0.05, 300, 5, 0.05), ('relax', 0.2, 300, 5, 0.05)]
+    assert relaxations(exploration, 3) == runs
 
 
 def test_convergence_criteria():
@@ -140,6 +158,22 @@ def test_select_candidates_over_trajectories():
         assert atoms.cell.array == pytest.approx(np.eye(3) * 12)
         assert atoms.get_positions().mean(axis=0) == pytest.approx([6, 6, 6])
         assert node.pbc == (False, False, False)
+
+
+def test_select_candidates_balances_md_and_relaxation_frames():
+    """``balance``: the cap is shared between the MD and the relaxation trajectories (the ``mode`` attribute of an
+    MlffMdCalculation's trajectory), whatever their lengths."""
+    reference = orm.StructureData(ase=Atoms('InPF', positions=np.zeros((3, 3)), cell=[12, 12, 12])).store()
+    md = trajectory([0.1] * 20)
+    relax = orm.TrajectoryData()
+    relax.set_trajectory(symbols=['In', 'P', 'F'], positions=md.get_positions()[:4], pbc=(False, False, False))
+    relax.set_array('max_devi_f', np.full(4, 0.1))
+    relax.base.attributes.set('mode', 'relax')
+    relax.store()
+    settings = {'trust_lo': 0.05, 'trust_hi': 0.15, 'max_candidates': 4, 'seed': 1}
+    balanced = select_candidates(reference, orm.Dict({**settings, 'balance': True}), md_0=md, relax_0=relax)
+    assert [row['trajectory'] for row in balanced['statistics']['selected']].count('relax_0') == 2
+    assert exploration_kind(relax) == 'relax' and exploration_kind(md) == 'md'
 
 
 def test_select_candidates_filters_frames_before_labelling():
