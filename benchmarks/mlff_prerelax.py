@@ -2,10 +2,11 @@
 
 For every start geometry the same ``QdRelaxWorkChain`` (protocol ``--protocol``) runs twice, caching off: once
 DFT-only, once with ``mlff_model`` (the DeePMD pre-relaxation, then the CP2K GEO_OPT from its geometry if the guard
-accepts it). Printed per start, one line::
+accepts it; with ``--ensemble``, only where the ensemble agrees at its end geometry). Printed per start, one line::
 
     start=<name> dft_s=<s> mlff_s=<s> ratio=<mlff/dft> dft_steps=<GEO_OPT steps> polish_steps=<n> accepted=<bool>
-    prerelax_s=<s> rmsd_A=<after alignment, DFT-only vs polished> rmsd_start_A=<start vs DFT-only minimum>
+    end_deviation=<eV/Å or None> prerelax_s=<s> rmsd_A=<after alignment, DFT-only vs polished>
+    rmsd_start_A=<start vs DFT-only minimum>
 
 ``ratio`` is measured in the same run, on the same machine load (the two arms run one after the other). ``--rattle``
 adds copies of each structure rattled by these amplitudes (Å, seed ``--seed``), e.g. to start near a known minimum.
@@ -54,7 +55,7 @@ def geo_opt_steps(node) -> int:
     return steps
 
 
-def relax(structure, protocol: str, model=None):
+def relax(structure, protocol: str, model=None, ensemble=None):
     from aiida import orm
     from aiida.engine import run_get_node
     from aiida.manage.caching import disable_caching
@@ -65,6 +66,8 @@ def relax(structure, protocol: str, model=None):
                                                          protocol=protocol)
     if model is not None:
         builder.mlff_model = model
+    if ensemble:
+        builder.mlff_ensemble = ensemble
     start = time.perf_counter()
     with disable_caching():
         results, node = run_get_node(builder)
@@ -77,6 +80,8 @@ def relax(structure, protocol: str, model=None):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--model', required=True, help='frozen DeePMD model (.pth)')
+    parser.add_argument('--ensemble', nargs='*', default=[],
+                        help='further frozen models: the guard on their force deviation at the end geometry')
     parser.add_argument('--structure', nargs='*', default=[], help='start geometries (any ASE format)')
     parser.add_argument('--built', action='store_true', help='also start from the built tiny In4PF9')
     parser.add_argument('--rattle', type=float, nargs='*', default=[], help='also rattled copies (Å)')
@@ -104,18 +109,19 @@ def main() -> None:
     if args.built:
         starts['built_in4pf9'] = build_qd(**TINY_RECIPE)
     model = orm.SinglefileData(os.path.abspath(args.model))
+    ensemble = {f'model_{n}': orm.SinglefileData(os.path.abspath(path)) for n, path in enumerate(args.ensemble)}
     rows = []
     for name, atoms in starts.items():
         structure = orm.StructureData(ase=atoms)
         structure.pbc = (False, False, False)
         dft, dft_node, dft_s = relax(structure, args.protocol)
-        mlff, mlff_node, mlff_s = relax(structure, args.protocol, model)
+        mlff, mlff_node, mlff_s = relax(structure, args.protocol, model, ensemble)
         prerelax = next(n for n in mlff_node.called_descendants if n.process_label == 'mlff_prerelax')
         verdict = prerelax.outputs.output_parameters.get_dict()
         reference, polished = dft['relaxed_structure'].get_ase(), mlff['relaxed_structure'].get_ase()
         row = {'start': name, 'dft_s': round(dft_s, 1), 'mlff_s': round(mlff_s, 1), 'ratio': round(mlff_s / dft_s, 3),
                'dft_steps': geo_opt_steps(dft_node), 'polish_steps': geo_opt_steps(mlff_node),
-               'accepted': verdict['accepted'],
+               'accepted': verdict['accepted'], 'end_deviation': verdict.get('end_deviation'),
                'prerelax_s': round((prerelax.mtime - prerelax.ctime).total_seconds(), 1),
                'rmsd_A': round(aligned_rmsd(reference, polished), 4),
                'rmsd_start_A': round(aligned_rmsd(reference, atoms), 3),

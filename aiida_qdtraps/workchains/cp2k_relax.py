@@ -25,8 +25,13 @@ class QdCp2kRelaxWorkChain(QdCp2kStageWorkChain):
         spec.input('mlff_model', valid_type=orm.SinglefileData, required=False,
                    help='A frozen DeePMD model (.pth, e.g. from MlffActiveLearningWorkChain) that pre-relaxes the QD '
                         '(ASE BFGS, `mlff_prerelax` calcfunction) before the GEO_OPT.')
+        spec.input_namespace('mlff_ensemble', valid_type=orm.SinglefileData, dynamic=True, required=False,
+                             help='Further frozen models (e.g. the `models` output of MlffActiveLearningWorkChain): '
+                                  'the pre-relaxed geometry is used only where they agree with `mlff_model` '
+                                  '(force deviation at most `max_deviation`).')
         spec.input('mlff_prerelax', valid_type=orm.Dict, required=False,
-                   help='Settings of the MLFF pre-relaxation: `fmax` (eV/Å), `steps`, `maxstep` (Å), `max_move` (Å).')
+                   help='Settings of the MLFF pre-relaxation: `fmax` (eV/Å), `steps`, `maxstep` (Å), `max_move` (Å), '
+                        '`max_deviation` (eV/Å, with `mlff_ensemble`).')
         spec.outline(
             cls.setup,
             if_(cls.should_box)(cls.put_in_box),
@@ -54,7 +59,7 @@ class QdCp2kRelaxWorkChain(QdCp2kStageWorkChain):
         return builder
 
     def should_prerelax(self):
-        return 'mlff_model' in self.inputs
+        return 'mlff_model' in self.inputs or bool(self.inputs.get('mlff_ensemble'))
 
     def prerelax(self):
         """Pre-relax ``ctx.structure`` with the DeePMD model; the GEO_OPT starts from the result."""
@@ -63,9 +68,13 @@ class QdCp2kRelaxWorkChain(QdCp2kStageWorkChain):
         parameters = self.inputs.mlff_prerelax if 'mlff_prerelax' in self.inputs else orm.Dict({})
         try:
             prerelax_settings(parameters.get_dict())
+            if 'mlff_model' not in self.inputs:
+                raise ValueError(f"mlff_ensemble ({', '.join(self.inputs.mlff_ensemble)}) needs mlff_model, the "
+                                 'model that drives the pre-relaxation')
         except ValueError as exception:
             return self.exit_codes.ERROR_RELAX_FAILED.format(message=str(exception))
-        result = mlff_prerelax(self.ctx.structure, self.inputs.mlff_model, parameters)
+        result = mlff_prerelax(self.ctx.structure, self.inputs.mlff_model, parameters,
+                               **dict(self.inputs.get('mlff_ensemble', {})))
         summary = result['output_parameters']
         self.ctx.structure = result['structure']  # the input geometry if the model relaxation was not accepted
         start = 'the model-relaxed geometry' if summary['accepted'] else 'the input geometry'

@@ -33,7 +33,8 @@ ENGINES = {
 #: The code plugin that selects each engine in ``get_builder_from_protocol`` (any other plugin: CP2K).
 ENGINE_OF_PLUGIN = {'quantumespresso.pw': 'qe'}
 #: Inputs that belong to one engine only (beyond its namespace): engine -> input names.
-ENGINE_ONLY_INPUTS = {'cp2k': ('base', 'mlff_model', 'mlff_prerelax'), 'qe': ('qe', 'qe_pp', 'qe_projwfc')}
+ENGINE_ONLY_INPUTS = {'cp2k': ('base', 'mlff_model', 'mlff_ensemble', 'mlff_prerelax'),
+                      'qe': ('qe', 'qe_pp', 'qe_projwfc')}
 
 
 def validate_engine(value, _):

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from ase.io import read
 
-from aiida_qdtraps.analysis.mlff_relax import prerelax_verdict, relax_with_model
+from aiida_qdtraps.analysis.mlff_relax import ensemble_deviation, prerelax_verdict, relax_with_model
 
 DATA = pathlib.Path(__file__).parents[1] / 'data' / 'deepmd'
 
@@ -52,8 +52,24 @@ def test_a_poor_model_slides_away_and_is_not_used():
     assert not accepted and reason.startswith('not converged in 20 BFGS steps')
 
 
+def test_ensemble_deviation_of_two_models():
+    """Zero for two copies of one model; the CI-sized model and the reference model disagree on the older relaxed
+    In4PF9 by far more than the reference run's own ensemble does at its DFT minimum (0.04 eV/Å, docs/mlff.md)."""
+    atoms = read(DATA / 'in4pf9_relaxed_fast.xyz')
+    reference = str(DATA.parent / 'mlff' / 'in4pf9' / 'model.pth')
+    poor = str(DATA / 'model_in4pf9_fast.pth')
+    assert ensemble_deviation(atoms, [reference, reference]) == pytest.approx(0, abs=1e-9)
+    assert ensemble_deviation(atoms, [reference, poor]) > 0.2
+    with pytest.raises(ValueError, match='at least two models, got 1'):
+        ensemble_deviation(atoms, [reference])
+
+
 def test_prerelax_verdict():
     converged = {'converged': True, 'n_steps': 7, 'fmax': [1.0, 0.01], 'max_displacement': 0.3}
     assert prerelax_verdict(converged, 1.0) == (True, 'converged in 7 BFGS steps, largest move 0.3 Å')
+    assert prerelax_verdict(converged, 1.0, 0.05, 0.2) == (
+        True, 'converged in 7 BFGS steps, largest move 0.3 Å, ensemble force deviation 0.05 eV/Å')
+    assert prerelax_verdict(converged, 1.0, 0.6, 0.2) == (
+        False, 'the ensemble force deviation at the end, 0.6 eV/Å, is above max_deviation 0.2 eV/Å')
     assert prerelax_verdict(converged, 0.2) == (False, 'an atom moved 0.3 Å > max_move 0.2 Å')
     assert not prerelax_verdict({**converged, 'converged': False}, 1.0)[0]
