@@ -16,7 +16,7 @@ Usage (project profile)::
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/mlff_prerelax.py --model tests/data/mlff/in4pf9/model.pth \\
         --structure tests/data/cp2k/relaxed/in4pf9_fast.xyz --rattle 0.1 0.2 [--built]
 
-``--built`` adds the QD the builder makes for the recipe of the tiny In4PF9 (the starting point of every pipeline).
+``--built`` adds the QD the builder makes for the demo's recipe (In4PF9, the starting point of the demo pipeline).
 """
 
 from __future__ import annotations
@@ -27,20 +27,6 @@ import os
 import time
 
 os.environ.setdefault('OMP_NUM_THREADS', '1')
-
-#: the builder recipe of the 14-atom In4PF9 of the tests and the demo
-TINY_RECIPE = {'material': 'InP', 'diameter': 5.2, 'ligand': 'F', 'charge': 0, 'center': 'anion', 'vacuum': 2.5,
-               'min_core_bonds': 1}
-
-
-def aligned_rmsd(reference, atoms) -> float:
-    """RMSD (Å) of ``atoms`` to ``reference`` (same atom order) after the best rigid alignment."""
-    import numpy as np
-    from ase.build import minimize_rotation_and_translation
-
-    moved = atoms.copy()
-    minimize_rotation_and_translation(reference, moved)
-    return float(np.sqrt(np.mean(np.sum((reference.positions - moved.positions) ** 2, axis=1))))
 
 
 def geo_opt_steps(node) -> int:
@@ -95,7 +81,9 @@ def main() -> None:
     from ase.io import read
 
     load_profile()
+    from aiida_qdtraps.analysis.cross_engine import aligned_rmsd
     from aiida_qdtraps.builder.qd import build_qd
+    from aiida_qdtraps.demo import DEMO_RECIPE
 
     starts = {}
     for path in args.structure:
@@ -107,7 +95,7 @@ def main() -> None:
             rattled.positions += np.random.default_rng(args.seed).normal(0, amplitude, atoms.positions.shape)
             starts[f'{name}+rattle{amplitude:g}'] = rattled
     if args.built:
-        starts['built_in4pf9'] = build_qd(**TINY_RECIPE)
+        starts['built_in4pf9'] = build_qd(**DEMO_RECIPE)
     model = orm.SinglefileData(os.path.abspath(args.model))
     ensemble = {f'model_{n}': orm.SinglefileData(os.path.abspath(path)) for n, path in enumerate(args.ensemble)}
     rows = []
@@ -119,12 +107,13 @@ def main() -> None:
         prerelax = next(n for n in mlff_node.called_descendants if n.process_label == 'mlff_prerelax')
         verdict = prerelax.outputs.output_parameters.get_dict()
         reference, polished = dft['relaxed_structure'].get_ase(), mlff['relaxed_structure'].get_ase()
+        rmsd = aligned_rmsd(reference, polished)[0]
+        rmsd_start = aligned_rmsd(reference, atoms)[0]
         row = {'start': name, 'dft_s': round(dft_s, 1), 'mlff_s': round(mlff_s, 1), 'ratio': round(mlff_s / dft_s, 3),
                'dft_steps': geo_opt_steps(dft_node), 'polish_steps': geo_opt_steps(mlff_node),
                'accepted': verdict['accepted'], 'end_deviation': verdict.get('end_deviation'),
                'prerelax_s': round((prerelax.mtime - prerelax.ctime).total_seconds(), 1),
-               'rmsd_A': round(aligned_rmsd(reference, polished), 4),
-               'rmsd_start_A': round(aligned_rmsd(reference, atoms), 3),
+               'rmsd_A': round(rmsd, 4), 'rmsd_start_A': round(rmsd_start, 3),
                'dft_pk': dft_node.pk, 'mlff_pk': mlff_node.pk, 'load': round(os.getloadavg()[0], 1)}
         rows.append(row)
         print(' '.join(f'{key}={value}' for key, value in row.items()), flush=True)

@@ -43,27 +43,18 @@ def relax_with_model(atoms: Atoms, model_path: str, fmax: float = 0.05, steps: i
 
 
 def ensemble_deviation(atoms: Atoms, model_paths: list[str]) -> float:
-    """The largest force deviation over atoms of an ensemble of frozen models at ``atoms`` (eV/Å), as DeePMD-kit's
-    ``model_devi`` defines it (the standard deviation of the models' forces on each atom, the largest over atoms).
+    """The largest force deviation over atoms of an ensemble of frozen models at ``atoms`` (eV/Å), ``max_devi_f`` of
+    :func:`~aiida_qdtraps.analysis.mlff.model_deviation` (DeePMD-kit's ``model_devi``).
 
-    :raises ValueError: for fewer than two models.
+    :raises ValueError: for fewer than two models, or an element a model does not know (named).
     """
-    from deepmd.infer import DeepPot
-    from deepmd.infer.model_devi import calc_model_devi_f
+    from .mlff import model_deviation
+    from .mlff_test import predict
 
     if len(model_paths) < 2:
         raise ValueError(f'an ensemble deviation needs at least two models, got {len(model_paths)}')
-    forces = []
-    for path in model_paths:
-        model = DeepPot(path)
-        type_map = list(model.get_type_map())
-        unknown = sorted(set(atoms.get_chemical_symbols()) - set(type_map))
-        if unknown:
-            raise ValueError(f'the model {path} knows the elements {type_map}, not {unknown}')
-        types = [type_map.index(symbol) for symbol in atoms.get_chemical_symbols()]
-        _, force, _ = model.eval(atoms.get_positions().reshape(1, -1), None, types)
-        forces.append(np.asarray(force).reshape(len(atoms), 3))
-    return float(calc_model_devi_f(np.array(forces)[:, None])[0][0])
+    forces = np.array([predict(path, [atoms])[1] for path in model_paths])  # (models, 1 frame, atoms, 3)
+    return float(model_deviation(forces)['max_devi_f'][0])
 
 
 def prerelax_verdict(result: dict, max_move: float, deviation: float | None = None,

@@ -320,7 +320,7 @@ class MlffActiveLearningWorkChain(QdProtocolMixin, WorkChain):
         """Store the deviation of this batch's labelled frames next to their true force error (``calibrate_deviation``)
         and report how well the one tracks the other."""
         selection = self.ctx.statistics.get(f'selection_iter_{self.ctx.iteration}')
-        runs = {k: self.ctx[k] for k in self.ctx if k.startswith(('md_', 'relax_'))}
+        runs = self._exploration_runs()
         if selection is None or not all('forces' in n.outputs.trajectory.get_arraynames() for n in runs.values()):
             return
         nodes = {f'trajectory_{k}': n.outputs.trajectory for k, n in runs.items()}
@@ -414,6 +414,10 @@ class MlffActiveLearningWorkChain(QdProtocolMixin, WorkChain):
                        if relax else ''))
         return ToContext(**futures)
 
+    def _exploration_runs(self) -> dict:
+        """This iteration's ``MlffMdCalculation`` nodes by context key (``md_<i>``, ``relax_<k>``)."""
+        return {k: self.ctx[k] for k in self.ctx if k.startswith(('md_', 'relax_'))}
+
     def _submit_md(self, parameters: dict, link_label: str):
         """An ``MlffMdCalculation`` (MD or relaxation) of the QD with the current ensemble."""
         return self.submit(MlffMdCalculation, code=self.inputs.md_code, structure=self.ctx.structure,
@@ -422,7 +426,7 @@ class MlffActiveLearningWorkChain(QdProtocolMixin, WorkChain):
                                      'options': dict(self.inputs.get('md_options', {}))})
 
     def inspect_exploration(self):
-        runs = {k: self.ctx[k] for k in self.ctx if k.startswith(('md_', 'relax_'))}
+        runs = self._exploration_runs()
         failed = [f'MlffMdCalculation<{n.pk}> exit status {n.exit_status}' for n in runs.values() if
                   not n.is_finished_ok]
         if failed:

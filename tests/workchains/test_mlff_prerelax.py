@@ -119,5 +119,6 @@ def test_ensemble_deviation_names_an_element_a_model_does_not_know(data_dir):
     from aiida_qdtraps.analysis.mlff_relax import ensemble_deviation
 
     model = str(data_dir / 'mlff' / 'in4pf9' / 'model.pth')
-    with pytest.raises(ValueError, match=r"knows the elements \['F', 'In', 'P'\], not \['Cd'\]"):
+    with pytest.raises(ValueError, match=r"element\(s\) \['Cd'\] that the model does not know \(type map "
+                                         r"\['F', 'In', 'P'\]\)"):
         ensemble_deviation(Atoms('CdP', positions=[[0, 0, 0], [2.5, 0, 0]]), [model, model])
