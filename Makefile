@@ -18,7 +18,7 @@ TEST_WORKERS ?= 2
 # apt-get needs root: use sudo when we are not root.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help setup system-packages demo test lint docs bench clean-profile rabbitmq postgresql daemon services-stop
+.PHONY: help setup system-packages demo test lint docs bench clean-profile rabbitmq postgresql daemon services-stop cp2k-versions
 
 help:
 	@echo "make demo           set everything up, then run the demo (PROTOCOL=$(PROTOCOL))"
@@ -31,6 +31,7 @@ help:
 	@echo "make daemon         start the daemon of the project profile (qdtraps setup --daemon); docs/scaleout.md"
 	@echo "make rabbitmq       opt-in: install, configure (consumer_timeout off) and start RabbitMQ"
 	@echo "make postgresql     opt-in: install and start PostgreSQL"
+	@echo "make cp2k-versions  opt-in: Debian's CP2K 2025.2 and 2026.2 in chroots, as codes cp2k-2025.2/cp2k-2026.2"
 	@echo "make services-stop  stop the daemon, RabbitMQ and PostgreSQL"
 
 # -- 1. Debian packages: only when a binary is missing ----------------------------------------------------------------
@@ -114,6 +115,17 @@ docs: $(STAMPS)/deepmd
 
 bench: setup
 	$(VENV)/bin/python benchmarks/overhead.py
+
+cp2k-versions: setup
+	tools/cp2k_debian.sh sid
+	tools/cp2k_debian.sh experimental
+	. ./env.sh && for version in 2025.2 2026.2; do \
+		verdi code show cp2k-$$version@localhost >/dev/null 2>&1 || verdi code create core.code.installed \
+			--non-interactive --label cp2k-$$version --computer localhost \
+			--filepath-executable /usr/local/bin/cp2k-$$version --default-calc-job-plugin cp2k \
+			--description "CP2K $$version (Debian, in a chroot; tools/cp2k_debian.sh)" \
+			--prepend-text 'export OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1}'; \
+	done
 
 clean-profile:
 	@if [ -d .aiida ]; then \

@@ -88,7 +88,7 @@ _VERSION = re.compile(r'^\s*CP2K\|\s+version string:\s+CP2K version\s+(\S+)(\s+\
 
 #: The CP2K versions whose main outputs the readers of this module are tested on (recordings in ``tests/data/cp2k``
 #: and ``tests/data/cp2k/versions``; docs/cp2k_versions.md), named as :func:`parse_cp2k_version` returns them.
-TESTED_CP2K_VERSIONS = frozenset({'2023.1', '2024.1', '2024.3', '2025.1'})
+TESTED_CP2K_VERSIONS = frozenset({'2023.1', '2024.1', '2024.3', '2025.1', '2025.2', '2026.2'})
 
 
 def parse_cp2k_version(text: str) -> str | None:
@@ -369,23 +369,30 @@ def mo_window(data: MoldenData, n_occupied: int, n_virtual: int, spin: int = 0) 
 
 
 def read_pdos(text: str) -> dict:
-    """Read one CP2K ``*.pdos`` file (``&PDOS``, per kind).
+    """Read one CP2K ``*.pdos`` file (per kind), in either layout:
+
+    - up to 2025.2 (``&PRINT &PDOS``): ``# Projected DOS for atomic kind P at iteration step i = 0, E(Fermi) = ...
+      a.u.``, then ``# MO Eigenvalue [a.u.] Occupation s p d``;
+    - 2026 (``&PRINT &DOS &PDOS``): the kind line, ``# E(Fermi) = ... a.u. = ... eV``, ``# E(HOCO) = ...``, then
+      ``# MO Energy[a.u.] Occupation Total s p d``; the ``Total`` column (the sum of the others) is dropped.
 
     :returns: dict with ``kind``, ``fermi_ev``, ``columns`` (orbital labels), ``energies`` (eV),
         ``occupations`` and ``projections`` (nmo, ncolumns).
-    :raises ValueError: for a file without the two header lines, rows with another number of columns than the
+    :raises ValueError: for a file without its header lines, rows with another number of columns than the
         header names, no rows, or a value that is not a finite number.
     """
     lines = text.splitlines()
-    if len(lines) < 2 or 'Occupation' not in lines[1].lstrip('#').split():
-        raise ValueError('the PDOS file lacks its two header lines ("# Projected DOS for atomic kind ..." and '
-                         '"# MO Eigenvalue [a.u.] Occupation ...")')
-    kind = re.search(r'atomic kind\s+(\S+)', lines[0])
-    fermi = re.search(r'E\(Fermi\)\s*=\s*(-?\d+\.\d+)', lines[0])
-    header = lines[1].lstrip('#').split()
-    # header: MO Eigenvalue [a.u.] Occupation s p d ...
+    n_header = next((i for i, line in enumerate(lines) if not line.startswith('#')), len(lines))
+    header_lines = lines[:n_header]
+    if len(header_lines) < 2 or 'Occupation' not in header_lines[-1].lstrip('#').split() \
+            or 'Projected DOS' not in header_lines[0]:
+        raise ValueError('the PDOS file lacks its header lines ("# Projected DOS for atomic kind ..." and '
+                         '"# MO Eigenvalue [a.u.] Occupation ..." or "# MO Energy[a.u.] Occupation Total ...")')
+    kind = re.search(r'atomic kind\s+(\S+)', header_lines[0])
+    fermi = re.search(r'E\(Fermi\)\s*=\s*(-?\d+\.\d+)', '\n'.join(header_lines))
+    header = header_lines[-1].lstrip('#').split()
     columns = header[header.index('Occupation') + 1:]
-    rows = [(number, line.split()) for number, line in enumerate(lines[2:], 3) if line.strip()]
+    rows = [(number, line.split()) for number, line in enumerate(lines[n_header:], n_header + 1) if line.strip()]
     if not rows:
         raise ValueError('the PDOS file has no rows after its header')
     for number, fields in rows:
@@ -394,11 +401,14 @@ def read_pdos(text: str) -> dict:
                              f'{3 + len(columns)} (MO, eigenvalue, occupation, {", ".join(columns)})')
     data = np.array([[_number(value, f'line {number} of the PDOS file') for value in fields]
                      for number, fields in rows])
+    projections = data[:, 3:]
+    if columns and columns[0] == 'Total':
+        columns, projections = columns[1:], projections[:, 1:]
     return {
         'kind': kind.group(1) if kind else None,
         'fermi_ev': float(fermi.group(1)) * Hartree if fermi else None,
         'columns': columns,
         'energies': data[:, 1] * Hartree,
         'occupations': data[:, 2],
-        'projections': data[:, 3:],
+        'projections': projections,
     }

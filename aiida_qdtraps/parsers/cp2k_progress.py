@@ -180,3 +180,39 @@ def stop_reason(text: str, scf_window: int = SCF_WINDOW, scf_factor: float = SCF
                                         f'Ha (by {geo_tolerance:g} Ha) in the last {geo_window} of '
                                         f'{len(energies)} evaluations')
     return None
+
+
+#: gfortran's runtime line when a signal stops the program; a backtrace follows (``#3  0x7f... in __elpa_..._MOD_...``).
+_SIGNAL = re.compile(r'Program received signal (SIG[A-Z0-9]+)')
+_BACKTRACE_FRAME = re.compile(r'^#\d+\s+0x[0-9a-fA-F]+ in (\S+)', re.M)
+
+
+def crashed_in_library(stderr: str, library: str) -> str | None:
+    """The signal (``SIGFPE``, ``SIGSEGV``, ...) that stopped CP2K when a frame of the backtrace on its standard error
+    names ``library`` (case-insensitive, e.g. ``elpa``); None for any other end of the run."""
+    signal = _SIGNAL.search(stderr or '')
+    if signal is None:
+        return None
+    frames = _BACKTRACE_FRAME.findall(stderr[signal.end():])
+    return signal.group(1) if any(library.lower() in frame.lower() for frame in frames) else None
+
+
+_ABORT_ART = re.compile(r'^(?:\[ABORT\]|\\___/|O/\||/\| \||/ \\|\|)\s*')
+_ABORT_SOURCE = re.compile(r'\s*\S+\.F:\d+\s*$')
+
+
+def read_abort_message(text: str) -> str | None:
+    """The message of CP2K's ``[ABORT]`` box (its words joined by single spaces, without the drawing and the source
+    file), None when the output has no such box."""
+    lines = text.splitlines()
+    start = next((i for i, line in enumerate(lines) if '[ABORT]' in line), None)
+    if start is None:
+        return None
+    words = []
+    for line in lines[start:start + 12]:
+        if set(line.strip()) <= {'*'}:  # the closing line of the box
+            break
+        body = line.strip().strip('*').strip()
+        body = _ABORT_SOURCE.sub('', _ABORT_ART.sub('', body))
+        words.extend(body.split())
+    return ' '.join(words) or None

@@ -15,6 +15,10 @@ Handlers (first matching one wins, highest priority first):
 - ``handle_out_of_walltime`` (460): continue from the last geometry/wavefunction (an MD from its restart file:
   positions, velocities, thermostat, step counter); with nothing to continue from, ask for 50 % more wall time.
 - ``handle_geometry_not_converged`` (450): continue the optimisation from the last geometry.
+- ``handle_pdos_input_layout`` (410): CP2K 2026 aborted on the ``PRINT/PDOS`` section of earlier versions: run
+  again with it moved to ``PRINT/DOS/PDOS``.
+- ``handle_eigensolver_crash`` (405): CP2K stopped by a signal inside ELPA (the backtrace in its output):
+  run again with ``PREFERRED_DIAG_LIBRARY SCALAPACK``.
 - ``restart_incomplete_calculation`` (401): aiida-cp2k's own restart handler, enabled here for
   truncated outputs (it is disabled by default upstream).
 
@@ -36,9 +40,9 @@ from aiida_cp2k.workchains import Cp2kBaseWorkChain
 from aiida_quantumespresso.workflows.protocols.utils import recursive_merge
 
 from ..monitors import default_cp2k_monitors
-from ..parsers.cp2k_progress import SCF_STEP
+from ..parsers.cp2k_progress import SCF_STEP, crashed_in_library, read_abort_message
 from ..protocols import PROTOCOL_DIR, cp2k_logical, kind_sections, kinds_by_element, qs_method
-from .cp2k_parameters import update_cp2k_parameters
+from .cp2k_parameters import move_pdos_into_dos, pdos_in_dos_section, update_cp2k_parameters
 from .parent_folder import MD_RESTART_FILE, WFN_FILE, forget_dead_folder, parent_folder_problem
 
 Cp2kCalculation = Cp2kBaseWorkChain._process_class
@@ -422,6 +426,46 @@ class QdCp2kBaseWorkChain(Cp2kBaseWorkChain):
             return ProcessHandlerReport(True, self.exit_codes.NO_RESTART_DATA)
         self._restart_from(calc)
         self.report(f'{calc.process_label}<{calc.pk}> geometry not converged: continuing from its last geometry.')
+        return ProcessHandlerReport(True)
+
+    @process_handler(priority=410, exit_codes=[Cp2kCalculation.exit_codes.ERROR_OUTPUT_CONTAINS_ABORT])
+    def handle_pdos_input_layout(self, calc):
+        """CP2K 2026 reads the projected DOS from ``PRINT/DOS/PDOS`` and aborts on the ``PRINT/PDOS`` section of
+        earlier versions ("unknown subsection PDOS of section PRINT") before it computes anything: move the section
+        (``move_pdos_into_dos``) and run again with the same inputs otherwise."""
+        try:
+            message = read_abort_message(_output_text(calc))
+        except (AttributeError, FileNotFoundError, OSError, KeyError):
+            return None
+        if not message or 'unknown subsection PDOS of section PRINT' not in message:
+            return None
+        if pdos_in_dos_section(self.ctx.inputs.parameters.get_dict()) is None:
+            return None
+        self.ctx.inputs.parameters = move_pdos_into_dos(self.ctx.inputs.parameters)
+        self.report(f'{calc.process_label}<{calc.pk}>: CP2K aborted with "{message}" (a CP2K 2026 or later): '
+                    'running again with the projected DOS in PRINT/DOS/PDOS.')
+        return ProcessHandlerReport(True)
+
+    @process_handler(priority=405, exit_codes=[Cp2kCalculation.exit_codes.ERROR_OUTPUT_INCOMPLETE])
+    def handle_eigensolver_crash(self, calc):
+        """CP2K stopped by a signal inside ELPA, its default eigensolver when built with it: run again with ScaLAPACK
+        (``GLOBAL/PREFERRED_DIAG_LIBRARY``), from scratch. Debian's CP2K 2026.2 package stops so (SIGFPE in
+        ``elpa_invert_trm``) before its first SCF step. The backtrace is read from the main output (aiida-cp2k sends
+        CP2K's standard error there) and the scheduler's standard error."""
+        texts = []
+        for name in (calc.base.attributes.get('output_filename', 'aiida.out'), '_scheduler-stderr.txt'):
+            try:
+                texts.append(calc.outputs.retrieved.base.repository.get_object_content(name))
+            except (AttributeError, FileNotFoundError, OSError):
+                continue
+        stderr = '\n'.join(texts)
+        signal = crashed_in_library(stderr, 'elpa')
+        library = str(self.ctx.inputs.parameters.get_dict().get('GLOBAL', {}).get('PREFERRED_DIAG_LIBRARY', ''))
+        if signal is None or library.upper() == 'SCALAPACK':
+            return None
+        self._update_parameters({'GLOBAL': {'PREFERRED_DIAG_LIBRARY': 'SCALAPACK'}})
+        self.report(f'{calc.process_label}<{calc.pk}>: CP2K stopped by {signal} inside ELPA (its backtrace): '
+                    'running again with PREFERRED_DIAG_LIBRARY SCALAPACK.')
         return ProcessHandlerReport(True)
 
     @process_handler(priority=401, exit_codes=[Cp2kCalculation.exit_codes.ERROR_OUTPUT_INCOMPLETE])

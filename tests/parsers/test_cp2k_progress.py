@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 
 from aiida_qdtraps.parsers.cp2k_progress import (
+    crashed_in_library,
     optimisation_stalled,
+    read_abort_message,
     read_evaluation_energies,
     read_run_type,
     read_scf_cycles,
@@ -89,3 +91,37 @@ def test_optimisation_stalled():
 def test_bad_thresholds_are_refused(function, kwargs):
     with pytest.raises(ValueError, match=next(iter(kwargs))):
         function(np.ones(100), **kwargs)
+
+
+def test_crash_inside_a_library_is_read_from_the_backtrace(data_dir):
+    """Recorded: Debian's CP2K 2026.2 stopped by SIGFPE inside ELPA before its first SCF step, run by aiida-cp2k
+    (which sends CP2K's standard error into the main output; the scheduler's standard error has the shell's line)."""
+    failed = data_dir / 'cp2k' / 'failed'
+    stderr = (failed / 'elpa_sigfpe_2026.2.out').read_text()
+    assert crashed_in_library((failed / 'elpa_sigfpe_2026.2.stderr').read_text(), 'elpa') is None
+    assert crashed_in_library(stderr, 'elpa') == 'SIGFPE'
+    assert crashed_in_library(stderr, 'ELPA') == 'SIGFPE'
+    assert crashed_in_library(stderr, 'scalapack') is None
+    assert crashed_in_library('', 'elpa') is None
+    assert crashed_in_library('elpa_invert_trm mentioned, but no signal\n', 'elpa') is None
+    # a signal whose backtrace runs through other code only
+    other = 'Program received signal SIGSEGV: Segmentation fault\n\nBacktrace for this error:\n#0  0x7f in ???\n' \
+            '#1  0x7f1 in __dbcsr_mm_MOD_dbcsr_multiply\n'
+    assert crashed_in_library(other, 'elpa') is None and crashed_in_library(other, 'dbcsr') == 'SIGSEGV'
+
+
+def test_abort_message(data_dir):
+    """The words of CP2K's [ABORT] box without its drawing or source file; None without a box."""
+    failed = data_dir / 'cp2k' / 'failed'
+    assert read_abort_message((failed / 'pdos_section_2026.2.out').read_text()) == \
+        'unknown subsection PDOS of section PRINT'
+    assert read_abort_message((failed / 'elpa_sigfpe_2026.2.out').read_text()) is None
+    box = (' ' + '*' * 79 + '\n *   ___' + ' ' * 69 + '*\n *  /   \\' + ' ' * 68 + '*\n * [ABORT]' + ' ' * 69 + '*\n'
+           ' *  \\___/  The specified OLD file <BASIS_MOLOPT> cannot be opened. It does not *\n'
+           ' *    |              exist. Data directory path: /usr/share/cp2k/data          *\n'
+           ' *  O/|                                                                        *\n'
+           ' * /| |                                                                        *\n'
+           ' * / \\                                                   common/cp_files.F:406 *\n'
+           ' ' + '*' * 79 + '\n')
+    assert read_abort_message(box) == ('The specified OLD file <BASIS_MOLOPT> cannot be opened. It does not exist. '
+                                       'Data directory path: /usr/share/cp2k/data')

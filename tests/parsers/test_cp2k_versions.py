@@ -1,7 +1,7 @@
-"""The CP2K output readers on recorded outputs of CP2K 2023.1 to 2025.1 (tests/data/cp2k/versions/README.md).
+"""The CP2K output readers on recorded outputs of CP2K 2023.1 to 2026.2 (tests/data/cp2k/versions/README.md).
 
 Expected numbers are copied from the recordings' own lines; the forces of both table layouts are also compared with
-dpdata's reader.
+dpdata's reader, and one input run on CP2K 2023.1, 2025.2 and 2026.2 must read the same in every block.
 """
 
 from __future__ import annotations
@@ -42,6 +42,21 @@ RECORDED = {
     '2025.1_water_energy_force.out': dict(
         version='2025.1', run_type='ENERGY_FORCE', energies=(-137.622737586022765, -137.622737586022765, 1),
         last_scf=(43, 0.00000095), walltime=27.098, warnings=2, steps=[]),
+    '2025.2_in4pf9_energy_force.out': dict(
+        version='2025.2', run_type='ENERGY_FORCE', energies=(-449.786161809262296, -449.786161809262296, 1),
+        last_scf=(27, 0.00000028), walltime=32.420, warnings=28, steps=[]),
+    '2026.2_in4pf9_energy_force.out': dict(
+        version='2026.2', run_type='ENERGY_FORCE', energies=(-449.786161809262126, -449.786161809262126, 1),
+        last_scf=(27, 0.00000028), walltime=31.613, warnings=28, steps=[]),
+    '2025.2_geo_opt_max_iter.out': dict(
+        version='2025.2', run_type='GEO_OPT', energies=(-450.041764848687308, -450.105905643765482, 6),
+        last_scf=(16, 0.00000826), walltime=175.890, warnings=0, steps=[1, 2, 3]),
+    '2026.2_md/aiida.out': dict(
+        version='2026.2', run_type='MD', energies=(-450.144904620814430, -450.144167917309062, 5),
+        last_scf=(3, 0.00000690), walltime=39.213, warnings=1, steps=[5, 6, 7, 8]),
+    '2026.2_geo_opt.out': dict(
+        version='2026.2', run_type='GEO_OPT', energies=(-450.041764848687080, -450.145212015420782, 6),
+        last_scf=(13, 3.63e-06), walltime=793.429, warnings=0, steps=[1, 2, 35]),
 }
 
 
@@ -101,6 +116,34 @@ def test_population_analyses(name, mulliken, hirshfeld):
     assert (charges['hirshfeld'][0], charges['hirshfeld'][-1]) == pytest.approx(hirshfeld, abs=1e-3)
 
 
+# -- one input, three CP2K versions -----------------------------------------------------------------------------------
+SAME_INPUT = ['2025.2_in4pf9_energy_force.out', '2026.2_in4pf9_energy_force.out']
+
+
+@pytest.mark.parametrize('name', SAME_INPUT)
+def test_same_input_reads_the_same_on_every_version(name):
+    """``grid/in4pf9_200ry.inp`` run on CP2K 2023.1, 2025.2 and 2026.2 (same basis and potential names): every block
+    the project reads gives the 2023.1 numbers, whatever its layout (forces, energy line, dipole digits)."""
+    old, new = _read('2023.1_in4pf9_energy_force.out'), _read(name)
+    assert cp2k_files.parse_total_energy(new) == pytest.approx(cp2k_files.parse_total_energy(old), abs=1e-10)
+    assert cp2k_files.parse_forces(new) == pytest.approx(cp2k_files.parse_forces(old), abs=1e-8)
+    old_mo, new_mo = cp2k_files.parse_mo_eigenvalues(old), cp2k_files.parse_mo_eigenvalues(new)
+    assert set(new_mo) == set(old_mo) == {'alpha'}
+    assert np.array_equal(new_mo['alpha'], old_mo['alpha']) and new_mo['alpha'].shape == (72, 2)
+    for analysis in ('mulliken', 'hirshfeld', 'lowdin'):
+        charges = cp2k_files.parse_atomic_charges(new, analysis)
+        assert charges.shape == (14,)
+        assert np.array_equal(charges, cp2k_files.parse_atomic_charges(old, analysis)), analysis
+    assert cp2k_files.parse_dipole_moment(new) == pytest.approx(cp2k_files.parse_dipole_moment(old), abs=1e-6)
+    assert cp2k_files.parse_grid_quality(new) == cp2k_files.parse_grid_quality(old) == {
+        'grid_electron_error': -0.0019400132, 'wavelet_edge_warnings': 28}
+    assert cp2k_files.parse_reported_gap(new) == cp2k_files.parse_reported_gap(old)
+    old_cycle, new_cycle = read_scf_cycles(old)[-1], read_scf_cycles(new)[-1]
+    assert new_cycle.residuals == pytest.approx(old_cycle.residuals, rel=1e-7)
+    assert read_point(new).forces == pytest.approx(read_point(old).forces, abs=1e-8)
+    assert mlff.read_cp2k_atomic_forces(new) == pytest.approx(mlff.read_cp2k_atomic_forces(old), abs=1e-6)
+
+
 # -- forces -----------------------------------------------------------------------------------------------------------
 FORCES_2025 = '2025.1_water_energy_force.out'
 
@@ -109,6 +152,10 @@ FORCES_2025 = '2025.1_water_energy_force.out'
 FORCES_2025_LAYOUT = {
     '2025.1_water_energy_force.out': (24, [-2.38872205e-02, 1.10439160e-02, -1.74324051e-02],
                                       [2.92003313e-03, 4.68007285e-03, 9.47586544e-03], 2e-9),
+    '2025.2_in4pf9_energy_force.out': (14, [2.48389096e-03, -3.42368665e-03, -4.16835439e-05],
+                                       [-5.40809612e-03, -8.55502290e-03, -5.89126067e-03], 2e-9),
+    '2026.2_in4pf9_energy_force.out': (14, [2.48389096e-03, -3.42368665e-03, -4.16835439e-05],
+                                       [-5.40809612e-03, -8.55502290e-03, -5.89126067e-03], 2e-9),
 }
 
 
@@ -128,13 +175,15 @@ def test_forces_of_the_2025_layout(name):
     assert forces.sum(axis=0) == pytest.approx([float(x) for x in total], abs=sum_tolerance)
 
 
-def test_forces_of_the_2025_layout_agree_with_dpdata():
+@pytest.mark.parametrize(('name', 'n_atoms'), [('2025.1_water_energy_force.out', 24),
+                                               ('2026.2_in4pf9_energy_force.out', 14)])
+def test_forces_of_the_2025_layout_agree_with_dpdata(name, n_atoms):
     """dpdata 1.1.0 reads the 2025 layout of a QS single point (its one-frame reader); energies and forces agree."""
     dpdata = pytest.importorskip('dpdata')
-    path = VERSIONS_DIR / '2025.1_water_energy_force.out'
+    path = VERSIONS_DIR / name
     text = path.read_text()
     system = dpdata.LabeledSystem(str(path), fmt='cp2k/output')
-    assert system['forces'].shape == (1, 24, 3)
+    assert system['forces'].shape == (1, n_atoms, 3)
     assert cp2k_files.parse_forces(text) * mlff.HARTREE_PER_BOHR_EV_PER_ANGSTROM == pytest.approx(
         system['forces'][0], abs=1e-6)
     assert cp2k_files.parse_total_energy(text) * mlff.HARTREE_EV == pytest.approx(system['energies'][0], rel=1e-7)
@@ -213,7 +262,7 @@ def _parse(generate_cp2k_calc, text: str, tmp_path):
     return results, calcfunction, logs
 
 
-@pytest.mark.parametrize('name', ['2024.3_geo_opt.out', '2025.1_water_energy_force.out'])
+@pytest.mark.parametrize('name', ['2024.3_geo_opt.out', '2025.1_water_energy_force.out', *SAME_INPUT])
 def test_parser_reads_version_and_energy(generate_cp2k_calc, tmp_path, name):
     results, calcfunction, logs = _parse(generate_cp2k_calc, _read(name), tmp_path)
     assert calcfunction.is_finished_ok, calcfunction.exit_message
@@ -232,3 +281,112 @@ def test_parser_warns_about_an_untested_version(generate_cp2k_calc, tmp_path):
     assert params['cp2k_version'] == '2027.1'
     assert params['energy'] == pytest.approx(-137.622737586022765, abs=1e-12)  # read all the same
     assert any('CP2K version 2027.1 is not among the versions' in message for message in logs)
+
+
+# -- the pipeline's PBE0 on CP2K 2026.2 -------------------------------------------------------------------------------
+PBE0_2026 = VERSIONS_DIR / '2026.2_pbe0'
+
+#: the same PBE0 (demo pipeline on In4PF9, `fast`) on CP2K 2023.1: its parsed ``output_parameters`` and trap labels
+PBE0_2023 = {'energy': -448.64408795332, 'homo_ev': -9.9392781240773, 'lumo_ev': -5.1878012534767, 'n_ao': 230,
+             'homo_index': 59, 'dipole_debye': [-1.3046172, 2.2142182, -0.037722018]}
+LABELS_2023 = ['bulk', 'bulk', 'under-coordinated', 'bulk', 'under-coordinated'] + ['ligand'] * 9
+TRAPS_2023 = [(2, 1.6889326937196), (4, 0.89155378231333), (2, 0.59665741034933)]  # (centre, depth eV), electrons
+
+
+@pytest.fixture
+def pbe0_2026_files(tmp_path):
+    """The retrieved files of the 2026.2 PBE0 (its MOLDEN cut after the first 72 MOs, gzipped)."""
+    import gzip
+
+    molden = tmp_path / 'aiida-MOS-1_0.molden'
+    molden.write_bytes(gzip.decompress((PBE0_2026 / 'aiida-MOS-1_0.molden.gz').read_bytes()))
+    files = {name: PBE0_2026 / name for name in ('aiida.out', 'aiida-k1-1.pdos', 'aiida-k2-1.pdos',
+                                                  'aiida-k3-1.pdos')}
+    return files | {molden.name: molden}
+
+
+def test_pbe0_of_cp2k_2026_parses_to_the_2023_numbers(generate_cp2k_calc, pbe0_2026_files):
+    """The hybrid parser on CP2K 2026.2's PBE0 (``PRINT/DOS/PDOS`` input, PDOS files with a ``Total`` column and
+    ``E(HOCO)`` line): the HOMO, LUMO, energy and dipole of the same input on 2023.1, and one PDOS per kind."""
+    from aiida_qdtraps.parsers.cp2k_hybrid import Cp2kHybridParser
+
+    results, calcfunction = Cp2kHybridParser.parse_from_node(generate_cp2k_calc(pbe0_2026_files),
+                                                             store_provenance=False)
+    assert calcfunction.is_finished_ok, calcfunction.exit_message
+    params = results['output_parameters'].get_dict()
+    assert params['cp2k_version'] == '2026.2'
+    assert params['energy'] == pytest.approx(PBE0_2023['energy'], abs=1e-6)
+    assert params['homo_ev'] == pytest.approx(PBE0_2023['homo_ev'], abs=1e-5)
+    assert params['lumo_ev'] == pytest.approx(PBE0_2023['lumo_ev'], abs=1e-5)
+    assert (params['n_ao'], params['homo_index'], params['n_mo']) == (230, 59, 72)
+    assert params['dipole_debye'] == pytest.approx(PBE0_2023['dipole_debye'], abs=1e-4)
+    pdos = results['pdos']
+    assert sorted(name for name in pdos.get_arraynames() if name.endswith('_projections')) == [
+        'F_projections', 'In_projections', 'P_projections']
+    # s, p, d (f for In): the Total column dropped; the same columns as CP2K 2025.2 prints in the old layout
+    assert [pdos.get_array(f'{kind}_projections').shape for kind in ('In', 'P', 'F')] == [(230, 4), (230, 3), (230, 3)]
+    assert cp2k_files.read_pdos((PBE0_2026 / 'aiida-k2-1.pdos').read_text())['fermi_ev'] == pytest.approx(
+        PBE0_2023['homo_ev'], abs=1e-3)
+
+
+def test_pbe0_of_cp2k_2026_gives_the_2023_trap_labels(pbe0_2026_files):
+    """``label_traps`` on the 2026.2 MOLDEN window (10 occupied + 10 virtual MOs, as the `fast` pipeline labels
+    In4PF9): every atom label and every trap of the 2023.1 run, depths within 0.1 meV."""
+    from ase.io import read
+
+    from aiida_qdtraps.analysis.traps import label_traps
+
+    data = cp2k_files.read_molden(str(pbe0_2026_files['aiida-MOS-1_0.molden']))
+    window = cp2k_files.mo_window(data, 10, 10)
+    atoms = read(PBE0_2026 / 'aiida.coords.xyz')
+    roles = [{'In': 'cation', 'P': 'anion', 'F': 'ligand'}[symbol] for symbol in atoms.get_chemical_symbols()]
+    result = label_traps(atoms.get_chemical_symbols(), atoms.positions, data.energies[0][window],
+                         data.occupations[0][window], data.coefficients[0][:, window], data.overlap, data.ao_atom,
+                         roles=roles)
+    assert list(result.atom_label) == LABELS_2023
+    assert [(trap['carrier'], trap['center']) for trap in result.traps] == [('electron', c) for c, _ in TRAPS_2023]
+    assert [trap['depth'] for trap in result.traps] == pytest.approx([d for _, d in TRAPS_2023], abs=1e-4)
+
+
+def test_md_files_of_cp2k_2026_read_as_the_2023_ones():
+    """The NVE part of an 8-step QdMdWorkChain on In4PF9 (`fast`, two 2-fs CSVR segments, then NVE; steps 5-8) run
+    on CP2K 2026.2 and 2023.1 from the same relaxed QD: the energies file, positions and dipoles read the 2023.1
+    numbers (the positions files are identical byte for byte)."""
+    from aiida_qdtraps.parsers.cp2k_md_files import read_dipoles, read_ener, read_xyz_frames
+
+    folder = VERSIONS_DIR / '2026.2_md'
+    energies = read_ener((folder / 'aiida-1.ener').read_text())
+    assert energies['step'].tolist() == [5, 6, 7, 8]
+    assert energies['temperature'] == pytest.approx([150.623129581, 147.511985661, 144.083686742, 140.43067682])
+    assert energies['potential_energy'] / mlff.HARTREE_EV == pytest.approx(
+        [-450.144749902, -450.144572253, -450.144376498, -450.144167917], abs=1e-9)
+    assert energies['conserved_energy'] / mlff.HARTREE_EV == pytest.approx(
+        [-450.136163981, -450.136163675, -450.136163343, -450.136162993], abs=1e-9)
+    symbols, steps, times, positions = read_xyz_frames((folder / 'aiida-pos-1.xyz').read_text())
+    assert steps.tolist() == [5, 6, 7, 8] and positions.shape == (4, 14, 3) and symbols.count('F') == 9
+    assert times == pytest.approx([5.0, 6.0, 7.0, 8.0])
+    _, velocity_steps, _, velocities = read_xyz_frames((folder / 'aiida-vel-1.xyz').read_text())
+    assert velocity_steps.tolist() == [5, 6, 7, 8] and np.isfinite(velocities).all()
+    dipoles = read_dipoles((folder / 'aiida-moments.dat').read_text())
+    assert dipoles.shape == (5, 3)  # the restart's step 4 and steps 5-8
+    assert dipoles[0] == pytest.approx([-0.2543326161882414, 0.42122277838412864, -0.010381405088110229], abs=1e-6)
+
+
+def test_geo_opt_steps_and_the_step_limit_of_cp2k_2025_and_2026():
+    """The same GEO_OPT input on 2025.2 (stopped at MAX_ITER 3) and 2026.2 (to convergence): the first three
+    evaluations agree to 1e-9 Ha; the step limit of 2025.2 is found as in 2023.1 (aiida-cp2k's check)."""
+    from aiida_cp2k.utils import parse_cp2k_output
+
+    limited, full = _read('2025.2_geo_opt_max_iter.out'), _read('2026.2_geo_opt.out')
+    assert cp2k_files.read_total_energies(limited)[:3] == pytest.approx(
+        cp2k_files.read_total_energies(full)[:3], abs=1e-9)
+    assert 'MAXIMUM NUMBER OF OPTIMIZATION STEPS REACHED' in limited
+    assert 'GEOMETRY OPTIMIZATION COMPLETED' in full
+    assert parse_cp2k_output(limited)['nwarnings'] == 0
+
+
+def test_parser_finds_the_step_limit_of_cp2k_2025(generate_cp2k_calc, tmp_path):
+    """A 2025.2 GEO_OPT stopped by MAX_ITER ends in the exit code the geometry handler continues from."""
+    results, calcfunction, _ = _parse(generate_cp2k_calc, _read('2025.2_geo_opt_max_iter.out'), tmp_path)
+    assert calcfunction.exit_status == 501, calcfunction.exit_message  # ERROR_MAXIMUM_NUMBER_OPTIMIZATION_STEPS_REACHED
+    assert results['output_parameters']['cp2k_version'] == '2025.2'

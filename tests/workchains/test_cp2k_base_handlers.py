@@ -196,6 +196,61 @@ def test_incomplete_output_is_restarted(base_workchain, generate_cp2k_calc, data
     assert process.ctx.inputs.parent_calc_folder.uuid == calc.outputs.remote_folder.uuid
 
 
+def test_eigensolver_crash_retries_with_scalapack(base_workchain, generate_cp2k_calc, data_dir):
+    """Recorded: Debian's CP2K 2026.2 stopped by SIGFPE inside ELPA (a truncated output and the backtrace on its
+    standard error): the run is repeated with PREFERRED_DIAG_LIBRARY SCALAPACK, from scratch; a second crash with
+    ScaLAPACK already set is left to the other handlers."""
+    process = base_workchain({'MAX_SCF': 50})
+    files = {'aiida.out': data_dir / FAILED / 'elpa_sigfpe_2026.2.out',
+             '_scheduler-stderr.txt': data_dir / FAILED / 'elpa_sigfpe_2026.2.stderr'}
+    calc = generate_cp2k_calc(files, 'ERROR_OUTPUT_INCOMPLETE')
+    report = process.handle_eigensolver_crash(calc)
+    assert report.do_break and report.exit_code.status == 0
+    assert process.ctx.inputs.parameters['GLOBAL']['PREFERRED_DIAG_LIBRARY'] == 'SCALAPACK'
+    assert 'parent_calc_folder' not in process.ctx.inputs
+    assert process.handle_eigensolver_crash(calc) is None
+    # an incomplete output without such a backtrace is not this handler's
+    plain = generate_cp2k_calc({'aiida.out': data_dir / FAILED / 'incomplete.out'}, 'ERROR_OUTPUT_INCOMPLETE')
+    assert base_workchain({'MAX_SCF': 50}).handle_eigensolver_crash(plain) is None
+
+
+def test_pdos_section_of_older_cp2k_is_moved_for_cp2k_2026(base_workchain, generate_cp2k_calc, data_dir):
+    """Recorded: CP2K 2026.2 aborting on the hybrid stage's ``PRINT/PDOS`` ("unknown subsection PDOS of section
+    PRINT"): the section moves to ``PRINT/DOS/PDOS`` through ``move_pdos_into_dos`` and the run is repeated; once
+    moved, or for another abort, the handler leaves it to the others."""
+    process = base_workchain({'MAX_SCF': 50})
+    parameters = process.ctx.inputs.parameters.get_dict()
+    parameters['FORCE_EVAL']['DFT']['PRINT'] = {'PDOS': {'NLUMO': -1, 'COMPONENTS': False},
+                                                'MO_MOLDEN': {'NDIGITS': 12}}
+    process.ctx.inputs.parameters = orm.Dict(parameters)
+    calc = generate_cp2k_calc({'aiida.out': data_dir / FAILED / 'pdos_section_2026.2.out'},
+                              'ERROR_OUTPUT_CONTAINS_ABORT')
+    report = process.handle_pdos_input_layout(calc)
+    assert report.do_break and report.exit_code.status == 0
+    printed = process.ctx.inputs.parameters['FORCE_EVAL']['DFT']['PRINT']
+    assert printed == {'DOS': {'NLUMO': -1, 'PDOS': {'COMPONENTS': False}}, 'MO_MOLDEN': {'NDIGITS': 12}}
+    assert process.ctx.inputs.parameters.creator.process_label == 'move_pdos_into_dos'
+    assert process.handle_pdos_input_layout(calc) is None  # nothing left to move
+    other = generate_cp2k_calc({'aiida.out': data_dir / FAILED / 'elpa_sigfpe_2026.2.out'},
+                               'ERROR_OUTPUT_CONTAINS_ABORT')
+    assert base_workchain({'MAX_SCF': 50}).handle_pdos_input_layout(other) is None
+
+
+def test_pdos_section_move_keeps_everything_else():
+    from aiida_qdtraps.workchains.cp2k_parameters import move_pdos_into_dos, pdos_in_dos_section
+
+    given = {'FORCE_EVAL': {'DFT': {'PRINT': {'pdos': {'NLUMO': 20, 'components': True, 'EACH': {'QS_SCF': 0}},
+                                              'DOS': {'DELTA_E': 0.001}}}}, 'GLOBAL': {'RUN_TYPE': 'ENERGY'}}
+    moved = pdos_in_dos_section(given)
+    assert moved == {'FORCE_EVAL': {'DFT': {'PRINT': {'DOS': {'DELTA_E': 0.001, 'NLUMO': 20, 'EACH': {'QS_SCF': 0},
+                                                              'PDOS': {'components': True}}}}},
+                     'GLOBAL': {'RUN_TYPE': 'ENERGY'}}
+    assert 'pdos' in given['FORCE_EVAL']['DFT']['PRINT']  # a copy
+    assert pdos_in_dos_section({'FORCE_EVAL': {'DFT': {}}}) is None
+    with pytest.raises(ValueError, match='no FORCE_EVAL/DFT/PRINT/PDOS section'):
+        move_pdos_into_dos(orm.Dict({'GLOBAL': {}}))
+
+
 def test_robust_scf_settings_are_valid_cp2k_input(base_workchain, generate_cp2k_calc, data_dir, tmp_path, find_engine):
     """The inputs the SCF handler writes (OT switched off, diagonalisation) pass ``cp2k --check``."""
     import subprocess
