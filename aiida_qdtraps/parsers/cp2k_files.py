@@ -373,7 +373,7 @@ def read_pdos(text: str) -> dict:
 
     - up to 2025.2 (``&PRINT &PDOS``): ``# Projected DOS for atomic kind P at iteration step i = 0, E(Fermi) = ...
       a.u.``, then ``# MO Eigenvalue [a.u.] Occupation s p d``;
-    - 2026 (``&PRINT &DOS &PDOS``): the kind line, ``# E(Fermi) = ... a.u. = ... eV``, ``# E(HOCO) = ...``, then
+    - 2026.2 (``&PRINT &DOS &PDOS``): the kind line, ``# E(Fermi) = ... a.u. = ... eV``, ``# E(HOCO) = ...``, then
       ``# MO Energy[a.u.] Occupation Total s p d``; the ``Total`` column (the sum of the others) is dropped.
 
     :returns: dict with ``kind``, ``fermi_ev``, ``columns`` (orbital labels), ``energies`` (eV),

@@ -430,7 +430,7 @@ class QdCp2kBaseWorkChain(Cp2kBaseWorkChain):
 
     @process_handler(priority=410, exit_codes=[Cp2kCalculation.exit_codes.ERROR_OUTPUT_CONTAINS_ABORT])
     def handle_pdos_input_layout(self, calc):
-        """CP2K 2026 reads the projected DOS from ``PRINT/DOS/PDOS`` and aborts on the ``PRINT/PDOS`` section of
+        """CP2K 2026.2 reads the projected DOS from ``PRINT/DOS/PDOS`` and aborts on the ``PRINT/PDOS`` section of
         earlier versions ("unknown subsection PDOS of section PRINT") before it computes anything: move the section
         (``move_pdos_into_dos``) and run again with the same inputs otherwise."""
         try:
@@ -442,7 +442,7 @@ class QdCp2kBaseWorkChain(Cp2kBaseWorkChain):
         if pdos_in_dos_section(self.ctx.inputs.parameters.get_dict()) is None:
             return None
         self.ctx.inputs.parameters = move_pdos_into_dos(self.ctx.inputs.parameters)
-        self.report(f'{calc.process_label}<{calc.pk}>: CP2K aborted with "{message}" (a CP2K 2026 or later): '
+        self.report(f'{calc.process_label}<{calc.pk}>: CP2K aborted with "{message}" (CP2K 2026.2 moved it): '
                     'running again with the projected DOS in PRINT/DOS/PDOS.')
         return ProcessHandlerReport(True)
 

@@ -22,9 +22,9 @@ def update_cp2k_parameters(parameters: orm.Dict, changes: orm.Dict) -> orm.Dict:
 
 
 def pdos_in_dos_section(parameters: dict) -> dict | None:
-    """``parameters`` with ``FORCE_EVAL/DFT/PRINT/PDOS`` moved to where CP2K 2026 reads it: a ``PRINT/DOS`` section
+    """``parameters`` with ``FORCE_EVAL/DFT/PRINT/PDOS`` moved to where CP2K 2026.2 reads it: a ``PRINT/DOS`` section
     with the print key's keywords (``NLUMO``, ``EACH``, ...) and a ``PDOS`` subsection with ``COMPONENTS``. CP2K up
-    to 2025.2 has ``NLUMO`` and ``COMPONENTS`` in ``PRINT/PDOS``; 2026.1 on aborts on it ("unknown subsection PDOS of
+    to 2025.2 has ``NLUMO`` and ``COMPONENTS`` in ``PRINT/PDOS``; 2026.2 aborts on it ("unknown subsection PDOS of
     section PRINT"). None when there is no such section; a copy, never the given dict."""
     params = copy.deepcopy(parameters)
     printed = params.get('FORCE_EVAL', {}).get('DFT', {}).get('PRINT', {})
