@@ -77,6 +77,13 @@ class LabelingParameters:
     pr_factor: float = 0.5
     uc_factor: float = 1.5
     quantum_confined_virtuals: int = 3
+    #: a virtual state among the first ``quantum_confined_virtuals`` that fails the band test but lies within
+    #: ``qc_multiplet_window`` eV of a quantum-confined state, has its largest population on the same atom and the
+    #: same distribution over the core atoms (cosine of their population vectors ≥ ``qc_multiplet_similarity``) is a
+    #: member of that confined multiplet, split off by the QD's shape (the 1S_e triplet of a sub-nanometre PbS
+    #: cluster), not a trap; a similarity above 1 switches this off
+    qc_multiplet_window: float = 0.2
+    qc_multiplet_similarity: float = 0.9
     atom_share: float = 0.9
     localize: bool = True
     degeneracy_tol: float = 0.05
@@ -91,7 +98,7 @@ class LabelingParameters:
             raise ValueError(f'population_method must be one of {populations.POPULATION_METHODS}, '
                              f'got {self.population_method!r}')
         for name in ('bond_scale', 'same_element_bond_scale', 'pr_factor', 'uc_factor', 'degeneracy_tol',
-                     'shallow_depth'):
+                     'shallow_depth', 'qc_multiplet_window', 'qc_multiplet_similarity'):
             if not getattr(self, name) > 0:
                 raise ValueError(f'{name} must be positive, got {getattr(self, name)}')
         if not 0 < self.atom_share <= 1:
@@ -257,8 +264,25 @@ def _state_block(orbitals, ao_atom, n_atoms, core, method, overlap, coefficients
     return pops, shares, populations.participation_ratio(shares)
 
 
-def _scan(energies, band_like, occupied, params, side):
-    """Index (into the energy-sorted states) of the band edge on one side; QC flags for the conduction side."""
+def _same_multiplet(index: int, qc: np.ndarray, energies, shares, params) -> bool:
+    """Whether state ``index`` lies within ``qc_multiplet_window`` of a quantum-confined state with the same centre
+    (atom of largest population) whose population vector over the core atoms points the same way (cosine ≥
+    ``qc_multiplet_similarity``)."""
+    if shares is None or not qc.any():
+        return False
+    centres = np.argmax(shares, axis=1)
+    near = np.flatnonzero(qc & (np.abs(energies - energies[index]) <= params.qc_multiplet_window)
+                          & (centres == centres[index]))
+    if not len(near):
+        return False
+    unit = shares / np.maximum(np.linalg.norm(shares, axis=1, keepdims=True), 1e-300)
+    return bool((unit[near] @ unit[index] >= params.qc_multiplet_similarity).any())
+
+
+def _scan(energies, band_like, occupied, params, side, shares=None):
+    """Index (into the energy-sorted states) of the band edge on one side; QC flags for the conduction side
+    (band-like states among the first ``quantum_confined_virtuals`` virtual MOs, and the members of their multiplets,
+    :func:`_same_multiplet`)."""
     qc = np.zeros(len(energies), dtype=bool)
     if side == 'valence':
         order = np.flatnonzero(occupied)[::-1]
@@ -268,10 +292,11 @@ def _scan(energies, band_like, occupied, params, side):
         return None, qc
     order = np.flatnonzero(~occupied)
     for rank, idx in enumerate(order):
+        confined_window = rank < params.quantum_confined_virtuals
+        if confined_window and (band_like[idx] or _same_multiplet(idx, qc, energies, shares, params)):
+            qc[idx] = True
+            continue
         if band_like[idx]:
-            if rank < params.quantum_confined_virtuals:
-                qc[idx] = True
-                continue
             return int(idx), qc
     return None, qc
 
@@ -353,7 +378,7 @@ def label_traps(symbols, positions, energies, occupations, coefficients, overlap
         for side, mask in (('valence', states.occupied), ('conduction', ~states.occupied)):
             band[mask] = _band_like(states.shares[mask], states.participation[mask], classes, side, params)[:]
         vbm_i, _ = _scan(states.energies, band, states.occupied, params, 'valence')
-        cbm_i, qc = _scan(states.energies, band, states.occupied, params, 'conduction')
+        cbm_i, qc = _scan(states.energies, band, states.occupied, params, 'conduction', states.shares)
         if vbm_i is None or cbm_i is None:
             side = 'valence' if vbm_i is None else 'conduction'
             raise BandEdgeNotFound(_no_edge_message(side, states, classes, params, len(energies),
