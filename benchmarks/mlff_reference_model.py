@@ -6,6 +6,7 @@ Usage (project profile; each command is one process, the two runs can go side by
     .venv/bin/python benchmarks/mlff_reference_model.py heldout --structure tests/data/cp2k/relaxed/in4pf9_fast.xyz
     .venv/bin/python benchmarks/mlff_reference_model.py train --structure tests/data/cp2k/relaxed/in4pf9_fast.xyz
     .venv/bin/python benchmarks/mlff_reference_model.py export --run PK --heldout PK --out tests/data/mlff/in4pf9
+    .venv/bin/python benchmarks/mlff_reference_model.py relax --run PK [--rattle 0 0.05 0.1 0.2]
 
 The defaults are the shipped model's settings (docs/mlff.md, *The reference model*). The loop's own validation frames
 are every 5th frame of its training MD and flatter the model (0.029 eV/Å there against 0.094 on the independent
@@ -22,7 +23,10 @@ iteration from ``--relax-from`` on also explores by model relaxations from the Q
 validation frames), ``heldout.extxyz`` (the held-out MD's frames from step ``--skip`` on, every ``--every``-th; DFT
 energies in eV, forces in eV/Å), ``parity_run.png`` (the loop's own parity plot) and ``training.aiida`` (an archive of
 the run and the held-out MD, every frame traced to its CP2K calculation) and prints the model's errors on the held-out
-frames, as ``qdtraps mlff test`` computes them.
+frames, as ``qdtraps mlff test`` computes them. ``relax``: every model of the run's final ensemble relaxes the QD of
+``--structure`` (the DFT minimum) as given and rattled by each ``--rattle`` amplitude (Å, seeded), with BFGS to
+0.05 eV/Å; one line per model and start: RMSD of the end point to the DFT minimum, the ensemble's deviation there, and
+the model's errors on the shipped held-out frames.
 """
 
 from __future__ import annotations
@@ -181,9 +185,49 @@ def export(args) -> None:
     print(json.dumps(errors), flush=True)
 
 
+def relax(args) -> None:
+    """Each ensemble member's relaxation from the DFT minimum and rattled starts; its held-out errors."""
+    import numpy as np
+    from aiida import orm
+    from ase.io import read
+
+    from aiida_qdtraps.analysis.cross_engine import aligned_rmsd
+    from aiida_qdtraps.analysis.mlff_relax import ensemble_deviation, relax_with_model
+    from aiida_qdtraps.analysis.mlff_test import frame_labels, model_errors, predict
+
+    if args.models:  # frozen models (SinglefileData) of one training iteration, e.g. of a run still going
+        models = {f'model_{pk}': orm.load_node(pk) for pk in args.models}
+    else:
+        models = dict(orm.load_node(args.run).outputs.models.items())
+    minimum = read(args.structure)
+    frames = read(args.heldout_frames, index=':')
+    reference_e, reference_f = frame_labels(frames)
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = {}
+        for name, node in sorted(models.items()):
+            paths[name] = str(pathlib.Path(tmp, f'{name}.pth'))
+            pathlib.Path(paths[name]).write_bytes(node.get_content('rb'))
+        for name, path in paths.items():
+            model_e, model_f = predict(path, frames)
+            errors = model_errors(model_e, model_f, reference_e, reference_f, [len(a) for a in frames])
+            print(f"model={name} heldout_force_rmse_eV_A={errors['force_rmse_eV_A']:.4f} "
+                  f"heldout_energy_rmse_meV_atom={errors['energy_rmse_meV_atom']:.3f}", flush=True)
+            for amplitude in args.rattle:
+                start = minimum.copy()
+                start.positions += np.random.default_rng(args.seed).normal(scale=amplitude, size=start.positions.shape)
+                result = relax_with_model(start, path, fmax=0.05, steps=300)
+                end = minimum.copy()
+                end.positions = result['positions']
+                rmsd, largest, _ = aligned_rmsd(minimum, end)
+                deviation = ensemble_deviation(end, list(paths.values()))
+                print(f'model={name} rattle_A={amplitude} rmsd_A={rmsd:.3f} max_displacement_A={largest:.3f} '
+                      f"steps={result['n_steps']} converged={result['converged']} "
+                      f'end_deviation_eV_A={deviation:.3f}', flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('command', choices=('heldout', 'train', 'export'))
+    parser.add_argument('command', choices=('heldout', 'train', 'export', 'relax'))
     parser.add_argument('--structure', default='tests/data/cp2k/relaxed/in4pf9_fast.xyz')
     parser.add_argument('--steps', type=int, default=None, help='CP2K MD steps (heldout 50, train 120)')
     parser.add_argument('--timestep', type=float, default=2.0, help='CP2K MD time step (fs)')
@@ -207,6 +251,12 @@ def main() -> None:
     parser.add_argument('--skip', type=int, default=5, help='export: first MD step of the held-out frames')
     parser.add_argument('--every', type=int, default=3, help='export: held-out frame stride (MD steps)')
     parser.add_argument('--out', default='tests/data/mlff/in4pf9')
+    parser.add_argument('--rattle', type=float, nargs='*', default=[0.0, 0.05, 0.1, 0.2],
+                        help='relax: rattle amplitudes (Å) of the starts')
+    parser.add_argument('--models', type=int, nargs='*', default=[],
+                        help='relax: frozen models (SinglefileData pks) instead of the final ensemble of --run')
+    parser.add_argument('--heldout-frames', default='tests/data/mlff/in4pf9/heldout.extxyz',
+                        help='relax: labelled frames for the held-out errors')
     args = parser.parse_args()
     if args.steps is None:
         args.steps = 50 if args.command == 'heldout' else 120
@@ -215,7 +265,7 @@ def main() -> None:
     from aiida_qdtraps.profile import load_project_profile
 
     load_project_profile()
-    {'heldout': heldout, 'train': train, 'export': export}[args.command](args)
+    {'heldout': heldout, 'train': train, 'export': export, 'relax': relax}[args.command](args)
 
 
 if __name__ == '__main__':
