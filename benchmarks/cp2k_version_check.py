@@ -9,8 +9,10 @@ project profile, so the comparison can be repeated from the graph.
     .venv/bin/python benchmarks/cp2k_version_check.py --code cp2k-2026.2@localhost \
         [--global PREFERRED_DIAG_LIBRARY=SCALAPACK]
 
-``--global KEY=VALUE`` adds a keyword to the ``GLOBAL`` section of every CP2K input of the run under test (for a build
-that needs one, e.g. Debian's 2026.2 package, whose ELPA stops CP2K with SIGFPE at the first diagonalisation here).
+``--global KEY=VALUE`` adds a keyword to the ``GLOBAL`` section of every CP2K input of the run under test, e.g.
+``PREFERRED_DIAG_LIBRARY=SCALAPACK`` for Debian's 2026.2 package, whose ELPA stops CP2K with SIGFPE before its first
+SCF step here (the work chains' ``handle_eigensolver_crash`` would retry so; the keyword saves the failed starts).
+With ``--md`` both codes also run a short MD from the reference relaxed QD, compared frame by frame.
 The output names each CP2K version as the parser read it (``output_parameters['cp2k_version']``).
 """
 

@@ -15,7 +15,9 @@ public script, whose thresholds are the defaults (docs/traps.md). All energies i
    conduction test is the same with cations.
 4. **Scan.** The VBM is the first band-like state scanning down from the HOMO; the CBM the first band-like state
    scanning up from the LUMO, except that band-like states among the first ``quantum_confined_virtuals`` (3)
-   virtual orbitals are flagged *quantum-confined* and skipped (neither CBM nor trap).
+   virtual orbitals are flagged *quantum-confined* and skipped (neither CBM nor trap); so are the states among them
+   that fail the band test but belong to a confined state's multiplet (our rule: within ``qc_multiplet_window``,
+   same centre atom, population cosine ≥ ``qc_multiplet_similarity``; :func:`_same_multiplet`).
 5. **Localization (the part of the paper's procedure that is not public; our rule).** Canonical MOs in dense
    regions are "unrepresentatively delocalized" mixtures. The scan region (from the HOMO down to the VBM, from the
    LUMO up to the CBM) is split into near-degenerate clusters: runs of consecutive MOs closer than
