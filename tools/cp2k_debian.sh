@@ -7,7 +7,7 @@
 #   tools/cp2k_debian.sh experimental   # -> /opt/cp2k-experimental, /usr/local/bin/cp2k-2026.2
 #
 # The wrapper bind-mounts the host's data directories (/work, /tmp, /home, /root, /srv, /mnt, /opt, /scratch, where
-# they exist) at the same paths in the chroot, so that the working directory and AiiDA's absolute parent_calc links
+# they exist, and the top directory of the working directory) at the same paths in the chroot, so that the working directory and AiiDA's absolute parent_calc links
 # resolve there; it does so in a private mount namespace (unshare), so nothing stays mounted after a run and removing
 # the chroot never reaches the host's files.
 set -euo pipefail
@@ -38,8 +38,10 @@ cat > "$wrapper" <<WRAPPER
 exec unshare --mount --propagation private /bin/bash -c '
   root=\$1; shift
   for dir in /proc /sys /dev /dev/shm; do mount --bind "\$dir" "\$root\$dir" || exit 97; done
-  for dir in /work /tmp /home /root /srv /mnt /opt /scratch; do
-    [ -d "\$dir" ] || continue
+  here=/\$(echo "\$PWD" | cut -d/ -f2)  # the top directory of the working directory, wherever it is
+  case \$here in /usr|/bin|/sbin|/lib|/lib64|/etc|/var|/boot|/run|/proc|/sys|/dev|/) here= ;; esac
+  for dir in /work /tmp /home /root /srv /mnt /opt /scratch \$here; do
+    [ -d "\$dir" ] && ! mountpoint -q "\$root\$dir" || continue
     mkdir -p "\$root\$dir" && mount --bind "\$dir" "\$root\$dir" || exit 97
   done
   exec chroot "\$root" /usr/bin/env -C "\$PWD" OMP_NUM_THREADS="\${OMP_NUM_THREADS:-1}" \\
