@@ -13,15 +13,22 @@ import pytest
 from aiida_qdtraps.analysis.traps import LabelingParameters, label_traps
 
 WINDOW = pathlib.Path(__file__).parents[1] / 'data' / 'traps' / 'cd16se13cl6_fast_pbe0_window.npz'
+PBS_WINDOW = WINDOW.parent / 'pb19s6cl26_fast_pbe_window.npz'
 
 
-@pytest.fixture(scope='module')
-def window():
-    data = np.load(WINDOW)
+def load_window(path: pathlib.Path) -> dict:
+    """The keyword arguments of ``label_traps`` from a recorded window (tests/data/traps/README.md): Löwdin-
+    orthogonalised coefficients, so the overlap is the identity."""
+    data = np.load(path)
     coefficients = data['lowdin_coefficients'].astype(float)
     return {'symbols': [str(x) for x in data['symbols']], 'positions': data['positions'],
             'energies': data['energies'], 'occupations': data['occupations'], 'coefficients': coefficients,
             'overlap': np.eye(len(coefficients)), 'ao_atom': data['ao_atom'], 'roles': data['roles']}
+
+
+@pytest.fixture(scope='module')
+def window():
+    return load_window(WINDOW)
 
 
 @pytest.mark.parametrize('localize', [True, False])
@@ -40,16 +47,9 @@ def test_the_trap_free_cdse_qd_has_band_edges_and_shallow_states_only(window, lo
     assert int(np.sum(result.coordination[core & (np.array(window['symbols']) == 'Cd')] < 4)) == 12
 
 
-PBS_WINDOW = WINDOW.parent / 'pb19s6cl26_fast_pbe_window.npz'
-
-
 @pytest.fixture(scope='module')
 def pbs_window():
-    data = np.load(PBS_WINDOW)
-    coefficients = data['lowdin_coefficients'].astype(float)
-    return {'symbols': [str(x) for x in data['symbols']], 'positions': data['positions'],
-            'energies': data['energies'], 'occupations': data['occupations'], 'coefficients': coefficients,
-            'overlap': np.eye(len(coefficients)), 'ao_atom': data['ao_atom'], 'roles': data['roles']}
+    return load_window(PBS_WINDOW)
 
 
 def test_the_sub_nanometre_pbs_cluster_keeps_its_confined_triplet(pbs_window):
