@@ -22,32 +22,31 @@ import argparse
 import time
 
 
-def pipeline_builder(code, structure, protocol: str, global_keywords: dict):
-    """The demo pipeline's builder for ``code``, with ``global_keywords`` merged into every CP2K input."""
+def add_global_keywords(namespaces, global_keywords: dict) -> None:
+    """Merge ``global_keywords`` into the ``GLOBAL`` section of each ``cp2k`` builder namespace's parameters."""
     from aiida import orm
 
+    for namespace in namespaces if global_keywords else ():
+        parameters = namespace.parameters.get_dict()
+        parameters.setdefault('GLOBAL', {}).update(global_keywords)
+        namespace.parameters = orm.Dict(parameters)
+
+
+def pipeline_builder(code, structure, protocol: str, global_keywords: dict):
+    """The demo pipeline's builder for ``code``, with ``global_keywords`` merged into every CP2K input."""
     from aiida_qdtraps.workchains.pipeline import QdTrapsPipelineWorkChain
 
     builder = QdTrapsPipelineWorkChain.get_builder_from_protocol(code, structure, protocol=protocol)
-    if global_keywords:
-        for namespace in (builder.relax.base.cp2k, builder.hybrid_scf.scf.cp2k):
-            parameters = namespace.parameters.get_dict()
-            parameters.setdefault('GLOBAL', {}).update(global_keywords)
-            namespace.parameters = orm.Dict(parameters)
+    add_global_keywords((builder.relax.base.cp2k, builder.hybrid_scf.scf.cp2k), global_keywords)
     return builder
 
 
 def md_builder(code, structure, protocol: str, global_keywords: dict):
     """A short ``QdMdWorkChain`` (two 2-fs CSVR segments, 4 fs NVE, every step stored) for ``code``."""
-    from aiida import orm
-
     from aiida_qdtraps.workchains.md import QdMdWorkChain
 
     builder = QdMdWorkChain.get_builder_from_protocol(code, structure, protocol=protocol, overrides={'md': SHORT_MD})
-    if global_keywords:
-        parameters = builder.base.cp2k.parameters.get_dict()
-        parameters.setdefault('GLOBAL', {}).update(global_keywords)
-        builder.base.cp2k.parameters = orm.Dict(parameters)
+    add_global_keywords((builder.base.cp2k,), global_keywords)
     return builder
 
 
