@@ -81,6 +81,10 @@ def protocol_basis_set(protocol: str) -> str:
     protocols = yaml.safe_load((PROTOCOL_DIR / 'relax.yaml').read_text())['protocols']
     if protocol not in protocols:
         raise ValueError(f'unknown protocol {protocol!r}; choose from {sorted(protocols)}')
+    if 'basis_set' not in protocols[protocol]:
+        dft = sorted(name for name, value in protocols.items() if 'basis_set' in value)
+        raise ValueError(f'protocol {protocol!r} has no Gaussian basis set (GFN1-xTB brings its own): the resource '
+                         f'rules size DFT jobs; choose from {dft}')
     return protocols[protocol]['basis_set']
 
 

@@ -186,7 +186,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     parser.add_argument('--structure', required=True, type=pathlib.Path, help='the QD (any format ASE reads)')
-    parser.add_argument('--protocol', required=True, help='fast, moderate or precise')
+    parser.add_argument('--protocol', required=True, help='fast, moderate, precise or xtb (relax stage)')
     parser.add_argument('--stage', choices=('relax', 'hybrid'), default='relax')
     parser.add_argument('--from-pbe', action='store_true',
                         help='hybrid stage: start each PBE0 point from a PBE wavefunction of the same geometry, as '
@@ -215,10 +215,11 @@ def main(argv=None) -> int:
     if args.only:
         geometries = {k: v for k, v in geometries.items() if k == 'baseline' or k in args.only}
     root = args.keep or pathlib.Path(tempfile.mkdtemp(prefix='soundness-'))
+    dft = parameters['FORCE_EVAL']['DFT']
+    grid = f"{dft['MGRID'].get('CUTOFF')} Ry" if 'MGRID' in dft else 'none (no grid)'
     print(f'# {args.structure.name}: {len(atoms)} atoms, protocol {args.protocol}, stage {args.stage}, charge '
-          f'{args.charge}, box {geometries["baseline"][0].cell[0, 0]:.1f} Å, CUTOFF '
-          f'{parameters["FORCE_EVAL"]["DFT"]["MGRID"].get("CUTOFF")} Ry, QS METHOD '
-          f'{parameters["FORCE_EVAL"]["DFT"].get("QS", {}).get("METHOD", "GPW")}'
+          f'{args.charge}, box {geometries["baseline"][0].cell[0, 0]:.1f} Å, CUTOFF {grid}, QS METHOD '
+          f'{dft.get("QS", {}).get("METHOD", "GPW")}'
           + (', PBE0 from the PBE wavefunction' if pbe else ''), flush=True)
     reference = None
     failures = 0

@@ -1,7 +1,7 @@
 """CP2K MD of a small CdSe cluster and the trajectory analyses of Bhati et al., every result a node.
 
-    OMP_NUM_THREADS=1 verdi run examples/md_cdse.py [cd-rich|se-rich] [--heatup FS] [--nve FS] [--timestep FS] \
-        [--gap-every N] [--out DIR]
+    OMP_NUM_THREADS=1 verdi run examples/md_cdse.py [cd-rich|se-rich] [--protocol fast|xtb] [--heatup FS] [--nve FS] \
+        [--timestep FS] [--gap-every N] [--out DIR]
 
 The two clusters are the adamantane cages of zincblende CdSe, made charge-balanced by the builder's defaults:
 ``cd-rich`` Cd6Se4Cl4 (a Cd-rich core, Cl⁻ on four Cd) and ``se-rich`` Cd4Se6H4 (a Se-rich core, H on four Se; the
@@ -16,7 +16,11 @@ can pay.
    wavefunction) and stores the HOMO/LUMO/gap series, its statistics and, with enough frames, the cumulant dephasing
    time and the HOMO–LUMO non-adiabatic couplings.
 
-Prints one table and writes ``<out>/md_<cluster>.png`` (RMSF per atom, VDOS per element, gap series).
+Prints one table and writes ``<out>/md_<cluster>_<protocol>.png`` (RMSF per atom, VDOS per element, gap series).
+
+``--protocol xtb`` runs the MD and the gap frames with GFN1-xTB instead (the ``xtb`` protocol: no basis, no grid,
+about 0.1 s per MD step here): ``--protocol xtb --heatup 1000 --nve 4000`` gives spectra worth looking at in minutes,
+at the tight-binding level (docs/md.md, "Screening dynamics with GFN1-xTB").
 
 Cost here (one core, docs/md.md): the defaults (8 fs heat-up + 12 fs NVE at 2 fs, a PBE frame every 2 NVE frames)
 run the whole chain on Cd6Se4Cl4 in about 30 minutes: a check of the chain, too short for any spectrum. Bhati et
@@ -51,6 +55,8 @@ TIMESTEP = {'cd-rich': 2.0, 'se-rich': 0.5}
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('cluster', nargs='?', choices=sorted(CLUSTERS), default='cd-rich')
+    parser.add_argument('--protocol', choices=('fast', 'xtb'), default='fast',
+                        help='fast: PBE MD and PBE gap frames; xtb: GFN1-xTB for both')
     parser.add_argument('--heatup', type=float, default=8.0, help='heat-up length (fs)')
     parser.add_argument('--nve', type=float, default=12.0, help='NVE length (fs)')
     parser.add_argument('--timestep', type=float, default=None, help='MD time step (fs)')
@@ -64,7 +70,7 @@ def main() -> None:
     print(f'{args.cluster}: {structure.get_formula()} (StructureData<{structure.pk}>)')
     md = {'heatup_fs': args.heatup, 'nve_fs': args.nve, 'timestep_fs': args.timestep or TIMESTEP[args.cluster],
           'stride': 1}
-    builder = QdMdWorkChain.get_builder_from_protocol(code, structure, protocol='fast', overrides={'md': md})
+    builder = QdMdWorkChain.get_builder_from_protocol(code, structure, protocol=args.protocol, overrides={'md': md})
     results, node = run_get_node(builder)
     if not node.is_finished_ok:
         raise SystemExit(f'QdMdWorkChain<{node.pk}> failed: {node.exit_message}')
@@ -76,7 +82,8 @@ def main() -> None:
     rmsf = compute_rmsf(trajectory, options)
     vdos = compute_vdos(trajectory, options)
     rdf = compute_rdf(trajectory, orm.Dict({'pairs': ['Cd-Se'], 'start_frame': first_nve}))
-    gaps_builder = MdGapsWorkChain.get_builder_from_protocol(code, trajectory, protocol='fast', functional='pbe',
+    level = 'pbe' if args.protocol == 'fast' else 'xtb'
+    gaps_builder = MdGapsWorkChain.get_builder_from_protocol(code, trajectory, protocol='fast', functional=level,
                                                              frames={'start': first_nve, 'every': args.gap_every})
     gap_results, gap_node = run_get_node(gaps_builder)
     if not gap_node.is_finished_ok:
@@ -100,7 +107,7 @@ def main() -> None:
         ('VDOS', f'largest peak above 20 cm⁻¹ at {peak:.0f} cm⁻¹ (resolution {wavenumber[1] - wavenumber[0]:.0f} '
                  'cm⁻¹)'),
         ('RDF', f'first Cd–Se peak at {r[np.argmax(g)]:.2f} Å'),
-        ('gap (PBE)', f'{gaps.mean():.3f} ± {gaps.std():.3f} eV over {gaps.size} frames, MdGapsWorkChain<'
+        (f'gap ({level})', f'{gaps.mean():.3f} ± {gaps.std():.3f} eV over {gaps.size} frames, MdGapsWorkChain<'
                       f'{gap_node.pk}>'),
     ]
     if 'dephasing_summary' in gap_results:
@@ -108,11 +115,12 @@ def main() -> None:
     for name, text in rows:
         print(f'{name:10s} {text}')
     print(f'total {time.perf_counter() - start:.0f} s')
-    plot(args.out / f'md_{args.cluster}.png', structure.get_formula(), symbols, values, wavenumber, curves,
-         gap_results['gaps'])
+    plot(args.out / f'md_{args.cluster}_{args.protocol}.png', structure.get_formula(), symbols, values, wavenumber,
+         curves, gap_results['gaps'], 'PBE' if level == 'pbe' else 'GFN1-xTB')
 
 
-def plot(path: pathlib.Path, formula: str, symbols, rmsf, wavenumber, curves: dict, gaps: orm.ArrayData) -> None:
+def plot(path: pathlib.Path, formula: str, symbols, rmsf, wavenumber, curves: dict, gaps: orm.ArrayData,
+         level: str) -> None:
     import matplotlib
 
     matplotlib.use('Agg')
@@ -131,7 +139,7 @@ def plot(path: pathlib.Path, formula: str, symbols, rmsf, wavenumber, curves: di
     times = gaps.get_array('times')
     for name in ('homo', 'lumo'):
         axes[2].plot(times, gaps.get_array(name), 'o-', ms=3, label=name.upper())
-    axes[2].set(xlabel='t / fs', ylabel='energy / eV', title='frontier orbitals (PBE)')
+    axes[2].set(xlabel='t / fs', ylabel='energy / eV', title=f'frontier orbitals ({level})')
     axes[2].legend(fontsize=8)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

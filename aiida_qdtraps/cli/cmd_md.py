@@ -322,8 +322,9 @@ def _mlff_builder(structure, model, code, temperature, time_ps, ensemble, timest
 @click.option('--engine', type=click.Choice(['cp2k', 'mlff']), default='cp2k', show_default=True,
               help='cp2k: Born-Oppenheimer MD (QdMdWorkChain: heat-up, then NVE); mlff: a DeePMD model '
                    '(MlffMdCalculation: Langevin BAOAB or NVE).')
-@click.option('--protocol', type=click.Choice(['fast', 'moderate', 'precise']), default='moderate', show_default=True,
-              help='cp2k: the DFT of the relax protocol of that name and the dynamics of md.yaml (docs/md.md).')
+@click.option('--protocol', type=click.Choice(['fast', 'moderate', 'precise', 'xtb']), default='moderate',
+              show_default=True, help='cp2k: the DFT of the relax protocol of that name and the dynamics of md.yaml; '
+                                      'xtb: GFN1-xTB forces for screening dynamics (docs/md.md).')
 @click.option('--temperature', type=float, default=None, help="Temperature (K); default the protocol's (300 K).")
 @click.option('--time', 'time_ps', type=float, default=None,
               help="Length (ps) of the NVE run (cp2k) or of the whole run (mlff); default the protocol's / 10 ps.")

@@ -68,7 +68,22 @@ def parse_mo_eigenvalues(text: str) -> dict[str, np.ndarray]:
 
 
 def homo_lumo(energies: np.ndarray, occupations: np.ndarray, threshold: float = 1e-3) -> tuple[int, int]:
-    """Indices of the highest occupied and lowest unoccupied orbital (0-based)."""
+    """Indices of the highest occupied and lowest unoccupied orbital (0-based).
+
+    With integer occupations: the last orbital holding more than ``threshold`` electrons and the first holding less.
+    With smeared (fractional) occupations, as under Fermi smearing or xTB's electronic temperature, the aufbau
+    count: the electrons of the spin channel fill ⌈N / n_max⌉ orbitals in energy order (``n_max`` 2 for a restricted,
+    1 for an unrestricted channel), whatever the tail of the Fermi function puts above the gap.
+    """
+    occupations = np.asarray(occupations, dtype=float)
+    full = 2.0 if occupations.max(initial=0.0) > 1.0 + threshold else 1.0
+    if np.any((occupations > threshold) & (occupations < full - threshold)):
+        n_filled = int(np.ceil(occupations.sum() / full - threshold))
+        if not 0 < n_filled < len(occupations):
+            raise ValueError(f'{occupations.sum():.3f} electrons in {len(occupations)} orbitals leave no HOMO and '
+                             'LUMO; increase ADDED_MOS')
+        order = np.argsort(np.asarray(energies, dtype=float), kind='stable')
+        return int(order[n_filled - 1]), int(order[n_filled])
     occupied = np.where(occupations > threshold)[0]
     empty = np.where(occupations <= threshold)[0]
     if len(occupied) == 0 or len(empty) == 0:

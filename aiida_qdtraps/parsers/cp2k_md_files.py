@@ -7,7 +7,8 @@ No AiiDA import. A CP2K MD writes, every ``EACH MD`` steps:
   :func:`velocity_factor` converts the units the MD work chain asks for to Å/fs);
 - ``<project>-1.ener``: ``step, time [fs], kinetic [Ha], temperature [K], potential [Ha], conserved [Ha], used time
   [s]``;
-- ``&DFT &PRINT &MOMENTS`` (``PERIODIC F``): one ``Dipole moment [Debye]`` block per printed step.
+- ``&DFT &PRINT &MOMENTS`` (``PERIODIC F``): one ``Dipole moment [Debye]`` block per printed step (under xTB one
+  ``TB_DIPOLE| Moment [Debye]`` line).
 
 A run restarted with ``&EXT_RESTART RESTART_COUNTERS`` continues the step numbering, so the pieces of several runs are
 joined by step number (:func:`join_by_step`).
@@ -28,7 +29,9 @@ DEBYE_E_ANGSTROM = 0.20819433622621247
 AU_TIME_FS = _aut * 1e15
 
 _COMMENT = re.compile(r'i\s*=\s*(\d+)\s*,\s*time\s*=\s*([-+0-9.Ee]+)')
-_DIPOLE = re.compile(r'Dipole moment \[Debye\]\s*\n\s*X=\s*(\S+)\s+Y=\s*(\S+)\s+Z=\s*(\S+)')
+_DIPOLE = re.compile(r'Dipole moment \[Debye\]\s*\n\s*X=\s*(\S+)\s+Y=\s*(\S+)\s+Z=\s*(\S+)'
+                     # the xTB form of the block (``&QS METHOD xTB``)
+                     r'|TB_DIPOLE\|\s+Moment \[Debye\]\s+(\S+)\s+(\S+)\s+(\S+)')
 
 #: velocity units CP2K can print and their factor to Å/fs
 VELOCITY_UNITS = {'angstrom*fs^-1': 1.0, 'bohr*au_t^-1': Bohr / AU_TIME_FS}
@@ -110,8 +113,9 @@ def read_dipoles(text: str) -> np.ndarray:
 
     :raises ValueError: if a component is not a finite number (``NaN``, ``***``).
     """
-    values = [finite_numbers(list(xyz), f'dipole block {number} of the MOMENTS file')
-              for number, xyz in enumerate(_DIPOLE.findall(text), 1)]
+    values = [finite_numbers(list(groups[:3] if groups[0] else groups[3:]),
+                             f'dipole block {number} of the MOMENTS file')
+              for number, groups in enumerate(_DIPOLE.findall(text), 1)]
     return np.array(values).reshape(-1, 3) * DEBYE_E_ANGSTROM
 
 

@@ -87,6 +87,36 @@ def qs_method(parameters: dict) -> str:
     return str(_upper_keys(dft.get('QS')).get('METHOD', 'GPW')).upper()
 
 
+#: Keys of ``&FORCE_EVAL &DFT`` that a GFN1-xTB input (``&QS METHOD xTB``) has no use for: the Gaussian basis and
+#: pseudopotential files, the real-space grid and the exchange-correlation functional. xTB brings its own minimal
+#: basis and parameters for H–Rn, needs no ``&KIND`` and puts nothing on a grid (with ``DO_EWALD F`` its Coulomb
+#: terms are pair sums), so its forces do not move when the QD is translated or rotated.
+XTB_UNUSED_DFT_KEYS = ('BASIS_SET_FILE_NAME', 'POTENTIAL_FILE_NAME', 'MGRID', 'XC', 'AUXILIARY_DENSITY_MATRIX_METHOD')
+
+
+def is_xtb(parameters: dict) -> bool:
+    """Whether CP2K parameters run GFN1-xTB (``&QS METHOD xTB``) instead of Gaussian-basis DFT."""
+    return qs_method(parameters) == 'XTB'
+
+
+def strip_for_xtb(parameters: dict) -> dict:
+    """``parameters`` (aiida-cp2k dict form, changed in place and returned) without what an xTB input does not use:
+    :data:`XTB_UNUSED_DFT_KEYS` and the ``&KIND`` sections (xTB needs none). Parameters of any other method are
+    returned unchanged."""
+    if not is_xtb(parameters):
+        return parameters
+    force_eval = parameters.get('FORCE_EVAL', {})
+    dft = force_eval.get('DFT', {})
+    for key in list(dft):
+        if str(key).upper() in XTB_UNUSED_DFT_KEYS:
+            dft.pop(key)
+    subsys = force_eval.get('SUBSYS', {})
+    for key in list(subsys):
+        if str(key).upper() == 'KIND':
+            subsys.pop(key)
+    return parameters
+
+
 def cp2k_physics_settings(parameters: dict) -> dict:
     """The settings of a CP2K input (aiida-cp2k dict form) that decide its energies, orbitals and forces.
 

@@ -41,7 +41,7 @@ from aiida_quantumespresso.workflows.protocols.utils import recursive_merge
 
 from ..monitors import default_cp2k_monitors
 from ..parsers.cp2k_progress import SCF_STEP, crashed_in_library, read_abort_message
-from ..protocols import PROTOCOL_DIR, cp2k_logical, kind_sections, kinds_by_element, qs_method
+from ..protocols import PROTOCOL_DIR, cp2k_logical, is_xtb, kind_sections, kinds_by_element, qs_method, strip_for_xtb
 from .cp2k_parameters import move_pdos_into_dos, pdos_in_dos_section, update_cp2k_parameters
 from .parent_folder import MD_RESTART_FILE, WFN_FILE, forget_dead_folder, parent_folder_problem
 
@@ -177,7 +177,9 @@ class QdCp2kBaseWorkChain(Cp2kBaseWorkChain):
 
         The ``&KIND`` sections are made for the structure's elements (the protocol's ``basis_set``, the ADMM auxiliary
         basis with ``admm``, ``HARD_EXP_RADIUS`` under GAPW); a ``&KIND`` given in ``overrides`` replaces the one of its
-        element. Charge and multiplicity are not set here: the stage work chains apply them when they submit.
+        element. Under ``&QS METHOD xTB`` (the ``xtb`` protocol) there are none, and the basis, grid and XC keys the
+        file's defaults hold are dropped (:func:`~aiida_qdtraps.protocols.strip_for_xtb`). Charge and multiplicity are
+        not set here: the stage work chains apply them when they submit.
 
         :param protocol_file: ``'relax'`` (PBE GEO_OPT, ``relax.yaml``), ``'hybrid_scf'`` (PBE0 single point,
             ``hybrid_scf.yaml``) or the path of a YAML file of that layout.
@@ -190,11 +192,14 @@ class QdCp2kBaseWorkChain(Cp2kBaseWorkChain):
         inputs = cp2k_protocol_inputs(protocol_file, protocol, overrides)
         cp2k = inputs['cp2k']
         parameters = copy.deepcopy(cp2k['parameters'])
-        elements = sorted(set(structure.get_kind_names()))
-        kinds = kind_sections(elements, inputs.get('basis_set', DEFAULT_BASIS_SET), inputs.get('admm', False),
-                              gapw=qs_method(parameters) == 'GAPW')
-        given = kinds_by_element(parameters)
-        parameters['FORCE_EVAL'].setdefault('SUBSYS', {})['KIND'] = [given.get(k['_'], k) for k in kinds]
+        if is_xtb(parameters):  # GFN1-xTB: no basis, grid or &KIND
+            strip_for_xtb(parameters)
+        else:
+            elements = sorted(set(structure.get_kind_names()))
+            kinds = kind_sections(elements, inputs.get('basis_set', DEFAULT_BASIS_SET), inputs.get('admm', False),
+                                  gapw=qs_method(parameters) == 'GAPW')
+            given = kinds_by_element(parameters)
+            parameters['FORCE_EVAL'].setdefault('SUBSYS', {})['KIND'] = [given.get(k['_'], k) for k in kinds]
         metadata = cp2k['metadata']
         if options:
             metadata['options'] = recursive_merge(metadata['options'], options)

@@ -4,29 +4,41 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..protocols import kinds_by_element, valence_from_potential
+from ..protocols import is_xtb, kinds_by_element, valence_from_potential
+
+#: the heaviest element GFN1-xTB has parameters for (Rn)
+XTB_MAX_Z = 86
 
 if TYPE_CHECKING:
     from aiida import orm
 
 
-def spin_state_problem(n_electrons: int, charge: int, multiplicity: int) -> tuple[str | None, str]:
+def spin_state_problem(n_electrons: int, charge: int, multiplicity: int,
+                       counted: str = 'valence electrons') -> tuple[str | None, str]:
     """``('multiplicity', message)`` if ``n_electrons`` (after removing ``charge``) cannot have ``multiplicity``,
     else ``(None, '')``: the engines' shared check of the spin state."""
     if multiplicity < 1:
         return 'multiplicity', f'multiplicity must be >= 1, got {multiplicity}'
     if n_electrons < multiplicity - 1 or (n_electrons - (multiplicity - 1)) % 2:
-        return 'multiplicity', (f'{n_electrons} valence electrons (charge {charge}) cannot have multiplicity '
+        return 'multiplicity', (f'{n_electrons} {counted} (charge {charge}) cannot have multiplicity '
                                 f'{multiplicity}: unpaired electrons and electron count must have the same parity')
     return None, ''
 
 
 def check_electronic_state(structure: orm.StructureData, parameters: dict, charge: int,
                            multiplicity: int) -> tuple[str | None, str]:
-    """Check that every element has a CP2K KIND with a basis and a potential and that charge and multiplicity fit.
+    """Check that every element has a CP2K KIND with a basis and a potential (under xTB: parameters) and that charge
+    and multiplicity fit.
 
     :returns: ``(None, '')`` if consistent, otherwise ``('kinds' | 'multiplicity', message)``.
     """
+    if is_xtb(parameters):
+        # GFN1-xTB: no &KIND; its valence shells leave closed-shell cores of an even number of electrons, so the
+        # parity of all electrons is that of the valence ones
+        numbers = structure.get_ase().get_atomic_numbers()
+        if numbers.max() > XTB_MAX_Z:
+            return 'kinds', f'GFN1-xTB has parameters for H–Rn (Z <= {XTB_MAX_Z}), not for Z = {int(numbers.max())}'
+        return spin_state_problem(int(numbers.sum()) - charge, charge, multiplicity, 'electrons')
     kinds = kinds_by_element(parameters)
     elements = sorted(set(structure.get_kind_names()))
     missing = [el for el in elements if el not in kinds or 'POTENTIAL' not in kinds[el] or 'BASIS_SET' not in kinds[el]]

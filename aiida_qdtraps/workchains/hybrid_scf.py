@@ -3,6 +3,8 @@ PDOS) or with PySCF (PBE0/def2-SVP, the level of theory of Alexander et al.; no 
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import yaml
 from aiida import orm
@@ -15,8 +17,8 @@ from ..analysis.mo_counts import scaled_mo_counts
 from ..builder.roles import infer_roles
 from ..calculations.pyscf import DEFAULT_PARAMETERS, PyscfCalculation, pyscf_parameters
 from ..parsers.cp2k_hybrid import MOLDEN_FILE
-from ..protocols import ADMM_SECTION, PROTOCOL_DIR
-from .cp2k_base import WFN_RESTART
+from ..protocols import ADMM_SECTION, PROTOCOL_DIR, is_xtb, strip_for_xtb
+from .cp2k_base import WFN_RESTART, cp2k_protocol_inputs
 from .mo_window import extract_mo_window
 from .parent_folder import WFN_FILE, parent_folder_problem
 from .stage import QdCp2kStageWorkChain, failure_message, qd_builder
@@ -34,12 +36,16 @@ def validate_mo_window(value, _):
 
 #: The engines of the hybrid SCF: CP2K (``scf`` inputs, the default) and PySCF (``pyscf`` inputs).
 ENGINES = ('cp2k', 'pyscf')
-#: functionals of the CP2K hybrid stage: the protocol's PBE0, or plain PBE for quick looks
-FUNCTIONALS = ('pbe0', 'pbe')
+#: functionals of the CP2K hybrid stage: the protocol's PBE0, plain PBE for quick looks, GFN1-xTB for gap series of
+#: screening dynamics (the ``xtb`` MD protocol)
+FUNCTIONALS = ('pbe0', 'pbe', 'xtb')
 
 
 def functional_name(parameters: dict) -> str:
-    """'PBE0' for CP2K parameters with exact exchange (``XC/HF``), else the name of their ``XC_FUNCTIONAL``."""
+    """'PBE0' for CP2K parameters with exact exchange (``XC/HF``), 'GFN1-xTB' under ``&QS METHOD xTB``, else the name
+    of their ``XC_FUNCTIONAL``."""
+    if is_xtb(parameters):
+        return 'GFN1-xTB'
     xc = parameters.get('FORCE_EVAL', {}).get('DFT', {}).get('XC', {})
     if 'HF' in xc:
         return 'PBE0'
@@ -48,6 +54,20 @@ def functional_name(parameters: dict) -> str:
         names = [key for key in functional if key != '_']
         return (names[0] if names else str(functional.get('_', 'PBE'))).upper()
     return str(functional).upper()
+def xtb_single_point(parameters: dict) -> dict:
+    """Hybrid-stage CP2K parameters turned into a GFN1-xTB single point: the xTB method, Poisson and SCF settings of
+    the ``xtb`` relax protocol (one place for them), the stage's prints (MOs, MOLDEN, PDOS, moments, ...) and
+    ``ADDED_MOS`` kept, its basis, grid, XC and ``&KIND`` dropped."""
+    xtb_dft = cp2k_protocol_inputs('relax', 'xtb')['cp2k']['parameters']['FORCE_EVAL']['DFT']
+    scf = {key: value for key, value in xtb_dft['SCF'].items() if key != 'ADDED_MOS'}
+    dft = copy.deepcopy(parameters['FORCE_EVAL']['DFT'])
+    dft = recursive_merge(dft, {'QS': xtb_dft['QS'], 'POISSON': xtb_dft['POISSON'], 'SCF': scf})
+    dft['QS'] = {key: value for key, value in dft['QS'].items() if key != 'EXTRAPOLATION'}
+    result = copy.deepcopy(parameters)
+    result['FORCE_EVAL']['DFT'] = dft
+    return strip_for_xtb(result)
+
+
 #: Protocols of the PySCF engine (same names as the CP2K ones).
 PYSCF_PROTOCOL_FILE = PROTOCOL_DIR / 'hybrid_scf_pyscf.yaml'
 #: PySCF parameters the work chain sets from its own inputs (``charge``, ``multiplicity``, ``mo_window``).
@@ -238,6 +258,8 @@ class HybridScfWorkChain(QdCp2kStageWorkChain):
         exchange, no ADMM): band edges and trap centres at the GGA level, minutes instead of the PBE0's tens of minutes
         for a 35-atom QD; the demo uses it. PBE gaps are too small and its states more delocalised: labels for
         results come from PBE0, the default. The functional is in the CP2K parameters (``XC``), so in the provenance.
+        ``functional='xtb'`` runs GFN1-xTB (:func:`xtb_single_point`): for gap series along screening dynamics
+        (``MdGapsWorkChain`` on an ``xtb`` MD), not for trap labels.
 
         ``cp2k`` (``code``; ADMM from moderate on): the MO window and ``ADDED_MOS`` grow with the QD's core
         (:func:`.scaled_mo_counts`, the protocol's numbers as minimum); a window or an ``ADDED_MOS`` given in
@@ -274,6 +296,8 @@ class HybridScfWorkChain(QdCp2kStageWorkChain):
             parameters['FORCE_EVAL']['DFT']['XC'] = {'XC_FUNCTIONAL': {'PBE': {}}}
             parameters['FORCE_EVAL']['DFT'].pop('AUXILIARY_DENSITY_MATRIX_METHOD', None)
             builder.scf.cp2k.parameters = orm.Dict(parameters)
+        if functional == 'xtb':
+            builder.scf.cp2k.parameters = orm.Dict(xtb_single_point(builder.scf.cp2k.parameters.get_dict()))
         return builder
 
     @classmethod
@@ -332,7 +356,8 @@ class HybridScfWorkChain(QdCp2kStageWorkChain):
                         'it as given')
             return True
         if problem is not None:
-            self.report(f'parent_calc_folder {problem}: the PBE0 starts from the atomic guess instead of its '
+            level = functional_name(self.inputs[self._namespace].cp2k.parameters.get_dict())
+            self.report(f'parent_calc_folder {problem}: the {level} starts from the atomic guess instead of its '
                         'wavefunction')
         return problem is None
 

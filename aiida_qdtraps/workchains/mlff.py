@@ -158,17 +158,20 @@ class MlffActiveLearningWorkChain(QdProtocolMixin, WorkChain):
     def get_builder_from_protocol(cls, cp2k_code: orm.AbstractCode, dp_code: orm.AbstractCode,
                                   md_code: orm.AbstractCode, structure: orm.StructureData,
                                   protocol: str | None = None, overrides: dict | None = None, charge: int = 0,
-                                  multiplicity: int = 1, options: dict | None = None):
+                                  multiplicity: int = 1, options: dict | None = None,
+                                  label_protocol: str | None = None):
         """Builder for ``structure`` with the ``fast`` (CI) / ``moderate`` / ``precise`` protocol.
 
         The CP2K labels use the CP2K relax protocol of the same name (``relax.yaml``: DFT settings and box vacuum),
-        turned into ENERGY_FORCE.
+        turned into ENERGY_FORCE, or the relax protocol ``label_protocol`` when given: ``'xtb'`` labels with
+        GFN1-xTB (about a second per label for 14–35 atoms; a model of that level of theory, not of DFT).
 
         :param overrides: nested dict with this work chain's input layout, merged last.
         :param options: CalcJob options merged into ``label.cp2k.metadata.options``.
         """
         inputs = cls.get_protocol_inputs(protocol, overrides)
-        label, relax = QdCp2kRelaxWorkChain.cp2k_builder_from_protocol(cp2k_code, structure, protocol, options=options)
+        label, relax = QdCp2kRelaxWorkChain.cp2k_builder_from_protocol(cp2k_code, structure, label_protocol or protocol,
+                                                                       options=options)
         label.cp2k.parameters = orm.Dict(label_parameters(label.cp2k.parameters.get_dict()))
         builder = qd_builder(cls, structure, charge, multiplicity, relax.get('box_vacuum'))
         builder.label = label._inputs(prune=True)

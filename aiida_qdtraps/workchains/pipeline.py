@@ -86,8 +86,12 @@ class QdTrapsPipelineWorkChain(WorkChain):
     def get_builder_from_protocol(cls, code: orm.Code, structure: orm.StructureData, protocol: str | None = None,
                                   overrides: dict | None = None, charge: int = 0, multiplicity: int = 1,
                                   options: dict | None = None, bader_code: orm.AbstractCode | None = None,
-                                  hybrid_engine: str = 'cp2k', pyscf_code: orm.AbstractCode | None = None):
+                                  hybrid_engine: str = 'cp2k', pyscf_code: orm.AbstractCode | None = None,
+                                  functional: str = 'pbe0'):
         """Builder with the same protocol for every stage; ``overrides`` has keys ``relax`` and ``hybrid_scf``.
+
+        :param functional: of the CP2K hybrid stage (``HybridScfWorkChain.get_builder_from_protocol``): ``pbe0``, the
+            default and the level of trap labels for results, or ``pbe`` for a quick look at the GGA level.
 
         :param bader_code: a ``baderkit`` (or Henkelman ``bader``) code; with it the pipeline ends with
             ``BaderChargeFlowWorkChain`` on the PBE0 density (CP2K hybrid engine only).
@@ -96,6 +100,9 @@ class QdTrapsPipelineWorkChain(WorkChain):
         :raises ValueError: for ``bader_code`` with ``hybrid_engine='pyscf'`` (no density cube), and as
             :meth:`HybridScfWorkChain.get_builder_from_protocol`.
         """
+        if functional not in ('pbe0', 'pbe'):
+            raise ValueError(f"functional {functional!r} does not label traps: the pipeline's hybrid stage runs 'pbe0' "
+                             "(the default) or 'pbe'")
         if hybrid_engine == 'pyscf' and bader_code is not None:
             raise ValueError("hybrid_engine 'pyscf' writes no density cube: the Bader charge flow (bader_code) needs "
                              "hybrid_engine 'cp2k'")
@@ -104,7 +111,7 @@ class QdTrapsPipelineWorkChain(WorkChain):
                                                            charge, multiplicity, options)
         hybrid = HybridScfWorkChain.get_builder_from_protocol(code, structure, protocol, overrides.get('hybrid_scf'),
                                                               charge, multiplicity, options, engine=hybrid_engine,
-                                                              pyscf_code=pyscf_code)
+                                                              pyscf_code=pyscf_code, functional=functional)
         builder = qd_builder(cls, structure, charge, multiplicity)
         for key in ('structure', 'charge', 'multiplicity'):
             relax.pop(key, None)

@@ -63,6 +63,7 @@ def test_capped_nodes_and_serial_codes():
 @pytest.mark.parametrize('kwargs, message', [
     ({'stage': 'md'}, "unknown stage 'md'"),
     ({'protocol': 'ultra'}, "unknown protocol 'ultra'"),
+    ({'protocol': 'xtb'}, "protocol 'xtb' has no Gaussian basis set"),
     ({'cores_per_node': 0}, 'cores_per_node must be a positive integer, got 0'),
     ({'threads': 500}, 'threads must be an integer in \\[1, cores_per_node=128\\], got 500'),
     ({'min_walltime': 7200, 'max_walltime': 3600}, 'min_walltime 7200 s is larger than max_walltime 3600 s'),

@@ -72,6 +72,24 @@ def test_homo_lumo_needs_virtuals():
         homo_lumo(np.array([-2.0, -1.0]), np.array([2.0, 2.0]))
 
 
+@pytest.mark.parametrize('occupations, expected', [
+    ([2.0, 2.0, 2.0, 0.0, 0.0], (2, 3)),  # integer: the last occupied and the first empty orbital
+    ([2.0, 2.0, 1.9, 0.1, 0.0], (2, 3)),  # Fermi smearing across a small gap: the aufbau count of 6 electrons
+    ([2.0, 2.0, 1.0, 1.0, 0.0], (2, 3)),  # a degenerate pair sharing two electrons
+    ([2.0, 1.6, 1.2, 0.2, 0.0], (2, 3)),  # 5 electrons, restricted: the singly occupied orbital is the HOMO
+    ([1.0, 1.0, 0.97, 0.03, 0.0], (2, 3)),  # an unrestricted channel: at most one electron per orbital
+])
+def test_homo_lumo_of_smeared_occupations_counts_electrons(occupations, expected):
+    assert homo_lumo(np.arange(5.0), np.array(occupations)) == expected
+
+
+def test_homo_lumo_of_smeared_occupations_follows_energy_order():
+    # the orbitals as given are not in energy order: the 4 electrons fill the two lowest in energy
+    assert homo_lumo(np.array([0.0, 2.0, 1.0, 3.0]), np.array([2.0, 0.1, 1.9, 0.0])) == (2, 1)
+    with pytest.raises(ValueError, match='no HOMO and LUMO'):
+        homo_lumo(np.array([0.0, 1.0]), np.array([2.0, 1.9]))
+
+
 @pytest.mark.parametrize('name, analysis, expected', [
     ('h2o_rks.out', 'mulliken', [-0.716368, 0.358184, 0.358184]),
     ('h2o_rks.out', 'lowdin', [-0.531908, 0.265954, 0.265954]),

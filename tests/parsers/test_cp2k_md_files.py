@@ -56,6 +56,13 @@ def test_dipoles_one_per_frame_in_e_angstrom(md_dir):
     assert dipoles[0] == pytest.approx(np.array([5.8909233, -1.4125181, 2.0838534]) * DEBYE_E_ANGSTROM)
 
 
+def test_xtb_dipoles_read_from_the_tb_dipole_lines(data_dir):
+    """A GFN1-xTB MD (CP2K 2023.1, Cd6Se4Cl4, 3 steps) prints ``TB_DIPOLE| Moment [Debye]`` lines, one per frame."""
+    dipoles = read_dipoles((data_dir / 'cp2k' / 'xtb' / 'md_moments_cd6se4cl4.dat').read_text())
+    assert dipoles.shape == (4, 3)
+    assert dipoles[0] == pytest.approx(np.array([-0.21158921, 6.76649799, -6.50022128]) * DEBYE_E_ANGSTROM)
+
+
 def test_restarted_run_continues_the_step_numbers(md_dir):
     _, steps, times, _ = read_xyz_frames((md_dir / 'restarted' / 'aiida-pos-1.xyz').read_text())
     assert steps[0] == 8 and times[0] == 8.0

@@ -77,6 +77,14 @@ def test_pipeline_builder_shares_protocol(cp2k_code, tiny_qd):
     assert builder.charge.value == 1 and builder.multiplicity.value == 2
     assert 'box_vacuum' in builder.relax and 'box_vacuum' not in builder.hybrid_scf
     assert builder.relax.base.cp2k.code.uuid == builder.hybrid_scf.scf.cp2k.code.uuid
+    assert 'HF' in builder.hybrid_scf.scf.cp2k.parameters['FORCE_EVAL']['DFT']['XC']
+
+
+def test_pipeline_builder_passes_the_functional_and_refuses_xtb_labels(cp2k_code, tiny_qd):
+    pbe = QdTrapsPipelineWorkChain.get_builder_from_protocol(cp2k_code, tiny_qd, protocol='fast', functional='pbe')
+    assert pbe.hybrid_scf.scf.cp2k.parameters['FORCE_EVAL']['DFT']['XC'] == {'XC_FUNCTIONAL': {'PBE': {}}}
+    with pytest.raises(ValueError, match="functional 'xtb' does not label traps"):
+        QdTrapsPipelineWorkChain.get_builder_from_protocol(cp2k_code, tiny_qd, protocol='fast', functional='xtb')
 
 
 def test_overrides_and_options(cp2k_code, tiny_qd):
@@ -247,3 +255,54 @@ def test_hybrid_builder_refuses_an_unknown_functional(cp2k_code, tiny_qd):
     with pytest.raises(ValueError, match="functional 'pbe' needs engine 'cp2k'"):
         HybridScfWorkChain.get_builder_from_protocol(None, tiny_qd, protocol='fast', engine='pyscf',
                                                      pyscf_code=cp2k_code, functional='pbe')
+
+
+def test_xtb_protocol_has_no_basis_grid_or_kinds_and_cp2k_accepts_it(cp2k_code, tiny_qd, tmp_path):
+    """The ``xtb`` relax protocol and the hybrid stage's ``functional='xtb'``: GFN1-xTB without Ewald, Fermi smearing
+    at 300 K, none of the defaults' basis, grid or XC keys and no &KIND; the single point keeps the stage's prints and
+    window; CP2K parses both."""
+    from aiida_qdtraps.workchains.hybrid_scf import functional_name
+
+    relax = QdRelaxWorkChain.get_builder_from_protocol(cp2k_code, tiny_qd, protocol='xtb')
+    frames = HybridScfWorkChain.get_builder_from_protocol(cp2k_code, tiny_qd, protocol='fast', functional='xtb')
+    pbe0 = HybridScfWorkChain.get_builder_from_protocol(cp2k_code, tiny_qd, protocol='fast')
+    for params in (relax.base.cp2k.parameters.get_dict(), frames.scf.cp2k.parameters.get_dict()):
+        dft = params['FORCE_EVAL']['DFT']
+        assert dft['QS']['METHOD'] == 'xTB' and dft['QS']['XTB'] == {'DO_EWALD': False}
+        assert not {'MGRID', 'XC', 'BASIS_SET_FILE_NAME', 'POTENTIAL_FILE_NAME',
+                    'AUXILIARY_DENSITY_MATRIX_METHOD'} & set(dft)
+        assert 'KIND' not in params['FORCE_EVAL']['SUBSYS']
+        assert dft['SCF']['SMEAR'] == {'_': True, 'METHOD': 'FERMI_DIRAC', 'ELECTRONIC_TEMPERATURE': 300}
+        assert dft['POISSON'] == {'PERIODIC': 'NONE', 'POISSON_SOLVER': 'ANALYTIC'}
+        assert functional_name(params) == 'GFN1-xTB'
+        assert cp2k_physics_settings(params)['qs_method'] == 'XTB'
+        params['FORCE_EVAL']['SUBSYS']['TOPOLOGY'] = {'COORD_FILE_NAME': 'qd.xyz', 'COORD_FILE_FORMAT': 'XYZ'}
+        params['FORCE_EVAL']['SUBSYS']['CELL']['ABC'] = '14 14 14'
+        (tmp_path / 'qd.xyz').write_text('2\n\nCd 0 0 0\nSe 2.6 0 0\n')
+        (tmp_path / 'aiida.inp').write_text(Cp2kInput(params).render())
+        result = subprocess.run([shutil.which('cp2k.psmp'), '--check', '-i', 'aiida.inp'], cwd=tmp_path,
+                                capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert relax.base.cp2k.parameters['GLOBAL']['RUN_TYPE'] == 'GEO_OPT'
+    single = frames.scf.cp2k.parameters.get_dict()['FORCE_EVAL']['DFT']
+    hybrid = pbe0.scf.cp2k.parameters.get_dict()['FORCE_EVAL']['DFT']
+    assert single['PRINT'] == hybrid['PRINT'] and single['SCF']['ADDED_MOS'] == hybrid['SCF']['ADDED_MOS']
+    assert frames.mo_window.get_dict() == pbe0.mo_window.get_dict()
+
+
+def test_xtb_electronic_state_counts_all_electrons(tiny_qd):
+    """Under xTB there is no &KIND to read valences from: the parity of all electrons decides (closed-shell cores),
+    and elements beyond Rn are refused by name."""
+    from aiida import orm
+    from ase import Atoms
+
+    from aiida_qdtraps.workchains.electronic_state import check_electronic_state
+
+    xtb = {'FORCE_EVAL': {'DFT': {'QS': {'METHOD': 'xTB'}}}}
+    assert check_electronic_state(tiny_qd, xtb, 0, 1) == (None, '')  # In4PF9: 292 electrons
+    problem, message = check_electronic_state(tiny_qd, xtb, 0, 2)
+    assert problem == 'multiplicity' and message.startswith('292 electrons (charge 0)')
+    assert check_electronic_state(tiny_qd, xtb, 1, 2) == (None, '')
+    heavy = orm.StructureData(ase=Atoms('UO2', positions=[[0, 0, 0], [1.8, 0, 0], [-1.8, 0, 0]], cell=[10] * 3))
+    assert check_electronic_state(heavy, xtb, 0, 1) == (
+        'kinds', 'GFN1-xTB has parameters for H–Rn (Z <= 86), not for Z = 92')

@@ -1,0 +1,79 @@
+"""Real CP2K dynamics on the ``xtb`` protocol (GFN1-xTB): heat-up → NVE of more than 200 fs for a small Cd-rich
+(Cd6Se4Cl4) and a small Se-rich (Cd4Se6H4) CdSe cluster from the builder, then RMSF, VDOS and, through
+``MdGapsWorkChain`` with GFN1-xTB single points, the gap series with its statistics and dephasing time: every
+result a node. The DFT protocols run the same work chains (tests/workchains/test_md.py, test_md_gaps.py) on fewer
+steps: 200 fs of ``fast`` DFT MD cost about an hour per cluster here (docs/md.md)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from aiida import orm
+from aiida.engine import run_get_node
+
+from aiida_qdtraps.workchains.build import build_qd
+from aiida_qdtraps.workchains.dynamics import compute_rmsf, compute_vdos
+from aiida_qdtraps.workchains.md import QdMdWorkChain
+from aiida_qdtraps.workchains.md_gaps import MdGapsWorkChain
+
+#: recipe and MD time step (fs) of each cluster: Se–H (period ≈ 14 fs) needs 0.5 fs
+CLUSTERS = {
+    'cd-rich': ({'material': 'CdSe', 'diameter': 7.0, 'ligand': 'Cl', 'center': 'interstitial'}, 1.0),
+    'se-rich': ({'material': 'CdSe', 'diameter': 7.0, 'ligand': 'H', 'center': 'interstitial2'}, 0.5),
+}
+HEATUP_FS, NVE_FS = 100.0, 120.0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('cluster', sorted(CLUSTERS))
+def test_xtb_heatup_nve_then_rmsf_vdos_gaps_and_dephasing(cp2k_code, cluster):
+    recipe, timestep = CLUSTERS[cluster]
+    structure = build_qd(orm.Dict(recipe))
+    n_atoms = len(structure.sites)
+    md = {'heatup_fs': HEATUP_FS, 'heatup_segments': 2, 'thermostat_tau_fs': 25.0, 'nve_fs': NVE_FS,
+          'timestep_fs': timestep, 'stride': 1}
+    builder = QdMdWorkChain.get_builder_from_protocol(cp2k_code, structure, protocol='xtb', overrides={'md': md})
+    parameters = builder.base.cp2k.parameters.get_dict()
+    assert parameters['FORCE_EVAL']['DFT']['QS']['METHOD'] == 'xTB'
+    assert 'KIND' not in parameters['FORCE_EVAL']['SUBSYS'] and 'MGRID' not in parameters['FORCE_EVAL']['DFT']
+    results, node = run_get_node(builder)
+    assert node.is_finished_ok, node.exit_message
+
+    trajectory, summary = results['trajectory'], results['md_summary'].get_dict()
+    steps = round((HEATUP_FS + NVE_FS) / timestep)
+    assert trajectory.numsteps == steps + 1 and trajectory.get_times()[-1] == pytest.approx(HEATUP_FS + NVE_FS)
+    assert summary['runs'] == 3 and summary['nve_frames'] == round(NVE_FS / timestep)
+    assert trajectory.get_array('dipole').shape == (steps + 1, 3)
+    # the heat-up reached the target: NVE mean temperature within a factor 2 of 300 K (a 14-atom cluster fluctuates)
+    assert 150.0 < summary['nve_mean_temperature_k'] < 600.0
+    # NVE: the conserved energy stays within 0.5 meV/atom (measured: docs/md.md)
+    first_nve = trajectory.numsteps - summary['nve_frames']
+    conserved = trajectory.get_array('conserved_energy')[first_nve:]
+    assert np.ptp(conserved) / n_atoms < 5e-4
+    assert summary['nve_drift_mev_per_atom_ps'] is not None
+
+    options = orm.Dict({'start_frame': first_nve})
+    rmsf = compute_rmsf(trajectory, options)['rmsf'].get_array('rmsf')
+    assert rmsf.shape == (n_atoms,) and np.all((rmsf > 0.0) & (rmsf < 0.5))
+    vdos = compute_vdos(trajectory, options)['vdos']
+    wavenumber = vdos.get_x()[1]
+    curves = {name: y for name, y, _ in vdos.get_y()}
+    assert set(curves) >= {'Cd', 'Se'} and np.all(np.isfinite(curves['Cd']))
+    # Cd moves slowly: its VDOS weight sits below 400 cm⁻¹ (Cd–Se and Cd–Cl modes are under 300 cm⁻¹)
+    assert curves['Cd'][wavenumber < 400.0].sum() > 0.8 * curves['Cd'].sum()
+
+    gaps_builder = MdGapsWorkChain.get_builder_from_protocol(
+        cp2k_code, trajectory, protocol='fast', functional='xtb',
+        frames={'start': first_nve, 'every': round(20.0 / timestep)})
+    frame_parameters = gaps_builder.scf_frame.scf.cp2k.parameters.get_dict()
+    assert frame_parameters['FORCE_EVAL']['DFT']['QS']['METHOD'] == 'xTB'
+    gap_results, gap_node = run_get_node(gaps_builder)
+    assert gap_node.is_finished_ok, gap_node.exit_message
+    gaps = gap_results['gaps'].get_array('gaps')
+    assert gaps.size == len(range(first_nve, trajectory.numsteps, round(20.0 / timestep)))
+    assert np.all((gaps > 0.05) & (gaps < 5.0))
+    assert gap_results['statistics']['std'] > 0.0
+    assert gap_results['dephasing_summary']['tau_fs'] > 0.0
+    assert gap_results['dephasing'].creator.inputs.gaps.uuid == gap_results['gaps'].uuid
+    # every frame has the same MO window (the aufbau HOMO under xTB's smearing): HOMO–LUMO couplings between them
+    assert gap_results['nac'].get_y()[1][1].shape == (gaps.size - 1,)
