@@ -3,10 +3,10 @@
 A separate project profile (temporary ``QDTRAPS_AIIDA_PATH``, made by ``qdtraps setup``) runs the pipeline (tiny
 In4PF9 QD, ``fast`` protocol with loose GEO_OPT thresholds, no Bader stage) in the daemon. It starts from the
 recorded CP2K ``fast``-relaxed In4PF9 (``tests/data/cp2k/relaxed/in4pf9_fast.xyz``), so its GEO_OPT is short: the
-relax of the built QD is run for real in ``tests/workchains/test_pipeline_real.py``. As soon as its PBE0 CP2K
-CalcJob is running under the scheduler, the daemon worker gets ``SIGKILL`` (no clean-up, no checkpoint of its own),
-then ``verdi daemon restart`` brings up a fresh worker, which picks the requeued tasks up from the broker and the
-processes up from their checkpoints.
+relax of the built QD is run for real in ``tests/workchains/test_pipeline_real.py``; its hybrid stage is a PBE single
+point (``functional='pbe'``). As soon as that CP2K CalcJob is running under the scheduler, the daemon worker gets
+``SIGKILL`` (no clean-up, no checkpoint of its own), then ``verdi daemon restart`` brings up a fresh worker, which
+picks the requeued tasks up from the broker and the processes up from their checkpoints.
 
 The *reference* is the killed CalcJob run again, uninterrupted, from the very same input nodes
 (``get_builder_restart``) in a plain interpreter, started at the moment of the kill so that the two CP2K runs share
@@ -14,9 +14,9 @@ the two cores. (The relax and labeling are covered by ``tests/workchains/test_pi
 has the timings.) Caching is switched off in the test
 profile, else the reference could be a copy of the killed job's result; the test also checks that no CalcJob was
 created from the cache. Then: the killed CalcJob and the reference have the same outputs with the same values (to
-round-off), the daemon pipeline has exactly one CalcJob per call link, every process finished ``ok``, the PBE0 ran on
-the relax's output structure, the labels were made from the killed job's MO window, and the profile holds no other
-CalcJob.
+round-off), the daemon pipeline has exactly one CalcJob per call link, every process finished ``ok``, the single
+point ran on the relax's output structure, the labels were made from the killed job's MO window, and the profile
+holds no other CalcJob.
 
 With ``QDTRAPS_TEST_SERVICES=1`` the same test also runs on a profile with RabbitMQ and PostgreSQL
 (``qdtraps setup --broker rabbitmq --storage psql``; ``make rabbitmq postgresql`` installs and starts them).
@@ -37,13 +37,13 @@ import pytest
 #: GEO_OPT thresholds that the `fast` minimum (largest gradient 4.2e-3 Ha/bohr) meets after the first step, on a
 #: coarser grid and SCF than `fast`'s (150 Ry, EPS_SCF 1e-4), with BFGS: 3 evaluations (26 SCF steps, 52 s here) where
 #: the protocol's LBFGS line search takes 4 (53 steps, 101 s). The relax is plumbing here, the killed CalcJob is the
-#: PBE0; test_pipeline_real.py relaxes with the protocol's own settings.
+#: hybrid stage's; test_pipeline_real.py relaxes with the protocol's own settings.
 LOOSE = {'MOTION': {'GEO_OPT': {'OPTIMIZER': 'BFGS', 'MAX_FORCE': 5.0e-2, 'RMS_FORCE': 3.0e-2, 'MAX_DR': 5.0e-1,
                                 'RMS_DR': 3.0e-1}},
          'FORCE_EVAL': {'DFT': {'MGRID': {'CUTOFF': 150}, 'SCF': {'EPS_SCF': 1.0e-4}}}}
-#: A cheaper PBE0 than `fast`'s (200 instead of 300 Ry, EPS_SCF 1e-5): the killed CalcJob and its re-run only have to
-#: be the same job; the protocol's PBE0 runs for real in test_pipeline_real.py.
-CHEAP_PBE0 = {'FORCE_EVAL': {'DFT': {'MGRID': {'CUTOFF': 200}, 'SCF': {'EPS_SCF': 1.0e-5}}}}
+#: A cheaper hybrid stage than `fast`'s (PBE through `functional`, 200 instead of 300 Ry, EPS_SCF 1e-5): the killed
+#: CalcJob and its re-run only have to be the same job; the protocol's PBE0 runs for real in test_pipeline_real.py.
+CHEAP_SCF = {'FORCE_EVAL': {'DFT': {'MGRID': {'CUTOFF': 200}, 'SCF': {'EPS_SCF': 1.0e-5}}}}
 
 #: the scripts the test runs in subprocesses, in the test's own profile
 SCRIPTS = pathlib.Path(__file__).with_name('daemon_resume')
@@ -115,8 +115,8 @@ def test_kill_worker_and_resume(services, tmp_path, run_qdtraps, run_python, dat
 
         xyz = str(data_dir / 'cp2k' / 'relaxed' / 'in4pf9_fast.xyz')
         config = tmp_path / 'driver.json'
-        config.write_text(json.dumps({'loose': LOOSE, 'pbe0': CHEAP_PBE0, 'xyz': xyz, 'wait_calc': 3000,
-                                      'wait_end': 3600}))
+        config.write_text(json.dumps({'loose': LOOSE, 'scf': CHEAP_SCF, 'functional': 'pbe', 'xyz': xyz,
+                                      'wait_calc': 3000, 'wait_end': 3600}))
         environment = {k: v for k, v in os.environ.items() if k != 'AIIDA_PATH'}
         # the daemon client looks `verdi` up on PATH (`make test` does not activate the venv)
         environment.update(QDTRAPS_AIIDA_PATH=str(aiida_path), OMP_NUM_THREADS='1',
@@ -156,7 +156,7 @@ def check(description: dict, result: dict) -> None:
     assert len(rows) == 1 and rows[0]['type'] == 'aiida.calculations:cp2k'
     assert (rows[0]['cp2k_starts'], rows[0]['cp2k_ends']) == (1, 1)
 
-    # One process per call link, exactly one CP2K CalcJob per `.../iteration_01` link (relax and PBE0), every one
+    # One process per call link, exactly one CP2K CalcJob per `.../iteration_01` link (relax and PBE), every one
     # finished ok and ran CP2K once; nothing taken from a cache.
     calcjobs = [row['path'] for row in daemon['tree'] if 'job_id' in row]
     assert len(calcjobs) == 2 and len(set(calcjobs)) == len(calcjobs), calcjobs
@@ -164,7 +164,7 @@ def check(description: dict, result: dict) -> None:
     assert all((row['cp2k_starts'], row['cp2k_ends']) == (1, 1) for row in daemon['tree'] if 'job_id' in row)
     assert not any(row['cached'] for row in daemon['tree']) and not killed['cached'] and not reference['cached']
     assert {name.split('__')[0] for name in daemon['outputs']} == {'relax', 'hybrid_scf', 'labels'}
-    assert description['pbe0_on_relaxed'] and description['labels_from_killed']
+    assert description['scf_on_relaxed'] and description['labels_from_killed']
     # No CalcJob outside the pipeline and the reference, no excepted / killed / failed process anywhere.
     assert description['stray_calcjobs'] == []
     assert description['not_ok'] == []

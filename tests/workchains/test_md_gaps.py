@@ -98,13 +98,13 @@ def breathing_inf3() -> orm.TrajectoryData:
 
 @pytest.mark.slow
 def test_real_gaps_along_a_trajectory(cp2k_code, breathing_inf3):
-    """Frames 0, 3, 6 of a breathing InF3: PBE0 (the fast protocol on a 200 Ry grid, plumbing only), each frame from
-    the previous one's wavefunction; gap series, statistics, dephasing and NAC stored."""
+    """Frames 0, 3, 6 of a breathing InF3: PBE (``functional='pbe'``, the fast protocol on a 200 Ry grid, plumbing
+    only), each frame from the previous one's wavefunction; gap series, statistics, dephasing and NAC stored."""
     cheap = {'scf': {'cp2k': {'parameters': {'FORCE_EVAL': {'DFT': {'MGRID': {'CUTOFF': 200},
                                                                     'SCF': {'EPS_SCF': 1.0e-5}}}}}},
              'mo_window': {'occupied': 4, 'virtual': 4}}
     builder = MdGapsWorkChain.get_builder_from_protocol(cp2k_code, breathing_inf3, protocol='fast',
-                                                        overrides=cheap, frames={'every': 3})
+                                                        overrides=cheap, frames={'every': 3}, functional='pbe')
     results, node = run_get_node(builder)
     assert node.is_finished_ok, node.exit_message
     gaps = results['gaps']

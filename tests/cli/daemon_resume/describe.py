@@ -62,10 +62,10 @@ for name, calc in (('killed', killed), ('reference', reference)):
     description[name] = {'state': calc.process_state.value, 'exit_status': calc.exit_status,
                          'cached': calc.base.caching.is_created_from_cache,
                          'outputs': outputs(calc, (LinkType.CREATE,))}
-# provenance: the PBE0 ran on the relax's output structure, and the labels came from the killed job's MO window
+# provenance: the single point ran on the relax's output structure, and the labels came from the killed job's MO window
 relaxed = pipeline.outputs.relax.relaxed_structure
 labels = [n for n in pipeline.called_descendants if n.process_label == 'TrapLabelingWorkChain']
-description['pbe0_on_relaxed'] = relaxed.uuid in ancestors(killed.inputs.structure) | {killed.inputs.structure.uuid}
+description['scf_on_relaxed'] = relaxed.uuid in ancestors(killed.inputs.structure) | {killed.inputs.structure.uuid}
 description['labels_from_killed'] = len(labels) == 1 and killed.uuid in ancestors(labels[0].inputs.mo_window)
 mine = {n.pk for n in pipeline.called_descendants} | {reference.pk}
 calcjobs = orm.QueryBuilder().append(orm.CalcJobNode, project='id').all(flat=True)

@@ -1,8 +1,9 @@
 """Run the kill/resume scenario of ``test_daemon_resume.py`` in the test's own profile (``QDTRAPS_AIIDA_PATH``):
-store the QD, start the daemon, submit the pipeline, ``kill -9`` the worker while the PBE0 CalcJob runs, start the
-uninterrupted reference (``reference.py``), restart the daemon and wait for both. argv[1]: a JSON file with ``loose``
-and ``pbe0`` (CP2K parameter overrides of the relax and the PBE0), ``xyz`` (the QD), ``wait_calc`` and ``wait_end``
-(seconds). Prints a log as it goes and a last line ``RESULT {json}``."""
+store the QD, start the daemon, submit the pipeline, ``kill -9`` the worker while the hybrid stage's CalcJob runs, start
+the uninterrupted reference (``reference.py``), restart the daemon and wait for both. argv[1]: a JSON file with
+``loose`` and ``scf`` (CP2K parameter overrides of the relax and the hybrid stage), ``functional`` (of the hybrid
+stage), ``xyz`` (the QD), ``wait_calc`` and ``wait_end`` (seconds). Prints a log as it goes and a last line
+``RESULT {json}``."""
 
 import json
 import os
@@ -32,7 +33,7 @@ def make_builder(structure):
     return QdTrapsPipelineWorkChain.get_builder_from_protocol(
         orm.load_code('cp2k@localhost'), structure, protocol='fast',
         overrides={'relax': {'base': {'cp2k': {'parameters': CONFIG['loose']}}},
-                   'hybrid_scf': {'scf': {'cp2k': {'parameters': CONFIG['pbe0']}}}})
+                   'hybrid_scf': {'scf': {'cp2k': {'parameters': CONFIG['scf']}}}}, functional=CONFIG['functional'])
 
 VERDI = [os.path.join(os.path.dirname(sys.executable), 'verdi'), '-p', 'qdtraps']
 log = []
@@ -76,12 +77,12 @@ pipeline = submit(make_builder(structure))
 note(f'submitted QdTrapsPipelineWorkChain<{pipeline.pk}>')
 
 def running_cp2k():
-    # the PBE0 single point (the CP2K CalcJob whose XC section has HF), once it runs under the scheduler;
+    # the hybrid stage's single point (the CP2K CalcJob with RUN_TYPE ENERGY), once it runs under the scheduler;
     # a CalcJobNode just stored by the worker has no process_state yet (seen in CI as None.value)
     fresh()
     for calc in orm.load_node(pipeline.pk).called_descendants:
         if calc.process_type == 'aiida.calculations:cp2k' and getattr(calc.process_state, 'value', None) == 'waiting' \
-                and 'HF' in calc.inputs.parameters['FORCE_EVAL']['DFT']['XC'] \
+                and calc.inputs.parameters['GLOBAL']['RUN_TYPE'] == 'ENERGY' \
                 and calc.get_job_id() and calc.get_scheduler_state() == JobState.RUNNING:
             return calc
     return None
