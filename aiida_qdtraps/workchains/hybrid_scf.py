@@ -54,6 +54,8 @@ def functional_name(parameters: dict) -> str:
         names = [key for key in functional if key != '_']
         return (names[0] if names else str(functional.get('_', 'PBE'))).upper()
     return str(functional).upper()
+
+
 def xtb_single_point(parameters: dict) -> dict:
     """Hybrid-stage CP2K parameters turned into a GFN1-xTB single point: the xTB method, Poisson and SCF settings of
     the ``xtb`` relax protocol (one place for them), the stage's prints (MOs, MOLDEN, PDOS, moments, ...) and
