@@ -268,7 +268,7 @@ def test_xtb_protocol_has_no_basis_grid_or_kinds_and_cp2k_accepts_it(cp2k_code, 
     pbe0 = HybridScfWorkChain.get_builder_from_protocol(cp2k_code, tiny_qd, protocol='fast')
     for params in (relax.base.cp2k.parameters.get_dict(), frames.scf.cp2k.parameters.get_dict()):
         dft = params['FORCE_EVAL']['DFT']
-        assert dft['QS']['METHOD'] == 'xTB' and dft['QS']['XTB'] == {'DO_EWALD': False}
+        assert dft['QS']['METHOD'] == 'xTB' and dft['QS']['XTB'] == {'DO_EWALD': False, 'CHECK_ATOMIC_CHARGES': False}
         assert not {'MGRID', 'XC', 'BASIS_SET_FILE_NAME', 'POTENTIAL_FILE_NAME',
                     'AUXILIARY_DENSITY_MATRIX_METHOD'} & set(dft)
         assert 'KIND' not in params['FORCE_EVAL']['SUBSYS']
