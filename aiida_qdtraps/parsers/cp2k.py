@@ -39,7 +39,7 @@ from .cp2k_files import (
     parse_total_walltime,
     untested_version_warning,
 )
-from .cp2k_progress import SCF_NOT_CONVERGED, stop_reason
+from .cp2k_progress import SCF_NOT_CONVERGED, lbfgs_stopped_above_criterion, stop_reason
 
 OPTIMIZATION_STEP = 'OPTIMIZATION STEP:'
 
@@ -189,6 +189,11 @@ class QdCp2kParser(Cp2kBaseParser):
 
     def _check_stdout_for_errors(self, output_string):
         exit_code = super()._check_stdout_for_errors(output_string)
+        stopped = lbfgs_stopped_above_criterion(output_string) if exit_code is None else None
+        if stopped is not None:
+            self.logger.warning(f'LBFGS ended the optimisation on its own criteria with the largest gradient at '
+                                f'{stopped[0]:.2e} Ha/bohr, above the limit {stopped[1]:.2e}: not converged')
+            return self.exit_codes.ERROR_GEOMETRY_CONVERGENCE_NOT_REACHED
         if exit_code == self.exit_codes.ERROR_OUTPUT_INCOMPLETE:
             stopped = self._stopped_by_monitor(output_string)
             if stopped is not None:

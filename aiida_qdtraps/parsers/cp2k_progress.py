@@ -216,3 +216,27 @@ def read_abort_message(text: str) -> str | None:
         body = _ABORT_SOURCE.sub('', _ABORT_ART.sub('', body))
         words.extend(body.split())
     return ' '.join(words) or None
+
+
+#: CP2K's LBFGS ends a GEO_OPT on its own criteria (projected gradient, relative energy change) with this banner and
+#: without "GEOMETRY OPTIMIZATION COMPLETED", whatever the MAX_FORCE of the input
+LBFGS_OWN_STOP = 'Specific L-BFGS convergence criteria'
+_MAX_GRADIENT = re.compile(r'^\s*Max\. gradient\s+=\s+(\S+)\s*$', re.M)
+_GRADIENT_LIMIT = re.compile(r'^\s*Conv\. limit for gradients\s+=\s+(\S+)\s*$', re.M)
+
+
+def lbfgs_stopped_above_criterion(text: str) -> tuple[float, float] | None:
+    """``(largest gradient, its limit)`` (Ha/bohr) of the last optimisation step when CP2K's LBFGS ended a GEO_OPT on
+    its own criteria with the largest gradient still above the input's MAX_FORCE; None otherwise (a completed
+    optimisation, another optimiser, an LBFGS stop below the limit, no step printed).
+
+    CP2K 2023.1 reports such a run as finished. On the GFN1-xTB relax of the built In4PF9 it stopped at step 51 with a
+    largest gradient of 1.7e-3 against a limit of 4.5e-4 Ha/bohr, the energy rising in the last step.
+    """
+    if LBFGS_OWN_STOP not in text or 'GEOMETRY OPTIMIZATION COMPLETED' in text:
+        return None
+    gradients, limits = _MAX_GRADIENT.findall(text), _GRADIENT_LIMIT.findall(text)
+    if not gradients or not limits:
+        return None
+    gradient, limit = float(gradients[-1]), float(limits[-1])
+    return (gradient, limit) if gradient > limit else None

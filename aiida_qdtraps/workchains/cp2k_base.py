@@ -40,7 +40,7 @@ from aiida_cp2k.workchains import Cp2kBaseWorkChain
 from aiida_quantumespresso.workflows.protocols.utils import recursive_merge
 
 from ..monitors import default_cp2k_monitors
-from ..parsers.cp2k_progress import SCF_STEP, crashed_in_library, read_abort_message
+from ..parsers.cp2k_progress import SCF_STEP, crashed_in_library, lbfgs_stopped_above_criterion, read_abort_message
 from ..protocols import PROTOCOL_DIR, cp2k_logical, is_xtb, kind_sections, kinds_by_element, qs_method, strip_for_xtb
 from .cp2k_parameters import move_pdos_into_dos, pdos_in_dos_section, update_cp2k_parameters
 from .parent_folder import MD_RESTART_FILE, WFN_FILE, forget_dead_folder, parent_folder_problem
@@ -425,11 +425,22 @@ class QdCp2kBaseWorkChain(Cp2kBaseWorkChain):
         Cp2kCalculation.exit_codes.ERROR_GEOMETRY_CONVERGENCE_NOT_REACHED,
     ])
     def handle_geometry_not_converged(self, calc):
-        """Continue the geometry optimisation from the last geometry."""
+        """Continue the geometry optimisation from the last geometry; with BFGS when CP2K's LBFGS had ended it on its
+        own criteria above the input's MAX_FORCE (it would stop there again)."""
         if 'output_structure' not in calc.outputs:
             self.report(f'{calc.process_label}<{calc.pk}> stopped before writing a geometry: cannot continue.')
             return ProcessHandlerReport(True, self.exit_codes.NO_RESTART_DATA)
         self._restart_from(calc)
+        try:
+            stopped = lbfgs_stopped_above_criterion(_output_text(calc))
+        except (AttributeError, FileNotFoundError, OSError, KeyError):
+            stopped = None
+        if stopped is not None:
+            self._update_parameters({'MOTION': {'GEO_OPT': {'OPTIMIZER': 'BFGS'}}})
+            self.report(f'{calc.process_label}<{calc.pk}>: LBFGS stopped on its own criteria at a largest gradient of '
+                        f'{stopped[0]:.2e} Ha/bohr (limit {stopped[1]:.2e}): continuing from its last geometry with '
+                        'BFGS.')
+            return ProcessHandlerReport(True)
         self.report(f'{calc.process_label}<{calc.pk}> geometry not converged: continuing from its last geometry.')
         return ProcessHandlerReport(True)
 

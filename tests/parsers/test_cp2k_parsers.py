@@ -47,6 +47,7 @@ def test_hybrid_parser_without_molden_fails(generate_cp2k_calc, data_dir):
     ('walltime.out', 400),
     ('geo_max_iter.out', 501),
     ('incomplete.out', 303),
+    ('xtb_lbfgs_stopped_above_criterion.out', 500),  # LBFGS's own stop at 1.7e-3 Ha/bohr, MAX_FORCE 4.5e-4
 ])
 def test_failure_exit_codes(generate_cp2k_calc, data_dir, recorded, expected):
     node = generate_cp2k_calc({'aiida.out': data_dir / 'cp2k' / 'failed' / recorded})

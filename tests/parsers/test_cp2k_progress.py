@@ -7,6 +7,7 @@ import pytest
 
 from aiida_qdtraps.parsers.cp2k_progress import (
     crashed_in_library,
+    lbfgs_stopped_above_criterion,
     optimisation_stalled,
     read_abort_message,
     read_evaluation_energies,
@@ -125,3 +126,15 @@ def test_abort_message(data_dir):
            ' ' + '*' * 79 + '\n')
     assert read_abort_message(box) == ('The specified OLD file <BASIS_MOLOPT> cannot be opened. It does not exist. '
                                        'Data directory path: /usr/share/cp2k/data')
+
+
+def test_lbfgs_stop_above_the_force_criterion_is_found(data_dir):
+    """The recorded GFN1-xTB relax of the built In4PF9: CP2K's LBFGS ended it on its own criteria at step 51."""
+    text = (data_dir / 'cp2k' / 'failed' / 'xtb_lbfgs_stopped_above_criterion.out').read_text()
+    assert lbfgs_stopped_above_criterion(text) == pytest.approx((1.6602960e-3, 4.5e-4))
+    # a completed optimisation, or an LBFGS stop below the limit, is not
+    assert lbfgs_stopped_above_criterion(text + '\n GEOMETRY OPTIMIZATION COMPLETED\n') is None
+    below = text.replace('Max. gradient              =         0.0016602960',
+                         'Max. gradient              =         0.0004000000')
+    assert lbfgs_stopped_above_criterion(below) is None
+    assert lbfgs_stopped_above_criterion('no optimisation here') is None

@@ -163,6 +163,16 @@ def test_geometry_not_converged_continues_from_last_geometry(base_workchain, gen
     assert scf_of(process)['SCF_GUESS'] == 'RESTART'
 
 
+def test_lbfgs_stop_above_criterion_continues_with_bfgs(base_workchain, generate_cp2k_calc, data_dir, tiny_qd):
+    process = base_workchain({'MAX_SCF': 50}, run_type='GEO_OPT')
+    calc = generate_cp2k_calc({'aiida.out': data_dir / FAILED / 'xtb_lbfgs_stopped_above_criterion.out'},
+                              'ERROR_GEOMETRY_CONVERGENCE_NOT_REACHED', structure=tiny_qd)
+    report = process.handle_geometry_not_converged(calc)
+    assert report.do_break and report.exit_code.status == 0
+    assert process.ctx.inputs.parameters['MOTION']['GEO_OPT']['OPTIMIZER'] == 'BFGS'
+    assert process.ctx.inputs.parent_calc_folder.uuid == calc.outputs.remote_folder.uuid
+
+
 def test_geometry_not_converged_without_structure_gives_up(base_workchain, generate_cp2k_calc, data_dir):
     process = base_workchain({'MAX_SCF': 50}, run_type='GEO_OPT')
     calc = generate_cp2k_calc({'aiida.out': data_dir / FAILED / 'geo_max_iter.out'},
