@@ -28,3 +28,21 @@ def test_xtb_relax_of_the_built_tiny_qd(cp2k_code, tiny_qd):
     # the last printed largest force component meets the protocol's MAX_FORCE (4.5e-4 Ha/bohr)
     forces = [float(x) for x in re.findall(r'Max\. gradient\s+=\s+(\S+)', output)]
     assert forces and forces[-1] < 4.5e-4 and np.isfinite(results['output_parameters']['energy'])
+
+
+def test_lbfgs_stop_above_the_criterion_is_continued_with_bfgs(cp2k_code, tiny_qd):
+    """With LBFGS (the DFT protocols' optimiser) the same relax stops on LBFGS's own criteria above MAX_FORCE: the
+    parser refuses it (exit 500) and the handler continues from its last geometry with BFGS, which converges."""
+    builder = QdRelaxWorkChain.get_builder_from_protocol(
+        cp2k_code, tiny_qd, protocol='xtb',
+        overrides={'base': {'cp2k': {'parameters': {'MOTION': {'GEO_OPT': {'OPTIMIZER': 'LBFGS'}},
+                                                    'FORCE_EVAL': {'DFT': {'SCF': {'EPS_SCF': 1.0e-6}}}}}}})
+    results, node = run_get_node(builder)
+    assert node.is_finished_ok, node.exit_message
+    calcs = sorted((n for n in node.called_descendants if isinstance(n, orm.CalcJobNode)), key=lambda n: n.ctime)
+    assert [calc.exit_status for calc in calcs] == [500, 0]
+    assert [calc.inputs.parameters['MOTION']['GEO_OPT']['OPTIMIZER'] for calc in calcs] == ['LBFGS', 'BFGS']
+    assert calcs[1].inputs.parent_calc_folder.uuid == calcs[0].outputs.remote_folder.uuid
+    output = calcs[1].outputs.retrieved.base.repository.get_object_content('aiida.out')
+    assert 'GEOMETRY OPTIMIZATION COMPLETED' in output
+    assert float(re.findall(r'Max\. gradient\s+=\s+(\S+)', output)[-1]) < 4.5e-4
