@@ -153,24 +153,20 @@ def test_handler_ignores_other_exit_codes(base_workchain, generate_cp2k_calc, da
     assert process.handle_scf_not_converged(calc) is None
 
 
-def test_geometry_not_converged_continues_from_last_geometry(base_workchain, generate_cp2k_calc, data_dir, tiny_qd):
+@pytest.mark.parametrize('recorded, exit_code, optimizer', [
+    ('geo_max_iter.out', 'ERROR_MAXIMUM_NUMBER_OPTIMIZATION_STEPS_REACHED', None),  # the optimiser as it was
+    # CP2K's LBFGS ended it on its own criteria above MAX_FORCE and would stop there again: BFGS
+    ('xtb_lbfgs_stopped_above_criterion.out', 'ERROR_GEOMETRY_CONVERGENCE_NOT_REACHED', 'BFGS'),
+])
+def test_geometry_not_converged_continues_from_last_geometry(base_workchain, generate_cp2k_calc, data_dir, tiny_qd,
+                                                             recorded, exit_code, optimizer):
     process = base_workchain({'MAX_SCF': 50}, run_type='GEO_OPT')
-    calc = generate_cp2k_calc({'aiida.out': data_dir / FAILED / 'geo_max_iter.out'},
-                              'ERROR_MAXIMUM_NUMBER_OPTIMIZATION_STEPS_REACHED', structure=tiny_qd)
+    calc = generate_cp2k_calc({'aiida.out': data_dir / FAILED / recorded}, exit_code, structure=tiny_qd)
     report = process.handle_geometry_not_converged(calc)
     assert report.do_break and report.exit_code.status == 0
     assert process.ctx.inputs.parent_calc_folder.uuid == calc.outputs.remote_folder.uuid
     assert scf_of(process)['SCF_GUESS'] == 'RESTART'
-
-
-def test_lbfgs_stop_above_criterion_continues_with_bfgs(base_workchain, generate_cp2k_calc, data_dir, tiny_qd):
-    process = base_workchain({'MAX_SCF': 50}, run_type='GEO_OPT')
-    calc = generate_cp2k_calc({'aiida.out': data_dir / FAILED / 'xtb_lbfgs_stopped_above_criterion.out'},
-                              'ERROR_GEOMETRY_CONVERGENCE_NOT_REACHED', structure=tiny_qd)
-    report = process.handle_geometry_not_converged(calc)
-    assert report.do_break and report.exit_code.status == 0
-    assert process.ctx.inputs.parameters['MOTION']['GEO_OPT']['OPTIMIZER'] == 'BFGS'
-    assert process.ctx.inputs.parent_calc_folder.uuid == calc.outputs.remote_folder.uuid
+    assert process.ctx.inputs.parameters.get_dict().get('MOTION', {}).get('GEO_OPT', {}).get('OPTIMIZER') == optimizer
 
 
 def test_geometry_not_converged_without_structure_gives_up(base_workchain, generate_cp2k_calc, data_dir):

@@ -22,6 +22,17 @@ from aiida_qdtraps.workchains.relax import QdRelaxWorkChain
 PROTOCOLS = ('fast', 'moderate', 'precise')
 
 
+def assert_cp2k_accepts(parameters: dict, folder, xyz: str = '1\n\nP 0 0 0\n') -> None:
+    """``cp2k.psmp --check`` parses ``parameters`` (changed in place: a 14 Å cell and ``xyz`` as the coordinates)."""
+    parameters['FORCE_EVAL']['SUBSYS']['TOPOLOGY'] = {'COORD_FILE_NAME': 'qd.xyz', 'COORD_FILE_FORMAT': 'XYZ'}
+    parameters['FORCE_EVAL']['SUBSYS']['CELL']['ABC'] = '14 14 14'
+    (folder / 'qd.xyz').write_text(xyz)
+    (folder / 'aiida.inp').write_text(Cp2kInput(parameters).render())
+    result = subprocess.run([shutil.which('cp2k.psmp'), '--check', '-i', 'aiida.inp'], cwd=folder,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+
+
 @pytest.mark.parametrize('protocol', PROTOCOLS)
 def test_relax_builder(cp2k_code, tiny_qd, protocol, data_regression):
     builder = QdRelaxWorkChain.get_builder_from_protocol(cp2k_code, tiny_qd, protocol=protocol)
@@ -58,17 +69,9 @@ def test_hybrid_builder(cp2k_code, tiny_qd, protocol, data_regression):
 @pytest.mark.parametrize('protocol', PROTOCOLS)
 def test_cp2k_accepts_generated_inputs(cp2k_code, tiny_qd, protocol, tmp_path):
     """``cp2k --check`` parses each protocol's input (keywords and sections exist in CP2K 2023.1)."""
-    executable = shutil.which('cp2k.psmp')
     for cls, namespace in ((QdRelaxWorkChain, 'base'), (HybridScfWorkChain, 'scf')):
         builder = cls.get_builder_from_protocol(cp2k_code, tiny_qd, protocol=protocol)
-        params = builder[namespace].cp2k.parameters.get_dict()
-        params['FORCE_EVAL']['SUBSYS']['TOPOLOGY'] = {'COORD_FILE_NAME': 'qd.xyz', 'COORD_FILE_FORMAT': 'XYZ'}
-        params['FORCE_EVAL']['SUBSYS']['CELL']['ABC'] = '14 14 14'
-        (tmp_path / 'qd.xyz').write_text('1\n\nP 0 0 0\n')
-        (tmp_path / 'aiida.inp').write_text(Cp2kInput(params).render())
-        result = subprocess.run([executable, '--check', '-i', 'aiida.inp'], cwd=tmp_path, capture_output=True,
-                                text=True, timeout=120)
-        assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+        assert_cp2k_accepts(builder[namespace].cp2k.parameters.get_dict(), tmp_path)
 
 
 def test_pipeline_builder_shares_protocol(cp2k_code, tiny_qd):
@@ -239,14 +242,7 @@ def test_hybrid_builder_with_plain_pbe(cp2k_code, tiny_qd, protocol, tmp_path):
         parameters['FORCE_EVAL']['DFT'].pop('XC')
         parameters['FORCE_EVAL']['DFT'].pop('AUXILIARY_DENSITY_MATRIX_METHOD', None)
     assert plain == hybrid and pbe.mo_window.get_dict() == pbe0.mo_window.get_dict()
-    plain = pbe.scf.cp2k.parameters.get_dict()
-    plain['FORCE_EVAL']['SUBSYS']['TOPOLOGY'] = {'COORD_FILE_NAME': 'qd.xyz', 'COORD_FILE_FORMAT': 'XYZ'}
-    plain['FORCE_EVAL']['SUBSYS']['CELL']['ABC'] = '14 14 14'
-    (tmp_path / 'qd.xyz').write_text('1\n\nP 0 0 0\n')
-    (tmp_path / 'aiida.inp').write_text(Cp2kInput(plain).render())
-    result = subprocess.run([shutil.which('cp2k.psmp'), '--check', '-i', 'aiida.inp'], cwd=tmp_path,
-                            capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert_cp2k_accepts(pbe.scf.cp2k.parameters.get_dict(), tmp_path)
 
 
 def test_hybrid_builder_refuses_an_unknown_functional(cp2k_code, tiny_qd):
@@ -276,13 +272,7 @@ def test_xtb_protocol_has_no_basis_grid_or_kinds_and_cp2k_accepts_it(cp2k_code, 
         assert dft['POISSON'] == {'PERIODIC': 'NONE', 'POISSON_SOLVER': 'ANALYTIC'}
         assert functional_name(params) == 'GFN1-xTB'
         assert cp2k_physics_settings(params)['qs_method'] == 'XTB'
-        params['FORCE_EVAL']['SUBSYS']['TOPOLOGY'] = {'COORD_FILE_NAME': 'qd.xyz', 'COORD_FILE_FORMAT': 'XYZ'}
-        params['FORCE_EVAL']['SUBSYS']['CELL']['ABC'] = '14 14 14'
-        (tmp_path / 'qd.xyz').write_text('2\n\nCd 0 0 0\nSe 2.6 0 0\n')
-        (tmp_path / 'aiida.inp').write_text(Cp2kInput(params).render())
-        result = subprocess.run([shutil.which('cp2k.psmp'), '--check', '-i', 'aiida.inp'], cwd=tmp_path,
-                                capture_output=True, text=True, timeout=120)
-        assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+        assert_cp2k_accepts(params, tmp_path, '2\n\nCd 0 0 0\nSe 2.6 0 0\n')
     assert relax.base.cp2k.parameters['GLOBAL']['RUN_TYPE'] == 'GEO_OPT'
     single = frames.scf.cp2k.parameters.get_dict()['FORCE_EVAL']['DFT']
     hybrid = pbe0.scf.cp2k.parameters.get_dict()['FORCE_EVAL']['DFT']
