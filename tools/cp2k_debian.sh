@@ -7,8 +7,8 @@
 #   tools/cp2k_debian.sh experimental   # -> /opt/cp2k-experimental, /usr/local/bin/cp2k-2026.2
 #
 # The wrapper bind-mounts the host's data directories (/work, /tmp, /home, /root, /srv, /mnt, /opt, /scratch, where
-# they exist, and the top directory of the working directory) at the same paths in the chroot, so that the working directory and AiiDA's absolute parent_calc links
-# resolve there; it does so in a private mount namespace (unshare), so nothing stays mounted after a run and removing
+# they exist, and the top directory of the working directory) at the same paths in the chroot, so that the working
+# directory and AiiDA's absolute parent_calc links resolve there; it does so in a private mount namespace (unshare), so nothing stays mounted after a run and removing
 # the chroot never reaches the host's files.
 set -euo pipefail
 suite=${1:?usage: tools/cp2k_debian.sh sid|experimental}
