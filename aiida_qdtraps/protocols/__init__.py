@@ -99,6 +99,21 @@ def is_xtb(parameters: dict) -> bool:
     return qs_method(parameters) == 'XTB'
 
 
+def functional_name(parameters: dict) -> str:
+    """'PBE0' for CP2K parameters with exact exchange (``XC/HF``), 'GFN1-xTB' under ``&QS METHOD xTB``, else the name
+    of their ``XC_FUNCTIONAL``."""
+    if is_xtb(parameters):
+        return 'GFN1-xTB'
+    xc = parameters.get('FORCE_EVAL', {}).get('DFT', {}).get('XC', {})
+    if 'HF' in xc:
+        return 'PBE0'
+    functional = xc.get('XC_FUNCTIONAL', {})
+    if isinstance(functional, dict):
+        names = [key for key in functional if key != '_']
+        return (names[0] if names else str(functional.get('_', 'PBE'))).upper()
+    return str(functional).upper()
+
+
 def strip_for_xtb(parameters: dict) -> dict:
     """``parameters`` (aiida-cp2k dict form, changed in place and returned) without what an xTB input does not use:
     :data:`XTB_UNUSED_DFT_KEYS` and the ``&KIND`` sections (xTB needs none). Parameters of any other method are

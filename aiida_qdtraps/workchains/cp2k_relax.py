@@ -10,6 +10,7 @@ from __future__ import annotations
 from aiida import orm
 from aiida.engine import if_
 
+from ..protocols import functional_name
 from .stage import QdCp2kStageWorkChain, define_relax_outputs
 
 
@@ -82,7 +83,8 @@ class QdCp2kRelaxWorkChain(QdCp2kStageWorkChain):
         return None
 
     def run_relax(self):
-        return self.submit_cp2k('relax', 'CP2K PBE GEO_OPT')
+        level = functional_name(self.inputs[self._namespace].cp2k.parameters.get_dict())
+        return self.submit_cp2k('relax', f'CP2K {level} GEO_OPT')
 
     def inspect_relax(self):
         message = self.failed_child_message()
@@ -94,4 +96,5 @@ class QdCp2kRelaxWorkChain(QdCp2kStageWorkChain):
 
     def results(self):
         outputs = self.out_relaxation(self.ctx.workchain.outputs)
-        self.report(f"relaxed: E(PBE) = {outputs.output_parameters.get('energy')} Ha")
+        level = functional_name(self.inputs[self._namespace].cp2k.parameters.get_dict())
+        self.report(f"relaxed: E({level}) = {outputs.output_parameters.get('energy')} Ha")

@@ -17,7 +17,7 @@ from ..analysis.mo_counts import scaled_mo_counts
 from ..builder.roles import infer_roles
 from ..calculations.pyscf import DEFAULT_PARAMETERS, PyscfCalculation, pyscf_parameters
 from ..parsers.cp2k_hybrid import MOLDEN_FILE
-from ..protocols import ADMM_SECTION, PROTOCOL_DIR, is_xtb, strip_for_xtb
+from ..protocols import ADMM_SECTION, PROTOCOL_DIR, functional_name, strip_for_xtb
 from .cp2k_base import WFN_RESTART, cp2k_protocol_inputs
 from .mo_window import extract_mo_window
 from .parent_folder import WFN_FILE, parent_folder_problem
@@ -39,21 +39,6 @@ ENGINES = ('cp2k', 'pyscf')
 #: functionals of the CP2K hybrid stage: the protocol's PBE0, plain PBE for quick looks, GFN1-xTB for gap series of
 #: screening dynamics (the ``xtb`` MD protocol)
 FUNCTIONALS = ('pbe0', 'pbe', 'xtb')
-
-
-def functional_name(parameters: dict) -> str:
-    """'PBE0' for CP2K parameters with exact exchange (``XC/HF``), 'GFN1-xTB' under ``&QS METHOD xTB``, else the name
-    of their ``XC_FUNCTIONAL``."""
-    if is_xtb(parameters):
-        return 'GFN1-xTB'
-    xc = parameters.get('FORCE_EVAL', {}).get('DFT', {}).get('XC', {})
-    if 'HF' in xc:
-        return 'PBE0'
-    functional = xc.get('XC_FUNCTIONAL', {})
-    if isinstance(functional, dict):
-        names = [key for key in functional if key != '_']
-        return (names[0] if names else str(functional.get('_', 'PBE'))).upper()
-    return str(functional).upper()
 
 
 def xtb_single_point(parameters: dict) -> dict:

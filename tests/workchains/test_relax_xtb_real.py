@@ -28,6 +28,10 @@ def test_xtb_relax_of_the_built_tiny_qd(cp2k_code, tiny_qd):
     # the last printed largest force component meets the protocol's MAX_FORCE (4.5e-4 Ha/bohr)
     forces = [float(x) for x in re.findall(r'Max\. gradient\s+=\s+(\S+)', output)]
     assert forces and forces[-1] < 4.5e-4 and np.isfinite(results['output_parameters']['energy'])
+    # the report names the level of theory it relaxed with
+    messages = [log.message for n in (node, *node.called_descendants) for log in orm.Log.collection.get_logs_for(n)]
+    assert any('relaxed: E(GFN1-xTB) = ' in m for m in messages), messages
+    assert any('CP2K GFN1-xTB GEO_OPT' in m for m in messages), messages
 
 
 def test_lbfgs_stop_above_the_criterion_is_continued_with_bfgs(cp2k_code, tiny_qd):
