@@ -4,7 +4,7 @@ The code is a Python interpreter with deepmd-kit (``dp-python@localhost``: the p
 :mod:`aiida_qdtraps.calculations.deepmd_train_script` in its folder, which does in one process (one torch import)::
 
     dp --pt train input.json            # training on dataset/training/*, checkpoint + lcurve.out
-    #   with ``init_model``: dp --pt train input.json --init-frz-model init.pth --use-pretrain-script
+    #   with ``init_model``: dp --pt train input.json --init-frz-model init.pth [--use-pretrain-script]
     dp --pt freeze -o model.pth         # frozen TorchScript model (never a pickle)
     dp --pt test -m model.pth -s dataset/validation -n 100000 -d validation   # held-out parity (if any)
 
@@ -18,7 +18,15 @@ only one takes the frozen ``.pth`` this CalcJob outputs. ``--init-model`` and ``
 keeping its descriptor statistics and energy bias (no data statistics are recomputed). ``--use-pretrain-script``
 takes the model section (including ``sel``) from the frozen model: without it, ``sel: auto`` recomputed on a grown
 dataset can change the descriptor's shape and the load fails with a size mismatch (seen here with ``sel`` [4, 12] vs
-[8, 16]). The training section (steps, learning rate, loss prefactors, seed) still comes from ``parameters``.
+[8, 16]). The training section (steps, learning rate, loss prefactors, seed) still comes from ``parameters``. With
+an explicit ``sel`` (integers) the flag is left out (:func:`uses_pretrain_script`): the input's model section is then
+the frozen one, and DeePMD-kit 3.2.0 cannot re-read the pretrain script of ``se_atten_v2``.
+
+DP/ZBL (``parameters['model']['zbl'] = {'sw_rmin': Å, 'sw_rmax': Å}``): the job writes the ZBL pair table of the type
+map up to ``rcut`` (:func:`aiida_qdtraps.analysis.zbl.zbl_table`) and trains DeePMD-kit's DP/ZBL model on it: ZBL
+repulsion where an atom's nearest neighbour is closer than ``sw_rmin``, the network above ``sw_rmax``, switched in
+between. DeePMD-kit 3.2.0 combines them only with a type-embedding descriptor (``se_atten_v2``; ``attn_layer: 0``
+costs about what ``se_e2_a`` does).
 
 Thread counts are the code's business (``prepend_text``): on one core use ``OMP_NUM_THREADS=1
 DP_INTRA_OP_PARALLELISM_THREADS=1 DP_INTER_OP_PARALLELISM_THREADS=1 NUM_WORKERS=0``; on HPC raise them.
@@ -29,12 +37,14 @@ from __future__ import annotations
 import copy
 import pathlib
 
+import numpy as np
 from aiida import orm
 from aiida.common import CalcInfo
 from aiida.common.folders import Folder
 from aiida.engine import CalcJob
 from aiida_quantumespresso.workflows.protocols.utils import recursive_merge
 
+from ..analysis.zbl import zbl_table
 from .script_job import INPUT_FILE, define_script_job, script_calcinfo, write_script_job
 
 #: DeePMD-kit input for a small QD model (Sowa et al. used se_e2_a-type descriptors with a ~6-8 Å cut-off). Units: Å,
@@ -80,6 +90,10 @@ INIT_MODEL_FILE = 'init.pth'
 LCURVE_FILE = 'lcurve.out'
 DETAIL_PREFIX = 'validation'
 LOG = 'train.log'
+#: the ZBL pair table a DP/ZBL model is trained with (``model.zbl``), written into the job folder
+ZBL_TABLE_FILE = 'zbl_table.txt'
+#: descriptors with type embedding ("mixed types"), the only ones DeePMD-kit 3.2.0 combines with ZBL
+ZBL_DESCRIPTORS = ('se_atten', 'se_atten_v2', 'dpa1', 'dpa2', 'dpa3')
 
 
 def dataset_systems(dataset: orm.FolderData, subset: str) -> list[str]:
@@ -108,6 +122,34 @@ def validate_parameters(value, _):
     steps = value.get_dict().get('training', {}).get('numb_steps', 1)
     if not isinstance(steps, int) or steps < 1:
         return f'training.numb_steps must be a positive integer, got {steps!r}'
+    return zbl_problem(value.get_dict().get('model', {}))
+
+
+def uses_pretrain_script(model: dict) -> bool:
+    """Whether a warm start takes the model section from the frozen model (``--use-pretrain-script``): needed when
+    ``sel`` is counted on the data (``auto``), which can change with the data. With explicit ``sel`` the input's own
+    model section equals the frozen one, and DeePMD-kit 3.2.0 cannot re-read the pretrain script of ``se_atten_v2``
+    (``undefined key `ntypes```), the descriptor of DP/ZBL models."""
+    sel = model.get('descriptor', {}).get('sel', 'auto')
+    return isinstance(sel, str)
+
+
+def zbl_problem(model: dict) -> str | None:
+    """What is wrong with ``model['zbl']`` (``{'sw_rmin': Å, 'sw_rmax': Å}``: a DP/ZBL model), or None."""
+    if 'zbl' not in model:
+        return None
+    zbl = model['zbl']
+    if not isinstance(zbl, dict) or set(zbl) != {'sw_rmin', 'sw_rmax'}:
+        return f"model.zbl must be {{'sw_rmin': Å, 'sw_rmax': Å}}, got {zbl!r}"
+    descriptor = model.get('descriptor', {}).get('type', DEFAULT_PARAMETERS['model']['descriptor']['type'])
+    if descriptor not in ZBL_DESCRIPTORS:
+        return (f'model.zbl needs a type-embedding descriptor {ZBL_DESCRIPTORS} (DeePMD-kit 3.2.0 builds DP/ZBL only '
+                f"with those), got descriptor type {descriptor!r}")
+    rmin, rmax = zbl['sw_rmin'], zbl['sw_rmax']
+    rcut = model.get('descriptor', {}).get('rcut', DEFAULT_PARAMETERS['model']['descriptor']['rcut'])
+    if not all(isinstance(x, int | float) and not isinstance(x, bool) for x in (rmin, rmax)) \
+            or not 0 < rmin < rmax < rcut:
+        return f'model.zbl needs 0 < sw_rmin < sw_rmax < rcut ({rcut} Å), got sw_rmin={rmin!r}, sw_rmax={rmax!r}'
     return None
 
 
@@ -181,6 +223,13 @@ class DeepmdTrainCalculation(CalcJob):
         params['training']['disp_file'] = LCURVE_FILE
         params['training']['training_data']['systems'] = [f'{DATASET_DIR}/{s}' for s in training]
         params['training'].pop('validation_data', None)
+        zbl = params['model'].pop('zbl', None)
+        if zbl is not None:  # DP/ZBL: the network plus ZBL repulsion below sw_rmax (aiida_qdtraps.analysis.zbl)
+            table = zbl_table(params['model']['type_map'], r_max=float(params['model']['descriptor']['rcut']))
+            with folder.open(ZBL_TABLE_FILE, 'w') as handle:
+                np.savetxt(handle, table, fmt='%.10e')
+            params['model'].update({'use_srtab': ZBL_TABLE_FILE, 'sw_rmin': float(zbl['sw_rmin']),
+                                    'sw_rmax': float(zbl['sw_rmax'])})
         write_script_job(folder, SCRIPT, params)
 
         for name in dataset.base.repository.list_object_names():
@@ -193,6 +242,8 @@ class DeepmdTrainCalculation(CalcJob):
             local_copy_list.append((model.uuid, model.filename, INIT_MODEL_FILE))
         arguments = [f'{DATASET_DIR}/{VALIDATION_DIR}' if validation else '-',
                      INIT_MODEL_FILE if 'init_model' in self.inputs else '-']
+        if 'init_model' in self.inputs and not uses_pretrain_script(params['model']):
+            arguments.append('own-model-section')
         return script_calcinfo(self.inputs.code, SCRIPT, arguments, LOG,
                                [MODEL_FILE, LCURVE_FILE, INPUT_FILE, 'out.json', LOG,
                                 f'{DETAIL_PREFIX}.e_peratom.out', f'{DETAIL_PREFIX}.f.out', f'{DETAIL_PREFIX}.out'],

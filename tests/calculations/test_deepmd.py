@@ -65,10 +65,49 @@ def test_train_input_with_init_model_warm_starts_from_the_frozen_model(dp_python
     assert (model.uuid, 'model.pth', 'init.pth') in calcinfo.local_copy_list
     assert calcinfo.codes_info[0].cmdline_params == ['deepmd_train_script.py', 'dataset/validation', 'init.pth']
     script = pathlib.Path(folder.get_abs_path('deepmd_train_script.py')).read_text()
-    assert "'--init-frz-model', init_model, '--use-pretrain-script'" in script
+    assert "['--init-frz-model', init_model]" in script and "warm.append('--use-pretrain-script')" in script
     _, calcinfo = prepare_calcjob(DeepmdTrainCalculation, {'code': dp_python, 'dataset': dataset,
                                                    'type_map': orm.List(TYPE_MAP)})
     assert calcinfo.codes_info[0].cmdline_params[-1] == '-'
+    # with explicit `sel` (se_atten_v2 of DP/ZBL models) the warm start keeps the input's own model section: DeePMD-kit
+    # 3.2.0 cannot re-read an se_atten_v2 pretrain script
+    _, calcinfo = prepare_calcjob(DeepmdTrainCalculation, {
+        'code': dp_python, 'dataset': dataset, 'type_map': orm.List(TYPE_MAP), 'init_model': model,
+        'parameters': orm.Dict({'model': {'descriptor': {'type': 'se_atten_v2', 'sel': 8, 'attn_layer': 0}}})})
+    assert calcinfo.codes_info[0].cmdline_params == ['deepmd_train_script.py', 'dataset/validation', 'init.pth',
+                                                     'own-model-section']
+    assert "if warm and pretrain == 'pretrain':" in script
+
+
+def test_zbl_model_gets_its_pair_table_and_switching_radii(dp_python, dataset, prepare_calcjob):
+    """``model.zbl`` makes a DP/ZBL model: the job folder gets the ZBL table of the type map up to rcut and the input
+    names it (``use_srtab``) with the switching radii."""
+    from aiida_qdtraps.analysis.zbl import zbl_table
+
+    model = {'descriptor': {'type': 'se_atten_v2', 'sel': 8, 'rcut': 5.0, 'attn_layer': 0},
+             'zbl': {'sw_rmin': 0.6, 'sw_rmax': 1.0}}
+    folder, _ = prepare_calcjob(DeepmdTrainCalculation, {
+        'code': dp_python, 'dataset': dataset, 'type_map': orm.List(TYPE_MAP),
+        'parameters': orm.Dict({'model': model})})
+    params = json.loads(pathlib.Path(folder.get_abs_path('input.json')).read_text())
+    assert 'zbl' not in params['model']
+    assert (params['model']['use_srtab'], params['model']['sw_rmin'], params['model']['sw_rmax']) == \
+        ('zbl_table.txt', 0.6, 1.0)
+    table = np.loadtxt(folder.get_abs_path('zbl_table.txt'))
+    assert np.allclose(table, zbl_table(TYPE_MAP, r_max=5.0), rtol=1e-9)
+
+
+@pytest.mark.parametrize(('zbl', 'message'), [
+    ({'sw_rmin': 1.0}, "model.zbl must be {'sw_rmin': Å, 'sw_rmax': Å}, got {'sw_rmin': 1.0}"),
+    ({'sw_rmin': 1.0, 'sw_rmax': 0.5}, 'needs 0 < sw_rmin < sw_rmax < rcut (6.0 Å), got sw_rmin=1.0, sw_rmax=0.5'),
+    ({'sw_rmin': 0.5, 'sw_rmax': 7.0}, 'got sw_rmin=0.5, sw_rmax=7.0'),
+])
+def test_bad_zbl_settings_are_refused_by_name(zbl, message):
+    model = {'descriptor': {'type': 'se_atten_v2'}, 'zbl': zbl}
+    assert message in validate_parameters(orm.Dict({'model': model}), None)
+    # the default se_e2_a cannot carry ZBL in DeePMD-kit 3.2.0
+    assert "got descriptor type 'se_e2_a'" in validate_parameters(
+        orm.Dict({'model': {'zbl': {'sw_rmin': 0.5, 'sw_rmax': 1.0}}}), None)
 
 
 def test_init_model_must_be_a_frozen_model_of_the_same_type_map():
