@@ -40,7 +40,7 @@ import time
 
 os.environ.setdefault('OMP_NUM_THREADS', '1')
 
-PROTOCOL = 'fast'  # the labels' DFT settings: the `fast` relax protocol (forces rigid-motion sound, docs/protocols.md)
+PROTOCOL = 'fast'  # the loop's own protocol (mlff.yaml); the labels' settings are --label-protocol's
 MODEL = {
     'descriptor': {'type': 'se_e2_a', 'sel': 'auto', 'rcut_smth': 0.5, 'rcut': 6.0, 'neuron': [16, 32, 64],
                    'axis_neuron': 8},
@@ -77,7 +77,7 @@ def heldout(args) -> None:
 
     cp2k_code = orm.load_code('cp2k@localhost')
     structure = structure_from(args.structure)
-    label, relax = QdCp2kRelaxWorkChain.cp2k_builder_from_protocol(cp2k_code, structure, PROTOCOL)
+    label, relax = QdCp2kRelaxWorkChain.cp2k_builder_from_protocol(cp2k_code, structure, args.label_protocol)
     inputs = AttributeDict(label._inputs(prune=True))
     inputs.cp2k = AttributeDict(dict(inputs.cp2k))
     inputs.cp2k.structure = center_in_box(structure, orm.Float(relax['box_vacuum']))
@@ -105,18 +105,25 @@ def train(args) -> None:
     from aiida_qdtraps.workchains.mlff import MlffActiveLearningWorkChain
 
     cp2k_code, dp_code = orm.load_code('cp2k@localhost'), orm.load_code('dp-python@localhost')
+    model = json.loads(json.dumps(MODEL))
+    if args.type_one_side:  # one embedding net per neighbour type instead of per type pair: ~2x faster for 5 types
+        model['descriptor']['type_one_side'] = True
+    if args.zbl:  # DP/ZBL needs a type-embedding descriptor: se_atten_v2 without attention layers
+        model['descriptor'] = {'type': 'se_atten_v2', 'sel': args.sel, 'rcut_smth': 0.5, 'rcut': 6.0,
+                               'neuron': [16, 32, 64], 'axis_neuron': 8, 'attn_layer': 0}
+        model['zbl'] = {'sw_rmin': args.zbl[0], 'sw_rmax': args.zbl[1]}
     overrides = {
         'num_models': 4,
-        'validation_every': 5,
+        'validation_every': args.validation_every,
         'label_wfn_restart': True,
         'initial': md_settings(args, args.seed),
         'training': {'numb_steps': args.training_steps, 'warm_start_steps': 0.5,
-                     'parameters': {'model': MODEL,
+                     'parameters': {'model': model,
                                     'learning_rate': {'decay_steps': max(args.training_steps // 20, 1),
                                                       'stop_lr': 1.0e-6},
                                     'training': {'disp_freq': 200, 'save_freq': args.training_steps}}},
         'exploration': {'temperatures_K': [300.0, 450.0],
-                        'md': {'steps': 2000, 'save_interval': 20, 'timestep_fs': 1.0},
+                        'md': {'steps': args.explore_steps, 'save_interval': 20, 'timestep_fs': 1.0},
                         **({'relax': {'rattle_stdev': args.relax_rattle, 'steps': 300, 'save_interval': 5,
                                       'from_iteration': args.relax_from}}
                            if args.relax_rattle else {})},
@@ -129,7 +136,8 @@ def train(args) -> None:
     builder = MlffActiveLearningWorkChain.get_builder_from_protocol(cp2k_code, dp_code, dp_code,
                                                                     structure_from(args.structure), PROTOCOL,
                                                                     overrides=overrides, charge=args.charge,
-                                                                    multiplicity=args.multiplicity)
+                                                                    multiplicity=args.multiplicity,
+                                                                    label_protocol=args.label_protocol)
     print(json.dumps(overrides), flush=True)
     start = time.time()
     _, node = run_get_node(builder)
@@ -229,6 +237,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('command', choices=('heldout', 'train', 'export', 'relax'))
     parser.add_argument('--structure', default='tests/data/cp2k/relaxed/in4pf9_fast.xyz')
+    parser.add_argument('--label-protocol', default=PROTOCOL, choices=('fast', 'moderate', 'precise', 'xtb'),
+                        help='relax protocol of the labels and of the CP2K MDs (xtb: GFN1-xTB, a model of xTB)')
     parser.add_argument('--steps', type=int, default=None, help='CP2K MD steps (heldout 50, train 120)')
     parser.add_argument('--timestep', type=float, default=2.0, help='CP2K MD time step (fs)')
     parser.add_argument('--temperature', type=float, default=300.0)
@@ -237,6 +247,14 @@ def main() -> None:
     parser.add_argument('--stride', type=int, default=1)
     parser.add_argument('--seed', type=int, default=None, help='MD seed (heldout 100, train 0)')
     parser.add_argument('--training-steps', type=int, default=16000)
+    parser.add_argument('--validation-every', type=int, default=5,
+                        help='train: every n-th frame of the initial MD is a validation frame')
+    parser.add_argument('--explore-steps', type=int, default=2000, help='train: MLFF MD steps per temperature')
+    parser.add_argument('--type-one-side', action='store_true',
+                        help='train: se_e2_a with type_one_side (embedding by neighbour type only; faster)')
+    parser.add_argument('--zbl', type=float, nargs=2, metavar=('SW_RMIN', 'SW_RMAX'),
+                        help='train: a DP/ZBL model (ZBL repulsion below SW_RMAX Å, se_atten_v2 descriptor)')
+    parser.add_argument('--sel', type=int, default=40, help='train: neighbours within rcut (se_atten_v2 of --zbl)')
     parser.add_argument('--labels', type=int, default=10, help='CP2K labels per iteration at most')
     parser.add_argument('--max-iterations', type=int, default=2)
     parser.add_argument('--force-target', type=float, default=0.025,
