@@ -1,6 +1,6 @@
-"""The archive shipped with the reference force field (``tests/data/mlff/in4pf9``): every training and held-out frame
-traces to the CP2K calculation that labelled it, and the shipped model is the run's ensemble member with the lowest
-force RMSE on the loop's own validation frames."""
+"""The archives shipped with the force fields (``tests/data/mlff/in4pf9``: PBE labels; ``tests/data/mlff/cd6se4oac4``:
+GFN1-xTB labels): every training and held-out frame traces to the CP2K calculation that labelled it, and the shipped
+model is the run's ensemble member with the lowest force RMSE on the loop's own validation frames."""
 
 from __future__ import annotations
 
@@ -17,17 +17,18 @@ def sha256(content: bytes) -> str:
     return hashlib.sha256(content).hexdigest()
 
 
-@pytest.fixture(scope='module')
-def reference(aiida_profile):
+@pytest.fixture(scope='module', params=['in4pf9', 'cd6se4oac4'])
+def reference(aiida_profile, request):
     """The imported archive: the folder, the run whose ensemble holds the shipped model, the import group."""
     from aiida.tools.archive import import_archive
 
-    folder = pathlib.Path(__file__).parents[1] / 'data' / 'mlff' / 'in4pf9'
+    folder = pathlib.Path(__file__).parents[1] / 'data' / 'mlff' / request.param
     group = orm.load_group(import_archive(folder / 'training.aiida'))
     shipped = sha256((folder / 'model.pth').read_bytes())
-    # The archive also holds the first run of the same inputs, whose CalcJobs the reference run reused from the cache.
+    # The archive also holds earlier runs of the same initial data, whose CalcJobs the shipped run reused from the cache
+    # (some of them stopped before they had models).
     runs = [node for node in group.nodes if isinstance(node, orm.WorkChainNode)
-            and node.process_label == 'MlffActiveLearningWorkChain'
+            and node.process_label == 'MlffActiveLearningWorkChain' and 'models' in node.outputs
             and any(sha256(model.get_content('rb')) == shipped for model in node.outputs.models.values())]
     assert len(runs) == 1 and runs[0].is_finished_ok
     return folder, runs[0], group
