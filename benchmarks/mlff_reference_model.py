@@ -8,6 +8,13 @@ Usage (project profile; each command is one process, the two runs can go side by
     .venv/bin/python benchmarks/mlff_reference_model.py export --run PK --heldout PK --out tests/data/mlff/in4pf9
     .venv/bin/python benchmarks/mlff_reference_model.py relax --run PK [--rattle 0 0.05 0.1 0.2]
 
+The acetate-capped Cd6Se4(OAc)4 model on GFN1-xTB labels (``tests/data/mlff/cd6se4oac4``; docs/mlff.md) was made by::
+
+    ... heldout --structure QD.xyz --label-protocol xtb --steps 400 --timestep 1.0
+    ... train --structure QD.xyz --label-protocol xtb --steps 1000 --timestep 1.0 --stride 2 --training-steps 16000 \
+        --labels 40 --max-iterations 2 --zbl 0.6 1.0 --explore-steps 10000
+    ... export --run PK --heldout PK --skip 20 --every 10 --out tests/data/mlff/cd6se4oac4
+
 The defaults are the shipped model's settings (docs/mlff.md, *The reference model*). The loop's own validation frames
 are every 5th frame of its training MD and flatter the model (0.029 eV/Å there against 0.094 on the independent
 frames), so ``--force-target`` (its stop criterion) sits well below the 0.10 eV/Å goal.
