@@ -130,7 +130,11 @@ def train(args) -> None:
                                                       'stop_lr': 1.0e-6},
                                     'training': {'disp_freq': 200, 'save_freq': args.training_steps}}},
         'exploration': {'temperatures_K': [300.0, 450.0],
-                        'md': {'steps': args.explore_steps, 'save_interval': 20, 'timestep_fs': 1.0},
+                        'md': {'steps': args.explore_steps, 'save_interval': args.save_interval, 'timestep_fs': 1.0,
+                               **({'stop_devi_f': args.stop_devi_f} if args.stop_devi_f else {})},
+                        **({'grow': {'max_steps': args.grow}} if args.grow else {}),
+                        **({'rotate_driver': True} if args.rotate_driver else {}),
+                        **({'continue_md': True} if args.continue_md else {}),
                         **({'relax': {'rattle_stdev': args.relax_rattle, 'steps': 300, 'save_interval': 5,
                                       'from_iteration': args.relax_from}}
                            if args.relax_rattle else {})},
@@ -257,6 +261,16 @@ def main() -> None:
     parser.add_argument('--validation-every', type=int, default=5,
                         help='train: every n-th frame of the initial MD is a validation frame')
     parser.add_argument('--explore-steps', type=int, default=2000, help='train: MLFF MD steps per temperature')
+    parser.add_argument('--save-interval', type=int, default=20, help='train: MLFF MD steps between saved frames')
+    parser.add_argument('--stop-devi-f', type=float, default=None,
+                        help='train: end an exploration MD at the first frame with a force deviation above this (eV/Å)')
+    parser.add_argument('--grow', type=int, default=None, metavar='MAX_STEPS',
+                        help='train: double the exploration length after an iteration with <= 5%% failed frames and '
+                             'no stopped MD, up to MAX_STEPS')
+    parser.add_argument('--rotate-driver', action='store_true', help='train: each member drives MDs in turn')
+    parser.add_argument('--continue-md', action='store_true',
+                        help='train: each exploration MD starts where the previous iteration\'s last had the ensemble '
+                             'agree')
     parser.add_argument('--type-one-side', action='store_true',
                         help='train: se_e2_a with type_one_side (embedding by neighbour type only; faster)')
     parser.add_argument('--zbl', type=float, nargs=2, metavar=('SW_RMIN', 'SW_RMAX'),

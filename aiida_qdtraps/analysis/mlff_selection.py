@@ -12,6 +12,8 @@ Four rules, each in plain functions on numpy arrays / ``ase.Atoms`` (units: Å, 
   :func:`calibrated_trust_levels`, :func:`next_trust_levels`): dpgen2's adaptive lower trust level, and a lower trust
   level calibrated on labelled frames against a target force error, with the fall-back to the given levels when too
   few frames were labelled.
+* **Where to explore next** (:func:`last_agreed_frame`): the last frame of an exploration before the ensemble first
+  disagreed, the start of the next iteration's MD when explorations continue.
 * **Stop criterion** (:func:`validation_converged`): validation force and energy RMSE against targets, plus the
   accurate / failed fractions of the last exploration.
 
@@ -195,6 +197,20 @@ def prelabel_filter(frames: Sequence[Atoms], table: dict[tuple[str, str], float]
                                   distance=float(distance[worst]), minimum=float(minimum[worst]),
                                   n_close_pairs=int(close.size)))
     return FilterResult(kept=np.array(kept, dtype=int), rejected=tuple(rejected), n_frames=len(frames))
+
+
+def last_agreed_frame(max_devi_f, limit: float) -> int:
+    """Index of the last frame before the first one whose force deviation exceeds ``limit`` (eV/Å; a non-finite
+    deviation counts as exceeding it), or of the last frame when none does; 0 when the first frame does. Frames after
+    a first excursion are not trusted even where the deviation came back down."""
+    devi = np.asarray(max_devi_f, dtype=float)
+    if devi.ndim != 1 or devi.size == 0:
+        raise ValueError(f'max_devi_f must be a non-empty series (one value per frame), got shape {devi.shape}')
+    if not limit > 0:
+        raise ValueError(f'limit must be a force deviation > 0 eV/Å, got {limit}')
+    above = np.flatnonzero(~(devi <= limit))
+    end = int(above[0]) if above.size else devi.size
+    return max(end - 1, 0)
 
 
 def max_force_error(model_forces, dft_forces) -> np.ndarray:

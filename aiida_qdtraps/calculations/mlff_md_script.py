@@ -1,10 +1,12 @@
 """MLFF molecular dynamics with ASE and DeePMD-kit models: the script ``MlffMdCalculation`` copies and runs.
 
 Usage: ``python mlff_md_script.py input.json``. Reads ``structure.xyz`` (extended XYZ) and the frozen models
-``model_<i>.pth`` named in ``input.json``; drives ASE MD with the first model (Langevin BAOAB or velocity-Verlet
-NVE), optionally with frozen atoms; every ``save_interval`` steps stores the frame and evaluates all models on it
-(and a dipole model, if given, for the frame's global dipole). With ``mode: relax`` a BFGS relaxation of the
-(``rattle_stdev``-rattled) structure replaces the MD and every ``save_interval``-th step of its path is a frame.
+``model_<i>.pth`` named in ``input.json``; drives ASE MD with model ``driver`` (default the first; Langevin BAOAB or
+velocity-Verlet NVE), optionally with frozen atoms; every ``save_interval`` steps stores the frame and evaluates all
+models on it (and a dipole model, if given, for the frame's global dipole). With ``stop_devi_f`` (eV/Å) the MD ends
+at the first saved frame whose largest force deviation exceeds it: frames after that one teach a model nothing.
+With ``mode: relax`` a BFGS relaxation of the (``rattle_stdev``-rattled) structure replaces the MD and every
+``save_interval``-th step of its path is a frame.
 Writes ``md.npz`` (Å, eV, eV/Å, fs, K, e·Å) and ``md.json`` (timings). Needs only numpy, ase and deepmd-kit, so it
 runs with any Python that has them (a cluster's, too).
 """
@@ -41,8 +43,10 @@ def main(path: str) -> None:
     if params.get('frozen_indices'):
         atoms.set_constraint(FixAtoms(indices=params['frozen_indices']))
     models = params['models']
-    atoms.calc = DP(model=models[0], type_dict={el: i for i, el in enumerate(params['type_map'])})
+    atoms.calc = DP(model=models[int(params.get('driver', 0))],
+                    type_dict={el: i for i, el in enumerate(params['type_map'])})
     ensemble = [DeepPot(m) for m in models]
+    stop_devi_f = params.get('stop_devi_f') if len(ensemble) > 1 else None
     types = [params['type_map'].index(s) for s in atoms.get_chemical_symbols()]
 
     rng = np.random.default_rng(params['seed'])
@@ -62,6 +66,8 @@ def main(path: str) -> None:
 
     frames = {'positions': [], 'energies': [], 'forces': [], 'temperatures': [], 'steps': [], 'velocities': [],
               'kinetic_energies': []}
+    evaluated = {'energies': [], 'forces': []}  # the ensemble on each saved frame, when the MD watches it
+    stopped = {'step': None, 'max_devi_f': None}
 
     def record():
         frames['positions'].append(atoms.get_positions())
@@ -71,6 +77,13 @@ def main(path: str) -> None:
         frames['steps'].append(dyn.nsteps)
         frames['velocities'].append(atoms.get_velocities() * fs)  # ASE velocity unit -> Å/fs
         frames['kinetic_energies'].append(atoms.get_kinetic_energy())
+        if stop_devi_f is not None:
+            energies, forces = evaluate(ensemble, atoms.get_positions()[None], types)
+            evaluated['energies'].append(energies[:, 0])
+            evaluated['forces'].append(forces[:, 0])
+            deviation = float(calc_model_devi_f(forces)[0][0])
+            if deviation > stop_devi_f and stopped['step'] is None:
+                stopped.update(step=int(dyn.nsteps), max_devi_f=deviation)
 
     dyn.attach(record, interval=params['save_interval'])
     start = time.perf_counter()
@@ -79,18 +92,18 @@ def main(path: str) -> None:
         if dyn.nsteps % params['save_interval']:
             record()  # the last geometry of the path, too
     else:
-        dyn.run(params['steps'])
+        for _ in dyn.irun(params['steps']):
+            if stopped['step'] is not None:
+                break
     md_seconds = time.perf_counter() - start
 
     positions = np.array(frames['positions'])
     start = time.perf_counter()
-    energies, forces = [], []
-    for model in ensemble:
-        e, f, _ = model.eval(positions.reshape(len(positions), -1), None, types)
-        energies.append(np.asarray(e).reshape(len(positions)))
-        forces.append(np.asarray(f).reshape(positions.shape))
+    if evaluated['forces']:
+        energies, forces = np.array(evaluated['energies']).T, np.stack(evaluated['forces'], axis=1)
+    else:
+        energies, forces = evaluate(ensemble, positions, types)
     devi_seconds = time.perf_counter() - start
-    forces = np.array(forces)
     result = {key: np.array(value) for key, value in frames.items()}
     if len(ensemble) > 1:
         max_f, min_f, avg_f = calc_model_devi_f(forces)
@@ -102,11 +115,24 @@ def main(path: str) -> None:
     np.savez('md.npz', **result)
     with open('md.json', 'w') as handle:
         timings = {'md_seconds': md_seconds, 'md_ms_per_step': 1e3 * md_seconds / max(dyn.nsteps, 1),
+                   'steps_run': int(dyn.nsteps),
                    'deviation_seconds': devi_seconds, 'n_frames': len(positions), 'n_models': len(ensemble)}
+        if stopped['step'] is not None:
+            timings.update(stopped_at_step=stopped['step'], stop_max_devi_f=stopped['max_devi_f'])
         if relax:
             timings.update(mode='relax', bfgs_steps=int(dyn.nsteps), converged=converged,
                            final_fmax_eV_A=float(np.linalg.norm(frames['forces'][-1], axis=1).max()))
         json.dump(timings, handle)
+
+
+def evaluate(ensemble: list, positions: np.ndarray, types: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Energies (eV, shape (models, frames)) and forces (eV/Å, (models, frames, atoms, 3)) of every model."""
+    energies, forces = [], []
+    for model in ensemble:
+        e, f, _ = model.eval(positions.reshape(len(positions), -1), None, types)
+        energies.append(np.asarray(e).reshape(len(positions)))
+        forces.append(np.asarray(f).reshape(positions.shape))
+    return np.array(energies), np.array(forces)
 
 
 def global_dipoles(model_file: str, symbols: list[str], positions: np.ndarray) -> np.ndarray:

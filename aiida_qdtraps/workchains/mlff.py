@@ -34,7 +34,7 @@ from aiida_quantumespresso.workflows.protocols.utils import recursive_merge
 
 from ..analysis import mlff
 from ..calculations.deepmd import DeepmdTrainCalculation
-from ..calculations.mlff_md import MlffMdCalculation
+from ..calculations.mlff_md import MlffMdCalculation, md_parameters
 from .build import center_in_box
 from .cp2k_base import WFN_RESTART, QdCp2kBaseWorkChain
 from .cp2k_parameters import update_cp2k_parameters
@@ -45,6 +45,7 @@ from .mlff_functions import (  # noqa: F401  (re-exported: their public import p
     calibrate_trust_levels,
     collect_iterations,
     exploration_kind,
+    exploration_start,
     grow_dataset,
     plot_parity,
     rattle_structure,
@@ -60,10 +61,13 @@ from .mlff_settings import (  # noqa: F401  (re-exported: their public import pa
     TRAINING_KEYS,
     best_member,
     calibrate_settings,
+    exploration_driver,
+    grow_settings,
     initial_md_parameters,
     initial_md_settings,
     is_converged,
     label_parameters,
+    next_exploration_steps,
     relaxations,
     training_schedule,
     validate_settings,
@@ -78,7 +82,11 @@ SETTINGS_HELP = {
                'whose frames are the initial labels).',
     'training': '`numb_steps`, `parameters` (DeePMD input merged over the DeepmdTrainCalculation defaults), '
                 '`warm_start` (bool), `warm_start_steps` (fraction of numb_steps), `warm_start_parameters`.',
-    'exploration': '`temperatures_K` (list, K) and `md` (MlffMdCalculation parameters but the temperature); optional '
+    'exploration': '`temperatures_K` (list, K) and `md` (MlffMdCalculation parameters but the temperature and '
+                   '`driver`; `stop_devi_f` ends an MD where the ensemble disagrees); optional `grow` (`factor`, '
+                   '`max_failed`, `max_steps`: the MD length grows after an iteration with few failed frames), '
+                   '`rotate_driver` (each member drives MDs in turn), `continue_md` (each MD starts where the same MD '
+                   'of the previous iteration last had the ensemble agree), '
                    '`relax` (`rattle_stdev`: list of Å, one model BFGS relaxation from the QD rattled by each; '
                    '`steps`, `save_interval`, `fmax` eV/Å, `maxstep` Å, `from_iteration`): relaxation paths as '
                    'candidate frames.',
@@ -205,6 +213,8 @@ class MlffActiveLearningWorkChain(QdProtocolMixin, WorkChain):
         self.ctx.grow_parameters = orm.Dict({'type_map': self.ctx.type_map.get_list(),
                                              'validation_every': self.inputs.validation_every.value}).store()
         self.ctx.progress = {}
+        exploration = self.inputs.exploration.get_dict()
+        self.ctx.explore_steps = md_parameters(exploration.get('md', {}))['steps']
 
     def should_box(self):
         return 'box_vacuum' in self.inputs
@@ -403,16 +413,28 @@ class MlffActiveLearningWorkChain(QdProtocolMixin, WorkChain):
 
     def run_exploration(self):
         exploration = self.inputs.exploration.get_dict()
-        futures = {}
+        futures, drivers = {}, []
+        starts = self._exploration_starts(len(exploration['temperatures_K'])) if exploration.get('continue_md') else {}
+        if starts:
+            listed = ', '.join(f"md_{i} from step {start.base.attributes.get('step')} of the previous "
+                               f'TrajectoryData<{start.creator.inputs.trajectory.pk}>' for i, start in starts.items())
+            self.report(f'iteration {self.ctx.iteration}: explorations continue: {listed}')
         for i, temperature in enumerate(exploration['temperatures_K']):
             parameters = {**exploration.get('md', {}), 'temperature_K': float(temperature),
                           'seed': 1000 * self.ctx.iteration + i}
-            futures[f'md_{i}'] = self._submit_md(parameters, f'md_iter_{self.ctx.iteration}_{i}')
+            if 'grow' in exploration:
+                parameters['steps'] = self.ctx.explore_steps
+            if exploration.get('rotate_driver', False):
+                parameters['driver'] = exploration_driver(exploration, self.ctx.iteration, i,
+                                                          self.inputs.num_models.value)
+            drivers.append(f"model_{parameters.get('driver', 0) + 1}")
+            futures[f'md_{i}'] = self._submit_md(parameters, f'md_iter_{self.ctx.iteration}_{i}', starts.get(i))
         relax = relaxations(exploration, self.ctx.iteration)
         for k, parameters in enumerate(relax):
             parameters['seed'] = 1000 * self.ctx.iteration + 100 + k
             futures[f'relax_{k}'] = self._submit_md(parameters, f'relax_iter_{self.ctx.iteration}_{k}')
-        self.report(f'iteration {self.ctx.iteration}: MLFF MD at {exploration["temperatures_K"]} K'
+        self.report(f'iteration {self.ctx.iteration}: MLFF MD at {exploration["temperatures_K"]} K, '
+                    f'{self.ctx.explore_steps} steps, driven by {", ".join(drivers)}'
                     + (f', model relaxations from the QD rattled by {[p["rattle_stdev"] for p in relax]} Å'
                        if relax else ''))
         return ToContext(**futures)
@@ -421,9 +443,21 @@ class MlffActiveLearningWorkChain(QdProtocolMixin, WorkChain):
         """This iteration's ``MlffMdCalculation`` nodes by context key (``md_<i>``, ``relax_<k>``)."""
         return {k: self.ctx[k] for k in self.ctx if k.startswith(('md_', 'relax_'))}
 
-    def _submit_md(self, parameters: dict, link_label: str):
-        """An ``MlffMdCalculation`` (MD or relaxation) of the QD with the current ensemble."""
-        return self.submit(MlffMdCalculation, code=self.inputs.md_code, structure=self.ctx.structure,
+    def _exploration_starts(self, n_runs: int) -> dict:
+        """With ``exploration.continue_md``: the start of each MD of this iteration, the last frame of the same MD of
+        the previous iteration before its force deviation first exceeded ``selection.trust_hi`` (``exploration_start``
+        calcfunction); none in iteration 1."""
+        limit = orm.Dict({'max_devi_f': float(self.inputs.selection['trust_hi'])})
+        starts = {}
+        for i in range(n_runs):
+            previous = self.ctx.get(f'md_{i}')
+            if previous is not None and 'trajectory' in previous.outputs:
+                starts[i] = exploration_start(previous.outputs.trajectory, limit)
+        return starts
+
+    def _submit_md(self, parameters: dict, link_label: str, structure: orm.StructureData | None = None):
+        """An ``MlffMdCalculation`` (MD or relaxation) of the QD (or ``structure``) with the current ensemble."""
+        return self.submit(MlffMdCalculation, code=self.inputs.md_code, structure=structure or self.ctx.structure,
                            models=self.ctx.models, type_map=self.ctx.type_map, parameters=orm.Dict(parameters),
                            metadata={'call_link_label': link_label,
                                      'options': dict(self.inputs.get('md_options', {}))})
@@ -457,7 +491,27 @@ class MlffActiveLearningWorkChain(QdProtocolMixin, WorkChain):
                     + (f'; validation: {route[1]}' if route is not None else ''))
         if stats.get('n_filtered'):
             self.report(f"iteration {self.ctx.iteration}: pre-label filter: {stats['filter']}")
+        for line in self._grow_exploration(runs, stats['failed']):
+            self.report(line)
         return None
+
+    def _grow_exploration(self, runs: dict, failed: float) -> list[str]:
+        """Set the next exploration length (``exploration.grow``); return the report lines: the MDs that stopped at
+        ``md.stop_devi_f`` and the next length."""
+        outputs = {key: node.outputs.output_parameters.get_dict() for key, node in runs.items()
+                   if key.startswith('md_') and 'output_parameters' in node.outputs}
+        stopped = {key: out for key, out in outputs.items() if 'stopped_at_step' in out}
+        lines = []
+        if stopped:
+            listed = ', '.join(f"{key} at step {out['stopped_at_step']} ({out['stop_max_devi_f']:.3g} eV/Å)"
+                               for key, out in sorted(stopped.items()))
+            lines.append(f'iteration {self.ctx.iteration}: MD stopped at md.stop_devi_f: {listed}')
+        grow = grow_settings(self.inputs.exploration.get_dict())
+        if grow is not None:
+            steps, why = next_exploration_steps(self.ctx.explore_steps, grow, float(failed), len(stopped))
+            lines.append(f'iteration {self.ctx.iteration}: next exploration {steps} steps ({why})')
+            self.ctx.explore_steps = steps
+        return lines
 
     def _trust_levels(self) -> tuple[orm.Dict | None, str]:
         """The ``calibrate_trust_levels`` output for this iteration's selection (None: the given levels) and where the

@@ -85,6 +85,18 @@ def exploration_kind(trajectory: orm.TrajectoryData) -> str:
 
 
 @calcfunction
+def exploration_start(trajectory: orm.TrajectoryData, parameters: orm.Dict) -> orm.StructureData:
+    """The start of the next exploration MD: the last frame of ``trajectory`` before its ensemble force deviation
+    first exceeds ``parameters['max_devi_f']`` (eV/Å; :func:`~aiida_qdtraps.analysis.mlff_selection.last_agreed_frame`),
+    with the trajectory's cell; attributes ``frame`` and ``step`` say which."""
+    index = mlff_selection.last_agreed_frame(trajectory.get_array('max_devi_f'), float(parameters['max_devi_f']))
+    structure = trajectory.get_step_structure(index)
+    structure.base.attributes.set('frame', index)
+    structure.base.attributes.set('step', int(trajectory.get_stepids()[index]))
+    return structure
+
+
+@calcfunction
 def select_candidates(reference: orm.StructureData, parameters: orm.Dict, trust_levels: orm.Dict | None = None,
                       **trajectories) -> dict:
     """Pick MD frames to label from the ensemble's maximum force deviation (``max_devi_f`` arrays, eV/Å).

@@ -24,6 +24,11 @@ ADAPTIVE_LO_KEYS = {'numb_candi', 'rate_candi'}
 CALIBRATE_DEFAULTS = {'quantile': 0.95, 'min_points': 20, 'hi_ratio': 3.0}
 CALIBRATE_KEYS = {'target_error', *CALIBRATE_DEFAULTS}
 TRAINING_KEYS = {'numb_steps', 'parameters', 'warm_start', 'warm_start_steps', 'warm_start_parameters'}
+EXPLORATION_KEYS = {'temperatures_K', 'md', 'relax', 'grow', 'rotate_driver', 'continue_md'}
+#: ``exploration.grow``: the MD length starts at ``md.steps`` and is multiplied by ``factor`` (up to ``max_steps``)
+#: after an iteration whose MDs all ran to the end with at most ``max_failed`` of their frames above trust_hi: DP-GEN's
+#: schedule of growing explorations, driven by how the ensemble did instead of fixed in advance.
+GROW_DEFAULTS = {'factor': 2.0, 'max_failed': 0.05, 'max_steps': 100000}
 CONVERGENCE_KEYS = {'accurate_fraction', 'energy_mae_per_atom', 'force_mae', 'max_iterations', 'force_rmse_eV_A',
                     'energy_rmse_meV_atom'}
 
@@ -220,6 +225,53 @@ def relaxations(exploration: dict, iteration: int = 1) -> list[dict]:
     return runs if iteration >= first else []
 
 
+def grow_settings(exploration: dict) -> dict | None:
+    """``exploration.grow`` with its defaults, checked (None: every iteration explores ``md.steps``).
+
+    :raises ValueError: naming a bad value.
+    """
+    grow = exploration.get('grow')
+    if grow is None:
+        return None
+    if not isinstance(grow, dict) or set(grow) - set(GROW_DEFAULTS):
+        raise ValueError(f'grow must be a dict with keys from {sorted(GROW_DEFAULTS)}, got {grow!r}')
+    settings = {**GROW_DEFAULTS, **grow}
+    if not _is_number(settings['factor']) or not settings['factor'] > 1:
+        raise ValueError(f"grow.factor must be > 1, got {settings['factor']!r}")
+    if not _is_number(settings['max_failed']) or not 0 <= settings['max_failed'] < 1:
+        raise ValueError(f"grow.max_failed (fraction of frames above trust_hi) must be in [0, 1), got "
+                         f"{settings['max_failed']!r}")
+    steps = md_parameters(exploration.get('md', {}))['steps']
+    if isinstance(settings['max_steps'], bool) or not isinstance(settings['max_steps'], int) or \
+            settings['max_steps'] < steps:
+        raise ValueError(f"grow.max_steps must be an integer >= md.steps ({steps}), got {settings['max_steps']!r}")
+    return settings
+
+
+def next_exploration_steps(steps: int, grow: dict | None, failed: float, stopped: int) -> tuple[int, str]:
+    """The MD length of the next iteration's exploration after one of ``steps`` steps in which a fraction ``failed``
+    of the frames lay above trust_hi and ``stopped`` MDs ended early at ``md.stop_devi_f``; and why, for the report."""
+    if grow is None:
+        return steps, 'fixed length'
+    if stopped:
+        return steps, f'{stopped} MD(s) stopped at stop_devi_f: length kept'
+    if failed > grow['max_failed']:
+        return steps, f"failed fraction {failed:.2f} > grow.max_failed {grow['max_failed']}: length kept"
+    grown = min(int(round(steps * grow['factor'])), grow['max_steps'])
+    if grown == steps:
+        return steps, f"at grow.max_steps {grow['max_steps']}"
+    return grown, f"failed fraction {failed:.2f} <= grow.max_failed {grow['max_failed']}: grown x{grow['factor']}"
+
+
+def exploration_driver(exploration: dict, iteration: int, index: int, num_models: int) -> int:
+    """Index of the model that drives the ``index``-th MD of ``iteration``: the first, or with
+    ``rotate_driver`` each member in turn across the MDs of all iterations (every member's holes get explored)."""
+    if not exploration.get('rotate_driver', False):
+        return 0
+    per_iteration = len(exploration['temperatures_K'])
+    return ((iteration - 1) * per_iteration + index) % num_models
+
+
 def validate_settings(inputs, _):
     problem = check_selection(inputs['selection'].get_dict())
     if problem:
@@ -237,13 +289,22 @@ def validate_settings(inputs, _):
     if not 1 <= inputs['num_models'].value <= 8:
         return f"num_models must be in [1, 8], got {inputs['num_models'].value}"
     exploration = inputs['exploration'].get_dict()
+    if set(exploration) - EXPLORATION_KEYS:
+        return (f'unknown exploration key(s) {sorted(set(exploration) - EXPLORATION_KEYS)}; allowed '
+                f'{sorted(EXPLORATION_KEYS)}')
     temperatures = exploration.get('temperatures_K', [])
     if not temperatures:
         return 'exploration.temperatures_K must list at least one temperature (K)'
+    for key in ('rotate_driver', 'continue_md'):
+        if not isinstance(exploration.get(key, False), bool):
+            return f'exploration.{key} must be true or false, got {exploration[key]!r}'
+    if 'driver' in exploration.get('md', {}):
+        return 'exploration.md.driver is set by the work chain (first model, or each in turn with rotate_driver)'
     try:
         for temperature in temperatures:
             md_parameters({**exploration.get('md', {}), 'temperature_K': temperature})
         relaxations(exploration)
+        grow_settings(exploration)
     except ValueError as exception:
         return f'exploration: {exception}'
     training = inputs['training'].get_dict() if 'training' in inputs else {}

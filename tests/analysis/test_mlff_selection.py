@@ -310,3 +310,22 @@ def test_validation_converged_all_checks():
     assert not ok and reason.startswith('not converged: failed fraction 0.01 > 0')
     with pytest.raises(ValueError, match='force RMSE must be a finite number'):
         sel.validation_converged(float('nan'), 0.5)
+
+
+@pytest.mark.parametrize(('devi', 'limit', 'expected'), [
+    ([0.1, 0.2, 0.3], 0.5, 2),  # never above: the last frame
+    ([0.1, 0.2, 0.7, 0.3, 0.2], 0.5, 1),  # the frame before the first excursion, not after it
+    ([0.9, 0.2], 0.5, 0),  # above from the start: the start
+    ([0.1, float('nan'), 0.1], 0.5, 0),  # a non-finite deviation counts as above
+    ([0.1, 0.5, 0.6], 0.5, 1),  # at the limit is still agreed
+])
+def test_last_agreed_frame(devi, limit, expected):
+    assert sel.last_agreed_frame(devi, limit) == expected
+
+
+@pytest.mark.parametrize(('devi', 'limit', 'message'), [
+    ([], 0.5, 'non-empty series'), ([[0.1]], 0.5, 'non-empty series'), ([0.1], 0.0, 'limit must be a force deviation'),
+])
+def test_last_agreed_frame_refuses_bad_input(devi, limit, message):
+    with pytest.raises(ValueError, match=message):
+        sel.last_agreed_frame(devi, limit)

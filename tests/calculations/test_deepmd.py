@@ -24,6 +24,7 @@ from aiida_qdtraps.calculations.deepmd import (
     validate_parameters,
 )
 from aiida_qdtraps.calculations.mlff_md import MlffMdCalculation, md_parameters
+from aiida_qdtraps.calculations.mlff_md import check_inputs as check_md_inputs
 from aiida_qdtraps.parsers.deepmd import DeepmdTrainParser, MlffMdParser
 
 TYPE_MAP = ['F', 'In', 'P']
@@ -139,6 +140,9 @@ def test_train_refuses_dataset_without_training_systems_and_bad_parameters(datas
     ({'mode': 'minimise'}, "mode 'minimise' is not one of"),
     ({'mode': 'relax', 'rattle_stdev': -0.1}, r'rattle_stdev must be in \[0, 1\] Å'),
     ({'mode': 'relax', 'fmax': 0}, 'fmax and maxstep must be > 0'),
+    ({'driver': -1}, r'driver must be the index \(integer >= 0\)'),
+    ({'stop_devi_f': 0}, r'stop_devi_f must be a force deviation > 0 eV/Å or None, got 0'),
+    ({'mode': 'relax', 'stop_devi_f': 1.0}, r'a relaxation \(mode relax\) does not take it'),
 ])
 def test_md_parameters_are_checked(changes, message):
     with pytest.raises(ValueError, match=message):
@@ -341,3 +345,40 @@ def test_real_model_relaxation_saves_its_path_with_the_deviation(aiida_localhost
     assert info['converged'] == (largest < 0.05)
     assert np.all(trajectory.get_array('max_devi_f') > 0)  # two different models
     assert np.allclose(trajectory.get_array('velocities'), 0) and np.allclose(trajectory.get_array('temperature'), 0)
+
+
+def test_real_md_driven_by_the_second_model_stops_where_the_ensemble_disagrees(aiida_localhost, dp_python, data_dir):
+    """``driver: 1`` drives the MD with the second model (its energy is the trajectory's); ``stop_devi_f`` ends the MD
+    at the first saved frame whose force deviation exceeds it, and says where."""
+    from aiida.engine import run_get_node
+    from ase.io import read
+    from deepmd.infer import DeepPot
+
+    atoms = read(data_dir / 'cp2k' / 'relaxed' / 'in4pf9_fast.xyz')
+    files = {'m0': data_dir / 'mlff' / 'in4pf9' / 'model.pth', 'm1': data_dir / 'deepmd' / 'model_in4pf9_fast.pth'}
+    parameters = {'steps': 400, 'save_interval': 5, 'temperature_K': 600.0, 'seed': 1, 'driver': 1,
+                  'stop_devi_f': 1.0}
+    inputs = {'code': dp_python, 'structure': orm.StructureData(ase=atoms),
+              'models': {k: orm.SinglefileData(v) for k, v in files.items()},
+              'type_map': orm.List(['F', 'In', 'P']), 'parameters': orm.Dict(parameters),
+              'metadata': {'options': {'resources': {'num_machines': 1}}}}
+    results, node = run_get_node(MlffMdCalculation, **inputs)
+    assert node.is_finished_ok, node.exit_status
+    trajectory, info = results['trajectory'], results['output_parameters']
+    deviation = trajectory.get_array('max_devi_f')
+    assert deviation[-1] > 1.0 and np.all(deviation[:-1] <= 1.0)  # stopped at the first frame above 1 eV/Å
+    assert info['stopped_at_step'] == trajectory.get_stepids()[-1] == info['steps_run'] < 400
+    assert info['stop_max_devi_f'] == pytest.approx(deviation[-1])
+    types = [['F', 'In', 'P'].index(s) for s in atoms.get_chemical_symbols()]
+    first = trajectory.get_positions()[0].reshape(1, -1)
+    driver_energy = float(np.ravel(DeepPot(str(files['m1'])).eval(first, None, types)[0])[0])
+    other_energy = float(np.ravel(DeepPot(str(files['m0'])).eval(first, None, types)[0])[0])
+    assert trajectory.get_array('energies')[0] == pytest.approx(driver_energy, abs=1e-6)
+    assert abs(driver_energy - other_energy) > 1e-3
+
+
+def test_driver_must_name_a_given_model():
+    structure = orm.StructureData(ase=Atoms('InPF', positions=[[0, 0, 0], [2.5, 0, 0], [0, 2.0, 0]], cell=[9, 9, 9]))
+    models = {f'model_{i}': orm.SinglefileData(io.BytesIO(b'not a model'), filename='model.pth') for i in (1, 2)}
+    with pytest.raises(ValueError, match='driver 2 names no model: 2 model'):
+        check_md_inputs({'structure': structure, 'models': models, 'parameters': orm.Dict({'driver': 2})})

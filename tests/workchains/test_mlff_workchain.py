@@ -23,9 +23,12 @@ from aiida_qdtraps.workchains.mlff import (
     calibrate_deviation,
     calibrate_trust_levels,
     collect_iterations,
+    exploration_driver,
     exploration_kind,
     grow_dataset,
+    grow_settings,
     is_converged,
+    next_exploration_steps,
     relaxations,
     select_candidates,
     training_schedule,
@@ -95,6 +98,16 @@ def test_labels_are_energy_force_single_points_of_the_relax_protocol(fast_builde
                                                                        r"\['target'\]"),
     ('selection', {'calibrate': {'target_error': 0.1}, 'adaptive_lo': {'numb_candi': 2}},
      'calibrate and selection.adaptive_lo both set the lower trust level'),
+    ('exploration', {'temperature_K': [300]}, r"unknown exploration key\(s\) \['temperature_K'\]"),
+    ('exploration', {'grow': {'factor': 1.0}}, 'grow.factor must be > 1, got 1.0'),
+    ('exploration', {'grow': {'max_failed': 1.0}}, r'grow.max_failed .* must be in \[0, 1\), got 1.0'),
+    ('exploration', {'grow': {'rate': 2}}, 'grow must be a dict with keys from'),
+    ('exploration', {'md': {'steps': 500}, 'grow': {'max_steps': 100}}, r'grow.max_steps must be an integer >= '
+                                                                         r'md.steps \(500\), got 100'),
+    ('exploration', {'rotate_driver': 'yes'}, "rotate_driver must be true or false, got 'yes'"),
+    ('exploration', {'continue_md': 1}, 'continue_md must be true or false, got 1'),
+    ('exploration', {'md': {'driver': 1}}, 'exploration.md.driver is set by the work chain'),
+    ('exploration', {'md': {'stop_devi_f': -1}}, 'stop_devi_f must be a force deviation > 0 eV/Å'),
 ])
 def test_bad_settings_are_refused_with_the_value(fast_builder, section, changes, message):
     inputs = {key: fast_builder[key] for key in ('selection', 'convergence', 'exploration', 'initial', 'num_models',
@@ -114,6 +127,28 @@ def test_relaxations_of_the_exploration():
     assert [(r['mode'], r['rattle_stdev'], r['steps'], r['save_interval'], r['fmax']) for r in runs] == [
         ('relax', 0.05, 300, 5, 0.05), ('relax', 0.2, 300, 5, 0.05)]
     assert relaxations(exploration, 3) == runs
+
+
+def test_exploration_length_grows_only_after_an_iteration_with_few_failed_frames():
+    """DP-GEN's growing explorations, made adaptive: the length is multiplied by ``grow.factor`` (up to
+    ``max_steps``) when no MD stopped early and at most ``max_failed`` of the frames failed."""
+    grow = grow_settings({'md': {'steps': 500}, 'grow': {'max_failed': 0.1, 'max_steps': 3000}})
+    assert grow == {'factor': 2.0, 'max_failed': 0.1, 'max_steps': 3000}
+    assert grow_settings({'md': {'steps': 500}}) is None
+    assert next_exploration_steps(500, grow, 0.05, 0) == (1000, 'failed fraction 0.05 <= grow.max_failed 0.1: '
+                                                                'grown x2.0')
+    assert next_exploration_steps(500, grow, 0.2, 0) == (500, 'failed fraction 0.20 > grow.max_failed 0.1: length '
+                                                              'kept')
+    assert next_exploration_steps(500, grow, 0.0, 1) == (500, '1 MD(s) stopped at stop_devi_f: length kept')
+    assert next_exploration_steps(2000, grow, 0.0, 0)[0] == 3000
+    assert next_exploration_steps(3000, grow, 0.0, 0) == (3000, 'at grow.max_steps 3000')
+    assert next_exploration_steps(500, None, 0.0, 0) == (500, 'fixed length')
+
+
+def test_each_member_drives_explorations_in_turn():
+    exploration = {'temperatures_K': [300, 400, 500], 'rotate_driver': True}
+    assert [exploration_driver(exploration, it, i, 4) for it in (1, 2) for i in range(3)] == [0, 1, 2, 3, 0, 1]
+    assert exploration_driver({'temperatures_K': [300]}, 3, 0, 4) == 0
 
 
 def test_convergence_criteria():
@@ -562,8 +597,9 @@ def test_every_step_can_be_checkpointed_from_setup_on(fast_builder, generate_wor
     assert context['structure'].uuid == process.ctx.structure.uuid
 
 
-def fake_md(aiida_localhost, code, devi):
-    """A finished MlffMdCalculation node whose ``trajectory`` output has the deviation ``devi`` (eV/Å)."""
+def fake_md(aiida_localhost, code, devi, output_parameters=None):
+    """A finished MlffMdCalculation node whose ``trajectory`` output has the deviation ``devi`` (eV/Å), and
+    ``output_parameters`` when given."""
     node = orm.CalcJobNode(computer=aiida_localhost, process_type='aiida.calculations:qdtraps.mlff_md')
     node.set_option('resources', {'num_machines': 1, 'num_mpiprocs_per_machine': 1})
     node.base.links.add_incoming(code, LinkType.INPUT_CALC, 'code')
@@ -574,6 +610,10 @@ def fake_md(aiida_localhost, code, devi):
     output.set_array('max_devi_f', md.get_array('max_devi_f'))
     output.base.links.add_incoming(node, LinkType.CREATE, 'trajectory')
     output.store()
+    if output_parameters is not None:
+        parameters = orm.Dict(output_parameters)
+        parameters.base.links.add_incoming(node, LinkType.CREATE, 'output_parameters')
+        parameters.store()
     node.set_exit_status(0)
     node.set_process_state('finished')
     node.seal()
@@ -676,3 +716,68 @@ def test_labels_from_the_cache_give_the_same_dataset(generate_cp2k_calc, data_di
     assert datasets[0].base.caching.get_hash() == datasets[1].base.caching.get_hash()
     # the input links still lead to the copy that the relaunch used
     assert datasets[1].creator.inputs.retrieved_000.creator.uuid == again.uuid
+
+
+@pytest.mark.parametrize(('stopped', 'failed_devi', 'next_steps', 'why'), [
+    (False, 0.03, 400, 'failed fraction 0.00 <= grow.max_failed 0.2: grown x2.0'),
+    (False, 0.3, 200, 'failed fraction 0.25 > grow.max_failed 0.2: length kept'),
+    (True, 0.3, 200, '1 MD(s) stopped at stop_devi_f: length kept'),
+])
+def test_explorations_rotate_their_driver_and_grow(fast_builder, generate_workchain, aiida_localhost, monkeypatch,
+                                                    stopped, failed_devi, next_steps, why):
+    """With ``rotate_driver`` and ``grow`` each MD of an iteration is driven by the next member and runs the current
+    length; inspect_exploration reports MDs stopped at ``stop_devi_f`` and sets the next length."""
+    fast_builder.exploration = orm.Dict({'temperatures_K': [300.0, 400.0], 'rotate_driver': True,
+                                         'md': {'steps': 200, 'save_interval': 10, 'stop_devi_f': 0.25},
+                                         'grow': {'max_failed': 0.2, 'max_steps': 1000}})
+    fast_builder.selection = orm.Dict({'trust_lo': 0.05, 'trust_hi': 0.15, 'max_candidates': 2})
+    process = generate_workchain(MlffActiveLearningWorkChain, dict(fast_builder))
+    process.setup()
+    assert process.ctx.explore_steps == 200
+    process.ctx.iteration = 2
+    process.ctx.models = {}
+    submitted = []
+    monkeypatch.setattr(process, 'submit', lambda cls, **inputs: submitted.append(inputs) or inputs)
+    process.run_exploration()
+    assert [(i['parameters']['steps'], i['parameters']['driver'], i['parameters']['temperature_K']) for i in
+            submitted] == [(200, 0, 300.0), (200, 1, 400.0)]  # iteration 2 of 2 models, 2 MDs per iteration
+    process.ctx.validation = orm.Dict({}).store()
+    outputs = {'steps_run': 130, 'stopped_at_step': 130, 'stop_max_devi_f': 0.3} if stopped else {'steps_run': 200}
+    process.ctx.md_0 = fake_md(aiida_localhost, fast_builder.dp_code, [0.02, 0.03, 0.04, failed_devi], outputs)
+    process.ctx.md_1 = fake_md(aiida_localhost, fast_builder.dp_code, [0.01, 0.02, 0.03, failed_devi],
+                               {'steps_run': 200})
+    assert process.inspect_exploration() is None
+    assert process.ctx.explore_steps == next_steps
+    messages = [log.message.split(']: ', 1)[-1] for log in orm.Log.collection.get_logs_for(process.node)]
+    assert 'iteration 2: MLFF MD at [300.0, 400.0] K, 200 steps, driven by model_1, model_2' in messages
+    assert f'iteration 2: next exploration {next_steps} steps ({why})' in messages
+    assert ('iteration 2: MD stopped at md.stop_devi_f: md_0 at step 130 (0.3 eV/Å)' in messages) == stopped
+
+
+def test_explorations_continue_where_the_ensemble_last_agreed(fast_builder, generate_workchain, aiida_localhost,
+                                                              monkeypatch):
+    """With ``continue_md`` the MD of iteration n starts from the last frame of the same MD of iteration n - 1 before
+    its deviation first exceeded trust_hi (``exploration_start``, a calcfunction of that trajectory); an MD without a
+    predecessor starts from the QD."""
+    fast_builder.exploration = orm.Dict({'temperatures_K': [300.0, 400.0], 'continue_md': True,
+                                         'md': {'steps': 200, 'save_interval': 10}})
+    fast_builder.selection = orm.Dict({'trust_lo': 0.05, 'trust_hi': 0.15, 'max_candidates': 2})
+    process = generate_workchain(MlffActiveLearningWorkChain, dict(fast_builder))
+    process.setup()
+    process.ctx.structure = process.inputs.structure
+    process.ctx.iteration = 3
+    process.ctx.models = {}
+    previous = fake_md(aiida_localhost, fast_builder.dp_code, [0.02, 0.03, 0.2, 0.04])
+    process.ctx.md_0 = previous
+    submitted = []
+    monkeypatch.setattr(process, 'submit', lambda cls, **inputs: submitted.append(inputs) or inputs)
+    process.run_exploration()
+    start = submitted[0]['structure']
+    assert start.creator.process_label == 'exploration_start'
+    assert start.creator.inputs.trajectory.uuid == previous.outputs.trajectory.uuid
+    assert start.base.attributes.get('frame') == 1  # frame 2 is the first above trust_hi 0.15
+    assert np.allclose(start.get_ase().positions, previous.outputs.trajectory.get_positions()[1])
+    assert submitted[1]['structure'].uuid == process.inputs.structure.uuid
+    messages = [log.message.split(']: ', 1)[-1] for log in orm.Log.collection.get_logs_for(process.node)]
+    assert (f'iteration 3: explorations continue: md_0 from step 1 of the previous '
+            f'TrajectoryData<{previous.outputs.trajectory.pk}>') in messages
