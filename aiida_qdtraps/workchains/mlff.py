@@ -445,9 +445,10 @@ class MlffActiveLearningWorkChain(QdProtocolMixin, WorkChain):
 
     def _exploration_starts(self, n_runs: int) -> dict:
         """With ``exploration.continue_md``: the start of each MD of this iteration, the last frame of the same MD of
-        the previous iteration before its force deviation first exceeded ``selection.trust_hi`` (``exploration_start``
-        calcfunction); none in iteration 1."""
-        limit = orm.Dict({'max_devi_f': float(self.inputs.selection['trust_hi'])})
+        the previous iteration before its force deviation first exceeded ``md.stop_devi_f`` (where it stopped), or
+        ``selection.trust_hi`` without a stop (``exploration_start`` calcfunction); none in iteration 1."""
+        stop = self.inputs.exploration.get_dict().get('md', {}).get('stop_devi_f')
+        limit = orm.Dict({'max_devi_f': float(stop if stop is not None else self.inputs.selection['trust_hi'])})
         starts = {}
         for i in range(n_runs):
             previous = self.ctx.get(f'md_{i}')

@@ -175,7 +175,8 @@ def test_active_learning_two_iterations(cp2k_code, dp_python, relaxed_tiny_qd):
         assert 'init_model' not in trainings[f'train_iter_1_model_{seed}'].inputs
 
     assert f'iteration 2: {11 + n_relax} MD frames' in report and 'validation MAE' in report
-    assert 'iteration 2: MLFF MD at [300.0] K, model relaxations from the QD rattled by [0.05] Å' in report
+    assert ('iteration 2: MLFF MD at [300.0] K, 20 steps, driven by model_1, model relaxations from the QD rattled by '
+            '[0.05] Å') in report
     assert 'warm start from iteration 1' in report
 
     # The trust levels of each iteration, where they came from, and the progress line.

@@ -754,13 +754,14 @@ def test_explorations_rotate_their_driver_and_grow(fast_builder, generate_workch
     assert ('iteration 2: MD stopped at md.stop_devi_f: md_0 at step 130 (0.3 eV/Å)' in messages) == stopped
 
 
+@pytest.mark.parametrize(('md', 'frame'), [({}, 1), ({'stop_devi_f': 0.3}, 3)])
 def test_explorations_continue_where_the_ensemble_last_agreed(fast_builder, generate_workchain, aiida_localhost,
-                                                              monkeypatch):
+                                                              monkeypatch, md, frame):
     """With ``continue_md`` the MD of iteration n starts from the last frame of the same MD of iteration n - 1 before
-    its deviation first exceeded trust_hi (``exploration_start``, a calcfunction of that trajectory); an MD without a
-    predecessor starts from the QD."""
+    its deviation first exceeded ``md.stop_devi_f`` or, without one, trust_hi (``exploration_start``, a calcfunction
+    of that trajectory); an MD without a predecessor starts from the QD."""
     fast_builder.exploration = orm.Dict({'temperatures_K': [300.0, 400.0], 'continue_md': True,
-                                         'md': {'steps': 200, 'save_interval': 10}})
+                                         'md': {'steps': 200, 'save_interval': 10, **md}})
     fast_builder.selection = orm.Dict({'trust_lo': 0.05, 'trust_hi': 0.15, 'max_candidates': 2})
     process = generate_workchain(MlffActiveLearningWorkChain, dict(fast_builder))
     process.setup()
@@ -775,9 +776,9 @@ def test_explorations_continue_where_the_ensemble_last_agreed(fast_builder, gene
     start = submitted[0]['structure']
     assert start.creator.process_label == 'exploration_start'
     assert start.creator.inputs.trajectory.uuid == previous.outputs.trajectory.uuid
-    assert start.base.attributes.get('frame') == 1  # frame 2 is the first above trust_hi 0.15
-    assert np.allclose(start.get_ase().positions, previous.outputs.trajectory.get_positions()[1])
+    assert start.base.attributes.get('frame') == frame  # frame 2 is the first above trust_hi 0.15; none above 0.3
+    assert np.allclose(start.get_ase().positions, previous.outputs.trajectory.get_positions()[frame])
     assert submitted[1]['structure'].uuid == process.inputs.structure.uuid
     messages = [log.message.split(']: ', 1)[-1] for log in orm.Log.collection.get_logs_for(process.node)]
-    assert (f'iteration 3: explorations continue: md_0 from step 1 of the previous '
+    assert (f'iteration 3: explorations continue: md_0 from step {frame} of the previous '
             f'TrajectoryData<{previous.outputs.trajectory.pk}>') in messages
