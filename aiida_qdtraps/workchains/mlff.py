@@ -414,7 +414,7 @@ class MlffActiveLearningWorkChain(QdProtocolMixin, WorkChain):
     def run_exploration(self):
         exploration = self.inputs.exploration.get_dict()
         futures, drivers = {}, []
-        starts = self._exploration_starts(len(exploration['temperatures_K'])) if exploration.get('continue_md') else {}
+        starts = self._exploration_starts(exploration) if exploration.get('continue_md') else {}
         if starts:
             listed = ', '.join(f"md_{i} from step {start.base.attributes.get('step')} of the previous "
                                f'TrajectoryData<{start.creator.inputs.trajectory.pk}>' for i, start in starts.items())
@@ -443,14 +443,14 @@ class MlffActiveLearningWorkChain(QdProtocolMixin, WorkChain):
         """This iteration's ``MlffMdCalculation`` nodes by context key (``md_<i>``, ``relax_<k>``)."""
         return {k: self.ctx[k] for k in self.ctx if k.startswith(('md_', 'relax_'))}
 
-    def _exploration_starts(self, n_runs: int) -> dict:
+    def _exploration_starts(self, exploration: dict) -> dict:
         """With ``exploration.continue_md``: the start of each MD of this iteration, the last frame of the same MD of
         the previous iteration before its force deviation first exceeded ``md.stop_devi_f`` (where it stopped), or
         ``selection.trust_hi`` without a stop (``exploration_start`` calcfunction); none in iteration 1."""
-        stop = self.inputs.exploration.get_dict().get('md', {}).get('stop_devi_f')
+        stop = exploration.get('md', {}).get('stop_devi_f')
         limit = orm.Dict({'max_devi_f': float(stop if stop is not None else self.inputs.selection['trust_hi'])})
         starts = {}
-        for i in range(n_runs):
+        for i in range(len(exploration['temperatures_K'])):
             previous = self.ctx.get(f'md_{i}')
             if previous is not None and 'trajectory' in previous.outputs:
                 starts[i] = exploration_start(previous.outputs.trajectory, limit)
