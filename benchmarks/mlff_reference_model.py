@@ -129,7 +129,7 @@ def train(args) -> None:
                                     'learning_rate': {'decay_steps': max(args.training_steps // 20, 1),
                                                       'stop_lr': 1.0e-6},
                                     'training': {'disp_freq': 200, 'save_freq': args.training_steps}}},
-        'exploration': {'temperatures_K': [300.0, 450.0],
+        'exploration': {'temperatures_K': args.temperatures,
                         'md': {'steps': args.explore_steps, 'save_interval': args.save_interval, 'timestep_fs': 1.0,
                                **({'stop_devi_f': args.stop_devi_f} if args.stop_devi_f else {})},
                         **({'grow': {'max_steps': args.grow}} if args.grow else {}),
@@ -138,9 +138,10 @@ def train(args) -> None:
                         **({'relax': {'rattle_stdev': args.relax_rattle, 'steps': 300, 'save_interval': 5,
                                       'from_iteration': args.relax_from}}
                            if args.relax_rattle else {})},
-        'selection': {'trust_lo': 0.10, 'trust_hi': 0.60, 'max_candidates': args.labels,
+        'selection': {'trust_lo': args.trust[0], 'trust_hi': args.trust[1], 'max_candidates': args.labels,
                       **({'balance': True} if args.balance else {}),
-                      'calibrate': {'target_error': 0.10, 'min_points': args.labels}},
+                      **({} if args.no_calibrate else {'calibrate': {'target_error': 0.10,
+                                                                      'min_points': args.labels}})},
         'convergence': {'force_rmse_eV_A': args.force_target, 'energy_rmse_meV_atom': 2.0, 'accurate_fraction': 0.99,
                         'max_iterations': args.max_iterations},
     }
@@ -261,6 +262,11 @@ def main() -> None:
     parser.add_argument('--validation-every', type=int, default=5,
                         help='train: every n-th frame of the initial MD is a validation frame')
     parser.add_argument('--explore-steps', type=int, default=2000, help='train: MLFF MD steps per temperature')
+    parser.add_argument('--temperatures', type=float, nargs='+', default=[300.0, 450.0],
+                        help='train: exploration MD temperatures (K), one MD each (repeated: another seed)')
+    parser.add_argument('--trust', type=float, nargs=2, default=[0.10, 0.60], metavar=('LO', 'HI'),
+                        help='train: trust levels (eV/Å) of iteration 1 (and all iterations with --no-calibrate)')
+    parser.add_argument('--no-calibrate', action='store_true', help='train: keep the given trust levels')
     parser.add_argument('--save-interval', type=int, default=20, help='train: MLFF MD steps between saved frames')
     parser.add_argument('--stop-devi-f', type=float, default=None,
                         help='train: end an exploration MD at the first frame with a force deviation above this (eV/Å)')
