@@ -295,3 +295,12 @@ def pytest_collection_modifyitems(items):
         return (1, 0) if item.get_closest_marker('slow') is not None else (2, 0)
 
     items.sort(key=rank)
+
+
+@pytest.fixture
+def dp_python(aiida_code_installed):
+    """This interpreter (which has deepmd-kit) as the ``dp-python`` code, with the project's thread settings."""
+    from aiida_qdtraps.profile import DP_THREADS
+
+    return aiida_code_installed(label='dp-python', default_calc_job_plugin='qdtraps.deepmd.train',
+                                filepath_executable=sys.executable, prepend_text=DP_THREADS)

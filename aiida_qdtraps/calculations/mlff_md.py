@@ -6,7 +6,10 @@ the job copies :mod:`aiida_qdtraps.calculations.mlff_md_script` into its folder 
 With ``mode: relax`` the same job runs a BFGS relaxation instead (from the structure, rattled by ``rattle_stdev`` Å
 with ``seed``, until max |F| < ``fmax`` eV/Å or ``steps`` BFGS steps, at most ``maxstep`` Å per step), saving the
 path: the active-learning loop explores with it the directions a minimiser follows, which an MD at 300 K does not
-visit. ``driver`` picks the model that drives the MD (index in the models' name order, default the first); with
+visit. ``driver`` picks the model that drives the MD (index in the models' name order, default the first), or
+``'mean'``: the committee mean of all models' energies and forces drives it (every model is evaluated at every step,
+so a step costs as many model evaluations as there are models; a hole in one member is averaged with the others,
+which keeps long production MDs in the trained region longer than any single member does); with
 ``stop_devi_f`` (eV/Å) the MD stops at the first saved frame whose ensemble force deviation exceeds it (the
 active-learning exploration: frames past that point are neither accurate nor worth a label).
 """
@@ -30,7 +33,8 @@ MODES = ('md', 'relax')
 
 #: MD settings and their defaults: K, fs, steps, fs (Langevin time constant), frozen atom indices, velocity seed;
 #: ``mode`` ``md`` or ``relax`` (BFGS: ``rattle_stdev`` Å of the start, ``fmax`` eV/Å, ``maxstep`` Å per step);
-#: ``driver``: index of the driving model; ``stop_devi_f``: eV/Å, or None (MD runs all ``steps``).
+#: ``driver``: index of the driving model, or ``'mean'`` (the committee mean); ``stop_devi_f``: eV/Å, or None (MD
+#: runs all ``steps``).
 DEFAULT_PARAMETERS = {'temperature_K': 300.0, 'timestep_fs': 1.0, 'steps': 1000, 'save_interval': 10,
                       'thermostat': 'langevin', 'thermostat_tau_fs': 100.0, 'frozen_indices': [], 'seed': 0,
                       'mode': 'md', 'rattle_stdev': 0.0, 'fmax': 0.05, 'maxstep': 0.1, 'driver': 0,
@@ -64,8 +68,9 @@ def md_parameters(changes: dict, n_atoms: int | None = None) -> dict:
     if not float(params['fmax']) > 0 or not float(params['maxstep']) > 0:
         raise ValueError(f"fmax and maxstep must be > 0, got fmax={params['fmax']}, maxstep={params['maxstep']}")
     driver = params['driver']
-    if isinstance(driver, bool) or not isinstance(driver, int) or driver < 0:
-        raise ValueError(f'driver must be the index (integer >= 0) of the model that drives the MD, got {driver!r}')
+    if driver != 'mean' and (isinstance(driver, bool) or not isinstance(driver, int) or driver < 0):
+        raise ValueError(f"driver must be the index (integer >= 0) of the model that drives the MD or 'mean' (the "
+                         f"committee mean of all models), got {driver!r}")
     stop = params['stop_devi_f']
     if stop is not None:
         if isinstance(stop, bool) or not isinstance(stop, (int, float)) or not stop > 0:
@@ -85,7 +90,7 @@ def check_inputs(inputs) -> None:
     if not inputs.get('models'):
         raise ValueError('give at least one frozen model in `models`')
     driver = parameters_of(inputs).get('driver', 0)
-    if driver >= len(inputs['models']):
+    if driver != 'mean' and driver >= len(inputs['models']):
         raise ValueError(f"driver {driver} names no model: {len(inputs['models'])} model(s) given, indices from 0")
     dipole = inputs.get('dipole_model')
     if dipole is not None:
@@ -109,8 +114,8 @@ class MlffMdCalculation(CalcJob):
         define_script_job(spec, 'qdtraps.mlff_md', structure_help='Start geometry (non-periodic QD).',
                           parameters_help='MD settings, see DEFAULT_PARAMETERS.', check=check_inputs)
         spec.input_namespace('models', valid_type=orm.SinglefileData, dynamic=True,
-                             help='Frozen models (.pth); the first in name order (or `driver`) drives the MD, all '
-                                  'give the deviation.')
+                             help='Frozen models (.pth); the first in name order (or `driver`: an index, or `mean` for '
+                                  'the committee mean) drives the MD, all give the deviation.')
         spec.input('type_map', valid_type=orm.List, help='Element order of the models.')
         spec.input('dipole_model', valid_type=orm.SinglefileData, required=False,
                    help='A frozen DeePMD dipole model (.pth, `DeepmdTrainCalculation` with kind `dipole`): the global '

@@ -1,10 +1,11 @@
 """MLFF molecular dynamics with ASE and DeePMD-kit models: the script ``MlffMdCalculation`` copies and runs.
 
 Usage: ``python mlff_md_script.py input.json``. Reads ``structure.xyz`` (extended XYZ) and the frozen models
-``model_<i>.pth`` named in ``input.json``; drives ASE MD with model ``driver`` (default the first; Langevin BAOAB or
-velocity-Verlet NVE), optionally with frozen atoms; every ``save_interval`` steps stores the frame and evaluates all
-models on it (and a dipole model, if given, for the frame's global dipole). With ``stop_devi_f`` (eV/Å) the MD ends
-at the first saved frame whose largest force deviation exceeds it: frames after that one teach a model nothing.
+``model_<i>.pth`` named in ``input.json``; drives ASE MD with model ``driver`` (default the first; ``mean``: the
+committee mean of all models' energies and forces; Langevin BAOAB or velocity-Verlet NVE), optionally with frozen
+atoms; every ``save_interval`` steps stores the frame and evaluates all models on it (and a dipole model, if given,
+for the frame's global dipole). With ``stop_devi_f`` (eV/Å) the MD ends at the first saved frame whose largest force
+deviation exceeds it: frames after that one teach a model nothing.
 With ``mode: relax`` a BFGS relaxation of the (``rattle_stdev``-rattled) structure replaces the MD and every
 ``save_interval``-th step of its path is a frame.
 Writes ``md.npz`` (Å, eV, eV/Å, fs, K, e·Å) and ``md.json`` (timings). Needs only numpy, ase and deepmd-kit, so it
@@ -18,6 +19,7 @@ import sys
 import time
 
 import numpy as np
+from ase.calculators.calculator import Calculator, all_changes
 
 
 def main(path: str) -> None:
@@ -43,11 +45,14 @@ def main(path: str) -> None:
     if params.get('frozen_indices'):
         atoms.set_constraint(FixAtoms(indices=params['frozen_indices']))
     models = params['models']
-    atoms.calc = DP(model=models[int(params.get('driver', 0))],
-                    type_dict={el: i for i, el in enumerate(params['type_map'])})
     ensemble = [DeepPot(m) for m in models]
-    stop_devi_f = params.get('stop_devi_f') if len(ensemble) > 1 else None
     types = [params['type_map'].index(s) for s in atoms.get_chemical_symbols()]
+    driver = params.get('driver', 0)
+    if driver == 'mean':
+        atoms.calc = CommitteeMean(ensemble, types)
+    else:
+        atoms.calc = DP(model=models[int(driver)], type_dict={el: i for i, el in enumerate(params['type_map'])})
+    stop_devi_f = params.get('stop_devi_f') if len(ensemble) > 1 else None
 
     rng = np.random.default_rng(params['seed'])
     relax = params.get('mode', 'md') == 'relax'
@@ -78,7 +83,10 @@ def main(path: str) -> None:
         frames['velocities'].append(atoms.get_velocities() * fs)  # ASE velocity unit -> Å/fs
         frames['kinetic_energies'].append(atoms.get_kinetic_energy())
         if stop_devi_f is not None:
-            energies, forces = evaluate(ensemble, atoms.get_positions()[None], types)
+            if isinstance(atoms.calc, CommitteeMean):  # every member was just evaluated on this geometry
+                energies, forces = atoms.calc.members
+            else:
+                energies, forces = evaluate(ensemble, atoms.get_positions()[None], types)
             evaluated['energies'].append(energies[:, 0])
             evaluated['forces'].append(forces[:, 0])
             deviation = float(calc_model_devi_f(forces)[0][0])
@@ -123,6 +131,25 @@ def main(path: str) -> None:
             timings.update(mode='relax', bfgs_steps=int(dyn.nsteps), converged=converged,
                            final_fmax_eV_A=float(np.linalg.norm(frames['forces'][-1], axis=1).max()))
         json.dump(timings, handle)
+
+
+class CommitteeMean(Calculator):
+    """ASE calculator: the mean energy and forces of a DeePMD ensemble; ``members`` holds every model's energies
+    (models, 1) and forces (models, 1, atoms, 3) of the last geometry, for the deviation at no extra cost."""
+
+    implemented_properties = ['energy', 'free_energy', 'forces']
+
+    def __init__(self, ensemble: list, types: list[int]):
+        super().__init__()
+        self.ensemble, self.types = ensemble, types
+        self.members = None
+
+    def calculate(self, atoms=None, properties=('energy',), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        energies, forces = evaluate(self.ensemble, self.atoms.get_positions()[None], self.types)
+        self.members = (energies, forces)
+        energy = float(energies[:, 0].mean())
+        self.results = {'energy': energy, 'free_energy': energy, 'forces': forces[:, 0].mean(axis=0)}
 
 
 def evaluate(ensemble: list, positions: np.ndarray, types: list[int]) -> tuple[np.ndarray, np.ndarray]:

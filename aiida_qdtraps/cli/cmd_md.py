@@ -279,16 +279,23 @@ def _load(pk: int, node_type, hint: str):
     return node
 
 
-def _mlff_builder(structure, model, code, temperature, time_ps, ensemble, timestep_fs, save_interval,
-                  dipole_model=None):
+def _mlff_builder(structure, models, code, temperature, time_ps, ensemble, timestep_fs, save_interval,
+                  dipole_model=None, driver=None, freeze=None, stop_devi_f=None):
     from aiida import orm
 
     from aiida_qdtraps.calculations.mlff_md import MlffMdCalculation, check_inputs, md_parameters
 
-    type_map = model.base.attributes.get('type_map', None)
-    if not type_map:
-        raise click.BadParameter(f'model {model.pk} has no type_map attribute (a frozen model of '
-                                 'DeepmdTrainCalculation has one)', param_hint='--model')
+    type_maps = []
+    for model in models:
+        type_map = model.base.attributes.get('type_map', None)
+        if not type_map:
+            raise click.BadParameter(f'model {model.pk} has no type_map attribute (a frozen model of '
+                                     'DeepmdTrainCalculation has one)', param_hint='--model')
+        type_maps.append(list(type_map))
+    if any(tm != type_maps[0] for tm in type_maps):
+        raise click.BadParameter(f'the models have different type maps {type_maps}: an ensemble shares one',
+                                 param_hint='--model')
+    type_map = type_maps[0]
     missing = sorted(set(structure.get_kind_names()) - set(type_map))
     if missing:
         raise click.BadParameter(f'the model knows {type_map}, not {missing}', param_hint='--model')
@@ -296,6 +303,21 @@ def _mlff_builder(structure, model, code, temperature, time_ps, ensemble, timest
     changes = {'thermostat': ensemble, 'timestep_fs': timestep_fs, 'steps': steps, 'save_interval': save_interval}
     if temperature is not None:
         changes['temperature_K'] = temperature
+    if driver is not None:
+        if driver != 'mean' and not (driver.isdigit() and 1 <= int(driver) <= len(models)):
+            raise click.BadParameter(f"{driver!r} is neither 'mean' nor a member number 1..{len(models)} (the "
+                                     'order of --model)', param_hint='--driver')
+        changes['driver'] = 'mean' if driver == 'mean' else int(driver) - 1
+    if freeze:
+        symbols = [structure.get_kind(site.kind_name).symbol for site in structure.sites]
+        elements = [e.strip() for e in freeze.split(',') if e.strip()]
+        unknown = sorted(set(elements) - set(symbols))
+        if unknown or not elements:
+            raise click.BadParameter(f'{freeze!r}: the QD has no {unknown or "elements named"} (it has '
+                                     f'{sorted(set(symbols))})', param_hint='--freeze')
+        changes['frozen_indices'] = [i for i, symbol in enumerate(symbols) if symbol in elements]
+    if stop_devi_f is not None:
+        changes['stop_devi_f'] = stop_devi_f
     try:
         parameters = md_parameters(changes, len(structure.sites))
     except ValueError as exc:
@@ -303,17 +325,24 @@ def _mlff_builder(structure, model, code, temperature, time_ps, ensemble, timest
     builder = MlffMdCalculation.get_builder()
     builder.code = code
     builder.structure = structure
-    builder.models = {'model_0': model}
+    builder.models = {f'model_{i}': model for i, model in enumerate(models)}
     builder.type_map = orm.List(list(type_map))
     builder.parameters = orm.Dict(parameters)
     if dipole_model is not None:
         try:
-            check_inputs({'structure': structure, 'models': {'model_0': model}, 'dipole_model': dipole_model})
+            check_inputs({'structure': structure, 'models': dict(builder.models), 'dipole_model': dipole_model})
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint='--dipole-model') from None
         builder.dipole_model = dipole_model
     summary = (f"{ensemble} at {parameters['temperature_K']} K, {steps} steps of {timestep_fs} fs, a frame every "
                f'{save_interval}' + (f', dipoles from SinglefileData<{dipole_model.pk}>' if dipole_model else ''))
+    if len(models) > 1:
+        summary += (f"; {len(models)} models, driven by "
+                    + ('their mean' if parameters['driver'] == 'mean' else f"model {parameters['driver'] + 1}"))
+    if parameters['frozen_indices']:
+        summary += f"; {len(parameters['frozen_indices'])} frozen atoms ({freeze})"
+    if parameters['stop_devi_f'] is not None:
+        summary += f"; stops above a force deviation of {parameters['stop_devi_f']} eV/Å"
     return builder, summary
 
 
@@ -328,8 +357,16 @@ def _mlff_builder(structure, model, code, temperature, time_ps, ensemble, timest
 @click.option('--temperature', type=float, default=None, help="Temperature (K); default the protocol's (300 K).")
 @click.option('--time', 'time_ps', type=float, default=None,
               help="Length (ps) of the NVE run (cp2k) or of the whole run (mlff); default the protocol's / 10 ps.")
-@click.option('--model', 'model_pk', type=int, default=None,
-              help='mlff: pk of a frozen DeePMD model (a SinglefileData with a type_map attribute).')
+@click.option('--model', 'model_pks', type=int, multiple=True,
+              help='mlff: pk of a frozen DeePMD model (a SinglefileData with a type_map attribute); repeat it for an '
+                   'ensemble: every stored frame gets the ensemble force deviation (max_devi_f).')
+@click.option('--driver', default=None,
+              help="mlff: the member that drives the MD (1, 2, ... in --model order; default 1), or 'mean': the "
+                   'committee mean of all models (one model evaluation per member and step).')
+@click.option('--freeze', default=None,
+              help='mlff: elements held fixed, comma-separated (e.g. Cd,Se: the frozen core of Sowa et al.\'s FF1).')
+@click.option('--stop-devi-f', type=float, default=None,
+              help='mlff: stop at the first stored frame whose ensemble force deviation exceeds this (eV/Å).')
 @click.option('--dipole-model', 'dipole_pk', type=int, default=None,
               help='mlff: pk of a frozen DeePMD dipole model (DeepmdTrainCalculation kind dipole): every stored frame '
                    'gets its dipole, for `compute_ir` / `qdtraps md analyze --ir`.')
@@ -344,8 +381,8 @@ def _mlff_builder(structure, model, code, temperature, time_ps, ensemble, timest
               help='Code: default cp2k@localhost (cp2k) or dp-python@localhost (mlff).')
 @click.option('--daemon/--no-daemon', default=False, show_default=True,
               help='Submit to the daemon and return at once, instead of running here until the MD ends.')
-def run(structure_pk, engine, protocol, temperature, time_ps, model_pk, dipole_pk, ensemble, timestep_fs,
-        save_interval, charge, multiplicity, code_label, daemon):
+def run(structure_pk, engine, protocol, temperature, time_ps, model_pks, driver, freeze, stop_devi_f, dipole_pk,
+        ensemble, timestep_fs, save_interval, charge, multiplicity, code_label, daemon):
     """Run MD of the QD stored as STRUCTURE (pk of a StructureData) with provenance; prints the pks of the process and,
     when it ran here, of its trajectory (the layout of docs/md.md, which `qdtraps.compute_*` analyse)."""
     _load_profile()
@@ -354,11 +391,15 @@ def run(structure_pk, engine, protocol, temperature, time_ps, model_pk, dipole_p
     from aiida.engine import run_get_node, submit
 
     structure = _load(structure_pk, orm.StructureData, 'STRUCTURE')
-    if engine == 'mlff' and model_pk is None:
+    if engine == 'mlff' and not model_pks:
         raise click.BadParameter('--engine mlff needs --model PK (a frozen DeePMD model)', param_hint='--model')
     if engine == 'cp2k' and dipole_pk is not None:
         raise click.BadParameter('--dipole-model is for --engine mlff; CP2K MD prints its own dipoles',
                                  param_hint='--dipole-model')
+    mlff_only = [name for name, value in (('--driver', driver), ('--freeze', freeze), ('--stop-devi-f', stop_devi_f))
+                 if value is not None]
+    if engine == 'cp2k' and mlff_only:
+        raise click.BadParameter(f"{', '.join(mlff_only)}: options of --engine mlff")
     code_label = code_label or {'cp2k': 'cp2k@localhost', 'mlff': 'dp-python@localhost'}[engine]
     try:
         code = orm.load_code(code_label)
@@ -366,10 +407,10 @@ def run(structure_pk, engine, protocol, temperature, time_ps, model_pk, dipole_p
         raise click.BadParameter(f'no code {code_label!r}; `qdtraps status` lists the codes', param_hint='--code') \
             from None
     if engine == 'mlff':
-        model = _load(model_pk, orm.SinglefileData, '--model')
+        models = [_load(pk, orm.SinglefileData, '--model') for pk in model_pks]
         dipole = _load(dipole_pk, orm.SinglefileData, '--dipole-model') if dipole_pk is not None else None
-        builder, summary = _mlff_builder(structure, model, code, temperature, time_ps, ensemble, timestep_fs,
-                                         save_interval, dipole)
+        builder, summary = _mlff_builder(structure, models, code, temperature, time_ps, ensemble, timestep_fs,
+                                         save_interval, dipole, driver, freeze, stop_devi_f)
         label = 'MlffMdCalculation'
     else:
         from aiida_qdtraps.workchains.md import QdMdWorkChain
@@ -401,6 +442,15 @@ def run(structure_pk, engine, protocol, temperature, time_ps, model_pk, dipole_p
     trajectory = results['trajectory']
     click.echo(f'{label}<{node.pk}>: TrajectoryData<{trajectory.pk}> ({trajectory.numsteps} frames, '
                f"{trajectory.get_array('times')[-1]:.1f} fs)")
+    if 'max_devi_f' in trajectory.get_arraynames():
+        deviation = trajectory.get_array('max_devi_f')
+        click.echo(f'ensemble force deviation: median {np.median(deviation):.3f}, largest {deviation.max():.3f} eV/Å')
+    stopped = results['output_parameters'].get('stopped_at_step') if 'output_parameters' in results else None
+    if stopped is not None:
+        raise click.ClickException(
+            f"{label}<{node.pk}> stopped at step {stopped}: ensemble force deviation "
+            f"{results['output_parameters']['stop_max_devi_f']:.2f} eV/Å > --stop-devi-f; the MD left the region "
+            'the models were trained on')
     if 'md_summary' in results:
         summary = results['md_summary'].get_dict()
         click.echo(f"md_summary Dict<{results['md_summary'].pk}>")

@@ -212,3 +212,54 @@ def test_md_run_submits_the_protocol_to_the_daemon(md_run, tiny_qd, recorded_cp2
     assert 'submitted QdMdWorkChain<4242>' in result.output
     md = submitted[0].md.get_dict()
     assert md['temperature'] == 250.0 and md['nve_fs'] == 500.0 and md['heatup_fs'] == 100.0
+
+
+def _energy_model(path, type_map):
+    from aiida import orm
+
+    model = orm.SinglefileData(path)
+    model.base.attributes.set_many({'type_map': type_map, 'kind': 'energy'})
+    return model.store()
+
+
+def test_md_run_mlff_ensemble_options_refuse_bad_input(md_run, tiny_qd, dp_python, data_dir):
+    models = [_energy_model(data_dir / 'mlff' / 'in4pf9' / 'model.pth', ['F', 'In', 'P']),
+              _energy_model(data_dir / 'deepmd' / 'model_in4pf9_fast.pth', ['F', 'In', 'P'])]
+    base = [tiny_qd.pk, '--engine', 'mlff', '--model', models[0].pk, '--model', models[1].pk,
+            '--code', dp_python.full_label]
+    result = md_run(*base, '--driver', '3')
+    assert result.exit_code != 0 and "'3' is neither 'mean' nor a member number 1..2" in result.output
+    result = md_run(*base, '--freeze', 'Cd,In')
+    assert result.exit_code != 0 and "'Cd,In': the QD has no ['Cd'] (it has ['F', 'In', 'P'])" in result.output
+    result = md_run(tiny_qd.pk, '--driver', 'mean', '--freeze', 'In')
+    assert result.exit_code != 0 and '--driver, --freeze: options of --engine mlff' in result.output
+    other = _energy_model(data_dir / 'deepmd' / 'model_in4pf9_fast.pth', ['In', 'F', 'P'])
+    result = md_run(tiny_qd.pk, '--engine', 'mlff', '--model', models[0].pk, '--model', other.pk)
+    assert result.exit_code != 0 and 'the models have different type maps' in result.output
+
+
+def test_md_run_mlff_ensemble_mean_with_a_frozen_element(md_run, tiny_qd, dp_python, data_dir):
+    """Two models driven by their mean, In held fixed: a real MD whose In atoms do not move; a deviation threshold
+    below the ensemble's spread stops the MD with an error naming it."""
+    from aiida import orm
+
+    models = [_energy_model(data_dir / 'mlff' / 'in4pf9' / 'model.pth', ['F', 'In', 'P']),
+              _energy_model(data_dir / 'deepmd' / 'model_in4pf9_fast.pth', ['F', 'In', 'P'])]
+    base = [tiny_qd.pk, '--engine', 'mlff', '--model', models[0].pk, '--model', models[1].pk,
+            '--code', dp_python.full_label, '--time', '0.05', '--save-every', '10', '--temperature', '100']
+    result = md_run(*base, '--driver', 'mean', '--freeze', 'In')
+    assert result.exit_code == 0, result.output
+    assert '2 models, driven by their mean; 4 frozen atoms (In)' in result.output
+    assert re.search(r'ensemble force deviation: median \d+\.\d+, largest \d+\.\d+ eV/Å', result.output)
+    pk = int(re.search(r'TrajectoryData<(\d+)>', result.output).group(1))
+    trajectory = orm.load_node(pk)
+    indium = [i for i, site in enumerate(tiny_qd.sites) if site.kind_name == 'In']
+    positions = trajectory.get_positions()
+    assert len(positions) == 6
+    assert np.allclose(positions[:, indium], positions[0, indium])
+    assert not np.allclose(positions[-1], positions[0])
+    assert trajectory.creator.inputs.parameters['driver'] == 'mean'
+    result = md_run(*base, '--stop-devi-f', '0.0001')
+    assert result.exit_code != 0
+    assert re.search(r'MlffMdCalculation<\d+> stopped at step 0: ensemble force deviation \d+\.\d+ eV/Å > '
+                     r'--stop-devi-f', result.output), result.output

@@ -20,19 +20,12 @@ from aiida.engine import run_get_node
 from aiida.manage.caching import enable_caching
 
 from aiida_qdtraps.analysis.mlff import HARTREE_EV
-from aiida_qdtraps.profile import DP_THREADS
 from aiida_qdtraps.workchains.mlff import MlffActiveLearningWorkChain
 from aiida_qdtraps.workchains.mlff_functions import label_source
 
 #: The CalcJobs of the loop; with caching on for these a relaunch reuses every finished one (docs/mlff.md).
 CACHED = ('aiida.calculations:cp2k', 'aiida.calculations:qdtraps.deepmd.train', 'aiida.calculations:qdtraps.mlff_md')
 
-
-@pytest.fixture
-def dp_python(aiida_code_installed):
-    """The venv Python (deepmd-kit + ase) that runs the training and MD scripts, one thread."""
-    return aiida_code_installed(label='dp-python', default_calc_job_plugin='qdtraps.deepmd.train',
-                                filepath_executable=sys.executable, prepend_text=DP_THREADS)
 
 
 def print_timings(node):
