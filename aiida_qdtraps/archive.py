@@ -20,6 +20,12 @@ from ``qdtraps_stripped_files`` after importing (:func:`mark_stripped_invalid_ca
 ``verdi archive import``, call that function before ``verdi node rehash``. Trap records, MO windows, Bader charges,
 charge flows, plots and everything ``find_traps`` / ``trap_provenance`` walk are untouched.
 
+**Leaving other large files out** (:func:`strip_files` with other ``patterns`` and ``keep``). The same mechanism, by
+file name and with nodes exempted by UUID: the archive of an active-learning run ships the weights of the model it
+is about and strips ``model.pth`` from the other iterations' and members' models (each of those nodes keeps its
+attributes, links and the sha256 of its weights), so that every training frame still traces to its labelling
+calculation in an archive a fraction of the size.
+
 **Versions** (``qdtraps archive check`` / ``import``). AiiDA writes ``version.plugin`` (this package's
 ``__version__``) into the attributes of every process node run from it. :func:`archive_report` collects them from the
 archive without importing it, together with the attributes its ``TrapRecord`` nodes lack compared with what this
@@ -114,8 +120,10 @@ def _validate_patterns(patterns: t.Sequence[str]) -> tuple[str, ...]:
     return patterns
 
 
-def strip_files(path: str | pathlib.Path, patterns: t.Sequence[str] = CUBE_PATTERNS) -> list[StrippedFile]:
-    """Remove the files whose basename matches ``patterns`` from every node of the archive ``path`` (in place).
+def strip_files(path: str | pathlib.Path, patterns: t.Sequence[str] = CUBE_PATTERNS, *,
+                keep: t.Iterable[str] = ()) -> list[StrippedFile]:
+    """Remove the files whose basename matches ``patterns`` from every node of the archive ``path`` (in place), except
+    from the nodes whose UUID is in ``keep`` (a content those nodes share with stripped ones stays in the archive).
 
     :returns: one :class:`StrippedFile` per removed file (a content shared by two nodes is listed twice, stored once).
     """
@@ -132,7 +140,13 @@ def strip_files(path: str | pathlib.Path, patterns: t.Sequence[str] = CUBE_PATTE
             rows = connection.execute(
                 'SELECT id, uuid, node_type, repository_metadata, extras FROM db_dbnode').fetchall()
             touched = []
+            keep = set(keep)
+            missing = keep - {row[1] for row in rows}
+            if missing:
+                raise ValueError(f'keep names node(s) that are not in the archive {str(path)!r}: {sorted(missing)}')
             for pk, uuid, node_type, repository, extras in rows:
+                if uuid in keep:
+                    continue
                 tree = json.loads(repository or '{}')
                 removed = _remove(tree, patterns)
                 if not removed:

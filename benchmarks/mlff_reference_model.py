@@ -29,7 +29,10 @@ iteration from ``--relax-from`` on also explores by model relaxations from the Q
 ``export``: writes ``model.pth`` (the model of the final ensemble with the lowest force RMSE on the loop's own
 validation frames), ``heldout.extxyz`` (the held-out MD's frames from step ``--skip`` on, every ``--every``-th; DFT
 energies in eV, forces in eV/Å), ``parity_run.png`` (the loop's own parity plot) and ``training.aiida`` (an archive of
-the run and the held-out MD, every frame traced to its CP2K calculation) and prints the model's errors on the held-out
+the run and the held-out MD, every frame traced to its CP2K calculation; the weights of the other models and the raw
+files the parsers stored as arrays and the models' predictions are left out (``ARCHIVE_STRIPPED``), their nodes
+stay; with ``--ensemble`` also ``ensemble/``: the final
+ensemble, the shipped member as ``model_1.pth``, and the start geometry) and prints the model's errors on the held-out
 frames, as ``qdtraps mlff test`` computes them. ``relax``: every model of the run's final ensemble relaxes the QD of
 ``--structure`` (the DFT minimum) as given and rattled by each ``--rattle`` amplitude (Å, seeded), with BFGS to
 0.05 eV/Å; one line per model and start: RMSD of the end point to the DFT minimum, the ensemble's deviation there, and
@@ -53,6 +56,14 @@ MODEL = {
                    'axis_neuron': 8},
     'fitting_net': {'neuron': [120, 120, 120], 'resnet_dt': True},
 }
+
+
+#: File names left out of ``training.aiida`` (all nodes but the shipped model and its training's retrieved folder):
+#: ``model.pth`` (other models' weights, 1.9 MB each), ``validation.f.out`` and ``md.npz`` (raw outputs stored as the
+#: ``validation_parity`` and ``trajectory`` arrays), the MLFF MDs' ``velocities.npy`` / ``forces.npy`` and the
+#: ``forces_mlff.npy`` of ``validation_parity`` (model predictions; CP2K's own MD forces stay in its retrieved
+#: ``aiida-frc-1.xyz``, the labels in the datasets and each label's ``aiida.out``).
+ARCHIVE_STRIPPED = ('model.pth', 'validation.f.out', 'md.npz', 'velocities.npy', 'forces.npy', 'forces_mlff.npy')
 
 
 def structure_from(path: str):
@@ -163,7 +174,7 @@ def export(args) -> None:
     from ase.io import write
 
     from aiida_qdtraps.analysis.mlff_test import frame_labels, model_errors, predict
-    from aiida_qdtraps.archive import create_archive
+    from aiida_qdtraps.archive import create_archive, strip_files
     from aiida_qdtraps.workchains.mlff import best_member
 
     run = orm.load_node(args.run)
@@ -197,8 +208,24 @@ def export(args) -> None:
                for values in node.base.attributes.get('frame_sources').values() for uuid in values}
     create_archive(out / 'training.aiida', [run, dataset, *(orm.load_node(uuid) for uuid in sorted(sources))],
                    overwrite=True)
+    # What leaves the archive (ARCHIVE_STRIPPED): the weights of every other model (earlier iterations, other members),
+    # the raw files whose contents the parsers stored as arrays, and the model-predicted arrays that the shipped model
+    # reproduces; their nodes, links and sha256 stay, so every frame still traces to its labelling calculation.
+    shipped = run.outputs.models[chosen]
+    stripped = strip_files(out / 'training.aiida', ARCHIVE_STRIPPED,
+                           keep=[shipped.uuid, shipped.creator.outputs.retrieved.uuid])
+    if args.ensemble:  # the final ensemble, the shipped member first, and the geometry it was trained from
+        folder = out / 'ensemble'
+        folder.mkdir(exist_ok=True)
+        names = [chosen, *sorted(set(run.outputs.models) - {chosen})]
+        for i, name in enumerate(names):
+            (folder / f'model_{i + 1}.pth').write_bytes(run.outputs.models[name].get_content('rb'))
+        run.inputs.structure.get_ase().write(folder / 'start.xyz', format='extxyz')
+        print(f'ensemble/: model_1..{len(names)}.pth = {names}, start.xyz', flush=True)
     size = (out / 'training.aiida').stat().st_size / 1e6
-    print(f"training.aiida {size:.1f} MB; files {sorted(p.name for p in out.iterdir())}", flush=True)
+    print(f"training.aiida {size:.1f} MB ({len({f.sha256 for f in stripped})} files left out: other models' weights, "
+          "raw files stored as arrays); "
+          f"files {sorted(p.name for p in out.iterdir())}", flush=True)
     reference_e, reference_f = frame_labels(frames)
     model_e, model_f = predict(str(out / 'model.pth'), frames)
     errors = model_errors(model_e, model_f, reference_e, reference_f, [len(a) for a in frames])
@@ -295,6 +322,8 @@ def main() -> None:
     parser.add_argument('--heldout', type=int, help='export: the held-out dataset FolderData')
     parser.add_argument('--skip', type=int, default=5, help='export: first MD step of the held-out frames')
     parser.add_argument('--every', type=int, default=3, help='export: held-out frame stride (MD steps)')
+    parser.add_argument('--ensemble', action='store_true',
+                        help='export: also write ensemble/model_<i>.pth (the shipped member first) and start.xyz')
     parser.add_argument('--out', default='tests/data/mlff/in4pf9')
     parser.add_argument('--rattle', type=float, nargs='*', default=[0.0, 0.05, 0.1, 0.2],
                         help='relax: rattle amplitudes (Å) of the starts')

@@ -126,6 +126,24 @@ def test_archive_without_cubes(cube_profile, run_python, tmp_path):
     assert 'CREATOR-CACHE False' in stdout
 
 
+def test_strip_files_keeps_the_nodes_it_is_told_to_keep(cube_profile, tmp_path):
+    """``keep``: the density ``SinglefileData`` keeps its cube while the retrieved folder loses the same content,
+    which therefore stays in the archive's repository; a UUID that is not in the archive is an error."""
+    import shutil
+
+    from aiida_qdtraps.archive import strip_files
+
+    uuids, full, _, _ = cube_profile
+    copy = tmp_path / 'kept.aiida'
+    shutil.copy(full, copy)
+    removed = strip_files(copy, ('*.cube',), keep=[uuids['density']])
+    assert [(f.uuid, f.path) for f in removed] == [(uuids['retrieved'], 'aiida-ELECTRON_DENSITY-1_0.cube')]
+    with zipfile.ZipFile(copy) as archive:
+        assert f'repo/{removed[0].sha256}' in archive.namelist()  # still the density node's file
+    with pytest.raises(ValueError, match=r"keep names node\(s\) that are not in the archive .*\['no-such-uuid'\]"):
+        strip_files(copy, ('*.cube',), keep=['no-such-uuid'])
+
+
 def _edit_archive(source: pathlib.Path, target: pathlib.Path, *statements: tuple[str, tuple]) -> None:
     """Copy an archive, running SQL on its ``db.sqlite3`` (to fake one written by another plugin version)."""
     work = target.parent / 'db.sqlite3'
