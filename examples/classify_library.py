@@ -11,6 +11,7 @@ structure of one trapping sample with QueryBuilder only. Takes about 20 s. docs/
 features, the metrics and what they do and do not show.
 """
 
+import inspect
 import pathlib
 import sys
 
@@ -21,7 +22,9 @@ from aiida_qdtraps.cli.cmd_classify import metrics_table
 from aiida_qdtraps.workchains.classifier import TrapClassifierWorkChain, trace_sample
 
 GROUP = 'qdtraps/library'
-ARCHIVE = pathlib.Path(__file__).resolve().parent.parent / 'tests' / 'data' / 'library' / 'library.aiida'
+#: ``verdi run`` sets ``__file__`` to the bare file name: the script is found by the path it was started with
+ARCHIVE = (pathlib.Path(inspect.getfile(inspect.currentframe())).resolve().parent.parent / 'tests' / 'data' / 'library'
+           / 'library.aiida')
 TASKS = {
     'core': {'elements': ['In', 'Ga', 'P'], 'coordinations': None},
     'p4c': {'elements': ['P'], 'coordinations': [4]},
