@@ -29,14 +29,13 @@ iteration from ``--relax-from`` on also explores by model relaxations from the Q
 ``export``: writes ``model.pth`` (the model of the final ensemble with the lowest force RMSE on the loop's own
 validation frames), ``heldout.extxyz`` (the held-out MD's frames from step ``--skip`` on, every ``--every``-th; DFT
 energies in eV, forces in eV/Å), ``parity_run.png`` (the loop's own parity plot) and ``training.aiida`` (an archive of
-the run and the held-out MD, every frame traced to its CP2K calculation; the weights of the other models and the raw
-files the parsers stored as arrays and the models' predictions are left out (``ARCHIVE_STRIPPED``), their nodes
-stay; with ``--ensemble`` also ``ensemble/``: the final
-ensemble, the shipped member as ``model_1.pth``, and the start geometry) and prints the model's errors on the held-out
-frames, as ``qdtraps mlff test`` computes them. ``relax``: every model of the run's final ensemble relaxes the QD of
-``--structure`` (the DFT minimum) as given and rattled by each ``--rattle`` amplitude (Å, seeded), with BFGS to
-0.05 eV/Å; one line per model and start: RMSD of the end point to the DFT minimum, the ensemble's deviation there, and
-the model's errors on the shipped held-out frames.
+the run and the held-out MD, every frame traced to its CP2K calculation; the other models' weights, the raw files
+the parsers stored as arrays and the models' predictions are left out (``ARCHIVE_STRIPPED``), their nodes stay; with
+``--ensemble`` also ``ensemble/``: the final ensemble, the shipped member as ``model_1.pth``, and the start geometry)
+and prints the model's errors on the held-out frames, as ``qdtraps mlff test`` computes them. ``relax``: every model
+of the run's final ensemble relaxes the QD of ``--structure`` (the DFT minimum) as given and rattled by each
+``--rattle`` amplitude (Å, seeded), with BFGS to 0.05 eV/Å; one line per model and start: RMSD of the end point to
+the DFT minimum, the ensemble's deviation there, and the model's errors on the shipped held-out frames.
 """
 
 from __future__ import annotations
@@ -209,8 +208,9 @@ def export(args) -> None:
     create_archive(out / 'training.aiida', [run, dataset, *(orm.load_node(uuid) for uuid in sorted(sources))],
                    overwrite=True)
     # What leaves the archive (ARCHIVE_STRIPPED): the weights of every other model (earlier iterations, other members),
-    # the raw files whose contents the parsers stored as arrays, and the model-predicted arrays that the shipped model
-    # reproduces; their nodes, links and sha256 stay, so every frame still traces to its labelling calculation.
+    # the raw files whose contents the parsers stored as arrays, and the models' predictions along the MLFF MDs and on
+    # the validation frames; their nodes, links and sha256 stay, so every frame still traces to its labelling
+    # calculation.
     shipped = run.outputs.models[chosen]
     stripped = strip_files(out / 'training.aiida', ARCHIVE_STRIPPED,
                            keep=[shipped.uuid, shipped.creator.outputs.retrieved.uuid])
@@ -224,7 +224,7 @@ def export(args) -> None:
         print(f'ensemble/: model_1..{len(names)}.pth = {names}, start.xyz', flush=True)
     size = (out / 'training.aiida').stat().st_size / 1e6
     print(f"training.aiida {size:.1f} MB ({len({f.sha256 for f in stripped})} files left out: other models' weights, "
-          "raw files stored as arrays); "
+          "raw files stored as arrays, model predictions); "
           f"files {sorted(p.name for p in out.iterdir())}", flush=True)
     reference_e, reference_f = frame_labels(frames)
     model_e, model_f = predict(str(out / 'model.pth'), frames)
