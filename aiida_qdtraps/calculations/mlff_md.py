@@ -8,10 +8,10 @@ with ``seed``, until max |F| < ``fmax`` eV/Å or ``steps`` BFGS steps, at most `
 path: the active-learning loop explores with it the directions a minimiser follows, which an MD at 300 K does not
 visit. ``driver`` picks the model that drives the MD (index in the models' name order, default the first), or
 ``'mean'``: the committee mean of all models' energies and forces drives it (every model is evaluated at every step,
-so a step costs as many model evaluations as there are models; a hole in one member is averaged with the others,
-which keeps long production MDs in the trained region longer than any single member does); with
-``stop_devi_f`` (eV/Å) the MD stops at the first saved frame whose ensemble force deviation exceeds it (the
-active-learning exploration: frames past that point are neither accurate nor worth a label).
+so a step costs as many model evaluations as there are models; members trained on the same frames share their holes,
+so the mean is no guarantee of a longer MD in the trained region: docs/mlff.md measured it leave earlier than its best
+member); with ``stop_devi_f`` (eV/Å) the MD stops at the first saved frame whose ensemble force deviation exceeds it
+(the active-learning exploration: frames past that point are neither accurate nor worth a label).
 """
 
 from __future__ import annotations
