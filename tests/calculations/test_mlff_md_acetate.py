@@ -22,9 +22,12 @@ def example():
 
 @pytest.mark.slow
 def test_ten_ps_of_the_acetate_qd_with_rdfs_and_binding_modes(aiida_localhost, dp_python, example):
-    # the example's defaults: 10 ps at 300 K driven by member 1, frames every 10 fs, the Cd6Se4 core held fixed
+    # the example's defaults: 10 ps at 300 K driven by member 1 (compressed in the job), frames every 10 fs, the Cd6Se4
+    # core held fixed
     result = example.run(code=dp_python)
     trajectory, report = result['trajectory'], result['report']
+    compressed = result['md'].outputs.output_parameters['compressed']
+    assert list(compressed) == ['model_0.pth'] and compressed['model_0.pth']['max_force_difference_eV_A'] < 1e-6
     times = trajectory.get_array('times')
     assert len(times) == 1001 and times[-1] == pytest.approx(10000.0)
     assert trajectory.creator.uuid == result['md'].uuid and result['md'].is_finished_ok
@@ -61,6 +64,6 @@ def test_ten_ps_of_the_acetate_qd_with_rdfs_and_binding_modes(aiida_localhost, d
 def test_an_md_that_leaves_the_trained_region_is_a_clear_error(aiida_localhost, dp_python, example, tmp_path):
     with pytest.raises(example.MdLeftTrainedRegion, match=r'left the trained region at 0\.\d\d ps of 0\.2 ps: '
                                                           r'ensemble force deviation .* > 0\.001 eV/Å'):
-        example.run(time_ps=0.2, code=dp_python, driver=0, stop_devi_f=0.001)
+        example.run(time_ps=0.2, code=dp_python, driver=0, stop_devi_f=0.001, compress=False)
     with pytest.raises(FileNotFoundError, match='must hold the frozen members model_\\*.pth and start.xyz'):
         example.run(models_dir=tmp_path, code=dp_python)
