@@ -144,6 +144,7 @@ def test_train_refuses_dataset_without_training_systems_and_bad_parameters(datas
     ({'driver': 'median'}, r"or 'mean' \(the committee mean of all models\), got 'median'"),
     ({'stop_devi_f': 0}, r'stop_devi_f must be a force deviation > 0 eV/Å or None, got 0'),
     ({'mode': 'relax', 'stop_devi_f': 1.0}, r'a relaxation \(mode relax\) does not take it'),
+    ({'compress': 'yes'}, "compress must be true or false, got 'yes'"),
 ])
 def test_md_parameters_are_checked(changes, message):
     with pytest.raises(ValueError, match=message):
@@ -376,38 +377,6 @@ def test_real_md_driven_by_the_second_model_stops_where_the_ensemble_disagrees(a
     other_energy = float(np.ravel(DeepPot(str(files['m0'])).eval(first, None, types)[0])[0])
     assert trajectory.get_array('energies')[0] == pytest.approx(driver_energy, abs=1e-6)
     assert abs(driver_energy - other_energy) > 1e-3
-
-
-def test_real_md_driven_by_the_committee_mean(aiida_localhost, dp_python, data_dir):
-    """``driver: mean``: the trajectory's energies and forces are the mean of the models', frame by frame."""
-    from aiida.engine import run_get_node
-    from ase.io import read
-    from deepmd.infer import DeepPot
-
-    atoms = read(data_dir / 'cp2k' / 'relaxed' / 'in4pf9_fast.xyz')
-    files = {'m0': data_dir / 'mlff' / 'in4pf9' / 'model.pth', 'm1': data_dir / 'deepmd' / 'model_in4pf9_fast.pth'}
-    inputs = {'code': dp_python, 'structure': orm.StructureData(ase=atoms),
-              'models': {k: orm.SinglefileData(v) for k, v in files.items()},
-              'type_map': orm.List(['F', 'In', 'P']),
-              'parameters': orm.Dict({'steps': 20, 'save_interval': 10, 'temperature_K': 300.0, 'seed': 2,
-                                      'driver': 'mean', 'stop_devi_f': 50.0}),
-              'metadata': {'options': {'resources': {'num_machines': 1}}}}
-    results, node = run_get_node(MlffMdCalculation, **inputs)
-    assert node.is_finished_ok, node.exit_status
-    trajectory = results['trajectory']
-    positions = trajectory.get_positions()
-    assert len(positions) == 3
-    types = [['F', 'In', 'P'].index(s) for s in atoms.get_chemical_symbols()]
-    energies, forces = [], []
-    for name in ('m0', 'm1'):
-        e, f, _ = DeepPot(str(files[name])).eval(positions.reshape(len(positions), -1), None, types)
-        energies.append(np.ravel(e)), forces.append(np.reshape(f, positions.shape))
-    assert np.allclose(trajectory.get_array('energies'), np.mean(energies, axis=0), atol=1e-6)
-    assert np.allclose(trajectory.get_array('forces'), np.mean(forces, axis=0), atol=1e-6)
-    assert abs(energies[0][0] - energies[1][0]) > 1e-3  # two different models: the mean is neither
-    # the deviation comes from the same evaluations
-    spread = np.linalg.norm(np.std(forces, axis=0), axis=-1).max(axis=-1)
-    assert np.allclose(trajectory.get_array('max_devi_f'), spread, atol=1e-6)
 
 
 def test_driver_must_name_a_given_model():

@@ -239,8 +239,9 @@ def test_md_run_mlff_ensemble_options_refuse_bad_input(md_run, tiny_qd, dp_pytho
 
 
 def test_md_run_mlff_ensemble_mean_with_a_frozen_element(md_run, tiny_qd, dp_python, data_dir):
-    """Two models driven by their mean, In held fixed: a real MD whose In atoms do not move; a deviation threshold
-    below the ensemble's spread stops the MD with an error naming it."""
+    """Two models driven by their mean, In held fixed: a real MD whose In atoms do not move, whose energies and forces
+    are the mean of the models'; a deviation threshold below the ensemble's spread stops the MD with an error naming
+    it."""
     from aiida import orm
 
     models = [_energy_model(data_dir / 'mlff' / 'in4pf9' / 'model.pth', ['F', 'In', 'P']),
@@ -259,6 +260,21 @@ def test_md_run_mlff_ensemble_mean_with_a_frozen_element(md_run, tiny_qd, dp_pyt
     assert np.allclose(positions[:, indium], positions[0, indium])
     assert not np.allclose(positions[-1], positions[0])
     assert trajectory.creator.inputs.parameters['driver'] == 'mean'
+    # the trajectory's energies and forces are the mean of the two models', frame by frame, and the deviation comes
+    # from the same evaluations
+    from deepmd.infer import DeepPot
+
+    types = [['F', 'In', 'P'].index(site.kind_name) for site in tiny_qd.sites]
+    energies, forces = [], []
+    for path in (data_dir / 'mlff' / 'in4pf9' / 'model.pth', data_dir / 'deepmd' / 'model_in4pf9_fast.pth'):
+        e, f, _ = DeepPot(str(path)).eval(positions.reshape(len(positions), -1), None, types)
+        energies.append(np.ravel(e)), forces.append(np.reshape(f, positions.shape))
+    assert np.allclose(trajectory.get_array('energies'), np.mean(energies, axis=0), atol=1e-6)
+    assert np.allclose(trajectory.get_array('forces'), np.mean(forces, axis=0), atol=1e-6)
+    assert abs(energies[0][0] - energies[1][0]) > 1e-3  # two different models: the mean is neither
+    spread = np.linalg.norm(np.std(forces, axis=0), axis=-1).max(axis=-1)
+    assert np.allclose(trajectory.get_array('max_devi_f'), spread, atol=1e-6)
+
     result = md_run(*base, '--stop-devi-f', '0.0001')
     assert result.exit_code != 0
     assert re.search(r'MlffMdCalculation<\d+> stopped at step 0: ensemble force deviation \d+\.\d+ eV/Å > '

@@ -190,13 +190,19 @@ def _inf3() -> orm.StructureData:
     return orm.StructureData(ase=Atoms('InF3', positions=positions, cell=[10.0, 10.0, 10.0])).store()
 
 
+#: the ``fast`` DFT on a coarser grid (GAPW, 100 instead of 200 Ry): the cost of these runs is the grid (FFTs and the
+#: GGA on it), and the test is about the chaining of the runs, not the forces' last digits
+COARSE_GRID = {'cp2k': {'parameters': {'FORCE_EVAL': {'DFT': {'MGRID': {'CUTOFF': 100}}}}}}
+
+
 @pytest.mark.slow
 def test_real_heatup_then_nve(cp2k_code):
-    """InF3, fast DFT: 2 CSVR segments of 2 steps (150 K, 300 K), then 2 NVE steps: three CP2K runs, each continuing
-    the one before from its restart file."""
+    """InF3, fast DFT on a coarse grid: 2 CSVR segments of 2 steps (150 K, 300 K), then 2 NVE steps: three CP2K runs,
+    each continuing the one before from its restart file."""
     n_atoms = 4
     md = {'heatup_fs': 4.0, 'heatup_segments': 2, 'nve_fs': 2.0, 'thermostat_tau_fs': 10.0, 'stride': 1}
-    builder = QdMdWorkChain.get_builder_from_protocol(cp2k_code, _inf3(), protocol='fast', overrides={'md': md})
+    builder = QdMdWorkChain.get_builder_from_protocol(cp2k_code, _inf3(), protocol='fast',
+                                                      overrides={'md': md, 'base': COARSE_GRID})
     results, node = run_get_node(builder)
     assert node.is_finished_ok, node.exit_message
     trajectory = results['trajectory']
@@ -224,7 +230,7 @@ def test_real_heatup_then_nve(cp2k_code):
     # A second MD given the first one's folder starts its first SCF from that wavefunction: fewer SCF steps than
     # the first run's first SCF from the atomic guess.
     again = QdMdWorkChain.get_builder_from_protocol(cp2k_code, _inf3(), protocol='fast',
-                                                     overrides={'md': {**md, 'heatup_fs': 0.0}})
+                                                     overrides={'md': {**md, 'heatup_fs': 0.0}, 'base': COARSE_GRID})
     again.base.cp2k.parent_calc_folder = results['remote_folder']
     _, second = run_get_node(again)
     assert second.is_finished_ok, second.exit_message

@@ -98,9 +98,9 @@ def breathing_inf3() -> orm.TrajectoryData:
 
 @pytest.mark.slow
 def test_real_gaps_along_a_trajectory(cp2k_code, breathing_inf3):
-    """Frames 0, 3, 6 of a breathing InF3: PBE (``functional='pbe'``, the fast protocol on a 200 Ry grid, plumbing
+    """Frames 0, 3, 6 of a breathing InF3: PBE (``functional='pbe'``, the fast protocol on a 100 Ry grid, plumbing
     only), each frame from the previous one's wavefunction; gap series, statistics, dephasing and NAC stored."""
-    cheap = {'scf': {'cp2k': {'parameters': {'FORCE_EVAL': {'DFT': {'MGRID': {'CUTOFF': 200},
+    cheap = {'scf': {'cp2k': {'parameters': {'FORCE_EVAL': {'DFT': {'MGRID': {'CUTOFF': 100},
                                                                     'SCF': {'EPS_SCF': 1.0e-5}}}}}},
              'mo_window': {'occupied': 4, 'virtual': 4}}
     builder = MdGapsWorkChain.get_builder_from_protocol(cp2k_code, breathing_inf3, protocol='fast',

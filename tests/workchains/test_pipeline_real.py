@@ -22,16 +22,20 @@ def mo_block_from_stdout(text: str) -> np.ndarray:
 @pytest.mark.slow
 def test_pipeline_fast_real_cp2k(cp2k_code, baderkit_code, tiny_qd):
     # The relax is the plumbing of this test (a real GEO_OPT of the built QD whose output the PBE0 stage takes); the
-    # hybrid stage runs the `fast` protocol's own PBE0. Looser GEO_OPT thresholds than `fast` with BFGS (the demo runs
-    # `fast` in full, 35 LBFGS steps, ~21 min here) and the coarser grid and SCF of the other real pipeline tests
-    # (150 Ry, EPS_SCF 1e-4), to keep CI time down (largest gradient of the built QD 1.7e-2 Ha/bohr).
+    # hybrid stage runs the `fast` protocol's PBE0 + ADMM on a coarser grid. Looser GEO_OPT thresholds than `fast` with
+    # BFGS (the demo runs `fast` in full, 35 LBFGS steps, ~21 min here) and the coarser grid and SCF of the other real
+    # pipeline tests (150 Ry, EPS_SCF 1e-4), to keep CI time down (largest gradient of the built QD 1.7e-2 Ha/bohr).
+    # Both stages' cost is mostly the grid (FFTs and the GGA on it, twice with ADMM), not the exchange integrals.
     loose = {'MOTION': {'GEO_OPT': {'OPTIMIZER': 'BFGS', 'MAX_FORCE': 5.0e-2, 'RMS_FORCE': 3.0e-2, 'MAX_DR': 5.0e-1,
                                     'RMS_DR': 3.0e-1}},
              'FORCE_EVAL': {'DFT': {'MGRID': {'CUTOFF': 150}, 'SCF': {'EPS_SCF': 1.0e-4}}}}
+    coarse_pbe0 = {'FORCE_EVAL': {'DFT': {'MGRID': {'CUTOFF': 200}}}}
     builder = QdTrapsPipelineWorkChain.get_builder_from_protocol(
-        cp2k_code, tiny_qd, protocol='fast', overrides={'relax': {'base': {'cp2k': {'parameters': loose}}}},
+        cp2k_code, tiny_qd, protocol='fast', overrides={'relax': {'base': {'cp2k': {'parameters': loose}}},
+                                                        'hybrid_scf': {'scf': {'cp2k': {'parameters': coarse_pbe0}}}},
         bader_code=baderkit_code)
     assert builder.relax.base.cp2k.parameters['MOTION']['GEO_OPT']['MAX_FORCE'] == 5.0e-2
+    assert builder.hybrid_scf.scf.cp2k.parameters['FORCE_EVAL']['DFT']['XC']['HF']['FRACTION'] == 0.25  # PBE0
     results, node = run_get_node(builder)
     assert node.is_finished_ok, node.exit_message
 

@@ -2,7 +2,7 @@
 the atomic guess instead of a dead parent) and from an MO window without a band-like conduction state (the single
 point runs again from its own wavefunction with more virtual MOs). One test for both, on cheap settings (the relax
 and the hybrid stage are plumbing here; test_pipeline_real.py runs the protocol's own PBE0): In4PF9 relaxed with
-``fast``, a loose BFGS relax on a 150 Ry grid, the hybrid stage with ``functional='pbe'`` on 200 Ry."""
+``fast``, a loose BFGS relax on a 150 Ry grid, the hybrid stage with ``functional='pbe'`` on 150 Ry."""
 
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ from aiida_qdtraps.workchains.traps import TrapLabelingWorkChain
 LOOSE_RELAX = {'MOTION': {'GEO_OPT': {'OPTIMIZER': 'BFGS', 'MAX_FORCE': 5.0e-2, 'RMS_FORCE': 3.0e-2,
                                       'MAX_DR': 5.0e-1, 'RMS_DR': 3.0e-1}},
                'FORCE_EVAL': {'DFT': {'MGRID': {'CUTOFF': 150}, 'SCF': {'EPS_SCF': 1.0e-4}}}}
-#: a cheaper single point than ``fast``'s (200 instead of 300 Ry, EPS_SCF 1e-5; PBE through ``functional``)
-CHEAP_SCF = {'FORCE_EVAL': {'DFT': {'MGRID': {'CUTOFF': 200}, 'SCF': {'EPS_SCF': 1.0e-5}}}}
+#: a cheaper single point than ``fast``'s (150 instead of 300 Ry, EPS_SCF 1e-5; PBE through ``functional``)
+CHEAP_SCF = {'FORCE_EVAL': {'DFT': {'MGRID': {'CUTOFF': 150}, 'SCF': {'EPS_SCF': 1.0e-5}}}}
 
 
 def calcs(node, run_type: str) -> list:
