@@ -187,3 +187,41 @@ def drift(times_fs, conserved_energy, n_atoms: int) -> float:
         raise ValueError(f'n_atoms must be positive, got {n_atoms}')
     slope_ev_per_fs = np.polyfit(t, e, 1)[0]
     return float(slope_ev_per_fs * 1e3 * 1e3 / n_atoms)
+
+
+def join_frames(chunks: list[dict], steps_key: str = 'steps') -> dict[str, np.ndarray]:
+    """Join the per-frame arrays of consecutive pieces of one MD into one set of arrays.
+
+    Each piece is ``{name: array}`` with frames along axis 0 and an integer ``steps_key`` array of MD step numbers.
+    Each piece after the first must continue the one before: its steps increase, it starts no earlier than the
+    previous piece's last step and no later than one frame stride after it. A first frame that repeats the previous
+    piece's last step is dropped. Arrays missing from a piece are left out of the result.
+
+    :raises ValueError: naming the piece that does not continue the one before, or a malformed piece.
+    """
+    if not chunks:
+        raise ValueError('no pieces to join')
+    strides = []
+    for index, chunk in enumerate(chunks):
+        if steps_key not in chunk or len(chunk[steps_key]) == 0:
+            raise ValueError(f'piece {index} has no {steps_key!r} array (or no frame)')
+        steps = np.asarray(chunk[steps_key])
+        if np.any(np.diff(steps) <= 0):
+            raise ValueError(f'piece {index}: its {steps_key} do not increase')
+        for name, value in chunk.items():
+            if np.ndim(value) == 0 or len(value) != len(steps):
+                raise ValueError(f'piece {index}: array {name!r} has shape {np.shape(value)}, not {len(steps)} frames')
+        strides.append(int(np.max(np.diff(steps))) if len(steps) > 1 else None)
+    keep = [np.ones(len(chunks[0][steps_key]), dtype=bool)]
+    for index in range(1, len(chunks)):
+        last = int(chunks[index - 1][steps_key][-1])
+        steps = np.asarray(chunks[index][steps_key])
+        new = steps[steps != last]
+        stride = max((s for s in strides[index - 1:index + 1] if s is not None), default=None)
+        if steps[0] < last or (new.size and stride is not None and new[0] - last > stride):
+            raise ValueError(f'piece {index} starts at step {int(steps[0])} where piece {index - 1} ends at step '
+                             f'{last} (frame stride {stride}): it does not continue it')
+        keep.append(steps != last)
+    names = [name for name in chunks[0] if all(name in chunk for chunk in chunks)]
+    return {name: np.concatenate([np.asarray(chunk[name])[mask] for chunk, mask in zip(chunks, keep)])
+            for name in names}

@@ -14,6 +14,11 @@ member); with ``stop_devi_f`` (eV/Å) the MD stops at the first saved frame whos
 (the active-learning exploration: frames past that point are neither accurate nor worth a label). With ``compress``
 the models evaluated at every step are compressed in the job (``dp --pt compress``, checked against the original on
 the start geometry; ``output_parameters['compressed']`` says how close): about a third less time per step.
+With ``parent_trajectory`` (the trajectory of an earlier MD of the same atoms, with velocities) the MD continues it:
+it starts from that trajectory's last frame, positions and velocities, and counts steps on from its step number, so
+a long MD runs as a chain of jobs that each fit a wall-time limit and ``join_trajectories`` makes one trajectory of
+them (docs/howto/run_md.md). The Langevin noise of a continuation is seeded by ``seed`` and the start step, so no two
+pieces of a chain share their random numbers.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from __future__ import annotations
 import io
 import pathlib
 
+import numpy as np
 from aiida import orm
 from aiida.common import CalcInfo
 from aiida.common.folders import Folder
@@ -30,6 +36,7 @@ from .script_job import INPUT_FILE, define_script_job, parameters_of, script_cal
 
 SCRIPT = pathlib.Path(__file__).with_name('mlff_md_script.py')
 DIPOLE_MODEL_FILE = 'dipole.pth'
+START_FILE = 'start.npz'
 THERMOSTATS = ('langevin', 'nve')
 MODES = ('md', 'relax')
 
@@ -96,6 +103,9 @@ def check_inputs(inputs) -> None:
     driver = parameters_of(inputs).get('driver', 0)
     if driver != 'mean' and driver >= len(inputs['models']):
         raise ValueError(f"driver {driver} names no model: {len(inputs['models'])} model(s) given, indices from 0")
+    parent = inputs.get('parent_trajectory')
+    if parent is not None:
+        check_parent(parent, inputs.get('structure'), parameters_of(inputs))
     dipole = inputs.get('dipole_model')
     if dipole is not None:
         kind = dipole.base.attributes.get('kind', 'dipole')
@@ -107,6 +117,32 @@ def check_inputs(inputs) -> None:
             if missing:
                 raise ValueError(f'dipole_model<{dipole.pk}> was trained with type_map {list(trained)}: it knows no '
                                  f'{missing}')
+
+
+def check_parent(parent: orm.TrajectoryData, structure: orm.StructureData | None, changes: dict) -> None:
+    """Raise ``ValueError`` naming why ``parent`` cannot be continued: no velocities, other atoms, another time step,
+    a relaxation, or an MD that stopped where its ensemble disagreed."""
+    where = f'parent_trajectory<{parent.pk}>' if parent.is_stored else 'parent_trajectory'
+    if 'velocities' not in parent.get_arraynames():
+        raise ValueError(f'{where} has no velocities: an MD is continued from positions and velocities')
+    if structure is not None:
+        symbols = [structure.get_kind(site.kind_name).symbol for site in structure.sites]
+        if list(parent.symbols) != symbols:
+            raise ValueError(f'{where} has the atoms {"".join(parent.symbols)}, the structure {"".join(symbols)}: '
+                             'a continuation keeps the atoms and their order')
+    params = {**DEFAULT_PARAMETERS, **changes}
+    if params['mode'] == 'relax':
+        raise ValueError('a relaxation (mode relax) does not continue an MD: drop parent_trajectory')
+    timestep = parent.base.attributes.get('md_timestep_fs', None)
+    if timestep is not None and abs(float(timestep) - float(params['timestep_fs'])) > 1e-9:
+        raise ValueError(f"{where} ran with {timestep} fs steps; continue it with the same timestep_fs, not "
+                         f"{params['timestep_fs']}")
+    creator = parent.creator
+    if creator is not None and 'output_parameters' in creator.outputs:
+        stopped = creator.outputs.output_parameters.get('stopped_at_step', None)
+        if stopped is not None:
+            raise ValueError(f'{where} comes from an MD that stopped at step {stopped} where its ensemble disagreed '
+                             '(stop_devi_f): continuing it continues out of the trained region')
 
 
 class MlffMdCalculation(CalcJob):
@@ -124,6 +160,8 @@ class MlffMdCalculation(CalcJob):
         spec.input('dipole_model', valid_type=orm.SinglefileData, required=False,
                    help='A frozen DeePMD dipole model (.pth, `DeepmdTrainCalculation` with kind `dipole`): the global '
                         'dipole of every saved frame goes to the trajectory (`dipole`, e·Å), for the IR spectrum.')
+        spec.input('parent_trajectory', valid_type=orm.TrajectoryData, required=False,
+                   help='Continue this MD (same atoms, with velocities): start from its last frame and step number.')
         spec.output('trajectory', valid_type=orm.TrajectoryData,
                     help='Saved frames (Å) with arrays `energies` (eV), `forces` (eV/Å), `temperatures` (K), '
                          '`dipole` (e·Å) with a dipole model and, with >= 2 models, `max_devi_f`/`min_devi_f`/'
@@ -141,8 +179,16 @@ class MlffMdCalculation(CalcJob):
         names = sorted(self.inputs.models, key=lambda k: (len(k), k))
         params.update(structure_file='structure.xyz', type_map=list(self.inputs.type_map.get_list()),
                       models=[f'model_{i}.pth' for i in range(len(names))],
-                      dipole_model=DIPOLE_MODEL_FILE if 'dipole_model' in self.inputs else None)
+                      dipole_model=DIPOLE_MODEL_FILE if 'dipole_model' in self.inputs else None,
+                      continue_from=START_FILE if 'parent_trajectory' in self.inputs else None)
         write_script_job(folder, SCRIPT, params)
+        if 'parent_trajectory' in self.inputs:
+            parent = self.inputs.parent_trajectory
+            buffer = io.BytesIO()
+            np.savez(buffer, positions=parent.get_positions()[-1], velocities=parent.get_array('velocities')[-1],
+                     step=int(parent.get_stepids()[-1]))
+            with folder.open(START_FILE, 'wb') as handle:
+                handle.write(buffer.getvalue())
         buffer = io.StringIO()
         structure.get_ase().write(buffer, format='extxyz')
         with folder.open('structure.xyz', 'w') as handle:

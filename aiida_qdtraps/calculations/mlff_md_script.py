@@ -9,7 +9,10 @@ deviation exceeds it: frames after that one teach a model nothing.
 With ``mode: relax`` a BFGS relaxation of the (``rattle_stdev``-rattled) structure replaces the MD and every
 ``save_interval``-th step of its path is a frame. With ``compress`` the models evaluated at every step (the driver;
 every member for ``mean``) are compressed first (``dp --pt compress``: the embedding net tabulated, about a third
-less time per step) and checked against the uncompressed model on the start geometry.
+less time per step) and checked against the uncompressed model on the start geometry. With ``continue_from`` (a
+``.npz`` with ``positions``, ``velocities`` in Å/fs and ``step``) the MD starts from that state and counts steps on
+from ``step`` (its start frame, the end of the MD it continues, is not saved again); the Langevin noise is then seeded
+by ``seed`` and ``step``.
 Writes ``md.npz`` (Å, eV, eV/Å, fs, K, e·Å) and ``md.json`` (timings). Needs only numpy, ase and deepmd-kit, so it
 runs with any Python that has them (a cluster's, too).
 """
@@ -44,6 +47,11 @@ def main(path: str) -> None:
         params = json.load(handle)
     atoms = read(params['structure_file'])
     atoms.pbc = False
+    start_step, start_velocities = 0, None
+    if params.get('continue_from'):
+        with np.load(params['continue_from']) as start:
+            atoms.positions = start['positions']
+            start_velocities, start_step = start['velocities'], int(start['step'])
     if params.get('frozen_indices'):
         atoms.set_constraint(FixAtoms(indices=params['frozen_indices']))
     models = params['models']
@@ -62,15 +70,18 @@ def main(path: str) -> None:
         atoms.calc = DP(model=models[int(driver)], type_dict={el: i for i, el in enumerate(params['type_map'])})
     stop_devi_f = params.get('stop_devi_f') if len(ensemble) > 1 else None
 
-    rng = np.random.default_rng(params['seed'])
+    rng = np.random.default_rng([params['seed'], start_step] if start_step else params['seed'])
     relax = params.get('mode', 'md') == 'relax'
     if relax:  # the path of a BFGS relaxation from a rattled start; no velocities
         atoms.positions += rng.normal(scale=params.get('rattle_stdev', 0.0), size=atoms.positions.shape)
         dyn = BFGS(atoms, maxstep=params['maxstep'], logfile=None)
     else:
-        MaxwellBoltzmannDistribution(atoms, temperature_K=params['temperature_K'], rng=rng)
-        Stationary(atoms)
-        ZeroRotation(atoms)
+        if start_velocities is not None:
+            atoms.set_velocities(start_velocities / fs)  # Å/fs -> ASE units
+        else:
+            MaxwellBoltzmannDistribution(atoms, temperature_K=params['temperature_K'], rng=rng)
+            Stationary(atoms)
+            ZeroRotation(atoms)
         if params['thermostat'] == 'langevin':
             dyn = LangevinBAOAB(atoms, params['timestep_fs'] * fs, temperature_K=params['temperature_K'],
                                 T_tau=params['thermostat_tau_fs'] * fs, rng=rng)
@@ -101,6 +112,7 @@ def main(path: str) -> None:
             if deviation > stop_devi_f and stopped['step'] is None:
                 stopped.update(step=int(dyn.nsteps), max_devi_f=deviation)
 
+    dyn.nsteps = start_step  # a continuation counts on (ASE saves no start frame when nsteps > 0)
     dyn.attach(record, interval=params['save_interval'])
     start = time.perf_counter()
     if relax:
@@ -130,8 +142,9 @@ def main(path: str) -> None:
     result['cell'] = atoms.cell.array
     np.savez('md.npz', **result)
     with open('md.json', 'w') as handle:
-        timings = {'md_seconds': md_seconds, 'md_ms_per_step': 1e3 * md_seconds / max(dyn.nsteps, 1),
-                   'steps_run': int(dyn.nsteps),
+        steps_run = int(dyn.nsteps) - start_step
+        timings = {'md_seconds': md_seconds, 'md_ms_per_step': 1e3 * md_seconds / max(steps_run, 1),
+                   'steps_run': steps_run, 'start_step': start_step,
                    'deviation_seconds': devi_seconds, 'n_frames': len(positions), 'n_models': len(ensemble)}
         if compression:
             timings['compressed'] = compression

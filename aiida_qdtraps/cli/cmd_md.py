@@ -280,7 +280,7 @@ def _load(pk: int, node_type, hint: str):
 
 
 def _mlff_builder(structure, models, code, temperature, time_ps, ensemble, timestep_fs, save_interval,
-                  dipole_model=None, driver=None, freeze=None, stop_devi_f=None):
+                  dipole_model=None, driver=None, freeze=None, stop_devi_f=None, parent=None, compress=False):
     from aiida import orm
 
     from aiida_qdtraps.calculations.mlff_md import MlffMdCalculation, check_inputs, md_parameters
@@ -318,6 +318,7 @@ def _mlff_builder(structure, models, code, temperature, time_ps, ensemble, times
         changes['frozen_indices'] = [i for i, symbol in enumerate(symbols) if symbol in elements]
     if stop_devi_f is not None:
         changes['stop_devi_f'] = stop_devi_f
+    changes['compress'] = compress
     try:
         parameters = md_parameters(changes, len(structure.sites))
     except ValueError as exc:
@@ -334,6 +335,13 @@ def _mlff_builder(structure, models, code, temperature, time_ps, ensemble, times
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint='--dipole-model') from None
         builder.dipole_model = dipole_model
+    if parent is not None:
+        try:
+            check_inputs({'structure': structure, 'models': dict(builder.models), 'parent_trajectory': parent,
+                          'parameters': builder.parameters})
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint='--continue') from None
+        builder.parent_trajectory = parent
     summary = (f"{ensemble} at {parameters['temperature_K']} K, {steps} steps of {timestep_fs} fs, a frame every "
                f'{save_interval}' + (f', dipoles from SinglefileData<{dipole_model.pk}>' if dipole_model else ''))
     if len(models) > 1:
@@ -343,6 +351,11 @@ def _mlff_builder(structure, models, code, temperature, time_ps, ensemble, times
         summary += f"; {len(parameters['frozen_indices'])} frozen atoms ({freeze})"
     if parameters['stop_devi_f'] is not None:
         summary += f"; stops above a force deviation of {parameters['stop_devi_f']} eV/Å"
+    if parent is not None:
+        summary += (f'; continues TrajectoryData<{parent.pk}> from its step {int(parent.get_stepids()[-1])} '
+                    f"({parent.get_array('times')[-1] if 'times' in parent.get_arraynames() else 0:.1f} fs)")
+    if compress:
+        summary += '; driving model(s) compressed'
     return builder, summary
 
 
@@ -370,6 +383,13 @@ def _mlff_builder(structure, models, code, temperature, time_ps, ensemble, times
 @click.option('--dipole-model', 'dipole_pk', type=int, default=None,
               help='mlff: pk of a frozen DeePMD dipole model (DeepmdTrainCalculation kind dipole): every stored frame '
                    'gets its dipole, for `compute_ir` / `qdtraps md analyze --ir`.')
+@click.option('--continue', 'parent_pk', type=int, default=None,
+              help='mlff: pk of the TrajectoryData of an earlier MLFF MD of the same QD: start from its last frame '
+                   '(positions and velocities) and count steps on; `qdtraps md join` makes one trajectory of the '
+                   'pieces.')
+@click.option('--compress/--no-compress', default=False, show_default=True,
+              help='mlff: compress the model(s) evaluated at every step in the job (dp --pt compress; checked '
+                   'against the original): about a third less time per step.')
 @click.option('--ensemble', type=click.Choice(['langevin', 'nve']), default='langevin', show_default=True,
               help='mlff: Langevin BAOAB at the temperature, or NVE from velocities drawn at it.')
 @click.option('--timestep', 'timestep_fs', type=float, default=1.0, show_default=True, help='mlff: time step (fs).')
@@ -382,7 +402,7 @@ def _mlff_builder(structure, models, code, temperature, time_ps, ensemble, times
 @click.option('--daemon/--no-daemon', default=False, show_default=True,
               help='Submit to the daemon and return at once, instead of running here until the MD ends.')
 def run(structure_pk, engine, protocol, temperature, time_ps, model_pks, driver, freeze, stop_devi_f, dipole_pk,
-        ensemble, timestep_fs, save_interval, charge, multiplicity, code_label, daemon):
+        parent_pk, compress, ensemble, timestep_fs, save_interval, charge, multiplicity, code_label, daemon):
     """Run MD of the QD stored as STRUCTURE (pk of a StructureData) with provenance; prints the pks of the process and,
     when it ran here, of its trajectory (the layout of docs/md.md, which `qdtraps.compute_*` analyse)."""
     _load_profile()
@@ -396,7 +416,8 @@ def run(structure_pk, engine, protocol, temperature, time_ps, model_pks, driver,
     if engine == 'cp2k' and dipole_pk is not None:
         raise click.BadParameter('--dipole-model is for --engine mlff; CP2K MD prints its own dipoles',
                                  param_hint='--dipole-model')
-    mlff_only = [name for name, value in (('--driver', driver), ('--freeze', freeze), ('--stop-devi-f', stop_devi_f))
+    mlff_only = [name for name, value in (('--driver', driver), ('--freeze', freeze), ('--stop-devi-f', stop_devi_f),
+                                          ('--continue', parent_pk), ('--compress', True if compress else None))
                  if value is not None]
     if engine == 'cp2k' and mlff_only:
         raise click.BadParameter(f"{', '.join(mlff_only)}: options of --engine mlff")
@@ -409,8 +430,9 @@ def run(structure_pk, engine, protocol, temperature, time_ps, model_pks, driver,
     if engine == 'mlff':
         models = [_load(pk, orm.SinglefileData, '--model') for pk in model_pks]
         dipole = _load(dipole_pk, orm.SinglefileData, '--dipole-model') if dipole_pk is not None else None
+        parent = _load(parent_pk, orm.TrajectoryData, '--continue') if parent_pk is not None else None
         builder, summary = _mlff_builder(structure, models, code, temperature, time_ps, ensemble, timestep_fs,
-                                         save_interval, dipole, driver, freeze, stop_devi_f)
+                                         save_interval, dipole, driver, freeze, stop_devi_f, parent, compress)
         label = 'MlffMdCalculation'
     else:
         from aiida_qdtraps.workchains.md import QdMdWorkChain
@@ -445,6 +467,9 @@ def run(structure_pk, engine, protocol, temperature, time_ps, model_pks, driver,
     if 'max_devi_f' in trajectory.get_arraynames():
         deviation = trajectory.get_array('max_devi_f')
         click.echo(f'ensemble force deviation: median {np.median(deviation):.3f}, largest {deviation.max():.3f} eV/Å')
+    drift = results['output_parameters'].get('nve_drift_mev_per_atom_ps') if 'output_parameters' in results else None
+    if drift is not None:
+        click.echo(f'NVE: conserved-energy drift {drift:+.3f} meV/atom/ps')
     stopped = results['output_parameters'].get('stopped_at_step') if 'output_parameters' in results else None
     if stopped is not None:
         raise click.ClickException(
@@ -457,3 +482,24 @@ def run(structure_pk, engine, protocol, temperature, time_ps, model_pks, driver,
         if summary.get('nve_drift_mev_per_atom_ps') is not None:
             click.echo(f"NVE: mean temperature {summary['nve_mean_temperature_k']:.1f} K, conserved-energy drift "
                        f"{summary['nve_drift_mev_per_atom_ps']:+.3f} meV/atom/ps")
+
+
+@md.command('join')
+@click.argument('trajectory_pks', metavar='TRAJECTORY...', type=int, nargs=-1, required=True)
+def join(trajectory_pks):
+    """One trajectory of the pieces of a continued MLFF MD (`qdtraps md run --continue`), given in order: prints the
+    pk of the joined TrajectoryData (made by the calcfunction join_trajectories, so it traces to every piece)."""
+    _load_profile()
+    from aiida import orm
+
+    from aiida_qdtraps.workchains.dynamics import join_trajectories
+
+    pieces = {f'piece_{k + 1}': _load(pk, orm.TrajectoryData, 'TRAJECTORY') for k, pk in enumerate(trajectory_pks)}
+    results, node = join_trajectories.run_get_node(**pieces)
+    if not node.is_finished_ok:
+        raise click.ClickException(f'join_trajectories<{node.pk}> refused the pieces: {node.exit_message}')
+    joined = results['trajectory']
+    times = joined.get_array('times') if 'times' in joined.get_arraynames() else None
+    click.echo(f'TrajectoryData<{joined.pk}>: {joined.numsteps} frames from {len(pieces)} pieces'
+               + (f', {times[0]:.1f}-{times[-1]:.1f} fs' if times is not None else '')
+               + f' (join_trajectories<{node.pk}>)')

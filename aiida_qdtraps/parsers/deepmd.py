@@ -9,6 +9,7 @@ import zipfile
 
 import numpy as np
 from aiida import orm
+from aiida.common.log import LOG_LEVEL_REPORT
 from aiida.parsers import Parser
 
 from ..analysis.mlff import parity_metrics
@@ -173,6 +174,8 @@ class MlffMdParser(Parser):
         if 'md.npz' not in self.retrieved.base.repository.list_object_names():
             return self.exit_codes.ERROR_MISSING_OUTPUT
         start = self.node.inputs.structure.get_ase().get_positions()
+        if 'parent_trajectory' in self.node.inputs:  # a continuation starts where its parent ended
+            start = self.node.inputs.parent_trajectory.get_positions()[-1]
         try:  # both files are read and checked before an output is registered
             data, timings = self._read_outputs(len(start))
         except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile) as exc:
@@ -199,8 +202,9 @@ class MlffMdParser(Parser):
 
             timings['nve_drift_mev_per_atom_ps'] = drift(trajectory.get_array('times'),
                                                          trajectory.get_array('conserved_energy'), len(symbols))
-            self.logger.info(f"NVE: drift of the conserved energy {timings['nve_drift_mev_per_atom_ps']:+.3f} "
-                             f'meV/atom/ps over {len(positions)} frames')
+            self.logger.log(LOG_LEVEL_REPORT,  # `verdi process report` shows REPORT and above
+                            f"NVE: drift of the conserved energy {timings['nve_drift_mev_per_atom_ps']:+.3f} "
+                            f'meV/atom/ps over {len(positions)} frames')
         self.out('trajectory', trajectory)
         self.out('output_parameters', orm.Dict(timings))
         return None

@@ -373,3 +373,48 @@ def compute_nac(mo_frames: orm.ArrayData, options: orm.Dict) -> dict:
                             'histogram_edges_mev': edges.tolist()})
         return {'nac': node, 'summary': summary}
     return _guarded(body)
+
+
+@calcfunction
+def join_trajectories(**pieces: orm.TrajectoryData) -> dict:
+    """One trajectory of the pieces of a continued MD (``MlffMdCalculation`` with ``parent_trajectory``), taken in
+    the order of their names (``piece_1``, ``piece_2``, ..., ``piece_10``: by length, then alphabetically).
+
+    Every array the pieces share is joined (:func:`aiida_qdtraps.analysis.trajectory.join_frames`: each piece must
+    continue the one before; a repeated start frame is dropped); the layout attributes are the first piece's. Exit
+    code 300 (nothing stored) names a piece that does not continue the one before, has other atoms or another time
+    step. Output ``trajectory``.
+    """
+    def body():
+        from ..analysis.trajectory import join_frames
+
+        names = sorted(pieces, key=lambda name: (len(name), name))
+        if not names:
+            raise _Refused(300, 'no trajectory to join')
+        first = pieces[names[0]]
+        for name in names[1:]:
+            piece = pieces[name]
+            if list(piece.symbols) != list(first.symbols):
+                raise _Refused(300, f'{name} has the atoms {"".join(piece.symbols)}, {names[0]} '
+                                    f'{"".join(first.symbols)}')
+            steps = [p.base.attributes.get('md_timestep_fs', None) for p in (first, piece)]
+            if steps[0] != steps[1]:
+                raise _Refused(300, f'{name} ran with md_timestep_fs {steps[1]}, {names[0]} with {steps[0]}')
+        chunks = [{array: pieces[name].get_array(array) for array in pieces[name].get_arraynames()}
+                  for name in names]
+        joined = _run(join_frames, chunks, 'steps')
+        node = orm.TrajectoryData()
+        node.set_trajectory(symbols=list(first.symbols), positions=joined['positions'], stepids=joined['steps'],
+                            cells=joined.get('cells'), times=joined.get('times'),
+                            velocities=joined.get('velocities'), pbc=first.pbc)
+        for array, value in joined.items():
+            if array not in node.get_arraynames():
+                node.set_array(array, value)
+        for key in ('timestep_fs', 'md_timestep_fs', 'engine', 'mode', 'units'):
+            value = first.base.attributes.get(key, None)
+            if value is not None:
+                node.base.attributes.set(key, value)
+        node.base.attributes.set('pieces', len(names))
+        return {'trajectory': node}
+
+    return _guarded(body)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from ase import Atoms, io, units
 
-from aiida_qdtraps.analysis.trajectory import MdTrajectory, drift, from_extxyz
+from aiida_qdtraps.analysis.trajectory import MdTrajectory, drift, from_extxyz, join_frames
 
 
 def _trajectory(**changes):
@@ -84,3 +84,21 @@ def test_extxyz_with_changing_atom_count_is_refused(tmp_path):
              format='extxyz')
     with pytest.raises(ValueError, match='frame 0 has 2 atoms, frame 1 has 1'):
         from_extxyz(path, dt_fs=1.0)
+
+
+def test_join_frames_drops_the_repeated_start_and_refuses_a_gap():
+    first = {'steps': np.array([0, 10, 20]), 'x': np.arange(3.0), 'only_here': np.zeros(3)}
+    second = {'steps': np.array([30, 40]), 'x': np.array([3.0, 4.0])}
+    joined = join_frames([first, second])
+    assert joined['steps'].tolist() == [0, 10, 20, 30, 40] and joined['x'].tolist() == [0, 1, 2, 3, 4]
+    assert 'only_here' not in joined  # an array one piece lacks is left out
+    repeated = {'steps': np.array([20, 30]), 'x': np.array([2.0, 3.0])}
+    assert join_frames([first, repeated])['steps'].tolist() == [0, 10, 20, 30]
+    with pytest.raises(ValueError, match=r'piece 1 starts at step 50 where piece 0 ends at step 20 \(frame stride 10'):
+        join_frames([first, {'steps': np.array([50, 60]), 'x': np.zeros(2)}])
+    with pytest.raises(ValueError, match='piece 1 starts at step 10 where piece 0 ends at step 20'):
+        join_frames([first, {'steps': np.array([10, 20]), 'x': np.zeros(2)}])
+    with pytest.raises(ValueError, match="piece 0: array 'x' has shape \\(2,\\), not 3 frames"):
+        join_frames([{'steps': np.array([0, 1, 2]), 'x': np.zeros(2)}])
+    with pytest.raises(ValueError, match='no pieces to join'):
+        join_frames([])

@@ -278,45 +278,6 @@ def test_md_parser_gives_the_trajectory_layout_of_the_recorded_run(data_dir, fin
     assert 'velocities' not in trajectory.get_arraynames()
 
 
-def test_real_mlff_nve_md_in_the_trajectory_layout(aiida_localhost, dp_python, data_dir):
-    """200 velocity-Verlet steps of In4PF9 on the recorded DeePMD model: velocities, kinetic energy and temperature
-    agree with each other, and the total energy is conserved."""
-    from aiida.engine import run_get_node
-    from ase.data import atomic_masses, atomic_numbers
-    from ase.io import read
-    from ase.units import kB
-
-    atoms = read(data_dir / 'deepmd' / 'in4pf9_relaxed_fast.xyz')
-    model = orm.SinglefileData(data_dir / 'deepmd' / 'model_in4pf9_fast.pth')
-    inputs = {'code': dp_python, 'structure': orm.StructureData(ase=atoms), 'models': {'m0': model},
-              'type_map': orm.List(['F', 'In', 'P']),
-              'parameters': orm.Dict({'thermostat': 'nve', 'steps': 200, 'save_interval': 5, 'timestep_fs': 1.0,
-                                      'temperature_K': 300.0}),
-              'metadata': {'options': {'resources': {'num_machines': 1}}}}
-    results, node = run_get_node(MlffMdCalculation, **inputs)
-    assert node.is_finished_ok, node.exit_status
-    trajectory = results['trajectory']
-    velocities = trajectory.get_array('velocities')
-    assert velocities.shape == (41, 14, 3)
-    masses = atomic_masses[[atomic_numbers[s] for s in trajectory.symbols]]
-    from aiida_qdtraps.parsers.cp2k_md_files import kinetic_energy_ev
-
-    kinetic = trajectory.get_array('kinetic_energy')
-    assert np.allclose(kinetic_energy_ev(masses, velocities), kinetic, rtol=1e-6)
-    assert np.allclose(2 * kinetic / (3 * 14 * kB), trajectory.get_array('temperature'), rtol=1e-6)
-    # velocity Verlet at 1 fs: the total energy moves by far less than the kinetic energy does
-    conserved = trajectory.get_array('conserved_energy')
-    assert np.ptp(conserved) < 0.1 * np.ptp(kinetic)
-    # the drift is stored: the slope of the conserved energy per atom, meV/atom/ps
-    slope = np.polyfit(trajectory.get_array('times'), conserved, 1)[0] * 1e6 / 14
-    assert results['output_parameters']['nve_drift_mev_per_atom_ps'] == pytest.approx(slope)
-    # positions advance by v dt between saved frames (5 steps) to first order
-    positions = trajectory.get_positions()
-    step = positions[2] - positions[1]
-    assert np.abs(step - 5.0 * 0.5 * (velocities[1] + velocities[2])).max() < 0.02
-    assert trajectory.base.attributes.get('timestep_fs') == 5.0
-
-
 def test_real_model_relaxation_saves_its_path_with_the_deviation(aiida_localhost, dp_python, data_dir):
     """``mode: relax``: a BFGS relaxation of In4PF9 rattled by 0.05 Å on the reference model, its path saved as frames
     with both models' deviation; the model energy falls and the last frame is the relaxed one."""
@@ -384,3 +345,98 @@ def test_driver_must_name_a_given_model():
     models = {f'model_{i}': orm.SinglefileData(io.BytesIO(b'not a model'), filename='model.pth') for i in (1, 2)}
     with pytest.raises(ValueError, match='driver 2 names no model: 2 model'):
         check_md_inputs({'structure': structure, 'models': models, 'parameters': orm.Dict({'driver': 2})})
+
+
+def test_real_nve_md_continued_in_two_pieces_is_the_unbroken_md(aiida_localhost, dp_python, data_dir):
+    """60 velocity-Verlet steps of In4PF9 on the recorded DeePMD model in the trajectory layout, in one job, and as
+    30 + 30 steps where the second job continues the first (``parent_trajectory``): ``join_trajectories`` of the
+    pieces is the unbroken trajectory, frame by frame."""
+    from aiida.engine import run_get_node
+    from aiida.orm import Log
+    from ase.data import atomic_masses, atomic_numbers
+    from ase.io import read
+    from ase.units import kB
+
+    from aiida_qdtraps.parsers.cp2k_md_files import kinetic_energy_ev
+    from aiida_qdtraps.workchains.dynamics import join_trajectories
+
+    atoms = read(data_dir / 'deepmd' / 'in4pf9_relaxed_fast.xyz')
+    common = {'code': dp_python, 'structure': orm.StructureData(ase=atoms),
+              'models': {'m0': orm.SinglefileData(data_dir / 'deepmd' / 'model_in4pf9_fast.pth')},
+              'type_map': orm.List(['F', 'In', 'P']), 'metadata': {'options': {'resources': {'num_machines': 1}}}}
+
+    def md(steps, **extra):
+        parameters = {'thermostat': 'nve', 'steps': steps, 'save_interval': 5, 'temperature_K': 300.0, 'seed': 3}
+        results, node = run_get_node(MlffMdCalculation, **common, parameters=orm.Dict(parameters), **extra)
+        assert node.is_finished_ok, node.exit_status
+        return results
+
+    whole_results = md(60)
+    whole = whole_results['trajectory']
+    # the trajectory layout: velocities, kinetic energy and temperature agree with each other; the total energy is
+    # conserved; the drift is stored and reported (`verdi process report`)
+    velocities = whole.get_array('velocities')
+    assert velocities.shape == (13, 14, 3)
+    masses = atomic_masses[[atomic_numbers[s] for s in whole.symbols]]
+    kinetic = whole.get_array('kinetic_energy')
+    assert np.allclose(kinetic_energy_ev(masses, velocities), kinetic, rtol=1e-6)
+    assert np.allclose(2 * kinetic / (3 * 14 * kB), whole.get_array('temperature'), rtol=1e-6)
+    conserved = whole.get_array('conserved_energy')  # velocity Verlet at 1 fs: moves far less than the kinetic energy
+    assert np.ptp(conserved) < 0.1 * np.ptp(kinetic)
+    slope = np.polyfit(whole.get_array('times'), conserved, 1)[0] * 1e6 / 14  # meV/atom/ps
+    drift = whole_results['output_parameters']['nve_drift_mev_per_atom_ps']
+    assert drift == pytest.approx(slope)
+    assert any(f'NVE: drift of the conserved energy {drift:+.3f} meV/atom/ps' in log.message
+               for log in Log.collection.get_logs_for(whole.creator))
+    positions = whole.get_positions()  # positions advance by v dt between saved frames (5 steps) to first order
+    assert np.abs(positions[2] - positions[1] - 5.0 * 0.5 * (velocities[1] + velocities[2])).max() < 0.02
+    assert whole.base.attributes.get('timestep_fs') == 5.0
+    first = md(30)['trajectory']
+    second = md(30, parent_trajectory=first)
+    assert second['output_parameters']['start_step'] == 30 and second['output_parameters']['steps_run'] == 30
+    assert second['trajectory'].get_stepids().tolist() == [35, 40, 45, 50, 55, 60]  # the start frame is not repeated
+    joined = join_trajectories(piece_1=first, piece_2=second['trajectory'])['trajectory']
+    assert joined.creator.inputs.piece_2.uuid == second['trajectory'].uuid
+    assert joined.get_stepids().tolist() == whole.get_stepids().tolist()
+    for name in ('positions', 'velocities', 'times', 'potential_energy', 'kinetic_energy', 'forces'):
+        assert np.allclose(joined.get_array(name), whole.get_array(name), rtol=0, atol=1e-8), name
+    assert joined.base.attributes.get('timestep_fs') == 5.0 and joined.base.attributes.get('engine') == 'mlff'
+
+    # a piece that does not follow the one before is refused, nothing stored
+    _, refused = join_trajectories.run_get_node(piece_1=second['trajectory'], piece_2=first)
+    assert refused.exit_status == 300 and 'does not continue it' in refused.exit_message
+    # continuing with another time step is refused before anything runs
+    with pytest.raises(ValueError, match='continue it with the same timestep_fs, not 2.0'):
+        check_md_inputs({**common, 'parent_trajectory': first,
+                         'parameters': orm.Dict({'thermostat': 'nve', 'timestep_fs': 2.0})})
+
+
+def _trajectory(velocities=True, timestep=1.0) -> orm.TrajectoryData:
+    """Two frames of an InP pair, 10 steps apart."""
+    node = orm.TrajectoryData()
+    positions = np.zeros((2, 2, 3))
+    positions[:, 1, 0] = 2.5
+    node.set_trajectory(symbols=['In', 'P'], positions=positions, stepids=np.array([0, 10]),
+                        velocities=np.zeros_like(positions) if velocities else None)
+    node.base.attributes.set('md_timestep_fs', timestep)
+    return node
+
+
+@pytest.mark.parametrize(('parent', 'changes', 'message'), [
+    (lambda: _trajectory(velocities=False), {}, 'has no velocities: an MD is continued from positions and velocities'),
+    (lambda: _trajectory(), {'mode': 'relax'}, r'a relaxation \(mode relax\) does not continue an MD'),
+    (lambda: _trajectory(timestep=0.5), {}, 'ran with 0.5 fs steps; continue it with the same timestep_fs, not 1.0'),
+])
+def test_a_parent_trajectory_that_cannot_be_continued_is_refused(parent, changes, message):
+    structure = orm.StructureData(ase=Atoms('InP', positions=[[0, 0, 0], [2.5, 0, 0]], cell=[9, 9, 9]))
+    models = {'model_1': orm.SinglefileData(io.BytesIO(b'not a model'), filename='model.pth')}
+    with pytest.raises(ValueError, match=message):
+        check_md_inputs({'structure': structure, 'models': models, 'parent_trajectory': parent(),
+                         'parameters': orm.Dict(changes)})
+
+
+def test_a_parent_trajectory_of_other_atoms_is_refused():
+    other = orm.StructureData(ase=Atoms('PIn', positions=[[0, 0, 0], [2.5, 0, 0]], cell=[9, 9, 9]))
+    models = {'model_1': orm.SinglefileData(io.BytesIO(b'not a model'), filename='model.pth')}
+    with pytest.raises(ValueError, match='has the atoms InP, the structure PIn: a continuation keeps the atoms'):
+        check_md_inputs({'structure': other, 'models': models, 'parent_trajectory': _trajectory()})

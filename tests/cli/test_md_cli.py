@@ -279,3 +279,34 @@ def test_md_run_mlff_ensemble_mean_with_a_frozen_element(md_run, tiny_qd, dp_pyt
     assert result.exit_code != 0
     assert re.search(r'MlffMdCalculation<\d+> stopped at step 0: ensemble force deviation \d+\.\d+ eV/Å > '
                      r'--stop-devi-f', result.output), result.output
+
+
+def test_md_run_mlff_continue_then_join(md_run, tiny_qd, dp_python, data_dir):
+    """A compressed NVE MD continued by a second run (`--continue`), the pieces joined by `qdtraps md join`."""
+    from aiida import orm
+
+    from aiida_qdtraps.cli.cmd_md import md
+
+    def join(*pks):
+        return CliRunner().invoke(md, ['join', *map(str, pks)])
+
+    model = _energy_model(data_dir / 'mlff' / 'in4pf9' / 'model.pth', ['F', 'In', 'P'])
+    base = [tiny_qd.pk, '--engine', 'mlff', '--model', model.pk, '--code', dp_python.full_label, '--time', '0.02',
+            '--save-every', '5', '--temperature', '100', '--ensemble', 'nve', '--compress']
+    first = md_run(*base)
+    assert first.exit_code == 0, first.output
+    assert re.search(r'NVE: conserved-energy drift [+-]\d+\.\d{3} meV/atom/ps', first.output)
+    first_pk = int(re.search(r'TrajectoryData<(\d+)>', first.output).group(1))
+    second = md_run(*base, '--continue', first_pk)
+    assert second.exit_code == 0, second.output
+    assert f'continues TrajectoryData<{first_pk}> from its step 20 (20.0 fs)' in second.output
+    second_pk = int(re.search(r'TrajectoryData<(\d+)> \(', second.output).group(1))
+    assert orm.load_node(second_pk).get_stepids().tolist() == [25, 30, 35, 40]
+    assert orm.load_node(second_pk).creator.outputs.output_parameters['compressed']
+    joined = join(first_pk, second_pk)
+    assert joined.exit_code == 0, joined.output
+    assert re.search(r'TrajectoryData<\d+>: 9 frames from 2 pieces, 0\.0-40\.0 fs', joined.output), joined.output
+    refused = join(second_pk, first_pk)
+    assert refused.exit_code != 0 and 'does not continue it' in refused.output
+    wrong = md_run(*base, '--continue', tiny_qd.pk)
+    assert wrong.exit_code != 0 and 'TrajectoryData' in wrong.output
