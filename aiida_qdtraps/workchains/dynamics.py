@@ -174,18 +174,26 @@ def compute_rmsf(trajectory: orm.TrajectoryData, options: orm.Dict | None = None
     """RMSF per atom after Kabsch alignment, averaged per element and per class
     (:func:`aiida_qdtraps.analysis.md_structure.rmsf`).
 
-    Options: ``labels`` (one class name per atom, e.g. core / surface / ligand), ``mass_weighted``, ``start_frame``.
-    Outputs ``rmsf`` (ArrayData: ``rmsf`` (N,) Å, ``mean_positions`` (N, 3) Å) and ``summary`` (Dict).
+    Options: ``labels`` (one class name per atom, e.g. core / surface / ligand, or ``'sites'``: core / surface /
+    ligand from the bonds of the first analysed frame, :func:`~aiida_qdtraps.analysis.md_structure.site_classes`,
+    so the classes trace to the trajectory), ``mass_weighted``, ``start_frame``. Outputs ``rmsf`` (ArrayData:
+    ``rmsf`` (N,) Å, ``mean_positions`` (N, 3) Å, ``labels`` (N,) when classes were given) and ``summary`` (Dict).
     """
     def body():
         values = _options(options, RMSF_OPTIONS)
         traj = _trajectory(trajectory, values['start_frame'])
         masses = _run(traj.masses) if values['mass_weighted'] else None
-        result = _run(structure_kernel.rmsf, traj.positions, masses=masses, labels=values['labels'],
-                      symbols=traj.symbols)
+        labels = values['labels']
+        if isinstance(labels, str):
+            if labels != 'sites':
+                raise _Refused(302, f"labels must be one class name per atom or 'sites', got {labels!r}")
+            labels = _run(structure_kernel.site_classes, traj.symbols, traj.positions[0])
+        result = _run(structure_kernel.rmsf, traj.positions, masses=masses, labels=labels, symbols=traj.symbols)
         node = orm.ArrayData()
         node.set_array('rmsf', result['rmsf'])
         node.set_array('mean_positions', result['mean_positions'])
+        if labels is not None:
+            node.set_array('labels', np.asarray(labels, dtype=str))
         node.base.attributes.set_many({'units': {'rmsf': 'angstrom', 'mean_positions': 'angstrom'},
                                        'symbols': list(traj.symbols)})
         summary = orm.Dict({'per_element': result['per_element'], 'per_label': result['per_label'],
@@ -300,9 +308,12 @@ def gap_series(gaps: orm.Data) -> tuple[np.ndarray, float | None]:
 
 @calcfunction
 def compute_gap_statistics(gaps: orm.Data, options: orm.Dict | None = None) -> dict:
-    """Mean, standard deviation and histogram of a HOMO–LUMO gap series (eV) (Bhati et al. Fig. 3a).
+    """Mean, standard deviation and histogram of a HOMO–LUMO gap series (eV) (Bhati et al. Fig. 3a), and of the
+    HOMO and LUMO energies when the input holds them (an ArrayData with ``homo`` and ``lumo`` arrays, as
+    ``MdGapsWorkChain``'s ``gaps``; Bhati et al. Fig. 3 compares the three).
 
-    Options: ``bins``. Outputs ``statistics`` (Dict, eV) and ``histogram`` (ArrayData ``counts``, ``edges`` eV).
+    Options: ``bins``. Outputs ``statistics`` (Dict, eV; ``homo`` / ``lumo`` sub-dicts with the same keys) and
+    ``histogram`` (ArrayData ``counts``, ``edges`` eV, and ``homo_counts``, ``homo_edges``, ``lumo_...``).
     """
     def body():
         values = _options(options, GAP_OPTIONS)
@@ -311,8 +322,21 @@ def compute_gap_statistics(gaps: orm.Data, options: orm.Dict | None = None) -> d
         histogram = orm.ArrayData()
         histogram.set_array('counts', stats.pop('hist_counts'))
         histogram.set_array('edges', stats.pop('hist_edges'))
-        histogram.base.attributes.set('units', {'edges': 'eV', 'counts': 'frames'})
-        return {'statistics': orm.Dict({**stats, 'units': 'eV'}), 'histogram': histogram}
+        units = {'edges': 'eV', 'counts': 'frames'}
+        levels = {}
+        names = gaps.get_arraynames() if isinstance(gaps, orm.ArrayData) and not isinstance(gaps, orm.XyData) else []
+        for level in ('homo', 'lumo'):
+            if level in names:
+                try:
+                    level_stats = gap_dynamics.gap_statistics(gaps.get_array(level), bins=values['bins'])
+                except ValueError as exc:
+                    raise _Refused(300, f'{level}: {exc}') from None
+                histogram.set_array(f'{level}_counts', level_stats.pop('hist_counts'))
+                histogram.set_array(f'{level}_edges', level_stats.pop('hist_edges'))
+                units.update({f'{level}_edges': 'eV', f'{level}_counts': 'frames'})
+                levels[level] = level_stats
+        histogram.base.attributes.set('units', units)
+        return {'statistics': orm.Dict({**stats, **levels, 'units': 'eV'}), 'histogram': histogram}
     return _guarded(body)
 
 

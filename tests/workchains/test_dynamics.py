@@ -84,6 +84,33 @@ def test_rdf_and_rmsf_nodes(trajectory):
     # Breathing of amplitude 0.05 Å: RMS of 0.05 sin(ωt) is 0.05/√2 for every atom (18.4 periods: 0.2 %).
     np.testing.assert_allclose(outputs['rmsf'].get_array('rmsf'), 0.05 / np.sqrt(2), rtol=5e-3)
     assert outputs['summary']['per_label']['core']['count'] == 2
+    assert outputs['rmsf'].get_array('labels').tolist() == ['core', 'surface', 'core', 'surface']
+    _, process = run_get_node(compute_rmsf, trajectory=trajectory, options=orm.Dict({'labels': 'shells'}))
+    assert process.exit_status == 302 and "or 'sites', got 'shells'" in process.exit_message
+
+
+def test_rmsf_classes_from_the_trajectory_itself():
+    """``labels: 'sites'``: core / surface / ligand from the bonds of the first frame of a CdSe cluster with an H
+    ligand (a Cd with its four Se is core), stored with the RMSF."""
+    from ase.build import bulk
+
+    from aiida_qdtraps.analysis.md_structure import site_classes
+
+    crystal = bulk('CdSe', 'zincblende', a=6.05, cubic=True).repeat((3, 3, 3))
+    symbols = np.array(crystal.get_chemical_symbols())
+    centre = crystal.positions[np.flatnonzero(symbols == 'Cd')][13]
+    keep = np.linalg.norm(crystal.positions - centre, axis=1) < 5.5
+    positions = np.vstack([crystal.positions[keep], crystal.positions[keep][symbols[keep] == 'Se'][0] + [0, 0, 1.46]])
+    names = list(symbols[keep]) + ['H']
+    rng = np.random.default_rng(1)
+    frames = positions[None] + 0.02 * rng.standard_normal((40, len(names), 3))
+    node = trajectory_to_node(MdTrajectory(symbols=names, positions=frames, times_fs=np.arange(40.0)),
+                              engine='mlff', md_timestep_fs=1.0).store()
+    outputs = compute_rmsf(node, orm.Dict({'labels': 'sites', 'start_frame': 5}))
+    labels = outputs['rmsf'].get_array('labels')
+    assert labels.tolist() == site_classes(names, frames[5]).tolist()
+    assert {'core', 'surface', 'ligand'} == set(labels) == set(outputs['summary']['per_label'])
+    assert outputs['summary']['per_label']['ligand']['count'] == 1
 
 
 def test_vdos_and_ir_peaks_at_the_imposed_frequency(trajectory):
@@ -147,6 +174,31 @@ def test_gap_statistics_and_dephasing_from_each_input_kind():
     assert process.exit_status == 300 and 'index 1' in process.exit_message
     _, process = run_get_node(compute_dephasing, gaps=orm.Dict({'gaps': [2.0, 2.1, 2.2]}))
     assert process.exit_status == 302 and 'dt_fs' in process.exit_message
+
+
+def test_gap_statistics_of_homo_and_lumo_too():
+    """A gap series with its HOMO and LUMO energies (the layout of MdGapsWorkChain's ``gaps``): statistics and
+    histograms of all three; a NaN in the LUMO series is refused by name, nothing stored."""
+    rng = np.random.default_rng(0)
+    homo = -5.0 + 0.05 * rng.standard_normal(500)
+    lumo = -3.0 + 0.08 * rng.standard_normal(500)
+    series = orm.ArrayData()
+    for name, values in (('gaps', lumo - homo), ('homo', homo), ('lumo', lumo)):
+        series.set_array(name, values)
+    outputs = compute_gap_statistics(series, orm.Dict({'bins': 20}))
+    stats, histogram = outputs['statistics'], outputs['histogram']
+    assert stats['mean'] == pytest.approx(np.mean(lumo - homo)) and stats['std'] == pytest.approx(np.std(lumo - homo))
+    assert stats['homo']['mean'] == pytest.approx(homo.mean()) and stats['homo']['std'] == pytest.approx(homo.std())
+    assert stats['lumo']['min'] == pytest.approx(lumo.min()) and stats['lumo']['n'] == 500
+    assert histogram.get_array('homo_counts').sum() == 500 and histogram.get_array('lumo_edges').shape == (21,)
+    assert histogram.base.attributes.get('units')['lumo_edges'] == 'eV'
+    lumo[7] = np.nan
+    series = orm.ArrayData()
+    for name, values in (('gaps', np.abs(homo)), ('homo', homo), ('lumo', lumo)):
+        series.set_array(name, values)
+    _, process = run_get_node(compute_gap_statistics, gaps=series)
+    assert process.exit_status == 300 and process.exit_message.startswith('lumo:') and 'index 7' in process.exit_message
+    assert not process.base.links.get_outgoing().all()
 
 
 def test_nac_of_a_rotating_two_level_system():

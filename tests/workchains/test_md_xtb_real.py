@@ -53,8 +53,14 @@ def test_xtb_heatup_nve_then_rmsf_vdos_gaps_and_dephasing(cp2k_code, cluster):
     assert summary['nve_drift_mev_per_atom_ps'] is not None
 
     options = orm.Dict({'start_frame': first_nve})
-    rmsf = compute_rmsf(trajectory, options)['rmsf'].get_array('rmsf')
+    rmsf_outputs = compute_rmsf(trajectory, orm.Dict({'start_frame': first_nve, 'labels': 'sites'}))
+    rmsf = rmsf_outputs['rmsf'].get_array('rmsf')
     assert rmsf.shape == (n_atoms,) and np.all((rmsf > 0.0) & (rmsf < 0.5))
+    # per class (core / surface / ligand from the bonds of the first NVE frame, Bhati et al. Fig. 1): the ligands
+    # (H or Cl) are a class of their own
+    per_label = rmsf_outputs['summary']['per_label']
+    assert 'ligand' in per_label and set(per_label) <= {'core', 'surface', 'ligand'}
+    assert sum(entry['count'] for entry in per_label.values()) == n_atoms
     vdos = compute_vdos(trajectory, options)['vdos']
     wavenumber = vdos.get_x()[1]
     curves = {name: y for name, y, _ in vdos.get_y()}
