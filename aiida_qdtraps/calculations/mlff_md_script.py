@@ -61,7 +61,8 @@ def main(path: str) -> None:
     if params.get('compress'):
         for index in range(len(models)) if driver == 'mean' else [int(driver)]:
             compressed = f'compressed_{index}.pth'
-            compression[models[index]] = compress(models[index], compressed, atoms.get_positions(), types)
+            compression[models[index].rsplit('.', 1)[0]] = compress(models[index], compressed, atoms.get_positions(),
+                                                                    types)  # keyed without a period (AiiDA keys)
             models[index] = compressed
     ensemble = [DeepPot(m) for m in models]
     if driver == 'mean':

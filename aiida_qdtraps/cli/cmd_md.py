@@ -364,9 +364,9 @@ def _mlff_builder(structure, models, code, temperature, time_ps, ensemble, times
 @click.option('--engine', type=click.Choice(['cp2k', 'mlff']), default='cp2k', show_default=True,
               help='cp2k: Born-Oppenheimer MD (QdMdWorkChain: heat-up, then NVE); mlff: a DeePMD model '
                    '(MlffMdCalculation: Langevin BAOAB or NVE).')
-@click.option('--protocol', type=click.Choice(['fast', 'moderate', 'precise', 'xtb']), default='moderate',
-              show_default=True, help='cp2k: the DFT of the relax protocol of that name and the dynamics of md.yaml; '
-                                      'xtb: GFN1-xTB forces for screening dynamics (docs/md.md).')
+@click.option('--protocol', type=click.Choice(['fast', 'moderate', 'precise', 'xtb']), default=None,
+              help='cp2k (default moderate): the DFT of the relax protocol of that name and the dynamics of md.yaml; '
+                   'xtb: GFN1-xTB forces for screening dynamics (docs/md.md). The MLFF has no protocol.')
 @click.option('--temperature', type=float, default=None, help="Temperature (K); default the protocol's (300 K).")
 @click.option('--time', 'time_ps', type=float, default=None,
               help="Length (ps) of the NVE run (cp2k) or of the whole run (mlff); default the protocol's / 10 ps.")
@@ -411,6 +411,10 @@ def run(structure_pk, engine, protocol, temperature, time_ps, model_pks, driver,
     from aiida.engine import run_get_node, submit
 
     structure = _load(structure_pk, orm.StructureData, 'STRUCTURE')
+    if engine == 'mlff' and protocol is not None:
+        raise click.BadParameter('--protocol picks the DFT of --engine cp2k; an MLFF MD has none (its model is its '
+                                 'level of theory)', param_hint='--protocol')
+    protocol = protocol or 'moderate'
     if engine == 'mlff' and not model_pks:
         raise click.BadParameter('--engine mlff needs --model PK (a frozen DeePMD model)', param_hint='--model')
     if engine == 'cp2k' and dipole_pk is not None:

@@ -27,7 +27,7 @@ def test_ten_ps_of_the_acetate_qd_with_rdfs_and_binding_modes(aiida_localhost, d
     result = example.run(code=dp_python)
     trajectory, report = result['trajectory'], result['report']
     compressed = result['md'].outputs.output_parameters['compressed']
-    assert list(compressed) == ['model_0.pth'] and compressed['model_0.pth']['max_force_difference_eV_A'] < 1e-6
+    assert list(compressed) == ['model_0'] and compressed['model_0']['max_force_difference_eV_A'] < 1e-6
     times = trajectory.get_array('times')
     assert len(times) == 1001 and times[-1] == pytest.approx(10000.0)
     assert trajectory.creator.uuid == result['md'].uuid and result['md'].is_finished_ok

@@ -180,6 +180,7 @@ def test_md_run_refuses_bad_input_by_name(md_run, tiny_qd, recorded_cp2k_code):
     label = orm.Dict({'a': 1}).store()
     assert f'node {label.pk} is a Dict, not a StructureData' in md_run(label.pk).output
     assert '--engine mlff needs --model PK' in md_run(tiny_qd.pk, '--engine', 'mlff').output
+    assert 'an MLFF MD has none' in md_run(tiny_qd.pk, '--engine', 'mlff', '--protocol', 'fast').output
     model = orm.SinglefileData.from_string('not a model', 'model.pth').store()
     result = md_run(tiny_qd.pk, '--engine', 'mlff', '--model', model.pk, '--code', recorded_cp2k_code.full_label)
     assert f'model {model.pk} has no type_map attribute' in result.output
