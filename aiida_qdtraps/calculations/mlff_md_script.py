@@ -14,7 +14,8 @@ less time per step) and checked against the uncompressed model on the start geom
 from ``step`` (its start frame, the end of the MD it continues, is not saved again); the Langevin noise is then seeded
 by ``seed`` and ``step``.
 Writes ``md.npz`` (Å, eV, eV/Å, fs, K, e·Å) and ``md.json`` (timings). Needs only numpy, ase and deepmd-kit, so it
-runs with any Python that has them (a cluster's, too).
+runs with any Python that has them (a cluster's, too); only ``compress`` of a DP/ZBL model also imports
+``aiida_qdtraps`` (the pair table its definition names is rewritten from :mod:`aiida_qdtraps.analysis.zbl`).
 """
 
 from __future__ import annotations
