@@ -8,7 +8,10 @@ No AiiDA import. A CP2K MD writes, every ``EACH MD`` steps:
 - ``<project>-1.ener``: ``step, time [fs], kinetic [Ha], temperature [K], potential [Ha], conserved [Ha], used time
   [s]``;
 - ``&DFT &PRINT &MOMENTS`` (``PERIODIC F``): one ``Dipole moment [Debye]`` block per printed step (under xTB one
-  ``TB_DIPOLE| Moment [Debye]`` line).
+  ``TB_DIPOLE| Moment [Debye]`` line);
+- ``&DFT &PRINT &MO`` (``ENERGIES``, ``OCCUPATION_NUMBERS``, ``MO_INDEX_RANGE``, ``&EACH MD n QS_SCF 0``; closed
+  shell): one ``MO| EIGENVALUES AND OCCUPATION NUMBERS`` block per printed step, a row ``MO| index  Ha  eV
+  occupation`` per orbital of the range (:func:`read_mo_energies`, :func:`frontier_levels`).
 
 A run restarted with ``&EXT_RESTART RESTART_COUNTERS`` continues the step numbering, so the pieces of several runs are
 joined by step number (:func:`join_by_step`).
@@ -117,6 +120,67 @@ def read_dipoles(text: str) -> np.ndarray:
                              f'dipole block {number} of the MOMENTS file')
               for number, groups in enumerate(_DIPOLE.findall(text), 1)]
     return np.array(values).reshape(-1, 3) * DEBYE_E_ANGSTROM
+
+
+#: the header of the block printed after a frame's SCF; the same header with ``AFTER SCF STEP n`` marks a block of an SCF
+#: iteration (CP2K 2023.1 prints one for the first iteration from a restarted wavefunction), which is not a frame's
+_MO_BLOCK = re.compile(r'MO\| EIGENVALUES AND OCCUPATION NUMBERS\s*(AFTER SCF STEP)?')
+_MO_ROW = re.compile(r'^\s*MO\|\s+(\d+)\s+(\S+)\s+(\S+)\s+(\S+)\s*$')
+#: the line CP2K writes once per SCF setup (closed shell: the HOMO is this MO index)
+_OCCUPIED = re.compile(r'Number of occupied orbitals:\s+(\d+)')
+
+
+def read_mo_energies(text: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """MO indices, energies (eV) and occupations of the ``MO| EIGENVALUES AND OCCUPATION NUMBERS`` blocks of an
+    ``&MO`` print file (closed shell), one row per block in order: arrays of shape (B, M). Blocks of single SCF
+    iterations (``... AFTER SCF STEP n``) are skipped.
+
+    :raises ValueError: if the blocks list different MOs (an open-shell file has alpha and beta blocks) or a value is
+        not a finite number.
+    """
+    blocks: list[list[tuple[str, ...]]] = []
+    keep = False
+    for line in text.splitlines():
+        header = _MO_BLOCK.search(line)
+        if header:
+            keep = header.group(1) is None
+            if keep:
+                blocks.append([])
+        elif keep:
+            match = _MO_ROW.match(line)
+            if match:
+                blocks[-1].append(match.groups())
+    if not blocks:
+        return np.zeros((0, 0), dtype=int), np.zeros((0, 0)), np.zeros((0, 0))
+    indices = [tuple(int(row[0]) for row in block) for block in blocks]
+    if len(set(indices)) != 1 or not indices[0]:
+        sizes = sorted({len(i) for i in indices})
+        raise ValueError(f'the MO blocks list different orbitals (rows per block {sizes}): not one closed-shell range')
+    energies = np.array([finite_numbers([row[2] for row in block], f'MO block {number} (eV)')
+                         for number, block in enumerate(blocks, 1)], dtype=float)
+    occupations = np.array([finite_numbers([row[3] for row in block], f'MO block {number} (occupation)')
+                            for number, block in enumerate(blocks, 1)], dtype=float)
+    return np.tile(np.array(indices[0]), (len(blocks), 1)), energies, occupations
+
+
+def occupied_orbitals(output: str) -> int | None:
+    """The ``Number of occupied orbitals`` of a CP2K output (its first mention), or None."""
+    match = _OCCUPIED.search(output)
+    return int(match.group(1)) if match else None
+
+
+def frontier_levels(indices: np.ndarray, energies: np.ndarray, homo_index: int) -> tuple[np.ndarray, np.ndarray]:
+    """HOMO and LUMO energies (eV) of each block of :func:`read_mo_energies`: the MO ``homo_index`` (1-based, the
+    aufbau HOMO: the number of doubly occupied orbitals) and the next one.
+
+    :raises ValueError: if the printed range does not hold both.
+    """
+    columns = list(indices[0]) if indices.size else []
+    if homo_index not in columns or homo_index + 1 not in columns:
+        shown = f'{columns[0]}..{columns[-1]}' if columns else 'none'
+        raise ValueError(f'the printed MO range ({shown}) does not hold the HOMO {homo_index} and the LUMO '
+                         f'{homo_index + 1}')
+    return energies[:, columns.index(homo_index)], energies[:, columns.index(homo_index + 1)]
 
 
 def join_by_step(pieces: list[tuple[np.ndarray, dict[str, np.ndarray]]]) -> tuple[np.ndarray, dict[str, np.ndarray]]:

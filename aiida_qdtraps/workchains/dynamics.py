@@ -40,8 +40,8 @@ VDOS_OPTIONS = {'window': 'hann', 'start_frame': 0}
 IR_OPTIONS = {'window': 'hann', 'correction': 'harmonic', 'temperature_k': None, 'start_frame': 0}
 BINDING_OPTIONS = {'metal': 'Pb', 'carboxylates': None, 'bond_cutoff': modes_kernel.BOND_CUTOFF, 'bins': 60,
                    'r_range': [2.0, 5.0], 'seed': 0, 'start_frame': 0}
-GAP_OPTIONS = {'bins': 30}
-DEPHASING_OPTIONS = {'dt_fs': None, 'max_time_fs': None}
+GAP_OPTIONS = {'bins': 30, 'start_frame': 0}
+DEPHASING_OPTIONS = {'dt_fs': None, 'max_time_fs': None, 'start_frame': 0}
 NAC_OPTIONS = {'dt_fs': None, 'i': None, 'j': None, 'bins': 40}
 
 
@@ -289,35 +289,45 @@ def compute_binding_modes(trajectory: orm.TrajectoryData, options: orm.Dict | No
     return _guarded(body)
 
 
-def gap_series(gaps: orm.Data) -> tuple[np.ndarray, float | None]:
-    """Gap values (eV) and time step (fs, or None) of an ArrayData (array ``gaps``, attribute ``timestep_fs``), an
-    XyData (x time fs, first y the gap) or a Dict (``gaps`` list, optional ``dt_fs``)."""
+def gap_series(gaps: orm.Data, start_frame: int = 0) -> tuple[np.ndarray, float | None]:
+    """Gap values (eV) from ``start_frame`` on and time step (fs, or None) of a TrajectoryData (array ``gap``, as
+    ``QdMdWorkChain`` prints with ``orbital_energies``), an ArrayData (array ``gaps``), both with attribute
+    ``timestep_fs``, an XyData (x time fs, first y the gap) or a Dict (``gaps`` list, optional ``dt_fs``)."""
     if isinstance(gaps, orm.XyData):
         x = gaps.get_x()[1]
-        return np.asarray(gaps.get_y()[0][1], dtype=float), (float(x[1] - x[0]) if len(x) > 1 else None)
-    if isinstance(gaps, orm.ArrayData):
-        if 'gaps' not in gaps.get_arraynames():
-            raise ValueError(f'ArrayData<{gaps.pk}> has no array named gaps (it has {gaps.get_arraynames()})')
-        return gaps.get_array('gaps'), gaps.base.attributes.get('timestep_fs', None)
-    if isinstance(gaps, orm.Dict):
+        values, dt = np.asarray(gaps.get_y()[0][1], dtype=float), (float(x[1] - x[0]) if len(x) > 1 else None)
+    elif isinstance(gaps, orm.ArrayData):
+        name = 'gap' if isinstance(gaps, orm.TrajectoryData) else 'gaps'
+        if name not in gaps.get_arraynames():
+            what = ('(an MD run without orbital_energies, or an open-shell/OT one)'
+                    if name == 'gap' else f'(it has {gaps.get_arraynames()})')
+            raise ValueError(f'{type(gaps).__name__}<{gaps.pk}> has no array named {name} {what}')
+        values, dt = gaps.get_array(name), gaps.base.attributes.get('timestep_fs', None)
+    elif isinstance(gaps, orm.Dict):
         if 'gaps' not in gaps.get_dict():
             raise ValueError(f'Dict<{gaps.pk}> has no key gaps (it has {sorted(gaps.get_dict())})')
-        return np.asarray(gaps['gaps'], dtype=float), gaps.get_dict().get('dt_fs')
-    raise ValueError(f'gaps must be an ArrayData, XyData or Dict, got {type(gaps).__name__}')
+        values, dt = np.asarray(gaps['gaps'], dtype=float), gaps.get_dict().get('dt_fs')
+    else:
+        raise ValueError(f'gaps must be a TrajectoryData, ArrayData, XyData or Dict, got {type(gaps).__name__}')
+    if not isinstance(start_frame, int) or not 0 <= start_frame < len(values) - 1:
+        raise ValueError(f'start_frame {start_frame!r} leaves fewer than 2 of the {len(values)} gaps')
+    return values[start_frame:], dt
 
 
 @calcfunction
 def compute_gap_statistics(gaps: orm.Data, options: orm.Dict | None = None) -> dict:
     """Mean, standard deviation and histogram of a HOMO–LUMO gap series (eV) (Bhati et al. Fig. 3a), and of the
     HOMO and LUMO energies when the input holds them (an ArrayData with ``homo`` and ``lumo`` arrays, as
-    ``MdGapsWorkChain``'s ``gaps``; Bhati et al. Fig. 3 compares the three).
+    ``MdGapsWorkChain``'s ``gaps`` or the trajectory of a ``QdMdWorkChain`` with ``orbital_energies``; Bhati et al.
+    Fig. 3 compares the three).
 
-    Options: ``bins``. Outputs ``statistics`` (Dict, eV; ``homo`` / ``lumo`` sub-dicts with the same keys) and
-    ``histogram`` (ArrayData ``counts``, ``edges`` eV, and ``homo_counts``, ``homo_edges``, ``lumo_...``).
+    Options: ``bins``, ``start_frame`` (e.g. the first NVE frame). Outputs ``statistics`` (Dict, eV; ``homo`` /
+    ``lumo`` sub-dicts with the same keys) and ``histogram`` (ArrayData ``counts``, ``edges`` eV, and
+    ``homo_counts``, ``homo_edges``, ``lumo_...``).
     """
     def body():
         values = _options(options, GAP_OPTIONS)
-        series, _ = _run(gap_series, gaps)
+        series, _ = _run(gap_series, gaps, values['start_frame'])
         stats = _run(gap_dynamics.gap_statistics, series, bins=values['bins'])
         histogram = orm.ArrayData()
         histogram.set_array('counts', stats.pop('hist_counts'))
@@ -328,7 +338,8 @@ def compute_gap_statistics(gaps: orm.Data, options: orm.Dict | None = None) -> d
         for level in ('homo', 'lumo'):
             if level in names:
                 try:
-                    level_stats = gap_dynamics.gap_statistics(gaps.get_array(level), bins=values['bins'])
+                    level_stats = gap_dynamics.gap_statistics(gaps.get_array(level)[values['start_frame']:],
+                                                              bins=values['bins'])
                 except ValueError as exc:
                     raise _Refused(300, f'{level}: {exc}') from None
                 histogram.set_array(f'{level}_counts', level_stats.pop('hist_counts'))
@@ -345,12 +356,13 @@ def compute_dephasing(gaps: orm.Data, options: orm.Dict | None = None) -> dict:
     """Pure-dephasing function by the second-order cumulant and its Gaussian time (Bhati et al. Fig. 5b)
     (:func:`aiida_qdtraps.analysis.gap_dynamics.dephasing`).
 
-    Options: ``dt_fs`` (time between gaps, default the input's), ``max_time_fs``. Outputs ``dephasing`` (XyData:
-    x ``time`` fs, y ``dephasing`` D(t) and ``g``) and ``summary`` (Dict: ``tau_fs``, ``tau_static_fs``, ``std``).
+    Options: ``dt_fs`` (time between gaps, default the input's), ``max_time_fs``, ``start_frame``. Outputs
+    ``dephasing`` (XyData: x ``time`` fs, y ``dephasing`` D(t) and ``g``) and ``summary`` (Dict: ``tau_fs``,
+    ``tau_static_fs``, ``std``).
     """
     def body():
         values = _options(options, DEPHASING_OPTIONS)
-        series, dt = _run(gap_series, gaps)
+        series, dt = _run(gap_series, gaps, values['start_frame'])
         dt = values['dt_fs'] if values['dt_fs'] is not None else dt
         if dt is None:
             raise _Refused(302, 'the gap series has no time step: give options dt_fs')

@@ -18,17 +18,20 @@ from aiida import orm
 from aiida.engine import if_, while_
 
 from .cp2k_relax import QdCp2kRelaxWorkChain
-from .md_functions import MOMENTS_FILE, PROJECT, VELOCITY_UNIT, cp2k_md_trajectory
+from .electronic_state import valence_electrons
+from .md_functions import MO_FILE, MOMENTS_FILE, PROJECT, VELOCITY_UNIT, cp2k_md_trajectory
 from .parent_folder import MD_RESTART_FILE, forget_dead_folder, parent_folder_problem
 from .stage import QdCp2kStageWorkChain, qd_builder
 
 #: keys of the ``md`` input and their types
 MD_KEYS = {'temperature': float, 'timestep_fs': float, 'heatup_fs': float, 'heatup_segments': int,
            'thermostat': str, 'thermostat_tau_fs': float, 'nve_fs': float, 'stride': int, 'dipole': bool,
-           'seed': int}
+           'orbital_energies': bool, 'seed': int}
 THERMOSTATS = ('CSVR', 'NOSE')
 #: files a CP2K MD run of this work chain writes (the pos file is retrieved by aiida-cp2k by default)
-MD_FILES = (f'{PROJECT}-pos-1.xyz', f'{PROJECT}-vel-1.xyz', f'{PROJECT}-1.ener', MOMENTS_FILE)
+MD_FILES = (f'{PROJECT}-pos-1.xyz', f'{PROJECT}-vel-1.xyz', f'{PROJECT}-1.ener', MOMENTS_FILE, MO_FILE)
+#: MOs printed on each side of the gap with ``orbital_energies``
+MO_MARGIN = 4
 RESTART_FILE = f'./parent_calc/{PROJECT}-1.restart'
 
 
@@ -95,14 +98,31 @@ def md_stages(settings: dict) -> list[dict]:
     return stages
 
 
+def mo_window(parameters: dict, symbols: list[str], charge: int, multiplicity: int) -> tuple[int, int] | None:
+    """The MO index range (1-based, inclusive) that ``orbital_energies`` prints: :data:`MO_MARGIN` orbitals on each
+    side of the gap of the closed-shell QD. None where no gap can be printed: open shell (UKS blocks are not read),
+    or OT (no virtual orbitals)."""
+    dft = parameters.get('FORCE_EVAL', {}).get('DFT', {})
+    if multiplicity != 1 or dft.get('UKS') or dft.get('LSD') or 'OT' in dft.get('SCF', {}):
+        return None
+    n_electrons = valence_electrons(symbols, parameters) - charge
+    if n_electrons < 2 or n_electrons % 2:
+        return None
+    homo = n_electrons // 2
+    return max(1, homo - MO_MARGIN + 1), homo + MO_MARGIN
+
+
 def md_stage_parameters(parameters: dict, settings: dict, stage: dict, first: bool,
-                        wavefunction: bool = False) -> dict:
+                        wavefunction: bool = False, window: tuple[int, int] | None = None) -> dict:
     """CP2K parameters of one MD run: ``parameters`` (the DFT of a relax protocol) with ``RUN_TYPE MD``, the
     ``&MOTION &MD`` of ``stage``, frames printed every ``stride`` steps and, unless ``first``, a restart from the
     previous run (positions, velocities and counters; not the thermostat, whose target changes).
 
     :param wavefunction: the first run starts its first SCF from the wavefunction in its ``parent_calc_folder``
         (e.g. the relax's of the same structure) instead of the atomic guess; later runs always do.
+    :param window: the MO range (:func:`mo_window`) whose energies and occupations are printed with every frame when
+        ``settings['orbital_energies']``; the diagonalisation then keeps at least the virtual orbitals of the range
+        (``ADDED_MOS``; -1, all, stays).
     """
     params = copy.deepcopy(parameters)
     params['GLOBAL'] = {**params.get('GLOBAL', {}), 'RUN_TYPE': 'MD', 'SEED': settings['seed']}
@@ -129,6 +149,15 @@ def md_stage_parameters(parameters: dict, settings: dict, stage: dict, first: bo
     dft = params.setdefault('FORCE_EVAL', {}).setdefault('DFT', {})
     if settings['dipole']:
         dft.setdefault('PRINT', {})['MOMENTS'] = {'PERIODIC': False, 'FILENAME': f'={MOMENTS_FILE}', 'EACH': each}
+    if settings['orbital_energies'] and window is not None:
+        # QS_SCF 0: one block per frame after its SCF, not one per SCF iteration
+        dft.setdefault('PRINT', {})['MO'] = {'ENERGIES': True, 'OCCUPATION_NUMBERS': True,
+                                             'MO_INDEX_RANGE': f'{window[0]} {window[1]}',
+                                             'FILENAME': f'={MO_FILE}', 'EACH': {**each, 'QS_SCF': 0}}
+        scf = dft.setdefault('SCF', {})
+        added = int(scf.get('ADDED_MOS', 0))
+        if added != -1:
+            scf['ADDED_MOS'] = max(added, MO_MARGIN)
     params.pop('EXT_RESTART', None)
     if not first:
         params['EXT_RESTART'] = {'RESTART_FILE_NAME': RESTART_FILE, 'RESTART_DEFAULT': False, 'RESTART_POS': True,
@@ -151,7 +180,8 @@ class QdMdWorkChain(QdCp2kStageWorkChain):
         spec.inputs.validator = cls._validate_wavefunction
         spec.input('md', valid_type=orm.Dict, validator=cls._validate_md,
                    help='Dynamics settings (keys of md.yaml): temperature (K), timestep_fs, heatup_fs, '
-                        'heatup_segments, thermostat (CSVR|NOSE), thermostat_tau_fs, nve_fs, stride, dipole, seed.')
+                        'heatup_segments, thermostat (CSVR|NOSE), thermostat_tau_fs, nve_fs, stride, dipole, '
+                        'orbital_energies, seed.')
         spec.outline(
             cls.setup,
             if_(cls.should_box)(cls.put_in_box),
@@ -269,7 +299,15 @@ class QdMdWorkChain(QdCp2kStageWorkChain):
             self.report(f"MD run `{stage['name']}` starts its first SCF from the wavefunction in "
                         f"{self.inputs.base.cp2k.parent_calc_folder.__class__.__name__}"
                         f"<{self.inputs.base.cp2k.parent_calc_folder.pk}>")
-        parameters = orm.Dict(md_stage_parameters(base, self.ctx.settings, stage, first, wavefunction=given))
+        window = None
+        if self.ctx.settings['orbital_energies']:
+            window = mo_window(base, self.ctx.structure.get_ase().get_chemical_symbols(), self.inputs.charge.value,
+                               self.inputs.multiplicity.value)
+            if window is None and first:
+                self.report('orbital_energies: no HOMO/LUMO per frame for an open-shell or OT run (its virtual '
+                            'orbitals or spin blocks are not printed)')
+        parameters = orm.Dict(md_stage_parameters(base, self.ctx.settings, stage, first, wavefunction=given,
+                                                  window=window))
         extra = {'parameters': parameters}
         if not first:
             extra['parent_calc_folder'] = self.ctx.done[-1].outputs.remote_folder

@@ -7,12 +7,49 @@ from aiida import orm
 from aiida.engine import calcfunction
 
 from ..analysis import trajectory as trajectory_kernels
-from ..parsers.cp2k_md_files import join_by_step, read_dipoles, read_ener, read_xyz_frames, velocity_factor
+from ..parsers.cp2k_md_files import (
+    frontier_levels,
+    join_by_step,
+    occupied_orbitals,
+    read_dipoles,
+    read_ener,
+    read_mo_energies,
+    read_xyz_frames,
+    velocity_factor,
+)
 
 #: the project name aiida-cp2k gives every run (GLOBAL/PROJECT), which names the files CP2K writes
 PROJECT = 'aiida'
 VELOCITY_UNIT = 'angstrom*fs^-1'
 MOMENTS_FILE = f'{PROJECT}-moments.dat'
+MO_FILE = f'{PROJECT}-mo.MOLog'
+OUTPUT_FILE = 'aiida.out'
+
+
+def _aligned_blocks(count: int, steps: np.ndarray) -> int | None:
+    """Offset of the first block that belongs to a printed frame, or None: a run that continues another one first
+    evaluates its start (the previous run's last frame, not printed again) and prints a block for it too."""
+    offset = count - len(steps)
+    return offset if offset == 0 or (offset == 1 and steps[0] > 0) else None
+
+
+def _frontier(folder: orm.FolderData, names: set[str], steps: np.ndarray) -> tuple[dict, str | None]:
+    """``({'homo', 'lumo', 'gap'}, None)`` of each printed frame of one run from its ``&MO`` file, or ``({}, why)``."""
+    if MO_FILE not in names:
+        return {}, None
+    output = folder.base.repository.get_object_content(OUTPUT_FILE) if OUTPUT_FILE in names else ''
+    homo = occupied_orbitals(output)
+    if homo is None:
+        return {}, f'{OUTPUT_FILE} names no number of occupied orbitals'
+    try:
+        indices, energies, _ = read_mo_energies(folder.base.repository.get_object_content(MO_FILE))
+        offset = _aligned_blocks(len(energies), steps)
+        if offset is None:
+            return {}, f'{len(energies)} MO blocks for {len(steps)} frames'
+        homo_ev, lumo_ev = frontier_levels(indices, energies[offset:], homo)
+    except ValueError as exception:
+        return {}, str(exception)
+    return {'homo': homo_ev, 'lumo': lumo_ev, 'gap': lumo_ev - homo_ev}, None
 
 
 def _nve_drift(times_fs: np.ndarray, conserved_ev: np.ndarray, n_atoms: int) -> float | None:
@@ -30,12 +67,14 @@ def cp2k_md_trajectory(settings: orm.Dict, **runs: orm.FolderData) -> dict:
     :param settings: ``{'md_timestep_fs', 'nve_first_step' (the step the NVE run starts from; None without NVE),
         'velocity_unit'}``.
     :returns: ``trajectory`` (TrajectoryData: positions Å, velocities Å/fs, times fs; arrays ``potential_energy``,
-        ``kinetic_energy``, ``conserved_energy`` eV, ``temperature`` K, ``step``, ``dipole`` e·Å when printed;
+        ``kinetic_energy``, ``conserved_energy`` eV, ``temperature`` K, ``step``, ``dipole`` e·Å and ``homo``,
+        ``lumo``, ``gap`` eV when printed (a run whose values cannot be aligned with its frames leaves them out of the
+        whole trajectory, and ``md_summary`` says why under ``left_out``);
         attributes ``timestep_fs``, ``md_timestep_fs``, ``engine``, ``units``) and ``md_summary`` (Dict).
     """
     options = settings.get_dict()
     factor = velocity_factor(options['velocity_unit'])
-    pieces, symbols = [], None
+    pieces, symbols, left_out = [], None, {}
     for label in sorted(runs):
         folder = runs[label]
         names = set(folder.base.repository.list_object_names())
@@ -61,9 +100,15 @@ def cp2k_md_trajectory(settings: orm.Dict, **runs: orm.FolderData) -> dict:
             # run's last frame, not printed again) and prints a block for it too. Any other count cannot be aligned
             # with the frames, and the run's dipoles are left out (so the trajectory has none).
             dipoles = read_dipoles(folder.base.repository.get_object_content(MOMENTS_FILE))
-            offset = len(dipoles) - len(steps)
-            if offset == 0 or (offset == 1 and steps[0] > 0):
+            offset = _aligned_blocks(len(dipoles), steps)
+            if offset is not None:
                 arrays['dipole'] = dipoles[offset:]
+            else:
+                left_out[f'{label} dipole'] = f'{len(dipoles)} dipole blocks for {len(steps)} frames'
+        levels, why = _frontier(folder, names, steps)
+        arrays.update(levels)
+        if why:
+            left_out[f'{label} orbital energies'] = why
         pieces.append((steps, arrays))
     if not pieces:
         raise ValueError('no MD run wrote a frame')
@@ -73,7 +118,8 @@ def cp2k_md_trajectory(settings: orm.Dict, **runs: orm.FolderData) -> dict:
     trajectory = orm.TrajectoryData()
     trajectory.set_trajectory(symbols, joined['positions'], stepids=steps, times=joined['times'],
                               velocities=joined.get('velocities'))
-    for name in ('potential_energy', 'kinetic_energy', 'conserved_energy', 'temperature', 'dipole'):
+    for name in ('potential_energy', 'kinetic_energy', 'conserved_energy', 'temperature', 'dipole', 'homo', 'lumo',
+                 'gap'):
         if name in joined:
             trajectory.set_array(name, joined[name])
     stored_dt = np.diff(joined['times'])
@@ -81,10 +127,12 @@ def cp2k_md_trajectory(settings: orm.Dict, **runs: orm.FolderData) -> dict:
         'timestep_fs': float(np.median(stored_dt)) if len(stored_dt) else 0.0,
         'md_timestep_fs': float(options['md_timestep_fs']), 'engine': 'cp2k',
         'units': {'positions': 'angstrom', 'velocities': 'angstrom/fs', 'times': 'fs', 'energy': 'eV',
-                  'temperature': 'K', 'dipole': 'e*angstrom'}})
+                  'temperature': 'K', 'dipole': 'e*angstrom', 'homo': 'eV', 'lumo': 'eV', 'gap': 'eV'}})
 
     summary = {'frames': int(len(steps)), 'last_step': int(steps[-1]), 'time_fs': float(joined['times'][-1]),
                'runs': len(pieces), 'n_atoms': len(symbols)}
+    if left_out:
+        summary['left_out'] = left_out
     nve_first = options.get('nve_first_step')
     if nve_first is not None:
         # the frames the NVE run printed: the one at nve_first_step comes from the heat-up run, whose conserved
@@ -97,4 +145,7 @@ def cp2k_md_trajectory(settings: orm.Dict, **runs: orm.FolderData) -> dict:
             summary['nve_std_temperature_k'] = float(np.nanstd(temperature))
             summary['nve_drift_mev_per_atom_ps'] = _nve_drift(joined['times'][nve], joined['conserved_energy'][nve],
                                                               len(symbols))
+            if 'gap' in joined:
+                summary['nve_gap_mean_ev'] = float(np.mean(joined['gap'][nve]))
+                summary['nve_gap_std_ev'] = float(np.std(joined['gap'][nve]))
     return {'trajectory': trajectory, 'md_summary': orm.Dict(summary)}

@@ -11,10 +11,13 @@ from ase.units import Bohr, Hartree, kB
 from aiida_qdtraps.parsers.cp2k_md_files import (
     AU_TIME_FS,
     DEBYE_E_ANGSTROM,
+    frontier_levels,
     join_by_step,
     kinetic_energy_ev,
+    occupied_orbitals,
     read_dipoles,
     read_ener,
+    read_mo_energies,
     read_xyz_frames,
     velocity_factor,
 )
@@ -99,3 +102,45 @@ def test_velocity_units():
     assert AU_TIME_FS == pytest.approx(0.02418884, rel=1e-6)
     with pytest.raises(ValueError, match="'m/s'"):
         velocity_factor('m/s')
+
+
+def test_mo_energies_of_each_frame(data_dir):
+    """A real GFN1-xTB NVE run of H2O (CP2K 2023.1, h2o-xtb.inp next to the file): MOs 2-7 of the 4 frames."""
+    text = (data_dir / 'cp2k' / 'md_mo' / 'h2o-xtb-mo.MOLog').read_text()
+    indices, energies, occupations = read_mo_energies(text)
+    assert indices.shape == energies.shape == occupations.shape == (4, 6)
+    assert indices[0].tolist() == [2, 3, 4, 5, 6, 7]
+    assert occupations[0].tolist() == [2.0, 2.0, 2.0, 0.0, 0.0, 0.0]
+    homo, lumo = frontier_levels(indices, energies, homo_index=4)
+    assert homo[0] == pytest.approx(-13.613981) and lumo[0] == pytest.approx(-4.311063)
+    # the molecule vibrates: the gap (about 9.3 eV) changes from frame to frame
+    gap = lumo - homo
+    assert np.all((gap > 9.2) & (gap < 9.4)) and np.ptp(gap) > 1e-4
+    with pytest.raises(ValueError, match=r'printed MO range \(2\.\.7\) does not hold the HOMO 7 and the LUMO 8'):
+        frontier_levels(indices, energies, homo_index=7)
+
+
+def test_mo_blocks_that_differ_or_hold_no_number_are_refused(data_dir):
+    text = (data_dir / 'cp2k' / 'md_mo' / 'h2o-xtb-mo.MOLog').read_text()
+    first = text.index('MO| EIGENVALUES', 10)
+    # a block of one SCF iteration (printed for the first iteration from a restarted wavefunction) is not a frame's
+    iteration = text[:first].replace('OCCUPATION NUMBERS', 'OCCUPATION NUMBERS AFTER SCF STEP 1')
+    assert read_mo_energies(iteration + text)[1].shape == (4, 6)
+    with pytest.raises(ValueError, match='different orbitals'):
+        read_mo_energies(text[:first] + text[first:].replace(' MO|      7 ', ' XX|      7 ', 1))
+    with pytest.raises(ValueError, match='MO block 1 \\(eV\\)'):
+        read_mo_energies(text.replace('-13.613981', 'NaN', 1))
+    assert read_mo_energies('')[1].shape == (0, 0)
+    assert occupied_orbitals(' Number of electrons:      8\n Number of occupied orbitals:      4\n') == 4
+    assert occupied_orbitals('no SCF') is None
+
+
+def test_mo_block_of_a_restarted_scf_iteration_is_skipped(data_dir):
+    """A real continued MD run (InF3, fast GAPW DFT, CP2K 2023.1: the restart point and one NVE step): CP2K printed a
+    block after the first SCF iteration from the restarted wavefunction, then one per evaluated frame."""
+    text = (data_dir / 'cp2k' / 'md_mo' / 'restarted-mo.MOLog').read_text()
+    assert text.count('EIGENVALUES AND OCCUPATION NUMBERS') == 3 and 'AFTER SCF STEP 1' in text
+    indices, energies, _ = read_mo_energies(text)
+    assert indices.shape == (2, 8) and indices[0].tolist() == list(range(14, 22))
+    homo, lumo = frontier_levels(indices, energies, homo_index=17)  # 34 valence electrons
+    assert np.all((lumo - homo > 3.5) & (lumo - homo < 4.5))

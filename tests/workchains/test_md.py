@@ -18,11 +18,12 @@ from aiida_qdtraps.workchains.md import (
     md_settings,
     md_stage_parameters,
     md_stages,
+    mo_window,
 )
 from aiida_qdtraps.workchains.parent_folder import MD_RESTART_FILE
 
 FAST = {'temperature': 300.0, 'timestep_fs': 1.0, 'heatup_fs': 100.0, 'heatup_segments': 2, 'thermostat': 'CSVR',
-        'thermostat_tau_fs': 25.0, 'nve_fs': 100.0, 'stride': 1, 'dipole': True, 'seed': 1}
+        'thermostat_tau_fs': 25.0, 'nve_fs': 100.0, 'stride': 1, 'dipole': True, 'orbital_energies': True, 'seed': 1}
 
 
 @pytest.mark.parametrize('change, match', [
@@ -37,6 +38,7 @@ FAST = {'temperature': 300.0, 'timestep_fs': 1.0, 'heatup_fs': 100.0, 'heatup_se
     ({'stride': 0}, 'md.stride'),
     ({'stride': 1.5}, 'md.stride must be int'),
     ({'dipole': 'yes'}, 'md.dipole must be bool'),
+    ({'orbital_energies': 1}, 'md.orbital_energies must be bool'),
     ({'seed': 0}, 'md.seed must be >= 1'),
     ({'speed': 1}, "unknown md key"),
 ])
@@ -81,6 +83,90 @@ def test_stage_parameters():
     nose = md_stage_parameters(dft, md_settings({**FAST, 'thermostat': 'nose'}), second, first=False)
     assert nose['MOTION']['MD']['THERMOSTAT']['NOSE'] == {'LENGTH': 3, 'TIMECON': 25.0}
     assert dft['GLOBAL']['RUN_TYPE'] == 'GEO_OPT'  # the input is not changed
+
+
+def test_orbital_energies_print_a_window_around_the_gap():
+    kinds = [{'_': 'In', 'POTENTIAL': 'GTH-PBE-q13'}, {'_': 'F', 'POTENTIAL': 'GTH-PBE-q7'}]
+    dft = {'FORCE_EVAL': {'DFT': {'SCF': {'DIAGONALIZATION': {}}}, 'SUBSYS': {'KIND': kinds}}}
+    symbols = ['In', 'F', 'F', 'F']
+    assert mo_window(dft, symbols, charge=0, multiplicity=1) == (14, 21)  # 34 electrons: HOMO 17
+    assert mo_window(dft, symbols, charge=2, multiplicity=1) == (13, 20)
+    assert mo_window(dft, symbols, charge=1, multiplicity=2) is None  # open shell: alpha and beta blocks
+    ot = {'FORCE_EVAL': {'DFT': {'SCF': {'OT': {}}}, 'SUBSYS': {'KIND': kinds}}}
+    assert mo_window(ot, symbols, charge=0, multiplicity=1) is None  # OT has no virtual orbitals
+    # GFN1-xTB counts its own valence electrons: Cd6Se4Cl4 has 6*2 + 4*6 + 4*7 = 64, HOMO 32
+    xtb = {'FORCE_EVAL': {'DFT': {'QS': {'METHOD': 'xTB'}, 'SCF': {'ADDED_MOS': -1}}}}
+    assert mo_window(xtb, ['Cd'] * 6 + ['Se'] * 4 + ['Cl'] * 4, charge=0, multiplicity=1) == (29, 36)
+
+    settings = md_settings({**FAST, 'stride': 2})
+    first = md_stages(settings)[0]
+    p = md_stage_parameters(dft, settings, first, first=True, window=(14, 21))
+    mo = p['FORCE_EVAL']['DFT']['PRINT']['MO']
+    assert mo['MO_INDEX_RANGE'] == '14 21' and mo['ENERGIES'] and mo['OCCUPATION_NUMBERS']
+    assert mo['EACH'] == {'MD': 2, 'QS_SCF': 0} and mo['FILENAME'] == '=aiida-mo.MOLog'
+    assert p['FORCE_EVAL']['DFT']['SCF']['ADDED_MOS'] == 4  # the LUMO and three more are computed
+    assert md_stage_parameters(xtb, settings, first, first=True, window=(29, 36))[
+        'FORCE_EVAL']['DFT']['SCF']['ADDED_MOS'] == -1  # all MOs stay all MOs
+    off = md_stage_parameters(dft, md_settings({**FAST, 'orbital_energies': False}), first, first=True,
+                              window=(14, 21))
+    assert 'MO' not in off['FORCE_EVAL']['DFT']['PRINT'] and 'ADDED_MOS' not in off['FORCE_EVAL']['DFT']['SCF']
+    assert 'MO' not in md_stage_parameters(dft, settings, first, first=True)['FORCE_EVAL']['DFT']['PRINT']
+
+
+def _with_orbital_energies(source, target, homo: int, shift: float):
+    """Copy of a recorded MD folder with an &MO file (one block per dipole block, MOs HOMO-1 .. LUMO+1, the gap
+    growing by 0.01 eV per block from 2 eV + shift) and the output line naming the occupied orbitals."""
+    import shutil
+
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns('restarted', '*.out'))
+    blocks = (source / 'aiida-moments.dat').read_text().count('Dipole moment')
+    text = ''
+    for b in range(blocks):
+        gap = 2.0 + shift + 0.01 * b
+        rows = [(homo - 1, -6.5), (homo, -5.0), (homo + 1, -5.0 + gap), (homo + 2, -2.0)]
+        text += ('\n MO| EIGENVALUES AND OCCUPATION NUMBERS\n MO|\n'
+                 ' MO|  Index  Eigenvalue [a.u.]  Eigenvalue [eV]  Occupation\n')
+        text += ''.join(f' MO| {i:6d} {e / 27.211386:20.6f} {e:20.6f} {2.0 if i <= homo else 0.0:20.6f}\n'
+                        for i, e in rows)
+    (target / 'aiida-mo.MOLog').write_text(text)
+    (target / 'aiida.out').write_text(f' Number of electrons: {2 * homo}\n Number of occupied orbitals: {homo}\n')
+    return target
+
+
+def test_trajectory_with_orbital_energies_of_each_frame(data_dir, folder_data, tmp_path):
+    """HOMO, LUMO and gap per frame join like the dipoles: the continuing run's first block is its start."""
+    from aiida_qdtraps.workchains.dynamics import compute_dephasing, compute_gap_statistics
+
+    md = data_dir / 'cp2k' / 'md'
+    first = _with_orbital_energies(md, tmp_path / 'first', homo=47, shift=0.0)
+    second = _with_orbital_energies(md / 'restarted', tmp_path / 'second', homo=47, shift=1.0)
+    settings = orm.Dict({'md_timestep_fs': 1.0, 'velocity_unit': 'angstrom*fs^-1', 'nve_first_step': 6})
+    result = cp2k_md_trajectory(settings, run_000=folder_data(first), run_001=folder_data(second))
+    trajectory = result['trajectory']
+    gap = trajectory.get_array('gap')
+    # steps 0, 2, 4, 6 from the first run; 8, 10, 12 from blocks 2-4 of the second (its block 1 is step 6 again)
+    assert gap == pytest.approx([2.0, 2.01, 2.02, 2.03, 3.01, 3.02, 3.03])
+    assert trajectory.get_array('homo') == pytest.approx([-5.0] * 7)
+    assert trajectory.base.attributes.get('units')['gap'] == 'eV'
+    summary = result['md_summary'].get_dict()
+    assert summary['nve_gap_mean_ev'] == pytest.approx(3.02) and 'left_out' not in summary
+    # the statistics and the dephasing read the trajectory directly, from a given frame on
+    statistics = compute_gap_statistics(trajectory, orm.Dict({'start_frame': 4, 'bins': 3}))['statistics']
+    assert statistics['mean'] == pytest.approx(3.02) and statistics['lumo']['mean'] == pytest.approx(-1.98)
+    _, dephasing = compute_dephasing.run_get_node(trajectory, orm.Dict({'start_frame': 1, 'max_time_fs': 6.0}))
+    assert dephasing.exit_status == 0, dephasing.exit_message
+    assert dephasing.outputs.summary['dt_fs'] == 2.0
+
+    # a run whose HOMO lies outside the printed range: no orbital energies in the trajectory, and the summary says why
+    (second / 'aiida.out').write_text(' Number of occupied orbitals: 60\n')
+    result = cp2k_md_trajectory(settings, run_000=folder_data(first), run_001=folder_data(second))
+    assert 'gap' not in result['trajectory'].get_arraynames()
+    assert 'does not hold the HOMO 60' in result['md_summary']['left_out']['run_001 orbital energies']
+    _, node = compute_gap_statistics.run_get_node(result['trajectory'])
+    assert node.exit_status == 300 and 'has no array named gap' in node.exit_message
+    with pytest.raises(ValueError, match='start_frame 7 leaves fewer than 2 of the 7 gaps'):
+        from aiida_qdtraps.workchains.dynamics import gap_series
+        gap_series(trajectory, 7)
 
 
 def test_builder_takes_the_relax_dft_and_the_md_protocol(tiny_qd, recorded_cp2k_code):
@@ -226,6 +312,10 @@ def test_real_heatup_then_nve(cp2k_code):
     conserved = trajectory.get_array('conserved_energy')[5:]
     assert np.ptp(conserved) / n_atoms < 1e-3
     assert trajectory.get_array('dipole').shape == (7, 3)
+    # HOMO/LUMO of every frame (InF3: 34 valence electrons, MOs 14-21 printed, the diagonalisation keeps 4 virtual)
+    gap = trajectory.get_array('gap')
+    assert gap.shape == (7,) and np.all((gap > 1.0) & (gap < 10.0)), gap
+    assert 'left_out' not in summary
 
     # A second MD given the first one's folder starts its first SCF from that wavefunction: fewer SCF steps than
     # the first run's first SCF from the atomic guess.

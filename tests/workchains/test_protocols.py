@@ -296,3 +296,21 @@ def test_xtb_electronic_state_counts_all_electrons(tiny_qd):
     heavy = orm.StructureData(ase=Atoms('UO2', positions=[[0, 0, 0], [1.8, 0, 0], [-1.8, 0, 0]], cell=[10] * 3))
     assert check_electronic_state(heavy, xtb, 0, 1) == (
         'kinds', 'GFN1-xTB has parameters for H–Rn (Z <= 86), not for Z = 92')
+
+
+def test_gfn1_valence_electrons():
+    """GFN1-xTB valence: the group for groups 1-11, group - 10 for groups 12-18 (filled d10 cores; Zn, Cd, Hg keep
+    s and p only). The real xTB MD test checks the count against CP2K's own for Cd, Se, Cl and H."""
+    from ase.data import atomic_numbers
+
+    from aiida_qdtraps.workchains.electronic_state import gfn1_valence, valence_electrons
+
+    expected = {'H': 1, 'He': 2, 'C': 4, 'O': 6, 'F': 7, 'Na': 1, 'P': 5, 'Cl': 7, 'K': 1, 'Fe': 8, 'Cu': 11,
+                'Zn': 2, 'Ga': 3, 'Se': 6, 'Br': 7, 'Ag': 11, 'Cd': 2, 'In': 3, 'Te': 6, 'I': 7, 'Cs': 1, 'Ba': 2,
+                'Au': 11, 'Hg': 2, 'Pb': 4, 'Bi': 5, 'Rn': 8}
+    assert {element: gfn1_valence(atomic_numbers[element]) for element in expected} == expected
+    for number in (0, 60, 87):
+        with pytest.raises(ValueError, match=f'atomic number {number}'):
+            gfn1_valence(number)
+    xtb = {'FORCE_EVAL': {'DFT': {'QS': {'METHOD': 'xTB'}}}}
+    assert valence_electrons(['In', 'P', 'F', 'F'], xtb) == 3 + 5 + 14
