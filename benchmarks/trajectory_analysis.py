@@ -14,13 +14,15 @@ chunks. Then, each timed separately::
 It prints each step's wall time, their sum, the process's peak resident memory (``resource`` ru_maxrss, which
 includes the trajectory itself) and the peak of Python allocations during the analyses (``tracemalloc``), and checks
 that the VDOS peaks lie inside the imposed 50–300 cm⁻¹ band and that the RMSF is the imposed 0.1/√2 Å per
-direction. Targets: under 60 s and under 4 GB. Measured values: docs/dynamics.md.
+direction. Targets: under 60 s and under 4 GB; the exit status is 1 when a target is missed or a check fails (the
+last line says which). Measured values: docs/dynamics.md.
 """
 
 from __future__ import annotations
 
 import argparse
 import resource
+import sys
 import time
 import tracemalloc
 
@@ -50,7 +52,10 @@ def synthetic_trajectory(n_frames: int, n_atoms: int, dt_fs: float = 1.0, seed: 
     return list(symbols), positions, velocities
 
 
-def main():
+TARGET_SECONDS, TARGET_GB = 60.0, 4.0
+
+
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--frames', type=int, default=10_000)
     parser.add_argument('--atoms', type=int, default=2_000)
@@ -91,7 +96,21 @@ def main():
     print(f'checks: Cd-Se first peak {first:.2f} Å (bond {6.05 * np.sqrt(3) / 4:.2f} Å); mean RMSF '
           f"{rmsf['rmsf'].mean():.4f} Å (imposed {0.1 * np.sqrt(1.5):.4f} Å); VDOS peaks {np.sort(peaks).round(1)} "
           f'cm-1 (imposed band 50-300)')
+    missed = []
+    if total >= TARGET_SECONDS:
+        missed.append(f'time {total:.1f} s >= {TARGET_SECONDS} s')
+    if rss_gb >= TARGET_GB:
+        missed.append(f'memory {rss_gb:.2f} GB >= {TARGET_GB} GB')
+    if abs(first - 6.05 * np.sqrt(3) / 4) > 0.05:
+        missed.append(f'Cd-Se first peak at {first:.2f} Å')
+    if abs(rmsf['rmsf'].mean() / (0.1 * np.sqrt(1.5)) - 1) > 0.05:
+        missed.append(f"mean RMSF {rmsf['rmsf'].mean():.4f} Å")
+    if not np.all((peaks > 45) & (peaks < 305)):
+        missed.append(f'VDOS peaks {np.sort(peaks).round(1)} outside 50-300 cm-1')
+    print(f'time {total / TARGET_SECONDS:.2f} x target, memory {rss_gb / TARGET_GB:.2f} x target: '
+          + ('within targets, checks pass' if not missed else 'MISSED: ' + '; '.join(missed)))
+    return 1 if missed else 0
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

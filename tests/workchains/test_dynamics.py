@@ -137,6 +137,30 @@ def test_vdos_without_velocities_fails_by_name_and_makes_no_output():
     assert process.exit_status == 302 and "unknown option(s) ['pair']" in process.exit_message
 
 
+def test_uneven_frames_and_a_false_carboxylate_fail_by_name_and_make_no_output():
+    """A stored trajectory whose frames are not evenly spaced in time, and carboxylate triples that are not a carbon
+    bonded to two oxygens, are refused by the calcfunctions with the value named and no output node."""
+    uneven = orm.TrajectoryData()
+    positions = np.random.default_rng(0).normal(size=(4, 3, 3))
+    uneven.set_trajectory(['Cd', 'Se', 'O'], positions, times=np.array([0.0, 1.0, 2.0, 3.5]),
+                          velocities=np.zeros_like(positions))
+    uneven.base.attributes.set_many({'timestep_fs': 1.0, 'engine': 'cp2k'})
+    uneven.store()
+    for function in (compute_vdos, compute_rmsf):
+        results, process = run_get_node(function, trajectory=uneven)
+        assert process.exit_status == 300, (function, process.exit_message)
+        assert 'not constant' in process.exit_message and '1.5 fs between frames 2 and 3' in process.exit_message
+        assert results == {} and not process.base.links.get_outgoing().all()
+
+    frame = np.array([[0.0, 0.0, 0.0], [1.2, 0.0, 0.0], [-1.2, 0.0, 0.0], [0.0, 3.0, 0.0]])
+    node = trajectory_to_node(MdTrajectory(['C', 'O', 'Se', 'Pb'], np.repeat(frame[None], 3, axis=0),
+                                           np.arange(3) * 10.0), 'cp2k', 0.5).store()
+    results, process = run_get_node(compute_binding_modes, trajectory=node,
+                                    options=orm.Dict({'carboxylates': [[0, 1, 2]]}))
+    assert process.exit_status == 300 and 'carboxylate 0 (0, 1, 2) is C-O-Se' in process.exit_message
+    assert results == {} and not process.base.links.get_outgoing().all()
+
+
 def test_binding_modes_of_a_bridging_acetate():
     half = np.radians(62.5)
     o1 = np.array([-1.27 * np.sin(half), 1.27 * np.cos(half), 0.0])
