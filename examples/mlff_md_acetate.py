@@ -15,7 +15,7 @@ member with the lowest validation error: docs/mlff.md). A model of GFN1-xTB, not
    Cd6Se4 core held fixed as in Sowa et al.'s FF1 (``--flexible`` moves it too), the ensemble's force deviation on
    every frame, and a stop when it passes 1.5 eV/Å: an MD that leaves the trained region ends there with a clear
    error, not with an exploded trajectory analysed as if it were physics.
-3. ``compute_rdf`` (Cd–O, Cd–C, Cd–Se; the finite-cluster normalisation of docs/dynamics.md) and
+3. ``compute_rdf`` (Cd–O, Cd–C, Cd–Se; the finite-cluster normalisation of docs/dynamics/rdf.md) and
    ``compute_binding_modes`` (Sowa et al.'s r1/r2/r3 with Cd as the metal) on the frames after the first 2 ps (the
    velocities are drawn at the temperature on the minimum, so the MD starts at about half of it; with this weak
    friction it takes about 5 ps to get there: the analysed frames average 260–305 K over three seeds).

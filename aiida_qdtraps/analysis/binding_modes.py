@@ -2,7 +2,7 @@
 
 For every carboxylate (C with its two O) and frame: the *primary* metal M* is the metal atom nearest to the
 midpoint of the two oxygens; ``r1 < r2`` are the two M*–O distances; ``r3`` is the shortest O–M distance to any
-metal other than M*. No distance cut-off enters r1..r3. The modes (docs/dynamics.md):
+metal other than M*. No distance cut-off enters r1..r3. The modes (docs/dynamics/binding_modes.md):
 
 * ``bridge``: the two O bind two different metals — r2 long, r3 short;
 * ``tilted-bridge``: M* binds both O and a second metal binds one — r2 and r3 both short;

@@ -1,7 +1,7 @@
 """Structural analyses of an MD trajectory of a finite cluster (pure; numpy/scipy): radial distribution functions
 per element pair and root-mean-square fluctuations after rigid-body alignment.
 
-Conventions (docs/dynamics.md):
+Conventions (docs/dynamics/rdf.md, docs/dynamics/rmsf.md):
 
 * RDF of a finite cluster, no periodic images. For the pair A–B the primary quantity is the pair-distance density
   ``n_AB(r) = counts_AB(r) / (N_A · F · Δr)`` (Å⁻¹): the mean number of B atoms at distance r..r+Δr from an A atom,

@@ -4,7 +4,8 @@ the mass-weighted velocity autocorrelation) and the IR spectrum (autocorrelation
 Both use the Wiener–Khinchin theorem: the Fourier transform of the (biased) autocorrelation of a series equals its
 power spectrum ``|x̃(ν)|² / F``. The series is zero-padded to twice its length (so the circular correlation is the
 linear one) and may be multiplied by a window first. Frequencies are returned as wavenumbers
-``ν̃ = ν / c`` in cm⁻¹ (c = 2.99792458 × 10⁻⁵ cm/fs). Units and normalisations are in docs/dynamics.md.
+``ν̃ = ν / c`` in cm⁻¹ (c = 2.99792458 × 10⁻⁵ cm/fs). Units and normalisations are in
+docs/dynamics/vdos.md and docs/dynamics/ir.md.
 """
 
 from __future__ import annotations
