@@ -21,6 +21,7 @@ charges per atom, whichever analyses CP2K printed).
 
 from __future__ import annotations
 
+import ase
 import numpy as np
 from aiida import orm
 from aiida.common import exceptions as common
@@ -74,20 +75,27 @@ class QdCp2kParser(Cp2kBaseParser):
             return self.exit_codes.ERROR_OUTPUT_READ, None
 
     def _parse_final_structure(self):
-        """aiida-cp2k's structure from the restart file, with a damaged restart file (its reader fails with an
-        AttributeError, IndexError, KeyError or ValueError) or non-finite coordinates as ``ERROR_STRUCTURE_PARSE``."""
+        """The structure in the restart file (aiida-cp2k's reader, given the file from ``&FORCE_EVAL`` on: the
+        ``&MOTION`` section before it holds the ``&COORD`` of a Nosé–Hoover thermostat, which that reader would take
+        for the atoms), with a damaged restart file (the reader fails with an AttributeError, IndexError, KeyError or
+        ValueError) or non-finite coordinates as ``ERROR_STRUCTURE_PARSE``."""
+        name = self.node.process_class._DEFAULT_RESTART_FILE_NAME
+        if name not in self.retrieved.base.repository.list_object_names():
+            raise common.NotExistent("No restart file available, so the output trajectory can't be extracted")
         try:
-            structure = super()._parse_final_structure()
-        except common.NotExistent:
-            raise
+            content = self.retrieved.base.repository.get_object_content(name)
+        except OSError:
+            return self.exit_codes.ERROR_OUTPUT_STDOUT_READ
+        try:
+            start = content.find('&FORCE_EVAL')
+            structure = orm.StructureData(ase=ase.Atoms(**utils.parse_cp2k_trajectory(content[max(start, 0):])))
         except (AttributeError, IndexError, KeyError, TypeError, ValueError) as exc:
             self.logger.error(f'could not read the structure from the CP2K restart file: {type(exc).__name__}: {exc}')
             return self.exit_codes.ERROR_STRUCTURE_PARSE
-        if isinstance(structure, orm.StructureData):
-            atoms = structure.get_ase()
-            if not len(atoms) or not (np.all(np.isfinite(atoms.positions)) and np.all(np.isfinite(atoms.cell))):
-                self.logger.error('the CP2K restart file holds no atoms or coordinates that are not finite numbers')
-                return self.exit_codes.ERROR_STRUCTURE_PARSE
+        atoms = structure.get_ase()
+        if not len(atoms) or not (np.all(np.isfinite(atoms.positions)) and np.all(np.isfinite(atoms.cell))):
+            self.logger.error('the CP2K restart file holds no atoms or coordinates that are not finite numbers')
+            return self.exit_codes.ERROR_STRUCTURE_PARSE
         return structure
 
     def _parse_trajectory(self, structure):

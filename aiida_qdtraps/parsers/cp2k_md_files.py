@@ -122,8 +122,8 @@ def read_dipoles(text: str) -> np.ndarray:
     return np.array(values).reshape(-1, 3) * DEBYE_E_ANGSTROM
 
 
-#: the header of the block printed after a frame's SCF; the same header with ``AFTER SCF STEP n`` marks a block of an SCF
-#: iteration (CP2K 2023.1 prints one for the first iteration from a restarted wavefunction), which is not a frame's
+#: the header of the block printed after a frame's SCF; the same header with ``AFTER SCF STEP n`` marks a block of one
+#: SCF iteration (CP2K 2023.1 prints one for the first iteration from a restarted wavefunction), which is not a frame's
 _MO_BLOCK = re.compile(r'MO\| EIGENVALUES AND OCCUPATION NUMBERS\s*(AFTER SCF STEP)?')
 _MO_ROW = re.compile(r'^\s*MO\|\s+(\d+)\s+(\S+)\s+(\S+)\s+(\S+)\s*$')
 #: the line CP2K writes once per SCF setup (closed shell: the HOMO is this MO index)

@@ -62,6 +62,20 @@ def test_base_parser_adds_cp2k_walltime(generate_cp2k_calc, data_dir):
     assert results['output_parameters']['walltime_s'] == pytest.approx(74.088)
 
 
+def test_structure_of_a_nose_hoover_md_is_the_atoms_not_the_thermostat(generate_cp2k_calc, data_dir):
+    """A real CP2K 2023.1 NVT run of InF3 with a Nosé–Hoover chain (aiida.inp next to it): its restart file holds the
+    thermostat's &COORD under &MOTION before the atoms' under &FORCE_EVAL; the output structure is the atoms."""
+    folder = data_dir / 'cp2k' / 'md_nose'
+    node = generate_cp2k_calc({name: folder / name for name in ('aiida.out', 'aiida-1.restart', 'aiida-pos-1.xyz')},
+                              parameters={'GLOBAL': {'RUN_TYPE': 'MD'}})
+    results, calcfunction = QdCp2kParser.parse_from_node(node, store_provenance=False)
+    assert calcfunction.is_finished_ok, calcfunction.exit_message
+    atoms = results['output_structure'].get_ase()
+    assert atoms.get_chemical_symbols() == ['In', 'F', 'F', 'F']
+    assert atoms.positions[0] == pytest.approx([5.0359469297, 5.5423546509, 5.4968387093])
+    assert atoms.cell.lengths() == pytest.approx([11.0, 11.0, 11.0])
+
+
 def test_finished_geo_opt_with_an_early_unconverged_scf_is_accepted(generate_cp2k_calc, data_dir):
     """Recorded F6In6P3³⁺ fast GEO_OPT (steps 1-39 cut out): its first SCF cycle stopped unconverged at 100 steps,
     CP2K carried on, and the optimisation COMPLETED at step 40 with converged cycles, re-evaluation included. The

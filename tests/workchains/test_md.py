@@ -283,10 +283,11 @@ COARSE_GRID = {'cp2k': {'parameters': {'FORCE_EVAL': {'DFT': {'MGRID': {'CUTOFF'
 
 @pytest.mark.slow
 def test_real_heatup_then_nve(cp2k_code):
-    """InF3, fast DFT on a coarse grid: 2 CSVR segments of 2 steps (150 K, 300 K), then 2 NVE steps: three CP2K runs,
-    each continuing the one before from its restart file."""
+    """InF3, fast DFT on a coarse grid: 2 Nosé–Hoover segments of 2 steps (150 K, 300 K), then 2 NVE steps: three
+    CP2K runs, each continuing the one before from its restart file (the xTB CdSe tests run the CSVR default)."""
     n_atoms = 4
-    md = {'heatup_fs': 4.0, 'heatup_segments': 2, 'nve_fs': 2.0, 'thermostat_tau_fs': 10.0, 'stride': 1}
+    md = {'heatup_fs': 4.0, 'heatup_segments': 2, 'nve_fs': 2.0, 'thermostat_tau_fs': 10.0, 'stride': 1,
+          'thermostat': 'NOSE'}
     builder = QdMdWorkChain.get_builder_from_protocol(cp2k_code, _inf3(), protocol='fast',
                                                       overrides={'md': md, 'base': COARSE_GRID})
     results, node = run_get_node(builder)
@@ -305,6 +306,9 @@ def test_real_heatup_then_nve(cp2k_code):
     nve_calc = [n for n in stages[2].called if n.process_type == 'aiida.calculations:cp2k'][0]
     assert nve_calc.inputs.parameters['EXT_RESTART']['RESTART_VEL']
     heat_calc = [n for n in stages[1].called if n.process_type == 'aiida.calculations:cp2k'][-1]
+    thermostat = heat_calc.inputs.parameters['MOTION']['MD']['THERMOSTAT']
+    assert thermostat['TYPE'] == 'NOSE' and thermostat['NOSE'] == {'LENGTH': 3, 'TIMECON': 10.0}
+    assert 'Nose-Hoover-Chains' in heat_calc.outputs.retrieved.base.repository.get_object_content('aiida.out')
     assert nve_calc.inputs.parent_calc_folder.uuid == heat_calc.outputs.remote_folder.uuid
     summary = results['md_summary'].get_dict()
     assert summary['runs'] == 3 and summary['nve_frames'] == 2  # steps 5 and 6 (step 4 is the heat-up's last)
