@@ -32,11 +32,11 @@ def gfn1_valence(number: int) -> int:
 
     :raises ValueError: for the lanthanides and elements beyond Rn (no GFN1-xTB parameters here).
     """
+    periods = (2, 10, 18, 36, 54, 86)
+    if not 1 <= number <= periods[-1] or 57 <= number <= 71:
+        raise ValueError(f'no GFN1-xTB valence for atomic number {number}')
     if number <= 2:
         return number
-    periods = (2, 10, 18, 36, 54, 86)
-    if not 2 < number <= periods[-1] or 57 <= number <= 71:
-        raise ValueError(f'no GFN1-xTB valence for atomic number {number}')
     start = max(p for p in periods if p < number)
     position = number - start  # 1-based position in the period
     if start in (2, 10):  # periods 2 and 3: groups 1, 2, then 13-18
