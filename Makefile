@@ -62,9 +62,7 @@ $(VENV)/pyvenv.cfg: | system-packages
 
 $(STAMPS)/venv: requirements.txt pyproject.toml $(VENV)/pyvenv.cfg
 	@$(VENV)/bin/python -c 'import sys; assert sys.version_info[:2] == (3, 11), f"$(VENV) has Python {sys.version}; remove it and run make again"'
-	# --no-compile: no byte-compilation of every installed file (torch alone has thousands): measured 118 -> 57 s for
-	# requirements.txt from pip's cache; Python compiles what it imports on first use
-	$(VENV)/bin/python -m pip install --disable-pip-version-check --no-compile -r requirements.txt
+	$(VENV)/bin/python -m pip install --disable-pip-version-check -r requirements.txt
 	$(VENV)/bin/python -m pip install --disable-pip-version-check --no-deps -e .
 	@mkdir -p $(STAMPS) && touch $@
 
@@ -83,10 +81,10 @@ $(STAMPS)/deepmd: $(STAMPS)/venv
 		echo "deepmd-kit $(DEEPMD_VERSION) (torch 2.13.0, custom ops): present (skipped)"; \
 	else \
 		echo "deepmd-kit $(DEEPMD_VERSION): building from sdist against torch 2.13.0 CPU"; \
-		$(VENV)/bin/python -m pip install --disable-pip-version-check --no-compile $(DEEPMD_BUILD_DEPS) torch==2.13.0 numpy==1.26.4; \
+		$(VENV)/bin/python -m pip install --disable-pip-version-check $(DEEPMD_BUILD_DEPS) torch==2.13.0 numpy==1.26.4; \
 		DP_ENABLE_TENSORFLOW=0 DP_ENABLE_PYTORCH=1 DP_VARIANT=cpu CMAKE_ARGS=-DCMAKE_DISABLE_FIND_PACKAGE_MPI=ON \
 			CMAKE_BUILD_PARALLEL_LEVEL=$${CMAKE_BUILD_PARALLEL_LEVEL:-2} \
-			$(VENV)/bin/python -m pip install --disable-pip-version-check --no-compile --no-build-isolation \
+			$(VENV)/bin/python -m pip install --disable-pip-version-check --no-build-isolation \
 			--no-binary deepmd-kit deepmd-kit==$(DEEPMD_VERSION) torch==2.13.0 numpy==1.26.4; \
 		$(VENV)/bin/python -c "$(DEEPMD_CHECK)"; \
 	fi
