@@ -131,9 +131,9 @@ _OCCUPIED = re.compile(r'Number of occupied orbitals:\s+(\d+)')
 
 
 def read_mo_energies(text: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """MO indices, energies (eV) and occupations of the ``MO| EIGENVALUES AND OCCUPATION NUMBERS`` blocks of an
-    ``&MO`` print file (closed shell), one row per block in order: arrays of shape (B, M). Blocks of single SCF
-    iterations (``... AFTER SCF STEP n``) are skipped.
+    """MO indices (M,), shared by every block, and energies (eV) and occupations (B, M), one row per
+    ``MO| EIGENVALUES AND OCCUPATION NUMBERS`` block of an ``&MO`` print file (closed shell), in order. Blocks of
+    single SCF iterations (``... AFTER SCF STEP n``) are skipped.
 
     :raises ValueError: if the blocks list different MOs (an open-shell file has alpha and beta blocks) or a value is
         not a finite number.
@@ -151,7 +151,7 @@ def read_mo_energies(text: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             if match:
                 blocks[-1].append(match.groups())
     if not blocks:
-        return np.zeros((0, 0), dtype=int), np.zeros((0, 0)), np.zeros((0, 0))
+        return np.zeros(0, dtype=int), np.zeros((0, 0)), np.zeros((0, 0))
     indices = [tuple(int(row[0]) for row in block) for block in blocks]
     if len(set(indices)) != 1 or not indices[0]:
         sizes = sorted({len(i) for i in indices})
@@ -160,7 +160,7 @@ def read_mo_energies(text: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
                          for number, block in enumerate(blocks, 1)], dtype=float)
     occupations = np.array([finite_numbers([row[3] for row in block], f'MO block {number} (occupation)')
                             for number, block in enumerate(blocks, 1)], dtype=float)
-    return np.tile(np.array(indices[0]), (len(blocks), 1)), energies, occupations
+    return np.array(indices[0]), energies, occupations
 
 
 def occupied_orbitals(output: str) -> int | None:
@@ -175,7 +175,7 @@ def frontier_levels(indices: np.ndarray, energies: np.ndarray, homo_index: int) 
 
     :raises ValueError: if the printed range does not hold both.
     """
-    columns = list(indices[0]) if indices.size else []
+    columns = [int(i) for i in indices]
     if homo_index not in columns or homo_index + 1 not in columns:
         shown = f'{columns[0]}..{columns[-1]}' if columns else 'none'
         raise ValueError(f'the printed MO range ({shown}) does not hold the HOMO {homo_index} and the LUMO '
