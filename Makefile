@@ -18,7 +18,7 @@ TEST_WORKERS ?= 2
 # apt-get needs root: use sudo when we are not root.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help setup system-packages demo test lint docs bench clean-profile rabbitmq postgresql daemon services-stop cp2k-versions
+.PHONY: help setup system-packages python-env demo test lint docs bench clean-profile rabbitmq postgresql daemon services-stop cp2k-versions
 
 help:
 	@echo "make demo           set everything up, then run the demo (PROTOCOL=$(PROTOCOL))"
@@ -56,43 +56,21 @@ system-packages:
 		echo "system packages: cp2k, quantum-espresso, openssh-server, slurm-wlm, chromium present (skipped)"; \
 	fi
 
-# -- 2. Python environment: rebuilt only when requirements.txt or pyproject.toml change (or .venv is new) --------------
-$(VENV)/pyvenv.cfg: | system-packages
-	$(PYTHON) -m venv $(VENV)
-
-$(STAMPS)/venv: requirements.txt pyproject.toml $(VENV)/pyvenv.cfg
-	@$(VENV)/bin/python -c 'import sys; assert sys.version_info[:2] == (3, 11), f"$(VENV) has Python {sys.version}; remove it and run make again"'
-	$(VENV)/bin/python -m pip install --disable-pip-version-check -r requirements.txt
-	$(VENV)/bin/python -m pip install --disable-pip-version-check --no-deps -e .
-	@mkdir -p $(STAMPS) && touch $@
-
-# -- 2b. DeePMD-kit 3.2.0 (PyTorch backend) built from its sdist against torch 2.13.0 CPU (docs/mlff.md) ---------------
-# The PyPI wheel's op library is built for torch 2.11 and does not load with 2.13, and `deepmd-kit[torch]` would pull
-# torch 2.11: build the sdist against the installed torch instead (~110 s on 2 cores). Skipped when it already imports.
-DEEPMD_VERSION := 3.2.0
-DEEPMD_BUILD_DEPS := scikit-build-core==1.1.2 cmake==4.4.4 ninja==1.13.2 setuptools_scm==10.3.4 \
-	dependency_groups==1.3.2 hatch-fancy-pypi-readme==25.1.0 packaging
-DEEPMD_CHECK := from importlib.metadata import version; import torch, deepmd.pt; \
-	from deepmd.pt.cxx_op import ENABLE_CUSTOMIZED_OP; \
-	assert version('deepmd-kit') == '$(DEEPMD_VERSION)' and torch.__version__.startswith('2.13.0') and ENABLE_CUSTOMIZED_OP
-
-$(STAMPS)/deepmd: $(STAMPS)/venv
-	@if $(VENV)/bin/python -c "$(DEEPMD_CHECK)" >/dev/null 2>&1; then \
-		echo "deepmd-kit $(DEEPMD_VERSION) (torch 2.13.0, custom ops): present (skipped)"; \
+# -- 2. Python environment (tools/python_env.sh, docs/setup.md): the pinned dependencies in a shared, hash-keyed ----------
+# environment (built once per requirements.txt; DeePMD-kit 3.2.0 built from its sdist against torch 2.13.0 CPU,
+# docs/mlff.md), and the checkout's thin .venv on top with this package editable. Re-run only when the pins, the entry
+# points or the script change, or when either layer is missing.
+python-env: system-packages
+	@if [ -f $(STAMPS)/venv ] && [ $(STAMPS)/venv -nt requirements.txt ] && [ $(STAMPS)/venv -nt pyproject.toml ] \
+		&& [ $(STAMPS)/venv -nt tools/python_env.sh ] && [ -x $(VENV)/bin/python ] \
+		&& [ -f "$$(cat $(VENV)/.qdtraps-deps 2>/dev/null)/.complete" ]; then \
+		echo "python environment: $(VENV) on $$(cat $(VENV)/.qdtraps-deps) (present, skipped)"; \
 	else \
-		echo "deepmd-kit $(DEEPMD_VERSION): building from sdist against torch 2.13.0 CPU"; \
-		$(VENV)/bin/python -m pip install --disable-pip-version-check $(DEEPMD_BUILD_DEPS) torch==2.13.0 numpy==1.26.4; \
-		DP_ENABLE_TENSORFLOW=0 DP_ENABLE_PYTORCH=1 DP_VARIANT=cpu CMAKE_ARGS=-DCMAKE_DISABLE_FIND_PACKAGE_MPI=ON \
-			CMAKE_BUILD_PARALLEL_LEVEL=$${CMAKE_BUILD_PARALLEL_LEVEL:-2} \
-			$(VENV)/bin/python -m pip install --disable-pip-version-check --no-build-isolation \
-			--no-binary deepmd-kit deepmd-kit==$(DEEPMD_VERSION) torch==2.13.0 numpy==1.26.4; \
-		$(VENV)/bin/python -c "$(DEEPMD_CHECK)"; \
+		tools/python_env.sh $(PYTHON) $(VENV) && mkdir -p $(STAMPS) && touch $(STAMPS)/venv; \
 	fi
-	@mkdir -p $(STAMPS) && touch $@
 
 # -- 3. Project-local AiiDA profile, computer and codes (idempotent, checked in Python) ---------------------------------
-setup: system-packages $(STAMPS)/venv $(STAMPS)/deepmd
-	@echo "python environment: $(VENV) matches requirements.txt + pyproject.toml"
+setup: python-env
 	@$(VENV)/bin/qdtraps setup
 
 # -- The two commands ----------------------------------------------------------------------------------------------
@@ -104,12 +82,12 @@ demo: setup
 test: setup lint
 	$(VENV)/bin/python -m pytest -v --durations=20 -n $(TEST_WORKERS) --dist load --maxschedchunk 1 tests $(PYTEST_ARGS)
 
-lint: $(STAMPS)/venv
+lint: python-env
 	$(VENV)/bin/ruff check .
 
 # The documentation site (docs/conf.py): needs neither an AiiDA profile nor the network, but the whole package imports
 # (autodoc), deepmd-kit included. tests/test_docs.py builds it the same way in `make test`.
-docs: $(STAMPS)/deepmd
+docs: python-env
 	$(VENV)/bin/sphinx-build -W --keep-going -b html docs docs/_build/html
 	@echo "open docs/_build/html/index.html"
 

@@ -21,6 +21,41 @@ TINY_QD_RECIPE = {'material': 'InP', 'diameter': 5.2, 'ligand': 'F', 'charge': 0
 
 os.environ.setdefault('OMP_NUM_THREADS', '1')
 
+#: Seconds between a runner's checks that a process it waits for has terminated. aiida-core uses 0 on test profiles:
+#: an interpreter that waits for a CalcJob then re-reads its state from the database in a loop (~170 times a second,
+#: 28,000 reads in one pipeline test), keeping a core busy while CP2K needs it. 0.1 s adds at most that to each wait.
+RUNNER_POLL_INTERVAL = 0.1
+
+
+def _runner_poll_interval() -> None:
+    """Give the runners of this test session :data:`RUNNER_POLL_INTERVAL` (unless a caller sets one)."""
+    from aiida.manage.manager import Manager
+
+    create_runner = Manager.create_runner
+    if getattr(create_runner, 'poll_interval', None) is not None:
+        return
+
+    def create_runner_with_poll_interval(self, with_persistence: bool = True, **kwargs):
+        kwargs.setdefault('poll_interval', RUNNER_POLL_INTERVAL)
+        return create_runner(self, with_persistence, **kwargs)
+
+    create_runner_with_poll_interval.poll_interval = RUNNER_POLL_INTERVAL
+    Manager.create_runner = create_runner_with_poll_interval
+
+
+_runner_poll_interval()
+
+#: Seconds between the job manager's ``ps`` calls for the test computer (the plugin's ``aiida_localhost`` sets 0: a
+#: ``bash``/``ps`` pair 3 times a second while a CalcJob runs). Adds at most this to each CalcJob.
+JOB_POLL_INTERVAL = 0.5
+
+
+@pytest.fixture
+def aiida_localhost(aiida_localhost):
+    """The plugin's local computer, polled every :data:`JOB_POLL_INTERVAL` seconds."""
+    aiida_localhost.set_minimum_job_poll_interval(JOB_POLL_INTERVAL)
+    return aiida_localhost
+
 
 def engine_missing(name: str) -> None:
     """Fail a test that needs an engine that is not installed, or skip it where ``QDTRAPS_NO_ENGINES=1`` says the
