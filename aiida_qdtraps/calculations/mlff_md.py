@@ -17,8 +17,12 @@ the start geometry; ``output_parameters['compressed']`` says how close): about a
 With ``parent_trajectory`` (the trajectory of an earlier MD of the same atoms, with velocities) the MD continues it:
 it starts from that trajectory's last frame, positions and velocities, and counts steps on from its step number, so
 a long MD runs as a chain of jobs that each fit a wall-time limit and ``join_trajectories`` makes one trajectory of
-them (docs/howto/run_md.md). The Langevin noise of a continuation is seeded by ``seed`` and the start step, so no two
-pieces of a chain share their random numbers.
+them (``MlffMdChainWorkChain`` runs such a chain; docs/howto/run_md.md). The Langevin noise of a continuation is seeded
+by ``seed`` and the start step, so no two pieces of a chain share their random numbers.
+A job ends early, with exit ``ERROR_MD_INCOMPLETE`` and the frames it saved as its trajectory, when its MD reaches
+``walltime_s`` (by default from ``max_wallclock_seconds``: :func:`walltime_for`) or when it is killed: it writes the
+frames saved since the last checkpoint every ``checkpoint_interval`` steps, and the parser reads those chunks when there
+is no ``md.npz``.
 """
 
 from __future__ import annotations
@@ -35,6 +39,8 @@ from aiida.engine import CalcJob
 from .script_job import INPUT_FILE, define_script_job, parameters_of, script_calcinfo, write_script_job
 
 SCRIPT = pathlib.Path(__file__).with_name('mlff_md_script.py')
+#: the checkpoint chunks of the script (``mlff_md_script.CHECKPOINT_PREFIX``; the script imports nothing of the package)
+CHECKPOINT_PREFIX = 'checkpoint_'
 DIPOLE_MODEL_FILE = 'dipole.pth'
 START_FILE = 'start.npz'
 THERMOSTATS = ('langevin', 'nve')
@@ -43,11 +49,28 @@ MODES = ('md', 'relax')
 #: MD settings and their defaults: K, fs, steps, fs (Langevin time constant), frozen atom indices, velocity seed;
 #: ``mode`` ``md`` or ``relax`` (BFGS: ``rattle_stdev`` Å of the start, ``fmax`` eV/Å, ``maxstep`` Å per step);
 #: ``driver``: index of the driving model, or ``'mean'`` (the committee mean); ``stop_devi_f``: eV/Å, or None (MD
-#: runs all ``steps``); ``compress``: compress the models evaluated at every step in the job (``dp --pt compress``).
+#: runs all ``steps``); ``compress``: compress the models evaluated at every step in the job (``dp --pt compress``);
+#: ``checkpoint_interval``: steps between the chunks of saved frames the job writes as it goes (0: none), which the
+#: parser reads when the job ended early; ``walltime_s``: seconds after which the MD stops at its next saved frame
+#: (None: from the job's ``max_wallclock_seconds``, see :func:`walltime_for`).
 DEFAULT_PARAMETERS = {'temperature_K': 300.0, 'timestep_fs': 1.0, 'steps': 1000, 'save_interval': 10,
                       'thermostat': 'langevin', 'thermostat_tau_fs': 100.0, 'frozen_indices': [], 'seed': 0,
                       'mode': 'md', 'rattle_stdev': 0.0, 'fmax': 0.05, 'maxstep': 0.1, 'driver': 0,
-                      'stop_devi_f': None, 'compress': False}
+                      'stop_devi_f': None, 'compress': False, 'checkpoint_interval': 1000, 'walltime_s': None}
+
+#: The share of a job's ``max_wallclock_seconds`` its MD may run, less :data:`WALLTIME_RESERVE_S`: the rest is for
+#: the start (imports, compression) and the end (the last deviations, md.npz) of the job.
+WALLTIME_SHARE = 0.9
+WALLTIME_RESERVE_S = 30.0
+
+
+def walltime_for(max_wallclock_seconds: int | None) -> float | None:
+    """Seconds the MD of a job with this wall-time limit may run before it stops at a saved frame (None: no limit,
+    or a limit too short to leave time for the start and end of the job)."""
+    if not max_wallclock_seconds:
+        return None
+    seconds = WALLTIME_SHARE * float(max_wallclock_seconds) - WALLTIME_RESERVE_S
+    return seconds if seconds > 0 else None
 
 
 def md_parameters(changes: dict, n_atoms: int | None = None) -> dict:
@@ -88,6 +111,13 @@ def md_parameters(changes: dict, n_atoms: int | None = None) -> dict:
             raise ValueError('stop_devi_f stops an MD; a relaxation (mode relax) does not take it')
     if not isinstance(params['compress'], bool):
         raise ValueError(f"compress must be true or false, got {params['compress']!r}")
+    interval = params['checkpoint_interval']
+    if isinstance(interval, bool) or not isinstance(interval, int) or interval < 0:
+        raise ValueError(f'checkpoint_interval must be a number of steps >= 0 (0: no checkpoints), got {interval!r}')
+    walltime = params['walltime_s']
+    if walltime is not None and (isinstance(walltime, bool) or not isinstance(walltime, (int, float))
+                                 or not walltime > 0):
+        raise ValueError(f'walltime_s must be a number of seconds > 0 or None, got {walltime!r}')
     frozen = [int(i) for i in params['frozen_indices']]
     if n_atoms is not None and any(not 0 <= i < n_atoms for i in frozen):
         raise ValueError(f'frozen_indices {frozen} must lie in [0, {n_atoms - 1}]')
@@ -171,6 +201,9 @@ class MlffMdCalculation(CalcJob):
                          'of the conserved energy per atom.')
         spec.exit_code(300, 'ERROR_MISSING_OUTPUT', message='The MD script wrote no md.npz: see md.log.')
         spec.exit_code(310, 'ERROR_MD_DIVERGED', message='The MD trajectory holds NaN or exploded coordinates.')
+        spec.exit_code(400, 'ERROR_MD_INCOMPLETE',
+                       message='The MD ended before its last step ({reason}); the trajectory holds its frames to step '
+                               '{step}: continue it with `parent_trajectory` (MlffMdChainWorkChain does).')
 
     def prepare_for_submission(self, folder: Folder) -> CalcInfo:
         structure = self.inputs.structure
@@ -181,6 +214,8 @@ class MlffMdCalculation(CalcJob):
                       models=[f'model_{i}.pth' for i in range(len(names))],
                       dipole_model=DIPOLE_MODEL_FILE if 'dipole_model' in self.inputs else None,
                       continue_from=START_FILE if 'parent_trajectory' in self.inputs else None)
+        if params['walltime_s'] is None:
+            params['walltime_s'] = walltime_for(self.inputs.metadata.options.get('max_wallclock_seconds'))
         write_script_job(folder, SCRIPT, params)
         if 'parent_trajectory' in self.inputs:
             parent = self.inputs.parent_trajectory
@@ -198,4 +233,5 @@ class MlffMdCalculation(CalcJob):
         if 'dipole_model' in self.inputs:
             models.append((self.inputs.dipole_model.uuid, self.inputs.dipole_model.filename, DIPOLE_MODEL_FILE))
         return script_calcinfo(self.inputs.code, SCRIPT, [INPUT_FILE], 'md.log',
-                               ['md.npz', 'md.json', 'md.log', INPUT_FILE], local_copy_list=models)
+                               ['md.npz', 'md.json', 'md.log', INPUT_FILE, f'{CHECKPOINT_PREFIX}*.npz'],
+                               local_copy_list=models)

@@ -13,7 +13,11 @@ less time per step) and checked against the uncompressed model on the start geom
 ``.npz`` with ``positions``, ``velocities`` in Å/fs and ``step``) the MD starts from that state and counts steps on
 from ``step`` (its start frame, the end of the MD it continues, is not saved again); the Langevin noise is then seeded
 by ``seed`` and ``step``.
-Writes ``md.npz`` (Å, eV, eV/Å, fs, K, e·Å) and ``md.json`` (timings). Needs only numpy, ase and deepmd-kit, so it
+Writes ``md.npz`` (Å, eV, eV/Å, fs, K, e·Å) and ``md.json`` (timings). Every ``checkpoint_interval`` steps
+(at a saved frame) it writes the frames saved since the last one as ``checkpoint_<n>.npz``, in ``md.npz``'s layout,
+so a job killed in the middle leaves them (removed at a normal end); with ``walltime_s`` the MD stops at the first
+saved frame after that many seconds of the job and says so in ``md.json`` (``stopped_at_walltime``): either way the
+MD can be continued from its last saved frame. Needs only numpy, ase and deepmd-kit, so it
 runs with any Python that has them (a cluster's, too); only ``compress`` of a DP/ZBL model also imports
 ``aiida_qdtraps`` (the pair table its definition names is rewritten from :mod:`aiida_qdtraps.analysis.zbl`).
 """
@@ -21,6 +25,7 @@ runs with any Python that has them (a cluster's, too); only ``compress`` of a DP
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 
@@ -29,6 +34,7 @@ from ase.calculators.calculator import Calculator, all_changes
 
 
 def main(path: str) -> None:
+    job_start = time.perf_counter()  # walltime_s counts from here: imports and compression are part of the job
     from ase.constraints import FixAtoms
     from ase.io import read
     from ase.md.langevinbaoab import LangevinBAOAB
@@ -92,8 +98,66 @@ def main(path: str) -> None:
 
     frames = {'positions': [], 'energies': [], 'forces': [], 'temperatures': [], 'steps': [], 'velocities': [],
               'kinetic_energies': []}
-    evaluated = {'energies': [], 'forces': []}  # the ensemble on each saved frame, when the MD watches it
-    stopped = {'step': None, 'max_devi_f': None}
+    evaluated = {'energies': [], 'forces': [], 'dipoles': []}  # per saved frame, filled as far as evaluate_frames got
+    stopped = {'step': None, 'max_devi_f': None, 'walltime': False}
+    checkpoint = {'step': start_step, 'frames': 0, 'chunks': [], 'seconds': 0.0}
+    watched = {'frames': 0}  # saved frames whose deviation was compared with stop_devi_f
+
+    def evaluate_frames() -> None:
+        """The ensemble (and the dipole model) on the saved frames not evaluated yet, in one batch per model."""
+        new = np.array(frames['positions'][len(evaluated['forces']):])
+        if len(ensemble) > 1 and len(new):
+            energies, forces = evaluate(ensemble, new, types)
+            evaluated['energies'].extend(energies.T)
+            evaluated['forces'].extend(np.moveaxis(forces, 1, 0))
+        elif len(new):
+            evaluated['energies'].extend([None] * len(new))
+            evaluated['forces'].extend([None] * len(new))
+        new = np.array(frames['positions'][len(evaluated['dipoles']):])
+        if params.get('dipole_model') and len(new):
+            evaluated['dipoles'].extend(global_dipoles(params['dipole_model'], atoms.get_chemical_symbols(), new))
+
+    def watch_frames() -> None:
+        """Evaluate the saved frames not evaluated yet; with ``stop_devi_f``, the first of them whose deviation
+        exceeds it is where the MD stopped: the frames after it are dropped (the MD ran at most a batch further)."""
+        evaluate_frames()
+        if stop_devi_f is None or stopped['step'] is not None:
+            return
+        for index in range(watched['frames'], len(evaluated['forces'])):
+            deviation = float(calc_model_devi_f(evaluated['forces'][index][:, None])[0][0])
+            if deviation > stop_devi_f:
+                stopped.update(step=int(frames['steps'][index]), max_devi_f=deviation)
+                for store in (frames, evaluated):
+                    for values in store.values():
+                        del values[index + 1:]
+                break
+        watched['frames'] = len(evaluated['forces'])
+
+    def arrays(first: int = 0) -> dict:
+        """Saved frames ``first``... with the ensemble's deviation and the dipoles, in md.npz's layout."""
+        watch_frames()
+        result = {key: np.array(value[first:]) for key, value in frames.items()}
+        if len(ensemble) > 1:
+            energies = np.array(evaluated['energies'][first:]).T
+            forces = np.stack(evaluated['forces'][first:], axis=1)
+            max_f, min_f, avg_f = calc_model_devi_f(forces)
+            result.update(max_devi_f=max_f, min_devi_f=min_f, avg_devi_f=avg_f,
+                          devi_e=calc_model_devi_e(energies[..., None] / atoms.positions.shape[0]))
+        if params.get('dipole_model'):
+            result['dipoles'] = np.array(evaluated['dipoles'][first:])
+        result['cell'] = atoms.cell.array
+        return result
+
+    def write_checkpoint() -> None:
+        """The frames saved since the last checkpoint, as the next ``checkpoint_<n>.npz`` (a chunk each: the cost
+        stays linear in the length of the MD)."""
+        start = time.perf_counter()
+        name = f"{CHECKPOINT_PREFIX}{len(checkpoint['chunks']) + 1:05d}.npz"
+        np.savez('checkpoint.tmp.npz', **arrays(checkpoint['frames']))
+        os.replace('checkpoint.tmp.npz', name)  # a kill during the write leaves no half chunk
+        checkpoint['chunks'].append(name)
+        checkpoint.update(step=int(dyn.nsteps), frames=len(frames['positions']))
+        checkpoint['seconds'] += time.perf_counter() - start
 
     def record():
         frames['positions'].append(atoms.get_positions())
@@ -106,14 +170,21 @@ def main(path: str) -> None:
         if stop_devi_f is not None:
             if isinstance(atoms.calc, CommitteeMean):  # every member was just evaluated on this geometry
                 energies, forces = atoms.calc.members
-            else:
-                energies, forces = evaluate(ensemble, atoms.get_positions()[None], types)
-            evaluated['energies'].append(energies[:, 0])
-            evaluated['forces'].append(forces[:, 0])
-            deviation = float(calc_model_devi_f(forces)[0][0])
-            if deviation > stop_devi_f and stopped['step'] is None:
-                stopped.update(step=int(dyn.nsteps), max_devi_f=deviation)
+                evaluated['energies'].append(energies[:, 0])
+                evaluated['forces'].append(forces[:, 0])
+                watch_frames()
+            elif len(frames['positions']) - len(evaluated['forces']) >= DEVIATION_BATCH:
+                watch_frames()  # a batch per model: a tenth of the calls of one per frame
+        if relax or stopped['step'] is not None:
+            return
+        if walltime_s is not None and start_step < dyn.nsteps < start_step + params['steps'] \
+                and time.perf_counter() - job_start > walltime_s and stopped['step'] is None:
+            stopped['walltime'] = True  # at a saved frame past the start, with steps left: the next job goes on
+        elif checkpoint_interval and dyn.nsteps - checkpoint['step'] >= checkpoint_interval:
+            write_checkpoint()
 
+    walltime_s = params.get('walltime_s')
+    checkpoint_interval = int(params.get('checkpoint_interval') or 0)
     dyn.nsteps = start_step  # a continuation counts on (ASE saves no start frame when nsteps > 0)
     dyn.attach(record, interval=params['save_interval'])
     start = time.perf_counter()
@@ -123,31 +194,28 @@ def main(path: str) -> None:
             record()  # the last geometry of the path, too
     else:
         for _ in dyn.irun(params['steps']):
-            if stopped['step'] is not None:
+            if stopped['step'] is not None or stopped['walltime']:
                 break
     md_seconds = time.perf_counter() - start
 
-    positions = np.array(frames['positions'])
     start = time.perf_counter()
-    if evaluated['forces']:
-        energies, forces = np.array(evaluated['energies']).T, np.stack(evaluated['forces'], axis=1)
-    else:
-        energies, forces = evaluate(ensemble, positions, types)
+    result = arrays()
     devi_seconds = time.perf_counter() - start
-    result = {key: np.array(value) for key, value in frames.items()}
-    if len(ensemble) > 1:
-        max_f, min_f, avg_f = calc_model_devi_f(forces)
-        result.update(max_devi_f=max_f, min_devi_f=min_f, avg_devi_f=avg_f,
-                      devi_e=calc_model_devi_e(np.array(energies)[..., None] / positions.shape[1]))
-    if params.get('dipole_model'):
-        result['dipoles'] = global_dipoles(params['dipole_model'], atoms.get_chemical_symbols(), positions)
-    result['cell'] = atoms.cell.array
+    if stopped['step'] is not None:
+        stopped['walltime'] = False  # where the ensemble disagreed the MD ends: nothing to continue
     np.savez('md.npz', **result)
+    for name in checkpoint['chunks']:
+        os.remove(name)  # md.npz holds every frame
     with open('md.json', 'w') as handle:
         steps_run = int(dyn.nsteps) - start_step
         timings = {'md_seconds': md_seconds, 'md_ms_per_step': 1e3 * md_seconds / max(steps_run, 1),
                    'steps_run': steps_run, 'start_step': start_step,
-                   'deviation_seconds': devi_seconds, 'n_frames': len(positions), 'n_models': len(ensemble)}
+                   'deviation_seconds': devi_seconds, 'n_frames': len(result['positions']),
+                   'n_models': len(ensemble)}
+        if checkpoint_interval and not relax:
+            timings.update(checkpoint_interval=checkpoint_interval, checkpoint_seconds=checkpoint['seconds'])
+        if stopped['walltime']:
+            timings.update(stopped_at_walltime=True, walltime_s=walltime_s)
         if compression:
             timings['compressed'] = compression
         if stopped['step'] is not None:
@@ -157,6 +225,13 @@ def main(path: str) -> None:
                            final_fmax_eV_A=float(np.linalg.norm(frames['forces'][-1], axis=1).max()))
         json.dump(timings, handle)
 
+
+#: saved frames evaluated together by each ensemble member while the MD watches its deviation (``stop_devi_f``):
+#: the MD runs at most this many saved frames past the frame where it stops, which it then drops
+DEVIATION_BATCH = 10
+
+#: name of the checkpoint chunks, numbered from 1: ``checkpoint_00001.npz``, ...
+CHECKPOINT_PREFIX = 'checkpoint_'
 
 #: largest force difference (eV/Å) between a compressed model and its original on the start geometry; the tabulation
 #: (stride 0.01) reproduces the embedding net to ~1e-6 eV/Å, so anything above this is a broken compression

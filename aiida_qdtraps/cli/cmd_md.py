@@ -359,6 +359,32 @@ def _mlff_builder(structure, models, code, temperature, time_ps, ensemble, times
     return builder, summary
 
 
+def _chain_builder(calculation, steps_per_job, job_hours):
+    """The builder of an ``MlffMdChainWorkChain`` that runs the MD of ``calculation`` (a builder) as a chain of jobs."""
+    from aiida import orm
+
+    from aiida_qdtraps.workchains.mlff_md_chain import MlffMdChainWorkChain, validate_inputs
+
+    builder = MlffMdChainWorkChain.get_builder()
+    for name in ('code', 'structure', 'models', 'type_map', 'parameters', 'dipole_model', 'parent_trajectory'):
+        if name in calculation:
+            builder.md[name] = calculation[name]
+    summary = '; as a chain of jobs'
+    if steps_per_job is not None:
+        builder.steps_per_job = orm.Int(steps_per_job)
+        summary += f' of at most {steps_per_job} steps'
+    if job_hours is not None:
+        if not job_hours > 0:
+            raise click.BadParameter(f'{job_hours} h: a wall time must be > 0', param_hint='--job-hours')
+        builder.md.metadata.options.max_wallclock_seconds = int(round(3600 * job_hours))
+        summary += f', {job_hours} h each'
+    error = validate_inputs({'md': dict(builder.md), 'max_jobs': orm.Int(20),
+                             **({'steps_per_job': builder.steps_per_job} if steps_per_job is not None else {})}, None)
+    if error:
+        raise click.BadParameter(error, param_hint='--steps-per-job')
+    return builder, summary
+
+
 @md.command('run')
 @click.argument('structure_pk', metavar='STRUCTURE', type=int)
 @click.option('--engine', type=click.Choice(['cp2k', 'mlff']), default='cp2k', show_default=True,
@@ -390,6 +416,12 @@ def _mlff_builder(structure, models, code, temperature, time_ps, ensemble, times
 @click.option('--compress/--no-compress', default=False, show_default=True,
               help='mlff: compress the model(s) evaluated at every step in the job (dp --pt compress; checked '
                    'against the original): about a third less time per step.')
+@click.option('--steps-per-job', type=int, default=None,
+              help='mlff: run the MD as a chain of jobs of at most this many steps (MlffMdChainWorkChain), joined '
+                   'into one trajectory.')
+@click.option('--job-hours', type=float, default=None,
+              help="mlff: each job's wall time (h): its MD stops in time at a saved frame and the next job of the "
+                   'chain (MlffMdChainWorkChain) continues from there.')
 @click.option('--ensemble', type=click.Choice(['langevin', 'nve']), default='langevin', show_default=True,
               help='mlff: Langevin BAOAB at the temperature, or NVE from velocities drawn at it.')
 @click.option('--timestep', 'timestep_fs', type=float, default=1.0, show_default=True, help='mlff: time step (fs).')
@@ -402,7 +434,8 @@ def _mlff_builder(structure, models, code, temperature, time_ps, ensemble, times
 @click.option('--daemon/--no-daemon', default=False, show_default=True,
               help='Submit to the daemon and return at once, instead of running here until the MD ends.')
 def run(structure_pk, engine, protocol, temperature, time_ps, model_pks, driver, freeze, stop_devi_f, dipole_pk,
-        parent_pk, compress, ensemble, timestep_fs, save_interval, charge, multiplicity, code_label, daemon):
+        parent_pk, compress, steps_per_job, job_hours, ensemble, timestep_fs, save_interval, charge, multiplicity,
+        code_label, daemon):
     """Run MD of the QD stored as STRUCTURE (pk of a StructureData) with provenance; prints the pks of the process and,
     when it ran here, of its trajectory (the layout of docs/md.md, which `qdtraps.compute_*` analyse)."""
     _load_profile()
@@ -421,7 +454,8 @@ def run(structure_pk, engine, protocol, temperature, time_ps, model_pks, driver,
         raise click.BadParameter('--dipole-model is for --engine mlff; CP2K MD prints its own dipoles',
                                  param_hint='--dipole-model')
     mlff_only = [name for name, value in (('--driver', driver), ('--freeze', freeze), ('--stop-devi-f', stop_devi_f),
-                                          ('--continue', parent_pk), ('--compress', True if compress else None))
+                                          ('--continue', parent_pk), ('--compress', True if compress else None),
+                                          ('--steps-per-job', steps_per_job), ('--job-hours', job_hours))
                  if value is not None]
     if engine == 'cp2k' and mlff_only:
         raise click.BadParameter(f"{', '.join(mlff_only)}: options of --engine mlff")
@@ -438,6 +472,10 @@ def run(structure_pk, engine, protocol, temperature, time_ps, model_pks, driver,
         builder, summary = _mlff_builder(structure, models, code, temperature, time_ps, ensemble, timestep_fs,
                                          save_interval, dipole, driver, freeze, stop_devi_f, parent, compress)
         label = 'MlffMdCalculation'
+        if steps_per_job is not None or job_hours is not None:
+            builder, chain_summary = _chain_builder(builder, steps_per_job, job_hours)
+            summary += chain_summary
+            label = 'MlffMdChainWorkChain'
     else:
         from aiida_qdtraps.workchains.md import QdMdWorkChain
 

@@ -23,6 +23,9 @@ SEL_WARNING = re.compile(r'sel of type \d+ is not enough[^\n]*')
 #: Coordinates further than this (Å) from the start are taken as an exploded MD.
 MAX_DISPLACEMENT = 50.0
 
+#: the checkpoint chunks an MLFF MD writes as it goes (``checkpoint_00001.npz``, ...)
+CHECKPOINT_CHUNK = re.compile(r'checkpoint_\d{5}\.npz')
+
 
 def read_table(text: str, name: str, min_columns: int) -> np.ndarray:
     """The numeric rows of a whitespace table (``#`` comments), shape (n_rows, n_columns).
@@ -171,15 +174,20 @@ class MlffMdParser(Parser):
     """Turn ``md.npz`` of an ``MlffMdCalculation`` into a TrajectoryData with the model-deviation arrays."""
 
     def parse(self, **kwargs):
-        if 'md.npz' not in self.retrieved.base.repository.list_object_names():
+        names = self.retrieved.base.repository.list_object_names()
+        chunks = sorted(name for name in names if CHECKPOINT_CHUNK.fullmatch(name))
+        if 'md.npz' not in names and not chunks:
             return self.exit_codes.ERROR_MISSING_OUTPUT
         start = self.node.inputs.structure.get_ase().get_positions()
         if 'parent_trajectory' in self.node.inputs:  # a continuation starts where its parent ended
             start = self.node.inputs.parent_trajectory.get_positions()[-1]
-        try:  # both files are read and checked before an output is registered
-            data, timings = self._read_outputs(len(start))
+        try:  # the files are read and checked before an output is registered
+            if 'md.npz' in names:
+                data, timings = self._read_outputs(len(start))
+            else:  # the job ended before its end: the chunks it wrote as it went
+                data, timings = self._read_checkpoints(chunks, len(start))
         except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile) as exc:
-            self.logger.error(f'could not read md.npz / md.json: {type(exc).__name__}: {exc}')
+            self.logger.error(f'could not read md.npz / md.json / checkpoint_*.npz: {type(exc).__name__}: {exc}')
             return self.exit_codes.ERROR_INVALID_OUTPUT
         positions = data['positions']
         if not np.all(np.isfinite(positions)) or np.abs(positions - start[None]).max() > MAX_DISPLACEMENT:
@@ -207,7 +215,43 @@ class MlffMdParser(Parser):
                             f'meV/atom/ps over {len(positions)} frames')
         self.out('trajectory', trajectory)
         self.out('output_parameters', orm.Dict(timings))
+        step = int(data['steps'][-1])
+        if timings.get('from_checkpoint'):
+            return self._incomplete(f'the job ended without md.npz; {len(chunks)} checkpoint chunk(s)', step)
+        if timings.get('stopped_at_walltime'):
+            return self._incomplete(f"stopped at its wall time, after {timings['walltime_s']:.0f} s", step)
         return None
+
+    def _incomplete(self, reason: str, step: int):
+        self.logger.log(LOG_LEVEL_REPORT, f'MD incomplete ({reason}): frames to step {step}')
+        return self.exit_codes.ERROR_MD_INCOMPLETE.format(reason=reason, step=step)
+
+    def _read_checkpoints(self, chunks: list[str], n_atoms: int) -> tuple[dict, dict]:
+        """The frames of the checkpoint chunks, joined in their order, and what the timings can say of them.
+
+        :raises ValueError: (or the OSError, KeyError, BadZipFile of a damaged chunk) naming what is wrong.
+        """
+        parts = []
+        for name in chunks:
+            with self.retrieved.base.repository.open(name, 'rb') as handle:
+                with np.load(io.BytesIO(handle.read()), allow_pickle=False) as archive:
+                    parts.append({key: archive[key] for key in archive.files})
+            self._check_arrays(parts[-1], n_atoms, name)
+        keys = set(parts[0])
+        if any(set(part) != keys for part in parts):
+            raise ValueError(f'the checkpoint chunks {chunks} do not hold the same arrays')
+        data = {key: np.concatenate([part[key] for part in parts]) for key in keys if key != 'cell'}
+        data['cell'] = parts[-1]['cell']
+        if np.any(np.diff(data['steps']) <= 0):
+            raise ValueError(f'the steps of the checkpoint chunks {chunks} do not increase')
+        settings = self._md_settings()
+        start_step = 0
+        if 'parent_trajectory' in self.node.inputs:
+            start_step = int(self.node.inputs.parent_trajectory.get_stepids()[-1])
+        timings = {'from_checkpoint': True, 'checkpoint_chunks': len(chunks), 'n_frames': len(data['positions']),
+                   'start_step': start_step, 'steps_run': int(data['steps'][-1]) - start_step,
+                   'steps_requested': int(settings['steps'])}
+        return data, timings
 
     def _md_settings(self) -> dict:
         from ..calculations.mlff_md import md_parameters
@@ -225,18 +269,23 @@ class MlffMdParser(Parser):
         timings = json.loads(self.retrieved.base.repository.get_object_content('md.json'))
         if not isinstance(timings, dict):
             raise ValueError(f'md.json holds a {type(timings).__name__}, not an object')
+        self._check_arrays(data, n_atoms, 'md.npz')
+        return data, timings
+
+    @staticmethod
+    def _check_arrays(data: dict, n_atoms: int, name: str) -> None:
+        """:raises ValueError: naming the array of ``name`` that is missing or has the wrong shape."""
         missing = sorted({'positions', 'steps', 'cell', 'energies', 'temperatures'} - set(data))
         if missing:
-            raise ValueError(f'md.npz lacks the arrays {missing}')
+            raise ValueError(f'{name} lacks the arrays {missing}')
         n_frames = len(data['positions'])
         if data['positions'].shape != (n_frames, n_atoms, 3) or n_frames == 0:
-            raise ValueError(f'md.npz positions have shape {data["positions"].shape}; expected (frames, {n_atoms}, 3)')
-        for name, value in data.items():
-            if name != 'cell' and (value.ndim == 0 or len(value) != n_frames):
-                raise ValueError(f'md.npz array {name!r} has shape {value.shape}, not {n_frames} frames')
+            raise ValueError(f'{name} positions have shape {data["positions"].shape}; expected (frames, {n_atoms}, 3)')
+        for key, value in data.items():
+            if key != 'cell' and (value.ndim == 0 or len(value) != n_frames):
+                raise ValueError(f'{name} array {key!r} has shape {value.shape}, not {n_frames} frames')
         if data['cell'].shape != (3, 3):
-            raise ValueError(f'md.npz cell has shape {data["cell"].shape}, expected (3, 3)')
-        return data, timings
+            raise ValueError(f'{name} cell has shape {data["cell"].shape}, expected (3, 3)')
 
 
     def _set_md_layout(self, trajectory: orm.TrajectoryData, data: dict) -> None:

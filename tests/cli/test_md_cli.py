@@ -311,3 +311,13 @@ def test_md_run_mlff_continue_then_join(md_run, tiny_qd, dp_python, data_dir):
     assert refused.exit_code != 0 and 'does not continue it' in refused.output
     wrong = md_run(*base, '--continue', tiny_qd.pk)
     assert wrong.exit_code != 0 and 'TrajectoryData' in wrong.output
+
+    # the same 20 steps as a chain of two jobs (MlffMdChainWorkChain), joined by the chain itself
+    chain = md_run(*base[:-1], '--steps-per-job', '10')
+    assert chain.exit_code == 0, chain.output
+    assert 'as a chain of jobs of at most 10 steps' in chain.output
+    assert re.search(r'MlffMdChainWorkChain<\d+>: TrajectoryData<\d+> \(5 frames, 20\.0 fs\)', chain.output), \
+        chain.output
+    assert re.search(r'NVE: conserved-energy drift [+-]\d+\.\d{3} meV/atom/ps', chain.output)
+    refused = md_run(*base[:-1], '--steps-per-job', '7')
+    assert refused.exit_code != 0 and 'steps_per_job 7 must be a positive multiple of save_interval 5' in refused.output
