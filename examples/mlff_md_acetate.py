@@ -1,7 +1,7 @@
 """10 ps MLFF MD of the acetate-capped Cd6Se4(OAc)4 QD at 300 K and its structure analyses, every result a node.
 
     OMP_NUM_THREADS=1 verdi run examples/mlff_md_acetate.py [--time PS] [--temperature K] [--seed N] \
-        [--driver mean|1|2|3|4] [--flexible] [--no-compress] [--models DIR] [--out DIR]
+        [--driver mean|1|2|3|4] [--flexible] [--no-compress] [--job-seconds S] [--models DIR] [--out DIR]
 
 The force field is the DeePMD-kit ensemble shipped in ``tests/data/mlff/cd6se4oac4/ensemble/`` (four DP/ZBL members
 trained by ``MlffActiveLearningWorkChain`` on GFN1-xTB labels; ``model_1.pth`` is the shipped ``model.pth``, the
@@ -14,7 +14,9 @@ member with the lowest validation error: docs/mlff.md). A model of GFN1-xTB, not
    ``mean``, the committee mean; compressed by ``dp --pt compress`` in the job, same forces to 1e-12 eV/Å), with the
    Cd6Se4 core held fixed as in Sowa et al.'s FF1 (``--flexible`` moves it too), the ensemble's force deviation on
    every frame, and a stop when it passes 1.5 eV/Å: an MD that leaves the trained region ends there with a clear
-   error, not with an exploded trajectory analysed as if it were physics.
+   error, not with an exploded trajectory analysed as if it were physics. With ``--job-seconds`` the MD runs as a
+   chain of jobs of that wall time (``MlffMdChainWorkChain``), each continuing the one before (docs/mlff.md: 70 ps in
+   six jobs of 200 s).
 3. ``compute_rdf`` (Cd–O, Cd–C, Cd–Se; the finite-cluster normalisation of docs/dynamics/rdf.md) and
    ``compute_binding_modes`` (Sowa et al.'s r1/r2/r3 with Cd as the metal) on the frames after the first 2 ps (the
    velocities are drawn at the temperature on the minimum, so the MD starts at about half of it; with this weak
@@ -61,8 +63,10 @@ class MdLeftTrainedRegion(RuntimeError):
 
 def run(models_dir: pathlib.Path = MODELS, time_ps: float = 10.0, temperature: float = 300.0, seed: int = 1,
         driver: str | int = 0, code: orm.Code | None = None, save_interval: int = 10,
-        stop_devi_f: float = STOP_DEVI_F, frozen: tuple[str, ...] = FROZEN_CORE, compress: bool = True) -> dict:
-    """Run the MD and the analyses; return the nodes and the report's numbers.
+        stop_devi_f: float = STOP_DEVI_F, frozen: tuple[str, ...] = FROZEN_CORE, compress: bool = True,
+        job_seconds: int | None = None) -> dict:
+    """Run the MD and the analyses; return the nodes and the report's numbers. With ``job_seconds`` the MD runs as a
+    chain of jobs of that wall time (``MlffMdChainWorkChain``), each continuing the one before.
 
     :raises FileNotFoundError: naming the models directory without ``model_*.pth`` or ``start.xyz``.
     :raises MdLeftTrainedRegion: naming the time and deviation at which the MD stopped, or its exit status.
@@ -85,12 +89,25 @@ def run(models_dir: pathlib.Path = MODELS, time_ps: float = 10.0, temperature: f
                                 'frozen_indices': [i for i, symbol in enumerate(atoms.get_chemical_symbols())
                                                    if symbol in frozen]}, len(atoms))
     code = code or orm.load_code('dp-python@localhost')
+    inputs = {'code': code, 'structure': structure, 'models': models, 'type_map': orm.List(TYPE_MAP),
+              'parameters': orm.Dict(parameters), 'metadata': {'options': {'withmpi': False}}}
     start = time.time()
-    results, node = run_get_node(MlffMdCalculation, code=code, structure=structure, models=models,
-                                 type_map=orm.List(TYPE_MAP), parameters=orm.Dict(parameters),
-                                 metadata={'options': {'withmpi': False}, 'label': 'mlff_md_acetate'})
+    if job_seconds:
+        from aiida_qdtraps.workchains.mlff_md_chain import MlffMdChainWorkChain
+
+        inputs['metadata']['options']['max_wallclock_seconds'] = int(job_seconds)
+        results, node = run_get_node(MlffMdChainWorkChain, md=inputs, max_jobs=orm.Int(1000),
+                                     metadata={'label': 'mlff_md_acetate'})
+        chain = node.exit_status == MlffMdChainWorkChain.exit_codes.ERROR_LEFT_TRAINED_REGION.status
+        if chain:  # the chain keeps the MD up to where its last job stopped
+            results = {'trajectory': results['trajectory'], 'output_parameters': orm.load_node(
+                results['output_parameters']['jobs'][-1]).outputs.output_parameters}
+    else:
+        results, node = run_get_node(MlffMdCalculation, **inputs, metadata={**inputs['metadata'],
+                                                                             'label': 'mlff_md_acetate'})
+        chain = False
     seconds = time.time() - start
-    if not node.is_finished_ok:
+    if not node.is_finished_ok and not chain:
         raise MdLeftTrainedRegion(f'{node.process_label}<{node.pk}> failed with exit status {node.exit_status}: '
                                   f'{node.exit_message}')
     info = results['output_parameters'].get_dict()
@@ -99,7 +116,8 @@ def run(models_dir: pathlib.Path = MODELS, time_ps: float = 10.0, temperature: f
     if info.get('stopped_at_step') is not None:
         raise MdLeftTrainedRegion(
             f"the MD left the trained region at {info['stopped_at_step'] / 1000:.2f} ps of {time_ps:g} ps: ensemble "
-            f"force deviation {info['stop_max_devi_f']:.2f} eV/Å > {stop_devi_f} eV/Å (MlffMdCalculation<{node.pk}>); "
+            f"force deviation {info['stop_max_devi_f']:.2f} eV/Å > {stop_devi_f} eV/Å "
+            f"({node.process_label}<{node.pk}>); "
             'a longer MD needs a model trained on more of this region (docs/mlff.md)')
     first = int(round(EQUILIBRATION_PS * 1000 / save_interval)) if time_ps > 2 * EQUILIBRATION_PS else 0
     rdf = compute_rdf(trajectory, orm.Dict({'pairs': PAIRS, 'r_max': 8.0, 'dr': 0.05, 'start_frame': first}))
@@ -173,16 +191,23 @@ def main() -> None:
     parser.add_argument('--no-compress', action='store_true',
                         help='drive the MD with the model as trained (default: compressed in the job, same forces)')
     parser.add_argument('--models', type=pathlib.Path, default=MODELS, help='folder with model_*.pth and start.xyz')
+    parser.add_argument('--job-seconds', type=int, default=None,
+                        help='run the MD as a chain of jobs of this wall time (MlffMdChainWorkChain)')
     parser.add_argument('--out', type=pathlib.Path, default=pathlib.Path('.'))
     args = parser.parse_args()
     driver = 'mean' if args.driver == 'mean' else int(args.driver) - 1
     try:
         result = run(args.models, args.time, args.temperature, args.seed, driver,
-                     frozen=() if args.flexible else FROZEN_CORE, compress=not args.no_compress)
+                     frozen=() if args.flexible else FROZEN_CORE, compress=not args.no_compress,
+                     job_seconds=args.job_seconds)
     except MdLeftTrainedRegion as error:
         raise SystemExit(f'error: {error}') from None
     report = result['report']
-    print(f"MlffMdCalculation<{report['md_pk']}>: {report['frames']} frames in {report['seconds']:.0f} s; "
+    if args.job_seconds:
+        summary = result['md'].outputs.output_parameters
+        print(f"MlffMdChainWorkChain<{report['md_pk']}>: {summary['n_jobs']} jobs of {args.job_seconds} s wall time, "
+              f"{len(summary['incomplete_jobs'])} continued after their wall time")
+    print(f"{result['md'].process_label}<{report['md_pk']}>: {report['frames']} frames in {report['seconds']:.0f} s; "
           f"mean T {report['mean_temperature_K']:.0f} K after {report['analysed_from_ps']:g} ps; "
           f"{report['frozen_atoms']} atoms held fixed")
     print(f"ensemble force deviation (eV/Å): median {report['deviation_median']:.3f}, 95th percentile "
