@@ -64,18 +64,21 @@ if [ "$(cat "$venv/.qdtraps-deps" 2>/dev/null)" != "$deps" ]; then
     rm -rf "$venv"
     "$python" -m venv --without-pip "$venv"
     echo "import site; site.addsitedir('$(site_of "$deps/bin/python")')" > "$(site_of "$venv/bin/python")/_qdtraps_deps.pth"
-    for script in "$deps"/bin/*; do
-        name=$(basename "$script")
-        case "$name" in python*|activate*|Activate.ps1|pip|pip3*) continue ;; esac
-        if [ -f "$script" ] && head -c 2 "$script" | grep -q '^#!' && grep -qF "$deps/bin/python" "$script"; then
-            sed "s|$deps/bin/python|$venv/bin/python|g" "$script" > "$venv/bin/$name"
-            chmod +x "$venv/bin/$name"
-        else
-            ln -s "$script" "$venv/bin/$name"
-        fi
-    done
     echo "$deps" > "$venv/.qdtraps-deps"
 fi
+# layer 1's console scripts, re-pointed at this interpreter (pip too: `pip install` then installs into .venv, never
+# into the shared layer); binaries and other files as links
+for script in "$deps"/bin/*; do
+    name=$(basename "$script")
+    case "$name" in python*|activate*|Activate.ps1) continue ;; esac
+    rm -f "$venv/bin/$name"
+    if [ -f "$script" ] && head -c 2 "$script" | grep -q '^#!' && grep -qF "$deps/bin/python" "$script"; then
+        sed "s|$deps/bin/python|$venv/bin/python|g" "$script" > "$venv/bin/$name"
+        chmod +x "$venv/bin/$name"
+    else
+        ln -s "$script" "$venv/bin/$name"
+    fi
+done
 "$venv/bin/python" -m pip install --disable-pip-version-check --no-deps -q -e .
 "$venv/bin/python" -c "$DEEPMD_CHECK" || { echo "python_env.sh: $venv does not import deepmd-kit; rm -rf $deps" >&2; exit 1; }
 echo "python environment: $venv (this package, editable) on $deps"
