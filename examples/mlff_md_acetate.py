@@ -103,8 +103,8 @@ def run(models_dir: pathlib.Path = MODELS, time_ps: float = 10.0, temperature: f
             results = {'trajectory': results['trajectory'], 'output_parameters': orm.load_node(
                 results['output_parameters']['jobs'][-1]).outputs.output_parameters}
     else:
-        results, node = run_get_node(MlffMdCalculation, **inputs, metadata={**inputs['metadata'],
-                                                                             'label': 'mlff_md_acetate'})
+        inputs['metadata']['label'] = 'mlff_md_acetate'
+        results, node = run_get_node(MlffMdCalculation, **inputs)
         chain = False
     seconds = time.time() - start
     if not node.is_finished_ok and not chain:
