@@ -356,8 +356,8 @@ def test_driver_must_name_a_given_model():
 def test_real_nve_md_continued_in_two_pieces_is_the_unbroken_md(aiida_localhost, dp_python, data_dir):
     """60 velocity-Verlet steps of In4PF9 on the recorded DeePMD model in the trajectory layout, in one job, and as
     chains of jobs (``MlffMdChainWorkChain``): 30 + 30 steps where the second job continues the first
-    (``parent_trajectory``), and 3 jobs that each stop at their wall time; the joined trajectory is the unbroken one,
-    frame by frame."""
+    (``parent_trajectory``), and a job that stops at its wall time, continued by the next; the joined trajectory is
+    the unbroken one, frame by frame."""
     from aiida.cmdline.utils.common import get_workchain_report
     from aiida.engine import run_get_node
     from aiida.orm import Log
@@ -426,23 +426,23 @@ def test_real_nve_md_continued_in_two_pieces_is_the_unbroken_md(aiida_localhost,
     # jobs that reach their wall time (here: walltime_s 1 ms, so each job stops at its first saved frame past its
     # start, exit ERROR_MD_INCOMPLETE with the frames it has) are continued from their last frame until the MD is done
     walltime_results, walltime_chain = run_get_node(MlffMdChainWorkChain, md={**common, 'parameters': orm.Dict(
-        {'thermostat': 'nve', 'steps': 60, 'save_interval': 20, 'temperature_K': 300.0, 'seed': 3,
+        {'thermostat': 'nve', 'steps': 60, 'save_interval': 30, 'temperature_K': 300.0, 'seed': 3,
          'walltime_s': 0.001})})
     assert walltime_chain.is_finished_ok, walltime_chain.exit_status
     summary = walltime_results['output_parameters']
-    assert summary['n_jobs'] == 3 and [row['step'] for row in summary['incomplete_jobs']] == [20, 40]
+    assert summary['n_jobs'] == 2 and [row['step'] for row in summary['incomplete_jobs']] == [30]
     incomplete = orm.load_node(summary['jobs'][0])
     assert incomplete.exit_status == MlffMdCalculation.exit_codes.ERROR_MD_INCOMPLETE.status
     assert 'stopped at its wall time' in incomplete.exit_message
     assert incomplete.outputs.output_parameters['stopped_at_walltime'] is True
     steps = walltime_results['trajectory'].get_stepids()
-    assert steps.tolist() == [0, 20, 40, 60]
+    assert steps.tolist() == [0, 30, 60]
     for name in ('positions', 'velocities'):  # NVE: the chain is the unbroken MD
         assert np.allclose(walltime_results['trajectory'].get_array(name), whole.get_array(name)[steps // 5],
                            rtol=0, atol=1e-8), name
     report = get_workchain_report(walltime_chain, 'REPORT')
-    assert 'job 1 ended early at step 20 (20 of 60 steps): the next job continues from there' in report
-    assert '60 steps in 3 job(s) (2 ended early), 4 frames joined' in report
+    assert 'job 1 ended early at step 30 (30 of 60 steps): the next job continues from there' in report
+    assert '60 steps in 2 job(s) (1 ended early), 3 frames joined' in report
 
     # a piece that does not follow the one before is refused, nothing stored
     _, refused = join_trajectories.run_get_node(piece_1=second['trajectory'], piece_2=first)

@@ -312,10 +312,10 @@ def test_md_run_mlff_continue_then_join(md_run, tiny_qd, dp_python, data_dir):
     wrong = md_run(*base, '--continue', tiny_qd.pk)
     assert wrong.exit_code != 0 and 'TrajectoryData' in wrong.output
 
-    # the same 20 steps as a chain of two jobs (MlffMdChainWorkChain), joined by the chain itself
-    chain = md_run(*base[:-1], '--steps-per-job', '10')
+    # through MlffMdChainWorkChain (one job here: its continuation and join are tested in test_deepmd.py)
+    chain = md_run(*base[:-1], '--steps-per-job', '20', '--job-hours', '1')
     assert chain.exit_code == 0, chain.output
-    assert 'as a chain of jobs of at most 10 steps' in chain.output
+    assert 'as a chain of jobs of at most 20 steps, 1.0 h each' in chain.output
     assert re.search(r'MlffMdChainWorkChain<\d+>: TrajectoryData<\d+> \(5 frames, 20\.0 fs\)', chain.output), \
         chain.output
     assert re.search(r'NVE: conserved-energy drift [+-]\d+\.\d{3} meV/atom/ps', chain.output)
