@@ -178,7 +178,7 @@ def main(path: str) -> None:
         if relax or stopped['step'] is not None:
             return
         if walltime_s is not None and start_step < dyn.nsteps < start_step + params['steps'] \
-                and time.perf_counter() - job_start > walltime_s and stopped['step'] is None:
+                and time.perf_counter() - job_start > walltime_s:
             stopped['walltime'] = True  # at a saved frame past the start, with steps left: the next job goes on
         elif checkpoint_interval and dyn.nsteps - checkpoint['step'] >= checkpoint_interval:
             write_checkpoint()

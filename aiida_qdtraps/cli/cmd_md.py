@@ -378,7 +378,8 @@ def _chain_builder(calculation, steps_per_job, job_hours):
             raise click.BadParameter(f'{job_hours} h: a wall time must be > 0', param_hint='--job-hours')
         builder.md.metadata.options.max_wallclock_seconds = int(round(3600 * job_hours))
         summary += f', {job_hours} h each'
-    error = validate_inputs({'md': dict(builder.md), 'max_jobs': orm.Int(20),
+    max_jobs = MlffMdChainWorkChain.spec().inputs['max_jobs'].default()
+    error = validate_inputs({'md': dict(builder.md), 'max_jobs': max_jobs,
                              **({'steps_per_job': builder.steps_per_job} if steps_per_job is not None else {})}, None)
     if error:
         raise click.BadParameter(error, param_hint='--steps-per-job')

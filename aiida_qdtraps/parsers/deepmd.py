@@ -14,6 +14,7 @@ from aiida.parsers import Parser
 
 from ..analysis.mlff import parity_metrics
 from ..calculations.deepmd import DETAIL_PREFIX, LCURVE_FILE, LOG, MODEL_FILE
+from ..calculations.mlff_md import CHECKPOINT_PREFIX
 
 #: What dp writes when ``--init-frz-model`` matched only part of the model (``deepmd/pt/train/training.py``).
 PARTIAL_LOAD = 'Checkpoint loaded non-strictly'
@@ -24,7 +25,7 @@ SEL_WARNING = re.compile(r'sel of type \d+ is not enough[^\n]*')
 MAX_DISPLACEMENT = 50.0
 
 #: the checkpoint chunks an MLFF MD writes as it goes (``checkpoint_00001.npz``, ...)
-CHECKPOINT_CHUNK = re.compile(r'checkpoint_\d{5}\.npz')
+CHECKPOINT_CHUNK = re.compile(rf'{re.escape(CHECKPOINT_PREFIX)}\d{{5}}\.npz')
 
 
 def read_table(text: str, name: str, min_columns: int) -> np.ndarray:

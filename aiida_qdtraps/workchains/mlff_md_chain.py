@@ -20,6 +20,7 @@ from aiida import orm
 from aiida.engine import ToContext, WorkChain, calcfunction, while_
 
 from ..calculations.mlff_md import MlffMdCalculation, md_parameters
+from ..calculations.script_job import parameters_of
 from .dynamics import join_trajectories
 
 
@@ -50,14 +51,15 @@ class MlffMdChainWorkChain(WorkChain):
         spec.exit_code(304, 'ERROR_JOIN_FAILED', message='join_trajectories refused the pieces: {message}')
 
     def setup(self):
-        params = md_parameters(self.inputs.md.parameters.get_dict() if 'parameters' in self.inputs.md else {})
+        params = md_parameters(parameters_of(self.inputs.md))
         self.ctx.total = int(params['steps'])
+        self.ctx.thermostat = params['thermostat']
         self.ctx.per_job = int(self.inputs.steps_per_job.value) if 'steps_per_job' in self.inputs else None
         parent = self.inputs.md.get('parent_trajectory')
         self.ctx.first_step = int(parent.get_stepids()[-1]) if parent is not None else 0
         self.ctx.parent = parent
         self.ctx.done = 0
-        self.ctx.pieces, self.ctx.jobs, self.ctx.incomplete = [], [], []
+        self.ctx.pieces, self.ctx.jobs = [], []
         self.ctx.stopped = None
         self.report(f"{self.ctx.total} MD steps from step {self.ctx.first_step}"
                     + (f', at most {self.ctx.per_job} per job' if self.ctx.per_job else ''))
@@ -72,8 +74,7 @@ class MlffMdChainWorkChain(WorkChain):
         inputs = self.exposed_inputs(MlffMdCalculation, 'md')
         remaining = self.ctx.total - self.ctx.done
         steps = min(remaining, self.ctx.per_job) if self.ctx.per_job else remaining
-        params = inputs['parameters'].get_dict() if 'parameters' in inputs else {}
-        inputs['parameters'] = orm.Dict({**params, 'steps': steps})
+        inputs['parameters'] = orm.Dict({**parameters_of(inputs), 'steps': steps})
         if self.ctx.parent is not None:
             inputs['parent_trajectory'] = self.ctx.parent
         inputs.setdefault('metadata', {})['call_link_label'] = f'job_{len(self.ctx.jobs) + 1}'
@@ -99,7 +100,6 @@ class MlffMdChainWorkChain(WorkChain):
         self.ctx.done = last - self.ctx.first_step
         stopped = job.outputs.output_parameters.get('stopped_at_step', None)
         if incomplete:
-            self.ctx.incomplete.append(job.pk)
             self.report(f'job {len(self.ctx.jobs)} ended early at step {last} ({self.ctx.done} of {self.ctx.total} '
                         'steps): the next job continues from there')
         elif stopped is not None:
@@ -118,17 +118,16 @@ class MlffMdChainWorkChain(WorkChain):
                 return self.exit_codes.ERROR_JOIN_FAILED.format(message=node.exit_message)
             trajectory = joined['trajectory']
         self.out('trajectory', trajectory)
-        settings = orm.Dict({'thermostat': md_parameters(self.inputs.md.parameters.get_dict() if 'parameters' in
-                                                         self.inputs.md else {})['thermostat'],
-                             'steps_requested': self.ctx.total, 'first_step': self.ctx.first_step})
+        settings = orm.Dict({'thermostat': self.ctx.thermostat, 'steps_requested': self.ctx.total,
+                             'first_step': self.ctx.first_step})
         jobs = {f'job_{i + 1}': orm.load_node(pk).outputs.output_parameters for i, pk in enumerate(self.ctx.jobs)}
         summary = summarize_md_chain(trajectory=trajectory, settings=settings, **jobs)
         self.out('output_parameters', summary)
         if 'nve_drift_mev_per_atom_ps' in summary.get_dict():
             self.report(f"NVE: drift of the conserved energy {summary['nve_drift_mev_per_atom_ps']:+.3f} meV/atom/ps "
                         'over the whole chain')
-        self.report(f'{self.ctx.done} steps in {len(self.ctx.jobs)} job(s) ({len(self.ctx.incomplete)} ended early), '
-                    f'{trajectory.numsteps} frames joined')
+        self.report(f"{self.ctx.done} steps in {len(self.ctx.jobs)} job(s) ({len(summary['incomplete_jobs'])} ended "
+                    f'early), {trajectory.numsteps} frames joined')
         if self.ctx.stopped is not None:
             pk, step = self.ctx.stopped
             return self.exit_codes.ERROR_LEFT_TRAINED_REGION.format(job=f'MlffMdCalculation<{pk}>', step=step)
@@ -138,9 +137,8 @@ class MlffMdChainWorkChain(WorkChain):
 def validate_inputs(inputs, _):
     """Refuse, before anything runs, a ``steps_per_job`` that is not a positive multiple of ``save_interval`` (the
     jobs must end on saved frames to continue each other) or a relaxation."""
-    params = inputs['md']['parameters'].get_dict() if 'parameters' in inputs['md'] else {}
     try:
-        params = md_parameters(params)
+        params = md_parameters(parameters_of(inputs['md']))
     except ValueError as exception:
         return str(exception)
     if params['mode'] != 'md':
