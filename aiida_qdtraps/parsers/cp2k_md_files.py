@@ -169,6 +169,24 @@ def occupied_orbitals(output: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
+_MD_STEP = re.compile(r'^ MD\| Step number\s+(\d+)\s*$', re.M)
+_FORCE_EVAL_ENERGY = re.compile(r'^ ENERGY\| Total FORCE_EVAL', re.M)
+
+
+def md_evaluations(output: str) -> tuple[list[int], bool]:
+    """``(steps, trailing)`` of one CP2K MD run from its main output: the MD steps it completed, in order, and whether
+    it evaluated the forces once more after the last of them.
+
+    Every run evaluates its start before its first step (step 0 of a first run; the restarted step of a continued
+    one). A continued run that ends at its ``MAX_STEPS`` cap evaluates the next step's forces before it stops
+    (CP2K 2023.1), so its per-frame files (dipoles, MO energies) hold one block more at the end; a run stopped at
+    its wall time abandons that evaluation inside the SCF and prints nothing for it.
+    """
+    steps = [int(step) for step in _MD_STEP.findall(output)]
+    evaluations = len(_FORCE_EVAL_ENERGY.findall(output))
+    return steps, bool(steps) and evaluations > len(steps) + 1
+
+
 def frontier_levels(indices: np.ndarray, energies: np.ndarray, homo_index: int) -> tuple[np.ndarray, np.ndarray]:
     """HOMO and LUMO energies (eV) of each block of :func:`read_mo_energies`: the MO ``homo_index`` (1-based, the
     aufbau HOMO: the number of doubly occupied orbitals) and the next one.

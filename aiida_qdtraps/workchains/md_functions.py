@@ -10,6 +10,7 @@ from ..analysis import trajectory as trajectory_kernels
 from ..parsers.cp2k_md_files import (
     frontier_levels,
     join_by_step,
+    md_evaluations,
     occupied_orbitals,
     read_dipoles,
     read_ener,
@@ -26,27 +27,45 @@ MO_FILE = f'{PROJECT}-mo.MOLog'
 OUTPUT_FILE = 'aiida.out'
 
 
-def _aligned_blocks(count: int, steps: np.ndarray) -> int | None:
-    """Offset of the first block that belongs to a printed frame, or None: a run that continues another one first
-    evaluates its start (the previous run's last frame, not printed again) and prints a block for it too."""
-    offset = count - len(steps)
-    return offset if offset == 0 or (offset == 1 and steps[0] > 0) else None
+def _aligned_blocks(count: int, steps: np.ndarray, output: str = '') -> slice | None:
+    """The blocks of a per-frame file (dipoles, MO energies) that belong to the printed frames ``steps`` of one run,
+    or None when they cannot be told apart.
+
+    Besides one block per frame, a run that continues another one first evaluates its start (the previous run's last
+    frame, not printed again) and prints a block for it, and a continued run that ends at its ``MAX_STEPS`` cap prints
+    one for the forces it evaluates after its last step (:func:`md_evaluations`, from the run's ``output``). When only
+    one of the two was printed (a print stride), the stride of ``steps`` says whether the start was.
+    """
+    extra = count - len(steps)
+    continued = len(steps) > 0 and steps[0] > 0
+    if extra == 0:
+        return slice(0, count)
+    computed, trailing = md_evaluations(output) if output else ([], False)
+    if extra == 2 and continued and trailing:
+        return slice(1, count - 1)
+    if extra != 1 or not (continued or trailing):
+        return None
+    if continued and trailing:
+        if len(steps) < 2 or not computed:
+            return None
+        leading = (computed[0] - 1) % int(np.diff(steps).min()) == 0
+        return slice(1, count) if leading else slice(0, count - 1)
+    return slice(1, count) if continued else slice(0, count - 1)
 
 
-def _frontier(folder: orm.FolderData, names: set[str], steps: np.ndarray) -> tuple[dict, str | None]:
+def _frontier(folder: orm.FolderData, names: set[str], steps: np.ndarray, output: str) -> tuple[dict, str | None]:
     """``({'homo', 'lumo', 'gap'}, None)`` of each printed frame of one run from its ``&MO`` file, or ``({}, why)``."""
     if MO_FILE not in names:
         return {}, None
-    output = folder.base.repository.get_object_content(OUTPUT_FILE) if OUTPUT_FILE in names else ''
     homo = occupied_orbitals(output)
     if homo is None:
         return {}, f'{OUTPUT_FILE} names no number of occupied orbitals'
     try:
         indices, energies, _ = read_mo_energies(folder.base.repository.get_object_content(MO_FILE))
-        offset = _aligned_blocks(len(energies), steps)
-        if offset is None:
+        frames = _aligned_blocks(len(energies), steps, output)
+        if frames is None:
             return {}, f'{len(energies)} MO blocks for {len(steps)} frames'
-        homo_ev, lumo_ev = frontier_levels(indices, energies[offset:], homo)
+        homo_ev, lumo_ev = frontier_levels(indices, energies[frames], homo)
     except ValueError as exception:
         return {}, str(exception)
     return {'homo': homo_ev, 'lumo': lumo_ev, 'gap': lumo_ev - homo_ev}, None
@@ -95,17 +114,18 @@ def cp2k_md_trajectory(settings: orm.Dict, **runs: orm.FolderData) -> dict:
         rows = {int(s): i for i, s in enumerate(ener['step'])}
         for name in ('potential_energy', 'kinetic_energy', 'conserved_energy', 'temperature'):
             arrays[name] = np.array([ener[name][rows[int(s)]] if int(s) in rows else np.nan for s in steps])
+        output = folder.base.repository.get_object_content(OUTPUT_FILE) if OUTPUT_FILE in names else ''
         if MOMENTS_FILE in names:
-            # one block per printed frame; a run that continues another one first evaluates its start (the previous
-            # run's last frame, not printed again) and prints a block for it too. Any other count cannot be aligned
-            # with the frames, and the run's dipoles are left out (so the trajectory has none).
+            # one block per printed frame, plus the start of a continued run and the evaluation after the last step
+            # of a capped one (_aligned_blocks). Any other count cannot be aligned with the frames, and the run's
+            # dipoles are left out (so the trajectory has none).
             dipoles = read_dipoles(folder.base.repository.get_object_content(MOMENTS_FILE))
-            offset = _aligned_blocks(len(dipoles), steps)
-            if offset is not None:
-                arrays['dipole'] = dipoles[offset:]
+            frames = _aligned_blocks(len(dipoles), steps, output)
+            if frames is not None:
+                arrays['dipole'] = dipoles[frames]
             else:
                 left_out[f'{label} dipole'] = f'{len(dipoles)} dipole blocks for {len(steps)} frames'
-        levels, why = _frontier(folder, names, steps)
+        levels, why = _frontier(folder, names, steps, output)
         arrays.update(levels)
         if why:
             left_out[f'{label} orbital energies'] = why

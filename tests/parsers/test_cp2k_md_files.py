@@ -14,6 +14,7 @@ from aiida_qdtraps.parsers.cp2k_md_files import (
     frontier_levels,
     join_by_step,
     kinetic_energy_ev,
+    md_evaluations,
     occupied_orbitals,
     read_dipoles,
     read_ener,
@@ -144,3 +145,14 @@ def test_mo_block_of_a_restarted_scf_iteration_is_skipped(data_dir):
     assert energies.shape == (2, 8) and indices.tolist() == list(range(14, 22))
     homo, lumo = frontier_levels(indices, energies, homo_index=17)  # 34 valence electrons
     assert np.all((lumo - homo > 3.5) & (lumo - homo < 4.5))
+
+
+def test_md_evaluations_tell_a_capped_run_from_one_stopped_at_its_wall_time(data_dir):
+    """A run continued after its wall time that ends at its MAX_STEPS cap evaluates the forces once more after its
+    last step (17 evaluations for steps 156-170); a run stopped at its wall time abandons that SCF (its start and
+    steps 2-4: 4 evaluations)."""
+    steps, trailing = md_evaluations((data_dir / 'cp2k' / 'md_capped' / 'aiida.out').read_text())
+    assert steps == list(range(156, 171)) and trailing
+    steps, trailing = md_evaluations((data_dir / 'cp2k' / 'md' / 'walltime_md.out').read_text())
+    assert steps == [2, 3, 4] and not trailing
+    assert md_evaluations('') == ([], False)

@@ -213,6 +213,27 @@ def test_trajectory_of_two_recorded_runs(data_dir, folder_data):
     assert summary['nve_drift_mev_per_atom_ps'] is not None
 
 
+def test_trajectory_of_a_run_continued_after_its_wall_time_and_ended_at_its_cap(data_dir, folder_data):
+    """A real GFN1-xTB run continued after its wall time (steps 156-170, ended at MAX_STEPS): its dipole and MO files
+    hold a block for its start and one for the forces it evaluated after step 170; the frames get the 15 between."""
+    from aiida_qdtraps.parsers.cp2k_md_files import read_dipoles, read_mo_energies
+
+    capped = data_dir / 'cp2k' / 'md_capped'
+    settings = orm.Dict({'md_timestep_fs': 1.0, 'velocity_unit': 'angstrom*fs^-1', 'nve_first_step': 20})
+    result = cp2k_md_trajectory(settings, run_000=folder_data(capped))
+    trajectory, summary = result['trajectory'], result['md_summary'].get_dict()
+    assert trajectory.get_stepids().tolist() == list(range(156, 171))
+    assert 'left_out' not in summary, summary['left_out']
+    blocks = read_dipoles((capped / 'aiida-moments.dat').read_text())
+    assert len(blocks) == 17
+    assert trajectory.get_array('dipole') == pytest.approx(blocks[1:16])
+    _, energies, _ = read_mo_energies((capped / 'aiida-mo.MOLog').read_text())
+    assert len(energies) == 17 and trajectory.get_array('gap').shape == (15,)
+    # the dipole moves smoothly from frame to frame: no block is shifted by one
+    steps = np.linalg.norm(np.diff(trajectory.get_array('dipole'), axis=0), axis=1)
+    assert steps.max() < 2 * np.median(steps)
+
+
 def test_trajectory_without_frames_is_refused():
     settings = orm.Dict({'md_timestep_fs': 1.0, 'velocity_unit': 'angstrom*fs^-1', 'nve_first_step': None})
     empty = orm.FolderData()

@@ -105,3 +105,33 @@ def test_xtb_heatup_nve_then_rmsf_vdos_gaps_and_dephasing(cp2k_code, cluster):
     nac = gap_results['nac']
     assert nac.get_y()[1][1].shape == (2,)
     assert nac.creator.inputs.mo_frames.creator.process_label == 'collect_md_gaps'
+
+
+@pytest.mark.slow
+def test_xtb_md_continues_after_its_wall_time_into_one_trajectory(cp2k_code):
+    """A real MD whose NVE run is stopped by CP2K's WALLTIME more than once (max_wallclock_seconds 6 → WALLTIME 5 s;
+    a GFN1-xTB step of Cd6Se4Cl4 takes ~0.13 s here): the wall-time handler continues each piece from its restart
+    file, and the pieces join into one trajectory with every step once, and every frame's dipole and gap."""
+    structure = build_qd(orm.Dict(CLUSTERS['cd-rich'][0]))
+    md = {'heatup_fs': 10.0, 'heatup_segments': 1, 'thermostat_tau_fs': 25.0, 'nve_fs': 100.0, 'timestep_fs': 1.0,
+          'stride': 1}
+    builder = QdMdWorkChain.get_builder_from_protocol(cp2k_code, structure, protocol='xtb', overrides={'md': md},
+                                                      options={'max_wallclock_seconds': 6})
+    results, node = run_get_node(builder)
+    assert node.is_finished_ok, node.exit_message
+    nve = max((n for n in node.called if n.process_label == 'QdCp2kBaseWorkChain'), key=lambda n: n.ctime)
+    calcs = sorted((c for c in nve.called if c.process_label == 'Cp2kCalculation'), key=lambda c: c.ctime)
+    assert len(calcs) >= 2 and all(c.exit_status == 400 for c in calcs[:-1]) and calcs[-1].exit_status == 0
+    report = '\n'.join(log.message for log in orm.Log.collection.get_logs_for(nve))
+    assert 'ran out of wall time: continuing from its last state' in report
+
+    trajectory, summary = results['trajectory'], results['md_summary'].get_dict()
+    assert trajectory.get_stepids().tolist() == list(range(111))
+    assert summary['runs'] == 1 + len(calcs) and 'left_out' not in summary, summary.get('left_out')
+    # no jump where one piece continues another: positions, dipole and gap move as much per step there as elsewhere
+    for name in ('positions', 'dipole', 'gap'):
+        values = trajectory.get_array(name).reshape(111, -1)
+        moves = np.abs(np.diff(values, axis=0)).max(axis=1)
+        assert moves.max() < 4 * np.median(moves) + 1e-6, name
+    conserved = trajectory.get_array('conserved_energy')[trajectory.numsteps - summary['nve_frames']:]
+    assert len(conserved) == 100 and np.ptp(conserved) / len(structure.sites) < 5e-4
