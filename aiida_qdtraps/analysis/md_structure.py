@@ -241,3 +241,36 @@ def site_classes(symbols, positions, roles=None, scale: float = 1.25) -> np.ndar
             classes[members] = np.where(counts[members] >= full, 'core', 'surface')
     return classes
 
+
+
+def frozen_atoms(symbols, positions, spec: str, roles=None) -> list[int]:
+    """Indices of the atoms an MD holds fixed, from ``spec``: comma-separated element symbols (``'Cd,Se'``: the whole
+    nanocrystal, Sowa et al.'s FF1) and/or ``'core'`` (the cations and anions with a full shell of counter-ions,
+    :func:`site_classes`: the interior held, the surface free, their FF2).
+
+    :raises ValueError: naming a token that selects nothing (an element the QD lacks; ``core`` in a QD whose every
+        cation and anion is at the surface), ``core`` where it is every cation and anion (a cluster too small to have
+        an interior: nothing of the nanocrystal would move), or an empty ``spec``.
+    """
+    symbols = [str(s) for s in symbols]
+    tokens = [token.strip() for token in str(spec).split(',') if token.strip()]
+    if not tokens:
+        raise ValueError(f'{spec!r} names no elements and not `core`')
+    chosen = set()
+    for token in tokens:
+        if token.lower() == 'core':
+            classes = site_classes(symbols, positions, roles)
+            core = np.flatnonzero(classes == 'core')
+            if not len(core):
+                raise ValueError(f"{spec!r}: the QD has no core atoms (every cation and anion lacks a full shell of "
+                                 "counter-ions: all are surface)")
+            if not (classes == 'surface').any():
+                raise ValueError(f"{spec!r}: every cation and anion of the QD has as many counter-ions as the most "
+                                 "coordinated of its kind, so `core` is the whole nanocrystal and no surface atom "
+                                 "would move; name its elements to hold it all (FF1)")
+            chosen.update(int(i) for i in core)
+        elif token in symbols:
+            chosen.update(i for i, symbol in enumerate(symbols) if symbol == token)
+        else:
+            raise ValueError(f"{spec!r}: the QD has no {token!r} (it has {sorted(set(symbols))}; or give `core`)")
+    return sorted(chosen)

@@ -309,13 +309,14 @@ def _mlff_builder(structure, models, code, temperature, time_ps, ensemble, times
                                      'order of --model)', param_hint='--driver')
         changes['driver'] = 'mean' if driver == 'mean' else int(driver) - 1
     if freeze:
-        symbols = [structure.get_kind(site.kind_name).symbol for site in structure.sites]
-        elements = [e.strip() for e in freeze.split(',') if e.strip()]
-        unknown = sorted(set(elements) - set(symbols))
-        if unknown or not elements:
-            raise click.BadParameter(f'{freeze!r}: the QD has no {unknown or "elements named"} (it has '
-                                     f'{sorted(set(symbols))})', param_hint='--freeze')
-        changes['frozen_indices'] = [i for i, symbol in enumerate(symbols) if symbol in elements]
+        from aiida_qdtraps.analysis.md_structure import frozen_atoms
+
+        atoms = structure.get_ase()
+        roles = structure.base.attributes.get('qd_roles', None)
+        try:
+            changes['frozen_indices'] = frozen_atoms(atoms.get_chemical_symbols(), atoms.positions, freeze, roles)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint='--freeze') from None
     if stop_devi_f is not None:
         changes['stop_devi_f'] = stop_devi_f
     changes['compress'] = compress
@@ -404,7 +405,9 @@ def _chain_builder(calculation, steps_per_job, job_hours):
               help="mlff: the member that drives the MD (1, 2, ... in --model order; default 1), or 'mean': the "
                    'committee mean of all models (one model evaluation per member and step).')
 @click.option('--freeze', default=None,
-              help='mlff: elements held fixed, comma-separated (e.g. Cd,Se: the frozen core of Sowa et al.\'s FF1).')
+              help="mlff: atoms held fixed: elements, comma-separated (e.g. Cd,Se: the whole nanocrystal, Sowa et "
+                   "al.'s FF1), and/or `core`: the cations and anions with a full shell of counter-ions (the "
+                   "interior held, the surface free: their FF2).")
 @click.option('--stop-devi-f', type=float, default=None,
               help='mlff: stop at the first stored frame whose ensemble force deviation exceeds this (eV/Å).')
 @click.option('--dipole-model', 'dipole_pk', type=int, default=None,

@@ -7,7 +7,7 @@ import pytest
 from ase.build import bulk
 from scipy.spatial.transform import Rotation
 
-from aiida_qdtraps.analysis.md_structure import rdf, rmsf, site_classes
+from aiida_qdtraps.analysis.md_structure import frozen_atoms, rdf, rmsf, site_classes
 
 
 def _simple_cubic(n: int, a: float) -> np.ndarray:
@@ -141,3 +141,27 @@ def test_site_classes_core_surface_ligand():
     assert list(classes[:cd.size]) == ['core'] * cd.size
     np.testing.assert_array_equal(classes[cd.size:-1] == 'core', bonded[se] == 4)
     assert classes[-1] == 'ligand' and 'surface' in set(classes)
+
+
+def test_frozen_atoms_by_element_and_core():
+    """FF1 holds the whole nanocrystal (its elements), FF2 its interior (`core`: the atoms with a full shell of
+    counter-ions); a token that selects nothing is refused by name."""
+    crystal = bulk('CdSe', 'zincblende', a=6.05, cubic=True).repeat((2, 2, 2))
+    centre = crystal.positions.mean(0)
+    cluster = crystal[np.linalg.norm(crystal.positions - centre, axis=1) < 5.5]
+    symbols, positions = cluster.get_chemical_symbols(), cluster.positions
+    classes = site_classes(symbols, positions)
+    core = [int(i) for i in np.flatnonzero(classes == 'core')]
+    assert 0 < len(core) < len(symbols)
+    assert frozen_atoms(symbols, positions, 'core') == core
+    assert frozen_atoms(symbols, positions, 'Cd, Se') == list(range(len(symbols)))
+    cadmium = [i for i, s in enumerate(symbols) if s == 'Cd']
+    assert frozen_atoms(symbols, positions, 'core,Cd') == sorted(set(core) | set(cadmium))
+    with pytest.raises(ValueError, match=r"'Pb,Cd': the QD has no 'Pb'"):
+        frozen_atoms(symbols, positions, 'Pb,Cd')
+    with pytest.raises(ValueError, match='names no elements'):
+        frozen_atoms(symbols, positions, ' , ')
+    # a Cd4Se pyramid: every Cd has the one Se of the most coordinated Cd, so `core` would be every atom, no surface
+    pyramid = np.array([[0, 0, 0], [1.5, 1.5, 1.5], [-1.5, -1.5, 1.5], [-1.5, 1.5, -1.5], [1.5, -1.5, -1.5]])
+    with pytest.raises(ValueError, match='no surface atom'):
+        frozen_atoms(['Se', 'Cd', 'Cd', 'Cd', 'Cd'], pyramid, 'core')

@@ -231,7 +231,7 @@ def test_md_run_mlff_ensemble_options_refuse_bad_input(md_run, tiny_qd, dp_pytho
     result = md_run(*base, '--driver', '3')
     assert result.exit_code != 0 and "'3' is neither 'mean' nor a member number 1..2" in result.output
     result = md_run(*base, '--freeze', 'Cd,In')
-    assert result.exit_code != 0 and "'Cd,In': the QD has no ['Cd'] (it has ['F', 'In', 'P'])" in result.output
+    assert result.exit_code != 0 and "'Cd,In': the QD has no 'Cd' (it has ['F', 'In', 'P']" in result.output
     result = md_run(tiny_qd.pk, '--driver', 'mean', '--freeze', 'In')
     assert result.exit_code != 0 and '--driver, --freeze: options of --engine mlff' in result.output
     other = _energy_model(data_dir / 'deepmd' / 'model_in4pf9_fast.pth', ['In', 'F', 'P'])
