@@ -19,8 +19,8 @@ Handlers (first matching one wins, highest priority first):
   again with it moved to ``PRINT/DOS/PDOS``.
 - ``handle_eigensolver_crash`` (405): CP2K stopped by a signal inside ELPA (the backtrace in its output):
   run again with ``PREFERRED_DIAG_LIBRARY SCALAPACK``.
-- ``restart_incomplete_calculation`` (401): aiida-cp2k's own restart handler, enabled here for
-  truncated outputs (it is disabled by default upstream).
+- ``restart_incomplete_calculation`` (401): a run killed before CP2K finished (truncated output): continue from its
+  last state as after a wall-time stop; with no progress, run it again.
 
 Anything else ends the work chain with the ``BaseRestartWorkChain`` exit codes (``ERROR_UNHANDLED_FAILURE``
 or ``ERROR_MAXIMUM_ITERATIONS_EXCEEDED``). CP2K is asked to stop cleanly before the scheduler kills it:
@@ -486,5 +486,22 @@ class QdCp2kBaseWorkChain(Cp2kBaseWorkChain):
 
     @process_handler(priority=401, exit_codes=[Cp2kCalculation.exit_codes.ERROR_OUTPUT_INCOMPLETE])
     def restart_incomplete_calculation(self, calc):
-        """aiida-cp2k's restart of truncated runs, enabled by default here."""
-        return Cp2kBaseWorkChain.restart_incomplete_calculation.__wrapped__(self, calc)
+        """A run whose output ends before CP2K finished (killed by the scheduler, a node failure, a CPU-time limit):
+        continue from where it got to as after a wall-time stop (:meth:`_restart_from`: an MD from its restart file,
+        anything else from its wavefunction and last geometry); a run killed before its first SCF step runs again as
+        it was. ``max_iterations`` bounds the retries.
+
+        Replaces aiida-cp2k's handler of the same name, which adds ``RESTART_FILE_NAME`` beside the
+        ``WFN_RESTART_FILE_NAME`` that every continued run here already has (CP2K then aborts: "Keyword
+        WFN_RESTART_FILE_NAME in section DFT should not repeat") and ``IGNORE_CONVERGENCE_FAILURE``, which CP2K
+        2023.1 does not know."""
+        md = self._run_type() == 'MD'
+        progressed = MD_STEP_DONE in _output_text(calc) if md else self._has_wavefunction(calc)
+        if progressed:
+            self._restart_from(calc)
+            self.report(f'{calc.process_label}<{calc.pk}> stopped before CP2K finished (incomplete output): '
+                        'continuing from its last state.')
+        else:
+            self.report(f'{calc.process_label}<{calc.pk}> stopped before CP2K finished, with nothing to continue '
+                        'from: running it again.')
+        return ProcessHandlerReport(True)

@@ -263,6 +263,29 @@ def test_md_out_of_walltime_continues_from_its_restart_file(md_base, generate_cp
     assert md_base.ctx.inputs.parent_calc_folder.uuid == calc.outputs.remote_folder.uuid
 
 
+def test_killed_md_continues_from_its_restart_file(md_base, generate_cp2k_calc, data_dir, tmp_path):
+    """Recorded: a GFN1-xTB MD run killed by a CPU-time limit in the SCF of its step 76 (the output just stops): it
+    continues from its restart file like a run stopped at its wall time, with one wavefunction restart keyword (the
+    aiida-cp2k handler added a second, and CP2K aborted on it)."""
+    (tmp_path / MD_RESTART_FILE).write_text('restart file of the recorded run\n')
+    calc = generate_cp2k_calc({'aiida.out': data_dir / 'cp2k' / 'md' / 'killed_md.out'}, 'ERROR_OUTPUT_INCOMPLETE')
+    report = md_base.restart_incomplete_calculation(calc)
+    assert report.do_break and report.exit_code.status == 0
+    parameters = md_base.ctx.inputs.parameters.get_dict()
+    assert parameters['EXT_RESTART']['RESTART_FILE_NAME'] == './parent_calc/aiida-1.restart'
+    assert parameters['EXT_RESTART']['RESTART_DEFAULT']
+    dft = parameters['FORCE_EVAL']['DFT']
+    assert [key for key in dft if key.upper().endswith('RESTART_FILE_NAME')] == ['WFN_RESTART_FILE_NAME']
+    assert md_base.ctx.inputs.parent_calc_folder.uuid == calc.outputs.remote_folder.uuid
+    # killed before its first step: it runs again as it was
+    before = md_base.ctx.inputs.parameters.get_dict()
+    early = generate_cp2k_calc({'aiida.out': 'CP2K started\n SCF WAVEFUNCTION OPTIMIZATION\n'},
+                               'ERROR_OUTPUT_INCOMPLETE')
+    report = md_base.restart_incomplete_calculation(early)
+    assert report.do_break and report.exit_code.status == 0
+    assert md_base.ctx.inputs.parameters.get_dict() == before
+
+
 def test_md_that_completed_no_step_starts_again_from_its_own_parent(md_base, generate_cp2k_calc):
     before = md_base.ctx.inputs.parameters.get_dict()['EXT_RESTART']
     calc = generate_cp2k_calc({'aiida.out': 'CP2K started\n  SCF WAVEFUNCTION OPTIMIZATION\n'},

@@ -135,3 +135,31 @@ def test_xtb_md_continues_after_its_wall_time_into_one_trajectory(cp2k_code):
         assert moves.max() < 4 * np.median(moves) + 1e-6, name
     conserved = trajectory.get_array('conserved_energy')[trajectory.numsteps - summary['nve_frames']:]
     assert len(conserved) == 100 and np.ptp(conserved) / len(structure.sites) < 5e-4
+
+
+@pytest.mark.slow
+def test_xtb_md_killed_repeatedly_continues_into_one_trajectory(cp2k_code):
+    """CP2K killed in the middle of its NVE run, again and again, as a scheduler or a node failure kills a job
+    (``ulimit -t 4``: the kernel stops CP2K after 4 CPU seconds, ~30 GFN1-xTB steps here; the output ends
+    mid-SCF): each truncated run is continued from its restart file, and the trajectory holds every step once."""
+    structure = build_qd(orm.Dict(CLUSTERS['cd-rich'][0]))
+    md = {'heatup_fs': 10.0, 'heatup_segments': 1, 'thermostat_tau_fs': 25.0, 'nve_fs': 100.0, 'timestep_fs': 1.0,
+          'stride': 1}
+    builder = QdMdWorkChain.get_builder_from_protocol(cp2k_code, structure, protocol='xtb', overrides={'md': md},
+                                                      options={'prepend_text': 'ulimit -t 4'})
+    results, node = run_get_node(builder)
+    assert node.is_finished_ok, node.exit_message
+    nve = max((n for n in node.called if n.process_label == 'QdCp2kBaseWorkChain'), key=lambda n: n.ctime)
+    calcs = sorted((c for c in nve.called if c.process_label == 'Cp2kCalculation'), key=lambda c: c.ctime)
+    incomplete = calcs[0].process_class.exit_codes.ERROR_OUTPUT_INCOMPLETE.status
+    assert len(calcs) >= 2 and all(c.exit_status == incomplete for c in calcs[:-1]) and calcs[-1].exit_status == 0
+    report = '\n'.join(log.message for log in orm.Log.collection.get_logs_for(nve))
+    assert 'stopped before CP2K finished (incomplete output): continuing from its last state' in report
+
+    trajectory, summary = results['trajectory'], results['md_summary'].get_dict()
+    assert trajectory.get_stepids().tolist() == list(range(111))
+    assert 'left_out' not in summary, summary.get('left_out')
+    for name in ('positions', 'dipole', 'gap'):
+        values = trajectory.get_array(name).reshape(111, -1)
+        moves = np.abs(np.diff(values, axis=0)).max(axis=1)
+        assert moves.max() < 4 * np.median(moves) + 1e-6, name
