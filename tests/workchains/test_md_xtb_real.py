@@ -109,14 +109,16 @@ def test_xtb_heatup_nve_then_rmsf_vdos_gaps_and_dephasing(cp2k_code, cluster):
 
 @pytest.mark.slow
 def test_xtb_md_continues_after_its_wall_time_into_one_trajectory(cp2k_code):
-    """A real MD whose NVE run is stopped by CP2K's WALLTIME more than once (max_wallclock_seconds 6 → WALLTIME 5 s;
-    a GFN1-xTB step of Cd6Se4Cl4 takes ~0.13 s here): the wall-time handler continues each piece from its restart
-    file, and the pieces join into one trajectory with every step once, and every frame's dipole and gap."""
+    """A real MD whose NVE run is stopped by CP2K's WALLTIME at least once (max_wallclock_seconds 10 → WALLTIME 9 s;
+    a GFN1-xTB step of Cd6Se4Cl4 takes ~0.13 s here, so 2 runs alone and more under load, up to ``max_iterations``
+    10): the wall-time handler continues each piece from its restart file, and the pieces join into one trajectory
+    with every step once, and every frame's dipole and gap."""
     structure = build_qd(orm.Dict(CLUSTERS['cd-rich'][0]))
     md = {'heatup_fs': 10.0, 'heatup_segments': 1, 'thermostat_tau_fs': 25.0, 'nve_fs': 100.0, 'timestep_fs': 1.0,
           'stride': 1}
     builder = QdMdWorkChain.get_builder_from_protocol(cp2k_code, structure, protocol='xtb', overrides={'md': md},
-                                                      options={'max_wallclock_seconds': 6})
+                                                      options={'max_wallclock_seconds': 10})
+    builder.base.max_iterations = orm.Int(10)
     results, node = run_get_node(builder)
     assert node.is_finished_ok, node.exit_message
     nve = max((n for n in node.called if n.process_label == 'QdCp2kBaseWorkChain'), key=lambda n: n.ctime)
@@ -147,6 +149,7 @@ def test_xtb_md_killed_repeatedly_continues_into_one_trajectory(cp2k_code):
           'stride': 1}
     builder = QdMdWorkChain.get_builder_from_protocol(cp2k_code, structure, protocol='xtb', overrides={'md': md},
                                                       options={'prepend_text': 'ulimit -t 4'})
+    builder.base.max_iterations = orm.Int(10)
     results, node = run_get_node(builder)
     assert node.is_finished_ok, node.exit_message
     nve = max((n for n in node.called if n.process_label == 'QdCp2kBaseWorkChain'), key=lambda n: n.ctime)
