@@ -242,7 +242,6 @@ def site_classes(symbols, positions, roles=None, scale: float = 1.25) -> np.ndar
     return classes
 
 
-
 def frozen_atoms(symbols, positions, spec: str, roles=None) -> list[int]:
     """Indices of the atoms an MD holds fixed, from ``spec``: comma-separated element symbols (``'Cd,Se'``: the whole
     nanocrystal, Sowa et al.'s FF1) and/or ``'core'`` (the cations and anions with a full shell of counter-ions,
