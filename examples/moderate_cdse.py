@@ -14,11 +14,10 @@ first takes it to the `fast` criteria at a quarter of the cost per step; the `mo
 pipeline (400 Ry, 5 Å vacuum, forces to 4.5e-4 Ha/bohr, PBE0 + ADMM from the relax's wavefunction) then relaxes,
 runs the hybrid single point and labels the traps. Both relaxes are nodes of the same provenance graph.
 
-Prints the pipeline table, the wall time of every stage and the work chains' reports (the handler log). Cost measured
-on a 2-core machine with one CP2K thread (docs/protocols.md): the `fast` pre-relax 615 s (4 LBFGS steps from the
-library geometry); a `moderate` energy + forces of this QD 450–470 s from the atomic guess (15 SCF steps of ~30 s,
-400 Ry in a 22 Å box), about as much per GEO_OPT step, so the `moderate` relax takes hours there: a job for a cluster
-node.
+Prints the pipeline table, the wall time of every stage and the work chains' reports (the handler log). Measured on
+a 2-core machine with one CP2K thread (docs/protocols.md): the `fast` pre-relax 615 s (4 LBFGS steps); the `moderate`
+relax 83 min of CP2K (3 LBFGS steps, 7 evaluations of 15–27 SCF steps of ~30 s at 400 Ry in a 22 Å box), the PBE0
+922 s, the labels seconds: PBE0 gap 4.213 eV, no trap centre. About 1.6 CPU-hours in all: a cluster node's job.
 """
 
 import argparse
