@@ -17,7 +17,7 @@ runs the hybrid single point and labels the traps. Both relaxes are nodes of the
 Prints the pipeline table, the wall time of every stage and the work chains' reports (the handler log). Measured on
 a 2-core machine with one CP2K thread (docs/protocols.md): the `fast` pre-relax 615 s (4 LBFGS steps); the `moderate`
 relax 83 min of CP2K (3 LBFGS steps, 7 evaluations of 15–27 SCF steps of ~30 s at 400 Ry in a 22 Å box), the PBE0
-922 s, the labels seconds: PBE0 gap 4.213 eV, no trap centre. About 1.6 CPU-hours in all: a cluster node's job.
+922 s, the labels seconds: PBE0 gap 4.213 eV, no trap centre. About 1.8 CPU-hours in all: a cluster node's job.
 """
 
 import argparse
