@@ -27,20 +27,20 @@ MO_FILE = f'{PROJECT}-mo.MOLog'
 OUTPUT_FILE = 'aiida.out'
 
 
-def _aligned_blocks(count: int, steps: np.ndarray, output: str = '') -> slice | None:
+def _aligned_blocks(count: int, steps: np.ndarray, evaluations: tuple[list[int], bool]) -> slice | None:
     """The blocks of a per-frame file (dipoles, MO energies) that belong to the printed frames ``steps`` of one run,
     or None when they cannot be told apart.
 
     Besides one block per frame, a run that continues another one first evaluates its start (the previous run's last
     frame, not printed again) and prints a block for it, and a continued run that ends at its ``MAX_STEPS`` cap prints
-    one for the forces it evaluates after its last step (:func:`md_evaluations`, from the run's ``output``). When only
-    one of the two was printed (a print stride), the stride of ``steps`` says whether the start was.
+    one for the forces it evaluates after its last step (``evaluations``: :func:`md_evaluations` of the run's output).
+    When only one of the two was printed (a print stride), the stride of ``steps`` says whether the start was.
     """
     extra = count - len(steps)
     continued = len(steps) > 0 and steps[0] > 0
     if extra == 0:
         return slice(0, count)
-    computed, trailing = md_evaluations(output) if output else ([], False)
+    computed, trailing = evaluations
     if extra == 2 and continued and trailing:
         return slice(1, count - 1)
     if extra != 1 or not (continued or trailing):
@@ -53,7 +53,8 @@ def _aligned_blocks(count: int, steps: np.ndarray, output: str = '') -> slice | 
     return slice(1, count) if continued else slice(0, count - 1)
 
 
-def _frontier(folder: orm.FolderData, names: set[str], steps: np.ndarray, output: str) -> tuple[dict, str | None]:
+def _frontier(folder: orm.FolderData, names: set[str], steps: np.ndarray, output: str,
+              evaluations: tuple[list[int], bool]) -> tuple[dict, str | None]:
     """``({'homo', 'lumo', 'gap'}, None)`` of each printed frame of one run from its ``&MO`` file, or ``({}, why)``."""
     if MO_FILE not in names:
         return {}, None
@@ -62,7 +63,7 @@ def _frontier(folder: orm.FolderData, names: set[str], steps: np.ndarray, output
         return {}, f'{OUTPUT_FILE} names no number of occupied orbitals'
     try:
         indices, energies, _ = read_mo_energies(folder.base.repository.get_object_content(MO_FILE))
-        frames = _aligned_blocks(len(energies), steps, output)
+        frames = _aligned_blocks(len(energies), steps, evaluations)
         if frames is None:
             return {}, f'{len(energies)} MO blocks for {len(steps)} frames'
         homo_ev, lumo_ev = frontier_levels(indices, energies[frames], homo)
@@ -115,17 +116,18 @@ def cp2k_md_trajectory(settings: orm.Dict, **runs: orm.FolderData) -> dict:
         for name in ('potential_energy', 'kinetic_energy', 'conserved_energy', 'temperature'):
             arrays[name] = np.array([ener[name][rows[int(s)]] if int(s) in rows else np.nan for s in steps])
         output = folder.base.repository.get_object_content(OUTPUT_FILE) if OUTPUT_FILE in names else ''
+        evaluations = md_evaluations(output)
         if MOMENTS_FILE in names:
             # one block per printed frame, plus the start of a continued run and the evaluation after the last step
             # of a capped one (_aligned_blocks). Any other count cannot be aligned with the frames, and the run's
             # dipoles are left out (so the trajectory has none).
             dipoles = read_dipoles(folder.base.repository.get_object_content(MOMENTS_FILE))
-            frames = _aligned_blocks(len(dipoles), steps, output)
+            frames = _aligned_blocks(len(dipoles), steps, evaluations)
             if frames is not None:
                 arrays['dipole'] = dipoles[frames]
             else:
                 left_out[f'{label} dipole'] = f'{len(dipoles)} dipole blocks for {len(steps)} frames'
-        levels, why = _frontier(folder, names, steps, output)
+        levels, why = _frontier(folder, names, steps, output, evaluations)
         arrays.update(levels)
         if why:
             left_out[f'{label} orbital energies'] = why
