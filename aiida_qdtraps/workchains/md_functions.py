@@ -32,25 +32,20 @@ def _aligned_blocks(count: int, steps: np.ndarray, evaluations: tuple[list[int],
     or None when they cannot be told apart.
 
     Besides one block per frame, a run that continues another one first evaluates its start (the previous run's last
-    frame, not printed again) and prints a block for it, and a continued run that ends at its ``MAX_STEPS`` cap prints
-    one for the forces it evaluates after its last step (``evaluations``: :func:`md_evaluations` of the run's output).
-    When only one of the two was printed (a print stride), the stride of ``steps`` says whether the start was.
+    frame, not printed again) and prints a block for it; with a print stride only when the start is a multiple of it
+    (the start is the step before the first one the run computed, ``evaluations``: :func:`md_evaluations` of the
+    run's output). At most one block may follow the last frame: the forces a continued run evaluates after its last
+    step when it ends at its ``MAX_STEPS`` cap, or a step whose frame a killed run did not get to print.
     """
-    extra = count - len(steps)
-    continued = len(steps) > 0 and steps[0] > 0
-    if extra == 0:
-        return slice(0, count)
-    computed, trailing = evaluations
-    if extra == 2 and continued and trailing:
-        return slice(1, count - 1)
-    if extra != 1 or not (continued or trailing):
+    computed, _ = evaluations
+    leading = 0
+    if len(steps) and steps[0] > 0:
+        leading = 1
+        if computed and len(steps) > 1:
+            leading = int((computed[0] - 1) % int(np.diff(steps).min()) == 0)
+    if count - leading - len(steps) not in (0, 1):
         return None
-    if continued and trailing:
-        if len(steps) < 2 or not computed:
-            return None
-        leading = (computed[0] - 1) % int(np.diff(steps).min()) == 0
-        return slice(1, count) if leading else slice(0, count - 1)
-    return slice(1, count) if continued else slice(0, count - 1)
+    return slice(leading, leading + len(steps))
 
 
 def _frontier(folder: orm.FolderData, names: set[str], steps: np.ndarray, output: str,
@@ -118,9 +113,9 @@ def cp2k_md_trajectory(settings: orm.Dict, **runs: orm.FolderData) -> dict:
         output = folder.base.repository.get_object_content(OUTPUT_FILE) if OUTPUT_FILE in names else ''
         evaluations = md_evaluations(output)
         if MOMENTS_FILE in names:
-            # one block per printed frame, plus the start of a continued run and the evaluation after the last step
-            # of a capped one (_aligned_blocks). Any other count cannot be aligned with the frames, and the run's
-            # dipoles are left out (so the trajectory has none).
+            # one block per printed frame, plus the start of a continued run and one evaluation after the last frame
+            # of a capped or killed one (_aligned_blocks). Any other count cannot be aligned with the frames, and the
+            # run's dipoles are left out (so the trajectory has none).
             dipoles = read_dipoles(folder.base.repository.get_object_content(MOMENTS_FILE))
             frames = _aligned_blocks(len(dipoles), steps, evaluations)
             if frames is not None:

@@ -407,3 +407,16 @@ def test_cp2k_trajectory_feeds_the_trajectory_analyses(data_dir, folder_data):
     vdos, node = compute_vdos.run_get_node(trajectory)
     assert node.is_finished_ok, node.exit_message
     assert set(rmsf) and set(vdos)
+
+
+def test_blocks_of_a_killed_run_that_printed_one_step_past_its_last_frame():
+    """A continued run killed after it printed the dipole and MOs of a step but not its frame (seen in a real killed
+    GFN1-xTB MD: 34 blocks for 32 frames, no ENERGY line for the last one): the start block and the trailing one go."""
+    from aiida_qdtraps.workchains.md_functions import _aligned_blocks
+
+    steps = np.arange(11, 43)
+    assert _aligned_blocks(34, steps, (list(range(11, 43)), False)) == slice(1, 33)
+    assert _aligned_blocks(33, steps, (list(range(11, 43)), False)) == slice(1, 33)
+    assert _aligned_blocks(35, steps, (list(range(11, 43)), False)) is None
+    # print stride 2, start at the odd step 9: no start block, one trailing block
+    assert _aligned_blocks(5, np.array([10, 12, 14, 16]), ([10, 11, 12, 13, 14, 15, 16], False)) == slice(0, 4)
