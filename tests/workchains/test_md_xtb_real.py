@@ -107,58 +107,25 @@ def test_xtb_heatup_nve_then_rmsf_vdos_gaps_and_dephasing(cp2k_code, cluster):
     assert nac.creator.inputs.mo_frames.creator.process_label == 'collect_md_gaps'
 
 
-@pytest.mark.slow
-def test_xtb_md_continues_after_its_wall_time_into_one_trajectory(cp2k_code):
-    """A real MD whose NVE run is stopped by CP2K's WALLTIME at least once (max_wallclock_seconds 10 → WALLTIME 9 s;
-    a GFN1-xTB step of Cd6Se4Cl4 takes ~0.13 s here, so 2 runs alone and more under load, up to ``max_iterations``
-    10): the wall-time handler continues each piece from its restart file, and the pieces join into one trajectory
-    with every step once, and every frame's dipole and gap."""
+def _md_in_pieces(cp2k_code, options: dict) -> tuple[dict, orm.WorkflowNode, list[orm.CalcJobNode]]:
+    """A 10 fs heat-up and 100 fs NVE of Cd6Se4Cl4 with the CalcJob ``options`` that interrupt it, up to
+    ``max_iterations`` 10 runs per stage: (results, the NVE's QdCp2kBaseWorkChain, its CalcJobs in order)."""
     structure = build_qd(orm.Dict(CLUSTERS['cd-rich'][0]))
     md = {'heatup_fs': 10.0, 'heatup_segments': 1, 'thermostat_tau_fs': 25.0, 'nve_fs': 100.0, 'timestep_fs': 1.0,
           'stride': 1}
     builder = QdMdWorkChain.get_builder_from_protocol(cp2k_code, structure, protocol='xtb', overrides={'md': md},
-                                                      options={'max_wallclock_seconds': 10})
+                                                      options=options)
     builder.base.max_iterations = orm.Int(10)
     results, node = run_get_node(builder)
     assert node.is_finished_ok, node.exit_message
     nve = max((n for n in node.called if n.process_label == 'QdCp2kBaseWorkChain'), key=lambda n: n.ctime)
     calcs = sorted((c for c in nve.called if c.process_label == 'Cp2kCalculation'), key=lambda c: c.ctime)
-    assert len(calcs) >= 2 and all(c.exit_status == 400 for c in calcs[:-1]) and calcs[-1].exit_status == 0
-    report = '\n'.join(log.message for log in orm.Log.collection.get_logs_for(nve))
-    assert 'ran out of wall time: continuing from its last state' in report
-
-    trajectory, summary = results['trajectory'], results['md_summary'].get_dict()
-    assert trajectory.get_stepids().tolist() == list(range(111))
-    assert summary['runs'] == 1 + len(calcs) and 'left_out' not in summary, summary.get('left_out')
-    # no jump where one piece continues another: positions, dipole and gap move as much per step there as elsewhere
-    for name in ('positions', 'dipole', 'gap'):
-        values = trajectory.get_array(name).reshape(111, -1)
-        moves = np.abs(np.diff(values, axis=0)).max(axis=1)
-        assert moves.max() < 4 * np.median(moves) + 1e-6, name
-    conserved = trajectory.get_array('conserved_energy')[trajectory.numsteps - summary['nve_frames']:]
-    assert len(conserved) == 100 and np.ptp(conserved) / len(structure.sites) < 5e-4
+    return results, nve, calcs
 
 
-@pytest.mark.slow
-def test_xtb_md_killed_repeatedly_continues_into_one_trajectory(cp2k_code):
-    """CP2K killed in the middle of its NVE run, again and again, as a scheduler or a node failure kills a job
-    (``ulimit -t 4``: the kernel stops CP2K after 4 CPU seconds, ~30 GFN1-xTB steps here; the output ends
-    mid-SCF): each truncated run is continued from its restart file, and the trajectory holds every step once."""
-    structure = build_qd(orm.Dict(CLUSTERS['cd-rich'][0]))
-    md = {'heatup_fs': 10.0, 'heatup_segments': 1, 'thermostat_tau_fs': 25.0, 'nve_fs': 100.0, 'timestep_fs': 1.0,
-          'stride': 1}
-    builder = QdMdWorkChain.get_builder_from_protocol(cp2k_code, structure, protocol='xtb', overrides={'md': md},
-                                                      options={'prepend_text': 'ulimit -t 4'})
-    builder.base.max_iterations = orm.Int(10)
-    results, node = run_get_node(builder)
-    assert node.is_finished_ok, node.exit_message
-    nve = max((n for n in node.called if n.process_label == 'QdCp2kBaseWorkChain'), key=lambda n: n.ctime)
-    calcs = sorted((c for c in nve.called if c.process_label == 'Cp2kCalculation'), key=lambda c: c.ctime)
-    incomplete = calcs[0].process_class.exit_codes.ERROR_OUTPUT_INCOMPLETE.status
-    assert len(calcs) >= 2 and all(c.exit_status == incomplete for c in calcs[:-1]) and calcs[-1].exit_status == 0
-    report = '\n'.join(log.message for log in orm.Log.collection.get_logs_for(nve))
-    assert 'stopped before CP2K finished (incomplete output): continuing from its last state' in report
-
+def _assert_one_unbroken_trajectory(results) -> None:
+    """Steps 0-110 once each, every frame's dipole and gap, and no jump where one piece continues another: positions,
+    dipole and gap move as much per step there as elsewhere."""
     trajectory, summary = results['trajectory'], results['md_summary'].get_dict()
     assert trajectory.get_stepids().tolist() == list(range(111))
     assert 'left_out' not in summary, summary.get('left_out')
@@ -166,3 +133,34 @@ def test_xtb_md_killed_repeatedly_continues_into_one_trajectory(cp2k_code):
         values = trajectory.get_array(name).reshape(111, -1)
         moves = np.abs(np.diff(values, axis=0)).max(axis=1)
         assert moves.max() < 4 * np.median(moves) + 1e-6, name
+
+
+@pytest.mark.slow
+def test_xtb_md_continues_after_its_wall_time_into_one_trajectory(cp2k_code):
+    """A real MD whose NVE run is stopped by CP2K's WALLTIME at least once (max_wallclock_seconds 10 → WALLTIME 9 s;
+    a GFN1-xTB step of Cd6Se4Cl4 takes ~0.13 s here, so 2 runs alone and more under load, up to ``max_iterations``
+    10): the wall-time handler continues each piece from its restart file, and the pieces join into one trajectory
+    with every step once, and every frame's dipole and gap."""
+    results, nve, calcs = _md_in_pieces(cp2k_code, {'max_wallclock_seconds': 10})
+    assert len(calcs) >= 2 and all(c.exit_status == 400 for c in calcs[:-1]) and calcs[-1].exit_status == 0
+    report = '\n'.join(log.message for log in orm.Log.collection.get_logs_for(nve))
+    assert 'ran out of wall time: continuing from its last state' in report
+
+    _assert_one_unbroken_trajectory(results)
+    trajectory, summary = results['trajectory'], results['md_summary'].get_dict()
+    assert summary['runs'] == 1 + len(calcs)
+    conserved = trajectory.get_array('conserved_energy')[trajectory.numsteps - summary['nve_frames']:]
+    assert len(conserved) == 100 and np.ptp(conserved) / len(trajectory.symbols) < 5e-4
+
+
+@pytest.mark.slow
+def test_xtb_md_killed_repeatedly_continues_into_one_trajectory(cp2k_code):
+    """CP2K killed in the middle of its NVE run, again and again, as a scheduler or a node failure kills a job
+    (``ulimit -t 4``: the kernel stops CP2K after 4 CPU seconds, ~30 GFN1-xTB steps here; the output ends
+    mid-SCF): each truncated run is continued from its restart file, and the trajectory holds every step once."""
+    results, nve, calcs = _md_in_pieces(cp2k_code, {'prepend_text': 'ulimit -t 4'})
+    incomplete = calcs[0].process_class.exit_codes.ERROR_OUTPUT_INCOMPLETE.status
+    assert len(calcs) >= 2 and all(c.exit_status == incomplete for c in calcs[:-1]) and calcs[-1].exit_status == 0
+    report = '\n'.join(log.message for log in orm.Log.collection.get_logs_for(nve))
+    assert 'stopped before CP2K finished (incomplete output): continuing from its last state' in report
+    _assert_one_unbroken_trajectory(results)
