@@ -5,6 +5,7 @@
     verdi run examples/moderate_cdse.py --no-prerelax   # the moderate pipeline from the library geometry itself
     verdi run examples/moderate_cdse.py --structure MY_QD.xyz --charge 0
     verdi run examples/moderate_cdse.py --start PK      # the pipeline from a stored (e.g. pre-relaxed) structure
+    verdi run examples/moderate_cdse.py --build         # the builder's own Cd16Se13Cl6 (xtb → fast → moderate)
 
 The QD is Cd16Se13Cl6 of the nlesc-nano model library (a Cd-rich zincblende CdSe core with six Cl, charge-balanced,
 optimised by its authors with the HLE17 functional; shipped in the package, MIT licence). Its PBE minimum lies close
@@ -18,6 +19,11 @@ Prints the pipeline table, the wall time of every stage and the work chains' rep
 a 2-core machine with one CP2K thread (docs/protocols.md): the `fast` pre-relax 615 s (4 LBFGS steps); the `moderate`
 relax 83 min of CP2K (3 LBFGS steps, 7 evaluations of 15–27 SCF steps of ~30 s at 400 Ry in a 22 Å box), the PBE0
 922 s, the labels seconds: PBE0 gap 4.213 eV, no trap centre. About 1.8 CPU-hours in all: a cluster node's job.
+
+`--build` starts from the builder's default CdSe QD instead, `build_qd('CdSe', 10.0, ligand='Cl')`: also
+Cd16Se13Cl6, but bulk-terminated, with four two-coordinate Cd and four terminal Cl. The PBE SCF diverges on that
+geometry (docs/protocols.md), so its `fast` pre-relax starts with a GFN1-xTB pre-relaxation (`prerelax='xtb'`, a
+few minutes), after which the SCF converges with the protocol's own settings. `--xtb` does the same for any QD.
 """
 
 import argparse
@@ -29,7 +35,7 @@ from aiida.cmdline.utils.common import get_workchain_report
 from aiida.engine import run_get_node
 
 from aiida_qdtraps.report import format_table, pipeline_rows
-from aiida_qdtraps.workchains.build import import_structure
+from aiida_qdtraps.workchains.build import build_qd_structure, import_structure
 from aiida_qdtraps.workchains.pipeline import QdTrapsPipelineWorkChain
 from aiida_qdtraps.workchains.relax import QdRelaxWorkChain
 
@@ -40,6 +46,9 @@ parser.add_argument('--protocol', default='moderate', help='of the pipeline (def
 parser.add_argument('--prerelax', default='fast', help='protocol of the pre-relax (default fast)')
 parser.add_argument('--no-prerelax', action='store_true', help='relax with --protocol only')
 parser.add_argument('--start', type=int, help='pk of a stored StructureData to run the pipeline on (no pre-relax)')
+parser.add_argument('--build', action='store_true',
+                    help="the builder's build_qd('CdSe', 10.0, ligand='Cl') instead of the library QD (implies --xtb)")
+parser.add_argument('--xtb', action='store_true', help='start the first relax with a GFN1-xTB pre-relaxation')
 parser.add_argument('--code', default='cp2k@localhost')
 args = parser.parse_args()
 
@@ -48,16 +57,22 @@ if args.start is not None:
     structure = orm.load_node(args.start)
     if not isinstance(structure, orm.StructureData):
         raise SystemExit(f'--start {args.start} is a {type(structure).__name__}, not a StructureData')
+elif args.build:
+    if args.structure:
+        raise SystemExit('give --build or --structure, not both')
+    structure = build_qd_structure(orm.Dict({'material': 'CdSe', 'diameter': 10.0, 'ligand': 'Cl'}))
 else:
     path = args.structure or str(files('aiida_qdtraps') / 'demo_data' / 'Cd16Se13Cl6_HLE17_12ang_opt.xyz')
     structure = import_structure(orm.SinglefileData(path), orm.Dict({'charge': args.charge}))
+xtb = 'xtb' if (args.xtb or args.build) else None
 print(f'{structure.get_formula()} ({len(structure.sites)} atoms, charge {args.charge:+d}): '
       f'StructureData<{structure.pk}>', flush=True)
 
 stages = []
 if not (args.no_prerelax or args.start is not None):
     begin = time.perf_counter()
-    builder = QdRelaxWorkChain.get_builder_from_protocol(code, structure, protocol=args.prerelax, charge=args.charge)
+    builder = QdRelaxWorkChain.get_builder_from_protocol(code, structure, protocol=args.prerelax, charge=args.charge,
+                                                         prerelax=xtb)
     _, prerelax = run_get_node(builder)
     stages.append((f'{args.prerelax} pre-relax', prerelax, time.perf_counter() - begin))
     if not prerelax.is_finished_ok:
@@ -67,8 +82,9 @@ if not (args.no_prerelax or args.start is not None):
     print(f'pre-relax ({args.prerelax}) finished in {stages[-1][2]:.0f} s: StructureData<{structure.pk}>', flush=True)
 
 begin = time.perf_counter()
+first = xtb if (args.no_prerelax and args.start is None) else None  # else the pre-relax above had it
 builder = QdTrapsPipelineWorkChain.get_builder_from_protocol(code, structure, protocol=args.protocol,
-                                                            charge=args.charge)
+                                                            charge=args.charge, prerelax=first)
 _, pipeline = run_get_node(builder)
 stages.append((f'{args.protocol} pipeline', pipeline, time.perf_counter() - begin))
 

@@ -87,8 +87,11 @@ class QdTrapsPipelineWorkChain(WorkChain):
                                   overrides: dict | None = None, charge: int = 0, multiplicity: int = 1,
                                   options: dict | None = None, bader_code: orm.AbstractCode | None = None,
                                   hybrid_engine: str = 'cp2k', pyscf_code: orm.AbstractCode | None = None,
-                                  functional: str = 'pbe0'):
+                                  functional: str = 'pbe0', prerelax: str | None = None):
         """Builder with the same protocol for every stage; ``overrides`` has keys ``relax`` and ``hybrid_scf``.
+
+        :param prerelax: a protocol (typically ``xtb``) whose GEO_OPT runs before the relax
+            (``QdRelaxWorkChain.get_builder_from_protocol``); CP2K relax only.
 
         :param functional: of the CP2K hybrid stage (``HybridScfWorkChain.get_builder_from_protocol``): ``pbe0``, the
             default and the level of trap labels for results, or ``pbe`` for a quick look at the GGA level.
@@ -108,7 +111,7 @@ class QdTrapsPipelineWorkChain(WorkChain):
                              "hybrid_engine 'cp2k'")
         overrides = overrides or {}
         relax = QdRelaxWorkChain.get_builder_from_protocol(code, structure, protocol, overrides.get('relax'),
-                                                           charge, multiplicity, options)
+                                                           charge, multiplicity, options, prerelax=prerelax)
         hybrid = HybridScfWorkChain.get_builder_from_protocol(code, structure, protocol, overrides.get('hybrid_scf'),
                                                               charge, multiplicity, options, engine=hybrid_engine,
                                                               pyscf_code=pyscf_code, functional=functional)

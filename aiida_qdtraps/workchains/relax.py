@@ -22,7 +22,7 @@ from aiida import orm
 from aiida.engine import ExitCode, ToContext, WorkChain
 from aiida_quantumespresso.workflows.protocols.utils import ProtocolMixin
 
-from .cp2k_relax import QdCp2kRelaxWorkChain
+from .cp2k_relax import QdCp2kRelaxWorkChain, validate_prerelaxes
 from .qe_relax import QdQeRelaxWorkChain
 
 #: Engine name -> (its relax work chain, the input namespace only it has, its name in messages).
@@ -33,7 +33,7 @@ ENGINES = {
 #: The code plugin that selects each engine in ``get_builder_from_protocol`` (any other plugin: CP2K).
 ENGINE_OF_PLUGIN = {'quantumespresso.pw': 'qe'}
 #: Inputs that belong to one engine only (beyond its namespace): engine -> input names.
-ENGINE_ONLY_INPUTS = {'cp2k': ('base', 'mlff_model', 'mlff_ensemble', 'mlff_prerelax'),
+ENGINE_ONLY_INPUTS = {'cp2k': ('base', 'prerelax', 'mlff_model', 'mlff_ensemble', 'mlff_prerelax'),
                       'qe': ('qe', 'qe_pp', 'qe_projwfc')}
 
 
@@ -55,7 +55,7 @@ def validate_engine_inputs(inputs, _):
                if inputs.get(name)]
     if foreign:
         return f'input(s) {foreign} are not used by engine {engine!r}'
-    return None
+    return validate_prerelaxes(inputs, _)
 
 
 class QdRelaxWorkChain(ProtocolMixin, WorkChain):
@@ -94,7 +94,7 @@ class QdRelaxWorkChain(ProtocolMixin, WorkChain):
     @classmethod
     def get_builder_from_protocol(cls, code: orm.AbstractCode, structure: orm.StructureData,
                                   protocol: str | None = None, overrides: dict | None = None, charge: int = 0,
-                                  multiplicity: int = 1, options: dict | None = None,
+                                  multiplicity: int = 1, options: dict | None = None, prerelax: str | None = None,
                                   **qe_codes: orm.AbstractCode | None):
         """Builder for ``structure`` with the ``fast``/``moderate``/``precise`` protocol: the engine's own builder
         (``QdCp2kRelaxWorkChain.get_builder_from_protocol`` or ``QdQeRelaxWorkChain.get_builder_from_protocol``)
@@ -106,10 +106,13 @@ class QdRelaxWorkChain(ProtocolMixin, WorkChain):
         :param overrides: nested dict with the input layout of the engine's protocol file, merged last.
         :param options: CalcJob options merged into ``base.cp2k.metadata.options`` (e.g. resources), or into the pw.x,
             pp.x and projwfc.x options for QE.
+        :param prerelax: CP2K only: a protocol (typically ``xtb``) whose GEO_OPT runs before this one
+            (``QdCp2kRelaxWorkChain.get_builder_from_protocol``).
         :param qe_codes: QE only, passed on to ``QdQeRelaxWorkChain.get_builder_from_protocol``: ``pp_code`` (a
             ``quantumespresso.pp`` code; the valence density cube is made too) and ``projwfc_code`` (a
             ``quantumespresso.projwfc`` code; projwfc.x runs on the relaxed QD: Löwdin charges, HOMO/LUMO, PDOS).
-        :raises ValueError: for ``pp_code`` or ``projwfc_code`` with a CP2K code, or any other keyword.
+        :raises ValueError: for ``pp_code`` or ``projwfc_code`` with a CP2K code, ``prerelax`` with a QE code, or any
+            other keyword.
         """
         engine = cls.engine_of_code(code)
         process_class = ENGINES[engine][0]
@@ -118,6 +121,9 @@ class QdRelaxWorkChain(ProtocolMixin, WorkChain):
             raise ValueError(f'unknown keyword(s) {unknown}; this builder takes pp_code and projwfc_code besides the '
                              'arguments of the engine builders')
         if engine == 'qe':
+            if prerelax is not None:
+                raise ValueError(f'prerelax {prerelax!r} is a CP2K pre-relaxation; the QE engine has none (got a '
+                                 f'{code.default_calc_job_plugin!r} code, {code.full_label})')
             child = process_class.get_builder_from_protocol(code, structure, protocol, overrides, charge, multiplicity,
                                                             options, **qe_codes)
         else:
@@ -126,7 +132,7 @@ class QdRelaxWorkChain(ProtocolMixin, WorkChain):
                 raise ValueError(f'{given} need a quantumespresso.pw code; got a {code.default_calc_job_plugin!r} '
                                  f'code ({code.full_label})')
             child = process_class.get_builder_from_protocol(code, structure, protocol, overrides, charge, multiplicity,
-                                                            options)
+                                                            options, prerelax)
         inputs = child._inputs(prune=True)
         inputs.pop('metadata', None)
         builder = cls.get_builder()

@@ -172,9 +172,11 @@ class QdCp2kStageWorkChain(QdStageWorkChain):
             return self.exit_codes.ERROR_INCONSISTENT_CHARGE_MULTIPLICITY.format(message=message)
         return None
 
-    def submit_cp2k(self, label: str, description: str, changes: dict | None = None, **extra_inputs):
-        """Submit ``QdCp2kBaseWorkChain`` on ``ctx.structure`` with charge/multiplicity (+ ``changes``) applied."""
-        inputs = AttributeDict(self.exposed_inputs(QdCp2kBaseWorkChain, namespace=self._namespace))
+    def submit_cp2k(self, label: str, description: str, changes: dict | None = None, namespace: str | None = None,
+                    context: str = 'workchain', **extra_inputs):
+        """Submit ``QdCp2kBaseWorkChain`` on ``ctx.structure`` with charge/multiplicity (+ ``changes``) applied: the
+        inputs of ``namespace`` (default: the stage's), the node in ``ctx.<context>``."""
+        inputs = AttributeDict(self.exposed_inputs(QdCp2kBaseWorkChain, namespace=namespace or self._namespace))
         inputs.cp2k.structure = self.ctx.structure
         inputs.cp2k.update(extra_inputs)
         state = electronic_state_changes(self.inputs.charge.value, self.inputs.multiplicity.value)
@@ -184,7 +186,7 @@ class QdCp2kStageWorkChain(QdStageWorkChain):
         node = self.submit(QdCp2kBaseWorkChain, **inputs)
         self.report(f'launched QdCp2kBaseWorkChain<{node.pk}> ({description}, {len(self.ctx.structure.sites)} atoms, '
                     f'charge {self.inputs.charge.value}, multiplicity {self.inputs.multiplicity.value})')
-        return ToContext(workchain=node)
+        return ToContext(**{context: node})
 
     def failed_child_message(self) -> str | None:
         """``None`` if the CP2K work chain finished ok, else a message naming it and its exit status."""

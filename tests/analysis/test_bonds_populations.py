@@ -27,6 +27,39 @@ def test_same_element_scale_and_pair_override():
     assert bonds.bond_pairs(positions, symbols, pair_scale={('P', 'In'): 0.5}).tolist() == []
 
 
+CHARGES = {'In': 3, 'P': -3, 'F': -1, 'Cd': 2, 'Se': -2, 'Cl': -1}
+
+
+def test_like_charge_bond_of_an_f_that_moved_from_in_onto_p():
+    symbols = ['In', 'P', 'F']
+    before = np.array([[0.0, 0.0, 0.0], [2.55, 0.0, 0.0], [-2.0, 0.0, 0.0]])  # F on In, In-P 2.55 Å
+    after = before.copy()
+    after[2] = [2.55, 1.62, 0.0]  # F onto P: P-F 1.62 Å (0.99 × the covalent sum)
+    assert bonds.like_charge_bonds(before, after, symbols, CHARGES).tolist() == [[1, 2]]
+    assert bonds.like_charge_bonds(before, before, symbols, CHARGES).tolist() == []
+    summary = bonds.rearrangement(before, after, symbols, CHARGES)
+    assert summary['like_charge_bonds'] == ['P1-F2']
+    assert summary['max_displacement'] == pytest.approx(np.hypot(4.55, 1.62))
+    assert summary['rmsd'] == pytest.approx(np.hypot(4.55, 1.62) / np.sqrt(3))
+    # In-F broken (3.02 Å > 1.25 × 1.99 Å), P-F made; In-P (2.55 Å) kept
+    assert summary['bonds_made'] == 1 and summary['bonds_broken'] == 1
+
+
+def test_like_charge_bonds_ignore_close_cations_unknown_elements_and_old_bonds():
+    symbols = ['Cd', 'Cd', 'Se', 'C', 'C', 'Cl', 'Cl']
+    before = np.array([[0.0, 0.0, 0.0], [4.3, 0.0, 0.0], [2.15, 1.5, 0.0],
+                       [10.0, 0.0, 0.0], [12.0, 0.0, 0.0], [20.0, 0.0, 0.0], [21.8, 0.0, 0.0]])
+    after = before.copy()
+    after[1] = [3.31, 0.0, 0.0]  # Cd-Cd 3.31 Å: a close contact of a relaxed surface, 1.15 × 2.88 Å > 1.1 ×
+    after[4] = [11.5, 0.0, 0.0]  # a new C-C bond: C has no formal charge
+    # the Cl-Cl pair at 1.8 Å was already bonded before: not new
+    assert bonds.like_charge_bonds(before, after, symbols, CHARGES).tolist() == []
+    after[1] = [3.0, 0.0, 0.0]  # Cd-Cd 3.0 Å: 1.04 × the covalent sum
+    assert bonds.like_charge_bonds(before, after, symbols, CHARGES).tolist() == [[0, 1]]
+    with pytest.raises(ValueError, match=r'differ in shape: \(7, 3\) and \(6, 3\)'):
+        bonds.like_charge_bonds(before, after[:6], symbols, CHARGES)
+
+
 @pytest.mark.parametrize('kwargs, match', [({'scale': 0}, 'scale must be positive'),
                                            ({'pair_scale': {('In', 'Xx'): 1.0}}, "unknown element symbol 'Xx'")])
 def test_bond_pairs_bad_input(kwargs, match):

@@ -70,6 +70,62 @@ def test_qe_only_codes_and_inputs_are_refused_for_cp2k(code_of, tiny_qd):
         run_get_node(builder)
 
 
+def test_the_prerelax_namespace_holds_the_prerelax_protocols_cp2k_inputs(code_of, tiny_qd):
+    builder = QdRelaxWorkChain.get_builder_from_protocol(code_of['cp2k'], tiny_qd, protocol='fast', prerelax='xtb')
+    prerelax = builder.prerelax.cp2k.parameters.get_dict()
+    assert prerelax['FORCE_EVAL']['DFT']['QS']['METHOD'] == 'xTB'
+    assert prerelax['MOTION']['GEO_OPT']['TYPE'] == 'MINIMIZATION'
+    assert 'structure' not in builder.prerelax.cp2k  # the relax submits its boxed QD
+    assert builder.base.cp2k.parameters['FORCE_EVAL']['DFT']['QS']['METHOD'] == 'GAPW'  # the main relax is fast's
+    assert builder.box_vacuum.value == QdRelaxWorkChain.get_builder_from_protocol(
+        code_of['cp2k'], tiny_qd, protocol='fast').box_vacuum.value  # the pre-relax runs in the main relax's box
+    assert 'prerelax' not in QdRelaxWorkChain.get_builder_from_protocol(code_of['cp2k'], tiny_qd,
+                                                                       protocol='fast')._inputs(prune=True)
+    pipeline = QdTrapsPipelineWorkChain.get_builder_from_protocol(code_of['cp2k'], tiny_qd, protocol='fast',
+                                                                 prerelax='xtb')
+    assert pipeline.relax.prerelax.cp2k.parameters['FORCE_EVAL']['DFT']['QS']['METHOD'] == 'xTB'
+
+
+def test_a_bad_prerelax_is_refused(code_of, tiny_qd):
+    with pytest.raises(ValueError, match=r"prerelax protocol 'xtb2' is not one of \['fast', "):
+        QdRelaxWorkChain.get_builder_from_protocol(code_of['cp2k'], tiny_qd, protocol='fast', prerelax='xtb2')
+    with pytest.raises(ValueError, match=r"prerelax 'xtb' is a CP2K pre-relaxation; the QE engine has none"):
+        QdRelaxWorkChain.get_builder_from_protocol(code_of['qe'], tiny_qd, protocol='fast', prerelax='xtb')
+    builder = QdRelaxWorkChain.get_builder_from_protocol(code_of['cp2k'], tiny_qd, protocol='fast', prerelax='xtb')
+    builder.mlff_model = orm.SinglefileData.from_string('not a model', 'model.pth')
+    with pytest.raises(ValueError, match=r'give one pre-relaxation: `prerelax` \(a CP2K GEO_OPT\) or `mlff_model`'):
+        run_get_node(builder)
+
+
+def _chain(symbols, spacing):
+    """A linear chain of atoms ``spacing`` Å apart in a 30 Å box."""
+    from ase import Atoms
+
+    atoms = Atoms(symbols, positions=[(5.0 + spacing * i, 15.0, 15.0) for i in range(len(symbols))],
+                  cell=[30.0] * 3)
+    return orm.StructureData(ase=atoms)
+
+
+def test_prerelax_verdict_refuses_like_charge_bonds_and_names_at_most_eight():
+    from aiida_qdtraps.workchains.cp2k_relax import prerelax_verdict
+
+    start = _chain(['Cd', 'Se'] * 10, 2.6)  # Cd-Se bonded, Cd-Cd and Se-Se 5.2 Å apart
+    moved = _chain(['Cd', 'Se'] * 10, 2.0)  # Cd-Se still bonded; Cd-Cd and Se-Se 4.0 Å: no new bonds
+    result = prerelax_verdict(start, moved)
+    summary = result['output_parameters'].get_dict()
+    assert summary['accepted'] and summary['like_charge_bonds'] == [] and summary['reason'].startswith('accepted: RMSD')
+    assert np.allclose(result['structure'].get_ase().positions, moved.get_ase().positions)
+    fused = _chain(['Cd', 'Se'] * 10, 1.4)  # Cd-Cd 2.8 Å (< 1.1 × 2.88): 9 like-charge bonds; Se-Se (> 1.1 × 2.40) not
+    result = prerelax_verdict(start, fused)
+    summary = result['output_parameters'].get_dict()
+    assert not summary['accepted'] and len(summary['like_charge_bonds']) == 9
+    assert 'refused: it bonds atoms of like formal charge (Cd0-Cd2, ' in summary['reason']
+    assert 'Cd14-Cd16, ... 9 in all; RMSD' in summary['reason'] and 'Cd16-Cd18' not in summary['reason']
+    assert np.allclose(result['structure'].get_ase().positions, start.get_ase().positions)  # the input geometry
+    with pytest.raises(ValueError, match=r'the pre-relaxed structure \(Cd10Se9, 19 atoms\) is not the input QD'):
+        prerelax_verdict(start, _chain(['Cd', 'Se'] * 9 + ['Cd'], 2.6))
+
+
 @pytest.mark.parametrize('engine, name', [('cp2k', 'CP2K'), ('qe', 'QE')])
 def test_a_failed_engine_is_named_and_its_exit_status_kept(code_of, tiny_qd, engine, name):
     """An impossible spin state (120 valence electrons, doublet) stops the engine's work chain before any CalcJob."""

@@ -75,3 +75,55 @@ def test_relax_killed_repeatedly_continues_from_its_last_geometry(cp2k_code):
     forces = [float(x) for x in re.findall(r'Max\. gradient\s+=\s+(\S+)', output)]
     assert forces and forces[-1] < 4.5e-4
     assert abs(results['output_parameters']['energy'] - (-35.950537)) < 1e-4
+
+
+def _calcs(node):
+    return sorted((n for n in node.called_descendants if isinstance(n, orm.CalcJobNode)), key=lambda n: n.ctime)
+
+
+def _messages(node):
+    return [log.message for n in (node, *node.called_descendants) for log in orm.Log.collection.get_logs_for(n)]
+
+
+def test_xtb_prerelax_that_bonds_f_to_p_is_refused(cp2k_code, tiny_qd):
+    """GFN1-xTB moves an F of the built In4PF9 from In onto P (a P–F bond of ~1.6 Å, docs/protocols.md): a change of
+    chemistry, so the GEO_OPT starts from the built geometry, and the report says why."""
+    builder = QdRelaxWorkChain.get_builder_from_protocol(cp2k_code, tiny_qd, protocol='xtb', prerelax='xtb')
+    _, node = run_get_node(builder)
+    assert node.is_finished_ok, node.exit_message
+    prerelax, relax = _calcs(node)
+    assert prerelax.inputs.parameters['GLOBAL']['RUN_TYPE'] == 'GEO_OPT'
+    verdict = next(n for n in node.called_descendants if n.process_label == 'prerelax_verdict')
+    summary = verdict.outputs.output_parameters.get_dict()
+    assert summary['accepted'] is False
+    assert any(bond.startswith('P') and '-F' in bond for bond in summary['like_charge_bonds']), summary
+    boxed = prerelax.inputs.structure
+    assert relax.inputs.structure.uuid == verdict.outputs.structure.uuid
+    assert np.allclose(relax.inputs.structure.get_ase().positions, boxed.get_ase().positions)  # the input geometry
+    assert any('refused: it bonds atoms of like formal charge (' in m and 'starts from the input geometry' in m
+               for m in _messages(node)), _messages(node)
+
+
+def test_xtb_prerelax_of_a_cdse_qd_is_the_start_of_the_relax(cp2k_code):
+    """The pre-relaxed Cd6Se4Cl4 keeps its chemistry: the GEO_OPT starts from it (here the same level, so the GEO_OPT
+    has next to nothing left to do; with a DFT protocol this is the path that lets the PBE SCF of a built 35-atom
+    CdSe QD converge, docs/protocols.md)."""
+    from aiida_qdtraps.workchains.build import build_qd
+
+    structure = build_qd(orm.Dict({'material': 'CdSe', 'diameter': 7.0, 'ligand': 'Cl', 'center': 'interstitial'}))
+    builder = QdRelaxWorkChain.get_builder_from_protocol(cp2k_code, structure, protocol='xtb', prerelax='xtb')
+    results, node = run_get_node(builder)
+    assert node.is_finished_ok, node.exit_message
+    prerelax, relax = _calcs(node)
+    verdict = next(n for n in node.called_descendants if n.process_label == 'prerelax_verdict')
+    summary = verdict.outputs.output_parameters.get_dict()
+    assert summary['accepted'] is True and summary['like_charge_bonds'] == [] and summary['rmsd'] > 0.05
+    assert verdict.inputs.prerelaxed.uuid == prerelax.outputs.output_structure.uuid
+    assert relax.inputs.structure.uuid == verdict.outputs.structure.uuid
+    assert np.allclose(relax.inputs.structure.get_ase().positions,
+                       prerelax.outputs.output_structure.get_ase().positions)
+    steps = [len(re.findall(r'OPTIMIZATION STEP', c.outputs.retrieved.base.repository.get_object_content('aiida.out')))
+             for c in (prerelax, relax)]
+    assert steps[1] < steps[0] / 3, steps  # the second GEO_OPT starts at the minimum of the first
+    assert abs(results['output_parameters']['energy'] - prerelax.outputs.output_parameters['energy']) < 1e-4
+    assert any('pre-relaxation (GFN1-xTB, E = ' in m and 'accepted: RMSD' in m for m in _messages(node))
