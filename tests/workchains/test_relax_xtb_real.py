@@ -14,14 +14,33 @@ from aiida_qdtraps.analysis.cross_engine import aligned_rmsd
 from aiida_qdtraps.workchains.relax import QdRelaxWorkChain
 
 
-def test_xtb_relax_of_the_built_tiny_qd(cp2k_code, tiny_qd):
-    builder = QdRelaxWorkChain.get_builder_from_protocol(cp2k_code, tiny_qd, protocol='xtb')
+def _calcs(node):
+    return sorted((n for n in node.called_descendants if isinstance(n, orm.CalcJobNode)), key=lambda n: n.ctime)
+
+
+def _messages(node):
+    return [log.message for n in (node, *node.called_descendants) for log in orm.Log.collection.get_logs_for(n)]
+
+
+def test_xtb_relax_of_the_built_tiny_qd_after_its_prerelax_is_refused(cp2k_code, tiny_qd):
+    """With ``prerelax='xtb'`` the same GFN1-xTB GEO_OPT runs twice: GFN1-xTB bonds F of the built In4PF9 to its P
+    (P–F ~1.6 Å, docs/protocols.md), a change of chemistry, so the pre-relaxed geometry is refused and the relax starts
+    from the built geometry again, and the report says why."""
+    builder = QdRelaxWorkChain.get_builder_from_protocol(cp2k_code, tiny_qd, protocol='xtb', prerelax='xtb')
     results, node = run_get_node(builder)
     assert node.is_finished_ok, node.exit_message
+    prerelax, calc = _calcs(node)
+    verdict = next(n for n in node.called_descendants if n.process_label == 'prerelax_verdict')
+    summary = verdict.outputs.output_parameters.get_dict()
+    assert summary['accepted'] is False
+    assert any(bond.startswith('P') and '-F' in bond for bond in summary['like_charge_bonds']), summary
+    assert calc.inputs.structure.uuid == verdict.outputs.structure.uuid
+    assert np.allclose(calc.inputs.structure.get_ase().positions, prerelax.inputs.structure.get_ase().positions)
+    assert any('refused: it bonds atoms of like formal charge (' in m and 'starts from the input geometry' in m
+               for m in _messages(node)), _messages(node)
     relaxed = results['relaxed_structure']
     assert relaxed.get_formula() == tiny_qd.get_formula()
     assert aligned_rmsd(tiny_qd.get_ase(), relaxed.get_ase())[0] > 0.05  # it moved
-    calc = next(n for n in node.called_descendants if isinstance(n, orm.CalcJobNode))
     assert calc.inputs.parameters['FORCE_EVAL']['DFT']['QS']['METHOD'] == 'xTB'
     output = calc.outputs.retrieved.base.repository.get_object_content('aiida.out')
     assert 'GEOMETRY OPTIMIZATION COMPLETED' in output
@@ -29,7 +48,7 @@ def test_xtb_relax_of_the_built_tiny_qd(cp2k_code, tiny_qd):
     forces = [float(x) for x in re.findall(r'Max\. gradient\s+=\s+(\S+)', output)]
     assert forces and forces[-1] < 4.5e-4 and np.isfinite(results['output_parameters']['energy'])
     # the report names the level of theory it relaxed with
-    messages = [log.message for n in (node, *node.called_descendants) for log in orm.Log.collection.get_logs_for(n)]
+    messages = _messages(node)
     assert any('relaxed: E(GFN1-xTB) = ' in m for m in messages), messages
     assert any('CP2K GFN1-xTB GEO_OPT' in m for m in messages), messages
 
@@ -75,33 +94,6 @@ def test_relax_killed_repeatedly_continues_from_its_last_geometry(cp2k_code):
     forces = [float(x) for x in re.findall(r'Max\. gradient\s+=\s+(\S+)', output)]
     assert forces and forces[-1] < 4.5e-4
     assert abs(results['output_parameters']['energy'] - (-35.950537)) < 1e-4
-
-
-def _calcs(node):
-    return sorted((n for n in node.called_descendants if isinstance(n, orm.CalcJobNode)), key=lambda n: n.ctime)
-
-
-def _messages(node):
-    return [log.message for n in (node, *node.called_descendants) for log in orm.Log.collection.get_logs_for(n)]
-
-
-def test_xtb_prerelax_that_bonds_f_to_p_is_refused(cp2k_code, tiny_qd):
-    """GFN1-xTB moves an F of the built In4PF9 from In onto P (a P–F bond of ~1.6 Å, docs/protocols.md): a change of
-    chemistry, so the GEO_OPT starts from the built geometry, and the report says why."""
-    builder = QdRelaxWorkChain.get_builder_from_protocol(cp2k_code, tiny_qd, protocol='xtb', prerelax='xtb')
-    _, node = run_get_node(builder)
-    assert node.is_finished_ok, node.exit_message
-    prerelax, relax = _calcs(node)
-    assert prerelax.inputs.parameters['GLOBAL']['RUN_TYPE'] == 'GEO_OPT'
-    verdict = next(n for n in node.called_descendants if n.process_label == 'prerelax_verdict')
-    summary = verdict.outputs.output_parameters.get_dict()
-    assert summary['accepted'] is False
-    assert any(bond.startswith('P') and '-F' in bond for bond in summary['like_charge_bonds']), summary
-    boxed = prerelax.inputs.structure
-    assert relax.inputs.structure.uuid == verdict.outputs.structure.uuid
-    assert np.allclose(relax.inputs.structure.get_ase().positions, boxed.get_ase().positions)  # the input geometry
-    assert any('refused: it bonds atoms of like formal charge (' in m and 'starts from the input geometry' in m
-               for m in _messages(node)), _messages(node)
 
 
 def test_xtb_prerelax_of_a_cdse_qd_is_the_start_of_the_relax(cp2k_code):
