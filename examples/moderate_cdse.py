@@ -84,7 +84,7 @@ if not (args.no_prerelax or args.start is not None):
     print(f'pre-relax ({args.prerelax}) finished in {stages[-1][2]:.0f} s: StructureData<{structure.pk}>', flush=True)
 
 begin = time.perf_counter()
-first = xtb if (args.no_prerelax and args.start is None) else None  # else the pre-relax above had it
+first = xtb if (args.no_prerelax or args.start is not None) else None  # else the pre-relax above had it
 builder = QdTrapsPipelineWorkChain.get_builder_from_protocol(code, structure, protocol=args.protocol,
                                                             charge=args.charge, prerelax=first)
 _, pipeline = run_get_node(builder)
