@@ -27,17 +27,16 @@ MO_FILE = f'{PROJECT}-mo.MOLog'
 OUTPUT_FILE = 'aiida.out'
 
 
-def _aligned_blocks(count: int, steps: np.ndarray, evaluations: tuple[list[int], bool]) -> slice | None:
+def _aligned_blocks(count: int, steps: np.ndarray, computed: list[int]) -> slice | None:
     """The blocks of a per-frame file (dipoles, MO energies) that belong to the printed frames ``steps`` of one run,
     or None when they cannot be told apart.
 
     Besides one block per frame, a run that continues another one first evaluates its start (the previous run's last
     frame, not printed again) and prints a block for it; with a print stride only when the start is a multiple of it
-    (the start is the step before the first one the run computed, ``evaluations``: :func:`md_evaluations` of the
-    run's output). At most one block may follow the last frame: the forces a continued run evaluates after its last
-    step when it ends at its ``MAX_STEPS`` cap, or a step whose frame a killed run did not get to print.
+    (the start is the step before the first of ``computed``, the MD steps of :func:`md_evaluations` of the run's
+    output). At most one block may follow the last frame: the forces a continued run evaluates after its last step
+    when it ends at its ``MAX_STEPS`` cap, or a step whose frame a killed run did not get to print.
     """
-    computed, _ = evaluations
     leading = 0
     if len(steps) and steps[0] > 0:
         leading = 1
@@ -49,7 +48,7 @@ def _aligned_blocks(count: int, steps: np.ndarray, evaluations: tuple[list[int],
 
 
 def _frontier(folder: orm.FolderData, names: set[str], steps: np.ndarray, output: str,
-              evaluations: tuple[list[int], bool]) -> tuple[dict, str | None]:
+              computed: list[int]) -> tuple[dict, str | None]:
     """``({'homo', 'lumo', 'gap'}, None)`` of each printed frame of one run from its ``&MO`` file, or ``({}, why)``."""
     if MO_FILE not in names:
         return {}, None
@@ -58,7 +57,7 @@ def _frontier(folder: orm.FolderData, names: set[str], steps: np.ndarray, output
         return {}, f'{OUTPUT_FILE} names no number of occupied orbitals'
     try:
         indices, energies, _ = read_mo_energies(folder.base.repository.get_object_content(MO_FILE))
-        frames = _aligned_blocks(len(energies), steps, evaluations)
+        frames = _aligned_blocks(len(energies), steps, computed)
         if frames is None:
             return {}, f'{len(energies)} MO blocks for {len(steps)} frames'
         homo_ev, lumo_ev = frontier_levels(indices, energies[frames], homo)
@@ -111,18 +110,18 @@ def cp2k_md_trajectory(settings: orm.Dict, **runs: orm.FolderData) -> dict:
         for name in ('potential_energy', 'kinetic_energy', 'conserved_energy', 'temperature'):
             arrays[name] = np.array([ener[name][rows[int(s)]] if int(s) in rows else np.nan for s in steps])
         output = folder.base.repository.get_object_content(OUTPUT_FILE) if OUTPUT_FILE in names else ''
-        evaluations = md_evaluations(output)
+        computed, _ = md_evaluations(output)
         if MOMENTS_FILE in names:
             # one block per printed frame, plus the start of a continued run and one evaluation after the last frame
             # of a capped or killed one (_aligned_blocks). Any other count cannot be aligned with the frames, and the
             # run's dipoles are left out (so the trajectory has none).
             dipoles = read_dipoles(folder.base.repository.get_object_content(MOMENTS_FILE))
-            frames = _aligned_blocks(len(dipoles), steps, evaluations)
+            frames = _aligned_blocks(len(dipoles), steps, computed)
             if frames is not None:
                 arrays['dipole'] = dipoles[frames]
             else:
                 left_out[f'{label} dipole'] = f'{len(dipoles)} dipole blocks for {len(steps)} frames'
-        levels, why = _frontier(folder, names, steps, output, evaluations)
+        levels, why = _frontier(folder, names, steps, output, computed)
         arrays.update(levels)
         if why:
             left_out[f'{label} orbital energies'] = why

@@ -415,8 +415,8 @@ def test_blocks_of_a_killed_run_that_printed_one_step_past_its_last_frame():
     from aiida_qdtraps.workchains.md_functions import _aligned_blocks
 
     steps = np.arange(11, 43)
-    assert _aligned_blocks(34, steps, (list(range(11, 43)), False)) == slice(1, 33)
-    assert _aligned_blocks(33, steps, (list(range(11, 43)), False)) == slice(1, 33)
-    assert _aligned_blocks(35, steps, (list(range(11, 43)), False)) is None
+    assert _aligned_blocks(34, steps, list(range(11, 43))) == slice(1, 33)
+    assert _aligned_blocks(33, steps, list(range(11, 43))) == slice(1, 33)
+    assert _aligned_blocks(35, steps, list(range(11, 43))) is None
     # print stride 2, start at the odd step 9: no start block, one trailing block
-    assert _aligned_blocks(5, np.array([10, 12, 14, 16]), ([10, 11, 12, 13, 14, 15, 16], False)) == slice(0, 4)
+    assert _aligned_blocks(5, np.array([10, 12, 14, 16]), [10, 11, 12, 13, 14, 15, 16]) == slice(0, 4)

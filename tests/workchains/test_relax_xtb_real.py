@@ -22,16 +22,22 @@ def _messages(node):
     return [log.message for n in (node, *node.called_descendants) for log in orm.Log.collection.get_logs_for(n)]
 
 
+def _relax_after_xtb_prerelax(cp2k_code, structure):
+    """``QdRelaxWorkChain`` (``xtb``) with ``prerelax='xtb'``, finished ok: its results, node, the pre-relaxation and
+    relax CalcJobs, the ``prerelax_verdict`` calcfunction and its summary."""
+    builder = QdRelaxWorkChain.get_builder_from_protocol(cp2k_code, structure, protocol='xtb', prerelax='xtb')
+    results, node = run_get_node(builder)
+    assert node.is_finished_ok, node.exit_message
+    prerelax, relax = _calcs(node)
+    verdict = next(n for n in node.called_descendants if n.process_label == 'prerelax_verdict')
+    return results, node, prerelax, relax, verdict, verdict.outputs.output_parameters.get_dict()
+
+
 def test_xtb_relax_of_the_built_tiny_qd_after_its_prerelax_is_refused(cp2k_code, tiny_qd):
     """With ``prerelax='xtb'`` the same GFN1-xTB GEO_OPT runs twice: GFN1-xTB bonds F of the built In4PF9 to its P
     (P–F ~1.6 Å, docs/protocols.md), a change of chemistry, so the pre-relaxed geometry is refused and the relax starts
     from the built geometry again, and the report says why."""
-    builder = QdRelaxWorkChain.get_builder_from_protocol(cp2k_code, tiny_qd, protocol='xtb', prerelax='xtb')
-    results, node = run_get_node(builder)
-    assert node.is_finished_ok, node.exit_message
-    prerelax, calc = _calcs(node)
-    verdict = next(n for n in node.called_descendants if n.process_label == 'prerelax_verdict')
-    summary = verdict.outputs.output_parameters.get_dict()
+    results, node, prerelax, calc, verdict, summary = _relax_after_xtb_prerelax(cp2k_code, tiny_qd)
     assert summary['accepted'] is False
     assert any(bond.startswith('P') and '-F' in bond for bond in summary['like_charge_bonds']), summary
     assert calc.inputs.structure.uuid == verdict.outputs.structure.uuid
@@ -103,12 +109,7 @@ def test_xtb_prerelax_of_a_cdse_qd_is_the_start_of_the_relax(cp2k_code):
     from aiida_qdtraps.workchains.build import build_qd
 
     structure = build_qd(orm.Dict({'material': 'CdSe', 'diameter': 7.0, 'ligand': 'Cl', 'center': 'interstitial'}))
-    builder = QdRelaxWorkChain.get_builder_from_protocol(cp2k_code, structure, protocol='xtb', prerelax='xtb')
-    results, node = run_get_node(builder)
-    assert node.is_finished_ok, node.exit_message
-    prerelax, relax = _calcs(node)
-    verdict = next(n for n in node.called_descendants if n.process_label == 'prerelax_verdict')
-    summary = verdict.outputs.output_parameters.get_dict()
+    results, node, prerelax, relax, verdict, summary = _relax_after_xtb_prerelax(cp2k_code, structure)
     assert summary['accepted'] is True and summary['like_charge_bonds'] == [] and summary['rmsd'] > 0.05
     assert verdict.inputs.prerelaxed.uuid == prerelax.outputs.output_structure.uuid
     assert relax.inputs.structure.uuid == verdict.outputs.structure.uuid
