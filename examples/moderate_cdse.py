@@ -25,7 +25,10 @@ Cd16Se13Cl6, but bulk-terminated, with four two-coordinate Cd and four terminal 
 geometry (docs/protocols.md), so its `fast` pre-relax starts with a GFN1-xTB pre-relaxation (`prerelax='xtb'`, a
 few minutes), after which the SCF converges with the protocol's own settings. `--xtb` does the same for any QD.
 Measured with `--build --protocol fast --no-prerelax` (the `fast` pipeline with the xTB pre-relaxation): 2,616 s in
-all, PBE0 gap 3.912 eV, one shallow electron-trap state on a Cd–Cd contact (docs/protocols.md).
+all, PBE0 gap 3.912 eV, one shallow electron-trap state on a Cd–Cd contact (docs/protocols.md). `--build` itself:
+the xTB + `fast` pre-relax 1,508 s; the `moderate` relax of this isomer slides along a soft surface mode (7 LBFGS
+steps, 103 min of CP2K, largest gradient still 1.4e-3 Ha/bohr when it was stopped), so plan for more than 3 hours
+on one core and 6 GB of memory.
 """
 
 import argparse
