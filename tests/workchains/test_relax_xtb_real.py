@@ -38,6 +38,7 @@ def test_xtb_relax_of_the_built_tiny_qd_after_its_prerelax_is_refused(cp2k_code,
     (P–F ~1.6 Å, docs/protocols.md), a change of chemistry, so the pre-relaxed geometry is refused and the relax starts
     from the built geometry again, and the report says why."""
     results, node, prerelax, calc, verdict, summary = _relax_after_xtb_prerelax(cp2k_code, tiny_qd)
+    assert prerelax.inputs.parameters['GLOBAL']['RUN_TYPE'] == 'GEO_OPT'
     assert summary['accepted'] is False
     assert any(bond.startswith('P') and '-F' in bond for bond in summary['like_charge_bonds']), summary
     assert calc.inputs.structure.uuid == verdict.outputs.structure.uuid
