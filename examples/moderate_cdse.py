@@ -54,6 +54,8 @@ parser.add_argument('--start', type=int, help='pk of a stored StructureData to r
 parser.add_argument('--build', action='store_true',
                     help="the builder's build_qd('CdSe', 10.0, ligand='Cl') instead of the library QD (implies --xtb)")
 parser.add_argument('--xtb', action='store_true', help='start the first relax with a GFN1-xTB pre-relaxation')
+parser.add_argument('--optimizer', choices=('BFGS', 'LBFGS', 'CG'),
+                    help="CP2K GEO_OPT optimizer of the pipeline's relax (default: the protocol's)")
 parser.add_argument('--code', default='cp2k@localhost')
 args = parser.parse_args()
 
@@ -88,8 +90,11 @@ if not (args.no_prerelax or args.start is not None):
 
 begin = time.perf_counter()
 first = xtb if (args.no_prerelax or args.start is not None) else None  # else the pre-relax above had it
+overrides = None
+if args.optimizer:
+    overrides = {'relax': {'base': {'cp2k': {'parameters': {'MOTION': {'GEO_OPT': {'OPTIMIZER': args.optimizer}}}}}}}
 builder = QdTrapsPipelineWorkChain.get_builder_from_protocol(code, structure, protocol=args.protocol,
-                                                            charge=args.charge, prerelax=first)
+                                                            charge=args.charge, prerelax=first, overrides=overrides)
 _, pipeline = run_get_node(builder)
 stages.append((f'{args.protocol} pipeline', pipeline, time.perf_counter() - begin))
 
