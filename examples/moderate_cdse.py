@@ -27,8 +27,10 @@ few minutes), after which the SCF converges with the protocol's own settings. `-
 Measured with `--build --protocol fast --no-prerelax` (the `fast` pipeline with the xTB pre-relaxation): 2,616 s in
 all, PBE0 gap 3.912 eV, one shallow electron-trap state on a Cd–Cd contact (docs/protocols.md). `--build` itself:
 the xTB + `fast` pre-relax 1,508 s; the `moderate` relax of this isomer slides along a soft surface mode (7 LBFGS
-steps, 103 min of CP2K, largest gradient still 1.4e-3 Ha/bohr when it was stopped), so plan for more than 3 hours
-on one core and 6 GB of memory.
+steps, 103 min of CP2K, largest gradient still 1.4e-3 Ha/bohr when it was stopped). With `--optimizer BFGS` from
+the same `fast` minimum (`--start PK`) the forces met the criteria after 9 of 15 steps (124 min of CP2K), but the
+predicted steps (0.015-0.024 bohr) stayed above MAX_DR (3e-3 bohr) and the run was stopped unconverged
+(docs/protocols.md). Plan for more than 3 hours on one core and 6 GB of memory.
 """
 
 import argparse
