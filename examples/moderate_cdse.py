@@ -27,10 +27,12 @@ few minutes), after which the SCF converges with the protocol's own settings. `-
 Measured with `--build --protocol fast --no-prerelax` (the `fast` pipeline with the xTB pre-relaxation): 2,616 s in
 all, PBE0 gap 3.912 eV, one shallow electron-trap state on a Cd–Cd contact (docs/protocols.md). `--build` itself:
 the xTB + `fast` pre-relax 1,508 s; the `moderate` relax of this isomer slides along a soft surface mode (7 LBFGS
-steps, 103 min of CP2K, largest gradient still 1.4e-3 Ha/bohr when it was stopped). With `--optimizer BFGS` from
-the same `fast` minimum (`--start PK`) the forces met the criteria after 9 of 15 steps (124 min of CP2K), but the
-predicted steps (0.015-0.024 bohr) stayed above MAX_DR (3e-3 bohr) and the run was stopped unconverged
-(docs/protocols.md). Plan for more than 3 hours on one core and 6 GB of memory.
+steps, 103 min of CP2K, largest gradient still 1.4e-3 Ha/bohr when it was stopped). BFGS does better there (no
+uphill first step; the forces met the criteria after 9 steps), so `--build` relaxes with BFGS unless `--optimizer`
+says otherwise. `moderate` ends a relax on its forces (MAX_DR 3e-2 bohr); the pipeline from the geometry where the
+forces were met (`--structure STEP9.xyz --no-prerelax --optimizer BFGS`): relax 1 step, 1,549 s; PBE0 964 s; PBE0 gap
+3.958 eV, one shallow electron trap on the Cd-Cd contact; 2,527 s in all (docs/protocols.md). Plan for about 2.5
+hours on one core and 6 GB of memory for the whole `--build` chain.
 """
 
 import argparse
@@ -57,7 +59,7 @@ parser.add_argument('--build', action='store_true',
                     help="the builder's build_qd('CdSe', 10.0, ligand='Cl') instead of the library QD (implies --xtb)")
 parser.add_argument('--xtb', action='store_true', help='start the first relax with a GFN1-xTB pre-relaxation')
 parser.add_argument('--optimizer', choices=('BFGS', 'LBFGS', 'CG'),
-                    help="CP2K GEO_OPT optimizer of the pipeline's relax (default: the protocol's)")
+                    help="CP2K GEO_OPT optimizer of the pipeline's relax (default: the protocol's; BFGS with --build)")
 parser.add_argument('--code', default='cp2k@localhost')
 args = parser.parse_args()
 
@@ -93,8 +95,9 @@ if not (args.no_prerelax or args.start is not None):
 begin = time.perf_counter()
 first = xtb if (args.no_prerelax or args.start is not None) else None  # else the pre-relax above had it
 overrides = None
-if args.optimizer:
-    overrides = {'relax': {'base': {'cp2k': {'parameters': {'MOTION': {'GEO_OPT': {'OPTIMIZER': args.optimizer}}}}}}}
+optimizer = args.optimizer or ('BFGS' if args.build else None)
+if optimizer:
+    overrides = {'relax': {'base': {'cp2k': {'parameters': {'MOTION': {'GEO_OPT': {'OPTIMIZER': optimizer}}}}}}}
 builder = QdTrapsPipelineWorkChain.get_builder_from_protocol(code, structure, protocol=args.protocol,
                                                             charge=args.charge, prerelax=first, overrides=overrides)
 _, pipeline = run_get_node(builder)
