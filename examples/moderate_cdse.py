@@ -32,7 +32,7 @@ uphill first step; the forces met the criteria after 9 steps), so `--build` rela
 says otherwise. `moderate` ends a relax on its forces (MAX_DR 3e-2 bohr); the pipeline from the geometry where the
 forces were met (`--structure STEP9.xyz --no-prerelax --optimizer BFGS`): relax 1 step, 1,549 s; PBE0 964 s; PBE0 gap
 3.958 eV, one shallow electron trap on the Cd-Cd contact; 2,527 s in all (docs/protocols.md). Plan for about 2.5
-hours on one core and 6 GB of memory for the whole `--build` chain.
+hours on one core (estimated: the single `--build` run has not been timed) and 6 GB of memory.
 """
 
 import argparse
