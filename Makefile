@@ -80,7 +80,7 @@ demo: setup
 	$(VENV)/bin/qdtraps demo --protocol $(PROTOCOL)
 
 test: setup lint
-	$(VENV)/bin/python -m pytest -v --durations=20 -n $(TEST_WORKERS) --dist load --maxschedchunk 1 tests $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest -v --durations=20 -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder tests $(PYTEST_ARGS)
 
 lint: python-env
 	$(VENV)/bin/ruff check .

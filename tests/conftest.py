@@ -311,17 +311,19 @@ def generate_workchain():
     return factory
 
 
-#: The longest real-engine test modules, longest first (``--durations`` of ``make test``, 2-core machine, Dec 2026).
-LONGEST_FIRST = ('test_pipeline_real', 'test_daemon_resume', 'test_mlff_real', 'test_pipeline_recovery_real',
-                 'test_md_gaps', 'test_hybrid_pyscf_real', 'test_classify_cli', 'test_qe_relax', 'test_md',
-                 'test_hybrid_admm_real', 'test_deepmd_warm_start', 'test_daemon_setup', 'test_docs',
-                 'test_traps_cli')
+#: The longest real-engine test modules, longest first (``--durations=0`` of ``make test``, 2-core machine, Dec 2026).
+LONGEST_FIRST = ('test_pipeline_real', 'test_daemon_resume', 'test_pipeline_recovery_real', 'test_mlff_real',
+                 'test_mlff_md_acetate', 'test_md_xtb_real', 'test_classifier_interpolation', 'test_deepmd',
+                 'test_relax_xtb_real', 'test_engine_free', 'test_md_cli', 'test_classify_cli', 'test_md',
+                 'test_deepmd_dipole', 'test_docs', 'test_md_gaps', 'test_hybrid_pyscf_real', 'test_qe_relax',
+                 'test_hybrid_admm_real', 'test_deepmd_warm_start', 'test_daemon_setup', 'test_traps_cli')
 
 
 def pytest_collection_modifyitems(items):
-    """Run the longest real-engine tests first, then the other slow ones, then the rest: ``make test``'s xdist workers
-    (``--dist load --maxschedchunk 1``) take the next test whenever they are free, so the long runs start at once on
-    both workers and the quick tests fill the gaps, instead of one long run starting last."""
+    """Run the longest real-engine test modules first, then the other slow ones, then the rest. ``make test``'s xdist
+    workers (``--dist loadfile --no-loadscope-reorder``) take the next test module in this order whenever they are free:
+    the long runs start at once on both workers, the quick modules fill the gaps, and a module's module-scoped fixtures
+    (a trained classifier, a CLI profile, an imported library) are made once, not once per worker."""
 
     def rank(item) -> tuple[int, int]:
         module = item.path.stem
