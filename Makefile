@@ -10,9 +10,9 @@ VENV     := .venv
 STAMPS   := .make-stamps
 PROTOCOL ?= fast
 PYTEST_ARGS ?=
-# pytest-xdist workers of `make test`: the two cores of the project's machine give about one core of throughput
-# (measured: 1.1 cores busy on average with three workers, 26 min either way), two workers keep the long real-engine
-# tests side by side (timings in docs/get_started.md); 1 runs the suite in one process
+# pytest-xdist workers of `make test`, each taking whole test modules: two keep both cores of the project's machine busy
+# (95 % of the run, /proc/stat; `time` shows half of it, the engines run as detached jobs), the long real-engine tests
+# side by side (timings in docs/get_started.md); 1 runs the suite in one process
 TEST_WORKERS ?= 2
 
 # apt-get needs root: use sudo when we are not root.
