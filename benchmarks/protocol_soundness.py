@@ -17,16 +17,21 @@ ratio of a sound point to it.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/protocol_soundness.py --structure qd.xyz --protocol moderate \\
         [--stage relax|hybrid] [--from-pbe] [--charge Q] [--multiplicity M] [--legacy-fast] [--keep DIR] \\
-        [--overrides JSON]
+        [--resume] [--only translation|translation_small|rotation ...] [--overrides JSON]
 
 ``--from-pbe`` (hybrid stage) starts every PBE0 point as the pipeline does: the relax protocol's PBE single point on
 the same geometry writes a wavefunction, and the PBE0 restarts from it with ``SCREEN_ON_INITIAL_P``
 (``HybridScfWorkChain``'s restart settings). ``seconds`` is then the PBE0's alone; the PBE's is printed after it. Use it
 on QDs whose PBE0 SCF does not converge from the atomic guess with the protocol's mixing.
 
+``--keep DIR --resume`` reads every point that an earlier run with the same settings finished in ``DIR`` (the same
+input and coordinates, checked) instead of running it again: on a QD whose point costs half an hour, one more
+perturbation (``--only translation_small``) then costs one point, not two.
+
 Exit status 0: every perturbation within the bounds; 1: a bound broken; 2: a CP2K point did not finish or its SCF
 did not converge (its folder is kept and named; the line after it gives the ``--overrides`` of the SCF settings with
-which the workchains' SCF handler retries a diverged diagonalisation, to measure those instead). Needs the project
+which the workchains' SCF handler retries a diverged diagonalisation, to measure those instead) or ``--resume`` found
+another input in ``DIR``. Needs the project
 profile and the ``cp2k@localhost`` code (``make setup``); stores nothing. Measured figures of every protocol:
 docs/protocols.md.
 """
@@ -114,20 +119,44 @@ def pbe_energy_parameters(structure, protocol: str, charge: int, multiplicity: i
     return pbe
 
 
-def run_point(parameters: dict, atoms, folder: pathlib.Path, executable: str) -> Point:
-    """Write the input as aiida-cp2k's Cp2kCalculation does, run CP2K, read energy, forces and HOMO/LUMO."""
+#: the points of this run taken from an earlier run's folders (``--keep DIR --resume``)
+REUSED: list[str] = []
+
+
+def run_point(parameters: dict, atoms, folder: pathlib.Path, executable: str, resume: bool = False) -> Point:
+    """Write the input as aiida-cp2k's Cp2kCalculation does, run CP2K, read energy, forces and HOMO/LUMO.
+
+    With ``resume`` a folder that holds this very input (the same ``aiida.inp`` and coordinates) and a finished CP2K
+    output is read instead of run again (its ``seconds`` from CP2K's own timer); an unfinished one is run again.
+
+    :raises FileExistsError: if the folder holds another input (``--resume`` on another QD, protocol or setting).
+    """
     from aiida_cp2k.calculations import _atoms_to_xyz
     from aiida_cp2k.utils import Cp2kInput
 
-    folder.mkdir(parents=True)
+    from aiida_qdtraps.parsers.cp2k_files import parse_total_walltime
+
     inp = Cp2kInput(copy.deepcopy(parameters))
     inp.add_keyword('GLOBAL/PROJECT', 'aiida')
     for index, letter in enumerate('ABC'):
         inp.add_keyword(f'FORCE_EVAL/SUBSYS/CELL/{letter}', '{:<15} {:<15} {:<15}'.format(*atoms.cell[index]))
     inp.add_keyword('FORCE_EVAL/SUBSYS/TOPOLOGY/COORD_FILE_NAME', 'aiida.coords.xyz')
     inp.add_keyword('FORCE_EVAL/SUBSYS/TOPOLOGY/COORD_FILE_FORMAT', 'XYZ')
-    (folder / 'aiida.inp').write_text(inp.render())
-    (folder / 'aiida.coords.xyz').write_text(_atoms_to_xyz(atoms))
+    text, coords = inp.render(), _atoms_to_xyz(atoms)
+    if resume and folder.is_dir():
+        kept = [folder / name for name in ('aiida.inp', 'aiida.coords.xyz')]
+        if not all(path.is_file() for path in kept) or [path.read_text() for path in kept] != [text, coords]:
+            raise FileExistsError(f'{folder} holds another input than this run would write (another QD, protocol, '
+                                  'stage or --overrides): give --keep a new folder')
+        output = folder / 'aiida.out'
+        finished = output.read_text() if output.is_file() else ''
+        if 'PROGRAM ENDED AT' in finished:
+            REUSED.append(str(folder))
+            return read_point(finished, parse_total_walltime(finished))
+        shutil.rmtree(folder)  # stopped before CP2K finished: run it again
+    folder.mkdir(parents=True)
+    (folder / 'aiida.inp').write_text(text)
+    (folder / 'aiida.coords.xyz').write_text(coords)
     start = time.perf_counter()
     with open(folder / 'aiida.out', 'w') as handle:
         subprocess.run([executable, '-i', 'aiida.inp'], cwd=folder, stdout=handle, stderr=subprocess.STDOUT,
@@ -200,9 +229,14 @@ def main(argv=None) -> int:
     parser.add_argument('--overrides', type=json.loads, default=None,
                         help='JSON dict merged into the CP2K parameters (to measure a variation)')
     parser.add_argument('--keep', type=pathlib.Path, help='keep the CP2K folders here')
+    parser.add_argument('--resume', action='store_true',
+                        help='with --keep: read the points that an earlier run with the same settings finished there '
+                             'instead of running them again (e.g. the baseline, for one more perturbation)')
     args = parser.parse_args(argv)
     if args.from_pbe and args.stage != 'hybrid':
         parser.error('--from-pbe needs --stage hybrid')
+    if args.resume and not args.keep:
+        parser.error('--resume needs --keep DIR (the folder of the earlier run)')
 
     atoms, structure, executable = load_qd(parser, args.structure)
     parameters, vacuum, criterion = protocol_parameters(structure, args.protocol, args.stage, args.charge,
@@ -227,10 +261,13 @@ def main(argv=None) -> int:
         start = None
         try:
             if pbe is not None:
-                start = run_point(pbe, moved, root / name / 'pbe', executable)
-                point = run_point(parameters, moved, root / name / 'pbe0', executable)
+                start = run_point(pbe, moved, root / name / 'pbe', executable, args.resume)
+                point = run_point(parameters, moved, root / name / 'pbe0', executable, args.resume)
             else:
-                point = run_point(parameters, moved, root / name, executable)
+                point = run_point(parameters, moved, root / name, executable, args.resume)
+        except FileExistsError as exc:
+            print(f'error: {exc}', flush=True)
+            return 2
         except ValueError as exc:  # unfinished or unconverged SCF: nothing to compare
             print(f'{name} failed: {exc} (CP2K outputs under {root / name})', flush=True)
             print("# the workchains' SCF handler retries a diverged diagonalisation with its rescue settings; to "
@@ -246,6 +283,8 @@ def main(argv=None) -> int:
         comments = [] if name == 'baseline' else ['; '.join(broken) or 'sound']
         if start is not None:
             comments.append(f'PBE start {start.seconds:.1f} s')
+        if any(folder.startswith(str(root / name)) for folder in REUSED):
+            comments.append(f'read from the finished run in {root / name} (seconds: CP2K\'s own timer)')
         print(line + (f"  # {' | '.join(comments)}" if comments else ''), flush=True)
     if args.legacy_fast:
         legacy = recursive_merge(copy.deepcopy(parameters), copy.deepcopy(LEGACY_FAST))

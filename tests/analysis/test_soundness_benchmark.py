@@ -1,0 +1,76 @@
+"""benchmarks/protocol_soundness.py ``--keep DIR --resume``: a point finished in ``DIR`` with this very input is read,
+not run again; an unfinished one runs again; another input in ``DIR`` is refused by name. CP2K is replaced by a
+stand-in that writes a recorded output (the real points run in the benchmark itself, docs/protocols.md)."""
+
+from __future__ import annotations
+
+import importlib.util
+import pathlib
+import subprocess
+
+import pytest
+from ase.io import read
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+BENCHMARK = ROOT / 'benchmarks' / 'protocol_soundness.py'
+RECORDED = ROOT / 'tests' / 'data' / 'cp2k' / 'soundness' / 'in4pf9_pbe0_fast' / 'baseline.out'
+PARAMETERS = {'GLOBAL': {'RUN_TYPE': 'ENERGY'},
+              'FORCE_EVAL': {'METHOD': 'Quickstep', 'DFT': {'MGRID': {'CUTOFF': 300}},
+                             'SUBSYS': {'CELL': {'PERIODIC': 'NONE'}}}}
+
+
+def _benchmark():
+    spec = importlib.util.spec_from_file_location('protocol_soundness_benchmark', BENCHMARK)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def runs(monkeypatch):
+    """The benchmark module with a stand-in CP2K that writes :data:`RECORDED`; returns (module, list of run folders)."""
+    module = _benchmark()
+    folders = []
+
+    def fake_cp2k(command, cwd, stdout, **kwargs):
+        folders.append(pathlib.Path(cwd))
+        stdout.write(RECORDED.read_text())
+        return subprocess.CompletedProcess(command, 0)
+
+    monkeypatch.setattr(module.subprocess, 'run', fake_cp2k)
+    return module, folders
+
+
+def test_resume_reads_a_finished_point_and_runs_an_unfinished_one(runs, tmp_path, data_dir):
+    module, folders = runs
+    atoms = read(data_dir / 'cp2k' / 'relaxed' / 'in4pf9_fast.xyz')
+    atoms.set_cell([14.0] * 3)
+    folder = tmp_path / 'baseline'
+    first = module.run_point(PARAMETERS, atoms, folder, 'cp2k.psmp')
+    assert folders == [folder] and first.homo is not None and first.seconds is not None
+
+    again = module.run_point(PARAMETERS, atoms, folder, 'cp2k.psmp', resume=True)
+    assert folders == [folder], 'a finished point ran again'
+    assert (again.energy, again.homo, again.lumo) == (first.energy, first.homo, first.lumo)
+    assert again.seconds == pytest.approx(193.621, abs=0.01)  # CP2K's own timer in the recorded output
+    assert module.REUSED == [str(folder)]
+
+    (folder / 'aiida.out').write_text(RECORDED.read_text()[:20000])  # stopped before CP2K finished
+    module.run_point(PARAMETERS, atoms, folder, 'cp2k.psmp', resume=True)
+    assert folders == [folder, folder]
+
+    with pytest.raises(FileExistsError, match='holds another input than this run would write'):
+        module.run_point({**PARAMETERS, 'GLOBAL': {'RUN_TYPE': 'ENERGY_FORCE'}}, atoms, folder, 'cp2k.psmp',
+                         resume=True)
+    moved = atoms.copy()
+    moved.positions += 0.01
+    with pytest.raises(FileExistsError, match=str(folder)):
+        module.run_point(PARAMETERS, moved, folder, 'cp2k.psmp', resume=True)
+    assert folders == [folder, folder]
+
+
+def test_resume_needs_keep(capsys):
+    module = _benchmark()
+    with pytest.raises(SystemExit):
+        module.main(['--structure', 'qd.xyz', '--protocol', 'fast', '--resume'])
+    assert '--resume needs --keep DIR' in capsys.readouterr().err
