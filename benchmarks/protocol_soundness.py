@@ -154,6 +154,9 @@ def run_point(parameters: dict, atoms, folder: pathlib.Path, executable: str, re
             REUSED.append(str(folder))
             return read_point(finished, parse_total_walltime(finished))
         shutil.rmtree(folder)  # stopped before CP2K finished: run it again
+    elif folder.exists():
+        raise FileExistsError(f'{folder} exists: give --keep a new folder, or --resume to read the points an earlier '
+                              'run finished there')
     folder.mkdir(parents=True)
     (folder / 'aiida.inp').write_text(text)
     (folder / 'aiida.coords.xyz').write_text(coords)
@@ -283,7 +286,7 @@ def main(argv=None) -> int:
         comments = [] if name == 'baseline' else ['; '.join(broken) or 'sound']
         if start is not None:
             comments.append(f'PBE start {start.seconds:.1f} s')
-        if any(folder.startswith(str(root / name)) for folder in REUSED):
+        if any(root / name in (pathlib.Path(f), *pathlib.Path(f).parents) for f in REUSED):
             comments.append(f'read from the finished run in {root / name} (seconds: CP2K\'s own timer)')
         print(line + (f"  # {' | '.join(comments)}" if comments else ''), flush=True)
     if args.legacy_fast:
@@ -296,7 +299,7 @@ def main(argv=None) -> int:
         legacy['FORCE_EVAL']['DFT']['SCF'].pop('OUTER_SCF', None)
         from aiida_qdtraps.builder.qd import put_in_box
 
-        point = run_point(legacy, put_in_box(atoms, 3.5), root / 'legacy_fast', executable)
+        point = run_point(legacy, put_in_box(atoms, 3.5), root / 'legacy_fast', executable, args.resume)
         print(f'legacy_fast seconds={point.seconds:.1f} ratio_sound_to_legacy={reference.seconds / point.seconds:.2f}')
     if not args.keep:
         shutil.rmtree(root, ignore_errors=True)

@@ -74,3 +74,13 @@ def test_resume_needs_keep(capsys):
     with pytest.raises(SystemExit):
         module.main(['--structure', 'qd.xyz', '--protocol', 'fast', '--resume'])
     assert '--resume needs --keep DIR' in capsys.readouterr().err
+
+
+def test_a_kept_folder_without_resume_is_refused(runs, tmp_path, data_dir):
+    module, folders = runs
+    atoms = read(data_dir / 'cp2k' / 'relaxed' / 'in4pf9_fast.xyz')
+    atoms.set_cell([14.0] * 3)
+    module.run_point(PARAMETERS, atoms, tmp_path / 'baseline', 'cp2k.psmp')
+    with pytest.raises(FileExistsError, match='or --resume to read the points'):
+        module.run_point(PARAMETERS, atoms, tmp_path / 'baseline', 'cp2k.psmp')
+    assert len(folders) == 1
