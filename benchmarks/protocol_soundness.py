@@ -119,12 +119,10 @@ def pbe_energy_parameters(structure, protocol: str, charge: int, multiplicity: i
     return pbe
 
 
-#: the points of this run taken from an earlier run's folders (``--keep DIR --resume``)
-REUSED: list[str] = []
-
-
-def run_point(parameters: dict, atoms, folder: pathlib.Path, executable: str, resume: bool = False) -> Point:
-    """Write the input as aiida-cp2k's Cp2kCalculation does, run CP2K, read energy, forces and HOMO/LUMO.
+def run_point(parameters: dict, atoms, folder: pathlib.Path, executable: str,
+              resume: bool = False) -> tuple[Point, bool]:
+    """Write the input as aiida-cp2k's Cp2kCalculation does, run CP2K, read energy, forces and HOMO/LUMO; return the
+    point and whether it was read from an earlier run.
 
     With ``resume`` a folder that holds this very input (the same ``aiida.inp`` and coordinates) and a finished CP2K
     output is read instead of run again (its ``seconds`` from CP2K's own timer); an unfinished one is run again.
@@ -151,8 +149,7 @@ def run_point(parameters: dict, atoms, folder: pathlib.Path, executable: str, re
         output = folder / 'aiida.out'
         finished = output.read_text() if output.is_file() else ''
         if 'PROGRAM ENDED AT' in finished:
-            REUSED.append(str(folder))
-            return read_point(finished, parse_total_walltime(finished))
+            return read_point(finished, parse_total_walltime(finished)), True
         shutil.rmtree(folder)  # stopped before CP2K finished: run it again
     elif folder.exists():
         raise FileExistsError(f'{folder} exists: give --keep a new folder, or --resume to read the points an earlier '
@@ -165,7 +162,7 @@ def run_point(parameters: dict, atoms, folder: pathlib.Path, executable: str, re
         subprocess.run([executable, '-i', 'aiida.inp'], cwd=folder, stdout=handle, stderr=subprocess.STDOUT,
                        check=False)
     seconds = time.perf_counter() - start
-    return read_point((folder / 'aiida.out').read_text(), seconds)
+    return read_point((folder / 'aiida.out').read_text(), seconds), False
 
 
 def boxed_geometries(atoms, vacuum: float) -> dict:
@@ -261,13 +258,13 @@ def main(argv=None) -> int:
     reference = None
     failures = 0
     for name, (moved, rotation) in geometries.items():
-        start = None
+        start, start_reused = None, False
         try:
             if pbe is not None:
-                start = run_point(pbe, moved, root / name / 'pbe', executable, args.resume)
-                point = run_point(parameters, moved, root / name / 'pbe0', executable, args.resume)
+                start, start_reused = run_point(pbe, moved, root / name / 'pbe', executable, args.resume)
+                point, reused = run_point(parameters, moved, root / name / 'pbe0', executable, args.resume)
             else:
-                point = run_point(parameters, moved, root / name, executable, args.resume)
+                point, reused = run_point(parameters, moved, root / name, executable, args.resume)
         except FileExistsError as exc:
             print(f'error: {exc}', flush=True)
             return 2
@@ -286,7 +283,7 @@ def main(argv=None) -> int:
         comments = [] if name == 'baseline' else ['; '.join(broken) or 'sound']
         if start is not None:
             comments.append(f'PBE start {start.seconds:.1f} s')
-        if any(root / name in (pathlib.Path(f), *pathlib.Path(f).parents) for f in REUSED):
+        if reused or start_reused:
             comments.append(f'read from the finished run in {root / name} (seconds: CP2K\'s own timer)')
         print(line + (f"  # {' | '.join(comments)}" if comments else ''), flush=True)
     if args.legacy_fast:
@@ -299,7 +296,7 @@ def main(argv=None) -> int:
         legacy['FORCE_EVAL']['DFT']['SCF'].pop('OUTER_SCF', None)
         from aiida_qdtraps.builder.qd import put_in_box
 
-        point = run_point(legacy, put_in_box(atoms, 3.5), root / 'legacy_fast', executable, args.resume)
+        point, _ = run_point(legacy, put_in_box(atoms, 3.5), root / 'legacy_fast', executable, args.resume)
         print(f'legacy_fast seconds={point.seconds:.1f} ratio_sound_to_legacy={reference.seconds / point.seconds:.2f}')
     if not args.keep:
         shutil.rmtree(root, ignore_errors=True)

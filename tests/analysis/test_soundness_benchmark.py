@@ -41,23 +41,29 @@ def runs(monkeypatch):
     return module, folders
 
 
-def test_resume_reads_a_finished_point_and_runs_an_unfinished_one(runs, tmp_path, data_dir):
-    module, folders = runs
+@pytest.fixture
+def atoms(data_dir):
+    """The relaxed In4PF9 in a 14 Å box."""
     atoms = read(data_dir / 'cp2k' / 'relaxed' / 'in4pf9_fast.xyz')
     atoms.set_cell([14.0] * 3)
-    folder = tmp_path / 'baseline'
-    first = module.run_point(PARAMETERS, atoms, folder, 'cp2k.psmp')
-    assert folders == [folder] and first.homo is not None and first.seconds is not None
+    return atoms
 
-    again = module.run_point(PARAMETERS, atoms, folder, 'cp2k.psmp', resume=True)
+
+def test_resume_reads_a_finished_point_and_runs_an_unfinished_one(runs, tmp_path, atoms):
+    module, folders = runs
+    folder = tmp_path / 'baseline'
+    first, reused = module.run_point(PARAMETERS, atoms, folder, 'cp2k.psmp')
+    assert folders == [folder] and first.homo is not None and first.seconds is not None and not reused
+
+    again, reused = module.run_point(PARAMETERS, atoms, folder, 'cp2k.psmp', resume=True)
     assert folders == [folder], 'a finished point ran again'
     assert (again.energy, again.homo, again.lumo) == (first.energy, first.homo, first.lumo)
     assert again.seconds == pytest.approx(193.621, abs=0.01)  # CP2K's own timer in the recorded output
-    assert module.REUSED == [str(folder)]
+    assert reused
 
     (folder / 'aiida.out').write_text(RECORDED.read_text()[:20000])  # stopped before CP2K finished
-    module.run_point(PARAMETERS, atoms, folder, 'cp2k.psmp', resume=True)
-    assert folders == [folder, folder]
+    _, reused = module.run_point(PARAMETERS, atoms, folder, 'cp2k.psmp', resume=True)
+    assert folders == [folder, folder] and not reused
 
     with pytest.raises(FileExistsError, match='holds another input than this run would write'):
         module.run_point({**PARAMETERS, 'GLOBAL': {'RUN_TYPE': 'ENERGY_FORCE'}}, atoms, folder, 'cp2k.psmp',
@@ -76,10 +82,8 @@ def test_resume_needs_keep(capsys):
     assert '--resume needs --keep DIR' in capsys.readouterr().err
 
 
-def test_a_kept_folder_without_resume_is_refused(runs, tmp_path, data_dir):
+def test_a_kept_folder_without_resume_is_refused(runs, tmp_path, atoms):
     module, folders = runs
-    atoms = read(data_dir / 'cp2k' / 'relaxed' / 'in4pf9_fast.xyz')
-    atoms.set_cell([14.0] * 3)
     module.run_point(PARAMETERS, atoms, tmp_path / 'baseline', 'cp2k.psmp')
     with pytest.raises(FileExistsError, match='or --resume to read the points'):
         module.run_point(PARAMETERS, atoms, tmp_path / 'baseline', 'cp2k.psmp')
