@@ -3,7 +3,7 @@
 Usage::
 
     .venv/bin/python benchmarks/mlff_learning_curves.py [--run PK] [--heldout tests/data/mlff/in4pf9/heldout.extxyz]
-        [--sizes 10 20 40] [--repeats 3] [--steps 2000] [--out DIR]
+        [--sizes 10 20 40] [--repeats 3] [--steps 2000] [--batch-size auto] [--jobs 1] [--out DIR]
 
 Pool-based, on labels already paid for: the pool is every training frame of a finished ``MlffActiveLearningWorkChain``
 (``--run``, default the latest finished one: its CP2K MD frames and its labels), the test set the frames of an
@@ -14,14 +14,17 @@ Per repeat (seed r), both arms start from the same ``sizes[0]`` random pool fram
 * **active**: trains an ensemble of 2 on its current frames and adds the pool frames of largest maximum force
   deviation (DP-GEN's ``max_devi_f``, ``analysis.mlff.model_deviation``), what the work chain's selection ranks by.
 
-At every size each arm trains one model (seed 1; the active arm's ensemble member 1 is that model) with the reference
-model's settings and ``--steps`` steps, and its force RMSE on the test frames (eV/Å) is recorded. Printed: one line per
-size with mean ± standard deviation over the repeats per arm, the labels each arm needs to reach the lowest RMSE both
-reach, and their ratio; ``--out`` gets a CSV and a PNG.
+At every size each arm trains one model (seed 1; the active arm's ensemble member 1 is that model) with the run's own
+model settings (its ``training`` input's ``model`` section: descriptor, fitting net, DP/ZBL; the reference model's if
+it has none) and ``--steps`` steps, and its force RMSE on the test frames (eV/Å) is recorded. Printed: one line per
+size with mean ± standard deviation over the repeats per arm, the labels each arm needs to reach 0.10 eV/Å (or else
+the lowest RMSE both reach), at the sizes run and interpolated between them (log-log), and their ratios; ``--out``
+gets a CSV and a PNG.
 
-Trainings run as ``dp --pt train`` + ``freeze`` subprocesses (the same script as ``DeepmdTrainCalculation``), one at a
-time, one thread, outside the AiiDA graph: the models are benchmark artefacts, the frames are the run's stored
-labels.
+Trainings run as ``dp --pt train`` + ``freeze`` subprocesses (the same script as ``DeepmdTrainCalculation``), one
+thread each, ``--jobs`` at a time (the random arm's trainings are independent of each other; the active arm trains
+its two members side by side), outside the AiiDA graph: the models are benchmark artefacts, the frames are the run's
+stored labels.
 """
 
 from __future__ import annotations
@@ -34,7 +37,9 @@ import pathlib
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 
@@ -54,10 +59,20 @@ def pool_frames(run) -> list:
                 for atoms in dpdata.LabeledSystem(str(system), fmt='deepmd/npy').to('ase/structure')]
 
 
-def train(frames: list, type_map: list[str], seed: int, steps: int, workdir: pathlib.Path) -> pathlib.Path:
-    """One frozen model trained on ``frames`` (subprocess, the DeepmdTrainCalculation script)."""
+def train(frames: list, type_map: list[str], seed: int, steps: int, workdir: pathlib.Path,
+          model_settings: dict | None = None, batch_size: int | str = 'auto', init_model: pathlib.Path | None = None,
+          warm_parameters: dict | None = None) -> pathlib.Path:
+    """One frozen model trained on ``frames`` (subprocess, the DeepmdTrainCalculation script).
+
+    ``model_settings``: the ``model`` section (descriptor, fitting net, optional ``zbl``); default the reference
+    model's. ``batch_size``: frames per step (DeePMD-kit's ``auto`` is ⌈32 / atoms⌉). ``init_model``: a frozen model
+    to start from (``--init-frz-model``, as the work chain's warm starts), with ``warm_parameters`` (learning rate,
+    loss prefactors) merged over the input.
+    """
+    from aiida_quantumespresso.workflows.protocols.utils import recursive_merge
+
     from aiida_qdtraps.analysis.mlff import labelled_system
-    from aiida_qdtraps.calculations.deepmd import KINDS, SCRIPT
+    from aiida_qdtraps.calculations.deepmd import KINDS, SCRIPT, uses_pretrain_script
 
     workdir.mkdir(parents=True)
     system = None
@@ -66,19 +81,33 @@ def train(frames: list, type_map: list[str], seed: int, steps: int, workdir: pat
         system = frame if system is None else system + frame
     system.to('deepmd/npy', str(workdir / 'data'), set_size=len(frames))
     params = copy.deepcopy(KINDS['energy'])
-    params['model'].update(copy.deepcopy(MODEL))
+    params['model'].update(copy.deepcopy(model_settings or MODEL))
     params['model']['type_map'] = type_map
     for part in ('descriptor', 'fitting_net'):
         params['model'][part]['seed'] = seed
     params['learning_rate'].update({'decay_steps': max(steps // 20, 1), 'stop_lr': 1.0e-6})
+    if init_model is not None:
+        params = recursive_merge(params, copy.deepcopy(warm_parameters or {}))
     params['training'].update({'numb_steps': steps, 'seed': seed, 'disp_freq': max(steps // 10, 1),
-                               'save_freq': steps, 'training_data': {'systems': ['data'], 'batch_size': 'auto'}})
+                               'save_freq': steps, 'training_data': {'systems': ['data'], 'batch_size': batch_size}})
     params['training'].pop('validation_data', None)
+    zbl = params['model'].pop('zbl', None)
+    if zbl is not None:  # DP/ZBL, written as DeepmdTrainCalculation writes it
+        from aiida_qdtraps.analysis.zbl import zbl_table
+        from aiida_qdtraps.calculations.deepmd import ZBL_TABLE_FILE
+
+        np.savetxt(workdir / ZBL_TABLE_FILE, zbl_table(type_map, r_max=float(params['model']['descriptor']['rcut'])),
+                   fmt='%.10e')
+        params['model'].update({'use_srtab': ZBL_TABLE_FILE, 'sw_rmin': float(zbl['sw_rmin']),
+                                'sw_rmax': float(zbl['sw_rmax'])})
     (workdir / 'input.json').write_text(json.dumps(params))
     # run a copy, as the CalcJob does: from its package folder, `import deepmd` would find the plugin's deepmd.py
     (workdir / SCRIPT.name).write_text(SCRIPT.read_text())
-    result = subprocess.run([sys.executable, SCRIPT.name, '-'], cwd=workdir, capture_output=True, text=True,
-                            check=False)
+    command = [sys.executable, SCRIPT.name, '-']
+    if init_model is not None:
+        (workdir / 'init.pth').write_bytes(pathlib.Path(init_model).read_bytes())
+        command += ['init.pth', 'pretrain' if uses_pretrain_script(params['model']) else 'model-section']
+    result = subprocess.run(command, cwd=workdir, capture_output=True, text=True, check=False)
     if result.returncode:
         raise RuntimeError(f'training in {workdir} failed:\n{result.stderr[-3000:]}')
     return workdir / 'model.pth'
@@ -108,6 +137,106 @@ def labels_to_reach(sizes: list[int], curve: np.ndarray, level: float) -> int | 
     return None
 
 
+def labels_to_reach_interpolated(sizes: list[int], curve: np.ndarray, level: float) -> float | None:
+    """Labels at which the mean curve crosses ``level``, interpolated linearly in log(labels) and log(RMSE) between
+    the two sizes around the first crossing (learning curves are near power laws); None if it never gets there."""
+    for k, (size, value) in enumerate(zip(sizes, curve)):
+        if value <= level:
+            if k == 0 or value == curve[k - 1]:
+                return float(size)
+            x0, x1, y0, y1 = np.log(sizes[k - 1]), np.log(size), np.log(curve[k - 1]), np.log(value)
+            return float(np.exp(x0 + (np.log(level) - y0) * (x1 - x0) / (y1 - y0)))
+    return None
+
+
+def learning_curves(pool_size: int, sizes: list[int], repeats: int, jobs: int, train_model, test_rmse, deviation,
+                    report=print, warm: bool = False) -> dict[str, np.ndarray]:
+    """Force RMSE per arm (``{'active', 'random'}``: arrays (repeats, sizes)).
+
+    ``train_model(indices, seed, tag, init) -> model`` trains on the pool frames ``indices`` (``tag``: a unique name of
+    the training; ``init``: with ``warm``, the same arm's model of that seed at the size before, to start from, else
+    None); at most ``jobs`` run at a time, the rest of the work in threads around them. ``test_rmse(model)`` is the
+    force RMSE on the test frames, ``deviation(models, indices)`` the maximum force deviation of an ensemble on pool
+    frames. Per repeat r (``numpy.random.default_rng(r)``): both arms start from the same ``sizes[0]`` random frames
+    and share that first model; the random arm adds random frames, the active arm the frames of largest deviation of
+    its two members (seeds 1 and 2; seed 1 is the arm's model at that size).
+    """
+    rmse = {'active': np.zeros((repeats, len(sizes))), 'random': np.zeros((repeats, len(sizes)))}
+    start = time.time()
+    trainings = [0]
+    slots = threading.Semaphore(jobs)
+    lock = threading.Lock()
+
+    def run_training(indices: list, seed: int, tag: str, init=None):
+        with slots:  # at most `jobs` trainings at a time
+            model = train_model(list(indices), seed, tag, init if warm else None)
+        with lock:
+            trainings[0] += 1
+        return model
+
+    def record(repeat: int, arm: str, k: int, model) -> None:
+        value = test_rmse(model)
+        with lock:
+            rmse[arm][repeat, k] = value
+            if k == 0:  # the random arm's first model is the same training
+                rmse['random'][repeat, k] = value
+            report(f'repeat {repeat} {"both" if k == 0 else arm:6s} {sizes[k]:4d} labels: force RMSE '
+                   f'{value:.4f} eV/Å ({time.time() - start:.0f} s, {trainings[0]} trainings)')
+
+    firsts = {repeat: Future() for repeat in range(repeats)}  # the shared first model of each repeat
+
+    def active_arm(repeat: int, first: list) -> None:
+        chosen = list(first)
+        models = [None, None]
+        try:
+            for k in range(len(sizes)):
+                members = [1, 2] if k < len(sizes) - 1 else [1]
+                tag = f'r{repeat}_first' if k == 0 else f'r{repeat}_active_{k}'
+                with ThreadPoolExecutor(len(members)) as both:
+                    models = list(both.map(
+                        lambda seed: run_training(chosen, seed, f'{tag}_s{seed}', models[seed - 1]), members))
+                if k == 0:
+                    firsts[repeat].set_result(models[0])
+                record(repeat, 'active', k, models[0])
+                if len(members) == 2:
+                    rest = np.setdiff1d(np.arange(pool_size), chosen)
+                    ranked = rest[np.argsort(np.asarray(deviation(models, list(rest))), kind='stable')[::-1]]
+                    chosen += [int(i) for i in ranked[:sizes[k + 1] - len(chosen)]]
+        except BaseException as error:
+            if not firsts[repeat].done():
+                firsts[repeat].set_exception(error)
+            raise
+
+    def random_arm(repeat: int, k: int | None, frames: list[list]) -> None:
+        """Size ``k`` (``frames[k]``: the arm's frames at every size); with ``warm`` (``k`` None) every size after the
+        first in turn, each from the model before, starting from the shared first model."""
+        if not warm:
+            record(repeat, 'random', k, run_training(frames[k], 1, f'r{repeat}_random_{k}_s1'))
+            return
+        model = firsts[repeat].result()
+        for size in range(1, len(sizes)):
+            model = run_training(frames[size], 1, f'r{repeat}_random_{size}_s1', model)
+            record(repeat, 'random', size, model)
+
+    tasks = []
+    with ThreadPoolExecutor(repeats * len(sizes)) as executor:
+        for repeat in range(repeats):
+            rng = np.random.default_rng(repeat)
+            first = [int(i) for i in rng.choice(pool_size, size=sizes[0], replace=False)]
+            tasks.append(executor.submit(active_arm, repeat, first))
+            chosen = [list(first)]  # the random arm's frames at every size, known in advance
+            for k in range(1, len(sizes)):
+                rest = np.setdiff1d(np.arange(pool_size), chosen[-1])
+                chosen.append(chosen[-1] + [int(i) for i in rng.choice(rest, size=sizes[k] - len(chosen[-1]),
+                                                                         replace=False)])
+            for k in range(1, len(sizes)) if not warm else [None]:
+                tasks.append(executor.submit(random_arm, repeat, k, chosen))
+        for task in tasks:
+            task.result()  # re-raises a failed training
+    rmse['trainings'] = trainings[0]
+    return rmse
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--run', type=int, help='MlffActiveLearningWorkChain PK (default: the latest finished one)')
@@ -115,10 +244,27 @@ def main() -> None:
     parser.add_argument('--sizes', type=int, nargs='+', default=[10, 20, 40])
     parser.add_argument('--repeats', type=int, default=3)
     parser.add_argument('--steps', type=int, default=2000)
+    parser.add_argument('--batch-size', default='auto',
+                        help="frames per training step (default DeePMD-kit's 'auto': ⌈32 / atoms⌉, one frame for a "
+                             '38-atom QD)')
+    parser.add_argument('--warm-steps', type=int, default=0,
+                        help="with N > 0, each arm's model at a size starts from its model at the size before and "
+                             "trains N steps with the run's warm_start_parameters (as the work chain's iterations); "
+                             'default 0: every model from scratch with --steps')
+    parser.add_argument('--jobs', type=int, default=1,
+                        help='trainings at a time (each one thread; the active arm trains its two members together)')
     parser.add_argument('--out', default=None, help='directory for learning_curves.csv and .png')
     args = parser.parse_args()
     if sorted(set(args.sizes)) != args.sizes or args.sizes[0] < 1:
         parser.error(f'--sizes must be increasing positive integers, got {args.sizes}')
+    if args.batch_size != 'auto':
+        if not args.batch_size.isdigit() or int(args.batch_size) < 1:
+            parser.error(f"--batch-size must be 'auto' or a positive integer, got {args.batch_size!r}")
+        args.batch_size = int(args.batch_size)
+    if args.warm_steps < 0:
+        parser.error(f'--warm-steps must be 0 or a positive integer, got {args.warm_steps}')
+    if args.jobs < 1:
+        parser.error(f'--jobs must be a positive integer, got {args.jobs}')
 
     from aiida import orm
     from ase.io import read
@@ -141,46 +287,25 @@ def main() -> None:
     type_map = sorted({s for atoms in pool for s in atoms.get_chemical_symbols()})
     if args.sizes[-1] > len(pool):
         raise SystemExit(f'the pool holds {len(pool)} frames, fewer than the largest size {args.sizes[-1]}')
+    training = run.inputs.training.get_dict()
+    model_settings = training.get('parameters', {}).get('model', MODEL)
+    warm_parameters = training.get('warm_start_parameters', {})
     print(f'pool: {len(pool)} training frames of {run.process_label}<{run.pk}>; test: {len(test)} frames of '
-          f'{args.heldout}; sizes {args.sizes}, {args.repeats} repeats, {args.steps} steps per model', flush=True)
+          f'{args.heldout}; sizes {args.sizes}, {args.repeats} repeats, {args.steps} steps of '
+          f'{args.batch_size} frames per model (warm starts: {args.warm_steps or "none"}), '
+          f'{args.jobs} at a time; model: {json.dumps(model_settings)}', flush=True)
 
-    rmse = {'active': np.zeros((args.repeats, len(args.sizes))), 'random': np.zeros((args.repeats, len(args.sizes)))}
     start = time.time()
-    trainings = 0
     with tempfile.TemporaryDirectory() as tmp:
-        root = pathlib.Path(tmp)
-
-        def folder(repeat: int, arm: str, k: int, seed: int) -> pathlib.Path:
-            # both arms start from the same frames: their first models are one training, shared
-            return root / (f'r{repeat}_first_s{seed}' if k == 0 else f'r{repeat}_{arm}_{k}_s{seed}')
-
-        for repeat in range(args.repeats):
-            rng = np.random.default_rng(repeat)
-            first = list(rng.choice(len(pool), size=args.sizes[0], replace=False))
-            chosen = {'active': list(first), 'random': list(first)}
-            for k, size in enumerate(args.sizes):
-                for arm in ('random', 'active'):
-                    if k > 0:
-                        rest = np.setdiff1d(np.arange(len(pool)), chosen[arm])
-                        add = size - len(chosen[arm])
-                        if arm == 'random':
-                            chosen[arm] += list(rng.choice(rest, size=add, replace=False))
-                        else:
-                            models = [folder(repeat, arm, k - 1, s) / 'model.pth' for s in (1, 2)]
-                            deviation = max_deviation(models, [pool[i] for i in rest])
-                            chosen[arm] += list(rest[np.argsort(deviation)[::-1][:add]])
-                    frames = [pool[i] for i in chosen[arm]]
-                    if k == 0 and arm == 'active':  # the random arm trained it on the same frames
-                        rmse[arm][repeat, k] = rmse['random'][repeat, k]
-                    else:
-                        model = train(frames, type_map, 1, args.steps, folder(repeat, arm, k, 1))
-                        trainings += 1
-                        rmse[arm][repeat, k] = force_rmse(model, test)
-                    if arm == 'active' and k < len(args.sizes) - 1:
-                        train(frames, type_map, 2, args.steps, folder(repeat, arm, k, 2))
-                        trainings += 1
-                    print(f'repeat {repeat} {arm:6s} {size:4d} labels: force RMSE {rmse[arm][repeat, k]:.4f} eV/Å '
-                          f'({time.time() - start:.0f} s, {trainings} trainings)', flush=True)
+        rmse = learning_curves(
+            len(pool), args.sizes, args.repeats, args.jobs,
+            train_model=lambda indices, seed, tag, init: train(
+                [pool[i] for i in indices], type_map, seed, args.warm_steps if init else args.steps,
+                pathlib.Path(tmp, tag), model_settings, args.batch_size, init, warm_parameters),
+            test_rmse=lambda model: force_rmse(model, test),
+            deviation=lambda models, indices: max_deviation(models, [pool[i] for i in indices]),
+            report=lambda line: print(line, flush=True), warm=args.warm_steps > 0)
+    trainings = rmse.pop('trainings')
 
     print('\nlabels  active (mean ± sd, eV/Å)  random (mean ± sd, eV/Å)')
     for k, size in enumerate(args.sizes):
@@ -195,6 +320,10 @@ def main() -> None:
     ratio = f'{reach["random"] / reach["active"]:.2f}' if None not in reach.values() else 'n/a'
     print(f'labels to reach {level:.4f} eV/Å (mean): active {reach["active"]}, random {reach["random"]}; '
           f'ratio random/active {ratio}')
+    between = {arm: labels_to_reach_interpolated(args.sizes, means[arm], level) for arm in means}
+    if None not in between.values():
+        print(f'interpolated (log-log between sizes): active {between["active"]:.0f}, random {between["random"]:.0f}; '
+              f'ratio random/active {between["random"] / between["active"]:.2f}')
     print(f'{trainings} trainings in {time.time() - start:.0f} s')
     if args.out:
         out = pathlib.Path(args.out)
