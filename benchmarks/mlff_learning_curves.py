@@ -3,7 +3,8 @@
 Usage::
 
     .venv/bin/python benchmarks/mlff_learning_curves.py [--run PK] [--heldout tests/data/mlff/in4pf9/heldout.extxyz]
-        [--sizes 10 20 40] [--repeats 3] [--steps 2000] [--batch-size auto] [--jobs 1] [--out DIR]
+        [--sizes 10 20 40] [--repeats 3] [--steps 2000] [--warm-steps 0] [--batch-size auto]
+        [--jobs 1] [--out DIR]
 
 Pool-based, on labels already paid for: the pool is every training frame of a finished ``MlffActiveLearningWorkChain``
 (``--run``, default the latest finished one: its CP2K MD frames and its labels), the test set the frames of an
@@ -16,7 +17,10 @@ Per repeat (seed r), both arms start from the same ``sizes[0]`` random pool fram
 
 At every size each arm trains one model (seed 1; the active arm's ensemble member 1 is that model) with the run's own
 model settings (its ``training`` input's ``model`` section: descriptor, fitting net, DP/ZBL; the reference model's if
-it has none) and ``--steps`` steps, and its force RMSE on the test frames (eV/Å) is recorded. Printed: one line per
+it has none) and ``--steps`` steps, and its force RMSE on the test frames (eV/Å) is recorded. With ``--warm-steps N``
+each arm's models after the first start from the same arm's models at the size before and train ``N`` steps with the
+run's ``warm_start_parameters``, as the work chain's iterations do (the random arm's trainings then form one chain per
+repeat). Printed: one line per
 size with mean ± standard deviation over the repeats per arm, the labels each arm needs to reach 0.10 eV/Å (or else
 the lowest RMSE both reach), at the sizes run and interpolated between them (log-log), and their ratios; ``--out``
 gets a CSV and a PNG.
