@@ -147,6 +147,22 @@ def process_nodes():
     return SimpleNamespace(calcjob=calcjob_node, finish=finish_process, workflow=workflow)
 
 
+@pytest.fixture(scope='session')
+def load_script():
+    """``load_script('benchmarks/x.py')``: a fresh module of a project script that is not part of the package
+    (benchmarks, examples), loaded from its file; each call loads it anew."""
+    import importlib.util
+
+    def load(relative_path: str):
+        path = pathlib.Path(__file__).resolve().parents[1] / relative_path
+        spec = importlib.util.spec_from_file_location(f'{path.parent.name}_{path.stem}', path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load
+
+
 @pytest.fixture
 def data_dir() -> pathlib.Path:
     return DATA

@@ -4,23 +4,16 @@ replaced by stand-ins (the real trainings run in the benchmark itself, docs/mlff
 
 from __future__ import annotations
 
-import importlib.util
-import pathlib
 import threading
 import time
 
 import numpy as np
 import pytest
 
-BENCHMARK = pathlib.Path(__file__).resolve().parents[2] / 'benchmarks' / 'mlff_learning_curves.py'
-
 
 @pytest.fixture(scope='module')
-def bench():
-    spec = importlib.util.spec_from_file_location('mlff_learning_curves_benchmark', BENCHMARK)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def bench(load_script):
+    return load_script('benchmarks/mlff_learning_curves.py')
 
 
 class StandIn:

@@ -4,7 +4,6 @@ stand-in that writes a recorded output (the real points run in the benchmark its
 
 from __future__ import annotations
 
-import importlib.util
 import pathlib
 import subprocess
 
@@ -12,24 +11,16 @@ import pytest
 from ase.io import read
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-BENCHMARK = ROOT / 'benchmarks' / 'protocol_soundness.py'
 RECORDED = ROOT / 'tests' / 'data' / 'cp2k' / 'soundness' / 'in4pf9_pbe0_fast' / 'baseline.out'
 PARAMETERS = {'GLOBAL': {'RUN_TYPE': 'ENERGY'},
               'FORCE_EVAL': {'METHOD': 'Quickstep', 'DFT': {'MGRID': {'CUTOFF': 300}},
                              'SUBSYS': {'CELL': {'PERIODIC': 'NONE'}}}}
 
 
-def _benchmark():
-    spec = importlib.util.spec_from_file_location('protocol_soundness_benchmark', BENCHMARK)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture
-def runs(monkeypatch):
+def runs(monkeypatch, load_script):
     """The benchmark module with a stand-in CP2K that writes :data:`RECORDED`; returns (module, list of run folders)."""
-    module = _benchmark()
+    module = load_script('benchmarks/protocol_soundness.py')
     folders = []
 
     def fake_cp2k(command, cwd, stdout, **kwargs):
@@ -75,8 +66,8 @@ def test_resume_reads_a_finished_point_and_runs_an_unfinished_one(runs, tmp_path
     assert folders == [folder, folder]
 
 
-def test_resume_needs_keep(capsys):
-    module = _benchmark()
+def test_resume_needs_keep(capsys, load_script):
+    module = load_script('benchmarks/protocol_soundness.py')
     with pytest.raises(SystemExit):
         module.main(['--structure', 'qd.xyz', '--protocol', 'fast', '--resume'])
     assert '--resume needs --keep DIR' in capsys.readouterr().err

@@ -3,22 +3,11 @@ with the reason on the last line (the timing itself is measured by the benchmark
 
 from __future__ import annotations
 
-import importlib.util
-import pathlib
 import sys
 
-BENCHMARK = pathlib.Path(__file__).resolve().parents[2] / 'benchmarks' / 'trajectory_analysis.py'
 
-
-def _benchmark():
-    spec = importlib.util.spec_from_file_location('trajectory_analysis_benchmark', BENCHMARK)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_small_run_passes_and_a_missed_target_fails(monkeypatch, capsys):
-    module = _benchmark()
+def test_small_run_passes_and_a_missed_target_fails(monkeypatch, capsys, load_script):
+    module = load_script('benchmarks/trajectory_analysis.py')
     monkeypatch.setattr(sys, 'argv', ['trajectory_analysis.py', '--frames', '2000', '--atoms', '300'])
     assert module.main() == 0
     assert capsys.readouterr().out.strip().splitlines()[-1].endswith('within targets, checks pass')

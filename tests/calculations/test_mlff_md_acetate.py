@@ -3,21 +3,13 @@ DeePMD ensemble, its RDFs and carboxylate binding modes stored as nodes of the t
 
 from __future__ import annotations
 
-import importlib.util
-import pathlib
-
 import numpy as np
 import pytest
 
-EXAMPLE = pathlib.Path(__file__).resolve().parents[2] / 'examples' / 'mlff_md_acetate.py'
-
 
 @pytest.fixture(scope='module')
-def example():
-    spec = importlib.util.spec_from_file_location('mlff_md_acetate', EXAMPLE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def example(load_script):
+    return load_script('examples/mlff_md_acetate.py')
 
 
 @pytest.mark.slow
