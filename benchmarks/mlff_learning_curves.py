@@ -76,7 +76,7 @@ def train(frames: list, type_map: list[str], seed: int, steps: int, workdir: pat
     from aiida_quantumespresso.workflows.protocols.utils import recursive_merge
 
     from aiida_qdtraps.analysis.mlff import labelled_system
-    from aiida_qdtraps.calculations.deepmd import KINDS, SCRIPT, uses_pretrain_script
+    from aiida_qdtraps.calculations.deepmd import KINDS, SCRIPT, ZBL_TABLE_FILE, dp_zbl_model, uses_pretrain_script
 
     workdir.mkdir(parents=True)
     system = None
@@ -95,15 +95,9 @@ def train(frames: list, type_map: list[str], seed: int, steps: int, workdir: pat
     params['training'].update({'numb_steps': steps, 'seed': seed, 'disp_freq': max(steps // 10, 1),
                                'save_freq': steps, 'training_data': {'systems': ['data'], 'batch_size': batch_size}})
     params['training'].pop('validation_data', None)
-    zbl = params['model'].pop('zbl', None)
-    if zbl is not None:  # DP/ZBL, written as DeepmdTrainCalculation writes it
-        from aiida_qdtraps.analysis.zbl import zbl_table
-        from aiida_qdtraps.calculations.deepmd import ZBL_TABLE_FILE
-
-        np.savetxt(workdir / ZBL_TABLE_FILE, zbl_table(type_map, r_max=float(params['model']['descriptor']['rcut'])),
-                   fmt='%.10e')
-        params['model'].update({'use_srtab': ZBL_TABLE_FILE, 'sw_rmin': float(zbl['sw_rmin']),
-                                'sw_rmax': float(zbl['sw_rmax'])})
+    table = dp_zbl_model(params['model'])  # DP/ZBL, as DeepmdTrainCalculation writes it
+    if table is not None:
+        np.savetxt(workdir / ZBL_TABLE_FILE, table, fmt='%.10e')
     (workdir / 'input.json').write_text(json.dumps(params))
     # run a copy, as the CalcJob does: from its package folder, `import deepmd` would find the plugin's deepmd.py
     (workdir / SCRIPT.name).write_text(SCRIPT.read_text())

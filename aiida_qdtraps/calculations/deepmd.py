@@ -153,6 +153,18 @@ def zbl_problem(model: dict) -> str | None:
     return None
 
 
+def dp_zbl_model(model: dict) -> np.ndarray | None:
+    """Turn ``model['zbl']`` (``{'sw_rmin': Å, 'sw_rmax': Å}``), if there, into DeePMD-kit's DP/ZBL keys, in place: the
+    network plus ZBL repulsion below ``sw_rmax`` (:mod:`aiida_qdtraps.analysis.zbl`), read from :data:`ZBL_TABLE_FILE`.
+    Returns the pair table to write to that file (``model['type_map']`` up to the descriptor's ``rcut``), or None
+    when the model has no ``zbl``."""
+    zbl = model.pop('zbl', None)
+    if zbl is None:
+        return None
+    model.update({'use_srtab': ZBL_TABLE_FILE, 'sw_rmin': float(zbl['sw_rmin']), 'sw_rmax': float(zbl['sw_rmax'])})
+    return zbl_table(model['type_map'], r_max=float(model['descriptor']['rcut']))
+
+
 def validate_kind(value, _):
     if value is not None and value.value not in KINDS:
         return f'kind must be one of {sorted(KINDS)}, got {value.value!r}'
@@ -223,13 +235,10 @@ class DeepmdTrainCalculation(CalcJob):
         params['training']['disp_file'] = LCURVE_FILE
         params['training']['training_data']['systems'] = [f'{DATASET_DIR}/{s}' for s in training]
         params['training'].pop('validation_data', None)
-        zbl = params['model'].pop('zbl', None)
-        if zbl is not None:  # DP/ZBL: the network plus ZBL repulsion below sw_rmax (aiida_qdtraps.analysis.zbl)
-            table = zbl_table(params['model']['type_map'], r_max=float(params['model']['descriptor']['rcut']))
+        table = dp_zbl_model(params['model'])
+        if table is not None:
             with folder.open(ZBL_TABLE_FILE, 'w') as handle:
                 np.savetxt(handle, table, fmt='%.10e')
-            params['model'].update({'use_srtab': ZBL_TABLE_FILE, 'sw_rmin': float(zbl['sw_rmin']),
-                                    'sw_rmax': float(zbl['sw_rmax'])})
         write_script_job(folder, SCRIPT, params)
 
         for name in dataset.base.repository.list_object_names():
