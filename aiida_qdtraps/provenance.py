@@ -13,6 +13,7 @@ which build recipe does it come from?       :func:`build_of` → :class:`Build` 
 its per-site roles / domains?               :func:`roles`, :func:`domains` (:func:`tags` for any per-site list)
 which SCF calculation made an MO window?    :func:`scf_calcjob`
 which labelling does a node belong to?      :func:`labeling` (the ``label_traps`` calcfunction)
+why was an MLFF training frame labelled?    :func:`frame_origin`, :func:`dataset_frame_origins`
 ==========================================  ==============================================================
 
 A structure's parents are the StructureData inputs of the process that created it: a calcfunction such as
@@ -26,6 +27,7 @@ from collections.abc import Iterator
 from typing import NamedTuple
 
 from aiida import orm
+from aiida.common.links import LinkType
 
 #: Node attributes with the builder's per-site lists: roles (cation / anion / ligand) and domains
 #: (core / interlayer / shell / ligand).
@@ -163,3 +165,72 @@ def labeling(node: orm.Node) -> orm.CalcFunctionNode:
         if calls:
             return max(calls, key=lambda n: n.pk)
     raise ValueError(f'{node.__class__.__name__}<{node.pk}> is not a trap labeling and called no label_traps')
+
+
+class FrameOrigin(NamedTuple):
+    """Where a labelled frame of an MLFF dataset came from.
+
+    ``kind``: ``'initial MD'`` (a frame of the CP2K MD that seeded the dataset), ``'MLFF MD'`` or ``'MLFF relax'`` (a
+    frame an exploration of the active-learning loop visited and the selection picked); ``temperature_K``: the MD's
+    target temperature (None for a relaxation); ``max_devi_f``: the ensemble's maximum force deviation (eV/Å) for which
+    the frame was picked (None for the initial MD); ``calcjob``: the uuid of the CP2K CalcJob that labelled it.
+    """
+
+    kind: str
+    temperature_K: float | None
+    max_devi_f: float | None
+    calcjob: str
+
+
+def frame_origin(calcjob: orm.CalcJobNode, _selections: dict | None = None) -> FrameOrigin:
+    """Why a frame was labelled, from the CalcJob that labelled it (a uuid of a dataset's ``frame_sources``).
+
+    An MD CalcJob (``GLOBAL/RUN_TYPE`` MD) is the initial data; otherwise the CalcJob's structure was made by the
+    ``select_candidates`` calcfunction (output ``candidate_NNN``), whose ``statistics`` name the exploration
+    trajectory and the deviation of candidate NNN, and the ``MlffMdCalculation`` that made the trajectory its
+    temperature or relaxation mode.
+
+    :param _selections: a dict that caches each ``select_candidates`` node's selected rows and trajectories' MD
+        parameters between calls (:func:`dataset_frame_origins` passes one).
+    :raises ValueError: for a CalcJob that is neither.
+    """
+    parameters = calcjob.inputs.parameters.get_dict()
+    if str(parameters.get('GLOBAL', {}).get('RUN_TYPE', '')).upper() == 'MD':
+        temperature = parameters.get('MOTION', {}).get('MD', {}).get('TEMPERATURE')
+        return FrameOrigin('initial MD', None if temperature is None else float(temperature), None, calcjob.uuid)
+    structure = calcjob.inputs.structure
+    link = structure.base.links.get_incoming(link_type=LinkType.CREATE).first()
+    if link is None or not link.link_label.startswith('candidate_'):
+        raise ValueError(f'{calcjob.process_label or "CalcJob"}<{calcjob.pk}>: its structure was not picked by '
+                         f'select_candidates (created by {link.node.process_label if link else "no process"})')
+    selector = link.node
+    cache = {} if _selections is None else _selections
+    if selector.uuid not in cache:
+        cache[selector.uuid] = (selector.outputs.statistics['selected'], {})
+    selected, explorations = cache[selector.uuid]
+    row = selected[int(link.link_label.split('_', 1)[1])]
+    if row['trajectory'] not in explorations:
+        trajectory = selector.base.links.get_incoming(link_label_filter=row['trajectory']).one().node
+        explorations[row['trajectory']] = trajectory.creator.inputs.parameters.get_dict()
+    md = explorations[row['trajectory']]
+    if md.get('mode', 'md') == 'relax':
+        return FrameOrigin('MLFF relax', None, float(row['max_devi_f']), calcjob.uuid)
+    return FrameOrigin('MLFF MD', float(md['temperature_K']), float(row['max_devi_f']), calcjob.uuid)
+
+
+def dataset_frame_origins(dataset: orm.FolderData, part: str = 'training') -> list[FrameOrigin]:
+    """:func:`frame_origin` of every frame of an MLFF dataset's ``part`` (``training`` or ``validation``), in the
+    dataset's order (systems by name, as ``dp`` and dpdata read them; frames as stored)."""
+    sources = dataset.base.attributes.get('frame_sources')
+    keys = sorted(key for key in sources if key.split('/', 1)[0] == part)
+    if not keys:
+        raise ValueError(f'the dataset has no {part!r} frames (parts: {sorted({k.split("/", 1)[0] for k in sources})})')
+    cache: dict[str, FrameOrigin] = {}
+    selections: dict = {}
+    origins = []
+    for key in keys:
+        for uuid in sources[key]:
+            if uuid not in cache:
+                cache[uuid] = frame_origin(orm.load_node(uuid), selections)
+            origins.append(cache[uuid])
+    return origins

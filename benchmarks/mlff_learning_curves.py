@@ -22,8 +22,10 @@ each arm's models after the first start from the same arm's models at the size b
 run's ``warm_start_parameters``, as the work chain's iterations do (the random arm's trainings then form one chain per
 repeat). Printed: one line per
 size with mean ± standard deviation over the repeats per arm, the labels each arm needs to reach 0.10 eV/Å (or else
-the lowest RMSE both reach), at the sizes run and interpolated between them (log-log), and their ratios; ``--out``
-gets a CSV and a PNG.
+the lowest RMSE both reach), at the sizes run and interpolated between them (log-log), and their ratios; then how many
+of the frames each arm trained on came from each origin (the initial CP2K MD, an exploration MD at T, a model
+relaxation: ``aiida_qdtraps.provenance.dataset_frame_origins``). ``--out`` gets ``learning_curves.csv``,
+``frames.csv`` (every arm's frames per repeat, in the order taken, with their origin) and a PNG.
 
 Trainings run as ``dp --pt train`` + ``freeze`` subprocesses (the same script as ``DeepmdTrainCalculation``), one
 thread each, ``--jobs`` at a time (the random arm's trainings are independent of each other; the active arm trains
@@ -147,6 +149,25 @@ def labels_to_reach_interpolated(sizes: list[int], curve: np.ndarray, level: flo
     return None
 
 
+def origin_name(origin) -> str:
+    """A short name of a :class:`~aiida_qdtraps.provenance.FrameOrigin`: its kind and temperature."""
+    return origin.kind + ('' if origin.temperature_K is None else f' {origin.temperature_K:g} K')
+
+
+def composition(taken: dict[str, np.ndarray], origins: list[str], sizes: list[int]) -> dict[str, list[dict]]:
+    """Per arm and size, the mean number (over the repeats) of frames of each origin among the frames trained on.
+
+    :param taken: ``learning_curves``' ``'frames'`` (pool indices per arm, (repeats, sizes[-1]), in the order taken).
+    :param origins: the origin of every pool frame, in pool order.
+    """
+    names = sorted(set(origins))
+    table = {}
+    for arm, frames in taken.items():
+        table[arm] = [{name: float(np.mean([sum(origins[i] == name for i in row[:size]) for row in frames]))
+                       for name in names} for size in sizes]
+    return table
+
+
 def learning_curves(pool_size: int, sizes: list[int], repeats: int, jobs: int, train_model, test_rmse, deviation,
                     report=print, warm: bool = False) -> dict[str, np.ndarray]:
     """Force RMSE per arm (``{'active', 'random'}``: arrays (repeats, sizes)).
@@ -157,9 +178,12 @@ def learning_curves(pool_size: int, sizes: list[int], repeats: int, jobs: int, t
     force RMSE on the test frames, ``deviation(models, indices)`` the maximum force deviation of an ensemble on pool
     frames. Per repeat r (``numpy.random.default_rng(r)``): both arms start from the same ``sizes[0]`` random frames
     and share that first model; the random arm adds random frames, the active arm the frames of largest deviation of
-    its two members (seeds 1 and 2; seed 1 is the arm's model at that size).
+    its two members (seeds 1 and 2; seed 1 is the arm's model at that size). Also returned: ``'frames'``, the pool
+    indices each arm trained on (``{arm: array (repeats, sizes[-1])}``, in the order taken: the first ``sizes[k]`` are
+    the frames of size k), and ``'trainings'``, the number of trainings run.
     """
     rmse = {'active': np.zeros((repeats, len(sizes))), 'random': np.zeros((repeats, len(sizes)))}
+    taken = {'active': np.full((repeats, sizes[-1]), -1), 'random': np.full((repeats, sizes[-1]), -1)}
     start = time.time()
     trainings = [0]
     slots = threading.Semaphore(jobs)
@@ -200,6 +224,7 @@ def learning_curves(pool_size: int, sizes: list[int], repeats: int, jobs: int, t
                     rest = np.setdiff1d(np.arange(pool_size), chosen)
                     ranked = rest[np.argsort(np.asarray(deviation(models, list(rest))), kind='stable')[::-1]]
                     chosen += [int(i) for i in ranked[:sizes[k + 1] - len(chosen)]]
+            taken['active'][repeat] = chosen
         except BaseException as error:
             if not firsts[repeat].done():
                 firsts[repeat].set_exception(error)
@@ -227,11 +252,13 @@ def learning_curves(pool_size: int, sizes: list[int], repeats: int, jobs: int, t
                 rest = np.setdiff1d(np.arange(pool_size), chosen[-1])
                 chosen.append(chosen[-1] + [int(i) for i in rng.choice(rest, size=sizes[k] - len(chosen[-1]),
                                                                          replace=False)])
+            taken['random'][repeat] = chosen[-1]
             for k in range(1, len(sizes)) if not warm else [None]:
                 tasks.append(executor.submit(random_arm, repeat, k, chosen))
         for task in tasks:
             task.result()  # re-raises a failed training
     rmse['trainings'] = trainings[0]
+    rmse['frames'] = taken
     return rmse
 
 
@@ -281,6 +308,11 @@ def main() -> None:
     else:
         run = orm.load_node(args.run)
     pool = pool_frames(run)
+    from aiida_qdtraps.provenance import dataset_frame_origins
+
+    origins = [origin_name(origin) for origin in dataset_frame_origins(run.outputs.dataset)]
+    if len(origins) != len(pool):  # cannot happen for a dataset grow_dataset made; checked before it is relied on
+        raise SystemExit(f'the dataset names {len(origins)} frame sources for {len(pool)} training frames')
     test = read(args.heldout, index=':')
     type_map = sorted({s for atoms in pool for s in atoms.get_chemical_symbols()})
     if args.sizes[-1] > len(pool):
@@ -304,6 +336,7 @@ def main() -> None:
             deviation=lambda models, indices: max_deviation(models, [pool[i] for i in indices]),
             report=lambda line: print(line, flush=True), warm=args.warm_steps > 0)
     trainings = rmse.pop('trainings')
+    taken = rmse.pop('frames')
 
     print('\nlabels  active (mean ± sd, eV/Å)  random (mean ± sd, eV/Å)')
     for k, size in enumerate(args.sizes):
@@ -323,6 +356,14 @@ def main() -> None:
         print(f'interpolated (log-log between sizes): active {between["active"]:.0f}, random {between["random"]:.0f}; '
               f'ratio random/active {between["random"] / between["active"]:.2f}')
     print(f'{trainings} trainings in {time.time() - start:.0f} s')
+    names = sorted(set(origins))
+    print(f'\nframes trained on, by origin (mean over the repeats; pool: '
+          f'{", ".join(f"{origins.count(name)} {name}" for name in names)})')
+    print('labels  arm     ' + '  '.join(f'{name:>16s}' for name in names))
+    table = composition(taken, origins, args.sizes)
+    for k, size in enumerate(args.sizes):
+        for arm in ('active', 'random'):
+            print(f'{size:6d}  {arm:6s}  ' + '  '.join(f'{table[arm][k][name]:16.1f}' for name in names))
     if args.out:
         out = pathlib.Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
@@ -330,6 +371,10 @@ def main() -> None:
         rows += [f'{r},{size},{rmse["active"][r, k]:.5f},{rmse["random"][r, k]:.5f}'
                  for r in range(args.repeats) for k, size in enumerate(args.sizes)]
         (out / 'learning_curves.csv').write_text('\n'.join(rows) + '\n')
+        rows = ['arm,repeat,order,pool_index,origin']
+        rows += [f'{arm},{r},{n},{index},{origins[index]}' for arm in ('active', 'random')
+                 for r in range(args.repeats) for n, index in enumerate(taken[arm][r])]
+        (out / 'frames.csv').write_text('\n'.join(rows) + '\n')
         import matplotlib
 
         matplotlib.use('Agg')
@@ -344,7 +389,7 @@ def main() -> None:
         axis.legend()
         figure.tight_layout()
         figure.savefig(out / 'learning_curves.png', dpi=100)
-        print(f'wrote {out / "learning_curves.csv"} and {out / "learning_curves.png"}')
+        print(f'wrote {out / "learning_curves.csv"}, {out / "frames.csv"} and {out / "learning_curves.png"}')
 
 
 if __name__ == '__main__':

@@ -61,3 +61,62 @@ def test_scf_calcjob_and_labeling_refuse_other_nodes(aiida_profile_clean):
     assert provenance.scf_calcjob(window) is None
     with pytest.raises(ValueError, match=r'ArrayData<\d+> is not a trap labeling'):
         provenance.labeling(window)
+
+
+def _calcjob(computer, inputs: dict, process_type='aiida.calculations:cp2k'):
+    calc = orm.CalcJobNode(computer=computer, process_type=process_type)
+    calc.set_option('resources', {'num_machines': 1})
+    for label, node in inputs.items():
+        calc.base.links.add_incoming(node.store(), LinkType.INPUT_CALC, label)
+    return calc.store()
+
+
+def _output(node, creator, label):
+    node.base.links.add_incoming(creator, LinkType.CREATE, label)
+    return node.store()
+
+
+@pytest.fixture
+def mlff_dataset(aiida_profile_clean, aiida_localhost):
+    """An MLFF dataset of three training frames: one of the initial CP2K MD, one an MLFF MD at 450 K visited and one a
+    model relaxation visited, both picked by a ``select_candidates`` calcfunction; and a label of a structure that no
+    selection picked."""
+    atoms = build_qd(orm.Dict(RECIPE)).get_ase()
+    md = _calcjob(aiida_localhost, {'parameters': orm.Dict({'GLOBAL': {'RUN_TYPE': 'MD'},
+                                                            'MOTION': {'MD': {'TEMPERATURE': 300.0}}})})
+    selector = orm.CalcFunctionNode()
+    selector.set_process_label('select_candidates')
+    for name, parameters in (('md_0', {'temperature_K': 450.0}), ('md_1', {'mode': 'relax', 'temperature_K': 300.0})):
+        mlff_md = _calcjob(aiida_localhost, {'parameters': orm.Dict(parameters)}, 'aiida.calculations:qdtraps.mlff_md')
+        trajectory = _output(orm.TrajectoryData([orm.StructureData(ase=atoms)]), mlff_md, 'trajectory')
+        selector.base.links.add_incoming(trajectory, LinkType.INPUT_CALC, name)
+    selector.store()
+    _output(orm.Dict({'selected': [{'trajectory': 'md_1', 'frame': 4, 'max_devi_f': 0.21},
+                                   {'trajectory': 'md_0', 'frame': 7, 'max_devi_f': 0.35}]}), selector, 'statistics')
+    labels = []
+    for n in range(2):
+        candidate = _output(orm.StructureData(ase=atoms), selector, f'candidate_{n:03d}')
+        labels.append(_calcjob(aiida_localhost, {'parameters': orm.Dict({'GLOBAL': {'RUN_TYPE': 'ENERGY_FORCE'}}),
+                                                  'structure': candidate}))
+    stray = _calcjob(aiida_localhost, {'parameters': orm.Dict({'GLOBAL': {'RUN_TYPE': 'ENERGY_FORCE'}}),
+                                       'structure': orm.StructureData(ase=atoms)})
+    dataset = orm.FolderData()
+    dataset.base.attributes.set('frame_sources', {'training/F9In4P1': [md.uuid, labels[1].uuid, labels[0].uuid],
+                                                  'validation/F9In4P1': [md.uuid]})
+    return {'dataset': dataset.store(), 'md': md, 'labels': labels, 'stray': stray}
+
+
+def test_why_each_mlff_frame_was_labelled(mlff_dataset):
+    md, labels = mlff_dataset['md'], mlff_dataset['labels']
+    assert provenance.dataset_frame_origins(mlff_dataset['dataset']) == [
+        provenance.FrameOrigin('initial MD', 300.0, None, md.uuid),
+        provenance.FrameOrigin('MLFF MD', 450.0, 0.35, labels[1].uuid),
+        provenance.FrameOrigin('MLFF relax', None, 0.21, labels[0].uuid)]
+    assert provenance.dataset_frame_origins(mlff_dataset['dataset'], 'validation') == [
+        provenance.FrameOrigin('initial MD', 300.0, None, md.uuid)]
+    with pytest.raises(ValueError, match=r"no 'test' frames \(parts: \['training', 'validation'\]\)"):
+        provenance.dataset_frame_origins(mlff_dataset['dataset'], 'test')
+    stray = mlff_dataset['stray']
+    with pytest.raises(ValueError, match=rf'^CalcJob<{stray.pk}>: its structure was not picked by select_candidates '
+                                         r'\(created by no process\)$'):
+        provenance.frame_origin(stray)

@@ -10,6 +10,8 @@ import time
 import numpy as np
 import pytest
 
+from aiida_qdtraps.provenance import FrameOrigin
+
 
 @pytest.fixture(scope='module')
 def bench(load_script):
@@ -128,3 +130,29 @@ def test_a_failed_first_training_stops_the_warm_random_arm(bench):
     with pytest.raises(RuntimeError, match='r0_first_s2 failed'):
         bench.learning_curves(20, [2, 4], 1, 2, stand_in.train, stand_in.rmse, stand_in.deviation,
                               report=lambda _: None, warm=True)
+
+
+def test_frames_taken_and_their_origins(bench):
+    stand_in = StandIn()
+    sizes = [4, 8, 12]
+    rmse = bench.learning_curves(30, sizes, 2, 2, stand_in.train, stand_in.rmse, stand_in.deviation,
+                                 report=lambda _: None, warm=True)
+    taken = rmse['frames']
+    for r in range(2):
+        # in the order taken: the first sizes[k] frames are what the arm's model of size k trained on
+        for arm, tag in (('active', 'active_2'), ('random', 'random_2')):
+            assert list(taken[arm][r]) == stand_in.trainings[f'r{r}_{tag}_s1'][1]
+            assert list(taken[arm][r][:8]) == stand_in.trainings[f'r{r}_{tag[:-1]}1_s1'][1]
+    # the stand-in deviation is the index: the active arm's frames after the first four are the highest ones
+    origins = ['cold' if i < 20 else 'hot' for i in range(30)]
+    table = bench.composition(taken, origins, sizes)
+    assert [row['hot'] for row in table['active']] == [
+        np.mean([sum(i >= 20 for i in row[:4]) for row in taken['active']]),
+        np.mean([sum(i >= 20 for i in row[:4]) + 4 for row in taken['active']]),
+        np.mean([sum(i >= 20 for i in row[:4]) + min(8, 10 - sum(i >= 20 for i in row[:4]))
+                 for row in taken['active']])]
+    for arm in ('active', 'random'):
+        assert all(row['hot'] + row['cold'] == size for row, size in zip(table[arm], sizes))
+        assert table[arm][0] == table['random'][0]  # the same first frames
+    assert bench.origin_name(FrameOrigin('MLFF MD', 450.0, 0.3, 'uuid')) == 'MLFF MD 450 K'
+    assert bench.origin_name(FrameOrigin('MLFF relax', None, 0.3, 'uuid')) == 'MLFF relax'

@@ -20,6 +20,7 @@ from aiida.engine import run_get_node
 from aiida.manage.caching import enable_caching
 
 from aiida_qdtraps.analysis.mlff import HARTREE_EV
+from aiida_qdtraps.provenance import dataset_frame_origins
 from aiida_qdtraps.workchains.mlff import MlffActiveLearningWorkChain
 from aiida_qdtraps.workchains.mlff_functions import label_source
 
@@ -158,6 +159,20 @@ def test_active_learning_two_iterations(cp2k_code, dp_python, relaxed_tiny_qd):
         'validation/F9In4P1/set.000/energy.npy', mode='rb')))
     assert validation_energy[0] == pytest.approx(md_calc.outputs.output_trajectory.get_array('energies')[0]
                                                  * HARTREE_EV, abs=1e-6)
+
+    # Why each frame was labelled: the initial MD at its temperature, then the frame the iteration-1 MD visited and the
+    # selection picked, with the deviation it was picked for.
+    origins = dataset_frame_origins(dataset)
+    assert [origin.kind for origin in origins] == ['initial MD'] + ([] if refused else ['MLFF MD'])
+    assert origins[0].temperature_K == md_calc.inputs.parameters['MOTION']['MD']['TEMPERATURE']
+    assert origins[0].max_devi_f is None and origins[0].calcjob == md_calc.uuid
+    if not refused:
+        [picked] = results['iterations'].creator.inputs.selection_iter_1['selected']
+        assert origins[1].temperature_K == 300.0 and origins[1].max_devi_f == pytest.approx(picked['max_devi_f'])
+        assert origins[1].calcjob == sources['training/F9In4P1'][-1]
+    assert [origin.kind for origin in dataset_frame_origins(dataset, 'validation')] == ['initial MD']
+    with pytest.raises(ValueError, match=r"no 'test' frames \(parts: \['training', 'validation'\]\)"):
+        dataset_frame_origins(dataset, 'test')
 
     # Iteration 2 warm-starts model n from model n of iteration 1 (60 steps instead of 100).
     trainings = {link.link_label: link.node for link in node.base.links.get_outgoing(link_label_filter='train_%').all()}
