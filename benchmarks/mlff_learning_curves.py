@@ -311,7 +311,7 @@ def main() -> None:
     from aiida_qdtraps.provenance import dataset_frame_origins
 
     origins = [origin_name(origin) for origin in dataset_frame_origins(run.outputs.dataset)]
-    if len(origins) != len(pool):  # cannot happen for a dataset grow_dataset made; checked before it is relied on
+    if len(origins) != len(pool):  # grow_dataset records one source per frame; a dataset made otherwise may not
         raise SystemExit(f'the dataset names {len(origins)} frame sources for {len(pool)} training frames')
     test = read(args.heldout, index=':')
     type_map = sorted({s for atoms in pool for s in atoms.get_chemical_symbols()})
