@@ -14,6 +14,7 @@ its per-site roles / domains?               :func:`roles`, :func:`domains` (:fun
 which SCF calculation made an MO window?    :func:`scf_calcjob`
 which labelling does a node belong to?      :func:`labeling` (the ``label_traps`` calcfunction)
 why was an MLFF training frame labelled?    :func:`frame_origin`, :func:`dataset_frame_origins`
+MLFF MD or model relaxation?                :func:`exploration_kind`
 ==========================================  ==============================================================
 
 A structure's parents are the StructureData inputs of the process that created it: a calcfunction such as
@@ -167,6 +168,16 @@ def labeling(node: orm.Node) -> orm.CalcFunctionNode:
     raise ValueError(f'{node.__class__.__name__}<{node.pk}> is not a trap labeling and called no label_traps')
 
 
+def exploration_kind(trajectory: orm.TrajectoryData) -> str:
+    """``md`` or ``relax``: the ``mode`` of the ``MlffMdCalculation`` that made ``trajectory`` (its attribute, else its
+    creator's parameters); ``md`` for a trajectory of any other origin."""
+    mode = trajectory.base.attributes.get('mode', None)
+    creator = trajectory.creator
+    if mode is None and creator is not None and 'parameters' in creator.inputs:
+        mode = creator.inputs.parameters.get('mode', None)
+    return mode or 'md'
+
+
 class FrameOrigin(NamedTuple):
     """Where a labelled frame of an MLFF dataset came from.
 
@@ -187,11 +198,11 @@ def frame_origin(calcjob: orm.CalcJobNode, _selections: dict | None = None) -> F
 
     An MD CalcJob (``GLOBAL/RUN_TYPE`` MD) is the initial data; otherwise the CalcJob's structure was made by the
     ``select_candidates`` calcfunction (output ``candidate_NNN``), whose ``statistics`` name the exploration
-    trajectory and the deviation of candidate NNN, and the ``MlffMdCalculation`` that made the trajectory its
-    temperature or relaxation mode.
+    trajectory and the deviation of candidate NNN, and the trajectory (:func:`exploration_kind`) and the
+    ``MlffMdCalculation`` that made it the relaxation mode or the MD's temperature.
 
-    :param _selections: a dict that caches each ``select_candidates`` node's selected rows and trajectories' MD
-        parameters between calls (:func:`dataset_frame_origins` passes one).
+    :param _selections: a dict that caches each ``select_candidates`` node's selected rows and its trajectories'
+        kind and temperature between calls (:func:`dataset_frame_origins` passes one).
     :raises ValueError: for a CalcJob that is neither.
     """
     parameters = calcjob.inputs.parameters.get_dict()
@@ -211,11 +222,12 @@ def frame_origin(calcjob: orm.CalcJobNode, _selections: dict | None = None) -> F
     row = selected[int(link.link_label.split('_', 1)[1])]
     if row['trajectory'] not in explorations:
         trajectory = selector.base.links.get_incoming(link_label_filter=row['trajectory']).one().node
-        explorations[row['trajectory']] = trajectory.creator.inputs.parameters.get_dict()
-    md = explorations[row['trajectory']]
-    if md.get('mode', 'md') == 'relax':
-        return FrameOrigin('MLFF relax', None, float(row['max_devi_f']), calcjob.uuid)
-    return FrameOrigin('MLFF MD', float(md['temperature_K']), float(row['max_devi_f']), calcjob.uuid)
+        kind = exploration_kind(trajectory)
+        explorations[row['trajectory']] = (
+            ('MLFF relax', None) if kind == 'relax'
+            else ('MLFF MD', float(trajectory.creator.inputs.parameters['temperature_K'])))
+    kind, temperature = explorations[row['trajectory']]
+    return FrameOrigin(kind, temperature, float(row['max_devi_f']), calcjob.uuid)
 
 
 def dataset_frame_origins(dataset: orm.FolderData, part: str = 'training') -> list[FrameOrigin]:

@@ -19,6 +19,7 @@ from aiida.engine import calcfunction
 
 from ..analysis import mlff, mlff_selection
 from ..calculations.deepmd import TRAINING_DIR, VALIDATION_DIR
+from ..provenance import exploration_kind
 from .mlff_settings import MD_FILES, calibrate_settings, check_selection, is_converged
 
 
@@ -72,16 +73,6 @@ def calibrate_trust_levels(selection: orm.Dict, **calibrations) -> orm.Dict:
     levels['iterations'] = [int(key.rsplit('_', 1)[-1]) for key in keys]
     levels['units'] = 'eV/Å'
     return orm.Dict(levels)
-
-
-def exploration_kind(trajectory: orm.TrajectoryData) -> str:
-    """``md`` or ``relax``: the ``mode`` of the ``MlffMdCalculation`` that made ``trajectory`` (its attribute, else its
-    creator's parameters); ``md`` for a trajectory of any other origin."""
-    mode = trajectory.base.attributes.get('mode', None)
-    creator = trajectory.creator
-    if mode is None and creator is not None and 'parameters' in creator.inputs:
-        mode = creator.inputs.parameters.get('mode', None)
-    return mode or 'md'
 
 
 @calcfunction
