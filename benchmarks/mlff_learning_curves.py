@@ -4,7 +4,7 @@ Usage::
 
     .venv/bin/python benchmarks/mlff_learning_curves.py [--run PK] [--heldout tests/data/mlff/in4pf9/heldout.extxyz]
         [--sizes 10 20 40] [--repeats 3] [--steps 2000] [--warm-steps 0] [--batch-size auto]
-        [--jobs 1] [--out DIR]
+        [--jobs 1] [--origins ORIGIN ...] [--out DIR]
 
 Pool-based, on labels already paid for: the pool is every training frame of a finished ``MlffActiveLearningWorkChain``
 (``--run``, default the latest finished one: its CP2K MD frames and its labels), the test set the frames of an
@@ -24,8 +24,10 @@ repeat). Printed: one line per
 size with mean ± standard deviation over the repeats per arm, the labels each arm needs to reach 0.10 eV/Å (or else
 the lowest RMSE both reach), at the sizes run and interpolated between them (log-log), and their ratios; then how many
 of the frames each arm trained on came from each origin (the initial CP2K MD, an exploration MD at T, a model
-relaxation: ``aiida_qdtraps.provenance.dataset_frame_origins``). ``--out`` gets ``learning_curves.csv``,
-``frames.csv`` (every arm's frames per repeat, in the order taken, with their origin) and a PNG.
+relaxation: ``aiida_qdtraps.provenance.dataset_frame_origins``); ``--origins`` keeps only the pool frames of the
+origins named (e.g. the frames drawn at the test frames' temperature). ``--out`` gets ``learning_curves.csv``,
+``frames.csv`` (every arm's frames per repeat, in the order taken, with their index among the run's training frames and
+their origin) and a PNG.
 
 Trainings run as ``dp --pt train`` + ``freeze`` subprocesses (the same script as ``DeepmdTrainCalculation``), one
 thread each, ``--jobs`` at a time (the random arm's trainings are independent of each other; the active arm trains
@@ -154,6 +156,20 @@ def origin_name(origin) -> str:
     return origin.kind + ('' if origin.temperature_K is None else f' {origin.temperature_K:g} K')
 
 
+def restrict_pool(origins: list[str], names: list[str] | None) -> list[int]:
+    """Indices of the pool frames whose origin (:func:`origin_name`) is one of ``names``; every frame when None.
+
+    :raises ValueError: naming an origin that no pool frame has, with the origins there are.
+    """
+    if not names:
+        return list(range(len(origins)))
+    missing = [name for name in names if name not in origins]
+    if missing:
+        there = ', '.join(f"'{name}' ({origins.count(name)})" for name in sorted(set(origins)))
+        raise ValueError(f'no pool frame has the origin {", ".join(repr(m) for m in missing)}; the pool has: {there}')
+    return [i for i, origin in enumerate(origins) if origin in names]
+
+
 def composition(taken: dict[str, np.ndarray], origins: list[str], sizes: list[int]) -> dict[str, list[dict]]:
     """Per arm and size, the mean number (over the repeats) of frames of each origin among the frames trained on.
 
@@ -278,6 +294,9 @@ def main() -> None:
                              'default 0: every model from scratch with --steps')
     parser.add_argument('--jobs', type=int, default=1,
                         help='trainings at a time (each one thread; the active arm trains its two members together)')
+    parser.add_argument('--origins', nargs='+', metavar='ORIGIN',
+                        help="only the pool frames of these origins, as the frames table names them, e.g. "
+                             "'initial MD 300 K' 'MLFF MD 300 K' (a pool at the test frames' temperature)")
     parser.add_argument('--out', default=None, help='directory for learning_curves.csv and .png')
     args = parser.parse_args()
     if sorted(set(args.sizes)) != args.sizes or args.sizes[0] < 1:
@@ -313,6 +332,11 @@ def main() -> None:
     origins = [origin_name(origin) for origin in dataset_frame_origins(run.outputs.dataset)]
     if len(origins) != len(pool):  # grow_dataset records one source per frame; a dataset made otherwise may not
         raise SystemExit(f'the dataset names {len(origins)} frame sources for {len(pool)} training frames')
+    try:
+        kept = restrict_pool(origins, args.origins)
+    except ValueError as error:
+        raise SystemExit(str(error)) from None
+    pool, origins = [pool[i] for i in kept], [origins[i] for i in kept]
     test = read(args.heldout, index=':')
     type_map = sorted({s for atoms in pool for s in atoms.get_chemical_symbols()})
     if args.sizes[-1] > len(pool):
@@ -320,7 +344,8 @@ def main() -> None:
     training = run.inputs.training.get_dict()
     model_settings = training.get('parameters', {}).get('model', MODEL)
     warm_parameters = training.get('warm_start_parameters', {})
-    print(f'pool: {len(pool)} training frames of {run.process_label}<{run.pk}>; test: {len(test)} frames of '
+    only = f' ({", ".join(args.origins)} only)' if args.origins else ''
+    print(f'pool: {len(pool)} training frames of {run.process_label}<{run.pk}>{only}; test: {len(test)} frames of '
           f'{args.heldout}; sizes {args.sizes}, {args.repeats} repeats, {args.steps} steps of '
           f'{args.batch_size} frames per model (warm starts: {args.warm_steps or "none"}), '
           f'{args.jobs} at a time; model: {json.dumps(model_settings)}', flush=True)
@@ -372,7 +397,7 @@ def main() -> None:
                  for r in range(args.repeats) for k, size in enumerate(args.sizes)]
         (out / 'learning_curves.csv').write_text('\n'.join(rows) + '\n')
         rows = ['arm,repeat,order,pool_index,origin']
-        rows += [f'{arm},{r},{n},{index},{origins[index]}' for arm in ('active', 'random')
+        rows += [f'{arm},{r},{n},{kept[index]},{origins[index]}' for arm in ('active', 'random')
                  for r in range(args.repeats) for n, index in enumerate(taken[arm][r])]
         (out / 'frames.csv').write_text('\n'.join(rows) + '\n')
         import matplotlib

@@ -156,3 +156,13 @@ def test_frames_taken_and_their_origins(bench):
         assert table[arm][0] == table['random'][0]  # the same first frames
     assert bench.origin_name(FrameOrigin('MLFF MD', 450.0, 0.3, 'uuid')) == 'MLFF MD 450 K'
     assert bench.origin_name(FrameOrigin('MLFF relax', None, 0.3, 'uuid')) == 'MLFF relax'
+
+
+def test_a_pool_restricted_to_origins(bench):
+    origins = ['initial MD 300 K', 'MLFF MD 600 K', 'MLFF MD 300 K', 'initial MD 300 K', 'MLFF MD 450 K']
+    assert bench.restrict_pool(origins, None) == [0, 1, 2, 3, 4]
+    assert bench.restrict_pool(origins, ['initial MD 300 K', 'MLFF MD 300 K']) == [0, 2, 3]
+    with pytest.raises(ValueError, match=r"no pool frame has the origin 'MLFF MD 310 K'; the pool has: "
+                                         r"'MLFF MD 300 K' \(1\), 'MLFF MD 450 K' \(1\), 'MLFF MD 600 K' \(1\), "
+                                         r"'initial MD 300 K' \(2\)"):
+        bench.restrict_pool(origins, ['MLFF MD 300 K', 'MLFF MD 310 K'])
