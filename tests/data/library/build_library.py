@@ -1,7 +1,8 @@
 """Regenerate the shipped labelled QD library ``tests/data/library/library.aiida``.
 
-Runs, ONE QD AT A TIME, ``build_qd_structure`` → ``HybridScfWorkChain`` (``fast`` protocol: PBE0, SZV-MOLOPT-SR-GTH,
-200 Ry; **no PBE relax** — CPU is scarce, the PBE0 runs on the built, ideal geometry) → ``TrapLabelingWorkChain``
+Runs, ONE QD AT A TIME, ``build_qd_structure`` → ``HybridScfWorkChain`` (the current ``fast`` protocol: PBE0 +
+ADMM, DZVP-MOLOPT-SR-GTH, 300 Ry; **no PBE relax** — CPU is scarce, the PBE0 runs on the built, ideal geometry) →
+``TrapLabelingWorkChain``
 on a list of small InP / GaP QDs made by the builder (intact and with vacancies), puts every finished labeling work
 chain in the Group ``qdtraps/library`` and exports the provenance of that Group as an AiiDA archive.
 
@@ -31,6 +32,8 @@ import time
 HERE = pathlib.Path(__file__).parent
 ARCHIVE = HERE / 'library.aiida'  # manifest.json (QueryBuilder summary, see library_summary) beside it
 GROUP = 'qdtraps/library'
+# The shipped archives were made with the earlier ``fast`` (plain PBE0, SZV-MOLOPT-SR-GTH, 200 Ry; docs/protocols.md
+# says why it was replaced); each member's CP2K parameters are in the archive (manifest ``pbe0_calculation``).
 #: ``--relax``: the whole pipeline (PBE relax -> PBE0 -> labels) per QD, in its own Group (not mixed with the
 #: unrelaxed library, whose labels come from the built geometries) and its own archive
 GROUP_RELAXED = 'qdtraps/library-relaxed'
