@@ -121,6 +121,13 @@ class MlffActiveLearningWorkChain(QdProtocolMixin, WorkChain):
         spec.input('label_wfn_restart', valid_type=orm.Bool, default=lambda: orm.Bool(False),
                    help='Start the SCF of the labels of MD frames from the wavefunction of the initial data (the last '
                         'frame of the initial CP2K MD, or the first initial label) instead of the atomic guess.')
+        spec.input('previous_dataset', valid_type=orm.FolderData, required=False,
+                   help="The `dataset` output of an earlier run (another QD of the same elements: another size, a "
+                        "vacancy): its frames are trained on with this run's, each composition its own system; its "
+                        "type map is this run's. The initial data of this QD is made as without it.")
+        spec.input_namespace('previous_models', valid_type=orm.SinglefileData, dynamic=True, required=False,
+                             help="The `models` output of that run (`model_1` … `model_<num_models>`): iteration 1 "
+                                  'warm-starts member n from its model n instead of training from scratch.')
         spec.input('train_options', valid_type=dict, non_db=True, required=False, help='CalcJob options of training.')
         spec.input('md_options', valid_type=dict, non_db=True, required=False, help='CalcJob options of the MD.')
         spec.inputs.validator = validate_settings
@@ -202,13 +209,22 @@ class MlffActiveLearningWorkChain(QdProtocolMixin, WorkChain):
         elements = sorted({site.kind_name for site in self.inputs.structure.sites})
         elements = sorted({self.inputs.structure.get_kind(name).symbol for name in elements})
         # stored now: a checkpoint cannot hold an unstored node, and would be skipped until a process used them
+        previous = self.inputs.get('previous_dataset')
+        if previous is not None:
+            elements = list(previous.base.attributes.get('type_map'))
         self.ctx.type_map = orm.List(self.inputs.type_map.get_list() if 'type_map' in self.inputs
                                      else elements).store()
         self.ctx.iteration = 0
-        self.ctx.dataset = None
+        self.ctx.dataset = previous
         self.ctx.converged = False
         self.ctx.statistics = {}
-        self.ctx.models = {}
+        self.ctx.models = dict(self.inputs.get('previous_models', {}))
+        if previous is not None:
+            systems = {name: len(uuids) for name, uuids in previous.base.attributes.get('frame_sources').items()}
+            models = f" and its models {', '.join(sorted(self.ctx.models))}" if self.ctx.models else ''
+            self.report(f'continuing from dataset<{previous.pk}> ({sum(systems.values())} frames: '
+                        f"{', '.join(f'{n} {name}' for name, n in sorted(systems.items()))}){models}; "
+                        f'type map {self.ctx.type_map.get_list()}')
         self.ctx.to_label = {}
         self.ctx.grow_parameters = orm.Dict({'type_map': self.ctx.type_map.get_list(),
                                              'validation_every': self.inputs.validation_every.value}).store()
@@ -257,9 +273,11 @@ class MlffActiveLearningWorkChain(QdProtocolMixin, WorkChain):
         self.ctx.wfn_parent = getattr(node.outputs, 'remote_folder', None)
         settings = initial_md_settings(self.inputs.initial.get_dict())
         parameters = orm.Dict({**self.ctx.grow_parameters.get_dict(), 'md_stride': settings['stride']})
-        self.ctx.dataset = grow_dataset(parameters, md_retrieved_000=node.outputs.retrieved)['dataset']
+        kwargs = {'dataset': self.ctx.dataset} if self.ctx.dataset is not None else {}
+        self.ctx.dataset = grow_dataset(parameters, md_retrieved_000=node.outputs.retrieved, **kwargs)['dataset']
         n_frames = sum(len(v) for v in self.ctx.dataset.base.attributes.get('frame_sources').values())
-        self.report(f'initial data: dataset<{self.ctx.dataset.pk}> holds {n_frames} frames of the CP2K MD')
+        earlier = " with the earlier run's" if kwargs else ''
+        self.report(f'initial data: dataset<{self.ctx.dataset.pk}> holds {n_frames} frames of the CP2K MD{earlier}')
         return None
 
     def run_labels(self):
@@ -365,7 +383,8 @@ class MlffActiveLearningWorkChain(QdProtocolMixin, WorkChain):
         """Train the ensemble; from iteration 2 on (``training.warm_start``) member n starts from member n's model."""
         self.ctx.iteration += 1
         self.ctx.progress = {}
-        parameters, warm = training_schedule(self.inputs.training.get_dict(), self.ctx.iteration)
+        previous_models = bool(self.inputs.get('previous_models'))
+        parameters, warm = training_schedule(self.inputs.training.get_dict(), self.ctx.iteration, previous_models)
         parameters = orm.Dict(parameters)
         futures = {}
         for seed in range(1, self.inputs.num_models.value + 1):
@@ -376,7 +395,12 @@ class MlffActiveLearningWorkChain(QdProtocolMixin, WorkChain):
             if warm:
                 inputs['init_model'] = self.ctx.models[f'model_{seed}']
             futures[f'train_{seed}'] = self.submit(DeepmdTrainCalculation, **inputs)
-        start = f'warm start from iteration {self.ctx.iteration - 1}' if warm else 'from scratch'
+        if not warm:
+            start = 'from scratch'
+        elif self.ctx.iteration == 1:
+            start = 'warm start from previous_models'
+        else:
+            start = f'warm start from iteration {self.ctx.iteration - 1}'
         self.report(f'iteration {self.ctx.iteration}: training {len(futures)} DeePMD models '
                     f"({parameters['training']['numb_steps']} steps each, {start})")
         return ToContext(**futures)

@@ -331,19 +331,56 @@ def validate_settings(inputs, _):
                 f"allowed {sorted(INITIAL_KEYS['rattle'])}")
     elif int(initial.get('n_frames', 0)) < 2:
         return f"initial.n_frames must be >= 2 (training + validation frames), got {initial.get('n_frames')}"
+    return check_previous(inputs)
+
+
+def check_previous(inputs) -> str | None:
+    """The problem with ``previous_dataset`` / ``previous_models`` (a run continued onto another QD), or None.
+
+    The dataset must be a ``grow_dataset`` output (``type_map`` and ``frame_sources`` attributes) whose type map holds
+    every element of the structure (a warm-started model cannot take a new element) and equals ``type_map`` when
+    that is given; the models, which need the dataset, must be ``model_1`` … ``model_<num_models>`` trained with that
+    type map (as recorded by the training's parser).
+    """
+    dataset, models = inputs.get('previous_dataset'), dict(inputs.get('previous_models', {}) or {})
+    if dataset is None:
+        return 'previous_models needs previous_dataset (the frames those models were trained on)' if models else None
+    type_map = dataset.base.attributes.get('type_map', None)
+    if type_map is None or dataset.base.attributes.get('frame_sources', None) is None:
+        return (f'previous_dataset<{dataset.pk}> is not the dataset output of an MlffActiveLearningWorkChain '
+                '(no type_map / frame_sources attributes)')
+    structure = inputs['structure']
+    elements = sorted({structure.get_kind(site.kind_name).symbol for site in structure.sites})
+    missing = [element for element in elements if element not in type_map]
+    if missing:
+        return (f'the structure has element(s) {missing} that previous_dataset<{dataset.pk}> (type_map {type_map}) '
+                'lacks: a model cannot learn a new element by continuing; start a run without previous_dataset')
+    if 'type_map' in inputs and list(inputs['type_map'].get_list()) != list(type_map):
+        return (f"type_map {inputs['type_map'].get_list()} differs from previous_dataset<{dataset.pk}>'s {type_map}: "
+                'leave type_map out (the dataset sets it)')
+    if models:
+        expected = [f'model_{n}' for n in range(1, inputs['num_models'].value + 1)]
+        if sorted(models) != sorted(expected):
+            return f'previous_models must be {expected} (num_models {inputs["num_models"].value}), got {sorted(models)}'
+        for name, model in sorted(models.items()):
+            recorded = model.base.attributes.get('type_map', None)
+            if recorded is not None and list(recorded) != list(type_map):
+                return (f'previous_models.{name}<{model.pk}> was trained with type_map {list(recorded)}, '
+                        f'previous_dataset<{dataset.pk}> has {type_map}')
     return None
 
 
-def training_schedule(training: dict, iteration: int) -> tuple[dict, bool]:
+def training_schedule(training: dict, iteration: int, previous_models: bool = False) -> tuple[dict, bool]:
     """DeePMD parameters of one iteration's training and whether it warm-starts from the previous iteration.
 
-    Iteration 1 trains from scratch for ``numb_steps``. With ``warm_start`` (default true), later iterations start
+    Iteration 1 trains from scratch for ``numb_steps``, or, with ``previous_models`` (a run continued from an earlier
+    run's ensemble), warm-starts from them. With ``warm_start`` (default true), later iterations start
     each ensemble member from the same member of the previous iteration and train for ``warm_start_steps`` ×
     ``numb_steps`` steps (at least 1) with ``warm_start_parameters`` merged over ``parameters`` (DP-GEN2's init-model
     defaults: ``start_lr`` 1e-4, ``start_pref_e`` 0.1, ``start_pref_f`` 100).
     """
     steps = int(training.get('numb_steps', 1000))
-    warm = bool(training.get('warm_start', False)) and iteration > 1
+    warm = (bool(training.get('warm_start', False)) and iteration > 1) or (iteration == 1 and previous_models)
     parameters = copy.deepcopy(training.get('parameters', {}))
     if warm:
         steps = max(1, round(steps * float(training.get('warm_start_steps', 1.0))))

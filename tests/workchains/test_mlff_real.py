@@ -1,5 +1,6 @@
 """The active-learning loop end to end with real engines: CP2K labels, DeePMD training, MLFF MD (protocol ``fast``),
-then the same inputs again with caching on, as a user relaunches after a kill: nothing is computed twice.
+then the same inputs again with caching on, as a user relaunches after a kill: nothing is computed twice; then the
+loop continued onto another QD of the same elements from the first run's dataset and models.
 
 The labels (and the initial CP2K MD) run CP2K's GFN1-xTB (``label_protocol='xtb'``): the loop does the same for any
 label protocol, and an xTB label costs about a second where a ``fast`` DFT label of In4PF9 costs 20–46 s. The DFT
@@ -221,3 +222,40 @@ def test_active_learning_two_iterations(cp2k_code, dp_python, relaxed_tiny_qd):
     assert again['dataset'].base.attributes.all == dataset.base.attributes.all
     assert again['dataset'].base.caching.get_hash() == dataset.base.caching.get_hash()
     assert again['iterations']['iterations'] == rows
+
+    # Continued onto another QD of the same elements: In4PF8+ (the relaxed In4PF9 without one F⁻), one iteration.
+    # Its training gets the first run's dataset grown by the new QD's initial MD and warm-starts from its models.
+    atoms = relaxed_tiny_qd.get_ase()
+    del atoms[atoms.get_chemical_symbols().index('F')]
+    vacancy = orm.StructureData(ase=atoms)
+    vacancy.pbc = (False, False, False)
+    onward = MlffActiveLearningWorkChain.get_builder_from_protocol(
+        cp2k_code, dp_python, dp_python, vacancy.store(), protocol='fast', charge=1, label_protocol='xtb',
+        overrides={**overrides, 'convergence': {'max_iterations': 1}})
+    onward.previous_dataset = dataset
+    onward.previous_models = results['models']
+    continued, continuation = run_get_node(onward)
+    print_timings(continuation)
+    assert continuation.is_finished_ok, (continuation.exit_status, get_workchain_report(continuation, 'REPORT'))
+    grown = continued['dataset'].base.attributes.get('frame_sources')
+    assert {name: grown[name] for name in sources} == sources  # the earlier frames, unchanged
+    new = {name: uuids for name, uuids in grown.items() if name not in sources}
+    assert set(new) <= {'training/F8In4P1', 'validation/F8In4P1'} and sum(map(len, new.values())) == 2
+    initial_md = continuation.base.links.get_outgoing(link_label_filter='initial_md').one().node
+    assert initial_md.inputs.cp2k.parameters['FORCE_EVAL']['DFT']['CHARGE'] == 1
+    assert {uuid for uuids in new.values() for uuid in uuids} == {
+        calc.uuid for calc in initial_md.called_descendants if isinstance(calc, orm.CalcJobNode)}
+    trainings = {link.link_label: link.node for link in
+                 continuation.base.links.get_outgoing(link_label_filter='train_%').all()}
+    for seed in (1, 2):
+        warm = trainings[f'train_iter_1_model_{seed}']
+        assert warm.inputs.init_model.uuid == results['models'][f'model_{seed}'].uuid
+        assert warm.outputs.output_parameters['warm_start'] and warm.outputs.output_parameters['numb_steps'] == 60
+        assert warm.inputs.dataset.uuid != dataset.uuid  # the grown one
+    report = get_workchain_report(continuation, 'REPORT')
+    assert f'continuing from dataset<{dataset.pk}>' in report and 'warm start from previous_models' in report
+    earlier = 2 if refused else 3
+    assert f"holds {earlier + 2} frames of the CP2K MD with the earlier run's" in report
+    kinds = [origin.kind for part in ('training', 'validation')
+             for origin in dataset_frame_origins(continued['dataset'], part)]
+    assert sorted(kinds) == sorted(['initial MD'] * 4 + ([] if refused else ['MLFF MD']))

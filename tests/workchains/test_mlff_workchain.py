@@ -782,3 +782,87 @@ def test_explorations_continue_where_the_ensemble_last_agreed(fast_builder, gene
     messages = [log.message.split(']: ', 1)[-1] for log in orm.Log.collection.get_logs_for(process.node)]
     assert (f'iteration 3: explorations continue: md_0 from step {frame} of the previous '
             f'TrajectoryData<{previous.outputs.trajectory.pk}>') in messages
+
+
+def previous_run(type_map=('F', 'In', 'P'), n_models=2, model_type_map=None):
+    """A stored stand-in of an earlier run's ``dataset`` and ``models`` outputs."""
+    dataset = orm.FolderData()
+    dataset.base.attributes.set('type_map', list(type_map))
+    dataset.base.attributes.set('frame_sources', {'training/F6In3P1': ['a', 'b'], 'validation/F6In3P1': ['a']})
+    models = {}
+    for n in range(1, n_models + 1):
+        model = orm.SinglefileData(io.BytesIO(f'model {n}'.encode()), filename='model.pth')
+        model.base.attributes.set('type_map', list(model_type_map or type_map))
+        models[f'model_{n}'] = model.store()
+    return dataset.store(), models
+
+
+@pytest.mark.parametrize('change, message', [
+    ({'dataset': False}, r'previous_models needs previous_dataset'),
+    ({'attributes': False}, r'previous_dataset<\d+> is not the dataset output of an MlffActiveLearningWorkChain'),
+    ({'type_map': ('In', 'P')}, r"the structure has element\(s\) \['F'\] that previous_dataset<\d+> \(type_map "
+                                r"\['In', 'P'\]\) lacks"),
+    ({'given_type_map': ['P', 'In', 'F']}, r"type_map \['P', 'In', 'F'\] differs from previous_dataset<\d+>'s "
+                                           r"\['F', 'In', 'P'\]"),
+    ({'n_models': 1}, r"previous_models must be \['model_1', 'model_2'\] \(num_models 2\), got \['model_1'\]"),
+    ({'model_type_map': ('F', 'In')}, r"previous_models.model_1<\d+> was trained with type_map \['F', 'In'\], "
+                                      r"previous_dataset<\d+> has \['F', 'In', 'P'\]"),
+])
+def test_a_bad_continuation_is_refused_with_the_value(fast_builder, change, message):
+    dataset, models = previous_run(change.get('type_map', ('F', 'In', 'P')), change.get('n_models', 2),
+                                   change.get('model_type_map'))
+    if change.get('attributes') is False:
+        dataset = orm.FolderData().store()
+    inputs = {key: fast_builder[key] for key in ('selection', 'convergence', 'exploration', 'initial', 'num_models',
+                                                 'training', 'structure')}
+    inputs['previous_models'] = models
+    if change.get('dataset', True):
+        inputs['previous_dataset'] = dataset
+    if 'given_type_map' in change:
+        inputs['type_map'] = orm.List(change['given_type_map'])
+    error = validate_settings(inputs, None)
+    assert error is not None and re.search(message, error), error
+
+
+def test_a_continuation_of_more_elements_is_valid(fast_builder):
+    """The earlier run may know more elements than this QD has (In4PF9 after an In/P/F/Cl run)."""
+    dataset, models = previous_run(('Cl', 'F', 'In', 'P'))
+    inputs = {key: fast_builder[key] for key in ('selection', 'convergence', 'exploration', 'initial', 'num_models',
+                                                 'training', 'structure')}
+    assert validate_settings({**inputs, 'previous_dataset': dataset, 'previous_models': models}, None) is None
+    assert validate_settings({**inputs, 'previous_dataset': dataset}, None) is None
+
+
+def test_a_continued_run_trains_on_the_earlier_dataset_warm_from_its_models(fast_builder, generate_workchain,
+                                                                           monkeypatch):
+    """With previous_dataset / previous_models: the type map is the earlier run's, the first training gets its
+    dataset (grown by this QD's initial data) and warm-starts member n from its model n."""
+    dataset, models = previous_run(('Cl', 'F', 'In', 'P'))
+    builder = dict(fast_builder)
+    builder.update(previous_dataset=dataset, previous_models=models)
+    process = generate_workchain(MlffActiveLearningWorkChain, builder)
+    process.setup()
+    assert process.ctx.type_map.get_list() == ['Cl', 'F', 'In', 'P']
+    assert process.ctx.dataset.uuid == dataset.uuid
+    logs = [entry.message for entry in orm.Log.collection.get_logs_for(process.node)]
+    assert any(re.search(rf'continuing from dataset<{dataset.pk}> \(3 frames: 2 training/F6In3P1, 1 '
+                         r'validation/F6In3P1\) and its models model_1, model_2; type map '
+                         r"\['Cl', 'F', 'In', 'P'\]", message) for message in logs), logs
+    submitted = []
+    monkeypatch.setattr(process, 'submit', lambda cls, **inputs: submitted.append(inputs) or inputs)
+    process.run_training()
+    assert [inputs['init_model'].uuid for inputs in submitted] == [models[f'model_{s}'].uuid for s in (1, 2)]
+    assert all(inputs['dataset'].uuid == dataset.uuid for inputs in submitted)
+    assert all(inputs['type_map'].get_list() == ['Cl', 'F', 'In', 'P'] for inputs in submitted)
+    assert all(inputs['parameters']['training']['numb_steps'] == 60 for inputs in submitted)  # the warm schedule
+    logs = [entry.message for entry in orm.Log.collection.get_logs_for(process.node)]
+    assert any('training 2 DeePMD models (60 steps each, warm start from previous_models)' in m for m in logs), logs
+
+
+def test_the_first_training_is_warm_only_with_previous_models(fast_builder):
+    training = fast_builder.training.get_dict()
+    assert training_schedule(training, 1, previous_models=True)[1]
+    assert training_schedule(training, 1, previous_models=True)[0]['training']['numb_steps'] == 60
+    assert not training_schedule(training, 1)[1]
+    # the previous models do not change later iterations: warm_start decides there
+    assert training_schedule({**training, 'warm_start': False}, 2, previous_models=True)[1] is False
