@@ -15,6 +15,10 @@ The acetate-capped Cd6Se4(OAc)4 model on GFN1-xTB labels (``tests/data/mlff/cd6s
         --labels 40 --max-iterations 2 --zbl 0.6 1.0 --explore-steps 10000
     ... export --run PK --heldout PK --skip 20 --every 10 --out tests/data/mlff/cd6se4oac4
 
+``train --previous PK`` continues a finished run onto the QD of ``--structure`` (another size or vacancy of the same
+elements): the run's dataset is trained on with the new QD's frames and iteration 1 warm-starts from its models
+(docs/mlff.md, *One model for several QDs of a material*).
+
 The defaults are the shipped model's settings (docs/mlff.md, *The reference model*). The loop's own validation frames
 are every 5th frame of its training MD and flatter the model (0.029 eV/Å there against 0.094 on the independent
 frames), so ``--force-target`` (its stop criterion) sits well below the 0.10 eV/Å goal.
@@ -160,6 +164,13 @@ def train(args) -> None:
                                                                     overrides=overrides, charge=args.charge,
                                                                     multiplicity=args.multiplicity,
                                                                     label_protocol=args.label_protocol)
+    if args.previous is not None:  # continue that run onto this QD: its frames and its models
+        previous = orm.load_node(args.previous)
+        if previous.process_label != 'MlffActiveLearningWorkChain' or not previous.is_finished_ok:
+            raise SystemExit(f'--previous {args.previous}: {previous.__class__.__name__}<{previous.pk}> is not a '
+                             'finished MlffActiveLearningWorkChain')
+        builder.previous_dataset = previous.outputs.dataset
+        builder.previous_models = dict(previous.outputs.models)
     print(json.dumps(overrides), flush=True)
     start = time.time()
     _, node = run_get_node(builder)
@@ -311,6 +322,9 @@ def main() -> None:
     parser.add_argument('--sel', type=int, default=40, help='train: neighbours within rcut (se_atten_v2 of --zbl)')
     parser.add_argument('--labels', type=int, default=10, help='CP2K labels per iteration at most')
     parser.add_argument('--max-iterations', type=int, default=2)
+    parser.add_argument('--previous', type=int, default=None, metavar='PK',
+                        help='train: continue that finished run onto this QD (its dataset and models: another size or '
+                             'vacancy of the same elements)')
     parser.add_argument('--force-target', type=float, default=0.025,
                         help='held-out force RMSE (eV/Å) of the loop\'s own validation frames at which it stops')
     parser.add_argument('--relax-rattle', type=float, nargs='*', default=[],

@@ -10,6 +10,7 @@ import copy
 import numpy as np
 from aiida_quantumespresso.workflows.protocols.utils import recursive_merge
 
+from ..archive import STRIPPED_EXTRA
 from ..calculations.mlff_md import md_parameters
 
 #: CP2K changes turning the relax protocol into a single-point energy + forces label.
@@ -363,6 +364,10 @@ def check_previous(inputs) -> str | None:
         if sorted(models) != sorted(expected):
             return f'previous_models must be {expected} (num_models {inputs["num_models"].value}), got {sorted(models)}'
         for name, model in sorted(models.items()):
+            if model.base.extras.get(STRIPPED_EXTRA, None):
+                return (f'previous_models.{name}<{model.pk}> lost its weights when its archive was made '
+                        f'({STRIPPED_EXTRA}): give the models as new SinglefileData of the full files, or '
+                        'previous_dataset alone (iteration 1 then trains from scratch)')
             recorded = model.base.attributes.get('type_map', None)
             if recorded is not None and list(recorded) != list(type_map):
                 return (f'previous_models.{name}<{model.pk}> was trained with type_map {list(recorded)}, '

@@ -807,12 +807,16 @@ def previous_run(type_map=('F', 'In', 'P'), n_models=2, model_type_map=None):
     ({'n_models': 1}, r"previous_models must be \['model_1', 'model_2'\] \(num_models 2\), got \['model_1'\]"),
     ({'model_type_map': ('F', 'In')}, r"previous_models.model_1<\d+> was trained with type_map \['F', 'In'\], "
                                       r"previous_dataset<\d+> has \['F', 'In', 'P'\]"),
+    ({'stripped': True}, r'previous_models.model_2<\d+> lost its weights when its archive was made '
+                         r'\(qdtraps_stripped_files\)'),
 ])
 def test_a_bad_continuation_is_refused_with_the_value(fast_builder, change, message):
     dataset, models = previous_run(change.get('type_map', ('F', 'In', 'P')), change.get('n_models', 2),
                                    change.get('model_type_map'))
     if change.get('attributes') is False:
         dataset = orm.FolderData().store()
+    if change.get('stripped'):  # as `qdtraps archive` leaves a model whose weights it did not export
+        models['model_2'].base.extras.set('qdtraps_stripped_files', [{'name': 'model.pth', 'size': 1, 'sha256': '0'}])
     inputs = {key: fast_builder[key] for key in ('selection', 'convergence', 'exploration', 'initial', 'num_models',
                                                  'training', 'structure')}
     inputs['previous_models'] = models
