@@ -208,10 +208,10 @@ class MlffActiveLearningWorkChain(QdProtocolMixin, WorkChain):
         self.ctx.structure = self.inputs.structure
         elements = sorted({site.kind_name for site in self.inputs.structure.sites})
         elements = sorted({self.inputs.structure.get_kind(name).symbol for name in elements})
-        # stored now: a checkpoint cannot hold an unstored node, and would be skipped until a process used them
         previous = self.inputs.get('previous_dataset')
-        if previous is not None:
+        if previous is not None:  # its type map (validated to hold every element of the structure)
             elements = list(previous.base.attributes.get('type_map'))
+        # stored now: a checkpoint cannot hold an unstored node, and would be skipped until a process used them
         self.ctx.type_map = orm.List(self.inputs.type_map.get_list() if 'type_map' in self.inputs
                                      else elements).store()
         self.ctx.iteration = 0
@@ -380,7 +380,8 @@ class MlffActiveLearningWorkChain(QdProtocolMixin, WorkChain):
         return not self.ctx.converged and self.ctx.iteration < max_iterations
 
     def run_training(self):
-        """Train the ensemble; from iteration 2 on (``training.warm_start``) member n starts from member n's model."""
+        """Train the ensemble; from iteration 2 on (``training.warm_start``) member n starts from member n's model, in
+        iteration 1 from ``previous_models``'s model n when given."""
         self.ctx.iteration += 1
         self.ctx.progress = {}
         previous_models = bool(self.inputs.get('previous_models'))
