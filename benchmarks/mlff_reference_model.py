@@ -17,7 +17,9 @@ The acetate-capped Cd6Se4(OAc)4 model on GFN1-xTB labels (``tests/data/mlff/cd6s
 
 ``train --previous PK`` continues a finished run onto the QD of ``--structure`` (another size or vacancy of the same
 elements): the run's dataset is trained on with the new QD's frames and iteration 1 warm-starts from its models
-(docs/mlff.md, *One model for several QDs of a material*).
+(docs/mlff.md, *One model for several QDs of a material*). A run imported from a shipped ``training.aiida`` lacks the
+weights of all but the shipped model: ``--previous-ensemble tests/data/mlff/cd6se4oac4/ensemble`` supplies them (each
+file matched to its model by sha256).
 
 The defaults are the shipped model's settings (docs/mlff.md, *The reference model*). The loop's own validation frames
 are every 5th frame of its training MD and flatter the model (0.029 eV/Å there against 0.094 on the independent
@@ -118,6 +120,37 @@ def heldout(args) -> None:
     print(f'held-out MD {node.process_label}<{node.pk}> {time.time() - start:.0f} s; dataset<{dataset.pk}>', flush=True)
 
 
+def previous_models(run, ensemble: str | None) -> dict:
+    """The run's final ``models``; with ``ensemble`` (a directory of ``*.pth``, e.g. a shipped ``ensemble/``), each
+    model whose weights an archive left out is replaced by the file there with the same sha256 (the archive's
+    ``qdtraps_stripped_files`` extra names it), stored as a new SinglefileData whose extra ``same_content_as`` is the
+    run's model's uuid (the file is not linked to the training that made it)."""
+    import hashlib
+
+    from aiida import orm
+
+    from aiida_qdtraps.archive import STRIPPED_EXTRA
+
+    models = dict(run.outputs.models)
+    if ensemble is None:
+        return models
+    files = {hashlib.sha256(path.read_bytes()).hexdigest(): path
+             for path in sorted(pathlib.Path(ensemble).glob('*.pth'))}
+    for name, model in sorted(models.items()):
+        stripped = model.base.extras.get(STRIPPED_EXTRA, None)
+        if not stripped:
+            continue
+        digest = stripped[0]['sha256']
+        if digest not in files:
+            raise SystemExit(f'--previous-ensemble {ensemble}: no file with the sha256 of {name}<{model.pk}> '
+                             f'({digest[:12]}…)')
+        copy = orm.SinglefileData(files[digest], filename=model.filename)
+        copy.base.extras.set('same_content_as', model.uuid)
+        models[name] = copy.store()
+        print(f'{name}: {files[digest]} (sha256 of {model.__class__.__name__}<{model.pk}>)', flush=True)
+    return models
+
+
 def train(args) -> None:
     """The active-learning run."""
     from aiida import orm
@@ -170,7 +203,7 @@ def train(args) -> None:
             raise SystemExit(f'--previous {args.previous}: {previous.__class__.__name__}<{previous.pk}> is not a '
                              'finished MlffActiveLearningWorkChain')
         builder.previous_dataset = previous.outputs.dataset
-        builder.previous_models = dict(previous.outputs.models)
+        builder.previous_models = previous_models(previous, args.previous_ensemble)
     print(json.dumps(overrides), flush=True)
     start = time.time()
     _, node = run_get_node(builder)
@@ -325,6 +358,9 @@ def main() -> None:
     parser.add_argument('--previous', type=int, default=None, metavar='PK',
                         help='train: continue that finished run onto this QD (its dataset and models: another size or '
                              'vacancy of the same elements)')
+    parser.add_argument('--previous-ensemble', default=None, metavar='DIR',
+                        help="train --previous: the files of the run's models whose weights an archive left out "
+                             '(matched by sha256), e.g. tests/data/mlff/cd6se4oac4/ensemble')
     parser.add_argument('--force-target', type=float, default=0.025,
                         help='held-out force RMSE (eV/Å) of the loop\'s own validation frames at which it stops')
     parser.add_argument('--relax-rattle', type=float, nargs='*', default=[],
