@@ -350,9 +350,7 @@ def check_previous(inputs) -> str | None:
     if type_map is None or dataset.base.attributes.get('frame_sources', None) is None:
         return (f'previous_dataset<{dataset.pk}> is not the dataset output of an MlffActiveLearningWorkChain '
                 '(no type_map / frame_sources attributes)')
-    structure = inputs['structure']
-    elements = sorted({structure.get_kind(site.kind_name).symbol for site in structure.sites})
-    missing = [element for element in elements if element not in type_map]
+    missing = [element for element in sorted(inputs['structure'].get_symbols_set()) if element not in type_map]
     if missing:
         return (f'the structure has element(s) {missing} that previous_dataset<{dataset.pk}> (type_map {type_map}) '
                 'lacks: a model cannot learn a new element by continuing; start a run without previous_dataset')
